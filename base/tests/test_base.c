@@ -1,0 +1,232 @@
+/* Unit tests of the base library: statuses, logging sink, key files and MACs, config. */
+#include "mos/clock.h"
+#include "mos/config.h"
+#include "mos/key.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char last_log[1024];
+static int log_count;
+
+static void capture_sink(enum mos_log_level level, const char *component, const char *text,
+                         void *arg)
+{
+    (void)arg;
+    snprintf(last_log, sizeof(last_log), "%d %s %s", (int)level, component, text);
+    log_count++;
+}
+
+static int setup_capture(void **state)
+{
+    (void)state;
+    last_log[0] = '\0';
+    log_count = 0;
+    mos_log_set_sink(capture_sink, NULL);
+    mos_log_set_level(MOS_LOG_INFO);
+    return 0;
+}
+
+static void test_strerror(void **state)
+{
+    (void)state;
+    assert_string_equal(mos_strerror(-ENOENT), strerror(ENOENT));
+    assert_string_equal(mos_strerror(MOS_E_AUTH), "cluster key proof failed (wrong key?)");
+    assert_string_equal(mos_strerror(-5000), "unknown error");
+    errno = 0;
+    assert_int_equal(mos_errno_status(), -EIO);
+    errno = EPERM;
+    assert_int_equal(mos_errno_status(), -EPERM);
+}
+
+static void test_log_levels(void **state)
+{
+    (void)state;
+    mos_info("unit", "hello %d", 42);
+    assert_string_equal(last_log, "2 unit hello 42");
+    mos_dbg("unit", "hidden");
+    assert_int_equal(log_count, 1);
+    mos_log_set_level(MOS_LOG_DEBUG);
+    mos_dbg("unit", "shown");
+    assert_int_equal(log_count, 2);
+    assert_int_equal(mos_log_level_parse("warn"), MOS_LOG_WARN);
+    assert_int_equal(mos_log_level_parse("loud"), -1);
+    assert_int_equal(mos_log_level_parse(NULL), -1);
+}
+
+static void test_clock(void **state)
+{
+    (void)state;
+    uint64_t a = mos_clock_now_ns();
+    mos_clock_sleep_ns(2 * MOS_NSEC_PER_MSEC);
+    uint64_t b = mos_clock_now_ns();
+    assert_true(b - a >= 2 * MOS_NSEC_PER_MSEC);
+}
+
+static void test_key_file_roundtrip(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mos-key-XXXXXX";
+    char path[128];
+    mos_key_t k1, k2;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/cluster.key", dir);
+    assert_int_equal(mos_key_generate(path, &k1), 0);
+    assert_int_equal(mos_key_load(path, &k2), 0);
+    assert_memory_equal(k1.bytes, k2.bytes, MOS_KEY_BYTES);
+    /* never overwrite an existing key */
+    assert_int_equal(mos_key_generate(path, &k2), -EEXIST);
+    /* a world-readable key is refused */
+    chmod(path, 0644);
+    assert_int_equal(mos_key_load(path, &k2), MOS_E_KEY);
+    assert_non_null(strstr(last_log, "readable by others"));
+    unlink(path);
+    assert_int_equal(mos_key_load(path, &k2), -ENOENT);
+    rmdir(dir);
+}
+
+static void test_key_parse(void **state)
+{
+    (void)state;
+    mos_key_t k;
+    const char *good = "  00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+
+    assert_int_equal(mos_key_parse_hex(good, &k), 0);
+    assert_int_equal(k.bytes[1], 0x11);
+    assert_int_equal(mos_key_parse_hex("0011", &k), MOS_E_KEY);
+    assert_int_equal(
+        mos_key_parse_hex("zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", &k),
+        MOS_E_KEY);
+    assert_int_equal(
+        mos_key_parse_hex("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff x",
+                          &k),
+        MOS_E_KEY);
+}
+
+static void test_mac(void **state)
+{
+    (void)state;
+    mos_key_t k1, k2;
+    uint8_t mac[MOS_MAC_BYTES];
+    const char *msg = "gossip";
+    struct mos_mac_part parts[] = {{msg, 3}, {msg + 3, 3}};
+    struct mos_mac_part whole[] = {{msg, 6}};
+
+    memset(&k1, 1, sizeof(k1));
+    memset(&k2, 2, sizeof(k2));
+    mos_key_mac(&k1, parts, 2, mac);
+    /* parts concatenate: the same MAC as over the whole message */
+    assert_int_equal(mos_key_mac_verify(&k1, whole, 1, mac), 0);
+    assert_int_equal(mos_key_mac_verify(&k2, whole, 1, mac), MOS_E_AUTH);
+    mac[0] ^= 1;
+    assert_int_equal(mos_key_mac_verify(&k1, whole, 1, mac), MOS_E_AUTH);
+}
+
+static void test_config_good(void **state)
+{
+    (void)state;
+    struct mos_config cfg;
+    const char *text = "# lab\n[cluster]\nkey_file = /tmp/k\ngossip_window = 8\n"
+                       "transport = tcp\n[nodes]\nmos1 = 10.77.0.1\nmos2 = 10.77.0.2\n"
+                       "v6 = ::1\n";
+
+    assert_int_equal(mos_config_parse(text, "t.conf", &cfg), 0);
+    assert_int_equal(cfg.n_nodes, 3);
+    assert_string_equal(cfg.nodes[1].name, "mos2");
+    assert_string_equal(cfg.nodes[1].addr, "10.77.0.2");
+    assert_int_equal(cfg.gossip_window, 8);
+    assert_int_equal(cfg.gossip_interval_ms, 1000);
+    assert_string_equal(cfg.transport, "tcp");
+    assert_int_equal(mos_config_find_node(&cfg, "mos2"), 1);
+    assert_int_equal(mos_config_find_node(&cfg, "10.77.0.1"), 0);
+    assert_int_equal(mos_config_find_node(&cfg, "mos9"), MOS_E_UNKNOWN_NODE);
+    /* ::1 is on the loopback interface of any host */
+    assert_int_equal(mos_config_find_self(&cfg), 2);
+    mos_config_free(&cfg);
+}
+
+static void test_config_defaults_one_node(void **state)
+{
+    (void)state;
+    struct mos_config cfg;
+
+    assert_int_equal(mos_config_parse("", "empty", &cfg), 0);
+    assert_int_equal(cfg.n_nodes, 1);
+    assert_string_equal(cfg.nodes[0].addr, "127.0.0.1");
+    assert_int_equal(mos_config_find_self(&cfg), 0);
+    mos_config_free(&cfg);
+}
+
+static void expect_config_error(const char *text, const char *needle)
+{
+    struct mos_config cfg;
+
+    last_log[0] = '\0';
+    assert_int_equal(mos_config_parse(text, "bad.conf", &cfg), MOS_E_CONFIG);
+    assert_null(cfg.nodes);
+    if (!strstr(last_log, needle))
+        fail_msg("log '%s' lacks '%s'", last_log, needle);
+}
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    expect_config_error("[cluster]\nfoo = 1\n", "bad.conf:2: unknown setting 'foo'");
+    expect_config_error("[cluster]\ngossip_port = 70000\n", "expected a whole number");
+    expect_config_error("[cluster]\ngossip_port = 12x\n", "expected a whole number");
+    expect_config_error("[weird]\na = b\n", "unknown section [weird]");
+    expect_config_error("[nodes]\na = 10.0.0.300\n", "not a numeric IP address");
+    expect_config_error("[nodes]\na = 10.0.0.1\nb = 10.0.0.1\n", "repeats node a");
+    expect_config_error("[nodes]\na b = 10.0.0.1\n", "bad node name");
+    expect_config_error("[cluster]\ntransport = carrier-pigeon\n", "expected auto, tcp or verbs");
+    expect_config_error("[nodes]\na = 10.0.0.1\nb = 10.0.0.2\n", "needs key_file");
+    expect_config_error("[cluster\n", "bad.conf:1:");
+}
+
+static void test_config_describe_parses(void **state)
+{
+    (void)state;
+    /* The help text is itself a valid config that reproduces the defaults. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    struct mos_config cfg, def;
+
+    mos_config_describe(f);
+    fclose(f);
+    assert_int_equal(mos_config_parse(buf, "describe", &cfg), 0);
+    mos_config_defaults(&def);
+    assert_int_equal(cfg.gossip_port, def.gossip_port);
+    assert_string_equal(cfg.socket_path, def.socket_path);
+    mos_config_free(&cfg);
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_strerror, setup_capture),
+        cmocka_unit_test_setup(test_log_levels, setup_capture),
+        cmocka_unit_test(test_clock),
+        cmocka_unit_test_setup(test_key_file_roundtrip, setup_capture),
+        cmocka_unit_test(test_key_parse),
+        cmocka_unit_test(test_mac),
+        cmocka_unit_test_setup(test_config_good, setup_capture),
+        cmocka_unit_test_setup(test_config_defaults_one_node, setup_capture),
+        cmocka_unit_test_setup(test_config_errors, setup_capture),
+        cmocka_unit_test_setup(test_config_describe_parses, setup_capture),
+    };
+    return cmocka_run_group_tests_name("base", tests, NULL, NULL);
+}

@@ -1,0 +1,57 @@
+# Helpers so every module declares its library, tests and fuzz targets the same way.
+
+# mos_module_library(NAME SOURCES... [DEPS targets...])
+# A static library mos_NAME with NAME/include as its public include directory.
+function(mos_module_library name)
+  cmake_parse_arguments(M "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(mos_${name} STATIC ${M_SOURCES})
+  target_include_directories(mos_${name}
+    PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_link_libraries(mos_${name} PUBLIC ${M_DEPS})
+  set_target_properties(mos_${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+endfunction()
+
+# mos_add_test(NAME SOURCES... LIBS... LABELS... [TIMEOUT s] [ARGS ...])
+# A test executable in build/bin registered with ctest under the given labels.
+function(mos_add_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS;ARGS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
+  add_test(NAME ${name} COMMAND ${name} ${T_ARGS})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+endfunction()
+
+# mos_add_script_test(NAME SCRIPT LABELS... [TIMEOUT s] [ARGS ...])
+function(mos_add_script_test name script)
+  cmake_parse_arguments(T "" "TIMEOUT" "LABELS;ARGS" ${ARGN})
+  add_test(NAME ${name} COMMAND ${script} ${T_ARGS})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    ENVIRONMENT "MOS_BIN=${CMAKE_BINARY_DIR}/bin;MOS_SRC=${CMAKE_SOURCE_DIR}")
+endfunction()
+
+# mos_add_fuzz(NAME SOURCE LIBS... [SECONDS s]): a libFuzzer target, run for a bounded time
+# by ctest (label fuzz) when MOS_FUZZ is on.
+function(mos_add_fuzz name source)
+  cmake_parse_arguments(F "" "SECONDS" "LIBS" ${ARGN})
+  if(NOT MOS_FUZZ)
+    return()
+  endif()
+  if(NOT F_SECONDS)
+    set(F_SECONDS 20)
+  endif()
+  add_executable(${name} ${source})
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_libraries(${name} PRIVATE ${F_LIBS})
+  add_test(NAME ${name} COMMAND ${name} -max_total_time=${F_SECONDS} -timeout=10 -rss_limit_mb=1024
+           -print_final_stats=1)
+  math(EXPR tmo "${F_SECONDS} + 60")
+  set_tests_properties(${name} PROPERTIES LABELS "fuzz" TIMEOUT ${tmo})
+endfunction()
