@@ -36,7 +36,7 @@ static const struct setting cluster_settings[] = {
     STR_SETTING("key_file", key_file, "",
                 "cluster key (64 hex digits, mode 0600); empty: one-node cluster"),
     STR_SETTING("transport", transport, "auto", "page transport: auto, tcp or verbs"),
-    STR_SETTING("socket", socket_path, "/run/mos/mosd.sock", "mosd's local command socket"),
+    STR_SETTING("socket", socket_path, "/run/mos/mosd.sock", "mosd's local command socket; %n stands for the node's name"),
     INT_SETTING("transport_port", transport_port, "4770", 1, 65535,
                 "TCP port (and RDMA CM port) for migrations and deputy traffic"),
     INT_SETTING("gossip_port", gossip_port, "4771", 1, 65535, "UDP port for gossip"),

@@ -22,7 +22,8 @@ int mos_log_level_parse(const char *name);
 
 void mos_log(enum mos_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void mos_vlog(enum mos_log_level level, const char *component, const char *fmt, va_list ap);
+void mos_vlog(enum mos_log_level level, const char *component, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define mos_err(comp, ...) mos_log(MOS_LOG_ERROR, comp, __VA_ARGS__)
 #define mos_warn(comp, ...) mos_log(MOS_LOG_WARN, comp, __VA_ARGS__)
