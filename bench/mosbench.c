@@ -1,12 +1,12 @@
 /* mosbench: the benchmark suite a site runs. Each subcommand prints its figures, its reference
  * measured in the same run, and a last line "result NAME key=value...". */
-#include "mos/gossip.h"
+#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_uint(const char *text, unsigned *out)
+int bench_parse_uint(const char *text, unsigned *out)
 {
     char *end;
     unsigned long v = strtoul(text, &end, 10);
@@ -14,32 +14,6 @@ static int parse_uint(const char *text, unsigned *out)
     if (*text == '\0' || *end != '\0' || v > 1000000000ul)
         return -1;
     *out = (unsigned)v;
-    return 0;
-}
-
-/* The analytical gossip age model, the reference the gossip simulator is measured against. */
-static int bench_gossip_model(int argc, char **argv)
-{
-    unsigned n = 1000, w = 16;
-    struct mos_gossip_age_model m;
-
-    for (int i = 0; i < argc; i++) {
-        if (i + 1 < argc && strcmp(argv[i], "--nodes") == 0 && parse_uint(argv[i + 1], &n) == 0)
-            i++;
-        else if (i + 1 < argc && strcmp(argv[i], "--window") == 0 &&
-                 parse_uint(argv[i + 1], &w) == 0)
-            i++;
-        else {
-            fprintf(stderr, "mosbench gossip-model: bad argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (mos_gossip_model(n, w, &m) != 0) {
-        fprintf(stderr, "mosbench gossip-model: need nodes >= 2 and 1 <= window < nodes\n");
-        return 2;
-    }
-    printf("result gossip-model nodes=%u window=%u avg_age_model=%.2f max_age_model=%.1f\n", n,
-           w, m.avg_age, m.max_age);
     return 0;
 }
 
