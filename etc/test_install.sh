@@ -1,0 +1,26 @@
+#!/bin/bash
+# cmake --install puts binaries, public headers, the systemd unit and the example config in
+# place (into a scratch DESTDIR), and never overwrites an existing /etc/mos/mos.conf.
+set -u
+BUILD=$1
+D=$(mktemp -d); trap 'rm -rf "$D"' EXIT
+passes=0; fails=0
+want() { if [ -e "$D/$1" ]; then passes=$((passes+1)); echo "ok: $1"; else fails=$((fails+1)); echo "FAIL: missing $1"; fi; }
+DESTDIR=$D cmake --install "$BUILD" --prefix /usr/local >/dev/null || { echo "FAIL: install"; echo "0 passed, 1 failed"; exit 1; }
+want usr/local/sbin/mosd
+want usr/local/bin/mosbench
+want usr/local/bin/mos-lab
+want usr/local/include/mos/status.h
+want usr/local/include/mos/transport.h
+want usr/local/lib/systemd/system/mosd.service
+want etc/mos/mos.conf
+grep -q '^ExecStart=/usr/local/sbin/mosd' "$D/usr/local/lib/systemd/system/mosd.service" \
+    && { passes=$((passes+1)); echo "ok: unit runs the installed mosd"; } \
+    || { fails=$((fails+1)); echo "FAIL: unit ExecStart"; }
+echo "# site edit" >> "$D/etc/mos/mos.conf"
+DESTDIR=$D cmake --install "$BUILD" --prefix /usr/local >/dev/null
+grep -q '# site edit' "$D/etc/mos/mos.conf" && [ -e "$D/etc/mos/mos.conf.example" ] \
+    && { passes=$((passes+1)); echo "ok: existing mos.conf kept"; } \
+    || { fails=$((fails+1)); echo "FAIL: existing mos.conf replaced"; }
+echo "$passes passed, $fails failed"
+[ "$fails" = 0 ]
