@@ -1,0 +1,91 @@
+/* Remote execution: a guest's system calls, trapped on the node where it runs, and served at
+ * its home node by the deputy.
+ *
+ * The guest runs under a seccomp filter built from one table (syscall_table.c) that sorts every
+ * x86-64 system call into four classes:
+ *   local     runs on the guest's node, allowed inside the BPF filter (memory, signal masks,
+ *             futex, clocks, exit...);
+ *   forward   sent to the deputy with its buffers and executed there (files, sockets, paths,
+ *             cwd, pipes, identity and time-zone queries, kill of other processes...);
+ *   virtual   answered by the supervisor from the home identity (getpid, getppid, gettid);
+ *   home      cannot run remotely (fork, clone, execve, file-backed mmap...): handed to the
+ *             caller's policy, which brings the job home first.
+ *
+ * The supervisor (on the guest's node) receives each trapped call (SECCOMP_RET_USER_NOTIF),
+ * copies the call's input buffers out of the guest with process_vm_readv, sends a request over
+ * a byte stream to the deputy, writes the output buffers back with process_vm_writev, checks
+ * SECCOMP_IOCTL_NOTIF_ID_VALID and replies. The deputy executes requests with the job's home
+ * fds, cwd and identity, never trusting the request: it rebuilds the argument layout from its
+ * own copy of the table and rejects anything that does not match. */
+#ifndef MOS_FORWARD_H
+#define MOS_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum mos_sys_class {
+    MOS_SYS_HOME = 0, /* default for anything the table does not name */
+    MOS_SYS_LOCAL,
+    MOS_SYS_FORWARD,
+    MOS_SYS_VIRTUAL,
+};
+
+/* The class of syscall number nr (x86-64), and its name ("?" when unknown). */
+enum mos_sys_class mos_syscall_class(long nr);
+const char *mos_syscall_name(long nr);
+const char *mos_sys_class_name(enum mos_sys_class cls);
+
+/* Install the guest filter in the calling process (sets no_new_privs). Returns the seccomp
+ * listener fd, to be handed to the supervisor (SCM_RIGHTS or pidfd_getfd), or -errno. After it
+ * returns, every non-local system call of this process waits for the supervisor. */
+int mos_guest_filter_install(void);
+
+/* Supervisor side: take the listener fd that guest installed (its fd number guest_fd) with
+ * pidfd_getfd. Needs ptrace access to the guest (its parent, or root). Returns the new fd. */
+int mos_supervisor_take_listener(pid_t guest, int guest_fd);
+
+/* Identity the deputy presents to the guest. */
+struct mos_home_identity {
+    pid_t pid;   /* the job's pid at home: getpid() and gettid() */
+    pid_t ppid;  /* getppid() */
+};
+
+/* What the supervisor does with a home-class call. Return 1 if the call was handled (replied
+ * or the guest disposed of), 0 to refuse it with -ENOSYS. */
+struct mos_supervisor;
+struct mos_supervisor_ops {
+    int (*home_call)(struct mos_supervisor *sup, uint64_t notif_id, long nr, void *arg);
+    void *arg;
+};
+
+/* Serve guest pid (whose seccomp listener is listener_fd) until it exits, forwarding calls
+ * over the connected stream deputy_fd. The supervisor must be able to read and write the guest's
+ * memory (its parent, or root). On return *exit_status holds the guest's wait status. Returns 0
+ * when the guest exited, MOS_E_PEER_GONE if the deputy went away (the guest is then killed),
+ * or another negative status. */
+int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
+                       const struct mos_supervisor_ops *ops, int *exit_status);
+
+/* Reply to a pending notification (for home_call policies). */
+int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t val, int error);
+
+/* Deputy: serve requests arriving on the connected stream fd until the supervisor reports the
+ * guest's exit. Signals listed in forward_signals that arrive at the deputy (Ctrl-C at home...)
+ * are passed to the guest. *exit_status receives the guest's wait status. Returns 0, or
+ * MOS_E_PEER_GONE when the supervisor vanished without reporting an exit (the node hosting the
+ * guest died), or MOS_E_PROTO for a malformed message. */
+struct mos_deputy_opts {
+    struct mos_home_identity identity;
+    const int *forward_signals; /* 0-terminated; NULL: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 */
+    int reserved_fd_min;        /* the deputy's own fds are >= this; the guest may not touch them */
+};
+int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_status);
+
+/* Counters of one side, for mosps and benchmarks. */
+struct mos_forward_stats {
+    uint64_t forwarded, virtual_calls, home_calls, refused, interrupted;
+};
+void mos_forward_stats_get(struct mos_forward_stats *out);
+
+#endif

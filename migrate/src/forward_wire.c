@@ -1,0 +1,251 @@
+/* Messages between supervisor and deputy, and their framing on a stream. */
+#include "forward_priv.h"
+
+#include "mos/status.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static void put_u8(uint8_t **p, uint8_t v)
+{
+    *(*p)++ = v;
+}
+
+static void put_u32(uint8_t **p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        *(*p)++ = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t **p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        *(*p)++ = (uint8_t)(v >> (8 * i));
+}
+
+struct reader {
+    const uint8_t *p, *end;
+    int bad;
+};
+
+static uint64_t get_bytes_le(struct reader *r, int n)
+{
+    uint64_t v = 0;
+
+    if (r->bad || r->end - r->p < n) {
+        r->bad = 1;
+        return 0;
+    }
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)r->p[i] << (8 * i);
+    r->p += n;
+    return v;
+}
+
+static const uint8_t *get_span(struct reader *r, size_t n)
+{
+    const uint8_t *at = r->p;
+
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        return NULL;
+    }
+    r->p += n;
+    return at;
+}
+
+/* Buffers carry data when they flow in the message's direction: a call carries in-buffers, a
+ * result carries out-buffers. */
+static size_t bufs_size(const struct fwd_buf *bufs, uint8_t n, uint8_t with_data_dir)
+{
+    size_t total = 0;
+
+    for (uint8_t i = 0; i < n; i++)
+        total += 6 + ((bufs[i].dir & with_data_dir) ? bufs[i].len : 0);
+    return total;
+}
+
+static void bufs_put(uint8_t **p, const struct fwd_buf *bufs, uint8_t n, uint8_t with_data_dir)
+{
+    put_u8(p, n);
+    for (uint8_t i = 0; i < n; i++) {
+        put_u8(p, bufs[i].argidx);
+        put_u8(p, bufs[i].dir);
+        put_u32(p, bufs[i].len);
+        if (bufs[i].dir & with_data_dir) {
+            memcpy(*p, bufs[i].data, bufs[i].len);
+            *p += bufs[i].len;
+        }
+    }
+}
+
+static int bufs_get(struct reader *r, struct fwd_buf *bufs, uint8_t *n, uint8_t with_data_dir)
+{
+    uint32_t seen = 0;
+    size_t total = 0;
+
+    *n = (uint8_t)get_bytes_le(r, 1);
+    if (r->bad || *n > FWD_NARGS)
+        return MOS_E_PROTO;
+    for (uint8_t i = 0; i < *n; i++) {
+        struct fwd_buf *b = &bufs[i];
+        b->argidx = (uint8_t)get_bytes_le(r, 1);
+        b->dir = (uint8_t)get_bytes_le(r, 1);
+        b->len = (uint32_t)get_bytes_le(r, 4);
+        if (r->bad || b->argidx >= FWD_NARGS || (seen & (1u << b->argidx)) || b->dir < 1 ||
+            b->dir > 3 || b->len > FWD_MAX_IO)
+            return MOS_E_PROTO;
+        seen |= 1u << b->argidx;
+        total += b->len;
+        if (total > FWD_MAX_IO + FWD_MAX_SMALL * FWD_NARGS)
+            return MOS_E_PROTO;
+        b->data = NULL;
+        if (b->dir & with_data_dir) {
+            b->data = (uint8_t *)get_span(r, b->len);
+            if (!b->data)
+                return MOS_E_PROTO;
+        }
+    }
+    return 0;
+}
+
+ssize_t fwd_call_encode(const struct fwd_call *c, uint8_t *out, size_t cap)
+{
+    size_t need = 8 + 8 * FWD_NARGS + 1 + bufs_size(c->bufs, c->nbufs, FWD_DIR_IN);
+    uint8_t *p = out;
+
+    if (need > cap)
+        return -EMSGSIZE;
+    put_u64(&p, (uint64_t)c->nr);
+    for (int i = 0; i < FWD_NARGS; i++)
+        put_u64(&p, c->args[i]);
+    bufs_put(&p, c->bufs, c->nbufs, FWD_DIR_IN);
+    return (ssize_t)(p - out);
+}
+
+int fwd_call_decode(const uint8_t *p, size_t len, struct fwd_call *c)
+{
+    struct reader r = {p, p + len, 0};
+
+    memset(c, 0, sizeof(*c));
+    c->nr = (int64_t)get_bytes_le(&r, 8);
+    for (int i = 0; i < FWD_NARGS; i++)
+        c->args[i] = get_bytes_le(&r, 8);
+    if (r.bad || bufs_get(&r, c->bufs, &c->nbufs, FWD_DIR_IN) != 0 || r.p != r.end)
+        return MOS_E_PROTO;
+    return 0;
+}
+
+ssize_t fwd_result_encode(const struct fwd_result *res, uint8_t *out, size_t cap)
+{
+    size_t need = 8 + 1 + bufs_size(res->bufs, res->nbufs, FWD_DIR_OUT);
+    uint8_t *p = out;
+
+    if (need > cap)
+        return -EMSGSIZE;
+    put_u64(&p, (uint64_t)res->ret);
+    bufs_put(&p, res->bufs, res->nbufs, FWD_DIR_OUT);
+    return (ssize_t)(p - out);
+}
+
+int fwd_result_decode(const uint8_t *p, size_t len, struct fwd_result *res)
+{
+    struct reader r = {p, p + len, 0};
+
+    memset(res, 0, sizeof(*res));
+    res->ret = (int64_t)get_bytes_le(&r, 8);
+    if (r.bad || bufs_get(&r, res->bufs, &res->nbufs, FWD_DIR_OUT) != 0 || r.p != r.end)
+        return MOS_E_PROTO;
+    for (uint8_t i = 0; i < res->nbufs; i++)
+        if (!(res->bufs[i].dir & FWD_DIR_OUT))
+            return MOS_E_PROTO;
+    return 0;
+}
+
+/* ---- framing ---------------------------------------------------------------------------- */
+
+int fwd_send(int fd, uint16_t type, const void *payload, size_t len)
+{
+    uint8_t hdr[FWD_FRAME_HDR], *p = hdr;
+    struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)payload, len}};
+    size_t left = sizeof(hdr) + len;
+    int n_iov = 2, first = 0;
+
+    if (len > FWD_MAX_PAYLOAD)
+        return -EMSGSIZE;
+    put_u32(&p, FWD_MAGIC);
+    put_u8(&p, FWD_VERSION & 0xff);
+    put_u8(&p, FWD_VERSION >> 8);
+    put_u8(&p, type & 0xff);
+    put_u8(&p, type >> 8);
+    put_u32(&p, (uint32_t)len);
+    while (left > 0) {
+        ssize_t n = writev(fd, iov + first, n_iov - first);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EPIPE || errno == ECONNRESET ? MOS_E_PEER_GONE : -errno;
+        left -= (size_t)n;
+        while (first < n_iov && (size_t)n >= iov[first].iov_len) {
+            n -= (ssize_t)iov[first].iov_len;
+            first++;
+        }
+        if (first < n_iov) {
+            iov[first].iov_base = (uint8_t *)iov[first].iov_base + n;
+            iov[first].iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+/* Read exactly len bytes. EINTR before the first byte is reported (the caller may have a signal
+ * to pass on); after it the read continues, so a frame is never torn. */
+static int read_full(int fd, uint8_t *buf, size_t len, int allow_eintr)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR) {
+            if (allow_eintr && got == 0)
+                return -EINTR;
+            continue;
+        }
+        if (n < 0)
+            return errno == ECONNRESET ? MOS_E_PEER_GONE : -errno;
+        if (n == 0)
+            return got == 0 ? MOS_E_PEER_GONE : MOS_E_TRUNCATED;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+int fwd_recv(int fd, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len)
+{
+    uint8_t hdr[FWD_FRAME_HDR];
+    struct reader r = {hdr, hdr + sizeof(hdr), 0};
+    int rc = read_full(fd, hdr, sizeof(hdr), 1);
+
+    if (rc != 0)
+        return rc;
+    uint32_t magic = (uint32_t)get_bytes_le(&r, 4);
+    uint16_t version = (uint16_t)get_bytes_le(&r, 2);
+    *type = (uint16_t)get_bytes_le(&r, 2);
+    *len = (uint32_t)get_bytes_le(&r, 4);
+    if (magic != FWD_MAGIC || *len > FWD_MAX_PAYLOAD)
+        return MOS_E_PROTO;
+    if (version != FWD_VERSION)
+        return MOS_E_VERSION;
+    if (*len > *cap) {
+        uint8_t *grown = realloc(*buf, *len);
+        if (!grown)
+            return -ENOMEM;
+        *buf = grown;
+        *cap = *len;
+    }
+    rc = read_full(fd, *buf, *len, 0);
+    return rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc;
+}

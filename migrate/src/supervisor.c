@@ -1,0 +1,566 @@
+/* The supervisor: the guest's seccomp listener on the node where the guest runs. It answers
+ * virtual calls itself and forwards the rest to the deputy with their buffers. */
+#include "forward_priv.h"
+
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Kernel-internal "restart this call if the handler allows": a seccomp reply may carry it, and
+ * the signal-delivery path then restarts the call or turns it into EINTR (SA_RESTART decides),
+ * exactly as for a native call interrupted by a signal. */
+#define ERESTARTSYS 512
+#define PAGE 4096ul
+#define MAX_IOV 1024
+
+struct mos_supervisor {
+    pid_t guest;
+    int listener;
+    int deputy;
+    int pidfd;
+    struct mos_home_identity home;
+    const struct mos_supervisor_ops *ops;
+    uint8_t *rx, *tx;
+    size_t rx_cap, tx_cap;
+    uint8_t *scratch; /* in-buffers read from the guest */
+    int exited, exit_status;
+};
+
+/* ---- guest memory ------------------------------------------------------------------------ */
+
+static int guest_read(pid_t pid, uint64_t addr, void *buf, size_t len)
+{
+    struct iovec local = {buf, len}, remote = {(void *)(uintptr_t)addr, len};
+    ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+
+    return n == (ssize_t)len ? 0 : -EFAULT;
+}
+
+static int guest_write(pid_t pid, uint64_t addr, const void *buf, size_t len)
+{
+    struct iovec local = {(void *)buf, len}, remote = {(void *)(uintptr_t)addr, len};
+    ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+
+    return n == (ssize_t)len ? 0 : -EFAULT;
+}
+
+/* A NUL-terminated path, read page by page so a string ending just before an unmapped page
+ * is still read. Returns its length including the NUL, or -EFAULT / -ENAMETOOLONG. */
+static ssize_t guest_read_path(pid_t pid, uint64_t addr, char *buf)
+{
+    size_t got = 0;
+
+    while (got < FWD_MAX_PATH) {
+        size_t chunk = PAGE - ((addr + got) & (PAGE - 1));
+        if (chunk > FWD_MAX_PATH - got)
+            chunk = FWD_MAX_PATH - got;
+        if (guest_read(pid, addr + got, buf + got, chunk) != 0)
+            return -EFAULT;
+        char *nul = memchr(buf + got, '\0', chunk);
+        if (nul)
+            return nul - buf + 1;
+        got += chunk;
+    }
+    return -ENAMETOOLONG;
+}
+
+/* ---- building a call from guest memory ------------------------------------------------------ */
+
+static uint32_t clamp_io(uint64_t len)
+{
+    return len > FWD_MAX_IO ? FWD_MAX_IO : (uint32_t)len;
+}
+
+/* Fill call->bufs for the pointer arguments of a call, reading inputs from the guest into
+ * scratch. Returns 0 or a negative errno for the guest (-EFAULT, -EINVAL...). */
+static int build_call(struct mos_supervisor *sup, long nr, const uint64_t raw[FWD_NARGS],
+                      struct fwd_call *call)
+{
+    struct fwd_arg_spec spec[FWD_NARGS];
+    uint8_t *scratch = sup->scratch;
+    int rc = fwd_layout(nr, raw, spec);
+
+    if (rc != 0)
+        return rc;
+    memset(call, 0, sizeof(*call));
+    call->nr = nr;
+    memcpy(call->args, raw, sizeof(call->args));
+    for (int i = 0; i < FWD_NARGS; i++) {
+        const struct fwd_arg_spec *s = &spec[i];
+        uint32_t len = 0;
+        uint8_t dir = 0;
+
+        if (s->kind == ARG_VAL || s->kind == ARG_FD || raw[i] == 0)
+            continue;
+        switch (s->kind) {
+        case ARG_PATH: {
+            ssize_t n = guest_read_path(sup->guest, raw[i], (char *)scratch);
+            if (n < 0)
+                return (int)n;
+            len = (uint32_t)n;
+            dir = FWD_DIR_IN;
+            break;
+        }
+        case ARG_IO_IN:
+        case ARG_IO_OUT:
+            len = clamp_io(raw[s->ref]);
+            call->args[s->ref] = len; /* a short read or write, as the kernel may do */
+            dir = s->kind == ARG_IO_IN ? FWD_DIR_IN : FWD_DIR_OUT;
+            break;
+        case ARG_IN_LEN:
+            if (raw[s->ref] > FWD_MAX_SMALL)
+                return -EINVAL;
+            len = (uint32_t)raw[s->ref];
+            dir = FWD_DIR_IN;
+            break;
+        case ARG_IN_FIX: len = s->size; dir = FWD_DIR_IN; break;
+        case ARG_OUT_FIX: len = s->size; dir = FWD_DIR_OUT; break;
+        case ARG_INOUT_FIX: len = s->size; dir = FWD_DIR_IN | FWD_DIR_OUT; break;
+        case ARG_INOUT_ARR:
+        case ARG_OUT_ARR_RET:
+            if (raw[s->ref] > FWD_MAX_SMALL / s->size)
+                return -EINVAL;
+            len = (uint32_t)raw[s->ref] * s->size;
+            dir = s->kind == ARG_INOUT_ARR ? FWD_DIR_IN | FWD_DIR_OUT : FWD_DIR_OUT;
+            break;
+        case ARG_OUT_DEREF: {
+            uint32_t want = 0;
+            if (raw[s->ref] == 0 || guest_read(sup->guest, raw[s->ref], &want, 4) != 0)
+                return -EFAULT;
+            len = want > FWD_MAX_SOCKADDR ? FWD_MAX_SOCKADDR : want;
+            dir = FWD_DIR_OUT;
+            break;
+        }
+        default: return -EINVAL;
+        }
+        if ((dir & FWD_DIR_IN) && s->kind != ARG_PATH &&
+            guest_read(sup->guest, raw[i], scratch, len) != 0)
+            return -EFAULT;
+        struct fwd_buf *b = &call->bufs[call->nbufs++];
+        b->argidx = (uint8_t)i;
+        b->dir = dir;
+        b->len = len;
+        b->data = scratch;
+        scratch += len;
+    }
+    return 0;
+}
+
+/* Write the output buffers of a result back into the guest. */
+static int write_back(struct mos_supervisor *sup, const uint64_t raw[FWD_NARGS],
+                      const struct fwd_result *res)
+{
+    for (uint8_t i = 0; i < res->nbufs; i++) {
+        const struct fwd_buf *b = &res->bufs[i];
+        if (raw[b->argidx] == 0 || b->len == 0)
+            continue;
+        if (guest_write(sup->guest, raw[b->argidx], b->data, b->len) != 0)
+            return -EFAULT;
+    }
+    return 0;
+}
+
+/* ---- replies --------------------------------------------------------------------------- */
+
+static int notif_valid(struct mos_supervisor *sup, uint64_t id)
+{
+    return ioctl(sup->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t val, int error)
+{
+    struct seccomp_notif_resp resp = {.id = notif_id, .val = val, .error = error};
+
+    if (ioctl(sup->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0) {
+        /* ENOENT: the guest died or was interrupted by a fatal signal meanwhile. */
+        if (errno != ENOENT)
+            mos_warn("supervisor", "reply to guest %d failed: %s", (int)sup->guest,
+                     strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int reply_result(struct mos_supervisor *sup, uint64_t id, int64_t ret)
+{
+    return ret < 0 ? mos_supervisor_reply(sup, id, 0, (int)ret)
+                   : mos_supervisor_reply(sup, id, ret, 0);
+}
+
+/* ---- talking to the deputy ------------------------------------------------------------------ */
+
+static void guest_reaped(struct mos_supervisor *sup)
+{
+    int status;
+
+    pid_t got;
+
+    if (sup->exited)
+        return;
+    got = waitpid(sup->guest, &status, WNOHANG);
+    if (got == sup->guest) {
+        sup->exited = 1;
+        sup->exit_status = status;
+    } else if (got < 0) {
+        /* Not our child: its status is its parent's; report a plain exit. */
+        sup->exited = 1;
+        sup->exit_status = 0;
+    }
+}
+
+static int deliver_signal(struct mos_supervisor *sup, const uint8_t *p, size_t len)
+{
+    int32_t sig;
+
+    if (len != 4)
+        return MOS_E_PROTO;
+    memcpy(&sig, p, 4);
+    if (sig < 1 || sig >= NSIG)
+        return MOS_E_PROTO;
+    if (kill(sup->guest, sig) != 0 && errno != ESRCH)
+        mos_warn("supervisor", "cannot pass signal %d to guest %d: %s", sig, (int)sup->guest,
+                 strerror(errno));
+    return 0;
+}
+
+/* Is sig pending for the guest and not blocked? From /proc: the kernel discards a signal the
+ * guest ignores, and keeps a blocked one pending without interrupting anything. */
+static int signal_deliverable(pid_t pid)
+{
+    char path[64], line[256];
+    unsigned long long pnd = 0, shd = 0, blk = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        sscanf(line, "SigPnd: %llx", &pnd);
+        sscanf(line, "ShdPnd: %llx", &shd);
+        sscanf(line, "SigBlk: %llx", &blk);
+    }
+    fclose(f);
+    return ((pnd | shd) & ~blk) != 0;
+}
+
+/* Wait for the deputy's result, passing on signals it sends meanwhile. */
+static int await_result(struct mos_supervisor *sup, size_t *len)
+{
+    for (;;) {
+        uint16_t type;
+        int rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, len);
+        if (rc == -EINTR)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (type == FWD_MSG_RESULT)
+            return 0;
+        if (type != FWD_MSG_SIGNAL || deliver_signal(sup, sup->rx, *len) != 0)
+            return MOS_E_PROTO;
+    }
+}
+
+/* Send a call, get its result. A call the deputy abandoned because a home signal arrived is
+ * answered with -ERESTARTSYS when the signal is deliverable to the guest (the kernel then
+ * restarts or fails it as natively), and sent again when it is not (natively the call would
+ * not have been interrupted). */
+static int exchange(struct mos_supervisor *sup, uint64_t id, const struct fwd_call *call,
+                    struct fwd_result *res)
+{
+    for (;;) {
+        ssize_t n = fwd_call_encode(call, sup->tx, sup->tx_cap);
+        size_t len;
+        int rc;
+
+        if (n < 0)
+            return (int)n;
+        rc = fwd_send(sup->deputy, FWD_MSG_CALL, sup->tx, (size_t)n);
+        if (rc == 0)
+            rc = await_result(sup, &len);
+        if (rc != 0)
+            return rc;
+        if (fwd_result_decode(sup->rx, len, res) != 0)
+            return MOS_E_PROTO;
+        if (res->ret != -ERESTARTSYS)
+            return 0;
+        fwd_stats_add(FWD_STAT_INTERRUPTED);
+        if (signal_deliverable(sup->guest) || !notif_valid(sup, id))
+            return 0;
+    }
+}
+
+/* ---- call handlers ------------------------------------------------------------------------ */
+
+static int forward_generic(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    struct fwd_call call;
+    struct fwd_result res;
+    int rc = build_call(sup, n->data.nr, (const uint64_t *)n->data.args, &call);
+
+    if (rc == -ENOSYS || rc == -ENOTTY) {
+        fwd_stats_add(FWD_STAT_REFUSED);
+        mos_dbg("supervisor", "%s: not forwardable (%s)", mos_syscall_name(n->data.nr),
+                strerror(-rc));
+        return reply_result(sup, n->id, rc);
+    }
+    if (rc != 0)
+        return reply_result(sup, n->id, rc);
+    if (!notif_valid(sup, n->id))
+        return 0; /* the guest is gone; the buffers we read may belong to someone else */
+    rc = exchange(sup, n->id, &call, &res);
+    if (rc != 0)
+        return rc;
+    fwd_stats_add(FWD_STAT_FORWARDED);
+    if (res.ret >= 0 && write_back(sup, (const uint64_t *)n->data.args, &res) != 0)
+        res.ret = -EFAULT;
+    if (notif_valid(sup, n->id))
+        reply_result(sup, n->id, res.ret);
+    return 0;
+}
+
+/* readv/writev and their positioned forms become one read/write of the summed length: the
+ * supervisor gathers or scatters with a single process_vm_{readv,writev} over the guest's own
+ * iovec array. */
+static int forward_iov(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    long nr = n->data.nr;
+    const uint64_t *a = (const uint64_t *)n->data.args;
+    int is_write = nr == SYS_writev || nr == SYS_pwritev || nr == SYS_pwritev2;
+    int positioned = nr != SYS_readv && nr != SYS_writev && (int64_t)a[3] != -1;
+    struct iovec iov[MAX_IOV];
+    struct fwd_call call = {0};
+    struct fwd_result res;
+    uint64_t total = 0;
+    int cnt = (int)a[2], rc;
+
+    if (cnt < 0 || cnt > MAX_IOV)
+        return reply_result(sup, n->id, -EINVAL);
+    if (cnt > 0 && guest_read(sup->guest, a[1], iov, (size_t)cnt * sizeof(iov[0])) != 0)
+        return reply_result(sup, n->id, -EFAULT);
+    for (int i = 0; i < cnt && total < FWD_MAX_IO; i++)
+        total += iov[i].iov_len;
+    total = clamp_io(total);
+
+    call.nr = is_write ? (positioned ? SYS_pwrite64 : SYS_write)
+                       : (positioned ? SYS_pread64 : SYS_read);
+    call.args[0] = a[0];
+    call.args[1] = 1; /* any non-zero: the buffer travels with the call */
+    call.args[2] = total;
+    call.args[3] = a[3];
+    call.nbufs = 1;
+    call.bufs[0] = (struct fwd_buf){.argidx = 1, .dir = is_write ? FWD_DIR_IN : FWD_DIR_OUT,
+                                    .len = (uint32_t)total, .data = sup->scratch};
+    if (is_write) {
+        struct iovec local = {sup->scratch, total};
+        ssize_t got = total ? process_vm_readv(sup->guest, &local, 1, iov, (unsigned long)cnt, 0)
+                            : 0;
+        if (got < 0)
+            return reply_result(sup, n->id, -EFAULT);
+        call.bufs[0].len = (uint32_t)got;
+        call.args[2] = (uint64_t)got;
+    }
+    if (!notif_valid(sup, n->id))
+        return 0;
+    rc = exchange(sup, n->id, &call, &res);
+    if (rc != 0)
+        return rc;
+    fwd_stats_add(FWD_STAT_FORWARDED);
+    if (!is_write && res.ret > 0 && res.nbufs == 1) {
+        struct iovec local = {res.bufs[0].data, res.bufs[0].len};
+        if (process_vm_writev(sup->guest, &local, 1, iov, (unsigned long)cnt, 0) < 0)
+            res.ret = -EFAULT;
+    }
+    if (notif_valid(sup, n->id))
+        reply_result(sup, n->id, res.ret);
+    return 0;
+}
+
+/* kill/tgkill/tkill: to the job itself (its home pid) it is delivered here; to another
+ * process it is the deputy's business, since other pids live at home. */
+static int handle_kill(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    const uint64_t *a = (const uint64_t *)n->data.args;
+    long nr = n->data.nr;
+    pid_t target = (pid_t)a[0];
+    int sig = (int)(nr == SYS_tgkill ? a[2] : a[1]);
+    int self = target == sup->home.pid || (nr == SYS_kill && target == 0);
+
+    if (!self) {
+        if (nr != SYS_kill)
+            return reply_result(sup, n->id, -ESRCH); /* threads of other processes */
+        struct fwd_call call = {.nr = SYS_kill, .args = {a[0], a[1]}};
+        struct fwd_result res;
+        int rc = exchange(sup, n->id, &call, &res);
+        if (rc != 0)
+            return rc;
+        fwd_stats_add(FWD_STAT_FORWARDED);
+        return reply_result(sup, n->id, res.ret);
+    }
+    fwd_stats_add(FWD_STAT_VIRTUAL);
+    if (sig != 0 && kill(sup->guest, sig) != 0)
+        return reply_result(sup, n->id, -errno);
+    return reply_result(sup, n->id, 0);
+}
+
+static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    switch (n->data.nr) {
+    case SYS_getpid:
+    case SYS_gettid:
+        fwd_stats_add(FWD_STAT_VIRTUAL);
+        return reply_result(sup, n->id, sup->home.pid);
+    case SYS_getppid:
+        fwd_stats_add(FWD_STAT_VIRTUAL);
+        return reply_result(sup, n->id, sup->home.ppid);
+    default: return handle_kill(sup, n);
+    }
+}
+
+static int handle_home(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    fwd_stats_add(FWD_STAT_HOME);
+    if (sup->ops && sup->ops->home_call &&
+        sup->ops->home_call(sup, n->id, n->data.nr, sup->ops->arg))
+        return 0;
+    mos_info("supervisor", "guest %d: %s (%d) needs its home node; refused with ENOSYS",
+             (int)sup->guest, mos_syscall_name(n->data.nr), n->data.nr);
+    return reply_result(sup, n->id, -ENOSYS);
+}
+
+static int handle_notification(struct mos_supervisor *sup)
+{
+    struct seccomp_notif n;
+
+    memset(&n, 0, sizeof(n));
+    if (ioctl(sup->listener, SECCOMP_IOCTL_NOTIF_RECV, &n) != 0)
+        return errno == ENOENT || errno == EINTR ? 0 : -errno;
+    switch (mos_syscall_class(n.data.nr)) {
+    case MOS_SYS_VIRTUAL: return handle_virtual(sup, &n);
+    case MOS_SYS_FORWARD:
+        if (n.data.nr == SYS_readv || n.data.nr == SYS_writev || n.data.nr == SYS_preadv ||
+            n.data.nr == SYS_pwritev || n.data.nr == SYS_preadv2 || n.data.nr == SYS_pwritev2)
+            return forward_iov(sup, &n);
+        return forward_generic(sup, &n);
+    default: return handle_home(sup, &n);
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------------------- */
+
+static int read_hello(struct mos_supervisor *sup)
+{
+    uint16_t type;
+    size_t len;
+    int32_t ids[2];
+    int rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, &len);
+
+    if (rc != 0)
+        return rc;
+    if (type != FWD_MSG_HELLO || len != sizeof(ids))
+        return MOS_E_PROTO;
+    memcpy(ids, sup->rx, sizeof(ids));
+    sup->home.pid = ids[0];
+    sup->home.ppid = ids[1];
+    return 0;
+}
+
+static int report_exit(struct mos_supervisor *sup)
+{
+    int32_t status = sup->exit_status;
+
+    return fwd_send(sup->deputy, FWD_MSG_EXIT, &status, sizeof(status));
+}
+
+static int serve(struct mos_supervisor *sup)
+{
+    int rc = read_hello(sup);
+
+    while (rc == 0 && !sup->exited) {
+        struct pollfd fds[3] = {{sup->listener, POLLIN, 0},
+                                {sup->deputy, POLLIN, 0},
+                                {sup->pidfd, POLLIN, 0}};
+        if (poll(fds, 3, -1) < 0) {
+            if (errno != EINTR)
+                rc = -errno;
+            continue;
+        }
+        if (fds[0].revents & POLLIN)
+            rc = handle_notification(sup);
+        if (rc == 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            uint16_t type;
+            size_t len;
+            rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, &len);
+            if (rc == 0)
+                rc = type == FWD_MSG_SIGNAL ? deliver_signal(sup, sup->rx, len) : MOS_E_PROTO;
+        }
+        if (fds[2].revents & POLLIN)
+            guest_reaped(sup);
+    }
+    return rc;
+}
+
+int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
+                       const struct mos_supervisor_ops *ops, int *exit_status)
+{
+    struct mos_supervisor sup = {.guest = guest, .listener = listener_fd, .deputy = deputy_fd,
+                                 .ops = ops};
+    int rc;
+
+    sup.pidfd = (int)syscall(SYS_pidfd_open, guest, 0);
+    sup.tx_cap = FWD_MAX_PAYLOAD;
+    sup.tx = malloc(sup.tx_cap);
+    sup.scratch = malloc(FWD_MAX_IO + FWD_NARGS * FWD_MAX_SMALL);
+    if (sup.pidfd < 0 || !sup.tx || !sup.scratch) {
+        rc = sup.pidfd < 0 ? mos_errno_status() : -ENOMEM;
+        mos_err("supervisor", "cannot supervise guest %d: %s", (int)guest, mos_strerror(rc));
+        goto out;
+    }
+    rc = serve(&sup);
+    if (rc == 0) {
+        rc = report_exit(&sup);
+        *exit_status = sup.exit_status;
+    } else {
+        /* Without its deputy the guest has no home: nothing it does can be answered. */
+        mos_err("supervisor", "guest %d: deputy link failed (%s); killing the guest",
+                (int)guest, mos_strerror(rc));
+        kill(guest, SIGKILL);
+        waitpid(guest, exit_status, 0);
+        if (rc != MOS_E_PROTO)
+            rc = MOS_E_PEER_GONE;
+    }
+out:
+    if (sup.pidfd >= 0)
+        close(sup.pidfd);
+    free(sup.tx);
+    free(sup.rx);
+    free(sup.scratch);
+    return rc;
+}
+
+int mos_supervisor_take_listener(pid_t guest, int guest_fd)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, guest, 0), fd, rc;
+
+    if (pidfd < 0)
+        return mos_errno_status();
+    fd = (int)syscall(SYS_pidfd_getfd, pidfd, guest_fd, 0);
+    rc = fd < 0 ? mos_errno_status() : fd;
+    close(pidfd);
+    if (rc < 0)
+        mos_err("supervisor", "cannot take guest %d's seccomp listener: %s", (int)guest,
+                mos_strerror(rc));
+    return rc;
+}

@@ -1,0 +1,349 @@
+/* mos-forward-check: runs one workload natively, or as a guest whose system calls are served by
+ * a deputy elsewhere, so a test can compare the two outputs byte for byte.
+ *
+ *   mos-forward-check native FILE DIR                 the workload, plainly
+ *   mos-forward-check home PORT                       a deputy: serves one guest, exits as it did
+ *   mos-forward-check away HOST PORT PID FILE DIR     supervisor + guest running the workload,
+ *                                                     PID = the home pid getpid() must return
+ *   mos-forward-check away-sig HOST PORT PID          guest: SIGINT handler, then read stdin
+ *   mos-forward-check native-sig                      the same natively
+ *   mos-forward-check away-fork HOST PORT PID         guest calls fork (a home-only call)
+ *
+ * Exit status 99: the deputy lost its guest's node; 98: the supervisor spoke nonsense. */
+#include "mos/forward.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EXIT_LOST 99
+#define EXIT_PROTO 98
+
+static pid_t expected_pid;
+
+/* ---- the workload ------------------------------------------------------------------------- */
+
+static void check(int ok, const char *what)
+{
+    printf("%s: %s\n", what, ok ? "ok" : "FAILED");
+}
+
+static void stdin_summary(void)
+{
+    unsigned long bytes = 0, sum = 0;
+    unsigned char buf[777]; /* an odd size: many short reads */
+    ssize_t n;
+
+    while ((n = read(0, buf, sizeof(buf))) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            sum = sum * 31 + buf[i];
+        bytes += (unsigned long)n;
+    }
+    printf("stdin: %lu bytes, hash %lx\n", bytes, sum);
+}
+
+static void file_io(const char *path)
+{
+    static char big[1 << 20], back[1 << 20];
+    char line[64];
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    struct stat st;
+
+    check(fd >= 0, "open for writing");
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)(i * 7 + i / 4096);
+    check(write(fd, big, sizeof(big)) == (ssize_t)sizeof(big), "1 MiB write");
+    check(pwrite(fd, "HOLE", 4, 100) == 4, "pwrite at offset");
+    check(lseek(fd, 0, SEEK_CUR) == (off_t)sizeof(big), "offset after pwrite unchanged");
+    check(fstat(fd, &st) == 0 && st.st_size == (off_t)sizeof(big), "fstat size");
+    check(pread(fd, back, sizeof(back), 0) == (ssize_t)sizeof(back), "1 MiB pread");
+    memcpy(big + 100, "HOLE", 4);
+    check(memcmp(big, back, sizeof(big)) == 0, "read back what was written");
+    struct iovec iov[3] = {{line, 3}, {line + 10, 5}, {line + 20, 7}};
+    lseek(fd, 98, SEEK_SET);
+    check(readv(fd, iov, 3) == 15 && line[2] == 'H' && memcmp(line + 10, "OLE", 3) == 0,
+          "readv scatters");
+    close(fd);
+
+    FILE *f = fopen(path, "a+");
+    check(f != NULL, "fopen append");
+    fprintf(f, "\nappended line %d\n", 42);
+    fclose(f);
+    check(stat(path, &st) == 0 && st.st_size > (off_t)sizeof(big), "stat after append");
+}
+
+static void directory(const char *dir)
+{
+    char path[512], cwd[512];
+    int names = 0;
+
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    check(mkdir(path, 0700) == 0, "mkdir");
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof(path), "%s/sub/f%d", dir, i);
+        close(open(path, O_CREAT | O_WRONLY, 0600));
+    }
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        names += e->d_name[0] == 'f';
+    if (d)
+        closedir(d);
+    printf("readdir: %d files\n", names);
+    check(chdir(path) == 0 && getcwd(cwd, sizeof(cwd)) && strstr(cwd, "/sub"), "chdir+getcwd");
+    check(access("f3", R_OK) == 0 && access("nope", F_OK) != 0 && errno == ENOENT, "access");
+    check(rename("f4", "g4") == 0 && unlink("g4") == 0, "rename+unlink");
+    check(chdir("..") == 0, "chdir back");
+}
+
+static volatile sig_atomic_t got_usr1;
+static void on_usr1(int sig)
+{
+    (void)sig;
+    got_usr1 = 1;
+}
+
+static void identity_and_signals(void)
+{
+    check(getpid() == expected_pid, "getpid is the home pid");
+    check(syscall(SYS_gettid) == expected_pid, "gettid is the home pid");
+    signal(SIGUSR1, on_usr1);
+    raise(SIGUSR1);
+    check(got_usr1 == 1, "raise delivers to itself");
+    check(kill(getppid(), 0) == 0, "kill(parent, 0)");
+}
+
+static void pipes_and_sockets(void)
+{
+    int p[2], s[2];
+    char buf[16] = {0};
+    struct pollfd pfd;
+
+    check(pipe(p) == 0, "pipe");
+    check(write(p[1], "ping", 4) == 4, "pipe write");
+    pfd = (struct pollfd){p[0], POLLIN, 0};
+    check(poll(&pfd, 1, 1000) == 1 && (pfd.revents & POLLIN), "poll on pipe");
+    check(read(p[0], buf, sizeof(buf)) == 4 && memcmp(buf, "ping", 4) == 0, "pipe read");
+    close(p[0]);
+    close(p[1]);
+    check(socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0, "socketpair");
+    check(send(s[0], "pong", 4, 0) == 4 && recv(s[1], buf, 4, 0) == 4, "send+recv");
+    close(s[0]);
+    close(s[1]);
+    struct iovec iov[3] = {{"writev ", 7}, {"gathers ", 8}, {"three\n", 6}};
+    fflush(stdout);
+    check(writev(1, iov, 3) == 21, "writev to stdout");
+}
+
+static int workload(const char *file, const char *dir)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    identity_and_signals();
+    stdin_summary();
+    file_io(file);
+    directory(dir);
+    pipes_and_sockets();
+    printf("done\n");
+    return 3; /* a distinctive exit status that must reach home */
+}
+
+static volatile sig_atomic_t got_int;
+static void on_int(int sig)
+{
+    (void)sig;
+    got_int = 1;
+}
+
+/* A handler with SA_RESTART, then a read of stdin that SIGINT interrupts at home. */
+static int sig_workload(void)
+{
+    struct sigaction sa = {.sa_handler = on_int, .sa_flags = SA_RESTART};
+    char buf[64];
+    ssize_t n;
+
+    sigaction(SIGINT, &sa, NULL);
+    printf("ready\n");
+    fflush(stdout);
+    n = read(0, buf, sizeof(buf));
+    printf("handler ran: %s, read %zd bytes after it\n", got_int ? "yes" : "no", n);
+    return 0;
+}
+
+static int fork_workload(void)
+{
+    pid_t child = fork();
+
+    if (child == 0)
+        _exit(0);
+    printf("fork: %s\n", child < 0 ? strerror(errno) : "ran away from home");
+    return 0;
+}
+
+/* ---- guest and supervisor ------------------------------------------------------------------ */
+
+struct handoff {
+    int listener; /* the guest's fd number, -1 until installed */
+};
+
+static void futex_wait_change(int *word, int from)
+{
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == from)
+        syscall(SYS_futex, word, FUTEX_WAIT, from, NULL, NULL, 0);
+}
+
+static int connect_to(const char *host, int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+    if (fd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return -1;
+    for (int tries = 0; tries < 100; tries++) {
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            return fd;
+        }
+        usleep(50000);
+    }
+    close(fd);
+    return -1;
+}
+
+static int run_away(const char *host, int port, int (*job)(void *), void *arg)
+{
+    struct handoff *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    int deputy = connect_to(host, port), status = 0, listener;
+    pid_t guest;
+
+    if (deputy < 0 || h == MAP_FAILED) {
+        fprintf(stderr, "mos-forward-check: cannot reach the deputy at %s:%d\n", host, port);
+        return 2;
+    }
+    h->listener = -1;
+    guest = fork();
+    if (guest == 0) {
+        /* Without its supervisor nothing the guest does can be answered: die with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* The guest keeps no descriptor of its own: all of them are at home. */
+        close_range(0, ~0u, 0);
+        int fd = mos_guest_filter_install();
+        __atomic_store_n(&h->listener, fd < 0 ? -2 : fd, __ATOMIC_RELEASE);
+        syscall(SYS_futex, &h->listener, FUTEX_WAKE, 1, NULL, NULL, 0);
+        if (fd < 0)
+            _exit(120);
+        int job_status = job(arg);
+        fflush(NULL); /* _exit does not flush stdio, and stdout at home is rarely a tty */
+        _exit(job_status);
+    }
+    futex_wait_change(&h->listener, -1);
+    if (h->listener < 0 || (listener = mos_supervisor_take_listener(guest, h->listener)) < 0) {
+        fprintf(stderr, "mos-forward-check: the guest could not install its filter\n");
+        return 2;
+    }
+    int rc = mos_supervisor_run(guest, listener, deputy, NULL, &status);
+    if (rc != 0)
+        return 2;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int serve_home(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, status = 0;
+    struct rlimit rl;
+
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 1) != 0) {
+        fprintf(stderr, "mos-forward-check: cannot listen on port %d: %s\n", port,
+                strerror(errno));
+        return 2;
+    }
+    int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    close(lfd);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    /* The link goes to the top of the fd table, a range the guest may not touch. */
+    int reserved = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 8;
+    int link = fcntl(conn, F_DUPFD_CLOEXEC, reserved);
+    close(conn);
+    setsockopt(link, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct mos_deputy_opts opts = {.identity = {getpid(), getppid()}, .reserved_fd_min = reserved};
+    int rc = mos_deputy_serve(link, &opts, &status);
+    if (rc != 0)
+        return rc == MOS_E_PEER_GONE ? EXIT_LOST : EXIT_PROTO;
+    if (WIFSIGNALED(status)) {
+        signal(WTERMSIG(status), SIG_DFL);
+        kill(getpid(), WTERMSIG(status));
+    }
+    return WEXITSTATUS(status);
+}
+
+struct files {
+    const char *file, *dir;
+};
+
+static int job_workload(void *arg)
+{
+    struct files *f = arg;
+    return workload(f->file, f->dir);
+}
+
+static int job_sig(void *arg)
+{
+    (void)arg;
+    return sig_workload();
+}
+
+static int job_fork(void *arg)
+{
+    (void)arg;
+    return fork_workload();
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+
+    if (strcmp(mode, "native") == 0 && argc == 4) {
+        expected_pid = getpid();
+        return workload(argv[2], argv[3]);
+    }
+    if (strcmp(mode, "native-sig") == 0)
+        return sig_workload();
+    if (strcmp(mode, "home") == 0 && argc == 3)
+        return serve_home(atoi(argv[2]));
+    if (strncmp(mode, "away", 4) == 0 && argc >= 5) {
+        expected_pid = atoi(argv[4]);
+        if (strcmp(mode, "away") == 0 && argc == 7) {
+            struct files f = {argv[5], argv[6]};
+            return run_away(argv[2], atoi(argv[3]), job_workload, &f);
+        }
+        if (strcmp(mode, "away-sig") == 0)
+            return run_away(argv[2], atoi(argv[3]), job_sig, NULL);
+        if (strcmp(mode, "away-fork") == 0)
+            return run_away(argv[2], atoi(argv[3]), job_fork, NULL);
+    }
+    fprintf(stderr, "usage: see the comment at the top of forward_check.c\n");
+    return 2;
+}

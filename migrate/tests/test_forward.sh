@@ -1,0 +1,118 @@
+#!/bin/bash
+# Forwarded system calls end to end: a workload run as a guest whose calls a deputy serves must
+# print exactly what it prints natively, leave the same files, exit with the same status, and
+# get home signals; faults give clear errors and distinct exit statuses.
+#   test_forward.sh local   deputy and guest on this host (loopback)
+#   test_forward.sh lab     deputy on lab node 1, guest on lab node 2
+set -u
+MODE=${1:-local}
+CHECK=$MOS_BIN/mos-forward-check
+T=$(mktemp -d /tmp/mos-fwd.XXXXXX)
+passes=0; fails=0
+ok()  { passes=$((passes+1)); echo "ok: $1"; }
+bad() { fails=$((fails+1)); echo "FAIL: $1"; }
+cleanup() {
+    jobs -p | xargs -r kill -9 2>/dev/null
+    [ "$MODE" = lab ] && "$LAB" down >/dev/null 2>&1
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+if [ "$MODE" = lab ]; then
+    LAB=$MOS_SRC/tests/lab/mos-lab
+    export MOS_LAB_NAME=fwd$$
+    "$LAB" up 2 >/dev/null || { echo "FAIL: lab up"; echo "0 passed, 1 failed"; exit 1; }
+    HOME_RUN=("$LAB" exec 1); AWAY_RUN=("$LAB" exec 2); HOST=10.77.0.1
+else
+    HOME_RUN=(); AWAY_RUN=(); HOST=127.0.0.1
+fi
+port() { echo $((20000 + RANDOM % 20000)); }
+
+head -c 300000 /dev/urandom | od -An -tx1 > "$T/input"
+mkdir -p "$T/native/dir" "$T/away/dir"
+
+# 1. the workload, natively and as a guest
+(cd "$T/native" && "$CHECK" native "$T/native/file" "$T/native/dir" < "$T/input" > out 2> err)
+native_rc=$?
+P=$(port)
+(cd "$T/away" && exec "${HOME_RUN[@]}" "$CHECK" home $P < "$T/input" > out 2> err) &
+home=$!
+sleep 0.3
+# the home pid the guest must see: the deputy process itself (exec keeps the pid)
+"${AWAY_RUN[@]}" "$CHECK" away $HOST $P $home "$T/away/file" "$T/away/dir" > "$T/away/guest.out" 2> "$T/away/guest.err"
+away_rc=$?
+wait $home; home_rc=$?
+[ "$native_rc" = 3 ] && ok "native run exits 3" || bad "native run exited $native_rc: $(cat "$T/native/err")"
+[ "$home_rc" = 3 ] && [ "$away_rc" = 3 ] && ok "guest's exit status reaches home (3)" \
+    || bad "exit status: home $home_rc, away $away_rc; $(cat "$T/away/err" "$T/away/guest.err")"
+if cmp -s "$T/native/out" "$T/away/out"; then ok "output identical to the native run ($(wc -l < "$T/native/out") lines)"
+else bad "outputs differ:"; diff "$T/native/out" "$T/away/out" | head -20; fi
+grep -q FAILED "$T/native/out" && bad "the native run itself failed a check: $(grep FAILED "$T/native/out")"
+cmp -s "$T/native/file" "$T/away/file" && ok "files written at home are identical" || bad "files differ"
+[ ! -s "$T/away/guest.out" ] && ok "nothing printed on the guest's node" || bad "guest node printed: $(head -3 "$T/away/guest.out")"
+
+# 2. SIGINT at home reaches the guest's handler; the interrupted read restarts (SA_RESTART)
+mkfifo "$T/n.in"; ("$CHECK" native-sig < "$T/n.in" > "$T/n.out") & SIGPID=$!
+exec 7> "$T/n.in"; for _ in $(seq 100); do grep -q ready "$T/n.out" 2>/dev/null && break; sleep 0.05; done
+sleep 0.2; kill -INT $SIGPID; sleep 0.3; echo hello >&7; exec 7>&-; wait $SIGPID
+P=$(port)
+mkfifo "$T/h.in"
+("${HOME_RUN[@]}" "$CHECK" home $P < "$T/h.in" > "$T/h.out" 2> "$T/h.err") & SIGPID=$!
+exec 7> "$T/h.in"
+sleep 0.3
+("${AWAY_RUN[@]}" "$CHECK" away-sig $HOST $P $SIGPID > /dev/null 2>&1) & awaypid=$!
+for _ in $(seq 100); do grep -q ready "$T/h.out" 2>/dev/null && break; sleep 0.05; done
+sleep 0.2; kill -INT $SIGPID; sleep 0.3; echo hello >&7; exec 7>&-
+wait $SIGPID; wait $awaypid
+if grep -q "handler ran: yes, read 6 bytes" "$T/h.out" && cmp -s "$T/n.out" "$T/h.out"; then
+    ok "home SIGINT runs the guest's handler and the read restarts, as natively"
+else bad "signal: native '$(tail -1 "$T/n.out")', forwarded '$(tail -1 "$T/h.out")' $(cat "$T/h.err")"; fi
+
+# 3. SIGINT with the default action ends the guest, and home reports it as a death by SIGINT
+P=$(port)
+mkfifo "$T/d.in"
+("${HOME_RUN[@]}" "$CHECK" home $P < "$T/d.in" > "$T/d.out" 2>&1) & dpid=$!
+exec 7> "$T/d.in"
+sleep 0.3
+("${AWAY_RUN[@]}" "$CHECK" away $HOST $P $dpid "$T/d.file" "$T/d.dir" > /dev/null 2>&1) & apid=$!
+sleep 1
+kill -INT $dpid
+wait $dpid; drc=$?; wait $apid; arc=$?
+exec 7>&-
+[ "$drc" = 130 ] && [ "$arc" = 130 ] && ok "default SIGINT kills the guest; home dies of SIGINT" \
+    || bad "default SIGINT: home rc $drc, away rc $arc"
+
+# 4. a home-only call (fork) is refused with ENOSYS by this harness (mosrun migrates home)
+P=$(port)
+("${HOME_RUN[@]}" "$CHECK" home $P > "$T/f.out" 2>&1) & fpid=$!
+sleep 0.3
+"${AWAY_RUN[@]}" "$CHECK" away-fork $HOST $P $fpid > /dev/null 2> "$T/f.err"
+wait $fpid
+grep -q "fork: Function not implemented" "$T/f.out" && grep -q "needs its home node" "$T/f.err" \
+    && ok "fork is a home call, refused here" || bad "fork: $(cat "$T/f.out" "$T/f.err")"
+
+# 5. the node running the guest dies: the deputy says so and exits 99
+P=$(port)
+mkfifo "$T/l.in"
+("${HOME_RUN[@]}" "$CHECK" home $P < "$T/l.in" > "$T/l.out" 2> "$T/l.err") & lpid=$!
+exec 7> "$T/l.in"
+sleep 0.3
+("${AWAY_RUN[@]}" "$CHECK" away-sig $HOST $P $lpid > /dev/null 2>&1) & apid=$!
+for _ in $(seq 100); do grep -q ready "$T/l.out" 2>/dev/null && break; sleep 0.05; done
+kill -9 $apid
+wait $lpid; lrc=$?
+exec 7>&-
+[ "$lrc" = 99 ] && grep -q "lost the node running the job" "$T/l.err" && [ "$(wc -l < "$T/l.err")" = 1 ] \
+    && ok "lost guest node: one clear line, exit 99" || bad "lost node: rc $lrc, $(cat "$T/l.err")"
+
+# 6. garbage from a would-be supervisor: a clear error, no crash
+P=$(port)
+("${HOME_RUN[@]}" "$CHECK" home $P > /dev/null 2> "$T/g.err") & gpid=$!
+sleep 0.3
+"${AWAY_RUN[@]}" bash -c "exec 3<>/dev/tcp/$HOST/$P; sleep 0.2; printf 'MDEP\x01\x00\x02\x00\x05\x00\x00\x00garbage-garbage' >&3; sleep 0.5" 2>/dev/null
+wait $gpid; grc=$?
+[ "$grc" = 98 ] && grep -q "malformed call" "$T/g.err" && ok "garbage call: clear error, exit 98" \
+    || bad "garbage: rc $grc, $(cat "$T/g.err")"
+
+echo "$passes passed, $fails failed"
+[ "$fails" = 0 ]
