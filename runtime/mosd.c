@@ -1,66 +1,127 @@
-/* mosd: the node daemon. This first version checks a node's configuration (the cluster file,
- * the key, which node this host is); gossip, migrations and the command socket follow. */
-#include "mos/config.h"
-#include "mos/key.h"
+/* mosd: the node daemon. It owns this node's part of the cluster: the command socket for the
+ * users' commands, the job table, gossip, and accepting and sending migrations. */
+#include "mosd.h"
+
+#include "mos/clock.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <unistd.h>
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: mosd [--config FILE] --check-config\n"
+    fprintf(out, "usage: mosd [--config FILE] [--daemon]\n"
+                 "       mosd [--config FILE] --check-config\n"
                  "       mosd --help-config\n"
                  "  --config FILE   cluster config (default $MOS_CONF, then %s)\n"
+                 "  --daemon        detach and log to syslog (the journal)\n"
                  "  --check-config  load the config and key, find this node, report, exit\n"
                  "  --help-config   print every setting with its default and meaning\n",
                  MOS_CONFIG_DEFAULT_PATH);
 }
 
-/* Load the config the way every mos command does: a missing default file means the built-in
- * one-node cluster; an explicitly named file must exist. */
-static int load_config(const char *explicit_path, struct mos_config *cfg)
+static void syslog_sink(enum mos_log_level level, const char *component, const char *text,
+                        void *arg)
 {
-    int may_be_absent;
-    const char *path = mos_config_choose_path(explicit_path, &may_be_absent);
-    FILE *probe;
+    static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
-    if (may_be_absent && !(probe = fopen(path, "re"))) {
-        mos_config_defaults(cfg);
-        return mos_config_parse("", "(built-in defaults)", cfg);
-    } else if (may_be_absent) {
-        fclose(probe);
-    }
-    return mos_config_load(path, cfg);
+    (void)arg;
+    syslog(prio[level], "%s: %s", component, text);
 }
 
-static int check_config(const char *explicit_path)
+static int node_load(struct mosd *d, const char *config)
 {
-    struct mos_config cfg;
-    mos_key_t key;
-    int self, rc;
+    int rc = mos_runtime_config(config, &d->cfg, &d->self);
 
-    rc = load_config(explicit_path, &cfg);
     if (rc != 0)
-        return 1;
-    if (cfg.key_file[0] && mos_key_load(cfg.key_file, &key) != 0) {
-        mos_config_free(&cfg);
-        return 1;
+        return rc;
+    if (d->cfg.key_file[0]) {
+        rc = mos_key_load(d->cfg.key_file, &d->key);
+        if (rc != 0) {
+            mos_config_free(&d->cfg);
+            return rc;
+        }
+        d->have_key = 1;
     }
-    self = mos_config_find_self(&cfg);
-    if (self < 0) {
-        mos_err("mosd", "%s: none of the %zu nodes has an address of this host", cfg.path,
-                cfg.n_nodes);
-        mos_config_free(&cfg);
-        return 1;
-    }
-    printf("node %s %s of %zu in %s, key %s\n", cfg.nodes[self].name, cfg.nodes[self].addr,
-           cfg.n_nodes, cfg.path, cfg.key_file[0] ? cfg.key_file : "none");
-    mos_config_free(&cfg);
     return 0;
+}
+
+static int check_config(const char *config)
+{
+    struct mosd d = {0};
+
+    if (node_load(&d, config) != 0)
+        return 1;
+    printf("node %s %s of %zu in %s, key %s\n", d.cfg.nodes[d.self].name,
+           d.cfg.nodes[d.self].addr, d.cfg.n_nodes, d.cfg.path,
+           d.cfg.key_file[0] ? d.cfg.key_file : "none");
+    mos_config_free(&d.cfg);
+    return 0;
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct mosd *d = arg;
+
+    (void)what;
+    mos_info("mosd", "signal %d: shutting down", (int)sig);
+    event_base_loopexit(d->base, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what, (void)arg;
+    mos_info("mosd", "SIGHUP: configuration is read at start; restart mosd to apply changes");
+}
+
+static int run(const char *config, int daemonize)
+{
+    struct mosd d = {0};
+    int rc;
+
+    if (node_load(&d, config) != 0)
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+    d.started_ns = mos_clock_now_ns();
+    d.base = event_base_new();
+    if (!d.base || mosd_control_start(&d) != 0) {
+        rc = 1;
+        goto out;
+    }
+    if (daemonize) {
+        openlog("mosd", LOG_PID, LOG_DAEMON);
+        mos_log_set_sink(syslog_sink, NULL);
+        if (daemon(0, 0) != 0) {
+            mos_err("mosd", "cannot detach: %s", mos_strerror(mos_errno_status()));
+            rc = 1;
+            goto out;
+        }
+    }
+    d.signals[0] = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
+    d.signals[1] = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
+    d.signals[2] = evsignal_new(d.base, SIGHUP, on_hup, &d);
+    for (int i = 0; i < 3; i++)
+        event_add(d.signals[i], NULL);
+    mos_info("mosd", "node %s (%s) up: %zu nodes, commands on %s", d.cfg.nodes[d.self].name,
+             d.cfg.nodes[d.self].addr, d.cfg.n_nodes, d.socket_path);
+    event_base_dispatch(d.base);
+    rc = 0;
+out:
+    mosd_control_stop(&d);
+    for (int i = 0; i < 3; i++)
+        if (d.signals[i])
+            event_free(d.signals[i]);
+    if (d.base)
+        event_base_free(d.base);
+    free(d.jobs);
+    mos_config_free(&d.cfg);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -69,17 +130,19 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'k'},
         {"help-config", no_argument, NULL, 'H'},
+        {"daemon", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
     const char *config = NULL;
-    int check = 0, c;
+    int check = 0, daemonize = 0, c;
 
     opterr = 0; /* one line of our own for a bad option, not getopt's plus the usage */
     while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
         case 'k': check = 1; break;
+        case 'd': daemonize = 1; break;
         case 'H': mos_config_describe(stdout); return 0;
         case 'h': usage(stdout); return 0;
         default:
@@ -92,8 +155,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "mosd: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (check)
-        return check_config(config);
-    fprintf(stderr, "mosd: only --check-config is available in this version\n");
-    return 2;
+    return check ? check_config(config) : run(config, daemonize);
 }

@@ -1,0 +1,173 @@
+#include "control.h"
+
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int mos_runtime_config(const char *explicit_path, struct mos_config *cfg, int *self)
+{
+    int may_be_absent, rc;
+    const char *path = mos_config_choose_path(explicit_path, &may_be_absent);
+
+    if (may_be_absent && access(path, F_OK) != 0)
+        rc = mos_config_parse("", "(built-in one-node config)", cfg);
+    else
+        rc = mos_config_load(path, cfg);
+    if (rc != 0)
+        return rc;
+    *self = mos_config_find_self(cfg);
+    if (*self < 0) {
+        mos_err("config", "%s: none of the %zu nodes has an address of this host", cfg->path,
+                cfg->n_nodes);
+        mos_config_free(cfg);
+        return MOS_E_UNKNOWN_NODE;
+    }
+    return 0;
+}
+
+int mos_control_socket_path(const struct mos_config *cfg, int self, char *out, size_t len)
+{
+    const char *name = cfg->nodes[self].name;
+    size_t used = 0;
+
+    for (const char *p = cfg->socket_path; *p; p++) {
+        const char *piece = p;
+        size_t n = 1;
+        if (p[0] == '%' && p[1] == 'n') {
+            piece = name;
+            n = strlen(name);
+            p++;
+        }
+        if (used + n >= len)
+            return -ENAMETOOLONG;
+        memcpy(out + used, piece, n);
+        used += n;
+    }
+    out[used] = '\0';
+    return used < sizeof(((struct sockaddr_un *)0)->sun_path) ? 0 : -ENAMETOOLONG;
+}
+
+int mos_control_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int mos_control_send(int fd, struct json_object *msg)
+{
+    const char *text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN);
+    size_t len = strlen(text), done = 0;
+
+    while (done <= len) {
+        const char *p = done < len ? text + done : "\n";
+        size_t n = done < len ? len - done : 1;
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno == EPIPE || errno == ECONNRESET ? MOS_E_PEER_GONE : -errno;
+        done += (size_t)w;
+        if (done > len)
+            break;
+    }
+    return 0;
+}
+
+int mos_control_recv(int fd, struct json_object **msg, int timeout_ms)
+{
+    char *line = malloc(MOS_CONTROL_MAX_LINE);
+    size_t used = 0;
+    int rc = 0;
+
+    if (!line)
+        return -ENOMEM;
+    *msg = NULL;
+    /* Byte by byte up to the newline: replies are small and this never reads past the line,
+     * so a caller may go on to use the socket for something else. */
+    while (used < MOS_CONTROL_MAX_LINE - 1) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, timeout_ms);
+        if (pr == 0) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        if (pr < 0 && errno == EINTR)
+            continue;
+        ssize_t n = pr < 0 ? -1 : read(fd, line + used, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n == 0 ? MOS_E_PEER_GONE : -errno;
+            break;
+        }
+        if (line[used] == '\n')
+            break;
+        used++;
+    }
+    if (rc == 0) {
+        line[used] = '\0';
+        *msg = used < MOS_CONTROL_MAX_LINE - 1 ? json_tokener_parse(line) : NULL;
+        if (!*msg || !json_object_is_type(*msg, json_type_object)) {
+            json_object_put(*msg);
+            *msg = NULL;
+            rc = MOS_E_PROTO;
+        }
+    }
+    free(line);
+    return rc;
+}
+
+int mos_control_call(const char *path, struct json_object *req, struct json_object **resp)
+{
+    int fd = mos_control_connect(path), rc;
+
+    *resp = NULL;
+    if (fd < 0)
+        return fd;
+    rc = mos_control_send(fd, req);
+    if (rc == 0)
+        rc = mos_control_recv(fd, resp, 30000);
+    close(fd);
+    if (rc == 0 && !json_object_get_boolean(json_object_object_get(*resp, "ok")))
+        rc = MOS_E_PROTO;
+    return rc;
+}
+
+const char *mos_json_str(struct json_object *o, const char *key, const char *fallback)
+{
+    struct json_object *v;
+
+    if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+        return json_object_get_string(v);
+    return fallback;
+}
+
+long long mos_json_int(struct json_object *o, const char *key, long long fallback)
+{
+    struct json_object *v;
+
+    if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v);
+    return fallback;
+}

@@ -1,0 +1,236 @@
+/* mosd's local command socket. Anyone may connect; what they may do is decided from the
+ * kernel's word on who they are (SO_PEERCRED), never from what they say. */
+#include "mosd.h"
+
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct client {
+    struct mosd *d;
+    struct ucred cred;
+};
+
+static struct json_object *reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static struct json_object *reply_error(const char *fmt, ...)
+{
+    struct json_object *r = json_object_new_object();
+    char text[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    json_object_object_add(r, "ok", json_object_new_boolean(0));
+    json_object_object_add(r, "error", json_object_new_string(text));
+    return r;
+}
+
+static struct json_object *reply_ok(void)
+{
+    struct json_object *r = json_object_new_object();
+
+    json_object_object_add(r, "ok", json_object_new_boolean(1));
+    return r;
+}
+
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    FILE *f;
+    pid_t ppid = -1;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return -1;
+    if (fgets(buf, sizeof(buf), f)) {
+        char *close_paren = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+        if (close_paren)
+            sscanf(close_paren + 2, "%*c %d", &ppid);
+    }
+    fclose(f);
+    return ppid;
+}
+
+static struct json_object *op_ping(struct client *c, struct json_object *req)
+{
+    struct json_object *r = reply_ok();
+
+    (void)req;
+    json_object_object_add(r, "node", json_object_new_string(c->d->cfg.nodes[c->d->self].name));
+    json_object_object_add(r, "version", json_object_new_string("0.1.0"));
+    return r;
+}
+
+/* mosrun registers the job it started: the job must be its own child. */
+static struct json_object *op_register(struct client *c, struct bufferevent *bev,
+                                       struct json_object *req)
+{
+    pid_t pid = (pid_t)mos_json_int(req, "pid", -1);
+    struct mosd_job *job;
+
+    if (pid <= 0 || parent_of(pid) != c->cred.pid)
+        return reply_error("pid %d is not a child of the registering process", (int)pid);
+    if (mosd_job_find(c->d, pid))
+        return reply_error("pid %d is already registered", (int)pid);
+    job = mosd_job_add(c->d);
+    if (!job)
+        return reply_error("out of memory");
+    job->pid = job->home_pid = pid;
+    job->uid = c->cred.uid;
+    job->locked = (int)mos_json_int(req, "locked", 0);
+    job->owner = bev;
+    snprintf(job->cmd, sizeof(job->cmd), "%s", mos_json_str(req, "cmd", "?"));
+    snprintf(job->stay, sizeof(job->stay), "%s", mos_json_str(req, "stay", ""));
+    snprintf(job->home, sizeof(job->home), "%s", c->d->cfg.nodes[c->d->self].name);
+    snprintf(job->where, sizeof(job->where), "%s", job->home);
+    mos_info("mosd", "job %d: pid %d uid %d registered: %s", job->id, (int)pid, (int)job->uid,
+             job->cmd);
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "job", json_object_new_int(job->id));
+    return r;
+}
+
+static struct json_object *op_list(struct client *c, struct json_object *req)
+{
+    struct json_object *r = reply_ok(), *jobs = json_object_new_array();
+
+    (void)req;
+    for (size_t i = 0; i < c->d->n_jobs; i++)
+        json_object_array_add(jobs, mosd_job_json(c->d, &c->d->jobs[i]));
+    json_object_object_add(r, "node", json_object_new_string(c->d->cfg.nodes[c->d->self].name));
+    json_object_object_add(r, "jobs", jobs);
+    return r;
+}
+
+static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
+                                    struct json_object *req)
+{
+    const char *op = mos_json_str(req, "op", "");
+
+    if (strcmp(op, "ping") == 0)
+        return op_ping(c, req);
+    if (strcmp(op, "register") == 0)
+        return op_register(c, bev, req);
+    if (strcmp(op, "list") == 0)
+        return op_list(c, req);
+    return reply_error("unknown op '%s'", op);
+}
+
+static void client_free(struct client *c, struct bufferevent *bev)
+{
+    mosd_job_remove_owner(c->d, bev);
+    bufferevent_free(bev);
+    free(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    char *line;
+    size_t len;
+
+    while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
+        struct json_object *req = json_tokener_parse(line), *resp;
+        if (!req || !json_object_is_type(req, json_type_object))
+            resp = reply_error("not a JSON object");
+        else
+            resp = dispatch(c, bev, req);
+        const char *text = json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN);
+        bufferevent_write(bev, text, strlen(text));
+        bufferevent_write(bev, "\n", 1);
+        json_object_put(req);
+        json_object_put(resp);
+        free(line);
+    }
+    if (evbuffer_get_length(in) > MOS_CONTROL_MAX_LINE) {
+        mos_warn("mosd", "client pid %d sent a line over %u bytes; closing it", (int)c->cred.pid,
+                 MOS_CONTROL_MAX_LINE);
+        client_free(c, bev);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        client_free(arg, bev);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    struct mosd *d = arg;
+    struct client *c = calloc(1, sizeof(*c));
+    socklen_t len = sizeof(c->cred);
+    struct bufferevent *bev;
+
+    (void)l, (void)sa, (void)socklen;
+    if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) != 0) {
+        free(c);
+        close(fd);
+        return;
+    }
+    c->d = d;
+    bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(bev, on_read, NULL, on_event, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+int mosd_control_start(struct mosd *d)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char dir[sizeof(d->socket_path)];
+    int rc = mos_control_socket_path(&d->cfg, d->self, d->socket_path, sizeof(d->socket_path));
+
+    if (rc != 0) {
+        mos_err("mosd", "command socket path '%s' is too long", d->cfg.socket_path);
+        return rc;
+    }
+    snprintf(dir, sizeof(dir), "%s", d->socket_path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        mkdir(dir, 0755);
+    }
+    /* A socket left by a mosd that died is stale; a live one answers, and then we stop. */
+    int probe = mos_control_connect(d->socket_path);
+    if (probe >= 0) {
+        close(probe);
+        mos_err("mosd", "another mosd already serves %s", d->socket_path);
+        return -EADDRINUSE;
+    }
+    unlink(d->socket_path);
+    strcpy(sa.sun_path, d->socket_path);
+    d->listener = evconnlistener_new_bind(d->base, on_accept, d,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64,
+                                          (struct sockaddr *)&sa, sizeof(sa));
+    if (!d->listener) {
+        rc = mos_errno_status();
+        mos_err("mosd", "cannot listen on %s: %s", d->socket_path, mos_strerror(rc));
+        return rc;
+    }
+    chmod(d->socket_path, 0666); /* users' commands connect; SO_PEERCRED says who they are */
+    return 0;
+}
+
+void mosd_control_stop(struct mosd *d)
+{
+    if (d->listener) {
+        evconnlistener_free(d->listener);
+        d->listener = NULL;
+        unlink(d->socket_path);
+    }
+}

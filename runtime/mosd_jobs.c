@@ -1,0 +1,64 @@
+/* The table of jobs this node knows: its own (home) jobs and its guests. */
+#include "mosd.h"
+
+#include "mos/clock.h"
+
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mosd_job *mosd_job_add(struct mosd *d)
+{
+    if (d->n_jobs == d->cap_jobs) {
+        size_t cap = d->cap_jobs ? d->cap_jobs * 2 : 32;
+        struct mosd_job *jobs = realloc(d->jobs, cap * sizeof(*jobs));
+        if (!jobs)
+            return NULL;
+        d->jobs = jobs;
+        d->cap_jobs = cap;
+    }
+    struct mosd_job *job = &d->jobs[d->n_jobs++];
+    memset(job, 0, sizeof(*job));
+    job->id = ++d->next_job_id;
+    job->started_ns = mos_clock_now_ns();
+    return job;
+}
+
+struct mosd_job *mosd_job_find(struct mosd *d, pid_t pid)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].pid == pid || d->jobs[i].home_pid == pid)
+            return &d->jobs[i];
+    return NULL;
+}
+
+void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].owner != owner)
+            d->jobs[kept++] = d->jobs[i];
+    d->n_jobs = kept;
+}
+
+struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job)
+{
+    struct json_object *o = json_object_new_object();
+    struct passwd *pw = getpwuid(job->uid);
+    double age = (double)(mos_clock_now_ns() - job->started_ns) / 1e9;
+
+    (void)d;
+    json_object_object_add(o, "id", json_object_new_int(job->id));
+    json_object_object_add(o, "pid", json_object_new_int(job->pid));
+    json_object_object_add(o, "home_pid", json_object_new_int(job->home_pid));
+    json_object_object_add(o, "uid", json_object_new_int((int)job->uid));
+    json_object_object_add(o, "user", json_object_new_string(pw ? pw->pw_name : "?"));
+    json_object_object_add(o, "from", json_object_new_string(job->home));
+    json_object_object_add(o, "where", json_object_new_string(job->where));
+    json_object_object_add(o, "stay", json_object_new_string(job->stay));
+    json_object_object_add(o, "locked", json_object_new_boolean(job->locked));
+    json_object_object_add(o, "age_s", json_object_new_double(age));
+    json_object_object_add(o, "cmd", json_object_new_string(job->cmd));
+    return o;
+}

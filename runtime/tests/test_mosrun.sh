@@ -1,0 +1,70 @@
+#!/bin/bash
+# mosrun at home with a mosd on a one-node loopback cluster: exit statuses, signals, pipelines,
+# registration seen by mosps, and clear errors for bad use.
+set -u
+B=$MOS_BIN
+T=$(mktemp -d /tmp/mos-run.XXXXXX)
+passes=0; fails=0
+ok()  { passes=$((passes+1)); echo "ok: $1"; }
+bad() { fails=$((fails+1)); echo "FAIL: $1"; }
+cleanup() { [ -n "${MOSD:-}" ] && kill "$MOSD" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+printf '[cluster]\nsocket = %s/mosd-%%n.sock\n[nodes]\nme = 127.0.0.1\n' "$T" > "$T/mos.conf"
+export MOS_CONF=$T/mos.conf
+"$B/mosd" 2> "$T/mosd.log" & MOSD=$!
+for _ in $(seq 50); do [ -S "$T/mosd-me.sock" ] && break; sleep 0.1; done
+[ -S "$T/mosd-me.sock" ] && ok "mosd serves its socket" || bad "mosd did not start: $(cat "$T/mosd.log")"
+
+out=$("$B/mosrun" sh -c 'echo hi; exit 7' 2>&1); rc=$?
+[ "$rc" = 7 ] && [ "$out" = hi ] && ok "exit status and output pass through" || bad "rc=$rc out=$out"
+out=$(printf 'abc\n' | "$B/mosrun" tr a-z A-Z | "$B/mosrun" cat); rc=$?
+[ "$out" = ABC ] && ok "works in a pipeline" || bad "pipeline: $out"
+
+"$B/mosrun" -L sleep 30 & job=$!
+sleep 0.5
+table=$("$B/mosps")
+grep -q "sleep 30" <<<"$table" && grep -q "locked (-L)" <<<"$table" && ok "mosps lists the job" \
+    || bad "mosps: $table"
+json=$("$B/mosps" --json)
+python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j[0]["cmd"]=="sleep 30" and j[0]["where"]=="me" and j[0]["from"]=="me"' "$json" \
+    && ok "mosps --json" || bad "mosps --json: $json"
+kill -TERM $job; wait $job; rc=$?
+[ "$rc" = 143 ] && ok "SIGTERM to mosrun reaches the job; mosrun dies of it" || bad "SIGTERM rc=$rc"
+sleep 0.2
+[ "$("$B/mosps" --json)" = "[]" ] && ok "a finished job leaves the table" || bad "table: $("$B/mosps")"
+
+"$B/mosrun" sh -c 'kill -SEGV $$' 2>/dev/null; rc=$?
+[ "$rc" = 139 ] && ok "a job's death by signal is mosrun's" || bad "SEGV rc=$rc"
+out=$("$B/mosrun" /nonexistent/prog 2>&1); rc=$?
+[ "$rc" = 127 ] && grep -q "cannot run /nonexistent/prog" <<<"$out" && ok "missing program: 127" \
+    || bad "missing program: rc=$rc $out"
+out=$("$B/mosrun" -r mos2 true 2>&1); rc=$?
+[ "$rc" = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && ok "unavailable option: one line, 2" || bad "-r: $rc $out"
+out=$("$B/mosrun" --frob true 2>&1); rc=$?
+[ "$rc" = 2 ] && grep -q "unknown option" <<<"$out" && ok "bad option" || bad "bad option: $rc $out"
+
+# only a process's parent may register it
+python3 - "$T/mosd-me.sock" <<'PY' && ok "registering someone else's process is refused" || bad "spoofed registration accepted"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"op": "register", "pid": 1, "cmd": "init"}).encode() + b"\n")
+r = json.loads(s.makefile().readline())
+sys.exit(0 if (not r["ok"] and "not a child" in r["error"]) else 1)
+PY
+python3 - "$T/mosd-me.sock" <<'PY' && ok "garbage on the socket gets an error reply" || bad "garbage"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"this is not json\n{\"op\": \"nope\"}\n")
+f = s.makefile()
+a, b = json.loads(f.readline()), json.loads(f.readline())
+sys.exit(0 if (not a["ok"] and not b["ok"] and "unknown op" in b["error"]) else 1)
+PY
+
+kill $MOSD; wait $MOSD; MOSD=
+out=$("$B/mosrun" true 2>&1); rc=$?
+[ "$rc" = 0 ] && grep -q "no mosd on this node" <<<"$out" && ok "without mosd the job runs unmanaged" \
+    || bad "no mosd: $rc $out"
+out=$("$B/mosps" 2>&1); rc=$?
+[ "$rc" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] && ok "mosps without mosd: one line, 1" || bad "mosps: $rc $out"
+echo "$passes passed, $fails failed"
+[ "$fails" = 0 ]
