@@ -23,6 +23,7 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
+    {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
 };
 
 static void usage(FILE *out)

@@ -203,16 +203,6 @@ static int fork_workload(void)
 
 /* ---- guest and supervisor ------------------------------------------------------------------ */
 
-struct handoff {
-    int listener; /* the guest's fd number, -1 until installed */
-};
-
-static void futex_wait_change(int *word, int from)
-{
-    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == from)
-        syscall(SYS_futex, word, FUTEX_WAIT, from, NULL, NULL, 0);
-}
-
 static int connect_to(const char *host, int port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -233,37 +223,13 @@ static int connect_to(const char *host, int port)
 
 static int run_away(const char *host, int port, int (*job)(void *), void *arg)
 {
-    struct handoff *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    int deputy = connect_to(host, port), status = 0, listener;
-    pid_t guest;
+    int deputy = connect_to(host, port), status = 0;
 
-    if (deputy < 0 || h == MAP_FAILED) {
+    if (deputy < 0) {
         fprintf(stderr, "mos-forward-check: cannot reach the deputy at %s:%d\n", host, port);
         return 2;
     }
-    h->listener = -1;
-    guest = fork();
-    if (guest == 0) {
-        /* Without its supervisor nothing the guest does can be answered: die with it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        /* The guest keeps no descriptor of its own: all of them are at home. */
-        close_range(0, ~0u, 0);
-        int fd = mos_guest_filter_install();
-        __atomic_store_n(&h->listener, fd < 0 ? -2 : fd, __ATOMIC_RELEASE);
-        syscall(SYS_futex, &h->listener, FUTEX_WAKE, 1, NULL, NULL, 0);
-        if (fd < 0)
-            _exit(120);
-        int job_status = job(arg);
-        fflush(NULL); /* _exit does not flush stdio, and stdout at home is rarely a tty */
-        _exit(job_status);
-    }
-    futex_wait_change(&h->listener, -1);
-    if (h->listener < 0 || (listener = mos_supervisor_take_listener(guest, h->listener)) < 0) {
-        fprintf(stderr, "mos-forward-check: the guest could not install its filter\n");
-        return 2;
-    }
-    int rc = mos_supervisor_run(guest, listener, deputy, NULL, &status);
-    if (rc != 0)
+    if (mos_forward_run_guest(deputy, job, arg, &status) != 0)
         return 2;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -272,21 +238,15 @@ static int serve_home(int port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, status = 0;
-    struct rlimit rl;
-
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 1) != 0) {
         fprintf(stderr, "mos-forward-check: cannot listen on port %d: %s\n", port,
                 strerror(errno));
         return 2;
     }
-    int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), reserved;
     close(lfd);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    /* The link goes to the top of the fd table, a range the guest may not touch. */
-    int reserved = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 8;
-    int link = fcntl(conn, F_DUPFD_CLOEXEC, reserved);
-    close(conn);
+    int link = mos_deputy_link_prepare(conn, &reserved);
     setsockopt(link, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct mos_deputy_opts opts = {.identity = {getpid(), getppid()}, .reserved_fd_min = reserved};
     int rc = mos_deputy_serve(link, &opts, &status);

@@ -82,6 +82,17 @@ struct mos_deputy_opts {
 };
 int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_status);
 
+/* Run fn(arg) in a new child process as a guest whose system calls are served through the
+ * connected deputy_fd, supervising it from the calling process until it exits. The child
+ * closes every descriptor, installs the filter, and dies with its supervisor. Used for tests,
+ * benchmarks and guests that are started rather than restored. Returns 0 with the guest's wait
+ * status in *status, or a negative status. */
+int mos_forward_run_guest(int deputy_fd, int (*fn)(void *), void *arg, int *status);
+
+/* Move a deputy's link fd to the top of the fd table (below RLIMIT_NOFILE), a range the guest's
+ * calls may not touch; *reserved_min receives the range's start. Returns the new fd. */
+int mos_deputy_link_prepare(int fd, int *reserved_min);
+
 /* Counters of one side, for mosps and benchmarks. */
 struct mos_forward_stats {
     uint64_t forwarded, virtual_calls, home_calls, refused, interrupted;
