@@ -11,6 +11,7 @@
  *
  * Exit status 99: the deputy lost its guest's node; 98: the supervisor spoke nonsense. */
 #include "mos/forward.h"
+#include "mos/key.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
@@ -203,21 +204,32 @@ static int fork_workload(void)
 
 /* ---- guest and supervisor ------------------------------------------------------------------ */
 
+/* The job's token, shared by the test's two sides: MOS_TEST_TOKEN (64 hex digits). */
+static int test_token(uint8_t token[MOS_LINK_TOKEN_BYTES])
+{
+    mos_key_t key;
+    const char *hex = getenv("MOS_TEST_TOKEN");
+
+    if (!hex || mos_key_parse_hex(hex, &key) != 0) {
+        fprintf(stderr, "mos-forward-check: set MOS_TEST_TOKEN to 64 hex digits\n");
+        return -1;
+    }
+    memcpy(token, key.bytes, MOS_LINK_TOKEN_BYTES);
+    return 0;
+}
+
 static int connect_to(const char *host, int port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    uint8_t token[MOS_LINK_TOKEN_BYTES];
 
-    if (fd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+    if (test_token(token) != 0)
         return -1;
     for (int tries = 0; tries < 100; tries++) {
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        int fd = mos_deputy_link_connect(host, port, token, 5000);
+        if (fd >= 0 || fd == MOS_E_AUTH || fd == MOS_E_PEER_GONE)
             return fd;
-        }
         usleep(50000);
     }
-    close(fd);
     return -1;
 }
 
@@ -236,18 +248,22 @@ static int run_away(const char *host, int port, int (*job)(void *), void *arg)
 
 static int serve_home(int port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, status = 0;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 1) != 0) {
+    uint8_t token[MOS_LINK_TOKEN_BYTES];
+    int status = 0, reserved;
+
+    if (test_token(token) != 0)
+        return 2;
+    int lfd = mos_deputy_link_listen("0.0.0.0", &port);
+    if (lfd < 0) {
         fprintf(stderr, "mos-forward-check: cannot listen on port %d: %s\n", port,
-                strerror(errno));
+                mos_strerror(lfd));
         return 2;
     }
-    int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), reserved;
+    int conn = mos_deputy_link_accept(lfd, token, 60000);
     close(lfd);
+    if (conn < 0)
+        return 2;
     int link = mos_deputy_link_prepare(conn, &reserved);
-    setsockopt(link, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct mos_deputy_opts opts = {.identity = {getpid(), getppid()}, .reserved_fd_min = reserved};
     int rc = mos_deputy_serve(link, &opts, &status);
     if (rc != 0)

@@ -27,6 +27,7 @@ else
     HOME_RUN=(); AWAY_RUN=(); HOST=127.0.0.1
 fi
 port() { echo $((20000 + RANDOM % 20000)); }
+export MOS_TEST_TOKEN=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
 head -c 300000 /dev/urandom | od -An -tx1 > "$T/input"
 mkdir -p "$T/native/dir" "$T/away/dir"
@@ -105,13 +106,41 @@ exec 7>&-
 [ "$lrc" = 99 ] && grep -q "lost the node running the job" "$T/l.err" && [ "$(wc -l < "$T/l.err")" = 1 ] \
     && ok "lost guest node: one clear line, exit 99" || bad "lost node: rc $lrc, $(cat "$T/l.err")"
 
-# 6. garbage from a would-be supervisor: a clear error, no crash
+# 6. a supervisor without the job's token is refused; the deputy waits for the right one
+P=$(port)
+("${HOME_RUN[@]}" "$CHECK" home $P > "$T/w.out" 2> "$T/w.err") & wpid=$!
+sleep 0.3
+MOS_TEST_TOKEN=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n') \
+    "${AWAY_RUN[@]}" "$CHECK" away $HOST $P $wpid "$T/w.file" "$T/w.dir" > /dev/null 2> "$T/w.away"
+wrc=$?
+"${AWAY_RUN[@]}" "$CHECK" away-fork $HOST $P $wpid > /dev/null 2>&1   # the right one still gets in
+wait $wpid; hrc=$?
+[ "$wrc" != 0 ] && grep -q "deputy link to $HOST:$P failed" "$T/w.away" && grep -q "refused a link" "$T/w.err" \
+    && [ "$hrc" = 0 ] && grep -q "^fork:" "$T/w.out" && ok "wrong token refused on both sides; the right supervisor still served" \
+    || bad "token: away rc $wrc, home rc $hrc: $(cat "$T/w.away" "$T/w.err")"
+
+# 7. garbage after a good handshake: a clear error and exit 98, no crash
 P=$(port)
 ("${HOME_RUN[@]}" "$CHECK" home $P > /dev/null 2> "$T/g.err") & gpid=$!
 sleep 0.3
-"${AWAY_RUN[@]}" bash -c "exec 3<>/dev/tcp/$HOST/$P; sleep 0.2; printf 'MDEP\x01\x00\x02\x00\x05\x00\x00\x00garbage-garbage' >&3; sleep 0.5" 2>/dev/null
+"${AWAY_RUN[@]}" python3 - "$HOST" "$P" "$MOS_TEST_TOKEN" <<'PY'
+import hashlib, hmac, os, socket, sys, time
+host, port, token = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+s = socket.create_connection((host, port))
+def recvn(n):
+    b = b""
+    while len(b) < n:
+        b += s.recv(n - len(b))
+    return b
+ns = recvn(32); nc = os.urandom(32)
+s.sendall(nc + hmac.new(token, b"supervisor" + ns + nc, hashlib.sha256).digest())
+recvn(32)
+# a CALL frame whose payload is nonsense
+s.sendall(b"MDEP\x01\x00\x02\x00\x05\x00\x00\x00garbage")
+time.sleep(0.5)
+PY
 wait $gpid; grc=$?
-[ "$grc" = 98 ] && grep -q "malformed call" "$T/g.err" && ok "garbage call: clear error, exit 98" \
+[ "$grc" = 98 ] && grep -q "malformed call" "$T/g.err" && ok "garbage call after the handshake: clear error, exit 98" \
     || bad "garbage: rc $grc, $(cat "$T/g.err")"
 
 echo "$passes passed, $fails failed"

@@ -93,6 +93,20 @@ int mos_forward_run_guest(int deputy_fd, int (*fn)(void *), void *arg, int *stat
  * calls may not touch; *reserved_min receives the range's start. Returns the new fd. */
 int mos_deputy_link_prepare(int fd, int *reserved_min);
 
+/* The deputy link: TCP between a supervisor and the deputy, authenticated by a per-job token
+ * that both ends prove before anything else (mosd gives it to both over authenticated paths).
+ * listen: on a numeric address and *port (0: any; *port receives the one bound); returns the
+ * listening fd.
+ * accept: waits for a supervisor that proves the token (others are refused and logged) and
+ * returns the connected fd; connect: returns the connected fd. 0 / -errno / MOS_E_AUTH /
+ * -ETIMEDOUT. */
+#define MOS_LINK_TOKEN_BYTES 32
+int mos_deputy_link_listen(const char *addr, int *port);
+int mos_deputy_link_accept(int listen_fd, const uint8_t token[MOS_LINK_TOKEN_BYTES],
+                           int timeout_ms);
+int mos_deputy_link_connect(const char *addr, int port, const uint8_t token[MOS_LINK_TOKEN_BYTES],
+                            int timeout_ms);
+
 /* Counters of one side, for mosps and benchmarks. */
 struct mos_forward_stats {
     uint64_t forwarded, virtual_calls, home_calls, refused, interrupted;
