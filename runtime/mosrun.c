@@ -2,23 +2,50 @@
  * preloaded) and is registered with the node's mosd; mosrun stays as its parent for its whole
  * life, passes signals on, and exits with its exit status. */
 #include "lib/control.h"
+#include "mos/forward.h"
+#include "mos/key.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Exit status of mosrun when the node running its job died with the job on it. */
+#define MOSRUN_EXIT_LOST 113
 
 struct mosrun_opts {
     int locked;       /* -L: never migrate automatically */
     const char *config;
     char **argv;
+};
+
+/* Where the job is, as mosrun sees it. */
+enum job_state {
+    JOB_HOME,     /* running natively as our child */
+    JOB_PREPARED, /* mosd is moving it: we hold its descriptors and wait for a supervisor */
+    JOB_AWAY,     /* running on another node: we are its deputy */
+};
+
+struct mosrun {
+    pid_t child;
+    pid_t child_ppid;
+    int sfd, mosd_fd;
+    int reserved_min;     /* our own descriptors live at and above this */
+    enum job_state state;
+    int link_listen;
+    uint8_t token[MOS_LINK_TOKEN_BYTES];
+    char node_addr[MOS_ADDR_MAX];
+    char where[MOS_NODE_NAME_MAX];
 };
 
 static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
@@ -72,8 +99,9 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
 
 /* Register with mosd; the connection stays open for the job's life (its close tells mosd the
  * job ended). No mosd: the job runs unmanaged, said once. */
-static int register_job(const struct mosrun_opts *o, pid_t child)
+static int register_job(const struct mosrun_opts *o, struct mosrun *m)
 {
+    pid_t child = m->child;
     struct mos_config cfg;
     struct json_object *req, *resp = NULL;
     char path[108], cmd[256] = "";
@@ -82,6 +110,7 @@ static int register_job(const struct mosrun_opts *o, pid_t child)
     if (mos_runtime_config(o->config, &cfg, &self) != 0)
         return -1;
     rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
+    snprintf(m->node_addr, sizeof(m->node_addr), "%s", cfg.nodes[self].addr);
     mos_config_free(&cfg);
     fd = rc == 0 ? mos_control_connect(path) : rc;
     if (fd < 0) {
@@ -116,7 +145,7 @@ static int register_job(const struct mosrun_opts *o, pid_t child)
 }
 
 /* Exit the way the job did, so a shell sees the same status (or the same signal). */
-static void exit_like(int status)
+static void __attribute__((noreturn)) exit_like(int status)
 {
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
@@ -140,27 +169,179 @@ static void pass_signal(pid_t child, const struct signalfd_siginfo *si)
     kill(child, (int)si->ssi_signo);
 }
 
-static int supervise(pid_t child, int sfd, int mosd_fd)
+/* Our own descriptors go to the top of the table, so that below it the table can be the job's
+ * own: the deputy executes the job's calls with the job's fd numbers. */
+static int move_high(struct mosrun *m, int fd)
+{
+    int high;
+
+    if (fd < 0 || fd >= m->reserved_min)
+        return fd;
+    high = fcntl(fd, F_DUPFD_CLOEXEC, m->reserved_min);
+    close(fd);
+    return high;
+}
+
+/* Make our descriptors below the reserved range exactly the job's: the same numbers, the same
+ * open file descriptions (pidfd_getfd), so offsets stay shared and nothing else is open. */
+static int mirror_fds(struct mosrun *m, char *why, size_t len)
+{
+    char dir[64];
+    int pidfd = (int)syscall(SYS_pidfd_open, m->child, 0), keep[1024] = {0};
+    DIR *d;
+    struct dirent *e;
+
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)m->child);
+    if (pidfd < 0 || !(d = opendir(dir))) {
+        snprintf(why, len, "cannot see the job's descriptors: %s", strerror(errno));
+        if (pidfd >= 0)
+            close(pidfd);
+        return -1;
+    }
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        int n = atoi(e->d_name);
+        if (n >= m->reserved_min) {
+            snprintf(why, len, "the job uses fd %d, in mosrun's reserved range", n);
+            closedir(d);
+            close(pidfd);
+            return -1;
+        }
+        int got = (int)syscall(SYS_pidfd_getfd, pidfd, n, 0);
+        if (got < 0 || (got != n && dup2(got, n) < 0)) {
+            snprintf(why, len, "cannot take the job's fd %d: %s", n, strerror(errno));
+            closedir(d);
+            close(pidfd);
+            return -1;
+        }
+        if (got != n)
+            close(got);
+        keep[n] = 1;
+    }
+    closedir(d);
+    close(pidfd);
+    for (int fd = 0; fd < m->reserved_min; fd++)
+        if (!keep[fd])
+            close(fd);
+    return 0;
+}
+
+static void send_reply(struct mosrun *m, int ok, const char *error, int port)
+{
+    struct json_object *r = json_object_new_object();
+
+    json_object_object_add(r, "ok", json_object_new_boolean(ok));
+    if (error)
+        json_object_object_add(r, "error", json_object_new_string(error));
+    if (port > 0)
+        json_object_object_add(r, "port", json_object_new_int(port));
+    mos_control_send(m->mosd_fd, r);
+    json_object_put(r);
+}
+
+static void on_prepare(struct mosrun *m, struct json_object *msg)
+{
+    mos_key_t token;
+    char why[160];
+    int port = 0;
+
+    if (m->state != JOB_HOME || mos_key_parse_hex(mos_json_str(msg, "token", ""), &token) != 0) {
+        send_reply(m, 0, "not ready to move", 0);
+        return;
+    }
+    if (mirror_fds(m, why, sizeof(why)) != 0) {
+        send_reply(m, 0, why, 0);
+        return;
+    }
+    m->link_listen = move_high(m, mos_deputy_link_listen(m->node_addr, &port));
+    if (m->link_listen < 0) {
+        send_reply(m, 0, "cannot listen for the deputy link", 0);
+        return;
+    }
+    memcpy(m->token, token.bytes, sizeof(m->token));
+    m->state = JOB_PREPARED;
+    send_reply(m, 1, NULL, port);
+}
+
+static void on_abort(struct mosrun *m)
+{
+    if (m->link_listen >= 0)
+        close(m->link_listen);
+    m->link_listen = -1;
+    m->state = JOB_HOME;
+}
+
+/* The job now runs elsewhere: serve its system calls until it ends, then end as it did. */
+static void __attribute__((noreturn)) become_deputy(struct mosrun *m, struct json_object *msg)
+{
+    struct mos_deputy_opts opts = {.identity = {m->child, m->child_ppid},
+                                   .reserved_fd_min = m->reserved_min};
+    int status = 0, link, rc;
+
+    snprintf(m->where, sizeof(m->where), "%s", mos_json_str(msg, "where", "?"));
+    m->state = JOB_AWAY;
+    waitpid(m->child, NULL, 0); /* the frozen original, killed by mosd once the copy is safe */
+    link = mos_deputy_link_accept(m->link_listen, m->token, 60000);
+    close(m->link_listen);
+    if (link < 0) {
+        fprintf(stderr, "mosrun: the job's new node %s never connected: %s\n", m->where,
+                mos_strerror(link));
+        exit(MOSRUN_EXIT_LOST);
+    }
+    rc = mos_deputy_serve(move_high(m, link), &opts, &status);
+    if (rc != 0) {
+        fprintf(stderr, "mosrun: the job was lost with node %s\n", m->where);
+        exit(MOSRUN_EXIT_LOST);
+    }
+    exit_like(status);
+}
+
+/* One message from mosd; 0 to go on, -1 when mosd has gone. */
+static int on_mosd(struct mosrun *m)
+{
+    struct json_object *msg;
+    int rc = mos_control_recv(m->mosd_fd, &msg, 5000);
+    const char *op;
+
+    if (rc != 0) {
+        /* mosd went away (restarted): a job at home goes on unmanaged */
+        if (m->state == JOB_PREPARED)
+            on_abort(m);
+        close(m->mosd_fd);
+        m->mosd_fd = -1;
+        return -1;
+    }
+    op = mos_json_str(msg, "op", "");
+    if (strcmp(op, "prepare") == 0)
+        on_prepare(m, msg);
+    else if (strcmp(op, "abort") == 0)
+        on_abort(m);
+    else if (strcmp(op, "migrated") == 0 && m->state == JOB_PREPARED)
+        become_deputy(m, msg);
+    json_object_put(msg);
+    return 0;
+}
+
+static int supervise(struct mosrun *m)
 {
     for (;;) {
-        struct pollfd fds[2] = {{sfd, POLLIN, 0}, {mosd_fd, POLLIN, 0}};
+        struct pollfd fds[2] = {{m->sfd, POLLIN, 0}, {m->mosd_fd, POLLIN, 0}};
         struct signalfd_siginfo si;
         int status;
 
-        if (poll(fds, mosd_fd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+        if (poll(fds, m->mosd_fd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
             return 1;
-        if (fds[1].revents & (POLLIN | POLLHUP)) {
-            /* mosd went away (restarted): the job goes on; it re-registers on its next start */
-            close(mosd_fd);
-            mosd_fd = -1;
-        }
-        if (!(fds[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
+        /* mosd first: its "migrated" is always queued before it kills the original */
+        if (m->mosd_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)))
+            on_mosd(m);
+        if (!(fds[0].revents & POLLIN) || read(m->sfd, &si, sizeof(si)) != sizeof(si))
             continue;
         if (si.ssi_signo != SIGCHLD) {
-            pass_signal(child, &si);
+            pass_signal(m->child, &si);
             continue;
         }
-        while (waitpid(child, &status, WNOHANG | WUNTRACED) == child) {
+        while (waitpid(m->child, &status, WNOHANG | WUNTRACED) == m->child) {
             if (WIFSTOPPED(status)) {
                 raise(SIGSTOP); /* the shell sees the job stopped; SIGCONT wakes both */
                 continue;
@@ -175,7 +356,6 @@ int main(int argc, char **argv)
     struct mosrun_opts o = {0};
     sigset_t set, old;
     pid_t child;
-    int sfd, mosd_fd;
 
     if (parse(argc, argv, &o) != 0)
         return 2;
@@ -195,11 +375,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "mosrun: cannot run %s: %s\n", o.argv[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
-    sfd = signalfd(-1, &set, SFD_CLOEXEC);
-    if (sfd < 0) {
+    struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1};
+    m.reserved_min = mos_deputy_reserved_min();
+    m.sfd = move_high(&m, signalfd(-1, &set, SFD_CLOEXEC));
+    if (m.sfd < 0) {
         perror("mosrun: signalfd");
         return 1;
     }
-    mosd_fd = register_job(&o, child);
-    return supervise(child, sfd, mosd_fd);
+    m.mosd_fd = move_high(&m, register_job(&o, &m));
+    return supervise(&m);
 }

@@ -78,15 +78,20 @@ int mos_forward_run_guest(int deputy_fd, int (*fn)(void *), void *arg, int *stat
     return rc;
 }
 
-int mos_deputy_link_prepare(int fd, int *reserved_min)
+int mos_deputy_reserved_min(void)
 {
     struct rlimit rl;
-    int top, moved;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return mos_errno_status();
-    top = rl.rlim_cur > 1024 ? 1024 : (int)rl.rlim_cur;
-    *reserved_min = top - 8;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur > 1024)
+        return 1024 - 8;
+    return (int)rl.rlim_cur - 8;
+}
+
+int mos_deputy_link_prepare(int fd, int *reserved_min)
+{
+    int moved;
+
+    *reserved_min = mos_deputy_reserved_min();
     moved = fcntl(fd, F_DUPFD_CLOEXEC, *reserved_min);
     if (moved < 0)
         return mos_errno_status();

@@ -92,6 +92,8 @@ int mos_forward_run_guest(int deputy_fd, int (*fn)(void *), void *arg, int *stat
 /* Move a deputy's link fd to the top of the fd table (below RLIMIT_NOFILE), a range the guest's
  * calls may not touch; *reserved_min receives the range's start. Returns the new fd. */
 int mos_deputy_link_prepare(int fd, int *reserved_min);
+/* The start of that range: RLIMIT_NOFILE's soft limit (at most 1024) less 8. */
+int mos_deputy_reserved_min(void);
 
 /* The deputy link: TCP between a supervisor and the deputy, authenticated by a per-job token
  * that both ends prove before anything else (mosd gives it to both over authenticated paths).
