@@ -11,6 +11,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,6 +372,8 @@ int main(int argc, char **argv)
 
     if (argc < 2)
         return bad_usage("no command");
+    /* A peer that goes away must show up as EPIPE from write, not end us mid-transaction. */
+    signal(SIGPIPE, SIG_IGN);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(stdout);
         return 0;

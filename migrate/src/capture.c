@@ -167,6 +167,11 @@ static int core_fill(struct mos_dump *d, struct mos_rec_core *core, uint8_t *xst
         if (u)
             core->umask = (uint32_t)strtoul(u + 6, NULL, 8) & 0777;
     }
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)d->pid);
+    if (read_file(path, buf, sizeof(core->comm) - 1, &n) == 0) {
+        memcpy(core->comm, buf, n);
+        core->comm[strcspn(core->comm, "\n")] = '\0';
+    }
     snprintf(path, sizeof(path), "/proc/%d/personality", (int)d->pid);
     if (read_file(path, buf, sizeof(buf) - 1, &n) == 0) {
         buf[n] = '\0';
@@ -704,7 +709,8 @@ static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
         }
         struct mos_rec_fd f = {.fd = fds[i].fd, .kind = fds[i].kind, .flags = fds[i].flags,
                                .fdflags = fds[i].fdflags, .offset = fds[i].offset,
-                               .path_len = (uint32_t)strlen(fds[i].path)};
+                               .path_len = (uint32_t)strlen(fds[i].path),
+                               .dup_of = fds[i].dup_of};
         memcpy(q, &f, sizeof(f));
         q += sizeof(f);
         memcpy(q, fds[i].path, f.path_len);

@@ -300,6 +300,7 @@ static int meta_core(struct mos_img_reader *r, struct mos_img_meta *m)
     if (!user_addr_ok(g->rip) || !user_addr_ok(g->rsp) || g->cs != 0x33 || g->ss != 0x2b ||
         !user_addr_ok(g->fs_base) || !user_addr_ok(g->gs_base) || m->core.umask > 0777 ||
         !user_addr_ok(m->core.rseq_addr) || m->core.rseq_len > 4096 ||
+        !memchr(m->core.comm, 0, sizeof(m->core.comm)) ||
         (m->core.sigmask & ((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)))))
         return img_bad(r, "CORE record: register or task field out of range");
     m->xstate = malloc(m->core.xstate_len);
@@ -475,6 +476,13 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
             f->f.offset > (uint64_t)INT64_MAX || (f->f.fdflags & ~1u) ||
             (i > 0 && f->f.fd <= m->fds[i - 1].f.fd))
             return img_bad(r, "FDS record: entry out of range");
+        if (f->f.dup_of != -1) {
+            uint32_t k = 0;
+            while (k < i && m->fds[k].f.fd != f->f.dup_of)
+                k++;
+            if (k == i || m->fds[k].f.kind != f->f.kind || f->f.kind == MOS_FD_STDIO)
+                return img_bad(r, "FDS record: dup_of names no earlier fd of its kind");
+        }
     }
     if (p != end)
         return img_bad(r, "FDS record: trailing bytes");

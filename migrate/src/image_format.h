@@ -68,6 +68,7 @@ struct mos_rec_core {
     uint32_t rseq_len, rseq_sig;
     uint64_t robust_list, robust_len;
     uint32_t personality, pad;
+    char comm[16];                /* task name (PR_SET_NAME), NUL-terminated */
 };
 
 /* MM: mm_struct fields for PR_SET_MM_MAP; followed by auxv (auxv_len bytes, whole auxv
@@ -132,7 +133,8 @@ struct mos_rec_fd {
     int32_t fd;
     uint32_t kind, flags, fdflags; /* open flags (fdinfo), FD_CLOEXEC */
     uint64_t offset;
-    uint32_t path_len, pad;
+    uint32_t path_len;
+    int32_t dup_of; /* -1, or an earlier fd sharing this open file description (dup, 2>&1) */
 };
 
 /* PAGES: a run of npages pages at addr, followed by their contents. */

@@ -111,6 +111,15 @@ static int fds_open(const struct mos_img_meta *m, int *opened)
         opened[i] = -1;
         if (f->f.kind == MOS_FD_STDIO)
             continue;
+        if (f->f.dup_of >= 0) {
+            uint32_t k = 0;
+            while (m->fds[k].f.fd != f->f.dup_of) /* validated: an earlier entry */
+                k++;
+            opened[i] = fcntl(opened[k], F_DUPFD_CLOEXEC, 0);
+            if (opened[i] < 0)
+                return mos_errno_status();
+            continue;
+        }
         int flags = (int)(f->f.flags & ~(uint32_t)(O_CREAT | O_EXCL | O_TRUNC)) | O_NOCTTY |
                     O_CLOEXEC;
         opened[i] = open(f->path, flags);
@@ -544,6 +553,9 @@ static int task_set(struct mos_restore *r)
     const struct mos_rec_core *c = &r->m.core;
     int rc = rcall(r, "umask", SYS_umask, (long)c->umask, 0, 0, 0, 0, 0, NULL);
 
+    uint64_t at = scratch_put(r, c->comm, sizeof(c->comm), &rc);
+    if (rc == 0 && c->comm[0])
+        rc = rcall(r, "PR_SET_NAME", SYS_prctl, PR_SET_NAME, (long)at, 0, 0, 0, 0, NULL);
     if (rc == 0 && c->personality)
         rc = rcall(r, "personality", SYS_personality, (long)c->personality, 0, 0, 0, 0, 0, NULL);
     if (rc == 0 && c->robust_list)

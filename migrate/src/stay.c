@@ -14,6 +14,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Character devices without per-open state worth carrying: reopened by path. */
@@ -128,6 +130,17 @@ int mos_fd_table_read(pid_t pid, struct mos_fd_seen **out, size_t *count)
             v[j] = v[j - 1];
             v[j - 1] = t;
         }
+    /* fds sharing one open file description (dup, 2>&1) must share it again on restore,
+     * or their offsets part ways */
+    for (size_t i = 0; i < n; i++) {
+        v[i].dup_of = -1;
+        if (v[i].kind != MOS_FD_FILE && v[i].kind != MOS_FD_DEV)
+            continue;
+        for (size_t j = 0; j < i && v[i].dup_of < 0; j++)
+            if (v[j].kind == v[i].kind &&
+                syscall(SYS_kcmp, pid, pid, KCMP_FILE, v[j].fd, v[i].fd) == 0)
+                v[i].dup_of = v[j].fd;
+    }
     *out = v;
     *count = n;
     return 0;

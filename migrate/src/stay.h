@@ -14,6 +14,7 @@ struct mos_fd_seen {
     uint32_t kind; /* enum mos_fd_kind or 0 */
     uint32_t flags, fdflags;
     uint64_t offset;
+    int dup_of; /* -1 or the earlier fd of the same open file description */
     char path[MOS_IMG_MAX_PATH + 1];
     char why[128];
 };
