@@ -23,6 +23,8 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
+    {"migrate", bench_migrate,
+     "[--sizes 16M,64M,256M,1G] [--backend file|tcp]: checkpoint/migration cost and its floor"},
 };
 
 static void usage(FILE *out)

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -60,24 +59,6 @@ static int parse_flags(int argc, char **argv, int first, const char *const *allo
     return 0;
 }
 
-static const char *husk_path(char *buf, size_t len)
-{
-    const char *env = getenv("MOS_HUSK");
-    char self[PATH_MAX];
-    ssize_t n;
-
-    if (env && *env)
-        return env;
-    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        snprintf(buf, len, "%s/mos-husk", dirname(self));
-        if (access(buf, X_OK) == 0)
-            return buf;
-    }
-    return "/usr/libexec/mos/mos-husk";
-}
-
 static int cmd_dump(int argc, char **argv)
 {
     static const char *const flags[] = {"--leave-running", "--close-other-fds", NULL};
@@ -114,7 +95,7 @@ static int cmd_restore(int argc, char **argv)
         return 1;
     }
     mos_img_io_fd_init(&io, fd);
-    struct mos_restore_opts opts = {.husk_path = husk_path(husk, sizeof(husk))};
+    struct mos_restore_opts opts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
     rc = mos_restore_prepare(&io, &opts, &r);
     close(fd);
     if (rc != 0)
@@ -350,7 +331,7 @@ static int cmd_receive(int argc, char **argv)
         return 1;
     }
     mos_img_io_fd_init(&io, fd);
-    struct mos_restore_opts opts = {.husk_path = husk_path(husk, sizeof(husk))};
+    struct mos_restore_opts opts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
     int rc = mos_migrate_receive(&io, &opts, &pid);
     close(fd);
     if (rc != 0)

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,4 +157,22 @@ int mos_restored_wait(pid_t pid)
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
+}
+
+const char *mos_restore_husk_path(char *buf, size_t len)
+{
+    const char *env = getenv("MOS_HUSK");
+    char self[PATH_MAX];
+    ssize_t n;
+
+    if (env && *env)
+        return env;
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        snprintf(buf, len, "%s/mos-husk", dirname(self));
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
+    return MOS_HUSK_INSTALLED;
 }

@@ -111,6 +111,9 @@ int mos_migrate_send(pid_t pid, const struct mos_dump_opts *opts, struct mos_img
 /* The other end: restore from io, answer READY, let the process run on COMMIT, else kill the
  * copy. *pid: the running process (our child). 0 or a status. */
 int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *opts, pid_t *pid);
+/* The husk to use: $MOS_HUSK, else mos-husk next to the running program (build/bin), else
+ * the installed one (libexec/mos/mos-husk). buf holds the composed path. */
+const char *mos_restore_husk_path(char *buf, size_t len);
 /* Wait for a restored child in the foreground, passing on signals sent to us; returns its
  * exit status, or 128 + the signal that ended it. */
 int mos_restored_wait(pid_t pid);
