@@ -8,6 +8,7 @@
 #include "mos/status.h"
 
 #include <elf.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

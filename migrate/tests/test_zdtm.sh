@@ -87,8 +87,8 @@ fi
 
 # --- 24 dump/restore cycles of one process
 d=$T/cycles; mkdir -p $d
-ZDTM_STEPS=60 ZDTM_STEP_MS=20 "$B/zdtm_heap_pie" > $d/ref 2>&1; echo "exit $?" >> $d/ref
-(ZDTM_STEPS=60 ZDTM_STEP_MS=20 exec "$B/zdtm_heap_pie" > $d/out 2>&1) & pid=$!; pids+=($pid)
+ZDTM_STEPS=250 ZDTM_STEP_MS=16 "$B/zdtm_heap_pie" > $d/ref 2>&1; echo "exit $?" >> $d/ref
+(ZDTM_STEPS=250 ZDTM_STEP_MS=16 exec "$B/zdtm_heap_pie" > $d/out 2>&1) & pid=$!; pids+=($pid)
 wait_ready $d/out; n=0; cycle_err=""
 for i in $(seq 1 24); do
     sleep 0.02
