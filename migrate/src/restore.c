@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/prctl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -397,51 +398,163 @@ static int vmas_map(struct mos_restore *r)
     return rc;
 }
 
-static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
+/* Pages arrive in one thread (read, checksum, validate) and are written into the husk in
+ * this one, so the transfer overlaps the fill (first touches of fresh memory dominate the
+ * restore on these machines). Record buffers travel from the reader to the filler and back. */
+#define FILL_SLOTS 6
+
+struct fill_slot {
+    uint8_t *buf;
+    size_t cap;
+    uint64_t addr, npages;
+};
+
+struct fill_pipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct fill_slot ring[FILL_SLOTS];
+    unsigned head, tail; /* consume at head, produce at tail */
+    struct fill_slot spare[FILL_SLOTS + 1];
+    int nspare;
+    int done, stop, rc;
+    uint64_t pages;
+    struct mos_img_reader *rd;
+    const struct mos_img_meta *m;
+};
+
+/* One record into *slot; 1 at END, 0 for a PAGES run, or a status. */
+static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *slot)
 {
+    uint32_t magic;
+    const uint8_t *p;
+    size_t len;
+    struct mos_rec_pages ph;
+    int rc = mos_img_get(fp->rd, &magic, &p, &len);
+
+    if (rc != 0)
+        return rc;
+    if (magic == MOS_REC_END) {
+        struct mos_rec_end e;
+        memcpy(&e, p, sizeof(e) <= len ? sizeof(e) : len);
+        if (len != sizeof(e) || e.pages != fp->pages || e.records != fp->rd->records) {
+            mos_err("migrate", "corrupt image: END totals do not match the records read");
+            return MOS_E_IMAGE;
+        }
+        return 1;
+    }
+    if (magic != MOS_REC_PAGES || len < sizeof(ph)) {
+        mos_err("migrate", "corrupt image: record %s among the pages", mos_img_rec_name(magic));
+        return MOS_E_IMAGE;
+    }
+    memcpy(&ph, p, sizeof(ph));
+    if (len != sizeof(ph) + ph.npages * PAGE ||
+        mos_img_pages_check(fp->m, ph.addr, ph.npages, vi) != 0) {
+        mos_err("migrate", "corrupt image: page run at %#llx (%llu pages) fits no VMA",
+                (unsigned long long)ph.addr, (unsigned long long)ph.npages);
+        return MOS_E_IMAGE;
+    }
+    fp->pages += ph.npages;
+    /* take the reader's buffer; it gets a spare one back */
+    *slot = (struct fill_slot){fp->rd->buf, fp->rd->cap, ph.addr, ph.npages};
+    return 0;
+}
+
+static void *fill_reader(void *arg)
+{
+    struct fill_pipe *fp = arg;
     uint32_t vi = 0;
+    int rc = 0;
 
     for (;;) {
-        uint32_t magic;
-        const uint8_t *p;
-        size_t len;
-        struct mos_rec_pages ph;
-        int rc = mos_img_get(rd, &magic, &p, &len);
+        struct fill_slot slot;
+        pthread_mutex_lock(&fp->mu);
+        while (fp->tail - fp->head == FILL_SLOTS && !fp->stop)
+            pthread_cond_wait(&fp->cv, &fp->mu);
+        int stop = fp->stop;
+        pthread_mutex_unlock(&fp->mu);
+        if (stop)
+            break;
+        rc = fill_read_one(fp, &vi, &slot);
         if (rc != 0)
-            return rc;
-        if (magic == MOS_REC_END) {
-            struct mos_rec_end e;
-            memcpy(&e, p, sizeof(e) <= len ? sizeof(e) : len);
-            if (len != sizeof(e) || e.pages != r->stats.pages || e.records != rd->records) {
-                mos_err("migrate", "corrupt image: END totals do not match the records read");
-                return MOS_E_IMAGE;
-            }
-            return 0;
+            break;
+        pthread_mutex_lock(&fp->mu);
+        fp->ring[fp->tail % FILL_SLOTS] = slot;
+        fp->tail++;
+        if (fp->nspare > 0) {
+            fp->nspare--;
+            fp->rd->buf = fp->spare[fp->nspare].buf;
+            fp->rd->cap = fp->spare[fp->nspare].cap;
+        } else {
+            fp->rd->buf = NULL;
+            fp->rd->cap = 0;
         }
-        if (magic != MOS_REC_PAGES || len < sizeof(ph)) {
-            mos_err("migrate", "corrupt image: record %s among the pages",
-                    mos_img_rec_name(magic));
-            return MOS_E_IMAGE;
-        }
-        memcpy(&ph, p, sizeof(ph));
-        if (len != sizeof(ph) + ph.npages * PAGE ||
-            mos_img_pages_check(&r->m, ph.addr, ph.npages, &vi) != 0) {
-            mos_err("migrate", "corrupt image: page run at %#llx (%llu pages) fits no VMA",
-                    (unsigned long long)ph.addr, (unsigned long long)ph.npages);
-            return MOS_E_IMAGE;
-        }
-        struct iovec local = {(void *)(p + sizeof(ph)), ph.npages * PAGE};
-        struct iovec remote = {(void *)ph.addr, ph.npages * PAGE};
-        if (process_vm_writev(r->pid, &local, 1, &remote, 1, 0) != (ssize_t)local.iov_len) {
-            rc = mos_inject_write(r->t, ph.addr, local.iov_base, local.iov_len);
-            if (rc != 0) {
-                mos_err("migrate", "restore: writing pages at %#llx: %s",
-                        (unsigned long long)ph.addr, mos_strerror(rc));
-                return rc;
-            }
-        }
-        r->stats.pages += ph.npages;
+        pthread_cond_broadcast(&fp->cv);
+        pthread_mutex_unlock(&fp->mu);
     }
+    pthread_mutex_lock(&fp->mu);
+    fp->done = 1;
+    fp->rc = rc == 1 ? 0 : rc;
+    pthread_cond_broadcast(&fp->cv);
+    pthread_mutex_unlock(&fp->mu);
+    return NULL;
+}
+
+static int fill_write(struct mos_restore *r, const struct fill_slot *s)
+{
+    const uint8_t *data = s->buf + sizeof(struct mos_rec_pages);
+    struct iovec local = {(void *)data, s->npages * PAGE};
+    struct iovec remote = {(void *)s->addr, s->npages * PAGE};
+
+    if (process_vm_writev(r->pid, &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len)
+        return 0;
+    int rc = mos_inject_write(r->t, s->addr, data, local.iov_len);
+    if (rc != 0)
+        mos_err("migrate", "restore: writing pages at %#llx: %s", (unsigned long long)s->addr,
+                mos_strerror(rc));
+    return rc;
+}
+
+static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
+{
+    struct fill_pipe fp = {.rd = rd, .m = &r->m};
+    pthread_t th;
+    int rc = 0;
+
+    pthread_mutex_init(&fp.mu, NULL);
+    pthread_cond_init(&fp.cv, NULL);
+    if (pthread_create(&th, NULL, fill_reader, &fp) != 0)
+        return -EAGAIN;
+    for (;;) {
+        pthread_mutex_lock(&fp.mu);
+        while (fp.head == fp.tail && !fp.done)
+            pthread_cond_wait(&fp.cv, &fp.mu);
+        if (fp.head == fp.tail) {
+            rc = fp.rc;
+            pthread_mutex_unlock(&fp.mu);
+            break;
+        }
+        struct fill_slot s = fp.ring[fp.head % FILL_SLOTS];
+        pthread_mutex_unlock(&fp.mu);
+        rc = fill_write(r, &s);
+        pthread_mutex_lock(&fp.mu);
+        fp.spare[fp.nspare++] = s;
+        fp.head++;
+        if (rc != 0)
+            fp.stop = 1;
+        pthread_cond_broadcast(&fp.cv);
+        pthread_mutex_unlock(&fp.mu);
+        if (rc != 0)
+            break;
+    }
+    pthread_join(th, NULL);
+    for (unsigned i = fp.head; i < fp.tail; i++)
+        free(fp.ring[i % FILL_SLOTS].buf);
+    for (int i = 0; i < fp.nspare; i++)
+        free(fp.spare[i].buf);
+    pthread_mutex_destroy(&fp.mu);
+    pthread_cond_destroy(&fp.cv);
+    r->stats.pages = fp.pages;
+    return rc;
 }
 
 static int mm_set(struct mos_restore *r)
