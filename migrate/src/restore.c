@@ -156,6 +156,14 @@ husk_child(const struct mos_img_meta *m, const int *opened, const char *husk)
     }
     if (chdir(m->cwd) < 0)
         _exit(126);
+    /* Ignored dispositions and the mask survive execve: start from the defaults (ours ignore
+     * SIGPIPE, say), the image's own are set later. */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t none;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     /* Lift every opened fd above all targets, then drop it onto its target. */
     int lifted[MOS_IMG_MAX_FDS];
     for (uint32_t i = 0; i < m->nfds; i++) {

@@ -25,6 +25,20 @@ __attribute__((target("avx2,fma"), noinline)) static void avx_loop(long n, doubl
     _mm256_storeu_pd(out + 12, a3);
 }
 
+/* zmm registers and an opmask, where the CPU has AVX-512 */
+__attribute__((target("avx512f"), noinline)) static void avx512_loop(long n, double out[8])
+{
+    __m512d z0 = _mm512_set1_pd(1.5), z1 = _mm512_set_pd(1, 2, 3, 4, 5, 6, 7, 8);
+    __m512d z2 = _mm512_set1_pd(0.5);
+    const __m512d k = _mm512_set1_pd(0.99999991), c = _mm512_set1_pd(3e-8);
+    for (long i = 0; i < n; i++) {
+        z0 = _mm512_fmadd_pd(z0, k, c);
+        z1 = _mm512_fmadd_pd(z1, k, z0);
+        z2 = _mm512_mask_fmadd_pd(z2, (__mmask8)(0x5a ^ (i & 1)), k, z1);
+    }
+    _mm512_storeu_pd(out, _mm512_add_pd(z2, z1));
+}
+
 __attribute__((noinline)) static long double x87_loop(long n)
 {
     long double x = 1.0L;
@@ -48,6 +62,11 @@ int main(void)
             sse += sqrt(out[i] * (i + 1));
         zdtm_say("step %d avx %.17g %.17g %.17g x87 %.21Lg sse %.17g", s, out[0], out[7],
                  out[15], x, sse);
+        if (__builtin_cpu_supports("avx512f")) {
+            double z[8];
+            avx512_loop(n / 2 + s, z);
+            zdtm_say("step %d avx512 %.17g %.17g", s, z[0], z[7]);
+        }
     }
     return zdtm_result(1, "");
 }

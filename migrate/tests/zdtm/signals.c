@@ -30,6 +30,7 @@ int main(void)
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof(altstack)};
     sigset_t block;
 
+    signal(SIGPIPE, SIG_DFL); /* must come back as the default, whatever the restorer has */
     sigaction(SIGALRM, &sa, NULL);
     sa.sa_handler = on_usr2;
     sa.sa_flags = SA_ONSTACK;
@@ -52,11 +53,13 @@ int main(void)
     sigprocmask(SIG_UNBLOCK, &block, NULL);
     while (!alarms)
         pause();
-    struct sigaction now;
+    struct sigaction now, pipe_now;
     sigaction(SIGUSR1, NULL, &now);
-    zdtm_say("pending %d usr2 %d on alt stack %d alarms %d usr1 ignored %d", was_pending,
-             (int)usr2s, (int)on_alt, (int)alarms, now.sa_handler == SIG_IGN);
+    sigaction(SIGPIPE, NULL, &pipe_now);
+    zdtm_say("pending %d usr2 %d on alt stack %d alarms %d usr1 ignored %d pipe default %d",
+             was_pending, (int)usr2s, (int)on_alt, (int)alarms, now.sa_handler == SIG_IGN,
+             pipe_now.sa_handler == SIG_DFL);
     return zdtm_result(was_pending && usr2s == 1 && on_alt && alarms == 1 &&
-                           now.sa_handler == SIG_IGN,
+                           now.sa_handler == SIG_IGN && pipe_now.sa_handler == SIG_DFL,
                        "signal state lost");
 }
