@@ -24,6 +24,8 @@ static const struct {
 } benches[] = {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
+    {"migrate", bench_migrate,
+     "[--sizes 16M,64M,256M,1G] [--backend file|tcp]: checkpoint/migration cost and its floor"},
 };
 
 static void usage(FILE *out)

@@ -22,6 +22,7 @@ mos_require(JSONC json-c libjson-c-dev)         # --json output of the commands
 mos_require(EVENT libevent libevent-dev)        # mosd's event loop
 mos_require(HWLOC hwloc libhwloc-dev)           # topology
 mos_require(CMOCKA cmocka libcmocka-dev)        # unit tests
+mos_require(XXHASH libxxhash libxxhash-dev)     # image record checksums (XXH3)
 
 # libnuma has no .pc file on Debian 12.
 find_path(NUMA_INCLUDE_DIR numa.h)

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define MOS_VMA_PATH_MAX 4096
 
@@ -29,5 +30,127 @@ int mos_vma_parse_line(const char *line, struct mos_vma *vma);
 /* Read /proc/PID/maps. Returns 0, -errno, or MOS_E_PROTO for a line that does not parse. */
 int mos_vma_list_read(pid_t pid, struct mos_vma_list *list);
 void mos_vma_list_free(struct mos_vma_list *list);
+
+/* ---- The image stream's I/O: a small interface so the same stream goes to a file (a
+ * checkpoint), a socket (a migration) or, later, the transport's page channel. */
+struct mos_img_io;
+struct mos_img_io_ops {
+    /* Write all of iov or fail: 0 or -errno / MOS_E_PEER_GONE. */
+    int (*writev)(struct mos_img_io *io, const struct iovec *iov, int iovcnt);
+    /* Read up to len bytes: > 0 bytes read, 0 at the end of the stream, or -errno. */
+    ssize_t (*read)(struct mos_img_io *io, void *buf, size_t len);
+};
+struct mos_img_io {
+    const struct mos_img_io_ops *ops;
+    int fd;    /* for the fd implementation */
+    void *arg; /* for other implementations */
+};
+/* File descriptors (files, pipes, sockets): writev/read with EINTR and short counts handled. */
+extern const struct mos_img_io_ops mos_img_io_fd_ops;
+void mos_img_io_fd_init(struct mos_img_io *io, int fd);
+
+/* ---- Capture. */
+struct mos_dump_opts {
+    int close_other_fds; /* fds of types that cannot travel are left closed instead of refusing */
+};
+struct mos_dump_stats {
+    uint64_t freeze_ns;   /* stay-reason check + seize + interrupt */
+    uint64_t state_ns;    /* registers, mm, signals, fds: everything but pages */
+    uint64_t pages_ns;    /* page scan, read and write to the stream */
+    uint64_t pages, zero_pages, bytes;
+};
+struct mos_dump;
+
+/* Stay reasons: why pid cannot migrate. Returns 0 (migratable), MOS_E_NOT_MIGRATABLE with a
+ * one-line reason in reason[len], or -errno (-ESRCH: no such process). */
+int mos_migrate_check(pid_t pid, const struct mos_dump_opts *opts, char *reason, size_t len);
+
+/* Check stay reasons, then freeze pid (PTRACE_SEIZE + PTRACE_INTERRUPT) and check again.
+ * On MOS_E_NOT_MIGRATABLE the reason is logged and the process runs on untouched. */
+int mos_dump_freeze(pid_t pid, const struct mos_dump_opts *opts, struct mos_dump **out);
+/* Capture the frozen process into the stream. The process stays frozen. */
+int mos_dump_write(struct mos_dump *d, struct mos_img_io *io);
+const struct mos_dump_stats *mos_dump_stats(const struct mos_dump *d);
+/* The image is safe elsewhere: kill the original. Frees d. */
+void mos_dump_commit(struct mos_dump *d);
+/* Something failed: the original resumes exactly where it was. Frees d. 0 or -errno. */
+int mos_dump_abort(struct mos_dump *d);
+
+/* ---- Restore. */
+struct mos_restore_opts {
+    const char *husk_path; /* the static husk program (build/bin/mos-husk) */
+};
+struct mos_restore_stats {
+    uint64_t meta_ns;  /* reading the metadata, husk start, address space rebuilt */
+    uint64_t pages_ns; /* receiving and filling pages */
+    uint64_t final_ns; /* protections, mm, signals, registers */
+    uint64_t pages;
+};
+struct mos_restore;
+
+/* Read an image and rebuild its process in a husk, left stopped: nothing of it has run yet.
+ * Then commit (it runs) or abort (it is killed). Returns 0 or a status (logged once). */
+int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *opts,
+                        struct mos_restore **out);
+pid_t mos_restore_pid(const struct mos_restore *r);
+const struct mos_restore_stats *mos_restore_stats(const struct mos_restore *r);
+/* Let the restored process run (PTRACE_DETACH). It stays our child. Frees r. */
+int mos_restore_commit(struct mos_restore *r);
+void mos_restore_abort(struct mos_restore *r);
+
+/* ---- Whole operations (session.c). */
+
+/* Checkpoint pid to path (written as path.tmp, fsync'ed, renamed). Afterwards the process is
+ * killed, or with leave_running resumes. On failure it resumes and no file is left. */
+int mos_migrate_checkpoint(pid_t pid, const char *path, const struct mos_dump_opts *opts,
+                           int leave_running, struct mos_dump_stats *stats);
+/* Migrate pid through io (a connected stream): image, wait for the receiver's READY, kill the
+ * original, send COMMIT. Without READY the original resumes. 0 or a status. */
+int mos_migrate_send(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
+                     struct mos_dump_stats *stats);
+/* The other end: restore from io, answer READY, let the process run on COMMIT, else kill the
+ * copy. *pid: the running process (our child). 0 or a status. */
+int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *opts, pid_t *pid);
+/* The husk to use: $MOS_HUSK, else mos-husk next to the running program (build/bin), else
+ * the installed one (libexec/mos/mos-husk). buf holds the composed path. */
+const char *mos_restore_husk_path(char *buf, size_t len);
+/* Wait for a restored child in the foreground, passing on signals sent to us; returns its
+ * exit status, or 128 + the signal that ended it. */
+int mos_restored_wait(pid_t pid);
+
+/* ---- Looking into an image (mosckpt info). */
+struct mos_image_vma_info {
+    uint64_t start, end;
+    uint32_t prot;
+    const char *kind; /* "anon", "file", "file-shared", "file-copy", "vdso" */
+    const char *path;
+    uint64_t pages;   /* pages carried */
+};
+struct mos_image_fd_info {
+    int fd;
+    const char *kind; /* "file", "dev", "stdio" */
+    const char *path;
+    uint64_t offset;
+    uint32_t flags;
+};
+struct mos_image_info {
+    uint32_t format_version;
+    uint64_t src_pid, time_ns;
+    char host[64];
+    const char *exe, *cwd;
+    uint64_t rip, rsp;
+    uint32_t xstate_len;
+    uint64_t sigmask;
+    uint32_t handlers, pending; /* signals with a handler; signals pending */
+    struct mos_image_vma_info *vmas;
+    size_t nvmas;
+    struct mos_image_fd_info *fds;
+    size_t nfds;
+    uint64_t pages, records, bytes;
+    void *priv;
+};
+/* Read and validate a whole image. 0 or a status (logged once). */
+int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info);
+void mos_image_info_free(struct mos_image_info *info);
 
 #endif

@@ -1,0 +1,763 @@
+/* Capture: freeze a process and write its image (DESIGN.md "A migration", steps 2-4). */
+#include "image.h"
+#include "inject.h"
+#include "stay.h"
+
+#include "mos/clock.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+struct rseq_config_k { /* struct ptrace_rseq_configuration (5.13) */
+    uint64_t rseq_abi_pointer;
+    uint32_t rseq_abi_size, signature, flags, pad;
+};
+
+/* /proc/PID/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAP (1ull << 62)
+#define PM_FILE (1ull << 61) /* file page or shared anon: not a private copy */
+
+#define PAGE 4096ull
+#define BATCH_PAGES 1024 /* pages per process_vm_readv: 4 MiB, at most UIO_MAXIOV runs */
+
+struct mos_dump {
+    pid_t pid;
+    struct mos_inject *t;
+    struct mos_dump_opts opts;
+    struct mos_dump_stats stats;
+};
+
+int mos_migrate_check(pid_t pid, const struct mos_dump_opts *opts, char *reason, size_t len)
+{
+    return mos_stay_check(pid, opts, 0, reason, len);
+}
+
+int mos_dump_freeze(pid_t pid, const struct mos_dump_opts *opts, struct mos_dump **out)
+{
+    char reason[256];
+    uint64_t t0 = mos_clock_now_ns();
+    struct mos_dump *d = calloc(1, sizeof(*d));
+    int rc;
+
+    if (!d)
+        return -ENOMEM;
+    d->pid = pid;
+    if (opts)
+        d->opts = *opts;
+    rc = mos_stay_check(pid, opts, 0, reason, sizeof(reason));
+    if (rc == 0) {
+        rc = mos_inject_seize(pid, &d->t);
+        if (rc != 0)
+            mos_err("migrate", "cannot freeze pid %d: %s", (int)pid, mos_strerror(rc));
+    } else if (rc != MOS_E_NOT_MIGRATABLE)
+        mos_err("migrate", "cannot inspect pid %d: %s", (int)pid, mos_strerror(rc));
+    /* again, frozen: a thread or mapping may have appeared in between */
+    if (rc == 0) {
+        rc = mos_stay_check(pid, opts, 1, reason, sizeof(reason));
+        if (rc == 0 && mos_inject_regs(d->t)->cs != 0x33) {
+            snprintf(reason, sizeof(reason), "is not a 64-bit process");
+            rc = MOS_E_NOT_MIGRATABLE;
+        }
+        if (rc != 0)
+            mos_inject_release(d->t);
+    }
+    if (rc == MOS_E_NOT_MIGRATABLE)
+        mos_err("migrate", "pid %d stays: it %s", (int)pid, reason);
+    if (rc != 0) {
+        free(d);
+        return rc;
+    }
+    d->stats.freeze_ns = mos_clock_now_ns() - t0;
+    *out = d;
+    return 0;
+}
+
+const struct mos_dump_stats *mos_dump_stats(const struct mos_dump *d)
+{
+    return &d->stats;
+}
+
+void mos_dump_commit(struct mos_dump *d)
+{
+    mos_inject_kill(d->t);
+    free(d);
+}
+
+int mos_dump_abort(struct mos_dump *d)
+{
+    int rc = mos_inject_release(d->t);
+    free(d);
+    return rc;
+}
+
+/* ---- state */
+
+static int read_file(const char *path, void *buf, size_t cap, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t got = 0;
+
+    if (fd < 0)
+        return mos_errno_status();
+    for (;;) {
+        ssize_t n = read(fd, (char *)buf + got, cap - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got == cap)
+            break;
+    }
+    close(fd);
+    *len = got;
+    return 0;
+}
+
+static int core_fill(struct mos_dump *d, struct mos_rec_core *core, uint8_t *xstate)
+{
+    char path[64], buf[256];
+    size_t n, xlen = MOS_IMG_MAX_XSTATE;
+    struct rseq_config_k rs = {0};
+    int rc;
+
+    memset(core, 0, sizeof(*core));
+    core->regs = *mos_inject_regs(d->t);
+    core->sigmask = mos_inject_sigmask(d->t);
+    rc = mos_inject_get_xstate(d->t, xstate, &xlen);
+    if (rc != 0) {
+        mos_err("migrate", "pid %d: PTRACE_GETREGSET NT_X86_XSTATE: %s", (int)d->pid,
+                mos_strerror(rc));
+        return rc;
+    }
+    core->xstate_len = (uint32_t)xlen;
+    if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, d->pid, sizeof(rs), &rs) > 0) {
+        core->rseq_addr = rs.rseq_abi_pointer;
+        core->rseq_len = rs.rseq_abi_size;
+        core->rseq_sig = rs.signature;
+    }
+    if (syscall(SYS_get_robust_list, d->pid, &core->robust_list, &core->robust_len) < 0)
+        core->robust_list = core->robust_len = 0;
+    core->umask = 022;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+    if (read_file(path, buf, sizeof(buf) - 1, &n) == 0) {
+        buf[n] = '\0';
+        char *u = strstr(buf, "Umask:");
+        if (u)
+            core->umask = (uint32_t)strtoul(u + 6, NULL, 8) & 0777;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)d->pid);
+    if (read_file(path, buf, sizeof(core->comm) - 1, &n) == 0) {
+        memcpy(core->comm, buf, n);
+        core->comm[strcspn(core->comm, "\n")] = '\0';
+    }
+    snprintf(path, sizeof(path), "/proc/%d/personality", (int)d->pid);
+    if (read_file(path, buf, sizeof(buf) - 1, &n) == 0) {
+        buf[n] = '\0';
+        core->personality = (uint32_t)strtoul(buf, NULL, 16);
+    }
+    return 0;
+}
+
+/* Fields of /proc/PID/stat after the command (which may hold spaces and parentheses). */
+static int stat_fields(pid_t pid, unsigned long long *f, int nf)
+{
+    char path[64], buf[2048];
+    size_t n;
+    int rc;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    rc = read_file(path, buf, sizeof(buf) - 1, &n);
+    if (rc != 0)
+        return rc;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -EPROTO;
+    p += 2; /* field 3 (state) */
+    for (int i = 3; i <= nf; i++) {
+        char *e;
+        f[i] = strtoull(p, &e, 10);
+        if (i == 3) /* state is a letter */
+            e = p + 1;
+        if (*e != ' ' && i < nf)
+            return -EPROTO;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int mm_fill(struct mos_dump *d, struct mos_rec_mm *mm, uint8_t *auxv, char *exe,
+                   char *cwd)
+{
+    unsigned long long f[53];
+    char path[64];
+    size_t n;
+    long brk = 0;
+    int rc;
+
+    memset(mm, 0, sizeof(*mm));
+    rc = stat_fields(d->pid, f, 52);
+    if (rc != 0)
+        return rc;
+    mm->start_code = f[26];
+    mm->end_code = f[27];
+    mm->start_stack = f[28];
+    mm->start_data = f[45];
+    mm->end_data = f[46];
+    mm->start_brk = f[47];
+    mm->arg_start = f[48];
+    mm->arg_end = f[49];
+    mm->env_start = f[50];
+    mm->env_end = f[51];
+    /* The current break is in no /proc file: ask the process itself. */
+    rc = mos_inject_call(d->t, SYS_brk, 0, 0, 0, 0, 0, 0, &brk);
+    if (rc != 0)
+        return rc;
+    mm->brk = (uint64_t)brk;
+    snprintf(path, sizeof(path), "/proc/%d/auxv", (int)d->pid);
+    rc = read_file(path, auxv, MOS_IMG_MAX_AUXV, &n);
+    if (rc != 0)
+        return rc;
+    mm->auxv_len = (uint32_t)n;
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)d->pid);
+    ssize_t l = readlink(path, exe, MOS_IMG_MAX_PATH);
+    if (l <= 0)
+        return mos_errno_status();
+    mm->exe_len = (uint32_t)l;
+    snprintf(path, sizeof(path), "/proc/%d/cwd", (int)d->pid);
+    l = readlink(path, cwd, MOS_IMG_MAX_PATH);
+    if (l <= 0)
+        return mos_errno_status();
+    mm->cwd_len = (uint32_t)l;
+    return 0;
+}
+
+/* Dispositions, alt stack and itimers are only readable from inside: run the calls in the
+ * process with a scratch page of its own, then take the page away again. */
+static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_pending *pend)
+{
+    long scratch = 0;
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    rc = mos_inject_call(d->t, SYS_mmap, 0, PAGE * 2, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &scratch);
+    if (rc != 0)
+        return rc;
+    for (int sig = 1; sig <= 64 && rc == 0; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        rc = mos_inject_call(d->t, SYS_rt_sigaction, sig, 0,
+                             scratch + (sig - 1) * (long)sizeof(struct mos_ksigaction), 8, 0, 0,
+                             NULL);
+    }
+    const long ss_at = scratch + 64 * 32, it_at = ss_at + 64;
+    if (rc == 0)
+        rc = mos_inject_call(d->t, SYS_sigaltstack, 0, ss_at, 0, 0, 0, 0, NULL);
+    for (int w = 0; w < 3 && rc == 0; w++)
+        rc = mos_inject_call(d->t, SYS_getitimer, w, it_at + w * 32, 0, 0, 0, 0, NULL);
+    if (rc == 0)
+        rc = mos_inject_read(d->t, (uint64_t)scratch, s->act, sizeof(s->act));
+    stack_t ss;
+    if (rc == 0)
+        rc = mos_inject_read(d->t, (uint64_t)ss_at, &ss, sizeof(ss));
+    if (rc == 0)
+        rc = mos_inject_read(d->t, (uint64_t)it_at, s->itimer, sizeof(s->itimer));
+    int rc2 = mos_inject_call(d->t, SYS_munmap, scratch, PAGE * 2, 0, 0, 0, 0, NULL);
+    if (rc == 0)
+        rc = rc2;
+    if (rc != 0) {
+        mos_err("migrate", "pid %d: reading signal state: %s", (int)d->pid, mos_strerror(rc));
+        return rc;
+    }
+    s->altstack_sp = (uint64_t)ss.ss_sp;
+    s->altstack_size = ss.ss_size;
+    s->altstack_flags = (uint32_t)ss.ss_flags;
+    /* pending signals, the thread's queue then the process-wide one */
+    for (int shared = 0; shared <= 1; shared++)
+        for (uint64_t off = 0; s->npending < MOS_IMG_MAX_PENDING; off++) {
+            struct __ptrace_peeksiginfo_args a = {
+                .off = off, .nr = 1, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0};
+            struct mos_rec_pending *p = &pend[s->npending];
+            if (ptrace(PTRACE_PEEKSIGINFO, d->pid, &a, p->siginfo) <= 0)
+                break;
+            p->shared = (uint32_t)shared;
+            p->pad = 0;
+            s->npending++;
+        }
+    return 0;
+}
+
+static int rlim_fill(struct mos_dump *d, struct mos_rec_rlim *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->count = 16;
+    for (int i = 0; i < 16; i++) {
+        struct rlimit l;
+        if (prlimit(d->pid, (__rlimit_resource_t)i, NULL, &l) < 0)
+            return mos_errno_status();
+        r->lim[i][0] = l.rlim_cur;
+        r->lim[i][1] = l.rlim_max;
+    }
+    return 0;
+}
+
+/* ---- VMAs */
+
+struct vma_cap {
+    struct mos_rec_vma v;
+    char path[MOS_VMA_PATH_MAX];
+};
+
+static int smaps_growsdown(pid_t pid, struct vma_cap *vmas, size_t n)
+{
+    char path[64], *line = NULL;
+    size_t cap = 0, i = 0;
+    unsigned long long start;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return mos_errno_status();
+    while (getline(&line, &cap, f) > 0) {
+        if (strncmp(line, "VmFlags:", 8) == 0) {
+            if (i > 0 && strstr(line, " gd"))
+                vmas[i - 1].v.flags |= MOS_VMA_F_GROWSDOWN;
+        } else if (sscanf(line, "%llx-", &start) == 1 && strchr(line, ' ') &&
+                   line[strcspn(line, " ") - 0] == ' ' && strchr(line, '-') < strchr(line, ' ')) {
+            while (i < n && vmas[i].v.start < start)
+                i++;
+            if (i < n && vmas[i].v.start == start)
+                i++;
+        }
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+static int is_special(const char *p)
+{
+    return !strcmp(p, "[vdso]") || !strcmp(p, "[vvar]") || !strcmp(p, "[vvar_vclock]");
+}
+
+static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
+{
+    struct mos_vma_list list;
+    struct vma_cap *v;
+    size_t n = 0;
+    int rc = mos_vma_list_read(d->pid, &list);
+
+    if (rc != 0)
+        return rc;
+    v = calloc(list.count ? list.count : 1, sizeof(*v));
+    if (!v) {
+        mos_vma_list_free(&list);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < list.count; i++) {
+        const struct mos_vma *m = &list.vmas[i];
+        struct vma_cap *c = &v[n];
+        if (!strcmp(m->path, "[vsyscall]"))
+            continue; /* fixed by the kernel, the same everywhere */
+        c->v.start = m->start;
+        c->v.end = m->end;
+        c->v.prot = m->prot;
+        snprintf(c->path, sizeof(c->path), "%s", m->path);
+        if (is_special(m->path)) {
+            c->v.kind = MOS_VMA_VDSO;
+        } else if (m->path[0] != '/') {
+            c->v.kind = MOS_VMA_ANON;
+            c->path[0] = '\0'; /* [heap], [stack], [anon:x] come back from the mm fields */
+        } else {
+            char mf[96];
+            struct stat mapped, now;
+            c->v.pgoff = m->offset;
+            snprintf(mf, sizeof(mf), "/proc/%d/map_files/%llx-%llx", (int)d->pid,
+                     (unsigned long long)m->start, (unsigned long long)m->end);
+            if (stat(mf, &mapped) < 0) {
+                rc = mos_errno_status();
+                mos_err("migrate", "pid %d: stat %s: %s", (int)d->pid, mf, mos_strerror(rc));
+                goto out;
+            }
+            /* The identity the target checks: the path must still name the mapped file. */
+            int same = stat(m->path, &now) == 0 && now.st_dev == mapped.st_dev &&
+                       now.st_ino == mapped.st_ino;
+            c->v.dev = mapped.st_dev;
+            c->v.ino = mapped.st_ino;
+            c->v.size = (uint64_t)mapped.st_size;
+            c->v.mtime_ns = (uint64_t)mapped.st_mtim.tv_sec * MOS_NSEC_PER_SEC +
+                            (uint64_t)mapped.st_mtim.tv_nsec;
+            c->v.kind = m->shared ? MOS_VMA_FILE_SHARED
+                        : same    ? MOS_VMA_FILE_PRIVATE
+                                  : MOS_VMA_FILE_COPY;
+            if (m->shared && !same) {
+                mos_err("migrate", "pid %d stays: it maps %s shared, and that path now names "
+                        "another file", (int)d->pid, m->path);
+                rc = MOS_E_NOT_MIGRATABLE;
+                goto out;
+            }
+        }
+        c->v.path_len = (uint32_t)strlen(c->path);
+        n++;
+    }
+    rc = smaps_growsdown(d->pid, v, n);
+out:
+    mos_vma_list_free(&list);
+    if (rc != 0) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+/* ---- pages */
+
+struct page_batch {
+    struct mos_dump *d;
+    struct mos_img_writer *w;
+    uint8_t *buf;                    /* BATCH_PAGES pages */
+    struct iovec remote[BATCH_PAGES]; /* runs, in address order */
+    int nruns;
+    size_t npages;
+    int vma_start; /* the next page opens a new VMA: runs never span two (restore checks) */
+};
+
+static int page_is_zero(const uint8_t *p)
+{
+    const uint64_t *q = (const uint64_t *)(const void *)p;
+    uint64_t acc = 0;
+
+    for (size_t i = 0; i < PAGE / 8; i += 8)
+        acc |= q[i] | q[i + 1] | q[i + 2] | q[i + 3] | q[i + 4] | q[i + 5] | q[i + 6] |
+               q[i + 7];
+    return acc == 0;
+}
+
+static int batch_emit(struct page_batch *b, uint64_t addr, const uint8_t *data, size_t npages)
+{
+    struct mos_rec_pages hdr = {.addr = addr, .npages = npages};
+    struct iovec parts[2] = {{&hdr, sizeof(hdr)}, {(void *)data, npages * PAGE}};
+    int rc = mos_img_put(b->w, MOS_REC_PAGES, parts, 2);
+
+    if (rc == 0)
+        b->w->pages += npages;
+    return rc;
+}
+
+static int batch_flush(struct page_batch *b)
+{
+    struct iovec local = {b->buf, b->npages * PAGE};
+    ssize_t got;
+    size_t done = 0;
+    int rc = 0;
+
+    if (b->nruns == 0)
+        return 0;
+    got = process_vm_readv(b->d->pid, &local, 1, b->remote, (unsigned long)b->nruns, 0);
+    if (got < 0)
+        got = 0;
+    /* What process_vm_readv could not reach (no read permission): /proc/PID/mem. */
+    for (int i = 0; i < b->nruns; i++) {
+        size_t len = b->remote[i].iov_len;
+        if (done + len > (size_t)got) {
+            size_t skip = (size_t)got > done ? (size_t)got - done : 0;
+            rc = mos_inject_read(b->d->t, (uint64_t)b->remote[i].iov_base + skip,
+                                 b->buf + done + skip, len - skip);
+            if (rc != 0) {
+                mos_err("migrate", "pid %d: cannot read memory at %p: %s", (int)b->d->pid,
+                        b->remote[i].iov_base, mos_strerror(rc));
+                return rc;
+            }
+        }
+        done += len;
+    }
+    /* Emit runs of non-zero pages, never crossing a gap between remote runs. */
+    done = 0;
+    for (int i = 0; i < b->nruns && rc == 0; i++) {
+        uint64_t addr = (uint64_t)b->remote[i].iov_base;
+        size_t np = b->remote[i].iov_len / PAGE, start = 0;
+        for (size_t k = 0; k <= np && rc == 0; k++) {
+            int zero = k < np && page_is_zero(b->buf + (done + k) * PAGE);
+            if (k == np || zero) {
+                if (k > start)
+                    rc = batch_emit(b, addr + start * PAGE, b->buf + (done + start) * PAGE,
+                                    k - start);
+                start = k + 1;
+                if (zero)
+                    b->d->stats.zero_pages++;
+            }
+        }
+        done += np;
+    }
+    b->nruns = 0;
+    b->npages = 0;
+    return rc;
+}
+
+static int batch_add(struct page_batch *b, uint64_t addr)
+{
+    if (b->nruns > 0 && !b->vma_start) {
+        struct iovec *last = &b->remote[b->nruns - 1];
+        if ((uint64_t)last->iov_base + last->iov_len == addr) {
+            last->iov_len += PAGE;
+            b->npages++;
+            goto check;
+        }
+    }
+    b->vma_start = 0;
+    b->remote[b->nruns++] = (struct iovec){(void *)addr, PAGE};
+    b->npages++;
+check:
+    if (b->npages == BATCH_PAGES || b->nruns == BATCH_PAGES)
+        return batch_flush(b);
+    return 0;
+}
+
+/* Which pages of a VMA travel: present or swapped ones; of a private file mapping only the
+ * private copies (written pages), since the rest comes from the file; of a copied file
+ * mapping every page. */
+static int vma_pages(struct page_batch *b, int pagemap_fd, const struct mos_rec_vma *v)
+{
+    enum { CHUNK = 65536 };
+    static uint64_t pm[CHUNK];
+    uint64_t npages = (v->end - v->start) / PAGE;
+
+    if (v->kind == MOS_VMA_VDSO || v->kind == MOS_VMA_FILE_SHARED)
+        return 0;
+    b->vma_start = 1;
+    for (uint64_t off = 0; off < npages; off += CHUNK) {
+        size_t n = npages - off < CHUNK ? (size_t)(npages - off) : CHUNK;
+        uint64_t first = v->start / PAGE + off;
+        if (v->kind != MOS_VMA_FILE_COPY) {
+            ssize_t got = pread(pagemap_fd, pm, n * 8, (off_t)(first * 8));
+            if (got != (ssize_t)(n * 8))
+                return got < 0 ? mos_errno_status() : -EIO;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int take;
+            if (v->kind == MOS_VMA_FILE_COPY)
+                take = 1;
+            else if (v->kind == MOS_VMA_FILE_PRIVATE)
+                take = (pm[i] & PM_SWAP) || ((pm[i] & PM_PRESENT) && !(pm[i] & PM_FILE));
+            else
+                take = (pm[i] & (PM_PRESENT | PM_SWAP)) != 0;
+            if (take) {
+                int rc = batch_add(b, (first + i) * PAGE);
+                if (rc != 0)
+                    return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int pages_write(struct mos_dump *d, struct mos_img_writer *w, struct vma_cap *v,
+                       size_t n)
+{
+    char path[64];
+    struct page_batch *b = calloc(1, sizeof(*b));
+    int rc = 0, fd;
+
+    if (!b)
+        return -ENOMEM;
+    b->d = d;
+    b->w = w;
+    b->buf = aligned_alloc(PAGE, BATCH_PAGES * PAGE);
+    snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)d->pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (!b->buf || fd < 0) {
+        rc = b->buf ? mos_errno_status() : -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = vma_pages(b, fd, &v[i].v);
+    if (rc == 0)
+        rc = batch_flush(b);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(b->buf);
+    free(b);
+    return rc;
+}
+
+/* ---- the image */
+
+/* Everything but VMAs, fds and pages, gathered before anything is written. */
+struct dump_state {
+    struct mos_rec_image img;
+    struct mos_rec_core core;
+    struct mos_rec_mm mm;
+    struct mos_rec_sigs sigs;
+    struct mos_rec_rlim rlim;
+    char exe[MOS_IMG_MAX_PATH], cwd[MOS_IMG_MAX_PATH];
+    uint8_t auxv[MOS_IMG_MAX_AUXV];
+    uint8_t xstate[MOS_IMG_MAX_XSTATE] __attribute__((aligned(64)));
+    struct mos_rec_pending pend[MOS_IMG_MAX_PENDING];
+};
+
+static int state_gather(struct mos_dump *d, struct dump_state *s)
+{
+    struct timespec now;
+    int rc;
+
+    s->img = (struct mos_rec_image){.tag = "MOSIMAGE",
+                                    .format_version = MOS_IMG_FORMAT_VERSION,
+                                    .arch = EM_X86_64,
+                                    .page_size = PAGE,
+                                    .src_pid = (uint64_t)d->pid};
+    clock_gettime(CLOCK_REALTIME, &now);
+    s->img.time_ns = (uint64_t)now.tv_sec * MOS_NSEC_PER_SEC + (uint64_t)now.tv_nsec;
+    gethostname(s->img.host, sizeof(s->img.host) - 1);
+    if ((rc = core_fill(d, &s->core, s->xstate)) != 0 ||
+        (rc = mm_fill(d, &s->mm, s->auxv, s->exe, s->cwd)) != 0 ||
+        (rc = sigs_fill(d, &s->sigs, s->pend)) != 0 || (rc = rlim_fill(d, &s->rlim)) != 0)
+        return rc;
+    return 0;
+}
+
+static int put_vmas(struct mos_img_writer *w, const struct vma_cap *vmas, size_t nvmas)
+{
+    size_t vlen = sizeof(struct mos_rec_vmas);
+    for (size_t i = 0; i < nvmas; i++)
+        vlen += sizeof(vmas[i].v) + vmas[i].v.path_len;
+    uint8_t *vbuf = malloc(vlen), *q = vbuf;
+    if (!vbuf)
+        return -ENOMEM;
+    struct mos_rec_vmas vh = {.count = (uint32_t)nvmas};
+    memcpy(q, &vh, sizeof(vh));
+    q += sizeof(vh);
+    for (size_t i = 0; i < nvmas; i++) {
+        memcpy(q, &vmas[i].v, sizeof(vmas[i].v));
+        q += sizeof(vmas[i].v);
+        memcpy(q, vmas[i].path, vmas[i].v.path_len);
+        q += vmas[i].v.path_len;
+    }
+    struct iovec part = {vbuf, vlen};
+    int rc = mos_img_put(w, MOS_REC_VMAS, &part, 1);
+    free(vbuf);
+    return rc;
+}
+
+static int put_meta(struct mos_img_writer *w, struct dump_state *s, const struct vma_cap *vmas,
+                    size_t nvmas)
+{
+    struct iovec p_img = {&s->img, sizeof(s->img)};
+    struct iovec p_core[2] = {{&s->core, sizeof(s->core)}, {s->xstate, s->core.xstate_len}};
+    struct iovec p_mm[4] = {{&s->mm, sizeof(s->mm)}, {s->auxv, s->mm.auxv_len},
+                            {s->exe, s->mm.exe_len}, {s->cwd, s->mm.cwd_len}};
+    struct iovec p_sigs[2] = {{&s->sigs, sizeof(s->sigs)},
+                              {s->pend, s->sigs.npending * sizeof(s->pend[0])}};
+    struct iovec p_rlim = {&s->rlim, sizeof(s->rlim)};
+    int rc;
+
+    if ((rc = mos_img_put(w, MOS_REC_IMAGE, &p_img, 1)) != 0 ||
+        (rc = mos_img_put(w, MOS_REC_CORE, p_core, 2)) != 0 ||
+        (rc = mos_img_put(w, MOS_REC_MM, p_mm, 4)) != 0 || (rc = put_vmas(w, vmas, nvmas)) != 0 ||
+        (rc = mos_img_put(w, MOS_REC_SIGS, p_sigs, 2)) != 0 ||
+        (rc = mos_img_put(w, MOS_REC_RLIM, &p_rlim, 1)) != 0)
+        return rc;
+    return 0;
+}
+
+static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
+{
+    struct mos_fd_seen *fds;
+    size_t n, len = sizeof(struct mos_rec_fds);
+    uint32_t kept = 0;
+    int rc = mos_fd_table_read(d->pid, &fds, &n);
+
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        len += sizeof(struct mos_rec_fd) + strlen(fds[i].path);
+    uint8_t *buf = malloc(len), *q = buf + sizeof(struct mos_rec_fds);
+    if (!buf) {
+        free(fds);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (fds[i].kind == 0) {
+            mos_warn("migrate", "pid %d: %s: left closed", (int)d->pid, fds[i].why);
+            continue;
+        }
+        struct mos_rec_fd f = {.fd = fds[i].fd, .kind = fds[i].kind, .flags = fds[i].flags,
+                               .fdflags = fds[i].fdflags, .offset = fds[i].offset,
+                               .path_len = (uint32_t)strlen(fds[i].path),
+                               .dup_of = fds[i].dup_of};
+        memcpy(q, &f, sizeof(f));
+        q += sizeof(f);
+        memcpy(q, fds[i].path, f.path_len);
+        q += f.path_len;
+        kept++;
+    }
+    struct mos_rec_fds h = {.count = kept};
+    memcpy(buf, &h, sizeof(h));
+    struct iovec part = {buf, (size_t)(q - buf)};
+    rc = mos_img_put(w, MOS_REC_FDS, &part, 1);
+    free(buf);
+    free(fds);
+    return rc;
+}
+
+int mos_dump_write(struct mos_dump *d, struct mos_img_io *io)
+{
+    struct mos_img_writer w = {.io = io};
+    struct vma_cap *vmas = NULL;
+    size_t nvmas = 0;
+    uint64_t t0 = mos_clock_now_ns(), t1;
+    struct dump_state *s = calloc(1, sizeof(*s));
+    int rc;
+
+    if (!s)
+        return -ENOMEM;
+    rc = state_gather(d, s);
+    /* VMAs after the signal calls, whose scratch page is gone again by then. */
+    if (rc == 0)
+        rc = vmas_capture(d, &vmas, &nvmas);
+    if (rc == 0)
+        rc = put_meta(&w, s, vmas, nvmas);
+    if (rc == 0)
+        rc = put_fds(d, &w);
+    t1 = mos_clock_now_ns();
+    d->stats.state_ns = t1 - t0;
+    if (rc == 0)
+        rc = pages_write(d, &w, vmas, nvmas);
+    if (rc == 0)
+        rc = mos_img_put_end(&w);
+    d->stats.pages_ns = mos_clock_now_ns() - t1;
+    d->stats.pages = w.pages;
+    d->stats.bytes = w.bytes;
+    if (rc != 0 && rc != MOS_E_NOT_MIGRATABLE)
+        mos_err("migrate", "pid %d: writing the image failed: %s", (int)d->pid,
+                mos_strerror(rc));
+    free(vmas);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,546 @@
+/* The image stream: records, checksums, metadata validation. Layouts in image_format.h. */
+#include "image.h"
+
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1u << 31) /* linux/signal.h, not in glibc 2.36 headers */
+#endif
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
+/* ---- fd implementation of mos_img_io */
+
+static int fd_writev(struct mos_img_io *io, const struct iovec *iov_in, int iovcnt)
+{
+    struct iovec iov[64];
+    int n = 0;
+
+    if (iovcnt > 64)
+        return -EINVAL;
+    for (int i = 0; i < iovcnt; i++)
+        if (iov_in[i].iov_len)
+            iov[n++] = iov_in[i];
+    struct iovec *cur = iov;
+    while (n > 0) {
+        ssize_t w = writev(io->fd, cur, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno == EPIPE || errno == ECONNRESET ? MOS_E_PEER_GONE : mos_errno_status();
+        while (n > 0 && (size_t)w >= cur->iov_len) {
+            w -= (ssize_t)cur->iov_len;
+            cur++;
+            n--;
+        }
+        if (n > 0) {
+            cur->iov_base = (char *)cur->iov_base + w;
+            cur->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static ssize_t fd_read(struct mos_img_io *io, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(io->fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return errno == ECONNRESET ? MOS_E_PEER_GONE : mos_errno_status();
+    }
+}
+
+const struct mos_img_io_ops mos_img_io_fd_ops = {
+    .writev = fd_writev,
+    .read = fd_read,
+};
+
+void mos_img_io_fd_init(struct mos_img_io *io, int fd)
+{
+    io->ops = &mos_img_io_fd_ops;
+    io->fd = fd;
+    io->arg = NULL;
+}
+
+/* ---- records */
+
+const char *mos_img_rec_name(uint32_t magic)
+{
+    switch (magic) {
+    case MOS_REC_IMAGE: return "IMAGE";
+    case MOS_REC_CORE: return "CORE";
+    case MOS_REC_MM: return "MM";
+    case MOS_REC_VMAS: return "VMAS";
+    case MOS_REC_SIGS: return "SIGS";
+    case MOS_REC_RLIM: return "RLIM";
+    case MOS_REC_FDS: return "FDS";
+    case MOS_REC_PAGES: return "PAGES";
+    case MOS_REC_END: return "END";
+    }
+    return "?";
+}
+
+int mos_img_put(struct mos_img_writer *w, uint32_t magic, const struct iovec *parts, int nparts)
+{
+    struct mos_rec_hdr hdr = {.magic = magic, .version = 1};
+    struct iovec iov[16];
+    XXH3_state_t st;
+    uint64_t sum;
+
+    if (nparts > 14)
+        return -EINVAL;
+    for (int i = 0; i < nparts; i++)
+        hdr.len += parts[i].iov_len;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, &hdr, sizeof(hdr));
+    iov[0] = (struct iovec){&hdr, sizeof(hdr)};
+    for (int i = 0; i < nparts; i++) {
+        XXH3_64bits_update(&st, parts[i].iov_base, parts[i].iov_len);
+        iov[i + 1] = parts[i];
+    }
+    sum = XXH3_64bits_digest(&st);
+    iov[nparts + 1] = (struct iovec){&sum, sizeof(sum)};
+    int rc = w->io->ops->writev(w->io, iov, nparts + 2);
+    if (rc != 0)
+        return rc;
+    w->records++;
+    w->bytes += sizeof(hdr) + hdr.len + sizeof(sum);
+    return 0;
+}
+
+int mos_img_put_end(struct mos_img_writer *w)
+{
+    struct mos_rec_end end = {.pages = w->pages, .records = w->records + 1};
+    struct iovec part = {&end, sizeof(end)};
+
+    return mos_img_put(w, MOS_REC_END, &part, 1);
+}
+
+static int read_full(struct mos_img_reader *r, void *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = r->io->ops->read(r->io, buf, len);
+        if (n == 0)
+            return MOS_E_TRUNCATED;
+        if (n < 0)
+            return (int)n;
+        buf = (char *)buf + n;
+        len -= (size_t)n;
+        r->bytes += (uint64_t)n;
+    }
+    return 0;
+}
+
+static uint64_t rec_max_len(uint32_t magic)
+{
+    switch (magic) {
+    case MOS_REC_IMAGE: return sizeof(struct mos_rec_image);
+    case MOS_REC_CORE: return sizeof(struct mos_rec_core) + MOS_IMG_MAX_XSTATE;
+    case MOS_REC_MM:
+        return sizeof(struct mos_rec_mm) + MOS_IMG_MAX_AUXV + 2 * MOS_IMG_MAX_PATH;
+    case MOS_REC_VMAS: return MOS_IMG_MAX_META;
+    case MOS_REC_SIGS:
+        return sizeof(struct mos_rec_sigs) + MOS_IMG_MAX_PENDING * sizeof(struct mos_rec_pending);
+    case MOS_REC_RLIM: return sizeof(struct mos_rec_rlim);
+    case MOS_REC_FDS: return MOS_IMG_MAX_META;
+    case MOS_REC_PAGES:
+        return sizeof(struct mos_rec_pages) + (uint64_t)MOS_IMG_MAX_RUN_PAGES * MOS_IMG_PAGE_SIZE;
+    case MOS_REC_END: return sizeof(struct mos_rec_end);
+    }
+    return 0;
+}
+
+static int img_bad(struct mos_img_reader *r, const char *what)
+{
+    mos_err("migrate", "corrupt image: %s (record %llu, byte %llu)", what,
+            (unsigned long long)r->records, (unsigned long long)r->bytes);
+    return MOS_E_IMAGE;
+}
+
+int mos_img_get(struct mos_img_reader *r, uint32_t *magic, const uint8_t **payload, size_t *len)
+{
+    struct mos_rec_hdr hdr;
+    uint64_t sum, want;
+    int rc;
+
+    rc = read_full(r, &hdr, sizeof(hdr));
+    if (rc != 0)
+        goto io_error;
+    uint64_t max = rec_max_len(hdr.magic);
+    if (max == 0)
+        return img_bad(r, "unknown record magic");
+    if (hdr.version != 1) {
+        mos_err("migrate", "image record %s has version %u; this mos reads version 1",
+                mos_img_rec_name(hdr.magic), hdr.version);
+        return MOS_E_VERSION;
+    }
+    if (hdr.zero != 0 || hdr.len > max)
+        return img_bad(r, "record length out of range");
+    if (hdr.len > r->cap) {
+        size_t cap = hdr.len < 65536 ? 65536 : (size_t)hdr.len;
+        uint8_t *b = realloc(r->buf, cap);
+        if (!b)
+            return -ENOMEM;
+        r->buf = b;
+        r->cap = cap;
+    }
+    rc = read_full(r, r->buf, (size_t)hdr.len);
+    if (rc == 0)
+        rc = read_full(r, &sum, sizeof(sum));
+    if (rc != 0)
+        goto io_error;
+    XXH3_state_t st;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, &hdr, sizeof(hdr));
+    XXH3_64bits_update(&st, r->buf, (size_t)hdr.len);
+    want = XXH3_64bits_digest(&st);
+    if (sum != want)
+        return img_bad(r, "checksum mismatch");
+    r->records++;
+    *magic = hdr.magic;
+    *payload = r->buf;
+    *len = (size_t)hdr.len;
+    return 0;
+io_error:
+    if (rc == MOS_E_TRUNCATED)
+        mos_err("migrate", "image ends early (truncated after %llu records, %llu bytes)",
+                (unsigned long long)r->records, (unsigned long long)r->bytes);
+    else
+        mos_err("migrate", "reading the image: %s", mos_strerror(rc));
+    return rc;
+}
+
+void mos_img_reader_free(struct mos_img_reader *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+    r->cap = 0;
+}
+
+/* ---- metadata */
+
+static int expect(struct mos_img_reader *r, uint32_t want, const uint8_t **p, size_t *len,
+                  size_t min_len)
+{
+    uint32_t magic;
+    int rc = mos_img_get(r, &magic, p, len);
+
+    if (rc != 0)
+        return rc;
+    if (magic != want) {
+        mos_err("migrate", "corrupt image: record %s where %s belongs", mos_img_rec_name(magic),
+                mos_img_rec_name(want));
+        return MOS_E_IMAGE;
+    }
+    if (*len < min_len)
+        return img_bad(r, "record shorter than its fixed part");
+    return 0;
+}
+
+static int user_addr_ok(uint64_t a)
+{
+    return a < MOS_IMG_USER_TOP;
+}
+
+static int copy_path(char *dst, const uint8_t *src, uint32_t n)
+{
+    if (n == 0 || n > MOS_IMG_MAX_PATH || memchr(src, 0, n))
+        return -1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int meta_image(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    const uint8_t *p;
+    size_t len;
+    int rc = expect(r, MOS_REC_IMAGE, &p, &len, sizeof(m->image));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&m->image, p, sizeof(m->image));
+    if (len != sizeof(m->image) || memcmp(m->image.tag, "MOSIMAGE", 8) != 0)
+        return img_bad(r, "not a mos image (bad IMAGE record)");
+    if (m->image.format_version != MOS_IMG_FORMAT_VERSION) {
+        mos_err("migrate", "image format version %u; this mos reads version %u",
+                m->image.format_version, MOS_IMG_FORMAT_VERSION);
+        return MOS_E_VERSION;
+    }
+    if (m->image.arch != EM_X86_64 || m->image.page_size != MOS_IMG_PAGE_SIZE ||
+        m->image.flags != 0 || !memchr(m->image.host, 0, sizeof(m->image.host)))
+        return img_bad(r, "IMAGE record: unsupported arch, page size or flags");
+    return 0;
+}
+
+static int meta_core(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    const uint8_t *p;
+    size_t len;
+    int rc = expect(r, MOS_REC_CORE, &p, &len, sizeof(m->core));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&m->core, p, sizeof(m->core));
+    const struct user_regs_struct *g = &m->core.regs;
+    if (len != sizeof(m->core) + m->core.xstate_len || m->core.xstate_len < 576 ||
+        m->core.xstate_len > MOS_IMG_MAX_XSTATE)
+        return img_bad(r, "CORE record: xstate length");
+    if (!user_addr_ok(g->rip) || !user_addr_ok(g->rsp) || g->cs != 0x33 || g->ss != 0x2b ||
+        !user_addr_ok(g->fs_base) || !user_addr_ok(g->gs_base) || m->core.umask > 0777 ||
+        !user_addr_ok(m->core.rseq_addr) || m->core.rseq_len > 4096 ||
+        !memchr(m->core.comm, 0, sizeof(m->core.comm)) ||
+        (m->core.sigmask & ((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)))))
+        return img_bad(r, "CORE record: register or task field out of range");
+    m->xstate = malloc(m->core.xstate_len);
+    if (!m->xstate)
+        return -ENOMEM;
+    memcpy(m->xstate, p + sizeof(m->core), m->core.xstate_len);
+    return 0;
+}
+
+static int meta_mm(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    const uint8_t *p;
+    size_t len;
+    int rc = expect(r, MOS_REC_MM, &p, &len, sizeof(m->mm));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&m->mm, p, sizeof(m->mm));
+    const struct mos_rec_mm *mm = &m->mm;
+    if (len != sizeof(*mm) + (uint64_t)mm->auxv_len + mm->exe_len + mm->cwd_len ||
+        mm->auxv_len > MOS_IMG_MAX_AUXV || mm->auxv_len % 16 || mm->auxv_len < 16)
+        return img_bad(r, "MM record: lengths");
+    const uint64_t f[] = {mm->start_code, mm->end_code, mm->start_data, mm->end_data,
+                          mm->start_brk,  mm->brk,      mm->start_stack, mm->arg_start,
+                          mm->arg_end,    mm->env_start, mm->env_end};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+        if (!user_addr_ok(f[i]))
+            return img_bad(r, "MM record: address out of range");
+    if (mm->start_code > mm->end_code || mm->start_data > mm->end_data ||
+        mm->start_brk > mm->brk || mm->arg_start > mm->arg_end || mm->env_start > mm->env_end)
+        return img_bad(r, "MM record: inverted range");
+    const uint8_t *q = p + sizeof(*mm);
+    m->auxv = malloc(mm->auxv_len);
+    if (!m->auxv)
+        return -ENOMEM;
+    memcpy(m->auxv, q, mm->auxv_len);
+    if (((const uint64_t *)(const void *)m->auxv)[mm->auxv_len / 8 - 2] != AT_NULL)
+        return img_bad(r, "MM record: auxv does not end with AT_NULL");
+    q += mm->auxv_len;
+    if (copy_path(m->exe, q, mm->exe_len) != 0 || copy_path(m->cwd, q + mm->exe_len, mm->cwd_len))
+        return img_bad(r, "MM record: exe or cwd path");
+    return 0;
+}
+
+static int meta_vmas(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    const uint8_t *p, *end;
+    size_t len;
+    struct mos_rec_vmas hdr;
+    int rc = expect(r, MOS_REC_VMAS, &p, &len, sizeof(hdr));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&hdr, p, sizeof(hdr));
+    if (hdr.count == 0 || hdr.count > MOS_IMG_MAX_VMAS)
+        return img_bad(r, "VMAS record: count");
+    m->vmas = calloc(hdr.count, sizeof(*m->vmas));
+    if (!m->vmas)
+        return -ENOMEM;
+    end = p + len;
+    p += sizeof(hdr);
+    for (uint32_t i = 0; i < hdr.count; i++) {
+        struct mos_img_vma *v = &m->vmas[i];
+        if ((size_t)(end - p) < sizeof(v->v))
+            return img_bad(r, "VMAS record: short entry");
+        memcpy(&v->v, p, sizeof(v->v));
+        p += sizeof(v->v);
+        if ((size_t)(end - p) < v->v.path_len)
+            return img_bad(r, "VMAS record: short path");
+        int need_path = v->v.kind != MOS_VMA_ANON;
+        if ((need_path || v->v.path_len) && copy_path(v->path, p, v->v.path_len) != 0)
+            return img_bad(r, "VMAS record: bad path");
+        p += v->v.path_len;
+        if (v->v.start >= v->v.end || (v->v.start | v->v.end | v->v.pgoff) % MOS_IMG_PAGE_SIZE ||
+            v->v.end > MOS_IMG_USER_TOP || v->v.start < 4096 ||
+            (v->v.prot & ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC)) ||
+            v->v.kind < MOS_VMA_ANON || v->v.kind > MOS_VMA_VDSO ||
+            (v->v.flags & ~MOS_VMA_F_GROWSDOWN) || (i > 0 && v->v.start < m->vmas[i - 1].v.end))
+            return img_bad(r, "VMAS record: entry out of range or overlapping");
+    }
+    if (p != end)
+        return img_bad(r, "VMAS record: trailing bytes");
+    m->nvmas = hdr.count;
+    return 0;
+}
+
+static int meta_sigs(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    const uint8_t *p;
+    size_t len;
+    int rc = expect(r, MOS_REC_SIGS, &p, &len, sizeof(m->sigs));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&m->sigs, p, sizeof(m->sigs));
+    if (m->sigs.npending > MOS_IMG_MAX_PENDING ||
+        len != sizeof(m->sigs) + m->sigs.npending * sizeof(struct mos_rec_pending))
+        return img_bad(r, "SIGS record: pending count");
+    for (int i = 0; i < 64; i++) {
+        const struct mos_ksigaction *a = &m->sigs.act[i];
+        if ((a->handler > 1 && !user_addr_ok(a->handler)) || !user_addr_ok(a->restorer) ||
+            (a->flags >> 32))
+            return img_bad(r, "SIGS record: handler out of range");
+    }
+    if (m->sigs.altstack_flags & ~(uint32_t)(SS_DISABLE | SS_ONSTACK | SS_AUTODISARM))
+        return img_bad(r, "SIGS record: alt stack flags");
+    for (int i = 0; i < 3; i++)
+        if (m->sigs.itimer[i][1] >= 1000000 || m->sigs.itimer[i][3] >= 1000000 ||
+            m->sigs.itimer[i][0] > INT_MAX || m->sigs.itimer[i][2] > INT_MAX)
+            return img_bad(r, "SIGS record: itimer out of range");
+    if (m->sigs.npending) {
+        m->pending = calloc(m->sigs.npending, sizeof(*m->pending));
+        if (!m->pending)
+            return -ENOMEM;
+        memcpy(m->pending, p + sizeof(m->sigs), m->sigs.npending * sizeof(*m->pending));
+        for (uint32_t i = 0; i < m->sigs.npending; i++) {
+            int signo;
+            memcpy(&signo, m->pending[i].siginfo, sizeof(signo));
+            if (signo < 1 || signo > 64 || m->pending[i].shared > 1)
+                return img_bad(r, "SIGS record: pending signal out of range");
+        }
+    }
+    return 0;
+}
+
+static int meta_rlim(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    const uint8_t *p;
+    size_t len;
+    int rc = expect(r, MOS_REC_RLIM, &p, &len, sizeof(m->rlim));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&m->rlim, p, sizeof(m->rlim));
+    if (len != sizeof(m->rlim) || m->rlim.count != 16)
+        return img_bad(r, "RLIM record: count");
+    for (int i = 0; i < 16; i++)
+        if (m->rlim.lim[i][0] > m->rlim.lim[i][1])
+            return img_bad(r, "RLIM record: soft limit above hard limit");
+    return 0;
+}
+
+static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    const uint8_t *p, *end;
+    size_t len;
+    struct mos_rec_fds hdr;
+    int rc = expect(r, MOS_REC_FDS, &p, &len, sizeof(hdr));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&hdr, p, sizeof(hdr));
+    if (hdr.count > MOS_IMG_MAX_FDS)
+        return img_bad(r, "FDS record: count");
+    m->fds = calloc(hdr.count ? hdr.count : 1, sizeof(*m->fds));
+    if (!m->fds)
+        return -ENOMEM;
+    end = p + len;
+    p += sizeof(hdr);
+    for (uint32_t i = 0; i < hdr.count; i++) {
+        struct mos_img_fd *f = &m->fds[i];
+        if ((size_t)(end - p) < sizeof(f->f))
+            return img_bad(r, "FDS record: short entry");
+        memcpy(&f->f, p, sizeof(f->f));
+        p += sizeof(f->f);
+        if ((size_t)(end - p) < f->f.path_len)
+            return img_bad(r, "FDS record: short path");
+        if (f->f.kind != MOS_FD_STDIO && copy_path(f->path, p, f->f.path_len) != 0)
+            return img_bad(r, "FDS record: bad path");
+        p += f->f.path_len;
+        if (f->f.fd < 0 || f->f.fd >= 1048576 || f->f.kind < MOS_FD_FILE ||
+            f->f.kind > MOS_FD_STDIO || (f->f.kind == MOS_FD_STDIO && f->f.fd > 2) ||
+            f->f.offset > (uint64_t)INT64_MAX || (f->f.fdflags & ~1u) ||
+            (i > 0 && f->f.fd <= m->fds[i - 1].f.fd))
+            return img_bad(r, "FDS record: entry out of range");
+        if (f->f.dup_of != -1) {
+            uint32_t k = 0;
+            while (k < i && m->fds[k].f.fd != f->f.dup_of)
+                k++;
+            if (k == i || m->fds[k].f.kind != f->f.kind || f->f.kind == MOS_FD_STDIO)
+                return img_bad(r, "FDS record: dup_of names no earlier fd of its kind");
+        }
+    }
+    if (p != end)
+        return img_bad(r, "FDS record: trailing bytes");
+    m->nfds = hdr.count;
+    return 0;
+}
+
+int mos_img_meta_read(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    if ((rc = meta_image(r, m)) != 0 || (rc = meta_core(r, m)) != 0 ||
+        (rc = meta_mm(r, m)) != 0 || (rc = meta_vmas(r, m)) != 0 ||
+        (rc = meta_sigs(r, m)) != 0 || (rc = meta_rlim(r, m)) != 0 ||
+        (rc = meta_fds(r, m)) != 0) {
+        mos_img_meta_free(m);
+        return rc;
+    }
+    return 0;
+}
+
+void mos_img_meta_free(struct mos_img_meta *m)
+{
+    free(m->xstate);
+    free(m->auxv);
+    free(m->vmas);
+    free(m->pending);
+    free(m->fds);
+    memset(m, 0, sizeof(*m));
+}
+
+int mos_img_pages_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npages,
+                        uint32_t *vma_index)
+{
+    uint64_t end = addr + npages * MOS_IMG_PAGE_SIZE;
+    uint32_t i = *vma_index < m->nvmas ? *vma_index : 0;
+
+    if (npages == 0 || npages > MOS_IMG_MAX_RUN_PAGES || addr % MOS_IMG_PAGE_SIZE ||
+        addr >= MOS_IMG_USER_TOP)
+        return MOS_E_IMAGE;
+    if (!(m->vmas[i].v.start <= addr && addr < m->vmas[i].v.end)) {
+        /* binary search: VMAs are sorted and disjoint */
+        uint32_t lo = 0, hi = m->nvmas;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (m->vmas[mid].v.end <= addr)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == m->nvmas || m->vmas[lo].v.start > addr)
+            return MOS_E_IMAGE;
+        i = lo;
+    }
+    const struct mos_rec_vma *v = &m->vmas[i].v;
+    if (end > v->end || v->kind == MOS_VMA_FILE_SHARED || v->kind == MOS_VMA_VDSO)
+        return MOS_E_IMAGE;
+    *vma_index = i;
+    return 0;
+}

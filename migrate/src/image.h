@@ -1,0 +1,72 @@
+/* Record-level reading and writing of the image stream (private). Layouts: image_format.h. */
+#ifndef MOS_MIGRATE_IMAGE_H
+#define MOS_MIGRATE_IMAGE_H
+
+#include "image_format.h"
+#include "mos/migrate.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct mos_img_writer {
+    struct mos_img_io *io;
+    uint64_t records, pages, bytes;
+};
+
+/* Write one record whose payload is the concatenation of parts. 0 or the io's error. */
+int mos_img_put(struct mos_img_writer *w, uint32_t magic, const struct iovec *parts, int nparts);
+/* The END record with the writer's totals. */
+int mos_img_put_end(struct mos_img_writer *w);
+
+struct mos_img_reader {
+    struct mos_img_io *io;
+    uint64_t records, pages, bytes;
+    uint8_t *buf; /* payload of the last record read */
+    size_t cap;
+};
+
+/* Read the next record: header checks (known magic, version, length within the limit of its
+ * type), payload, checksum. *payload points into the reader's buffer until the next call.
+ * Returns 0, MOS_E_TRUNCATED, MOS_E_IMAGE, MOS_E_VERSION or the io's -errno; logs once. */
+int mos_img_get(struct mos_img_reader *r, uint32_t *magic, const uint8_t **payload,
+                size_t *len);
+void mos_img_reader_free(struct mos_img_reader *r);
+
+/* Name of a record magic for messages ("PAGES"...), "?" for unknown ones. */
+const char *mos_img_rec_name(uint32_t magic);
+
+/* Parsed metadata (everything before the first PAGES record), validated field by field. */
+struct mos_img_vma {
+    struct mos_rec_vma v;
+    char path[MOS_IMG_MAX_PATH + 1];
+};
+struct mos_img_fd {
+    struct mos_rec_fd f;
+    char path[MOS_IMG_MAX_PATH + 1];
+};
+struct mos_img_meta {
+    struct mos_rec_image image;
+    struct mos_rec_core core;
+    uint8_t *xstate;
+    struct mos_rec_mm mm;
+    uint8_t *auxv;
+    char exe[MOS_IMG_MAX_PATH + 1], cwd[MOS_IMG_MAX_PATH + 1];
+    struct mos_img_vma *vmas;
+    uint32_t nvmas;
+    struct mos_rec_sigs sigs;
+    struct mos_rec_pending *pending;
+    struct mos_rec_rlim rlim;
+    struct mos_img_fd *fds;
+    uint32_t nfds;
+};
+
+/* Read and validate IMAGE..FDS. Returns 0 or a status (logged). */
+int mos_img_meta_read(struct mos_img_reader *r, struct mos_img_meta *m);
+void mos_img_meta_free(struct mos_img_meta *m);
+/* Check a PAGES run against the VMAs: inside one VMA that may carry pages. 0 or MOS_E_IMAGE;
+ * *vma_index is a hint in and the VMA's index out. */
+int mos_img_pages_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npages,
+                        uint32_t *vma_index);
+
+#endif

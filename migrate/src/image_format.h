@@ -1,0 +1,150 @@
+/* The image format: the one place that defines it (documented in migrate/README.md).
+ *
+ * An image is a sequence of records. Every record is
+ *     struct mos_rec_hdr | payload (hdr.len bytes) | uint64_t xxh3-64 of header and payload
+ * in little-endian x86-64 layout. Each record type has its own magic and version. Order:
+ * IMAGE, CORE, MM, VMAS, SIGS, RLIM, FDS, then any number of PAGES, then END. Readers check
+ * every field against the limits below and fail with MOS_E_IMAGE (or MOS_E_TRUNCATED,
+ * MOS_E_VERSION) on the first one that is off. */
+#ifndef MOS_MIGRATE_IMAGE_FORMAT_H
+#define MOS_MIGRATE_IMAGE_FORMAT_H
+
+#include <stdint.h>
+#include <sys/user.h>
+
+#define MOS_IMG_FORMAT_VERSION 1
+
+/* Record magics: four ASCII letters, read as a little-endian uint32. */
+#define MOS_IMG_MAGIC(a, b, c, d)                                                             \
+    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define MOS_REC_IMAGE MOS_IMG_MAGIC('M', 'O', 'S', 'I')
+#define MOS_REC_CORE MOS_IMG_MAGIC('C', 'O', 'R', 'E')
+#define MOS_REC_MM MOS_IMG_MAGIC('M', 'M', 'S', 'T')
+#define MOS_REC_VMAS MOS_IMG_MAGIC('V', 'M', 'A', 'S')
+#define MOS_REC_SIGS MOS_IMG_MAGIC('S', 'I', 'G', 'S')
+#define MOS_REC_RLIM MOS_IMG_MAGIC('R', 'L', 'I', 'M')
+#define MOS_REC_FDS MOS_IMG_MAGIC('F', 'D', 'S', 'T')
+#define MOS_REC_PAGES MOS_IMG_MAGIC('P', 'A', 'G', 'E')
+#define MOS_REC_END MOS_IMG_MAGIC('M', 'E', 'N', 'D')
+
+/* Limits every reader enforces. */
+#define MOS_IMG_PAGE_SIZE 4096u
+#define MOS_IMG_MAX_VMAS 65536u
+#define MOS_IMG_MAX_PATH 4096u
+#define MOS_IMG_MAX_FDS 4096u
+#define MOS_IMG_MAX_XSTATE 16384u
+#define MOS_IMG_MAX_AUXV 4096u
+#define MOS_IMG_MAX_PENDING 256u
+#define MOS_IMG_MAX_RUN_PAGES 1024u /* pages in one PAGES record (4 MiB) */
+#define MOS_IMG_MAX_META (4u << 20) /* payload of any record but PAGES */
+#define MOS_IMG_USER_TOP 0x800000000000ull /* x86-64 4-level user address space end */
+
+struct mos_rec_hdr {
+    uint32_t magic;
+    uint16_t version; /* of this record type; 1 for all today */
+    uint16_t zero;    /* must be 0 */
+    uint64_t len;     /* payload bytes */
+};
+
+/* IMAGE: what made the image. */
+struct mos_rec_image {
+    char tag[8];             /* "MOSIMAGE" */
+    uint32_t format_version; /* MOS_IMG_FORMAT_VERSION */
+    uint32_t arch;           /* EM_X86_64 */
+    uint32_t page_size;      /* 4096 */
+    uint32_t flags;          /* 0 */
+    uint64_t src_pid;
+    uint64_t time_ns;        /* CLOCK_REALTIME at capture */
+    char host[64];           /* NUL-terminated */
+};
+
+/* CORE: registers and per-task state; followed by xstate_len bytes of XSAVE area. */
+struct mos_rec_core {
+    struct user_regs_struct regs; /* fs_base/gs_base included; restart already folded in */
+    uint32_t xstate_len;
+    uint32_t umask;
+    uint64_t sigmask;             /* blocked signals */
+    uint64_t rseq_addr;           /* 0: none registered */
+    uint32_t rseq_len, rseq_sig;
+    uint64_t robust_list, robust_len;
+    uint32_t personality, pad;
+    char comm[16];                /* task name (PR_SET_NAME), NUL-terminated */
+};
+
+/* MM: mm_struct fields for PR_SET_MM_MAP; followed by auxv (auxv_len bytes, whole auxv
+ * pairs), exe path (exe_len bytes) and cwd (cwd_len bytes), neither NUL-terminated. */
+struct mos_rec_mm {
+    uint64_t start_code, end_code, start_data, end_data;
+    uint64_t start_brk, brk, start_stack;
+    uint64_t arg_start, arg_end, env_start, env_end;
+    uint32_t auxv_len, exe_len, cwd_len, pad;
+};
+
+enum mos_vma_kind {
+    MOS_VMA_ANON = 1,        /* private anonymous: heap, stack, mmap(ANON) */
+    MOS_VMA_FILE_PRIVATE,    /* private file map, file unchanged: mapped from it, COW pages carried */
+    MOS_VMA_FILE_SHARED,     /* shared read-only file map: mapped from the file, nothing carried */
+    MOS_VMA_FILE_COPY,       /* private file map whose file changed: all contents carried */
+    MOS_VMA_VDSO,            /* [vdso], [vvar], [vvar_vclock]: moved into place, never carried */
+};
+#define MOS_VMA_F_GROWSDOWN 1u
+
+/* VMAS: count entries, each followed by path_len bytes of path. */
+struct mos_rec_vmas {
+    uint32_t count, pad;
+};
+struct mos_rec_vma {
+    uint64_t start, end, pgoff;
+    uint32_t prot, kind, flags, path_len;
+    uint64_t dev, ino, size, mtime_ns; /* file identity, for the FILE_* kinds */
+};
+
+/* SIGS: dispositions of signals 1..64 as the kernel's rt_sigaction sees them, alt stack,
+ * itimers, then npending entries. */
+struct mos_ksigaction {
+    uint64_t handler, flags, restorer, mask;
+};
+struct mos_rec_sigs {
+    struct mos_ksigaction act[64]; /* act[i] is signal i + 1 */
+    uint64_t altstack_sp, altstack_size;
+    uint32_t altstack_flags, npending;
+    uint64_t itimer[3][4]; /* ITIMER_REAL/VIRTUAL/PROF: interval sec, usec, value sec, usec */
+};
+struct mos_rec_pending {
+    uint32_t shared, pad; /* 1: process-wide queue */
+    uint8_t siginfo[128];
+};
+
+/* RLIM: count (== 16) pairs. */
+struct mos_rec_rlim {
+    uint32_t count, pad;
+    uint64_t lim[16][2]; /* cur, max */
+};
+
+enum mos_fd_kind {
+    MOS_FD_FILE = 1, /* regular file or directory: reopened at path, flags and offset */
+    MOS_FD_DEV,      /* a stateless character device (/dev/null...): reopened at path */
+    MOS_FD_STDIO,    /* fd 0-2 that is a tty, pipe or socket: the restorer's own fd */
+};
+struct mos_rec_fds {
+    uint32_t count, pad;
+};
+struct mos_rec_fd {
+    int32_t fd;
+    uint32_t kind, flags, fdflags; /* open flags (fdinfo), FD_CLOEXEC */
+    uint64_t offset;
+    uint32_t path_len;
+    int32_t dup_of; /* -1, or an earlier fd sharing this open file description (dup, 2>&1) */
+};
+
+/* PAGES: a run of npages pages at addr, followed by their contents. */
+struct mos_rec_pages {
+    uint64_t addr, npages;
+};
+
+/* END: totals the reader checks against what it saw. */
+struct mos_rec_end {
+    uint64_t pages, records;
+};
+
+#endif

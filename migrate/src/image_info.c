@@ -1,0 +1,127 @@
+/* mos_image_info_read: validate a whole image and summarize it (mosckpt info). */
+#include "image.h"
+
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *vma_kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case MOS_VMA_ANON: return "anon";
+    case MOS_VMA_FILE_PRIVATE: return "file";
+    case MOS_VMA_FILE_SHARED: return "file-shared";
+    case MOS_VMA_FILE_COPY: return "file-copy";
+    case MOS_VMA_VDSO: return "vdso";
+    }
+    return "?";
+}
+
+static const char *fd_kind_name(uint32_t kind)
+{
+    return kind == MOS_FD_FILE ? "file" : kind == MOS_FD_DEV ? "dev" : "stdio";
+}
+
+static int pages_count(struct mos_img_reader *rd, struct mos_img_meta *m,
+                       struct mos_image_info *info)
+{
+    uint32_t vi = 0;
+
+    for (;;) {
+        uint32_t magic;
+        const uint8_t *p;
+        size_t len;
+        struct mos_rec_pages ph;
+        int rc = mos_img_get(rd, &magic, &p, &len);
+        if (rc != 0)
+            return rc;
+        if (magic == MOS_REC_END) {
+            struct mos_rec_end e;
+            if (len != sizeof(e))
+                break;
+            memcpy(&e, p, sizeof(e));
+            if (e.pages != info->pages || e.records != rd->records)
+                break;
+            info->records = rd->records;
+            info->bytes = rd->bytes;
+            return 0;
+        }
+        if (magic != MOS_REC_PAGES || len < sizeof(ph))
+            break;
+        memcpy(&ph, p, sizeof(ph));
+        if (len != sizeof(ph) + ph.npages * MOS_IMG_PAGE_SIZE ||
+            mos_img_pages_check(m, ph.addr, ph.npages, &vi) != 0)
+            break;
+        info->vmas[vi].pages += ph.npages;
+        info->pages += ph.npages;
+    }
+    mos_err("migrate", "corrupt image: bad page record or END totals (record %llu)",
+            (unsigned long long)rd->records);
+    return MOS_E_IMAGE;
+}
+
+int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info)
+{
+    struct mos_img_reader rd = {.io = io};
+    struct mos_img_meta *m = calloc(1, sizeof(*m));
+    int rc;
+
+    memset(info, 0, sizeof(*info));
+    if (!m)
+        return -ENOMEM;
+    rc = mos_img_meta_read(&rd, m);
+    if (rc != 0) {
+        free(m);
+        goto out;
+    }
+    info->priv = m;
+    info->format_version = m->image.format_version;
+    info->src_pid = m->image.src_pid;
+    info->time_ns = m->image.time_ns;
+    memcpy(info->host, m->image.host, sizeof(info->host));
+    info->exe = m->exe;
+    info->cwd = m->cwd;
+    info->rip = m->core.regs.rip;
+    info->rsp = m->core.regs.rsp;
+    info->xstate_len = m->core.xstate_len;
+    info->sigmask = m->core.sigmask;
+    for (int i = 0; i < 64; i++)
+        info->handlers += m->sigs.act[i].handler > 1;
+    info->pending = m->sigs.npending;
+    info->vmas = calloc(m->nvmas, sizeof(*info->vmas));
+    info->fds = calloc(m->nfds ? m->nfds : 1, sizeof(*info->fds));
+    if (!info->vmas || !info->fds) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    info->nvmas = m->nvmas;
+    for (uint32_t i = 0; i < m->nvmas; i++)
+        info->vmas[i] = (struct mos_image_vma_info){
+            .start = m->vmas[i].v.start, .end = m->vmas[i].v.end, .prot = m->vmas[i].v.prot,
+            .kind = vma_kind_name(m->vmas[i].v.kind), .path = m->vmas[i].path};
+    info->nfds = m->nfds;
+    for (uint32_t i = 0; i < m->nfds; i++)
+        info->fds[i] = (struct mos_image_fd_info){
+            .fd = m->fds[i].f.fd, .kind = fd_kind_name(m->fds[i].f.kind),
+            .path = m->fds[i].path, .offset = m->fds[i].f.offset, .flags = m->fds[i].f.flags};
+    rc = pages_count(&rd, m, info);
+out:
+    mos_img_reader_free(&rd);
+    if (rc != 0)
+        mos_image_info_free(info);
+    return rc;
+}
+
+void mos_image_info_free(struct mos_image_info *info)
+{
+    if (info->priv) {
+        mos_img_meta_free(info->priv);
+        free(info->priv);
+    }
+    free(info->vmas);
+    free(info->fds);
+    memset(info, 0, sizeof(*info));
+}

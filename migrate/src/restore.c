@@ -1,0 +1,835 @@
+/* Restore: rebuild a process from its image inside a husk (DESIGN.md "A migration", step 5).
+ *
+ * The supervisor forks the husk (mos-husk, a static program without libc) under
+ * PTRACE_TRACEME with the image's fds already in place, then drives it with injected calls:
+ * a trampoline in a hole, unmap the husk, move the vDSO/vvar block to where the image had it,
+ * map each VMA, fill pages, set protections, mm fields, signal state and registers. Nothing of
+ * the restored program runs before mos_restore_commit(). */
+#include "image.h"
+#include "inject.h"
+
+#include "mos/clock.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/prctl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MREMAP_FIXED
+#define MREMAP_MAYMOVE 1
+#define MREMAP_FIXED 2
+#endif
+
+#define PAGE 4096ull
+#define TRAMP_PAGES 3ull           /* code page + 8 KiB of scratch for paths and structs */
+#define SCRATCH_OFF PAGE
+
+struct mos_restore {
+    struct mos_img_meta m;
+    struct mos_inject *t;
+    pid_t pid;
+    uint64_t tramp;
+    struct mos_restore_stats stats;
+};
+
+struct span {
+    uint64_t start, end;
+};
+
+static int span_cmp(const void *a, const void *b)
+{
+    const struct span *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Lowest gap of len bytes at or above 1 GiB that overlaps none of the spans. */
+static uint64_t hole_find(struct span *s, size_t n, uint64_t len)
+{
+    uint64_t at = 1ull << 30;
+
+    qsort(s, n, sizeof(*s), span_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].end <= at)
+            continue;
+        if (s[i].start >= at + len)
+            break;
+        at = (s[i].end + PAGE - 1) & ~(PAGE - 1);
+    }
+    return at + len <= MOS_IMG_USER_TOP - (1ull << 30) ? at : 0;
+}
+
+/* ---- before the fork: files must be what the image says */
+
+static int files_check(const struct mos_img_meta *m)
+{
+    for (uint32_t i = 0; i < m->nvmas; i++) {
+        const struct mos_img_vma *v = &m->vmas[i];
+        struct stat st;
+        if (v->v.kind != MOS_VMA_FILE_PRIVATE && v->v.kind != MOS_VMA_FILE_SHARED)
+            continue;
+        if (i > 0 && !strcmp(v->path, m->vmas[i - 1].path) &&
+            m->vmas[i - 1].v.ino == v->v.ino)
+            continue;
+        if (stat(v->path, &st) < 0) {
+            mos_err("migrate", "cannot restore: mapped file %s: %s", v->path, strerror(errno));
+            return -ENOENT;
+        }
+        uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * MOS_NSEC_PER_SEC +
+                         (uint64_t)st.st_mtim.tv_nsec;
+        if (st.st_ino != v->v.ino || st.st_dev != v->v.dev ||
+            (uint64_t)st.st_size != v->v.size || mtime != v->v.mtime_ns) {
+            mos_err("migrate", "cannot restore: mapped file %s changed since the image was made",
+                    v->path);
+            return MOS_E_IMAGE;
+        }
+    }
+    return 0;
+}
+
+/* Open the image's files here, so a missing one fails before any process exists. */
+static int fds_open(const struct mos_img_meta *m, int *opened)
+{
+    for (uint32_t i = 0; i < m->nfds; i++) {
+        const struct mos_img_fd *f = &m->fds[i];
+        opened[i] = -1;
+        if (f->f.kind == MOS_FD_STDIO)
+            continue;
+        if (f->f.dup_of >= 0) {
+            uint32_t k = 0;
+            while (m->fds[k].f.fd != f->f.dup_of) /* validated: an earlier entry */
+                k++;
+            opened[i] = fcntl(opened[k], F_DUPFD_CLOEXEC, 0);
+            if (opened[i] < 0)
+                return mos_errno_status();
+            continue;
+        }
+        int flags = (int)(f->f.flags & ~(uint32_t)(O_CREAT | O_EXCL | O_TRUNC)) | O_NOCTTY |
+                    O_CLOEXEC;
+        opened[i] = open(f->path, flags);
+        if (opened[i] < 0) {
+            int rc = mos_errno_status();
+            mos_err("migrate", "cannot restore fd %d: open %s: %s", f->f.fd, f->path,
+                    mos_strerror(rc));
+            return rc;
+        }
+        if (f->f.kind == MOS_FD_FILE && f->f.offset &&
+            lseek(opened[i], (off_t)f->f.offset, SEEK_SET) < 0) {
+            int rc = mos_errno_status();
+            mos_err("migrate", "cannot restore fd %d: seek %s to %llu: %s", f->f.fd, f->path,
+                    (unsigned long long)f->f.offset, mos_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* In the child between fork and exec: only async-signal-safe calls. */
+static void __attribute__((noreturn))
+husk_child(const struct mos_img_meta *m, const int *opened, const char *husk)
+{
+    int top = 3, keep[3] = {0, 0, 0};
+    char *const argv[] = {(char *)"mos-husk", NULL}, *const envp[] = {NULL};
+
+    for (uint32_t i = 0; i < m->nfds; i++) {
+        if (m->fds[i].f.fd + 1 > top)
+            top = m->fds[i].f.fd + 1;
+        if (opened[i] + 1 > top)
+            top = opened[i] + 1;
+    }
+    if (chdir(m->cwd) < 0)
+        _exit(126);
+    /* Ignored dispositions and the mask survive execve: start from the defaults (ours ignore
+     * SIGPIPE, say), the image's own are set later. */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t none;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Lift every opened fd above all targets, then drop it onto its target. */
+    int lifted[MOS_IMG_MAX_FDS];
+    for (uint32_t i = 0; i < m->nfds; i++) {
+        lifted[i] = -1;
+        if (opened[i] >= 0 && (lifted[i] = fcntl(opened[i], F_DUPFD, top)) < 0)
+            _exit(125);
+        if (m->fds[i].f.fd <= 2)
+            keep[m->fds[i].f.fd] = 1;
+    }
+    for (int fd = 0; fd <= 2; fd++)
+        if (!keep[fd])
+            close(fd);
+    for (uint32_t i = 0; i < m->nfds; i++)
+        if (lifted[i] >= 0 && dup2(lifted[i], m->fds[i].f.fd) < 0)
+            _exit(124);
+    int lo = 3;
+    for (uint32_t i = 0; i < m->nfds; i++) {
+        if (m->fds[i].f.fd < lo)
+            continue;
+        if (m->fds[i].f.fd > lo)
+            syscall(SYS_close_range, lo, m->fds[i].f.fd - 1, 0);
+        lo = m->fds[i].f.fd + 1;
+    }
+    syscall(SYS_close_range, lo, ~0u, 0);
+    if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0)
+        _exit(123);
+    execve(husk, argv, envp);
+    _exit(122);
+}
+
+/* ---- driving the husk */
+
+static int rcall(struct mos_restore *r, const char *what, long nr, long a0, long a1, long a2,
+                 long a3, long a4, long a5, long *res)
+{
+    int rc = mos_inject_call(r->t, nr, a0, a1, a2, a3, a4, a5, res);
+
+    if (rc != 0)
+        mos_err("migrate", "restore: %s: %s", what, mos_strerror(rc));
+    return rc;
+}
+
+static uint64_t scratch_put(struct mos_restore *r, const void *data, size_t len, int *rc)
+{
+    uint64_t at = r->tramp + SCRATCH_OFF;
+
+    if (len > (TRAMP_PAGES - 1) * PAGE) {
+        *rc = -E2BIG;
+        return 0;
+    }
+    *rc = mos_inject_write(r->t, at, data, len);
+    return at;
+}
+
+struct husk_map {
+    struct mos_vma_list list;
+};
+
+static int husk_layout_ok(const struct mos_img_meta *m, const struct mos_vma_list *h,
+                          int64_t *delta, struct span *block)
+{
+    int found = 0;
+
+    *delta = 0;
+    block->start = UINT64_MAX;
+    block->end = 0;
+    for (size_t i = 0; i < h->count; i++) {
+        const struct mos_vma *hv = &h->vmas[i];
+        if (strcmp(hv->path, "[vdso]") && strcmp(hv->path, "[vvar]") &&
+            strcmp(hv->path, "[vvar_vclock]"))
+            continue;
+        const struct mos_img_vma *iv = NULL;
+        for (uint32_t k = 0; k < m->nvmas; k++)
+            if (m->vmas[k].v.kind == MOS_VMA_VDSO && !strcmp(m->vmas[k].path, hv->path))
+                iv = &m->vmas[k];
+        if (!iv || iv->v.end - iv->v.start != hv->end - hv->start)
+            goto bad;
+        int64_t d = (int64_t)(iv->v.start - hv->start);
+        if (found && d != *delta)
+            goto bad;
+        *delta = d;
+        found++;
+        if (hv->start < block->start)
+            block->start = hv->start;
+        if (hv->end > block->end)
+            block->end = hv->end;
+    }
+    for (uint32_t k = 0; k < m->nvmas; k++)
+        found -= m->vmas[k].v.kind == MOS_VMA_VDSO;
+    if (found != 0)
+        goto bad;
+    return 0;
+bad:
+    mos_err("migrate", "cannot restore: the vDSO/vvar layout here differs from the image's "
+            "(another kernel?)");
+    return MOS_E_UNSUPPORTED;
+}
+
+static int specials_move(struct mos_restore *r, const struct mos_vma_list *h, int64_t delta)
+{
+    for (size_t i = 0; i < h->count; i++) {
+        const struct mos_vma *hv = &h->vmas[i];
+        if (strcmp(hv->path, "[vdso]") && strcmp(hv->path, "[vvar]") &&
+            strcmp(hv->path, "[vvar_vclock]"))
+            continue;
+        long len = (long)(hv->end - hv->start);
+        int rc = rcall(r, "mremap vDSO/vvar", SYS_mremap, (long)hv->start, len, len,
+                       MREMAP_MAYMOVE | MREMAP_FIXED, (long)((int64_t)hv->start + delta), 0,
+                       NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Trampoline in a hole, husk unmapped, vDSO block where the image had it. */
+static int space_clear(struct mos_restore *r)
+{
+    struct mos_img_meta *m = &r->m;
+    struct mos_vma_list h;
+    struct span *spans, block;
+    int64_t delta;
+    long addr = 0;
+    int rc = mos_vma_list_read(r->pid, &h);
+
+    if (rc != 0)
+        return rc;
+    spans = calloc(m->nvmas + h.count + 1, sizeof(*spans));
+    if (!spans) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = husk_layout_ok(m, &h, &delta, &block);
+    if (rc != 0)
+        goto out;
+    size_t n = 0;
+    for (uint32_t i = 0; i < m->nvmas; i++)
+        spans[n++] = (struct span){m->vmas[i].v.start, m->vmas[i].v.end};
+    for (size_t i = 0; i < h.count; i++)
+        if (h.vmas[i].end <= MOS_IMG_USER_TOP)
+            spans[n++] = (struct span){h.vmas[i].start, h.vmas[i].end};
+    r->tramp = hole_find(spans, n, TRAMP_PAGES * PAGE);
+    if (r->tramp == 0) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* The first call runs from the husk's own vDSO; then from the trampoline. */
+    rc = mos_inject_pick_exec_addr(r->t);
+    if (rc == 0)
+        rc = rcall(r, "map trampoline", SYS_mmap, (long)r->tramp, (long)(TRAMP_PAGES * PAGE),
+                   PROT_READ | PROT_WRITE | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
+    if (rc == 0 && (uint64_t)addr != r->tramp)
+        rc = -EEXIST;
+    static const uint8_t code[8] = {0x0f, 0x05, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc};
+    if (rc == 0)
+        rc = mos_inject_write(r->t, r->tramp, code, sizeof(code));
+    if (rc == 0)
+        rc = mos_inject_set_exec_addr(r->t, r->tramp);
+    for (size_t i = 0; i < h.count && rc == 0; i++) {
+        const struct mos_vma *hv = &h.vmas[i];
+        if (hv->path[0] == '[' && strcmp(hv->path, "[stack]") && strcmp(hv->path, "[heap]"))
+            continue; /* vdso, vvar*, vsyscall */
+        rc = rcall(r, "unmap husk", SYS_munmap, (long)hv->start, (long)(hv->end - hv->start),
+                   0, 0, 0, 0, NULL);
+    }
+    if (rc == 0 && delta != 0) {
+        /* If the image's block overlaps ours, go through a free spot first. */
+        uint64_t want_start = (uint64_t)((int64_t)block.start + delta);
+        uint64_t blen = block.end - block.start;
+        if (want_start < block.end && block.start < want_start + blen) {
+            spans[n++] = (struct span){r->tramp, r->tramp + TRAMP_PAGES * PAGE};
+            uint64_t tmp = hole_find(spans, n, blen);
+            int64_t d1 = (int64_t)(tmp - block.start);
+            rc = tmp ? specials_move(r, &h, d1) : -ENOMEM;
+            for (size_t i = 0; i < h.count; i++) {
+                h.vmas[i].start = (uint64_t)((int64_t)h.vmas[i].start + d1);
+                h.vmas[i].end = (uint64_t)((int64_t)h.vmas[i].end + d1);
+            }
+            delta -= d1;
+        }
+        if (rc == 0)
+            rc = specials_move(r, &h, delta);
+    }
+out:
+    free(spans);
+    mos_vma_list_free(&h);
+    return rc;
+}
+
+static uint32_t map_prot(const struct mos_rec_vma *v)
+{
+    if (v->kind == MOS_VMA_FILE_SHARED)
+        return v->prot;
+    return v->prot | PROT_READ | PROT_WRITE; /* filled through process_vm_writev */
+}
+
+static int vmas_map(struct mos_restore *r)
+{
+    const struct mos_img_meta *m = &r->m;
+    long fd = -1;
+    const char *fd_path = NULL;
+    int rc = 0;
+
+    for (uint32_t i = 0; i < m->nvmas && rc == 0; i++) {
+        const struct mos_img_vma *v = &m->vmas[i];
+        long flags = MAP_FIXED, map_fd = -1, res = 0;
+        switch (v->v.kind) {
+        case MOS_VMA_VDSO:
+            continue;
+        case MOS_VMA_ANON:
+        case MOS_VMA_FILE_COPY:
+            flags |= MAP_PRIVATE | MAP_ANONYMOUS;
+            if (v->v.flags & MOS_VMA_F_GROWSDOWN)
+                flags |= MAP_GROWSDOWN;
+            break;
+        default:
+            flags |= v->v.kind == MOS_VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE;
+            if (!fd_path || strcmp(fd_path, v->path)) {
+                if (fd >= 0)
+                    rcall(r, "close", SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+                fd = -1;
+                uint64_t at = scratch_put(r, v->path, strlen(v->path) + 1, &rc);
+                if (rc == 0)
+                    rc = rcall(r, v->path, SYS_openat, AT_FDCWD, (long)at, O_RDONLY | O_CLOEXEC,
+                               0, 0, 0, &fd);
+                if (rc != 0)
+                    return rc;
+                fd_path = v->path;
+            }
+            map_fd = fd;
+        }
+        rc = rcall(r, "mmap a VMA", SYS_mmap, (long)v->v.start, (long)(v->v.end - v->v.start),
+                   map_prot(&v->v), flags, map_fd, (long)v->v.pgoff, &res);
+        if (rc == 0 && (uint64_t)res != v->v.start)
+            rc = -EFAULT;
+    }
+    if (fd >= 0)
+        rcall(r, "close", SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+    return rc;
+}
+
+/* Pages arrive in one thread (read, checksum, validate) and are written into the husk in
+ * this one, so the transfer overlaps the fill (first touches of fresh memory dominate the
+ * restore on these machines). Record buffers travel from the reader to the filler and back. */
+#define FILL_SLOTS 6
+
+struct fill_slot {
+    uint8_t *buf;
+    size_t cap;
+    uint64_t addr, npages;
+};
+
+struct fill_pipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct fill_slot ring[FILL_SLOTS];
+    unsigned head, tail; /* consume at head, produce at tail */
+    struct fill_slot spare[FILL_SLOTS + 1];
+    int nspare;
+    int done, stop, rc;
+    uint64_t pages;
+    struct mos_img_reader *rd;
+    const struct mos_img_meta *m;
+};
+
+/* One record into *slot; 1 at END, 0 for a PAGES run, or a status. */
+static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *slot)
+{
+    uint32_t magic;
+    const uint8_t *p;
+    size_t len;
+    struct mos_rec_pages ph;
+    int rc = mos_img_get(fp->rd, &magic, &p, &len);
+
+    if (rc != 0)
+        return rc;
+    if (magic == MOS_REC_END) {
+        struct mos_rec_end e;
+        memcpy(&e, p, sizeof(e) <= len ? sizeof(e) : len);
+        if (len != sizeof(e) || e.pages != fp->pages || e.records != fp->rd->records) {
+            mos_err("migrate", "corrupt image: END totals do not match the records read");
+            return MOS_E_IMAGE;
+        }
+        return 1;
+    }
+    if (magic != MOS_REC_PAGES || len < sizeof(ph)) {
+        mos_err("migrate", "corrupt image: record %s among the pages", mos_img_rec_name(magic));
+        return MOS_E_IMAGE;
+    }
+    memcpy(&ph, p, sizeof(ph));
+    if (len != sizeof(ph) + ph.npages * PAGE ||
+        mos_img_pages_check(fp->m, ph.addr, ph.npages, vi) != 0) {
+        mos_err("migrate", "corrupt image: page run at %#llx (%llu pages) fits no VMA",
+                (unsigned long long)ph.addr, (unsigned long long)ph.npages);
+        return MOS_E_IMAGE;
+    }
+    fp->pages += ph.npages;
+    /* take the reader's buffer; it gets a spare one back */
+    *slot = (struct fill_slot){fp->rd->buf, fp->rd->cap, ph.addr, ph.npages};
+    return 0;
+}
+
+static void *fill_reader(void *arg)
+{
+    struct fill_pipe *fp = arg;
+    uint32_t vi = 0;
+    int rc = 0;
+
+    for (;;) {
+        struct fill_slot slot;
+        pthread_mutex_lock(&fp->mu);
+        while (fp->tail - fp->head == FILL_SLOTS && !fp->stop)
+            pthread_cond_wait(&fp->cv, &fp->mu);
+        int stop = fp->stop;
+        pthread_mutex_unlock(&fp->mu);
+        if (stop)
+            break;
+        rc = fill_read_one(fp, &vi, &slot);
+        if (rc != 0)
+            break;
+        pthread_mutex_lock(&fp->mu);
+        fp->ring[fp->tail % FILL_SLOTS] = slot;
+        fp->tail++;
+        if (fp->nspare > 0) {
+            fp->nspare--;
+            fp->rd->buf = fp->spare[fp->nspare].buf;
+            fp->rd->cap = fp->spare[fp->nspare].cap;
+        } else {
+            fp->rd->buf = NULL;
+            fp->rd->cap = 0;
+        }
+        pthread_cond_broadcast(&fp->cv);
+        pthread_mutex_unlock(&fp->mu);
+    }
+    pthread_mutex_lock(&fp->mu);
+    fp->done = 1;
+    fp->rc = rc == 1 ? 0 : rc;
+    pthread_cond_broadcast(&fp->cv);
+    pthread_mutex_unlock(&fp->mu);
+    return NULL;
+}
+
+static int fill_write(struct mos_restore *r, const struct fill_slot *s)
+{
+    const uint8_t *data = s->buf + sizeof(struct mos_rec_pages);
+    struct iovec local = {(void *)data, s->npages * PAGE};
+    struct iovec remote = {(void *)s->addr, s->npages * PAGE};
+
+    if (process_vm_writev(r->pid, &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len)
+        return 0;
+    int rc = mos_inject_write(r->t, s->addr, data, local.iov_len);
+    if (rc != 0)
+        mos_err("migrate", "restore: writing pages at %#llx: %s", (unsigned long long)s->addr,
+                mos_strerror(rc));
+    return rc;
+}
+
+static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
+{
+    struct fill_pipe fp = {.rd = rd, .m = &r->m};
+    pthread_t th;
+    int rc = 0;
+
+    pthread_mutex_init(&fp.mu, NULL);
+    pthread_cond_init(&fp.cv, NULL);
+    if (pthread_create(&th, NULL, fill_reader, &fp) != 0)
+        return -EAGAIN;
+    for (;;) {
+        pthread_mutex_lock(&fp.mu);
+        while (fp.head == fp.tail && !fp.done)
+            pthread_cond_wait(&fp.cv, &fp.mu);
+        if (fp.head == fp.tail) {
+            rc = fp.rc;
+            pthread_mutex_unlock(&fp.mu);
+            break;
+        }
+        struct fill_slot s = fp.ring[fp.head % FILL_SLOTS];
+        pthread_mutex_unlock(&fp.mu);
+        rc = fill_write(r, &s);
+        pthread_mutex_lock(&fp.mu);
+        fp.spare[fp.nspare++] = s;
+        fp.head++;
+        if (rc != 0)
+            fp.stop = 1;
+        pthread_cond_broadcast(&fp.cv);
+        pthread_mutex_unlock(&fp.mu);
+        if (rc != 0)
+            break;
+    }
+    pthread_join(th, NULL);
+    for (unsigned i = fp.head; i < fp.tail; i++)
+        free(fp.ring[i % FILL_SLOTS].buf);
+    for (int i = 0; i < fp.nspare; i++)
+        free(fp.spare[i].buf);
+    pthread_mutex_destroy(&fp.mu);
+    pthread_cond_destroy(&fp.cv);
+    r->stats.pages = fp.pages;
+    return rc;
+}
+
+static int mm_set(struct mos_restore *r)
+{
+    const struct mos_rec_mm *mm = &r->m.mm;
+    struct prctl_mm_map map = {
+        .start_code = mm->start_code, .end_code = mm->end_code,
+        .start_data = mm->start_data, .end_data = mm->end_data,
+        .start_brk = mm->start_brk, .brk = mm->brk, .start_stack = mm->start_stack,
+        .arg_start = mm->arg_start, .arg_end = mm->arg_end,
+        .env_start = mm->env_start, .env_end = mm->env_end,
+        .auxv_size = mm->auxv_len, .exe_fd = (uint32_t)-1};
+    long exe_fd = -1;
+    uint8_t buf[sizeof(map) + MOS_IMG_MAX_AUXV];
+    int rc;
+
+    uint64_t at = scratch_put(r, r->m.exe, strlen(r->m.exe) + 1, &rc);
+    if (rc == 0 && mos_inject_call(r->t, SYS_openat, AT_FDCWD, (long)at, O_RDONLY | O_CLOEXEC, 0,
+                                   0, 0, &exe_fd) == 0)
+        map.exe_fd = (uint32_t)exe_fd;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        map.auxv = (__u64 *)(uintptr_t)(r->tramp + SCRATCH_OFF + sizeof(map));
+        memcpy(buf, &map, sizeof(map));
+        memcpy(buf + sizeof(map), r->m.auxv, mm->auxv_len);
+        at = scratch_put(r, buf, sizeof(map) + mm->auxv_len, &rc);
+        if (rc != 0)
+            break;
+        rc = mos_inject_call(r->t, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, (long)at, sizeof(map), 0,
+                             0, NULL);
+        if (rc != -EPERM || map.exe_fd == (uint32_t)-1)
+            break;
+        /* Changing the exe link needs CAP_CHECKPOINT_RESTORE; the rest does not. */
+        mos_warn("migrate", "restore: no right to set the exe link; it names the husk");
+        map.exe_fd = (uint32_t)-1;
+    }
+    if (exe_fd >= 0)
+        mos_inject_call(r->t, SYS_close, exe_fd, 0, 0, 0, 0, 0, NULL);
+    if (rc != 0)
+        mos_err("migrate", "restore: prctl(PR_SET_MM_MAP): %s", mos_strerror(rc));
+    return rc;
+}
+
+static int sigs_set(struct mos_restore *r)
+{
+    const struct mos_rec_sigs *s = &r->m.sigs;
+    int rc = 0;
+
+    for (int sig = 1; sig <= 64 && rc == 0; sig++) {
+        const struct mos_ksigaction *a = &s->act[sig - 1];
+        if (sig == SIGKILL || sig == SIGSTOP || (!a->handler && !a->flags && !a->mask))
+            continue;
+        uint64_t at = scratch_put(r, a, sizeof(*a), &rc);
+        if (rc == 0)
+            rc = rcall(r, "rt_sigaction", SYS_rt_sigaction, sig, (long)at, 0, 8, 0, 0, NULL);
+    }
+    if (rc == 0 && !(s->altstack_flags & SS_DISABLE)) {
+        stack_t ss = {.ss_sp = (void *)s->altstack_sp, .ss_size = s->altstack_size,
+                      .ss_flags = (int)(s->altstack_flags & ~(uint32_t)SS_ONSTACK)};
+        uint64_t at = scratch_put(r, &ss, sizeof(ss), &rc);
+        if (rc == 0)
+            rc = rcall(r, "sigaltstack", SYS_sigaltstack, (long)at, 0, 0, 0, 0, 0, NULL);
+    }
+    for (int w = 0; w < 3 && rc == 0; w++) {
+        const uint64_t *it = s->itimer[w];
+        if (!(it[0] | it[1] | it[2] | it[3]))
+            continue;
+        uint64_t at = scratch_put(r, it, 32, &rc);
+        if (rc == 0)
+            rc = rcall(r, "setitimer", SYS_setitimer, w, (long)at, 0, 0, 0, 0, NULL);
+    }
+    /* Pending signals, queued by the process to itself (allowed for any si_code). */
+    for (uint32_t i = 0; i < s->npending && rc == 0; i++) {
+        const struct mos_rec_pending *p = &r->m.pending[i];
+        int signo;
+        memcpy(&signo, p->siginfo, sizeof(signo));
+        uint64_t at = scratch_put(r, p->siginfo, sizeof(p->siginfo), &rc);
+        if (rc != 0)
+            break;
+        if (p->shared)
+            rc = rcall(r, "rt_sigqueueinfo", SYS_rt_sigqueueinfo, r->pid, signo, (long)at, 0, 0,
+                       0, NULL);
+        else
+            rc = rcall(r, "rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo, r->pid, r->pid, signo,
+                       (long)at, 0, 0, NULL);
+    }
+    return rc;
+}
+
+static void rlimits_set(struct mos_restore *r)
+{
+    for (int i = 0; i < 16; i++) {
+        struct rlimit l = {r->m.rlim.lim[i][0], r->m.rlim.lim[i][1]}, now;
+        if (prlimit(r->pid, (__rlimit_resource_t)i, NULL, &now) == 0 &&
+            now.rlim_cur == l.rlim_cur && now.rlim_max == l.rlim_max)
+            continue;
+        if (prlimit(r->pid, (__rlimit_resource_t)i, &l, NULL) < 0) {
+            /* Raising a hard limit needs CAP_SYS_RESOURCE: keep ours, soft one if it fits. */
+            struct rlimit soft = {l.rlim_cur < now.rlim_max ? l.rlim_cur : now.rlim_max,
+                                  now.rlim_max};
+            prlimit(r->pid, (__rlimit_resource_t)i, &soft, NULL);
+            mos_warn("migrate", "restore: rlimit %d: %s; kept hard limit %llu", i,
+                     strerror(errno), (unsigned long long)now.rlim_max);
+        }
+    }
+}
+
+static int task_set(struct mos_restore *r)
+{
+    const struct mos_rec_core *c = &r->m.core;
+    int rc = rcall(r, "umask", SYS_umask, (long)c->umask, 0, 0, 0, 0, 0, NULL);
+
+    uint64_t at = scratch_put(r, c->comm, sizeof(c->comm), &rc);
+    if (rc == 0 && c->comm[0])
+        rc = rcall(r, "PR_SET_NAME", SYS_prctl, PR_SET_NAME, (long)at, 0, 0, 0, 0, NULL);
+    if (rc == 0 && c->personality)
+        rc = rcall(r, "personality", SYS_personality, (long)c->personality, 0, 0, 0, 0, 0, NULL);
+    if (rc == 0 && c->robust_list)
+        rc = rcall(r, "set_robust_list", SYS_set_robust_list, (long)c->robust_list,
+                   (long)c->robust_len, 0, 0, 0, 0, NULL);
+    if (rc == 0 && c->rseq_addr)
+        rc = rcall(r, "rseq", SYS_rseq, (long)c->rseq_addr, (long)c->rseq_len, 0,
+                   (long)c->rseq_sig, 0, 0, NULL);
+    for (uint32_t i = 0; i < r->m.nfds && rc == 0; i++)
+        if (r->m.fds[i].f.fdflags & FD_CLOEXEC)
+            rc = rcall(r, "fcntl FD_CLOEXEC", SYS_fcntl, r->m.fds[i].f.fd, F_SETFD, FD_CLOEXEC,
+                       0, 0, 0, NULL);
+    return rc;
+}
+
+static int finish(struct mos_restore *r)
+{
+    const struct mos_img_meta *m = &r->m;
+    int rc = 0;
+
+    for (uint32_t i = 0; i < m->nvmas && rc == 0; i++) {
+        const struct mos_rec_vma *v = &m->vmas[i].v;
+        if (v->kind != MOS_VMA_VDSO && map_prot(v) != v->prot)
+            rc = rcall(r, "mprotect", SYS_mprotect, (long)v->start, (long)(v->end - v->start),
+                       v->prot, 0, 0, 0, NULL);
+    }
+    if (rc == 0)
+        rc = mm_set(r);
+    if (rc == 0)
+        rc = sigs_set(r);
+    if (rc == 0)
+        rc = task_set(r);
+    if (rc != 0)
+        return rc;
+    rlimits_set(r);
+    rc = rcall(r, "unmap trampoline", SYS_munmap, (long)r->tramp, (long)(TRAMP_PAGES * PAGE), 0,
+               0, 0, 0, NULL);
+    if (rc == 0) {
+        rc = mos_inject_set_xstate(r->t, m->xstate, m->core.xstate_len);
+        if (rc != 0)
+            mos_err("migrate", "restore: PTRACE_SETREGSET NT_X86_XSTATE: %s", mos_strerror(rc));
+    }
+    mos_inject_set_regs(r->t, &m->core.regs);
+    mos_inject_set_sigmask(r->t, m->core.sigmask);
+    return rc;
+}
+
+static int husk_start(struct mos_restore *r, const char *husk)
+{
+    int *opened = calloc(r->m.nfds ? r->m.nfds : 1, sizeof(int));
+    int rc;
+
+    if (!opened)
+        return -ENOMEM;
+    if (access(husk, X_OK) < 0) {
+        rc = mos_errno_status();
+        mos_err("migrate", "cannot restore: husk %s: %s", husk, mos_strerror(rc));
+        goto out;
+    }
+    rc = files_check(&r->m);
+    if (rc == 0)
+        rc = fds_open(&r->m, opened);
+    if (rc != 0)
+        goto out;
+    r->pid = fork();
+    if (r->pid < 0) {
+        rc = mos_errno_status();
+        goto out;
+    }
+    if (r->pid == 0)
+        husk_child(&r->m, opened, husk);
+    rc = mos_inject_adopt_traceme(r->pid, &r->t);
+    if (rc != 0) {
+        int st;
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, &st, 0);
+        mos_err("migrate", "cannot restore: the husk did not start (%s)", mos_strerror(rc));
+    }
+out:
+    for (uint32_t i = 0; i < r->m.nfds; i++)
+        if (opened[i] >= 0)
+            close(opened[i]);
+    free(opened);
+    return rc;
+}
+
+int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *opts,
+                        struct mos_restore **out)
+{
+    struct mos_img_reader rd = {.io = io};
+    struct mos_restore *r = calloc(1, sizeof(*r));
+    uint64_t t0 = mos_clock_now_ns(), t1, t2;
+    int rc;
+
+    if (!r)
+        return -ENOMEM;
+    rc = mos_img_meta_read(&rd, &r->m);
+    if (rc != 0)
+        goto out_free;
+    rc = husk_start(r, opts && opts->husk_path ? opts->husk_path : "mos-husk");
+    if (rc != 0)
+        goto out_meta;
+    rc = space_clear(r);
+    if (rc == 0)
+        rc = vmas_map(r);
+    t1 = mos_clock_now_ns();
+    if (rc == 0)
+        rc = pages_fill(r, &rd);
+    t2 = mos_clock_now_ns();
+    if (rc == 0)
+        rc = finish(r);
+    if (rc != 0) {
+        mos_inject_kill(r->t);
+        goto out_meta;
+    }
+    r->stats.meta_ns = t1 - t0;
+    r->stats.pages_ns = t2 - t1;
+    r->stats.final_ns = mos_clock_now_ns() - t2;
+    mos_img_reader_free(&rd);
+    *out = r;
+    return 0;
+out_meta:
+    mos_img_meta_free(&r->m);
+out_free:
+    mos_img_reader_free(&rd);
+    free(r);
+    return rc;
+}
+
+pid_t mos_restore_pid(const struct mos_restore *r)
+{
+    return r->pid;
+}
+
+const struct mos_restore_stats *mos_restore_stats(const struct mos_restore *r)
+{
+    return &r->stats;
+}
+
+int mos_restore_commit(struct mos_restore *r)
+{
+    int rc = mos_inject_release(r->t);
+
+    if (rc != 0)
+        mos_err("migrate", "restore: letting pid %d go: %s", (int)r->pid, mos_strerror(rc));
+    mos_img_meta_free(&r->m);
+    free(r);
+    return rc;
+}
+
+void mos_restore_abort(struct mos_restore *r)
+{
+    mos_inject_kill(r->t);
+    mos_img_meta_free(&r->m);
+    free(r);
+}

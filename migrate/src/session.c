@@ -1,0 +1,178 @@
+/* Whole operations over capture and restore: checkpoint to a file, send/receive with the
+ * two-step commit, and waiting for a restored process in the foreground. */
+#include "mos/log.h"
+#include "mos/migrate.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* One-byte messages after the image on a migration link. */
+#define MSG_READY 'R'  /* receiver: the process is rebuilt and stopped */
+#define MSG_COMMIT 'C' /* sender: the original is gone, let it run */
+
+int mos_migrate_checkpoint(pid_t pid, const char *path, const struct mos_dump_opts *opts,
+                           int leave_running, struct mos_dump_stats *stats)
+{
+    char tmp[4200];
+    struct mos_dump *d;
+    struct mos_img_io io;
+    int fd, rc;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    rc = mos_dump_freeze(pid, opts, &d);
+    if (rc != 0)
+        return rc;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = mos_errno_status();
+        mos_err("migrate", "cannot create %s: %s", tmp, mos_strerror(rc));
+        mos_dump_abort(d);
+        return rc;
+    }
+    mos_img_io_fd_init(&io, fd);
+    rc = mos_dump_write(d, &io);
+    /* The image is safe only once it is on disk under its name. */
+    if (rc == 0 && fsync(fd) < 0)
+        rc = mos_errno_status();
+    if (close(fd) < 0 && rc == 0)
+        rc = mos_errno_status();
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = mos_errno_status();
+    if (stats)
+        *stats = *mos_dump_stats(d);
+    if (rc != 0) {
+        mos_err("migrate", "checkpoint of pid %d failed (%s); it continues", (int)pid,
+                mos_strerror(rc));
+        unlink(tmp);
+        mos_dump_abort(d);
+        return rc;
+    }
+    if (leave_running)
+        return mos_dump_abort(d);
+    mos_dump_commit(d);
+    return 0;
+}
+
+static int byte_read(struct mos_img_io *io, char *c)
+{
+    ssize_t n = io->ops->read(io, c, 1);
+    return n == 1 ? 0 : n == 0 ? MOS_E_PEER_GONE : (int)n;
+}
+
+int mos_migrate_send(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
+                     struct mos_dump_stats *stats)
+{
+    struct mos_dump *d;
+    char c = 0, commit = MSG_COMMIT;
+    struct iovec iov = {&commit, 1};
+    int rc = mos_dump_freeze(pid, opts, &d);
+
+    if (rc != 0)
+        return rc;
+    rc = mos_dump_write(d, io);
+    if (rc == 0) {
+        rc = byte_read(io, &c);
+        if (rc == 0 && c != MSG_READY)
+            rc = MOS_E_PROTO;
+        if (rc != 0)
+            mos_err("migrate", "the receiver did not confirm the restore (%s)",
+                    mos_strerror(rc));
+    }
+    if (stats)
+        *stats = *mos_dump_stats(d);
+    if (rc != 0) {
+        mos_err("migrate", "migration of pid %d failed; it continues here", (int)pid);
+        mos_dump_abort(d);
+        return rc;
+    }
+    /* The target holds a complete stopped copy: end the original, then let the copy run. */
+    mos_dump_commit(d);
+    rc = io->ops->writev(io, &iov, 1);
+    if (rc != 0)
+        mos_err("migrate", "pid %d: the original is gone but the commit did not reach the "
+                "receiver (%s)", (int)pid, mos_strerror(rc));
+    return rc;
+}
+
+int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *opts, pid_t *pid)
+{
+    struct mos_restore *r;
+    char ready = MSG_READY, c = 0;
+    struct iovec iov = {&ready, 1};
+    int rc = mos_restore_prepare(io, opts, &r);
+
+    if (rc != 0)
+        return rc;
+    rc = io->ops->writev(io, &iov, 1);
+    if (rc == 0)
+        rc = byte_read(io, &c);
+    if (rc == 0 && c != MSG_COMMIT)
+        rc = MOS_E_PROTO;
+    if (rc != 0) {
+        /* No commit: the sender keeps (or resumed) the original. */
+        mos_err("migrate", "the sender did not commit (%s); the copy is discarded",
+                mos_strerror(rc));
+        mos_restore_abort(r);
+        return rc;
+    }
+    *pid = mos_restore_pid(r);
+    return mos_restore_commit(r);
+}
+
+static volatile sig_atomic_t forward_to;
+
+static void forward(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    /* Signals from the terminal reach the whole foreground group, the child too: pass on
+     * only those sent to us alone. */
+    if (forward_to > 0 && si->si_code <= 0)
+        kill(forward_to, sig);
+}
+
+int mos_restored_wait(pid_t pid)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT,
+                               SIGWINCH};
+    struct sigaction sa = {.sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART};
+    int status;
+
+    forward_to = pid;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return 1;
+    forward_to = 0;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+const char *mos_restore_husk_path(char *buf, size_t len)
+{
+    const char *env = getenv("MOS_HUSK");
+    char self[PATH_MAX];
+    ssize_t n;
+
+    if (env && *env)
+        return env;
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        snprintf(buf, len, "%s/mos-husk", dirname(self));
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
+    return MOS_HUSK_INSTALLED;
+}

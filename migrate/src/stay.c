@@ -1,0 +1,260 @@
+/* Stay reasons: what keeps a process from migrating, checked before and after the freeze so
+ * a refusal never leaves anything half done. */
+#include "stay.h"
+
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Character devices without per-open state worth carrying: reopened by path. */
+static const char *const stateless_devs[] = {"/dev/null", "/dev/zero", "/dev/random",
+                                             "/dev/urandom", "/dev/full"};
+
+static int fdinfo_read(pid_t pid, int fd, struct mos_fd_seen *s)
+{
+    char path[64], line[256];
+    int got = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, fd);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return mos_errno_status();
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long v;
+        unsigned o;
+        if (sscanf(line, "pos: %llu", &v) == 1) {
+            s->offset = v;
+            got |= 1;
+        } else if (sscanf(line, "flags: %o", &o) == 1) {
+            s->flags = o & ~(unsigned)O_CLOEXEC;
+            s->fdflags = (o & O_CLOEXEC) ? FD_CLOEXEC : 0;
+            got |= 2;
+        }
+    }
+    fclose(f);
+    return got == 3 ? 0 : -EPROTO;
+}
+
+static void fd_classify(pid_t pid, int fd, struct mos_fd_seen *s)
+{
+    char link[64];
+    struct stat st;
+    ssize_t n;
+
+    memset(s, 0, sizeof(*s));
+    s->fd = fd;
+    snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
+    n = readlink(link, s->path, MOS_IMG_MAX_PATH);
+    if (n < 0 || stat(link, &st) < 0 || fdinfo_read(pid, fd, s) != 0) {
+        snprintf(s->why, sizeof(s->why), "fd %d: cannot inspect it (%s)", fd, strerror(errno));
+        return;
+    }
+    s->path[n] = '\0';
+    int is_stdio_type = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ||
+                        (S_ISCHR(st.st_mode) && ((major(st.st_rdev) >= 136 && major(st.st_rdev) <= 143) ||
+                                                major(st.st_rdev) == 4 || major(st.st_rdev) == 5));
+    if (fd <= 2 && is_stdio_type) {
+        s->kind = MOS_FD_STDIO;
+        s->path[0] = '\0';
+        return;
+    }
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+        if (s->path[0] != '/' || strstr(s->path, " (deleted)")) {
+            snprintf(s->why, sizeof(s->why), "fd %d is a deleted or unreachable file (%.80s)",
+                     fd, s->path);
+            return;
+        }
+        s->kind = MOS_FD_FILE;
+        return;
+    }
+    if (S_ISCHR(st.st_mode))
+        for (size_t i = 0; i < sizeof(stateless_devs) / sizeof(stateless_devs[0]); i++)
+            if (strcmp(s->path, stateless_devs[i]) == 0) {
+                s->kind = MOS_FD_DEV;
+                return;
+            }
+    const char *type = S_ISFIFO(st.st_mode)   ? "a pipe"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                                              : "a special file";
+    if (strncmp(s->path, "anon_inode:", 11) == 0)
+        snprintf(s->why, sizeof(s->why), "fd %d is %.60s", fd, s->path + 11);
+    else
+        snprintf(s->why, sizeof(s->why), "fd %d is %s (%.60s)", fd, type, s->path);
+}
+
+int mos_fd_table_read(pid_t pid, struct mos_fd_seen **out, size_t *count)
+{
+    char path[64];
+    struct mos_fd_seen *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return mos_errno_status();
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            struct mos_fd_seen *nv = realloc(v, cap * sizeof(*v));
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return -ENOMEM;
+            }
+            v = nv;
+        }
+        fd_classify(pid, atoi(e->d_name), &v[n++]);
+    }
+    closedir(d);
+    /* sorted by fd: the image lists them in order */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && v[j - 1].fd > v[j].fd; j--) {
+            struct mos_fd_seen t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    /* fds sharing one open file description (dup, 2>&1) must share it again on restore,
+     * or their offsets part ways */
+    for (size_t i = 0; i < n; i++) {
+        v[i].dup_of = -1;
+        if (v[i].kind != MOS_FD_FILE && v[i].kind != MOS_FD_DEV)
+            continue;
+        for (size_t j = 0; j < i && v[i].dup_of < 0; j++)
+            if (v[j].kind == v[i].kind &&
+                syscall(SYS_kcmp, pid, pid, KCMP_FILE, v[j].fd, v[i].fd) == 0)
+                v[i].dup_of = v[j].fd;
+    }
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+static int status_field(pid_t pid, const char *name, long *value)
+{
+    char path[64], line[256];
+    size_t nl = strlen(name);
+    int rc = -ENOENT;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return mos_errno_status();
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, name, nl) == 0 && line[nl] == ':') {
+            *value = strtol(line + nl + 1, NULL, 10);
+            rc = 0;
+            break;
+        }
+    fclose(f);
+    return rc;
+}
+
+static int file_nonempty(const char *path)
+{
+    char c;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, &c, 1);
+    close(fd);
+    return n > 0;
+}
+
+#define REFUSE(...)                                                                           \
+    do {                                                                                      \
+        snprintf(reason, len, __VA_ARGS__);                                                   \
+        rc = MOS_E_NOT_MIGRATABLE;                                                            \
+        goto out;                                                                             \
+    } while (0)
+
+static int stay_vmas(pid_t pid, char *reason, size_t len)
+{
+    struct mos_vma_list list;
+    int rc = mos_vma_list_read(pid, &list);
+
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < list.count; i++) {
+        const struct mos_vma *v = &list.vmas[i];
+        unsigned long long a = (unsigned long long)v->start;
+        if (strncmp(v->path, "/SYSV", 5) == 0)
+            REFUSE("uses SysV shared memory (at %#llx)", a);
+        if (strncmp(v->path, "anon_inode:", 11) == 0)
+            REFUSE("maps %s (at %#llx)", v->path + 11, a);
+        if (strstr(v->path, " (deleted)"))
+            REFUSE("maps a deleted file or memfd (%.80s at %#llx)", v->path, a);
+        if (v->shared && (v->prot & PROT_WRITE))
+            REFUSE("has a shared writable mapping (%.80s at %#llx)",
+                   v->path[0] ? v->path : "anonymous", a);
+        if (v->shared && v->inode == 0)
+            REFUSE("has shared anonymous memory (at %#llx)", a);
+        if (v->path[0] == '[' && strcmp(v->path, "[heap]") && strcmp(v->path, "[stack]") &&
+            strcmp(v->path, "[vdso]") && strcmp(v->path, "[vvar]") &&
+            strcmp(v->path, "[vvar_vclock]") && strcmp(v->path, "[vsyscall]") &&
+            strncmp(v->path, "[anon:", 6))
+            REFUSE("has a special mapping %.40s", v->path);
+        if (v->path[0] && v->path[0] != '/' && v->path[0] != '[')
+            REFUSE("maps an unreachable file (%.80s)", v->path);
+    }
+out:
+    mos_vma_list_free(&list);
+    return rc;
+}
+
+int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char *reason,
+                   size_t len)
+{
+    char path[96], target[64];
+    long threads = 0, tracer = 0;
+    struct mos_fd_seen *fds = NULL;
+    size_t nfds = 0;
+    int rc;
+
+    rc = status_field(pid, "Threads", &threads);
+    if (rc == 0)
+        rc = status_field(pid, "TracerPid", &tracer);
+    if (rc != 0)
+        return rc == -ENOENT ? -ESRCH : rc;
+    if (threads != 1)
+        REFUSE("has %ld threads (only single-threaded processes migrate)", threads);
+    if (tracer != 0 && !(frozen && tracer == getpid()))
+        REFUSE("is traced by pid %ld", tracer);
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    if (readlink(path, target, sizeof(target)) < 0)
+        REFUSE("has no executable to inspect (kernel thread, zombie or no permission)");
+    snprintf(path, sizeof(path), "/proc/%d/timers", (int)pid);
+    if (file_nonempty(path))
+        REFUSE("has POSIX timers (timer_create)");
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    if (file_nonempty(path))
+        REFUSE("has child processes");
+    rc = stay_vmas(pid, reason, len);
+    if (rc != 0)
+        goto out;
+    rc = mos_fd_table_read(pid, &fds, &nfds);
+    if (rc != 0)
+        goto out;
+    for (size_t i = 0; i < nfds; i++)
+        if (fds[i].kind == 0 && !(opts && opts->close_other_fds))
+            REFUSE("%s", fds[i].why);
+out:
+    free(fds);
+    return rc;
+}

@@ -1,0 +1,30 @@
+/* Stay reasons and fd classification (private): what keeps a process from migrating. */
+#ifndef MOS_MIGRATE_STAY_H
+#define MOS_MIGRATE_STAY_H
+
+#include "image_format.h"
+#include "mos/migrate.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* One open fd as capture sees it. kind 0: cannot travel, why says what it is. */
+struct mos_fd_seen {
+    int fd;
+    uint32_t kind; /* enum mos_fd_kind or 0 */
+    uint32_t flags, fdflags;
+    uint64_t offset;
+    int dup_of; /* -1 or the earlier fd of the same open file description */
+    char path[MOS_IMG_MAX_PATH + 1];
+    char why[128];
+};
+
+/* Read /proc/PID/fd and classify every fd. *out is malloc'ed. 0 or -errno. */
+int mos_fd_table_read(pid_t pid, struct mos_fd_seen **out, size_t *count);
+
+/* Check everything that keeps pid from migrating; frozen: 1 when we already trace it. Returns
+ * 0, MOS_E_NOT_MIGRATABLE with the first reason in reason[len], or -errno. */
+int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char *reason,
+                   size_t len);
+
+#endif

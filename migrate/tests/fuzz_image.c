@@ -1,0 +1,184 @@
+/* Fuzz the image reader. Random bytes rarely get past the record checksums, so the input is
+ * read as edits to a valid image built here: (record, offset, byte) patches applied to the
+ * payloads before the checksums are computed (so the field checks, not the checksum, must
+ * catch them), then optionally one raw byte flip and a truncation of the stream. */
+#include "image.h"
+
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <elf.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+struct membuf {
+    uint8_t *data;
+    size_t len, cap, pos;
+};
+
+static int mem_writev(struct mos_img_io *io, const struct iovec *iov, int n)
+{
+    struct membuf *m = io->arg;
+    for (int i = 0; i < n; i++) {
+        if (m->len + iov[i].iov_len > m->cap) {
+            size_t cap = (m->len + iov[i].iov_len) * 2;
+            uint8_t *d = realloc(m->data, cap);
+            if (!d)
+                return -12;
+            m->data = d;
+            m->cap = cap;
+        }
+        memcpy(m->data + m->len, iov[i].iov_base, iov[i].iov_len);
+        m->len += iov[i].iov_len;
+    }
+    return 0;
+}
+
+static ssize_t mem_read(struct mos_img_io *io, void *buf, size_t len)
+{
+    struct membuf *m = io->arg;
+    size_t n = m->len - m->pos < len ? m->len - m->pos : len;
+    memcpy(buf, m->data + m->pos, n);
+    m->pos += n;
+    return (ssize_t)n;
+}
+
+static const struct mos_img_io_ops mem_ops = {.writev = mem_writev, .read = mem_read};
+
+struct rec {
+    uint32_t magic;
+    uint8_t buf[9000];
+    size_t len;
+};
+
+static void rec_add(struct rec *r, const void *p, size_t n)
+{
+    memcpy(r->buf + r->len, p, n);
+    r->len += n;
+}
+
+static int template_build(struct rec *recs)
+{
+    int n = 0;
+    struct rec *r;
+
+    r = &recs[n++];
+    r->magic = MOS_REC_IMAGE;
+    struct mos_rec_image img = {.tag = "MOSIMAGE", .format_version = MOS_IMG_FORMAT_VERSION,
+                                .arch = EM_X86_64, .page_size = 4096, .src_pid = 42,
+                                .host = "fuzz"};
+    rec_add(r, &img, sizeof(img));
+    r = &recs[n++];
+    r->magic = MOS_REC_CORE;
+    struct mos_rec_core core = {.xstate_len = 1024, .umask = 022, .comm = "fz"};
+    core.regs.cs = 0x33;
+    core.regs.ss = 0x2b;
+    core.regs.rip = 0x401000;
+    core.regs.rsp = 0x7ff000;
+    rec_add(r, &core, sizeof(core));
+    uint8_t xs[1024] = {0};
+    rec_add(r, xs, sizeof(xs));
+    r = &recs[n++];
+    r->magic = MOS_REC_MM;
+    struct mos_rec_mm mm = {.start_code = 0x400000, .end_code = 0x401000,
+                            .start_brk = 0x600000, .brk = 0x601000, .auxv_len = 32,
+                            .exe_len = 5, .cwd_len = 1};
+    rec_add(r, &mm, sizeof(mm));
+    uint64_t auxv[4] = {AT_PAGESZ, 4096, AT_NULL, 0};
+    rec_add(r, auxv, sizeof(auxv));
+    rec_add(r, "/a/b/", 5);
+    rec_add(r, "/", 1);
+    r = &recs[n++];
+    r->magic = MOS_REC_VMAS;
+    struct mos_rec_vmas vh = {.count = 2};
+    rec_add(r, &vh, sizeof(vh));
+    struct mos_rec_vma v1 = {.start = 0x400000, .end = 0x402000, .prot = PROT_READ | PROT_EXEC,
+                             .kind = MOS_VMA_ANON};
+    struct mos_rec_vma v2 = {.start = 0x7fe000, .end = 0x800000, .prot = PROT_READ,
+                             .kind = MOS_VMA_FILE_PRIVATE, .path_len = 4};
+    rec_add(r, &v1, sizeof(v1));
+    rec_add(r, &v2, sizeof(v2));
+    rec_add(r, "/lib", 4);
+    r = &recs[n++];
+    r->magic = MOS_REC_SIGS;
+    struct mos_rec_sigs sg = {.altstack_flags = SS_DISABLE, .npending = 1};
+    sg.act[13].handler = 0x401000;
+    rec_add(r, &sg, sizeof(sg));
+    struct mos_rec_pending pd = {.shared = 1};
+    pd.siginfo[0] = 14;
+    rec_add(r, &pd, sizeof(pd));
+    r = &recs[n++];
+    r->magic = MOS_REC_RLIM;
+    struct mos_rec_rlim rl = {.count = 16};
+    rec_add(r, &rl, sizeof(rl));
+    r = &recs[n++];
+    r->magic = MOS_REC_FDS;
+    struct mos_rec_fds fh = {.count = 2};
+    rec_add(r, &fh, sizeof(fh));
+    struct mos_rec_fd f1 = {.fd = 1, .kind = MOS_FD_STDIO, .dup_of = -1};
+    struct mos_rec_fd f2 = {.fd = 3, .kind = MOS_FD_FILE, .path_len = 4, .dup_of = -1};
+    rec_add(r, &f1, sizeof(f1));
+    rec_add(r, &f2, sizeof(f2));
+    rec_add(r, "/etc", 4);
+    for (int k = 0; k < 2; k++) {
+        r = &recs[n++];
+        r->magic = MOS_REC_PAGES;
+        struct mos_rec_pages ph = {.addr = k ? 0x7ff000 : 0x401000, .npages = 1};
+        rec_add(r, &ph, sizeof(ph));
+        uint8_t page[4096];
+        memset(page, k + 1, sizeof(page));
+        rec_add(r, page, sizeof(page));
+    }
+    r = &recs[n++];
+    r->magic = MOS_REC_END;
+    struct mos_rec_end e = {.pages = 2, .records = (uint64_t)n};
+    rec_add(r, &e, sizeof(e));
+    return n;
+}
+
+static void quiet(enum mos_log_level l, const char *c, const char *t, void *a)
+{
+    (void)l, (void)c, (void)t, (void)a;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct rec recs[16];
+    struct membuf mb = {0};
+    struct mos_img_io io = {.ops = &mem_ops, .arg = &mb};
+    struct mos_img_writer w = {.io = &io};
+    struct mos_image_info info;
+
+    mos_log_set_sink(quiet, NULL);
+    memset(recs, 0, sizeof(recs));
+    int n = template_build(recs);
+    if (size < 4)
+        return 0;
+    uint16_t cut = (uint16_t)(data[0] | data[1] << 8);
+    uint8_t flip = data[2], drop = data[3];
+    for (size_t i = 4; i + 4 <= size; i += 4) {
+        struct rec *r = &recs[data[i] % n];
+        size_t off = (size_t)(data[i + 1] | data[i + 2] << 8);
+        if (r->len)
+            r->buf[off % r->len] = data[i + 3];
+    }
+    for (int k = 0; k < n; k++) {
+        if (drop && drop % 16 == k + 1)
+            continue; /* a record left out */
+        struct iovec part = {recs[k].buf, recs[k].len};
+        mos_img_put(&w, recs[k].magic, &part, 1);
+    }
+    if (flip && mb.len)
+        mb.data[(size_t)flip * 37 % mb.len] ^= flip;
+    if (cut && cut < mb.len)
+        mb.len = cut;
+    if (mos_image_info_read(&io, &info) == 0)
+        mos_image_info_free(&info);
+    free(mb.data);
+    return 0;
+}

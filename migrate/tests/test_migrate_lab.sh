@@ -1,0 +1,58 @@
+#!/bin/bash
+# Direct migration between two lab nodes: a process started on node 1 is sent with
+# `mosckpt send` to `mosckpt receive` on node 2, finishes there with output identical to an
+# uninterrupted run, and lives in node 2's network namespace. A receiver killed mid-stream
+# leaves the original running on node 1.
+set -u
+LAB=$MOS_SRC/tests/lab/mos-lab
+CK=$MOS_BIN/mosckpt
+export MOS_LAB_NAME=mig$$
+T=$(mktemp -d /tmp/mos-miglab.XXXXXX)
+passes=0; fails=0
+ok()  { passes=$((passes+1)); echo "ok: $1"; }
+bad() { fails=$((fails+1)); echo "FAIL: $1"; }
+trap '"$LAB" down >/dev/null 2>&1; rm -rf "$T"' EXIT
+for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done
+wait_ready() { for _ in $(seq 1 500); do grep -q '^ready' "$1" 2>/dev/null && return 0; sleep 0.01; done; return 1; }
+
+"$LAB" up 2 --cpus 1 >/dev/null 2>&1 && ok "lab up (2 nodes)" || { bad "lab up"; echo "0 passed, 1 failed"; exit 1; }
+node2=$("$LAB" addr 2)
+
+for prog in signals heap fpu; do
+    ZDTM_STEPS=30 "$MOS_BIN/zdtm_${prog}_pie" > $T/$prog.ref 2>&1; echo "exit $?" >> $T/$prog.ref
+    port=$((7000 + RANDOM % 1000))
+    ZDTM_STEPS=30 "$LAB" exec 1 "$MOS_BIN/zdtm_${prog}_pie" > $T/$prog.out 2>&1 & src=$!
+    wait_ready $T/$prog.out
+    "$LAB" exec 2 "$CK" receive --listen $port > $T/recv.log 2>&1 & recv=$!
+    sleep 0.3
+    "$LAB" exec 1 "$CK" send $src $node2:$port > $T/send.log 2>&1; rc=$?
+    wait $src 2>/dev/null
+    # the copy runs under the receiver on node 2
+    copy=$(pgrep -P $recv | head -1)
+    if [ -n "$copy" ] && [ "$(readlink /proc/$copy/ns/net)" = "$(readlink /proc/$recv/ns/net)" ]; then
+        innode2=1; else innode2=0; fi
+    wait $recv; echo "exit $?" >> $T/$prog.out
+    if [ $rc = 0 ] && cmp -s $T/$prog.ref $T/$prog.out; then
+        ok "$prog: node 1 -> node 2, output identical ($(cat $T/send.log | cut -c1-60)), in node 2's netns: $innode2"
+    else
+        bad "$prog: send rc=$rc $(tail -1 $T/send.log) $(tail -1 $T/recv.log) $(diff $T/$prog.ref $T/$prog.out | head -3 | tr '\n' '|')"
+    fi
+    [ "$prog" = signals ] && { [ $innode2 = 1 ] && ok "restored process is in node 2's network namespace" || bad "restored process not found in node 2"; }
+done
+
+# receiver killed mid-stream: the original finishes on node 1
+port=$((8000 + RANDOM % 1000))
+ZDTM_STEPS=30 "$LAB" exec 1 "$MOS_BIN/zdtm_bigmap_pie" > $T/big.out 2>&1 & src=$!
+wait_ready $T/big.out
+"$LAB" exec 2 "$CK" receive --listen $port > $T/recv.log 2>&1 & recv=$!
+sleep 0.3
+"$LAB" exec 1 "$CK" send $src $node2:$port > $T/send.log 2>&1 & send=$!
+sleep 0.05; kill -9 $recv 2>/dev/null
+wait $send; rc=$?
+wait $src; src_rc=$?
+[ $rc != 0 ] && [ $src_rc = 0 ] && grep -q '^PASS' $T/big.out && ok "receiver killed mid-stream: the original finished on node 1" \
+    || bad "receiver killed: send rc=$rc, original rc=$src_rc, $(tail -1 $T/big.out)"
+
+"$LAB" down >/dev/null 2>&1 && ok "lab down" || bad "lab down"
+echo "$passes passed, $fails failed"
+[ $fails = 0 ]

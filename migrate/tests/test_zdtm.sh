@@ -1,0 +1,169 @@
+#!/bin/bash
+# zdtm-style migration tests: every program runs once uninterrupted and once checkpointed
+# mid-run (mosckpt dump) and restored (mosckpt restore); both outputs, exit status included,
+# must be identical byte for byte. Then: many cycles of one process, an interpreter, fault
+# cases (corrupt/truncated images, a receiver killed mid-stream, stay reasons).
+# Needs ptrace over its own children (Yama ptrace_scope <= 1 or root).
+set -u
+B=$MOS_BIN
+CK=$B/mosckpt
+T=$(mktemp -d /tmp/mos-zdtm.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+# fds the test runner may have left open would (rightly) be refused by the dump
+for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done
+passes=0; fails=0
+PY=/usr/bin/python3; [ -x $PY ] || PY=python3 # the real binary, not a wrapper script
+ok() { passes=$((passes+1)); echo "ok: $*"; }
+bad() { fails=$((fails+1)); echo "FAIL: $*"; }
+
+wait_ready() { # wait_ready FILE: until the program said "ready"
+    for _ in $(seq 1 500); do grep -q '^ready' "$1" 2>/dev/null && return 0; sleep 0.01; done
+    return 1
+}
+
+# run_pair NAME DELAY CMD...: reference run, then a run dumped DELAY s after "ready".
+run_pair() {
+    local name=$1 delay=$2; shift 2
+    local d=$T/$name; mkdir -p "$d/ref" "$d/mig"
+    (cd "$d/ref" && "$@" "$d/ref" > out 2>&1; echo "exit $?" >> out)
+    (cd "$d/mig" && exec "$@" "$d/mig" > out 2>&1) & local pid=$!
+    pids+=($pid)
+    if ! wait_ready "$d/mig/out"; then bad "$name: never ready"; return; fi
+    sleep "$delay"
+    if ! "$CK" dump $pid "$d/img" > "$d/dump.log" 2>&1; then
+        bad "$name: dump failed: $(tail -1 "$d/dump.log")"; return
+    fi
+    wait $pid 2>/dev/null
+    (cd / && "$CK" restore "$d/img" > "$d/restore.log" 2>&1; echo "exit $?" >> "$d/mig/out")
+    # files the program wrote must match too
+    if cmp -s "$d/ref/out" "$d/mig/out" && diff -r -q -x out "$d/ref" "$d/mig" >/dev/null &&
+       grep -q '^PASS' "$d/mig/out"; then
+        ok "$name ($(grep -c . "$d/mig/out") lines identical, $(grep -o '[0-9]* pages' "$d/dump.log" | head -1))"
+    else
+        bad "$name: outputs differ: $(diff "$d/ref/out" "$d/mig/out" | head -4 | tr '\n' '|') $(tail -2 "$d/restore.log" | tr '\n' ' ')"
+    fi
+}
+
+for prog in heap bigmap recursion fpu tls signals files; do
+    run_pair "$prog-pie" 0.15 "$B/zdtm_${prog}_pie"
+done
+for variant in nopie static staticpie; do
+    for prog in heap fpu signals tls; do
+        run_pair "$prog-$variant" 0.1 "$B/zdtm_${prog}_$variant"
+    done
+done
+# stdout a pipe: fd 1 of the restored process is the restorer's own
+d=$T/pipe; mkdir -p $d
+ZDTM_STEPS=20 "$B/zdtm_tls_pie" | cat > $d/ref
+(ZDTM_STEPS=20 exec "$B/zdtm_tls_pie" | cat > $d/mig1) & sleep 0.2
+pid=$(pgrep -n -f "$B/zdtm_tls_pie")
+if "$CK" dump "$pid" $d/img >/dev/null 2>&1 && "$CK" restore $d/img > $d/mig2; then
+    wait; cat $d/mig1 $d/mig2 > $d/mig
+    cmp -s $d/ref $d/mig && ok "stdout pipe reconnected to the restorer's" || bad "pipe output differs"
+else bad "pipe: dump or restore failed"; fi
+
+# --- an interpreter migrated mid-computation
+if command -v python3 >/dev/null; then
+    run_pair python3 0.3 $PY -c '
+import sys, time
+acc, f = 1, 0.5
+print("ready", flush=True)
+for i in range(40):
+    acc = acc * 3 + i; f = f * 1.01 + 1.0 / (i + 1)
+    d = {str(k): k * k for k in range(2000)}
+    print(i, acc % 1000000007, "%.12f" % f, sum(d.values()), flush=True)
+    time.sleep(0.02)
+print("PASS")'
+else
+    bad "python3 missing: the interpreter test cannot run"
+fi
+if command -v perl >/dev/null; then
+    run_pair perl 0.3 perl -e '$|=1; my %h; print "ready\n"; for my $i (0..39) {
+        $h{$_} = $_ * $i for 0..2000; my $s = 0; $s += $h{$_} for keys %h;
+        printf "%d %d %.10f\n", $i, $s, sqrt($i + 0.5); select(undef,undef,undef,0.02) } print "PASS\n"'
+fi
+
+# --- 24 dump/restore cycles of one process
+d=$T/cycles; mkdir -p $d
+ZDTM_STEPS=250 ZDTM_STEP_MS=16 "$B/zdtm_heap_pie" > $d/ref 2>&1; echo "exit $?" >> $d/ref
+(ZDTM_STEPS=250 ZDTM_STEP_MS=16 exec "$B/zdtm_heap_pie" > $d/out 2>&1) & pid=$!; pids+=($pid)
+wait_ready $d/out; n=0; cycle_err=""
+for i in $(seq 1 24); do
+    sleep 0.02
+    if ! "$CK" dump $pid $d/img > $d/log 2>&1; then cycle_err="dump $i: $(tail -1 $d/log)"; break; fi
+    [ $i = 1 ] && wait $pid 2>/dev/null
+    if [ $i -lt 24 ]; then
+        pid=$("$CK" restore $d/img --detach 2>$d/log) || { cycle_err="restore $i: $(tail -1 $d/log)"; break; }
+        pids+=($pid)
+    else
+        "$CK" restore $d/img 2>$d/log; echo "exit $?" >> $d/out
+    fi
+    n=$i
+done
+if [ -z "$cycle_err" ] && cmp -s $d/ref $d/out; then ok "$n dump/restore cycles of one process"
+else bad "cycles: $cycle_err $(diff $d/ref $d/out | head -3 | tr '\n' '|')"; fi
+
+# --- faults
+d=$T/fault; mkdir -p $d
+(ZDTM_STEPS=40 exec "$B/zdtm_heap_pie" > $d/out 2>&1) & pid=$!; pids+=($pid)
+wait_ready $d/out
+"$CK" dump $pid $d/img --leave-running >/dev/null 2>&1 && kill -0 $pid 2>/dev/null \
+    && ok "dump --leave-running: the process runs on" || bad "--leave-running"
+size=$(stat -c %s $d/img)
+cp $d/img $d/flip; printf '\x5a' | dd of=$d/flip bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+cmp -s $d/img $d/flip || printf '\xa5' | dd of=$d/flip bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+out=$("$CK" restore $d/flip 2>&1); rc=$?
+[ $rc != 0 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "corrupt image" <<<"$out" \
+    && ok "flipped byte: restore refuses ($out)" || bad "flipped byte: rc=$rc $out"
+head -c $((size * 2 / 3)) $d/img > $d/trunc
+out=$("$CK" restore $d/trunc 2>&1); rc=$?
+[ $rc != 0 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "truncated" <<<"$out" \
+    && ok "truncated image: restore refuses ($out)" || bad "truncated: rc=$rc $out"
+out=$("$CK" info $d/trunc 2>&1); rc=$?
+[ $rc != 0 ] && ok "info on a truncated image fails" || bad "info truncated: rc=$rc"
+"$CK" info $d/img --json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["pages"] > 0 and j["vmas"]' \
+    && ok "info --json parses" || bad "info --json"
+# no process left behind by the failed restores
+sleep 0.1
+left=$(ps -eo stat=,comm= | awk '$2 == "mos-husk" && $1 !~ /^Z/')
+[ -z "$left" ] && ok "no husk left behind" || bad "husk left: $left"
+
+# receiver killed mid-stream: the original continues and finishes correctly
+port=$((20000 + RANDOM % 20000))
+(ZDTM_STEPS=40 exec "$B/zdtm_bigmap_pie" > $d/big 2>&1) & big=$!; pids+=($big)
+wait_ready $d/big
+"$CK" receive --listen $port > $d/recv.log 2>&1 & recv=$!
+sleep 0.2
+"$CK" send $big 127.0.0.1:$port > $d/send.log 2>&1 & send=$!
+sleep 0.05; kill -9 $recv
+wait $send; src=$?
+wait $big; brc=$?
+[ $src != 0 ] && [ $brc = 0 ] && grep -q '^PASS' $d/big && ok "receiver killed mid-stream: sender fails ($(tail -1 $d/send.log | cut -c1-80)), original finishes" \
+    || bad "receiver killed: send rc=$src, original rc=$brc $(tail -1 $d/big)"
+
+# direct migration over TCP on this host
+(ZDTM_STEPS=30 exec "$B/zdtm_signals_pie" > $d/ref_sig 2>&1); echo "exit $?" >> $d/ref_sig
+(ZDTM_STEPS=30 exec "$B/zdtm_signals_pie" > $d/sig 2>&1) & sp=$!; pids+=($sp)
+wait_ready $d/sig
+"$CK" receive --listen $((port + 1)) > $d/recv2.log 2>&1 & recv=$!
+sleep 0.2
+"$CK" send $sp 127.0.0.1:$((port + 1)) > $d/send2.log 2>&1; src=$?
+wait $recv; echo "exit $?" >> $d/sig
+[ $src = 0 ] && cmp -s $d/ref_sig $d/sig && ok "send/receive over TCP: identical output" \
+    || bad "send/receive: rc=$src $(tail -1 $d/send2.log) $(diff $d/ref_sig $d/sig | head -3 | tr '\n' '|')"
+
+# stay reasons: refused with the reason, the process untouched
+sleep 30 & s1=$!; pids+=($s1)
+$PY -c 'import threading, time; t = threading.Thread(target=time.sleep, args=(30,)); t.start(); t.join()' & s2=$!; pids+=($s2)
+sleep 0.3
+out=$("$CK" check $s2 2>&1); [ $? != 0 ] && grep -q "threads" <<<"$out" && ok "threads refused: $out" || bad "threads: $out"
+out=$("$CK" dump $s2 $d/x 2>&1); [ $? != 0 ] && kill -0 $s2 && [ ! -e $d/x ] && ok "dump of a threaded process refused, it runs on" || bad "threaded dump: $out"
+$PY -c 'import os, time; r, w = os.pipe(); time.sleep(30)' & s3=$!; pids+=($s3); sleep 0.3
+out=$("$CK" check $s3 2>&1); [ $? != 0 ] && grep -q "fd 3 is a pipe" <<<"$out" && ok "pipe fd refused: $out" || bad "pipe fd: $out"
+out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
+out=$("$CK" check 999999999 2>&1); [ $? != 0 ] && ok "no such pid: $out" || bad "no such pid"
+
+echo "$passes passed, $fails failed"
+[ $fails = 0 ]

@@ -1,0 +1,58 @@
+/* Helpers for the zdtm-style programs: each sets up state, says "ready", keeps working in
+ * small steps (so a dump lands in the middle of it), then checks everything and prints
+ * "PASS" or "FAIL: why". Output depends only on the computation, so a migrated run must
+ * print byte for byte what an uninterrupted run prints. */
+#ifndef ZDTM_H
+#define ZDTM_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static inline void zdtm_sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) < 0 && errno == EINTR)
+        ;
+}
+
+static inline void zdtm_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#include <stdarg.h>
+static inline void zdtm_say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static inline int zdtm_result(int ok, const char *why)
+{
+    if (ok)
+        zdtm_say("PASS");
+    else
+        zdtm_say("FAIL: %s", why);
+    return ok ? 0 : 1;
+}
+
+/* xorshift: the same pseudo-random bytes in every run */
+static inline uint64_t zdtm_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Steps and their length: ZDTM_STEPS / ZDTM_STEP_MS override (the cycle test runs longer). */
+static inline int zdtm_env(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    return v ? atoi(v) : dflt;
+}
+
+#endif
