@@ -910,6 +910,7 @@ int tp_verbs_server_accept(mos_tp_conn_t *c, void *listen_state)
     uint64_t deadline = mos_clock_now_ns() + (uint64_t)c->timeout_ms * MOS_NSEC_PER_MSEC;
     bool have[MAX_QPS] = {false};
     uint32_t established = 0;
+    bool setup_ok = false;
     struct rdma_cm_event *ev;
     int rc;
 
@@ -922,7 +923,7 @@ int tp_verbs_server_accept(mos_tp_conn_t *c, void *listen_state)
             mos_err(TP_LOG, "%s: verbs set-up timed out", c->peer);
             goto fail;
         }
-        rc = cm_wait(ls->ech, c->ctl_fd, (int)((deadline - now) / MOS_NSEC_PER_MSEC) + 1, &ev);
+        rc = cm_wait(ls->ech, setup_ok ? -1 : c->ctl_fd, (int)((deadline - now) / MOS_NSEC_PER_MSEC) + 1, &ev);
         if (rc < 0)
             goto fail;
         if (rc == 1) { /* SETUP from the client: verbs is up, or it falls back to tcp */
@@ -941,23 +942,28 @@ int tp_verbs_server_accept(mos_tp_conn_t *c, void *listen_state)
                 vs_free(vs);
                 return 0;
             }
-            if (established != vs->nq) {
-                rc = MOS_E_PROTO;
-                mos_err(TP_LOG, "%s: verbs set-up: client ready before every QP", c->peer);
-                goto fail;
-            }
-            break;
+            /* The client's ESTABLISHED can come before ours: wait for the rest below. */
+            setup_ok = true;
+            if (established == vs->nq)
+                break;
+            continue;
         }
         if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
             rc = server_conn_request(c, vs, ev, have);
         } else if (ev->event == RDMA_CM_EVENT_ESTABLISHED) {
             established++;
+        } else if (ev->event == RDMA_CM_EVENT_REJECTED || ev->event == RDMA_CM_EVENT_CONNECT_ERROR ||
+                   ev->event == RDMA_CM_EVENT_UNREACHABLE || ev->event == RDMA_CM_EVENT_DISCONNECTED) {
+            mos_err(TP_LOG, "%s: verbs set-up: %s", c->peer, rdma_event_str(ev->event));
+            rc = -ECONNABORTED;
         } else {
             mos_dbg(TP_LOG, "%s: rdma_cm event %s during set-up", c->peer, rdma_event_str(ev->event));
         }
         rdma_ack_cm_event(ev);
         if (rc < 0)
             goto fail;
+        if (setup_ok && established == vs->nq)
+            break;
     }
     /* The accepted ids report their later events (disconnect) on the listener's channel,
      * which this connection keeps. */

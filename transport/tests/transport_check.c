@@ -425,7 +425,10 @@ static int bulk_test(mos_tp_conn_t *c, const struct args *a)
     static uint8_t msg[MOS_TP_MAX_CONTROL];
     uint64_t span = (uint64_t)a->mib * 256, pages = 0;
     size_t bytes = span * MOS_TP_PAGE_SIZE;
-    uint8_t *region = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* At a fixed, out-of-the-way address, as a migrated process's pages would be: a server
+     * with --into-process maps the same range in a child of its own. */
+    uint8_t *region = mmap((void *)0x300000000000ull, bytes, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     char rep[256];
     pid_t child = 0;
     int child_pipe = -1, rc = -1;
