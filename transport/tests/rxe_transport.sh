@@ -8,9 +8,19 @@
 MODE=${1:-check}; shift
 CHK=mos-transport-check; KEY=/lab/cluster.key
 IP=$RXE_IP; MIB=${1:-4}
+[ "$MODE" = check ] || MIB=4
 echo "mos rxe guest: mode=$MODE ip=$IP role=${RXELAB_role:-single} gid=$RXE_GID"
 ulimit -l unlimited 2>/dev/null
 
+if [ "$MODE" = client-retry ]; then
+    # Two guests: retry while the server guest is not listening yet.
+    n=0
+    until timeout 200 $CHK client "$@" --backend verbs --key $KEY > /tmp/cli.out 2>&1; do
+        grep -q "Connection refused" /tmp/cli.out || { cat /tmp/cli.out; exit 1; }
+        n=$((n+1)); [ $n -gt 60 ] && { cat /tmp/cli.out; exit 1; }; sleep 1
+    done
+    cat /tmp/cli.out; exit 0
+fi
 if [ "$MODE" = bench ]; then
     single mosbench_transport 500 "mosbench transport $*"
     summary; exit $?
@@ -33,15 +43,8 @@ else
         single verbs_two_guests 300 "$CHK server $SIP:7300 --backend verbs --key $KEY --sessions 2 --into-process"
     else
         i=0; until ping -c1 -W1 "$SIP" >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 60 ] && break; done
-        cli() {
-            n=0
-            until timeout 200 $CHK client $SIP:7300 --backend verbs --key $KEY "$@" > /tmp/cli.out 2>&1; do
-                grep -q "Connection refused" /tmp/cli.out || { cat /tmp/cli.out; return 1; }
-                n=$((n+1)); [ $n -gt 60 ] && { cat /tmp/cli.out; return 1; }; sleep 1
-            done
-            cat /tmp/cli.out
-        }
-        single verbs_two_guests 300 "$(type cli | tail -n +2); cli --mib $MIB --echo 100 && cli --mib $MIB --from-process --qps 2 --echo 20"
+        C="/bin/sh /lab/user.sh client-retry $SIP:7300"
+        single verbs_two_guests 300 "$C --mib $MIB --echo 100 && $C --mib $MIB --from-process --qps 2 --echo 20"
     fi
 fi
 summary
