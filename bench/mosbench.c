@@ -23,6 +23,9 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
+    {"transport", bench_transport,
+     "--backend tcp|verbs [--bytes N] [--slot S] [--qps Q]: page-run throughput and control "
+     "round trip vs raw sockets / perftest"},
 };
 
 static void usage(FILE *out)

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -64,6 +65,38 @@ int tp_read_full(int fd, void *buf, size_t len)
             return mos_errno_status();
         }
         got += (size_t)r;
+    }
+    return 0;
+}
+
+int tp_read_iov(int fd, struct iovec *iov, int n)
+{
+    bool any = false;
+
+    while (n > 0) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)(n > IOV_MAX ? IOV_MAX : n)};
+        ssize_t r = recvmsg(fd, &mh, MSG_WAITALL);
+
+        if (r == 0)
+            return any ? MOS_E_TRUNCATED : MOS_E_PEER_GONE;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return -ETIMEDOUT;
+            if (errno == ECONNRESET)
+                return any ? MOS_E_TRUNCATED : MOS_E_PEER_GONE;
+            return mos_errno_status();
+        }
+        any = true;
+        while (n > 0 && (size_t)r >= iov->iov_len) {
+            r -= (ssize_t)iov->iov_len;
+            iov++, n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + r;
+            iov->iov_len -= (size_t)r;
+        }
     }
     return 0;
 }

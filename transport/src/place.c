@@ -57,21 +57,28 @@ int mos_tp_place_into_process(void *arg, const struct mos_page_run *runs, size_t
     return vm_transfer(*(pid_t *)arg, runs, n, (uint8_t *)data, true);
 }
 
+uint8_t *tp_place_buffer_locate(const struct mos_tp_place_buffer *b, const struct mos_page_run *run)
+{
+    uint64_t bytes = run->npages * MOS_TP_PAGE_SIZE;
+
+    if (run->addr < b->origin || run->addr - b->origin > b->size ||
+        bytes > b->size - (run->addr - b->origin)) {
+        mos_err(TP_LOG, "page run 0x%llx+%llu pages outside the receive buffer",
+                (unsigned long long)run->addr, (unsigned long long)run->npages);
+        return NULL;
+    }
+    return b->base + (run->addr - b->origin);
+}
+
 int mos_tp_place_into_buffer(void *arg, const struct mos_page_run *runs, size_t n,
                              const uint8_t *data)
 {
-    const struct mos_tp_place_buffer *b = arg;
-
     for (size_t i = 0; i < n; i++) {
-        uint64_t bytes = runs[i].npages * MOS_TP_PAGE_SIZE;
-        if (runs[i].addr < b->origin || runs[i].addr - b->origin > b->size ||
-            bytes > b->size - (runs[i].addr - b->origin)) {
-            mos_err(TP_LOG, "page run 0x%llx+%llu pages outside the receive buffer",
-                    (unsigned long long)runs[i].addr, (unsigned long long)runs[i].npages);
+        uint8_t *dst = tp_place_buffer_locate(arg, &runs[i]);
+        if (!dst)
             return MOS_E_LIMIT;
-        }
-        memcpy(b->base + (runs[i].addr - b->origin), data, bytes);
-        data += bytes;
+        memcpy(dst, data, runs[i].npages * MOS_TP_PAGE_SIZE);
+        data += runs[i].npages * MOS_TP_PAGE_SIZE;
     }
     return 0;
 }

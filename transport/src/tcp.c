@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +24,12 @@
 
 #define TCP_FRAME_RUNS 1000 /* runs per frame: iovecs of one sendmsg stay below IOV_MAX */
 
+#define CTL_RX_BYTES (MOS_WIRE_HDR_BYTES + MOS_WIRE_MAX_CONTROL)
+
 struct tcp_state {
     int bulk_fd;
+    uint8_t ctl_rx[CTL_RX_BYTES]; /* control stream read-ahead: usually one recv per message */
+    size_t rx_start, rx_end;
     uint8_t *buf;                 /* receive frame / staging for another process's pages */
     struct mos_page_run runs[TCP_FRAME_RUNS];
     uint8_t table[MOS_WIRE_HDR_BYTES + MOS_WIRE_RUN_HDR_BYTES + TCP_FRAME_RUNS * MOS_WIRE_RUN_BYTES];
@@ -151,10 +156,58 @@ static int tcp_ctl_send(mos_tp_conn_t *c, uint16_t type, uint32_t id, const void
     return tp_msg_send(c->ctl_fd, type, id, msg, len);
 }
 
+/* Take one whole message out of the read-ahead buffer, if it holds one: 1 = taken. */
+static int ctl_rx_take(struct tcp_state *s, struct mos_wire_hdr *hdr, void *buf, size_t cap)
+{
+    size_t avail = s->rx_end - s->rx_start;
+    int rc;
+
+    if (avail < MOS_WIRE_HDR_BYTES)
+        return 0;
+    if ((rc = mos_wire_hdr_decode(s->ctl_rx + s->rx_start, avail, hdr)) < 0)
+        return rc;
+    if (avail < MOS_WIRE_HDR_BYTES + hdr->length)
+        return 0;
+    rc = hdr->length > cap ? MOS_E_LIMIT : 1;
+    if (rc == 1)
+        memcpy(buf, s->ctl_rx + s->rx_start + MOS_WIRE_HDR_BYTES, hdr->length);
+    s->rx_start += MOS_WIRE_HDR_BYTES + hdr->length;
+    if (s->rx_start == s->rx_end)
+        s->rx_start = s->rx_end = 0;
+    return rc;
+}
+
 static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, size_t cap,
                         int timeout_ms)
 {
-    return tp_msg_recv(c->ctl_fd, hdr, buf, cap, timeout_ms);
+    struct tcp_state *s = c->be;
+    /* With the connection's own timeout a blocking recv (SO_RCVTIMEO) waits: one system call
+     * per message. Other timeouts poll first. */
+    bool blocking = timeout_ms == c->timeout_ms;
+    int rc;
+
+    for (;;) {
+        if ((rc = ctl_rx_take(s, hdr, buf, cap)) != 0)
+            return rc < 0 ? rc : 0;
+        if (s->rx_start > 0) { /* a partial message at the end: move it to the front */
+            memmove(s->ctl_rx, s->ctl_rx + s->rx_start, s->rx_end - s->rx_start);
+            s->rx_end -= s->rx_start;
+            s->rx_start = 0;
+        }
+        if (!blocking && (rc = tp_wait_readable(c->ctl_fd, timeout_ms)) < 0)
+            return rc;
+        ssize_t r = recv(c->ctl_fd, s->ctl_rx + s->rx_end, CTL_RX_BYTES - s->rx_end, 0);
+        if (r == 0)
+            return s->rx_end ? MOS_E_TRUNCATED : MOS_E_PEER_GONE;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return -ETIMEDOUT;
+            return errno == ECONNRESET ? MOS_E_PEER_GONE : mos_errno_status();
+        }
+        s->rx_end += (size_t)r;
+    }
 }
 
 /* One frame: header + run table (+ pages from our memory, or the staging buffer). */
@@ -209,37 +262,87 @@ static int tcp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run 
     return rc;
 }
 
+/* The page data of a frame whose table is parsed: straight into the destination when the
+ * consumer is the buffer placer (one recvmsg with an iovec per run, no copy in user space),
+ * else into our frame buffer and through the consumer. */
+static int tcp_frame_data(mos_tp_conn_t *c, struct tcp_state *s, size_t k, size_t table,
+                          uint32_t length, mos_tp_place_fn place, void *arg)
+{
+    int rc;
+
+    if (place == mos_tp_place_into_buffer) {
+        for (size_t i = 0; i < k; i++) {
+            uint8_t *dst = tp_place_buffer_locate(arg, &s->runs[i]);
+            if (!dst)
+                return MOS_E_LIMIT;
+            s->iov[i] = (struct iovec){dst, s->runs[i].npages * MOS_TP_PAGE_SIZE};
+        }
+        if ((rc = tp_read_iov(s->bulk_fd, s->iov, (int)k)) < 0)
+            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+        return 0;
+    }
+    if ((rc = tp_read_full(s->bulk_fd, s->buf + table, length - table)) < 0)
+        return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+    return place(arg, s->runs, k, s->buf + table);
+}
+
+static int tcp_bulk_end(mos_tp_conn_t *c, struct tcp_state *s, const struct mos_wire_hdr *h,
+                        const struct mos_tp_bulk_stats *st)
+{
+    int rc;
+
+    if (h->length != MOS_WIRE_BULK_END_BYTES)
+        return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker");
+    if ((rc = tp_read_full(s->bulk_fd, s->buf, MOS_WIRE_BULK_END_BYTES)) < 0)
+        return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+    if (mos_get_be64(s->buf) == MOS_WIRE_BULK_ABORTED) {
+        mos_err(TP_LOG, "%s: the sender aborted the bulk transfer (its source failed)", c->peer);
+        return -ECANCELED;
+    }
+    if (mos_get_be64(s->buf) != st->frames || mos_get_be64(s->buf + 8) != st->pages)
+        return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker (counts differ)");
+    return 0;
+}
+
 static int tcp_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
                          struct mos_tp_bulk_stats *stats)
 {
     struct tcp_state *s = c->be;
     struct mos_tp_bulk_stats st = {0};
+    uint8_t raw[MOS_WIRE_HDR_BYTES];
     struct mos_wire_hdr h;
-    const uint8_t *data;
-    size_t k;
+    size_t k, table;
     int rc;
 
     for (;;) {
-        if ((rc = tp_msg_recv(s->bulk_fd, &h, s->buf, c->slot_bytes, -1)) < 0)
-            return tp_conn_fail(c, rc == MOS_E_LIMIT ? MOS_E_PROTO : rc, "bulk receive");
+        if ((rc = tp_read_full(s->bulk_fd, raw, sizeof(raw))) < 0)
+            return tp_conn_fail(c, rc, "bulk receive");
+        if ((rc = mos_wire_hdr_decode(raw, sizeof(raw), &h)) < 0)
+            return tp_conn_fail(c, rc, "bulk receive");
         if (h.type == MOS_WIRE_BULK_END) {
-            if (h.length == MOS_WIRE_BULK_END_BYTES && mos_get_be64(s->buf) == MOS_WIRE_BULK_ABORTED) {
-                mos_err(TP_LOG, "%s: the sender aborted the bulk transfer (its source failed)", c->peer);
-                return -ECANCELED;
-            }
-            if (h.length != MOS_WIRE_BULK_END_BYTES || mos_get_be64(s->buf) != st.frames ||
-                mos_get_be64(s->buf + 8) != st.pages)
-                return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker");
+            if ((rc = tcp_bulk_end(c, s, &h, &st)) < 0)
+                return rc;
             break;
         }
-        if (h.type != MOS_WIRE_PAGE_RUN)
+        if (h.type != MOS_WIRE_PAGE_RUN || h.length > c->slot_bytes ||
+            h.length < MOS_WIRE_RUN_HDR_BYTES)
             return tp_conn_fail(c, MOS_E_PROTO, "bulk receive (not a page-run frame)");
-        if ((rc = mos_wire_runs_decode(s->buf, h.length, s->runs, TCP_FRAME_RUNS, &k, &data)) < 0)
+        /* The table first (its size is in its first word), checked before any page is read. */
+        if ((rc = tp_read_full(s->bulk_fd, s->buf, MOS_WIRE_RUN_HDR_BYTES)) < 0)
+            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+        k = mos_get_be32(s->buf);
+        table = mos_wire_runs_table_bytes(k > TCP_FRAME_RUNS ? 0 : k);
+        if (k == 0 || k > TCP_FRAME_RUNS || table > h.length)
+            return tp_conn_fail(c, MOS_E_PROTO, "page-run frame (run count)");
+        if ((rc = tp_read_full(s->bulk_fd, s->buf + MOS_WIRE_RUN_HDR_BYTES,
+                               table - MOS_WIRE_RUN_HDR_BYTES)) < 0)
+            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+        if ((rc = mos_wire_runs_table_decode(s->buf, table, h.length, s->runs, TCP_FRAME_RUNS, &k)) < 0)
             return tp_conn_fail(c, rc, "page-run frame");
-        if ((rc = place(arg, s->runs, k, data)) < 0)
+        if ((rc = tcp_frame_data(c, s, k, table, h.length, place, arg)) < 0)
             return rc;
         st.frames++;
-        st.pages += (h.length - (size_t)(data - s->buf)) / MOS_TP_PAGE_SIZE;
+        st.pages += (h.length - table) / MOS_TP_PAGE_SIZE;
     }
     if (stats)
         *stats = st;

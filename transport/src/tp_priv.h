@@ -82,6 +82,11 @@ int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_
 /* Page sources: read runs of process pid into buf with batched process_vm_readv. */
 int tp_source_read(pid_t pid, const struct mos_page_run *runs, size_t n, uint8_t *buf);
 
+/* Where run lands in a buffer consumer's memory, or NULL (logged) when it lies outside. */
+uint8_t *tp_place_buffer_locate(const struct mos_tp_place_buffer *b, const struct mos_page_run *run);
+/* Read exactly the bytes of n iovecs (consumed). */
+int tp_read_iov(int fd, struct iovec *iov, int n);
+
 /* Split the next frame off runs[*i] (starting *off pages into it): fills frame[] (at most
  * max_runs) with at most max_pages pages. Returns the number of runs in the frame. */
 size_t tp_frame_next(const struct mos_page_run *runs, size_t n, size_t *i, uint64_t *off,

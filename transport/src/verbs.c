@@ -144,6 +144,23 @@ size_t tp_verbs_lock_bytes(uint32_t slot_bytes, uint32_t slot_count, uint32_t n_
     return 2ull * slot_bytes * slot_count + 2ull * CTL_DEPTH * CTL_BUF;
 }
 
+/* CAP_IPC_LOCK lifts RLIMIT_MEMLOCK for memory registration (mosd as root has it), so the
+ * limit only matters without it. Read from /proc rather than linking libcap for one bit. */
+static bool has_cap_ipc_lock(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long eff = 0;
+
+    if (!f)
+        return false;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "CapEff: %llx", &eff) == 1)
+            break;
+    fclose(f);
+    return eff & (1ull << 14); /* CAP_IPC_LOCK */
+}
+
 bool tp_verbs_probe(size_t need_lock, char *reason, size_t len)
 {
     struct ibv_device **list;
@@ -180,7 +197,7 @@ bool tp_verbs_probe(size_t need_lock, char *reason, size_t len)
         return false;
     }
     if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur < need_lock) {
+        rl.rlim_cur < need_lock && !has_cap_ipc_lock()) {
         snprintf(reason, len, "ulimit -l is %llu KiB, verbs needs %zu KiB",
                  (unsigned long long)rl.rlim_cur / 1024, need_lock / 1024);
         return false;

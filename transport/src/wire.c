@@ -75,13 +75,13 @@ void mos_wire_runs_encode(const struct mos_page_run *runs, size_t n, uint8_t *bu
     }
 }
 
-int mos_wire_runs_decode(const uint8_t *buf, size_t len, struct mos_page_run *runs,
-                         size_t max_runs, size_t *n, const uint8_t **data)
+int mos_wire_runs_table_decode(const uint8_t *buf, size_t len, size_t payload_len,
+                               struct mos_page_run *runs, size_t max_runs, size_t *n)
 {
     uint64_t pages = 0;
     size_t count, table;
 
-    if (len < MOS_WIRE_RUN_HDR_BYTES)
+    if (len < MOS_WIRE_RUN_HDR_BYTES || payload_len < len)
         return MOS_E_PROTO;
     count = mos_get_be32(buf);
     if (count == 0 || count > max_runs || count > MOS_WIRE_MAX_RUNS)
@@ -102,11 +102,20 @@ int mos_wire_runs_decode(const uint8_t *buf, size_t len, struct mos_page_run *ru
         runs[i].npages = np;
         pages += np;
     }
-    if (pages * MOS_TP_PAGE_SIZE != len - table)
+    if (pages * MOS_TP_PAGE_SIZE != payload_len - table)
         return MOS_E_PROTO;
     *n = count;
-    *data = buf + table;
     return 0;
+}
+
+int mos_wire_runs_decode(const uint8_t *buf, size_t len, struct mos_page_run *runs,
+                         size_t max_runs, size_t *n, const uint8_t **data)
+{
+    int rc = mos_wire_runs_table_decode(buf, len, len, runs, max_runs, n);
+
+    if (rc == 0)
+        *data = buf + mos_wire_runs_table_bytes(*n);
+    return rc;
 }
 
 void mos_wire_hello_encode(const struct mos_wire_hello *h, uint8_t *buf)

@@ -74,6 +74,11 @@ void mos_wire_runs_encode(const struct mos_page_run *runs, size_t n, uint8_t *bu
 int mos_wire_runs_decode(const uint8_t *buf, size_t len, struct mos_page_run *runs,
                          size_t max_runs, size_t *n, const uint8_t **data);
 
+/* The same checks on the table alone (len bytes of it read so far, at least the whole table),
+ * for a payload of payload_len bytes. */
+int mos_wire_runs_table_decode(const uint8_t *buf, size_t len, size_t payload_len,
+                               struct mos_page_run *runs, size_t max_runs, size_t *n);
+
 /* Capabilities sent in HELLO (both directions, after the key proof). */
 #define MOS_WIRE_CAP_VERBS 1u
 struct mos_wire_hello {
