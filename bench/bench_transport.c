@@ -408,6 +408,10 @@ static int parse(int argc, char **argv, struct tbench *b)
             b->iters = v;
         } else if (strcmp(o, "--passes") == 0 && bench_parse_uint(val, &v) == 0 && v > 0) {
             b->passes = v;
+        } else if (strcmp(o, "--spin-us") == 0 && bench_parse_uint(val, &v) == 0) {
+            char text[16];
+            snprintf(text, sizeof(text), "%u", v);
+            setenv("MOS_TRANSPORT_SPIN_US", text, 1); /* both processes read it */
         } else if (strcmp(o, "--addr") == 0) {
             b->addr = val;
         } else {
@@ -431,7 +435,7 @@ int bench_transport(int argc, char **argv)
 
     if (parse(argc, argv, &b) < 0) {
         fprintf(stderr, "usage: mosbench transport --backend tcp|verbs [--bytes N] [--slot S] "
-                        "[--qps Q] [--iters N] [--passes N] [--addr IP]\n");
+                        "[--qps Q] [--iters N] [--passes N] [--spin-us U] [--addr IP]\n");
         return 2;
     }
     mos_tp_opts_default(&o);
@@ -448,8 +452,8 @@ int bench_transport(int argc, char **argv)
         return 1;
     }
     printf("transport bench: backend %s, %llu bytes x %u passes (best), %u round trips of %u bytes, "
-           "slot %u, %u QP(s), address %s\n", mos_tp_backend_name(b.backend), b.bytes, b.passes,
-           b.iters, RTT_MSG, o.slot_bytes, o.n_qps, b.addr);
+           "slot %u, %u QP(s), spin %u us, address %s\n", mos_tp_backend_name(b.backend), b.bytes,
+           b.passes, b.iters, RTT_MSG, o.slot_bytes, o.n_qps, o.spin_us, b.addr);
     fflush(stdout);
     if ((srv = fork()) == 0) {
         uint8_t *buf = bench_buffer(b.bytes);

@@ -28,7 +28,7 @@ struct mos_tp_listener {
 
 void mos_tp_opts_default(struct mos_tp_opts *opts)
 {
-    const char *env = getenv("MOS_TRANSPORT");
+    const char *env;
     int b;
 
     *opts = (struct mos_tp_opts){
@@ -37,7 +37,11 @@ void mos_tp_opts_default(struct mos_tp_opts *opts)
         .slot_count = 16,
         .n_qps = 1,
         .timeout_ms = 10000,
+        .spin_us = 50,
     };
+    if ((env = getenv("MOS_TRANSPORT_SPIN_US")) && *env)
+        opts->spin_us = (uint32_t)strtoul(env, NULL, 10);
+    env = getenv("MOS_TRANSPORT");
     if (env && *env) {
         if ((b = mos_tp_backend_parse(env)) >= 0)
             opts->backend = (enum mos_tp_backend)b;
@@ -66,7 +70,7 @@ static int opts_check(const struct mos_tp_opts *o)
 {
     if (o->slot_bytes < 64 * 1024 || o->slot_bytes > MOS_WIRE_MAX_BULK ||
         o->slot_bytes % MOS_TP_PAGE_SIZE || o->slot_count < 2 || o->slot_count > 1024 ||
-        o->n_qps < 1 || o->n_qps > 16 || o->backend > MOS_TP_VERBS) {
+        o->n_qps < 1 || o->n_qps > 16 || o->backend > MOS_TP_VERBS || o->spin_us > 1000000) {
         mos_err(TP_LOG, "bad transport options: slot %u bytes (64 KiB..64 MiB, whole pages), "
                 "%u slots (2..1024), %u QPs (1..16)", o->slot_bytes, o->slot_count, o->n_qps);
         return MOS_E_CONFIG;
@@ -98,6 +102,7 @@ static mos_tp_conn_t *conn_new(int fd, const struct mos_tp_opts *o, bool server)
     c->ctl_fd = fd;
     c->is_server = server;
     c->timeout_ms = o->timeout_ms;
+    c->spin_ns = (uint64_t)o->spin_us * 1000;
     c->next_id = 1;
     if (o->key)
         c->key = *o->key;

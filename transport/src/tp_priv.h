@@ -31,6 +31,7 @@ struct mos_tp_conn {
     enum mos_tp_backend backend;
     mos_key_t key;
     int timeout_ms;
+    uint64_t spin_ns;    /* verbs: busy-poll before sleeping */
     int ctl_fd;          /* the authenticated TCP stream (tcp: control; verbs: liveness) */
     bool broken;         /* a malformed message or lost peer: every later call fails */
     bool is_server;

@@ -88,7 +88,6 @@ int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_
 #define MAX_QPS 17
 #define VERBS_FRAME_RUNS 4096
 #define CM_TIMEOUT_MS 3000
-#define SPIN_NS 20000 /* busy-poll this long before sleeping on the channel (latency) */
 
 struct vqp {
     struct rdma_cm_id *id;
@@ -518,7 +517,7 @@ static int vs_progress(mos_tp_conn_t *c, struct verbs_state *vs, int timeout_ms)
     do {
         if ((n = vs_poll(c, vs)) != 0)
             return n;
-    } while (mos_clock_now_ns() - t0 < SPIN_NS);
+    } while (mos_clock_now_ns() - t0 < c->spin_ns);
     for (;;) {
         struct pollfd p[2] = {{vs->cch->fd, POLLIN, 0}, {c->ctl_fd, POLLIN, 0}};
         struct ibv_cq *ev_cq;

@@ -39,9 +39,11 @@ struct mos_tp_opts {
     uint32_t slot_count;         /* verbs slots per direction (default 16) */
     uint32_t n_qps;              /* verbs bulk QPs (default 1); control has its own QP */
     int timeout_ms;              /* connect, handshake and message waits (default 10000) */
+    uint32_t spin_us;            /* verbs: busy-poll the CQ this long before sleeping on the
+                                    completion channel (default 50; $MOS_TRANSPORT_SPIN_US) */
 };
 
-/* Defaults, then MOS_TRANSPORT=tcp|verbs|auto from the environment. */
+/* Defaults, then MOS_TRANSPORT=tcp|verbs|auto and MOS_TRANSPORT_SPIN_US from the environment. */
 void mos_tp_opts_default(struct mos_tp_opts *opts);
 /* Parse "auto", "tcp", "verbs"; -1 for anything else. */
 int mos_tp_backend_parse(const char *name);
