@@ -11,6 +11,7 @@
  * carrying the token, then SETUP on the first stream). */
 #include "tp_priv.h"
 
+#include "mos/config.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
@@ -48,6 +49,18 @@ void mos_tp_opts_default(struct mos_tp_opts *opts)
         else
             mos_warn(TP_LOG, "MOS_TRANSPORT='%s' is not auto, tcp or verbs; using auto", env);
     }
+}
+
+void mos_tp_opts_from_config(const struct mos_config *cfg, const mos_key_t *key,
+                             struct mos_tp_opts *opts)
+{
+    const char *env = getenv("MOS_TRANSPORT");
+    int b = mos_tp_backend_parse(cfg->transport);
+
+    mos_tp_opts_default(opts);
+    opts->key = key;
+    if (!(env && *env) && b >= 0)
+        opts->backend = (enum mos_tp_backend)b;
 }
 
 int mos_tp_backend_parse(const char *name)

@@ -5,6 +5,7 @@
  *   mos-transport-check client HOST:PORT [--mib M] [--from-process] [--echo N] [common]
  *   mos-transport-check raw HOST:PORT garbage|truncate|vanish [common]   (bad-input clients)
  *   common: --key FILE  --backend auto|tcp|verbs  --slot BYTES  --slots N  --qps Q
+ *   (without --key, $MOS_CONF names the cluster config whose key_file and transport apply)
  *
  * A client session: N echo round trips of sizes up to 64 KiB; then a page layout (runs with
  * gaps over M MiB) filled with random data, either in this process or in a child process
@@ -15,6 +16,7 @@
  * session ("session N ok|failed: ...") and exits 0 iff every session ended as expected
  * (failed sessions are expected with --expect-fail). */
 #include "mos/clock.h"
+#include "mos/config.h"
 #include "mos/key.h"
 #include "mos/log.h"
 #include "mos/status.h"
@@ -112,6 +114,22 @@ static int parse_args(int argc, char **argv, struct args *a)
         } else {
             return -1;
         }
+    }
+    if (!a->key_file && getenv("MOS_CONF")) { /* in the lab: the cluster's config and key */
+        struct mos_config cfg;
+        int may_be_absent;
+        if (mos_config_load(mos_config_choose_path(NULL, &may_be_absent), &cfg) < 0)
+            return -2;
+        if (cfg.key_file[0] && mos_key_load(cfg.key_file, &a->key) < 0) {
+            mos_config_free(&cfg);
+            return -2;
+        }
+        if (a->opts.backend == MOS_TP_AUTO) {
+            struct mos_tp_opts from_cfg;
+            mos_tp_opts_from_config(&cfg, NULL, &from_cfg);
+            a->opts.backend = from_cfg.backend;
+        }
+        mos_config_free(&cfg);
     }
     if (a->key_file && mos_key_load(a->key_file, &a->key) < 0)
         return -2;
@@ -256,6 +274,7 @@ static int serve_session(mos_tp_conn_t *c, const struct args *a)
                 break;
             struct mos_tp_place_buffer pb = {pl.buf, pl.base, pl.span_pages * MOS_TP_PAGE_SIZE};
             struct mos_tp_bulk_stats st;
+            printf("server: receiving %llu pages\n", (unsigned long long)pl.pages);
             uint64_t t0 = mos_clock_now_ns();
             rc = a->into_process ? mos_tp_bulk_recv(c, mos_tp_place_into_process, &pl.child, &st)
                                  : mos_tp_bulk_recv(c, mos_tp_place_into_buffer, &pb, &st);

@@ -45,6 +45,11 @@ struct mos_tp_opts {
 
 /* Defaults, then MOS_TRANSPORT=tcp|verbs|auto and MOS_TRANSPORT_SPIN_US from the environment. */
 void mos_tp_opts_default(struct mos_tp_opts *opts);
+/* Defaults, then the config's `transport` setting, then the environment (which wins).
+ * key is kept by pointer. */
+struct mos_config;
+void mos_tp_opts_from_config(const struct mos_config *cfg, const mos_key_t *key,
+                             struct mos_tp_opts *opts);
 /* Parse "auto", "tcp", "verbs"; -1 for anything else. */
 int mos_tp_backend_parse(const char *name);
 const char *mos_tp_backend_name(enum mos_tp_backend backend);
