@@ -349,7 +349,7 @@ static int server_setup(mos_tp_conn_t *c, const struct mos_tp_opts *o)
         mos_info(TP_LOG, "%s: using tcp: %s", c->peer, reply.reason);
         reply.caps &= ~MOS_WIRE_CAP_VERBS;
         reply.backend = choice = MOS_TP_TCP;
-    } else if (choice == MOS_TP_TCP && o->backend != MOS_TP_TCP) {
+    } else if (choice == MOS_TP_TCP && o->backend != MOS_TP_TCP && peer.backend != MOS_TP_TCP) {
         mos_info(TP_LOG, "%s: using tcp: %s", c->peer, why);
     }
     if ((rc = hello_send(c, &reply)) < 0)
@@ -376,6 +376,12 @@ static int client_setup(mos_tp_conn_t *c, const struct mos_tp_opts *o)
     int rc;
 
     hello_local(o, &mine);
+    if (o->backend == MOS_TP_VERBS && !(mine.caps & MOS_WIRE_CAP_VERBS)) {
+        snprintf(why, sizeof(why), "verbs required but not possible: %s", mine.reason);
+        mos_err(TP_LOG, "%s: %s", c->peer, why);
+        send_close(c, MOS_WIRE_CLOSE_BACKEND, why);
+        return MOS_E_UNSUPPORTED;
+    }
     if ((rc = hello_send(c, &mine)) < 0 || (rc = hello_recv(c, &reply)) < 0)
         return rc;
     c->slot_bytes = reply.slot_bytes;

@@ -36,6 +36,10 @@ if [ -z "${RXELAB_role:-}" ]; then
          "! $CHK client $IP:7302 --backend verbs --key /lab/other.key --mib 1"
     pair auto_picks_verbs 120 "$CHK server $IP:7303 --key $KEY" \
          "$CHK client $IP:7303 --key $KEY --mib 1 --echo 10 | grep 'with verbs'"
+    # A device is up, but 127.0.0.1 has no RDMA route: auto falls back to tcp and says why.
+    pair fallback_no_route 120 "$CHK server 127.0.0.1:7304 --key $KEY" \
+         "$CHK client 127.0.0.1:7304 --key $KEY --mib 1 --echo 5 > /tmp/fb.out 2>&1; cat /tmp/fb.out;
+          grep -q 'with tcp' /tmp/fb.out && grep -Eq 'using tcp: (address|route) resolution failed' /tmp/fb.out"
 else
     # Two guests: A serves, B connects (retrying until A listens).
     SIP=$RXELAB_server
