@@ -9,5 +9,6 @@ int bench_parse_uint(const char *text, unsigned *out);
 int bench_gossip_model(int argc, char **argv);
 int bench_syscall(int argc, char **argv);
 int bench_migrate(int argc, char **argv);
+int bench_transport(int argc, char **argv);
 
 #endif

@@ -26,6 +26,9 @@ static const struct {
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,
      "[--sizes 16M,64M,256M,1G] [--backend file|tcp]: checkpoint/migration cost and its floor"},
+    {"transport", bench_transport,
+     "--backend tcp|verbs [--bytes N] [--slot S] [--qps Q]: page-run throughput and control "
+     "round trip vs raw sockets / perftest"},
 };
 
 static void usage(FILE *out)

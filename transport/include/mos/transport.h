@@ -1,41 +1,137 @@
-/* Page transport between nodes: control messages and bulk page runs.
+/* Page transport between nodes: authenticated connections carrying small control messages
+ * (request/response with ids) and bulk page runs, over RDMA verbs or TCP.
  *
- * Every message on the wire starts with a fixed 16-byte header in network byte order; the
- * parser checks magic, version, type and length against limits before anything is used. */
+ *   listener = mos_tp_listen("10.0.0.1:7100", &opts)    conn = mos_tp_connect("10.0.0.1:7100", &opts)
+ *   conn = mos_tp_accept(listener)                       mos_tp_ctl_call(conn, req, ..., reply)
+ *   mos_tp_ctl_recv / mos_tp_ctl_reply                   mos_tp_bulk_send(conn, pid, runs, n)
+ *   mos_tp_bulk_recv(conn, place, arg)
+ *
+ * Every connection first proves the cluster key both ways (HMAC challenge-response); nothing
+ * else is accepted before. The backend (verbs or tcp) is negotiated per connection; see
+ * transport/README.md. All calls block (with the timeout of the options); mos_tp_conn_fd gives
+ * a descriptor that becomes readable when the connection may have a message, for event loops.
+ *
+ * Errors: 0, -errno, or MOS_E_* (mos/status.h): MOS_E_AUTH (key proof failed), MOS_E_PROTO
+ * (malformed message: the connection is then unusable), MOS_E_PEER_GONE, MOS_E_TRUNCATED,
+ * MOS_E_UNSUPPORTED (a forced backend is not available). Each is logged once, here. */
 #ifndef MOS_TRANSPORT_H
 #define MOS_TRANSPORT_H
 
+#include "mos/key.h"
+
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-#define MOS_WIRE_MAGIC 0x4d4f5357u /* "MOSW" */
-#define MOS_WIRE_VERSION 1
-#define MOS_WIRE_HDR_BYTES 16
-#define MOS_WIRE_MAX_CONTROL (64u * 1024)       /* control message payload */
-#define MOS_WIRE_MAX_BULK (64u * 1024 * 1024)   /* one bulk frame payload */
+#define MOS_TP_PAGE_SIZE 4096u
+#define MOS_TP_MAX_CONTROL (64u * 1024) /* largest control message */
 
-enum mos_wire_type {
-    MOS_WIRE_HELLO = 1,
-    MOS_WIRE_CHALLENGE = 2,
-    MOS_WIRE_PROOF = 3,
-    MOS_WIRE_CONTROL = 4,
-    MOS_WIRE_PAGE_RUN = 5,
-    MOS_WIRE_CLOSE = 6,
-    MOS_WIRE_TYPE_MAX = MOS_WIRE_CLOSE,
+enum mos_tp_backend {
+    MOS_TP_AUTO = 0, /* verbs when both ends can, else tcp */
+    MOS_TP_TCP = 1,
+    MOS_TP_VERBS = 2,
 };
 
-struct mos_wire_hdr {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t type;
-    uint32_t length; /* payload bytes after the header */
-    uint32_t id;     /* request id, echoed in the reply; 0 for one-way frames */
+struct mos_tp_opts {
+    enum mos_tp_backend backend; /* default: $MOS_TRANSPORT, else auto */
+    const mos_key_t *key;        /* the cluster key; NULL = an all-zero key (tests only) */
+    uint32_t slot_bytes;         /* bulk frame / verbs staging slot (default 1 MiB) */
+    uint32_t slot_count;         /* verbs slots per direction (default 16) */
+    uint32_t n_qps;              /* verbs bulk QPs (default 1); control has its own QP */
+    int timeout_ms;              /* connect, handshake and message waits (default 10000) */
+    uint32_t spin_us;            /* verbs: busy-poll the CQ this long before sleeping on the
+                                    completion channel (default 50; $MOS_TRANSPORT_SPIN_US) */
 };
 
-/* Write hdr into buf (MOS_WIRE_HDR_BYTES). */
-void mos_wire_hdr_encode(const struct mos_wire_hdr *hdr, uint8_t *buf);
-/* Parse and check a header: MOS_E_PROTO for bad magic, type or length, MOS_E_VERSION for
- * another version, MOS_E_TRUNCATED when len < MOS_WIRE_HDR_BYTES. */
-int mos_wire_hdr_decode(const uint8_t *buf, size_t len, struct mos_wire_hdr *hdr);
+/* Defaults, then MOS_TRANSPORT=tcp|verbs|auto and MOS_TRANSPORT_SPIN_US from the environment. */
+void mos_tp_opts_default(struct mos_tp_opts *opts);
+/* Defaults, then the config's `transport` setting, then the environment (which wins).
+ * key is kept by pointer. */
+struct mos_config;
+void mos_tp_opts_from_config(const struct mos_config *cfg, const mos_key_t *key,
+                             struct mos_tp_opts *opts);
+/* Parse "auto", "tcp", "verbs"; -1 for anything else. */
+int mos_tp_backend_parse(const char *name);
+const char *mos_tp_backend_name(enum mos_tp_backend backend);
+
+typedef struct mos_tp_listener mos_tp_listener_t;
+typedef struct mos_tp_conn mos_tp_conn_t;
+
+/* Listen on "host:port" (host numeric IPv4/IPv6 in brackets, or a name; port 0 = any).
+ * The options are kept for every accepted connection. */
+int mos_tp_listen(const char *hostport, const struct mos_tp_opts *opts, mos_tp_listener_t **out);
+/* The listening socket (readable when a client is waiting) and the port it is bound to. */
+int mos_tp_listener_fd(const mos_tp_listener_t *l);
+int mos_tp_listener_port(const mos_tp_listener_t *l);
+/* Accept one client: key proof, capability hello, backend setup. A client that fails is
+ * logged and refused; the status says why (MOS_E_AUTH, MOS_E_PROTO, ...). */
+int mos_tp_accept(mos_tp_listener_t *l, mos_tp_conn_t **out);
+void mos_tp_listener_close(mos_tp_listener_t *l);
+
+/* Connect to "host:port", prove the key, negotiate the backend. */
+int mos_tp_connect(const char *hostport, const struct mos_tp_opts *opts, mos_tp_conn_t **out);
+/* Tell the peer and release everything. NULL is allowed. */
+void mos_tp_close(mos_tp_conn_t *c);
+/* The backend in use, the peer's address text, a descriptor to poll for readability. */
+enum mos_tp_backend mos_tp_conn_backend(const mos_tp_conn_t *c);
+const char *mos_tp_conn_peer(const mos_tp_conn_t *c);
+int mos_tp_conn_fd(const mos_tp_conn_t *c);
+
+/* Control messages: up to MOS_TP_MAX_CONTROL bytes, delivered in order, never queued behind
+ * bulk data (tcp: their own stream; verbs: their own QP). */
+struct mos_tp_msg {
+    uint32_t id;   /* 0 for one-way messages; replies carry their request's id */
+    int is_reply;
+    size_t len;
+};
+/* Send a request (id != 0 expects a reply) or one-way message (id 0). */
+int mos_tp_ctl_send(mos_tp_conn_t *c, uint32_t id, const void *msg, size_t len);
+/* Send the reply to request id. */
+int mos_tp_ctl_reply(mos_tp_conn_t *c, uint32_t id, const void *msg, size_t len);
+/* Wait up to timeout_ms (-1: the options' timeout) for the next message into buf; a message
+ * longer than cap is an error (MOS_E_LIMIT), the connection stays usable. -ETIMEDOUT. */
+int mos_tp_ctl_recv(mos_tp_conn_t *c, struct mos_tp_msg *msg, void *buf, size_t cap,
+                    int timeout_ms);
+/* Send a request with a fresh id and wait for its reply. */
+int mos_tp_ctl_call(mos_tp_conn_t *c, const void *req, size_t req_len, void *reply,
+                    size_t cap, size_t *reply_len);
+
+/* Bulk page runs. A run names npages pages starting at page-aligned addr. */
+struct mos_page_run {
+    uint64_t addr;
+    uint64_t npages;
+};
+/* Send the pages of runs: from this process's memory when pid is 0, else read from process
+ * pid with batched process_vm_readv straight into the send path (tcp) or the registered
+ * staging slot (verbs). Returns when every page has been handed to the peer's consumer's
+ * transport (not necessarily placed yet: the receiver's mos_tp_bulk_recv says when). */
+int mos_tp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs,
+                     size_t n_runs);
+
+/* The receiver's consumer: places n runs whose pages lie back to back at data (in the
+ * transport's receive buffer or registered slot; valid only during the call). Return 0, or a
+ * negative status to abort the transfer. */
+typedef int (*mos_tp_place_fn)(void *arg, const struct mos_page_run *runs, size_t n,
+                               const uint8_t *data);
+struct mos_tp_bulk_stats {
+    uint64_t frames;
+    uint64_t pages;
+};
+/* Receive one bulk send (until its end marker), calling place for every frame. */
+int mos_tp_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
+                     struct mos_tp_bulk_stats *stats);
+
+/* Ready-made consumers. */
+struct mos_tp_place_buffer {
+    uint8_t *base;      /* page addr lands at base + (addr - origin) */
+    uint64_t origin;
+    size_t size;        /* runs outside [origin, origin + size) are an error */
+};
+int mos_tp_place_into_buffer(void *arg, const struct mos_page_run *runs, size_t n,
+                             const uint8_t *data);
+/* arg: a pid_t *; pages land at the same addresses in that process (process_vm_writev, one
+ * call per frame). */
+int mos_tp_place_into_process(void *arg, const struct mos_page_run *runs, size_t n,
+                              const uint8_t *data);
 
 #endif

@@ -1,0 +1,377 @@
+/* Backend tcp: two streams per connection. The control stream (the one the handshake ran on,
+ * TCP_NODELAY) carries control messages; a second stream carries page-run frames of at most
+ * slot_bytes, so a control message never waits behind bulk data in a socket buffer.
+ *
+ * Sending from our own memory is one sendmsg per frame whose iovecs point at the pages
+ * (no user-space copy); from another process, one batched process_vm_readv per frame into a
+ * staging buffer, then one sendmsg. The receiver reads a frame into its buffer and hands the
+ * whole frame to the consumer. */
+#include "tp_priv.h"
+
+#include "mos/clock.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TCP_FRAME_RUNS 1000 /* runs per frame: iovecs of one sendmsg stay below IOV_MAX */
+
+#define CTL_RX_BYTES (MOS_WIRE_HDR_BYTES + MOS_WIRE_MAX_CONTROL)
+
+struct tcp_state {
+    int bulk_fd;
+    uint8_t ctl_rx[CTL_RX_BYTES]; /* control stream read-ahead: usually one recv per message */
+    size_t rx_start, rx_end;
+    uint8_t *buf;                 /* receive frame / staging for another process's pages */
+    struct mos_page_run runs[TCP_FRAME_RUNS];
+    uint8_t table[MOS_WIRE_HDR_BYTES + MOS_WIRE_RUN_HDR_BYTES + TCP_FRAME_RUNS * MOS_WIRE_RUN_BYTES];
+    struct iovec iov[TCP_FRAME_RUNS + 1];
+};
+
+static int tcp_state_new(mos_tp_conn_t *c, int bulk_fd)
+{
+    struct tcp_state *s = calloc(1, sizeof(*s));
+
+    if (!s || !(s->buf = malloc(c->slot_bytes))) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->bulk_fd = bulk_fd;
+    c->be = s;
+    c->ops = &mos_tp_tcp_ops;
+    c->backend = MOS_TP_TCP;
+    return 0;
+}
+
+int tp_tcp_server_listen(mos_tp_conn_t *c, int *listen_fd, uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd, p;
+
+    /* The session's bulk stream comes to a fresh port on the address the client reached. */
+    if (getsockname(c->ctl_fd, (struct sockaddr *)&ss, &len) < 0)
+        return mos_errno_status();
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+    if ((fd = tp_listen_fd(&ss, len, 4)) < 0)
+        return fd;
+    if ((p = tp_local_port(fd)) < 0) {
+        close(fd);
+        return p;
+    }
+    *listen_fd = fd;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static void attach_mac(mos_tp_conn_t *c, uint8_t mac[MOS_MAC_BYTES])
+{
+    struct mos_mac_part parts[] = {{"mos-attach", 10}, {c->token, MOS_WIRE_TOKEN_BYTES}};
+    mos_key_mac(&c->key, parts, 2, mac);
+}
+
+int tp_tcp_server_attach(mos_tp_conn_t *c, int listen_fd)
+{
+    uint64_t deadline = mos_clock_now_ns() + (uint64_t)c->timeout_ms * MOS_NSEC_PER_MSEC;
+    uint8_t body[MOS_WIRE_TOKEN_BYTES + MOS_MAC_BYTES];
+    struct mos_wire_hdr h;
+    int fd, rc;
+
+    /* Only the client that holds the token (and proves it with the key) may attach; anyone
+     * else who finds the port is dropped and we keep waiting until the deadline. */
+    for (;;) {
+        uint64_t now = mos_clock_now_ns();
+        if (now >= deadline) {
+            mos_err(TP_LOG, "%s: bulk stream did not arrive", c->peer);
+            return -ETIMEDOUT;
+        }
+        if ((rc = tp_wait_readable(listen_fd, (int)((deadline - now) / MOS_NSEC_PER_MSEC) + 1)) < 0)
+            continue;
+        fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (tp_socket_tune(fd, c->timeout_ms, true) == 0 &&
+            tp_msg_recv(fd, &h, body, sizeof(body), c->timeout_ms) == 0 &&
+            h.type == MOS_WIRE_ATTACH && h.length == sizeof(body) &&
+            memcmp(body, c->token, MOS_WIRE_TOKEN_BYTES) == 0) {
+            struct mos_mac_part parts[] = {{"mos-attach", 10}, {c->token, MOS_WIRE_TOKEN_BYTES}};
+            if (mos_key_mac_verify(&c->key, parts, 2, body + MOS_WIRE_TOKEN_BYTES) == 0)
+                break;
+        }
+        close(fd);
+    }
+    if ((rc = tcp_state_new(c, fd)) < 0)
+        close(fd);
+    return rc;
+}
+
+int tp_tcp_client_attach(mos_tp_conn_t *c, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    uint8_t body[MOS_WIRE_TOKEN_BYTES + MOS_MAC_BYTES];
+    int fd, rc;
+
+    if (getpeername(c->ctl_fd, (struct sockaddr *)&ss, &len) < 0)
+        return mos_errno_status();
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return mos_errno_status();
+    if ((rc = tp_socket_tune(fd, c->timeout_ms, true)) < 0)
+        goto fail;
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+        rc = mos_errno_status();
+        mos_err(TP_LOG, "%s: bulk stream to port %u: %s", c->peer, port, mos_strerror(rc));
+        goto fail;
+    }
+    memcpy(body, c->token, MOS_WIRE_TOKEN_BYTES);
+    attach_mac(c, body + MOS_WIRE_TOKEN_BYTES);
+    if ((rc = tp_msg_send(fd, MOS_WIRE_ATTACH, 0, body, sizeof(body))) < 0)
+        goto fail;
+    if ((rc = tcp_state_new(c, fd)) < 0)
+        goto fail;
+    return 0;
+fail:
+    close(fd);
+    return rc;
+}
+
+static int tcp_ctl_send(mos_tp_conn_t *c, uint16_t type, uint32_t id, const void *msg, size_t len)
+{
+    return tp_msg_send(c->ctl_fd, type, id, msg, len);
+}
+
+/* Take one whole message out of the read-ahead buffer, if it holds one: 1 = taken. */
+static int ctl_rx_take(struct tcp_state *s, struct mos_wire_hdr *hdr, void *buf, size_t cap)
+{
+    size_t avail = s->rx_end - s->rx_start;
+    int rc;
+
+    if (avail < MOS_WIRE_HDR_BYTES)
+        return 0;
+    if ((rc = mos_wire_hdr_decode(s->ctl_rx + s->rx_start, avail, hdr)) < 0)
+        return rc;
+    if (avail < MOS_WIRE_HDR_BYTES + hdr->length)
+        return 0;
+    rc = hdr->length > cap ? MOS_E_LIMIT : 1;
+    if (rc == 1)
+        memcpy(buf, s->ctl_rx + s->rx_start + MOS_WIRE_HDR_BYTES, hdr->length);
+    s->rx_start += MOS_WIRE_HDR_BYTES + hdr->length;
+    if (s->rx_start == s->rx_end)
+        s->rx_start = s->rx_end = 0;
+    return rc;
+}
+
+static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, size_t cap,
+                        int timeout_ms)
+{
+    struct tcp_state *s = c->be;
+    /* With the connection's own timeout a blocking recv (SO_RCVTIMEO) waits: one system call
+     * per message. Other timeouts poll first. */
+    bool blocking = timeout_ms == c->timeout_ms;
+    int rc;
+
+    for (;;) {
+        if ((rc = ctl_rx_take(s, hdr, buf, cap)) != 0)
+            return rc < 0 ? rc : 0;
+        if (s->rx_start > 0) { /* a partial message at the end: move it to the front */
+            memmove(s->ctl_rx, s->ctl_rx + s->rx_start, s->rx_end - s->rx_start);
+            s->rx_end -= s->rx_start;
+            s->rx_start = 0;
+        }
+        if (!blocking && (rc = tp_wait_readable(c->ctl_fd, timeout_ms)) < 0)
+            return rc;
+        ssize_t r = recv(c->ctl_fd, s->ctl_rx + s->rx_end, CTL_RX_BYTES - s->rx_end, 0);
+        if (r == 0)
+            return s->rx_end ? MOS_E_TRUNCATED : MOS_E_PEER_GONE;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return -ETIMEDOUT;
+            return errno == ECONNRESET ? MOS_E_PEER_GONE : mos_errno_status();
+        }
+        s->rx_end += (size_t)r;
+    }
+}
+
+/* One frame: header + run table (+ pages from our memory, or the staging buffer). */
+static int tcp_frame_send(mos_tp_conn_t *c, struct tcp_state *s, pid_t pid, size_t k,
+                          uint64_t pages)
+{
+    size_t table = mos_wire_runs_table_bytes(k);
+    uint64_t bytes = pages * MOS_TP_PAGE_SIZE;
+    int n = 1, rc;
+
+    mos_wire_hdr_make(MOS_WIRE_PAGE_RUN, (uint32_t)(table + bytes), 0, s->table);
+    mos_wire_runs_encode(s->runs, k, s->table + MOS_WIRE_HDR_BYTES);
+    s->iov[0] = (struct iovec){s->table, MOS_WIRE_HDR_BYTES + table};
+    if (pid == 0) {
+        for (size_t i = 0; i < k; i++, n++)
+            s->iov[n] = (struct iovec){(void *)(uintptr_t)s->runs[i].addr,
+                                       s->runs[i].npages * MOS_TP_PAGE_SIZE};
+    } else {
+        if ((rc = tp_source_read(pid, s->runs, k, s->buf)) < 0)
+            return rc;
+        s->iov[n++] = (struct iovec){s->buf, bytes};
+    }
+    (void)c;
+    return tp_write_iov(s->bulk_fd, s->iov, n);
+}
+
+static int tcp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n)
+{
+    struct tcp_state *s = c->be;
+    uint64_t max_pages = (c->slot_bytes - mos_wire_runs_table_bytes(TCP_FRAME_RUNS)) / MOS_TP_PAGE_SIZE;
+    uint64_t off = 0, pages, frames = 0, total = 0;
+    uint8_t end[MOS_WIRE_BULK_END_BYTES];
+    size_t i = 0, k;
+    int rc = 0, rc2;
+
+    while ((k = tp_frame_next(runs, n, &i, &off, s->runs, TCP_FRAME_RUNS, max_pages, &pages))) {
+        if ((rc = tcp_frame_send(c, s, pid, k, pages)) < 0) {
+            if (rc != -EFAULT && rc != -ESRCH && rc != -EPERM)
+                return tp_conn_fail(c, rc, "bulk send");
+            /* The source process failed us between frames: tell the receiver, so it stops
+             * waiting, and keep the connection. */
+            frames = MOS_WIRE_BULK_ABORTED;
+            total = 0;
+            break;
+        }
+        frames++, total += pages;
+    }
+    mos_put_be64(end, frames);
+    mos_put_be64(end + 8, total);
+    if ((rc2 = tp_msg_send(s->bulk_fd, MOS_WIRE_BULK_END, 0, end, sizeof(end))) < 0)
+        return tp_conn_fail(c, rc2, "bulk send");
+    return rc;
+}
+
+/* The page data of a frame whose table is parsed: straight into the destination when the
+ * consumer is the buffer placer (one recvmsg with an iovec per run, no copy in user space),
+ * else into our frame buffer and through the consumer. */
+static int tcp_frame_data(mos_tp_conn_t *c, struct tcp_state *s, size_t k, size_t table,
+                          uint32_t length, mos_tp_place_fn place, void *arg)
+{
+    int rc;
+
+    if (place == mos_tp_place_into_buffer) {
+        for (size_t i = 0; i < k; i++) {
+            uint8_t *dst = tp_place_buffer_locate(arg, &s->runs[i]);
+            if (!dst)
+                return MOS_E_LIMIT;
+            s->iov[i] = (struct iovec){dst, s->runs[i].npages * MOS_TP_PAGE_SIZE};
+        }
+        if ((rc = tp_read_iov(s->bulk_fd, s->iov, (int)k)) < 0)
+            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+        return 0;
+    }
+    if ((rc = tp_read_full(s->bulk_fd, s->buf + table, length - table)) < 0)
+        return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+    return place(arg, s->runs, k, s->buf + table);
+}
+
+static int tcp_bulk_end(mos_tp_conn_t *c, struct tcp_state *s, const struct mos_wire_hdr *h,
+                        const struct mos_tp_bulk_stats *st)
+{
+    int rc;
+
+    if (h->length != MOS_WIRE_BULK_END_BYTES)
+        return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker");
+    if ((rc = tp_read_full(s->bulk_fd, s->buf, MOS_WIRE_BULK_END_BYTES)) < 0)
+        return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+    if (mos_get_be64(s->buf) == MOS_WIRE_BULK_ABORTED) {
+        mos_err(TP_LOG, "%s: the sender aborted the bulk transfer (its source failed)", c->peer);
+        return -ECANCELED;
+    }
+    if (mos_get_be64(s->buf) != st->frames || mos_get_be64(s->buf + 8) != st->pages)
+        return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker (counts differ)");
+    return 0;
+}
+
+static int tcp_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
+                         struct mos_tp_bulk_stats *stats)
+{
+    struct tcp_state *s = c->be;
+    struct mos_tp_bulk_stats st = {0};
+    uint8_t raw[MOS_WIRE_HDR_BYTES];
+    struct mos_wire_hdr h;
+    size_t k, table;
+    int rc;
+
+    for (;;) {
+        if ((rc = tp_read_full(s->bulk_fd, raw, sizeof(raw))) < 0)
+            return tp_conn_fail(c, rc, "bulk receive");
+        if ((rc = mos_wire_hdr_decode(raw, sizeof(raw), &h)) < 0)
+            return tp_conn_fail(c, rc, "bulk receive");
+        if (h.type == MOS_WIRE_BULK_END) {
+            if ((rc = tcp_bulk_end(c, s, &h, &st)) < 0)
+                return rc;
+            break;
+        }
+        if (h.type != MOS_WIRE_PAGE_RUN || h.length > c->slot_bytes ||
+            h.length < MOS_WIRE_RUN_HDR_BYTES)
+            return tp_conn_fail(c, MOS_E_PROTO, "bulk receive (not a page-run frame)");
+        /* The table first (its size is in its first word), checked before any page is read. */
+        if ((rc = tp_read_full(s->bulk_fd, s->buf, MOS_WIRE_RUN_HDR_BYTES)) < 0)
+            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+        k = mos_get_be32(s->buf);
+        table = mos_wire_runs_table_bytes(k > TCP_FRAME_RUNS ? 0 : k);
+        if (k == 0 || k > TCP_FRAME_RUNS || table > h.length)
+            return tp_conn_fail(c, MOS_E_PROTO, "page-run frame (run count)");
+        if ((rc = tp_read_full(s->bulk_fd, s->buf + MOS_WIRE_RUN_HDR_BYTES,
+                               table - MOS_WIRE_RUN_HDR_BYTES)) < 0)
+            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+        if ((rc = mos_wire_runs_table_decode(s->buf, table, h.length, s->runs, TCP_FRAME_RUNS, &k)) < 0)
+            return tp_conn_fail(c, rc, "page-run frame");
+        if ((rc = tcp_frame_data(c, s, k, table, h.length, place, arg)) < 0)
+            return rc;
+        st.frames++;
+        st.pages += (h.length - table) / MOS_TP_PAGE_SIZE;
+    }
+    if (stats)
+        *stats = st;
+    return 0;
+}
+
+static int tcp_fd(const mos_tp_conn_t *c)
+{
+    return c->ctl_fd;
+}
+
+static void tcp_destroy(mos_tp_conn_t *c)
+{
+    struct tcp_state *s = c->be;
+
+    if (!s)
+        return;
+    close(s->bulk_fd);
+    free(s->buf);
+    free(s);
+    c->be = NULL;
+}
+
+const struct mos_tp_ops mos_tp_tcp_ops = {
+    .name = "tcp",
+    .ctl_send = tcp_ctl_send,
+    .ctl_recv = tcp_ctl_recv,
+    .bulk_send = tcp_bulk_send,
+    .bulk_recv = tcp_bulk_recv,
+    .fd = tcp_fd,
+    .destroy = tcp_destroy,
+};

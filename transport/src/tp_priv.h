@@ -1,0 +1,97 @@
+/* Backend-only header of the transport: the connection object every backend extends and the
+ * ops table each backend fills (tcp.c, verbs.c). Not seen outside transport/src. */
+#ifndef MOS_TRANSPORT_PRIV_H
+#define MOS_TRANSPORT_PRIV_H
+
+#include "mos/transport.h"
+#include "wire.h"
+
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define TP_LOG "transport"
+
+struct mos_tp_ops {
+    const char *name;
+    /* Send one control-plane message (CONTROL, REPLY) of len <= MOS_WIRE_MAX_CONTROL. */
+    int (*ctl_send)(mos_tp_conn_t *c, uint16_t type, uint32_t id, const void *msg, size_t len);
+    /* Wait for the next control-plane message; payload copied to buf (cap bytes). */
+    int (*ctl_recv)(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, size_t cap,
+                    int timeout_ms);
+    int (*bulk_send)(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n);
+    int (*bulk_recv)(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
+                     struct mos_tp_bulk_stats *stats);
+    int (*fd)(const mos_tp_conn_t *c);
+    void (*destroy)(mos_tp_conn_t *c);
+};
+
+struct mos_tp_conn {
+    const struct mos_tp_ops *ops;
+    enum mos_tp_backend backend;
+    mos_key_t key;
+    int timeout_ms;
+    uint64_t spin_ns;    /* verbs: busy-poll before sleeping */
+    int ctl_fd;          /* the authenticated TCP stream (tcp: control; verbs: liveness) */
+    bool broken;         /* a malformed message or lost peer: every later call fails */
+    bool is_server;
+    uint32_t next_id;
+    uint32_t slot_bytes, slot_count, n_qps; /* negotiated */
+    uint8_t token[MOS_WIRE_TOKEN_BYTES];
+    char peer[96];
+    void *be;            /* backend state */
+};
+
+extern const struct mos_tp_ops mos_tp_tcp_ops;
+extern const struct mos_tp_ops mos_tp_verbs_ops;
+
+/* io.c: blocking stream helpers. Sockets carry SO_RCVTIMEO/SO_SNDTIMEO = the conn timeout. */
+int tp_write_iov(int fd, struct iovec *iov, int n);
+int tp_read_full(int fd, void *buf, size_t len);
+int tp_wait_readable(int fd, int timeout_ms);
+/* One message: header + payload. */
+int tp_msg_send(int fd, uint16_t type, uint32_t id, const void *body, size_t len);
+/* Read one message whose payload must fit cap (else MOS_E_LIMIT after draining it). */
+int tp_msg_recv(int fd, struct mos_wire_hdr *hdr, void *buf, size_t cap, int timeout_ms);
+/* Parse "host:port" / "[v6]:port". */
+int tp_addr_parse(const char *hostport, struct sockaddr_storage *ss, socklen_t *len);
+void tp_addr_text(const struct sockaddr *sa, char *buf, size_t len);
+int tp_socket_tune(int fd, int timeout_ms, bool bulk);
+/* A listening TCP socket on ss (port may be 0). */
+int tp_listen_fd(const struct sockaddr_storage *ss, socklen_t len, int backlog);
+int tp_local_port(int fd);
+
+/* Log a failed message exchange once and mark the connection unusable. Returns status. */
+int tp_conn_fail(mos_tp_conn_t *c, int status, const char *what);
+
+/* tcp.c: the bulk stream set-up of a session. */
+int tp_tcp_server_listen(mos_tp_conn_t *c, int *listen_fd, uint16_t *port);
+int tp_tcp_server_attach(mos_tp_conn_t *c, int listen_fd);
+int tp_tcp_client_attach(mos_tp_conn_t *c, uint16_t port);
+
+/* verbs.c */
+/* Whether this node can run verbs with need_lock bytes of locked memory; if not, why. */
+bool tp_verbs_probe(size_t need_lock, char *reason, size_t len);
+size_t tp_verbs_lock_bytes(uint32_t slot_bytes, uint32_t slot_count, uint32_t n_qps);
+int tp_verbs_server_listen(mos_tp_conn_t *c, void **listen_state, uint16_t *port);
+/* Wait for the client's QPs or its SETUP message; 1 = verbs up, 0 = client fell back. */
+int tp_verbs_server_accept(mos_tp_conn_t *c, void *listen_state);
+void tp_verbs_listen_free(void *listen_state);
+/* Connect the QPs; on a failure that allows tcp, *why says why and the return is 0. */
+int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_t why_len);
+
+/* Page sources: read runs of process pid into buf with batched process_vm_readv. */
+int tp_source_read(pid_t pid, const struct mos_page_run *runs, size_t n, uint8_t *buf);
+
+/* Where run lands in a buffer consumer's memory, or NULL (logged) when it lies outside. */
+uint8_t *tp_place_buffer_locate(const struct mos_tp_place_buffer *b, const struct mos_page_run *run);
+/* Read exactly the bytes of n iovecs (consumed). */
+int tp_read_iov(int fd, struct iovec *iov, int n);
+
+/* Split the next frame off runs[*i] (starting *off pages into it): fills frame[] (at most
+ * max_runs) with at most max_pages pages. Returns the number of runs in the frame. */
+size_t tp_frame_next(const struct mos_page_run *runs, size_t n, size_t *i, uint64_t *off,
+                     struct mos_page_run *frame, size_t max_runs, uint64_t max_pages,
+                     uint64_t *pages);
+
+#endif

@@ -1,0 +1,130 @@
+/* The transport's wire format: the one place that defines it (see README.md "Wire format").
+ *
+ * Every message on a TCP stream starts with a fixed 16-byte header in network byte order:
+ *   magic "MOSW" (4) | version (2) | type (2) | payload length (4) | id (4)
+ * The parser checks magic, version, type and the length against the type's limit before the
+ * payload is read. Payloads are fixed-layout records (big-endian integers) or, for page runs, a
+ * run table followed by the page data. The same page-run payload fills a verbs staging slot.
+ *
+ * Private to transport/: other modules use mos/transport.h. */
+#ifndef MOS_TRANSPORT_WIRE_H
+#define MOS_TRANSPORT_WIRE_H
+
+#include "mos/key.h"
+#include "mos/transport.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MOS_WIRE_MAGIC 0x4d4f5357u /* "MOSW" */
+#define MOS_WIRE_VERSION 1
+#define MOS_WIRE_HDR_BYTES 16
+#define MOS_WIRE_MAX_CONTROL MOS_TP_MAX_CONTROL /* control message payload */
+#define MOS_WIRE_MAX_BULK (64u * 1024 * 1024)   /* one page-run frame (= one staging slot) */
+#define MOS_WIRE_MAX_RUNS 4096u                 /* runs in one frame */
+#define MOS_WIRE_NONCE_BYTES 32
+#define MOS_WIRE_TOKEN_BYTES 16
+
+enum mos_wire_type {
+    MOS_WIRE_HELLO = 1,     /* capabilities, after the key proof */
+    MOS_WIRE_CHALLENGE = 2, /* client nonce */
+    MOS_WIRE_PROOF = 3,     /* nonce (server only) + MAC */
+    MOS_WIRE_CONTROL = 4,   /* a control request or one-way message */
+    MOS_WIRE_PAGE_RUN = 5,  /* run table + pages */
+    MOS_WIRE_CLOSE = 6,     /* reason code, then the sender closes */
+    MOS_WIRE_REPLY = 7,     /* a control reply; id = the request's id */
+    MOS_WIRE_BULK_END = 8,  /* end of one bulk send: frame and page counts */
+    MOS_WIRE_ATTACH = 9,    /* first message of a tcp bulk stream: session token + MAC */
+    MOS_WIRE_SETUP = 10,    /* client -> server: verbs set up, or fall back to tcp */
+    MOS_WIRE_TYPE_MAX = MOS_WIRE_SETUP,
+};
+
+struct mos_wire_hdr {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t type;
+    uint32_t length; /* payload bytes after the header */
+    uint32_t id;     /* request id, echoed in the reply; 0 for one-way frames */
+};
+
+/* Write hdr into buf (MOS_WIRE_HDR_BYTES). */
+void mos_wire_hdr_encode(const struct mos_wire_hdr *hdr, uint8_t *buf);
+/* Fill and encode a header of the current version. */
+void mos_wire_hdr_make(uint16_t type, uint32_t length, uint32_t id, uint8_t *buf);
+/* Parse and check a header: MOS_E_PROTO for bad magic, type or length, MOS_E_VERSION for
+ * another version, MOS_E_TRUNCATED when len < MOS_WIRE_HDR_BYTES. */
+int mos_wire_hdr_decode(const uint8_t *buf, size_t len, struct mos_wire_hdr *hdr);
+/* The payload limit of a message type. */
+uint32_t mos_wire_payload_limit(uint16_t type);
+
+/* Page-run frame payload:
+ *   n_runs (4) | reserved (4) | n_runs x { addr (8) | npages (4) | reserved (4) } | pages
+ * The pages follow the table in run order; payload length = 8 + 16 n_runs + 4096 sum(npages). */
+#define MOS_WIRE_RUN_HDR_BYTES 8
+#define MOS_WIRE_RUN_BYTES 16
+static inline size_t mos_wire_runs_table_bytes(size_t n_runs)
+{
+    return MOS_WIRE_RUN_HDR_BYTES + n_runs * MOS_WIRE_RUN_BYTES;
+}
+/* Encode n runs into buf (mos_wire_runs_table_bytes(n) bytes). */
+void mos_wire_runs_encode(const struct mos_page_run *runs, size_t n, uint8_t *buf);
+/* Parse a page-run payload of len bytes. On success *runs (up to max_runs entries, caller's
+ * array), *n and *data (the first page) describe it. MOS_E_PROTO when the counts and the
+ * length disagree, a run is empty, an address is not page-aligned or wraps, or n > max_runs. */
+int mos_wire_runs_decode(const uint8_t *buf, size_t len, struct mos_page_run *runs,
+                         size_t max_runs, size_t *n, const uint8_t **data);
+
+/* The same checks on the table alone (len bytes of it read so far, at least the whole table),
+ * for a payload of payload_len bytes. */
+int mos_wire_runs_table_decode(const uint8_t *buf, size_t len, size_t payload_len,
+                               struct mos_page_run *runs, size_t max_runs, size_t *n);
+
+/* Capabilities sent in HELLO (both directions, after the key proof). */
+#define MOS_WIRE_CAP_VERBS 1u
+struct mos_wire_hello {
+    uint32_t caps;        /* MOS_WIRE_CAP_* this side can do */
+    uint32_t backend;     /* client: wanted (enum mos_tp_backend); server: chosen */
+    uint32_t slot_bytes;  /* bulk frame / staging slot size */
+    uint32_t slot_count;
+    uint32_t n_qps;       /* bulk QPs (verbs) */
+    uint16_t tcp_port;    /* server: port of this session's bulk stream listener */
+    uint16_t cm_port;     /* server: rdma_cm port of this session */
+    uint8_t token[MOS_WIRE_TOKEN_BYTES]; /* server: session token */
+    char reason[64];      /* why verbs is not offered ("" when it is) */
+};
+#define MOS_WIRE_HELLO_BYTES (24 + MOS_WIRE_TOKEN_BYTES + 64)
+void mos_wire_hello_encode(const struct mos_wire_hello *h, uint8_t *buf);
+int mos_wire_hello_decode(const uint8_t *buf, size_t len, struct mos_wire_hello *h);
+
+/* CLOSE reasons. */
+enum mos_wire_close_reason {
+    MOS_WIRE_CLOSE_NORMAL = 0,
+    MOS_WIRE_CLOSE_AUTH = 1,  /* the peer's key proof failed */
+    MOS_WIRE_CLOSE_PROTO = 2, /* malformed message */
+    MOS_WIRE_CLOSE_BACKEND = 3, /* the wanted backend cannot be used */
+};
+
+/* BULK_END payload: frames (8) | pages (8). */
+#define MOS_WIRE_BULK_END_BYTES 16
+#define MOS_WIRE_BULK_ABORTED UINT64_MAX /* frames: the sender's source failed mid-way */
+
+/* Big-endian helpers. */
+static inline void mos_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+static inline uint32_t mos_get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline void mos_put_be64(uint8_t *p, uint64_t v)
+{
+    mos_put_be32(p, (uint32_t)(v >> 32));
+    mos_put_be32(p + 4, (uint32_t)v);
+}
+static inline uint64_t mos_get_be64(const uint8_t *p)
+{
+    return (uint64_t)mos_get_be32(p) << 32 | mos_get_be32(p + 4);
+}
+
+#endif

@@ -1,0 +1,54 @@
+#!/bin/sh
+# Guest script for ../shared/rxe-lab (run.sh: one guest, loopback; run2.sh: two guests).
+# Runs mos-transport-check with the verbs backend forced, so a silent fall back to tcp fails.
+#   rxe_transport.sh check [MIB]        the test suite
+#   rxe_transport.sh bench ARGS...      mosbench transport inside the guest (see bench/)
+# Needs (RXE_BINS) mos-transport-check / mosbench, (RXE_FILES) cluster.key.
+. /lab/lib.sh
+MODE=${1:-check}; shift
+CHK=mos-transport-check; KEY=/lab/cluster.key
+IP=$RXE_IP; MIB=${1:-4}
+[ "$MODE" = check ] || MIB=4
+echo "mos rxe guest: mode=$MODE ip=$IP role=${RXELAB_role:-single} gid=$RXE_GID"
+ulimit -l unlimited 2>/dev/null
+
+if [ "$MODE" = client-retry ]; then
+    # Two guests: retry while the server guest is not listening yet.
+    n=0
+    until timeout 200 $CHK client "$@" --backend verbs --key $KEY > /tmp/cli.out 2>&1; do
+        grep -q "Connection refused" /tmp/cli.out || { cat /tmp/cli.out; exit 1; }
+        n=$((n+1)); [ $n -gt 60 ] && { cat /tmp/cli.out; exit 1; }; sleep 1
+    done
+    cat /tmp/cli.out; exit 0
+fi
+if [ "$MODE" = bench ]; then
+    single mosbench_transport 500 "mosbench transport $*"
+    summary; exit $?
+fi
+
+if [ -z "${RXELAB_role:-}" ]; then
+    # One guest: server and client both on rxe0 (the client dials the guest's own address).
+    pair verbs_loopback 240 "$CHK server $IP:7300 --backend verbs --key $KEY" \
+         "$CHK client $IP:7300 --backend verbs --key $KEY --mib $MIB --echo 200"
+    pair verbs_2qps_process 240 "$CHK server $IP:7301 --backend verbs --key $KEY --into-process" \
+         "$CHK client $IP:7301 --backend verbs --key $KEY --mib $MIB --from-process --qps 2 --slot 262144 --slots 8 --echo 50"
+    pair verbs_wrong_key 120 "$CHK server $IP:7302 --backend verbs --key $KEY --expect-fail 1" \
+         "! $CHK client $IP:7302 --backend verbs --key /lab/other.key --mib 1"
+    pair auto_picks_verbs 120 "$CHK server $IP:7303 --key $KEY" \
+         "$CHK client $IP:7303 --key $KEY --mib 1 --echo 10 | grep 'with verbs'"
+    # A device is up, but 127.0.0.1 has no RDMA route: auto falls back to tcp and says why.
+    pair fallback_no_route 120 "$CHK server 127.0.0.1:7304 --key $KEY" \
+         "$CHK client 127.0.0.1:7304 --key $KEY --mib 1 --echo 5 > /tmp/fb.out 2>&1; cat /tmp/fb.out;
+          grep -q 'with tcp' /tmp/fb.out && grep -Eq 'using tcp: (address|route) resolution failed' /tmp/fb.out"
+else
+    # Two guests: A serves, B connects (retrying until A listens).
+    SIP=$RXELAB_server
+    if [ "$RXELAB_role" = server ]; then
+        single verbs_two_guests 300 "$CHK server $SIP:7300 --backend verbs --key $KEY --sessions 2 --into-process"
+    else
+        i=0; until ping -c1 -W1 "$SIP" >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 60 ] && break; done
+        C="/bin/sh /lab/user.sh client-retry $SIP:7300"
+        single verbs_two_guests 300 "$C --mib $MIB --echo 100 && $C --mib $MIB --from-process --qps 2 --echo 20"
+    fi
+fi
+summary
