@@ -23,6 +23,9 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
+    {"gossip", bench_gossip,
+     "--nodes N --window W --steps S [--loss P] [--churn C] [--seed X] [--dead-after STEPS]: "
+     "simulated gossip ages vs the model"},
 };
 
 static void usage(FILE *out)
