@@ -29,6 +29,9 @@ static const struct {
     {"transport", bench_transport,
      "--backend tcp|verbs [--bytes N] [--slot S] [--qps Q]: page-run throughput and control "
      "round trip vs raw sockets / perftest"},
+    {"gossip", bench_gossip,
+     "--nodes N --window W --steps S [--loss P] [--churn C] [--seed X] [--dead-after STEPS]: "
+     "simulated gossip ages vs the model"},
 };
 
 static void usage(FILE *out)

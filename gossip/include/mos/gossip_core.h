@@ -1,0 +1,102 @@
+/* The gossip algorithm without I/O: one node's view of the ages of every node's newest news.
+ *
+ * Pure functions driven by two events, "a time step passed" (mos_gossip_core_tick) and "an
+ * entry arrived" (mos_gossip_core_merge), with the time and the random source passed in. The
+ * UDP library (gossip.h) and the simulator (`mosbench gossip`) run this same code: the library
+ * with its monotonic clock in milliseconds, the simulator with one process holding thousands
+ * of cores and a simulated clock.
+ *
+ * Time is in caller units (the library: milliseconds). Internally an entry is the local time
+ * at which its news was produced at its origin (a 32-bit "stamp", compared wrap-safely), so
+ * ageing costs nothing; only ages (now - stamp) ever leave the core. A node is identified by
+ * its slot, 0..n_slots-1 (the index in the configured node list). */
+#ifndef MOS_GOSSIP_CORE_H
+#define MOS_GOSSIP_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Random 64-bit numbers, uniform; the core draws everything from here so a seeded source
+ * makes a run reproducible. */
+typedef uint64_t (*mos_gossip_rand_fn)(void *arg);
+
+struct mos_gossip_rng {
+    mos_gossip_rand_fn next;
+    void *arg;
+};
+
+/* A small seeded generator (splitmix64) for tests and the simulator. */
+struct mos_gossip_splitmix {
+    uint64_t state;
+};
+uint64_t mos_gossip_splitmix_next(void *splitmix);
+
+#define MOS_GOSSIP_NO_SLOT UINT32_MAX
+#define MOS_GOSSIP_AGE_UNKNOWN UINT32_MAX
+
+struct mos_gossip_core_params {
+    uint32_t n_slots;    /* nodes in the cluster, 1..65536 */
+    uint32_t self;       /* this node's slot */
+    uint32_t window;     /* W: other entries sent with the own one, >= 1 */
+    uint32_t dead_after; /* an entry older than this (time units) marks its node presumed dead */
+};
+
+/* One entry of an outgoing window: whose news, and how old it is now. */
+struct mos_gossip_item {
+    uint32_t slot;
+    uint32_t age;
+};
+
+enum mos_gossip_merge_result {
+    MOS_GOSSIP_MERGE_STALE = 0,    /* not younger than what we hold: ignored */
+    MOS_GOSSIP_MERGE_NEWS = 1,     /* younger: taken */
+    MOS_GOSSIP_MERGE_RETURNED = 2, /* taken, and the node was unknown or presumed dead before */
+};
+
+struct mos_gossip_core;
+
+/* Make a core at time now: only its own entry is known. Returns 0, -EINVAL or -ENOMEM. */
+int mos_gossip_core_create(const struct mos_gossip_core_params *params, uint32_t now,
+                           struct mos_gossip_core **out);
+void mos_gossip_core_destroy(struct mos_gossip_core *core);
+
+/* Forget everything but the own entry (a restart). */
+void mos_gossip_core_reset(struct mos_gossip_core *core, uint32_t now);
+
+/* One time step: refresh the own entry (age 0), choose the target and fill items with the
+ * own entry followed by the (at most W) youngest other entries not older than dead_after.
+ * items must hold window + 1 entries. Returns the number of items; *target is the slot to
+ * send to, or MOS_GOSSIP_NO_SLOT when the cluster has one node. The target is uniformly
+ * random among the nodes believed alive (with probability 1/alive among all configured
+ * nodes, so that nodes presumed dead hear from us when they come back), and uniformly random
+ * among all configured nodes while none is known. */
+size_t mos_gossip_core_tick(struct mos_gossip_core *core, uint32_t now,
+                            const struct mos_gossip_rng *rng, uint32_t *target,
+                            struct mos_gossip_item *items);
+
+/* An entry arrived: news of node slot that is age units old. The younger news wins. */
+enum mos_gossip_merge_result mos_gossip_core_merge(struct mos_gossip_core *core, uint32_t now,
+                                                   uint32_t slot, uint32_t age);
+
+/* Age of the newest news of slot, or MOS_GOSSIP_AGE_UNKNOWN if none ever arrived. */
+uint32_t mos_gossip_core_age(const struct mos_gossip_core *core, uint32_t now, uint32_t slot);
+
+/* Mark a node as having left (it announced it) or not; a node that left is not chosen as a
+ * target and counts as not alive until news without the mark arrives. */
+void mos_gossip_core_set_left(struct mos_gossip_core *core, uint32_t slot, int left);
+
+/* Whether slot is believed alive: known, not older than dead_after, not left. */
+int mos_gossip_core_alive(const struct mos_gossip_core *core, uint32_t now, uint32_t slot);
+
+/* Walk every entry and mark those older than dead_after as presumed dead, calling on_dead
+ * (if not NULL) once for each newly dead one. O(n_slots): the library calls it every step;
+ * the simulator, for thousands of nodes, less often. Returns the number of newly dead. */
+size_t mos_gossip_core_expire(struct mos_gossip_core *core, uint32_t now,
+                              void (*on_dead)(void *arg, uint32_t slot), void *arg);
+
+/* Nodes believed alive as of the last expire and merges (the own node included). */
+uint32_t mos_gossip_core_n_alive(const struct mos_gossip_core *core);
+uint32_t mos_gossip_core_n_slots(const struct mos_gossip_core *core);
+uint32_t mos_gossip_core_window(const struct mos_gossip_core *core);
+
+#endif

@@ -1,0 +1,107 @@
+/* The gossip datagram, version 1. One place defines it; README.md draws it.
+ *
+ *   header   32 bytes   magic "MOSG", version, type, entry size, entry count, flags,
+ *                       boot id, sequence number (all integers big-endian)
+ *   entries  n x 64     the sender's own entry first (age 0), then the W youngest others
+ *   mac      32 bytes   HMAC-SHA-256 with the cluster key over header and entries
+ *
+ * A parser checks, in this order and before using any of it: the length against the smallest
+ * datagram, the magic, the version, the MAC, then type, entry size and entry count against
+ * the limits and against the datagram's length, then every entry's fields. The first failed
+ * check names the reason the datagram is dropped (enum mos_gossip_drop). */
+#ifndef MOS_GOSSIP_WIRE_H
+#define MOS_GOSSIP_WIRE_H
+
+#include "mos/key.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MOS_GOSSIP_MAGIC 0x4d4f5347u /* "MOSG" */
+#define MOS_GOSSIP_VERSION 1
+#define MOS_GOSSIP_TYPE_VECTOR 1
+#define MOS_GOSSIP_HEADER_BYTES 32
+#define MOS_GOSSIP_ENTRY_BYTES 64
+/* 1000 entries keep a datagram (64,064 bytes) under the 65,507 bytes UDP carries over IPv4. */
+#define MOS_GOSSIP_MAX_ENTRIES 1000
+#define MOS_GOSSIP_MAX_DATAGRAM                                                               \
+    (MOS_GOSSIP_HEADER_BYTES + MOS_GOSSIP_MAX_ENTRIES * MOS_GOSSIP_ENTRY_BYTES + MOS_MAC_BYTES)
+/* Ages beyond this (about 12 days in ms) are not news of anything alive; also keeps the
+ * core's wrap-safe comparison of 32-bit stamps valid. */
+#define MOS_GOSSIP_MAX_AGE_MS (1u << 30)
+
+/* Node flags, as gossiped. Unknown bits are carried and ignored (newer senders). */
+enum mos_gossip_flag {
+    MOS_GOSSIP_F_ACCEPTING = 1u << 0, /* takes guests */
+    MOS_GOSSIP_F_BLOCKED = 1u << 1,   /* administratively blocked: no new guests, none leave */
+    MOS_GOSSIP_F_LEAVING = 1u << 2,   /* shutting down: forget it as a target */
+};
+
+/* Transports a node offers (bitmask). */
+enum mos_gossip_transport {
+    MOS_GOSSIP_T_TCP = 1u << 0,
+    MOS_GOSSIP_T_VERBS = 1u << 1,
+};
+
+/* What a node says about itself: the payload of its entry. */
+struct mos_gossip_info {
+    uint8_t addr[16];        /* IPv6, or IPv4 mapped (::ffff:a.b.c.d): the node's identity */
+    uint32_t flags;          /* enum mos_gossip_flag */
+    uint16_t ncpus;          /* online CPUs this node offers */
+    uint16_t numa_nodes;
+    uint32_t speed;          /* relative speed of one CPU (see gossip_probe.h) */
+    uint32_t load_milli;     /* smoothed run-queue length per CPU, x1000 */
+    uint16_t util_permille;  /* CPU utilization, 0..1000 */
+    uint16_t guests;         /* guest processes running here */
+    uint32_t mem_total_mib;
+    uint32_t mem_free_mib;   /* available memory (MemAvailable) */
+    uint32_t transports;     /* enum mos_gossip_transport */
+};
+
+struct mos_gossip_wire_entry {
+    struct mos_gossip_info info;
+    uint32_t age_ms;
+};
+
+struct mos_gossip_wire_header {
+    uint16_t n_entries;
+    uint64_t boot_id; /* random per start of the sender: a restart resets its sequence */
+    uint64_t seq;     /* grows by one per datagram of this boot (replays are dropped) */
+};
+
+/* Why a datagram was dropped; the library counts each. */
+enum mos_gossip_drop {
+    MOS_GOSSIP_DROP_SHORT = 0, /* shorter than header + MAC */
+    MOS_GOSSIP_DROP_MAGIC,     /* not a gossip datagram */
+    MOS_GOSSIP_DROP_VERSION,   /* another wire version */
+    MOS_GOSSIP_DROP_MAC,       /* wrong cluster key or altered */
+    MOS_GOSSIP_DROP_FORMAT,    /* type, entry size, count or length inconsistent or over limits */
+    MOS_GOSSIP_DROP_ENTRY,     /* an entry's field out of range */
+    MOS_GOSSIP_DROP_UNKNOWN,   /* sender not in the configured node list */
+    MOS_GOSSIP_DROP_REPLAY,    /* sequence number not newer than the last from that boot */
+    MOS_GOSSIP_DROP_TEST_LOSS, /* dropped on purpose by the test-only loss setting */
+    MOS_GOSSIP_DROP_REASONS
+};
+
+/* Short name of a drop reason ("short", "magic", ...). */
+const char *mos_gossip_drop_name(enum mos_gossip_drop why);
+
+/* Bytes of a datagram with n entries. */
+static inline size_t mos_gossip_wire_size(size_t n_entries)
+{
+    return MOS_GOSSIP_HEADER_BYTES + n_entries * MOS_GOSSIP_ENTRY_BYTES + MOS_MAC_BYTES;
+}
+
+/* Write a datagram into buf (cap bytes). n must be 1..MOS_GOSSIP_MAX_ENTRIES. Returns its
+ * length, or -EINVAL / -ENOSPC. */
+int mos_gossip_wire_encode(const mos_key_t *key, const struct mos_gossip_wire_header *header,
+                           const struct mos_gossip_wire_entry *entries, size_t n, uint8_t *buf,
+                           size_t cap);
+
+/* Check and decode a datagram. entries must have room for MOS_GOSSIP_MAX_ENTRIES. Returns 0,
+ * or -1 with *why set (nothing of the datagram may then be used). */
+int mos_gossip_wire_parse(const mos_key_t *key, const uint8_t *buf, size_t len,
+                          struct mos_gossip_wire_header *header,
+                          struct mos_gossip_wire_entry *entries, enum mos_gossip_drop *why);
+
+#endif
