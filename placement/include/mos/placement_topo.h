@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct mos_topo; /* opaque: wraps an hwloc topology */
 
@@ -97,6 +98,11 @@ int mos_topo_place_guest(const struct mos_topo *topo, const struct mos_guest_req
 
 /* Export as hwloc XML (for mostopo --xml). *xml is malloc'd, NUL-terminated; caller frees. */
 int mos_topo_export_xml(const struct mos_topo *topo, char **xml);
+
+/* The reports of mostopo. Text: one line per machine, NUMA node, distance row and NIC.
+ * JSON: a string (pretty-printed when pretty) that the caller frees. 0 or -ENOMEM / -EIO. */
+int mos_topo_print_text(const struct mos_topo *topo, FILE *out);
+int mos_topo_report_json(const struct mos_topo *topo, int pretty, char **json);
 
 /* Parse a kernel CPU list ("0-3,8") into a bitmask of at most max_cpus bits (CPU_SETSIZE for a
  * cpu_set_t). 0, or -EINVAL for malformed text or a CPU >= max_cpus. */
