@@ -6,15 +6,18 @@
  * are placed one at a time, each where its marginal cost is least, in "graph growing" order
  * (next: the rank with the most traffic to ranks already placed). The per-host counts this
  * gives are the load-balance decision; then pairwise swaps between hosts (Kernighan-Lin style,
- * counts unchanged) cut inter-node bytes further. Swap refinement is also run from two other
- * starts with the same counts (hosts filled in growth order; hosts filled in rank order) and the
- * best result is kept: the greedy is good at counts, less so at shapes (a 2D stencil grown rank
- * by rank fragments). */
+ * counts unchanged) cut inter-node bytes further. Swap refinement is also run from three other
+ * starts with the same counts (hosts filled in growth order; in rank order; recursive bisection
+ * with Fiduccia-Mattheyses passes, bisect.c) and the best result is kept: the greedy is good at
+ * counts, less so at shapes (a 2D stencil grown rank by rank fragments, and pairwise swaps
+ * cannot turn row strips into blocks). */
 #include "mos/placement_map.h"
 #include "mos/placement.h"
 
 #include "mos/log.h"
 #include "mos/status.h"
+
+#include "bisect.h"
 
 #include <errno.h>
 #include <math.h>
@@ -312,9 +315,14 @@ static int map_ipc(const struct mos_comm_matrix *m, const struct mos_host_list *
     }
     rc = refine_swaps(m, H, map->host);
     uint64_t best = mos_rank_map_internode_bytes(m, map);
-    for (int start = 0; start < 2 && rc == 0; start++) {
+    for (int start = 0; start < 3 && rc == 0; start++) {
         struct mos_rank_map alt = {.n = n, .host = cand};
-        fill_in_order(n, H, count, start == 0 ? order : ident, cand);
+        if (start == 2)
+            rc = bisect_map(m, H, count, cand);
+        else
+            fill_in_order(n, H, count, start == 0 ? order : ident, cand);
+        if (rc != 0)
+            break;
         rc = refine_swaps(m, H, cand);
         uint64_t bytes = mos_rank_map_internode_bytes(m, &alt);
         if (rc == 0 && bytes < best) {
