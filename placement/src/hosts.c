@@ -36,34 +36,99 @@ static int parse_speed(const char *s, double *out)
     return 0;
 }
 
+/* "2-5,0,7": ranges and single numbers, in the order given. Returns the count, or -1. */
+static int parse_cores(const char *s, unsigned **out)
+{
+    unsigned *cores = NULL, n = 0;
+
+    while (*s) {
+        char num[16];
+        uint64_t lo, hi;
+        size_t k = strcspn(s, ",-");
+        if (k == 0 || k >= sizeof(num))
+            goto bad;
+        memcpy(num, s, k);
+        num[k] = '\0';
+        if (parse_u64(num, 1u << 20, &lo) != 0)
+            goto bad;
+        hi = lo;
+        s += k;
+        if (*s == '-') {
+            k = strcspn(++s, ",");
+            if (k == 0 || k >= sizeof(num))
+                goto bad;
+            memcpy(num, s, k);
+            num[k] = '\0';
+            if (parse_u64(num, 1u << 20, &hi) != 0 || hi < lo)
+                goto bad;
+            s += k;
+        }
+        if (n + (hi - lo + 1) > MOS_HOST_MAX_SLOTS)
+            goto bad;
+        unsigned *nc = realloc(cores, (n + (hi - lo + 1)) * sizeof(*nc));
+        if (!nc)
+            goto bad;
+        cores = nc;
+        for (uint64_t c = lo; c <= hi; c++)
+            cores[n++] = (unsigned)c;
+        if (*s == ',' && *++s == '\0')
+            goto bad;
+    }
+    if (n == 0)
+        goto bad;
+    *out = cores;
+    return (int)n;
+bad:
+    free(cores);
+    return -1;
+}
+
 static int parse_host_line(struct line_tokens *t, struct mos_host *h, unsigned lineno,
                            const char *name, char *err, size_t err_len)
 {
     uint64_t v;
+    int n_cores = 0, slots_given = 0, rc = 0;
 
+    h->cores = NULL;
     if (!host_name_ok(t->tok[0]))
         return parse_fail(err, err_len, name, lineno,
                           "bad host name '%.64s' (1-255 of A-Z a-z 0-9 . _ -)", t->tok[0]);
     snprintf(h->name, sizeof(h->name), "%s", t->tok[0]);
     h->slots = 1;
     h->speed = 1.0;
-    for (unsigned i = 1; i < t->n; i++) {
+    for (unsigned i = 1; i < t->n && rc == 0; i++) {
         const char *kv = t->tok[i];
         if (strncmp(kv, "slots=", 6) == 0) {
             if (parse_u64(kv + 6, MOS_HOST_MAX_SLOTS, &v) != 0 || v == 0)
-                return parse_fail(err, err_len, name, lineno, "slots must be 1..%d, got '%.32s'",
-                                  MOS_HOST_MAX_SLOTS, kv + 6);
+                rc = parse_fail(err, err_len, name, lineno, "slots must be 1..%d, got '%.32s'",
+                                MOS_HOST_MAX_SLOTS, kv + 6);
             h->slots = (unsigned)v;
+            slots_given = 1;
         } else if (strncmp(kv, "speed=", 6) == 0) {
             if (parse_speed(kv + 6, &h->speed) != 0)
-                return parse_fail(err, err_len, name, lineno,
-                                  "speed must be a number in (0, 1000], got '%.32s'", kv + 6);
+                rc = parse_fail(err, err_len, name, lineno,
+                                "speed must be a number in (0, 1000], got '%.32s'", kv + 6);
+        } else if (strncmp(kv, "cores=", 6) == 0 && !h->cores) {
+            n_cores = parse_cores(kv + 6, &h->cores);
+            if (n_cores < 0)
+                rc = parse_fail(err, err_len, name, lineno,
+                                "cores must be a list like 0-3,8 (at most %d), got '%.32s'",
+                                MOS_HOST_MAX_SLOTS, kv + 6);
         } else {
-            return parse_fail(err, err_len, name, lineno,
-                              "unknown setting '%.32s' (slots=N, speed=X)", kv);
+            rc = parse_fail(err, err_len, name, lineno,
+                            "unknown setting '%.32s' (slots=N, speed=X, cores=LIST)", kv);
         }
     }
-    return 0;
+    if (rc == 0 && h->cores && !slots_given)
+        h->slots = (unsigned)n_cores;
+    if (rc == 0 && h->cores && h->slots > (unsigned)n_cores)
+        rc = parse_fail(err, err_len, name, lineno, "slots=%u but only %d cores listed",
+                        h->slots, n_cores);
+    if (rc != 0) {
+        free(h->cores);
+        h->cores = NULL;
+    }
+    return rc;
 }
 
 static int host_seen(const struct mos_host_list *h, const char *name)
@@ -95,10 +160,12 @@ int mos_host_list_parse(const char *text, size_t len, const char *name,
         if (rc != 0)
             goto free_list;
         if (host_seen(&h, host.name)) {
+            free(host.cores);
             rc = parse_fail(err, err_len, name, r.lineno, "host '%s' listed twice", host.name);
             goto free_list;
         }
         if (h.n == MOS_HOSTS_MAX) {
+            free(host.cores);
             rc = parse_fail(err, err_len, name, r.lineno, "more than %d hosts", MOS_HOSTS_MAX);
             goto free_list;
         }
@@ -106,6 +173,7 @@ int mos_host_list_parse(const char *text, size_t len, const char *name,
             size_t ncap = cap ? 2 * cap : 16;
             struct mos_host *nh = realloc(h.hosts, ncap * sizeof(*nh));
             if (!nh) {
+                free(host.cores);
                 snprintf(err, err_len, "%s: out of memory", name);
                 rc = -ENOMEM;
                 goto free_list;
@@ -123,12 +191,14 @@ int mos_host_list_parse(const char *text, size_t len, const char *name,
     return 0;
 
 free_list:
-    free(h.hosts);
+    mos_host_list_free(&h);
     return rc;
 }
 
 void mos_host_list_free(struct mos_host_list *h)
 {
+    for (size_t i = 0; i < h->n; i++)
+        free(h->hosts[i].cores);
     free(h->hosts);
     h->hosts = NULL;
     h->n = 0;

@@ -468,7 +468,10 @@ free_all:
 int mos_rankfile_write(const struct mos_rank_map *map, const struct mos_host_list *hosts,
                        FILE *out)
 {
-    for (unsigned r = 0; r < map->n; r++)
-        fprintf(out, "rank %u=%s slot=%u\n", r, hosts->hosts[map->host[r]].name, map->slot[r]);
+    for (unsigned r = 0; r < map->n; r++) {
+        const struct mos_host *h = &hosts->hosts[map->host[r]];
+        fprintf(out, "rank %u=%s slot=%u\n", r, h->name,
+                h->cores ? h->cores[map->slot[r]] : map->slot[r]);
+    }
     return fflush(out) == 0 && !ferror(out) ? 0 : -EIO;
 }

@@ -138,9 +138,35 @@ static void test_hosts(void **state)
     hosts_error("n1\nn2 slots=x\n", "h.txt:2: slots must be");
     hosts_error("n1 speed=0\n", "h.txt:1: speed must be");
     hosts_error("n1 speed=nan\n", "h.txt:1: speed must be");
-    hosts_error("n1 cores=3\n", "h.txt:1: unknown setting 'cores=3'");
+    hosts_error("n1 threads=3\n", "h.txt:1: unknown setting 'threads=3'");
     hosts_error("n1\n\nn1\n", "h.txt:3: host 'n1' listed twice");
     hosts_error("bad/host\n", "h.txt:1: bad host name 'bad/host'");
+    hosts_error("n1 cores=1,\n", "h.txt:1: cores must be a list");
+    hosts_error("n1 cores=3-1\n", "h.txt:1: cores must be a list");
+    hosts_error("n1 cores=0-1 slots=3\n", "h.txt:1: slots=3 but only 2 cores listed");
+    hosts_error("n1 cores=0-1 slots=x\n", "h.txt:1: slots must be");
+    hosts_ok("n1 cores=4-6,1\nn2 cores=0-3 slots=2\n", &h);
+    assert_int_equal(h.hosts[0].slots, 4);
+    assert_int_equal(h.hosts[0].cores[3], 1);
+    assert_int_equal(h.hosts[0].cores[0], 4);
+    assert_int_equal(h.hosts[1].slots, 2);
+
+    /* The rankfile names the listed cores, in their order. */
+    struct mos_comm_matrix m;
+    struct mos_rank_map map;
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(mos_comm_matrix_init(&m, 6), 0);
+    assert_int_equal(mos_rank_map_compute(&m, &h, MOS_MAP_BYSLOT, &map), 0);
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(mos_rankfile_write(&map, &h, f), 0);
+    fclose(f);
+    assert_string_equal(buf, "rank 0=n1 slot=4\nrank 1=n1 slot=5\nrank 2=n1 slot=6\n"
+                             "rank 3=n1 slot=1\nrank 4=n2 slot=0\nrank 5=n2 slot=1\n");
+    free(buf);
+    mos_rank_map_free(&map);
+    mos_comm_matrix_free(&m);
+    mos_host_list_free(&h);
 }
 
 /* Two groups of 4 ranks that talk a lot inside and a little across, numbered so that rank

@@ -13,9 +13,11 @@
  *
  * Hosts file (the subset of an OpenMPI hostfile that matters here, plus a speed):
  *
- *     # host [slots=N] [speed=X]
+ *     # host [slots=N] [speed=X] [cores=LIST]
  *     node1 slots=16             <- slots default 1 (1..4096); speed default 1.0 (0 < X <= 1000)
  *     node2 slots=16 speed=1.5
+ *     node3 cores=2-7,1          <- the cores (rankfile slot numbers) to use, in this order;
+ *                                   slots defaults to their number and may not exceed it
  *
  * Host names are 1-255 characters of [A-Za-z0-9._-]; each host once. */
 #ifndef MOS_PLACEMENT_MAP_H
@@ -53,6 +55,7 @@ struct mos_host {
     char name[256];
     unsigned slots;
     double speed;
+    unsigned *cores; /* NULL: slot i is core i; else slot i is cores[i] (owned by the list) */
 };
 struct mos_host_list {
     struct mos_host *hosts;
@@ -94,7 +97,8 @@ uint64_t mos_rank_map_internode_bytes(const struct mos_comm_matrix *m,
 int mos_rank_map_optimum(const struct mos_comm_matrix *m, const struct mos_host_list *hosts,
                          struct mos_rank_map *out);
 
-/* Write an OpenMPI rankfile: "rank R=HOST slot=S" per rank. 0 or -EIO. */
+/* Write an OpenMPI rankfile: "rank R=HOST slot=C" per rank, C the core of the rank's slot
+ * (the host's cores= list, else the slot number). 0 or -EIO. */
 int mos_rankfile_write(const struct mos_rank_map *map, const struct mos_host_list *hosts,
                        FILE *out);
 
