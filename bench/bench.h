@@ -7,5 +7,6 @@
 int bench_parse_uint(const char *text, unsigned *out);
 
 int bench_gossip_model(int argc, char **argv);
+int bench_placement(int argc, char **argv);
 
 #endif

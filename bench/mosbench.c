@@ -23,6 +23,10 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
+    {"placement", bench_placement,
+     "[--jobs N] [--nodes N] [--seed S] [--load-percent P] [--mem-mib M] | --ipc PATTERN "
+     "[--nodes N] [--slots S]: "
+     "assignment policies' slowdowns; IPC-aware rank mapping vs by-slot and the optimum"},
 };
 
 static void usage(FILE *out)
