@@ -29,6 +29,10 @@ static int topo_configure(hwloc_topology_t hw, enum mos_topo_source source, cons
     hwloc_topology_set_io_types_filter(hw, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
     switch (source) {
     case MOS_TOPO_LOCAL:
+        /* Skip hwloc's libpciaccess component: the Linux backend finds the same PCI devices
+         * and their NICs in sysfs, and libpciaccess parses the whole pci.ids database (slow,
+         * and its names are never freed) for vendor strings we do not use. */
+        hwloc_topology_set_components(hw, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
         return 0;
     case MOS_TOPO_XML:
         if (!arg || hwloc_topology_set_xml(hw, arg) < 0) {
