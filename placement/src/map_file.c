@@ -55,32 +55,31 @@ close_file:
     return rc;
 }
 
-int mos_comm_matrix_load(const char *path, struct mos_comm_matrix *out)
+/* Read `path` and parse it with the parser of `kind`; one logged line on error. */
+enum file_kind { FILE_MATRIX, FILE_HOSTS };
+
+static int load_parsed(const char *path, enum file_kind kind, void *out)
 {
-    char *text, err[512];
-    size_t len;
+    char *text = NULL, err[512];
+    size_t len = 0;
     int rc = read_whole(path, &text, &len);
 
     if (rc != 0)
         return rc;
-    rc = mos_comm_matrix_parse(text, len, path, out, err, sizeof(err));
+    rc = kind == FILE_MATRIX ? mos_comm_matrix_parse(text, len, path, out, err, sizeof(err))
+                             : mos_host_list_parse(text, len, path, out, err, sizeof(err));
     if (rc != 0)
         mos_err(COMP, "%s", err);
     free(text);
     return rc;
 }
 
+int mos_comm_matrix_load(const char *path, struct mos_comm_matrix *out)
+{
+    return load_parsed(path, FILE_MATRIX, out);
+}
+
 int mos_host_list_load(const char *path, struct mos_host_list *out)
 {
-    char *text, err[512];
-    size_t len;
-    int rc = read_whole(path, &text, &len);
-
-    if (rc != 0)
-        return rc;
-    rc = mos_host_list_parse(text, len, path, out, err, sizeof(err));
-    if (rc != 0)
-        mos_err(COMP, "%s", err);
-    free(text);
-    return rc;
+    return load_parsed(path, FILE_HOSTS, out);
 }

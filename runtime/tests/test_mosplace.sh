@@ -4,9 +4,7 @@
 # one line naming the file and line with a non-zero status.
 set -u
 P=$MOS_BIN/mosplace
-fails=0; passes=0
-ok()  { passes=$((passes+1)); echo "ok: $1"; }
-bad() { fails=$((fails+1)); echo "FAIL: $1"; }
+. "$(dirname "$0")/cli_lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 # 8x8 grid, 4 neighbours, 1000 bytes per message each way.
@@ -33,24 +31,16 @@ fi
 "$P" rankfile --matrix "$tmp/stencil.txt" --hosts "$tmp/hosts" --policy byslot --output "$tmp/rf2" 2>/dev/null \
     && grep -q '^rank 16=n2 slot=0$' "$tmp/rf2" && ok "--policy byslot --output" || bad "byslot output"
 
-check_err() { # desc expected_rc pattern args...
-    local desc=$1 want=$2 pat=$3; shift 3
-    local out rc
-    out=$("$P" "$@" 2>&1 >/dev/null); rc=$?
-    if [ "$rc" = "$want" ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "$pat" <<<"$out"; then ok "$desc"
-    else bad "$desc: rc=$rc out=$out"; fi
-}
 printf 'mos-comm-matrix 1\nranks 4\n0 1 10\n\n1 9 10\n' > "$tmp/badrank"
-check_err "rank out of range" 1 "$tmp/badrank:5: destination rank '9' is not in 0..3" rankfile --matrix "$tmp/badrank" --hosts "$tmp/hosts"
+check_err "rank out of range" 1 "$tmp/badrank:5: destination rank '9' is not in 0..3" "$P" rankfile --matrix "$tmp/badrank" --hosts "$tmp/hosts"
 printf 'mos-comm-matrix 1\nranks 4\n0 1 ten\n' > "$tmp/badbytes"
-check_err "bad byte count" 1 "$tmp/badbytes:3: byte count 'ten'" rankfile --matrix "$tmp/badbytes" --hosts "$tmp/hosts"
+check_err "bad byte count" 1 "$tmp/badbytes:3: byte count 'ten'" "$P" rankfile --matrix "$tmp/badbytes" --hosts "$tmp/hosts"
 printf 'n1 slots=4\nn2 slot=4\n' > "$tmp/badhosts"
-check_err "bad hosts line" 1 "$tmp/badhosts:2: unknown setting 'slot=4'" rankfile --matrix "$tmp/stencil.txt" --hosts "$tmp/badhosts"
+check_err "bad hosts line" 1 "$tmp/badhosts:2: unknown setting 'slot=4'" "$P" rankfile --matrix "$tmp/stencil.txt" --hosts "$tmp/badhosts"
 printf 'n1 slots=8\n' > "$tmp/fewslots"
-check_err "too few slots" 1 "64 ranks but the hosts have only 8 slots" rankfile --matrix "$tmp/stencil.txt" --hosts "$tmp/fewslots"
-check_err "missing file" 1 "$tmp/nope: No such file" rankfile --matrix "$tmp/nope" --hosts "$tmp/hosts"
-check_err "missing --hosts" 2 "needs --matrix FILE and --hosts FILE" rankfile --matrix "$tmp/stencil.txt"
-check_err "unknown command" 2 "unknown or missing command frob" frob
-check_err "bad policy" 2 "unknown policy 'best'" rankfile --policy best
-echo "$passes passed, $fails failed"
-[ "$fails" = 0 ]
+check_err "too few slots" 1 "64 ranks but the hosts have only 8 slots" "$P" rankfile --matrix "$tmp/stencil.txt" --hosts "$tmp/fewslots"
+check_err "missing file" 1 "$tmp/nope: No such file" "$P" rankfile --matrix "$tmp/nope" --hosts "$tmp/hosts"
+check_err "missing --hosts" 2 "needs --matrix FILE and --hosts FILE" "$P" rankfile --matrix "$tmp/stencil.txt"
+check_err "unknown command" 2 "unknown or missing command frob" "$P" frob
+check_err "bad policy" 2 "unknown policy 'best'" "$P" rankfile --policy best
+finish

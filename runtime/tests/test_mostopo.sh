@@ -4,9 +4,7 @@
 set -u
 T=$MOS_BIN/mostopo
 FIX=$MOS_SRC/placement/tests/fixtures
-fails=0; passes=0
-ok()  { passes=$((passes+1)); echo "ok: $1"; }
-bad() { fails=$((fails+1)); echo "FAIL: $1"; }
+. "$(dirname "$0")/cli_lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 out=$("$T") && grep -q "^machine: .* $(nproc) PUs, .*(this system)$" <<<"$out" && grep -q '^numa 0: os ' <<<"$out" \
@@ -45,18 +43,10 @@ then ok "json report"; else bad "json report: $(cat "$tmp/j")"; fi
 
 "$T" --input "$FIX/numa2-nonic.xml" | grep -q '^nic: none with PCI locality$' && ok "no NIC reported" || bad "no NIC line"
 
-check_err() { # desc expected_rc pattern args...
-    local desc=$1 want=$2 pat=$3; shift 3
-    local out rc
-    out=$("$T" "$@" 2>&1 >/dev/null); rc=$?
-    if [ "$rc" = "$want" ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "$pat" <<<"$out"; then ok "$desc"
-    else bad "$desc: rc=$rc out=$out"; fi
-}
-check_err "bad synthetic string" 1 "bad synthetic topology 'pack:x'" --synthetic "pack:x"
-check_err "missing xml" 1 "/nonexistent.xml" --input /nonexistent.xml
+check_err "bad synthetic string" 1 "bad synthetic topology 'pack:x'" "$T" --synthetic "pack:x"
+check_err "missing xml" 1 "/nonexistent.xml" "$T" --input /nonexistent.xml
 printf '<topology version="2.0"><object type=' > "$tmp/trunc.xml"
-check_err "truncated xml" 1 "trunc.xml" --input "$tmp/trunc.xml"
-check_err "bad option" 2 "bad or incomplete option '--frobnicate'" --frobnicate
-check_err "missing argument" 2 "bad or incomplete option '--input'" --input
-echo "$passes passed, $fails failed"
-[ "$fails" = 0 ]
+check_err "truncated xml" 1 "trunc.xml" "$T" --input "$tmp/trunc.xml"
+check_err "bad option" 2 "bad or incomplete option '--frobnicate'" "$T" --frobnicate
+check_err "missing argument" 2 "bad or incomplete option '--input'" "$T" --input
+finish
