@@ -147,8 +147,11 @@ static int pick_node(enum policy p, const struct sim_setup *s, const struct sim_
                 .mem_free = n->mem_used < n->mem ? (uint64_t)(n->mem - n->mem_used) : 0,
                 .flags = MOS_NODE_ACCEPTING};
         }
-        /* cpu_cap 1: one process per CPU is full; past that the cost keeps growing. */
-        best = mos_placement_assign(s->n_nodes, 1.0, st, s->n_nodes, &d, 0);
+        /* The balancer's own setting (cpu_cap 1: a process per CPU is full; past that the
+         * cost keeps growing). */
+        struct mos_balance_params bp;
+        mos_balance_params_default(&bp);
+        best = mos_placement_assign(s->n_nodes, bp.cpu_cap, st, s->n_nodes, &d, 0);
         if (best < 0) { /* fits nowhere: the node with the most free memory */
             double most = -HUGE_VAL;
             for (unsigned i = 0; i < s->n_nodes; i++)

@@ -10,7 +10,7 @@
 
 void mos_balance_params_default(struct mos_balance_params *p)
 {
-    p->cpu_cap = 4.0;
+    p->cpu_cap = 1.0;
     p->stability_margin = 0.2;
     p->min_residence_s = 2.0;
     p->min_age_s = 1.0;

@@ -105,7 +105,7 @@ struct mos_migration_cost {
 
 /* Balancer settings. mos_balance_params_default() gives the documented defaults. */
 struct mos_balance_params {
-    double cpu_cap;            /* processes per reference CPU counted as full (4) */
+    double cpu_cap;            /* processes per reference CPU counted as full (1) */
     double stability_margin;   /* move only if the target's cost is below
                                   (1 - margin) x the job's cost here (0.2) */
     double min_residence_s;    /* a job stays at least this long where it lands (2 s) */
