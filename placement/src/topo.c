@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <hwloc.h>
+#ifdef MOS_HAVE_NUMA
 #include <numa.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,16 +77,22 @@ static void topo_read_distances(struct mos_topo *t)
     hwloc_distances_release(t->hw, d);
 }
 
+/* Free memory per node from libnuma on the live machine (hwloc only knows sizes). Without
+ * libnuma, or for XML / synthetic topologies, a node counts as all free. */
 static void topo_read_free_memory(struct mos_topo *t)
 {
+#ifdef MOS_HAVE_NUMA
     int have_numa = t->this_system && numa_available() >= 0;
+#endif
 
     for (unsigned i = 0; i < t->n_numa; i++) {
         hwloc_obj_t o = hwloc_get_obj_by_type(t->hw, HWLOC_OBJ_NUMANODE, i);
-        long long free_b = -1;
         t->numa_free[i] = o->attr->numanode.local_memory;
+#ifdef MOS_HAVE_NUMA
+        long long free_b = -1;
         if (have_numa && numa_node_size64((int)o->os_index, &free_b) >= 0 && free_b >= 0)
             t->numa_free[i] = (uint64_t)free_b;
+#endif
     }
 }
 

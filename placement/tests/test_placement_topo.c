@@ -150,6 +150,54 @@ static void test_place_guest_without_nic(void **state)
     mos_topo_free(t);
 }
 
+/* Firmware without PCI locality: the HCA hangs under the machine, which spans all four NUMA
+ * nodes. That is "no locality", not "node 0"; the guest goes where memory is. */
+static void test_nic_without_locality(void **state)
+{
+    (void)state;
+    struct mos_topo *t = load_fixture("numa4-rootnic.xml");
+    struct mos_guest_request req = {.mem_bytes = 64 * MIB};
+    struct mos_guest_placement p;
+    struct mos_topo_nic nic;
+    int numa = -1;
+
+    assert_int_equal(mos_topo_nic_count(t), 2);
+    assert_int_equal(mos_topo_get_nic(t, 0, &nic), 0);
+    assert_int_equal(nic.numa, -1);
+    assert_int_equal(mos_topo_nic_numa(t, "ib0", &numa), -ENOENT);
+    assert_int_equal(mos_topo_set_numa_free(t, 2, 1000 * MIB), 0);
+    assert_int_equal(mos_topo_set_numa_free(t, 0, 10 * MIB), 0);
+    assert_int_equal(mos_topo_set_numa_free(t, 1, 10 * MIB), 0);
+    assert_int_equal(mos_topo_set_numa_free(t, 3, 10 * MIB), 0);
+    assert_int_equal(mos_topo_place_guest(t, &req, &p), 0);
+    assert_int_equal(p.nic_numa, -1);
+    assert_int_equal(p.numa, 2);
+    assert_int_equal(p.distance, 0);
+    mos_topo_free(t);
+}
+
+/* A machine recorded with lstopo (the development VM): one NUMA node, so its virtio NIC,
+ * under the host bridge at the root, is trivially local to node 0. */
+static void test_recorded_vm(void **state)
+{
+    (void)state;
+    struct mos_topo *t = load_fixture("vm-2pu-virtio.xml");
+    struct mos_topo_summary s;
+    struct mos_topo_nic nic;
+
+    mos_topo_get_summary(t, &s);
+    assert_int_equal(s.pus, 2);
+    assert_int_equal(s.numa_nodes, 1);
+    assert_false(s.is_this_system);
+    assert_int_equal(mos_topo_nic_count(t), 1);
+    assert_int_equal(mos_topo_get_nic(t, 0, &nic), 0);
+    assert_string_equal(nic.name, "eth0");
+    assert_string_equal(nic.pci_busid, "0000:00:03.0");
+    assert_int_equal(nic.numa, 0);
+    assert_int_equal(nic.is_openfabrics, 0);
+    mos_topo_free(t);
+}
+
 static void test_xml_roundtrip(void **state)
 {
     (void)state;
@@ -238,6 +286,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_xml_distances_and_nic),
         cmocka_unit_test(test_place_guest_near_nic),
         cmocka_unit_test(test_place_guest_without_nic),
+        cmocka_unit_test(test_nic_without_locality),
+        cmocka_unit_test(test_recorded_vm),
         cmocka_unit_test(test_xml_roundtrip),
         cmocka_unit_test(test_local_machine_apply),
         cmocka_unit_test(test_cpulist_parse),

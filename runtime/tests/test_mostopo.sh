@@ -43,6 +43,10 @@ then ok "json report"; else bad "json report: $(cat "$tmp/j")"; fi
 
 "$T" --input "$FIX/numa2-nonic.xml" | grep -q '^nic: none with PCI locality$' && ok "no NIC reported" || bad "no NIC line"
 
+out=$("$T" --input "$FIX/numa4-rootnic.xml" | grep '^nic ')
+[ "$out" = "nic mlx5_0: pci 0000:80:00.0, rdma, no NUMA locality
+nic ib0: pci 0000:80:00.0, net, no NUMA locality" ] && ok "NIC under the machine root: no locality" || bad "root NIC: $out"
+
 check_err "bad synthetic string" 1 "bad synthetic topology 'pack:x'" "$T" --synthetic "pack:x"
 check_err "missing xml" 1 "/nonexistent.xml" "$T" --input /nonexistent.xml
 printf '<topology version="2.0"><object type=' > "$tmp/trunc.xml"
