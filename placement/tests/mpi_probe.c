@@ -2,6 +2,9 @@
  * can be checked byte for byte) and a report of where each rank runs.
  *   rank r sends (r+1)*1000 bytes to rank (r+1) mod n (MPI_Isend / MPI_Recv),
  *   rank 0 broadcasts 512 doubles (4096 bytes),
+ *   MPI_Alltoall of 8 bytes to every rank,
+ *   in MPI_COMM_WORLD split by rank parity, sub-rank 0 sends 100 bytes to sub-rank 1 (so the
+ *   profiler must translate sub-communicator ranks to world ranks),
  * then each rank prints "rank R host H cpus LIST" with its CPU affinity. */
 #include <mpi.h>
 #include <sched.h>
@@ -46,6 +49,21 @@ int main(int argc, char **argv)
     MPI_Bcast(bcast, 512, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (bcast[511] != 511)
         fprintf(stderr, "rank %d: broadcast lost\n", rank);
+    char *a2a_out = calloc((size_t)size, 8), *a2a_in = calloc((size_t)size, 8);
+    MPI_Alltoall(a2a_out, 8, MPI_BYTE, a2a_in, 8, MPI_BYTE, MPI_COMM_WORLD);
+    free(a2a_out);
+    free(a2a_in);
+    MPI_Comm half;
+    int sub_rank, sub_size;
+    char small[100] = {0};
+    MPI_Comm_split(MPI_COMM_WORLD, rank % 2, rank, &half);
+    MPI_Comm_rank(half, &sub_rank);
+    MPI_Comm_size(half, &sub_size);
+    if (sub_size >= 2 && sub_rank == 0)
+        MPI_Send(small, 100, MPI_BYTE, 1, 9, half);
+    else if (sub_size >= 2 && sub_rank == 1)
+        MPI_Recv(small, 100, MPI_BYTE, 0, 9, half, MPI_STATUS_IGNORE);
+    MPI_Comm_free(&half);
     gethostname(host, sizeof(host));
     cpu_list(cpus, sizeof(cpus));
     printf("rank %d host %s cpus %s\n", rank, host, cpus);

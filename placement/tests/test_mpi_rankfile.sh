@@ -1,7 +1,8 @@
 #!/bin/bash
 # The MPI path for real, with OpenMPI on this machine:
-#  1. mpi_probe (known pattern) runs under LD_PRELOAD=libmoscomm.so; the matrix it records is
-#     checked byte for byte;
+#  1. mpi_probe (known pattern: ring sends, a broadcast, an alltoall, a send inside a split
+#     communicator) runs under LD_PRELOAD=libmoscomm.so; the matrix it records is checked byte
+#     for byte;
 #  2. mosplace maps the recorded matrix onto two 2-slot hosts (the heavy pairs stay together);
 #  3. with hosts "localhost cores=1,0", mosplace writes a rankfile that reverses OpenMPI's
 #     default order; mpirun --rankfile runs the probe and each rank's reported CPU affinity
@@ -22,19 +23,31 @@ run() { mpirun --allow-run-as-root -x ASAN_OPTIONS "$@"; }
 if run --oversubscribe -np 4 -x LD_PRELOAD="$LIB/libmoscomm.so" -x MOS_COMM_MATRIX="$tmp/m4.txt" \
         "$BIN/mpi_probe" > "$tmp/out4" 2> "$tmp/err4"; then
     grep -v '^#' "$tmp/m4.txt" > "$tmp/m4.body"
-    printf 'mos-comm-matrix 1\nranks 4\n0 1 5096\n0 2 4096\n0 3 4096\n1 2 2000\n2 3 3000\n3 0 4000\n' > "$tmp/m4.want"
-    diff -u "$tmp/m4.want" "$tmp/m4.body" && ok "recorded matrix: ring sends + broadcast, byte for byte" \
+    # ring (r+1)*1000 to r+1; bcast 4096 from 0; alltoall 8 to each; 0->2 and 1->3 100 in the split
+    printf 'mos-comm-matrix 1\nranks 4\n%s\n' "0 1 5104
+0 2 4204
+0 3 4104
+1 0 8
+1 2 2008
+1 3 108
+2 0 8
+2 1 8
+2 3 3008
+3 0 4008
+3 1 8
+3 2 8" > "$tmp/m4.want"
+    diff -u "$tmp/m4.want" "$tmp/m4.body" && ok "recorded matrix: sends, bcast, alltoall, split communicator, byte for byte" \
         || bad "recorded matrix differs"
 else
     bad "mpirun -np 4 under libmoscomm.so failed: $(cat "$tmp/err4")"
 fi
 
-# 2. map the recorded matrix onto two hosts: {0,3} (8096 bytes) and {1,2} keep the cut at 12192
+# 2. map the recorded matrix onto two hosts: {0,3} (8112 bytes) and {1,2} keep the cut at 12456
 printf 'a slots=2\nb slots=2\n' > "$tmp/hosts2"
 if "$BIN/mosplace" rankfile --matrix "$tmp/m4.txt" --hosts "$tmp/hosts2" > "$tmp/rf4" 2> "$tmp/e4"; then
     h0=$(sed -n 's/^rank 0=\([a-z]*\) .*/\1/p' "$tmp/rf4"); h3=$(sed -n 's/^rank 3=\([a-z]*\) .*/\1/p' "$tmp/rf4")
-    grep -q 'inter-node bytes 12192 ' "$tmp/e4" && [ -n "$h0" ] && [ "$h0" = "$h3" ] \
-        && ok "recorded matrix mapped: ranks 0 and 3 share host $h0, 12192 bytes cross" \
+    grep -q 'inter-node bytes 12456 ' "$tmp/e4" && [ -n "$h0" ] && [ "$h0" = "$h3" ] \
+        && ok "recorded matrix mapped: ranks 0 and 3 share host $h0, 12456 bytes cross" \
         || bad "mapping of the recorded matrix: $(cat "$tmp/rf4" "$tmp/e4")"
 else
     bad "mosplace on the recorded matrix: $(cat "$tmp/e4")"
