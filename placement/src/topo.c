@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <hwloc.h>
+#include <linux/mempolicy.h>
 #ifdef MOS_HAVE_NUMA
 #include <numa.h>
 #endif
@@ -346,6 +347,20 @@ int mos_topo_place_guest(const struct mos_topo *t, const struct mos_guest_reques
                  "node %u: most free memory (%llu MiB); no NIC locality known", info.os_index,
                  (unsigned long long)(info.mem_free >> 20));
     return 0;
+}
+
+int mos_guest_policy_make(const struct mos_guest_placement *p, struct mos_guest_policy *out)
+{
+    const size_t bits = 8 * sizeof(unsigned long);
+
+    memset(out, 0, sizeof(*out));
+    if (p->numa_os >= MOS_GUEST_MAX_NUMA)
+        return -EINVAL;
+    out->mode = p->bind ? MPOL_BIND : MPOL_PREFERRED;
+    out->nodemask[p->numa_os / bits] |= 1ul << (p->numa_os % bits);
+    /* The kernel reads maxnode - 1 bits (mm/mempolicy.c get_nodes() decrements it first). */
+    out->maxnode = MOS_GUEST_MAX_NUMA + 1;
+    return mos_cpulist_parse(p->cpus, out->cpus, 8 * sizeof(out->cpus));
 }
 
 int mos_topo_export_xml(const struct mos_topo *t, char **xml)

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/mempolicy.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -130,6 +132,11 @@ static void test_place_guest_near_nic(void **state)
     assert_int_equal(p.bind, 0);
     assert_int_equal(p.numa, 1);
     assert_non_null(strstr(p.reason, "no NUMA node has 2048 MiB free"));
+    struct mos_guest_policy pol;
+    assert_int_equal(mos_guest_policy_make(&p, &pol), 0);
+    assert_int_equal(pol.mode, MPOL_PREFERRED);
+    assert_true(pol.nodemask[0] == 2);
+    assert_true(pol.cpus[0] == 0xff00);
     mos_topo_free(t);
 }
 
@@ -257,6 +264,19 @@ static void test_local_machine_apply(void **state)
     assert_int_equal(sched_getaffinity(0, sizeof(got), &got), 0);
     assert_true(CPU_EQUAL(&want, &got));
     assert_int_equal(sched_setaffinity(0, sizeof(saved), &saved), 0);
+
+    /* The memory policy the restore sets in the husk, set here on ourselves and read back. */
+    struct mos_guest_policy pol;
+    int mode = -1;
+    unsigned long got_mask[MOS_GUEST_MAX_NUMA / (8 * sizeof(unsigned long))] = {0};
+    assert_int_equal(mos_guest_policy_make(&p, &pol), 0);
+    assert_int_equal(pol.mode, MPOL_BIND);
+    assert_memory_equal(pol.cpus, &want, sizeof(pol.cpus) < sizeof(want) ? sizeof(pol.cpus) : sizeof(want));
+    assert_int_equal(syscall(SYS_set_mempolicy, pol.mode, pol.nodemask, pol.maxnode), 0);
+    assert_int_equal(syscall(SYS_get_mempolicy, &mode, got_mask, MOS_GUEST_MAX_NUMA + 1, NULL, 0), 0);
+    assert_int_equal(mode, MPOL_BIND);
+    assert_memory_equal(got_mask, pol.nodemask, sizeof(got_mask));
+    assert_int_equal(syscall(SYS_set_mempolicy, MPOL_DEFAULT, NULL, 0), 0);
     mos_topo_free(t);
 }
 

@@ -96,6 +96,19 @@ struct mos_guest_placement {
 int mos_topo_place_guest(const struct mos_topo *topo, const struct mos_guest_request *req,
                          struct mos_guest_placement *out);
 
+/* The placement as the arguments of the two system calls the restore makes in the husk before
+ * it maps the VMAs: set_mempolicy(mode, nodemask, maxnode) with mode MPOL_BIND (enough free
+ * memory there) or MPOL_PREFERRED, and sched_setaffinity(cpus). */
+#define MOS_GUEST_MAX_NUMA 1024
+struct mos_guest_policy {
+    int mode;                                   /* MPOL_BIND or MPOL_PREFERRED */
+    unsigned long nodemask[MOS_GUEST_MAX_NUMA / (8 * sizeof(unsigned long))];
+    unsigned long maxnode;                      /* bits in nodemask, for set_mempolicy */
+    unsigned long cpus[1024 / (8 * sizeof(unsigned long))]; /* a cpu_set_t's bits */
+};
+/* 0, or -EINVAL when the node number or a CPU is out of range. */
+int mos_guest_policy_make(const struct mos_guest_placement *p, struct mos_guest_policy *out);
+
 /* Export as hwloc XML (for mostopo --xml). *xml is malloc'd, NUL-terminated; caller frees. */
 int mos_topo_export_xml(const struct mos_topo *topo, char **xml);
 
