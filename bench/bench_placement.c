@@ -6,10 +6,13 @@
  *     by default, at most 8 GiB). Nodes differ in CPUs (1-8), speed (0.5-2.0) and memory
  *     (2-16 GiB), drawn independently. Each node shares its CPUs among its jobs (processor
  *     sharing); a node whose jobs need more memory than it has pages, and its jobs run at half
- *     speed times the overcommit ratio. Jobs are assigned on arrival and never move, so the
- *     policies differ only in where they put jobs: opportunity cost (mos_placement_assign, the
- *     code mosd uses), greedy least-loaded (lowest runnable jobs per unit of CPU capacity),
- *     round-robin and random. Slowdown = time in the system / run time alone on a speed-1.0 CPU.
+ *     speed times the overcommit ratio. The four assignment policies place a job on arrival and
+ *     never move it: opportunity cost (mos_placement_assign, the code mosd uses), greedy
+ *     least-loaded (lowest runnable jobs per unit of CPU capacity), round-robin and random. Two
+ *     more add the balancer (mos_balance_decide on every node each second, a migration freezing
+ *     the job for 100 ms + 1 us per page): after opportunity-cost assignment, and after a start
+ *     on a random home node (what mosrun does: a job starts where its user is).
+ *     Slowdown = time in the system / run time alone on a speed-1.0 CPU.
  * (b) --ipc PATTERN: inter-node bytes of the IPC-aware rank mapping (mos_rank_map_compute)
  *     against OpenMPI's by-slot and by-node orders on a large instance, and against the exact
  *     optimum (branch and bound) on a small one. */
@@ -64,11 +67,25 @@ struct sim_job {
     double left;     /* reference CPU-seconds still to do */
     int node;        /* -1: not arrived yet */
     int done;
+    double here_since;   /* when it arrived on its node */
+    double frozen_until; /* migrating: no progress before this time */
 };
 
-enum policy { POL_OPPORTUNITY, POL_GREEDY, POL_ROUND_ROBIN, POL_RANDOM, POL_COUNT };
-static const char *const policy_names[POL_COUNT] = {"opportunity-cost", "greedy-least-loaded",
-                                                    "round-robin", "random"};
+enum policy {
+    POL_OPPORTUNITY,
+    POL_GREEDY,
+    POL_ROUND_ROBIN,
+    POL_RANDOM,
+    POL_BALANCED, /* opportunity cost on arrival, then mos_balance_decide on every node each second */
+    POL_HOME_BALANCED, /* started on a random home node, as mosrun does, then the balancer */
+    POL_COUNT
+};
+static const char *const policy_names[POL_COUNT] = {
+    "opportunity-cost", "greedy-least-loaded", "round-robin", "random",
+    "opportunity-cost+balancer", "home+balancer"};
+
+/* The migration model of the balancer policy: 100 ms fixed, 1 us per 4 KiB page (4 GB/s). */
+static const struct mos_migration_cost sim_migration = {.fixed_ms = 100, .per_page_us = 1.0};
 
 struct sim_setup {
     unsigned n_nodes, n_jobs;
@@ -117,6 +134,64 @@ static double node_rate(const struct sim_node *n)
     return r;
 }
 
+/* What the gossip vector would say about every node (fresh: age 0). */
+static void sim_node_states(const struct sim_setup *s, struct mos_node_state *st)
+{
+    for (unsigned i = 0; i < s->n_nodes; i++) {
+        const struct sim_node *n = &s->nodes[i];
+        st[i] = (struct mos_node_state){
+            .id = i, .ncpus = n->ncpus, .speed = n->speed, .load = n->jobs,
+            .mem_total = (uint64_t)n->mem,
+            .mem_free = n->mem_used < n->mem ? (uint64_t)(n->mem - n->mem_used) : 0,
+            .flags = MOS_NODE_ACCEPTING};
+    }
+}
+
+/* One balancing step on every node, as mosd runs it each second: the node's running jobs and
+ * the vector go to mos_balance_decide; a chosen job moves and is frozen for the predicted
+ * migration time. Returns the number of migrations. */
+static unsigned sim_balance_tick(struct sim_setup *s, double now, unsigned n_arrived,
+                                 struct mos_job_info *infos, unsigned *index)
+{
+    struct mos_node_state st[256];
+    struct mos_balance_params bp;
+    unsigned moves = 0;
+
+    mos_balance_params_default(&bp);
+    for (unsigned i = 0; i < s->n_nodes; i++) {
+        struct mos_balance_decision d;
+        unsigned k = 0;
+        for (unsigned j = 0; j < n_arrived; j++) {
+            struct sim_job *job = &s->jobs[j];
+            if (job->done || job->node != (int)i || job->frozen_until > now)
+                continue;
+            infos[k] = (struct mos_job_info){.id = j, .age_s = job->work - job->left,
+                                             .residence_s = now - job->here_since,
+                                             .pages = (uint64_t)(job->mem / 4096), .cpu = 1.0,
+                                             .remaining_s = -1};
+            index[k++] = j;
+        }
+        if (k == 0)
+            continue;
+        sim_node_states(s, st);
+        st[i].flags |= MOS_NODE_SELF;
+        if (mos_balance_decide(st, s->n_nodes, i, infos, k, &sim_migration, &bp, &d) != 0 ||
+            d.job_index < 0)
+            continue;
+        struct sim_job *job = &s->jobs[index[d.job_index]];
+        struct sim_node *from = &s->nodes[i], *to = &s->nodes[d.node_index];
+        from->jobs--;
+        from->mem_used -= job->mem;
+        to->jobs++;
+        to->mem_used += job->mem;
+        job->node = d.node_index;
+        job->here_since = now;
+        job->frozen_until = now + d.migrate_s;
+        moves++;
+    }
+    return moves;
+}
+
 static int pick_node(enum policy p, const struct sim_setup *s, const struct sim_job *job,
                      unsigned *rr)
 {
@@ -124,7 +199,8 @@ static int pick_node(enum policy p, const struct sim_setup *s, const struct sim_
 
     switch (p) {
     case POL_ROUND_ROBIN: return (int)((*rr)++ % s->n_nodes);
-    case POL_RANDOM: return (int)rng_below(s->n_nodes);
+    case POL_RANDOM:
+    case POL_HOME_BALANCED: return (int)rng_below(s->n_nodes);
     case POL_GREEDY: {
         double best_load = HUGE_VAL;
         for (unsigned i = 0; i < s->n_nodes; i++) {
@@ -136,17 +212,11 @@ static int pick_node(enum policy p, const struct sim_setup *s, const struct sim_
         }
         return best;
     }
-    case POL_OPPORTUNITY: {
+    case POL_OPPORTUNITY:
+    case POL_BALANCED: {
         struct mos_node_state st[256];
         struct mos_job_demand d = {.cpu = 1.0, .mem_bytes = (uint64_t)job->mem};
-        for (unsigned i = 0; i < s->n_nodes; i++) {
-            const struct sim_node *n = &s->nodes[i];
-            st[i] = (struct mos_node_state){
-                .id = i, .ncpus = n->ncpus, .speed = n->speed, .load = n->jobs,
-                .mem_total = (uint64_t)n->mem,
-                .mem_free = n->mem_used < n->mem ? (uint64_t)(n->mem - n->mem_used) : 0,
-                .flags = MOS_NODE_ACCEPTING};
-        }
+        sim_node_states(s, st);
         /* The balancer's own setting (cpu_cap 1: a process per CPU is full; past that the
          * cost keeps growing). */
         struct mos_balance_params bp;
@@ -166,37 +236,59 @@ static int pick_node(enum policy p, const struct sim_setup *s, const struct sim_
     }
 }
 
-/* Event-driven processor-sharing simulation of one policy. */
-static void sim_run(enum policy p, struct sim_setup *s, double *mean_sd, double *max_sd)
+static double job_rate(const struct sim_setup *s, const struct sim_job *job, double now)
+{
+    return job->frozen_until > now ? 0 : node_rate(&s->nodes[job->node]);
+}
+
+/* Event-driven processor-sharing simulation of one policy. Events: arrivals, completions,
+ * the end of a migration freeze, and (balancer policy) a balancing step every second. */
+static void sim_run(enum policy p, struct sim_setup *s, double *mean_sd, double *max_sd,
+                    unsigned *migrations)
 {
     unsigned next = 0, finished = 0, rr = 0;
-    double now = 0, sum = 0, worst = 0;
+    double now = 0, sum = 0, worst = 0, next_tick = 1.0;
+    struct mos_job_info *infos = calloc(s->n_jobs, sizeof(*infos));
+    unsigned *index = calloc(s->n_jobs, sizeof(*index));
 
+    *migrations = 0;
     for (unsigned i = 0; i < s->n_nodes; i++)
         s->nodes[i].jobs = 0, s->nodes[i].mem_used = 0;
     for (unsigned j = 0; j < s->n_jobs; j++)
-        s->jobs[j].left = s->jobs[j].work, s->jobs[j].node = -1, s->jobs[j].done = 0;
-    while (finished < s->n_jobs) {
-        /* The next event: an arrival or the earliest completion at current rates. */
+        s->jobs[j].left = s->jobs[j].work, s->jobs[j].node = -1, s->jobs[j].done = 0,
+        s->jobs[j].frozen_until = 0;
+    while (finished < s->n_jobs && infos && index) {
+        /* The next event: an arrival, a balancing step, a thaw, or the earliest completion at
+         * current rates (-1: arrival, -2: tick, -3: thaw). */
         double t_next = next < s->n_jobs ? s->jobs[next].arrival : HUGE_VAL;
         int who = -1;
+        if ((p == POL_BALANCED || p == POL_HOME_BALANCED) && next_tick < t_next) {
+            t_next = next_tick;
+            who = -2;
+        }
         for (unsigned j = 0; j < next; j++) {
             struct sim_job *job = &s->jobs[j];
             if (job->done)
                 continue;
-            double t = now + job->left / node_rate(&s->nodes[job->node]);
+            double r = job_rate(s, job, now);
+            double t = r > 0 ? now + job->left / r : job->frozen_until;
             if (t < t_next) {
                 t_next = t;
-                who = (int)j;
+                who = r > 0 ? (int)j : -3;
             }
         }
         for (unsigned j = 0; j < next; j++) {
             struct sim_job *job = &s->jobs[j];
             if (!job->done)
-                job->left -= (t_next - now) * node_rate(&s->nodes[job->node]);
+                job->left -= (t_next - now) * job_rate(s, job, now);
         }
         now = t_next;
-        if (who >= 0) {
+        if (who == -3)
+            continue;
+        if (who == -2) {
+            *migrations += sim_balance_tick(s, now, next, infos, index);
+            next_tick = now + 1.0;
+        } else if (who >= 0) {
             struct sim_job *job = &s->jobs[who];
             struct sim_node *n = &s->nodes[job->node];
             job->done = 1;
@@ -209,10 +301,13 @@ static void sim_run(enum policy p, struct sim_setup *s, double *mean_sd, double 
         } else {
             struct sim_job *job = &s->jobs[next++];
             job->node = pick_node(p, s, job, &rr);
+            job->here_since = now;
             s->nodes[job->node].jobs++;
             s->nodes[job->node].mem_used += job->mem;
         }
     }
+    free(infos);
+    free(index);
     *mean_sd = sum / s->n_jobs;
     *max_sd = worst;
 }
@@ -222,6 +317,7 @@ static int bench_streams(unsigned n_nodes, unsigned n_jobs, unsigned seed, doubl
 {
     struct sim_setup s = {.n_nodes = n_nodes, .n_jobs = n_jobs, .load = load, .mem_mean = mem_mib * 1024.0 * 1024};
     double mean[POL_COUNT], max[POL_COUNT];
+    unsigned migrations[POL_COUNT];
 
     s.nodes = calloc(n_nodes, sizeof(*s.nodes));
     s.jobs = calloc(n_jobs, sizeof(*s.jobs));
@@ -236,8 +332,12 @@ static int bench_streams(unsigned n_nodes, unsigned n_jobs, unsigned seed, doubl
            n_nodes, n_jobs, load, mem_mib, seed);
     for (int p = 0; p < POL_COUNT; p++) {
         rng_state = (uint64_t)seed * 7919 + (uint64_t)p; /* random policy's own stream */
-        sim_run((enum policy)p, &s, &mean[p], &max[p]);
+        sim_run((enum policy)p, &s, &mean[p], &max[p], &migrations[p]);
     }
+    printf("balancer (100 ms + 1 us/page a migration): opportunity-cost+balancer %u migrations, "
+           "x%.3f of greedy's mean slowdown; home+balancer %u migrations, x%.3f of random's\n",
+           migrations[POL_BALANCED], mean[POL_BALANCED] / mean[POL_GREEDY],
+           migrations[POL_HOME_BALANCED], mean[POL_HOME_BALANCED] / mean[POL_RANDOM]);
     printf("opportunity-cost vs round-robin: mean slowdown x%.3f; vs greedy: x%.3f\n",
            mean[POL_OPPORTUNITY] / mean[POL_ROUND_ROBIN], mean[POL_OPPORTUNITY] / mean[POL_GREEDY]);
     for (int p = 0; p < POL_COUNT; p++)

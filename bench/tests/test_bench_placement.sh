@@ -9,8 +9,8 @@ ok()  { passes=$((passes+1)); echo "ok: $1"; }
 bad() { fails=$((fails+1)); echo "FAIL: $1"; }
 
 out=$("$B" placement --jobs 300 --nodes 8 --seed 3) || bad "placement run failed"
-n=$(grep -cE '^result placement policy=(opportunity-cost|greedy-least-loaded|round-robin|random) mean_slowdown=[0-9.]+ max_slowdown=[0-9.]+$' <<<"$out")
-[ "$n" = 4 ] && ok "four policy result lines" || bad "policy lines: $out"
+n=$(grep -cE '^result placement policy=(opportunity-cost|greedy-least-loaded|round-robin|random|opportunity-cost\+balancer|home\+balancer) mean_slowdown=[0-9.]+ max_slowdown=[0-9.]+$' <<<"$out")
+[ "$n" = 6 ] && ok "six policy result lines" || bad "policy lines: $out"
 again=$("$B" placement --jobs 300 --nodes 8 --seed 3)
 [ "$out" = "$again" ] && ok "same seed, same figures" || bad "not reproducible"
 
