@@ -59,6 +59,21 @@ static void test_overload_keeps_costing(void **state)
     assert_int_equal(mos_placement_assign(4, 4.0, n, 2, &d, 30), 0);
 }
 
+static void test_cpus_are_separate_resources(void **state)
+{
+    (void)state;
+    /* A full 8-CPU node against an idle 1-CPU node of the same speed: the job runs at full
+     * speed only on the small one. With the 8 CPUs counted as one resource the big node would
+     * look 8 times cheaper per unit of utilization and win. */
+    struct mos_node_state n[2] = {node(0, 8, 1.0, 8, 8 * GIB, 16 * GIB),
+                                  node(1, 1, 1.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_demand d = {.cpu = 1, .mem_bytes = 0};
+
+    assert_int_equal(mos_placement_assign(16, 1.0, n, 2, &d, 30), 1);
+    n[1].load = 1; /* now both are full: the big node spreads the extra process thinner */
+    assert_int_equal(mos_placement_assign(16, 1.0, n, 2, &d, 30), 0);
+}
+
 static void test_assign_memory_must_fit(void **state)
 {
     (void)state;
@@ -260,6 +275,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_assign_prefers_idle_and_fast),
         cmocka_unit_test(test_overload_keeps_costing),
+        cmocka_unit_test(test_cpus_are_separate_resources),
         cmocka_unit_test(test_assign_memory_must_fit),
         cmocka_unit_test(test_assign_memory_pressure_counts),
         cmocka_unit_test(test_assign_skips_blocked_dead_closed),
