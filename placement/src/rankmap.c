@@ -136,6 +136,10 @@ static double cpu_util(const struct ipc_state *s, unsigned h, unsigned count)
  * h and of every host holding a peer of r. */
 static double ipc_marginal(const struct ipc_state *s, unsigned r, unsigned h)
 {
+    /* One CPU term per host, unlike mos_placement_job_cost's one per CPU: ranks never exceed
+     * the slots (u <= 1, a core each), so this term only orders hosts (faster and emptier
+     * first) and must not outweigh the links; per-slot terms would spread 8 ranks of a ring
+     * over three 4-slot hosts instead of filling two. */
     double cpu = pow(s->base, cpu_util(s, h, s->count[h] + 1)) -
                  pow(s->base, cpu_util(s, h, s->count[h]));
     double out_of_h = 0, link = 0;

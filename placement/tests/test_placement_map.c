@@ -242,6 +242,33 @@ static void test_mappings(void **state)
     mos_comm_matrix_free(&m);
 }
 
+/* Fewer ranks than slots: the ring fills the two fastest hosts rather than spreading over
+ * more hosts and cutting more links. */
+static void test_packs_fast_hosts(void **state)
+{
+    (void)state;
+    struct mos_comm_matrix m;
+    struct mos_host_list h;
+    struct mos_rank_map map;
+
+    assert_int_equal(mos_comm_matrix_init(&m, 8), 0);
+    for (unsigned r = 0; r < 8; r++)
+        m.bytes[r * 8 + (r + 1) % 8] = 1000000;
+    hosts_ok("a slots=4 speed=0.5\nb slots=4\nc slots=4 speed=2\nd slots=4\n", &h);
+    assert_int_equal(mos_rank_map_compute(&m, &h, MOS_MAP_IPC, &map), 0);
+    unsigned on[4] = {0};
+    for (unsigned r = 0; r < 8; r++)
+        on[map.host[r]]++;
+    assert_int_equal(on[0], 0);  /* the slow host stays empty */
+    assert_int_equal(on[2], 4);  /* the fast one is full */
+    assert_int_equal(on[1] + on[3], 4);
+    assert_true(on[1] == 4 || on[3] == 4);
+    assert_true(mos_rank_map_internode_bytes(&m, &map) == 2000000);
+    mos_rank_map_free(&map);
+    mos_host_list_free(&h);
+    mos_comm_matrix_free(&m);
+}
+
 /* Random small instances: the heuristic never beats the exact optimum, the optimum is never
  * worse than the simple mappings, and every mapping respects the slots. */
 static void test_optimum_bounds(void **state)
@@ -291,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_matrix_write_roundtrip),
         cmocka_unit_test(test_hosts),
         cmocka_unit_test(test_mappings),
+        cmocka_unit_test(test_packs_fast_hosts),
         cmocka_unit_test(test_optimum_bounds),
     };
     return cmocka_run_group_tests_name("placement_map", tests, NULL, NULL);
