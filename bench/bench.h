@@ -11,5 +11,6 @@ int bench_syscall(int argc, char **argv);
 int bench_migrate(int argc, char **argv);
 int bench_transport(int argc, char **argv);
 int bench_gossip(int argc, char **argv);
+int bench_placement(int argc, char **argv);
 
 #endif

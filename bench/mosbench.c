@@ -32,6 +32,10 @@ static const struct {
     {"gossip", bench_gossip,
      "--nodes N --window W --steps S [--loss P] [--churn C] [--seed X] [--dead-after STEPS]: "
      "simulated gossip ages vs the model"},
+    {"placement", bench_placement,
+     "[--jobs N] [--nodes N] [--seed S] [--load-percent P] [--mem-mib M] | --ipc PATTERN "
+     "[--nodes N] [--slots S]: "
+     "assignment policies' slowdowns; IPC-aware rank mapping vs by-slot and the optimum"},
 };
 
 static void usage(FILE *out)

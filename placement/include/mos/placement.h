@@ -1,16 +1,150 @@
-/* Opportunity-cost placement (Amir, Awerbuch, Barak, Borgstrom, Keren, TPDS 2000). */
+/* Placement: opportunity-cost assignment (Amir, Awerbuch, Barak, Borgstrom, Keren, TPDS 2000)
+ * and the load balancer's decision function. Everything here is pure: no I/O, no clocks, so the
+ * runtime, the simulator (mosbench placement) and the unit tests call the same code.
+ *
+ * Topology and NUMA placement are in mos/placement_topo.h, MPI rank mapping in
+ * mos/placement_map.h. */
 #ifndef MOS_PLACEMENT_H
 #define MOS_PLACEMENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A node's cost: the sum over its resources r of n^(u_r), with n the number of nodes in the
- * cluster and u_r in [0, 1] the utilization of r (values outside are clamped). */
+ * cluster and u_r the utilization of r, 1 = full. Negative values count as 0; values above 1
+ * (overload, e.g. more runnable processes than the CPU capacity) keep growing the cost, capped
+ * at u = 16 against overflow. */
 double mos_placement_node_cost(unsigned n_nodes, const double *util, size_t n_resources);
 
 /* The cost a job adds to a node: cost with the job's extra utilization added to each resource
  * minus the cost without it. */
 double mos_placement_marginal_cost(unsigned n_nodes, const double *util, const double *extra,
                                    size_t n_resources);
+
+/* ---- Node state: what the gossip vector says about a node ---------------------------------- */
+
+enum mos_node_flag {
+    MOS_NODE_ACCEPTING = 1u << 0, /* takes guests */
+    MOS_NODE_BLOCKED = 1u << 1,   /* administratively closed to new guests */
+    MOS_NODE_SELF = 1u << 2,      /* this entry is the deciding node itself */
+};
+
+/* One node as the balancer sees it. The runtime fills these from gossip entries; the field set
+ * mirrors what an entry carries. */
+struct mos_node_state {
+    uint32_t id;          /* caller's node index (config order); echoed in decisions */
+    uint32_t ncpus;       /* online CPUs */
+    double speed;         /* relative CPU speed, 1.0 = the cluster's reference CPU */
+    double load;          /* runnable processes (guests and locals), like a load average */
+    double util;          /* CPU utilization 0..1 as measured (informative; cost uses load) */
+    uint64_t mem_free;    /* bytes */
+    uint64_t mem_total;   /* bytes; 0 = unknown (memory is then not a resource) */
+    uint32_t guests;      /* guests it hosts now */
+    uint32_t flags;       /* enum mos_node_flag */
+    uint32_t age;         /* gossip age of the entry, in time steps (0 for self) */
+};
+
+/* Resources the cost function counts, per node. */
+enum mos_resource { MOS_RES_CPU = 0, MOS_RES_MEM, MOS_RES_COUNT };
+
+/* Utilization the assignment uses, from a node state:
+ *   CPU:    load / (ncpus * speed * cpu_cap), the TPDS 2000 "load over capacity" with the
+ *           capacity of a related machine scaled by its speed; cpu_cap is the number of
+ *           processes per (reference) CPU that counts as full, the "maximum CPU load" the paper
+ *           has to guess (E-PVM); the cluster-wide setting below plays that role.
+ *   memory: (mem_total - mem_free) / mem_total.
+ * util[] must hold MOS_RES_COUNT values. */
+void mos_placement_node_util(const struct mos_node_state *node, double cpu_cap, double *util);
+
+/* What one job adds to a node's utilizations (same units as above). */
+struct mos_job_demand {
+    double cpu;         /* processes' worth of CPU demand, 1.0 = one busy process */
+    uint64_t mem_bytes; /* resident memory */
+};
+void mos_placement_job_extra(const struct mos_node_state *node, double cpu_cap,
+                             const struct mos_job_demand *job, double *extra);
+
+/* The opportunity cost of running `job` on `node` in a cluster of n_nodes: the marginal cost
+ * of its extra utilization. Returns HUGE_VAL when its memory does not fit in the node's free
+ * memory (a job that would page is never cheaper). */
+double mos_placement_job_cost(unsigned n_nodes, double cpu_cap, const struct mos_node_state *node,
+                              const struct mos_job_demand *job);
+
+/* Whether a node may take a job: accepting, not blocked, entry no older than max_age, with
+ * CPUs and a speed. */
+int mos_placement_node_usable(const struct mos_node_state *node, uint32_t max_age);
+
+/* Index into nodes[] of the node where `job` costs least, among those that may take it
+ * (accepting, not blocked, age <= max_age); -1 if none. Ties go to the lower index. */
+int mos_placement_assign(unsigned n_nodes_cluster, double cpu_cap,
+                         const struct mos_node_state *nodes, size_t n_nodes,
+                         const struct mos_job_demand *job, uint32_t max_age);
+
+/* ---- The balancer's decision ------------------------------------------------------------- */
+
+enum mos_job_flag {
+    MOS_JOB_LOCKED = 1u << 0, /* user or admin pinned it here (mosrun --lock) */
+};
+
+/* A local job the balancer may move. */
+struct mos_job_info {
+    uint64_t id;          /* caller's job id; echoed in the decision */
+    double age_s;         /* CPU-seconds it has run so far */
+    double residence_s;   /* seconds since it arrived on (or started at) this node */
+    uint64_t pages;       /* resident pages, what a migration copies */
+    double cpu;           /* processes' worth of CPU it uses (1.0 = always runnable) */
+    double remaining_s;   /* predicted remaining CPU-seconds; < 0: unknown, predicted from age */
+    uint32_t flags;       /* enum mos_job_flag */
+};
+
+/* The site's migration time model, from measurements (mosbench migrate). */
+struct mos_migration_cost {
+    double fixed_ms;    /* per migration: freeze, connect, restore setup */
+    double per_page_us; /* per 4 KiB page: copy and fill */
+};
+
+/* Balancer settings. mos_balance_params_default() gives the documented defaults. */
+struct mos_balance_params {
+    double cpu_cap;            /* processes per reference CPU counted as full (1) */
+    double stability_margin;   /* move only if the target's cost is below
+                                  (1 - margin) x the job's cost here (0.2) */
+    double min_residence_s;    /* a job stays at least this long where it lands (2 s) */
+    double min_age_s;          /* jobs younger than this are not worth moving (1 s) */
+    double benefit_factor;     /* predicted time saved must exceed this x migration time (2) */
+    uint32_t dead_age;         /* entries older than this are presumed dead (gossip steps, 30) */
+    double mem_low_frac;       /* free/total below this: memory ushering starts (0.05) */
+};
+void mos_balance_params_default(struct mos_balance_params *p);
+
+/* The balancer's answer: move job jobs[job_index] to nodes[node_index], or nothing. */
+struct mos_balance_decision {
+    int job_index;   /* -1 = no migration */
+    int node_index;  /* -1 = no migration */
+    uint64_t job_id;
+    uint32_t node_id;
+    double gain_s;       /* predicted seconds saved (0 for ushering) */
+    double migrate_s;    /* predicted migration time */
+    char reason[160];    /* one line: why this move, or why none */
+};
+
+/* Predicted migration time in seconds of a job of `pages` pages under the model. */
+double mos_migration_cost_seconds(const struct mos_migration_cost *model, uint64_t pages);
+
+/* Predicted remaining CPU-seconds: remaining_s when known, else the job's age (for
+ * heavy-tailed run times the expected remaining time grows with the time already run:
+ * Harchol-Balter and Downey, TOCS 1997). */
+double mos_job_predict_remaining(const struct mos_job_info *job);
+
+/* One balancing step on the node nodes[self]. Considers every local job and every other node;
+ * picks the move with the largest gain, or none. Memory ushering first: if this node's free
+ * memory is below mem_low_frac of its total, the largest unlocked job goes to the live node
+ * with the most free memory that can hold it. Never picks a blocked, non-accepting or
+ * presumed-dead node, a locked job, or a job within its minimum residence time.
+ * Returns 0 (decision filled, possibly "none"), or -EINVAL for bad arguments. */
+int mos_balance_decide(const struct mos_node_state *nodes, size_t n_nodes, size_t self,
+                       const struct mos_job_info *jobs, size_t n_jobs,
+                       const struct mos_migration_cost *model,
+                       const struct mos_balance_params *params,
+                       struct mos_balance_decision *out);
 
 #endif

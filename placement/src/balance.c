@@ -1,0 +1,249 @@
+/* The balancer's decision: one pure function of the gossip vector, the local jobs and the
+ * site's migration cost model. */
+#include "mos/placement.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+
+#define PAGE_BYTES 4096ull
+
+void mos_balance_params_default(struct mos_balance_params *p)
+{
+    p->cpu_cap = 1.0;
+    p->stability_margin = 0.2;
+    p->min_residence_s = 2.0;
+    p->min_age_s = 1.0;
+    p->benefit_factor = 2.0;
+    p->dead_age = 30;
+    p->mem_low_frac = 0.05;
+}
+
+double mos_migration_cost_seconds(const struct mos_migration_cost *model, uint64_t pages)
+{
+    return model->fixed_ms / 1e3 + (double)pages * model->per_page_us / 1e6;
+}
+
+double mos_job_predict_remaining(const struct mos_job_info *job)
+{
+    if (job->remaining_s >= 0)
+        return job->remaining_s;
+    return job->age_s > 0 ? job->age_s : 0;
+}
+
+static double job_cpu(const struct mos_job_info *job)
+{
+    return job->cpu > 0 ? job->cpu : 1.0;
+}
+
+/* Share of a reference CPU one process gets on a node with `load` runnable processes. */
+static double process_rate(const struct mos_node_state *node, double load)
+{
+    double per_cpu = load > (double)node->ncpus ? (double)node->ncpus / load : 1.0;
+
+    return node->speed * per_cpu;
+}
+
+/* The local node as it would be without the job: what keeping the job here costs is the
+ * marginal cost of adding it back. */
+static struct mos_node_state node_without(const struct mos_node_state *node,
+                                          const struct mos_job_info *job)
+{
+    struct mos_node_state n = *node;
+    uint64_t bytes = job->pages * PAGE_BYTES;
+
+    n.load = n.load > job_cpu(job) ? n.load - job_cpu(job) : 0;
+    n.mem_free = n.mem_free + bytes > n.mem_total && n.mem_total ? n.mem_total : n.mem_free + bytes;
+    return n;
+}
+
+struct move_stats {
+    size_t locked, too_recent, movable;
+    int any_target;
+    int margin_blocked;  /* a cheaper node existed but not by the margin */
+    double best_rejected_gain, best_rejected_migr;
+};
+
+static void set_none(struct mos_balance_decision *out)
+{
+    out->job_index = -1;
+    out->node_index = -1;
+    out->job_id = 0;
+    out->node_id = 0;
+    out->gain_s = 0;
+    out->migrate_s = 0;
+}
+
+static int job_may_move(const struct mos_job_info *job, const struct mos_balance_params *p,
+                        struct move_stats *st)
+{
+    if (job->flags & MOS_JOB_LOCKED) {
+        st->locked++;
+        return 0;
+    }
+    if (job->residence_s < p->min_residence_s || job->age_s < p->min_age_s) {
+        st->too_recent++;
+        return 0;
+    }
+    st->movable++;
+    return 1;
+}
+
+/* Memory ushering: this node is short of free memory; send the largest movable job to the live
+ * node with the most free memory that keeps at least mem_low_frac free after taking it.
+ * Returns 1 when it made a decision. */
+static int try_ushering(const struct mos_node_state *nodes, size_t n_nodes, size_t self,
+                        const struct mos_job_info *jobs, size_t n_jobs,
+                        const struct mos_migration_cost *model,
+                        const struct mos_balance_params *p, struct mos_balance_decision *out)
+{
+    const struct mos_node_state *me = &nodes[self];
+    int job = -1, target = -1;
+
+    if (me->mem_total == 0 || (double)me->mem_free >= p->mem_low_frac * (double)me->mem_total)
+        return 0;
+    for (size_t j = 0; j < n_jobs; j++) {
+        if ((jobs[j].flags & MOS_JOB_LOCKED) || jobs[j].residence_s < p->min_residence_s)
+            continue;
+        if (job < 0 || jobs[j].pages > jobs[job].pages)
+            job = (int)j;
+    }
+    if (job < 0)
+        return 0;
+    uint64_t bytes = jobs[job].pages * PAGE_BYTES;
+    for (size_t i = 0; i < n_nodes; i++) {
+        if (i == self || !mos_placement_node_usable(&nodes[i], p->dead_age) ||
+            nodes[i].mem_total == 0 || nodes[i].mem_free < bytes)
+            continue;
+        if ((double)(nodes[i].mem_free - bytes) < p->mem_low_frac * (double)nodes[i].mem_total)
+            continue;
+        if (target < 0 || nodes[i].mem_free > nodes[target].mem_free)
+            target = (int)i;
+    }
+    if (target < 0)
+        return 0;
+    out->job_index = job;
+    out->node_index = target;
+    out->job_id = jobs[job].id;
+    out->node_id = nodes[target].id;
+    out->migrate_s = mos_migration_cost_seconds(model, jobs[job].pages);
+    snprintf(out->reason, sizeof(out->reason),
+             "memory ushering: free %llu MiB < %.0f%% of %llu MiB; job %llu (%llu MiB) to node "
+             "%u with %llu MiB free",
+             (unsigned long long)(me->mem_free >> 20), p->mem_low_frac * 100,
+             (unsigned long long)(me->mem_total >> 20), (unsigned long long)jobs[job].id,
+             (unsigned long long)(bytes >> 20), nodes[target].id,
+             (unsigned long long)(nodes[target].mem_free >> 20));
+    return 1;
+}
+
+/* The best target for one job: least opportunity cost among usable nodes, accepted only if it
+ * beats the cost of staying by the stability margin and saves more time than the migration
+ * costs (times benefit_factor). Returns the node index or -1; *gain_out is the time saved. */
+static int best_target(const struct mos_node_state *nodes, size_t n_nodes, size_t self,
+                       const struct mos_job_info *job, const struct mos_migration_cost *model,
+                       const struct mos_balance_params *p, struct move_stats *st, double *gain_out)
+{
+    const struct mos_node_state *me = &nodes[self];
+    struct mos_node_state here = node_without(me, job);
+    struct mos_job_demand demand = {.cpu = job_cpu(job), .mem_bytes = job->pages * PAGE_BYTES};
+    unsigned n = (unsigned)n_nodes;
+    double cost_here = mos_placement_job_cost(n, p->cpu_cap, &here, &demand);
+    double remaining = mos_job_predict_remaining(job);
+    double time_here = remaining / process_rate(me, here.load + demand.cpu);
+    double migr = mos_migration_cost_seconds(model, job->pages);
+    int best = -1;
+    double best_cost = HUGE_VAL, best_gain = 0;
+
+    for (size_t i = 0; i < n_nodes; i++) {
+        if (i == self || !mos_placement_node_usable(&nodes[i], p->dead_age))
+            continue;
+        st->any_target = 1;
+        double cost = mos_placement_job_cost(n, p->cpu_cap, &nodes[i], &demand);
+        if (!(cost < cost_here))
+            continue;
+        if (cost > (1.0 - p->stability_margin) * cost_here) {
+            st->margin_blocked = 1;
+            continue;
+        }
+        double time_there = remaining / process_rate(&nodes[i], nodes[i].load + demand.cpu);
+        double gain = time_here - time_there - migr;
+        if (time_here - time_there <= p->benefit_factor * migr) {
+            if (time_here - time_there > st->best_rejected_gain) {
+                st->best_rejected_gain = time_here - time_there;
+                st->best_rejected_migr = migr;
+            }
+            continue;
+        }
+        if (cost < best_cost) {
+            best_cost = cost;
+            best = (int)i;
+            best_gain = gain;
+        }
+    }
+    *gain_out = best_gain;
+    return best;
+}
+
+static void explain_none(const struct move_stats *st, size_t n_jobs,
+                         struct mos_balance_decision *out)
+{
+    if (n_jobs == 0)
+        snprintf(out->reason, sizeof(out->reason), "none: no local jobs");
+    else if (st->movable == 0)
+        snprintf(out->reason, sizeof(out->reason),
+                 "none: no movable job (%zu locked, %zu within minimum residence or age)",
+                 st->locked, st->too_recent);
+    else if (!st->any_target)
+        snprintf(out->reason, sizeof(out->reason),
+                 "none: no live node accepts guests (blocked, not accepting or presumed dead)");
+    else if (st->best_rejected_gain > 0)
+        snprintf(out->reason, sizeof(out->reason),
+                 "none: best move saves %.3f s, not above %.3f s migration x benefit factor",
+                 st->best_rejected_gain, st->best_rejected_migr);
+    else if (st->margin_blocked)
+        snprintf(out->reason, sizeof(out->reason),
+                 "none: cheaper nodes exist but not by the stability margin");
+    else
+        snprintf(out->reason, sizeof(out->reason), "none: this node is the cheapest for its jobs");
+}
+
+int mos_balance_decide(const struct mos_node_state *nodes, size_t n_nodes, size_t self,
+                       const struct mos_job_info *jobs, size_t n_jobs,
+                       const struct mos_migration_cost *model,
+                       const struct mos_balance_params *params,
+                       struct mos_balance_decision *out)
+{
+    struct move_stats st = {0};
+    double best_gain = 0;
+
+    if (!nodes || self >= n_nodes || (!jobs && n_jobs) || !model || !params || !out)
+        return -EINVAL;
+    set_none(out);
+    if (try_ushering(nodes, n_nodes, self, jobs, n_jobs, model, params, out))
+        return 0;
+    for (size_t j = 0; j < n_jobs; j++) {
+        double gain;
+        if (!job_may_move(&jobs[j], params, &st))
+            continue;
+        int t = best_target(nodes, n_nodes, self, &jobs[j], model, params, &st, &gain);
+        if (t >= 0 && gain > best_gain) {
+            best_gain = gain;
+            out->job_index = (int)j;
+            out->node_index = t;
+        }
+    }
+    if (out->job_index < 0) {
+        explain_none(&st, n_jobs, out);
+        return 0;
+    }
+    const struct mos_job_info *job = &jobs[out->job_index];
+    out->job_id = job->id;
+    out->node_id = nodes[out->node_index].id;
+    out->gain_s = best_gain;
+    out->migrate_s = mos_migration_cost_seconds(model, job->pages);
+    snprintf(out->reason, sizeof(out->reason),
+             "opportunity cost: job %llu to node %u saves %.3f s net (migration %.3f s)",
+             (unsigned long long)job->id, out->node_id, best_gain, out->migrate_s);
+    return 0;
+}

@@ -1,0 +1,292 @@
+/* The assignment and the balancer's decision on hand-built gossip vectors. */
+#include "mos/placement.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define GIB (1024ull * 1024 * 1024)
+#define MIB (1024ull * 1024)
+
+static struct mos_node_state node(uint32_t id, uint32_t ncpus, double speed, double load,
+                                  uint64_t free_b, uint64_t total_b)
+{
+    struct mos_node_state n = {.id = id, .ncpus = ncpus, .speed = speed, .load = load,
+                               .mem_free = free_b, .mem_total = total_b,
+                               .flags = MOS_NODE_ACCEPTING};
+    return n;
+}
+
+static struct mos_job_info job(uint64_t id, double age, uint64_t pages)
+{
+    struct mos_job_info j = {.id = id, .age_s = age, .residence_s = age, .pages = pages,
+                             .cpu = 1.0, .remaining_s = -1};
+    return j;
+}
+
+static const struct mos_migration_cost fast_net = {.fixed_ms = 50, .per_page_us = 1};
+
+static void test_assign_prefers_idle_and_fast(void **state)
+{
+    (void)state;
+    struct mos_node_state n[3] = {node(0, 4, 1.0, 4, 8 * GIB, 16 * GIB),
+                                  node(1, 4, 1.0, 0, 8 * GIB, 16 * GIB),
+                                  node(2, 4, 2.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_demand d = {.cpu = 1, .mem_bytes = GIB};
+
+    /* Same load, twice the speed: the extra utilization is half, so the cost is lower. */
+    assert_int_equal(mos_placement_assign(3, 4.0, n, 3, &d, 30), 2);
+    n[2].load = 24; /* the fast node is now busier than its speed makes up for */
+    assert_int_equal(mos_placement_assign(3, 4.0, n, 3, &d, 30), 1);
+}
+
+static void test_overload_keeps_costing(void **state)
+{
+    (void)state;
+    /* Past full (u > 1) a node must not look free: more load still costs more. */
+    struct mos_node_state n[2] = {node(0, 1, 1.0, 8, 8 * GIB, 16 * GIB),
+                                  node(1, 1, 1.0, 12, 8 * GIB, 16 * GIB)};
+    struct mos_job_demand d = {.cpu = 1, .mem_bytes = 0};
+
+    double c0 = mos_placement_job_cost(4, 4.0, &n[0], &d), c1 = mos_placement_job_cost(4, 4.0, &n[1], &d);
+    assert_true(c0 > 0);
+    assert_true(c1 > c0);
+    assert_int_equal(mos_placement_assign(4, 4.0, n, 2, &d, 30), 0);
+}
+
+static void test_cpus_are_separate_resources(void **state)
+{
+    (void)state;
+    /* A full 8-CPU node against an idle 1-CPU node of the same speed: the job runs at full
+     * speed only on the small one. With the 8 CPUs counted as one resource the big node would
+     * look 8 times cheaper per unit of utilization and win. */
+    struct mos_node_state n[2] = {node(0, 8, 1.0, 8, 8 * GIB, 16 * GIB),
+                                  node(1, 1, 1.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_demand d = {.cpu = 1, .mem_bytes = 0};
+
+    assert_int_equal(mos_placement_assign(16, 1.0, n, 2, &d, 30), 1);
+    n[1].load = 1; /* now both are full: the big node spreads the extra process thinner */
+    assert_int_equal(mos_placement_assign(16, 1.0, n, 2, &d, 30), 0);
+}
+
+static void test_assign_memory_must_fit(void **state)
+{
+    (void)state;
+    struct mos_node_state n[2] = {node(0, 8, 1.0, 0, 512 * MIB, 16 * GIB),
+                                  node(1, 2, 1.0, 3, 8 * GIB, 16 * GIB)};
+    struct mos_job_demand d = {.cpu = 1, .mem_bytes = GIB};
+
+    assert_true(isinf(mos_placement_job_cost(2, 4.0, &n[0], &d)));
+    assert_int_equal(mos_placement_assign(2, 4.0, n, 2, &d, 30), 1);
+    d.mem_bytes = 32 * GIB;
+    assert_int_equal(mos_placement_assign(2, 4.0, n, 2, &d, 30), -1);
+}
+
+static void test_assign_memory_pressure_counts(void **state)
+{
+    (void)state;
+    /* Equal CPUs; node 0 nearly out of memory: memory's exponential term outweighs a little
+     * more CPU load elsewhere. */
+    struct mos_node_state n[2] = {node(0, 4, 1.0, 1, 2 * GIB, 16 * GIB),
+                                  node(1, 4, 1.0, 2, 14 * GIB, 16 * GIB)};
+    struct mos_job_demand d = {.cpu = 1, .mem_bytes = GIB};
+
+    assert_int_equal(mos_placement_assign(16, 4.0, n, 2, &d, 30), 1);
+}
+
+static void test_assign_skips_blocked_dead_closed(void **state)
+{
+    (void)state;
+    struct mos_node_state n[4] = {node(0, 4, 1.0, 8, 8 * GIB, 16 * GIB),
+                                  node(1, 4, 1.0, 0, 8 * GIB, 16 * GIB),
+                                  node(2, 4, 1.0, 0, 8 * GIB, 16 * GIB),
+                                  node(3, 4, 1.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_demand d = {.cpu = 1, .mem_bytes = GIB};
+
+    n[1].flags |= MOS_NODE_BLOCKED;
+    n[2].age = 31;
+    n[3].flags &= ~MOS_NODE_ACCEPTING;
+    assert_int_equal(mos_placement_assign(4, 4.0, n, 4, &d, 30), 0);
+}
+
+static void test_balance_moves_to_idle(void **state)
+{
+    (void)state;
+    struct mos_node_state n[3] = {node(10, 2, 1.0, 6, 8 * GIB, 16 * GIB),
+                                  node(11, 2, 1.0, 1.5, 8 * GIB, 16 * GIB),
+                                  node(12, 2, 1.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_info j[2] = {job(100, 30, 1000), job(101, 60, 1000)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    n[0].flags |= MOS_NODE_SELF;
+    assert_int_equal(mos_balance_decide(n, 3, 0, j, 2, &fast_net, &p, &d), 0);
+    /* The older job has the longer predicted remaining time, so moving it gains most. */
+    assert_int_equal(d.job_index, 1);
+    assert_int_equal(d.node_index, 2);
+    assert_int_equal(d.job_id, 101);
+    assert_int_equal(d.node_id, 12);
+    assert_true(d.gain_s > d.migrate_s);
+    assert_non_null(strstr(d.reason, "opportunity cost"));
+}
+
+static void test_balance_never_to_blocked_or_dead(void **state)
+{
+    (void)state;
+    struct mos_node_state n[3] = {node(0, 2, 1.0, 6, 8 * GIB, 16 * GIB),
+                                  node(1, 2, 1.0, 0, 8 * GIB, 16 * GIB),
+                                  node(2, 2, 1.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_info j[1] = {job(7, 100, 100)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    n[1].flags |= MOS_NODE_BLOCKED;
+    n[2].age = p.dead_age + 1;
+    assert_int_equal(mos_balance_decide(n, 3, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "no live node"));
+    n[2].age = p.dead_age; /* exactly at the limit: still alive */
+    assert_int_equal(mos_balance_decide(n, 3, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.node_index, 2);
+}
+
+static void test_balance_locked_and_recent_stay(void **state)
+{
+    (void)state;
+    struct mos_node_state n[2] = {node(0, 1, 1.0, 5, 8 * GIB, 16 * GIB),
+                                  node(1, 4, 1.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_info j[2] = {job(1, 100, 10), job(2, 100, 10)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    j[0].flags = MOS_JOB_LOCKED;
+    j[1].residence_s = p.min_residence_s / 2; /* just arrived: must not bounce on */
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 2, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "1 locked, 1 within minimum residence"));
+    j[1].residence_s = p.min_residence_s;
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 2, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, 1);
+}
+
+static void test_balance_stability_margin(void **state)
+{
+    (void)state;
+    /* Node 1 is only a little less loaded: a move would be cheaper but not by the margin, so
+     * two such nodes do not hand a job back and forth. */
+    struct mos_node_state n[2] = {node(0, 4, 1.0, 6, 8 * GIB, 16 * GIB),
+                                  node(1, 4, 1.0, 4.5, 8 * GIB, 16 * GIB)};
+    struct mos_job_info j[1] = {job(1, 1000, 10)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "stability margin"));
+    n[1].load = 5.5; /* without the job this node would carry 5: staying is cheapest */
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "cheapest"));
+    n[1].load = 4.5;
+    p.stability_margin = 0;
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, 0);
+}
+
+static void test_balance_migration_cost_outweighs(void **state)
+{
+    (void)state;
+    /* A 4 GiB job with 3 s left on a slow link: the move costs more than it saves. */
+    struct mos_node_state n[2] = {node(0, 1, 1.0, 2, 8 * GIB, 16 * GIB),
+                                  node(1, 4, 1.0, 0, 12 * GIB, 16 * GIB)};
+    struct mos_job_info j[1] = {job(1, 3, 1u << 20)};
+    struct mos_migration_cost slow = {.fixed_ms = 100, .per_page_us = 10};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    assert_float_equal(mos_migration_cost_seconds(&slow, 1u << 20), 0.1 + 10.48576, 1e-9);
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &slow, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "migration"));
+    j[0].remaining_s = 1000; /* the profile says it has long to run: now it pays */
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &slow, &p, &d), 0);
+    assert_int_equal(d.job_index, 0);
+    assert_float_equal(d.migrate_s, 10.58576, 1e-9);
+}
+
+static void test_balance_memory_ushering(void **state)
+{
+    (void)state;
+    /* This node is short of memory but not of CPU: the largest job goes to the node with the
+     * most free memory, not to the least loaded one. */
+    struct mos_node_state n[4] = {node(0, 8, 1.0, 2, 256 * MIB, 16 * GIB),
+                                  node(1, 8, 1.0, 0, 2 * GIB, 16 * GIB),
+                                  node(2, 8, 1.0, 4, 12 * GIB, 16 * GIB),
+                                  node(3, 8, 1.0, 0, 15 * GIB, 16 * GIB)};
+    struct mos_job_info j[3] = {job(1, 50, 1000), job(2, 50, 500000), job(3, 50, 900000)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    n[3].flags |= MOS_NODE_BLOCKED; /* the emptiest node is closed */
+    j[2].flags = MOS_JOB_LOCKED;    /* and the largest job is pinned */
+    assert_int_equal(mos_balance_decide(n, 4, 0, j, 3, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, 1);
+    assert_int_equal(d.node_index, 2);
+    assert_non_null(strstr(d.reason, "memory ushering"));
+}
+
+static void test_balance_bad_args(void **state)
+{
+    (void)state;
+    struct mos_node_state n[1] = {node(0, 1, 1.0, 0, GIB, GIB)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    assert_int_equal(mos_balance_decide(n, 1, 1, NULL, 0, &fast_net, &p, &d), -EINVAL);
+    assert_int_equal(mos_balance_decide(n, 1, 0, NULL, 0, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "no local jobs"));
+}
+
+static void test_predict_remaining(void **state)
+{
+    (void)state;
+    struct mos_job_info j = job(1, 42, 1);
+
+    assert_float_equal(mos_job_predict_remaining(&j), 42, 1e-12);
+    j.remaining_s = 5;
+    assert_float_equal(mos_job_predict_remaining(&j), 5, 1e-12);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_assign_prefers_idle_and_fast),
+        cmocka_unit_test(test_overload_keeps_costing),
+        cmocka_unit_test(test_cpus_are_separate_resources),
+        cmocka_unit_test(test_assign_memory_must_fit),
+        cmocka_unit_test(test_assign_memory_pressure_counts),
+        cmocka_unit_test(test_assign_skips_blocked_dead_closed),
+        cmocka_unit_test(test_balance_moves_to_idle),
+        cmocka_unit_test(test_balance_never_to_blocked_or_dead),
+        cmocka_unit_test(test_balance_locked_and_recent_stay),
+        cmocka_unit_test(test_balance_stability_margin),
+        cmocka_unit_test(test_balance_migration_cost_outweighs),
+        cmocka_unit_test(test_balance_memory_ushering),
+        cmocka_unit_test(test_balance_bad_args),
+        cmocka_unit_test(test_predict_remaining),
+    };
+    return cmocka_run_group_tests_name("placement_balance", tests, NULL, NULL);
+}
