@@ -106,6 +106,12 @@ int fwd_result_decode(const uint8_t *p, size_t len, struct fwd_result *r);
 int fwd_send(int fd, uint16_t type, const void *payload, size_t len);
 int fwd_recv(int fd, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len);
 
+/* The guest filter as a BPF program (for injecting it into a restored process): fills insns,
+ * returns the instruction count or -E2BIG. fwd_filter_flags: the seccomp() flags to use. */
+struct sock_filter;
+int fwd_filter_program(struct sock_filter *insns, unsigned max);
+unsigned long fwd_filter_flags(void);
+
 void fwd_stats_add(int which);
 enum { FWD_STAT_FORWARDED, FWD_STAT_VIRTUAL, FWD_STAT_HOME, FWD_STAT_REFUSED, FWD_STAT_INTERRUPTED };
 

@@ -5,6 +5,7 @@
  * a trampoline in a hole, unmap the husk, move the vDSO/vvar block to where the image had it,
  * map each VMA, fill pages, set protections, mm fields, signal state and registers. Nothing of
  * the restored program runs before mos_restore_commit(). */
+#include "forward_priv.h"
 #include "image.h"
 #include "inject.h"
 
@@ -14,6 +15,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/prctl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -47,12 +51,16 @@ struct mos_restore {
     struct mos_inject *t;
     pid_t pid;
     uint64_t tramp;
+    struct mos_restore_opts opts;
+    int listener; /* guest mode: the listener's fd number in the restored process */
     struct mos_restore_stats stats;
 };
 
 struct span {
     uint64_t start, end;
 };
+
+static int guest_filter_install(struct mos_restore *r);
 
 static int span_cmp(const void *a, const void *b)
 {
@@ -712,6 +720,11 @@ static int finish(struct mos_restore *r)
     if (rc != 0)
         return rc;
     rlimits_set(r);
+    if (r->opts.guest) {
+        rc = guest_filter_install(r);
+        if (rc != 0)
+            return rc;
+    }
     rc = rcall(r, "unmap trampoline", SYS_munmap, (long)r->tramp, (long)(TRAMP_PAGES * PAGE), 0,
                0, 0, 0, NULL);
     if (rc == 0) {
@@ -724,6 +737,79 @@ static int finish(struct mos_restore *r)
     return rc;
 }
 
+/* Guest mode, in the child between fork and exec: no descriptors (the job's are at home with
+ * its deputy), the job owner's identity, death with the restorer (the supervisor: without it
+ * nothing the guest does can be answered). */
+static void __attribute__((noreturn)) guest_husk_child(const struct mos_restore_opts *o,
+                                                       const char *husk)
+{
+    char *const argv[] = {(char *)"mos-husk", NULL}, *const envp[] = {NULL};
+
+    syscall(SYS_close_range, 0, ~0u, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || chdir("/") < 0)
+        _exit(126);
+    if (getuid() == 0 && (setgroups(0, NULL) < 0 || setresgid(o->gid, o->gid, o->gid) < 0 ||
+                          setresuid(o->uid, o->uid, o->uid) < 0))
+        _exit(125);
+    if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0)
+        _exit(123);
+    execve(husk, argv, envp);
+    _exit(122);
+}
+
+/* Guest mode, the last injected calls that may leave the node: no_new_privs, then the filter
+ * (after it, any call that is not local waits for the supervisor). */
+static int guest_filter_install(struct mos_restore *r)
+{
+    struct sock_filter insns[256];
+    int n = fwd_filter_program(insns, 256), rc;
+    long res = -1;
+
+    if (n < 0)
+        return n;
+    uint64_t prog_at = scratch_put(r, insns, (size_t)n * sizeof(insns[0]), &rc);
+    struct sock_fprog fprog = {.len = (unsigned short)n,
+                               .filter = (struct sock_filter *)(uintptr_t)prog_at};
+    uint64_t fprog_at = rc == 0 ? r->tramp + SCRATCH_OFF + 4096 : 0;
+    if (rc == 0)
+        rc = mos_inject_write(r->t, fprog_at, &fprog, sizeof(fprog));
+    if (rc == 0)
+        rc = rcall(r, "no_new_privs", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
+    if (rc == 0)
+        rc = rcall(r, "seccomp filter", SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                   (long)fwd_filter_flags(), (long)fprog_at, 0, 0, 0, &res);
+    if (rc == 0 && res < 0) {
+        mos_err("migrate", "restore: the guest filter was refused: %s", strerror((int)-res));
+        rc = (int)res;
+    }
+    r->listener = rc == 0 ? (int)res : -1;
+    return rc;
+}
+
+static int husk_start_guest(struct mos_restore *r, const char *husk)
+{
+    int rc;
+
+    r->pid = fork();
+    if (r->pid < 0)
+        return mos_errno_status();
+    if (r->pid == 0)
+        guest_husk_child(&r->opts, husk);
+    rc = mos_inject_adopt_traceme(r->pid, &r->t);
+    if (rc != 0) {
+        int st;
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, &st, 0);
+        mos_err("migrate", "cannot restore: the husk did not start (%s)", mos_strerror(rc));
+    }
+    return rc;
+}
+
+int mos_restore_listener_fd(const struct mos_restore *r)
+{
+    return r->listener;
+}
+
 static int husk_start(struct mos_restore *r, const char *husk)
 {
     int *opened = calloc(r->m.nfds ? r->m.nfds : 1, sizeof(int));
@@ -734,6 +820,10 @@ static int husk_start(struct mos_restore *r, const char *husk)
     if (access(husk, X_OK) < 0) {
         rc = mos_errno_status();
         mos_err("migrate", "cannot restore: husk %s: %s", husk, mos_strerror(rc));
+        goto out;
+    }
+    if (r->opts.guest) {
+        rc = husk_start_guest(r, husk);
         goto out;
     }
     rc = files_check(&r->m);
@@ -776,6 +866,9 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     rc = mos_img_meta_read(&rd, &r->m);
     if (rc != 0)
         goto out_free;
+    r->listener = -1;
+    if (opts)
+        r->opts = *opts;
     rc = husk_start(r, opts && opts->husk_path ? opts->husk_path : "mos-husk");
     if (rc != 0)
         goto out_meta;

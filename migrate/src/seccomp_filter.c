@@ -10,6 +10,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -95,6 +96,24 @@ static int filter_build(struct bpf_builder *b)
     return 0;
 }
 
+int fwd_filter_program(struct sock_filter *insns, unsigned max)
+{
+    struct bpf_builder b;
+    int rc = filter_build(&b);
+
+    if (rc != 0)
+        return rc;
+    if (b.n > max)
+        return -E2BIG;
+    memcpy(insns, b.insns, b.n * sizeof(insns[0]));
+    return (int)b.n;
+}
+
+unsigned long fwd_filter_flags(void)
+{
+    return SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+}
+
 int mos_guest_filter_install(void)
 {
     struct bpf_builder b;
@@ -114,9 +133,7 @@ int mos_guest_filter_install(void)
      * signals still interrupt: the deputy's call returns EINTR and the supervisor replies
      * -ERESTARTSYS after queueing the signal, so the kernel restarts or fails the call as it
      * would natively. */
-    fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                      SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-                      &prog);
+    fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, fwd_filter_flags(), &prog);
     if (fd < 0)
         return mos_errno_status();
     return fd;

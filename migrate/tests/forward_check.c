@@ -9,8 +9,11 @@
  *   mos-forward-check native-sig                      the same natively
  *   mos-forward-check away-fork HOST PORT PID         guest calls fork (a home-only call)
  *
+ *   mos-forward-check restore-away HOST PORT IMAGE    restore a checkpoint as a guest here
+ *
  * Exit status 99: the deputy lost its guest's node; 98: the supervisor spoke nonsense. */
 #include "mos/forward.h"
+#include "mos/migrate.h"
 #include "mos/key.h"
 #include "mos/log.h"
 #include "mos/status.h"
@@ -275,6 +278,38 @@ static int serve_home(int port)
     return WEXITSTATUS(status);
 }
 
+/* Restore a checkpoint in guest mode and serve it: what a target node's supervisor does. */
+static int restore_away(const char *host, int port, const char *image)
+{
+    char husk_buf[4096];
+    struct mos_restore_opts ro = {.husk_path = mos_restore_husk_path(husk_buf, sizeof(husk_buf)),
+                                  .guest = 1, .uid = getuid(), .gid = getgid()};
+    struct mos_restore *r;
+    struct mos_img_io io;
+    int fd = open(image, O_RDONLY), status = 0, listener, deputy;
+
+    if (fd < 0) {
+        perror("mos-forward-check: image");
+        return 2;
+    }
+    mos_img_io_fd_init(&io, fd);
+    if (mos_restore_prepare(&io, &ro, &r) != 0)
+        return 2;
+    close(fd);
+    pid_t guest = mos_restore_pid(r);
+    listener = mos_supervisor_take_listener(guest, mos_restore_listener_fd(r));
+    deputy = connect_to(host, port);
+    if (listener < 0 || deputy < 0) {
+        mos_restore_abort(r);
+        return 2;
+    }
+    if (mos_restore_commit(r) != 0)
+        return 2;
+    if (mos_supervisor_run(guest, listener, deputy, NULL, &status) != 0)
+        return 2;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 struct files {
     const char *file, *dir;
 };
@@ -307,6 +342,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "native-sig") == 0)
         return sig_workload();
+    if (strcmp(mode, "restore-away") == 0 && argc == 5)
+        return restore_away(argv[2], atoi(argv[3]), argv[4]);
     if (strcmp(mode, "home") == 0 && argc == 3)
         return serve_home(atoi(argv[2]));
     if (strncmp(mode, "away", 4) == 0 && argc >= 5) {

@@ -79,6 +79,12 @@ int mos_dump_abort(struct mos_dump *d);
 /* ---- Restore. */
 struct mos_restore_opts {
     const char *husk_path; /* the static husk program (build/bin/mos-husk) */
+    /* Guest mode (a migrated job whose deputy is at home): no descriptors are restored (they
+     * are the deputy's), the husk runs as uid/gid, dies with its restorer, and the guest
+     * seccomp filter (mos/forward.h) is installed last; mos_restore_listener_fd says where. */
+    int guest;
+    uid_t uid;
+    gid_t gid;
 };
 struct mos_restore_stats {
     uint64_t meta_ns;  /* reading the metadata, husk start, address space rebuilt */
@@ -93,6 +99,9 @@ struct mos_restore;
 int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *opts,
                         struct mos_restore **out);
 pid_t mos_restore_pid(const struct mos_restore *r);
+/* Guest mode: the restored process's fd number of its seccomp listener, to take with
+ * mos_supervisor_take_listener before commit. -1 otherwise. */
+int mos_restore_listener_fd(const struct mos_restore *r);
 const struct mos_restore_stats *mos_restore_stats(const struct mos_restore *r);
 /* Let the restored process run (PTRACE_DETACH). It stays our child. Frees r. */
 int mos_restore_commit(struct mos_restore *r);
