@@ -5,6 +5,7 @@
 #include "lib/control.h"
 #include "mos/config.h"
 #include "mos/key.h"
+#include "mos/transport.h"
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -19,6 +20,7 @@ struct mosd_job {
     pid_t pid;               /* local pid (at home: the native process) */
     pid_t home_pid;          /* pid at its home node, what getpid() returns */
     uid_t uid;
+    gid_t gid;
     char cmd[256];
     char home[MOS_NODE_NAME_MAX];  /* FROM */
     char where[MOS_NODE_NAME_MAX]; /* WHERE it runs now */
@@ -26,6 +28,17 @@ struct mosd_job {
     int locked;              /* mosrun -L: never moved automatically */
     uint64_t started_ns;
     struct bufferevent *owner; /* mosrun's registration connection (home jobs) */
+    /* a migration out of this node, while it runs */
+    int moving;
+    char target[MOS_NODE_NAME_MAX];
+    uint8_t token[32];
+    struct bufferevent *requester; /* who asked (mosmigrate), to answer when it is done */
+    struct event *worker_ev;       /* the worker's report pipe */
+    int worker_fd;
+    char worker_text[256];
+    size_t worker_len;
+    /* a guest: the supervisor process serving it here */
+    pid_t supervisor;
 };
 
 struct mosd {
@@ -37,6 +50,15 @@ struct mosd {
     char socket_path[108];
     struct evconnlistener *listener;
     struct event *signals[3];
+    struct mos_tp_opts tp_opts;
+    void *tp_listener;             /* mos_tp_listener_t */
+    struct event *tp_event;
+    pid_t acceptor;                /* the child taking an incoming migration, if any */
+    struct event *acceptor_ev;
+    int acceptor_fd;
+    char acceptor_text[512];
+    size_t acceptor_len;
+    struct event *sigchld;
     struct mosd_job *jobs;
     size_t n_jobs, cap_jobs;
     int next_job_id;
@@ -47,9 +69,25 @@ struct mosd {
 int mosd_control_start(struct mosd *d);
 void mosd_control_stop(struct mosd *d);
 
+/* mosd_migrate.c: moving jobs between nodes */
+int mosd_migrate_start(struct mosd *d);
+void mosd_migrate_stop(struct mosd *d);
+/* A "migrate" request from a command; the reply is sent now (refusal) or when it is done. */
+struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *requester,
+                                         uid_t uid, struct json_object *req);
+/* mosrun's answer to "prepare". */
+void mosd_migrate_owner_reply(struct mosd *d, struct mosd_job *job, struct json_object *msg);
+/* A command connection closed: forget it as a requester. */
+void mosd_migrate_forget_requester(struct mosd *d, struct bufferevent *bev);
+/* Send one JSON line on a bufferevent. */
+void mosd_send(struct bufferevent *bev, struct json_object *msg);
+
 /* mosd_jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);
 struct mosd_job *mosd_job_find(struct mosd *d, pid_t pid);
+struct mosd_job *mosd_job_by_owner(struct mosd *d, struct bufferevent *owner);
+struct mosd_job *mosd_job_by_supervisor(struct mosd *d, pid_t supervisor);
+void mosd_job_remove(struct mosd *d, struct mosd_job *job);
 void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner);
 struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job);
 

@@ -90,6 +90,7 @@ static struct json_object *op_register(struct client *c, struct bufferevent *bev
         return reply_error("out of memory");
     job->pid = job->home_pid = pid;
     job->uid = c->cred.uid;
+    job->gid = c->cred.gid;
     job->locked = (int)mos_json_int(req, "locked", 0);
     job->owner = bev;
     snprintf(job->cmd, sizeof(job->cmd), "%s", mos_json_str(req, "cmd", "?"));
@@ -126,11 +127,21 @@ static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
         return op_register(c, bev, req);
     if (strcmp(op, "list") == 0)
         return op_list(c, req);
+    if (strcmp(op, "migrate") == 0)
+        return mosd_migrate_request(c->d, bev, c->cred.uid, req);
+    if (*op == '\0' && json_object_object_get_ex(req, "ok", NULL)) {
+        /* an answer from a job's mosrun, not a request */
+        struct mosd_job *job = mosd_job_by_owner(c->d, bev);
+        if (job)
+            mosd_migrate_owner_reply(c->d, job, req);
+        return NULL;
+    }
     return reply_error("unknown op '%s'", op);
 }
 
 static void client_free(struct client *c, struct bufferevent *bev)
 {
+    mosd_migrate_forget_requester(c->d, bev);
     mosd_job_remove_owner(c->d, bev);
     bufferevent_free(bev);
     free(c);
@@ -149,9 +160,8 @@ static void on_read(struct bufferevent *bev, void *arg)
             resp = reply_error("not a JSON object");
         else
             resp = dispatch(c, bev, req);
-        const char *text = json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN);
-        bufferevent_write(bev, text, strlen(text));
-        bufferevent_write(bev, "\n", 1);
+        if (resp)
+            mosd_send(bev, resp);
         json_object_put(req);
         json_object_put(resp);
         free(line);

@@ -5,6 +5,7 @@
 
 #include <pwd.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 struct mosd_job *mosd_job_add(struct mosd *d)
@@ -32,14 +33,39 @@ struct mosd_job *mosd_job_find(struct mosd *d, pid_t pid)
     return NULL;
 }
 
+struct mosd_job *mosd_job_by_owner(struct mosd *d, struct bufferevent *owner)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].owner == owner)
+            return &d->jobs[i];
+    return NULL;
+}
+
+struct mosd_job *mosd_job_by_supervisor(struct mosd *d, pid_t supervisor)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].supervisor == supervisor)
+            return &d->jobs[i];
+    return NULL;
+}
+
+void mosd_job_remove(struct mosd *d, struct mosd_job *job)
+{
+    size_t i = (size_t)(job - d->jobs);
+
+    if (job->worker_ev)
+        event_free(job->worker_ev);
+    if (job->worker_fd > 0)
+        close(job->worker_fd);
+    d->jobs[i] = d->jobs[--d->n_jobs];
+}
+
 void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner)
 {
-    size_t kept = 0;
+    struct mosd_job *job;
 
-    for (size_t i = 0; i < d->n_jobs; i++)
-        if (d->jobs[i].owner != owner)
-            d->jobs[kept++] = d->jobs[i];
-    d->n_jobs = kept;
+    while ((job = mosd_job_by_owner(d, owner)))
+        mosd_job_remove(d, job);
 }
 
 struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job)

@@ -43,6 +43,7 @@ struct mosrun {
     int reserved_min;     /* our own descriptors live at and above this */
     enum job_state state;
     int link_listen;
+    int link;             /* the supervisor's link, once it has proved the token */
     uint8_t token[MOS_LINK_TOKEN_BYTES];
     char node_addr[MOS_ADDR_MAX];
     char where[MOS_NODE_NAME_MAX];
@@ -268,8 +269,23 @@ static void on_abort(struct mosrun *m)
 {
     if (m->link_listen >= 0)
         close(m->link_listen);
-    m->link_listen = -1;
+    if (m->link >= 0)
+        close(m->link);
+    m->link_listen = m->link = -1;
     m->state = JOB_HOME;
+}
+
+/* The target's supervisor connects before it confirms the restore, so that the job never runs
+ * anywhere without a working way home. */
+static void on_link_ready(struct mosrun *m)
+{
+    int fd = mos_deputy_link_accept(m->link_listen, m->token, 10000);
+
+    if (fd < 0)
+        return;
+    if (m->link >= 0)
+        close(m->link);
+    m->link = move_high(m, fd);
 }
 
 /* The job now runs elsewhere: serve its system calls until it ends, then end as it did. */
@@ -282,7 +298,7 @@ static void __attribute__((noreturn)) become_deputy(struct mosrun *m, struct jso
     snprintf(m->where, sizeof(m->where), "%s", mos_json_str(msg, "where", "?"));
     m->state = JOB_AWAY;
     waitpid(m->child, NULL, 0); /* the frozen original, killed by mosd once the copy is safe */
-    link = mos_deputy_link_accept(m->link_listen, m->token, 60000);
+    link = m->link >= 0 ? m->link : mos_deputy_link_accept(m->link_listen, m->token, 60000);
     close(m->link_listen);
     if (link < 0) {
         fprintf(stderr, "mosrun: the job's new node %s never connected: %s\n", m->where,
@@ -326,12 +342,15 @@ static int on_mosd(struct mosrun *m)
 static int supervise(struct mosrun *m)
 {
     for (;;) {
-        struct pollfd fds[2] = {{m->sfd, POLLIN, 0}, {m->mosd_fd, POLLIN, 0}};
+        struct pollfd fds[3] = {{m->sfd, POLLIN, 0}, {m->mosd_fd, POLLIN, 0},
+                                {m->link_listen, POLLIN, 0}};
         struct signalfd_siginfo si;
         int status;
 
-        if (poll(fds, m->mosd_fd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+        if (poll(fds, 3, -1) < 0 && errno != EINTR)
             return 1;
+        if (m->link_listen >= 0 && (fds[2].revents & POLLIN))
+            on_link_ready(m);
         /* mosd first: its "migrated" is always queued before it kills the original */
         if (m->mosd_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)))
             on_mosd(m);
@@ -375,7 +394,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mosrun: cannot run %s: %s\n", o.argv[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
-    struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1};
+    struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1, .link = -1};
     m.reserved_min = mos_deputy_reserved_min();
     m.sfd = move_high(&m, signalfd(-1, &set, SFD_CLOEXEC));
     if (m.sfd < 0) {

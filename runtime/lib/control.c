@@ -147,7 +147,7 @@ int mos_control_call(const char *path, struct json_object *req, struct json_obje
         return fd;
     rc = mos_control_send(fd, req);
     if (rc == 0)
-        rc = mos_control_recv(fd, resp, 30000);
+        rc = mos_control_recv(fd, resp, 300000); /* a migration of a large job takes a while */
     close(fd);
     if (rc == 0 && !json_object_get_boolean(json_object_object_get(*resp, "ok")))
         rc = MOS_E_PROTO;

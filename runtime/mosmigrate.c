@@ -1,0 +1,61 @@
+/* mosmigrate PID NODE: ask this node's mosd to move a job. Who can kill a process can move it. */
+#include "lib/control.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: mosmigrate [--config FILE] PID NODE|home\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *pid_text = NULL, *to = NULL;
+    struct mos_config cfg;
+    struct json_object *req, *resp = NULL;
+    char path[108], *end;
+    int self, rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            config = argv[++i];
+        else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (!pid_text)
+            pid_text = argv[i];
+        else if (!to)
+            to = argv[i];
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    long pid = pid_text ? strtol(pid_text, &end, 10) : 0;
+    if (!to || *end || pid <= 0) {
+        fprintf(stderr, "mosmigrate: need a process id and a node (mosmigrate --help)\n");
+        return 2;
+    }
+    if (mos_runtime_config(config, &cfg, &self) != 0)
+        return 1;
+    rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
+    mos_config_free(&cfg);
+    req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string("migrate"));
+    json_object_object_add(req, "pid", json_object_new_int((int)pid));
+    json_object_object_add(req, "to", json_object_new_string(to));
+    rc = rc ? rc : mos_control_call(path, req, &resp);
+    json_object_put(req);
+    if (rc == 0)
+        printf("pid %ld now runs on %s\n", pid, mos_json_str(resp, "where", to));
+    else if (rc == MOS_E_PROTO && resp)
+        fprintf(stderr, "mosmigrate: %s\n", mos_json_str(resp, "error", "refused"));
+    else
+        fprintf(stderr, "mosmigrate: cannot ask mosd at %s: %s\n", path, mos_strerror(rc));
+    json_object_put(resp);
+    return rc == 0 ? 0 : 1;
+}
