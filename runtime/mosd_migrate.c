@@ -114,7 +114,8 @@ struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *req
         return refuse("pid %d already runs on %s", (int)pid, to);
     if (!job->owner)
         return refuse("pid %d has no deputy (not started with mosrun)", (int)pid);
-    if (mos_migrate_check(job->pid, NULL, reason, sizeof(reason)) != 0)
+    struct mos_dump_opts dopts = {.fds_at_home = 1};
+    if (mos_migrate_check(job->pid, &dopts, reason, sizeof(reason)) != 0)
         return refuse("pid %d stays: %s", (int)pid, reason);
 
     mos_random_bytes(job->token, sizeof(job->token));
@@ -225,7 +226,8 @@ static int move_out(const struct out_args *a, char *why, size_t len)
                  mos_strerror(rc));
         goto out;
     }
-    rc = mos_dump_freeze(a->job.pid, NULL, &dump);
+    struct mos_dump_opts dopts = {.fds_at_home = 1}; /* they stay with mosrun, the deputy */
+    rc = mos_dump_freeze(a->job.pid, &dopts, &dump);
     if (rc == 0)
         rc = mos_dump_write(dump, &s.io);
     if (rc == 0 && (rc = byte_get(&s.io, &c)) == 0 && c != MSG_READY)

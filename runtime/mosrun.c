@@ -183,17 +183,39 @@ static int move_high(struct mosrun *m, int fd)
     return high;
 }
 
+/* Whether the job's fd n is close-on-exec: the O_CLOEXEC bit of its fdinfo flags (octal). */
+static int fd_cloexec_of(pid_t pid, int n)
+{
+    char path[64], line[128];
+    unsigned long flags = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, n);
+    if (!(f = fopen(path, "re")))
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "flags: %lo", &flags) == 1)
+            break;
+    fclose(f);
+    return (flags & O_CLOEXEC) != 0;
+}
+
 /* Make our descriptors below the reserved range exactly the job's: the same numbers, the same
  * open file descriptions (pidfd_getfd), so offsets stay shared and nothing else is open. */
 static int mirror_fds(struct mosrun *m, char *why, size_t len)
 {
     char dir[64];
-    int pidfd = (int)syscall(SYS_pidfd_open, m->child, 0), keep[1024] = {0};
-    DIR *d;
+    int keep[1024] = {0};
+    DIR *d = NULL;
     struct dirent *e;
 
+    /* Our own working descriptors go high first: below, every number is about to be the job's. */
+    int pidfd = move_high(m, (int)syscall(SYS_pidfd_open, m->child, 0));
     snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)m->child);
-    if (pidfd < 0 || !(d = opendir(dir))) {
+    int dirfd = move_high(m, open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dirfd >= 0 && !(d = fdopendir(dirfd)))
+        close(dirfd);
+    if (pidfd < 0 || !d) {
         snprintf(why, len, "cannot see the job's descriptors: %s", strerror(errno));
         if (pidfd >= 0)
             close(pidfd);
@@ -210,6 +232,13 @@ static int mirror_fds(struct mosrun *m, char *why, size_t len)
             return -1;
         }
         int got = (int)syscall(SYS_pidfd_getfd, pidfd, n, 0);
+        if (got < 0 && errno == EBADF) {
+            /* pidfd_getfd does not hand out O_PATH descriptors; an O_PATH open of the same
+             * path is all such a descriptor is */
+            char link[96];
+            snprintf(link, sizeof(link), "%s/%d", dir, n);
+            got = open(link, O_PATH);
+        }
         if (got < 0 || (got != n && dup2(got, n) < 0)) {
             snprintf(why, len, "cannot take the job's fd %d: %s", n, strerror(errno));
             closedir(d);
@@ -218,6 +247,7 @@ static int mirror_fds(struct mosrun *m, char *why, size_t len)
         }
         if (got != n)
             close(got);
+        fcntl(n, F_SETFD, fd_cloexec_of(m->child, n) ? FD_CLOEXEC : 0);
         keep[n] = 1;
     }
     closedir(d);

@@ -310,6 +310,40 @@ static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_
     return 0;
 }
 
+static uint64_t limit_value(const char *text)
+{
+    return strncmp(text, "unlimited", 9) == 0 ? (uint64_t)RLIM_INFINITY
+                                               : strtoull(text, NULL, 10);
+}
+
+/* prlimit() on another user's process needs CAP_SYS_RESOURCE, which root lacks on these
+ * machines; /proc/PID/limits says the same, one line per resource in RLIMIT_* order, in fixed
+ * columns (name 26 wide, soft and hard 21 each). */
+static int rlimits_from_proc(pid_t pid, struct mos_rec_rlim *r)
+{
+    char path[64], line[256];
+    FILE *f;
+    int i = -1;
+
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return mos_errno_status();
+    while (fgets(line, sizeof(line), f) && i < 16) {
+        if (i >= 0 && strlen(line) > 26 + 21) {
+            r->lim[i][0] = limit_value(line + 26);
+            r->lim[i][1] = limit_value(line + 26 + 21);
+        }
+        i++;
+    }
+    fclose(f);
+    if (i != 16) {
+        mos_err("migrate", "%s: expected 16 limits, read %d", path, i);
+        return MOS_E_PROTO;
+    }
+    return 0;
+}
+
 static int rlim_fill(struct mos_dump *d, struct mos_rec_rlim *r)
 {
     memset(r, 0, sizeof(*r));
@@ -317,7 +351,7 @@ static int rlim_fill(struct mos_dump *d, struct mos_rec_rlim *r)
     for (int i = 0; i < 16; i++) {
         struct rlimit l;
         if (prlimit(d->pid, (__rlimit_resource_t)i, NULL, &l) < 0)
-            return mos_errno_status();
+            return errno == EPERM ? rlimits_from_proc(d->pid, r) : mos_errno_status();
         r->lim[i][0] = l.rlim_cur;
         r->lim[i][1] = l.rlim_max;
     }
@@ -691,7 +725,7 @@ static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
     struct mos_fd_seen *fds;
     size_t n, len = sizeof(struct mos_rec_fds);
     uint32_t kept = 0;
-    int rc = mos_fd_table_read(d->pid, &fds, &n);
+    int rc = d->opts.fds_at_home ? (fds = NULL, n = 0, 0) : mos_fd_table_read(d->pid, &fds, &n);
 
     if (rc != 0)
         return rc;

@@ -659,20 +659,32 @@ static int sigs_set(struct mos_restore *r)
     return rc;
 }
 
+/* Set inside the husk (an injected prlimit64 on itself): from outside, prlimit on another
+ * user's process needs CAP_SYS_RESOURCE, which root lacks here. A process may lower its hard
+ * limits and move its soft ones below them; raising a hard limit is refused, and then the soft
+ * one is set as far as the current hard limit allows. */
 static void rlimits_set(struct mos_restore *r)
 {
     for (int i = 0; i < 16; i++) {
-        struct rlimit l = {r->m.rlim.lim[i][0], r->m.rlim.lim[i][1]}, now;
+        struct rlimit want = {r->m.rlim.lim[i][0], r->m.rlim.lim[i][1]}, now;
+        long res = 0;
+        int rc;
+
         if (prlimit(r->pid, (__rlimit_resource_t)i, NULL, &now) == 0 &&
-            now.rlim_cur == l.rlim_cur && now.rlim_max == l.rlim_max)
+            now.rlim_cur == want.rlim_cur && now.rlim_max == want.rlim_max)
             continue;
-        if (prlimit(r->pid, (__rlimit_resource_t)i, &l, NULL) < 0) {
-            /* Raising a hard limit needs CAP_SYS_RESOURCE: keep ours, soft one if it fits. */
-            struct rlimit soft = {l.rlim_cur < now.rlim_max ? l.rlim_cur : now.rlim_max,
+        uint64_t at = scratch_put(r, &want, sizeof(want), &rc);
+        if (rc == 0)
+            rc = mos_inject_call(r->t, SYS_prlimit64, 0, i, (long)at, 0, 0, 0, &res);
+        if (rc == 0 && res == -EPERM) {
+            struct rlimit soft = {want.rlim_cur < now.rlim_max ? want.rlim_cur : now.rlim_max,
                                   now.rlim_max};
-            prlimit(r->pid, (__rlimit_resource_t)i, &soft, NULL);
-            mos_warn("migrate", "restore: rlimit %d: %s; kept hard limit %llu", i,
-                     strerror(errno), (unsigned long long)now.rlim_max);
+            at = scratch_put(r, &soft, sizeof(soft), &rc);
+            if (rc == 0)
+                mos_inject_call(r->t, SYS_prlimit64, 0, i, (long)at, 0, 0, 0, NULL);
+            mos_warn("migrate", "restore: rlimit %d: its hard limit %llu is above this node's "
+                     "%llu; kept %llu", i, (unsigned long long)want.rlim_max,
+                     (unsigned long long)now.rlim_max, (unsigned long long)now.rlim_max);
         }
     }
 }

@@ -248,6 +248,8 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
     rc = stay_vmas(pid, reason, len);
     if (rc != 0)
         goto out;
+    if (opts && opts->fds_at_home)
+        goto out;
     rc = mos_fd_table_read(pid, &fds, &nfds);
     if (rc != 0)
         goto out;

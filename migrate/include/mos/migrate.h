@@ -52,6 +52,8 @@ void mos_img_io_fd_init(struct mos_img_io *io, int fd);
 /* ---- Capture. */
 struct mos_dump_opts {
     int close_other_fds; /* fds of types that cannot travel are left closed instead of refusing */
+    int fds_at_home;     /* a migration with a deputy: the fds stay at home, none is carried or
+                            checked */
 };
 struct mos_dump_stats {
     uint64_t freeze_ns;   /* stay-reason check + seize + interrupt */

@@ -1,0 +1,82 @@
+/* A job for the runtime's tests: it computes in steps, writes each step to stdout and to a
+ * file it opened before it could have moved, opens a second file half-way (after it may have
+ * moved), counts SIGINTs, reads all of stdin at the end, and exits 7. Its output is the same
+ * wherever each step ran, so a run moved between nodes must print what a native run prints.
+ *
+ *   mosjob STEPS STEP_MS FILE_A FILE_B */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t interrupts;
+
+static void on_int(int sig)
+{
+    (void)sig;
+    interrupts++;
+}
+
+static double work(int step)
+{
+    double acc = 0;
+
+    for (int k = 1; k < 300000; k++)
+        acc += (double)(k % (step + 3)) / k;
+    return acc;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: mosjob STEPS STEP_MS FILE_A FILE_B\n");
+        return 2;
+    }
+    int steps = atoi(argv[1]), step_ms = atoi(argv[2]);
+    pid_t pid = getpid();
+    FILE *a = fopen(argv[3], "w"), *b = NULL;
+    struct sigaction sa = {.sa_handler = on_int, .sa_flags = SA_RESTART};
+
+    if (!a)
+        return 3;
+    sigaction(SIGINT, &sa, NULL);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i <= steps; i++) {
+        double v = work(i);
+        printf("step %d %.6f\n", i, v);
+        fprintf(a, "a %d %.6f\n", i, v);
+        fflush(a);
+        if (i == steps / 2) {
+            b = fopen(argv[4], "w");
+            if (!b)
+                return 4;
+        }
+        if (b) {
+            fprintf(b, "b %d\n", i);
+            fflush(b);
+        }
+        sleep_ms(step_ms);
+    }
+    unsigned long sum = 0, n = 0;
+    int c;
+    while ((c = getchar()) != EOF) {
+        sum = sum * 33 + (unsigned char)c;
+        n++;
+    }
+    printf("stdin %lu bytes hash %lx\n", n, sum);
+    printf("pid stable: %s\n", getpid() == pid ? "yes" : "no");
+    printf("interrupts: %d\n", (int)interrupts);
+    fclose(a);
+    fclose(b);
+    return 7;
+}
