@@ -37,8 +37,11 @@ struct mosd_job {
     int worker_fd;
     char worker_text[256];
     size_t worker_len;
-    /* a guest: the supervisor process serving it here */
+    /* a guest: the supervisor process serving it here, and its control socket */
     pid_t supervisor;
+    int sup_ctl;
+    struct event *sup_ev;
+    int move_reply_fd;             /* an acceptor waiting for the outcome of a move, or 0 */
 };
 
 struct mosd {
@@ -53,11 +56,9 @@ struct mosd {
     struct mos_tp_opts tp_opts;
     void *tp_listener;             /* mos_tp_listener_t */
     struct event *tp_event;
-    pid_t acceptor;                /* the child taking an incoming migration, if any */
+    pid_t acceptor;                /* the child taking an incoming connection, if any */
     struct event *acceptor_ev;
     int acceptor_fd;
-    char acceptor_text[512];
-    size_t acceptor_len;
     struct event *sigchld;
     struct mosd_job *jobs;
     size_t n_jobs, cap_jobs;

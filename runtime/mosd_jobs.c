@@ -27,9 +27,12 @@ struct mosd_job *mosd_job_add(struct mosd *d)
 
 struct mosd_job *mosd_job_find(struct mosd *d, pid_t pid)
 {
-    for (size_t i = 0; i < d->n_jobs; i++)
-        if (d->jobs[i].pid == pid || d->jobs[i].home_pid == pid)
-            return &d->jobs[i];
+    /* A job of ours first: once it has moved home as a guest it is listed twice here. */
+    for (int guests = 0; guests <= 1; guests++)
+        for (size_t i = 0; i < d->n_jobs; i++)
+            if ((d->jobs[i].supervisor != 0) == guests &&
+                (d->jobs[i].pid == pid || d->jobs[i].home_pid == pid))
+                return &d->jobs[i];
     return NULL;
 }
 
@@ -57,6 +60,12 @@ void mosd_job_remove(struct mosd *d, struct mosd_job *job)
         event_free(job->worker_ev);
     if (job->worker_fd > 0)
         close(job->worker_fd);
+    if (job->sup_ev)
+        event_free(job->sup_ev);
+    if (job->sup_ctl > 0)
+        close(job->sup_ctl);
+    if (job->move_reply_fd > 0)
+        close(job->move_reply_fd);
     d->jobs[i] = d->jobs[--d->n_jobs];
 }
 

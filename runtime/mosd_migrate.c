@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,6 +87,8 @@ static struct json_object *refuse(const char *fmt, ...)
     return r;
 }
 
+static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port);
+
 struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *requester,
                                          uid_t uid, struct json_object *req)
 {
@@ -100,35 +103,40 @@ struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *req
                       d->cfg.nodes[d->self].name);
     if (uid != 0 && uid != job->uid)
         return refuse("permission denied: pid %d belongs to uid %d", (int)pid, (int)job->uid);
-    if (job->supervisor || strcmp(job->where, d->cfg.nodes[d->self].name) != 0)
-        return refuse("pid %d runs on %s; ask its home node %s", (int)pid, job->where,
-                      job->home);
+    if (job->supervisor)
+        return refuse("pid %d is a guest here; ask its home node %s", (int)pid, job->home);
     if (job->moving)
         return refuse("pid %d is already moving to %s", (int)pid, job->target);
-    if (strcmp(to, "home") == 0)
-        return refuse("pid %d is already at home", (int)pid);
-    node = mos_config_find_node(&d->cfg, to);
-    if (node < 0)
-        return refuse("unknown node '%s'", to);
-    if (node == d->self)
-        return refuse("pid %d already runs on %s", (int)pid, to);
     if (!job->owner)
         return refuse("pid %d has no deputy (not started with mosrun)", (int)pid);
+    node = strcmp(to, "home") == 0 ? d->self : mos_config_find_node(&d->cfg, to);
+    if (node < 0)
+        return refuse("unknown node '%s'", to);
+    if (strcmp(d->cfg.nodes[node].name, job->where) == 0)
+        return refuse("pid %d already runs on %s", (int)pid, job->where);
+    snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
+    job->requester = requester;
+    job->moving = 1;
+    mos_info("mosd", "job %d (pid %d): moving from %s to %s", job->id, (int)pid, job->where,
+             job->target);
+    if (strcmp(job->where, d->cfg.nodes[d->self].name) != 0) {
+        /* away already: its current node moves it; mosrun waits for the new link itself */
+        worker_start(d, job, 0);
+        return NULL;
+    }
     struct mos_dump_opts dopts = {.fds_at_home = 1};
-    if (mos_migrate_check(job->pid, &dopts, reason, sizeof(reason)) != 0)
+    if (mos_migrate_check(job->pid, &dopts, reason, sizeof(reason)) != 0) {
+        job->moving = 0;
+        job->requester = NULL;
         return refuse("pid %d stays: %s", (int)pid, reason);
-
+    }
     mos_random_bytes(job->token, sizeof(job->token));
     hex_of(job->token, sizeof(job->token), hex);
-    snprintf(job->target, sizeof(job->target), "%s", to);
-    job->moving = 1;
-    job->requester = requester;
     struct json_object *prep = json_object_new_object();
     json_object_object_add(prep, "op", json_object_new_string("prepare"));
     json_object_object_add(prep, "token", json_object_new_string(hex));
     mosd_send(job->owner, prep);
     json_object_put(prep);
-    mos_info("mosd", "job %d (pid %d): moving to %s", job->id, (int)pid, to);
     return NULL; /* answered when the move is done */
 }
 
@@ -139,14 +147,20 @@ void mosd_migrate_forget_requester(struct mosd *d, struct bufferevent *bev)
             d->jobs[i].requester = NULL;
 }
 
-/* ---- out: the worker ------------------------------------------------------------------------ */
+/* ---- out: streaming a job to another node ------------------------------------------------
+ * Used by the home node's worker (a job at home) and by a guest's supervisor (a guest moving
+ * on, or home). */
 
-struct out_args {
-    const struct mosd *d;
-    struct mosd_job job;
-    int target;
+struct guest_header {
+    int job;
+    uid_t uid;
+    gid_t gid;
+    char home[MOS_NODE_NAME_MAX];
+    char home_addr[MOS_ADDR_MAX];
     int deputy_port;
-    int owner_fd; /* mosrun's registration socket */
+    uint8_t token[MOS_LINK_TOKEN_BYTES];
+    int home_pid;
+    char cmd[256];
 };
 
 static void owner_say(int fd, const char *op, const char *where)
@@ -160,25 +174,24 @@ static void owner_say(int fd, const char *op, const char *where)
     json_object_put(m);
 }
 
-static int send_header(mos_tp_conn_t *c, const struct out_args *a)
+static int send_header(mos_tp_conn_t *c, const struct guest_header *g, const char *target)
 {
-    const struct mosd *d = a->d;
     struct json_object *h = json_object_new_object();
     char hex[65], reply[1024];
     size_t len = 0;
     int rc;
 
-    hex_of(a->job.token, sizeof(a->job.token), hex);
+    hex_of(g->token, sizeof(g->token), hex);
     json_object_object_add(h, "op", json_object_new_string("guest"));
-    json_object_object_add(h, "job", json_object_new_int(a->job.id));
-    json_object_object_add(h, "uid", json_object_new_int((int)a->job.uid));
-    json_object_object_add(h, "gid", json_object_new_int((int)a->job.gid));
-    json_object_object_add(h, "home", json_object_new_string(d->cfg.nodes[d->self].name));
-    json_object_object_add(h, "home_addr", json_object_new_string(d->cfg.nodes[d->self].addr));
-    json_object_object_add(h, "deputy_port", json_object_new_int(a->deputy_port));
+    json_object_object_add(h, "job", json_object_new_int(g->job));
+    json_object_object_add(h, "uid", json_object_new_int((int)g->uid));
+    json_object_object_add(h, "gid", json_object_new_int((int)g->gid));
+    json_object_object_add(h, "home", json_object_new_string(g->home));
+    json_object_object_add(h, "home_addr", json_object_new_string(g->home_addr));
+    json_object_object_add(h, "deputy_port", json_object_new_int(g->deputy_port));
     json_object_object_add(h, "token", json_object_new_string(hex));
-    json_object_object_add(h, "home_pid", json_object_new_int(a->job.home_pid));
-    json_object_object_add(h, "cmd", json_object_new_string(a->job.cmd));
+    json_object_object_add(h, "home_pid", json_object_new_int(g->home_pid));
+    json_object_object_add(h, "cmd", json_object_new_string(g->cmd));
     const char *text = json_object_to_json_string_ext(h, JSON_C_TO_STRING_PLAIN);
     rc = mos_tp_ctl_call(c, text, strlen(text), reply, sizeof(reply) - 1, &len);
     json_object_put(h);
@@ -187,7 +200,7 @@ static int send_header(mos_tp_conn_t *c, const struct out_args *a)
     reply[len] = '\0';
     struct json_object *r = json_tokener_parse(reply);
     if (!r || !json_object_get_boolean(json_object_object_get(r, "ok"))) {
-        mos_err("mosd", "%s refused the guest: %s", d->cfg.nodes[a->target].name,
+        mos_err("mosd", "%s refused the guest: %s", target,
                 r ? mos_json_str(r, "error", "?") : "malformed reply");
         json_object_put(r);
         return MOS_E_PROTO;
@@ -203,67 +216,138 @@ static int byte_get(struct mos_img_io *io, char *c)
     return n == 1 ? 0 : n == 0 ? MOS_E_PEER_GONE : (int)n;
 }
 
-/* The worker's whole move; returns 0 when the job runs at the target. */
-static int move_out(const struct out_args *a, char *why, size_t len)
+/* Freeze pid, stream it to node `target` as the guest g describes, and once the target has it
+ * rebuilt and linked to the deputy (READY), call before_commit, kill the original and send
+ * COMMIT. Before READY any failure resumes pid where it was. Returns 0 when the job runs there. */
+static int stream_guest(const struct mosd *d, int target, const struct guest_header *g, pid_t pid,
+                        void (*before_commit)(void *), void *arg, char *why, size_t len)
 {
+    const char *name = d->cfg.nodes[target].name;
     char where[160], c = 0, commit = MSG_COMMIT;
     struct iovec iov = {&commit, 1};
-    struct mos_tp_opts opts = a->d->tp_opts;
-    struct tp_img_stream s;
+    struct mos_tp_opts opts = d->tp_opts;
+    struct mos_dump_opts dopts = {.fds_at_home = 1}; /* they stay with mosrun, the deputy */
+    struct tp_img_stream s = {0};
     struct mos_dump *dump = NULL;
     mos_tp_conn_t *conn = NULL;
     int rc;
 
     opts.timeout_ms = MIGRATION_TIMEOUT_MS;
-    hostport(&a->d->cfg, a->target, where, sizeof(where));
+    hostport(&d->cfg, target, where, sizeof(where));
     rc = mos_tp_connect(where, &opts, &conn);
     if (rc == 0)
-        rc = send_header(conn, a);
+        rc = send_header(conn, g, name);
     if (rc == 0)
         rc = tp_img_stream_init(&s, conn, MIGRATION_TIMEOUT_MS);
     if (rc != 0) {
-        snprintf(why, len, "cannot reach %s: %s", a->d->cfg.nodes[a->target].name,
-                 mos_strerror(rc));
+        snprintf(why, len, "cannot reach %s: %s", name, mos_strerror(rc));
         goto out;
     }
-    struct mos_dump_opts dopts = {.fds_at_home = 1}; /* they stay with mosrun, the deputy */
-    rc = mos_dump_freeze(a->job.pid, &dopts, &dump);
+    rc = mos_dump_freeze(pid, &dopts, &dump);
     if (rc == 0)
         rc = mos_dump_write(dump, &s.io);
     if (rc == 0 && (rc = byte_get(&s.io, &c)) == 0 && c != MSG_READY)
         rc = MOS_E_PROTO;
     if (rc != 0) {
-        snprintf(why, len, "%s did not take the job (%s); it continues here",
-                 a->d->cfg.nodes[a->target].name, mos_strerror(rc));
+        snprintf(why, len, "%s did not take the job (%s); it continues where it was", name,
+                 mos_strerror(rc));
         if (dump)
             mos_dump_abort(dump);
-        goto out_stream;
+        goto out;
     }
-    /* mosrun hears "migrated" before the original dies, so it never mistakes the kill for the
-     * job's own end. */
-    owner_say(a->owner_fd, "migrated", a->d->cfg.nodes[a->target].name);
+    if (before_commit)
+        before_commit(arg);
     mos_dump_commit(dump);
     rc = s.io.ops->writev(&s.io, &iov, 1);
     if (rc != 0)
-        snprintf(why, len, "the commit did not reach %s: %s", a->d->cfg.nodes[a->target].name,
-                 mos_strerror(rc));
-out_stream:
-    tp_img_stream_fini(&s);
+        snprintf(why, len, "the commit did not reach %s: %s", name, mos_strerror(rc));
 out:
+    tp_img_stream_fini(&s);
     mos_tp_close(conn);
+    return rc;
+}
+
+/* ---- out: the home node's worker ------------------------------------------------------------- */
+
+struct out_args {
+    const struct mosd *d;
+    struct mosd_job job;
+    int target;
+    int deputy_port;
+    int owner_fd; /* mosrun's registration socket */
+};
+
+static void tell_owner_migrated(void *arg)
+{
+    const struct out_args *a = arg;
+
+    /* mosrun hears "migrated" before the original dies, so it never mistakes the kill for the
+     * job's own end. */
+    owner_say(a->owner_fd, "migrated", a->d->cfg.nodes[a->target].name);
+}
+
+static int move_out(const struct out_args *a, char *why, size_t len)
+{
+    const struct mosd *d = a->d;
+    struct guest_header g = {.job = a->job.id, .uid = a->job.uid, .gid = a->job.gid,
+                             .deputy_port = a->deputy_port, .home_pid = a->job.home_pid};
+
+    snprintf(g.home, sizeof(g.home), "%s", d->cfg.nodes[d->self].name);
+    snprintf(g.home_addr, sizeof(g.home_addr), "%s", d->cfg.nodes[d->self].addr);
+    snprintf(g.cmd, sizeof(g.cmd), "%s", a->job.cmd);
+    memcpy(g.token, a->job.token, sizeof(g.token));
+    return stream_guest(d, a->target, &g, a->job.pid, tell_owner_migrated, (void *)a, why, len);
+}
+
+/* A job already away: ask the node it is on to move it on (or home). */
+static int move_away_job(const struct out_args *a, char *why, size_t len)
+{
+    const struct mosd *d = a->d;
+    int from = mos_config_find_node(&d->cfg, a->job.where);
+    char where[160], text[512], reply[1024];
+    struct mos_tp_opts opts = d->tp_opts;
+    mos_tp_conn_t *conn = NULL;
+    size_t got = 0;
+    int rc;
+
+    if (from < 0) {
+        snprintf(why, len, "the job's node %s is not in the config", a->job.where);
+        return MOS_E_UNKNOWN_NODE;
+    }
+    opts.timeout_ms = MIGRATION_TIMEOUT_MS;
+    hostport(&d->cfg, from, where, sizeof(where));
+    snprintf(text, sizeof(text), "{\"op\":\"move\",\"home\":\"%s\",\"home_pid\":%d,\"to\":\"%s\"}",
+             d->cfg.nodes[d->self].name, (int)a->job.home_pid, d->cfg.nodes[a->target].name);
+    rc = mos_tp_connect(where, &opts, &conn);
+    if (rc == 0)
+        rc = mos_tp_ctl_call(conn, text, strlen(text), reply, sizeof(reply) - 1, &got);
+    mos_tp_close(conn);
+    if (rc != 0) {
+        snprintf(why, len, "cannot reach %s, where the job runs: %s", a->job.where,
+                 mos_strerror(rc));
+        return rc;
+    }
+    reply[got] = '\0';
+    struct json_object *r = json_tokener_parse(reply);
+    rc = r && json_object_get_boolean(json_object_object_get(r, "ok")) ? 0 : MOS_E_PROTO;
+    if (rc != 0)
+        snprintf(why, len, "%s", r ? mos_json_str(r, "error", "refused") : "malformed reply");
+    json_object_put(r);
     return rc;
 }
 
 static void __attribute__((noreturn)) worker_main(const struct out_args *a, int report_fd)
 {
     char why[256] = "";
-    int rc = move_out(a, why, sizeof(why));
+    int away = strcmp(a->job.where, a->d->cfg.nodes[a->d->self].name) != 0;
+    int rc = away ? move_away_job(a, why, sizeof(why)) : move_out(a, why, sizeof(why));
 
     if (rc != 0 && !why[0])
         snprintf(why, sizeof(why), "%s", mos_strerror(rc));
-    if (rc != 0)
+    if (rc != 0 && !away)
         owner_say(a->owner_fd, "abort", NULL);
-    dprintf(report_fd, "%s%s", rc == 0 ? "ok " : "error ", rc == 0 ? a->d->cfg.nodes[a->target].name : why);
+    dprintf(report_fd, "%s%s", rc == 0 ? "ok " : "error ",
+            rc == 0 ? a->d->cfg.nodes[a->target].name : why);
     _exit(rc == 0 ? 0 : 1);
 }
 
@@ -311,25 +395,15 @@ static void on_worker_report(evutil_socket_t fd, short what, void *arg)
     job->moving = 0;
 }
 
-void mosd_migrate_owner_reply(struct mosd *d, struct mosd_job *job, struct json_object *msg)
+static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port)
 {
     struct out_args a = {.d = d, .job = *job};
     int pipefd[2];
     pid_t worker;
 
-    if (!job->moving || job->worker_ev)
-        return;
-    if (!json_object_get_boolean(json_object_object_get(msg, "ok"))) {
-        char text[300];
-        snprintf(text, sizeof(text), "pid %d stays: %s", (int)job->home_pid,
-                 mos_json_str(msg, "error", "its mosrun refused"));
-        job->moving = 0;
-        reply_requester(job, 0, text);
-        return;
-    }
     a.target = mos_config_find_node(&d->cfg, job->target);
-    a.deputy_port = (int)mos_json_int(msg, "port", 0);
-    a.owner_fd = bufferevent_getfd(job->owner);
+    a.deputy_port = deputy_port;
+    a.owner_fd = job->owner ? bufferevent_getfd(job->owner) : -1;
     if (pipe2(pipefd, O_CLOEXEC) != 0 || (worker = fork()) < 0) {
         job->moving = 0;
         reply_requester(job, 0, "cannot start the migration worker");
@@ -345,31 +419,28 @@ void mosd_migrate_owner_reply(struct mosd *d, struct mosd_job *job, struct json_
     event_add(job->worker_ev, NULL);
 }
 
+void mosd_migrate_owner_reply(struct mosd *d, struct mosd_job *job, struct json_object *msg)
+{
+    if (!job->moving || job->worker_ev)
+        return;
+    if (!json_object_get_boolean(json_object_object_get(msg, "ok"))) {
+        char text[300];
+        snprintf(text, sizeof(text), "pid %d stays: %s", (int)job->home_pid,
+                 mos_json_str(msg, "error", "its mosrun refused"));
+        job->moving = 0;
+        reply_requester(job, 0, text);
+        return;
+    }
+    worker_start(d, job, (int)mos_json_int(msg, "port", 0));
+}
+
 /* ---- in: the acceptor, which becomes the guest's supervisor ------------------------------- */
 
-struct guest_header {
-    int job;
-    uid_t uid;
-    gid_t gid;
-    char home[MOS_NODE_NAME_MAX];
-    char home_addr[MOS_ADDR_MAX];
-    int deputy_port;
-    uint8_t token[MOS_LINK_TOKEN_BYTES];
-    int home_pid;
-    char cmd[256];
-};
-
-static int header_parse(const struct mosd *d, const char *text, struct guest_header *h,
+static int header_parse(const struct mosd *d, struct json_object *o, struct guest_header *h,
                         char *why, size_t len)
 {
-    struct json_object *o = json_tokener_parse(text);
     mos_key_t token;
-    int rc = MOS_E_PROTO;
 
-    if (!o || strcmp(mos_json_str(o, "op", ""), "guest") != 0) {
-        snprintf(why, len, "not a guest header");
-        goto out;
-    }
     h->job = (int)mos_json_int(o, "job", 0);
     h->uid = (uid_t)mos_json_int(o, "uid", -1);
     h->gid = (gid_t)mos_json_int(o, "gid", -1);
@@ -381,45 +452,113 @@ static int header_parse(const struct mosd *d, const char *text, struct guest_hea
     if (mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0 || h->deputy_port <= 0 ||
         h->deputy_port > 65535 || h->home_pid <= 0 || (int)h->uid < 0 || (int)h->gid < 0) {
         snprintf(why, len, "malformed guest header");
-        goto out;
+        return MOS_E_PROTO;
     }
     int home = mos_config_find_node(&d->cfg, h->home);
     if (home < 0 || strcmp(d->cfg.nodes[home].addr, h->home_addr) != 0) {
         snprintf(why, len, "home node '%s' (%s) is not in this cluster", h->home, h->home_addr);
-        goto out;
+        return MOS_E_PROTO;
     }
     if (h->uid == 0) {
         snprintf(why, len, "root's processes do not migrate");
-        goto out;
+        return MOS_E_PROTO;
     }
     memcpy(h->token, token.bytes, sizeof(h->token));
-    rc = 0;
-out:
-    json_object_put(o);
+    return 0;
+}
+
+static int answer(mos_tp_conn_t *c, uint32_t id, int ok, const char *key, const char *text)
+{
+    struct json_object *r = json_object_new_object();
+    int rc;
+
+    json_object_object_add(r, "ok", json_object_new_boolean(ok));
+    if (text)
+        json_object_object_add(r, key, json_object_new_string(text));
+    const char *s = json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN);
+    rc = mos_tp_ctl_reply(c, id, s, strlen(s));
+    json_object_put(r);
     return rc;
 }
 
-static int answer(mos_tp_conn_t *c, uint32_t id, const char *why)
+/* A line to or from mosd (the supervisor's control socket): short, so read byte by byte. */
+static int line_read(int fd, char *buf, size_t len)
 {
-    char text[400];
+    size_t got = 0;
 
-    if (why)
-        snprintf(text, sizeof(text), "{\"ok\":false,\"error\":\"%s\"}", why);
-    else
-        snprintf(text, sizeof(text), "{\"ok\":true}");
-    return mos_tp_ctl_reply(c, id, text, strlen(text));
+    while (got < len - 1) {
+        ssize_t n = read(fd, buf + got, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        if (buf[got] == '\n')
+            break;
+        got++;
+    }
+    buf[got] = '\0';
+    return (int)got;
 }
 
-/* Restore the guest, link it home, confirm, and serve it until it ends or its home goes. */
+struct sup_ctx {
+    const struct mosd *d;
+    const struct guest_header *h;
+    int ctl;
+    char target[MOS_NODE_NAME_MAX];
+};
+
+/* mosd asks the supervisor, between two calls, to move the guest. */
+static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
+{
+    struct sup_ctx *x = arg;
+    char line[128];
+
+    (void)sup;
+    if (line_read(x->ctl, line, sizeof(line)) < 0)
+        return 0; /* mosd went away: the guest keeps running here */
+    if (strncmp(line, "move ", 5) != 0 || strlen(line + 5) >= sizeof(x->target))
+        return 0;
+    memcpy(x->target, line + 5, strlen(line + 5) + 1);
+    return MOS_SUPERVISOR_DETACHED;
+}
+
+/* The supervisor's life: serve the guest; when mosd asks, move it on (telling the deputy to
+ * expect a new link); if that fails, serve it here again. */
+static int supervise(const struct mosd *d, const struct guest_header *h, pid_t guest,
+                     int listener, int link, int ctl)
+{
+    struct sup_ctx x = {.d = d, .h = h, .ctl = ctl};
+    struct mos_supervisor_ops ops = {.ctl_fd = ctl, .on_ctl = on_sup_ctl, .arg = &x};
+    char why[256];
+    int status = 0, rc;
+
+    while ((rc = mos_supervisor_run(guest, listener, link, &ops, &status)) ==
+           MOS_SUPERVISOR_DETACHED) {
+        int target = mos_config_find_node(&d->cfg, x.target);
+        why[0] = '\0';
+        rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
+        if (rc == 0)
+            rc = stream_guest(d, target, h, guest, NULL, NULL, why, sizeof(why));
+        if (rc == 0) {
+            dprintf(ctl, "ok %s\n", x.target);
+            return 0; /* the guest runs there now; our copy is gone */
+        }
+        dprintf(ctl, "error %s\n", why[0] ? why : mos_strerror(rc));
+        mos_deputy_link_notify(link, MOS_LINK_RESUME);
+    }
+    return rc;
+}
+
+/* Restore the guest, link it home, confirm, and serve it until it ends or moves on. */
 static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct guest_header *h,
-                      int report_fd)
+                      int ctl)
 {
     char husk_buf[4096], c_in = 0, ready = MSG_READY;
     struct iovec iov = {&ready, 1};
     struct mos_restore_opts ro = {.guest = 1, .uid = h->uid, .gid = h->gid};
     struct tp_img_stream s;
     struct mos_restore *r;
-    int rc, listener = -1, link = -1, status = 0;
+    int rc, listener = -1, link = -1;
 
     ro.husk_path = mos_restore_husk_path(husk_buf, sizeof(husk_buf));
     rc = tp_img_stream_init(&s, c, MIGRATION_TIMEOUT_MS);
@@ -430,6 +569,7 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct guest
         goto out;
     pid_t guest = mos_restore_pid(r);
     listener = mos_supervisor_take_listener(guest, mos_restore_listener_fd(r));
+    /* The link home is made before READY: a guest never runs without a way home. */
     if (listener >= 0)
         link = mos_deputy_link_connect(h->home_addr, h->deputy_port, h->token, 10000);
     rc = listener < 0 ? listener : link < 0 ? link : 0;
@@ -445,11 +585,11 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct guest
     rc = mos_restore_commit(r);
     if (rc != 0)
         goto out;
-    dprintf(report_fd, "%d %d %d %s %s", (int)guest, h->job, (int)h->uid, h->home, h->cmd);
-    close(report_fd);
+    dprintf(ctl, "guest %d %d %d %d %s %s\n", (int)guest, h->home_pid, h->job, (int)h->uid,
+            h->home, h->cmd);
     tp_img_stream_fini(&s);
     mos_tp_close(c);
-    rc = mos_supervisor_run(guest, listener, link, NULL, &status);
+    rc = supervise(d, h, guest, listener, link, ctl);
     close(listener);
     close(link);
     return rc;
@@ -462,7 +602,21 @@ out:
     return rc;
 }
 
-static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int report_fd)
+/* Another node (the job's home) asks us to move one of our guests on. */
+static int relay_move(mos_tp_conn_t *c, uint32_t id, struct json_object *o, int ctl)
+{
+    char line[300];
+
+    dprintf(ctl, "move %s %lld %s\n", mos_json_str(o, "home", "?"),
+            mos_json_int(o, "home_pid", 0), mos_json_str(o, "to", "?"));
+    if (line_read(ctl, line, sizeof(line)) < 0)
+        snprintf(line, sizeof(line), "error mosd did not answer");
+    int ok = strncmp(line, "ok ", 3) == 0;
+    return answer(c, id, ok, ok ? "where" : "error",
+                  ok ? line + 3 : (strncmp(line, "error ", 6) == 0 ? line + 6 : line));
+}
+
+static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
 {
     mos_tp_conn_t *c = NULL;
     struct guest_header h;
@@ -477,78 +631,148 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int report_f
     if (rc != 0)
         _exit(2);
     text[msg.len] = '\0';
-    if (header_parse(d, text, &h, why, sizeof(why)) != 0) {
-        mos_warn("mosd", "refused a guest from %s: %s", mos_tp_conn_peer(c), why);
-        answer(c, msg.id, why);
+    struct json_object *o = json_tokener_parse(text);
+    const char *op = mos_json_str(o, "op", "");
+    if (strcmp(op, "move") == 0) {
+        rc = relay_move(c, msg.id, o, ctl);
+        mos_tp_close(c);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    if (strcmp(op, "guest") != 0 || header_parse(d, o, &h, why, sizeof(why)) != 0) {
+        if (strcmp(op, "guest") != 0)
+            snprintf(why, sizeof(why), "unknown request '%s'", op);
+        mos_warn("mosd", "refused a request from %s: %s", mos_tp_conn_peer(c), why);
+        answer(c, msg.id, 0, "error", why);
         mos_tp_close(c);
         _exit(2);
     }
-    answer(c, msg.id, NULL);
-    rc = take_guest(d, c, &h, report_fd);
+    json_object_put(o);
+    answer(c, msg.id, 1, NULL, NULL);
+    rc = take_guest(d, c, &h, ctl);
     _exit(rc == 0 ? 0 : 1);
 }
 
-static void on_acceptor_report(evutil_socket_t fd, short what, void *arg)
+/* ---- in: mosd's side of its acceptors and supervisors ------------------------------------- */
+
+static struct mosd_job *job_by_sup_ctl(struct mosd *d, int fd)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].supervisor && d->jobs[i].sup_ctl == fd)
+            return &d->jobs[i];
+    return NULL;
+}
+
+static struct mosd_job *guest_by_home(struct mosd *d, const char *home, pid_t home_pid)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].supervisor && d->jobs[i].home_pid == home_pid &&
+            strcmp(d->jobs[i].home, home) == 0)
+            return &d->jobs[i];
+    return NULL;
+}
+
+/* A supervisor's line: the outcome of a move, passed to the acceptor that asked. */
+static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
 {
     struct mosd *d = arg;
-    ssize_t n;
+    struct mosd_job *job = job_by_sup_ctl(d, (int)fd);
+    char line[300];
 
     (void)what;
-    n = read((int)fd, d->acceptor_text + d->acceptor_len,
-             sizeof(d->acceptor_text) - 1 - d->acceptor_len);
-    if (n > 0) {
-        d->acceptor_len += (size_t)n;
+    if (!job)
+        return;
+    if (line_read((int)fd, line, sizeof(line)) < 0) {
+        event_del(job->sup_ev); /* the supervisor ended; SIGCHLD removes the job */
         return;
     }
-    d->acceptor_text[d->acceptor_len] = '\0';
-    int pid, job_id, uid, off = 0;
-    char home[MOS_NODE_NAME_MAX];
-    if (sscanf(d->acceptor_text, "%d %d %d %63s %n", &pid, &job_id, &uid, home, &off) == 4 &&
-        off > 0) {
-        struct mosd_job *job = mosd_job_add(d);
-        if (job) {
-            job->pid = pid;
-            job->home_pid = pid;
-            job->uid = (uid_t)uid;
-            job->supervisor = d->acceptor;
-            snprintf(job->home, sizeof(job->home), "%s", home);
-            snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
-            snprintf(job->cmd, sizeof(job->cmd), "%s", d->acceptor_text + off);
-            mos_info("mosd", "guest job %d from %s runs here as pid %d: %s", job_id, home, pid,
-                     job->cmd);
-        }
+    if (job->move_reply_fd > 0) {
+        dprintf(job->move_reply_fd, "%s\n", line);
+        close(job->move_reply_fd);
+        job->move_reply_fd = 0;
     }
+}
+
+static void acceptor_done(struct mosd *d)
+{
     event_free(d->acceptor_ev);
     d->acceptor_ev = NULL;
-    close(d->acceptor_fd);
-    d->acceptor = 0; /* the next migration may come in */
-    d->acceptor_len = 0;
+    d->acceptor = 0; /* the next connection may come in */
     event_add(d->tp_event, NULL);
+}
+
+/* The acceptor's first line: a guest it now supervises, or a move it relays. */
+static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
+{
+    struct mosd *d = arg;
+    pid_t acceptor = d->acceptor;
+    char line[512], home[MOS_NODE_NAME_MAX], to[MOS_NODE_NAME_MAX];
+    int pid, job_id, uid, off = 0, home_pid;
+
+    (void)what;
+    int got = line_read((int)fd, line, sizeof(line));
+    acceptor_done(d);
+    if (got > 0 &&
+        sscanf(line, "guest %d %d %d %d %63s %n", &pid, &home_pid, &job_id, &uid, home, &off) ==
+            5 &&
+        off > 0) {
+        struct mosd_job *job = mosd_job_add(d);
+        if (!job) {
+            close((int)fd);
+            return;
+        }
+        job->pid = pid;
+        job->home_pid = home_pid;
+        job->uid = (uid_t)uid;
+        job->supervisor = acceptor;
+        job->sup_ctl = (int)fd;
+        job->sup_ev = event_new(d->base, (int)fd, EV_READ | EV_PERSIST, on_supervisor_line, d);
+        event_add(job->sup_ev, NULL);
+        snprintf(job->home, sizeof(job->home), "%s", home);
+        snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
+        snprintf(job->cmd, sizeof(job->cmd), "%s", line + off);
+        mos_info("mosd", "guest job %d from %s runs here as pid %d: %s", job_id, home, pid,
+                 job->cmd);
+        return;
+    }
+    if (got > 0 && sscanf(line, "move %63s %d %63s", home, &home_pid, to) == 3) {
+        struct mosd_job *job = guest_by_home(d, home, home_pid);
+        if (!job || job->move_reply_fd > 0) {
+            dprintf((int)fd, "error %s\n", job ? "already moving" : "no such guest here");
+            close((int)fd);
+            return;
+        }
+        mos_info("mosd", "moving guest pid %d (home %s pid %d) to %s", (int)job->pid, home,
+                 home_pid, to);
+        job->move_reply_fd = (int)fd;
+        dprintf(job->sup_ctl, "move %s\n", to);
+        return;
+    }
+    close((int)fd);
 }
 
 static void on_incoming(evutil_socket_t fd, short what, void *arg)
 {
     struct mosd *d = arg;
-    int pipefd[2];
+    int sp[2];
     pid_t child;
 
     (void)fd, (void)what;
     if (d->acceptor)
         return;
-    if (pipe2(pipefd, O_CLOEXEC) != 0 || (child = fork()) < 0) {
-        mos_err("mosd", "cannot take an incoming migration: %s", strerror(errno));
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0 || (child = fork()) < 0) {
+        mos_err("mosd", "cannot take an incoming connection: %s", strerror(errno));
         return;
     }
     if (child == 0) {
-        close(pipefd[0]);
-        acceptor_main(d, pipefd[1]);
+        close(sp[0]);
+        acceptor_main(d, sp[1]);
     }
-    close(pipefd[1]);
-    /* No second acceptor until this one has the connection and reported (or died). */
+    close(sp[1]);
+    /* No second acceptor until this one has its connection and said what it is (or died). */
     event_del(d->tp_event);
     d->acceptor = child;
-    d->acceptor_fd = pipefd[0];
-    d->acceptor_ev = event_new(d->base, pipefd[0], EV_READ | EV_PERSIST, on_acceptor_report, d);
+    d->acceptor_fd = sp[0];
+    d->acceptor_ev = event_new(d->base, sp[0], EV_READ, on_acceptor_line, d);
     event_add(d->acceptor_ev, NULL);
 }
 
@@ -560,6 +784,11 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 
     (void)sig, (void)what;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == d->acceptor) { /* died before saying anything */
+            close(d->acceptor_fd);
+            acceptor_done(d);
+            continue;
+        }
         struct mosd_job *job = mosd_job_by_supervisor(d, pid);
         if (job) {
             mos_info("mosd", "guest job from %s (pid %d) left this node", job->home,

@@ -318,6 +318,36 @@ static void on_link_ready(struct mosrun *m)
     m->link = move_high(m, fd);
 }
 
+/* Between two supervisors: the old one said the guest is moving. Wait for the new one to prove
+ * the token on our listener, or for the old one to say the move failed and it serves again. */
+static int next_link(struct mosrun *m, int old)
+{
+    for (int waited_ms = 0; waited_ms < 300000; waited_ms += 1000) {
+        struct pollfd fds[2] = {{m->link_listen, POLLIN, 0}, {old, POLLIN, 0}};
+        enum mos_link_notice notice;
+
+        if (poll(fds, 2, 1000) <= 0)
+            continue;
+        if (fds[0].revents & POLLIN) {
+            int fd = mos_deputy_link_accept(m->link_listen, m->token, 10000);
+            if (fd >= 0) {
+                if (old >= 0)
+                    close(old);
+                return move_high(m, fd);
+            }
+        }
+        if (old >= 0 && (fds[1].revents & (POLLIN | POLLHUP))) {
+            if (mos_deputy_link_read_notice(old, &notice) == 0 && notice == MOS_LINK_RESUME)
+                return old;
+            close(old); /* the old node is gone: only a new supervisor can still come */
+            old = -1;
+        }
+    }
+    if (old >= 0)
+        close(old);
+    return -1;
+}
+
 /* The job now runs elsewhere: serve its system calls until it ends, then end as it did. */
 static void __attribute__((noreturn)) become_deputy(struct mosrun *m, struct json_object *msg)
 {
@@ -329,13 +359,18 @@ static void __attribute__((noreturn)) become_deputy(struct mosrun *m, struct jso
     m->state = JOB_AWAY;
     waitpid(m->child, NULL, 0); /* the frozen original, killed by mosd once the copy is safe */
     link = m->link >= 0 ? m->link : mos_deputy_link_accept(m->link_listen, m->token, 60000);
-    close(m->link_listen);
     if (link < 0) {
         fprintf(stderr, "mosrun: the job's new node %s never connected: %s\n", m->where,
                 mos_strerror(link));
         exit(MOSRUN_EXIT_LOST);
     }
-    rc = mos_deputy_serve(move_high(m, link), &opts, &status);
+    link = move_high(m, link);
+    /* The listener stays open for the job's life: each later move brings a new supervisor. */
+    while ((rc = mos_deputy_serve(link, &opts, &status)) == MOS_DEPUTY_MOVING) {
+        link = next_link(m, link);
+        if (link < 0)
+            break;
+    }
     if (rc != 0) {
         fprintf(stderr, "mosrun: the job was lost with node %s\n", m->where);
         exit(MOSRUN_EXIT_LOST);

@@ -325,6 +325,10 @@ static int serve_loop(struct deputy *d, int *exit_status)
         } else if (type == FWD_MSG_EXIT && len == 4) {
             memcpy(exit_status, d->rx, 4);
             return 0;
+        } else if (type == FWD_MSG_NOTICE && len == 4 && d->rx[0] == MOS_LINK_MOVING) {
+            return MOS_DEPUTY_MOVING;
+        } else if (type == FWD_MSG_NOTICE && len == 4 && d->rx[0] == MOS_LINK_RESUME) {
+            continue; /* a move that failed before this link was left: nothing to do */
         } else {
             mos_err("deputy", "unexpected message type %u from the supervisor", type);
             rc = MOS_E_PROTO;
@@ -359,7 +363,7 @@ int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_statu
         rc = serve_loop(&d, exit_status);
     if (rc == MOS_E_PEER_GONE)
         mos_err("deputy", "lost the node running the job (the supervisor link closed)");
-    else if (rc != 0)
+    else if (rc < 0)
         mos_err("deputy", "serving the job failed: %s", mos_strerror(rc));
 out:
     sigprocmask(SIG_SETMASK, &saved, NULL);

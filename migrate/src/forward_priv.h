@@ -66,6 +66,7 @@ enum fwd_msg_type {
     FWD_MSG_RESULT = 3, /* deputy -> supervisor */
     FWD_MSG_SIGNAL = 4, /* deputy -> supervisor: deliver to the guest */
     FWD_MSG_EXIT = 5,   /* supervisor -> deputy: the guest's wait status */
+    FWD_MSG_NOTICE = 6, /* supervisor -> deputy: u32 enum mos_link_notice */
 };
 
 struct fwd_buf {

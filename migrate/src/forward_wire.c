@@ -249,3 +249,33 @@ int fwd_recv(int fd, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len)
     rc = read_full(fd, *buf, *len, 0);
     return rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc;
 }
+
+int mos_deputy_link_notify(int link_fd, enum mos_link_notice what)
+{
+    uint32_t v = (uint32_t)what;
+
+    return fwd_send(link_fd, FWD_MSG_NOTICE, &v, sizeof(v));
+}
+
+int mos_deputy_link_read_notice(int link_fd, enum mos_link_notice *what)
+{
+    uint8_t *buf = NULL;
+    size_t cap = 0, len = 0;
+    uint16_t type;
+    uint32_t v;
+    int rc;
+
+    do
+        rc = fwd_recv(link_fd, &type, &buf, &cap, &len);
+    while (rc == -EINTR);
+    if (rc == 0 && (type != FWD_MSG_NOTICE || len != sizeof(v)))
+        rc = MOS_E_PROTO;
+    if (rc == 0) {
+        memcpy(&v, buf, sizeof(v));
+        if (v != MOS_LINK_MOVING && v != MOS_LINK_RESUME)
+            rc = MOS_E_PROTO;
+        *what = (enum mos_link_notice)v;
+    }
+    free(buf);
+    return rc;
+}

@@ -493,18 +493,26 @@ static int report_exit(struct mos_supervisor *sup)
     return fwd_send(sup->deputy, FWD_MSG_EXIT, &status, sizeof(status));
 }
 
-static int serve(struct mos_supervisor *sup)
+static int serve(struct mos_supervisor *sup, int again)
 {
-    int rc = read_hello(sup);
+    int rc = again ? 0 : read_hello(sup);
 
     while (rc == 0 && !sup->exited) {
-        struct pollfd fds[3] = {{sup->listener, POLLIN, 0},
+        int ctl = sup->ops && sup->ops->on_ctl && sup->ops->ctl_fd > 0 ? sup->ops->ctl_fd : -1;
+        struct pollfd fds[4] = {{sup->listener, POLLIN, 0},
                                 {sup->deputy, POLLIN, 0},
-                                {sup->pidfd, POLLIN, 0}};
-        if (poll(fds, 3, -1) < 0) {
+                                {sup->pidfd, POLLIN, 0},
+                                {ctl, POLLIN, 0}};
+        if (poll(fds, 4, -1) < 0) {
             if (errno != EINTR)
                 rc = -errno;
             continue;
+        }
+        /* Between two calls (none of ours is outstanding here) the caller may take over. */
+        if (fds[3].revents & (POLLIN | POLLHUP)) {
+            rc = sup->ops->on_ctl(sup, sup->ops->arg);
+            if (rc != 0)
+                break;
         }
         if (fds[0].revents & POLLIN)
             rc = handle_notification(sup);
@@ -521,6 +529,22 @@ static int serve(struct mos_supervisor *sup)
     return rc;
 }
 
+/* A guest served again after a detach (a move that failed) keeps the identity its deputy sent
+ * at the first run; the deputy does not say HELLO twice on one link. */
+static pid_t detached_guest;
+static struct mos_home_identity detached_home;
+
+static int detached_before(pid_t guest)
+{
+    return detached_guest == guest;
+}
+
+static void remember_detached(pid_t guest, const struct mos_home_identity *home)
+{
+    detached_guest = guest;
+    detached_home = *home;
+}
+
 int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
                        const struct mos_supervisor_ops *ops, int *exit_status)
 {
@@ -528,6 +552,8 @@ int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
                                  .ops = ops};
     int rc;
 
+    if (detached_before(guest))
+        sup.home = detached_home;
     sup.pidfd = (int)syscall(SYS_pidfd_open, guest, 0);
     sup.tx_cap = FWD_MAX_PAYLOAD;
     sup.tx = malloc(sup.tx_cap);
@@ -540,8 +566,10 @@ int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
     uint64_t flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
     if (ioctl(listener_fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) != 0)
         mos_dbg("supervisor", "no synchronous wake-up on this kernel: %s", strerror(errno));
-    rc = serve(&sup);
-    if (rc == 0) {
+    rc = serve(&sup, detached_before(guest));
+    if (rc == MOS_SUPERVISOR_DETACHED) {
+        remember_detached(guest, &sup.home);
+    } else if (rc == 0) {
         rc = report_exit(&sup);
         *exit_status = sup.exit_status;
     } else {

@@ -3,7 +3,7 @@
  * moved), counts SIGINTs, reads all of stdin at the end, and exits 7. Its output is the same
  * wherever each step ran, so a run moved between nodes must print what a native run prints.
  *
- *   mosjob STEPS STEP_MS FILE_A FILE_B */
+ *   mosjob STEPS STEP_MS FILE_A FILE_B [MIB]   (MIB: memory to fill, so that moving takes time) */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +38,14 @@ static void sleep_ms(int ms)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: mosjob STEPS STEP_MS FILE_A FILE_B\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: mosjob STEPS STEP_MS FILE_A FILE_B [MIB]\n");
         return 2;
     }
+    size_t mib = argc == 6 ? (size_t)atoi(argv[5]) : 0;
+    unsigned char *ballast = mib ? malloc(mib << 20) : NULL;
+    for (size_t i = 0; ballast && i < mib << 20; i++)
+        ballast[i] = (unsigned char)(i * 131 + i / 4096);
     int steps = atoi(argv[1]), step_ms = atoi(argv[2]);
     pid_t pid = getpid();
     FILE *a = fopen(argv[3], "w"), *b = NULL;
@@ -76,6 +80,11 @@ int main(int argc, char **argv)
     printf("stdin %lu bytes hash %lx\n", n, sum);
     printf("pid stable: %s\n", getpid() == pid ? "yes" : "no");
     printf("interrupts: %d\n", (int)interrupts);
+    unsigned long check = 0;
+    for (size_t i = 0; ballast && i < mib << 20; i += 4093)
+        check = check * 31 + ballast[i];
+    if (mib)
+        printf("ballast %zu MiB check %lx\n", mib, check);
     fclose(a);
     fclose(b);
     return 7;

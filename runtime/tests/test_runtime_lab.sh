@@ -38,19 +38,24 @@ job_of() { pgrep -P "$1" mosjob | head -1; }
 nat=$!
 sleep 1; kill -INT $nat; wait $nat; nat_rc=$?
 
-# 2. the same job under mosrun on node 1, moved to node 2 half a second in
+# 2. the same job under mosrun on node 1, moved 1 -> 2 -> 3 -> home while it runs
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/mig.a" "$W/mig.b" \
     < "$W/input" > "$W/mig.out" 2> "$W/mig.err") &
 run=$!
-sleep 0.5
+sleep 0.4
 job=$(job_of $run)
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" "$N2" 2>&1)
 grep -q "now runs on $N2" <<<"$out" && ok "mosmigrate moves the job to node 2" || bad "mosmigrate: $out"
 ps2=$(on 2 "$B/mosps")
-grep -q "$N2 *$N1 .*mosjob" <<<"$ps2" && ok "node 2's mosps shows the guest (WHERE $N2, FROM $N1)" || bad "mosps on 2: $ps2"
+grep -q " $job .*$N2 *$N1 .*mosjob" <<<"$ps2" && ok "node 2's mosps shows the guest (WHERE $N2, FROM $N1, home pid)" || bad "mosps on 2: $ps2"
 ps1=$(on 1 "$B/mosps")
 grep -q " $job .*$N2 *$N1 " <<<"$ps1" && ok "node 1's mosps shows it away, under its home pid" || bad "mosps on 1: $ps1"
-sleep 0.5; kill -INT $run
+sleep 0.3; kill -INT $run  # Ctrl-C at home reaches the job on node 2
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" "$N3" 2>&1)
+grep -q "now runs on $N3" <<<"$out" && ok "node 2 moves it on to node 3" || bad "2 -> 3: $out"
+sleep 0.3
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" home 2>&1)
+grep -q "now runs on $N1" <<<"$out" && ok "node 3 sends it home" || bad "3 -> home: $out"
 wait $run; mig_rc=$?
 [ "$nat_rc" = 7 ] && [ "$mig_rc" = 7 ] && ok "exit status 7 reaches the shell" || bad "exit status: native $nat_rc, moved $mig_rc ($(cat "$W/mig.err"))"
 for f in out a b; do
@@ -59,6 +64,25 @@ for f in out a b; do
 done
 grep -q "interrupts: 1" "$W/mig.out" && grep -q "pid stable: yes" "$W/mig.out" \
     && ok "SIGINT reached the moved job once; getpid is stable" || bad "signal/pid: $(tail -3 "$W/mig.out")"
+
+# 2b. a real interpreter moved mid-computation: the same output as natively
+PY='import sys, time
+acc = 0
+for i in range(30):
+    acc = (acc * 31 + sum(k * k for k in range(20000))) % 1000003
+    print(i, acc, flush=True)
+    time.sleep(0.05)
+sys.exit(4)'
+(cd "$W" && exec "${AS_USER[@]}" /usr/bin/python3 -c "$PY" > "$W/py.nat") ; py_nat=$?
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" /usr/bin/python3 -c "$PY" > "$W/py.mig" 2> "$W/py.err") &
+run=$!
+sleep 0.5
+pyjob=$(pgrep -P $run python3 | head -1)
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pyjob" "$N2" 2>&1)
+wait $run; py_mig=$?
+grep -q "now runs on $N2" <<<"$out" && [ $py_nat = 4 ] && [ $py_mig = 4 ] && cmp -s "$W/py.nat" "$W/py.mig" \
+    && ok "python3 moved mid-computation prints what it prints natively" \
+    || bad "python: $out rc $py_nat/$py_mig $(diff "$W/py.nat" "$W/py.mig" | head -3 | tr '\n' ' ') $(cat "$W/py.err")"
 
 # 3. bad requests: one line, status 1, and the job goes on
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 30 50 "$W/f.a" "$W/f.b" \
@@ -84,7 +108,25 @@ sleep 0.5
 refused "a job with a child process stays" "has child processes" on 1 "${AS_USER[@]}" "$B/mosmigrate" "$(pgrep -P $run sh | head -1)" "$N2"
 wait $run; grep -q done "$W/s.out" && ok "the refused job finished" || bad "sh job: $(cat "$W/s.out")"
 
-# 4. the node running a guest dies: the deputy says so once and exits 113
+# 4. the target dies while the job streams to it: the job goes on at home, nothing lost
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 30 50 "$W/t.a" "$W/t.b" 600 \
+    < /dev/null > "$W/t.out" 2> "$W/t.err") &
+run=$!
+for _ in $(seq 100); do grep -q "^step 1 " "$W/t.out" 2>/dev/null && break; sleep 0.1; done
+(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$(job_of $run)" "$N2" > "$W/t.mig" 2>&1) &
+mig=$!
+sleep 0.15
+ip netns pids "$N2" | xargs -r kill -9   # node 2 dies mid-stream
+wait $mig; mrc=$?
+wait $run; rc=$?
+"$B/mosjob" 30 0 "$W/t2.a" "$W/t2.b" 600 < /dev/null > "$W/t2.out"
+[ $mrc = 1 ] && [ $rc = 7 ] && cmp -s "$W/t.out" "$W/t2.out" && cmp -s "$W/t.a" "$W/t2.a" \
+    && ok "target killed mid-migration: the job finished at home, output complete ($(cat "$W/t.mig"))" \
+    || bad "target death: mosmigrate rc $mrc ($(cat "$W/t.mig")), job rc $rc, $(diff "$W/t.out" "$W/t2.out" | head -3 | tr '\n' ' ')"
+start_mosd 2
+sleep 0.5
+
+# 5. the node running a guest dies: the deputy says so once and exits 113
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 200 50 "$W/d.a" "$W/d.b" \
     < /dev/null > "$W/d.out" 2> "$W/d.err") &
 run=$!

@@ -56,14 +56,21 @@ struct mos_home_identity {
 struct mos_supervisor;
 struct mos_supervisor_ops {
     int (*home_call)(struct mos_supervisor *sup, uint64_t notif_id, long nr, void *arg);
+    /* A descriptor the caller wants watched while the guest is served (-1: none; 0 is taken
+     * as none too), and what to do when it is readable: return 1 to stop serving between two
+     * calls (the guest stays, frozen in no call of ours), 0 to go on, < 0 to fail. */
+    int ctl_fd;
+    int (*on_ctl)(struct mos_supervisor *sup, void *arg);
     void *arg;
 };
 
 /* Serve guest pid (whose seccomp listener is listener_fd) until it exits, forwarding calls
  * over the connected stream deputy_fd. The supervisor must be able to read and write the guest's
  * memory (its parent, or root). On return *exit_status holds the guest's wait status. Returns 0
- * when the guest exited, MOS_E_PEER_GONE if the deputy went away (the guest is then killed),
+ * when the guest exited, MOS_SUPERVISOR_DETACHED when on_ctl asked to stop (the guest lives on
+ * and may be served again), MOS_E_PEER_GONE if the deputy went away (the guest is then killed),
  * or another negative status. */
+#define MOS_SUPERVISOR_DETACHED 1
 int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
                        const struct mos_supervisor_ops *ops, int *exit_status);
 
@@ -81,6 +88,17 @@ struct mos_deputy_opts {
     int reserved_fd_min;        /* the deputy's own fds are >= this; the guest may not touch them */
 };
 int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_status);
+/* mos_deputy_serve's return when the supervisor says the guest is moving to another node: the
+ * deputy is to wait for the new supervisor's link (or for MOS_LINK_RESUME on this one). */
+#define MOS_DEPUTY_MOVING 1
+
+/* Supervisor to deputy, outside any call: the guest is about to move (the deputy stops serving
+ * this link and waits for the next), or the move failed and this link serves again. */
+enum mos_link_notice { MOS_LINK_MOVING = 1, MOS_LINK_RESUME = 2 };
+int mos_deputy_link_notify(int link_fd, enum mos_link_notice what);
+/* Deputy side, between links: read one notice from the old link (0 and *what on success,
+ * MOS_E_PEER_GONE at EOF, MOS_E_PROTO for anything else). */
+int mos_deputy_link_read_notice(int link_fd, enum mos_link_notice *what);
 
 /* Run fn(arg) in a new child process as a guest whose system calls are served through the
  * connected deputy_fd, supervising it from the calling process until it exits. The child
