@@ -69,9 +69,22 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct mosd *d = arg;
 
+    struct timeval deadline = {30, 0};
+
     (void)what;
+    if (d->stopping) {
+        mos_info("mosd", "signal %d again: stopping now", (int)sig);
+        event_base_loopexit(d->base, NULL);
+        return;
+    }
     mos_info("mosd", "signal %d: shutting down", (int)sig);
-    event_base_loopexit(d->base, NULL);
+    d->stopping = 1;
+    if (d->tp_event)
+        event_del(d->tp_event); /* no new guests */
+    if (mosd_migrate_send_guests_home(d) == 0)
+        event_base_loopexit(d->base, NULL);
+    else
+        event_base_loopexit(d->base, &deadline);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)

@@ -64,15 +64,23 @@ struct mosd {
     size_t n_jobs, cap_jobs;
     int next_job_id;
     uint64_t started_ns;
+    int stopping;
 };
 
 /* mosd_control.c: the command socket */
 int mosd_control_start(struct mosd *d);
 void mosd_control_stop(struct mosd *d);
+/* In a child forked from mosd (a migration worker, an acceptor that becomes a supervisor):
+ * close what belongs to the daemon, so that a long-lived child neither keeps mosd's sockets
+ * bound after it exits nor holds its clients' connections open. */
+void mosd_control_close_in_child(struct mosd *d, int keep_fd);
 
 /* mosd_migrate.c: moving jobs between nodes */
 int mosd_migrate_start(struct mosd *d);
 void mosd_migrate_stop(struct mosd *d);
+/* Guests on this node; ask them all to go home (returns how many were asked). */
+size_t mosd_migrate_guests(const struct mosd *d);
+int mosd_migrate_send_guests_home(struct mosd *d);
 /* A "migrate" request from a command; the reply is sent now (refusal) or when it is done. */
 struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *requester,
                                          uid_t uid, struct json_object *req);

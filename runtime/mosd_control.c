@@ -3,6 +3,7 @@
 #include "mosd.h"
 
 #include "mos/log.h"
+#include "mos/migrate.h"
 #include "mos/status.h"
 
 #include <errno.h>
@@ -19,7 +20,11 @@
 struct client {
     struct mosd *d;
     struct ucred cred;
+    struct bufferevent *bev;
+    struct client *next; /* every open connection, so a forked child can close them */
 };
+
+static struct client *clients;
 
 static struct json_object *reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -74,6 +79,30 @@ static struct json_object *op_ping(struct client *c, struct json_object *req)
     return r;
 }
 
+struct start_move {
+    struct mosd *d;
+    pid_t pid;
+    uid_t uid;
+    char to[MOS_NODE_NAME_MAX];
+};
+
+static void start_move_now(evutil_socket_t fd, short what, void *arg)
+{
+    struct start_move *sm = arg;
+    struct json_object *move = json_object_new_object(), *refusal;
+
+    (void)fd, (void)what;
+    json_object_object_add(move, "pid", json_object_new_int(sm->pid));
+    json_object_object_add(move, "to", json_object_new_string(sm->to));
+    refusal = mosd_migrate_request(sm->d, NULL, sm->uid, move);
+    if (refusal)
+        mos_warn("mosd", "pid %d cannot start on %s: %s", (int)sm->pid, sm->to,
+                 mos_json_str(refusal, "error", "?"));
+    json_object_put(refusal);
+    json_object_put(move);
+    free(sm);
+}
+
 /* mosrun registers the job it started: the job must be its own child. */
 static struct json_object *op_register(struct client *c, struct bufferevent *bev,
                                        struct json_object *req)
@@ -101,6 +130,26 @@ static struct json_object *op_register(struct client *c, struct bufferevent *bev
              job->cmd);
     struct json_object *r = reply_ok();
     json_object_object_add(r, "job", json_object_new_int(job->id));
+    const char *start_on = mos_json_str(req, "start_on", NULL);
+    if (start_on) {
+        /* mosrun -r NODE: move it there right after this reply (mosrun must read the reply
+         * before the "prepare" that starts the move); a refusal leaves it running here. */
+        int node = mos_config_find_node(&c->d->cfg, start_on);
+        if (node < 0) {
+            json_object_object_add(r, "start_error",
+                                   json_object_new_string("unknown node"));
+        } else if (node != c->d->self) {
+            struct start_move *sm = calloc(1, sizeof(*sm));
+            struct timeval now = {0, 0};
+            if (sm) {
+                sm->d = c->d;
+                sm->pid = pid;
+                sm->uid = c->cred.uid;
+                snprintf(sm->to, sizeof(sm->to), "%s", c->d->cfg.nodes[node].name);
+                event_base_once(c->d->base, -1, EV_TIMEOUT, start_move_now, sm, &now);
+            }
+        }
+    }
     return r;
 }
 
@@ -109,8 +158,17 @@ static struct json_object *op_list(struct client *c, struct json_object *req)
     struct json_object *r = reply_ok(), *jobs = json_object_new_array();
 
     (void)req;
-    for (size_t i = 0; i < c->d->n_jobs; i++)
-        json_object_array_add(jobs, mosd_job_json(c->d, &c->d->jobs[i]));
+    for (size_t i = 0; i < c->d->n_jobs; i++) {
+        struct mosd_job *job = &c->d->jobs[i];
+        /* Stay reasons of jobs at home are looked at now: they change as a job runs. */
+        if (!job->supervisor && !job->moving &&
+            strcmp(job->where, c->d->cfg.nodes[c->d->self].name) == 0) {
+            struct mos_dump_opts dopts = {.fds_at_home = 1};
+            job->stay[0] = '\0';
+            mos_migrate_check(job->pid, &dopts, job->stay, sizeof(job->stay));
+        }
+        json_object_array_add(jobs, mosd_job_json(c->d, job));
+    }
     json_object_object_add(r, "node", json_object_new_string(c->d->cfg.nodes[c->d->self].name));
     json_object_object_add(r, "jobs", jobs);
     return r;
@@ -141,6 +199,11 @@ static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
 
 static void client_free(struct client *c, struct bufferevent *bev)
 {
+    for (struct client **p = &clients; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
     mosd_migrate_forget_requester(c->d, bev);
     mosd_job_remove_owner(c->d, bev);
     bufferevent_free(bev);
@@ -195,6 +258,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     c->d = d;
     bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = bev;
+    c->next = clients;
+    clients = c;
     bufferevent_setcb(bev, on_read, NULL, on_event, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -243,4 +309,14 @@ void mosd_control_stop(struct mosd *d)
         d->listener = NULL;
         unlink(d->socket_path);
     }
+}
+
+void mosd_control_close_in_child(struct mosd *d, int keep_fd)
+{
+    /* Only the descriptors: the child must not unlink the socket or free mosd's state. */
+    if (d->listener)
+        close(evconnlistener_get_fd(d->listener));
+    for (struct client *c = clients; c; c = c->next)
+        if (bufferevent_getfd(c->bev) != keep_fd)
+            close(bufferevent_getfd(c->bev));
 }

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -395,6 +396,8 @@ static void on_worker_report(evutil_socket_t fd, short what, void *arg)
     job->moving = 0;
 }
 
+static void migrate_close_in_child(struct mosd *d, int keep_fd, int keep_listener);
+
 static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port)
 {
     struct out_args a = {.d = d, .job = *job};
@@ -411,6 +414,7 @@ static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port)
     }
     if (worker == 0) {
         close(pipefd[0]);
+        migrate_close_in_child(d, a.owner_fd, 0);
         worker_main(&a, pipefd[1]);
     }
     close(pipefd[1]);
@@ -514,8 +518,16 @@ static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
     char line[128];
 
     (void)sup;
-    if (line_read(x->ctl, line, sizeof(line)) < 0)
-        return 0; /* mosd went away: the guest keeps running here */
+    if (line_read(x->ctl, line, sizeof(line)) < 0) {
+        /* mosd went away: the guest keeps running here. The control fd is replaced by one
+         * that never becomes readable, so the serving loop does not spin on the hang-up. */
+        int quiet = eventfd(0, EFD_CLOEXEC);
+        if (quiet >= 0) {
+            dup2(quiet, x->ctl);
+            close(quiet);
+        }
+        return 0;
+    }
     if (strncmp(line, "move ", 5) != 0 || strlen(line + 5) >= sizeof(x->target))
         return 0;
     memcpy(x->target, line + 5, strlen(line + 5) + 1);
@@ -547,6 +559,25 @@ static int supervise(const struct mosd *d, const struct guest_header *h, pid_t g
         mos_deputy_link_notify(link, MOS_LINK_RESUME);
     }
     return rc;
+}
+
+/* The job's home keeps WHERE for mosps: say where the guest now is, whoever moved it. */
+static void tell_home(const struct mosd *d, const struct guest_header *h)
+{
+    int home = mos_config_find_node(&d->cfg, h->home);
+    struct mos_tp_opts opts = d->tp_opts;
+    mos_tp_conn_t *conn = NULL;
+    char where[160], text[256];
+
+    if (home < 0 || home == d->self)
+        return;
+    opts.timeout_ms = 5000;
+    hostport(&d->cfg, home, where, sizeof(where));
+    snprintf(text, sizeof(text), "{\"op\":\"where\",\"home_pid\":%d,\"where\":\"%s\"}",
+             h->home_pid, d->cfg.nodes[d->self].name);
+    if (mos_tp_connect(where, &opts, &conn) == 0)
+        mos_tp_ctl_send(conn, 0, text, strlen(text));
+    mos_tp_close(conn);
 }
 
 /* Restore the guest, link it home, confirm, and serve it until it ends or moves on. */
@@ -589,6 +620,7 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct guest
             h->home, h->cmd);
     tp_img_stream_fini(&s);
     mos_tp_close(c);
+    tell_home(d, h);
     rc = supervise(d, h, guest, listener, link, ctl);
     close(listener);
     close(link);
@@ -625,7 +657,9 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
     int rc;
 
     signal(SIGCHLD, SIG_DFL);
+    migrate_close_in_child(d, ctl, 1);
     rc = mos_tp_accept(d->tp_listener, &c);
+    mos_tp_listener_close(d->tp_listener); /* the port is mosd's */
     if (rc == 0)
         rc = mos_tp_ctl_recv(c, &msg, text, sizeof(text) - 1, -1);
     if (rc != 0)
@@ -637,6 +671,12 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
         rc = relay_move(c, msg.id, o, ctl);
         mos_tp_close(c);
         _exit(rc == 0 ? 0 : 1);
+    }
+    if (strcmp(op, "where") == 0) {
+        dprintf(ctl, "where %lld %.63s\n", mos_json_int(o, "home_pid", 0),
+                mos_json_str(o, "where", "?"));
+        mos_tp_close(c);
+        _exit(0);
     }
     if (strcmp(op, "guest") != 0 || header_parse(d, o, &h, why, sizeof(why)) != 0) {
         if (strcmp(op, "guest") != 0)
@@ -658,6 +698,14 @@ static struct mosd_job *job_by_sup_ctl(struct mosd *d, int fd)
 {
     for (size_t i = 0; i < d->n_jobs; i++)
         if (d->jobs[i].supervisor && d->jobs[i].sup_ctl == fd)
+            return &d->jobs[i];
+    return NULL;
+}
+
+static struct mosd_job *own_job(struct mosd *d, pid_t home_pid)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (!d->jobs[i].supervisor && d->jobs[i].owner && d->jobs[i].home_pid == home_pid)
             return &d->jobs[i];
     return NULL;
 }
@@ -732,6 +780,18 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
         snprintf(job->cmd, sizeof(job->cmd), "%s", line + off);
         mos_info("mosd", "guest job %d from %s runs here as pid %d: %s", job_id, home, pid,
                  job->cmd);
+        struct mosd_job *own = strcmp(home, d->cfg.nodes[d->self].name) == 0
+                                   ? own_job(d, home_pid)
+                                   : NULL;
+        if (own) /* one of ours, back home */
+            snprintf(own->where, sizeof(own->where), "%s", home);
+        return;
+    }
+    if (got > 0 && sscanf(line, "where %d %63s", &home_pid, to) == 2) {
+        struct mosd_job *job = own_job(d, home_pid);
+        if (job && mos_config_find_node(&d->cfg, to) >= 0)
+            snprintf(job->where, sizeof(job->where), "%s", to);
+        close((int)fd);
         return;
     }
     if (got > 0 && sscanf(line, "move %63s %d %63s", home, &home_pid, to) == 3) {
@@ -794,6 +854,8 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
             mos_info("mosd", "guest job from %s (pid %d) left this node", job->home,
                      (int)job->pid);
             mosd_job_remove(d, job);
+            if (d->stopping && mosd_migrate_guests(d) == 0)
+                event_base_loopexit(d->base, NULL);
         }
     }
 }
@@ -834,4 +896,54 @@ void mosd_migrate_stop(struct mosd *d)
         mos_tp_listener_close(d->tp_listener);
     d->tp_event = d->sigchld = d->acceptor_ev = NULL;
     d->tp_listener = NULL;
+}
+
+size_t mosd_migrate_guests(const struct mosd *d)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->n_jobs; i++)
+        n += d->jobs[i].supervisor != 0 &&
+             strcmp(d->jobs[i].home, d->cfg.nodes[d->self].name) != 0;
+    return n;
+}
+
+/* An orderly stop: every guest is asked to go home; mosd ends when they have, or at the
+ * deadline (a guest whose home cannot take it runs on under its supervisor). */
+int mosd_migrate_send_guests_home(struct mosd *d)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        struct mosd_job *job = &d->jobs[i];
+        /* a job of ours that came home as a guest stays: its supervisor runs on without us */
+        if (!job->supervisor || job->move_reply_fd > 0 ||
+            strcmp(job->home, d->cfg.nodes[d->self].name) == 0)
+            continue;
+        dprintf(job->sup_ctl, "move %s\n", job->home);
+        n++;
+    }
+    if (n)
+        mos_info("mosd", "sending %zu guest(s) home before stopping", n);
+    return (int)n;
+}
+
+/* The migration side of a forked child's clean-up: every job's and acceptor's descriptors,
+ * and the transport listener (keep_listener: the acceptor still has to accept on it). */
+static void migrate_close_in_child(struct mosd *d, int keep_fd, int keep_listener)
+{
+    mosd_control_close_in_child(d, keep_fd);
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        struct mosd_job *j = &d->jobs[i];
+        if (j->worker_fd > 0 && j->worker_fd != keep_fd)
+            close(j->worker_fd);
+        if (j->sup_ctl > 0 && j->sup_ctl != keep_fd)
+            close(j->sup_ctl);
+        if (j->move_reply_fd > 0 && j->move_reply_fd != keep_fd)
+            close(j->move_reply_fd);
+    }
+    if (d->acceptor && d->acceptor_fd != keep_fd)
+        close(d->acceptor_fd);
+    if (!keep_listener && d->tp_listener)
+        close(mos_tp_listener_fd(d->tp_listener));
 }

@@ -25,6 +25,7 @@
 
 struct mosrun_opts {
     int locked;       /* -L: never migrate automatically */
+    const char *start_on; /* -r NODE */
     const char *config;
     char **argv;
 };
@@ -56,10 +57,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mosrun [-L|-l] [-h] [--config FILE] PROGRAM [ARGS...]\n"
-            "  -h   stay at home (the default placement)\n"
-            "  -L   never migrate this job automatically; -l allows it (default)\n"
-            "Not in this version: -b, -r NODE, -m MB, -E, -C FILE, -R FILE (they need the\n"
-            "migration service of mosd).\n");
+            "  -h        start at home (the default)\n"
+            "  -r NODE   start on NODE (it starts here and moves there at once)\n"
+            "  -L        never migrate this job automatically; -l allows it (default)\n"
+            "Not in this version: -b, -m MB, -E, -C FILE, -R FILE.\n");
 }
 
 static int parse(int argc, char **argv, struct mosrun_opts *o)
@@ -76,13 +77,15 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
         } else if (strcmp(a, "-l") == 0) {
             o->locked = 0;
         } else if (strcmp(a, "-h") == 0) {
-            continue;
+            o->start_on = NULL;
+        } else if (strcmp(a, "-r") == 0 && i + 1 < argc) {
+            o->start_on = argv[++i];
         } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
             o->config = argv[++i];
         } else if (strcmp(a, "--help") == 0) {
             usage(stdout);
             exit(0);
-        } else if (strchr("brmECR", a[1]) && a[2] == '\0') {
+        } else if (strchr("bmECR", a[1]) && a[2] == '\0') {
             fprintf(stderr, "mosrun: %s is not available in this version of mos\n", a);
             return -1;
         } else {
@@ -128,6 +131,8 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
     json_object_object_add(req, "pid", json_object_new_int(child));
     json_object_object_add(req, "cmd", json_object_new_string(cmd));
     json_object_object_add(req, "locked", json_object_new_int(o->locked));
+    if (o->start_on)
+        json_object_object_add(req, "start_on", json_object_new_string(o->start_on));
     rc = mos_control_send(fd, req);
     if (rc == 0)
         rc = mos_control_recv(fd, &resp, 10000);
@@ -136,6 +141,9 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
                 mos_json_str(resp, "error", "?"));
         rc = -1;
     }
+    if (rc == 0 && mos_json_str(resp, "start_error", NULL))
+        fprintf(stderr, "mosrun: cannot start on %s: %s; it runs here\n", o->start_on,
+                mos_json_str(resp, "start_error", "?"));
     json_object_put(req);
     json_object_put(resp);
     if (rc != 0) {

@@ -84,6 +84,29 @@ grep -q "now runs on $N2" <<<"$out" && [ $py_nat = 4 ] && [ $py_mig = 4 ] && cmp
     && ok "python3 moved mid-computation prints what it prints natively" \
     || bad "python: $out rc $py_nat/$py_mig $(diff "$W/py.nat" "$W/py.mig" | head -3 | tr '\n' ' ') $(cat "$W/py.err")"
 
+# 2c. mosrun -r starts a job on another node; stopping that node's mosd sends it home first;
+#     restarting mosd at home does not disturb running jobs
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" -r "$N2" "$B/mosjob" 40 50 "$W/r.a" "$W/r.b" \
+    < /dev/null > "$W/r.out" 2> "$W/r.err") &
+run=$!
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/h.a" "$W/h.b" \
+    < /dev/null > "$W/h.out" 2> "$W/h.err") &
+run_home=$!
+sleep 0.5
+rjob=$(job_of $run)
+grep -q " $rjob .*$N2 *$N1 " <<<"$(on 2 "$B/mosps")" && ok "mosrun -r $N2 started the job on node 2" \
+    || bad "-r: $(on 2 "$B/mosps") $(cat "$W/r.err")"
+kill "${MOSD[2]}"; wait "${MOSD[2]}" 2>/dev/null
+grep -q " $rjob .*$N1 *$N1 " <<<"$(on 1 "$B/mosps")" && ok "stopping node 2's mosd sent its guest home" \
+    || bad "orderly stop: $(on 1 "$B/mosps") $(tail -3 "$W/mosd2.log")"
+kill "${MOSD[1]}"; wait "${MOSD[1]}" 2>/dev/null; start_mosd 1; start_mosd 2
+wait $run; rc=$?; wait $run_home; rc_home=$?
+"$B/mosjob" 40 0 "$W/r2.a" "$W/r2.b" < /dev/null > "$W/r2.out"
+[ $rc = 7 ] && [ $rc_home = 7 ] && cmp -s "$W/r.out" "$W/r2.out" && cmp -s "$W/h.out" "$W/r2.out" \
+    && ok "both jobs finished correctly across the home mosd's restart" \
+    || bad "restart: rc $rc/$rc_home $(diff "$W/r.out" "$W/r2.out" | head -3 | tr '\n' ' ')"
+sleep 0.5
+
 # 3. bad requests: one line, status 1, and the job goes on
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 30 50 "$W/f.a" "$W/f.b" \
     < /dev/null > "$W/f.out" 2>&1) &
