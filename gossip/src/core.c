@@ -34,6 +34,7 @@ struct mos_gossip_core {
     uint32_t n_slots, self, window, dead_after;
     uint32_t n_alive;
     uint32_t n_cand, cap_cand;
+    uint32_t n_left;           /* slots marked left: while 0, the left map is never read */
     uint32_t *word;            /* per slot: stamp | WORD_* */
     uint8_t *left;             /* per slot: announced it is leaving (rarely read) */
     struct candidate *cand;    /* the W youngest, then the news being merged */
@@ -59,7 +60,7 @@ static uint32_t rng_below(const struct mos_gossip_rng *rng, uint32_t n)
 
 static int word_alive(const struct mos_gossip_core *c, uint32_t slot, uint32_t w)
 {
-    return (w & (WORD_KNOWN | WORD_DEAD)) == WORD_KNOWN && !c->left[slot];
+    return (w & (WORD_KNOWN | WORD_DEAD)) == WORD_KNOWN && !(c->n_left && c->left[slot]);
 }
 
 /* Change a slot's word, keeping n_alive right; the left map is read only when the known/dead
@@ -167,6 +168,7 @@ void mos_gossip_core_reset(struct mos_gossip_core *c, uint32_t now)
 {
     memset(c->word, 0, c->n_slots * sizeof(*c->word));
     memset(c->left, 0, c->n_slots);
+    c->n_left = 0;
     c->word[c->self] = WORD_STAMP(now) | WORD_KNOWN;
     c->n_alive = 1;
     c->n_cand = 0;
@@ -204,17 +206,14 @@ static void cand_quickselect(struct candidate *a, uint32_t n, uint32_t k, uint32
 }
 
 /* Keep the k youngest of c->cand[0..n), 0 < k < n. A 256-bucket histogram of the ages finds
- * the bucket where the k-th youngest lies in two branch-free passes; only that bucket is
+ * the bucket where the k-th youngest lies in a branch-free pass (max: the largest age); only that bucket is
  * sorted out by quickselect (whose unpredictable branches cost more than the rest). */
-static void cand_select(struct mos_gossip_core *c, uint32_t n, uint32_t k, uint32_t now)
+static void cand_select(struct mos_gossip_core *c, uint32_t n, uint32_t k, uint32_t now,
+                        uint32_t max)
 {
     struct candidate *a = c->cand, *tie = c->scratch;
-    uint32_t count[256] = {0}, max = 0, shift = 0, below = 0, b, w = 0, n_tie = 0;
+    uint32_t count[256] = {0}, shift = 0, below = 0, b, w = 0, n_tie = 0;
 
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t age = now - a[i].stamp;
-        max = age > max ? age : max;
-    }
     while ((max >> shift) > 255)
         shift++;
     for (uint32_t i = 0; i < n; i++)
@@ -243,20 +242,27 @@ static uint32_t news_bit(uint32_t slot)
  * no news; if set, its word (just written if it had news) tells. */
 static void cand_cut(struct mos_gossip_core *c, uint32_t kept, uint32_t now)
 {
-    uint32_t n = 0;
+    uint32_t n = 0, max = 0;
 
     for (uint32_t i = 0; i < kept; i++) {
         struct candidate e = c->cand[i];
-        uint32_t b = news_bit(e.slot);
-        if (!(c->news[b / 64] & (1ull << (b % 64))) || WORD_STAMP(c->word[e.slot]) == e.stamp)
+        uint32_t b = news_bit(e.slot), age = now - e.stamp;
+        if (!(c->news[b / 64] & (1ull << (b % 64))) || WORD_STAMP(c->word[e.slot]) == e.stamp) {
             c->cand[n++] = e;
+            max = age > max ? age : max;
+        }
     }
-    for (uint32_t i = kept; i < c->n_cand; i++)
-        if (WORD_STAMP(c->word[c->cand[i].slot]) == c->cand[i].stamp)
-            c->cand[n++] = c->cand[i];
+    for (uint32_t i = kept; i < c->n_cand; i++) {
+        struct candidate e = c->cand[i];
+        uint32_t age = now - e.stamp;
+        if (WORD_STAMP(c->word[e.slot]) == e.stamp) {
+            c->cand[n++] = e;
+            max = age > max ? age : max;
+        }
+    }
     memset(c->news, 0, sizeof(c->news));
     if (n > c->window) {
-        cand_select(c, n, c->window, now);
+        cand_select(c, n, c->window, now, max);
         n = c->window;
     }
     c->n_cand = n;
@@ -390,6 +396,7 @@ void mos_gossip_core_set_left(struct mos_gossip_core *c, uint32_t slot, int left
         return;
     int was = word_alive(c, slot, c->word[slot]);
     c->left[slot] = left ? 1 : 0;
+    c->n_left += left ? 1 : -1;
     int is = word_alive(c, slot, c->word[slot]);
     if (was && !is)
         c->n_alive--;
