@@ -23,6 +23,8 @@ struct mos_gossip {
     struct gossip_peer *peers;
     uint32_t *by_addr;              /* slots sorted by addr, for lookups */
     struct mos_gossip_rng rng;
+    void (*refresh)(void *arg, struct mos_gossip_info *own);
+    void *refresh_arg;
     struct mos_gossip_splitmix own_rng;
     uint64_t boot_id, seq;
     double test_loss;
@@ -37,8 +39,6 @@ struct mos_gossip {
     uint32_t next_step_ms;
 };
 
-/* Monotonic milliseconds, the library's time base (wraps every 49 days; compared wrap-safely). */
-uint32_t gossip_now_ms(void);
 /* Slot of a wire address, or MOS_GOSSIP_NO_SLOT. */
 uint32_t gossip_slot_of(const struct mos_gossip *g, const uint8_t addr[16]);
 

@@ -23,7 +23,7 @@ const char *mos_gossip_state_name(enum mos_gossip_state state)
     return (unsigned)state <= MOS_GOSSIP_LEFT ? state_names[state] : "?";
 }
 
-uint32_t gossip_now_ms(void)
+uint32_t mos_gossip_now_ms(void)
 {
     return (uint32_t)(mos_clock_now_ns() / MOS_NSEC_PER_MSEC);
 }
@@ -159,6 +159,8 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
         g->rng = (struct mos_gossip_rng){.next = rng_kernel_seeded, .arg = &g->own_rng};
     }
     g->boot_id = g->rng.next(g->rng.arg);
+    g->refresh = p->refresh;
+    g->refresh_arg = p->refresh_arg;
     struct mos_gossip_core_params cp = {
         .n_slots = g->n, .self = g->self, .window = g->window,
         .dead_after = (uint32_t)cfg->dead_after_steps * g->interval_ms};
@@ -168,7 +170,7 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
         rc = -EINVAL;
         goto fail;
     }
-    rc = mos_gossip_core_create(&cp, gossip_now_ms(), &g->core);
+    rc = mos_gossip_core_create(&cp, mos_gossip_now_ms(), &g->core);
     if (rc != 0)
         goto fail;
     memcpy(g->peers[g->self].info.addr, g->peers[g->self].addr, 16);
@@ -231,6 +233,11 @@ int mos_gossip_step(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t 
     size_t n_items;
 
     g->stats.steps++;
+    if (g->refresh) {
+        struct mos_gossip_info own = g->peers[g->self].info;
+        g->refresh(g->refresh_arg, &own);
+        mos_gossip_set_local(g, &own);
+    }
     mos_gossip_core_expire(g->core, now_ms, on_dead, g);
     n_items = mos_gossip_core_tick(g->core, now_ms, &g->rng, target, g->items);
     if (*target == MOS_GOSSIP_NO_SLOT)

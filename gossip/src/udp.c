@@ -35,7 +35,7 @@ int mos_gossip_open(struct mos_gossip *g)
         return rc;
     }
     g->fd = fd;
-    g->next_step_ms = gossip_now_ms();
+    g->next_step_ms = mos_gossip_now_ms();
     return 0;
 }
 
@@ -46,7 +46,7 @@ int mos_gossip_fd(const struct mos_gossip *g)
 
 int mos_gossip_next_timeout_ms(const struct mos_gossip *g)
 {
-    int32_t left = (int32_t)(g->next_step_ms - gossip_now_ms());
+    int32_t left = (int32_t)(g->next_step_ms - mos_gossip_now_ms());
 
     return left > 0 ? left : 0;
 }
@@ -71,7 +71,7 @@ static int send_to(struct mos_gossip *g, uint32_t slot, const uint8_t *buf, size
 
 int mos_gossip_on_timer(struct mos_gossip *g)
 {
-    uint32_t now = gossip_now_ms(), target;
+    uint32_t now = mos_gossip_now_ms(), target;
     int len;
 
     if ((int32_t)(g->next_step_ms - now) > 0)
@@ -105,7 +105,7 @@ int mos_gossip_on_readable(struct mos_gossip *g)
             g->stats.dropped[MOS_GOSSIP_DROP_FORMAT]++;
             continue;
         }
-        if (mos_gossip_input(g, gossip_now_ms(), g->buf, (size_t)len, &why) == 0)
+        if (mos_gossip_input(g, mos_gossip_now_ms(), g->buf, (size_t)len, &why) == 0)
             taken++;
     }
     return taken;
@@ -113,7 +113,7 @@ int mos_gossip_on_readable(struct mos_gossip *g)
 
 int mos_gossip_leave(struct mos_gossip *g, unsigned copies)
 {
-    uint32_t now = gossip_now_ms();
+    uint32_t now = mos_gossip_now_ms();
     int len = mos_gossip_leave_datagram(g, now, g->buf, MOS_GOSSIP_MAX_DATAGRAM);
     unsigned sent = 0;
 
@@ -131,11 +131,11 @@ int mos_gossip_leave(struct mos_gossip *g, unsigned copies)
 
 int mos_gossip_run(struct mos_gossip *g, int timeout_ms)
 {
-    uint32_t end = gossip_now_ms() + (uint32_t)timeout_ms;
+    uint32_t end = mos_gossip_now_ms() + (uint32_t)timeout_ms;
     int rc = 0;
 
     for (;;) {
-        int32_t left = (int32_t)(end - gossip_now_ms());
+        int32_t left = (int32_t)(end - mos_gossip_now_ms());
         if (left <= 0)
             return rc;
         int wait = mos_gossip_next_timeout_ms(g);

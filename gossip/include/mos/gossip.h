@@ -63,6 +63,10 @@ struct mos_gossip_params {
     int self;                         /* this node's index in cfg->nodes */
     const mos_key_t *key;
     const struct mos_gossip_rng *rng; /* NULL: a generator seeded from the kernel */
+    /* Called at every step, before the own entry is sent, to refresh it (e.g. from the probe,
+     * gossip_probe.h); NULL: the entry stays what mos_gossip_set_local last set. */
+    void (*refresh)(void *arg, struct mos_gossip_info *own);
+    void *refresh_arg;
 };
 
 struct mos_gossip;
@@ -76,6 +80,10 @@ void mos_gossip_destroy(struct mos_gossip *g);
 void mos_gossip_set_local(struct mos_gossip *g, const struct mos_gossip_info *info);
 
 /* --- protocol, no I/O: the caller passes the time (ms, any monotonic origin) ------------ */
+
+/* The UDP layer's clock: monotonic milliseconds, wrapping every 49 days (compared wrap-safely).
+ * Pass it to mos_gossip_node_get when the UDP layer runs the steps. */
+uint32_t mos_gossip_now_ms(void);
 
 /* This step's datagram: up to cap bytes into buf (MOS_GOSSIP_MAX_DATAGRAM always suffices).
  * Returns its length and the target slot, 0 if there is nobody to send to, or -errno. Also
