@@ -256,8 +256,10 @@ int bench_gossip(int argc, char **argv)
             goto out;
     }
     qsort_r(order, o.nodes, sizeof(*order), cmp_phase, nodes);
-    /* Sample about 2e5 ages per step: every vector is seen several times over the run. */
+    /* Sample about 2e5 ages per step (each vector at most once): every vector is seen
+     * several times over the run. */
     unsigned rows = o.nodes >= 200000 ? 1 : 200000 / o.nodes;
+    rows = rows > o.nodes ? o.nodes : rows;
     uint64_t t0 = mos_clock_now_ns();
     for (uint32_t s = 0; s < o.steps; s++) {
         if (s == warmup)
