@@ -58,7 +58,7 @@ static int parse_prob(const char *text, double *out)
 
 static int sim_parse(int argc, char **argv, struct sim_opts *o)
 {
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = !v;
         if (!bad && strcmp(a, "--nodes") == 0)
@@ -84,7 +84,6 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o)
                     v ? v : "");
             return -1;
         }
-        i++;
     }
     if (o->nodes < 2 || o->nodes > 65536 || o->window < 1 || o->window >= o->nodes ||
         o->window > MOS_GOSSIP_MAX_ENTRIES - 1 || o->steps < 1) {

@@ -40,7 +40,7 @@ static void on_signal(int sig)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             goto bad;
@@ -64,7 +64,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->loss = atof(v);
         else
             goto bad;
-        i++;
     }
     return 0;
 bad:
