@@ -14,5 +14,17 @@ out=$("$B" gossip-model --nodes 1 2>&1); rc=$?
 out=$("$B" syscall --iters 200 2>&1); rc=$?
 [ $rc = 0 ] && grep -Eq '^result syscall write1_us=[0-9.]+ native_us=[0-9.]+ rtt_us=[0-9.]+ read64k_us=[0-9.]+$' <<<"$out" \
     && ok "syscall bench runs and ends with its result line" || bad "syscall bench: rc=$rc $out"
+out=$("$B" gossip --nodes 200 --window 8 --steps 500 --seed 7 --loss 0.1 --churn 0.001 2>&1) \
+    && grep -Eq '^result gossip nodes=200 window=8 avg_age=[0-9.]+ avg_age_model=[0-9.]+ max_age=[0-9.]+ max_age_model=[0-9.]+ bytes_per_node_step=[0-9.]+$' <<<"$(tail -1 <<<"$out")" \
+    && ok "gossip simulator result line" || bad "gossip simulator result line: $out"
+a=$("$B" gossip --nodes 100 --window 4 --steps 400 --seed 3 | tail -1)
+b=$("$B" gossip --nodes 100 --window 4 --steps 400 --seed 3 | tail -1)
+[ "$a" = "$b" ] && ok "gossip simulator is reproducible with a seed" || bad "same seed, different results: $a / $b"
+out=$("$B" gossip --nodes 100 --window 100 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && ok "gossip: window >= nodes refused" || bad "gossip window: rc=$rc $out"
+out=$("$B" gossip --nodes 1000 --window 16 --steps 100 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "warm-up" <<<"$out" && ok "gossip: too few steps refused" || bad "gossip steps: rc=$rc $out"
+out=$("$B" gossip --loss 2 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "bad argument '--loss' 2" <<<"$out" && ok "gossip: bad loss refused" || bad "gossip loss: rc=$rc $out"
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

@@ -1,23 +1,29 @@
 /* The gossip algorithm of Amar, Barak, Drezner and Okun (CCPE 2009), without I/O.
  *
  * Finding the W youngest entries every step by scanning the vector would cost O(n) per node
- * and step, O(n^2) per step for the simulator. Instead the core keeps a short list of
- * candidates: every entry that became younger (news) since the last step is appended, and at
- * each step the list is cut back to its W youngest valid members. Since every entry ages at
- * the same rate and only news makes an entry younger, an entry outside the list is never
- * younger than the W kept, so the list always holds the W youngest (a candidate is valid while
- * its stamp is still the entry's stamp; news of the same node leaves the old one stale). */
+ * and step, O(n^2) per step for the simulator. Instead the core keeps the W youngest in a
+ * short list (the candidates): the news of a received window is appended, the candidates
+ * whose node got newer news are dropped, and the list is cut back to its W youngest. Since
+ * every entry ages at the same rate and only news makes an entry younger, an entry outside
+ * the list is never younger than those kept, so the list always holds exactly the W youngest.
+ *
+ * Memory is laid out for the simulator, where 10,000 vectors take 400 MB and every access to
+ * a vector misses the caches: one 32-bit word per slot holds both the stamp and the state
+ * bits, so merging an entry costs one miss; which kept candidates went stale is found in a
+ * 4096-bit map of the window's news next to the core's header, not by reading the vector. */
 #include "mos/gossip_core.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum slot_flag {
-    SLOT_KNOWN = 1, /* some news arrived */
-    SLOT_DEAD = 2,  /* presumed dead: older than dead_after when last looked at */
-    SLOT_LEFT = 4,  /* announced it is leaving */
-};
+/* A slot's word: its stamp rounded down to a multiple of 4 time units (4 ms in the library,
+ * 1/250 step in the simulator; the age is over-counted by 1.5 units on average per hop) with
+ * the state in the two low bits. 0 = no news ever. */
+#define WORD_KNOWN 1u
+#define WORD_DEAD 2u /* presumed dead: older than dead_after when last looked at */
+#define WORD_STAMP(w) ((w) & ~3u)
+#define NEWS_BITS 4096u
 
 struct candidate {
     uint32_t slot;
@@ -27,10 +33,13 @@ struct candidate {
 struct mos_gossip_core {
     uint32_t n_slots, self, window, dead_after;
     uint32_t n_alive;
-    uint32_t *stamp; /* local time at which the entry's news was produced at its origin */
-    uint8_t *flags;
-    struct candidate *cand;
     uint32_t n_cand, cap_cand;
+    uint32_t n_left;           /* slots marked left: while 0, the left map is never read */
+    uint32_t *word;            /* per slot: stamp | WORD_* */
+    uint8_t *left;             /* per slot: announced it is leaving (rarely read) */
+    struct candidate *cand;    /* the W youngest, then the news being merged */
+    struct candidate *scratch; /* cap_cand entries for cand_select */
+    uint64_t news[NEWS_BITS / 64]; /* hash bits of the slots with news in this window */
 };
 
 uint64_t mos_gossip_splitmix_next(void *splitmix)
@@ -49,16 +58,21 @@ static uint32_t rng_below(const struct mos_gossip_rng *rng, uint32_t n)
     return (uint32_t)(((rng->next(rng->arg) >> 32) * (uint64_t)n) >> 32);
 }
 
-static int flags_alive(uint8_t f)
+static int word_alive(const struct mos_gossip_core *c, uint32_t slot, uint32_t w)
 {
-    return (f & (SLOT_KNOWN | SLOT_DEAD | SLOT_LEFT)) == SLOT_KNOWN;
+    return (w & (WORD_KNOWN | WORD_DEAD)) == WORD_KNOWN && !(c->n_left && c->left[slot]);
 }
 
-static void slot_set_flags(struct mos_gossip_core *c, uint32_t slot, uint8_t f)
+/* Change a slot's word, keeping n_alive right; the left map is read only when the known/dead
+ * bits change, which is rare. */
+static void slot_set_word(struct mos_gossip_core *c, uint32_t slot, uint32_t w)
 {
-    int was = flags_alive(c->flags[slot]), is = flags_alive(f);
+    uint32_t old = c->word[slot];
 
-    c->flags[slot] = f;
+    c->word[slot] = w;
+    if (((old ^ w) & (WORD_KNOWN | WORD_DEAD)) == 0)
+        return;
+    int was = word_alive(c, slot, old), is = word_alive(c, slot, w);
     if (was && !is)
         c->n_alive--;
     else if (!was && is)
@@ -67,60 +81,102 @@ static void slot_set_flags(struct mos_gossip_core *c, uint32_t slot, uint8_t f)
 
 static uint32_t slot_age(const struct mos_gossip_core *c, uint32_t now, uint32_t slot)
 {
-    return now - c->stamp[slot];
+    return now - WORD_STAMP(c->word[slot]);
 }
 
-int mos_gossip_core_create(const struct mos_gossip_core_params *p, uint32_t now,
-                           struct mos_gossip_core **out)
-{
-    struct mos_gossip_core *c;
+struct core_layout {
+    size_t word, left, cand, scratch, total;
+    uint32_t window, cap_cand;
+};
 
-    if (!p || !out || p->n_slots == 0 || p->n_slots > 65536 || p->self >= p->n_slots ||
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+static int core_layout(const struct mos_gossip_core_params *p, struct core_layout *l)
+{
+    if (!p || p->n_slots == 0 || p->n_slots > 65536 || p->self >= p->n_slots ||
         p->window == 0 || p->dead_after == 0 || p->dead_after > INT32_MAX)
         return -EINVAL;
-    c = calloc(1, sizeof(*c));
-    if (!c)
-        return -ENOMEM;
+    l->window = p->window < p->n_slots ? p->window : p->n_slots;
+    /* The kept W plus a chunk of news: a window is merged in chunks of cap - W items. */
+    l->cap_cand = 2 * l->window + 64;
+    /* One block, the small hot parts first: a core is a few cache lines plus its vector. */
+    l->cand = align64(sizeof(struct mos_gossip_core));
+    l->scratch = l->cand + align64(l->cap_cand * sizeof(struct candidate));
+    l->left = l->scratch + align64(l->cap_cand * sizeof(struct candidate));
+    l->word = l->left + align64(p->n_slots);
+    l->total = l->word + align64(p->n_slots * sizeof(uint32_t));
+    return 0;
+}
+
+size_t mos_gossip_core_bytes(const struct mos_gossip_core_params *p)
+{
+    struct core_layout l;
+
+    return core_layout(p, &l) == 0 ? l.total : 0;
+}
+
+int mos_gossip_core_init(void *mem, size_t len, const struct mos_gossip_core_params *p,
+                         uint32_t now, struct mos_gossip_core **out)
+{
+    struct core_layout l;
+    struct mos_gossip_core *c = mem;
+    char *base = mem;
+
+    if (core_layout(p, &l) != 0 || !mem || !out || len < l.total || ((uintptr_t)mem & 63))
+        return -EINVAL;
+    memset(mem, 0, sizeof(*c));
     c->n_slots = p->n_slots;
     c->self = p->self;
-    c->window = p->window < p->n_slots ? p->window : p->n_slots;
+    c->window = l.window;
     c->dead_after = p->dead_after;
-    /* Room for a few steps of news between cuts; a cut costs O(cap), so amortized O(1). */
-    c->cap_cand = 2 * c->window + 32;
-    c->stamp = calloc(p->n_slots, sizeof(*c->stamp));
-    c->flags = calloc(p->n_slots, sizeof(*c->flags));
-    c->cand = calloc(c->cap_cand, sizeof(*c->cand));
-    if (!c->stamp || !c->flags || !c->cand) {
-        mos_gossip_core_destroy(c);
-        return -ENOMEM;
-    }
+    c->cap_cand = l.cap_cand;
+    c->cand = (struct candidate *)(base + l.cand);
+    c->scratch = (struct candidate *)(base + l.scratch);
+    c->left = (uint8_t *)(base + l.left);
+    c->word = (uint32_t *)(base + l.word);
     mos_gossip_core_reset(c, now);
     *out = c;
     return 0;
 }
 
+int mos_gossip_core_create(const struct mos_gossip_core_params *p, uint32_t now,
+                           struct mos_gossip_core **out)
+{
+    size_t len = mos_gossip_core_bytes(p);
+    void *mem;
+    int rc;
+
+    if (len == 0 || !out)
+        return -EINVAL;
+    if (posix_memalign(&mem, 64, len) != 0)
+        return -ENOMEM;
+    rc = mos_gossip_core_init(mem, len, p, now, out);
+    if (rc != 0)
+        free(mem);
+    return rc;
+}
+
 void mos_gossip_core_destroy(struct mos_gossip_core *c)
 {
-    if (!c)
-        return;
-    free(c->stamp);
-    free(c->flags);
-    free(c->cand);
     free(c);
 }
 
 void mos_gossip_core_reset(struct mos_gossip_core *c, uint32_t now)
 {
-    memset(c->flags, 0, c->n_slots * sizeof(*c->flags));
+    memset(c->word, 0, c->n_slots * sizeof(*c->word));
+    memset(c->left, 0, c->n_slots);
+    c->n_left = 0;
+    c->word[c->self] = WORD_STAMP(now) | WORD_KNOWN;
     c->n_alive = 1;
-    c->flags[c->self] = SLOT_KNOWN;
-    c->stamp[c->self] = now;
     c->n_cand = 0;
 }
 
-/* Put the k smallest ages of cand[0..n) first, 0 < k < n: quickselect with a three-way
- * partition, so runs of equal ages (common: many entries arrive in the same step) stay linear. */
-static void cand_select(struct candidate *a, uint32_t n, uint32_t k, uint32_t now)
+/* Put the k smallest ages of a[0..n) first, 0 < k < n: quickselect with a three-way
+ * partition, so runs of equal ages stay linear. */
+static void cand_quickselect(struct candidate *a, uint32_t n, uint32_t k, uint32_t now)
 {
     int64_t lo = 0, hi = (int64_t)n - 1, want = (int64_t)k - 1;
 
@@ -149,61 +205,129 @@ static void cand_select(struct candidate *a, uint32_t n, uint32_t k, uint32_t no
     }
 }
 
-/* Drop stale candidates and keep the window youngest. */
-static void cand_cut(struct mos_gossip_core *c, uint32_t now)
+/* Keep the k youngest of c->cand[0..n), 0 < k < n. A 256-bucket histogram of the ages finds
+ * the bucket where the k-th youngest lies in a branch-free pass (max: the largest age); only that bucket is
+ * sorted out by quickselect (whose unpredictable branches cost more than the rest). */
+static void cand_select(struct mos_gossip_core *c, uint32_t n, uint32_t k, uint32_t now,
+                        uint32_t max)
 {
-    uint32_t n = 0;
+    struct candidate *a = c->cand, *tie = c->scratch;
+    uint32_t count[256] = {0}, shift = 0, below = 0, b, w = 0, n_tie = 0;
 
-    for (uint32_t i = 0; i < c->n_cand; i++) {
-        struct candidate e = c->cand[i];
-        if (c->stamp[e.slot] == e.stamp && (c->flags[e.slot] & SLOT_KNOWN))
-            c->cand[n++] = e;
+    while ((max >> shift) > 255)
+        shift++;
+    for (uint32_t i = 0; i < n; i++)
+        count[(now - a[i].stamp) >> shift]++;
+    for (b = 0; below + count[b] < k; b++)
+        below += count[b];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t bucket = (now - a[i].stamp) >> shift;
+        if (bucket < b)
+            a[w++] = a[i];
+        else if (bucket == b)
+            tie[n_tie++] = a[i];
     }
+    if (n_tie > k - below)
+        cand_quickselect(tie, n_tie, k - below, now);
+    memcpy(a + w, tie, (k - below) * sizeof(*a));
+}
+
+static uint32_t news_bit(uint32_t slot)
+{
+    return (slot * 0x9e3779b1u) >> (32 - 12); /* 12 bits: NEWS_BITS */
+}
+
+/* After news was appended at cand[kept..n_cand): drop the kept candidates (and repeated news)
+ * that newer news replaced, then keep the W youngest. A kept candidate whose bit is clear had
+ * no news; if set, its word (just written if it had news) tells. */
+static void cand_cut(struct mos_gossip_core *c, uint32_t kept, uint32_t now)
+{
+    uint32_t n = 0, max = 0;
+
+    for (uint32_t i = 0; i < kept; i++) {
+        struct candidate e = c->cand[i];
+        uint32_t b = news_bit(e.slot), age = now - e.stamp;
+        if (!(c->news[b / 64] & (1ull << (b % 64))) || WORD_STAMP(c->word[e.slot]) == e.stamp) {
+            c->cand[n++] = e;
+            max = age > max ? age : max;
+        }
+    }
+    for (uint32_t i = kept; i < c->n_cand; i++) {
+        struct candidate e = c->cand[i];
+        uint32_t age = now - e.stamp;
+        if (WORD_STAMP(c->word[e.slot]) == e.stamp) {
+            c->cand[n++] = e;
+            max = age > max ? age : max;
+        }
+    }
+    memset(c->news, 0, sizeof(c->news));
     if (n > c->window) {
-        cand_select(c->cand, n, c->window, now);
+        cand_select(c, n, c->window, now, max);
         n = c->window;
     }
     c->n_cand = n;
 }
 
-enum mos_gossip_merge_result mos_gossip_core_merge(struct mos_gossip_core *c, uint32_t now,
-                                                   uint32_t slot, uint32_t age)
+static enum mos_gossip_merge_result merge_one(struct mos_gossip_core *c, uint32_t now,
+                                              uint32_t slot, uint32_t age)
 {
-    uint32_t stamp = now - age;
-    uint8_t f;
+    uint32_t stamp = WORD_STAMP(now - age), old, w, b;
     enum mos_gossip_merge_result res;
 
     if (slot >= c->n_slots || slot == c->self || age > INT32_MAX)
         return MOS_GOSSIP_MERGE_STALE;
-    f = c->flags[slot];
+    old = c->word[slot];
     /* Wrap-safe "not younger": stamps are compared through their signed difference. */
-    if ((f & SLOT_KNOWN) && (int32_t)(stamp - c->stamp[slot]) <= 0)
+    if ((old & WORD_KNOWN) && (int32_t)(stamp - WORD_STAMP(old)) <= 0)
         return MOS_GOSSIP_MERGE_STALE;
-    c->stamp[slot] = stamp;
     if (age > c->dead_after) {
         res = MOS_GOSSIP_MERGE_NEWS; /* news of a node that is still presumed dead */
-        f |= SLOT_KNOWN | SLOT_DEAD;
+        w = stamp | WORD_KNOWN | WORD_DEAD;
     } else {
-        res = (!(f & SLOT_KNOWN) || (f & SLOT_DEAD)) ? MOS_GOSSIP_MERGE_RETURNED
-                                                      : MOS_GOSSIP_MERGE_NEWS;
-        f = (uint8_t)((f | SLOT_KNOWN) & ~SLOT_DEAD);
+        res = (!(old & WORD_KNOWN) || (old & WORD_DEAD)) ? MOS_GOSSIP_MERGE_RETURNED
+                                                          : MOS_GOSSIP_MERGE_NEWS;
+        w = stamp | WORD_KNOWN;
     }
-    slot_set_flags(c, slot, f);
-    if (c->n_cand == c->cap_cand)
-        cand_cut(c, now);
+    slot_set_word(c, slot, w);
+    b = news_bit(slot);
+    c->news[b / 64] |= 1ull << (b % 64);
     c->cand[c->n_cand++] = (struct candidate){.slot = slot, .stamp = stamp};
     return res;
+}
+
+size_t mos_gossip_core_receive(struct mos_gossip_core *c, uint32_t now,
+                               const struct mos_gossip_item *items, size_t n, uint8_t *results)
+{
+    size_t taken = 0, chunk = c->cap_cand - c->window;
+
+    for (size_t base = 0; base < n; base += chunk) {
+        size_t end = n - base < chunk ? n : base + chunk;
+        uint32_t kept = c->n_cand;
+        /* The vector is far bigger than the caches in the simulator: start every load of
+         * this chunk before the first is needed. */
+        for (size_t i = base; i < end; i++)
+            if (items[i].slot < c->n_slots)
+                __builtin_prefetch(&c->word[items[i].slot], 1);
+        for (size_t i = base; i < end; i++) {
+            enum mos_gossip_merge_result r = merge_one(c, now, items[i].slot, items[i].age);
+            taken += r != MOS_GOSSIP_MERGE_STALE;
+            if (results)
+                results[i] = (uint8_t)r;
+        }
+        cand_cut(c, kept, now);
+    }
+    return taken;
 }
 
 /* Whether slot may be gossiped to as alive; notices (and records) a node gone past the limit. */
 static int slot_check_alive(struct mos_gossip_core *c, uint32_t now, uint32_t slot)
 {
-    uint8_t f = c->flags[slot];
+    uint32_t w = c->word[slot];
 
-    if (!flags_alive(f))
+    if (!word_alive(c, slot, w))
         return 0;
-    if (slot_age(c, now, slot) > c->dead_after) {
-        slot_set_flags(c, slot, f | SLOT_DEAD);
+    if (now - WORD_STAMP(w) > c->dead_after) {
+        slot_set_word(c, slot, w | WORD_DEAD);
         return 0;
     }
     return 1;
@@ -248,8 +372,7 @@ size_t mos_gossip_core_tick(struct mos_gossip_core *c, uint32_t now,
 {
     size_t n = 0;
 
-    c->stamp[c->self] = now;
-    cand_cut(c, now);
+    c->word[c->self] = WORD_STAMP(now) | WORD_KNOWN;
     items[n++] = (struct mos_gossip_item){.slot = c->self, .age = 0};
     for (uint32_t i = 0; i < c->n_cand; i++) {
         uint32_t age = now - c->cand[i].stamp;
@@ -262,17 +385,23 @@ size_t mos_gossip_core_tick(struct mos_gossip_core *c, uint32_t now,
 
 uint32_t mos_gossip_core_age(const struct mos_gossip_core *c, uint32_t now, uint32_t slot)
 {
-    if (slot >= c->n_slots || !(c->flags[slot] & SLOT_KNOWN))
+    if (slot >= c->n_slots || !(c->word[slot] & WORD_KNOWN))
         return MOS_GOSSIP_AGE_UNKNOWN;
     return slot == c->self ? 0 : slot_age(c, now, slot);
 }
 
 void mos_gossip_core_set_left(struct mos_gossip_core *c, uint32_t slot, int left)
 {
-    if (slot >= c->n_slots || slot == c->self)
+    if (slot >= c->n_slots || slot == c->self || !c->left[slot] == !left)
         return;
-    slot_set_flags(c, slot,
-                   (uint8_t)(left ? (c->flags[slot] | SLOT_LEFT) : (c->flags[slot] & ~SLOT_LEFT)));
+    int was = word_alive(c, slot, c->word[slot]);
+    c->left[slot] = left ? 1 : 0;
+    c->n_left += left ? 1 : -1;
+    int is = word_alive(c, slot, c->word[slot]);
+    if (was && !is)
+        c->n_alive--;
+    else if (!was && is)
+        c->n_alive++;
 }
 
 int mos_gossip_core_alive(const struct mos_gossip_core *c, uint32_t now, uint32_t slot)
@@ -281,7 +410,7 @@ int mos_gossip_core_alive(const struct mos_gossip_core *c, uint32_t now, uint32_
         return 0;
     if (slot == c->self)
         return 1;
-    return flags_alive(c->flags[slot]) && slot_age(c, now, slot) <= c->dead_after;
+    return word_alive(c, slot, c->word[slot]) && slot_age(c, now, slot) <= c->dead_after;
 }
 
 size_t mos_gossip_core_expire(struct mos_gossip_core *c, uint32_t now,
@@ -290,15 +419,17 @@ size_t mos_gossip_core_expire(struct mos_gossip_core *c, uint32_t now,
     size_t n = 0;
 
     for (uint32_t s = 0; s < c->n_slots; s++) {
-        uint8_t f = c->flags[s];
-        if (s == c->self || !(f & SLOT_KNOWN))
+        uint32_t w = c->word[s];
+        if (s == c->self || !(w & WORD_KNOWN))
             continue;
         /* Stamps compare through a signed 32-bit difference: pin long-dead entries at a fixed
          * old age so that weeks later fresh news still counts as younger. */
-        if (slot_age(c, now, s) > (1u << 30))
-            c->stamp[s] = now - (1u << 30);
-        if (!(f & SLOT_DEAD) && slot_age(c, now, s) > c->dead_after) {
-            slot_set_flags(c, s, f | SLOT_DEAD);
+        if (now - WORD_STAMP(w) > (1u << 30)) {
+            w = WORD_STAMP(now - (1u << 30)) | (w & 3u);
+            c->word[s] = w;
+        }
+        if (!(w & WORD_DEAD) && now - WORD_STAMP(w) > c->dead_after) {
+            slot_set_word(c, s, w | WORD_DEAD);
             n++;
             if (on_dead)
                 on_dead(arg, s);

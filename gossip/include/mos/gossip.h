@@ -1,9 +1,29 @@
-/* Randomized gossip of node state with guaranteed ages (Amar, Barak, Drezner, Okun 2009). */
+/* Randomized gossip of node state with guaranteed ages (Amar, Barak, Drezner, Okun 2009).
+ *
+ * Every node keeps a vector with an entry per configured node: what that node last said about
+ * itself (struct mos_gossip_info) and how old that news is. Every time step a node refreshes
+ * its own entry and sends it with the W youngest other entries to one node chosen at random;
+ * the receiver keeps, per node, the younger news. Ages travel, never timestamps.
+ *
+ * Three layers: the algorithm (mos/gossip_core.h, pure), the protocol (mos_gossip_step and
+ * mos_gossip_input: datagrams in and out, no I/O), and the UDP I/O (mos_gossip_open and the
+ * on_timer / on_readable calls a caller's event loop makes). */
 #ifndef MOS_GOSSIP_H
 #define MOS_GOSSIP_H
 
-/* Expected ages, in time steps, of a gossip vector for n nodes that each send their own entry
- * plus the window-1... window youngest others to one random node per step. */
+#include "mos/config.h"
+#include "mos/gossip_core.h"
+#include "mos/gossip_wire.h"
+#include "mos/key.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Expected ages, in time steps, of a gossip vector for n nodes that each send `window`
+ * entries per step (the paper's window: the sender's own entry included) to one random node.
+ * mos sends its own entry plus W others: its expectation is mos_gossip_model(n, W + 1).
+ * Ages are real elapsed time, observed at step boundaries, with nodes ticking at independent
+ * phases (as daemons do). */
 struct mos_gossip_age_model {
     double avg_age;   /* expected average age of a vector entry */
     double max_age;   /* expected maximum age of an entry */
@@ -12,5 +32,96 @@ struct mos_gossip_age_model {
 
 /* Fill model for n >= 2 nodes and 1 <= window < n. Returns 0 or -EINVAL. */
 int mos_gossip_model(unsigned n, unsigned window, struct mos_gossip_age_model *model);
+
+enum mos_gossip_state {
+    MOS_GOSSIP_UNKNOWN = 0, /* no news ever */
+    MOS_GOSSIP_ALIVE,
+    MOS_GOSSIP_DEAD,        /* presumed dead: its news is older than the limit */
+    MOS_GOSSIP_LEFT,        /* announced that it leaves */
+};
+
+const char *mos_gossip_state_name(enum mos_gossip_state state);
+
+/* One entry of the vector as this node sees it. */
+struct mos_gossip_node {
+    const char *name; /* from the configuration */
+    const char *addr;
+    struct mos_gossip_info info;
+    uint32_t age_ms; /* MOS_GOSSIP_AGE_UNKNOWN if no news ever */
+    enum mos_gossip_state state;
+};
+
+struct mos_gossip_stats {
+    uint64_t steps, sent, send_errors, received, accepted;
+    uint64_t entries_news, entries_unknown_node;
+    uint64_t dropped[MOS_GOSSIP_DROP_REASONS];
+    uint64_t presumed_dead, returned, left;
+};
+
+struct mos_gossip_params {
+    const struct mos_config *cfg;     /* nodes, gossip_port, interval, window, dead_after_steps */
+    int self;                         /* this node's index in cfg->nodes */
+    const mos_key_t *key;
+    const struct mos_gossip_rng *rng; /* NULL: a generator seeded from the kernel */
+    /* Called at every step, before the own entry is sent, to refresh it (e.g. from the probe,
+     * gossip_probe.h); NULL: the entry stays what mos_gossip_set_local last set. */
+    void (*refresh)(void *arg, struct mos_gossip_info *own);
+    void *refresh_arg;
+};
+
+struct mos_gossip;
+
+/* Make a gossip instance (no socket yet). Returns 0, -EINVAL (bad parameters, logged) or
+ * -ENOMEM. The configuration must outlive it. */
+int mos_gossip_create(const struct mos_gossip_params *params, struct mos_gossip **out);
+void mos_gossip_destroy(struct mos_gossip *g);
+
+/* What this node says about itself from now on (the address is filled in here). */
+void mos_gossip_set_local(struct mos_gossip *g, const struct mos_gossip_info *info);
+
+/* --- protocol, no I/O: the caller passes the time (ms, any monotonic origin) ------------ */
+
+/* The UDP layer's clock: monotonic milliseconds, wrapping every 49 days (compared wrap-safely).
+ * Pass it to mos_gossip_node_get when the UDP layer runs the steps. */
+uint32_t mos_gossip_now_ms(void);
+
+/* This step's datagram: up to cap bytes into buf (MOS_GOSSIP_MAX_DATAGRAM always suffices).
+ * Returns its length and the target slot, 0 if there is nobody to send to, or -errno. Also
+ * marks nodes whose news grew older than the limit as presumed dead. */
+int mos_gossip_step(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t cap,
+                    uint32_t *target);
+/* The announcement that this node leaves: its own entry flagged MOS_GOSSIP_F_LEAVING. */
+int mos_gossip_leave_datagram(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t cap);
+/* A datagram arrived. Returns 0 if taken, or -1 with *why set and counted. */
+int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, size_t len,
+                     enum mos_gossip_drop *why);
+
+size_t mos_gossip_n_nodes(const struct mos_gossip *g);
+uint32_t mos_gossip_self(const struct mos_gossip *g);
+/* Entry i (0..n_nodes-1) as of now_ms. */
+void mos_gossip_node_get(const struct mos_gossip *g, uint32_t now_ms, size_t i,
+                         struct mos_gossip_node *out);
+void mos_gossip_stats_get(const struct mos_gossip *g, struct mos_gossip_stats *out);
+/* Test only: drop this fraction of the received datagrams (counted as test_loss), for loss
+ * tests where the kernel has no netem. */
+void mos_gossip_set_test_loss(struct mos_gossip *g, double fraction);
+
+/* --- UDP I/O ----------------------------------------------------------------------------- */
+
+/* Bind a non-blocking UDP socket to this node's address and gossip port. Returns 0 or -errno
+ * (logged). Put mos_gossip_fd in an event loop (mosd uses libevent), call on_readable when it
+ * is readable and on_timer when next_timeout_ms has passed. */
+int mos_gossip_open(struct mos_gossip *g);
+int mos_gossip_fd(const struct mos_gossip *g);
+/* Milliseconds until the next step is due (0: now). */
+int mos_gossip_next_timeout_ms(const struct mos_gossip *g);
+/* Run the step if it is due: refresh, send one datagram. Returns 0 or -errno. */
+int mos_gossip_on_timer(struct mos_gossip *g);
+/* Read every pending datagram. Returns how many were taken. */
+int mos_gossip_on_readable(struct mos_gossip *g);
+/* Send the leave announcement to up to `copies` nodes believed alive. */
+int mos_gossip_leave(struct mos_gossip *g, unsigned copies);
+/* A poll(2) loop for programs without an event loop: serve for up to timeout_ms. */
+int mos_gossip_run(struct mos_gossip *g, int timeout_ms);
 
 #endif

@@ -1,7 +1,7 @@
 /* The gossip algorithm without I/O: one node's view of the ages of every node's newest news.
  *
- * Pure functions driven by two events, "a time step passed" (mos_gossip_core_tick) and "an
- * entry arrived" (mos_gossip_core_merge), with the time and the random source passed in. The
+ * Pure functions driven by two events, "a time step passed" (mos_gossip_core_tick) and "a
+ * window arrived" (mos_gossip_core_receive), with the time and the random source passed in. The
  * UDP library (gossip.h) and the simulator (`mosbench gossip`) run this same code: the library
  * with its monotonic clock in milliseconds, the simulator with one process holding thousands
  * of cores and a simulated clock.
@@ -60,6 +60,12 @@ int mos_gossip_core_create(const struct mos_gossip_core_params *params, uint32_t
                            struct mos_gossip_core **out);
 void mos_gossip_core_destroy(struct mos_gossip_core *core);
 
+/* The same in caller memory (64-byte aligned, mos_gossip_core_bytes long, nothing to
+ * destroy): the simulator puts thousands of cores in one huge-page arena. */
+size_t mos_gossip_core_bytes(const struct mos_gossip_core_params *params);
+int mos_gossip_core_init(void *mem, size_t len, const struct mos_gossip_core_params *params,
+                         uint32_t now, struct mos_gossip_core **out);
+
 /* Forget everything but the own entry (a restart). */
 void mos_gossip_core_reset(struct mos_gossip_core *core, uint32_t now);
 
@@ -74,9 +80,12 @@ size_t mos_gossip_core_tick(struct mos_gossip_core *core, uint32_t now,
                             const struct mos_gossip_rng *rng, uint32_t *target,
                             struct mos_gossip_item *items);
 
-/* An entry arrived: news of node slot that is age units old. The younger news wins. */
-enum mos_gossip_merge_result mos_gossip_core_merge(struct mos_gossip_core *core, uint32_t now,
-                                                   uint32_t slot, uint32_t age);
+/* A window arrived: for each item, news of node slot that is age units old; the younger news
+ * wins. Items naming this node or a slot out of range are ignored. If results is not NULL,
+ * results[i] receives the enum mos_gossip_merge_result of items[i]. Returns the number of
+ * items taken (news). */
+size_t mos_gossip_core_receive(struct mos_gossip_core *core, uint32_t now,
+                               const struct mos_gossip_item *items, size_t n, uint8_t *results);
 
 /* Age of the newest news of slot, or MOS_GOSSIP_AGE_UNKNOWN if none ever arrived. */
 uint32_t mos_gossip_core_age(const struct mos_gossip_core *core, uint32_t now, uint32_t slot);

@@ -1,0 +1,392 @@
+/* The wire format, the protocol between instances (no sockets: datagrams handed over in
+ * memory) and the probe's /proc parsers fed from fixtures. */
+#include "mos/config.h"
+#include "mos/gossip.h"
+#include "mos/gossip_probe.h"
+#include "mos/gossip_wire.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static mos_key_t key = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                         17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32}};
+static uint8_t buf[MOS_GOSSIP_MAX_DATAGRAM];
+static struct mos_gossip_wire_entry entries[MOS_GOSSIP_MAX_ENTRIES];
+
+static void quiet(enum mos_log_level l, const char *c, const char *t, void *a)
+{
+    (void)l, (void)c, (void)t, (void)a;
+}
+
+static int encode_n(size_t n, const mos_key_t *k)
+{
+    struct mos_gossip_wire_header h = {.n_entries = (uint16_t)n, .boot_id = 7, .seq = 9};
+    struct mos_gossip_wire_entry e[3];
+
+    memset(e, 0, sizeof(e));
+    for (size_t i = 0; i < n && i < 3; i++) {
+        e[i].info.addr[15] = (uint8_t)(i + 1);
+        e[i].info.ncpus = 4;
+        e[i].info.load_milli = 1500;
+        e[i].info.util_permille = 250;
+        e[i].info.mem_total_mib = 1000;
+        e[i].info.mem_free_mib = 600;
+        e[i].info.transports = MOS_GOSSIP_T_TCP;
+        e[i].age_ms = i == 0 ? 0 : 1234 * (uint32_t)i;
+    }
+    return mos_gossip_wire_encode(k, &h, e, n, buf, sizeof(buf));
+}
+
+static void test_wire_roundtrip(void **state)
+{
+    (void)state;
+    struct mos_gossip_wire_header h;
+    enum mos_gossip_drop why;
+    int len = encode_n(3, &key);
+
+    assert_int_equal(len, (int)mos_gossip_wire_size(3));
+    assert_int_equal(len, 32 + 3 * 64 + 32);
+    assert_int_equal(mos_gossip_wire_parse(&key, buf, (size_t)len, &h, entries, &why), 0);
+    assert_int_equal(h.n_entries, 3);
+    assert_int_equal(h.boot_id, 7);
+    assert_int_equal(h.seq, 9);
+    assert_int_equal(entries[2].age_ms, 2468);
+    assert_int_equal(entries[1].info.addr[15], 2);
+    assert_int_equal(entries[1].info.load_milli, 1500);
+    assert_int_equal(entries[1].info.mem_free_mib, 600);
+    assert_int_equal(mos_gossip_wire_encode(&key, &h, entries, 0, buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(mos_gossip_wire_encode(&key, &h, entries, 2, buf, 100), -ENOSPC);
+}
+
+static void expect_drop(size_t len, enum mos_gossip_drop want)
+{
+    struct mos_gossip_wire_header h;
+    enum mos_gossip_drop why = MOS_GOSSIP_DROP_REASONS;
+
+    assert_int_equal(mos_gossip_wire_parse(&key, buf, len, &h, entries, &why), -1);
+    assert_string_equal(mos_gossip_drop_name(why), mos_gossip_drop_name(want));
+}
+
+static void remac(size_t len)
+{
+    struct mos_mac_part p = {.data = buf, .len = len - MOS_MAC_BYTES};
+
+    mos_key_mac(&key, &p, 1, buf + len - MOS_MAC_BYTES);
+}
+
+static void test_wire_drop_reasons(void **state)
+{
+    (void)state;
+    mos_key_t other = key;
+    size_t len;
+
+    len = (size_t)encode_n(2, &key);
+    expect_drop(40, MOS_GOSSIP_DROP_SHORT);
+    buf[0] ^= 1;
+    expect_drop(len, MOS_GOSSIP_DROP_MAGIC);
+    len = (size_t)encode_n(2, &key);
+    buf[4] = 2;
+    expect_drop(len, MOS_GOSSIP_DROP_VERSION);
+    other.bytes[0] ^= 0x80;
+    len = (size_t)encode_n(2, &other);
+    expect_drop(len, MOS_GOSSIP_DROP_MAC);
+    len = (size_t)encode_n(2, &key);
+    buf[100] ^= 4; /* one bit of an entry changed in flight */
+    expect_drop(len, MOS_GOSSIP_DROP_MAC);
+    len = (size_t)encode_n(2, &key);
+    buf[9] = 3; /* count says 3, two present; MAC recomputed */
+    remac(len);
+    expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
+    len = (size_t)encode_n(2, &key);
+    buf[8] = 0xff, buf[9] = 0xff; /* 65535 entries: over the limit */
+    remac(len);
+    expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
+    len = (size_t)encode_n(2, &key);
+    buf[7] = 32; /* entry size 32 */
+    remac(len);
+    expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
+    len = (size_t)encode_n(2, &key);
+    buf[5] = 9; /* unknown type */
+    remac(len);
+    expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
+    len = (size_t)encode_n(2, &key);
+    buf[32 + 64 + 36] = 0x10; /* utilization 4096 permille */
+    remac(len);
+    expect_drop(len, MOS_GOSSIP_DROP_ENTRY);
+    len = (size_t)encode_n(2, &key);
+    buf[32 + 19] = 5; /* the sender's own entry 5 ms old */
+    remac(len);
+    expect_drop(len, MOS_GOSSIP_DROP_ENTRY);
+    /* Every truncation of a valid datagram is refused. */
+    len = (size_t)encode_n(3, &key);
+    for (size_t cut = 0; cut < len; cut++) {
+        struct mos_gossip_wire_header h;
+        enum mos_gossip_drop why;
+        assert_int_equal(mos_gossip_wire_parse(&key, buf, cut, &h, entries, &why), -1);
+    }
+}
+
+/* --- two instances talking through memory ------------------------------------------------ */
+
+static const char conf_text[] = "[cluster]\nkey_file = /dev/null\ngossip_window = 2\n"
+                                "dead_after_steps = 5\ngossip_interval_ms = 100\n"
+                                "[nodes]\na = 10.1.0.1\nb = 10.1.0.2\nc = 10.1.0.3\n";
+
+struct pair {
+    struct mos_config cfg;
+    struct mos_gossip *a, *b;
+    struct mos_gossip_splitmix sa, sb;
+    struct mos_gossip_rng ra, rb;
+};
+
+static void pair_make(struct pair *p, const mos_key_t *key_b)
+{
+    memset(p, 0, sizeof(*p));
+    assert_int_equal(mos_config_parse(conf_text, "test", &p->cfg), 0);
+    p->sa.state = 1;
+    p->sb.state = 2;
+    p->ra = (struct mos_gossip_rng){.next = mos_gossip_splitmix_next, .arg = &p->sa};
+    p->rb = (struct mos_gossip_rng){.next = mos_gossip_splitmix_next, .arg = &p->sb};
+    struct mos_gossip_params pa = {.cfg = &p->cfg, .self = 0, .key = &key, .rng = &p->ra};
+    struct mos_gossip_params pb = {.cfg = &p->cfg, .self = 1, .key = key_b, .rng = &p->rb};
+    assert_int_equal(mos_gossip_create(&pa, &p->a), 0);
+    assert_int_equal(mos_gossip_create(&pb, &p->b), 0);
+    struct mos_gossip_info ia = {.ncpus = 8, .load_milli = 250, .mem_total_mib = 64,
+                                 .mem_free_mib = 32};
+    mos_gossip_set_local(p->a, &ia);
+}
+
+static void pair_free(struct pair *p)
+{
+    mos_gossip_destroy(p->a);
+    mos_gossip_destroy(p->b);
+    mos_config_free(&p->cfg);
+}
+
+/* A steps at now until it targets B; returns the datagram length. */
+static int step_to_b(struct mos_gossip *a, uint32_t now)
+{
+    uint32_t target = 0;
+    int len;
+
+    for (int i = 0; i < 100; i++) {
+        len = mos_gossip_step(a, now, buf, sizeof(buf), &target);
+        assert_true(len > 0);
+        if (target == 1)
+            return len;
+    }
+    fail_msg("node a never chose node b");
+    return -1;
+}
+
+static void test_proto_news_travels(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct mos_gossip_node n;
+    enum mos_gossip_drop why;
+    struct mos_gossip_stats st;
+    int len;
+
+    pair_make(&p, &key);
+    mos_gossip_node_get(p.b, 1000, 0, &n);
+    assert_int_equal(n.state, MOS_GOSSIP_UNKNOWN);
+    len = step_to_b(p.a, 1000);
+    assert_int_equal(mos_gossip_input(p.b, 1000, buf, (size_t)len, &why), 0);
+    mos_gossip_node_get(p.b, 1040, 0, &n);
+    assert_int_equal(n.state, MOS_GOSSIP_ALIVE);
+    assert_string_equal(n.name, "a");
+    assert_in_range(n.age_ms, 40, 43); /* stamps are kept to 4 ms */
+    assert_int_equal(n.info.ncpus, 8);
+    assert_int_equal(n.info.load_milli, 250);
+    /* The same datagram again is a replay. */
+    assert_int_equal(mos_gossip_input(p.b, 1050, buf, (size_t)len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_REPLAY);
+    /* Past the limit (5 steps of 100 ms) a is presumed dead; fresh news brings it back. */
+    uint32_t target;
+    mos_gossip_step(p.b, 1700, buf, sizeof(buf), &target);
+    mos_gossip_node_get(p.b, 1700, 0, &n);
+    assert_int_equal(n.state, MOS_GOSSIP_DEAD);
+    len = step_to_b(p.a, 1800);
+    assert_int_equal(mos_gossip_input(p.b, 1800, buf, (size_t)len, &why), 0);
+    mos_gossip_node_get(p.b, 1800, 0, &n);
+    assert_int_equal(n.state, MOS_GOSSIP_ALIVE);
+    /* Leaving is announced and shown. */
+    len = mos_gossip_leave_datagram(p.a, 1900, buf, sizeof(buf));
+    assert_int_equal(mos_gossip_input(p.b, 1900, buf, (size_t)len, &why), 0);
+    mos_gossip_node_get(p.b, 1900, 0, &n);
+    assert_int_equal(n.state, MOS_GOSSIP_LEFT);
+    mos_gossip_stats_get(p.b, &st);
+    assert_int_equal(st.accepted, 3);
+    assert_int_equal(st.dropped[MOS_GOSSIP_DROP_REPLAY], 1);
+    assert_int_equal(st.presumed_dead, 1);
+    assert_int_equal(st.returned, 2);
+    assert_int_equal(st.left, 1);
+    pair_free(&p);
+}
+
+static void test_proto_wrong_key(void **state)
+{
+    (void)state;
+    mos_key_t other = key;
+    struct pair p;
+    struct mos_gossip_node n;
+    enum mos_gossip_drop why;
+    struct mos_gossip_stats st;
+
+    other.bytes[31] ^= 1;
+    pair_make(&p, &other);
+    int len = step_to_b(p.a, 1000);
+    assert_int_equal(mos_gossip_input(p.b, 1000, buf, (size_t)len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_MAC);
+    mos_gossip_node_get(p.b, 1000, 0, &n);
+    assert_int_equal(n.state, MOS_GOSSIP_UNKNOWN);
+    mos_gossip_stats_get(p.b, &st);
+    assert_int_equal(st.dropped[MOS_GOSSIP_DROP_MAC], 1);
+    assert_int_equal(st.accepted, 0);
+    pair_free(&p);
+}
+
+static void test_proto_unknown_sender_and_loss(void **state)
+{
+    (void)state;
+    struct pair p;
+    enum mos_gossip_drop why;
+    struct mos_gossip_stats st;
+    int len;
+
+    pair_make(&p, &key);
+    len = step_to_b(p.a, 1000);
+    /* Claim to be 10.1.0.9, which is not configured, and sign it properly. */
+    buf[32 + 15] = 9;
+    remac((size_t)len);
+    assert_int_equal(mos_gossip_input(p.b, 1000, buf, (size_t)len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_UNKNOWN);
+    mos_gossip_set_test_loss(p.b, 1.0);
+    len = step_to_b(p.a, 1100);
+    assert_int_equal(mos_gossip_input(p.b, 1100, buf, (size_t)len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_TEST_LOSS);
+    mos_gossip_stats_get(p.b, &st);
+    assert_int_equal(st.received, 2);
+    assert_int_equal(st.accepted, 0);
+    pair_free(&p);
+}
+
+/* --- the probe's parsers --------------------------------------------------------------- */
+
+static const char meminfo[] = "MemTotal:       24684136 kB\nMemFree:        21000000 kB\n"
+                              "MemAvailable:   22412660 kB\nBuffers:           10000 kB\n";
+static const char stat_text[] =
+    "cpu  1000 20 300 5000 80 0 10 5 0 0\ncpu0 500 10 150 2500 40 0 5 2 0 0\n"
+    "intr 12345\nctxt 999\nbtime 1700000000\nprocesses 4242\nprocs_running 3\n"
+    "procs_blocked 0\n";
+static const char cpuinfo_x86[] = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\n"
+                                  "bogomips\t: 4600.00\n\nprocessor\t: 1\nbogomips\t: 4599.98\n";
+static const char cpuinfo_arm[] = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\n";
+
+static void test_probe_parsers(void **state)
+{
+    (void)state;
+    uint64_t total, avail;
+    struct mos_cpu_times t;
+    unsigned running;
+    double bogo;
+
+    assert_int_equal(mos_probe_parse_meminfo(meminfo, &total, &avail), 0);
+    assert_int_equal(total, 24684136);
+    assert_int_equal(avail, 22412660);
+    assert_int_equal(mos_probe_parse_meminfo("MemTotal: 5 kB\n", &total, &avail), MOS_E_PROTO);
+    assert_int_equal(mos_probe_parse_meminfo("MemTotal: 5 kB\nMemAvailable: 9 kB\n", &total,
+                                             &avail), MOS_E_PROTO);
+    assert_int_equal(mos_probe_parse_stat(stat_text, &t, &running), 0);
+    assert_int_equal(t.busy, 1000 + 20 + 300 + 0 + 10 + 5);
+    assert_int_equal(t.total, t.busy + 5000 + 80);
+    assert_int_equal(running, 3);
+    assert_int_equal(mos_probe_parse_stat("intr 5\n", &t, &running), MOS_E_PROTO);
+    assert_int_equal(mos_probe_parse_stat("cpu  1 2 3 4\n", &t, &running), MOS_E_PROTO);
+    assert_int_equal(mos_probe_parse_bogomips(cpuinfo_x86, &bogo), 0);
+    assert_float_equal(bogo, 4599.99, 0.001);
+    assert_int_equal(mos_probe_parse_bogomips(cpuinfo_arm, &bogo), 0);
+    assert_float_equal(bogo, 50.0, 0.001);
+    assert_int_equal(mos_probe_parse_bogomips("processor : 0\n", &bogo), MOS_E_PROTO);
+    assert_int_equal(mos_probe_parse_bogomips("bogomips : lots\n", &bogo), MOS_E_PROTO);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The probe over a fixture /proc: smoothed load, utilization between samples, memory. */
+static void test_probe_fixture(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mos-probe-XXXXXX";
+    struct mos_gossip_probe *probe;
+    struct mos_gossip_info info = {0};
+
+    assert_non_null(mkdtemp(dir));
+    write_file(dir, "meminfo", meminfo);
+    write_file(dir, "cpuinfo", cpuinfo_x86);
+    write_file(dir, "stat", "cpu  100 0 0 900 0 0 0 0\nprocs_running 1\n");
+    assert_int_equal(mos_gossip_probe_create(dir, 1000, &probe), 0);
+    assert_int_equal(mos_gossip_probe_sample(probe, 3, &info), 0);
+    assert_true(info.ncpus >= 1 && info.numa_nodes >= 1);
+    assert_int_equal(info.speed, 4600);
+    assert_int_equal(info.mem_total_mib, 24684136 / 1024);
+    assert_int_equal(info.mem_free_mib, 22412660 / 1024);
+    assert_int_equal(info.guests, 3);
+    assert_int_equal(info.load_milli, 0); /* only the prober ran */
+    assert_int_equal(info.util_permille, 0); /* no previous sample yet */
+    /* 1 s later: 600 of 1000 jiffies busy; 1 + ncpus runnable tasks besides the prober. */
+    char st[128];
+    snprintf(st, sizeof(st), "cpu  700 0 0 1300 0 0 0 0\nprocs_running %u\n", info.ncpus + 1);
+    write_file(dir, "stat", st);
+    assert_int_equal(mos_gossip_probe_sample(probe, 0, &info), 0);
+    assert_int_equal(info.util_permille, 600);
+    /* load: ncpus tasks per ncpus CPUs = 1.0, decayed in over 4 s: 1 - e^(-1/4) = 0.221 */
+    assert_in_range(info.load_milli, 215, 227);
+    mos_gossip_probe_destroy(probe);
+    write_file(dir, "meminfo", "garbage\n");
+    assert_int_equal(mos_gossip_probe_create(dir, 1000, &probe), 0);
+    assert_int_equal(mos_gossip_probe_sample(probe, 0, &info), MOS_E_PROTO);
+    mos_gossip_probe_destroy(probe);
+    for (const char *f = "meminfo\0cpuinfo\0stat\0"; *f; f += strlen(f) + 1) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, f);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wire_roundtrip),
+        cmocka_unit_test(test_wire_drop_reasons),
+        cmocka_unit_test(test_proto_news_travels),
+        cmocka_unit_test(test_proto_wrong_key),
+        cmocka_unit_test(test_proto_unknown_sender_and_loss),
+        cmocka_unit_test(test_probe_parsers),
+        cmocka_unit_test(test_probe_fixture),
+    };
+    mos_log_set_sink(quiet, NULL);
+    return cmocka_run_group_tests_name("gossip_proto", tests, NULL, NULL);
+}
