@@ -47,16 +47,17 @@ static int map_alloc(struct mos_rank_map *map, unsigned n)
     return 0;
 }
 
-/* Slots in rank order within each host. */
-static void map_number_slots(struct mos_rank_map *map, size_t n_hosts)
+/* Slots in rank order within each host. 0 or -ENOMEM. */
+static int map_number_slots(struct mos_rank_map *map, size_t n_hosts)
 {
     unsigned *next = calloc(n_hosts, sizeof(*next));
 
     if (!next)
-        return; /* slots stay 0; callers check nothing else; rare enough */
+        return -ENOMEM;
     for (unsigned r = 0; r < map->n; r++)
         map->slot[r] = next[map->host[r]]++;
     free(next);
+    return 0;
 }
 
 uint64_t mos_rank_map_internode_bytes(const struct mos_comm_matrix *m,
@@ -123,6 +124,7 @@ struct ipc_state {
     double *ext;      /* per host: bytes crossing its link */
     unsigned *count;  /* per host: ranks placed */
     int *placed;      /* per rank: host or -1 */
+    double *attached; /* per rank: bytes to ranks already placed */
 };
 
 static double cpu_util(const struct ipc_state *s, unsigned h, unsigned count)
@@ -168,8 +170,11 @@ static void ipc_place(struct ipc_state *s, unsigned r, unsigned h)
         }
     s->placed[r] = (int)h;
     s->count[h]++;
-    for (unsigned q = 0; q < s->n; q++)
-        s->to_host[(size_t)q * s->H + h] += pair_w(s->m, q, r);
+    for (unsigned q = 0; q < s->n; q++) {
+        double w = pair_w(s->m, q, r);
+        s->to_host[(size_t)q * s->H + h] += w;
+        s->attached[q] += w;
+    }
 }
 
 /* Next rank in graph-growing order: most traffic to placed ranks, then most traffic overall,
@@ -182,9 +187,7 @@ static unsigned ipc_next_rank(const struct ipc_state *s, const double *total)
     for (unsigned r = 0; r < s->n; r++) {
         if (s->placed[r] >= 0)
             continue;
-        double link = 0;
-        for (unsigned h = 0; h < s->H; h++)
-            link += s->to_host[(size_t)r * s->H + h];
+        double link = s->attached[r];
         if (link > best_link || (link == best_link && total[r] > best_total)) {
             best = r;
             best_link = link;
@@ -206,7 +209,8 @@ static int ipc_greedy(const struct mos_comm_matrix *m, const struct mos_host_lis
     s.ext = calloc(s.H, sizeof(double));
     s.count = calloc(s.H, sizeof(unsigned));
     s.placed = malloc(s.n * sizeof(int));
-    if (!total || !s.to_host || !s.ext || !s.count || !s.placed)
+    s.attached = calloc(s.n, sizeof(double));
+    if (!total || !s.to_host || !s.ext || !s.count || !s.placed || !s.attached)
         goto free_all;
     for (unsigned a = 0; a < s.n; a++) {
         s.placed[a] = -1;
@@ -241,6 +245,7 @@ free_all:
     free(s.ext);
     free(s.count);
     free(s.placed);
+    free(s.attached);
     return rc;
 }
 
@@ -365,11 +370,12 @@ int mos_rank_map_compute(const struct mos_comm_matrix *m, const struct mos_host_
     case MOS_MAP_IPC: rc = map_ipc(m, hosts, &map); break;
     default: rc = -EINVAL;
     }
+    if (rc == 0)
+        rc = map_number_slots(&map, hosts->n);
     if (rc != 0) {
         mos_rank_map_free(&map);
         return rc;
     }
-    map_number_slots(&map, hosts->n);
     *out = map;
     return 0;
 }
@@ -457,9 +463,9 @@ int mos_rank_map_optimum(const struct mos_comm_matrix *m, const struct mos_host_
         b.order[j] = x;
     }
     bnb_search(&b, 0, 0);
-    map_number_slots(&start, hosts->n);
-    *out = start;
-    rc = 0;
+    rc = map_number_slots(&start, hosts->n);
+    if (rc == 0)
+        *out = start;
 free_all:
     free(b.order);
     free(b.cur);
