@@ -36,6 +36,13 @@ if [ -z "${RXELAB_role:-}" ]; then
          "! $CHK client $IP:7302 --backend verbs --key /lab/other.key --mib 1"
     pair auto_picks_verbs 120 "$CHK server $IP:7303 --key $KEY" \
          "$CHK client $IP:7303 --key $KEY --mib 1 --echo 10 | grep 'with verbs'"
+    # The server dies mid-run: the sender notices (TCP stream closed, QP errors) and fails
+    # with one clear error instead of hanging or crashing.
+    pair verbs_peer_vanishes 120 "$CHK server $IP:7305 --backend verbs --key $KEY > /tmp/vs.out 2>&1 & p=\$!;
+          i=0; until grep -q receiving /tmp/vs.out || [ \$i -gt 300 ]; do sleep 0.1; i=\$((i+1)); done;
+          kill -9 \$p; cat /tmp/vs.out; grep -q receiving /tmp/vs.out" \
+         "$CHK client $IP:7305 --backend verbs --key $KEY --mib 64 --echo 0 > /tmp/vc.out 2>&1; rc=\$?; cat /tmp/vc.out;
+          [ \$rc = 1 ] && grep -q 'FAIL: bulk send' /tmp/vc.out"
     # A device is up, but 127.0.0.1 has no RDMA route: auto falls back to tcp and says why.
     pair fallback_no_route 120 "$CHK server 127.0.0.1:7304 --key $KEY" \
          "$CHK client 127.0.0.1:7304 --key $KEY --mib 1 --echo 5 > /tmp/fb.out 2>&1; cat /tmp/fb.out;

@@ -35,7 +35,7 @@ report() { # LABEL LOG EXPECTED-TESTS...
 t0=$(date +%s)
 TIMEOUT=400 "$RXE/run.sh" "$GUEST" check 4 > "$T/one.out" 2>&1
 cp "$RXE_LAB_WORK/out/console.log" "$T/one.log" 2>/dev/null || cp "$T/one.out" "$T/one.log"
-report "one guest" "$T/one.log" verbs_loopback verbs_2qps_process verbs_wrong_key auto_picks_verbs fallback_no_route
+report "one guest" "$T/one.log" verbs_loopback verbs_2qps_process verbs_wrong_key auto_picks_verbs verbs_peer_vanishes fallback_no_route
 t1=$(date +%s)
 TIMEOUT=400 "$RXE/run2.sh" "$GUEST" check 4 > "$T/two.out" 2>&1
 report "two guests, server" "$RXE_LAB_WORK/out/vm-a.log" verbs_two_guests
