@@ -273,8 +273,10 @@ static int tcp_frame_data(mos_tp_conn_t *c, struct tcp_state *s, size_t k, size_
     if (place == mos_tp_place_into_buffer) {
         for (size_t i = 0; i < k; i++) {
             uint8_t *dst = tp_place_buffer_locate(arg, &s->runs[i]);
-            if (!dst)
+            if (!dst) { /* logged by the locator; the frame's pages stay unread */
+                c->broken = true;
                 return MOS_E_LIMIT;
+            }
             s->iov[i] = (struct iovec){dst, s->runs[i].npages * MOS_TP_PAGE_SIZE};
         }
         if ((rc = tp_read_iov(s->bulk_fd, s->iov, (int)k)) < 0)
@@ -283,7 +285,11 @@ static int tcp_frame_data(mos_tp_conn_t *c, struct tcp_state *s, size_t k, size_
     }
     if ((rc = tp_read_full(s->bulk_fd, s->buf + table, length - table)) < 0)
         return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
-    return place(arg, s->runs, k, s->buf + table);
+    /* A consumer that fails leaves the rest of the transfer in flight: the connection cannot
+     * be resynchronised, so it is given up. */
+    if ((rc = place(arg, s->runs, k, s->buf + table)) < 0)
+        c->broken = true; /* the consumer logged why */
+    return rc;
 }
 
 static int tcp_bulk_end(mos_tp_conn_t *c, struct tcp_state *s, const struct mos_wire_hdr *h,

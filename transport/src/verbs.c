@@ -741,8 +741,12 @@ static int verbs_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
             vs->ready_head++;
             if ((rc = mos_wire_runs_decode(base, len, vs->runs, VERBS_FRAME_RUNS, &k, &data)) < 0)
                 return tp_conn_fail(c, rc, "page-run frame");
-            if ((rc = place(arg, vs->runs, k, data)) < 0)
+            /* A consumer that fails leaves the rest of the transfer in flight: the
+             * connection cannot be resynchronised, so it is given up. */
+            if ((rc = place(arg, vs->runs, k, data)) < 0) {
+                c->broken = true; /* the consumer logged why */
                 return rc;
+            }
             if ((rc = verbs_credit_send(c, vs, slot)) < 0)
                 return rc;
             st.frames++;
