@@ -58,12 +58,8 @@ int tp_tcp_server_listen(mos_tp_conn_t *c, int *listen_fd, uint16_t *port)
     int fd, p;
 
     /* The session's bulk stream comes to a fresh port on the address the client reached. */
-    if (getsockname(c->ctl_fd, (struct sockaddr *)&ss, &len) < 0)
-        return mos_errno_status();
-    if (ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = 0;
-    else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+    if ((fd = tp_ctl_addr(c, false, 0, &ss, &len)) < 0)
+        return fd;
     if ((fd = tp_listen_fd(&ss, len, 4)) < 0)
         return fd;
     if ((p = tp_local_port(fd)) < 0) {
@@ -123,12 +119,8 @@ int tp_tcp_client_attach(mos_tp_conn_t *c, uint16_t port)
     uint8_t body[MOS_WIRE_TOKEN_BYTES + MOS_MAC_BYTES];
     int fd, rc;
 
-    if (getpeername(c->ctl_fd, (struct sockaddr *)&ss, &len) < 0)
-        return mos_errno_status();
-    if (ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
-    else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    if ((rc = tp_ctl_addr(c, true, port, &ss, &len)) < 0)
+        return rc;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return mos_errno_status();
@@ -211,9 +203,9 @@ static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, s
 }
 
 /* One frame: header + run table (+ pages from our memory, or the staging buffer). */
-static int tcp_frame_send(mos_tp_conn_t *c, struct tcp_state *s, pid_t pid, size_t k,
-                          uint64_t pages)
+static int tcp_frame_send(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages)
 {
+    struct tcp_state *s = c->be;
     size_t table = mos_wire_runs_table_bytes(k);
     uint64_t bytes = pages * MOS_TP_PAGE_SIZE;
     int n = 1, rc;
@@ -227,36 +219,22 @@ static int tcp_frame_send(mos_tp_conn_t *c, struct tcp_state *s, pid_t pid, size
                                        s->runs[i].npages * MOS_TP_PAGE_SIZE};
     } else {
         if ((rc = tp_source_read(pid, s->runs, k, s->buf)) < 0)
-            return rc;
+            return rc; /* the source's failure, logged there; the stream is intact */
         s->iov[n++] = (struct iovec){s->buf, bytes};
     }
-    (void)c;
-    return tp_write_iov(s->bulk_fd, s->iov, n);
+    if ((rc = tp_write_iov(s->bulk_fd, s->iov, n)) < 0)
+        return tp_conn_fail(c, rc, "bulk send");
+    return 0;
 }
 
 static int tcp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n)
 {
     struct tcp_state *s = c->be;
-    uint64_t max_pages = (c->slot_bytes - mos_wire_runs_table_bytes(TCP_FRAME_RUNS)) / MOS_TP_PAGE_SIZE;
-    uint64_t off = 0, pages, frames = 0, total = 0;
     uint8_t end[MOS_WIRE_BULK_END_BYTES];
-    size_t i = 0, k;
-    int rc = 0, rc2;
+    int rc = tp_bulk_frames(c, pid, runs, n, s->runs, TCP_FRAME_RUNS, tcp_frame_send, end), rc2;
 
-    while ((k = tp_frame_next(runs, n, &i, &off, s->runs, TCP_FRAME_RUNS, max_pages, &pages))) {
-        if ((rc = tcp_frame_send(c, s, pid, k, pages)) < 0) {
-            if (rc != -EFAULT && rc != -ESRCH && rc != -EPERM)
-                return tp_conn_fail(c, rc, "bulk send");
-            /* The source process failed us between frames: tell the receiver, so it stops
-             * waiting, and keep the connection. */
-            frames = MOS_WIRE_BULK_ABORTED;
-            total = 0;
-            break;
-        }
-        frames++, total += pages;
-    }
-    mos_put_be64(end, frames);
-    mos_put_be64(end + 8, total);
+    if (c->broken)
+        return rc;
     if ((rc2 = tp_msg_send(s->bulk_fd, MOS_WIRE_BULK_END, 0, end, sizeof(end))) < 0)
         return tp_conn_fail(c, rc2, "bulk send");
     return rc;

@@ -151,8 +151,10 @@ struct placement {
     uint64_t n_sums;
 };
 
-/* A child that maps [base, base + span) at the same address and waits to be filled. */
-static pid_t region_child(uint64_t base, size_t bytes, int *pipe_out)
+/* A child that waits until the parent closes the pipe; with map_at, it first maps
+ * [map_at, map_at + bytes) at that very address (the server's destination for a client's
+ * pages); else it just holds the memory it inherited (the client's source of pages). */
+static pid_t waiting_child(uint64_t map_at, size_t bytes, int *pipe_out)
 {
     int p[2];
     pid_t pid;
@@ -161,13 +163,12 @@ static pid_t region_child(uint64_t base, size_t bytes, int *pipe_out)
         return -1;
     pid = fork();
     if (pid == 0) {
-        char c;
+        char ch;
         close(p[1]);
-        void *m = mmap((void *)(uintptr_t)base, bytes, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-        if (m == MAP_FAILED)
+        if (map_at && mmap((void *)(uintptr_t)map_at, bytes, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
             _exit(3);
-        (void)!read(p[0], &c, 1); /* until the parent is done */
+        (void)!read(p[0], &ch, 1);
         _exit(0);
     }
     close(p[0]);
@@ -204,7 +205,7 @@ static int plan_parse(const uint8_t *m, size_t len, struct placement *pl, bool i
     }
     size_t bytes = pl->span_pages * MOS_TP_PAGE_SIZE;
     if (into_process) {
-        pl->child = region_child(pl->base, bytes, &pl->child_pipe);
+        pl->child = waiting_child(pl->base, bytes, &pl->child_pipe);
         return pl->child > 0 ? 0 : -1;
     }
     pl->buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -407,27 +408,6 @@ static uint32_t make_layout(uint64_t base, uint64_t span, struct mos_page_run *r
     return n;
 }
 
-/* A child that holds the region (filled by the parent's seed) until told to exit. */
-static pid_t source_child(uint8_t *region, size_t bytes, int *pipe_out)
-{
-    int p[2];
-    pid_t pid;
-
-    if (pipe(p) < 0)
-        return -1;
-    pid = fork();
-    if (pid == 0) {
-        char ch;
-        close(p[1]);
-        (void)!read(p[0], &ch, 1);
-        _exit(0);
-    }
-    close(p[0]);
-    *pipe_out = p[1];
-    (void)region, (void)bytes;
-    return pid;
-}
-
 static int call(mos_tp_conn_t *c, const void *req, size_t len, char *rep, size_t cap)
 {
     size_t rl;
@@ -470,7 +450,7 @@ static int bulk_test(mos_tp_conn_t *c, const struct args *a)
         pages += runs[i].npages;
     }
     if (a->from_process) /* the child inherits the filled region at the same address */
-        child = source_child(region, bytes, &child_pipe);
+        child = waiting_child(0, 0, &child_pipe);
     if ((rc = call(c, msg, 25 + 16ull * n, rep, sizeof(rep))) < 0)
         goto out;
     uint64_t t0 = mos_clock_now_ns();
