@@ -47,6 +47,13 @@ if [ -z "${RXELAB_role:-}" ]; then
     pair fallback_no_route 120 "$CHK server 127.0.0.1:7304 --key $KEY" \
          "$CHK client 127.0.0.1:7304 --key $KEY --mib 1 --echo 5 > /tmp/fb.out 2>&1; cat /tmp/fb.out;
           grep -q 'with tcp' /tmp/fb.out && grep -Eq 'using tcp: (address|route) resolution failed' /tmp/fb.out"
+    # The link under rxe0 goes down: the port is no longer ACTIVE, auto falls back to tcp
+    # (over 127.0.0.1) and both sides say "RDMA port down"; then the link comes back.
+    ip link set eth0 down; sleep 1
+    pair fallback_port_down 120 "$CHK server 127.0.0.1:7306 --key $KEY" \
+         "$CHK client 127.0.0.1:7306 --key $KEY --mib 1 --echo 5 > /tmp/pd.out 2>&1; cat /tmp/pd.out;
+          grep -q 'with tcp' /tmp/pd.out && grep -q 'using tcp: RDMA port down' /tmp/pd.out"
+    ip link set eth0 up
 else
     # Two guests: A serves, B connects (retrying until A listens).
     SIP=$RXELAB_server
