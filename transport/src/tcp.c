@@ -30,6 +30,7 @@ struct tcp_state {
     int bulk_fd;
     uint8_t ctl_rx[CTL_RX_BYTES]; /* control stream read-ahead: usually one recv per message */
     size_t rx_start, rx_end;
+    int rcvtimeo_ms;              /* the control socket's SO_RCVTIMEO now */
     uint8_t *buf;                 /* receive frame / staging for another process's pages */
     struct mos_page_run runs[TCP_FRAME_RUNS];
     uint8_t table[MOS_WIRE_HDR_BYTES + MOS_WIRE_RUN_HDR_BYTES + TCP_FRAME_RUNS * MOS_WIRE_RUN_BYTES];
@@ -45,6 +46,7 @@ static int tcp_state_new(mos_tp_conn_t *c, int bulk_fd)
         return -ENOMEM;
     }
     s->bulk_fd = bulk_fd;
+    s->rcvtimeo_ms = c->timeout_ms; /* set by tp_socket_tune */
     c->be = s;
     c->ops = &mos_tp_tcp_ops;
     c->backend = MOS_TP_TCP;
@@ -173,11 +175,18 @@ static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, s
                         int timeout_ms)
 {
     struct tcp_state *s = c->be;
-    /* With the connection's own timeout a blocking recv (SO_RCVTIMEO) waits: one system call
-     * per message. Other timeouts poll first. */
-    bool blocking = timeout_ms == c->timeout_ms;
-    int rc;
+    int flags = 0, rc;
 
+    /* One blocking recv per message: the wait is the socket's SO_RCVTIMEO, changed only when
+     * the caller's timeout changes (a poll first would cost a system call per message). */
+    if (timeout_ms == 0) {
+        flags = MSG_DONTWAIT;
+    } else if (timeout_ms != s->rcvtimeo_ms) {
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+        if (setsockopt(c->ctl_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+            return mos_errno_status();
+        s->rcvtimeo_ms = timeout_ms;
+    }
     for (;;) {
         if ((rc = ctl_rx_take(s, hdr, buf, cap)) != 0)
             return rc < 0 ? rc : 0;
@@ -186,9 +195,7 @@ static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, s
             s->rx_end -= s->rx_start;
             s->rx_start = 0;
         }
-        if (!blocking && (rc = tp_wait_readable(c->ctl_fd, timeout_ms)) < 0)
-            return rc;
-        ssize_t r = recv(c->ctl_fd, s->ctl_rx + s->rx_end, CTL_RX_BYTES - s->rx_end, 0);
+        ssize_t r = recv(c->ctl_fd, s->ctl_rx + s->rx_end, CTL_RX_BYTES - s->rx_end, flags);
         if (r == 0)
             return s->rx_end ? MOS_E_TRUNCATED : MOS_E_PEER_GONE;
         if (r < 0) {
