@@ -3,7 +3,7 @@
 # Runs mos-transport-check with the verbs backend forced, so a silent fall back to tcp fails.
 #   rxe_transport.sh check [MIB]        the test suite
 #   rxe_transport.sh bench ARGS...      mosbench transport inside the guest (see bench/)
-# Needs (RXE_BINS) mos-transport-check / mosbench, (RXE_FILES) cluster.key.
+# Needs (RXE_BINS) mos-transport-check, test_transport / mosbench, (RXE_FILES) cluster.key.
 . /lab/lib.sh
 MODE=${1:-check}; shift
 CHK=mos-transport-check; KEY=/lab/cluster.key
@@ -28,6 +28,8 @@ fi
 
 if [ -z "${RXELAB_role:-}" ]; then
     # One guest: server and client both on rxe0 (the client dials the guest's own address).
+    # The conformance suite (cmocka), its verbs group against rxe0.
+    single verbs_conformance 300 "MOS_TEST_VERBS_ADDR=$IP test_transport"
     pair verbs_loopback 240 "$CHK server $IP:7300 --backend verbs --key $KEY" \
          "$CHK client $IP:7300 --backend verbs --key $KEY --mib $MIB --echo 200"
     pair verbs_2qps_process 240 "$CHK server $IP:7301 --backend verbs --key $KEY --into-process" \
