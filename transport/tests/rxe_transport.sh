@@ -49,6 +49,12 @@ if [ -z "${RXELAB_role:-}" ]; then
     pair fallback_no_route 120 "$CHK server 127.0.0.1:7304 --key $KEY" \
          "$CHK client 127.0.0.1:7304 --key $KEY --mib 1 --echo 5 > /tmp/fb.out 2>&1; cat /tmp/fb.out;
           grep -q 'with tcp' /tmp/fb.out && grep -Eq 'using tcp: (address|route) resolution failed' /tmp/fb.out"
+    # The client may lock only 64 KiB (and lacks CAP_IPC_LOCK, which would lift the limit):
+    # it says "ulimit -l", the server "peer without verbs"; both use tcp.
+    pair fallback_ulimit 120 "$CHK server $IP:7307 --key $KEY > /tmp/us.out 2>&1; rc=\$?; cat /tmp/us.out;
+          [ \$rc = 0 ] && grep -q 'using tcp: peer without verbs: ulimit -l is 64 KiB' /tmp/us.out" \
+         "ulimit -l 64; $CHK client $IP:7307 --key $KEY --mib 1 --echo 5 --no-ipc-lock > /tmp/uc.out 2>&1; cat /tmp/uc.out;
+          grep -q 'with tcp' /tmp/uc.out && grep -q 'using tcp: ulimit -l is 64 KiB' /tmp/uc.out"
     # The link under rxe0 goes down: the port is no longer ACTIVE, auto falls back to tcp
     # (over 127.0.0.1) and both sides say "RDMA port down"; then the link comes back.
     ip link set eth0 down; sleep 1

@@ -4,7 +4,7 @@
 # mos-transport-check server and client on rxe0 (loopback through the device),
 # verbs forced, 1 and 2 bulk QPs, page sources and destinations in other processes, a wrong
 # key, auto picking verbs, the server dying mid-run, auto falling back to tcp where rdma_cm has
-# no route and where the RDMA port is down. Two guests
+# no route, where `ulimit -l` is too small and where the RDMA port is down. Two guests
 # (run2.sh): the same across a virtual wire. Usage: test_transport_rxe.sh SHARED_DIR
 set -u
 . "$(dirname "$0")/lib_check.sh"
@@ -37,7 +37,7 @@ report() { # LABEL LOG EXPECTED-TESTS...
 t0=$(date +%s)
 TIMEOUT=400 "$RXE/run.sh" "$GUEST" check 4 > "$T/one.out" 2>&1
 cp "$RXE_LAB_WORK/out/console.log" "$T/one.log" 2>/dev/null || cp "$T/one.out" "$T/one.log"
-report "one guest" "$T/one.log" verbs_conformance verbs_loopback verbs_2qps_process verbs_wrong_key auto_picks_verbs verbs_peer_vanishes fallback_no_route fallback_port_down
+report "one guest" "$T/one.log" verbs_conformance verbs_loopback verbs_2qps_process verbs_wrong_key auto_picks_verbs verbs_peer_vanishes fallback_no_route fallback_ulimit fallback_port_down
 t1=$(date +%s)
 TIMEOUT=400 "$RXE/run2.sh" "$GUEST" check 4 > "$T/two.out" 2>&1
 report "two guests, server" "$RXE_LAB_WORK/out/vm-a.log" verbs_two_guests

@@ -6,6 +6,7 @@
  *   mos-transport-check raw HOST:PORT garbage|truncate|vanish [common]   (bad-input clients)
  *   common: --key FILE  --backend auto|tcp|verbs  --slot BYTES  --slots N  --qps Q
  *   (without --key, $MOS_CONF names the cluster config whose key_file and transport apply)
+ *   --no-ipc-lock: drop CAP_IPC_LOCK first, so `ulimit -l` binds root too
  *
  * A client session: N echo round trips of sizes up to 64 KiB; then a page layout (runs with
  * gaps over M MiB) filled with random data, either in this process or in a child process
@@ -24,6 +25,8 @@
 #include "tp_priv.h"
 
 #include <errno.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +46,7 @@ struct args {
     mos_key_t key;
     unsigned sessions, mib, echo;
     int expect_fail;
-    bool from_process, into_process;
+    bool from_process, into_process, no_ipc_lock;
 };
 
 static uint64_t page_sum(const uint8_t *p)
@@ -88,6 +91,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->from_process = true;
         } else if (strcmp(o, "--into-process") == 0) {
             a->into_process = true;
+        } else if (strcmp(o, "--no-ipc-lock") == 0) {
+            a->no_ipc_lock = true;
         } else if (strcmp(o, "--expect-fail") == 0 && v) {
             a->expect_fail = atoi(v), i++;
         } else if (!v) {
@@ -557,6 +562,20 @@ static int run_raw(const struct args *a)
     _exit(0); /* no CLOSE: the peer must cope with a vanished client */
 }
 
+/* Drop CAP_IPC_LOCK (effective and permitted), so that root is bound by `ulimit -l` like
+ * any user: how the tests make verbs impossible on a machine that has a device. */
+static int drop_ipc_lock(void)
+{
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+
+    if (syscall(SYS_capget, &h, d) < 0)
+        return -1;
+    d[0].effective &= ~(1u << CAP_IPC_LOCK);
+    d[0].permitted &= ~(1u << CAP_IPC_LOCK);
+    return (int)syscall(SYS_capset, &h, d);
+}
+
 int main(int argc, char **argv)
 {
     struct args a;
@@ -568,6 +587,10 @@ int main(int argc, char **argv)
         return 1;
     if (rc < 0)
         return usage();
+    if (a.no_ipc_lock && drop_ipc_lock() < 0) {
+        perror("capset");
+        return 1;
+    }
     if (strcmp(a.mode, "server") == 0)
         return run_server(&a);
     if (strcmp(a.mode, "client") == 0)
