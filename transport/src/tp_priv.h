@@ -56,6 +56,7 @@ int tp_msg_recv(int fd, struct mos_wire_hdr *hdr, void *buf, size_t cap, int tim
 /* Parse "host:port" / "[v6]:port". */
 int tp_addr_parse(const char *hostport, struct sockaddr_storage *ss, socklen_t *len);
 void tp_addr_text(const struct sockaddr *sa, char *buf, size_t len);
+#define TP_BULK_SOCKBUF (4 << 20) /* at least this much socket buffer for bulk streams */
 int tp_socket_tune(int fd, int timeout_ms, bool bulk);
 /* A listening TCP socket on ss (port may be 0). */
 int tp_ctl_addr(const mos_tp_conn_t *c, bool peer, uint16_t port, struct sockaddr_storage *ss,
