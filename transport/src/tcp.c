@@ -28,6 +28,8 @@
 
 struct tcp_state {
     int bulk_fd;
+    /* s->buf (slot_bytes) is allocated at first need: connections that only exchange control
+     * messages (the deputy's) never pay for it. */
     uint8_t ctl_rx[CTL_RX_BYTES]; /* control stream read-ahead: usually one recv per message */
     size_t rx_start, rx_end;
     int rcvtimeo_ms;              /* the control socket's SO_RCVTIMEO now */
@@ -37,14 +39,19 @@ struct tcp_state {
     struct iovec iov[TCP_FRAME_RUNS + 1];
 };
 
+static int tcp_buf_need(mos_tp_conn_t *c, struct tcp_state *s)
+{
+    if (!s->buf && !(s->buf = malloc(c->slot_bytes)))
+        return -ENOMEM;
+    return 0;
+}
+
 static int tcp_state_new(mos_tp_conn_t *c, int bulk_fd)
 {
     struct tcp_state *s = calloc(1, sizeof(*s));
 
-    if (!s || !(s->buf = malloc(c->slot_bytes))) {
-        free(s);
+    if (!s)
         return -ENOMEM;
-    }
     s->bulk_fd = bulk_fd;
     s->rcvtimeo_ms = c->timeout_ms; /* set by tp_socket_tune */
     c->be = s;
@@ -225,7 +232,7 @@ static int tcp_frame_send(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages)
             s->iov[n] = (struct iovec){(void *)(uintptr_t)s->runs[i].addr,
                                        s->runs[i].npages * MOS_TP_PAGE_SIZE};
     } else {
-        if ((rc = tp_source_read(pid, s->runs, k, s->buf)) < 0)
+        if ((rc = tcp_buf_need(c, s)) < 0 || (rc = tp_source_read(pid, s->runs, k, s->buf)) < 0)
             return rc; /* the source's failure, logged there; the stream is intact */
         s->iov[n++] = (struct iovec){s->buf, bytes};
     }
@@ -305,6 +312,8 @@ static int tcp_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
     size_t k, table;
     int rc;
 
+    if ((rc = tcp_buf_need(c, s)) < 0)
+        return rc;
     for (;;) {
         if ((rc = tp_read_full(s->bulk_fd, raw, sizeof(raw))) < 0)
             return tp_conn_fail(c, rc, "bulk receive");
