@@ -18,6 +18,19 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* Step past done bytes of an iovec array. */
+static void iov_advance(struct iovec **iov, int *n, size_t done)
+{
+    while (*n > 0 && done >= (*iov)->iov_len) {
+        done -= (*iov)->iov_len;
+        (*iov)++, (*n)--;
+    }
+    if (*n > 0) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + done;
+        (*iov)->iov_len -= done;
+    }
+}
+
 int tp_write_iov(int fd, struct iovec *iov, int n)
 {
     while (n > 0) {
@@ -34,37 +47,7 @@ int tp_write_iov(int fd, struct iovec *iov, int n)
                 return MOS_E_PEER_GONE;
             return mos_errno_status();
         }
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++, n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
-}
-
-int tp_read_full(int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t r = recv(fd, (uint8_t *)buf + got, len - got, MSG_WAITALL);
-
-        if (r == 0)
-            return got == 0 ? MOS_E_PEER_GONE : MOS_E_TRUNCATED;
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return -ETIMEDOUT;
-            if (errno == ECONNRESET)
-                return got == 0 ? MOS_E_PEER_GONE : MOS_E_TRUNCATED;
-            return mos_errno_status();
-        }
-        got += (size_t)r;
+        iov_advance(&iov, &n, (size_t)w);
     }
     return 0;
 }
@@ -89,15 +72,30 @@ int tp_read_iov(int fd, struct iovec *iov, int n)
             return mos_errno_status();
         }
         any = true;
-        while (n > 0 && (size_t)r >= iov->iov_len) {
-            r -= (ssize_t)iov->iov_len;
-            iov++, n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + r;
-            iov->iov_len -= (size_t)r;
-        }
+        iov_advance(&iov, &n, (size_t)r);
     }
+    return 0;
+}
+
+int tp_read_full(int fd, void *buf, size_t len)
+{
+    struct iovec iov = {buf, len};
+
+    return len ? tp_read_iov(fd, &iov, 1) : 0;
+}
+
+/* The local (or the peer's) address of the connection's TCP stream, with another port. */
+int tp_ctl_addr(const mos_tp_conn_t *c, bool peer, uint16_t port, struct sockaddr_storage *ss,
+                socklen_t *len)
+{
+    *len = sizeof(*ss);
+    if ((peer ? getpeername(c->ctl_fd, (struct sockaddr *)ss, len)
+              : getsockname(c->ctl_fd, (struct sockaddr *)ss, len)) < 0)
+        return mos_errno_status();
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
     return 0;
 }
 
@@ -213,21 +211,37 @@ void tp_addr_text(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
+/* The largest buffer TCP autotuning may grow to (the third field of tcp_rmem/tcp_wmem). */
+static long autotune_max(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long lo, def, max = 0;
+
+    if (f) {
+        if (fscanf(f, "%ld %ld %ld", &lo, &def, &max) != 3)
+            max = 0;
+        fclose(f);
+    }
+    return max;
+}
+
 int tp_socket_tune(int fd, int timeout_ms, bool bulk)
 {
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    int one = 1, big = 8 << 20;
+    int one = 1, big = TP_BULK_SOCKBUF;
 
-    /* Control messages are small and latency-bound: no Nagle. Bulk streams want buffers
-     * large enough for several frames in flight (the kernel clamps to net.core.*mem_max). */
+    /* Control messages are small and latency-bound: no Nagle. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
         return mos_errno_status();
-    if (bulk) {
+    /* Bulk streams want large buffers. Setting SO_RCVBUF/SO_SNDBUF turns the kernel's
+     * autotuning off and is capped by net.core.[rw]mem_max, so ask only where autotuning
+     * would stop below TP_BULK_SOCKBUF (measured: autotuning to 32 MiB beats a fixed 4 MiB). */
+    if (bulk && autotune_max("/proc/sys/net/ipv4/tcp_wmem") < big)
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    if (bulk && autotune_max("/proc/sys/net/ipv4/tcp_rmem") < big)
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
-    }
     return 0;
 }
 
@@ -286,4 +300,30 @@ size_t tp_frame_next(const struct mos_page_run *runs, size_t n, size_t *i, uint6
     }
     *pages = total;
     return k;
+}
+
+int tp_bulk_frames(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n,
+                   struct mos_page_run *frame, size_t max_runs, tp_frame_fn send_frame,
+                   uint8_t end[MOS_WIRE_BULK_END_BYTES])
+{
+    uint64_t max_pages = (c->slot_bytes - mos_wire_runs_table_bytes(max_runs)) / MOS_TP_PAGE_SIZE;
+    uint64_t off = 0, pages, frames = 0, total = 0;
+    size_t i = 0, k;
+    int rc = 0;
+
+    while ((k = tp_frame_next(runs, n, &i, &off, frame, max_runs, max_pages, &pages))) {
+        if ((rc = send_frame(c, pid, k, pages)) < 0) {
+            if (c->broken)
+                return rc;
+            /* The source process failed us between frames: the end marker tells the
+             * receiver, which stops waiting; the connection stays usable. */
+            frames = MOS_WIRE_BULK_ABORTED;
+            total = 0;
+            break;
+        }
+        frames++, total += pages;
+    }
+    mos_put_be64(end, frames);
+    mos_put_be64(end + 8, total);
+    return rc;
 }

@@ -28,23 +28,32 @@
 
 struct tcp_state {
     int bulk_fd;
+    /* s->buf (slot_bytes) is allocated at first need: connections that only exchange control
+     * messages (the deputy's) never pay for it. */
     uint8_t ctl_rx[CTL_RX_BYTES]; /* control stream read-ahead: usually one recv per message */
     size_t rx_start, rx_end;
+    int rcvtimeo_ms;              /* the control socket's SO_RCVTIMEO now */
     uint8_t *buf;                 /* receive frame / staging for another process's pages */
     struct mos_page_run runs[TCP_FRAME_RUNS];
     uint8_t table[MOS_WIRE_HDR_BYTES + MOS_WIRE_RUN_HDR_BYTES + TCP_FRAME_RUNS * MOS_WIRE_RUN_BYTES];
     struct iovec iov[TCP_FRAME_RUNS + 1];
 };
 
+static int tcp_buf_need(mos_tp_conn_t *c, struct tcp_state *s)
+{
+    if (!s->buf && !(s->buf = malloc(c->slot_bytes)))
+        return -ENOMEM;
+    return 0;
+}
+
 static int tcp_state_new(mos_tp_conn_t *c, int bulk_fd)
 {
     struct tcp_state *s = calloc(1, sizeof(*s));
 
-    if (!s || !(s->buf = malloc(c->slot_bytes))) {
-        free(s);
+    if (!s)
         return -ENOMEM;
-    }
     s->bulk_fd = bulk_fd;
+    s->rcvtimeo_ms = c->timeout_ms; /* set by tp_socket_tune */
     c->be = s;
     c->ops = &mos_tp_tcp_ops;
     c->backend = MOS_TP_TCP;
@@ -58,12 +67,8 @@ int tp_tcp_server_listen(mos_tp_conn_t *c, int *listen_fd, uint16_t *port)
     int fd, p;
 
     /* The session's bulk stream comes to a fresh port on the address the client reached. */
-    if (getsockname(c->ctl_fd, (struct sockaddr *)&ss, &len) < 0)
-        return mos_errno_status();
-    if (ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = 0;
-    else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+    if ((fd = tp_ctl_addr(c, false, 0, &ss, &len)) < 0)
+        return fd;
     if ((fd = tp_listen_fd(&ss, len, 4)) < 0)
         return fd;
     if ((p = tp_local_port(fd)) < 0) {
@@ -123,12 +128,8 @@ int tp_tcp_client_attach(mos_tp_conn_t *c, uint16_t port)
     uint8_t body[MOS_WIRE_TOKEN_BYTES + MOS_MAC_BYTES];
     int fd, rc;
 
-    if (getpeername(c->ctl_fd, (struct sockaddr *)&ss, &len) < 0)
-        return mos_errno_status();
-    if (ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
-    else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    if ((rc = tp_ctl_addr(c, true, port, &ss, &len)) < 0)
+        return rc;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return mos_errno_status();
@@ -181,11 +182,18 @@ static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, s
                         int timeout_ms)
 {
     struct tcp_state *s = c->be;
-    /* With the connection's own timeout a blocking recv (SO_RCVTIMEO) waits: one system call
-     * per message. Other timeouts poll first. */
-    bool blocking = timeout_ms == c->timeout_ms;
-    int rc;
+    int flags = 0, rc;
 
+    /* One blocking recv per message: the wait is the socket's SO_RCVTIMEO, changed only when
+     * the caller's timeout changes (a poll first would cost a system call per message). */
+    if (timeout_ms == 0) {
+        flags = MSG_DONTWAIT;
+    } else if (timeout_ms != s->rcvtimeo_ms) {
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+        if (setsockopt(c->ctl_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+            return mos_errno_status();
+        s->rcvtimeo_ms = timeout_ms;
+    }
     for (;;) {
         if ((rc = ctl_rx_take(s, hdr, buf, cap)) != 0)
             return rc < 0 ? rc : 0;
@@ -194,9 +202,7 @@ static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, s
             s->rx_end -= s->rx_start;
             s->rx_start = 0;
         }
-        if (!blocking && (rc = tp_wait_readable(c->ctl_fd, timeout_ms)) < 0)
-            return rc;
-        ssize_t r = recv(c->ctl_fd, s->ctl_rx + s->rx_end, CTL_RX_BYTES - s->rx_end, 0);
+        ssize_t r = recv(c->ctl_fd, s->ctl_rx + s->rx_end, CTL_RX_BYTES - s->rx_end, flags);
         if (r == 0)
             return s->rx_end ? MOS_E_TRUNCATED : MOS_E_PEER_GONE;
         if (r < 0) {
@@ -211,9 +217,9 @@ static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, s
 }
 
 /* One frame: header + run table (+ pages from our memory, or the staging buffer). */
-static int tcp_frame_send(mos_tp_conn_t *c, struct tcp_state *s, pid_t pid, size_t k,
-                          uint64_t pages)
+static int tcp_frame_send(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages)
 {
+    struct tcp_state *s = c->be;
     size_t table = mos_wire_runs_table_bytes(k);
     uint64_t bytes = pages * MOS_TP_PAGE_SIZE;
     int n = 1, rc;
@@ -226,37 +232,23 @@ static int tcp_frame_send(mos_tp_conn_t *c, struct tcp_state *s, pid_t pid, size
             s->iov[n] = (struct iovec){(void *)(uintptr_t)s->runs[i].addr,
                                        s->runs[i].npages * MOS_TP_PAGE_SIZE};
     } else {
-        if ((rc = tp_source_read(pid, s->runs, k, s->buf)) < 0)
-            return rc;
+        if ((rc = tcp_buf_need(c, s)) < 0 || (rc = tp_source_read(pid, s->runs, k, s->buf)) < 0)
+            return rc; /* the source's failure, logged there; the stream is intact */
         s->iov[n++] = (struct iovec){s->buf, bytes};
     }
-    (void)c;
-    return tp_write_iov(s->bulk_fd, s->iov, n);
+    if ((rc = tp_write_iov(s->bulk_fd, s->iov, n)) < 0)
+        return tp_conn_fail(c, rc, "bulk send");
+    return 0;
 }
 
 static int tcp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n)
 {
     struct tcp_state *s = c->be;
-    uint64_t max_pages = (c->slot_bytes - mos_wire_runs_table_bytes(TCP_FRAME_RUNS)) / MOS_TP_PAGE_SIZE;
-    uint64_t off = 0, pages, frames = 0, total = 0;
     uint8_t end[MOS_WIRE_BULK_END_BYTES];
-    size_t i = 0, k;
-    int rc = 0, rc2;
+    int rc = tp_bulk_frames(c, pid, runs, n, s->runs, TCP_FRAME_RUNS, tcp_frame_send, end), rc2;
 
-    while ((k = tp_frame_next(runs, n, &i, &off, s->runs, TCP_FRAME_RUNS, max_pages, &pages))) {
-        if ((rc = tcp_frame_send(c, s, pid, k, pages)) < 0) {
-            if (rc != -EFAULT && rc != -ESRCH && rc != -EPERM)
-                return tp_conn_fail(c, rc, "bulk send");
-            /* The source process failed us between frames: tell the receiver, so it stops
-             * waiting, and keep the connection. */
-            frames = MOS_WIRE_BULK_ABORTED;
-            total = 0;
-            break;
-        }
-        frames++, total += pages;
-    }
-    mos_put_be64(end, frames);
-    mos_put_be64(end + 8, total);
+    if (c->broken)
+        return rc;
     if ((rc2 = tp_msg_send(s->bulk_fd, MOS_WIRE_BULK_END, 0, end, sizeof(end))) < 0)
         return tp_conn_fail(c, rc2, "bulk send");
     return rc;
@@ -273,8 +265,10 @@ static int tcp_frame_data(mos_tp_conn_t *c, struct tcp_state *s, size_t k, size_
     if (place == mos_tp_place_into_buffer) {
         for (size_t i = 0; i < k; i++) {
             uint8_t *dst = tp_place_buffer_locate(arg, &s->runs[i]);
-            if (!dst)
+            if (!dst) { /* logged by the locator; the frame's pages stay unread */
+                c->broken = true;
                 return MOS_E_LIMIT;
+            }
             s->iov[i] = (struct iovec){dst, s->runs[i].npages * MOS_TP_PAGE_SIZE};
         }
         if ((rc = tp_read_iov(s->bulk_fd, s->iov, (int)k)) < 0)
@@ -283,7 +277,11 @@ static int tcp_frame_data(mos_tp_conn_t *c, struct tcp_state *s, size_t k, size_
     }
     if ((rc = tp_read_full(s->bulk_fd, s->buf + table, length - table)) < 0)
         return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
-    return place(arg, s->runs, k, s->buf + table);
+    /* A consumer that fails leaves the rest of the transfer in flight: the connection cannot
+     * be resynchronised, so it is given up. */
+    if ((rc = place(arg, s->runs, k, s->buf + table)) < 0)
+        c->broken = true; /* the consumer logged why */
+    return rc;
 }
 
 static int tcp_bulk_end(mos_tp_conn_t *c, struct tcp_state *s, const struct mos_wire_hdr *h,
@@ -314,6 +312,8 @@ static int tcp_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
     size_t k, table;
     int rc;
 
+    if ((rc = tcp_buf_need(c, s)) < 0)
+        return rc;
     for (;;) {
         if ((rc = tp_read_full(s->bulk_fd, raw, sizeof(raw))) < 0)
             return tp_conn_fail(c, rc, "bulk receive");

@@ -56,8 +56,11 @@ int tp_msg_recv(int fd, struct mos_wire_hdr *hdr, void *buf, size_t cap, int tim
 /* Parse "host:port" / "[v6]:port". */
 int tp_addr_parse(const char *hostport, struct sockaddr_storage *ss, socklen_t *len);
 void tp_addr_text(const struct sockaddr *sa, char *buf, size_t len);
+#define TP_BULK_SOCKBUF (4 << 20) /* at least this much socket buffer for bulk streams */
 int tp_socket_tune(int fd, int timeout_ms, bool bulk);
 /* A listening TCP socket on ss (port may be 0). */
+int tp_ctl_addr(const mos_tp_conn_t *c, bool peer, uint16_t port, struct sockaddr_storage *ss,
+                socklen_t *len);
 int tp_listen_fd(const struct sockaddr_storage *ss, socklen_t len, int backlog);
 int tp_local_port(int fd);
 
@@ -87,6 +90,17 @@ int tp_source_read(pid_t pid, const struct mos_page_run *runs, size_t n, uint8_t
 uint8_t *tp_place_buffer_locate(const struct mos_tp_place_buffer *b, const struct mos_page_run *run);
 /* Read exactly the bytes of n iovecs (consumed). */
 int tp_read_iov(int fd, struct iovec *iov, int n);
+
+/* Send one frame of k runs (already in the backend's frame array) with pages pages. A failure
+ * of the connection marks it broken; a failure of the source process does not. */
+typedef int (*tp_frame_fn)(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages);
+/* Cut runs into frames (at most max_runs runs, slot_bytes with the table) into frame[], send
+ * each, and encode the end marker (frames, pages; frames = MOS_WIRE_BULK_ABORTED when the
+ * source failed). Returns 0, the source's error (the marker must still be sent), or a
+ * connection error (c->broken set: send nothing more). */
+int tp_bulk_frames(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n,
+                   struct mos_page_run *frame, size_t max_runs, tp_frame_fn send_frame,
+                   uint8_t end[MOS_WIRE_BULK_END_BYTES]);
 
 /* Split the next frame off runs[*i] (starting *off pages into it): fills frame[] (at most
  * max_runs) with at most max_pages pages. Returns the number of runs in the frame. */

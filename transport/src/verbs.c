@@ -645,9 +645,9 @@ static int verbs_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf,
 
 /* ---- bulk ---- */
 
-static int verbs_frame_post(mos_tp_conn_t *c, struct verbs_state *vs, pid_t pid, size_t k,
-                            uint64_t pages)
+static int verbs_frame_post(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages)
 {
+    struct verbs_state *vs = c->be;
     uint32_t slot = (uint32_t)(vs->tx_seq % c->slot_count), q = 1 + slot % c->n_qps;
     uint8_t *base = vs->tx.mem + (size_t)slot * c->slot_bytes, *data;
     size_t table = mos_wire_runs_table_bytes(k);
@@ -685,22 +685,11 @@ static int verbs_frame_post(mos_tp_conn_t *c, struct verbs_state *vs, pid_t pid,
 static int verbs_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n)
 {
     struct verbs_state *vs = c->be;
-    uint64_t max_pages = (c->slot_bytes - mos_wire_runs_table_bytes(VERBS_FRAME_RUNS)) / MOS_TP_PAGE_SIZE;
-    uint64_t off = 0, pages, frames = 0, total = 0;
     uint8_t end[MOS_WIRE_BULK_END_BYTES];
-    size_t i = 0, k;
-    int rc = 0, rc2;
+    int rc = tp_bulk_frames(c, pid, runs, n, vs->runs, VERBS_FRAME_RUNS, verbs_frame_post, end), rc2;
 
-    while ((k = tp_frame_next(runs, n, &i, &off, vs->runs, VERBS_FRAME_RUNS, max_pages, &pages))) {
-        if ((rc = verbs_frame_post(c, vs, pid, k, pages)) < 0) {
-            if (c->broken)
-                return rc;
-            frames = MOS_WIRE_BULK_ABORTED; /* the source failed: tell the receiver */
-            total = 0;
-            break;
-        }
-        frames++, total += pages;
-    }
+    if (c->broken)
+        return rc;
     /* Every credit back first (the peer placed every frame), then the end marker, whose
      * completion we wait for: frames of the next bulk send cannot overtake this end marker
      * on another QP, and the receiver never sees the marker before the frames it counts. */
@@ -708,8 +697,6 @@ static int verbs_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_ru
         while (!vs->slot_free[s])
             if ((rc2 = vs_progress(c, vs, c->timeout_ms)) < 0)
                 return rc2 == -ETIMEDOUT ? tp_conn_fail(c, rc2, "waiting for the last credits") : rc2;
-    mos_put_be64(end, frames);
-    mos_put_be64(end + 8, total);
     if ((rc2 = verbs_msg_post(c, vs, MOS_WIRE_BULK_END, 0, end, sizeof(end), true)) < 0)
         return rc2;
     return rc;
@@ -741,8 +728,12 @@ static int verbs_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
             vs->ready_head++;
             if ((rc = mos_wire_runs_decode(base, len, vs->runs, VERBS_FRAME_RUNS, &k, &data)) < 0)
                 return tp_conn_fail(c, rc, "page-run frame");
-            if ((rc = place(arg, vs->runs, k, data)) < 0)
+            /* A consumer that fails leaves the rest of the transfer in flight: the
+             * connection cannot be resynchronised, so it is given up. */
+            if ((rc = place(arg, vs->runs, k, data)) < 0) {
+                c->broken = true; /* the consumer logged why */
                 return rc;
+            }
             if ((rc = verbs_credit_send(c, vs, slot)) < 0)
                 return rc;
             st.frames++;
@@ -794,6 +785,13 @@ const struct mos_tp_ops mos_tp_verbs_ops = {
 
 /* ---- connection set-up ---- */
 
+static void vs_attach(mos_tp_conn_t *c, struct verbs_state *vs)
+{
+    c->be = vs;
+    c->ops = &mos_tp_verbs_ops;
+    c->backend = MOS_TP_VERBS;
+}
+
 #define PRIV_REQ_BYTES (MOS_WIRE_TOKEN_BYTES + 4 + 8 + 4)
 #define PRIV_REP_BYTES (8 + 4)
 
@@ -838,14 +836,8 @@ int tp_verbs_server_listen(mos_tp_conn_t *c, void **listen_state, uint16_t *port
 
     if (!ls)
         return -ENOMEM;
-    if (getsockname(c->ctl_fd, (struct sockaddr *)&ss, &len) < 0) {
-        rc = mos_errno_status();
+    if ((rc = tp_ctl_addr(c, false, 0, &ss, &len)) < 0)
         goto fail;
-    }
-    if (ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = 0;
-    else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
     if ((rc = cm_channel_new(&ls->ech)) < 0)
         goto fail;
     if (rdma_create_id(ls->ech, &ls->lid, NULL, RDMA_PS_TCP) != 0 ||
@@ -987,13 +979,34 @@ int tp_verbs_server_accept(mos_tp_conn_t *c, void *listen_state)
     ls->ech = NULL;
     rdma_destroy_id(ls->lid);
     ls->lid = NULL;
-    c->be = vs;
-    c->ops = &mos_tp_verbs_ops;
-    c->backend = MOS_TP_VERBS;
+    vs_attach(c, vs);
     return 1;
 fail:
     vs_free(vs);
     return rc;
+}
+
+/* One resolution step of rdma_cm (dst: address, NULL: route) and its event. The failure
+ * reason ("address resolution failed: ...") goes to why, for the fallback log line. */
+static int cm_resolve(struct verbs_state *vs, struct rdma_cm_id *id, struct sockaddr *dst,
+                      const char *what, char *why, size_t why_len)
+{
+    enum rdma_cm_event_type want = dst ? RDMA_CM_EVENT_ADDR_RESOLVED : RDMA_CM_EVENT_ROUTE_RESOLVED;
+    struct rdma_cm_event *ev;
+    int r = dst ? rdma_resolve_addr(id, NULL, dst, CM_TIMEOUT_MS)
+                : rdma_resolve_route(id, CM_TIMEOUT_MS);
+
+    if (r != 0 || cm_wait(vs->ech, -1, CM_TIMEOUT_MS * 2, &ev) != 0) {
+        snprintf(why, why_len, "%s resolution failed: %s", what, strerror(errno));
+        return -EHOSTUNREACH;
+    }
+    enum rdma_cm_event_type got = ev->event;
+    rdma_ack_cm_event(ev);
+    if (got != want) {
+        snprintf(why, why_len, "%s resolution failed: %s", what, rdma_event_str(got));
+        return -EHOSTUNREACH;
+    }
+    return 0;
 }
 
 static int client_connect_one(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t q,
@@ -1014,28 +1027,9 @@ static int client_connect_one(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t
         return rc;
     }
     vs->qp[q].id = id;
-    if (rdma_resolve_addr(id, NULL, dst, CM_TIMEOUT_MS) != 0 ||
-        cm_wait(vs->ech, -1, CM_TIMEOUT_MS * 2, &ev) != 0) {
-        snprintf(why, why_len, "address resolution failed: %s", strerror(errno));
-        return -EHOSTUNREACH;
-    }
-    got = ev->event;
-    rdma_ack_cm_event(ev);
-    if (got != RDMA_CM_EVENT_ADDR_RESOLVED) {
-        snprintf(why, why_len, "address resolution failed: %s", rdma_event_str(got));
-        return -EHOSTUNREACH;
-    }
-    if (rdma_resolve_route(id, CM_TIMEOUT_MS) != 0 ||
-        cm_wait(vs->ech, -1, CM_TIMEOUT_MS * 2, &ev) != 0) {
-        snprintf(why, why_len, "route resolution failed: %s", strerror(errno));
-        return -EHOSTUNREACH;
-    }
-    got = ev->event;
-    rdma_ack_cm_event(ev);
-    if (got != RDMA_CM_EVENT_ROUTE_RESOLVED) {
-        snprintf(why, why_len, "route resolution failed: %s", rdma_event_str(got));
-        return -EHOSTUNREACH;
-    }
+    if ((rc = cm_resolve(vs, id, dst, "address", why, why_len)) < 0 ||
+        (rc = cm_resolve(vs, id, NULL, "route", why, why_len)) < 0)
+        return rc;
     if (!vs->pd && (rc = vs_alloc(c, vs, id->verbs)) < 0) {
         snprintf(why, why_len, "verbs resources: %s", mos_strerror(rc));
         return rc;
@@ -1088,15 +1082,10 @@ int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_
 
     if (!vs)
         return -ENOMEM;
-    if (getpeername(c->ctl_fd, (struct sockaddr *)&ss, &len) < 0) {
-        rc = mos_errno_status();
+    if ((rc = tp_ctl_addr(c, true, cm_port, &ss, &len)) < 0) {
         snprintf(why, why_len, "getpeername: %s", mos_strerror(rc));
         goto fallback;
     }
-    if (ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = htons(cm_port);
-    else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(cm_port);
     if ((rc = cm_channel_new(&vs->ech)) < 0) {
         snprintf(why, why_len, "rdma_create_event_channel: %s", mos_strerror(rc));
         goto fallback;
@@ -1109,9 +1098,7 @@ int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_
         vs_free(vs);
         return rc;
     }
-    c->be = vs;
-    c->ops = &mos_tp_verbs_ops;
-    c->backend = MOS_TP_VERBS;
+    vs_attach(c, vs);
     return 1;
 fallback:
     vs_free(vs);

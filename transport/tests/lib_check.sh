@@ -14,10 +14,11 @@ start_server() {
     local out=$1 i; shift
     local prefix=()
     while [ "$1" != "--" ]; do prefix+=("$1"); shift; done; shift
-    "${prefix[@]}" "$CHK" server "$@" > "$out" 2>&1 &
+    : > "$out"   # empty now: the child truncates it only when it gets to run
+    "${prefix[@]}" "$CHK" server "$@" >> "$out" 2>&1 &
     SRV_PID=$!
     for i in $(seq 100); do
-        SRV_PORT=$(sed -n 's/^server: listening on port \([0-9]*\)$/\1/p' "$out")
+        SRV_PORT=$(sed -n 's/^server: listening on port \([0-9]*\)$/\1/p' "$out" 2>/dev/null)
         [ -n "$SRV_PORT" ] && return 0
         kill -0 $SRV_PID 2>/dev/null || break
         sleep 0.1

@@ -3,7 +3,7 @@
 # Runs mos-transport-check with the verbs backend forced, so a silent fall back to tcp fails.
 #   rxe_transport.sh check [MIB]        the test suite
 #   rxe_transport.sh bench ARGS...      mosbench transport inside the guest (see bench/)
-# Needs (RXE_BINS) mos-transport-check / mosbench, (RXE_FILES) cluster.key.
+# Needs (RXE_BINS) mos-transport-check, test_transport / mosbench, (RXE_FILES) cluster.key.
 . /lab/lib.sh
 MODE=${1:-check}; shift
 CHK=mos-transport-check; KEY=/lab/cluster.key
@@ -28,6 +28,8 @@ fi
 
 if [ -z "${RXELAB_role:-}" ]; then
     # One guest: server and client both on rxe0 (the client dials the guest's own address).
+    # The conformance suite (cmocka), its verbs group against rxe0.
+    single verbs_conformance 300 "MOS_TEST_VERBS_ADDR=$IP test_transport"
     pair verbs_loopback 240 "$CHK server $IP:7300 --backend verbs --key $KEY" \
          "$CHK client $IP:7300 --backend verbs --key $KEY --mib $MIB --echo 200"
     pair verbs_2qps_process 240 "$CHK server $IP:7301 --backend verbs --key $KEY --into-process" \
@@ -36,10 +38,30 @@ if [ -z "${RXELAB_role:-}" ]; then
          "! $CHK client $IP:7302 --backend verbs --key /lab/other.key --mib 1"
     pair auto_picks_verbs 120 "$CHK server $IP:7303 --key $KEY" \
          "$CHK client $IP:7303 --key $KEY --mib 1 --echo 10 | grep 'with verbs'"
+    # The server dies mid-run: the sender notices (TCP stream closed, QP errors) and fails
+    # with one clear error instead of hanging or crashing.
+    pair verbs_peer_vanishes 120 "$CHK server $IP:7305 --backend verbs --key $KEY > /tmp/vs.out 2>&1 & p=\$!;
+          i=0; until grep -q receiving /tmp/vs.out || [ \$i -gt 300 ]; do sleep 0.1; i=\$((i+1)); done;
+          kill -9 \$p; cat /tmp/vs.out; grep -q receiving /tmp/vs.out" \
+         "$CHK client $IP:7305 --backend verbs --key $KEY --mib 64 --echo 0 > /tmp/vc.out 2>&1; rc=\$?; cat /tmp/vc.out;
+          [ \$rc = 1 ] && grep -q 'FAIL: bulk send' /tmp/vc.out"
     # A device is up, but 127.0.0.1 has no RDMA route: auto falls back to tcp and says why.
     pair fallback_no_route 120 "$CHK server 127.0.0.1:7304 --key $KEY" \
          "$CHK client 127.0.0.1:7304 --key $KEY --mib 1 --echo 5 > /tmp/fb.out 2>&1; cat /tmp/fb.out;
           grep -q 'with tcp' /tmp/fb.out && grep -Eq 'using tcp: (address|route) resolution failed' /tmp/fb.out"
+    # The client may lock only 64 KiB (and lacks CAP_IPC_LOCK, which would lift the limit):
+    # it says "ulimit -l", the server "peer without verbs"; both use tcp.
+    pair fallback_ulimit 120 "$CHK server $IP:7307 --key $KEY > /tmp/us.out 2>&1; rc=\$?; cat /tmp/us.out;
+          [ \$rc = 0 ] && grep -q 'using tcp: peer without verbs: ulimit -l is 64 KiB' /tmp/us.out" \
+         "ulimit -l 64; $CHK client $IP:7307 --key $KEY --mib 1 --echo 5 --no-ipc-lock > /tmp/uc.out 2>&1; cat /tmp/uc.out;
+          grep -q 'with tcp' /tmp/uc.out && grep -q 'using tcp: ulimit -l is 64 KiB' /tmp/uc.out"
+    # The link under rxe0 goes down: the port is no longer ACTIVE, auto falls back to tcp
+    # (over 127.0.0.1) and both sides say "RDMA port down"; then the link comes back.
+    ip link set eth0 down; sleep 1
+    pair fallback_port_down 120 "$CHK server 127.0.0.1:7306 --key $KEY" \
+         "$CHK client 127.0.0.1:7306 --key $KEY --mib 1 --echo 5 > /tmp/pd.out 2>&1; cat /tmp/pd.out;
+          grep -q 'with tcp' /tmp/pd.out && grep -q 'using tcp: RDMA port down' /tmp/pd.out"
+    ip link set eth0 up
 else
     # Two guests: A serves, B connects (retrying until A listens).
     SIP=$RXELAB_server

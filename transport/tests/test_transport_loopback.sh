@@ -27,6 +27,16 @@ client_ok "process to process (process_vm_readv/writev)" --into-process -- --mib
 client_ok "small 64 KiB frames, many of them" -- --mib 8 --slot 65536 --echo 20
 client_ok "64 MiB slots (larger than the whole transfer)" --slot 67108864 -- --mib 4 --slot 67108864 --echo 20
 
+# IPv6 endpoints ([addr]:port), where the host has ::1.
+if ip -6 addr show dev lo 2>/dev/null | grep -q '::1'; then
+    start_server "$T/srv" -- '[::1]:0' --key "$T/k1"
+    out=$("$CHK" client "[::1]:$SRV_PORT" --key "$T/k1" --mib 2 --echo 10 2>&1); rc=$?
+    wait_server "ipv6" && { [ $rc = 0 ] && grep -q "every checksum matches" <<<"$out" &&
+        ok "IPv6 endpoint [::1]" || bad "ipv6: rc=$rc $out"; }
+else
+    echo "no ::1 on lo here: the IPv6 endpoint case is not run"
+fi
+
 # Wrong key: both sides say so, in one line each.
 start_server "$T/srv" -- 127.0.0.1:0 --key "$T/k1" --expect-fail 1
 out=$("$CHK" client 127.0.0.1:$SRV_PORT --key "$T/k2" 2>&1); rc=$?

@@ -6,6 +6,7 @@
  *   mos-transport-check raw HOST:PORT garbage|truncate|vanish [common]   (bad-input clients)
  *   common: --key FILE  --backend auto|tcp|verbs  --slot BYTES  --slots N  --qps Q
  *   (without --key, $MOS_CONF names the cluster config whose key_file and transport apply)
+ *   --no-ipc-lock: drop CAP_IPC_LOCK first, so `ulimit -l` binds root too
  *
  * A client session: N echo round trips of sizes up to 64 KiB; then a page layout (runs with
  * gaps over M MiB) filled with random data, either in this process or in a child process
@@ -24,6 +25,8 @@
 #include "tp_priv.h"
 
 #include <errno.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +46,7 @@ struct args {
     mos_key_t key;
     unsigned sessions, mib, echo;
     int expect_fail;
-    bool from_process, into_process;
+    bool from_process, into_process, no_ipc_lock;
 };
 
 static uint64_t page_sum(const uint8_t *p)
@@ -88,6 +91,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->from_process = true;
         } else if (strcmp(o, "--into-process") == 0) {
             a->into_process = true;
+        } else if (strcmp(o, "--no-ipc-lock") == 0) {
+            a->no_ipc_lock = true;
         } else if (strcmp(o, "--expect-fail") == 0 && v) {
             a->expect_fail = atoi(v), i++;
         } else if (!v) {
@@ -151,8 +156,10 @@ struct placement {
     uint64_t n_sums;
 };
 
-/* A child that maps [base, base + span) at the same address and waits to be filled. */
-static pid_t region_child(uint64_t base, size_t bytes, int *pipe_out)
+/* A child that waits until the parent closes the pipe; with map_at, it first maps
+ * [map_at, map_at + bytes) at that very address (the server's destination for a client's
+ * pages); else it just holds the memory it inherited (the client's source of pages). */
+static pid_t waiting_child(uint64_t map_at, size_t bytes, int *pipe_out)
 {
     int p[2];
     pid_t pid;
@@ -161,13 +168,12 @@ static pid_t region_child(uint64_t base, size_t bytes, int *pipe_out)
         return -1;
     pid = fork();
     if (pid == 0) {
-        char c;
+        char ch;
         close(p[1]);
-        void *m = mmap((void *)(uintptr_t)base, bytes, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-        if (m == MAP_FAILED)
+        if (map_at && mmap((void *)(uintptr_t)map_at, bytes, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
             _exit(3);
-        (void)!read(p[0], &c, 1); /* until the parent is done */
+        (void)!read(p[0], &ch, 1);
         _exit(0);
     }
     close(p[0]);
@@ -204,7 +210,7 @@ static int plan_parse(const uint8_t *m, size_t len, struct placement *pl, bool i
     }
     size_t bytes = pl->span_pages * MOS_TP_PAGE_SIZE;
     if (into_process) {
-        pl->child = region_child(pl->base, bytes, &pl->child_pipe);
+        pl->child = waiting_child(pl->base, bytes, &pl->child_pipe);
         return pl->child > 0 ? 0 : -1;
     }
     pl->buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -407,27 +413,6 @@ static uint32_t make_layout(uint64_t base, uint64_t span, struct mos_page_run *r
     return n;
 }
 
-/* A child that holds the region (filled by the parent's seed) until told to exit. */
-static pid_t source_child(uint8_t *region, size_t bytes, int *pipe_out)
-{
-    int p[2];
-    pid_t pid;
-
-    if (pipe(p) < 0)
-        return -1;
-    pid = fork();
-    if (pid == 0) {
-        char ch;
-        close(p[1]);
-        (void)!read(p[0], &ch, 1);
-        _exit(0);
-    }
-    close(p[0]);
-    *pipe_out = p[1];
-    (void)region, (void)bytes;
-    return pid;
-}
-
 static int call(mos_tp_conn_t *c, const void *req, size_t len, char *rep, size_t cap)
 {
     size_t rl;
@@ -470,7 +455,7 @@ static int bulk_test(mos_tp_conn_t *c, const struct args *a)
         pages += runs[i].npages;
     }
     if (a->from_process) /* the child inherits the filled region at the same address */
-        child = source_child(region, bytes, &child_pipe);
+        child = waiting_child(0, 0, &child_pipe);
     if ((rc = call(c, msg, 25 + 16ull * n, rep, sizeof(rep))) < 0)
         goto out;
     uint64_t t0 = mos_clock_now_ns();
@@ -577,6 +562,20 @@ static int run_raw(const struct args *a)
     _exit(0); /* no CLOSE: the peer must cope with a vanished client */
 }
 
+/* Drop CAP_IPC_LOCK (effective and permitted), so that root is bound by `ulimit -l` like
+ * any user: how the tests make verbs impossible on a machine that has a device. */
+static int drop_ipc_lock(void)
+{
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+
+    if (syscall(SYS_capget, &h, d) < 0)
+        return -1;
+    d[0].effective &= ~(1u << CAP_IPC_LOCK);
+    d[0].permitted &= ~(1u << CAP_IPC_LOCK);
+    return (int)syscall(SYS_capset, &h, d);
+}
+
 int main(int argc, char **argv)
 {
     struct args a;
@@ -588,6 +587,10 @@ int main(int argc, char **argv)
         return 1;
     if (rc < 0)
         return usage();
+    if (a.no_ipc_lock && drop_ipc_lock() < 0) {
+        perror("capset");
+        return 1;
+    }
     if (strcmp(a.mode, "server") == 0)
         return run_server(&a);
     if (strcmp(a.mode, "client") == 0)
