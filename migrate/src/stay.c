@@ -198,8 +198,9 @@ static int stay_vmas(pid_t pid, char *reason, size_t len)
             REFUSE("uses SysV shared memory (at %#llx)", a);
         if (strncmp(v->path, "anon_inode:", 11) == 0)
             REFUSE("maps %s (at %#llx)", v->path + 11, a);
-        if (strstr(v->path, " (deleted)"))
-            REFUSE("maps a deleted file or memfd (%.80s at %#llx)", v->path, a);
+        /* a private map of a deleted file travels as a copy; a shared one cannot */
+        if (strstr(v->path, " (deleted)") && v->shared)
+            REFUSE("shares a map of a deleted file or memfd (%.80s at %#llx)", v->path, a);
         if (v->shared && (v->prot & PROT_WRITE))
             REFUSE("has a shared writable mapping (%.80s at %#llx)",
                    v->path[0] ? v->path : "anonymous", a);

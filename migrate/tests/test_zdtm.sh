@@ -46,7 +46,7 @@ run_pair() {
     fi
 }
 
-for prog in heap bigmap recursion fpu tls signals files; do
+for prog in heap bigmap recursion fpu tls signals files filemap; do
     run_pair "$prog-pie" 0.15 "$B/zdtm_${prog}_pie"
 done
 for variant in nopie static staticpie; do
@@ -63,6 +63,23 @@ if "$CK" dump "$pid" $d/img >/dev/null 2>&1 && "$CK" restore $d/img > $d/mig2; t
     wait; cat $d/mig1 $d/mig2 > $d/mig
     cmp -s $d/ref $d/mig && ok "stdout pipe reconnected to the restorer's" || bad "pipe output differs"
 else bad "pipe: dump or restore failed"; fi
+
+# the image records which pages of the private file map travel: written ones only
+d=$T/filemap-pie
+if "$CK" info $d/img --json > $d/info.json 2>/dev/null && python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+same = [v for v in j["vmas"] if v["path"].endswith("same.dat")]
+repl = [v for v in j["vmas"] if v["kind"] == "file-copy"]
+assert same and same[0]["kind"] == "file" and 16 <= same[0]["pages"] < 64, same
+assert repl and repl[0]["pages"] == 64, repl' $d/info.json; then
+    ok "private file maps: written pages only for the unchanged file, all for the replaced one"
+else bad "file map page selection: $(grep -A6 same.dat $d/info.json | tr -d '\n ')"; fi
+# a mapped file changed after the dump: restore refuses, naming it
+touch -d '2001-01-01' $d/mig/same.dat
+out=$("$CK" restore $d/img 2>&1); rc=$?
+[ $rc != 0 ] && grep -q "same.dat changed since the image was made" <<<"$out" && [ "$(wc -l <<<"$out")" = 1 ] \
+    && ok "changed mapped file: restore refuses ($out)" || bad "changed mapped file: rc=$rc $out"
 
 # --- an interpreter migrated mid-computation
 if command -v python3 >/dev/null; then
