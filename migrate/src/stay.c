@@ -166,6 +166,26 @@ static int status_field(pid_t pid, const char *name, long *value)
     return rc;
 }
 
+/* The state letter of /proc/PID/stat (after the command, which may hold anything). */
+static char task_state(pid_t pid)
+{
+    char path[64], buf[512];
+    int fd;
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return '?';
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return '?';
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
 static int file_nonempty(const char *path)
 {
     char c;
@@ -237,6 +257,12 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
         REFUSE("has %ld threads (only single-threaded processes migrate)", threads);
     if (tracer != 0 && !(frozen && tracer == getpid()))
         REFUSE("is traced by pid %ld", tracer);
+    char state = task_state(pid);
+    if (state == 'Z' || state == 'X')
+        REFUSE("has exited (zombie)");
+    /* injected calls would wake a job-control stop: leave stopped jobs alone */
+    if (state == 'T' || (state == 't' && !frozen))
+        REFUSE("is stopped (SIGSTOP or a debugger)");
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
     if (readlink(path, target, sizeof(target)) < 0)
         REFUSE("has no executable to inspect (kernel thread, zombie or no permission)");

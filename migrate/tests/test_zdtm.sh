@@ -180,6 +180,9 @@ out=$("$CK" dump $s2 $d/x 2>&1); [ $? != 0 ] && kill -0 $s2 && [ ! -e $d/x ] && 
 $PY -c 'import os, time; r, w = os.pipe(); time.sleep(30)' & s3=$!; pids+=($s3); sleep 0.3
 out=$("$CK" check $s3 2>&1); [ $? != 0 ] && grep -q "fd 3 is a pipe" <<<"$out" && ok "pipe fd refused: $out" || bad "pipe fd: $out"
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
+kill -STOP $s1
+out=$("$CK" check $s1 2>&1); [ $? != 0 ] && grep -q "stopped" <<<"$out" && ok "stopped job refused: $out" || bad "stopped: $out"
+kill -CONT $s1
 out=$("$CK" check 999999999 2>&1); [ $? != 0 ] && ok "no such pid: $out" || bad "no such pid"
 
 echo "$passes passed, $fails failed"
