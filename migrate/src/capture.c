@@ -254,6 +254,28 @@ static int mm_fill(struct mos_dump *d, struct mos_rec_mm *mm, uint8_t *auxv, cha
     return 0;
 }
 
+/* SigCgt and SigIgn of /proc/PID/status; on any trouble *caught stays all ones (ask all). */
+static void sig_masks(pid_t pid, uint64_t *caught, uint64_t *ignored)
+{
+    char path[64], line[128];
+    unsigned long long c = 0, i = 0;
+    int got = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        got += sscanf(line, "SigCgt: %llx", &c) == 1;
+        got += sscanf(line, "SigIgn: %llx", &i) == 1;
+    }
+    fclose(f);
+    if (got == 2) {
+        *caught = c;
+        *ignored = i;
+    }
+}
+
 /* Dispositions, alt stack and itimers are only readable from inside: run the calls in the
  * process with a scratch page of its own, then take the page away again. */
 static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_pending *pend)
@@ -266,8 +288,13 @@ static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &scratch);
     if (rc != 0)
         return rc;
+    uint64_t caught = ~0ull, ignored = 0;
+    sig_masks(d->pid, &caught, &ignored);
     for (int sig = 1; sig <= 64 && rc == 0; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
+        /* Only handlers carry addresses, flags and masks worth an injected call; SIGCHLD
+         * too, whose SA_NOCLDWAIT/SA_NOCLDSTOP matter even without a handler. */
+        if (sig == SIGKILL || sig == SIGSTOP ||
+            (!(caught & (1ull << (sig - 1))) && sig != SIGCHLD))
             continue;
         rc = mos_inject_call(d->t, SYS_rt_sigaction, sig, 0,
                              scratch + (sig - 1) * (long)sizeof(struct mos_ksigaction), 8, 0, 0,
@@ -292,6 +319,9 @@ static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_
         mos_err("migrate", "pid %d: reading signal state: %s", (int)d->pid, mos_strerror(rc));
         return rc;
     }
+    for (int sig = 1; sig <= 64; sig++)
+        if (sig != SIGCHLD && (ignored & (1ull << (sig - 1))))
+            s->act[sig - 1].handler = (uint64_t)(uintptr_t)SIG_IGN;
     s->altstack_sp = (uint64_t)ss.ss_sp;
     s->altstack_size = ss.ss_size;
     s->altstack_flags = (uint32_t)ss.ss_flags;
