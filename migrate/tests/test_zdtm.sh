@@ -54,6 +54,9 @@ for variant in nopie static staticpie; do
         run_pair "$prog-$variant" 0.1 "$B/zdtm_${prog}_$variant"
     done
 done
+# the same selection without PAGEMAP_SCAN (kernels before 6.7 read /proc/PID/pagemap)
+MOS_NO_PAGEMAP_SCAN=1 run_pair bigmap-pagemap 0.1 "$B/zdtm_bigmap_pie"
+MOS_NO_PAGEMAP_SCAN=1 run_pair filemap-pagemap 0.1 "$B/zdtm_filemap_pie"
 # stdout a pipe: fd 1 of the restored process is the restorer's own
 d=$T/pipe; mkdir -p $d
 ZDTM_STEPS=20 "$B/zdtm_tls_pie" | cat > $d/ref
