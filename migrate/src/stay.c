@@ -218,14 +218,14 @@ static int stay_vmas(pid_t pid, char *reason, size_t len)
             REFUSE("uses SysV shared memory (at %#llx)", a);
         if (strncmp(v->path, "anon_inode:", 11) == 0)
             REFUSE("maps %s (at %#llx)", v->path + 11, a);
-        /* a private map of a deleted file travels as a copy; a shared one cannot */
-        if (strstr(v->path, " (deleted)") && v->shared)
-            REFUSE("shares a map of a deleted file or memfd (%.80s at %#llx)", v->path, a);
         if (v->shared && (v->prot & PROT_WRITE))
             REFUSE("has a shared writable mapping (%.80s at %#llx)",
                    v->path[0] ? v->path : "anonymous", a);
-        if (v->shared && v->inode == 0)
+        if (v->shared && (v->inode == 0 || !strncmp(v->path, "/dev/zero", 9)))
             REFUSE("has shared anonymous memory (at %#llx)", a);
+        /* a private map of a deleted file travels as a copy; a shared one cannot */
+        if (strstr(v->path, " (deleted)") && v->shared)
+            REFUSE("shares a map of a deleted file or memfd (%.80s at %#llx)", v->path, a);
         if (v->path[0] == '[' && strcmp(v->path, "[heap]") && strcmp(v->path, "[stack]") &&
             strcmp(v->path, "[vdso]") && strcmp(v->path, "[vvar]") &&
             strcmp(v->path, "[vvar_vclock]") && strcmp(v->path, "[vsyscall]") &&

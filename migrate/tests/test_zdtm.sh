@@ -186,6 +186,18 @@ out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plai
 kill -STOP $s1
 out=$("$CK" check $s1 2>&1); [ $? != 0 ] && grep -q "stopped" <<<"$out" && ok "stopped job refused: $out" || bad "stopped: $out"
 kill -CONT $s1
+for case in "shm:SysV shared memory" "uring:io_uring" "shared:shared writable mapping" \
+            "eventfd:fd 3 is \[eventfd\]" "timer:POSIX timers" "child:child processes"; do
+    what=${case%%:*}; want=${case#*:}
+    "$B/zdtm_stayer" $what > $d/stay.$what 2>&1 & sp=$!; pids+=($sp)
+    wait_ready $d/stay.$what
+    out=$("$CK" dump $sp $d/stay.img 2>&1); rc=$?
+    if [ $rc != 0 ] && grep -q "$want" <<<"$out" && [ "$(wc -l <<<"$out")" = 1 ] && kill -0 $sp &&
+       [ ! -e $d/stay.img ] && [ "$(awk '{print $3}' /proc/$sp/stat)" = S ]; then
+        ok "stays ($what): $out"
+    else bad "stay $what: rc=$rc $out"; fi
+    kill -9 $sp
+done
 out=$("$CK" check 999999999 2>&1); [ $? != 0 ] && ok "no such pid: $out" || bad "no such pid"
 
 echo "$passes passed, $fails failed"
