@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
@@ -39,6 +40,7 @@ struct rseq_config_k { /* struct ptrace_rseq_configuration (5.13) */
 #define PM_FILE (1ull << 61) /* file page or shared anon: not a private copy */
 
 #define PAGE 4096ull
+#define PM_CHUNK 65536
 #define BATCH_PAGES 1024 /* pages per process_vm_readv: 4 MiB, at most UIO_MAXIOV runs */
 
 struct mos_dump {
@@ -254,6 +256,28 @@ static int mm_fill(struct mos_dump *d, struct mos_rec_mm *mm, uint8_t *auxv, cha
     return 0;
 }
 
+/* SigCgt and SigIgn of /proc/PID/status; on any trouble *caught stays all ones (ask all). */
+static void sig_masks(pid_t pid, uint64_t *caught, uint64_t *ignored)
+{
+    char path[64], line[128];
+    unsigned long long c = 0, i = 0;
+    int got = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        got += sscanf(line, "SigCgt: %llx", &c) == 1;
+        got += sscanf(line, "SigIgn: %llx", &i) == 1;
+    }
+    fclose(f);
+    if (got == 2) {
+        *caught = c;
+        *ignored = i;
+    }
+}
+
 /* Dispositions, alt stack and itimers are only readable from inside: run the calls in the
  * process with a scratch page of its own, then take the page away again. */
 static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_pending *pend)
@@ -266,8 +290,13 @@ static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &scratch);
     if (rc != 0)
         return rc;
+    uint64_t caught = ~0ull, ignored = 0;
+    sig_masks(d->pid, &caught, &ignored);
     for (int sig = 1; sig <= 64 && rc == 0; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
+        /* Only handlers carry addresses, flags and masks worth an injected call; SIGCHLD
+         * too, whose SA_NOCLDWAIT/SA_NOCLDSTOP matter even without a handler. */
+        if (sig == SIGKILL || sig == SIGSTOP ||
+            (!(caught & (1ull << (sig - 1))) && sig != SIGCHLD))
             continue;
         rc = mos_inject_call(d->t, SYS_rt_sigaction, sig, 0,
                              scratch + (sig - 1) * (long)sizeof(struct mos_ksigaction), 8, 0, 0,
@@ -292,6 +321,9 @@ static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_
         mos_err("migrate", "pid %d: reading signal state: %s", (int)d->pid, mos_strerror(rc));
         return rc;
     }
+    for (int sig = 1; sig <= 64; sig++)
+        if (sig != SIGCHLD && (ignored & (1ull << (sig - 1))))
+            s->act[sig - 1].handler = (uint64_t)(uintptr_t)SIG_IGN;
     s->altstack_sp = (uint64_t)ss.ss_sp;
     s->altstack_size = ss.ss_size;
     s->altstack_flags = (uint32_t)ss.ss_flags;
@@ -480,6 +512,9 @@ struct page_batch {
     int nruns;
     size_t npages;
     int vma_start; /* the next page opens a new VMA: runs never span two (restore checks) */
+    int scan_ok;   /* PAGEMAP_SCAN works here (until it fails with ENOTTY/EINVAL) */
+    struct page_region *regions; /* SCAN_REGIONS */
+    uint64_t *pm;                /* PM_CHUNK pagemap entries */
 };
 
 static int page_is_zero(const uint8_t *p)
@@ -573,31 +608,70 @@ check:
     return 0;
 }
 
-/* Which pages of a VMA travel: present or swapped ones; of a private file mapping only the
- * private copies (written pages), since the rest comes from the file; of a copied file
- * mapping every page. */
-static int vma_pages(struct page_batch *b, int pagemap_fd, const struct mos_rec_vma *v)
-{
-    enum { CHUNK = 65536 };
-    static uint64_t pm[CHUNK];
-    uint64_t npages = (v->end - v->start) / PAGE;
+/* PAGEMAP_SCAN (Linux 6.7): the kernel walks the page tables and returns ranges by category,
+ * skipping what was never populated; the headers here are 6.1, so the UAPI is spelled out. */
+#ifndef PAGEMAP_SCAN
+#define PAGE_IS_FILE (1 << 2)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_SWAPPED (1 << 4)
+#define PAGE_IS_PFNZERO (1 << 5)
+struct page_region {
+    uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#endif
+#define SCAN_REGIONS 512
 
-    if (v->kind == MOS_VMA_VDSO || v->kind == MOS_VMA_FILE_SHARED)
-        return 0;
-    b->vma_start = 1;
-    for (uint64_t off = 0; off < npages; off += CHUNK) {
-        size_t n = npages - off < CHUNK ? (size_t)(npages - off) : CHUNK;
+/* Which pages travel, as a (inverted, mask, anyof) PAGEMAP_SCAN filter: present or swapped,
+ * never the shared zero page; of a private file mapping only private copies (not FILE). */
+static int vma_pages_scan(struct page_batch *b, int pagemap_fd, const struct mos_rec_vma *v)
+{
+    struct page_region *reg = b->regions;
+    struct pm_scan_arg a = {
+        .size = sizeof(a), .start = v->start, .end = v->end, .vec = (uint64_t)(uintptr_t)reg,
+        .vec_len = SCAN_REGIONS, .category_inverted = PAGE_IS_PFNZERO,
+        .category_mask = PAGE_IS_PFNZERO, .category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        .return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED};
+
+    if (v->kind == MOS_VMA_FILE_PRIVATE) {
+        a.category_inverted |= PAGE_IS_FILE;
+        a.category_mask |= PAGE_IS_FILE;
+    }
+    while (a.start < v->end) {
+        int n = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);
+        if (n < 0)
+            return mos_errno_status();
+        for (int i = 0; i < n; i++)
+            for (uint64_t at = reg[i].start; at < reg[i].end; at += PAGE) {
+                int rc = batch_add(b, at);
+                if (rc != 0)
+                    return rc;
+            }
+        if (a.walk_end <= a.start)
+            return -EIO;
+        a.start = a.walk_end;
+    }
+    return 0;
+}
+
+/* The same selection from /proc/PID/pagemap entries, for kernels before 6.7. */
+static int vma_pages_read(struct page_batch *b, int pagemap_fd, const struct mos_rec_vma *v)
+{
+    uint64_t npages = (v->end - v->start) / PAGE, *pm = b->pm;
+
+    for (uint64_t off = 0; off < npages; off += PM_CHUNK) {
+        size_t n = npages - off < PM_CHUNK ? (size_t)(npages - off) : PM_CHUNK;
         uint64_t first = v->start / PAGE + off;
-        if (v->kind != MOS_VMA_FILE_COPY) {
-            ssize_t got = pread(pagemap_fd, pm, n * 8, (off_t)(first * 8));
-            if (got != (ssize_t)(n * 8))
-                return got < 0 ? mos_errno_status() : -EIO;
-        }
+        ssize_t got = pread(pagemap_fd, pm, n * 8, (off_t)(first * 8));
+        if (got != (ssize_t)(n * 8))
+            return got < 0 ? mos_errno_status() : -EIO;
         for (size_t i = 0; i < n; i++) {
             int take;
-            if (v->kind == MOS_VMA_FILE_COPY)
-                take = 1;
-            else if (v->kind == MOS_VMA_FILE_PRIVATE)
+            if (v->kind == MOS_VMA_FILE_PRIVATE)
                 take = (pm[i] & PM_SWAP) || ((pm[i] & PM_PRESENT) && !(pm[i] & PM_FILE));
             else
                 take = (pm[i] & (PM_PRESENT | PM_SWAP)) != 0;
@@ -609,6 +683,31 @@ static int vma_pages(struct page_batch *b, int pagemap_fd, const struct mos_rec_
         }
     }
     return 0;
+}
+
+/* Which pages of a VMA travel: present or swapped ones; of a private file mapping only the
+ * private copies (written pages), since the rest comes from the file; of a copied file
+ * mapping every page. */
+static int vma_pages(struct page_batch *b, int pagemap_fd, const struct mos_rec_vma *v)
+{
+    if (v->kind == MOS_VMA_VDSO || v->kind == MOS_VMA_FILE_SHARED)
+        return 0;
+    b->vma_start = 1;
+    if (v->kind == MOS_VMA_FILE_COPY) {
+        for (uint64_t at = v->start; at < v->end; at += PAGE) {
+            int rc = batch_add(b, at);
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
+    }
+    if (b->scan_ok) {
+        int rc = vma_pages_scan(b, pagemap_fd, v);
+        if (rc != -ENOTTY && rc != -EINVAL)
+            return rc;
+        b->scan_ok = 0; /* before 6.7: read the entries ourselves */
+    }
+    return vma_pages_read(b, pagemap_fd, v);
 }
 
 static int pages_write(struct mos_dump *d, struct mos_img_writer *w, struct vma_cap *v,
@@ -623,10 +722,13 @@ static int pages_write(struct mos_dump *d, struct mos_img_writer *w, struct vma_
     b->d = d;
     b->w = w;
     b->buf = aligned_alloc(PAGE, BATCH_PAGES * PAGE);
+    b->pm = malloc(PM_CHUNK * sizeof(uint64_t));
+    b->regions = malloc(SCAN_REGIONS * sizeof(struct page_region));
+    b->scan_ok = getenv("MOS_NO_PAGEMAP_SCAN") == NULL;
     snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)d->pid);
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (!b->buf || fd < 0) {
-        rc = b->buf ? mos_errno_status() : -ENOMEM;
+    if (!b->buf || !b->pm || !b->regions || fd < 0) {
+        rc = fd < 0 ? mos_errno_status() : -ENOMEM;
         goto out;
     }
     for (size_t i = 0; i < n && rc == 0; i++)
@@ -637,6 +739,8 @@ out:
     if (fd >= 0)
         close(fd);
     free(b->buf);
+    free(b->pm);
+    free(b->regions);
     free(b);
     return rc;
 }

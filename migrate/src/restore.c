@@ -881,10 +881,13 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     r->listener = -1;
     if (opts)
         r->opts = *opts;
+    uint64_t tm = mos_clock_now_ns();
     rc = husk_start(r, opts && opts->husk_path ? opts->husk_path : "mos-husk");
     if (rc != 0)
         goto out_meta;
+    uint64_t th = mos_clock_now_ns();
     rc = space_clear(r);
+    uint64_t ts = mos_clock_now_ns();
     if (rc == 0)
         rc = vmas_map(r);
     t1 = mos_clock_now_ns();
@@ -893,6 +896,9 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     t2 = mos_clock_now_ns();
     if (rc == 0)
         rc = finish(r);
+    mos_dbg("migrate", "restore: metadata %.2f ms, husk %.2f ms, clear %.2f ms, map %.2f ms, "
+            "pages %.2f ms, finish %.2f ms", (tm - t0) / 1e6, (th - tm) / 1e6, (ts - th) / 1e6,
+            (t1 - ts) / 1e6, (t2 - t1) / 1e6, (mos_clock_now_ns() - t2) / 1e6);
     if (rc != 0) {
         mos_inject_kill(r->t);
         goto out_meta;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,40 @@
 #define MSG_READY 'R'  /* receiver: the process is rebuilt and stopped */
 #define MSG_COMMIT 'C' /* sender: the original is gone, let it run */
 
+/* While a process is frozen and may sit in an injected call, a SIGINT or SIGTERM ending us
+ * would leave it detached with borrowed registers: hold them off until it is safe again. */
+static void fatal_signals_hold(sigset_t *old)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+static void fatal_signals_release(const sigset_t *old)
+{
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+static int checkpoint_held(pid_t pid, const char *path, const struct mos_dump_opts *opts,
+                           int leave_running, struct mos_dump_stats *stats);
+
 int mos_migrate_checkpoint(pid_t pid, const char *path, const struct mos_dump_opts *opts,
+                           int leave_running, struct mos_dump_stats *stats)
+{
+    sigset_t old;
+
+    fatal_signals_hold(&old);
+    int rc = checkpoint_held(pid, path, opts, leave_running, stats);
+    fatal_signals_release(&old);
+    return rc;
+}
+
+static int checkpoint_held(pid_t pid, const char *path, const struct mos_dump_opts *opts,
                            int leave_running, struct mos_dump_stats *stats)
 {
     char tmp[4200];
@@ -68,7 +102,21 @@ static int byte_read(struct mos_img_io *io, char *c)
     return n == 1 ? 0 : n == 0 ? MOS_E_PEER_GONE : (int)n;
 }
 
+static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
+                     struct mos_dump_stats *stats);
+
 int mos_migrate_send(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
+                     struct mos_dump_stats *stats)
+{
+    sigset_t old;
+
+    fatal_signals_hold(&old);
+    int rc = send_held(pid, opts, io, stats);
+    fatal_signals_release(&old);
+    return rc;
+}
+
+static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
                      struct mos_dump_stats *stats)
 {
     struct mos_dump *d;

@@ -166,6 +166,26 @@ static int status_field(pid_t pid, const char *name, long *value)
     return rc;
 }
 
+/* The state letter of /proc/PID/stat (after the command, which may hold anything). */
+static char task_state(pid_t pid)
+{
+    char path[64], buf[512];
+    int fd;
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return '?';
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return '?';
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
 static int file_nonempty(const char *path)
 {
     char c;
@@ -198,13 +218,14 @@ static int stay_vmas(pid_t pid, char *reason, size_t len)
             REFUSE("uses SysV shared memory (at %#llx)", a);
         if (strncmp(v->path, "anon_inode:", 11) == 0)
             REFUSE("maps %s (at %#llx)", v->path + 11, a);
-        if (strstr(v->path, " (deleted)"))
-            REFUSE("maps a deleted file or memfd (%.80s at %#llx)", v->path, a);
         if (v->shared && (v->prot & PROT_WRITE))
             REFUSE("has a shared writable mapping (%.80s at %#llx)",
                    v->path[0] ? v->path : "anonymous", a);
-        if (v->shared && v->inode == 0)
+        if (v->shared && (v->inode == 0 || !strncmp(v->path, "/dev/zero", 9)))
             REFUSE("has shared anonymous memory (at %#llx)", a);
+        /* a private map of a deleted file travels as a copy; a shared one cannot */
+        if (strstr(v->path, " (deleted)") && v->shared)
+            REFUSE("shares a map of a deleted file or memfd (%.80s at %#llx)", v->path, a);
         if (v->path[0] == '[' && strcmp(v->path, "[heap]") && strcmp(v->path, "[stack]") &&
             strcmp(v->path, "[vdso]") && strcmp(v->path, "[vvar]") &&
             strcmp(v->path, "[vvar_vclock]") && strcmp(v->path, "[vsyscall]") &&
@@ -236,6 +257,12 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
         REFUSE("has %ld threads (only single-threaded processes migrate)", threads);
     if (tracer != 0 && !(frozen && tracer == getpid()))
         REFUSE("is traced by pid %ld", tracer);
+    char state = task_state(pid);
+    if (state == 'Z' || state == 'X')
+        REFUSE("has exited (zombie)");
+    /* injected calls would wake a job-control stop: leave stopped jobs alone */
+    if (state == 'T' || (state == 't' && !frozen))
+        REFUSE("is stopped (SIGSTOP or a debugger)");
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
     if (readlink(path, target, sizeof(target)) < 0)
         REFUSE("has no executable to inspect (kernel thread, zombie or no permission)");

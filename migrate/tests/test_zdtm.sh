@@ -46,7 +46,7 @@ run_pair() {
     fi
 }
 
-for prog in heap bigmap recursion fpu tls signals files; do
+for prog in heap bigmap recursion fpu tls signals files filemap; do
     run_pair "$prog-pie" 0.15 "$B/zdtm_${prog}_pie"
 done
 for variant in nopie static staticpie; do
@@ -54,6 +54,9 @@ for variant in nopie static staticpie; do
         run_pair "$prog-$variant" 0.1 "$B/zdtm_${prog}_$variant"
     done
 done
+# the same selection without PAGEMAP_SCAN (kernels before 6.7 read /proc/PID/pagemap)
+MOS_NO_PAGEMAP_SCAN=1 run_pair bigmap-pagemap 0.1 "$B/zdtm_bigmap_pie"
+MOS_NO_PAGEMAP_SCAN=1 run_pair filemap-pagemap 0.1 "$B/zdtm_filemap_pie"
 # stdout a pipe: fd 1 of the restored process is the restorer's own
 d=$T/pipe; mkdir -p $d
 ZDTM_STEPS=20 "$B/zdtm_tls_pie" | cat > $d/ref
@@ -63,6 +66,23 @@ if "$CK" dump "$pid" $d/img >/dev/null 2>&1 && "$CK" restore $d/img > $d/mig2; t
     wait; cat $d/mig1 $d/mig2 > $d/mig
     cmp -s $d/ref $d/mig && ok "stdout pipe reconnected to the restorer's" || bad "pipe output differs"
 else bad "pipe: dump or restore failed"; fi
+
+# the image records which pages of the private file map travel: written ones only
+d=$T/filemap-pie
+if "$CK" info $d/img --json > $d/info.json 2>/dev/null && python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+same = [v for v in j["vmas"] if v["path"].endswith("same.dat")]
+repl = [v for v in j["vmas"] if v["kind"] == "file-copy"]
+assert same and same[0]["kind"] == "file" and 16 <= same[0]["pages"] < 64, same
+assert repl and repl[0]["pages"] == 64, repl' $d/info.json; then
+    ok "private file maps: written pages only for the unchanged file, all for the replaced one"
+else bad "file map page selection: $(grep -A6 same.dat $d/info.json | tr -d '\n ')"; fi
+# a mapped file changed after the dump: restore refuses, naming it
+touch -d '2001-01-01' $d/mig/same.dat
+out=$("$CK" restore $d/img 2>&1); rc=$?
+[ $rc != 0 ] && grep -q "same.dat changed since the image was made" <<<"$out" && [ "$(wc -l <<<"$out")" = 1 ] \
+    && ok "changed mapped file: restore refuses ($out)" || bad "changed mapped file: rc=$rc $out"
 
 # --- an interpreter migrated mid-computation
 if command -v python3 >/dev/null; then
@@ -163,6 +183,21 @@ out=$("$CK" dump $s2 $d/x 2>&1); [ $? != 0 ] && kill -0 $s2 && [ ! -e $d/x ] && 
 $PY -c 'import os, time; r, w = os.pipe(); time.sleep(30)' & s3=$!; pids+=($s3); sleep 0.3
 out=$("$CK" check $s3 2>&1); [ $? != 0 ] && grep -q "fd 3 is a pipe" <<<"$out" && ok "pipe fd refused: $out" || bad "pipe fd: $out"
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
+kill -STOP $s1
+out=$("$CK" check $s1 2>&1); [ $? != 0 ] && grep -q "stopped" <<<"$out" && ok "stopped job refused: $out" || bad "stopped: $out"
+kill -CONT $s1
+for case in "shm:SysV shared memory" "uring:io_uring" "shared:shared writable mapping" \
+            "eventfd:fd 3 is \[eventfd\]" "timer:POSIX timers" "child:child processes"; do
+    what=${case%%:*}; want=${case#*:}
+    "$B/zdtm_stayer" $what > $d/stay.$what 2>&1 & sp=$!; pids+=($sp)
+    wait_ready $d/stay.$what
+    out=$("$CK" dump $sp $d/stay.img 2>&1); rc=$?
+    if [ $rc != 0 ] && grep -q "$want" <<<"$out" && [ "$(wc -l <<<"$out")" = 1 ] && kill -0 $sp &&
+       [ ! -e $d/stay.img ] && [ "$(awk '{print $3}' /proc/$sp/stat)" = S ]; then
+        ok "stays ($what): $out"
+    else bad "stay $what: rc=$rc $out"; fi
+    kill -9 $sp
+done
 out=$("$CK" check 999999999 2>&1); [ $? != 0 ] && ok "no such pid: $out" || bad "no such pid"
 
 echo "$passes passed, $fails failed"

@@ -1,0 +1,51 @@
+/* A process with one thing that keeps it from migrating (argv[1]): the dump must refuse,
+ * naming it, and leave the process running. */
+#include "zdtm.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    const char *what = argc > 1 ? argv[1] : "";
+    static char params[120];
+
+    if (!strcmp(what, "shm")) {
+        int id = shmget(IPC_PRIVATE, 1 << 16, IPC_CREAT | 0600);
+        if (id < 0 || shmat(id, NULL, 0) == (void *)-1)
+            return zdtm_result(0, "shmget/shmat");
+        shmctl(id, IPC_RMID, NULL); /* gone once we exit */
+    } else if (!strcmp(what, "uring")) {
+        if (syscall(SYS_io_uring_setup, 4, params) < 0)
+            return zdtm_result(0, "io_uring_setup");
+    } else if (!strcmp(what, "shared")) {
+        if (mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0) ==
+            MAP_FAILED)
+            return zdtm_result(0, "mmap");
+    } else if (!strcmp(what, "eventfd")) {
+        if (eventfd(0, 0) < 0)
+            return zdtm_result(0, "eventfd");
+    } else if (!strcmp(what, "timer")) {
+        timer_t t;
+        struct sigevent ev = {.sigev_notify = SIGEV_NONE};
+        if (timer_create(CLOCK_MONOTONIC, &ev, &t) < 0)
+            return zdtm_result(0, "timer_create");
+    } else if (!strcmp(what, "child")) {
+        if (fork() == 0) {
+            zdtm_sleep_ms(30000);
+            _exit(0);
+        }
+    } else {
+        return zdtm_result(0, "usage: stayer shm|uring|shared|eventfd|timer|child");
+    }
+    zdtm_say("ready");
+    zdtm_sleep_ms(30000);
+    return 0;
+}
