@@ -103,7 +103,8 @@ static int run(const char *config, int daemonize)
     signal(SIGPIPE, SIG_IGN);
     d.started_ns = mos_clock_now_ns();
     d.base = event_base_new();
-    if (!d.base || mosd_control_start(&d) != 0 || mosd_migrate_start(&d) != 0) {
+    if (!d.base || mosd_control_start(&d) != 0 || mosd_migrate_start(&d) != 0 ||
+        mosd_gossip_start(&d) != 0) {
         rc = 1;
         goto out;
     }
@@ -126,6 +127,7 @@ static int run(const char *config, int daemonize)
     event_base_dispatch(d.base);
     rc = 0;
 out:
+    mosd_gossip_stop(&d);
     mosd_migrate_stop(&d);
     mosd_control_stop(&d);
     for (int i = 0; i < 3; i++)

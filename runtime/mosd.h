@@ -4,6 +4,7 @@
 
 #include "lib/control.h"
 #include "mos/config.h"
+#include "mos/gossip.h"
 #include "mos/key.h"
 #include "mos/transport.h"
 
@@ -65,6 +66,11 @@ struct mosd {
     int next_job_id;
     uint64_t started_ns;
     int stopping;
+    int blocked;                   /* mosctl block: no new guests */
+    struct mos_gossip *gossip;
+    struct mos_gossip_probe *probe;
+    struct event *gossip_ev, *gossip_timer;
+    double cpu_quota;              /* our cgroup's CPU cap, 0 if none */
 };
 
 /* mosd_control.c: the command socket */
@@ -90,6 +96,11 @@ void mosd_migrate_owner_reply(struct mosd *d, struct mosd_job *job, struct json_
 void mosd_migrate_forget_requester(struct mosd *d, struct bufferevent *bev);
 /* Send one JSON line on a bufferevent. */
 void mosd_send(struct bufferevent *bev, struct json_object *msg);
+
+/* mosd_gossip.c */
+int mosd_gossip_start(struct mosd *d);
+void mosd_gossip_stop(struct mosd *d);
+struct json_object *mosd_gossip_json(const struct mosd *d);
 
 /* mosd_jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);

@@ -185,6 +185,12 @@ static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
         return op_register(c, bev, req);
     if (strcmp(op, "list") == 0)
         return op_list(c, req);
+    if (strcmp(op, "nodes") == 0) {
+        struct json_object *r = reply_ok();
+        json_object_object_add(r, "node", json_object_new_string(c->d->cfg.nodes[c->d->self].name));
+        json_object_object_add(r, "nodes", mosd_gossip_json(c->d));
+        return r;
+    }
     if (strcmp(op, "migrate") == 0)
         return mosd_migrate_request(c->d, bev, c->cred.uid, req);
     if (*op == '\0' && json_object_object_get_ex(req, "ok", NULL)) {
