@@ -6,7 +6,9 @@
 #include "mos/log.h"
 #include "mos/status.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,10 +103,26 @@ static int run(const char *config, int daemonize)
     if (node_load(&d, config) != 0)
         return 1;
     signal(SIGPIPE, SIG_IGN);
+    /* mosd and its helpers (workers, supervisors) run ahead of the jobs they serve: a node
+     * busy with jobs must still move them and answer their calls promptly. Guests get the
+     * ordinary priority back in the husk. */
+    if (setpriority(PRIO_PROCESS, 0, -10) != 0)
+        mos_dbg("mosd", "cannot raise its priority: %s", strerror(errno));
     d.started_ns = mos_clock_now_ns();
+    if (d.cfg.guest_cgroup[0]) {
+        mos_config_expand_node(d.cfg.guest_cgroup, d.cfg.nodes[d.self].name, d.guest_cgroup,
+                               sizeof(d.guest_cgroup));
+        snprintf(d.guest_cgroup_procs, sizeof(d.guest_cgroup_procs), "%s/cgroup.procs",
+                 d.guest_cgroup);
+        if (access(d.guest_cgroup_procs, W_OK) != 0) {
+            mos_err("mosd", "guest_cgroup %s: %s", d.guest_cgroup, strerror(errno));
+            rc = 1;
+            goto out;
+        }
+    }
     d.base = event_base_new();
     if (!d.base || mosd_control_start(&d) != 0 || mosd_migrate_start(&d) != 0 ||
-        mosd_gossip_start(&d) != 0) {
+        mosd_gossip_start(&d) != 0 || mosd_balance_start(&d) != 0) {
         rc = 1;
         goto out;
     }
@@ -127,6 +145,7 @@ static int run(const char *config, int daemonize)
     event_base_dispatch(d.base);
     rc = 0;
 out:
+    mosd_balance_stop(&d);
     mosd_gossip_stop(&d);
     mosd_migrate_stop(&d);
     mosd_control_stop(&d);

@@ -28,11 +28,16 @@ struct mosd_job {
     char stay[128];          /* why it may not migrate, "" if it may */
     int locked;              /* mosrun -L: never moved automatically */
     uint64_t started_ns;
+    uint64_t arrived_ns;     /* when it arrived where it runs now; 0: never moved */
+    uint64_t seen_ns;        /* the balancer's last look at its CPU time */
+    double seen_cpu_s;
+    double demand;           /* share of samples it was runnable in: the CPU it wants */
     struct bufferevent *owner; /* mosrun's registration connection (home jobs) */
     /* a migration out of this node, while it runs */
     int moving;
     char target[MOS_NODE_NAME_MAX];
     uint8_t token[32];
+    double max_load;               /* balancer moves: the target refuses above this load */
     struct bufferevent *requester; /* who asked (mosmigrate), to answer when it is done */
     struct event *worker_ev;       /* the worker's report pipe */
     int worker_fd;
@@ -52,6 +57,8 @@ struct mosd {
     mos_key_t key;
     int have_key;
     char socket_path[108];
+    char guest_cgroup[300];        /* the config's, %n expanded; "" for none */
+    char guest_cgroup_procs[320];
     struct evconnlistener *listener;
     struct event *signals[3];
     struct mos_tp_opts tp_opts;
@@ -71,6 +78,14 @@ struct mosd {
     struct mos_gossip_probe *probe;
     struct event *gossip_ev, *gossip_timer;
     double cpu_quota;              /* our cgroup's CPU cap, 0 if none */
+    struct event *balance_ev;
+    /* moves this node made lately, counted on their targets until gossip catches up */
+    struct mosd_sent {
+        int node;
+        uint64_t at_ns;
+        double cpu;
+    } sent[64];
+    unsigned n_sent;
 };
 
 /* mosd_control.c: the command socket */
@@ -101,6 +116,12 @@ void mosd_send(struct bufferevent *bev, struct json_object *msg);
 int mosd_gossip_start(struct mosd *d);
 void mosd_gossip_stop(struct mosd *d);
 struct json_object *mosd_gossip_json(const struct mosd *d);
+/* Runnable mos processes here per CPU this node offers (what its gossip entry says). */
+double mosd_local_load(const struct mosd *d);
+
+/* mosd_balance.c */
+int mosd_balance_start(struct mosd *d);
+void mosd_balance_stop(struct mosd *d);
 
 /* mosd_jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);

@@ -15,14 +15,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-/* The CPU quota of our own cgroup (v1 cpu.cfs_quota_us / period), or 0. MOS_NODE_CPUS
- * overrides it: inside `ip netns exec` (the lab) /sys is remounted without the cgroup file
- * systems, so mos-lab passes the node's cap that way. */
-static double cgroup_cpu_quota(void)
+/* A v1 cpu cgroup's quota in CPUs (cfs_quota_us / cfs_period_us), 0 if unlimited or absent;
+ * for v2, cpu.max. */
+static double cgroup_dir_quota(const char *dir)
 {
-    char line[512], path[600], rel[400] = "";
-    double quota = 0;
+    char path[600];
+    long long q = -1, per = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", dir);
+    if ((f = fopen(path, "re"))) {
+        if (fscanf(f, "%lld", &q) != 1)
+            q = -1;
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/cpu.cfs_period_us", dir);
+        if ((f = fopen(path, "re"))) {
+            if (fscanf(f, "%lld", &per) != 1)
+                per = 0;
+            fclose(f);
+        }
+    } else {
+        snprintf(path, sizeof(path), "%s/cpu.max", dir);
+        if ((f = fopen(path, "re"))) {
+            if (fscanf(f, "%lld %lld", &q, &per) != 2)
+                q = -1;
+            fclose(f);
+        }
+    }
+    return q > 0 && per > 0 ? (double)q / (double)per : 0;
+}
+
+/* The CPUs this node offers when less than the machine: MOS_NODE_CPUS, else the quota of the
+ * guests' cgroup, else 0 (the probe's count stands). */
+static double node_cpu_quota(const struct mosd *d)
+{
     const char *env = getenv("MOS_NODE_CPUS");
 
     if (env && *env) {
@@ -32,38 +60,7 @@ static double cgroup_cpu_quota(void)
             return v;
         mos_warn("mosd", "MOS_NODE_CPUS='%s' is not a CPU count; ignored", env);
     }
-    FILE *f = fopen("/proc/self/cgroup", "re");
-
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof(line), f)) {
-        char *p = strstr(line, ":cpu:");
-        if (!p)
-            p = strstr(line, ":cpu,cpuacct:");
-        if (p) {
-            snprintf(rel, sizeof(rel), "%s", strchr(p + 1, ':') + 1);
-            rel[strcspn(rel, "\n")] = '\0';
-        }
-    }
-    fclose(f);
-    if (!rel[0] || strcmp(rel, "/") == 0)
-        return 0;
-    long long q = -1, per = 0;
-    snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu%s/cpu.cfs_quota_us", rel);
-    if ((f = fopen(path, "re"))) {
-        if (fscanf(f, "%lld", &q) != 1)
-            q = -1;
-        fclose(f);
-        snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu%s/cpu.cfs_period_us", rel);
-        if ((f = fopen(path, "re"))) {
-            if (fscanf(f, "%lld", &per) != 1)
-                per = 0;
-            fclose(f);
-        }
-    }
-    if (q > 0 && per > 0)
-        quota = (double)q / (double)per;
-    return quota;
+    return d->guest_cgroup[0] ? cgroup_dir_quota(d->guest_cgroup) : 0;
 }
 
 static unsigned local_runners(const struct mosd *d)
@@ -88,8 +85,8 @@ static void refresh_own(void *arg, struct mos_gossip_info *own)
                              : (d->blocked ? MOS_GOSSIP_F_BLOCKED : MOS_GOSSIP_F_ACCEPTING);
     own->transports = MOS_GOSSIP_T_TCP;
     if (d->cpu_quota > 0) {
-        double per_cpu = (double)local_runners(d) / d->cpu_quota;
         own->ncpus = (uint16_t)ceil(d->cpu_quota);
+        double per_cpu = (double)local_runners(d) / own->ncpus;
         /* speed of one offered CPU: the quota's share of the machine's CPU */
         own->speed = (uint32_t)((double)own->speed * d->cpu_quota / own->ncpus);
         own->load_milli = (uint32_t)(per_cpu * 1000.0);
@@ -129,7 +126,7 @@ int mosd_gossip_start(struct mosd *d)
                                   .refresh = refresh_own, .refresh_arg = d};
     int rc;
 
-    d->cpu_quota = cgroup_cpu_quota();
+    d->cpu_quota = node_cpu_quota(d);
     if (mos_gossip_probe_create("/proc", (unsigned)d->cfg.gossip_interval_ms, &d->probe) != 0)
         d->probe = NULL; /* the entry still carries flags, guests and the quota */
     rc = mos_gossip_create(&p, &d->gossip);
@@ -197,4 +194,11 @@ struct json_object *mosd_gossip_json(const struct mosd *d)
         json_object_array_add(nodes, o);
     }
     return nodes;
+}
+
+double mosd_local_load(const struct mosd *d)
+{
+    double ncpus = d->cpu_quota > 0 ? ceil(d->cpu_quota) : (double)sysconf(_SC_NPROCESSORS_ONLN);
+
+    return (double)local_runners(d) / (ncpus > 0 ? ncpus : 1);
 }

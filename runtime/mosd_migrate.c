@@ -15,12 +15,14 @@
 
 #include "tp_img_io.h"
 
+#include "mos/clock.h"
 #include "mos/forward.h"
 #include "mos/log.h"
 #include "mos/migrate.h"
 #include "mos/status.h"
 
 #include <errno.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -116,6 +118,9 @@ struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *req
     if (strcmp(d->cfg.nodes[node].name, job->where) == 0)
         return refuse("pid %d already runs on %s", (int)pid, job->where);
     snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
+    struct json_object *ml;
+    job->max_load = json_object_object_get_ex(req, "max_load", &ml) ? json_object_get_double(ml)
+                                                                     : -1;
     job->requester = requester;
     job->moving = 1;
     mos_info("mosd", "job %d (pid %d): moving from %s to %s", job->id, (int)pid, job->where,
@@ -162,6 +167,7 @@ struct guest_header {
     uint8_t token[MOS_LINK_TOKEN_BYTES];
     int home_pid;
     char cmd[256];
+    double max_load; /* < 0: none; else refuse if our load would rise above it */
 };
 
 static void owner_say(int fd, const char *op, const char *where)
@@ -193,6 +199,8 @@ static int send_header(mos_tp_conn_t *c, const struct guest_header *g, const cha
     json_object_object_add(h, "token", json_object_new_string(hex));
     json_object_object_add(h, "home_pid", json_object_new_int(g->home_pid));
     json_object_object_add(h, "cmd", json_object_new_string(g->cmd));
+    if (g->max_load >= 0)
+        json_object_object_add(h, "max_load", json_object_new_double(g->max_load));
     const char *text = json_object_to_json_string_ext(h, JSON_C_TO_STRING_PLAIN);
     rc = mos_tp_ctl_call(c, text, strlen(text), reply, sizeof(reply) - 1, &len);
     json_object_put(h);
@@ -215,6 +223,53 @@ static int byte_get(struct mos_img_io *io, char *c)
     ssize_t n = io->ops->read(io, c, 1);
 
     return n == 1 ? 0 : n == 0 ? MOS_E_PEER_GONE : (int)n;
+}
+
+/* ---- cgroups (v1 cpu controller, where the lab and sites cap CPU) ----------------------- */
+
+static int cgroup_join(const char *procs, pid_t pid)
+{
+    FILE *f = fopen(procs, "we");
+    int rc;
+
+    if (!f)
+        return -1;
+    rc = fprintf(f, "%d\n", (int)pid) > 0 ? 0 : -1;
+    return fclose(f) == 0 ? rc : -1;
+}
+
+/* The cgroup.procs file of pid's cpu cgroup ("" when it has none of its own). */
+static void cgroup_procs_of(pid_t pid, char *out, size_t len)
+{
+    char path[64], line[512];
+    FILE *f;
+
+    out[0] = '\0';
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    if (!(f = fopen(path, "re")))
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        char *p = strstr(line, ":cpu:");
+        if (!p)
+            p = strstr(line, ":cpu,cpuacct:");
+        if (p) {
+            p = strchr(p + 1, ':') + 1;
+            p[strcspn(p, "\n")] = '\0';
+            snprintf(out, len, "/sys/fs/cgroup/cpu%s/cgroup.procs", p);
+        }
+    }
+    fclose(f);
+}
+
+/* Move pid into our own cpu cgroup for a while; *was receives where it came from. */
+static void cgroup_borrow(pid_t pid, char *was, size_t len)
+{
+    char ours[512];
+
+    cgroup_procs_of(pid, was, len);
+    cgroup_procs_of(getpid(), ours, sizeof(ours));
+    if (!was[0] || !ours[0] || strcmp(was, ours) == 0 || cgroup_join(ours, pid) != 0)
+        was[0] = '\0';
 }
 
 /* Freeze pid, stream it to node `target` as the guest g describes, and once the target has it
@@ -244,6 +299,10 @@ static int stream_guest(const struct mosd *d, int target, const struct guest_hea
         snprintf(why, len, "cannot reach %s: %s", name, mos_strerror(rc));
         goto out;
     }
+    /* The capture runs calls inside the job: in a capped cgroup each would wait for the next
+     * period. It is captured from mosd's own cgroup, and put back if it stays. */
+    char home_cg[512] = "";
+    cgroup_borrow(pid, home_cg, sizeof(home_cg));
     rc = mos_dump_freeze(pid, &dopts, &dump);
     if (rc == 0)
         rc = mos_dump_write(dump, &s.io);
@@ -254,6 +313,8 @@ static int stream_guest(const struct mosd *d, int target, const struct guest_hea
                  mos_strerror(rc));
         if (dump)
             mos_dump_abort(dump);
+        if (home_cg[0])
+            cgroup_join(home_cg, pid);
         goto out;
     }
     if (before_commit)
@@ -291,7 +352,8 @@ static int move_out(const struct out_args *a, char *why, size_t len)
 {
     const struct mosd *d = a->d;
     struct guest_header g = {.job = a->job.id, .uid = a->job.uid, .gid = a->job.gid,
-                             .deputy_port = a->deputy_port, .home_pid = a->job.home_pid};
+                             .deputy_port = a->deputy_port, .home_pid = a->job.home_pid,
+                             .max_load = a->job.max_load};
 
     snprintf(g.home, sizeof(g.home), "%s", d->cfg.nodes[d->self].name);
     snprintf(g.home_addr, sizeof(g.home_addr), "%s", d->cfg.nodes[d->self].addr);
@@ -382,6 +444,7 @@ static void on_worker_report(evutil_socket_t fd, short what, void *arg)
                                                                          : "the move failed");
     if (ok) {
         snprintf(job->where, sizeof(job->where), "%s", job->target);
+        job->arrived_ns = mos_clock_now_ns();
         mos_info("mosd", "job %d (pid %d) now runs on %s", job->id, (int)job->home_pid,
                  job->where);
     } else {
@@ -453,6 +516,8 @@ static int header_parse(const struct mosd *d, struct json_object *o, struct gues
     snprintf(h->home, sizeof(h->home), "%s", mos_json_str(o, "home", ""));
     snprintf(h->home_addr, sizeof(h->home_addr), "%s", mos_json_str(o, "home_addr", ""));
     snprintf(h->cmd, sizeof(h->cmd), "%s", mos_json_str(o, "cmd", "?"));
+    struct json_object *ml;
+    h->max_load = json_object_object_get_ex(o, "max_load", &ml) ? json_object_get_double(ml) : -1;
     if (mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0 || h->deputy_port <= 0 ||
         h->deputy_port > 65535 || h->home_pid <= 0 || (int)h->uid < 0 || (int)h->gid < 0) {
         snprintf(why, len, "malformed guest header");
@@ -509,6 +574,7 @@ struct sup_ctx {
     const struct guest_header *h;
     int ctl;
     char target[MOS_NODE_NAME_MAX];
+    double max_load;
 };
 
 /* mosd asks the supervisor, between two calls, to move the guest. */
@@ -528,9 +594,10 @@ static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
         }
         return 0;
     }
-    if (strncmp(line, "move ", 5) != 0 || strlen(line + 5) >= sizeof(x->target))
+    double max_load = -1;
+    if (sscanf(line, "move %63s %lf", x->target, &max_load) < 1)
         return 0;
-    memcpy(x->target, line + 5, strlen(line + 5) + 1);
+    x->max_load = max_load;
     return MOS_SUPERVISOR_DETACHED;
 }
 
@@ -549,8 +616,10 @@ static int supervise(const struct mosd *d, const struct guest_header *h, pid_t g
         int target = mos_config_find_node(&d->cfg, x.target);
         why[0] = '\0';
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
+        struct guest_header moving = *h;
+        moving.max_load = x.max_load;
         if (rc == 0)
-            rc = stream_guest(d, target, h, guest, NULL, NULL, why, sizeof(why));
+            rc = stream_guest(d, target, &moving, guest, NULL, NULL, why, sizeof(why));
         if (rc == 0) {
             dprintf(ctl, "ok %s\n", x.target);
             return 0; /* the guest runs there now; our copy is gone */
@@ -599,6 +668,10 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct guest
     if (rc != 0)
         goto out;
     pid_t guest = mos_restore_pid(r);
+    /* Into the guests' cgroup only now: rebuilding it took many injected calls, each of which
+     * would have waited out a throttled period in a capped cgroup. */
+    if (d->guest_cgroup_procs[0] && cgroup_join(d->guest_cgroup_procs, guest) != 0)
+        mos_warn("mosd", "guest %d: cannot join %s", (int)guest, d->guest_cgroup_procs);
     listener = mos_supervisor_take_listener(guest, mos_restore_listener_fd(r));
     /* The link home is made before READY: a guest never runs without a way home. */
     if (listener >= 0)
@@ -687,6 +760,15 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
         _exit(2);
     }
     json_object_put(o);
+    /* A balancing move is refused when guests arriving from elsewhere have already taken
+     * what the sender saw free here (its view of us is a few steps old). */
+    double ncpus = d->cpu_quota > 0 ? ceil(d->cpu_quota) : (double)sysconf(_SC_NPROCESSORS_ONLN);
+    if (h.max_load >= 0 && mosd_local_load(d) + 1.0 / ncpus > h.max_load + 1e-9) {
+        snprintf(why, sizeof(why), "busy: load %.2f here", mosd_local_load(d));
+        answer(c, msg.id, 0, "error", why);
+        mos_tp_close(c);
+        _exit(2);
+    }
     answer(c, msg.id, 1, NULL, NULL);
     rc = take_guest(d, c, &h, ctl);
     _exit(rc == 0 ? 0 : 1);
@@ -733,6 +815,7 @@ static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
         event_del(job->sup_ev); /* the supervisor ended; SIGCHLD removes the job */
         return;
     }
+    job->moving = 0; /* an answer while it is still here: the move failed */
     if (job->move_reply_fd > 0) {
         dprintf(job->move_reply_fd, "%s\n", line);
         close(job->move_reply_fd);
@@ -770,6 +853,7 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
         }
         job->pid = pid;
         job->home_pid = home_pid;
+        job->arrived_ns = mos_clock_now_ns();
         job->uid = (uid_t)uid;
         job->supervisor = acceptor;
         job->sup_ctl = (int)fd;

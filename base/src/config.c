@@ -36,6 +36,9 @@ static const struct setting cluster_settings[] = {
     STR_SETTING("key_file", key_file, "",
                 "cluster key (64 hex digits, mode 0600); empty: one-node cluster"),
     STR_SETTING("transport", transport, "auto", "page transport: auto, tcp or verbs"),
+    STR_SETTING("guest_cgroup", guest_cgroup, "",
+                "cgroup directory guests run in (%n: the node's name); its CPU quota is what "
+                "the node offers; empty: none"),
     STR_SETTING("socket", socket_path, "/run/mos/mosd.sock", "mosd's local command socket; %n stands for the node's name"),
     INT_SETTING("transport_port", transport_port, "4770", 1, 65535,
                 "TCP port (and RDMA CM port) for migrations and deputy traffic"),
@@ -52,6 +55,12 @@ static const struct setting cluster_settings[] = {
                 "a guest stays this long on a node before it may move again"),
     INT_SETTING("stability_margin_pct", stability_margin_pct, "20", 0, 1000,
                 "cost reduction needed beyond the predicted migration cost, in percent"),
+    INT_SETTING("balance", balance, "1", 0, 1,
+                "1: mosd moves jobs to balance the load by itself; 0: only on request"),
+    INT_SETTING("migration_fixed_ms", migration_fixed_ms, "20", 0, 600000,
+                "measured fixed cost of one migration (mosbench migrate: fixed_ms)"),
+    INT_SETTING("migration_per_page_ns", migration_per_page_ns, "1000", 0, 100000000,
+                "measured cost per 4 KiB page moved (mosbench migrate: per_page_us x 1000)"),
 };
 #define N_SETTINGS (sizeof(cluster_settings) / sizeof(cluster_settings[0]))
 
@@ -327,4 +336,25 @@ void mos_config_describe(FILE *out)
         fprintf(out, "\n%s = %s\n", s->name, s->def);
     }
     fprintf(out, "\n[nodes]\n# name = numeric address, one line per node\n");
+}
+
+int mos_config_expand_node(const char *text, const char *node_name, char *out, size_t len)
+{
+    size_t used = 0;
+
+    for (const char *p = text; *p; p++) {
+        const char *piece = p;
+        size_t n = 1;
+        if (p[0] == '%' && p[1] == 'n') {
+            piece = node_name;
+            n = strlen(node_name);
+            p++;
+        }
+        if (used + n >= len)
+            return -ENAMETOOLONG;
+        memcpy(out + used, piece, n);
+        used += n;
+    }
+    out[used] = '\0';
+    return 0;
 }

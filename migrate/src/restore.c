@@ -760,6 +760,7 @@ static void __attribute__((noreturn)) guest_husk_child(const struct mos_restore_
     syscall(SYS_close_range, 0, ~0u, 0);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || chdir("/") < 0)
         _exit(126);
+    setpriority(PRIO_PROCESS, 0, 0); /* not the restorer's (mosd's) raised priority */
     if (getuid() == 0 && (setgroups(0, NULL) < 0 || setresgid(o->gid, o->gid, o->gid) < 0 ||
                           setresuid(o->uid, o->uid, o->uid) < 0))
         _exit(125);

@@ -35,24 +35,11 @@ int mos_runtime_config(const char *explicit_path, struct mos_config *cfg, int *s
 
 int mos_control_socket_path(const struct mos_config *cfg, int self, char *out, size_t len)
 {
-    const char *name = cfg->nodes[self].name;
-    size_t used = 0;
+    int rc = mos_config_expand_node(cfg->socket_path, cfg->nodes[self].name, out, len);
 
-    for (const char *p = cfg->socket_path; *p; p++) {
-        const char *piece = p;
-        size_t n = 1;
-        if (p[0] == '%' && p[1] == 'n') {
-            piece = name;
-            n = strlen(name);
-            p++;
-        }
-        if (used + n >= len)
-            return -ENAMETOOLONG;
-        memcpy(out + used, piece, n);
-        used += n;
-    }
-    out[used] = '\0';
-    return used < sizeof(((struct sockaddr_un *)0)->sun_path) ? 0 : -ENAMETOOLONG;
+    if (rc != 0)
+        return rc;
+    return strlen(out) < sizeof(((struct sockaddr_un *)0)->sun_path) ? 0 : -ENAMETOOLONG;
 }
 
 int mos_control_connect(const char *path)

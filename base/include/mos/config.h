@@ -30,6 +30,7 @@ struct mos_config {
     char key_file[512];             /* "" = no key file (one-node loopback cluster) */
     char transport[16];             /* auto | tcp | verbs */
     char socket_path[256];          /* mosd's local command socket */
+    char guest_cgroup[256];         /* cgroup (v1 cpu or v2) guests are placed in; %n = node */
     int transport_port;
     int gossip_port;
     int gossip_interval_ms;
@@ -38,6 +39,9 @@ struct mos_config {
     int balance_interval_ms;
     int min_residence_ms;           /* a guest stays at least this long before moving again */
     int stability_margin_pct;       /* cost reduction needed on top of migration cost */
+    int balance;                    /* 1: mosd moves jobs by itself; 0: only on request */
+    int migration_fixed_ms;         /* the site's measured migration cost: fixed part ... */
+    int migration_per_page_ns;      /* ... and per 4 KiB page (mosbench migrate measures both) */
     struct mos_node_addr *nodes;
     size_t n_nodes;
 };
@@ -59,6 +63,9 @@ void mos_config_free(struct mos_config *cfg);
 int mos_config_find_self(const struct mos_config *cfg);
 /* Index of a node by name or address, or MOS_E_UNKNOWN_NODE. */
 int mos_config_find_node(const struct mos_config *cfg, const char *name_or_addr);
+
+/* Copy a setting's text with every "%n" replaced by node_name. 0, or -ENAMETOOLONG. */
+int mos_config_expand_node(const char *text, const char *node_name, char *out, size_t len);
 
 /* Write every setting with its default and doc string, as a commented INI file. */
 void mos_config_describe(FILE *out);
