@@ -74,6 +74,7 @@ struct mosd {
     uint64_t started_ns;
     int stopping;
     int blocked;                   /* mosctl block: no new guests */
+    uint32_t speed_override;       /* mosctl setspeed: announced speed, 0 = measured */
     struct mos_gossip *gossip;
     struct mos_gossip_probe *probe;
     struct event *gossip_ev, *gossip_timer;
@@ -102,6 +103,8 @@ void mosd_migrate_stop(struct mosd *d);
 /* Guests on this node; ask them all to go home (returns how many were asked). */
 size_t mosd_migrate_guests(const struct mosd *d);
 int mosd_migrate_send_guests_home(struct mosd *d);
+/* Ask for every own job that runs away to come home (returns how many). */
+int mosd_migrate_bring_home(struct mosd *d);
 /* A "migrate" request from a command; the reply is sent now (refusal) or when it is done. */
 struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *requester,
                                          uid_t uid, struct json_object *req);

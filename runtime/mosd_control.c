@@ -174,6 +174,46 @@ static struct json_object *op_list(struct client *c, struct json_object *req)
     return r;
 }
 
+/* mosctl: administration is root's; status is anyone's. */
+static struct json_object *op_ctl(struct client *c, struct json_object *req)
+{
+    struct mosd *d = c->d;
+    const char *cmd = mos_json_str(req, "cmd", "");
+    char text[256];
+
+    if (strcmp(cmd, "status") != 0 && c->cred.uid != 0)
+        return reply_error("permission denied: mosctl %s is for root", cmd);
+    if (strcmp(cmd, "block") == 0 || strcmp(cmd, "unblock") == 0) {
+        d->blocked = strcmp(cmd, "block") == 0;
+        snprintf(text, sizeof(text), "node %s %s new guests", d->cfg.nodes[d->self].name,
+                 d->blocked ? "refuses" : "accepts");
+    } else if (strcmp(cmd, "expel") == 0) {
+        snprintf(text, sizeof(text), "sending %d guest(s) home",
+                 mosd_migrate_send_guests_home(d));
+    } else if (strcmp(cmd, "bring") == 0) {
+        snprintf(text, sizeof(text), "calling %d job(s) home", mosd_migrate_bring_home(d));
+    } else if (strcmp(cmd, "setspeed") == 0) {
+        d->speed_override = (uint32_t)mos_json_int(req, "value", 0);
+        snprintf(text, sizeof(text), "speed %s", d->speed_override ? "set" : "measured again");
+    } else if (strcmp(cmd, "status") == 0) {
+        size_t guests = mosd_migrate_guests(d), own = 0, away = 0;
+        for (size_t i = 0; i < d->n_jobs; i++)
+            if (!d->jobs[i].supervisor) {
+                own++;
+                away += strcmp(d->jobs[i].where, d->cfg.nodes[d->self].name) != 0;
+            }
+        snprintf(text, sizeof(text),
+                 "node %s: %s, load %.2f per CPU, %zu own job(s) (%zu away), %zu guest(s)",
+                 d->cfg.nodes[d->self].name, d->blocked ? "blocked" : "accepting guests",
+                 mosd_local_load(d), own, away, guests);
+    } else {
+        return reply_error("unknown mosctl command '%s'", cmd);
+    }
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "text", json_object_new_string(text));
+    return r;
+}
+
 static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
                                     struct json_object *req)
 {
@@ -191,6 +231,8 @@ static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
         json_object_object_add(r, "nodes", mosd_gossip_json(c->d));
         return r;
     }
+    if (strcmp(op, "ctl") == 0)
+        return op_ctl(c, req);
     if (strcmp(op, "migrate") == 0)
         return mosd_migrate_request(c->d, bev, c->cred.uid, req);
     if (*op == '\0' && json_object_object_get_ex(req, "ok", NULL)) {

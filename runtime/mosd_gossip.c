@@ -84,6 +84,8 @@ static void refresh_own(void *arg, struct mos_gossip_info *own)
     own->flags = d->stopping ? MOS_GOSSIP_F_LEAVING
                              : (d->blocked ? MOS_GOSSIP_F_BLOCKED : MOS_GOSSIP_F_ACCEPTING);
     own->transports = MOS_GOSSIP_T_TCP;
+    if (d->speed_override)
+        own->speed = d->speed_override;
     if (d->cpu_quota > 0) {
         own->ncpus = (uint16_t)ceil(d->cpu_quota);
         double per_cpu = (double)local_runners(d) / own->ncpus;

@@ -760,6 +760,12 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
         _exit(2);
     }
     json_object_put(o);
+    if (d->blocked && strcmp(h.home, d->cfg.nodes[d->self].name) != 0) {
+        snprintf(why, sizeof(why), "node %s is blocked", d->cfg.nodes[d->self].name);
+        answer(c, msg.id, 0, "error", why);
+        mos_tp_close(c);
+        _exit(2);
+    }
     /* A balancing move is refused when guests arriving from elsewhere have already taken
      * what the sender saw free here (its view of us is a few steps old). */
     double ncpus = d->cpu_quota > 0 ? ceil(d->cpu_quota) : (double)sysconf(_SC_NPROCESSORS_ONLN);
@@ -1030,4 +1036,24 @@ static void migrate_close_in_child(struct mosd *d, int keep_fd, int keep_listene
         close(d->acceptor_fd);
     if (!keep_listener && d->tp_listener)
         close(mos_tp_listener_fd(d->tp_listener));
+}
+
+int mosd_migrate_bring_home(struct mosd *d)
+{
+    const char *self = d->cfg.nodes[d->self].name;
+    int n = 0;
+
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        struct mosd_job *job = &d->jobs[i];
+        if (job->supervisor || !job->owner || job->moving || strcmp(job->where, self) == 0)
+            continue;
+        struct json_object *req = json_object_new_object(), *refusal;
+        json_object_object_add(req, "pid", json_object_new_int(job->home_pid));
+        json_object_object_add(req, "to", json_object_new_string("home"));
+        refusal = mosd_migrate_request(d, NULL, 0, req);
+        n += refusal == NULL;
+        json_object_put(refusal);
+        json_object_put(req);
+    }
+    return n;
 }

@@ -24,7 +24,7 @@ N1=${MOS_LAB_NAME}1; N2=${MOS_LAB_NAME}2; N3=${MOS_LAB_NAME}3
 # the balancer is off here: these tests place jobs by hand (test_balance_lab.sh tests it)
 "$LAB" up 3 --set balance=0 >/dev/null || { echo "FAIL: lab up"; echo "0 passed, 1 failed"; exit 1; }
 declare -A MOSD
-start_mosd() { "$LAB" exec "$1" "$B/mosd" >> "$W/mosd$1.log" 2>&1 & MOSD[$1]=$!; }
+start_mosd() { "$LAB" exec --uncapped "$1" "$B/mosd" >> "$W/mosd$1.log" 2>&1 & MOSD[$1]=$!; }
 for i in 1 2 3; do start_mosd $i; done
 for _ in $(seq 50); do
     [ -S /run/mos-lab/$MOS_LAB_NAME/mosd-$N3.sock ] && [ -S /run/mos-lab/$MOS_LAB_NAME/mosd-$N1.sock ] && break

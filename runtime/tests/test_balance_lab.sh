@@ -1,0 +1,97 @@
+#!/bin/bash
+# Automatic load balancing in a 4-node lab (0.5 CPU per node): CPU-bound jobs started on node 1
+# spread by themselves, never to a blocked node; expel empties a node; a node whose mosd and
+# guests die loses only those guests, which their deputies report; no job ever runs twice and
+# every finished job printed exactly what it prints natively.
+set -u
+B=$MOS_BIN
+LAB=$MOS_SRC/tests/lab/mos-lab
+export MOS_LAB_NAME=bal$$
+W=$(mktemp -d /tmp/mos-bal.XXXXXX)
+chmod 777 "$W"
+passes=0; fails=0
+ok()  { passes=$((passes+1)); echo "ok: $1"; }
+bad() { fails=$((fails+1)); echo "FAIL: $1"; }
+cleanup() {
+    jobs -p | xargs -r kill -9 2>/dev/null
+    "$LAB" down >/dev/null 2>&1
+    rm -rf "$W"
+}
+trap cleanup EXIT
+AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+N=$MOS_LAB_NAME
+"$LAB" up 4 --cpus 0.5 --set min_residence_ms=2000 >/dev/null || { echo "FAIL: lab up"; echo "0 passed, 1 failed"; exit 1; }
+declare -A MOSD
+for i in 1 2 3 4; do "$LAB" exec --uncapped $i "$B/mosd" > "$W/mosd$i.log" 2>&1 & MOSD[$i]=$!; done
+sleep 2
+on() { local n=$1; shift; "$LAB" exec "$n" "$@"; }
+guests_on() { on "$1" "$B/mosps" | awk -v n="${N}$1" 'NR > 1 && $3 == n && $4 != n' | wc -l; }
+STEPS=700
+"$B/mosjob" $STEPS 0 "$W/ref.a" "$W/ref.b" < /dev/null > "$W/ref.out"
+
+out=$(on 4 "$B/mosctl" block)
+grep -q "refuses new guests" <<<"$out" && ok "mosctl block" || bad "block: $out"
+out=$(on 4 "${AS_USER[@]}" "$B/mosctl" unblock 2>&1)
+[ $? = 1 ] && grep -q "is for root" <<<"$out" && ok "only root administers a node" || bad "non-root unblock: $out"
+
+# 1. six CPU-bound jobs on node 1 spread to nodes 2 and 3, never to the blocked node 4
+start_job() { # start_job NAME: appends its pid to pids (no subshell: the shell must wait for it)
+    (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" $STEPS 0 "$W/$1.a" "$W/$1.b" \
+        < /dev/null > "$W/$1.out" 2> "$W/$1.err") &
+    pids+=($!)
+}
+pids=()
+for j in 1 2 3 4 5 6; do start_job j$j; done
+sleep 3.5
+g2=$(guests_on 2); g3=$(guests_on 3); g4=$(guests_on 4)
+[ $((g2 + g3)) -ge 2 ] && ok "jobs spread by themselves ($g2 on node 2, $g3 on node 3)" \
+    || bad "no spreading: guests $g2/$g3/$g4; $(grep -h balance "$W"/mosd*.log | tail -3)"
+[ "$g4" = 0 ] && ok "the blocked node got no guests" || bad "blocked node 4 has $g4 guests"
+grep -q "balance: moving job" "$W/mosd1.log" && ok "every move is logged with its reason" || bad "no balance log"
+rcs=""
+for p in "${pids[@]}"; do wait "$p"; rcs="$rcs $?"; done
+good=0
+for j in 1 2 3 4 5 6; do cmp -s "$W/j$j.out" "$W/ref.out" && cmp -s "$W/j$j.a" "$W/ref.a" && good=$((good + 1)); done
+[ "$rcs" = " 7 7 7 7 7 7" ] && [ $good = 6 ] && ok "all six finished once, output identical to a native run" \
+    || bad "jobs: statuses$rcs, $good identical"
+
+# 2. expel: a node with guests sends them all home
+on 4 "$B/mosctl" unblock >/dev/null
+pids=()
+for j in 7 8 9 10; do start_job j$j; done
+for _ in $(seq 40); do [ "$(guests_on 2)" -gt 0 ] && break; sleep 0.25; done
+before=$(guests_on 2)
+on 1 "$B/mosctl" block >/dev/null   # keep the expelled guests at home
+on 2 "$B/mosctl" block >/dev/null
+out=$(on 2 "$B/mosctl" expel)
+for _ in $(seq 40); do [ "$(guests_on 2)" = 0 ] && break; sleep 0.25; done
+after=$(guests_on 2)
+[ "$before" -gt 0 ] && [ "$after" = 0 ] && ok "expel emptied node 2 ($before guest(s): $out)" \
+    || bad "expel: $before before, $after after ($out)"
+for p in "${pids[@]}"; do wait "$p"; done
+good=0
+for j in 7 8 9 10; do cmp -s "$W/j$j.out" "$W/ref.out" && good=$((good + 1)); done
+[ $good = 4 ] && ok "the expelled jobs finished correctly" || bad "after expel only $good of 4 correct"
+for i in 1 2; do on $i "$B/mosctl" unblock >/dev/null; done
+
+# 3. node 3 dies with its guests: only those jobs are lost, each reported by its deputy
+pids=()
+for j in 11 12 13 14 15 16; do start_job j$j; done
+for _ in $(seq 40); do [ "$(guests_on 3)" -gt 0 ] && break; sleep 0.25; done
+lost_expected=$(guests_on 3)
+ip netns pids "${N}3" | xargs -r kill -9
+rcs=(); for p in "${pids[@]}"; do wait "$p"; rcs+=($?); done
+lost=0; good=0; dup=0
+for k in 0 1 2 3 4 5; do
+    j=$((11 + k))
+    if [ "${rcs[$k]}" = 113 ] && grep -q "was lost" "$W/j$j.err"; then lost=$((lost + 1))
+    elif [ "${rcs[$k]}" = 7 ] && cmp -s "$W/j$j.out" "$W/ref.out"; then good=$((good + 1)); fi
+    [ "$(grep -c '^step 1 ' "$W/j$j.out")" -gt 1 ] && dup=$((dup + 1))
+done
+[ "$lost_expected" -gt 0 ] && [ $lost = "$lost_expected" ] && [ $((lost + good)) = 6 ] \
+    && ok "node 3 died: its $lost guest(s) reported lost, the other $good finished correctly" \
+    || bad "node death: expected $lost_expected lost, got $lost lost and $good good (${rcs[*]})"
+[ $dup = 0 ] && ok "no job ran twice" || bad "$dup job(s) printed their first step twice"
+
+echo "$passes passed, $fails failed"
+[ "$fails" = 0 ]
