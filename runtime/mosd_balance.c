@@ -239,7 +239,7 @@ int mosd_balance_start(struct mosd *d)
     struct timeval tv = {d->cfg.balance_interval_ms / 1000,
                          (d->cfg.balance_interval_ms % 1000) * 1000};
 
-    if (!d->cfg.balance)
+    if (!d->cfg.balance || !d->gossip)
         return 0;
     d->balance_ev = event_new(d->base, -1, EV_PERSIST, on_balance, d);
     return d->balance_ev ? event_add(d->balance_ev, &tv) : -1;

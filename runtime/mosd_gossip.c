@@ -129,6 +129,8 @@ int mosd_gossip_start(struct mosd *d)
     int rc;
 
     d->cpu_quota = node_cpu_quota(d);
+    if (d->cfg.n_nodes < 2)
+        return 0; /* a one-node cluster has nobody to gossip with */
     if (mos_gossip_probe_create("/proc", (unsigned)d->cfg.gossip_interval_ms, &d->probe) != 0)
         d->probe = NULL; /* the entry still carries flags, guests and the quota */
     rc = mos_gossip_create(&p, &d->gossip);
