@@ -7,6 +7,7 @@
 int bench_parse_uint(const char *text, unsigned *out);
 
 int bench_gossip_model(int argc, char **argv);
+int bench_balance(int argc, char **argv);
 int bench_syscall(int argc, char **argv);
 int bench_migrate(int argc, char **argv);
 int bench_transport(int argc, char **argv);

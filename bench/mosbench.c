@@ -22,6 +22,9 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *help;
 } benches[] = {
+    {"balance", bench_balance,
+     "[--nodes N] [--cpus-per-node F] [--jobs J] [--steps S] [--watch]: lab makespan with and "
+     "without balancing"},
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,

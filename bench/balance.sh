@@ -1,0 +1,74 @@
+#!/bin/bash
+# mosbench balance: the makespan of CPU-bound jobs started on one node of a lab cluster, with
+# automatic balancing, without it (mosrun -L: never migrate), and the ideal (total work over
+# total CPU), in one run.
+#   mosbench balance [--nodes N] [--cpus-per-node F] [--jobs J] [--steps S] [--watch]
+set -u
+NODES=4 CPUS=0.5 JOBS=8 STEPS=2500 WATCH=0
+while [ $# -gt 0 ]; do
+    case $1 in
+    --nodes) NODES=$2; shift 2 ;;
+    --cpus-per-node) CPUS=$2; shift 2 ;;
+    --jobs) JOBS=$2; shift 2 ;;
+    --steps) STEPS=$2; shift 2 ;;
+    --watch) WATCH=1; shift ;;
+    *) echo "mosbench balance: bad argument '$1'" >&2; exit 2 ;;
+    esac
+done
+for v in "$NODES" "$JOBS" "$STEPS"; do
+    [[ $v =~ ^[0-9]+$ ]] && [ "$v" -ge 1 ] || { echo "mosbench balance: counts must be whole numbers >= 1" >&2; exit 2; }
+done
+[ "$NODES" -ge 2 ] || { echo "mosbench balance: needs at least 2 nodes" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "mosbench balance: must run as root (it builds a lab)" >&2; exit 1; }
+BIN=${MOS_BIN:-$(dirname "$(readlink -f "$0")")}
+LAB=${MOS_LAB:-$(dirname "$(readlink -f "$0")")/mos-lab}
+[ -x "$LAB" ] || LAB=$(dirname "$(readlink -f "$0")")/../tests/lab/mos-lab
+[ -x "$BIN/mosjob" ] && [ -x "$BIN/mosd" ] && [ -x "$LAB" ] || {
+    echo "mosbench balance: cannot find mosd, mosjob or mos-lab (set MOS_BIN and MOS_LAB)" >&2; exit 1; }
+export MOS_LAB_NAME=mb$$
+W=$(mktemp -d /tmp/mosbench-balance.XXXXXX)
+chmod 777 "$W"
+trap '"$LAB" down >/dev/null 2>&1; rm -rf "$W"' EXIT
+AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+
+"$LAB" up "$NODES" --cpus "$CPUS" >/dev/null || exit 1
+for i in $(seq "$NODES"); do "$LAB" exec --uncapped "$i" "$BIN/mosd" > "$W/mosd$i.log" 2>&1 & disown; done
+sleep 2
+
+# One job's CPU time at full speed, the unit of work.
+TIMEFORMAT=%U+%S
+one=$( { time "$BIN/mosjob" "$STEPS" 0 /dev/null /dev/null < /dev/null > /dev/null; } 2>&1 )
+work=$(awk -v t="$one" 'BEGIN { split(t, a, "+"); printf "%.3f", a[1] + a[2] }')
+ideal=$(awk -v w="$work" -v j="$JOBS" -v n="$NODES" -v c="$CPUS" 'BEGIN { printf "%.2f", w * j / (n * c) }')
+
+run_all() { # run_all FLAG: the makespan of JOBS jobs started together on node 1
+    local t0 t1 pids=()
+    t0=$(date +%s.%N)
+    for j in $(seq "$JOBS"); do
+        "$LAB" exec 1 "${AS_USER[@]}" "$BIN/mosrun" $1 "$BIN/mosjob" "$STEPS" 0 /dev/null /dev/null \
+            < /dev/null > "$W/job$j.out" 2>&1 &
+        pids+=($!)
+    done
+    if [ "$WATCH" = 1 ]; then
+        while kill -0 "${pids[0]}" 2>/dev/null || jobs -r | grep -q .; do
+            sleep 2
+            jobs -r | grep -q . || break
+            echo "--- $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }') s"
+            "$LAB" exec 1 "$BIN/mosmon" --once | tail -n +2
+        done >&2
+    fi
+    for p in "${pids[@]}"; do wait "$p"; done
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
+}
+[ "$WATCH" = 1 ] && echo "with balancing: $JOBS jobs started on node 1" >&2
+balanced=$(run_all "")
+moves=$(cat "$W"/mosd*.log | grep -c "balance: moving")
+baseline=$(run_all -L)
+for j in $(seq "$JOBS"); do grep -q "^step $STEPS " "$W/job$j.out" || { echo "mosbench balance: job $j did not finish" >&2; exit 1; }; done
+echo "nodes $NODES x $CPUS CPU, $JOBS jobs of $work CPU-s each"
+echo "makespan with balancing:        $balanced s ($moves moves)"
+echo "makespan without (mosrun -L):   $baseline s"
+echo "ideal (work / total CPU):       $ideal s"
+awk -v m="$balanced" -v b="$baseline" -v i="$ideal" \
+    'BEGIN { printf "result balance makespan_s=%.2f baseline_s=%.2f ideal_s=%.2f speedup=%.2f efficiency=%.2f\n", m, b, i, b / m, i / m }'
