@@ -20,10 +20,8 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     const char *config = NULL, *cmd = NULL, *arg = NULL;
-    struct mos_config cfg;
     struct json_object *req, *resp = NULL;
-    char path[108];
-    int self, rc;
+    int rc;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
@@ -53,24 +51,15 @@ int main(int argc, char **argv)
                 !cmd ? "no command" : !ok ? "unknown command" : "setspeed takes one number");
         return 2;
     }
-    if (mos_runtime_config(config, &cfg, &self) != 0)
-        return 1;
-    rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
-    mos_config_free(&cfg);
     req = json_object_new_object();
     json_object_object_add(req, "op", json_object_new_string("ctl"));
     json_object_object_add(req, "cmd", json_object_new_string(cmd));
     if (arg)
         json_object_object_add(req, "value", json_object_new_int((int)speed));
-    rc = rc ? rc : mos_control_call(path, req, &resp);
+    rc = mos_control_ask("mosctl", config, req, &resp);
     json_object_put(req);
-    if (rc == 0) {
+    if (rc == 0)
         printf("%s\n", mos_json_str(resp, "text", "done"));
-    } else if (rc == MOS_E_PROTO && resp) {
-        fprintf(stderr, "mosctl: %s\n", mos_json_str(resp, "error", "refused"));
-    } else {
-        fprintf(stderr, "mosctl: cannot ask mosd at %s: %s\n", path, mos_strerror(rc));
-    }
     json_object_put(resp);
     return rc == 0 ? 0 : 1;
 }

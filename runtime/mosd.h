@@ -112,6 +112,8 @@ struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *req
 void mosd_migrate_owner_reply(struct mosd *d, struct mosd_job *job, struct json_object *msg);
 /* A command connection closed: forget it as a requester. */
 void mosd_migrate_forget_requester(struct mosd *d, struct bufferevent *bev);
+/* {"ok": false, "error": TEXT}: a refusal, to send back. */
+struct json_object *mosd_reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Send one JSON line on a bufferevent. */
 void mosd_send(struct bufferevent *bev, struct json_object *msg);
 

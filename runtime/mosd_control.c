@@ -26,9 +26,7 @@ struct client {
 
 static struct client *clients;
 
-static struct json_object *reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static struct json_object *reply_error(const char *fmt, ...)
+struct json_object *mosd_reply_error(const char *fmt, ...)
 {
     struct json_object *r = json_object_new_object();
     char text[256];
@@ -111,12 +109,12 @@ static struct json_object *op_register(struct client *c, struct bufferevent *bev
     struct mosd_job *job;
 
     if (pid <= 0 || parent_of(pid) != c->cred.pid)
-        return reply_error("pid %d is not a child of the registering process", (int)pid);
+        return mosd_reply_error("pid %d is not a child of the registering process", (int)pid);
     if (mosd_job_find(c->d, pid))
-        return reply_error("pid %d is already registered", (int)pid);
+        return mosd_reply_error("pid %d is already registered", (int)pid);
     job = mosd_job_add(c->d);
     if (!job)
-        return reply_error("out of memory");
+        return mosd_reply_error("out of memory");
     job->pid = job->home_pid = pid;
     job->uid = c->cred.uid;
     job->gid = c->cred.gid;
@@ -182,7 +180,7 @@ static struct json_object *op_ctl(struct client *c, struct json_object *req)
     char text[256];
 
     if (strcmp(cmd, "status") != 0 && c->cred.uid != 0)
-        return reply_error("permission denied: mosctl %s is for root", cmd);
+        return mosd_reply_error("permission denied: mosctl %s is for root", cmd);
     if (strcmp(cmd, "block") == 0 || strcmp(cmd, "unblock") == 0) {
         d->blocked = strcmp(cmd, "block") == 0;
         snprintf(text, sizeof(text), "node %s %s new guests", d->cfg.nodes[d->self].name,
@@ -207,7 +205,7 @@ static struct json_object *op_ctl(struct client *c, struct json_object *req)
                  d->cfg.nodes[d->self].name, d->blocked ? "blocked" : "accepting guests",
                  mosd_local_load(d), own, away, guests);
     } else {
-        return reply_error("unknown mosctl command '%s'", cmd);
+        return mosd_reply_error("unknown mosctl command '%s'", cmd);
     }
     struct json_object *r = reply_ok();
     json_object_object_add(r, "text", json_object_new_string(text));
@@ -242,7 +240,7 @@ static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
             mosd_migrate_owner_reply(c->d, job, req);
         return NULL;
     }
-    return reply_error("unknown op '%s'", op);
+    return mosd_reply_error("unknown op '%s'", op);
 }
 
 static void client_free(struct client *c, struct bufferevent *bev)
@@ -268,7 +266,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
         struct json_object *req = json_tokener_parse(line), *resp;
         if (!req || !json_object_is_type(req, json_type_object))
-            resp = reply_error("not a JSON object");
+            resp = mosd_reply_error("not a JSON object");
         else
             resp = dispatch(c, bev, req);
         if (resp)

@@ -75,21 +75,6 @@ static void hostport(const struct mos_config *cfg, int node, char *out, size_t l
 
 /* ---- out: the request ------------------------------------------------------------------- */
 
-static struct json_object *refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static struct json_object *refuse(const char *fmt, ...)
-{
-    struct json_object *r = json_object_new_object();
-    char text[300];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    json_object_object_add(r, "ok", json_object_new_boolean(0));
-    json_object_object_add(r, "error", json_object_new_string(text));
-    return r;
-}
-
 static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port);
 
 struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *requester,
@@ -102,21 +87,21 @@ struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *req
     int node;
 
     if (!job)
-        return refuse("pid %d is not a mos job on node %s", (int)pid,
+        return mosd_reply_error("pid %d is not a mos job on node %s", (int)pid,
                       d->cfg.nodes[d->self].name);
     if (uid != 0 && uid != job->uid)
-        return refuse("permission denied: pid %d belongs to uid %d", (int)pid, (int)job->uid);
+        return mosd_reply_error("permission denied: pid %d belongs to uid %d", (int)pid, (int)job->uid);
     if (job->supervisor)
-        return refuse("pid %d is a guest here; ask its home node %s", (int)pid, job->home);
+        return mosd_reply_error("pid %d is a guest here; ask its home node %s", (int)pid, job->home);
     if (job->moving)
-        return refuse("pid %d is already moving to %s", (int)pid, job->target);
+        return mosd_reply_error("pid %d is already moving to %s", (int)pid, job->target);
     if (!job->owner)
-        return refuse("pid %d has no deputy (not started with mosrun)", (int)pid);
+        return mosd_reply_error("pid %d has no deputy (not started with mosrun)", (int)pid);
     node = strcmp(to, "home") == 0 ? d->self : mos_config_find_node(&d->cfg, to);
     if (node < 0)
-        return refuse("unknown node '%s'", to);
+        return mosd_reply_error("unknown node '%s'", to);
     if (strcmp(d->cfg.nodes[node].name, job->where) == 0)
-        return refuse("pid %d already runs on %s", (int)pid, job->where);
+        return mosd_reply_error("pid %d already runs on %s", (int)pid, job->where);
     snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
     struct json_object *ml;
     job->max_load = json_object_object_get_ex(req, "max_load", &ml) ? json_object_get_double(ml)
@@ -134,7 +119,7 @@ struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *req
     if (mos_migrate_check(job->pid, &dopts, reason, sizeof(reason)) != 0) {
         job->moving = 0;
         job->requester = NULL;
-        return refuse("pid %d stays: %s", (int)pid, reason);
+        return mosd_reply_error("pid %d stays: %s", (int)pid, reason);
     }
     mos_random_bytes(job->token, sizeof(job->token));
     hex_of(job->token, sizeof(job->token), hex);

@@ -15,10 +15,9 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     const char *config = NULL, *pid_text = NULL, *to = NULL;
-    struct mos_config cfg;
     struct json_object *req, *resp = NULL;
-    char path[108], *end;
-    int self, rc;
+    char *end;
+    int rc;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
@@ -40,22 +39,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "mosmigrate: need a process id and a node (mosmigrate --help)\n");
         return 2;
     }
-    if (mos_runtime_config(config, &cfg, &self) != 0)
-        return 1;
-    rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
-    mos_config_free(&cfg);
     req = json_object_new_object();
     json_object_object_add(req, "op", json_object_new_string("migrate"));
     json_object_object_add(req, "pid", json_object_new_int((int)pid));
     json_object_object_add(req, "to", json_object_new_string(to));
-    rc = rc ? rc : mos_control_call(path, req, &resp);
+    rc = mos_control_ask("mosmigrate", config, req, &resp);
     json_object_put(req);
     if (rc == 0)
         printf("pid %ld now runs on %s\n", pid, mos_json_str(resp, "where", to));
-    else if (rc == MOS_E_PROTO && resp)
-        fprintf(stderr, "mosmigrate: %s\n", mos_json_str(resp, "error", "refused"));
-    else
-        fprintf(stderr, "mosmigrate: cannot ask mosd at %s: %s\n", path, mos_strerror(rc));
     json_object_put(resp);
     return rc == 0 ? 0 : 1;
 }

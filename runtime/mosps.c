@@ -26,11 +26,9 @@ static void print_table(struct json_object *jobs)
 
 int main(int argc, char **argv)
 {
-    struct mos_config cfg;
     struct json_object *req, *resp;
     const char *config = NULL;
-    char path[108];
-    int json = 0, self, rc;
+    int json = 0, rc;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
@@ -43,20 +41,12 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (mos_runtime_config(config, &cfg, &self) != 0)
-        return 1;
-    rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
-    mos_config_free(&cfg);
     req = json_object_new_object();
     json_object_object_add(req, "op", json_object_new_string("list"));
-    rc = rc ? rc : mos_control_call(path, req, &resp);
+    rc = mos_control_ask("mosps", config, req, &resp);
     json_object_put(req);
-    if (rc != 0) {
-        fprintf(stderr, "mosps: cannot ask mosd at %s: %s\n", path,
-                rc == MOS_E_PROTO ? mos_json_str(resp, "error", "bad reply") : mos_strerror(rc));
-        json_object_put(resp);
+    if (rc != 0)
         return 1;
-    }
     if (json)
         printf("%s\n", json_object_to_json_string_ext(json_object_object_get(resp, "jobs"),
                                                       JSON_C_TO_STRING_PLAIN));

@@ -158,3 +158,28 @@ long long mos_json_int(struct json_object *o, const char *key, long long fallbac
         return json_object_get_int64(v);
     return fallback;
 }
+
+int mos_control_ask(const char *prog, const char *config, struct json_object *req,
+                    struct json_object **resp)
+{
+    struct mos_config cfg;
+    char path[108];
+    int self, rc;
+
+    *resp = NULL;
+    if (mos_runtime_config(config, &cfg, &self) != 0)
+        return 1;
+    rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
+    mos_config_free(&cfg);
+    if (rc == 0)
+        rc = mos_control_call(path, req, resp);
+    if (rc == MOS_E_PROTO && *resp)
+        fprintf(stderr, "%s: %s\n", prog, mos_json_str(*resp, "error", "refused"));
+    else if (rc != 0)
+        fprintf(stderr, "%s: cannot ask mosd at %s: %s\n", prog, path, mos_strerror(rc));
+    if (rc != 0) {
+        json_object_put(*resp);
+        *resp = NULL;
+    }
+    return rc;
+}

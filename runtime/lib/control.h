@@ -30,6 +30,12 @@ int mos_control_recv(int fd, struct json_object **msg, int timeout_ms);
  * error text logged by the caller from *resp. */
 int mos_control_call(const char *path, struct json_object *req, struct json_object **resp);
 
+/* What every command does: load the node's config, find its mosd, send req, read the reply.
+ * On failure prints one line "PROG: ..." (mosd's own error text, or why it could not be asked)
+ * and returns non-zero; on success *resp is the reply (the caller frees it). */
+int mos_control_ask(const char *prog, const char *config, struct json_object *req,
+                    struct json_object **resp);
+
 /* Field helpers for replies and requests; absent fields give the fallback. */
 const char *mos_json_str(struct json_object *o, const char *key, const char *fallback);
 long long mos_json_int(struct json_object *o, const char *key, long long fallback);
