@@ -127,6 +127,8 @@ double mosd_local_load(const struct mosd *d);
 /* mosd_balance.c */
 int mosd_balance_start(struct mosd *d);
 void mosd_balance_stop(struct mosd *d);
+/* The node where a new job of mem_mib MiB is cheapest now (mosrun -b); this node if none. */
+int mosd_best_node(struct mosd *d, double mem_mib);
 
 /* mosd_jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);

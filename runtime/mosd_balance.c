@@ -251,3 +251,24 @@ void mosd_balance_stop(struct mosd *d)
         event_free(d->balance_ev);
     d->balance_ev = NULL;
 }
+
+int mosd_best_node(struct mosd *d, double mem_mib)
+{
+    if (!d->gossip)
+        return d->self;
+    size_t n = mos_gossip_n_nodes(d->gossip);
+    struct mos_node_state *nodes = calloc(n, sizeof(*nodes));
+    struct mos_job_demand job = {.cpu = 1.0, .mem_bytes = (uint64_t)(mem_mib * 1048576.0)};
+    struct mos_balance_params params;
+    int best;
+
+    if (!nodes)
+        return d->self;
+    mos_balance_params_default(&params);
+    nodes_fill(d, nodes);
+    add_recent_sends(d, nodes, n);
+    best = mos_placement_assign((unsigned)n, params.cpu_cap, nodes, n, &job,
+                                (uint32_t)d->cfg.dead_after_steps);
+    free(nodes);
+    return best >= 0 ? best : d->self;
+}

@@ -132,7 +132,9 @@ static struct json_object *op_register(struct client *c, struct bufferevent *bev
     if (start_on) {
         /* mosrun -r NODE: move it there right after this reply (mosrun must read the reply
          * before the "prepare" that starts the move); a refusal leaves it running here. */
-        int node = mos_config_find_node(&c->d->cfg, start_on);
+        int node = strcmp(start_on, "@best") == 0
+                       ? mosd_best_node(c->d, (double)mos_json_int(req, "mem_mib", 0))
+                       : mos_config_find_node(&c->d->cfg, start_on);
         if (node < 0) {
             json_object_object_add(r, "start_error",
                                    json_object_new_string("unknown node"));

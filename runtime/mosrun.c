@@ -25,7 +25,8 @@
 
 struct mosrun_opts {
     int locked;       /* -L: never migrate automatically */
-    const char *start_on; /* -r NODE */
+    const char *start_on; /* -r NODE, or "@best" for -b */
+    long mem_mib;         /* -m MB: memory the job needs, for -b */
     const char *config;
     char **argv;
 };
@@ -59,8 +60,9 @@ static void usage(FILE *out)
             "usage: mosrun [-L|-l] [-h] [--config FILE] PROGRAM [ARGS...]\n"
             "  -h        start at home (the default)\n"
             "  -r NODE   start on NODE (it starts here and moves there at once)\n"
+            "  -b        start on the best node now (by opportunity cost; -m MB: memory it needs)\n"
             "  -L        never migrate this job automatically; -l allows it (default)\n"
-            "Not in this version: -b, -m MB, -E, -C FILE, -R FILE.\n");
+            "Not in this version: -E, -C FILE, -R FILE (mosckpt does checkpoint/restart).\n");
 }
 
 static int parse(int argc, char **argv, struct mosrun_opts *o)
@@ -80,12 +82,21 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
             o->start_on = NULL;
         } else if (strcmp(a, "-r") == 0 && i + 1 < argc) {
             o->start_on = argv[++i];
+        } else if (strcmp(a, "-b") == 0) {
+            o->start_on = "@best";
+        } else if (strcmp(a, "-m") == 0 && i + 1 < argc) {
+            char *end;
+            o->mem_mib = strtol(argv[++i], &end, 10);
+            if (*end || o->mem_mib < 0) {
+                fprintf(stderr, "mosrun: -m takes a number of MiB\n");
+                return -1;
+            }
         } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
             o->config = argv[++i];
         } else if (strcmp(a, "--help") == 0) {
             usage(stdout);
             exit(0);
-        } else if (strchr("bmECR", a[1]) && a[2] == '\0') {
+        } else if (strchr("ECR", a[1]) && a[2] == '\0') {
             fprintf(stderr, "mosrun: %s is not available in this version of mos\n", a);
             return -1;
         } else {
@@ -133,6 +144,8 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
     json_object_object_add(req, "locked", json_object_new_int(o->locked));
     if (o->start_on)
         json_object_object_add(req, "start_on", json_object_new_string(o->start_on));
+    if (o->mem_mib)
+        json_object_object_add(req, "mem_mib", json_object_new_int64(o->mem_mib));
     rc = mos_control_send(fd, req);
     if (rc == 0)
         rc = mos_control_recv(fd, &resp, 10000);
@@ -142,7 +155,8 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
         rc = -1;
     }
     if (rc == 0 && mos_json_str(resp, "start_error", NULL))
-        fprintf(stderr, "mosrun: cannot start on %s: %s; it runs here\n", o->start_on,
+        fprintf(stderr, "mosrun: cannot start on %s: %s; it runs here\n",
+                strcmp(o->start_on, "@best") ? o->start_on : "the best node",
                 mos_json_str(resp, "start_error", "?"));
     json_object_put(req);
     json_object_put(resp);
