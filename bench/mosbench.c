@@ -24,7 +24,8 @@ static const struct {
 } benches[] = {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"gossip", bench_gossip,
-     "--nodes N --window W --steps S [--loss P] [--churn C] [--seed X] [--dead-after STEPS]: "
+     "--nodes N --window W --steps S [--loss P] [--churn C] [--seed X] [--dead-after STEPS] "
+     "[--threads T]: "
      "simulated gossip ages vs the model"},
 };
 

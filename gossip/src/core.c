@@ -35,6 +35,8 @@ struct mos_gossip_core {
     uint32_t n_alive;
     uint32_t n_cand, cap_cand;
     uint32_t n_left;           /* slots marked left: while 0, the left map is never read */
+    uint32_t floor_stamp;      /* with W candidates kept: the oldest one's stamp... */
+    int have_floor;            /* ...below which news cannot enter the window */
     uint32_t *word;            /* per slot: stamp | WORD_* */
     uint8_t *left;             /* per slot: announced it is leaving (rarely read) */
     struct candidate *cand;    /* the W youngest, then the news being merged */
@@ -172,6 +174,7 @@ void mos_gossip_core_reset(struct mos_gossip_core *c, uint32_t now)
     c->word[c->self] = WORD_STAMP(now) | WORD_KNOWN;
     c->n_alive = 1;
     c->n_cand = 0;
+    c->have_floor = 0;
 }
 
 /* Put the k smallest ages of a[0..n) first, 0 < k < n: quickselect with a three-way
@@ -264,8 +267,15 @@ static void cand_cut(struct mos_gossip_core *c, uint32_t kept, uint32_t now)
     if (n > c->window) {
         cand_select(c, n, c->window, now, max);
         n = c->window;
+        max = 0;
+        for (uint32_t i = 0; i < n; i++)
+            max = now - c->cand[i].stamp > max ? now - c->cand[i].stamp : max;
     }
     c->n_cand = n;
+    /* Kept entries are only ever replaced by younger news, so until the next cut news not
+     * younger than the oldest kept cannot be among the W youngest: no need to append it. */
+    c->have_floor = n == c->window;
+    c->floor_stamp = now - max;
 }
 
 static enum mos_gossip_merge_result merge_one(struct mos_gossip_core *c, uint32_t now,
@@ -289,6 +299,8 @@ static enum mos_gossip_merge_result merge_one(struct mos_gossip_core *c, uint32_
         w = stamp | WORD_KNOWN;
     }
     slot_set_word(c, slot, w);
+    if (c->have_floor && (int32_t)(stamp - c->floor_stamp) <= 0)
+        return res; /* too old for the window (and not the news of a kept candidate) */
     b = news_bit(slot);
     c->news[b / 64] |= 1ull << (b % 64);
     c->cand[c->n_cand++] = (struct candidate){.slot = slot, .stamp = stamp};
