@@ -3,8 +3,10 @@
  * analytical model in the same run.
  *
  * Time: a step is 1000 units (a 1 s interval in ms, as in the library). Each node ticks once
- * per step at its own fixed phase, as independent daemons do, and a datagram arrives at once;
- * ages are real elapsed time, observed at step boundaries. Storage: each node holds a 32-bit
+ * per step at its own fixed phase, as independent daemons do; ticks run in phase order in 64
+ * batches per step, each batch's datagrams delivered at its end (at most 1/64 step late), so
+ * --threads can share a batch: every node has its own random stream, and a seed gives the same
+ * result for any number of threads. Ages are real elapsed time, observed at step boundaries. Storage: each node holds a 32-bit
  * stamp per node (4 N^2 bytes: 400 MB at N = 10,000). 16-bit whole-step ages would halve
  * that, but ages must be finer than a step: counted in whole steps each hop adds half a step
  * on average (measured: +8% over the model at N = 300, W = 8).
