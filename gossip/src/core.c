@@ -406,7 +406,7 @@ size_t mos_gossip_core_tick(struct mos_gossip_core *c, uint32_t now,
 {
     size_t n = 0;
 
-    c->word[c->self] = WORD_STAMP(now) | WORD_KNOWN;
+    /* The own entry is always age 0: its word (set at reset) is never read for its age. */
     items[n++] = (struct mos_gossip_item){.slot = c->self, .age = 0};
     for (uint32_t i = 0; i < c->n_cand; i++) {
         uint32_t age = now - c->cand[i].stamp;
