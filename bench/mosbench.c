@@ -33,7 +33,8 @@ static const struct {
      "--backend tcp|verbs [--bytes N] [--slot S] [--qps Q]: page-run throughput and control "
      "round trip vs raw sockets / perftest"},
     {"gossip", bench_gossip,
-     "--nodes N --window W --steps S [--loss P] [--churn C] [--seed X] [--dead-after STEPS]: "
+     "--nodes N --window W --steps S [--loss P] [--churn C] [--seed X] [--dead-after STEPS] "
+     "[--threads T]: "
      "simulated gossip ages vs the model"},
     {"placement", bench_placement,
      "[--jobs N] [--nodes N] [--seed S] [--load-percent P] [--mem-mib M] | --ipc PATTERN "

@@ -35,6 +35,8 @@ struct mos_gossip_core {
     uint32_t n_alive;
     uint32_t n_cand, cap_cand;
     uint32_t n_left;           /* slots marked left: while 0, the left map is never read */
+    uint32_t floor_stamp;      /* with W candidates kept: the oldest one's stamp... */
+    int have_floor;            /* ...below which news cannot enter the window */
     uint32_t *word;            /* per slot: stamp | WORD_* */
     uint8_t *left;             /* per slot: announced it is leaving (rarely read) */
     struct candidate *cand;    /* the W youngest, then the news being merged */
@@ -172,6 +174,7 @@ void mos_gossip_core_reset(struct mos_gossip_core *c, uint32_t now)
     c->word[c->self] = WORD_STAMP(now) | WORD_KNOWN;
     c->n_alive = 1;
     c->n_cand = 0;
+    c->have_floor = 0;
 }
 
 /* Put the k smallest ages of a[0..n) first, 0 < k < n: quickselect with a three-way
@@ -205,13 +208,12 @@ static void cand_quickselect(struct candidate *a, uint32_t n, uint32_t k, uint32
     }
 }
 
-/* Keep the k youngest of c->cand[0..n), 0 < k < n. A 256-bucket histogram of the ages finds
- * the bucket where the k-th youngest lies in a branch-free pass (max: the largest age); only that bucket is
- * sorted out by quickselect (whose unpredictable branches cost more than the rest). */
-static void cand_select(struct mos_gossip_core *c, uint32_t n, uint32_t k, uint32_t now,
-                        uint32_t max)
+/* Keep the k youngest of c->cand[0..n), 0 < k < n. A 256-bucket histogram of the ages (max:
+ * the largest) finds the bucket where the k-th youngest lies; only that bucket is sorted out
+ * by quickselect, whose unpredictable branches cost more than the rest. */
+static void cand_select(struct candidate *a, struct candidate *tie, uint32_t n, uint32_t k,
+                        uint32_t now, uint32_t max)
 {
-    struct candidate *a = c->cand, *tie = c->scratch;
     uint32_t count[256] = {0}, shift = 0, below = 0, b, w = 0, n_tie = 0;
 
     while ((max >> shift) > 255)
@@ -220,12 +222,15 @@ static void cand_select(struct mos_gossip_core *c, uint32_t n, uint32_t k, uint3
         count[(now - a[i].stamp) >> shift]++;
     for (b = 0; below + count[b] < k; b++)
         below += count[b];
+    /* Branch-free: store every candidate, advance the index only where it belongs (w <= i,
+     * so a[w] was already read; tie holds cap_cand >= n entries). */
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t bucket = (now - a[i].stamp) >> shift;
-        if (bucket < b)
-            a[w++] = a[i];
-        else if (bucket == b)
-            tie[n_tie++] = a[i];
+        struct candidate e = a[i];
+        uint32_t bucket = (now - e.stamp) >> shift;
+        a[w] = e;
+        w += bucket < b;
+        tie[n_tie] = e;
+        n_tie += bucket == b;
     }
     if (n_tie > k - below)
         cand_quickselect(tie, n_tie, k - below, now);
@@ -237,39 +242,57 @@ static uint32_t news_bit(uint32_t slot)
     return (slot * 0x9e3779b1u) >> (32 - 12); /* 12 bits: NEWS_BITS */
 }
 
-/* After news was appended at cand[kept..n_cand): drop the kept candidates (and repeated news)
- * that newer news replaced, then keep the W youngest. A kept candidate whose bit is clear had
- * no news; if set, its word (just written if it had news) tells. */
-static void cand_cut(struct mos_gossip_core *c, uint32_t kept, uint32_t now)
+/* Candidates being merged: the W kept, then a window's news; in the core's own area or, for
+ * windows up to 512, on the stack (cache-hot, where the core's area would be cold in the
+ * simulator: one core among thousands). */
+struct merge_buf {
+    struct candidate *cand, *tie;
+    uint32_t n;
+};
+
+/* After news was appended at m->cand[kept..m->n): drop the kept candidates (and repeated news)
+ * that newer news replaced, keep the W youngest and store them in the core. A kept candidate
+ * whose bit is clear had no news; if set, its word (just written if it had news) tells. */
+static void cand_cut(struct mos_gossip_core *c, struct merge_buf *m, uint32_t kept, uint32_t now)
 {
     uint32_t n = 0, max = 0;
 
     for (uint32_t i = 0; i < kept; i++) {
-        struct candidate e = c->cand[i];
+        struct candidate e = m->cand[i];
         uint32_t b = news_bit(e.slot), age = now - e.stamp;
         if (!(c->news[b / 64] & (1ull << (b % 64))) || WORD_STAMP(c->word[e.slot]) == e.stamp) {
-            c->cand[n++] = e;
+            m->cand[n++] = e;
             max = age > max ? age : max;
         }
     }
-    for (uint32_t i = kept; i < c->n_cand; i++) {
-        struct candidate e = c->cand[i];
+    for (uint32_t i = kept; i < m->n; i++) {
+        struct candidate e = m->cand[i];
         uint32_t age = now - e.stamp;
         if (WORD_STAMP(c->word[e.slot]) == e.stamp) {
-            c->cand[n++] = e;
+            m->cand[n++] = e;
             max = age > max ? age : max;
         }
     }
     memset(c->news, 0, sizeof(c->news));
     if (n > c->window) {
-        cand_select(c, n, c->window, now, max);
+        cand_select(m->cand, m->tie, n, c->window, now, max);
         n = c->window;
+        max = 0;
+        for (uint32_t i = 0; i < n; i++)
+            max = now - m->cand[i].stamp > max ? now - m->cand[i].stamp : max;
     }
+    m->n = n;
+    if (m->cand != c->cand)
+        memcpy(c->cand, m->cand, n * sizeof(*c->cand));
     c->n_cand = n;
+    /* Kept entries are only ever replaced by younger news, so until the next cut news not
+     * younger than the oldest kept cannot be among the W youngest: no need to append it. */
+    c->have_floor = n == c->window;
+    c->floor_stamp = now - max;
 }
 
-static enum mos_gossip_merge_result merge_one(struct mos_gossip_core *c, uint32_t now,
-                                              uint32_t slot, uint32_t age)
+static enum mos_gossip_merge_result merge_one(struct mos_gossip_core *c, struct merge_buf *m,
+                                              uint32_t now, uint32_t slot, uint32_t age)
 {
     uint32_t stamp = WORD_STAMP(now - age), old, w, b;
     enum mos_gossip_merge_result res;
@@ -289,32 +312,43 @@ static enum mos_gossip_merge_result merge_one(struct mos_gossip_core *c, uint32_
         w = stamp | WORD_KNOWN;
     }
     slot_set_word(c, slot, w);
+    if (c->have_floor && (int32_t)(stamp - c->floor_stamp) <= 0)
+        return res; /* too old for the window (and not the news of a kept candidate) */
     b = news_bit(slot);
     c->news[b / 64] |= 1ull << (b % 64);
-    c->cand[c->n_cand++] = (struct candidate){.slot = slot, .stamp = stamp};
+    m->cand[m->n++] = (struct candidate){.slot = slot, .stamp = stamp};
     return res;
 }
+
+#define STACK_CAND (2 * 512 + 64)
 
 size_t mos_gossip_core_receive(struct mos_gossip_core *c, uint32_t now,
                                const struct mos_gossip_item *items, size_t n, uint8_t *results)
 {
     size_t taken = 0, chunk = c->cap_cand - c->window;
+    struct candidate stack_cand[STACK_CAND], stack_tie[STACK_CAND];
+    struct merge_buf m = {.cand = c->cand, .tie = c->scratch, .n = c->n_cand};
 
+    if (c->cap_cand <= STACK_CAND) {
+        memcpy(stack_cand, c->cand, c->n_cand * sizeof(*stack_cand));
+        m.cand = stack_cand;
+        m.tie = stack_tie;
+    }
     for (size_t base = 0; base < n; base += chunk) {
         size_t end = n - base < chunk ? n : base + chunk;
-        uint32_t kept = c->n_cand;
+        uint32_t kept = m.n;
         /* The vector is far bigger than the caches in the simulator: start every load of
          * this chunk before the first is needed. */
         for (size_t i = base; i < end; i++)
             if (items[i].slot < c->n_slots)
                 __builtin_prefetch(&c->word[items[i].slot], 1);
         for (size_t i = base; i < end; i++) {
-            enum mos_gossip_merge_result r = merge_one(c, now, items[i].slot, items[i].age);
+            enum mos_gossip_merge_result r = merge_one(c, &m, now, items[i].slot, items[i].age);
             taken += r != MOS_GOSSIP_MERGE_STALE;
             if (results)
                 results[i] = (uint8_t)r;
         }
-        cand_cut(c, kept, now);
+        cand_cut(c, &m, kept, now);
     }
     return taken;
 }
@@ -372,7 +406,7 @@ size_t mos_gossip_core_tick(struct mos_gossip_core *c, uint32_t now,
 {
     size_t n = 0;
 
-    c->word[c->self] = WORD_STAMP(now) | WORD_KNOWN;
+    /* The own entry is always age 0: its word (set at reset) is never read for its age. */
     items[n++] = (struct mos_gossip_item){.slot = c->self, .age = 0};
     for (uint32_t i = 0; i < c->n_cand; i++) {
         uint32_t age = now - c->cand[i].stamp;

@@ -2,6 +2,7 @@
  * from its own event loop (mosd: libevent), or mos_gossip_run for simple programs. */
 #include "gossip_priv.h"
 
+#include "mos/clock.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
@@ -114,14 +115,24 @@ int mos_gossip_on_readable(struct mos_gossip *g)
 int mos_gossip_leave(struct mos_gossip *g, unsigned copies)
 {
     uint32_t now = mos_gossip_now_ms();
-    int len = mos_gossip_leave_datagram(g, now, g->buf, MOS_GOSSIP_MAX_DATAGRAM);
+    int32_t since_step = (int32_t)(now - (g->next_step_ms - g->interval_ms));
     unsigned sent = 0;
+    int len;
 
+    /* Entries are kept to 4 ms: an announcement right after a step could look no newer than
+     * that step's entry and be ignored as stale. */
+    if (since_step >= 0 && since_step < 10) {
+        mos_clock_sleep_ns((uint64_t)(10 - since_step) * MOS_NSEC_PER_MSEC);
+        now = mos_gossip_now_ms();
+    }
+    len = mos_gossip_leave_datagram(g, now, g->buf, MOS_GOSSIP_MAX_DATAGRAM);
     if (len < 0)
         return len;
-    /* The announcement then spreads like any news; a few copies survive some loss. */
+    /* Straight to the nodes themselves: a one-time event spreads by gossip only while it is
+     * among the W youngest entries, a step or two once the node is silent, so gossip alone
+     * reaches only the nodes a few hops away (the rest presume it dead later). */
     for (uint32_t i = 0, start = (uint32_t)(g->rng.next(g->rng.arg) % g->n);
-         i < g->n && sent < copies; i++) {
+         i < g->n && (copies == 0 || sent < copies); i++) {
         uint32_t s = (start + i) % g->n;
         if (s != g->self && mos_gossip_core_alive(g->core, now, s) && send_to(g, s, g->buf, (size_t)len) == 0)
             sent++;

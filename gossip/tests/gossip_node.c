@@ -204,7 +204,7 @@ static int serve(struct mos_gossip *g, const struct opts *o)
         }
     }
     if (stop)
-        mos_gossip_leave(g, 3);
+        mos_gossip_leave(g, 0);
     if (o->out)
         write_vector(g, o->out);
     return 0;

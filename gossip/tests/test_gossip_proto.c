@@ -376,6 +376,22 @@ static void test_probe_fixture(void **state)
     rmdir(dir);
 }
 
+/* /proc files recorded on a 2-vCPU Xeon VM (tests/fixtures/xeon2). */
+static void test_probe_recorded(void **state)
+{
+    (void)state;
+    struct mos_gossip_probe *probe;
+    struct mos_gossip_info info = {0};
+
+    assert_int_equal(mos_gossip_probe_create(GOSSIP_FIXTURES "/xeon2", 1000, &probe), 0);
+    assert_int_equal(mos_gossip_probe_sample(probe, 0, &info), 0);
+    assert_int_equal(info.speed, 4600);
+    assert_int_equal(info.mem_total_mib, 24684092 / 1024);
+    assert_int_equal(info.mem_free_mib, 23839360 / 1024);
+    assert_int_equal(info.load_milli, 0); /* procs_running 1: the recording process itself */
+    mos_gossip_probe_destroy(probe);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_proto_unknown_sender_and_loss),
         cmocka_unit_test(test_probe_parsers),
         cmocka_unit_test(test_probe_fixture),
+        cmocka_unit_test(test_probe_recorded),
     };
     mos_log_set_sink(quiet, NULL);
     return cmocka_run_group_tests_name("gossip_proto", tests, NULL, NULL);

@@ -119,7 +119,9 @@ int mos_gossip_next_timeout_ms(const struct mos_gossip *g);
 int mos_gossip_on_timer(struct mos_gossip *g);
 /* Read every pending datagram. Returns how many were taken. */
 int mos_gossip_on_readable(struct mos_gossip *g);
-/* Send the leave announcement to up to `copies` nodes believed alive. */
+/* Send the leave announcement to up to `copies` nodes believed alive (0: all of them). It
+ * goes to the nodes directly: gossip forwards an entry only while it is among the W youngest,
+ * which a silent node's is for a step or two. Returns how many were sent. */
 int mos_gossip_leave(struct mos_gossip *g, unsigned copies);
 /* A poll(2) loop for programs without an event loop: serve for up to timeout_ms. */
 int mos_gossip_run(struct mos_gossip *g, int timeout_ms);
