@@ -41,7 +41,8 @@ struct rseq_config_k { /* struct ptrace_rseq_configuration (5.13) */
 
 #define PAGE 4096ull
 #define PM_CHUNK 65536
-#define BATCH_PAGES 1024 /* pages per process_vm_readv: 4 MiB, at most UIO_MAXIOV runs */
+#define BATCH_PAGES 256 /* pages per process_vm_readv (1 MiB, at most as many runs): the
+                          * buffer stays in L2 while it is checked, hashed and written */
 
 struct mos_dump {
     pid_t pid;

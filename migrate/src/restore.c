@@ -532,10 +532,14 @@ static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
     pthread_cond_init(&fp.cv, NULL);
     if (pthread_create(&th, NULL, fill_reader, &fp) != 0)
         return -EAGAIN;
+    uint64_t wait_ns = 0, write_ns = 0;
     for (;;) {
+        uint64_t w0 = mos_clock_now_ns();
         pthread_mutex_lock(&fp.mu);
         while (fp.head == fp.tail && !fp.done)
             pthread_cond_wait(&fp.cv, &fp.mu);
+        uint64_t w1 = mos_clock_now_ns();
+        wait_ns += w1 - w0;
         if (fp.head == fp.tail) {
             rc = fp.rc;
             pthread_mutex_unlock(&fp.mu);
@@ -544,6 +548,7 @@ static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
         struct fill_slot s = fp.ring[fp.head % FILL_SLOTS];
         pthread_mutex_unlock(&fp.mu);
         rc = fill_write(r, &s);
+        write_ns += mos_clock_now_ns() - w1;
         pthread_mutex_lock(&fp.mu);
         fp.spare[fp.nspare++] = s;
         fp.head++;
@@ -555,6 +560,8 @@ static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
             break;
     }
     pthread_join(th, NULL);
+    mos_dbg("migrate", "restore: filling pages took %.1f ms, waiting for them %.1f ms",
+            write_ns / 1e6, wait_ns / 1e6);
     for (unsigned i = fp.head; i < fp.tail; i++)
         free(fp.ring[i % FILL_SLOTS].buf);
     for (int i = 0; i < fp.nspare; i++)
