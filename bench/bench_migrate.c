@@ -234,6 +234,7 @@ static int migrate_file(const struct hog *h, const char *husk, const char *path,
     uint64_t t1 = mos_clock_now_ns();
     lseek(fd, 0, SEEK_SET);
     rc = mos_restore_prepare(&io, &opts, &r);
+    mos_img_io_fd_release(&io);
     close(fd);
     unlink(path);
     if (rc != 0) {

@@ -97,6 +97,7 @@ static int cmd_restore(int argc, char **argv)
     mos_img_io_fd_init(&io, fd);
     struct mos_restore_opts opts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
     rc = mos_restore_prepare(&io, &opts, &r);
+    mos_img_io_fd_release(&io);
     close(fd);
     if (rc != 0)
         return 1;
@@ -223,6 +224,7 @@ static int cmd_info(int argc, char **argv)
     }
     mos_img_io_fd_init(&io, fd);
     rc = mos_image_info_read(&io, &info);
+    mos_img_io_fd_release(&io);
     close(fd);
     if (rc != 0)
         return 1;

@@ -22,8 +22,9 @@ int mos_img_put_end(struct mos_img_writer *w);
 struct mos_img_reader {
     struct mos_img_io *io;
     uint64_t records, pages, bytes;
-    uint8_t *buf; /* payload of the last record read */
+    uint8_t *buf; /* payload of the last record read (unless the io mapped it) */
     size_t cap;
+    int no_map;   /* the io cannot map: read into buf */
 };
 
 /* Read the next record: header checks (known magic, version, length within the limit of its

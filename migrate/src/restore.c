@@ -412,8 +412,9 @@ static int vmas_map(struct mos_restore *r)
 #define FILL_SLOTS 6
 
 struct fill_slot {
-    uint8_t *buf;
+    uint8_t *buf; /* owned record buffer to recycle, or NULL (mapped image) */
     size_t cap;
+    const uint8_t *data; /* the pages */
     uint64_t addr, npages;
 };
 
@@ -462,8 +463,10 @@ static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *s
         return MOS_E_IMAGE;
     }
     fp->pages += ph.npages;
-    /* take the reader's buffer; it gets a spare one back */
-    *slot = (struct fill_slot){fp->rd->buf, fp->rd->cap, ph.addr, ph.npages};
+    /* take the reader's buffer (it gets a spare one back), or point into the mapped image */
+    int owned = p == fp->rd->buf;
+    *slot = (struct fill_slot){owned ? fp->rd->buf : NULL, owned ? fp->rd->cap : 0,
+                               p + sizeof(ph), ph.addr, ph.npages};
     return 0;
 }
 
@@ -488,7 +491,9 @@ static void *fill_reader(void *arg)
         pthread_mutex_lock(&fp->mu);
         fp->ring[fp->tail % FILL_SLOTS] = slot;
         fp->tail++;
-        if (fp->nspare > 0) {
+        if (!slot.buf) {
+            /* mapped: nothing changes hands */
+        } else if (fp->nspare > 0) {
             fp->nspare--;
             fp->rd->buf = fp->spare[fp->nspare].buf;
             fp->rd->cap = fp->spare[fp->nspare].cap;
@@ -509,7 +514,7 @@ static void *fill_reader(void *arg)
 
 static int fill_write(struct mos_restore *r, const struct fill_slot *s)
 {
-    const uint8_t *data = s->buf + sizeof(struct mos_rec_pages);
+    const uint8_t *data = s->data;
     struct iovec local = {(void *)data, s->npages * PAGE};
     struct iovec remote = {(void *)s->addr, s->npages * PAGE};
 
@@ -550,7 +555,8 @@ static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
         rc = fill_write(r, &s);
         write_ns += mos_clock_now_ns() - w1;
         pthread_mutex_lock(&fp.mu);
-        fp.spare[fp.nspare++] = s;
+        if (s.buf)
+            fp.spare[fp.nspare++] = s;
         fp.head++;
         if (rc != 0)
             fp.stop = 1;

@@ -39,15 +39,23 @@ struct mos_img_io_ops {
     int (*writev)(struct mos_img_io *io, const struct iovec *iov, int iovcnt);
     /* Read up to len bytes: > 0 bytes read, 0 at the end of the stream, or -errno. */
     ssize_t (*read)(struct mos_img_io *io, void *buf, size_t len);
+    /* Optional, instead of read where the stream is memory already (a mapped file): point
+     * *data at the next len bytes and consume them; valid until the io is released. 0,
+     * MOS_E_TRUNCATED, -ENOTSUP (use read from here on) or -errno. */
+    int (*map)(struct mos_img_io *io, size_t len, const void **data);
 };
 struct mos_img_io {
     const struct mos_img_io_ops *ops;
     int fd;    /* for the fd implementation */
     void *arg; /* for other implementations */
+    const uint8_t *map_base; /* fd implementation: a regular file, mapped on first use */
+    size_t map_len, map_pos;
 };
 /* File descriptors (files, pipes, sockets): writev/read with EINTR and short counts handled. */
 extern const struct mos_img_io_ops mos_img_io_fd_ops;
 void mos_img_io_fd_init(struct mos_img_io *io, int fd);
+/* Unmap what reading a regular file mapped (the fd stays open). */
+void mos_img_io_fd_release(struct mos_img_io *io);
 
 /* ---- Capture. */
 struct mos_dump_opts {
