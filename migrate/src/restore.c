@@ -423,9 +423,11 @@ struct fill_pipe {
     pthread_cond_t cv;
     struct fill_slot ring[FILL_SLOTS];
     unsigned head, tail; /* consume at head, produce at tail */
-    struct fill_slot spare[FILL_SLOTS + 1];
+    struct fill_slot spare[FILL_SLOTS + 4]; /* ring + the reader's + two in flight */
     int nspare;
-    int done, stop, rc;
+    int done, stop, rc, fill_rc;
+    struct mos_restore *r;
+    uint64_t helper_write_ns, helper_wait_ns;
     uint64_t pages;
     struct mos_img_reader *rd;
     const struct mos_img_meta *m;
@@ -512,62 +514,94 @@ static void *fill_reader(void *arg)
     return NULL;
 }
 
-static int fill_write(struct mos_restore *r, const struct fill_slot *s)
+static int fill_write(struct fill_pipe *fp, const struct fill_slot *s)
 {
     const uint8_t *data = s->data;
     struct iovec local = {(void *)data, s->npages * PAGE};
     struct iovec remote = {(void *)s->addr, s->npages * PAGE};
 
-    if (process_vm_writev(r->pid, &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len)
+    if (process_vm_writev(fp->r->pid, &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len)
         return 0;
-    int rc = mos_inject_write(r->t, s->addr, data, local.iov_len);
+    /* the /proc/PID/mem fallback shares one fd in the handle: one writer at a time */
+    pthread_mutex_lock(&fp->mu);
+    int rc = mos_inject_write(fp->r->t, s->addr, data, local.iov_len);
+    pthread_mutex_unlock(&fp->mu);
     if (rc != 0)
         mos_err("migrate", "restore: writing pages at %#llx: %s", (unsigned long long)s->addr,
                 mos_strerror(rc));
     return rc;
 }
 
+/* A consumer: take records off the ring and write them into the husk until the reader is
+ * done or someone failed. Two run at once: most of a fill is first touches of fresh memory,
+ * which process_vm_writev takes in the kernel on the caller's CPU, so two writers to
+ * different ranges fault in parallel. */
+static int fill_consume(struct fill_pipe *fp, uint64_t *write_ns, uint64_t *wait_ns)
+{
+    int rc = 0;
+
+    for (;;) {
+        uint64_t w0 = mos_clock_now_ns();
+        pthread_mutex_lock(&fp->mu);
+        while (fp->head == fp->tail && !fp->done && !fp->stop)
+            pthread_cond_wait(&fp->cv, &fp->mu);
+        uint64_t w1 = mos_clock_now_ns();
+        *wait_ns += w1 - w0;
+        if (fp->stop || fp->head == fp->tail) {
+            pthread_mutex_unlock(&fp->mu);
+            return 0;
+        }
+        struct fill_slot s = fp->ring[fp->head % FILL_SLOTS];
+        fp->head++;
+        pthread_cond_broadcast(&fp->cv);
+        pthread_mutex_unlock(&fp->mu);
+        rc = fill_write(fp, &s);
+        *write_ns += mos_clock_now_ns() - w1;
+        pthread_mutex_lock(&fp->mu);
+        if (s.buf)
+            fp->spare[fp->nspare++] = s;
+        if (rc != 0) {
+            fp->stop = 1;
+            fp->fill_rc = rc;
+        }
+        pthread_cond_broadcast(&fp->cv);
+        pthread_mutex_unlock(&fp->mu);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+static void *fill_helper(void *arg)
+{
+    struct fill_pipe *fp = arg;
+    fill_consume(fp, &fp->helper_write_ns, &fp->helper_wait_ns);
+    return NULL;
+}
+
 static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
 {
-    struct fill_pipe fp = {.rd = rd, .m = &r->m};
-    pthread_t th;
-    int rc = 0;
+    struct fill_pipe fp = {.rd = rd, .m = &r->m, .r = r};
+    pthread_t reader, helper;
+    uint64_t write_ns = 0, wait_ns = 0;
+    int rc, have_helper;
 
     pthread_mutex_init(&fp.mu, NULL);
     pthread_cond_init(&fp.cv, NULL);
-    if (pthread_create(&th, NULL, fill_reader, &fp) != 0)
+    if (pthread_create(&reader, NULL, fill_reader, &fp) != 0)
         return -EAGAIN;
-    uint64_t wait_ns = 0, write_ns = 0;
-    for (;;) {
-        uint64_t w0 = mos_clock_now_ns();
-        pthread_mutex_lock(&fp.mu);
-        while (fp.head == fp.tail && !fp.done)
-            pthread_cond_wait(&fp.cv, &fp.mu);
-        uint64_t w1 = mos_clock_now_ns();
-        wait_ns += w1 - w0;
-        if (fp.head == fp.tail) {
-            rc = fp.rc;
-            pthread_mutex_unlock(&fp.mu);
-            break;
-        }
-        struct fill_slot s = fp.ring[fp.head % FILL_SLOTS];
-        pthread_mutex_unlock(&fp.mu);
-        rc = fill_write(r, &s);
-        write_ns += mos_clock_now_ns() - w1;
-        pthread_mutex_lock(&fp.mu);
-        if (s.buf)
-            fp.spare[fp.nspare++] = s;
-        fp.head++;
-        if (rc != 0)
-            fp.stop = 1;
-        pthread_cond_broadcast(&fp.cv);
-        pthread_mutex_unlock(&fp.mu);
-        if (rc != 0)
-            break;
-    }
-    pthread_join(th, NULL);
-    mos_dbg("migrate", "restore: filling pages took %.1f ms, waiting for them %.1f ms",
-            write_ns / 1e6, wait_ns / 1e6);
+    have_helper = pthread_create(&helper, NULL, fill_helper, &fp) == 0;
+    fill_consume(&fp, &write_ns, &wait_ns);
+    if (have_helper)
+        pthread_join(helper, NULL);
+    /* a consumer failure stops the reader at its next record */
+    pthread_mutex_lock(&fp.mu);
+    fp.stop = 1;
+    pthread_cond_broadcast(&fp.cv);
+    pthread_mutex_unlock(&fp.mu);
+    pthread_join(reader, NULL);
+    rc = fp.fill_rc ? fp.fill_rc : fp.rc;
+    mos_dbg("migrate", "restore: filling pages took %.1f + %.1f ms, waiting %.1f + %.1f ms",
+            write_ns / 1e6, fp.helper_write_ns / 1e6, wait_ns / 1e6, fp.helper_wait_ns / 1e6);
     for (unsigned i = fp.head; i < fp.tail; i++)
         free(fp.ring[i % FILL_SLOTS].buf);
     for (int i = 0; i < fp.nspare; i++)
