@@ -480,6 +480,7 @@ struct page_batch {
     size_t npages;
     int vma_start; /* the next page opens a new VMA: runs never span two (restore checks) */
     int scan_ok;   /* PAGEMAP_SCAN works here (until it fails with ENOTTY/EINVAL) */
+    uint64_t read_ns, emit_ns, zero_ns; /* where the time goes, for MOS_LOG=debug */
     struct page_region *regions; /* SCAN_REGIONS */
     uint64_t *pm;                /* PM_CHUNK pagemap entries */
 };
@@ -499,7 +500,9 @@ static int batch_emit(struct page_batch *b, uint64_t addr, const uint8_t *data, 
 {
     struct mos_rec_pages hdr = {.addr = addr, .npages = npages};
     struct iovec parts[2] = {{&hdr, sizeof(hdr)}, {(void *)data, npages * PAGE}};
+    uint64_t t0 = mos_clock_now_ns();
     int rc = mos_img_put(b->w, MOS_REC_PAGES, parts, 2);
+    b->emit_ns += mos_clock_now_ns() - t0;
 
     if (rc == 0)
         b->w->pages += npages;
@@ -515,7 +518,9 @@ static int batch_flush(struct page_batch *b)
 
     if (b->nruns == 0)
         return 0;
+    uint64_t t0 = mos_clock_now_ns();
     got = process_vm_readv(b->d->pid, &local, 1, b->remote, (unsigned long)b->nruns, 0);
+    b->read_ns += mos_clock_now_ns() - t0;
     if (got < 0)
         got = 0;
     /* What process_vm_readv could not reach (no read permission): /proc/PID/mem. */
@@ -702,6 +707,8 @@ static int pages_write(struct mos_dump *d, struct mos_img_writer *w, struct vma_
         rc = vma_pages(b, fd, &v[i].v);
     if (rc == 0)
         rc = batch_flush(b);
+    mos_dbg("migrate", "pid %d: pages: reading %.1f ms, checksum + stream %.1f ms", (int)d->pid,
+            b->read_ns / 1e6, b->emit_ns / 1e6);
 out:
     if (fd >= 0)
         close(fd);
