@@ -179,6 +179,7 @@ static int migrate_tcp(const struct hog *h, const char *husk, struct run *out, p
     fd = connect_loopback(port);
     uint64_t t0 = mos_clock_now_ns();
     rc = fd < 0 ? -errno : mos_dump_freeze(h->pid, NULL, &d);
+    int frozen = rc == 0;
     if (rc == 0) {
         mos_img_io_fd_init(&io, fd);
         rc = mos_dump_write(d, &io);
@@ -196,7 +197,7 @@ static int migrate_tcp(const struct hog *h, const char *husk, struct run *out, p
         mos_dump_commit(d);
         *copy = (pid_t)(intptr_t)rv.r;
     } else {
-        if (rc == 0)
+        if (frozen)
             mos_dump_abort(d);
         rc = rc ? rc : rv.rc;
     }

@@ -364,7 +364,7 @@ struct vma_cap {
     char path[MOS_VMA_PATH_MAX];
 };
 
-static int smaps_growsdown(pid_t pid, struct vma_cap *vmas, size_t n)
+static int smaps_flags(pid_t pid, struct vma_cap *vmas, size_t n)
 {
     char path[64], *line = NULL;
     size_t cap = 0, i = 0;
@@ -379,6 +379,18 @@ static int smaps_growsdown(pid_t pid, struct vma_cap *vmas, size_t n)
         if (strncmp(line, "VmFlags:", 8) == 0) {
             if (i > 0 && strstr(line, " gd"))
                 vmas[i - 1].v.flags |= MOS_VMA_F_GROWSDOWN;
+            static const struct {
+                const char *name;
+                uint32_t flag;
+            } vmflags[] = {
+                /* big reservations (ASan shadow, Go/JVM heaps) map again only uncharged */
+                {" nr", MOS_VMA_F_NORESERVE},  {" hg", MOS_VMA_F_HUGEPAGE},
+                {" nh", MOS_VMA_F_NOHUGEPAGE}, {" dd", MOS_VMA_F_DONTDUMP},
+                {" dc", MOS_VMA_F_DONTFORK},   {" wf", MOS_VMA_F_WIPEONFORK},
+            };
+            for (size_t k = 0; i > 0 && k < sizeof(vmflags) / sizeof(vmflags[0]); k++)
+                if (strstr(line, vmflags[k].name))
+                    vmas[i - 1].v.flags |= vmflags[k].flag;
         } else if (sscanf(line, "%llx-", &start) == 1 && strchr(line, ' ') &&
                    line[strcspn(line, " ") - 0] == ' ' && strchr(line, '-') < strchr(line, ' ')) {
             while (i < n && vmas[i].v.start < start)
@@ -457,7 +469,7 @@ static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
         c->v.path_len = (uint32_t)strlen(c->path);
         n++;
     }
-    rc = smaps_growsdown(d->pid, v, n);
+    rc = smaps_flags(d->pid, v, n);
 out:
     mos_vma_list_free(&list);
     if (rc != 0) {

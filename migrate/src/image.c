@@ -441,7 +441,7 @@ static int meta_vmas(struct mos_img_reader *r, struct mos_img_meta *m)
             v->v.end > MOS_IMG_USER_TOP || v->v.start < 4096 ||
             (v->v.prot & ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC)) ||
             v->v.kind < MOS_VMA_ANON || v->v.kind > MOS_VMA_VDSO ||
-            (v->v.flags & ~MOS_VMA_F_GROWSDOWN) || (i > 0 && v->v.start < m->vmas[i - 1].v.end))
+            (v->v.flags & ~MOS_VMA_F_ALL) || (i > 0 && v->v.start < m->vmas[i - 1].v.end))
             return img_bad(r, "VMAS record: entry out of range or overlapping");
     }
     if (p != end)

@@ -361,6 +361,24 @@ static uint32_t map_prot(const struct mos_rec_vma *v)
     return v->prot | PROT_READ | PROT_WRITE; /* filled through process_vm_writev */
 }
 
+/* madvise() state the VMA had: huge pages wanted or not, left out of core dumps or forks. */
+static int vma_advise(struct mos_restore *r, const struct mos_rec_vma *v)
+{
+    static const struct {
+        uint32_t flag;
+        long advice;
+    } advice[] = {{MOS_VMA_F_HUGEPAGE, MADV_HUGEPAGE},     {MOS_VMA_F_NOHUGEPAGE, MADV_NOHUGEPAGE},
+                  {MOS_VMA_F_DONTDUMP, MADV_DONTDUMP},     {MOS_VMA_F_DONTFORK, MADV_DONTFORK},
+                  {MOS_VMA_F_WIPEONFORK, MADV_WIPEONFORK}};
+    int rc = 0;
+
+    for (size_t k = 0; k < sizeof(advice) / sizeof(advice[0]) && rc == 0; k++)
+        if (v->flags & advice[k].flag)
+            rc = rcall(r, "madvise", SYS_madvise, (long)v->start, (long)(v->end - v->start),
+                       advice[k].advice, 0, 0, 0, NULL);
+    return rc;
+}
+
 static int vmas_map(struct mos_restore *r)
 {
     const struct mos_img_meta *m = &r->m;
@@ -379,6 +397,8 @@ static int vmas_map(struct mos_restore *r)
             flags |= MAP_PRIVATE | MAP_ANONYMOUS;
             if (v->v.flags & MOS_VMA_F_GROWSDOWN)
                 flags |= MAP_GROWSDOWN;
+            if (v->v.flags & MOS_VMA_F_NORESERVE)
+                flags |= MAP_NORESERVE;
             break;
         default:
             flags |= v->v.kind == MOS_VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE;
@@ -400,6 +420,8 @@ static int vmas_map(struct mos_restore *r)
                    map_prot(&v->v), flags, map_fd, (long)v->v.pgoff, &res);
         if (rc == 0 && (uint64_t)res != v->v.start)
             rc = -EFAULT;
+        if (rc == 0)
+            rc = vma_advise(r, &v->v);
     }
     if (fd >= 0)
         rcall(r, "close", SYS_close, fd, 0, 0, 0, 0, 0, NULL);
