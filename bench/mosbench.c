@@ -24,7 +24,7 @@ static const struct {
 } benches[] = {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"migrate", bench_migrate,
-     "[--sizes 16M,64M,256M,1G] [--backend file|tcp]: checkpoint/migration cost and its floor"},
+     "[--sizes 16M,64M,256M,1G] [--backend file|tcp] [--repeat N]: migration cost, floor"},
 };
 
 static void usage(FILE *out)
