@@ -84,6 +84,22 @@ out=$("$CK" restore $d/img 2>&1); rc=$?
 [ $rc != 0 ] && grep -q "same.dat changed since the image was made" <<<"$out" && [ "$(wc -l <<<"$out")" = 1 ] \
     && ok "changed mapped file: restore refuses ($out)" || bad "changed mapped file: rc=$rc $out"
 
+# foreground restore passes signals on and exits with the process's status
+d=$T/fg; mkdir -p $d
+(ZDTM_STEPS=400 exec "$B/zdtm_tls_pie" > $d/out 2>&1) & pid=$!; pids+=($pid)
+wait_ready $d/out
+if "$CK" dump $pid $d/img > /dev/null 2>&1; then
+    wait $pid 2>/dev/null
+    "$CK" restore $d/img > /dev/null 2>&1 & rpid=$!
+    sleep 0.3
+    copy=$(pgrep -P $rpid | head -1)
+    kill -TERM $rpid; wait $rpid; rc=$?
+    sleep 0.1
+    [ $rc = 143 ] && [ -n "$copy" ] && ! kill -0 $copy 2>/dev/null \
+        && ok "foreground restore: SIGTERM passed on, exit status 143" \
+        || bad "foreground restore: rc=$rc copy=$copy"
+else bad "foreground restore: dump failed"; fi
+
 # --- an interpreter migrated mid-computation
 if command -v python3 >/dev/null; then
     run_pair python3 0.3 $PY -c '
