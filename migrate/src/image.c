@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #ifndef SS_AUTODISARM
@@ -33,7 +34,13 @@ static int fd_writev(struct mos_img_io *io, const struct iovec *iov_in, int iovc
             iov[n++] = iov_in[i];
     struct iovec *cur = iov;
     while (n > 0) {
-        ssize_t w = writev(io->fd, cur, n);
+        /* sendmsg on sockets: a peer gone is EPIPE, not SIGPIPE ending the whole program */
+        struct msghdr msg = {.msg_iov = cur, .msg_iovlen = (size_t)n};
+        ssize_t w = io->not_socket ? -1 : sendmsg(io->fd, &msg, MSG_NOSIGNAL);
+        if (w < 0 && !io->not_socket && errno == ENOTSOCK)
+            io->not_socket = 1;
+        if (io->not_socket)
+            w = writev(io->fd, cur, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)

@@ -50,6 +50,7 @@ struct mos_img_io {
     void *arg; /* for other implementations */
     const uint8_t *map_base; /* fd implementation: a regular file, mapped on first use */
     size_t map_len, map_pos;
+    int not_socket; /* fd implementation: writes use writev, not sendmsg */
 };
 /* File descriptors (files, pipes, sockets): writev/read with EINTR and short counts handled. */
 extern const struct mos_img_io_ops mos_img_io_fd_ops;
