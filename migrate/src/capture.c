@@ -457,9 +457,9 @@ static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
             c->v.size = (uint64_t)mapped.st_size;
             c->v.mtime_ns = (uint64_t)mapped.st_mtim.tv_sec * MOS_NSEC_PER_SEC +
                             (uint64_t)mapped.st_mtim.tv_nsec;
-            c->v.kind = m->shared ? MOS_VMA_FILE_SHARED
-                        : same    ? MOS_VMA_FILE_PRIVATE
-                                  : MOS_VMA_FILE_COPY;
+            c->v.kind = m->shared                       ? MOS_VMA_FILE_SHARED
+                        : same && !d->opts.carry_files ? MOS_VMA_FILE_PRIVATE
+                                                       : MOS_VMA_FILE_COPY;
             if (m->shared && !same) {
                 mos_err("migrate", "pid %d stays: it maps %s shared, and that path now names "
                         "another file", (int)d->pid, m->path);

@@ -61,6 +61,7 @@ void mos_img_io_fd_release(struct mos_img_io *io);
 /* ---- Capture. */
 struct mos_dump_opts {
     int close_other_fds; /* fds of types that cannot travel are left closed instead of refusing */
+    int carry_files;     /* private file maps travel whole (for targets without these files) */
 };
 struct mos_dump_stats {
     uint64_t freeze_ns;   /* stay-reason check + seize + interrupt */
