@@ -783,6 +783,9 @@ static int finish(struct mos_restore *r)
     rlimits_set(r);
     rc = rcall(r, "unmap trampoline", SYS_munmap, (long)r->tramp, (long)(TRAMP_PAGES * PAGE), 0,
                0, 0, 0, NULL);
+    /* later calls (mos_restore_syscall) run from a syscall instruction of the moved vDSO */
+    if (rc == 0)
+        rc = mos_inject_pick_exec_addr(r->t);
     if (rc == 0) {
         rc = mos_inject_set_xstate(r->t, m->xstate, m->core.xstate_len);
         if (rc != 0)
@@ -889,6 +892,16 @@ pid_t mos_restore_pid(const struct mos_restore *r)
 const struct mos_restore_stats *mos_restore_stats(const struct mos_restore *r)
 {
     return &r->stats;
+}
+
+int mos_restore_syscall(struct mos_restore *r, long nr, const long args[6], long *result)
+{
+    return mos_inject_syscall(r->t, nr, args, result);
+}
+
+int mos_restore_write_mem(struct mos_restore *r, uint64_t addr, const void *buf, size_t len)
+{
+    return mos_inject_write(r->t, addr, buf, len);
 }
 
 int mos_restore_commit(struct mos_restore *r)

@@ -104,6 +104,14 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
                         struct mos_restore **out);
 pid_t mos_restore_pid(const struct mos_restore *r);
 const struct mos_restore_stats *mos_restore_stats(const struct mos_restore *r);
+/* Between prepare and commit, the rebuilt process can be worked on from outside: run a
+ * system call inside it (installing a seccomp filter for the deputy, say; a filter's listener
+ * fd is then fetched with pidfd_getfd) or write into its memory (mapped there first with an
+ * injected mmap). mos_restore_syscall returns the injection status (0, or -errno when the
+ * process could not be driven) and puts the call's own result in *result. Registers, mask
+ * and memory the restore set up are not disturbed. */
+int mos_restore_syscall(struct mos_restore *r, long nr, const long args[6], long *result);
+int mos_restore_write_mem(struct mos_restore *r, uint64_t addr, const void *buf, size_t len);
 /* Let the restored process run (PTRACE_DETACH). It stays our child. Frees r. */
 int mos_restore_commit(struct mos_restore *r);
 void mos_restore_abort(struct mos_restore *r);
