@@ -69,7 +69,7 @@ wait_ready $T/big.out
 "$LAB" exec 2 "$CK" receive --listen $port > $T/recv.log 2>&1 & recv=$!
 sleep 0.3
 "$LAB" exec 1 "$CK" send $src $node2:$port > $T/send.log 2>&1 & send=$!
-sleep 0.05; kill -9 $recv 2>/dev/null
+for _ in $(seq 1 400); do pgrep -P $recv >/dev/null && break; sleep 0.005; done; kill -9 $recv 2>/dev/null # once the husk exists: mid-stream
 wait $send; rc=$?
 wait $src; src_rc=$?
 [ $rc != 0 ] && [ $src_rc = 0 ] && grep -q '^PASS' $T/big.out && ok "receiver killed mid-stream: the original finished on node 1" \

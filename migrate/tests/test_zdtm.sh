@@ -185,7 +185,7 @@ wait_ready $d/big
 "$CK" receive --listen $port > $d/recv.log 2>&1 & recv=$!
 sleep 0.2
 "$CK" send $big 127.0.0.1:$port > $d/send.log 2>&1 & send=$!
-sleep 0.05; kill -9 $recv
+for _ in $(seq 1 400); do pgrep -P $recv >/dev/null && break; sleep 0.005; done; kill -9 $recv # once the husk exists: mid-stream
 wait $send; src=$?
 wait $big; brc=$?
 [ $src != 0 ] && [ $brc = 0 ] && grep -q '^PASS' $d/big && ok "receiver killed mid-stream: sender fails ($(tail -1 $d/send.log | cut -c1-80)), original finishes" \
@@ -205,10 +205,11 @@ wait $recv; echo "exit $?" >> $d/sig
 # stay reasons: refused with the reason, the process untouched
 sleep 30 & s1=$!; pids+=($s1)
 $PY -c 'import threading, time; t = threading.Thread(target=time.sleep, args=(30,)); t.start(); t.join()' & s2=$!; pids+=($s2)
-sleep 0.3
+for _ in $(seq 1 500); do grep -q 'Threads:.*2' /proc/$s2/status 2>/dev/null && break; sleep 0.01; done
 out=$("$CK" check $s2 2>&1); [ $? != 0 ] && grep -q "threads" <<<"$out" && ok "threads refused: $out" || bad "threads: $out"
 out=$("$CK" dump $s2 $d/x 2>&1); [ $? != 0 ] && kill -0 $s2 && [ ! -e $d/x ] && ok "dump of a threaded process refused, it runs on" || bad "threaded dump: $out"
-$PY -c 'import os, time; r, w = os.pipe(); time.sleep(30)' & s3=$!; pids+=($s3); sleep 0.3
+$PY -c 'import os, time; r, w = os.pipe(); time.sleep(30)' & s3=$!; pids+=($s3)
+for _ in $(seq 1 500); do [ -e /proc/$s3/fd/4 ] && break; sleep 0.01; done
 out=$("$CK" check $s3 2>&1); [ $? != 0 ] && grep -q "fd 3 is a pipe" <<<"$out" && ok "pipe fd refused: $out" || bad "pipe fd: $out"
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
 kill -STOP $s1
