@@ -60,7 +60,8 @@ MOS_NO_PAGEMAP_SCAN=1 run_pair filemap-pagemap 0.1 "$B/zdtm_filemap_pie"
 # stdout a pipe: fd 1 of the restored process is the restorer's own
 d=$T/pipe; mkdir -p $d
 ZDTM_STEPS=20 "$B/zdtm_tls_pie" | cat > $d/ref
-(ZDTM_STEPS=20 exec "$B/zdtm_tls_pie" | cat > $d/mig1) & sleep 0.2
+(ZDTM_STEPS=20 exec "$B/zdtm_tls_pie" | cat > $d/mig1) &
+wait_ready $d/mig1
 pid=$(pgrep -n -f "$B/zdtm_tls_pie")
 if "$CK" dump "$pid" $d/img >/dev/null 2>&1 && "$CK" restore $d/img > $d/mig2; then
     wait; cat $d/mig1 $d/mig2 > $d/mig
@@ -91,8 +92,13 @@ wait_ready $d/out
 if "$CK" dump $pid $d/img > /dev/null 2>&1; then
     wait $pid 2>/dev/null
     "$CK" restore $d/img > /dev/null 2>&1 & rpid=$!
-    sleep 0.3
-    copy=$(pgrep -P $rpid | head -1)
+    copy=""
+    for _ in $(seq 1 500); do # until the copy runs: its own name back, no tracer
+        copy=$(pgrep -P $rpid | head -1)
+        [ -n "$copy" ] && grep -q '^zdtm_tls_pie' /proc/$copy/comm 2>/dev/null &&
+            grep -q 'TracerPid:[[:space:]]*0$' /proc/$copy/status 2>/dev/null && break
+        sleep 0.01
+    done
     kill -TERM $rpid; wait $rpid; rc=$?
     sleep 0.1
     [ $rc = 143 ] && [ -n "$copy" ] && ! kill -0 $copy 2>/dev/null \
