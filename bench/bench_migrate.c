@@ -179,6 +179,7 @@ static int migrate_tcp(const struct hog *h, const char *husk, struct run *out, p
     fd = connect_loopback(port);
     uint64_t t0 = mos_clock_now_ns();
     rc = fd < 0 ? -errno : mos_dump_freeze(h->pid, NULL, &d);
+    int frozen = rc == 0;
     if (rc == 0) {
         mos_img_io_fd_init(&io, fd);
         rc = mos_dump_write(d, &io);
@@ -196,7 +197,7 @@ static int migrate_tcp(const struct hog *h, const char *husk, struct run *out, p
         mos_dump_commit(d);
         *copy = (pid_t)(intptr_t)rv.r;
     } else {
-        if (rc == 0)
+        if (frozen)
             mos_dump_abort(d);
         rc = rc ? rc : rv.rc;
     }
@@ -234,6 +235,7 @@ static int migrate_file(const struct hog *h, const char *husk, const char *path,
     uint64_t t1 = mos_clock_now_ns();
     lseek(fd, 0, SEEK_SET);
     rc = mos_restore_prepare(&io, &opts, &r);
+    mos_img_io_fd_release(&io);
     close(fd);
     unlink(path);
     if (rc != 0) {
@@ -247,6 +249,30 @@ static int migrate_file(const struct hog *h, const char *husk, const char *path,
     out->restore_ms = (t2 - t1) / 1e6;
     out->total_ms = (t2 - t0) / 1e6;
     return rc;
+}
+
+/* One migration of a fresh hog of size bytes, checked and cleaned up. 0 or 1 (reported). */
+static int migrate_once(int tcp, uint64_t size, const char *husk, const char *path,
+                        struct run *r)
+{
+    struct hog h = {0};
+    pid_t copy = -1;
+    int rc = hog_start(size, &h);
+
+    memset(r, 0, sizeof(*r));
+    if (rc == 0)
+        rc = tcp ? migrate_tcp(&h, husk, r, &copy) : migrate_file(&h, husk, path, r, &copy);
+    int verified = rc == 0 && hog_verify(copy, &h) == 0;
+    if (h.pid > 0)
+        reap(h.pid);
+    if (copy > 0)
+        reap(copy);
+    if (rc != 0 || !verified) {
+        fprintf(stderr, "mosbench migrate: %llu MiB: %s\n", (unsigned long long)(size >> 20),
+                rc ? mos_strerror(rc) : "the restored memory differs");
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- the floor */
@@ -393,6 +419,7 @@ int bench_migrate(int argc, char **argv)
 {
     uint64_t sizes[MAX_SIZES] = {16ull << 20, 64ull << 20, 256ull << 20, 1ull << 30};
     int nsizes = 4, tcp = 0;
+    unsigned repeat = 2;
     char husk[PATH_MAX], path[PATH_MAX];
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 
@@ -405,6 +432,11 @@ int bench_migrate(int argc, char **argv)
                     return 2;
                 }
                 nsizes++;
+            }
+        } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
+            if (bench_parse_uint(argv[++i], &repeat) != 0 || repeat < 1 || repeat > 20) {
+                fprintf(stderr, "mosbench migrate: --repeat takes 1..20\n");
+                return 2;
             }
         } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             i++;
@@ -428,28 +460,27 @@ int bench_migrate(int argc, char **argv)
     }
     mos_restore_husk_path(husk, sizeof(husk));
     snprintf(path, sizeof(path), "%s/mosbench-migrate.%d.img", dir, (int)getpid());
-    printf("migrate: backend %s, husk %s%s%s\n", tcp ? "tcp (loopback)" : "file", husk,
-           tcp ? "" : ", images in ", tcp ? "" : dir);
+    printf("migrate: backend %s, husk %s%s%s, best of %u runs per size\n",
+           tcp ? "tcp (loopback)" : "file", husk, tcp ? "" : ", images in ", tcp ? "" : dir,
+           repeat);
     printf("%8s %9s %10s %10s %11s %10s %10s %8s\n", "size", "pages", "freeze_ms", "capture_ms",
            "transfer_ms", "restore_ms", "total_ms", "GB/s");
     double x[MAX_SIZES], y[MAX_SIZES], freeze_1g = -1, total_1g = -1;
     uint64_t biggest = 0;
+    /* one unmeasured migration first (thread stacks, the husk in the page cache...) */
+    struct run warm;
+    if (migrate_once(tcp, sizes[0] < (16ull << 20) ? sizes[0] : (16ull << 20), husk, path,
+                     &warm) != 0)
+        return 1;
     for (int i = 0; i < nsizes; i++) {
-        struct hog h;
         struct run r = {0};
-        pid_t copy = -1;
-        int rc = hog_start(sizes[i], &h);
-        if (rc == 0)
-            rc = tcp ? migrate_tcp(&h, husk, &r, &copy) : migrate_file(&h, husk, path, &r, &copy);
-        int verified = rc == 0 && hog_verify(copy, &h) == 0;
-        reap(h.pid);
-        if (copy > 0)
-            reap(copy);
-        if (rc != 0 || !verified) {
-            fprintf(stderr, "mosbench migrate: %llu MiB: %s\n",
-                    (unsigned long long)(sizes[i] >> 20),
-                    rc ? mos_strerror(rc) : "the restored memory differs");
-            return 1;
+        /* best of repeat runs: this machine is shared, the fastest run is the least disturbed */
+        for (unsigned k = 0; k < repeat; k++) {
+            struct run one;
+            if (migrate_once(tcp, sizes[i], husk, path, &one) != 0)
+                return 1;
+            if (k == 0 || one.total_ms < r.total_ms)
+                r = one;
         }
         x[i] = (double)(sizes[i] / PAGE);
         y[i] = r.total_ms;
@@ -464,17 +495,31 @@ int bench_migrate(int argc, char **argv)
         if (sizes[i] > biggest)
             biggest = sizes[i];
     }
+    /* the fixed part measured directly: a process with one page of its own */
+    struct run tiny;
+    double tiny_ms = -1;
+    for (int k = 0; k < 3; k++)
+        if (migrate_once(tcp, PAGE, husk, path, &tiny) == 0 &&
+            (tiny_ms < 0 || tiny.total_ms < tiny_ms))
+            tiny_ms = tiny.total_ms;
     double a, b, r2;
     fit(x, y, nsizes, &a, &b, &r2);
     double gbps = b > 0 ? PAGE / (b * 1e6) : 0; /* ms per page -> GB/s */
     uint64_t floor_size = biggest < (256ull << 20) ? biggest : (256ull << 20);
-    double tgbps = floor_transport(tcp, floor_size, path), fgbps = floor_fill(floor_size);
+    double tgbps = 0, fgbps = 0;
+    for (unsigned k = 0; k < repeat; k++) { /* best of repeat, like the migrations */
+        double t = floor_transport(tcp, floor_size, path), f = floor_fill(floor_size);
+        tgbps = t > tgbps ? t : tgbps;
+        fgbps = f > fgbps ? f : fgbps;
+    }
     double floor = tgbps < fgbps ? tgbps : fgbps;
     printf("fit: time = %.2f ms + %.3f us x pages (R^2 %.4f): %.3f GB/s per page\n", a, b * 1e3,
            r2, gbps);
     printf("floor (%llu MiB): %s %.3f GB/s, fresh-memory fill %.3f GB/s -> %.3f GB/s\n",
            (unsigned long long)(floor_size >> 20), tcp ? "tcp loopback" : "file write+read",
            tgbps, fgbps, floor);
+    printf("smallest migration (a hog with one page of its own, %llu pages present in all): "
+           "%.2f ms\n", (unsigned long long)tiny.pages, tiny_ms);
     printf("reference: CRIU 4.2 page server, 1 GiB in about 5.9 s, about 100 ms fixed\n");
     char f1g[32] = "NA", t1g[32] = "NA";
     if (freeze_1g >= 0) {

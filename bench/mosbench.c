@@ -28,7 +28,7 @@ static const struct {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,
-     "[--sizes 16M,64M,256M,1G] [--backend file|tcp]: checkpoint/migration cost and its floor"},
+     "[--sizes 16M,64M,256M,1G] [--backend file|tcp] [--repeat N]: migration cost, floor"},
     {"transport", bench_transport,
      "--backend tcp|verbs [--bytes N] [--slot S] [--qps Q]: page-run throughput and control "
      "round trip vs raw sockets / perftest"},

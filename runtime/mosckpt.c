@@ -21,11 +21,11 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: mosckpt dump PID FILE [--leave-running] [--close-other-fds]\n"
+            "usage: mosckpt dump PID FILE [--leave-running] [--close-other-fds] [--carry-files]\n"
             "       mosckpt restore FILE [--detach]\n"
             "       mosckpt info FILE [--json]\n"
             "       mosckpt check PID\n"
-            "       mosckpt send PID HOST:PORT [--close-other-fds]\n"
+            "       mosckpt send PID HOST:PORT [--close-other-fds] [--carry-files]\n"
             "       mosckpt receive --listen PORT [--detach]\n");
 }
 
@@ -61,14 +61,16 @@ static int parse_flags(int argc, char **argv, int first, const char *const *allo
 
 static int cmd_dump(int argc, char **argv)
 {
-    static const char *const flags[] = {"--leave-running", "--close-other-fds", NULL};
-    int set[2] = {0};
+    static const char *const flags[] = {"--leave-running", "--close-other-fds", "--carry-files",
+                                        NULL};
+    int set[3] = {0};
     pid_t pid;
     struct mos_dump_stats st;
 
     if (argc < 2 || parse_pid(argv[0], &pid) || parse_flags(argc, argv, 2, flags, set))
-        return bad_usage("dump needs PID FILE [--leave-running] [--close-other-fds]");
-    struct mos_dump_opts opts = {.close_other_fds = set[1]};
+        return bad_usage("dump needs PID FILE [--leave-running] [--close-other-fds] "
+                         "[--carry-files]");
+    struct mos_dump_opts opts = {.close_other_fds = set[1], .carry_files = set[2]};
     if (mos_migrate_checkpoint(pid, argv[1], &opts, set[0], &st) != 0)
         return 1;
     printf("dumped pid %d to %s: %llu pages (%llu zero pages skipped), %.1f MiB, freeze %.2f ms, "
@@ -97,6 +99,7 @@ static int cmd_restore(int argc, char **argv)
     mos_img_io_fd_init(&io, fd);
     struct mos_restore_opts opts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
     rc = mos_restore_prepare(&io, &opts, &r);
+    mos_img_io_fd_release(&io);
     close(fd);
     if (rc != 0)
         return 1;
@@ -223,6 +226,7 @@ static int cmd_info(int argc, char **argv)
     }
     mos_img_io_fd_init(&io, fd);
     rc = mos_image_info_read(&io, &info);
+    mos_img_io_fd_release(&io);
     close(fd);
     if (rc != 0)
         return 1;
@@ -291,21 +295,21 @@ static int tcp_accept_one(const char *port)
 
 static int cmd_send(int argc, char **argv)
 {
-    static const char *const flags[] = {"--close-other-fds", NULL};
-    int set[1] = {0};
+    static const char *const flags[] = {"--close-other-fds", "--carry-files", NULL};
+    int set[2] = {0};
     pid_t pid;
     struct mos_img_io io;
     struct mos_dump_stats st;
 
     if (argc < 2 || parse_pid(argv[0], &pid) || parse_flags(argc, argv, 2, flags, set))
-        return bad_usage("send needs PID HOST:PORT [--close-other-fds]");
+        return bad_usage("send needs PID HOST:PORT [--close-other-fds] [--carry-files]");
     int fd = tcp_connect(argv[1]);
     if (fd < 0) {
         fprintf(stderr, "mosckpt: cannot connect to %s: %s\n", argv[1], mos_strerror(fd));
         return 1;
     }
     mos_img_io_fd_init(&io, fd);
-    struct mos_dump_opts opts = {.close_other_fds = set[0]};
+    struct mos_dump_opts opts = {.close_other_fds = set[0], .carry_files = set[1]};
     int rc = mos_migrate_send(pid, &opts, &io, &st);
     close(fd);
     if (rc != 0)

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,8 @@ struct rseq_config_k { /* struct ptrace_rseq_configuration (5.13) */
 
 #define PAGE 4096ull
 #define PM_CHUNK 65536
-#define BATCH_PAGES 1024 /* pages per process_vm_readv: 4 MiB, at most UIO_MAXIOV runs */
+#define BATCH_PAGES 256 /* pages per process_vm_readv (1 MiB, at most as many runs): the
+                          * buffer stays in L2 while it is checked, hashed and written */
 
 struct mos_dump {
     pid_t pid;
@@ -397,7 +399,7 @@ struct vma_cap {
     char path[MOS_VMA_PATH_MAX];
 };
 
-static int smaps_growsdown(pid_t pid, struct vma_cap *vmas, size_t n)
+static int smaps_flags(pid_t pid, struct vma_cap *vmas, size_t n)
 {
     char path[64], *line = NULL;
     size_t cap = 0, i = 0;
@@ -412,6 +414,18 @@ static int smaps_growsdown(pid_t pid, struct vma_cap *vmas, size_t n)
         if (strncmp(line, "VmFlags:", 8) == 0) {
             if (i > 0 && strstr(line, " gd"))
                 vmas[i - 1].v.flags |= MOS_VMA_F_GROWSDOWN;
+            static const struct {
+                const char *name;
+                uint32_t flag;
+            } vmflags[] = {
+                /* big reservations (ASan shadow, Go/JVM heaps) map again only uncharged */
+                {" nr", MOS_VMA_F_NORESERVE},  {" hg", MOS_VMA_F_HUGEPAGE},
+                {" nh", MOS_VMA_F_NOHUGEPAGE}, {" dd", MOS_VMA_F_DONTDUMP},
+                {" dc", MOS_VMA_F_DONTFORK},   {" wf", MOS_VMA_F_WIPEONFORK},
+            };
+            for (size_t k = 0; i > 0 && k < sizeof(vmflags) / sizeof(vmflags[0]); k++)
+                if (strstr(line, vmflags[k].name))
+                    vmas[i - 1].v.flags |= vmflags[k].flag;
         } else if (sscanf(line, "%llx-", &start) == 1 && strchr(line, ' ') &&
                    line[strcspn(line, " ") - 0] == ' ' && strchr(line, '-') < strchr(line, ' ')) {
             while (i < n && vmas[i].v.start < start)
@@ -477,9 +491,9 @@ static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
             c->v.size = (uint64_t)mapped.st_size;
             c->v.mtime_ns = (uint64_t)mapped.st_mtim.tv_sec * MOS_NSEC_PER_SEC +
                             (uint64_t)mapped.st_mtim.tv_nsec;
-            c->v.kind = m->shared ? MOS_VMA_FILE_SHARED
-                        : same    ? MOS_VMA_FILE_PRIVATE
-                                  : MOS_VMA_FILE_COPY;
+            c->v.kind = m->shared                       ? MOS_VMA_FILE_SHARED
+                        : same && !d->opts.carry_files ? MOS_VMA_FILE_PRIVATE
+                                                       : MOS_VMA_FILE_COPY;
             if (m->shared && !same) {
                 mos_err("migrate", "pid %d stays: it maps %s shared, and that path now names "
                         "another file", (int)d->pid, m->path);
@@ -490,7 +504,7 @@ static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
         c->v.path_len = (uint32_t)strlen(c->path);
         n++;
     }
-    rc = smaps_growsdown(d->pid, v, n);
+    rc = smaps_flags(d->pid, v, n);
 out:
     mos_vma_list_free(&list);
     if (rc != 0) {
@@ -504,15 +518,42 @@ out:
 
 /* ---- pages */
 
+/* Pages are read, checked for zeros and checksummed here, and written to the stream by a
+ * writer thread, so reading the process overlaps sending (or writing the file). */
+#define PIPE_SLOTS 4
+
+struct page_rec {
+    struct mos_rec_pages ph;
+    struct mos_img_sealed sealed;
+};
+
+struct page_slot {
+    uint8_t *buf;                                /* BATCH_PAGES pages */
+    struct page_rec recs[BATCH_PAGES]; /* runs of non-zero pages: at most one per page */
+    int nrecs;
+};
+
+struct page_pipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct page_slot slots[PIPE_SLOTS];
+    unsigned head, tail; /* written at head, filled at tail */
+    int done, rc;
+    struct mos_img_writer *w;
+    uint64_t write_ns;
+};
+
 struct page_batch {
     struct mos_dump *d;
     struct mos_img_writer *w;
-    uint8_t *buf;                    /* BATCH_PAGES pages */
+    struct page_pipe *pipe;
+    uint8_t *buf;                    /* the slot being filled */
     struct iovec remote[BATCH_PAGES]; /* runs, in address order */
     int nruns;
     size_t npages;
     int vma_start; /* the next page opens a new VMA: runs never span two (restore checks) */
     int scan_ok;   /* PAGEMAP_SCAN works here (until it fails with ENOTTY/EINVAL) */
+    uint64_t read_ns, emit_ns, zero_ns; /* where the time goes, for MOS_LOG=debug */
     struct page_region *regions; /* SCAN_REGIONS */
     uint64_t *pm;                /* PM_CHUNK pagemap entries */
 };
@@ -528,15 +569,73 @@ static int page_is_zero(const uint8_t *p)
     return acc == 0;
 }
 
-static int batch_emit(struct page_batch *b, uint64_t addr, const uint8_t *data, size_t npages)
+static void batch_emit(struct page_batch *b, struct page_slot *slot, uint64_t addr,
+                       const uint8_t *data, size_t npages)
 {
-    struct mos_rec_pages hdr = {.addr = addr, .npages = npages};
-    struct iovec parts[2] = {{&hdr, sizeof(hdr)}, {(void *)data, npages * PAGE}};
-    int rc = mos_img_put(b->w, MOS_REC_PAGES, parts, 2);
+    struct page_rec *r = &slot->recs[slot->nrecs++];
+    uint64_t t0 = mos_clock_now_ns();
 
-    if (rc == 0)
-        b->w->pages += npages;
+    r->ph = (struct mos_rec_pages){.addr = addr, .npages = npages};
+    struct iovec parts[2] = {{&r->ph, sizeof(r->ph)}, {(void *)data, npages * PAGE}};
+    mos_img_seal(&r->sealed, MOS_REC_PAGES, parts, 2);
+    b->emit_ns += mos_clock_now_ns() - t0;
+}
+
+static void *page_writer(void *arg)
+{
+    struct page_pipe *pp = arg;
+    int rc = 0;
+
+    for (;;) {
+        pthread_mutex_lock(&pp->mu);
+        while (pp->head == pp->tail && !pp->done)
+            pthread_cond_wait(&pp->cv, &pp->mu);
+        if (pp->head == pp->tail) {
+            pthread_mutex_unlock(&pp->mu);
+            break;
+        }
+        struct page_slot *slot = &pp->slots[pp->head % PIPE_SLOTS];
+        pthread_mutex_unlock(&pp->mu);
+        uint64_t t0 = mos_clock_now_ns();
+        struct mos_img_sealed sealed[BATCH_PAGES];
+        uint64_t pages = 0;
+        for (int i = 0; i < slot->nrecs; i++) {
+            sealed[i] = slot->recs[i].sealed;
+            pages += slot->recs[i].ph.npages;
+        }
+        rc = mos_img_put_sealed(pp->w, sealed, slot->nrecs);
+        pp->write_ns += mos_clock_now_ns() - t0;
+        pthread_mutex_lock(&pp->mu);
+        pp->w->pages += pages;
+        pp->head++;
+        if (rc != 0)
+            pp->rc = rc;
+        pthread_cond_broadcast(&pp->cv);
+        pthread_mutex_unlock(&pp->mu);
+        if (rc != 0)
+            break;
+    }
+    return NULL;
+}
+
+/* The next free slot for the reading side, or the writer's error. */
+static int slot_take(struct page_pipe *pp, struct page_slot **out)
+{
+    pthread_mutex_lock(&pp->mu);
+    while (pp->tail - pp->head == PIPE_SLOTS && pp->rc == 0)
+        pthread_cond_wait(&pp->cv, &pp->mu);
+    int rc = pp->rc;
+    *out = &pp->slots[pp->tail % PIPE_SLOTS];
+    pthread_mutex_unlock(&pp->mu);
     return rc;
+}
+
+static void slot_publish(struct page_pipe *pp)
+{
+    pthread_mutex_lock(&pp->mu);
+    pp->tail++;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
 }
 
 static int batch_flush(struct page_batch *b)
@@ -546,9 +645,19 @@ static int batch_flush(struct page_batch *b)
     size_t done = 0;
     int rc = 0;
 
+    struct page_slot *slot;
+
     if (b->nruns == 0)
         return 0;
+    rc = slot_take(b->pipe, &slot);
+    if (rc != 0)
+        return rc;
+    b->buf = slot->buf;
+    slot->nrecs = 0;
+    local.iov_base = b->buf;
+    uint64_t t0 = mos_clock_now_ns();
     got = process_vm_readv(b->d->pid, &local, 1, b->remote, (unsigned long)b->nruns, 0);
+    b->read_ns += mos_clock_now_ns() - t0;
     if (got < 0)
         got = 0;
     /* What process_vm_readv could not reach (no read permission): /proc/PID/mem. */
@@ -575,8 +684,8 @@ static int batch_flush(struct page_batch *b)
             int zero = k < np && page_is_zero(b->buf + (done + k) * PAGE);
             if (k == np || zero) {
                 if (k > start)
-                    rc = batch_emit(b, addr + start * PAGE, b->buf + (done + start) * PAGE,
-                                    k - start);
+                    batch_emit(b, slot, addr + start * PAGE, b->buf + (done + start) * PAGE,
+                               k - start);
                 start = k + 1;
                 if (zero)
                     b->d->stats.zero_pages++;
@@ -586,6 +695,8 @@ static int batch_flush(struct page_batch *b)
     }
     b->nruns = 0;
     b->npages = 0;
+    if (rc == 0)
+        slot_publish(b->pipe);
     return rc;
 }
 
@@ -715,32 +826,63 @@ static int pages_write(struct mos_dump *d, struct mos_img_writer *w, struct vma_
 {
     char path[64];
     struct page_batch *b = calloc(1, sizeof(*b));
-    int rc = 0, fd;
+    struct page_pipe *pp = calloc(1, sizeof(*pp));
+    pthread_t writer;
+    int rc = 0, fd = -1;
 
-    if (!b)
-        return -ENOMEM;
+    if (!b || !pp) {
+        rc = -ENOMEM;
+        goto out;
+    }
     b->d = d;
     b->w = w;
-    b->buf = aligned_alloc(PAGE, BATCH_PAGES * PAGE);
+    b->pipe = pp;
+    pp->w = w;
+    pthread_mutex_init(&pp->mu, NULL);
+    pthread_cond_init(&pp->cv, NULL);
+    for (int i = 0; i < PIPE_SLOTS; i++)
+        if (!(pp->slots[i].buf = aligned_alloc(PAGE, BATCH_PAGES * PAGE)))
+            rc = -ENOMEM;
     b->pm = malloc(PM_CHUNK * sizeof(uint64_t));
     b->regions = malloc(SCAN_REGIONS * sizeof(struct page_region));
     b->scan_ok = getenv("MOS_NO_PAGEMAP_SCAN") == NULL;
     snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)d->pid);
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (!b->buf || !b->pm || !b->regions || fd < 0) {
+    if (rc != 0 || !b->pm || !b->regions || fd < 0) {
         rc = fd < 0 ? mos_errno_status() : -ENOMEM;
-        goto out;
+        goto out_sync;
+    }
+    if (pthread_create(&writer, NULL, page_writer, pp) != 0) {
+        rc = -EAGAIN;
+        goto out_sync;
     }
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = vma_pages(b, fd, &v[i].v);
     if (rc == 0)
         rc = batch_flush(b);
+    pthread_mutex_lock(&pp->mu);
+    pp->done = 1;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
+    pthread_join(writer, NULL);
+    if (rc == 0)
+        rc = pp->rc;
+    mos_dbg("migrate", "pid %d: pages: reading %.1f ms, checksums %.1f ms, writing %.1f ms",
+            (int)d->pid, b->read_ns / 1e6, b->emit_ns / 1e6, pp->write_ns / 1e6);
+out_sync:
+    pthread_mutex_destroy(&pp->mu);
+    pthread_cond_destroy(&pp->cv);
 out:
     if (fd >= 0)
         close(fd);
-    free(b->buf);
-    free(b->pm);
-    free(b->regions);
+    if (pp)
+        for (int i = 0; i < PIPE_SLOTS; i++)
+            free(pp->slots[i].buf);
+    free(pp);
+    if (b) {
+        free(b->pm);
+        free(b->regions);
+    }
     free(b);
     return rc;
 }

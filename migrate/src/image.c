@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifndef SS_AUTODISARM
 #define SS_AUTODISARM (1u << 31) /* linux/signal.h, not in glibc 2.36 headers */
@@ -32,7 +34,13 @@ static int fd_writev(struct mos_img_io *io, const struct iovec *iov_in, int iovc
             iov[n++] = iov_in[i];
     struct iovec *cur = iov;
     while (n > 0) {
-        ssize_t w = writev(io->fd, cur, n);
+        /* sendmsg on sockets: a peer gone is EPIPE, not SIGPIPE ending the whole program */
+        struct msghdr msg = {.msg_iov = cur, .msg_iovlen = (size_t)n};
+        ssize_t w = io->not_socket ? -1 : sendmsg(io->fd, &msg, MSG_NOSIGNAL);
+        if (w < 0 && !io->not_socket && errno == ENOTSOCK)
+            io->not_socket = 1;
+        if (io->not_socket)
+            w = writev(io->fd, cur, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
@@ -61,16 +69,50 @@ static ssize_t fd_read(struct mos_img_io *io, void *buf, size_t len)
     }
 }
 
+/* A regular file is read through one mapping: no copy into a buffer before the pages are
+ * checked and written into the process. Pipes and sockets answer -ENOTSUP. */
+static int fd_map(struct mos_img_io *io, size_t len, const void **data)
+{
+    if (!io->map_base) {
+        struct stat st;
+        off_t pos = lseek(io->fd, 0, SEEK_CUR);
+        if (fstat(io->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0 || pos < 0)
+            return -ENOTSUP;
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, io->fd, 0);
+        if (m == MAP_FAILED)
+            return -ENOTSUP;
+        madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
+        io->map_base = m;
+        io->map_len = (size_t)st.st_size;
+        io->map_pos = (size_t)pos;
+    }
+    if (io->map_len - io->map_pos < len) {
+        io->map_pos = io->map_len;
+        return MOS_E_TRUNCATED;
+    }
+    *data = io->map_base + io->map_pos;
+    io->map_pos += len;
+    return 0;
+}
+
 const struct mos_img_io_ops mos_img_io_fd_ops = {
     .writev = fd_writev,
     .read = fd_read,
+    .map = fd_map,
 };
 
 void mos_img_io_fd_init(struct mos_img_io *io, int fd)
 {
+    memset(io, 0, sizeof(*io));
     io->ops = &mos_img_io_fd_ops;
     io->fd = fd;
-    io->arg = NULL;
+}
+
+void mos_img_io_fd_release(struct mos_img_io *io)
+{
+    if (io->map_base)
+        munmap((void *)io->map_base, io->map_len);
+    io->map_base = NULL;
 }
 
 /* ---- records */
@@ -119,12 +161,72 @@ int mos_img_put(struct mos_img_writer *w, uint32_t magic, const struct iovec *pa
     return 0;
 }
 
+void mos_img_seal(struct mos_img_sealed *s, uint32_t magic, const struct iovec *parts,
+                  int nparts)
+{
+    XXH3_state_t st;
+
+    memset(&s->hdr, 0, sizeof(s->hdr));
+    s->hdr.magic = magic;
+    s->hdr.version = 1;
+    s->nparts = nparts;
+    for (int i = 0; i < nparts; i++) {
+        s->hdr.len += parts[i].iov_len;
+        s->parts[i] = parts[i];
+    }
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, &s->hdr, sizeof(s->hdr));
+    for (int i = 0; i < nparts; i++)
+        XXH3_64bits_update(&st, parts[i].iov_base, parts[i].iov_len);
+    s->sum = XXH3_64bits_digest(&st);
+}
+
+int mos_img_put_sealed(struct mos_img_writer *w, const struct mos_img_sealed *recs, int n)
+{
+    enum { PER_CALL = 15 }; /* 4 iovecs each: within the fd writev's 64 */
+    struct iovec iov[PER_CALL * 4];
+
+    for (int first = 0; first < n; first += PER_CALL) {
+        int k = 0, last = first + PER_CALL < n ? first + PER_CALL : n;
+        uint64_t bytes = 0;
+        for (int i = first; i < last; i++) {
+            const struct mos_img_sealed *s = &recs[i];
+            iov[k++] = (struct iovec){(void *)&s->hdr, sizeof(s->hdr)};
+            for (int p = 0; p < s->nparts; p++)
+                iov[k++] = s->parts[p];
+            iov[k++] = (struct iovec){(void *)&s->sum, sizeof(s->sum)};
+            bytes += sizeof(s->hdr) + s->hdr.len + sizeof(s->sum);
+        }
+        int rc = w->io->ops->writev(w->io, iov, k);
+        if (rc != 0)
+            return rc;
+        w->records += (uint64_t)(last - first);
+        w->bytes += bytes;
+    }
+    return 0;
+}
+
 int mos_img_put_end(struct mos_img_writer *w)
 {
     struct mos_rec_end end = {.pages = w->pages, .records = w->records + 1};
     struct iovec part = {&end, sizeof(end)};
 
     return mos_img_put(w, MOS_REC_END, &part, 1);
+}
+
+/* Map the next len bytes if the io can; 1 when it cannot (read them instead). */
+static int map_next(struct mos_img_reader *r, size_t len, const void **data)
+{
+    if (r->no_map || !r->io->ops->map)
+        return 1;
+    int rc = r->io->ops->map(r->io, len, data);
+    if (rc == -ENOTSUP) {
+        r->no_map = 1;
+        return 1;
+    }
+    if (rc == 0)
+        r->bytes += len;
+    return rc;
 }
 
 static int read_full(struct mos_img_reader *r, void *buf, size_t len)
@@ -174,7 +276,13 @@ int mos_img_get(struct mos_img_reader *r, uint32_t *magic, const uint8_t **paylo
     uint64_t sum, want;
     int rc;
 
-    rc = read_full(r, &hdr, sizeof(hdr));
+    const void *mapped;
+    const uint8_t *data;
+    rc = map_next(r, sizeof(hdr), &mapped);
+    if (rc == 1)
+        rc = read_full(r, &hdr, sizeof(hdr));
+    else if (rc == 0)
+        memcpy(&hdr, mapped, sizeof(hdr));
     if (rc != 0)
         goto io_error;
     uint64_t max = rec_max_len(hdr.magic);
@@ -187,29 +295,36 @@ int mos_img_get(struct mos_img_reader *r, uint32_t *magic, const uint8_t **paylo
     }
     if (hdr.zero != 0 || hdr.len > max)
         return img_bad(r, "record length out of range");
-    if (hdr.len > r->cap) {
-        size_t cap = hdr.len < 65536 ? 65536 : (size_t)hdr.len;
-        uint8_t *b = realloc(r->buf, cap);
-        if (!b)
-            return -ENOMEM;
-        r->buf = b;
-        r->cap = cap;
+    rc = map_next(r, (size_t)hdr.len + sizeof(sum), &mapped);
+    if (rc == 0) {
+        data = mapped;
+        memcpy(&sum, data + hdr.len, sizeof(sum));
+    } else if (rc == 1) {
+        if (hdr.len > r->cap) {
+            size_t cap = hdr.len < 65536 ? 65536 : (size_t)hdr.len;
+            uint8_t *b = realloc(r->buf, cap);
+            if (!b)
+                return -ENOMEM;
+            r->buf = b;
+            r->cap = cap;
+        }
+        data = r->buf;
+        rc = read_full(r, r->buf, (size_t)hdr.len);
+        if (rc == 0)
+            rc = read_full(r, &sum, sizeof(sum));
     }
-    rc = read_full(r, r->buf, (size_t)hdr.len);
-    if (rc == 0)
-        rc = read_full(r, &sum, sizeof(sum));
     if (rc != 0)
         goto io_error;
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
     XXH3_64bits_update(&st, &hdr, sizeof(hdr));
-    XXH3_64bits_update(&st, r->buf, (size_t)hdr.len);
+    XXH3_64bits_update(&st, data, (size_t)hdr.len);
     want = XXH3_64bits_digest(&st);
     if (sum != want)
         return img_bad(r, "checksum mismatch");
     r->records++;
     *magic = hdr.magic;
-    *payload = r->buf;
+    *payload = data;
     *len = (size_t)hdr.len;
     return 0;
 io_error:
@@ -378,7 +493,7 @@ static int meta_vmas(struct mos_img_reader *r, struct mos_img_meta *m)
             v->v.end > MOS_IMG_USER_TOP || v->v.start < 4096 ||
             (v->v.prot & ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC)) ||
             v->v.kind < MOS_VMA_ANON || v->v.kind > MOS_VMA_VDSO ||
-            (v->v.flags & ~MOS_VMA_F_GROWSDOWN) || (i > 0 && v->v.start < m->vmas[i - 1].v.end))
+            (v->v.flags & ~MOS_VMA_F_ALL) || (i > 0 && v->v.start < m->vmas[i - 1].v.end))
             return img_bad(r, "VMAS record: entry out of range or overlapping");
     }
     if (p != end)

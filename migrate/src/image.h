@@ -16,14 +16,28 @@ struct mos_img_writer {
 
 /* Write one record whose payload is the concatenation of parts. 0 or the io's error. */
 int mos_img_put(struct mos_img_writer *w, uint32_t magic, const struct iovec *parts, int nparts);
+
+/* A record with its header and checksum computed ahead of writing, so one thread can hash
+ * while another writes. The payload parts stay owned by the caller. */
+struct mos_img_sealed {
+    struct mos_rec_hdr hdr;
+    uint64_t sum;
+    struct iovec parts[2];
+    int nparts;
+};
+void mos_img_seal(struct mos_img_sealed *s, uint32_t magic, const struct iovec *parts,
+                  int nparts);
+/* Write n sealed records, several per writev. 0 or the io's error. */
+int mos_img_put_sealed(struct mos_img_writer *w, const struct mos_img_sealed *recs, int n);
 /* The END record with the writer's totals. */
 int mos_img_put_end(struct mos_img_writer *w);
 
 struct mos_img_reader {
     struct mos_img_io *io;
     uint64_t records, pages, bytes;
-    uint8_t *buf; /* payload of the last record read */
+    uint8_t *buf; /* payload of the last record read (unless the io mapped it) */
     size_t cap;
+    int no_map;   /* the io cannot map: read into buf */
 };
 
 /* Read the next record: header checks (known magic, version, length within the limit of its

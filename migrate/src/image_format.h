@@ -87,7 +87,15 @@ enum mos_vma_kind {
     MOS_VMA_FILE_COPY,       /* private file map whose file changed: all contents carried */
     MOS_VMA_VDSO,            /* [vdso], [vvar], [vvar_vclock]: moved into place, never carried */
 };
-#define MOS_VMA_F_GROWSDOWN 1u
+#define MOS_VMA_F_GROWSDOWN 1u /* VM_GROWSDOWN (smaps "gd"): a stack that grows */
+#define MOS_VMA_F_NORESERVE 2u /* VM_NORESERVE (smaps "nr"): no commit charge */
+/* madvise() state, set again after mapping (smaps "hg", "nh", "dd", "dc", "wf") */
+#define MOS_VMA_F_HUGEPAGE 4u
+#define MOS_VMA_F_NOHUGEPAGE 8u
+#define MOS_VMA_F_DONTDUMP 16u
+#define MOS_VMA_F_DONTFORK 32u
+#define MOS_VMA_F_WIPEONFORK 64u
+#define MOS_VMA_F_ALL 127u
 
 /* VMAS: count entries, each followed by path_len bytes of path. */
 struct mos_rec_vmas {

@@ -369,6 +369,24 @@ static uint32_t map_prot(const struct mos_rec_vma *v)
     return v->prot | PROT_READ | PROT_WRITE; /* filled through process_vm_writev */
 }
 
+/* madvise() state the VMA had: huge pages wanted or not, left out of core dumps or forks. */
+static int vma_advise(struct mos_restore *r, const struct mos_rec_vma *v)
+{
+    static const struct {
+        uint32_t flag;
+        long advice;
+    } advice[] = {{MOS_VMA_F_HUGEPAGE, MADV_HUGEPAGE},     {MOS_VMA_F_NOHUGEPAGE, MADV_NOHUGEPAGE},
+                  {MOS_VMA_F_DONTDUMP, MADV_DONTDUMP},     {MOS_VMA_F_DONTFORK, MADV_DONTFORK},
+                  {MOS_VMA_F_WIPEONFORK, MADV_WIPEONFORK}};
+    int rc = 0;
+
+    for (size_t k = 0; k < sizeof(advice) / sizeof(advice[0]) && rc == 0; k++)
+        if (v->flags & advice[k].flag)
+            rc = rcall(r, "madvise", SYS_madvise, (long)v->start, (long)(v->end - v->start),
+                       advice[k].advice, 0, 0, 0, NULL);
+    return rc;
+}
+
 static int vmas_map(struct mos_restore *r)
 {
     const struct mos_img_meta *m = &r->m;
@@ -387,6 +405,8 @@ static int vmas_map(struct mos_restore *r)
             flags |= MAP_PRIVATE | MAP_ANONYMOUS;
             if (v->v.flags & MOS_VMA_F_GROWSDOWN)
                 flags |= MAP_GROWSDOWN;
+            if (v->v.flags & MOS_VMA_F_NORESERVE)
+                flags |= MAP_NORESERVE;
             break;
         default:
             flags |= v->v.kind == MOS_VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE;
@@ -408,6 +428,8 @@ static int vmas_map(struct mos_restore *r)
                    map_prot(&v->v), flags, map_fd, (long)v->v.pgoff, &res);
         if (rc == 0 && (uint64_t)res != v->v.start)
             rc = -EFAULT;
+        if (rc == 0)
+            rc = vma_advise(r, &v->v);
     }
     if (fd >= 0)
         rcall(r, "close", SYS_close, fd, 0, 0, 0, 0, 0, NULL);
@@ -420,8 +442,9 @@ static int vmas_map(struct mos_restore *r)
 #define FILL_SLOTS 6
 
 struct fill_slot {
-    uint8_t *buf;
+    uint8_t *buf; /* owned record buffer to recycle, or NULL (mapped image) */
     size_t cap;
+    const uint8_t *data; /* the pages */
     uint64_t addr, npages;
 };
 
@@ -430,9 +453,11 @@ struct fill_pipe {
     pthread_cond_t cv;
     struct fill_slot ring[FILL_SLOTS];
     unsigned head, tail; /* consume at head, produce at tail */
-    struct fill_slot spare[FILL_SLOTS + 1];
+    struct fill_slot spare[FILL_SLOTS + 4]; /* ring + the reader's + two in flight */
     int nspare;
-    int done, stop, rc;
+    int done, stop, rc, fill_rc;
+    struct mos_restore *r;
+    uint64_t helper_write_ns, helper_wait_ns;
     uint64_t pages;
     struct mos_img_reader *rd;
     const struct mos_img_meta *m;
@@ -470,8 +495,10 @@ static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *s
         return MOS_E_IMAGE;
     }
     fp->pages += ph.npages;
-    /* take the reader's buffer; it gets a spare one back */
-    *slot = (struct fill_slot){fp->rd->buf, fp->rd->cap, ph.addr, ph.npages};
+    /* take the reader's buffer (it gets a spare one back), or point into the mapped image */
+    int owned = p == fp->rd->buf;
+    *slot = (struct fill_slot){owned ? fp->rd->buf : NULL, owned ? fp->rd->cap : 0,
+                               p + sizeof(ph), ph.addr, ph.npages};
     return 0;
 }
 
@@ -496,7 +523,9 @@ static void *fill_reader(void *arg)
         pthread_mutex_lock(&fp->mu);
         fp->ring[fp->tail % FILL_SLOTS] = slot;
         fp->tail++;
-        if (fp->nspare > 0) {
+        if (!slot.buf) {
+            /* mapped: nothing changes hands */
+        } else if (fp->nspare > 0) {
             fp->nspare--;
             fp->rd->buf = fp->spare[fp->nspare].buf;
             fp->rd->cap = fp->spare[fp->nspare].cap;
@@ -515,54 +544,94 @@ static void *fill_reader(void *arg)
     return NULL;
 }
 
-static int fill_write(struct mos_restore *r, const struct fill_slot *s)
+static int fill_write(struct fill_pipe *fp, const struct fill_slot *s)
 {
-    const uint8_t *data = s->buf + sizeof(struct mos_rec_pages);
+    const uint8_t *data = s->data;
     struct iovec local = {(void *)data, s->npages * PAGE};
     struct iovec remote = {(void *)s->addr, s->npages * PAGE};
 
-    if (process_vm_writev(r->pid, &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len)
+    if (process_vm_writev(fp->r->pid, &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len)
         return 0;
-    int rc = mos_inject_write(r->t, s->addr, data, local.iov_len);
+    /* the /proc/PID/mem fallback shares one fd in the handle: one writer at a time */
+    pthread_mutex_lock(&fp->mu);
+    int rc = mos_inject_write(fp->r->t, s->addr, data, local.iov_len);
+    pthread_mutex_unlock(&fp->mu);
     if (rc != 0)
         mos_err("migrate", "restore: writing pages at %#llx: %s", (unsigned long long)s->addr,
                 mos_strerror(rc));
     return rc;
 }
 
+/* A consumer: take records off the ring and write them into the husk until the reader is
+ * done or someone failed. Two run at once: most of a fill is first touches of fresh memory,
+ * which process_vm_writev takes in the kernel on the caller's CPU, so two writers to
+ * different ranges fault in parallel. */
+static int fill_consume(struct fill_pipe *fp, uint64_t *write_ns, uint64_t *wait_ns)
+{
+    int rc = 0;
+
+    for (;;) {
+        uint64_t w0 = mos_clock_now_ns();
+        pthread_mutex_lock(&fp->mu);
+        while (fp->head == fp->tail && !fp->done && !fp->stop)
+            pthread_cond_wait(&fp->cv, &fp->mu);
+        uint64_t w1 = mos_clock_now_ns();
+        *wait_ns += w1 - w0;
+        if (fp->stop || fp->head == fp->tail) {
+            pthread_mutex_unlock(&fp->mu);
+            return 0;
+        }
+        struct fill_slot s = fp->ring[fp->head % FILL_SLOTS];
+        fp->head++;
+        pthread_cond_broadcast(&fp->cv);
+        pthread_mutex_unlock(&fp->mu);
+        rc = fill_write(fp, &s);
+        *write_ns += mos_clock_now_ns() - w1;
+        pthread_mutex_lock(&fp->mu);
+        if (s.buf)
+            fp->spare[fp->nspare++] = s;
+        if (rc != 0) {
+            fp->stop = 1;
+            fp->fill_rc = rc;
+        }
+        pthread_cond_broadcast(&fp->cv);
+        pthread_mutex_unlock(&fp->mu);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+static void *fill_helper(void *arg)
+{
+    struct fill_pipe *fp = arg;
+    fill_consume(fp, &fp->helper_write_ns, &fp->helper_wait_ns);
+    return NULL;
+}
+
 static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
 {
-    struct fill_pipe fp = {.rd = rd, .m = &r->m};
-    pthread_t th;
-    int rc = 0;
+    struct fill_pipe fp = {.rd = rd, .m = &r->m, .r = r};
+    pthread_t reader, helper;
+    uint64_t write_ns = 0, wait_ns = 0;
+    int rc, have_helper;
 
     pthread_mutex_init(&fp.mu, NULL);
     pthread_cond_init(&fp.cv, NULL);
-    if (pthread_create(&th, NULL, fill_reader, &fp) != 0)
+    if (pthread_create(&reader, NULL, fill_reader, &fp) != 0)
         return -EAGAIN;
-    for (;;) {
-        pthread_mutex_lock(&fp.mu);
-        while (fp.head == fp.tail && !fp.done)
-            pthread_cond_wait(&fp.cv, &fp.mu);
-        if (fp.head == fp.tail) {
-            rc = fp.rc;
-            pthread_mutex_unlock(&fp.mu);
-            break;
-        }
-        struct fill_slot s = fp.ring[fp.head % FILL_SLOTS];
-        pthread_mutex_unlock(&fp.mu);
-        rc = fill_write(r, &s);
-        pthread_mutex_lock(&fp.mu);
-        fp.spare[fp.nspare++] = s;
-        fp.head++;
-        if (rc != 0)
-            fp.stop = 1;
-        pthread_cond_broadcast(&fp.cv);
-        pthread_mutex_unlock(&fp.mu);
-        if (rc != 0)
-            break;
-    }
-    pthread_join(th, NULL);
+    have_helper = pthread_create(&helper, NULL, fill_helper, &fp) == 0;
+    fill_consume(&fp, &write_ns, &wait_ns);
+    if (have_helper)
+        pthread_join(helper, NULL);
+    /* a consumer failure stops the reader at its next record */
+    pthread_mutex_lock(&fp.mu);
+    fp.stop = 1;
+    pthread_cond_broadcast(&fp.cv);
+    pthread_mutex_unlock(&fp.mu);
+    pthread_join(reader, NULL);
+    rc = fp.fill_rc ? fp.fill_rc : fp.rc;
+    mos_dbg("migrate", "restore: filling pages took %.1f + %.1f ms, waiting %.1f + %.1f ms",
+            write_ns / 1e6, fp.helper_write_ns / 1e6, wait_ns / 1e6, fp.helper_wait_ns / 1e6);
     for (unsigned i = fp.head; i < fp.tail; i++)
         free(fp.ring[i % FILL_SLOTS].buf);
     for (int i = 0; i < fp.nspare; i++)
@@ -739,6 +808,9 @@ static int finish(struct mos_restore *r)
     }
     rc = rcall(r, "unmap trampoline", SYS_munmap, (long)r->tramp, (long)(TRAMP_PAGES * PAGE), 0,
                0, 0, 0, NULL);
+    /* later calls (mos_restore_syscall) run from a syscall instruction of the moved vDSO */
+    if (rc == 0)
+        rc = mos_inject_pick_exec_addr(r->t);
     if (rc == 0) {
         rc = mos_inject_set_xstate(r->t, m->xstate, m->core.xstate_len);
         if (rc != 0)
@@ -926,6 +998,16 @@ pid_t mos_restore_pid(const struct mos_restore *r)
 const struct mos_restore_stats *mos_restore_stats(const struct mos_restore *r)
 {
     return &r->stats;
+}
+
+int mos_restore_syscall(struct mos_restore *r, long nr, const long args[6], long *result)
+{
+    return mos_inject_syscall(r->t, nr, args, result);
+}
+
+int mos_restore_write_mem(struct mos_restore *r, uint64_t addr, const void *buf, size_t len)
+{
+    return mos_inject_write(r->t, addr, buf, len);
 }
 
 int mos_restore_commit(struct mos_restore *r)

@@ -266,6 +266,14 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
     if (readlink(path, target, sizeof(target)) < 0)
         REFUSE("has no executable to inspect (kernel thread, zombie or no permission)");
+    snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
+    char cwd[MOS_IMG_MAX_PATH];
+    ssize_t n = readlink(path, cwd, sizeof(cwd) - 1);
+    if (n > 0) {
+        cwd[n] = '\0';
+        if (strstr(cwd, " (deleted)") || cwd[0] != '/')
+            REFUSE("works in a deleted or unreachable directory (%.80s)", cwd);
+    }
     snprintf(path, sizeof(path), "/proc/%d/timers", (int)pid);
     if (file_nonempty(path))
         REFUSE("has POSIX timers (timer_create)");

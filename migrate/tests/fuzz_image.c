@@ -46,7 +46,22 @@ static ssize_t mem_read(struct mos_img_io *io, void *buf, size_t len)
     return (ssize_t)n;
 }
 
+static int mem_map(struct mos_img_io *io, size_t len, const void **data)
+{
+    struct membuf *m = io->arg;
+    if (m->len - m->pos < len) {
+        m->pos = m->len;
+        return MOS_E_TRUNCATED;
+    }
+    *data = m->data + m->pos;
+    m->pos += len;
+    return 0;
+}
+
 static const struct mos_img_io_ops mem_ops = {.writev = mem_writev, .read = mem_read};
+/* the same stream, read the way a mapped image file is */
+static const struct mos_img_io_ops mem_map_ops = {
+    .writev = mem_writev, .read = mem_read, .map = mem_map};
 
 struct rec {
     uint32_t magic;
@@ -177,6 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mb.data[(size_t)flip * 37 % mb.len] ^= flip;
     if (cut && cut < mb.len)
         mb.len = cut;
+    if (size & 1)
+        io.ops = &mem_map_ops;
     if (mos_image_info_read(&io, &info) == 0)
         mos_image_info_free(&info);
     free(mb.data);

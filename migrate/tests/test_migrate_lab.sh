@@ -40,6 +40,28 @@ for prog in signals heap fpu; do
     [ "$prog" = signals ] && { [ $innode2 = 1 ] && ok "restored process is in node 2's network namespace" || bad "restored process not found in node 2"; }
 done
 
+# an interpreter mid-computation, node 1 -> node 2
+PY=/usr/bin/python3; [ -x $PY ] || PY=python3
+prog='import time
+acc = 1
+print("ready", flush=True)
+for i in range(40):
+    acc = (acc * 7 + i) % 1000000007
+    print(i, acc, sum(k * k for k in range(3000)), flush=True)
+    time.sleep(0.02)
+print("PASS")'
+$PY -c "$prog" > $T/py.ref 2>&1; echo "exit $?" >> $T/py.ref
+port=$((9000 + RANDOM % 1000))
+"$LAB" exec 1 $PY -c "$prog" > $T/py.out 2>&1 & src=$!
+wait_ready $T/py.out
+"$LAB" exec 2 "$CK" receive --listen $port > $T/recv.log 2>&1 & recv=$!
+sleep 0.3
+"$LAB" exec 1 "$CK" send $src $node2:$port > $T/send.log 2>&1; rc=$?
+wait $src 2>/dev/null
+wait $recv; echo "exit $?" >> $T/py.out
+[ $rc = 0 ] && cmp -s $T/py.ref $T/py.out && ok "python3 mid-computation: node 1 -> node 2, output identical ($(cut -c1-50 $T/send.log))" \
+    || bad "python3 lab: rc=$rc $(tail -1 $T/send.log) $(diff $T/py.ref $T/py.out | head -3 | tr '\n' '|')"
+
 # receiver killed mid-stream: the original finishes on node 1
 port=$((8000 + RANDOM % 1000))
 ZDTM_STEPS=30 "$LAB" exec 1 "$MOS_BIN/zdtm_bigmap_pie" > $T/big.out 2>&1 & src=$!
@@ -47,7 +69,7 @@ wait_ready $T/big.out
 "$LAB" exec 2 "$CK" receive --listen $port > $T/recv.log 2>&1 & recv=$!
 sleep 0.3
 "$LAB" exec 1 "$CK" send $src $node2:$port > $T/send.log 2>&1 & send=$!
-sleep 0.05; kill -9 $recv 2>/dev/null
+for _ in $(seq 1 400); do pgrep -P $recv >/dev/null && break; sleep 0.005; done; kill -9 $recv 2>/dev/null # once the husk exists: mid-stream
 wait $send; rc=$?
 wait $src; src_rc=$?
 [ $rc != 0 ] && [ $src_rc = 0 ] && grep -q '^PASS' $T/big.out && ok "receiver killed mid-stream: the original finished on node 1" \

@@ -60,7 +60,8 @@ MOS_NO_PAGEMAP_SCAN=1 run_pair filemap-pagemap 0.1 "$B/zdtm_filemap_pie"
 # stdout a pipe: fd 1 of the restored process is the restorer's own
 d=$T/pipe; mkdir -p $d
 ZDTM_STEPS=20 "$B/zdtm_tls_pie" | cat > $d/ref
-(ZDTM_STEPS=20 exec "$B/zdtm_tls_pie" | cat > $d/mig1) & sleep 0.2
+(ZDTM_STEPS=20 exec "$B/zdtm_tls_pie" | cat > $d/mig1) &
+wait_ready $d/mig1
 pid=$(pgrep -n -f "$B/zdtm_tls_pie")
 if "$CK" dump "$pid" $d/img >/dev/null 2>&1 && "$CK" restore $d/img > $d/mig2; then
     wait; cat $d/mig1 $d/mig2 > $d/mig
@@ -83,6 +84,39 @@ touch -d '2001-01-01' $d/mig/same.dat
 out=$("$CK" restore $d/img 2>&1); rc=$?
 [ $rc != 0 ] && grep -q "same.dat changed since the image was made" <<<"$out" && [ "$(wc -l <<<"$out")" = 1 ] \
     && ok "changed mapped file: restore refuses ($out)" || bad "changed mapped file: rc=$rc $out"
+
+# foreground restore passes signals on and exits with the process's status
+d=$T/fg; mkdir -p $d
+(ZDTM_STEPS=400 exec "$B/zdtm_tls_pie" > $d/out 2>&1) & pid=$!; pids+=($pid)
+wait_ready $d/out
+if "$CK" dump $pid $d/img > /dev/null 2>&1; then
+    wait $pid 2>/dev/null
+    "$CK" restore $d/img > /dev/null 2>&1 & rpid=$!
+    copy=""
+    for _ in $(seq 1 500); do # until the copy runs: its own name back, no tracer
+        copy=$(pgrep -P $rpid | head -1)
+        [ -n "$copy" ] && grep -q '^zdtm_tls_pie' /proc/$copy/comm 2>/dev/null &&
+            grep -q 'TracerPid:[[:space:]]*0$' /proc/$copy/status 2>/dev/null && break
+        sleep 0.01
+    done
+    kill -TERM $rpid; wait $rpid; rc=$?
+    sleep 0.1
+    [ $rc = 143 ] && [ -n "$copy" ] && ! kill -0 $copy 2>/dev/null \
+        && ok "foreground restore: SIGTERM passed on, exit status 143" \
+        || bad "foreground restore: rc=$rc copy=$copy"
+else bad "foreground restore: dump failed"; fi
+
+# --carry-files: the mapped files travel whole, so a changed file no longer matters
+d=$T/carry; mkdir -p $d/mig
+(ZDTM_STEPS=30 exec "$B/zdtm_filemap_pie" $d/mig > $d/carry.out 2>&1) & pid=$!; pids+=($pid)
+wait_ready $d/carry.out
+if "$CK" dump $pid $d/carry.img --carry-files > $d/carry.log 2>&1; then
+    wait $pid 2>/dev/null
+    touch -d '2002-02-02' $d/mig/same.dat
+    "$CK" restore $d/carry.img > /dev/null 2>&1; rc=$?
+    [ $rc = 0 ] && grep -q '^PASS' $d/carry.out && ok "--carry-files: restored although the file changed ($(grep -o '[0-9]* pages' $d/carry.log | head -1))" \
+        || bad "--carry-files: rc=$rc $(tail -1 $d/carry.out)"
+else bad "--carry-files dump: $(cat $d/carry.log)"; fi
 
 # --- an interpreter migrated mid-computation
 if command -v python3 >/dev/null; then
@@ -157,7 +191,7 @@ wait_ready $d/big
 "$CK" receive --listen $port > $d/recv.log 2>&1 & recv=$!
 sleep 0.2
 "$CK" send $big 127.0.0.1:$port > $d/send.log 2>&1 & send=$!
-sleep 0.05; kill -9 $recv
+for _ in $(seq 1 400); do pgrep -P $recv >/dev/null && break; sleep 0.005; done; kill -9 $recv # once the husk exists: mid-stream
 wait $send; src=$?
 wait $big; brc=$?
 [ $src != 0 ] && [ $brc = 0 ] && grep -q '^PASS' $d/big && ok "receiver killed mid-stream: sender fails ($(tail -1 $d/send.log | cut -c1-80)), original finishes" \
@@ -177,10 +211,11 @@ wait $recv; echo "exit $?" >> $d/sig
 # stay reasons: refused with the reason, the process untouched
 sleep 30 & s1=$!; pids+=($s1)
 $PY -c 'import threading, time; t = threading.Thread(target=time.sleep, args=(30,)); t.start(); t.join()' & s2=$!; pids+=($s2)
-sleep 0.3
+for _ in $(seq 1 500); do grep -q 'Threads:.*2' /proc/$s2/status 2>/dev/null && break; sleep 0.01; done
 out=$("$CK" check $s2 2>&1); [ $? != 0 ] && grep -q "threads" <<<"$out" && ok "threads refused: $out" || bad "threads: $out"
 out=$("$CK" dump $s2 $d/x 2>&1); [ $? != 0 ] && kill -0 $s2 && [ ! -e $d/x ] && ok "dump of a threaded process refused, it runs on" || bad "threaded dump: $out"
-$PY -c 'import os, time; r, w = os.pipe(); time.sleep(30)' & s3=$!; pids+=($s3); sleep 0.3
+$PY -c 'import os, time; r, w = os.pipe(); time.sleep(30)' & s3=$!; pids+=($s3)
+for _ in $(seq 1 500); do [ -e /proc/$s3/fd/4 ] && break; sleep 0.01; done
 out=$("$CK" check $s3 2>&1); [ $? != 0 ] && grep -q "fd 3 is a pipe" <<<"$out" && ok "pipe fd refused: $out" || bad "pipe fd: $out"
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
 kill -STOP $s1

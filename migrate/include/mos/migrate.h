@@ -39,21 +39,31 @@ struct mos_img_io_ops {
     int (*writev)(struct mos_img_io *io, const struct iovec *iov, int iovcnt);
     /* Read up to len bytes: > 0 bytes read, 0 at the end of the stream, or -errno. */
     ssize_t (*read)(struct mos_img_io *io, void *buf, size_t len);
+    /* Optional, instead of read where the stream is memory already (a mapped file): point
+     * *data at the next len bytes and consume them; valid until the io is released. 0,
+     * MOS_E_TRUNCATED, -ENOTSUP (use read from here on) or -errno. */
+    int (*map)(struct mos_img_io *io, size_t len, const void **data);
 };
 struct mos_img_io {
     const struct mos_img_io_ops *ops;
     int fd;    /* for the fd implementation */
     void *arg; /* for other implementations */
+    const uint8_t *map_base; /* fd implementation: a regular file, mapped on first use */
+    size_t map_len, map_pos;
+    int not_socket; /* fd implementation: writes use writev, not sendmsg */
 };
 /* File descriptors (files, pipes, sockets): writev/read with EINTR and short counts handled. */
 extern const struct mos_img_io_ops mos_img_io_fd_ops;
 void mos_img_io_fd_init(struct mos_img_io *io, int fd);
+/* Unmap what reading a regular file mapped (the fd stays open). */
+void mos_img_io_fd_release(struct mos_img_io *io);
 
 /* ---- Capture. */
 struct mos_dump_opts {
     int close_other_fds; /* fds of types that cannot travel are left closed instead of refusing */
     int fds_at_home;     /* a migration with a deputy: the fds stay at home, none is carried or
                             checked */
+    int carry_files;     /* private file maps travel whole (for targets without these files) */
 };
 struct mos_dump_stats {
     uint64_t freeze_ns;   /* stay-reason check + seize + interrupt */
@@ -105,6 +115,14 @@ pid_t mos_restore_pid(const struct mos_restore *r);
  * mos_supervisor_take_listener before commit. -1 otherwise. */
 int mos_restore_listener_fd(const struct mos_restore *r);
 const struct mos_restore_stats *mos_restore_stats(const struct mos_restore *r);
+/* Between prepare and commit, the rebuilt process can be worked on from outside: run a
+ * system call inside it (installing a seccomp filter for the deputy, say; a filter's listener
+ * fd is then fetched with pidfd_getfd) or write into its memory (mapped there first with an
+ * injected mmap). mos_restore_syscall returns the injection status (0, or -errno when the
+ * process could not be driven) and puts the call's own result in *result. Registers, mask
+ * and memory the restore set up are not disturbed. */
+int mos_restore_syscall(struct mos_restore *r, long nr, const long args[6], long *result);
+int mos_restore_write_mem(struct mos_restore *r, uint64_t addr, const void *buf, size_t len);
 /* Let the restored process run (PTRACE_DETACH). It stays our child. Frees r. */
 int mos_restore_commit(struct mos_restore *r);
 void mos_restore_abort(struct mos_restore *r);

@@ -7,6 +7,24 @@
 
 #define SIZE (192ul << 20)
 
+/* Does the VMA holding p show flag (two letters) in its smaps VmFlags? */
+static int vma_has_flag(const void *p, const char *flag)
+{
+    char line[512];
+    unsigned long start, end;
+    int in = 0, found = 0;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    while (f && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, '-') < strchr(line, ' '))
+            in = (unsigned long)p >= start && (unsigned long)p < end;
+        else if (in && !strncmp(line, "VmFlags:", 8))
+            found = strstr(line, flag) != NULL;
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
 int main(void)
 {
     int steps = zdtm_env("ZDTM_STEPS", 30), ms = zdtm_env("ZDTM_STEP_MS", 25);
@@ -24,6 +42,8 @@ int main(void)
         m[i + (i >> 12) % 4000] = (unsigned char)(i >> 12 | 1);
     for (size_t i = SIZE / 2; i < SIZE * 3 / 4; i += 4096)
         m[i] = 0; /* present, all zero */
+    madvise(ro, 1 << 20, MADV_DONTDUMP);   /* madvise state must survive too */
+    madvise(none, 1 << 20, MADV_HUGEPAGE);
     memset(ro, 0xab, 1 << 20);
     mprotect(ro, 1 << 20, PROT_READ);
     memset(none, 0xcd, 1 << 20);
@@ -49,6 +69,8 @@ int main(void)
                !(last[i / 4096 / 8] & (1 << (i / 4096 % 8)));
     for (size_t i = SIZE * 3 / 4; i < SIZE; i += 4096 * 16)
         bad += m[i + 2] != 0;
-    zdtm_say("bad %llu", (unsigned long long)bad);
+    int dd = vma_has_flag(ro, "dd"), hg = vma_has_flag(none, "hg");
+    bad += !dd + !hg;
+    zdtm_say("bad %llu dontdump %d hugepage %d", (unsigned long long)bad, dd, hg);
     return zdtm_result(bad == 0, "contents changed");
 }
