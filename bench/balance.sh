@@ -28,7 +28,8 @@ LAB=${MOS_LAB:-$(dirname "$(readlink -f "$0")")/mos-lab}
 export MOS_LAB_NAME=mb$$
 W=$(mktemp -d /tmp/mosbench-balance.XXXXXX)
 chmod 777 "$W"
-trap '"$LAB" down >/dev/null 2>&1; rm -rf "$W"' EXIT
+# MOS_BENCH_LOGS=DIR keeps the mosd logs there, for a look at the balancer's decisions
+trap '"$LAB" down >/dev/null 2>&1; [ -n "${MOS_BENCH_LOGS:-}" ] && cp "$W"/mosd*.log "$MOS_BENCH_LOGS"/; rm -rf "$W"' EXIT
 AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 
 "$LAB" up "$NODES" --cpus "$CPUS" >/dev/null || exit 1

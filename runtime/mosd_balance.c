@@ -196,14 +196,20 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
     params.min_residence_s = d->cfg.min_residence_ms / 1000.0;
     params.stability_margin = d->cfg.stability_margin_pct / 100.0;
     params.dead_age = (uint32_t)d->cfg.dead_after_steps;
+    /* half a second of life is enough to tell a job from a short command: on an overloaded
+     * node every second spent waiting is CPU lost cluster-wide */
+    params.min_age_s = 0.5;
     size_t self = mos_gossip_self(d->gossip);
     nodes_fill(d, nodes);
-    /* Moves still under way are load here no more: they are counted at their targets. */
-    for (size_t i = 0; i < d->n_jobs; i++)
-        if (d->jobs[i].moving || d->jobs[i].move_reply_fd > 0)
-            nodes[self].load -= 1;
-    if (nodes[self].load < 0)
-        nodes[self].load = 0;
+    /* Our own load from our own table, not from our last gossip entry, which may predate moves
+     * made since; moves still under way are load here no more (they count at their targets). */
+    nodes[self].load = 0;
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        const struct mosd_job *j = &d->jobs[i];
+        int here = j->supervisor || strcmp(j->where, d->cfg.nodes[d->self].name) == 0;
+        if (here && !j->moving && j->move_reply_fd <= 0)
+            nodes[self].load += 1;
+    }
     add_recent_sends(d, nodes, n_nodes);
     if (mos_log_get_level() >= MOS_LOG_DEBUG)
         for (size_t i = 0; i < n_nodes; i++)
