@@ -35,6 +35,7 @@ struct mosd_job {
     struct bufferevent *owner; /* mosrun's registration connection (home jobs) */
     /* a migration out of this node, while it runs */
     int moving;
+    int checkpointing;             /* mosmigrate PID checkpoint, answered by its mosrun */
     char target[MOS_NODE_NAME_MAX];
     uint8_t token[32];
     double max_load;               /* balancer moves: the target refuses above this load */

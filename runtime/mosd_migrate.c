@@ -97,6 +97,19 @@ struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *req
         return mosd_reply_error("pid %d is already moving to %s", (int)pid, job->target);
     if (!job->owner)
         return mosd_reply_error("pid %d has no deputy (not started with mosrun)", (int)pid);
+    if (strcmp(to, "checkpoint") == 0) {
+        /* its mosrun, the job's parent and owner, writes it; the answer comes back from it */
+        struct json_object *ck = json_object_new_object();
+        json_object_object_add(ck, "op", json_object_new_string("checkpoint"));
+        const char *file = mos_json_str(req, "file", NULL);
+        if (file)
+            json_object_object_add(ck, "file", json_object_new_string(file));
+        job->requester = requester;
+        job->checkpointing = 1;
+        mosd_send(job->owner, ck);
+        json_object_put(ck);
+        return NULL;
+    }
     node = strcmp(to, "home") == 0 ? d->self : mos_config_find_node(&d->cfg, to);
     if (node < 0)
         return mosd_reply_error("unknown node '%s'", to);
@@ -473,6 +486,12 @@ static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port)
 
 void mosd_migrate_owner_reply(struct mosd *d, struct mosd_job *job, struct json_object *msg)
 {
+    if (job->checkpointing && strcmp(mos_json_str(msg, "done", ""), "checkpoint") == 0) {
+        int ok = json_object_get_boolean(json_object_object_get(msg, "ok"));
+        job->checkpointing = 0;
+        reply_requester(job, ok, mos_json_str(msg, ok ? "where" : "error", "?"));
+        return;
+    }
     if (!job->moving || job->worker_ev)
         return;
     if (!json_object_get_boolean(json_object_object_get(msg, "ok"))) {

@@ -5,6 +5,7 @@
 #include "mos/forward.h"
 #include "mos/key.h"
 #include "mos/log.h"
+#include "mos/migrate.h"
 #include "mos/status.h"
 
 #include <dirent.h>
@@ -27,6 +28,8 @@ struct mosrun_opts {
     int locked;       /* -L: never migrate automatically */
     const char *start_on; /* -r NODE, or "@best" for -b */
     long mem_mib;         /* -m MB: memory the job needs, for -b */
+    const char *ckpt;     /* -C FILE: where "mosmigrate PID checkpoint" writes */
+    const char *restart;  /* -R FILE: restart from this checkpoint instead of running PROG */
     const char *config;
     char **argv;
 };
@@ -49,6 +52,7 @@ struct mosrun {
     uint8_t token[MOS_LINK_TOKEN_BYTES];
     char node_addr[MOS_ADDR_MAX];
     char where[MOS_NODE_NAME_MAX];
+    const char *ckpt;     /* -C FILE */
 };
 
 static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
@@ -62,7 +66,9 @@ static void usage(FILE *out)
             "  -r NODE   start on NODE (it starts here and moves there at once)\n"
             "  -b        start on the best node now (by opportunity cost; -m MB: memory it needs)\n"
             "  -L        never migrate this job automatically; -l allows it (default)\n"
-            "Not in this version: -E, -C FILE, -R FILE (mosckpt does checkpoint/restart).\n");
+            "  -C FILE   the job's checkpoint file (mosmigrate PID checkpoint writes it)\n"
+            "  -R FILE   restart a checkpoint instead of starting a program\n"
+            "Not in this version: -E.\n");
 }
 
 static int parse(int argc, char **argv, struct mosrun_opts *o)
@@ -96,15 +102,23 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
         } else if (strcmp(a, "--help") == 0) {
             usage(stdout);
             exit(0);
-        } else if (strchr("ECR", a[1]) && a[2] == '\0') {
-            fprintf(stderr, "mosrun: %s is not available in this version of mos\n", a);
+        } else if (strcmp(a, "-C") == 0 && i + 1 < argc) {
+            o->ckpt = argv[++i];
+        } else if (strcmp(a, "-R") == 0 && i + 1 < argc) {
+            o->restart = argv[++i];
+        } else if (strcmp(a, "-E") == 0) {
+            fprintf(stderr, "mosrun: -E is not available in this version of mos\n");
             return -1;
         } else {
             fprintf(stderr, "mosrun: unknown option '%s' (mosrun --help)\n", a);
             return -1;
         }
     }
-    if (i >= argc) {
+    if (o->restart && i < argc) {
+        fprintf(stderr, "mosrun: -R FILE restarts a checkpoint; give no program with it\n");
+        return -1;
+    }
+    if (!o->restart && i >= argc) {
         fprintf(stderr, "mosrun: no program to run (mosrun --help)\n");
         return -1;
     }
@@ -133,6 +147,8 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
                 o->argv[0]);
         return -1;
     }
+    if (o->restart)
+        snprintf(cmd, sizeof(cmd), "(restarted from %s)", o->restart);
     for (char **a = o->argv; *a; a++) {
         size_t used = strlen(cmd);
         snprintf(cmd + used, sizeof(cmd) - used, "%s%s", used ? " " : "", *a);
@@ -400,6 +416,57 @@ static void __attribute__((noreturn)) become_deputy(struct mosrun *m, struct jso
     exit_like(status);
 }
 
+/* mosrun -R FILE: the checkpoint restored as our child (its files reopened, its stdio ours). */
+static pid_t restart_job(const char *file)
+{
+    char husk[4096];
+    struct mos_restore_opts ro = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
+    struct mos_restore *r;
+    struct mos_img_io io;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        fprintf(stderr, "mosrun: cannot open checkpoint %s: %s\n", file, strerror(errno));
+        return -1;
+    }
+    mos_img_io_fd_init(&io, fd);
+    int rc = mos_restore_prepare(&io, &ro, &r);
+    close(fd);
+    if (rc != 0)
+        return -1; /* the reason is logged */
+    pid_t pid = mos_restore_pid(r);
+    return mos_restore_commit(r) == 0 ? pid : -1;
+}
+
+/* mosmigrate PID checkpoint: write the job's checkpoint while it goes on (we are its parent,
+ * so its owner's rights are enough). */
+static void on_checkpoint(struct mosrun *m, struct json_object *msg)
+{
+    const char *file = mos_json_str(msg, "file", m->ckpt);
+    struct json_object *r = json_object_new_object();
+    /* descriptors a checkpoint cannot reopen (inherited pipes, sockets...) are left closed in
+     * the restarted copy, with a warning, rather than refusing the whole checkpoint */
+    struct mos_dump_opts dopts = {.close_other_fds = 1};
+    int rc = -1;
+    char why[300], reason[200] = "";
+
+    if (m->state != JOB_HOME)
+        snprintf(why, sizeof(why), "the job runs on %s; bring it home first", m->where);
+    else if (!file)
+        snprintf(why, sizeof(why), "no checkpoint file: start the job with mosrun -C FILE");
+    else if ((rc = mos_migrate_check(m->child, &dopts, reason, sizeof(reason))) != 0)
+        snprintf(why, sizeof(why), "it cannot be checkpointed: %s", reason);
+    else if ((rc = mos_migrate_checkpoint(m->child, file, &dopts, 1, NULL)) != 0)
+        snprintf(why, sizeof(why), "checkpoint failed: %s", mos_strerror(rc));
+    else
+        snprintf(why, sizeof(why), "checkpoint written to %s", file);
+    json_object_object_add(r, "ok", json_object_new_boolean(rc == 0));
+    json_object_object_add(r, "done", json_object_new_string("checkpoint"));
+    json_object_object_add(r, rc == 0 ? "where" : "error", json_object_new_string(why));
+    mos_control_send(m->mosd_fd, r);
+    json_object_put(r);
+}
+
 /* One message from mosd; 0 to go on, -1 when mosd has gone. */
 static int on_mosd(struct mosrun *m)
 {
@@ -420,6 +487,8 @@ static int on_mosd(struct mosrun *m)
         on_prepare(m, msg);
     else if (strcmp(op, "abort") == 0)
         on_abort(m);
+    else if (strcmp(op, "checkpoint") == 0)
+        on_checkpoint(m, msg);
     else if (strcmp(op, "migrated") == 0 && m->state == JOB_PREPARED)
         become_deputy(m, msg);
     json_object_put(msg);
@@ -470,9 +539,10 @@ int main(int argc, char **argv)
     for (const int *s = passed_signals; *s; s++)
         sigaddset(&set, *s);
     sigprocmask(SIG_BLOCK, &set, &old);
-    child = fork();
+    child = o.restart ? restart_job(o.restart) : fork();
     if (child < 0) {
-        perror("mosrun: fork");
+        if (!o.restart)
+            perror("mosrun: fork");
         return 1;
     }
     if (child == 0) {
@@ -481,7 +551,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "mosrun: cannot run %s: %s\n", o.argv[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
-    struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1, .link = -1};
+    struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1, .link = -1,
+                       .ckpt = o.ckpt};
     m.reserved_min = mos_deputy_reserved_min();
     m.sfd = move_high(&m, signalfd(-1, &set, SFD_CLOEXEC));
     if (m.sfd < 0) {

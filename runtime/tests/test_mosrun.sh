@@ -60,6 +60,24 @@ a, b = json.loads(f.readline()), json.loads(f.readline())
 sys.exit(0 if (not a["ok"] and not b["ok"] and "unknown op" in b["error"]) else 1)
 PY
 
+# checkpoint while it runs (mosrun -C, mosmigrate PID checkpoint), then restart it (mosrun -R)
+( "$B/mosrun" -C "$T/job.ckpt" "$B/mosjob" 40 25 "$T/c.a" "$T/c.b" < /dev/null | cat > "$T/c.out" ) &
+cjob=$!
+sleep 0.6
+out=$("$B/mosmigrate" "$(pgrep -n mosjob)" checkpoint 2>&1)
+wait $cjob
+grep -q "checkpoint written to $T/job.ckpt" <<<"$out" && [ -s "$T/job.ckpt" ] && grep -q "^step 40 " "$T/c.out" \
+    && ok "mosmigrate PID checkpoint writes the -C file while the job goes on" || bad "checkpoint: $out"
+"$B/mosrun" -R "$T/job.ckpt" < /dev/null | cat > "$T/r.out"; rc=${PIPESTATUS[0]}
+"$B/mosjob" 40 0 "$T/ref.a" "$T/ref.b" < /dev/null > /dev/null
+first=$(head -1 "$T/r.out" | awk '{print $2}')
+[ "$rc" = 7 ] && grep -q "^step 40 " "$T/r.out" && [ "${first:-0}" -gt 1 ] && cmp -s "$T/c.a" "$T/ref.a" \
+    && ok "mosrun -R restarts it from the checkpoint (from step $first)" || bad "restart: rc=$rc first=$first $(tail -2 "$T/r.out")"
+out=$("$B/mosmigrate" 1 checkpoint 2>&1); rc=$?
+[ $rc = 1 ] && grep -q "is not a mos job" <<<"$out" && ok "checkpoint of a stranger refused" || bad "checkpoint stranger: $rc $out"
+out=$("$B/mosrun" -R "$T/none.ckpt" 2>&1); rc=$?
+[ $rc = 1 ] && grep -q "cannot open checkpoint" <<<"$out" && ok "a missing checkpoint: one line" || bad "-R missing: $rc $out"
+
 kill $MOSD; wait $MOSD; MOSD=
 out=$("$B/mosrun" true 2>&1); rc=$?
 [ "$rc" = 0 ] && grep -q "no mosd on this node" <<<"$out" && ok "without mosd the job runs unmanaged" \
