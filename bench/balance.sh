@@ -65,6 +65,7 @@ run_all() { # run_all FLAG: the makespan of JOBS jobs started together on node 1
 [ "$WATCH" = 1 ] && echo "with balancing: $JOBS jobs started on node 1" >&2
 balanced=$(run_all "")
 moves=$(cat "$W"/mosd*.log | grep -c "balance: moving")
+[ "$WATCH" = 1 ] && echo "without balancing (mosrun -L): the same $JOBS jobs stay on node 1" >&2
 baseline=$(run_all -L)
 for j in $(seq "$JOBS"); do grep -q "^step $STEPS " "$W/job$j.out" || { echo "mosbench balance: job $j did not finish" >&2; exit 1; }; done
 echo "nodes $NODES x $CPUS CPU, $JOBS jobs of $work CPU-s each"
