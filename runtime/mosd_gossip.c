@@ -131,6 +131,19 @@ int mosd_gossip_start(struct mosd *d)
     d->cpu_quota = node_cpu_quota(d);
     if (d->cfg.n_nodes < 2)
         return 0; /* a one-node cluster has nobody to gossip with */
+    if (d->cfg.dead_after_steps == 0) {
+        /* Automatic: the expected maximum age grows with N/W (about 440 steps at N = 1000,
+         * W = 16); a fixed limit would presume live nodes of a large cluster dead. The model's
+         * window counts the sender's own entry: W + 1. */
+        struct mos_gossip_age_model m;
+        unsigned n = (unsigned)d->cfg.n_nodes, w = (unsigned)d->cfg.gossip_window + 1;
+        double limit = 10;
+        if (w >= n)
+            w = n - 1;
+        if (w >= 1 && mos_gossip_model(n, w, &m) == 0 && 2 * m.max_age > limit)
+            limit = 2 * m.max_age;
+        d->cfg.dead_after_steps = (int)ceil(limit);
+    }
     if (mos_gossip_probe_create("/proc", (unsigned)d->cfg.gossip_interval_ms, &d->probe) != 0)
         d->probe = NULL; /* the entry still carries flags, guests and the quota */
     rc = mos_gossip_create(&p, &d->gossip);

@@ -179,7 +179,8 @@ static void owner_say(int fd, const char *op, const char *where)
     json_object_put(m);
 }
 
-static int send_header(mos_tp_conn_t *c, const struct guest_header *g, const char *target)
+static int send_header(mos_tp_conn_t *c, const struct guest_header *g, const char *target,
+                       char *why, size_t why_len)
 {
     struct json_object *h = json_object_new_object();
     char hex[65], reply[1024];
@@ -207,8 +208,8 @@ static int send_header(mos_tp_conn_t *c, const struct guest_header *g, const cha
     reply[len] = '\0';
     struct json_object *r = json_tokener_parse(reply);
     if (!r || !json_object_get_boolean(json_object_object_get(r, "ok"))) {
-        mos_err("mosd", "%s refused the guest: %s", target,
-                r ? mos_json_str(r, "error", "?") : "malformed reply");
+        snprintf(why, why_len, "%s refused the job: %s; it continues where it was", target,
+                 r ? mos_json_str(r, "error", "?") : "malformed reply");
         json_object_put(r);
         return MOS_E_PROTO;
     }
@@ -288,13 +289,15 @@ static int stream_guest(const struct mosd *d, int target, const struct guest_hea
 
     opts.timeout_ms = MIGRATION_TIMEOUT_MS;
     hostport(&d->cfg, target, where, sizeof(where));
+    why[0] = '\0';
     rc = mos_tp_connect(where, &opts, &conn);
     if (rc == 0)
-        rc = send_header(conn, g, name);
+        rc = send_header(conn, g, name, why, len);
     if (rc == 0)
         rc = tp_img_stream_init(&s, conn, MIGRATION_TIMEOUT_MS);
     if (rc != 0) {
-        snprintf(why, len, "cannot reach %s: %s", name, mos_strerror(rc));
+        if (!why[0])
+            snprintf(why, len, "cannot reach %s: %s", name, mos_strerror(rc));
         goto out;
     }
     /* The capture runs calls inside the job: in a capped cgroup each would wait for the next

@@ -47,8 +47,9 @@ static const struct setting cluster_settings[] = {
                 "gossip time step"),
     INT_SETTING("gossip_window", gossip_window, "16", 1, 4096,
                 "number of youngest entries sent with each gossip message"),
-    INT_SETTING("dead_after_steps", dead_after_steps, "60", 2, 1000000,
-                "a node whose entry is older than this many steps is presumed dead"),
+    INT_SETTING("dead_after_steps", dead_after_steps, "0", 0, 1000000,
+                "a node whose entry is older than this many steps is presumed dead; 0: twice "
+                "the expected maximum age for the cluster's size and window (at least 10)"),
     INT_SETTING("balance_interval_ms", balance_interval_ms, "1000", 10, 600000,
                 "how often the load balancer decides"),
     INT_SETTING("min_residence_ms", min_residence_ms, "3000", 0, 86400000,

@@ -277,6 +277,8 @@ static int await_result(struct mos_supervisor *sup, size_t *len)
             return rc;
         if (type == FWD_MSG_RESULT)
             return 0;
+        if (type == FWD_MSG_HELLO)
+            continue; /* the deputy took this link back after a failed move */
         if (type != FWD_MSG_SIGNAL || deliver_signal(sup, sup->rx, *len) != 0)
             return MOS_E_PROTO;
     }
@@ -520,6 +522,9 @@ static int serve(struct mos_supervisor *sup, int again)
             uint16_t type;
             size_t len;
             rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, &len);
+            if (rc == 0 && type == FWD_MSG_HELLO && len == 2 * sizeof(int32_t))
+                continue; /* a deputy taking this link back after a failed move says hello
+                             again: the same identity */
             if (rc == 0)
                 rc = type == FWD_MSG_SIGNAL ? deliver_signal(sup, sup->rx, len) : MOS_E_PROTO;
         }

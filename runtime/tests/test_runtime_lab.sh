@@ -66,6 +66,22 @@ done
 grep -q "interrupts: 1" "$W/mig.out" && grep -q "pid stable: yes" "$W/mig.out" \
     && ok "SIGINT reached the moved job once; getpid is stable" || bad "signal/pid: $(tail -3 "$W/mig.out")"
 
+# 2a. a move on that the next node refuses (blocked): the guest goes on where it was
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/x.a" "$W/x.b" \
+    < /dev/null > "$W/x.out" 2> "$W/x.err") &
+run=$!
+sleep 0.4
+xjob=$(job_of $run)
+on 1 "${AS_USER[@]}" "$B/mosmigrate" "$xjob" "$N2" > /dev/null 2>&1
+on 3 "$B/mosctl" block > /dev/null
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$xjob" "$N3" 2>&1); mrc=$?
+on 3 "$B/mosctl" unblock > /dev/null
+wait $run; rc=$?
+"$B/mosjob" 40 0 "$W/x2.a" "$W/x2.b" < /dev/null > "$W/x2.out"
+[ $mrc = 1 ] && grep -q "blocked" <<<"$out" && [ $rc = 7 ] && cmp -s "$W/x.out" "$W/x2.out" \
+    && ok "a refused move on: the guest resumed on node 2 and finished ($out)" \
+    || bad "refused move: mosmigrate rc $mrc ($out), job rc $rc, $(cat "$W/x.err")"
+
 # 2b. a real interpreter moved mid-computation: the same output as natively
 PY='import sys, time
 acc = 0
