@@ -19,6 +19,7 @@ struct mos_gossip {
     const struct mos_config *cfg;
     const mos_key_t *key;
     uint32_t self, n, interval_ms, window;
+    uint32_t dead_steps; /* presumed dead past this age, in steps */
     struct mos_gossip_core *core;
     struct gossip_peer *peers;
     uint32_t *by_addr;              /* slots sorted by addr, for lookups */

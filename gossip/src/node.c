@@ -100,6 +100,22 @@ static void check_dead_limit(const struct mos_config *cfg, uint32_t n, uint32_t 
                  cfg->dead_after_steps, m.max_age, n, window);
 }
 
+/* dead_after_steps, or when it is 0 (the default) twice the expected maximum age of this
+ * cluster's size and window, at least 10 steps: a fixed limit would presume the live nodes of
+ * a large cluster dead (the maximum age is about 440 steps at N = 1000, W = 16). */
+static uint32_t dead_limit_steps(const struct mos_config *cfg, uint32_t n, uint32_t window)
+{
+    struct mos_gossip_age_model m;
+    uint32_t w = window + 1 >= n ? n - 1 : window + 1;
+    double limit = 10;
+
+    if (cfg->dead_after_steps > 0)
+        return (uint32_t)cfg->dead_after_steps;
+    if (w >= 1 && mos_gossip_model(n, w, &m) == 0 && 2 * m.max_age > limit)
+        limit = 2 * m.max_age;
+    return (uint32_t)ceil(limit);
+}
+
 static int gossip_alloc(struct mos_gossip *g)
 {
     g->peers = calloc(g->n, sizeof(*g->peers));
@@ -120,7 +136,7 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
 
     if (!cfg || !p->key || !out || p->self < 0 || (size_t)p->self >= cfg->n_nodes ||
         cfg->n_nodes > 65536 || cfg->gossip_interval_ms <= 0 || cfg->gossip_window <= 0 ||
-        cfg->dead_after_steps <= 0) {
+        cfg->dead_after_steps < 0) {
         mos_err("gossip", "bad parameters (node index, window, interval or limit)");
         return -EINVAL;
     }
@@ -161,10 +177,11 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
     g->boot_id = g->rng.next(g->rng.arg);
     g->refresh = p->refresh;
     g->refresh_arg = p->refresh_arg;
+    g->dead_steps = dead_limit_steps(cfg, g->n, g->window);
     struct mos_gossip_core_params cp = {
         .n_slots = g->n, .self = g->self, .window = g->window,
-        .dead_after = (uint32_t)cfg->dead_after_steps * g->interval_ms};
-    if ((uint64_t)cfg->dead_after_steps * g->interval_ms > MOS_GOSSIP_MAX_AGE_MS) {
+        .dead_after = g->dead_steps * g->interval_ms};
+    if ((uint64_t)g->dead_steps * g->interval_ms > MOS_GOSSIP_MAX_AGE_MS) {
         mos_err("gossip", "dead_after_steps x gossip_interval_ms exceeds %u ms",
                 MOS_GOSSIP_MAX_AGE_MS);
         rc = -EINVAL;
@@ -174,7 +191,8 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
     if (rc != 0)
         goto fail;
     memcpy(g->peers[g->self].info.addr, g->peers[g->self].addr, 16);
-    check_dead_limit(cfg, g->n, g->window);
+    if (cfg->dead_after_steps > 0)
+        check_dead_limit(cfg, g->n, g->window);
     *out = g;
     return 0;
 fail:
@@ -211,8 +229,8 @@ static void on_dead(void *arg, uint32_t slot)
     struct mos_gossip *g = arg;
 
     g->stats.presumed_dead++;
-    mos_info("gossip", "node %s presumed dead (no news for %d steps)", g->cfg->nodes[slot].name,
-             g->cfg->dead_after_steps);
+    mos_info("gossip", "node %s presumed dead (no news for %u steps)", g->cfg->nodes[slot].name,
+             g->dead_steps);
 }
 
 static int datagram_encode(struct mos_gossip *g, size_t n_items, uint8_t *buf, size_t cap)
