@@ -33,6 +33,8 @@ struct mosd_job {
     double seen_cpu_s;
     double demand;           /* share of samples it was runnable in: the CPU it wants */
     struct bufferevent *owner; /* mosrun's registration connection (home jobs) */
+    pid_t owner_pid;           /* that mosrun, the job's parent */
+    int owner_fd_min;          /* mosrun's own descriptors start here (0: unknown) */
     /* a migration out of this node, while it runs */
     int moving;
     int checkpointing;             /* mosmigrate PID checkpoint, answered by its mosrun */

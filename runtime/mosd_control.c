@@ -120,6 +120,8 @@ static struct json_object *op_register(struct client *c, struct bufferevent *bev
     job->gid = c->cred.gid;
     job->locked = (int)mos_json_int(req, "locked", 0);
     job->owner = bev;
+    job->owner_pid = c->cred.pid;
+    job->owner_fd_min = (int)mos_json_int(req, "reserved_min", 0);
     snprintf(job->cmd, sizeof(job->cmd), "%s", mos_json_str(req, "cmd", "?"));
     snprintf(job->stay, sizeof(job->stay), "%s", mos_json_str(req, "stay", ""));
     snprintf(job->home, sizeof(job->home), "%s", c->d->cfg.nodes[c->d->self].name);

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -271,17 +272,57 @@ static void cgroup_borrow(pid_t pid, char *was, size_t len)
         was[0] = '\0';
 }
 
+/* How a job leaves: what to do just before the commit, whether the original stays as a shell
+ * (a job leaving home: its pid, parent and session wait there for its return), and a home
+ * call the guest is held in, answered once the freeze has begun. */
+struct stream_how {
+    void (*before_commit)(void *);
+    void *arg;
+    int shell;
+    int listener;      /* the guest's seccomp listener, when a call is held */
+    uint64_t held;
+    int held_answered;
+};
+
+static void answer_held(void *arg)
+{
+    struct stream_how *how = arg;
+
+    /* the interrupt is pending now, so the call restarts on its way out, into the stop */
+    how->held_answered = mos_supervisor_answer(how->listener, how->held, -MOS_ERESTARTNOINTR) == 0;
+}
+
+static void commit_original(struct mos_dump *dump, const struct stream_how *how, pid_t pid,
+                            const char *home_cg)
+{
+    char husk[4096];
+
+    if (!how->shell) {
+        mos_dump_commit(dump);
+        return;
+    }
+    /* the shell waits in the job's own cgroup, not in mosd's that the capture borrowed */
+    if (mos_dump_commit_shell(dump, mos_restore_husk_path(husk, sizeof(husk))) == 0 &&
+        home_cg[0])
+        cgroup_join(home_cg, pid);
+}
+
 /* Freeze pid, stream it to node `target` as the guest g describes, and once the target has it
- * rebuilt and linked to the deputy (READY), call before_commit, kill the original and send
- * COMMIT. Before READY any failure resumes pid where it was. Returns 0 when the job runs there. */
+ * rebuilt and linked to the deputy (READY), call before_commit, kill the original (or leave its
+ * shell) and send COMMIT. Before READY any failure resumes pid where it was. Returns 0 when the
+ * job runs there. */
 static int stream_guest(const struct mosd *d, int target, const struct guest_header *g, pid_t pid,
-                        void (*before_commit)(void *), void *arg, char *why, size_t len)
+                        struct stream_how *how, char *why, size_t len)
 {
     const char *name = d->cfg.nodes[target].name;
     char where[160], c = 0, commit = MSG_COMMIT;
     struct iovec iov = {&commit, 1};
     struct mos_tp_opts opts = d->tp_opts;
     struct mos_dump_opts dopts = {.fds_at_home = 1}; /* they stay with mosrun, the deputy */
+    if (how->listener > 0) {
+        dopts.on_interrupt = answer_held;
+        dopts.on_interrupt_arg = how;
+    }
     struct tp_img_stream s = {0};
     struct mos_dump *dump = NULL;
     mos_tp_conn_t *conn = NULL;
@@ -318,9 +359,9 @@ static int stream_guest(const struct mosd *d, int target, const struct guest_hea
             cgroup_join(home_cg, pid);
         goto out;
     }
-    if (before_commit)
-        before_commit(arg);
-    mos_dump_commit(dump);
+    if (how->before_commit)
+        how->before_commit(how->arg);
+    commit_original(dump, how, pid, home_cg);
     rc = s.io.ops->writev(&s.io, &iov, 1);
     if (rc != 0)
         snprintf(why, len, "the commit did not reach %s: %s", name, mos_strerror(rc));
@@ -360,7 +401,10 @@ static int move_out(const struct out_args *a, char *why, size_t len)
     snprintf(g.home_addr, sizeof(g.home_addr), "%s", d->cfg.nodes[d->self].addr);
     snprintf(g.cmd, sizeof(g.cmd), "%s", a->job.cmd);
     memcpy(g.token, a->job.token, sizeof(g.token));
-    return stream_guest(d, a->target, &g, a->job.pid, tell_owner_migrated, (void *)a, why, len);
+    /* a mosrun that says where its own descriptors start can take the job back natively */
+    struct stream_how how = {.before_commit = tell_owner_migrated, .arg = (void *)a,
+                             .shell = a->job.owner_fd_min > 0};
+    return stream_guest(d, a->target, &g, a->job.pid, &how, why, len);
 }
 
 /* A job already away: ask the node it is on to move it on (or home). */
@@ -579,10 +623,35 @@ static int line_read(int fd, char *buf, size_t len)
 struct sup_ctx {
     const struct mosd *d;
     const struct guest_header *h;
+    pid_t guest;
     int ctl;
     char target[MOS_NODE_NAME_MAX];
     double max_load;
+    int holding;                /* a home call waits for the trip home */
+    uint64_t held;
+    uint64_t home_retry_ns;     /* a trip home failed: until then home calls get ENOSYS */
 };
+
+#define HOME_RETRY_NS (30ull * 1000000000ull)
+
+/* fork, execve, a file mmap...: the guest goes home, where the call then runs natively. At
+ * home already (as a guest, its shell gone) or shortly after a failed trip, it is refused. */
+static int on_home_call(struct mos_supervisor *sup, uint64_t id, long nr, void *arg)
+{
+    struct sup_ctx *x = arg;
+
+    (void)sup;
+    if (strcmp(x->h->home, x->d->cfg.nodes[x->d->self].name) == 0 ||
+        mos_clock_now_ns() < x->home_retry_ns)
+        return 0;
+    mos_info("mosd", "guest %d (home %s pid %d): %s must run at home; taking it there",
+             (int)x->guest, x->h->home, x->h->home_pid, mos_syscall_name(nr));
+    snprintf(x->target, sizeof(x->target), "%s", x->h->home);
+    x->max_load = -1;
+    x->holding = 1;
+    x->held = id;
+    return MOS_HOME_CALL_DETACH;
+}
 
 /* mosd asks the supervisor, between two calls, to move the guest. */
 static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
@@ -613,25 +682,38 @@ static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
 static int supervise(const struct mosd *d, const struct guest_header *h, pid_t guest,
                      int listener, int link, int ctl)
 {
-    struct sup_ctx x = {.d = d, .h = h, .ctl = ctl};
-    struct mos_supervisor_ops ops = {.ctl_fd = ctl, .on_ctl = on_sup_ctl, .arg = &x};
+    struct sup_ctx x = {.d = d, .h = h, .guest = guest, .ctl = ctl};
+    struct mos_supervisor_ops ops = {.home_call = on_home_call, .ctl_fd = ctl,
+                                     .on_ctl = on_sup_ctl, .arg = &x};
     char why[256];
     int status = 0, rc;
 
     while ((rc = mos_supervisor_run(guest, listener, link, &ops, &status)) ==
            MOS_SUPERVISOR_DETACHED) {
         int target = mos_config_find_node(&d->cfg, x.target);
+        struct stream_how how = {.listener = x.holding ? listener : -1, .held = x.held};
         why[0] = '\0';
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
         struct guest_header moving = *h;
         moving.max_load = x.max_load;
         if (rc == 0)
-            rc = stream_guest(d, target, &moving, guest, NULL, NULL, why, sizeof(why));
+            rc = stream_guest(d, target, &moving, guest, &how, why, sizeof(why));
         if (rc == 0) {
-            dprintf(ctl, "ok %s\n", x.target);
+            if (!x.holding)
+                dprintf(ctl, "ok %s\n", x.target);
             return 0; /* the guest runs there now; our copy is gone */
         }
-        dprintf(ctl, "error %s\n", why[0] ? why : mos_strerror(rc));
+        if (x.holding) {
+            /* the call runs again (restarted) or is refused now; either way, ENOSYS for a while */
+            mos_warn("mosd", "guest %d could not go home for a home call: %s", (int)guest,
+                     why[0] ? why : mos_strerror(rc));
+            if (!how.held_answered)
+                mos_supervisor_answer(listener, x.held, -ENOSYS);
+            x.holding = 0;
+            x.home_retry_ns = mos_clock_now_ns() + HOME_RETRY_NS;
+        } else {
+            dprintf(ctl, "error %s\n", why[0] ? why : mos_strerror(rc));
+        }
         mos_deputy_link_notify(link, MOS_LINK_RESUME);
     }
     return rc;
@@ -656,6 +738,99 @@ static void tell_home(const struct mosd *d, const struct guest_header *h)
     mos_tp_close(conn);
 }
 
+/* ---- in, at home: the job back in its own process --------------------------------------- */
+
+/* One of our jobs, by its pid here, with the mosrun that started it. */
+static const struct mosd_job *own_job_const(const struct mosd *d, pid_t home_pid)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (!d->jobs[i].supervisor && d->jobs[i].owner && d->jobs[i].home_pid == home_pid)
+            return &d->jobs[i];
+    return NULL;
+}
+
+/* Whether pid is the shell mos_dump_commit_shell left: a mos-husk, child of the job's mosrun,
+ * owned by the job's user. */
+static int shell_is_there(pid_t pid, pid_t parent, uid_t uid)
+{
+    char path[64], buf[512];
+    struct stat st;
+    int ppid = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (stat(path, &st) != 0 || st.st_uid != uid || !(f = fopen(path, "re")))
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *close_paren = strrchr(buf, ')');
+    if (!close_paren || !strstr(buf, "(mos-husk)") || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+        return 0;
+    return ppid == (int)parent;
+}
+
+/* A job coming home goes back into its own process when its shell and mosrun are there:
+ * native again, with its pid, parent, descriptors (mosrun's mirror of them) and directory. */
+static int native_return(const struct mosd *d, const struct guest_header *h,
+                         struct mos_restore_opts *ro, char *cwd, size_t cwd_len)
+{
+    const struct mosd_job *own;
+    char link[64];
+    ssize_t n;
+
+    if (strcmp(h->home, d->cfg.nodes[d->self].name) != 0 ||
+        !(own = own_job_const(d, h->home_pid)) || own->owner_fd_min <= 0 ||
+        !shell_is_there(h->home_pid, own->owner_pid, h->uid))
+        return 0;
+    snprintf(link, sizeof(link), "/proc/%d/cwd", (int)own->owner_pid);
+    if ((n = readlink(link, cwd, cwd_len - 1)) < 0)
+        return 0;
+    cwd[n] = '\0';
+    ro->guest = 0;
+    ro->into_pid = h->home_pid;
+    ro->fds_from = own->owner_pid;
+    ro->fds_limit = own->owner_fd_min;
+    ro->cwd = cwd;
+    return 1;
+}
+
+/* Restore into the shell, confirm, and let it run: mosd then tells mosrun it is home. */
+static int take_home(const struct mosd *d, mos_tp_conn_t *c, const struct guest_header *h,
+                     struct mos_restore_opts *ro, int ctl)
+{
+    char c_in = 0, ready = MSG_READY, job_cg[512] = "";
+    struct iovec iov = {&ready, 1};
+    struct tp_img_stream s;
+    struct mos_restore *r;
+    int rc = tp_img_stream_init(&s, c, MIGRATION_TIMEOUT_MS);
+
+    if (rc != 0)
+        return rc;
+    /* rebuilt from mosd's cgroup (no throttled periods per injected call), run in its own */
+    cgroup_borrow(h->home_pid, job_cg, sizeof(job_cg));
+    rc = mos_restore_prepare(&s.io, ro, &r);
+    if (rc == 0 && job_cg[0])
+        cgroup_join(job_cg, h->home_pid);
+    if (rc == 0)
+        rc = s.io.ops->writev(&s.io, &iov, 1);
+    if (rc == 0 && (rc = byte_get(&s.io, &c_in)) == 0 && c_in != MSG_COMMIT)
+        rc = MOS_E_PROTO;
+    if (rc == 0)
+        rc = mos_restore_commit(r);
+    else if (r)
+        mos_restore_abort(r);
+    if (rc == 0) {
+        mos_info("mosd", "job %d (pid %d) is home, native again", h->job, h->home_pid);
+        dprintf(ctl, "native %d\n", h->home_pid);
+    } else {
+        mos_err("mosd", "job %d (pid %d) could not come home: %s", h->job, h->home_pid,
+                mos_strerror(rc));
+    }
+    tp_img_stream_fini(&s);
+    return rc;
+}
+
 /* Restore the guest, link it home, confirm, and serve it until it ends or moves on. */
 static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct guest_header *h,
                       int ctl)
@@ -667,7 +842,11 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct guest
     struct mos_restore *r;
     int rc, listener = -1, link = -1;
 
+    char cwd[4096];
+
     ro.husk_path = mos_restore_husk_path(husk_buf, sizeof(husk_buf));
+    if (native_return(d, h, &ro, cwd, sizeof(cwd)))
+        return take_home(d, c, h, &ro, ctl);
     rc = tp_img_stream_init(&s, c, MIGRATION_TIMEOUT_MS);
     if (rc != 0)
         return rc;
@@ -882,6 +1061,19 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
                                    : NULL;
         if (own) /* one of ours, back home */
             snprintf(own->where, sizeof(own->where), "%s", home);
+        return;
+    }
+    if (got > 0 && sscanf(line, "native %d", &home_pid) == 1) {
+        struct mosd_job *job = own_job(d, home_pid);
+        if (job) {
+            snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
+            job->arrived_ns = mos_clock_now_ns();
+            struct json_object *m = json_object_new_object();
+            json_object_object_add(m, "op", json_object_new_string("native"));
+            mosd_send(job->owner, m);
+            json_object_put(m);
+        }
+        close((int)fd);
         return;
     }
     if (got > 0 && sscanf(line, "where %d %63s", &home_pid, to) == 2) {

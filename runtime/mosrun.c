@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -158,6 +159,8 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
     json_object_object_add(req, "pid", json_object_new_int(child));
     json_object_object_add(req, "cmd", json_object_new_string(cmd));
     json_object_object_add(req, "locked", json_object_new_int(o->locked));
+    /* our own descriptors start here: on the job's way back, the ones below are its own */
+    json_object_object_add(req, "reserved_min", json_object_new_int(m->reserved_min));
     if (o->start_on)
         json_object_object_add(req, "start_on", json_object_new_string(o->start_on));
     if (o->mem_mib)
@@ -319,6 +322,9 @@ static void on_prepare(struct mosrun *m, struct json_object *msg)
         send_reply(m, 0, "not ready to move", 0);
         return;
     }
+    /* Where Yama restricts ptrace to descendants: the job, coming back natively into its shell,
+     * takes its descriptors from us with pidfd_getfd. */
+    prctl(PR_SET_PTRACER, m->child, 0, 0, 0);
     if (mirror_fds(m, why, sizeof(why)) != 0) {
         send_reply(m, 0, why, 0);
         return;
@@ -356,16 +362,45 @@ static void on_link_ready(struct mosrun *m)
     m->link = move_high(m, fd);
 }
 
+static void on_checkpoint(struct mosrun *m, struct json_object *msg);
+
+/* While the job is away, mosd may say it came back into its own process here ("native"). */
+static int mosd_says_native(struct mosrun *m)
+{
+    struct json_object *msg;
+    int native;
+
+    if (mos_control_recv(m->mosd_fd, &msg, 5000) != 0) {
+        close(m->mosd_fd); /* mosd restarted: the job goes on without it */
+        m->mosd_fd = -1;
+        return 0;
+    }
+    native = strcmp(mos_json_str(msg, "op", ""), "native") == 0;
+    if (!native && strcmp(mos_json_str(msg, "op", ""), "checkpoint") == 0)
+        on_checkpoint(m, msg); /* refused: it is not here */
+    json_object_put(msg);
+    return native;
+}
+
+#define LINK_NATIVE (-2)
+
 /* Between two supervisors: the old one said the guest is moving. Wait for the new one to prove
- * the token on our listener, or for the old one to say the move failed and it serves again. */
+ * the token on our listener, for the old one to say the move failed and it serves again, or
+ * for mosd to say the job runs natively here again (LINK_NATIVE). */
 static int next_link(struct mosrun *m, int old)
 {
     for (int waited_ms = 0; waited_ms < 300000; waited_ms += 1000) {
-        struct pollfd fds[2] = {{m->link_listen, POLLIN, 0}, {old, POLLIN, 0}};
+        struct pollfd fds[3] = {{m->link_listen, POLLIN, 0}, {old, POLLIN, 0},
+                                {m->mosd_fd, POLLIN, 0}};
         enum mos_link_notice notice;
 
-        if (poll(fds, 2, 1000) <= 0)
+        if (poll(fds, 3, 1000) <= 0)
             continue;
+        if (m->mosd_fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP)) && mosd_says_native(m)) {
+            if (old >= 0)
+                close(old);
+            return LINK_NATIVE;
+        }
         if (fds[0].revents & POLLIN) {
             int fd = mos_deputy_link_accept(m->link_listen, m->token, 10000);
             if (fd >= 0) {
@@ -386,8 +421,34 @@ static int next_link(struct mosrun *m, int old)
     return -1;
 }
 
-/* The job now runs elsewhere: serve its system calls until it ends, then end as it did. */
-static void __attribute__((noreturn)) become_deputy(struct mosrun *m, struct json_object *msg)
+/* The job's pid at home is its shell while it is away (or nothing, if the shell is gone):
+ * it goes with the job. */
+static void __attribute__((noreturn)) end_away(struct mosrun *m, int status, int lost)
+{
+    kill(m->child, SIGKILL);
+    waitpid(m->child, NULL, 0);
+    if (lost) {
+        fprintf(stderr, "mosrun: the job was lost with node %s\n", m->where);
+        exit(MOSRUN_EXIT_LOST);
+    }
+    exit_like(status);
+}
+
+/* Back to native at home: the job has its descriptors again (taken from ours), so ours below
+ * the reserved range go, but 0-2, which were ours before the job ever left. */
+static void back_home(struct mosrun *m)
+{
+    close(m->link_listen);
+    m->link_listen = m->link = -1;
+    if (m->reserved_min > 3)
+        syscall(SYS_close_range, 3, m->reserved_min - 1, 0);
+    snprintf(m->where, sizeof(m->where), "home");
+    m->state = JOB_HOME;
+}
+
+/* The job now runs elsewhere: serve its system calls until it ends (then end as it did) or
+ * until it runs natively here again (then return). */
+static void become_deputy(struct mosrun *m, struct json_object *msg)
 {
     struct mos_deputy_opts opts = {.identity = {m->child, m->child_ppid},
                                    .reserved_fd_min = m->reserved_min};
@@ -395,25 +456,24 @@ static void __attribute__((noreturn)) become_deputy(struct mosrun *m, struct jso
 
     snprintf(m->where, sizeof(m->where), "%s", mos_json_str(msg, "where", "?"));
     m->state = JOB_AWAY;
-    waitpid(m->child, NULL, 0); /* the frozen original, killed by mosd once the copy is safe */
     link = m->link >= 0 ? m->link : mos_deputy_link_accept(m->link_listen, m->token, 60000);
     if (link < 0) {
         fprintf(stderr, "mosrun: the job's new node %s never connected: %s\n", m->where,
                 mos_strerror(link));
-        exit(MOSRUN_EXIT_LOST);
+        end_away(m, 0, 1);
     }
     link = move_high(m, link);
-    /* The listener stays open for the job's life: each later move brings a new supervisor. */
+    /* The listener stays open while the job is away: each later move brings a new supervisor. */
     while ((rc = mos_deputy_serve(link, &opts, &status)) == MOS_DEPUTY_MOVING) {
         link = next_link(m, link);
+        if (link == LINK_NATIVE) {
+            back_home(m);
+            return;
+        }
         if (link < 0)
             break;
     }
-    if (rc != 0) {
-        fprintf(stderr, "mosrun: the job was lost with node %s\n", m->where);
-        exit(MOSRUN_EXIT_LOST);
-    }
-    exit_like(status);
+    end_away(m, status, rc != 0);
 }
 
 /* mosrun -R FILE: the checkpoint restored as our child (its files reopened, its stdio ours). */

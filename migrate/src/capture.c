@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -71,7 +72,8 @@ int mos_dump_freeze(pid_t pid, const struct mos_dump_opts *opts, struct mos_dump
         d->opts = *opts;
     rc = mos_stay_check(pid, opts, 0, reason, sizeof(reason));
     if (rc == 0) {
-        rc = mos_inject_seize(pid, &d->t);
+        rc = mos_inject_seize_hooked(pid, d->opts.on_interrupt, d->opts.on_interrupt_arg,
+                                     &d->t);
         if (rc != 0)
             mos_err("migrate", "cannot freeze pid %d: %s", (int)pid, mos_strerror(rc));
     } else if (rc != MOS_E_NOT_MIGRATABLE)
@@ -106,6 +108,52 @@ void mos_dump_commit(struct mos_dump *d)
 {
     mos_inject_kill(d->t);
     free(d);
+}
+
+/* The shell's strings and argument vectors, in a scratch page of the original: the path,
+ * then argv = {"mos-husk", NULL} whose NULL doubles as the empty envp. */
+static int shell_exec(struct mos_dump *d, const char *husk)
+{
+    size_t plen = strlen(husk) + 1;
+    long page = 0, res = 0;
+    int rc;
+
+    if (plen > PAGE - 64)
+        return -ENAMETOOLONG;
+    rc = mos_inject_call(d->t, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &page);
+    uint64_t name = (uint64_t)page + plen, vec = (name + 9 + 7) & ~7ull;
+    uint64_t argv[2] = {name, 0};
+    if (rc == 0)
+        rc = mos_inject_write(d->t, (uint64_t)page, husk, plen);
+    if (rc == 0)
+        rc = mos_inject_write(d->t, name, "mos-husk", 9);
+    if (rc == 0)
+        rc = mos_inject_write(d->t, vec, argv, sizeof(argv));
+    /* the job's descriptors are its deputy's now; the shell dies with its parent (mosrun) */
+    if (rc == 0)
+        rc = mos_inject_call(d->t, SYS_close_range, 0, ~0u, 0, 0, 0, 0, NULL);
+    if (rc == 0)
+        rc = mos_inject_call(d->t, SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0, NULL);
+    if (rc == 0)
+        rc = mos_inject_execve(d->t, (uint64_t)page, vec, vec + 8, &res);
+    return rc != 0 ? rc : (int)res;
+}
+
+int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path)
+{
+    int rc = shell_exec(d, husk_path);
+
+    if (rc != 0) {
+        mos_warn("migrate", "pid %d cannot stay as a shell (%s); it is ended", (int)d->pid,
+                 mos_strerror(rc));
+        mos_dump_commit(d);
+        return rc;
+    }
+    mos_inject_set_sigmask(d->t, ~0ull);
+    rc = mos_inject_release(d->t);
+    free(d);
+    return rc;
 }
 
 int mos_dump_abort(struct mos_dump *d)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -104,6 +105,11 @@ static int inject_take(struct mos_inject *t, int have_mask)
 
 int mos_inject_seize(pid_t pid, struct mos_inject **out)
 {
+    return mos_inject_seize_hooked(pid, NULL, NULL, out);
+}
+
+int mos_inject_seize_hooked(pid_t pid, void (*hook)(void *), void *arg, struct mos_inject **out)
+{
     struct mos_inject *t = inject_new(pid);
     int rc, status, have_mask = 0;
     uint64_t all = ~0ull;
@@ -118,6 +124,8 @@ int mos_inject_seize(pid_t pid, struct mos_inject **out)
         rc = mos_errno_status();
         goto out_detach;
     }
+    if (hook)
+        hook(arg);
     for (;;) {
         rc = wait_stop(pid, &status);
         if (rc != 0)
@@ -316,6 +324,49 @@ out_unpatch:
             rc = rc2;
     }
     return rc;
+}
+
+int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64_t envp,
+                      long *result)
+{
+    struct user_regs_struct r = t->stop_regs;
+    long saved_word = 0;
+    int rc;
+
+    if (!t->exec_addr && (rc = mos_inject_pick_exec_addr(t)) != 0)
+        return rc;
+    r.rax = SYS_execve;
+    r.orig_rax = (uint64_t)-1;
+    r.rdi = path;
+    r.rsi = argv;
+    r.rdx = envp;
+    r.rip = t->exec_addr;
+    if (t->exec_patch && (rc = patch_swap(t, &saved_word, 0)) != 0)
+        return rc;
+    if (ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0)
+        return mos_errno_status();
+    rc = run_to_syscall_stop(t->pid); /* entry */
+    if (rc == 0)
+        rc = run_to_syscall_stop(t->pid); /* exit: in the new program when it worked */
+    if (rc == 0 && ptrace(PTRACE_GETREGS, t->pid, NULL, &r) < 0)
+        rc = mos_errno_status();
+    if (rc != 0)
+        return rc;
+    *result = (long)r.rax;
+    if (*result < 0) { /* the old program is still there: put everything back */
+        if (ptrace(PTRACE_SETREGS, t->pid, NULL, &t->stop_regs) < 0)
+            return mos_errno_status();
+        return t->exec_patch ? patch_swap(t, &saved_word, 1) : 0;
+    }
+    /* A new address space: nothing of the old one (code patch, mem fd, exec spot) is valid. */
+    r.orig_rax = (uint64_t)-1;
+    t->stop_regs = t->final_regs = r;
+    t->exec_addr = 0;
+    t->exec_patch = 0;
+    if (t->mem_fd >= 0)
+        close(t->mem_fd);
+    t->mem_fd = -1;
+    return 0;
 }
 
 int mos_inject_call(struct mos_inject *t, long nr, long a0, long a1, long a2, long a3, long a4,

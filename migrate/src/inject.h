@@ -28,6 +28,11 @@ struct mos_inject;
  * Returns 0 or -errno (-EPERM: no right to trace, -ESRCH: gone). */
 int mos_inject_seize(pid_t pid, struct mos_inject **out);
 
+/* The same, calling hook(arg) between the interrupt and the wait for the stop: a task blocked
+ * where only the caller can wake it (in a seccomp user notification, say) is answered there,
+ * and then stops on its way out. */
+int mos_inject_seize_hooked(pid_t pid, void (*hook)(void *), void *arg, struct mos_inject **out);
+
 /* Take over a child that called PTRACE_TRACEME and is now stopped after execve (its SIGTRAP
  * stop). The SIGTRAP is swallowed. Returns 0 or -errno. */
 int mos_inject_adopt_traceme(pid_t pid, struct mos_inject **out);
@@ -44,6 +49,12 @@ int mos_inject_pick_exec_addr(struct mos_inject *t);
  * MOS_E_* when the task could not be driven: then it may be dead); the remote call's own
  * return value (a negative errno on failure) goes to *result. */
 int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *result);
+
+/* execve(path, argv, envp) in the task, the three at addresses in the task. On success the
+ * handle describes the new program, stopped before its first instruction (released, it starts
+ * there); on failure (*result < 0) the old one is untouched. Returns the injection status. */
+int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64_t envp,
+                      long *result);
 
 /* Convenience: run the call and fold both statuses into one: 0, the remote -errno, or the
  * injection status. Used where the caller does not need to tell them apart. */

@@ -13,8 +13,10 @@
 #include "mos/log.h"
 #include "mos/status.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <grp.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -61,6 +63,9 @@ struct span {
 };
 
 static int guest_filter_install(struct mos_restore *r);
+static int shell_signals_reset(struct mos_restore *r);
+static int shell_fds_install(struct mos_restore *r);
+static void shell_chdir(struct mos_restore *r);
 
 static int span_cmp(const void *a, const void *b)
 {
@@ -794,6 +799,8 @@ static int finish(struct mos_restore *r)
     }
     if (rc == 0)
         rc = mm_set(r);
+    if (rc == 0 && r->opts.into_pid)
+        rc = shell_signals_reset(r);
     if (rc == 0)
         rc = sigs_set(r);
     if (rc == 0)
@@ -801,6 +808,13 @@ static int finish(struct mos_restore *r)
     if (rc != 0)
         return rc;
     rlimits_set(r);
+    if (r->opts.into_pid && r->opts.fds_from > 0) {
+        rc = shell_fds_install(r);
+        if (rc != 0)
+            return rc;
+    }
+    if (r->opts.into_pid && r->opts.cwd)
+        shell_chdir(r);
     if (r->opts.guest) {
         rc = guest_filter_install(r);
         if (rc != 0)
@@ -895,6 +909,188 @@ int mos_restore_listener_fd(const struct mos_restore *r)
     return r->listener;
 }
 
+/* ---- into a shell: the job's own process at home, kept by mos_dump_commit_shell */
+
+static int shell_take(struct mos_restore *r)
+{
+    int rc;
+
+    if (r->m.nfds) {
+        mos_err("migrate", "cannot restore into pid %d: the image carries descriptors",
+                (int)r->opts.into_pid);
+        return MOS_E_UNSUPPORTED;
+    }
+    rc = files_check(&r->m);
+    if (rc != 0)
+        return rc;
+    r->pid = r->opts.into_pid;
+    rc = mos_inject_seize(r->pid, &r->t);
+    /* like a husk of our own, it must not run on half-built if we die */
+    if (rc == 0 && ptrace(PTRACE_SETOPTIONS, r->pid, NULL,
+                          (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) < 0) {
+        rc = mos_errno_status();
+        mos_inject_release(r->t);
+    }
+    if (rc != 0)
+        mos_err("migrate", "cannot restore into pid %d: %s", (int)r->pid, mos_strerror(rc));
+    return rc;
+}
+
+/* Hex masks of /proc/PID/status: pending (thread and process) and ignored signals. */
+static uint64_t status_mask(pid_t pid, const char *const keys[], int nkeys)
+{
+    char path[64], line[256];
+    uint64_t mask = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (!(f = fopen(path, "re")))
+        return ~0ull; /* unknown: reset every signal */
+    while (fgets(line, sizeof(line), f))
+        for (int k = 0; k < nkeys; k++) {
+            size_t n = strlen(keys[k]);
+            if (strncmp(line, keys[k], n) == 0)
+                mask |= strtoull(line + n, NULL, 16);
+        }
+    fclose(f);
+    return mask;
+}
+
+/* What the shell collected while the job was away goes: signals sent to its pid then were
+ * the deputy's to pass on (a terminal's Ctrl-C reached both), and dispositions it ignored are
+ * not the image's. Setting SIG_IGN discards a pending signal, SIG_DFL then resets it. */
+static int shell_signals_reset(struct mos_restore *r)
+{
+    static const char *const keys[] = {"SigPnd:", "ShdPnd:", "SigIgn:"};
+    const struct mos_ksigaction acts[2] = {{.handler = 1 /* SIG_IGN */}, {.handler = 0}};
+    uint64_t mask = status_mask(r->pid, keys, 3);
+    int rc;
+    uint64_t at = scratch_put(r, acts, sizeof(acts), &rc);
+
+    for (int sig = 1; sig <= 64 && rc == 0; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP || !(mask & (1ull << (sig - 1))))
+            continue;
+        rc = rcall(r, "rt_sigaction", SYS_rt_sigaction, sig, (long)at, 0, 8, 0, 0, NULL);
+        if (rc == 0)
+            rc = rcall(r, "rt_sigaction", SYS_rt_sigaction, sig, (long)(at + sizeof(acts[0])),
+                       0, 8, 0, 0, NULL);
+    }
+    return rc;
+}
+
+/* Descriptor fd of process from, and whether it is close-on-exec; -1 past the table. */
+struct shell_fd {
+    int fd, cloexec;
+};
+
+static int shell_fds_list(pid_t from, int limit, struct shell_fd **out, size_t *n)
+{
+    char dir[64];
+    struct dirent *e;
+    size_t cap = 16;
+    DIR *d;
+
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)from);
+    if (!(d = opendir(dir)))
+        return mos_errno_status();
+    *n = 0;
+    *out = malloc(cap * sizeof(**out));
+    while (*out && (e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] == '.' || fd >= limit)
+            continue;
+        if (*n == cap) {
+            struct shell_fd *more = realloc(*out, 2 * cap * sizeof(**out));
+            if (!more)
+                break;
+            *out = more;
+            cap *= 2;
+        }
+        char path[96], line[128];
+        unsigned long flags = 0;
+        snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)from, fd);
+        FILE *f = fopen(path, "re");
+        while (f && fgets(line, sizeof(line), f))
+            if (sscanf(line, "flags: %lo", &flags) == 1)
+                break;
+        if (f)
+            fclose(f);
+        (*out)[(*n)++] = (struct shell_fd){fd, (flags & O_CLOEXEC) != 0};
+    }
+    closedir(d);
+    return *out ? 0 : -ENOMEM;
+}
+
+/* An O_PATH descriptor cannot be taken with pidfd_getfd; an O_PATH open of its path is all
+ * it is. */
+static int shell_fd_open_path(struct mos_restore *r, pid_t from, int fd, long *got)
+{
+    char link[96], path[PATH_MAX];
+    ssize_t len;
+    int rc;
+
+    snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)from, fd);
+    if ((len = readlink(link, path, sizeof(path) - 1)) < 0)
+        return mos_errno_status();
+    path[len] = '\0';
+    uint64_t at = scratch_put(r, path, (size_t)len + 1, &rc);
+    return rc != 0 ? rc : mos_inject_call(r->t, SYS_openat, AT_FDCWD, (long)at,
+                                          O_PATH | O_CLOEXEC, 0, 0, 0, got);
+}
+
+/* Each descriptor of fds_from below fds_limit, at its number in the shell. */
+static int shell_fds_install(struct mos_restore *r)
+{
+    struct shell_fd *fds = NULL;
+    size_t n = 0;
+    long pidfd = -1, high = -1;
+    int top = 0, rc = shell_fds_list(r->opts.fds_from, r->opts.fds_limit, &fds, &n);
+
+    for (size_t i = 0; i < n; i++)
+        top = fds[i].fd + 1 > top ? fds[i].fd + 1 : top;
+    if (rc == 0)
+        rc = rcall(r, "pidfd_open", SYS_pidfd_open, r->opts.fds_from, 0, 0, 0, 0, 0, &pidfd);
+    /* above every target, so that no placement closes it */
+    if (rc == 0)
+        rc = rcall(r, "fcntl F_DUPFD", SYS_fcntl, pidfd, F_DUPFD_CLOEXEC, top, 0, 0, 0, &high);
+    if (pidfd >= 0)
+        mos_inject_call(r->t, SYS_close, pidfd, 0, 0, 0, 0, 0, NULL);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        long got = -1;
+        rc = mos_inject_call(r->t, SYS_pidfd_getfd, high, fds[i].fd, 0, 0, 0, 0, &got);
+        if (rc == -EBADF)
+            rc = shell_fd_open_path(r, r->opts.fds_from, fds[i].fd, &got);
+        if (rc != 0) {
+            mos_err("migrate", "restore: cannot take fd %d of pid %d: %s", fds[i].fd,
+                    (int)r->opts.fds_from, mos_strerror(rc));
+            break;
+        }
+        if (got != fds[i].fd) {
+            rc = rcall(r, "dup3", SYS_dup3, got, fds[i].fd, fds[i].cloexec ? O_CLOEXEC : 0, 0, 0,
+                       0, NULL);
+            mos_inject_call(r->t, SYS_close, got, 0, 0, 0, 0, 0, NULL);
+        } else if (!fds[i].cloexec) { /* pidfd_getfd always sets close-on-exec */
+            rc = rcall(r, "fcntl F_SETFD", SYS_fcntl, got, F_SETFD, 0, 0, 0, 0, NULL);
+        }
+    }
+    if (high >= 0)
+        mos_inject_call(r->t, SYS_close, high, 0, 0, 0, 0, 0, NULL);
+    free(fds);
+    return rc;
+}
+
+static void shell_chdir(struct mos_restore *r)
+{
+    int rc;
+    uint64_t at = scratch_put(r, r->opts.cwd, strlen(r->opts.cwd) + 1, &rc);
+
+    if (rc == 0)
+        rc = mos_inject_call(r->t, SYS_chdir, (long)at, 0, 0, 0, 0, 0, NULL);
+    if (rc != 0)
+        mos_warn("migrate", "restore: pid %d cannot enter %s (%s); its directory is the old one",
+                 (int)r->pid, r->opts.cwd, mos_strerror(rc));
+}
+
 static int husk_start(struct mos_restore *r, const char *husk)
 {
     int *opened = calloc(r->m.nfds ? r->m.nfds : 1, sizeof(int));
@@ -909,6 +1105,10 @@ static int husk_start(struct mos_restore *r, const char *husk)
     }
     if (r->opts.guest) {
         rc = husk_start_guest(r, husk);
+        goto out;
+    }
+    if (r->opts.into_pid) {
+        rc = shell_take(r);
         goto out;
     }
     rc = files_check(&r->m);

@@ -202,6 +202,13 @@ int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t 
     return 0;
 }
 
+int mos_supervisor_answer(int listener_fd, uint64_t notif_id, int error)
+{
+    struct seccomp_notif_resp resp = {.id = notif_id, .error = error};
+
+    return ioctl(listener_fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0 ? 0 : -errno;
+}
+
 static int reply_result(struct mos_supervisor *sup, uint64_t id, int64_t ret)
 {
     return ret < 0 ? mos_supervisor_reply(sup, id, 0, (int)ret)
@@ -443,8 +450,12 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
 static int handle_home(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     fwd_stats_add(FWD_STAT_HOME);
-    if (sup->ops && sup->ops->home_call &&
-        sup->ops->home_call(sup, n->id, n->data.nr, sup->ops->arg))
+    int how = sup->ops && sup->ops->home_call
+                  ? sup->ops->home_call(sup, n->id, n->data.nr, sup->ops->arg)
+                  : 0;
+    if (how == MOS_HOME_CALL_DETACH)
+        return MOS_SUPERVISOR_DETACHED;
+    if (how)
         return 0;
     mos_info("supervisor", "guest %d: %s (%d) needs its home node; refused with ENOSYS",
              (int)sup->guest, mos_syscall_name(n->data.nr), n->data.nr);

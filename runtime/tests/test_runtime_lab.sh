@@ -32,7 +32,7 @@ for _ in $(seq 50); do
 done
 seq 1 3000 > "$W/input"
 on() { local n=$1; shift; "$LAB" exec "$n" "$@"; }
-job_of() { pgrep -P "$1" mosjob | head -1; }
+job_of() { pgrep -P "$1" | head -1; }  # the job, or its shell while it is away
 
 # 1. the reference: the job natively, one SIGINT a second in
 (cd "$W" && exec "${AS_USER[@]}" "$B/mosjob" 40 50 "$W/nat.a" "$W/nat.b" < "$W/input" > "$W/nat.out") &
@@ -57,6 +57,13 @@ grep -q "now runs on $N3" <<<"$out" && ok "node 2 moves it on to node 3" || bad 
 sleep 0.3
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" home 2>&1)
 grep -q "now runs on $N1" <<<"$out" && ok "node 3 sends it home" || bad "3 -> home: $out"
+native_home() { # PID MOSRUN: the job runs in its own process again: no filter, no tracer, mosrun's child
+    local st; st=$(cat /proc/$1/status 2>/dev/null)
+    grep -q "^Seccomp:[[:space:]]*0" <<<"$st" && grep -q "^TracerPid:[[:space:]]*0" <<<"$st" \
+        && grep -q "^PPid:[[:space:]]*$2\$" <<<"$st" && ! grep -q "^Name:.*mos-husk" <<<"$st"
+}
+native_home "$job" "$run" && ok "back home it runs natively again: same pid, mosrun's child, no filter" \
+    || bad "not native at home: $(grep -E 'Name|Seccomp|TracerPid|PPid' /proc/$job/status 2>&1 | tr '\n' ' ')"
 wait $run; mig_rc=$?
 [ "$nat_rc" = 7 ] && [ "$mig_rc" = 7 ] && ok "exit status 7 reaches the shell" || bad "exit status: native $nat_rc, moved $mig_rc ($(cat "$W/mig.err"))"
 for f in out a b; do
@@ -101,6 +108,28 @@ grep -q "now runs on $N2" <<<"$out" && [ $py_nat = 4 ] && [ $py_mig = 4 ] && cmp
     && ok "python3 moved mid-computation prints what it prints natively" \
     || bad "python: $out rc $py_nat/$py_mig $(diff "$W/py.nat" "$W/py.mig" | head -3 | tr '\n' ' ') $(cat "$W/py.err")"
 
+# 2d. a guest making a call only home can make (fork, exec) is taken home, where the call runs
+#     natively; output as natively
+PY2='import os, sys, time
+for i in range(16):
+    print(i, flush=True)
+    time.sleep(0.05)
+r = os.system("echo child says hi; exit 3")
+print("system returned", os.WEXITSTATUS(r), flush=True)
+sys.exit(5)'
+(cd "$W" && exec "${AS_USER[@]}" /usr/bin/python3 -c "$PY2" > "$W/hc.nat") ; hc_nat=$?
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" /usr/bin/python3 -c "$PY2" > "$W/hc.mig" 2> "$W/hc.err") &
+run=$!
+sleep 0.3
+hcjob=$(pgrep -P $run python3 | head -1)
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$hcjob" "$N3" 2>&1)
+wait $run; hc_mig=$?
+grep -q "now runs on $N3" <<<"$out" && [ $hc_nat = 5 ] && [ $hc_mig = 5 ] && cmp -s "$W/hc.nat" "$W/hc.mig" \
+    && grep -q "system must run at home\|clone must run at home\|clone3 must run at home\|fork must run at home" "$W/mosd3.log" \
+    && grep -q "is home, native again" "$W/mosd1.log" \
+    && ok "a fork on node 3 took the job home, where it ran natively; output as natively" \
+    || bad "home call: $out rc $hc_nat/$hc_mig $(diff "$W/hc.nat" "$W/hc.mig" | head -3 | tr '\n' ' ') $(cat "$W/hc.err") $(grep 'at home' "$W/mosd3.log" | tail -2)"
+
 # 2c. mosrun -r starts a job on another node; stopping that node's mosd sends it home first;
 #     restarting mosd at home does not disturb running jobs
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" -r "$N2" "$B/mosjob" 40 50 "$W/r.a" "$W/r.b" \
@@ -111,10 +140,11 @@ run=$!
 run_home=$!
 sleep 0.5
 rjob=$(job_of $run)
-grep -q " $rjob .*$N2 *$N1 " <<<"$(on 2 "$B/mosps")" && ok "mosrun -r $N2 started the job on node 2" \
+[ -n "$rjob" ] && grep -q " $rjob .*$N2 *$N1 " <<<"$(on 2 "$B/mosps")" && ok "mosrun -r $N2 started the job on node 2" \
     || bad "-r: $(on 2 "$B/mosps") $(cat "$W/r.err")"
 kill "${MOSD[2]}"; wait "${MOSD[2]}" 2>/dev/null
-grep -q " $rjob .*$N1 *$N1 " <<<"$(on 1 "$B/mosps")" && ok "stopping node 2's mosd sent its guest home" \
+grep -q " $rjob .*$N1 *$N1 " <<<"$(on 1 "$B/mosps")" && native_home "$rjob" "$run" \
+    && ok "stopping node 2's mosd sent its guest home, where it runs natively" \
     || bad "orderly stop: $(on 1 "$B/mosps") $(tail -3 "$W/mosd2.log")"
 kill "${MOSD[1]}"; wait "${MOSD[1]}" 2>/dev/null; start_mosd 1; start_mosd 2
 wait $run; rc=$?; wait $run_home; rc_home=$?

@@ -52,7 +52,12 @@ struct mos_home_identity {
 };
 
 /* What the supervisor does with a home-class call. Return 1 if the call was handled (replied
- * or the guest disposed of), 0 to refuse it with -ENOSYS. */
+ * or the guest disposed of), 0 to refuse it with -ENOSYS, or MOS_HOME_CALL_DETACH to stop
+ * serving at once with the call still pending (mos_supervisor_run returns
+ * MOS_SUPERVISOR_DETACHED): the caller then takes the guest home and answers the call with
+ * mos_supervisor_answer, -ERESTARTNOINTR once the freeze has begun, so that it runs again,
+ * natively, where the guest is restored. */
+#define MOS_HOME_CALL_DETACH 2
 struct mos_supervisor;
 struct mos_supervisor_ops {
     int (*home_call)(struct mos_supervisor *sup, uint64_t notif_id, long nr, void *arg);
@@ -76,6 +81,9 @@ int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
 
 /* Reply to a pending notification (for home_call policies). */
 int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t val, int error);
+/* The same outside mos_supervisor_run, on the listener: the call fails with error (< 0). */
+int mos_supervisor_answer(int listener_fd, uint64_t notif_id, int error);
+#define MOS_ERESTARTNOINTR 513 /* the kernel's: the call is made again, whatever the handlers */
 
 /* Deputy: serve requests arriving on the connected stream fd until the supervisor reports the
  * guest's exit. Signals listed in forward_signals that arrive at the deputy (Ctrl-C at home...)

@@ -64,6 +64,11 @@ struct mos_dump_opts {
     int fds_at_home;     /* a migration with a deputy: the fds stay at home, none is carried or
                             checked */
     int carry_files;     /* private file maps travel whole (for targets without these files) */
+    /* Called once between the freeze's PTRACE_INTERRUPT and its wait for the stop: a guest
+     * held in a seccomp notification is answered there (-ERESTARTNOINTR), so it stops on its
+     * way out with the call ready to run again wherever it is restored. */
+    void (*on_interrupt)(void *arg);
+    void *on_interrupt_arg;
 };
 struct mos_dump_stats {
     uint64_t freeze_ns;   /* stay-reason check + seize + interrupt */
@@ -85,6 +90,12 @@ int mos_dump_write(struct mos_dump *d, struct mos_img_io *io);
 const struct mos_dump_stats *mos_dump_stats(const struct mos_dump *d);
 /* The image is safe elsewhere: kill the original. Frees d. */
 void mos_dump_commit(struct mos_dump *d);
+/* The image is safe elsewhere, and the original stays as a shell: its descriptors closed, its
+ * memory replaced by the husk's (execve of husk_path), every blockable signal blocked, killed
+ * with its parent (PR_SET_PDEATHSIG). It keeps the pid, parent, session and credentials for
+ * the job's return (mos_restore_opts.into_pid). If it cannot become one it is killed as by
+ * mos_dump_commit. Frees d. 0 when the shell is there. */
+int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path);
 /* Something failed: the original resumes exactly where it was. Frees d. 0 or -errno. */
 int mos_dump_abort(struct mos_dump *d);
 
@@ -97,6 +108,16 @@ struct mos_restore_opts {
     int guest;
     uid_t uid;
     gid_t gid;
+    /* Restore into into_pid, a shell left by mos_dump_commit_shell, instead of a new husk: the
+     * process keeps its pid, parent, session and credentials, and runs natively (no filter).
+     * The image must carry no descriptors (a guest's image); instead the descriptors of
+     * process fds_from below fds_limit are installed at the same numbers (taken with
+     * pidfd_getfd from inside, so the shell's owner needs ptrace rights over fds_from), and
+     * the working directory becomes cwd. */
+    pid_t into_pid;
+    pid_t fds_from;
+    int fds_limit;
+    const char *cwd;
 };
 struct mos_restore_stats {
     uint64_t meta_ns;  /* reading the metadata, husk start, address space rebuilt */
