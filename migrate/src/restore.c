@@ -156,7 +156,7 @@ static int fds_open(const struct mos_img_meta *m, int *opened)
 
 /* In the child between fork and exec: only async-signal-safe calls. */
 static void __attribute__((noreturn))
-husk_child(const struct mos_img_meta *m, const int *opened, const char *husk)
+husk_child(const struct mos_img_meta *m, const int *opened, const char *husk, pid_t restorer)
 {
     int top = 3, keep[3] = {0, 0, 0};
     char *const argv[] = {(char *)"mos-husk", NULL}, *const envp[] = {NULL};
@@ -201,6 +201,10 @@ husk_child(const struct mos_img_meta *m, const int *opened, const char *husk)
         lo = m->fds[i].f.fd + 1;
     }
     syscall(SYS_close_range, lo, ~0u, 0);
+    /* Until the restorer has it (PTRACE_O_EXITKILL), a husk must not outlive it; finish()
+     * clears this again, as the image carries no parent-death signal. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != restorer)
+        _exit(121);
     if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0)
         _exit(123);
     execve(husk, argv, envp);
@@ -815,6 +819,11 @@ static int finish(struct mos_restore *r)
     }
     if (r->opts.into_pid && r->opts.cwd)
         shell_chdir(r);
+    /* a guest dies with its supervisor; anything else lives on like the original did */
+    if (!r->opts.guest)
+        rc = rcall(r, "PR_SET_PDEATHSIG", SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0, NULL);
+    if (rc != 0)
+        return rc;
     if (r->opts.guest) {
         rc = guest_filter_install(r);
         if (rc != 0)
@@ -1116,13 +1125,14 @@ static int husk_start(struct mos_restore *r, const char *husk)
         rc = fds_open(&r->m, opened);
     if (rc != 0)
         goto out;
+    pid_t restorer = getpid();
     r->pid = fork();
     if (r->pid < 0) {
         rc = mos_errno_status();
         goto out;
     }
     if (r->pid == 0)
-        husk_child(&r->m, opened, husk);
+        husk_child(&r->m, opened, husk, restorer);
     rc = mos_inject_adopt_traceme(r->pid, &r->t);
     if (rc != 0) {
         int st;

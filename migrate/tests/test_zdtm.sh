@@ -181,7 +181,7 @@ out=$("$CK" info $d/trunc 2>&1); rc=$?
     && ok "info --json parses" || bad "info --json"
 # no process left behind by the failed restores
 sleep 0.1
-left=$(ps -eo stat=,comm= | awk '$2 == "mos-husk" && $1 !~ /^Z/')
+left=$(ps -eo stat=,uid=,comm= | awk -v me="$(id -u)" '$3 == "mos-husk" && $2 == me && $1 !~ /^Z/')
 [ -z "$left" ] && ok "no husk left behind" || bad "husk left: $left"
 
 # receiver killed mid-stream: the original continues and finishes correctly
@@ -219,6 +219,7 @@ for _ in $(seq 1 500); do [ -e /proc/$s3/fd/4 ] && break; sleep 0.01; done
 out=$("$CK" check $s3 2>&1); [ $? != 0 ] && grep -q "fd 3 is a pipe" <<<"$out" && ok "pipe fd refused: $out" || bad "pipe fd: $out"
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
 kill -STOP $s1
+for _ in $(seq 1 500); do grep -q '^State:.*T' /proc/$s1/status && break; sleep 0.01; done
 out=$("$CK" check $s1 2>&1); [ $? != 0 ] && grep -q "stopped" <<<"$out" && ok "stopped job refused: $out" || bad "stopped: $out"
 kill -CONT $s1
 for case in "shm:SysV shared memory" "uring:io_uring" "shared:shared writable mapping" \

@@ -64,7 +64,7 @@ PY
 ( "$B/mosrun" -C "$T/job.ckpt" "$B/mosjob" 40 25 "$T/c.a" "$T/c.b" < /dev/null | cat > "$T/c.out" ) &
 cjob=$!
 sleep 0.6
-out=$("$B/mosmigrate" "$(pgrep -n mosjob)" checkpoint 2>&1)
+out=$("$B/mosmigrate" "$(pgrep -f "^$B/mosjob 40 25 $T/c.a" | head -1)" checkpoint 2>&1)
 wait $cjob
 grep -q "checkpoint written to $T/job.ckpt" <<<"$out" && [ -s "$T/job.ckpt" ] && grep -q "^step 40 " "$T/c.out" \
     && ok "mosmigrate PID checkpoint writes the -C file while the job goes on" || bad "checkpoint: $out"
