@@ -59,6 +59,27 @@ static void child_dir(const struct mos_exec_spec *s)
             s->cwd && s->cwd[0] ? s->cwd : "the working directory", s->node, home);
 }
 
+/* execvp reports EACCES when some directory of PATH could not be searched, even if the
+ * program is in none of them: a shell says "not found" (127) then, as bash skips directories
+ * it cannot search, and so do we. */
+static int exec_error(const char *name, int e)
+{
+    const char *path = getenv("PATH");
+    char file[4096];
+
+    if (e != EACCES || strchr(name, '/') || !path)
+        return e;
+    for (const char *p = path; *p;) {
+        size_t n = strcspn(p, ":");
+        struct stat st;
+        snprintf(file, sizeof(file), "%.*s/%s", (int)n, n ? p : ".", name);
+        if (stat(file, &st) == 0)
+            return e; /* it is there: the EACCES is real */
+        p += n + (p[n] == ':');
+    }
+    return ENOENT;
+}
+
 static void __attribute__((noreturn)) child_main(const struct mos_exec_spec *s, int in, int out,
                                                  int err, pid_t relay)
 {
@@ -96,7 +117,7 @@ static void __attribute__((noreturn)) child_main(const struct mos_exec_spec *s, 
     child_dir(s);
     environ = (char **)s->envp;
     execvp(s->argv[0], s->argv);
-    int e = errno;
+    int e = exec_error(s->argv[0], errno);
     fprintf(stderr, "mosrun: cannot run %s on %s: %s\n", s->argv[0], s->node, strerror(e));
     _exit(e == ENOENT || e == ENOTDIR ? 127 : 126);
 }
