@@ -118,8 +118,9 @@ on 2 "$B/mosctl" unblock > /dev/null
 refused "root is refused" 1 "root's programs do not run" on 1 "$B/mosrun" -E -r "$N2" true
 refused "-E with -R is bad usage" 2 "no -C or -R" erun -E -R /tmp/x
 # a cwd that does not exist (deleted here; nobody's home directory does not exist either)
-out=$(cd "$W" && mkdir gone && cd gone && rmdir ../gone && erun -E -r "$N2" pwd 2>&1); rc=$?
-[ $rc = 0 ] && [ "$(grep -c "does not exist on $N2; running in /" <<<"$out")" = 1 ] && [ "$(tail -1 <<<"$out")" = / ] \
+(cd "$W" && mkdir gone && cd gone && rmdir ../gone && erun -E -r "$N2" pwd > "$W/6.out" 2> "$W/6.err"); rc=$?
+out="$(cat "$W/6.out" "$W/6.err")"
+[ $rc = 0 ] && [ "$(grep -c "does not exist on $N2; running in /" "$W/6.err")" = 1 ] && [ "$(cat "$W/6.out")" = / ] \
     && ok "a cwd missing there: it runs in / and says so once" || bad "missing cwd: rc $rc $out"
 
 # 7. -E alone picks the best node; it runs wherever that is
