@@ -27,6 +27,7 @@ struct mosd_job {
     char where[MOS_NODE_NAME_MAX]; /* WHERE it runs now */
     char stay[128];          /* why it may not migrate, "" if it may */
     int locked;              /* mosrun -L: never moved automatically */
+    int native;              /* mosrun -E: a native process on `where`, mosrun at home */
     uint64_t started_ns;
     uint64_t arrived_ns;     /* when it arrived where it runs now; 0: never moved */
     uint64_t seen_ns;        /* the balancer's last look at its CPU time */
@@ -119,6 +120,18 @@ void mosd_migrate_forget_requester(struct mosd *d, struct bufferevent *bev);
 struct json_object *mosd_reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Send one JSON line on a bufferevent. */
 void mosd_send(struct bufferevent *bev, struct json_object *msg);
+
+/* A worker's clean-up in a child forked from mosd: every descriptor of the daemon's. */
+void mosd_migrate_close_in_child(struct mosd *d, int keep_fd);
+
+/* mosd_exec.c: mosrun -E. At home, mosrun's "exec_remote" request (the user is cred; the
+ * reply comes now for a refusal, else once the target has answered). On the target, an
+ * acceptor's "exec" request: answer, then relay the program until it ends (never returns). */
+struct ucred;
+struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
+                                      const struct ucred *cred, struct json_object *req);
+void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_object *o,
+                      int ctl) __attribute__((noreturn));
 
 /* mosd_gossip.c */
 int mosd_gossip_start(struct mosd *d);

@@ -163,7 +163,7 @@ static struct json_object *op_list(struct client *c, struct json_object *req)
     for (size_t i = 0; i < c->d->n_jobs; i++) {
         struct mosd_job *job = &c->d->jobs[i];
         /* Stay reasons of jobs at home are looked at now: they change as a job runs. */
-        if (!job->supervisor && !job->moving &&
+        if (!job->supervisor && !job->moving && !job->native &&
             strcmp(job->where, c->d->cfg.nodes[c->d->self].name) == 0) {
             struct mos_dump_opts dopts = {.fds_at_home = 1};
             job->stay[0] = '\0';
@@ -237,6 +237,8 @@ static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
         return op_ctl(c, req);
     if (strcmp(op, "migrate") == 0)
         return mosd_migrate_request(c->d, bev, c->cred.uid, req);
+    if (strcmp(op, "exec_remote") == 0)
+        return mosd_exec_request(c->d, bev, &c->cred, req);
     if (*op == '\0' && json_object_object_get_ex(req, "ok", NULL)) {
         /* an answer from a job's mosrun, not a request */
         struct mosd_job *job = mosd_job_by_owner(c->d, bev);

@@ -94,6 +94,9 @@ struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *req
         return mosd_reply_error("permission denied: pid %d belongs to uid %d", (int)pid, (int)job->uid);
     if (job->supervisor)
         return mosd_reply_error("pid %d is a guest here; ask its home node %s", (int)pid, job->home);
+    if (job->native)
+        return mosd_reply_error("pid %d runs natively on %s (mosrun -E): it cannot migrate",
+                                (int)pid, job->where);
     if (job->moving)
         return mosd_reply_error("pid %d is already moving to %s", (int)pid, job->target);
     if (!job->owner)
@@ -926,6 +929,8 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
     text[msg.len] = '\0';
     struct json_object *o = json_tokener_parse(text);
     const char *op = mos_json_str(o, "op", "");
+    if (strcmp(op, "exec") == 0)
+        mosd_exec_accept(d, c, msg.id, o, ctl); /* mosrun -E: becomes the program's relay */
     if (strcmp(op, "move") == 0) {
         rc = relay_move(c, msg.id, o, ctl);
         mos_tp_close(c);
@@ -1255,4 +1260,9 @@ int mosd_migrate_bring_home(struct mosd *d)
         json_object_put(req);
     }
     return n;
+}
+
+void mosd_migrate_close_in_child(struct mosd *d, int keep_fd)
+{
+    migrate_close_in_child(d, keep_fd, 0);
 }

@@ -2,6 +2,7 @@
  * preloaded) and is registered with the node's mosd; mosrun stays as its parent for its whole
  * life, passes signals on, and exits with its exit status. */
 #include "lib/control.h"
+#include "mosrun_exec.h"
 #include "mos/forward.h"
 #include "mos/key.h"
 #include "mos/log.h"
@@ -27,6 +28,7 @@
 
 struct mosrun_opts {
     int locked;       /* -L: never migrate automatically */
+    int native;       /* -E: run natively on another node, stdio here */
     const char *start_on; /* -r NODE, or "@best" for -b */
     long mem_mib;         /* -m MB: memory the job needs, for -b */
     const char *ckpt;     /* -C FILE: where "mosmigrate PID checkpoint" writes */
@@ -62,14 +64,15 @@ static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: mosrun [-L|-l] [-h] [--config FILE] PROGRAM [ARGS...]\n"
+            "usage: mosrun [-L|-l] [-h|-r NODE|-b] [-E] [--config FILE] PROGRAM [ARGS...]\n"
             "  -h        start at home (the default)\n"
             "  -r NODE   start on NODE (it starts here and moves there at once)\n"
             "  -b        start on the best node now (by opportunity cost; -m MB: memory it needs)\n"
             "  -L        never migrate this job automatically; -l allows it (default)\n"
             "  -C FILE   the job's checkpoint file (mosmigrate PID checkpoint writes it)\n"
             "  -R FILE   restart a checkpoint instead of starting a program\n"
-            "Not in this version: -E.\n");
+            "  -E        run it natively on NODE (-r) or the best node (the default for -E): an\n"
+            "            ordinary process there, never migrated, its stdio and signals here\n");
 }
 
 static int parse(int argc, char **argv, struct mosrun_opts *o)
@@ -108,8 +111,7 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
         } else if (strcmp(a, "-R") == 0 && i + 1 < argc) {
             o->restart = argv[++i];
         } else if (strcmp(a, "-E") == 0) {
-            fprintf(stderr, "mosrun: -E is not available in this version of mos\n");
-            return -1;
+            o->native = 1;
         } else {
             fprintf(stderr, "mosrun: unknown option '%s' (mosrun --help)\n", a);
             return -1;
@@ -117,6 +119,10 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
     }
     if (o->restart && i < argc) {
         fprintf(stderr, "mosrun: -R FILE restarts a checkpoint; give no program with it\n");
+        return -1;
+    }
+    if (o->native && (o->restart || o->ckpt)) {
+        fprintf(stderr, "mosrun: -E runs a native process: no -C or -R with it\n");
         return -1;
     }
     if (!o->restart && i >= argc) {
@@ -594,6 +600,8 @@ int main(int argc, char **argv)
 
     if (parse(argc, argv, &o) != 0)
         return 2;
+    if (o.native)
+        mosrun_exec_run(o.config, o.start_on ? o.start_on : "@best", o.mem_mib, o.argv);
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     for (const int *s = passed_signals; *s; s++)

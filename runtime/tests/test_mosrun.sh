@@ -38,8 +38,11 @@ sleep 0.2
 out=$("$B/mosrun" /nonexistent/prog 2>&1); rc=$?
 [ "$rc" = 127 ] && grep -q "cannot run /nonexistent/prog" <<<"$out" && ok "missing program: 127" \
     || bad "missing program: rc=$rc $out"
+out=$("$B/mosrun" -E -R x.ckpt 2>&1); rc=$?
+[ "$rc" = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && ok "-E with -R: one line, 2" || bad "-E -R: $rc $out"
 out=$("$B/mosrun" -E true 2>&1); rc=$?
-[ "$rc" = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && ok "unavailable option: one line, 2" || bad "-E: $rc $out"
+[ "$rc" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "root's programs do not run" <<<"$out" \
+    && ok "-E as root: refused in one line, 1" || bad "-E as root: $rc $out"
 out=$("$B/mosrun" --frob true 2>&1); rc=$?
 [ "$rc" = 2 ] && grep -q "unknown option" <<<"$out" && ok "bad option" || bad "bad option: $rc $out"
 

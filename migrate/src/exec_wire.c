@@ -1,0 +1,288 @@
+/* The exec link's frames (see mos/exec_link.h) and a link end: a queue that never blocks the
+ * caller, so neither end can wait on the other with both sockets full, and a frame reader. */
+#include "mos/exec_link.h"
+
+#include "mos/status.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le(const uint8_t *p, int n)
+{
+    uint32_t v = 0;
+
+    for (int i = 0; i < n; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static int is_data(uint32_t type)
+{
+    return type == MOS_EXEC_STDIN || type == MOS_EXEC_STDOUT || type == MOS_EXEC_STDERR;
+}
+
+/* The payload length a type allows: data frames up to the limit (output never empty: an empty
+ * frame would say nothing), fixed sizes otherwise. */
+static int len_ok(uint32_t type, uint32_t len)
+{
+    switch (type) {
+    case MOS_EXEC_STDIN:
+        return len <= MOS_EXEC_MAX_DATA;
+    case MOS_EXEC_STDOUT:
+    case MOS_EXEC_STDERR:
+        return len >= 1 && len <= MOS_EXEC_MAX_DATA;
+    case MOS_EXEC_SIGNAL:
+        return len == 8;
+    case MOS_EXEC_ACK:
+    case MOS_EXEC_EXIT:
+        return len == 4;
+    default:
+        return 0;
+    }
+}
+
+/* Values a fixed frame may carry: a real signal number, a window's worth of stdin, a wait
+ * status the kernel could have produced for a process that ended. */
+static int value_ok(const struct mos_exec_frame *f)
+{
+    int st = (int)f->value;
+
+    switch (f->type) {
+    case MOS_EXEC_SIGNAL:
+        return f->value >= 1 && f->value <= 64 && (f->flags & ~MOS_EXEC_SIG_GROUP) == 0;
+    case MOS_EXEC_ACK:
+        return f->value >= 1 && f->value <= MOS_EXEC_STDIN_WINDOW;
+    case MOS_EXEC_EXIT:
+        return f->value <= 0xffff &&
+               (WIFEXITED(st) || (WIFSIGNALED(st) && WTERMSIG(st) >= 1 && WTERMSIG(st) <= 64));
+    default:
+        return 1;
+    }
+}
+
+int mos_exec_frame_encode(const struct mos_exec_frame *f, uint8_t *out, size_t cap,
+                          size_t *used)
+{
+    uint32_t len = is_data(f->type) ? f->len : f->type == MOS_EXEC_SIGNAL ? 8 : 4;
+
+    if (!len_ok(f->type, len) || !value_ok(f))
+        return MOS_E_LIMIT;
+    if (cap < MOS_EXEC_HDR_BYTES + (size_t)len)
+        return -ENOSPC;
+    put_le(out, MOS_EXEC_MAGIC, 4);
+    put_le(out + 4, MOS_EXEC_VERSION, 2);
+    put_le(out + 6, f->type, 2);
+    put_le(out + 8, len, 4);
+    if (is_data(f->type)) {
+        if (len)
+            memcpy(out + MOS_EXEC_HDR_BYTES, f->data, len);
+    } else {
+        put_le(out + MOS_EXEC_HDR_BYTES, f->value, 4);
+        if (f->type == MOS_EXEC_SIGNAL)
+            put_le(out + MOS_EXEC_HDR_BYTES + 4, f->flags, 4);
+    }
+    *used = MOS_EXEC_HDR_BYTES + len;
+    return 0;
+}
+
+int mos_exec_frame_decode(const uint8_t *buf, size_t len, struct mos_exec_frame *f,
+                          size_t *used)
+{
+    uint32_t type, plen;
+
+    /* What is there of the header is checked at once: garbage fails early, not after a wait. */
+    for (size_t i = 0; i < 4 && i < len; i++)
+        if (buf[i] != (uint8_t)(MOS_EXEC_MAGIC >> (8 * i)))
+            return MOS_E_PROTO;
+    if (len < MOS_EXEC_HDR_BYTES)
+        return MOS_E_TRUNCATED;
+    if (get_le(buf + 4, 2) != MOS_EXEC_VERSION)
+        return MOS_E_VERSION;
+    type = get_le(buf + 6, 2);
+    plen = get_le(buf + 8, 4);
+    if (!len_ok(type, plen))
+        return MOS_E_PROTO;
+    if (len - MOS_EXEC_HDR_BYTES < plen)
+        return MOS_E_TRUNCATED;
+    memset(f, 0, sizeof(*f));
+    f->type = (enum mos_exec_type)type;
+    if (is_data(type)) {
+        f->len = plen;
+        f->data = buf + MOS_EXEC_HDR_BYTES;
+    } else {
+        f->value = get_le(buf + MOS_EXEC_HDR_BYTES, 4);
+        if (type == MOS_EXEC_SIGNAL)
+            f->flags = get_le(buf + MOS_EXEC_HDR_BYTES + 4, 4);
+        if (!value_ok(f))
+            return MOS_E_PROTO;
+    }
+    *used = MOS_EXEC_HDR_BYTES + plen;
+    return 0;
+}
+
+/* ---- a link end -------------------------------------------------------------------------- */
+
+struct mos_exec_link {
+    int fd;
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    size_t in_off, in_len; /* unread bytes are in[in_off, in_len) */
+    int in_bad;
+    uint8_t in[MOS_EXEC_HDR_BYTES + MOS_EXEC_MAX_DATA];
+};
+
+/* A node that dies without a word (power, network) leaves no FIN behind: keepalive probes and
+ * a user timeout on unacknowledged data turn that into an error within about half a minute. */
+static void keepalive(int fd)
+{
+    int one = 1, idle = 10, intvl = 5, cnt = 3;
+    unsigned timeout_ms = 30000;
+
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof(timeout_ms));
+}
+
+int mos_exec_link_new(int fd, struct mos_exec_link **out)
+{
+    struct mos_exec_link *l = calloc(1, sizeof(*l));
+
+    if (!l)
+        return -ENOMEM;
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+        int rc = mos_errno_status();
+        free(l);
+        return rc;
+    }
+    keepalive(fd); /* fails harmlessly on a socketpair (tests) */
+    l->fd = fd;
+    *out = l;
+    return 0;
+}
+
+void mos_exec_link_free(struct mos_exec_link *l)
+{
+    if (!l)
+        return;
+    close(l->fd);
+    free(l->out);
+    free(l);
+}
+
+int mos_exec_link_fd(const struct mos_exec_link *l)
+{
+    return l->fd;
+}
+
+int mos_exec_link_queue(struct mos_exec_link *l, const struct mos_exec_frame *f)
+{
+    size_t need = MOS_EXEC_HDR_BYTES + MOS_EXEC_MAX_DATA, used;
+
+    if (l->out_off == l->out_len)
+        l->out_off = l->out_len = 0;
+    if (l->out_cap - l->out_len < need) {
+        if (l->out_off > 0) { /* what was sent makes room first */
+            memmove(l->out, l->out + l->out_off, l->out_len - l->out_off);
+            l->out_len -= l->out_off;
+            l->out_off = 0;
+        }
+        if (l->out_cap - l->out_len < need) {
+            size_t cap = l->out_cap ? l->out_cap * 2 : 4 * need;
+            uint8_t *p = realloc(l->out, cap);
+            if (!p)
+                return -ENOMEM;
+            l->out = p;
+            l->out_cap = cap;
+        }
+    }
+    int rc = mos_exec_frame_encode(f, l->out + l->out_len, l->out_cap - l->out_len, &used);
+    if (rc == 0)
+        l->out_len += used;
+    return rc;
+}
+
+size_t mos_exec_link_queued(const struct mos_exec_link *l)
+{
+    return l->out_len - l->out_off;
+}
+
+int mos_exec_link_flush(struct mos_exec_link *l)
+{
+    while (l->out_off < l->out_len) {
+        ssize_t n = send(l->fd, l->out + l->out_off, l->out_len - l->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0)
+            return errno == EPIPE || errno == ECONNRESET ? MOS_E_PEER_GONE : mos_errno_status();
+        l->out_off += (size_t)n;
+    }
+    return 0;
+}
+
+int mos_exec_link_drain(struct mos_exec_link *l, int timeout_ms)
+{
+    int waited = 0, rc;
+
+    while ((rc = mos_exec_link_flush(l)) == 0 && mos_exec_link_queued(l) > 0) {
+        struct pollfd p = {l->fd, POLLOUT, 0};
+        if (waited >= timeout_ms)
+            return -ETIMEDOUT;
+        if (poll(&p, 1, 100) == 0)
+            waited += 100;
+    }
+    return rc;
+}
+
+int mos_exec_link_recv(struct mos_exec_link *l)
+{
+    if (l->in_off > 0) {
+        memmove(l->in, l->in + l->in_off, l->in_len - l->in_off);
+        l->in_len -= l->in_off;
+        l->in_off = 0;
+    }
+    if (l->in_len == sizeof(l->in))
+        return 0; /* a whole frame waits to be taken */
+    ssize_t n = recv(l->fd, l->in + l->in_len, sizeof(l->in) - l->in_len, 0);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0
+               : errno == ECONNRESET                                     ? MOS_E_PEER_GONE
+                                                                         : mos_errno_status();
+    if (n == 0)
+        return MOS_E_PEER_GONE;
+    l->in_len += (size_t)n;
+    return 0;
+}
+
+int mos_exec_link_next(struct mos_exec_link *l, struct mos_exec_frame *f)
+{
+    size_t used;
+    int rc;
+
+    if (l->in_bad)
+        return l->in_bad;
+    rc = mos_exec_frame_decode(l->in + l->in_off, l->in_len - l->in_off, f, &used);
+    if (rc == MOS_E_TRUNCATED)
+        return 0;
+    if (rc != 0)
+        return l->in_bad = rc;
+    l->in_off += used;
+    return 1;
+}

@@ -1,0 +1,207 @@
+/* Unit tests of the exec link (mosrun -E): frames encoded and decoded back, malformed frames
+ * refused with the right status, and a link end carrying more than a socket holds. */
+#include "mos/exec_link.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static uint8_t buf[MOS_EXEC_HDR_BYTES + MOS_EXEC_MAX_DATA];
+
+static void round_trip(const struct mos_exec_frame *in)
+{
+    struct mos_exec_frame out;
+    size_t used = 0, got = 0;
+
+    assert_int_equal(mos_exec_frame_encode(in, buf, sizeof(buf), &used), 0);
+    /* every shorter prefix is "not yet whole", never an error or a frame */
+    for (size_t cut = 0; cut < used; cut += (used > 64 ? 997 : 1))
+        assert_int_equal(mos_exec_frame_decode(buf, cut, &out, &got), MOS_E_TRUNCATED);
+    assert_int_equal(mos_exec_frame_decode(buf, used, &out, &got), 0);
+    assert_int_equal(got, used);
+    assert_int_equal(out.type, in->type);
+    assert_int_equal(out.len, in->len);
+    if (in->len)
+        assert_memory_equal(out.data, in->data, in->len);
+    assert_int_equal(out.value, in->value);
+    assert_int_equal(out.flags, in->flags);
+}
+
+static void test_round_trips(void **state)
+{
+    static uint8_t big[MOS_EXEC_MAX_DATA];
+    (void)state;
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 7 + 3);
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_STDIN, .len = 5, .data = big});
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_STDIN}); /* end of input */
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_STDOUT, .len = sizeof(big), .data = big});
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_STDERR, .len = 1, .data = big});
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_SIGNAL, .value = SIGTERM});
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_SIGNAL, .value = SIGINT,
+                                        .flags = MOS_EXEC_SIG_GROUP});
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_ACK, .value = 4096});
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_EXIT, .value = 7 << 8});
+    round_trip(&(struct mos_exec_frame){.type = MOS_EXEC_EXIT, .value = SIGKILL});
+}
+
+static void test_encoder_limits(void **state)
+{
+    struct mos_exec_frame f = {.type = MOS_EXEC_STDOUT, .len = MOS_EXEC_MAX_DATA + 1, .data = buf};
+    size_t used;
+    (void)state;
+    assert_int_equal(mos_exec_frame_encode(&f, buf, sizeof(buf), &used), MOS_E_LIMIT);
+    f.len = 0; /* empty output says nothing */
+    assert_int_equal(mos_exec_frame_encode(&f, buf, sizeof(buf), &used), MOS_E_LIMIT);
+    f = (struct mos_exec_frame){.type = MOS_EXEC_SIGNAL, .value = 0};
+    assert_int_equal(mos_exec_frame_encode(&f, buf, sizeof(buf), &used), MOS_E_LIMIT);
+    f = (struct mos_exec_frame){.type = MOS_EXEC_ACK, .value = 4};
+    assert_int_equal(mos_exec_frame_encode(&f, buf, 15, &used), -ENOSPC);
+}
+
+/* A valid frame's bytes, then one field changed. */
+static size_t frame(enum mos_exec_type type, uint32_t value)
+{
+    struct mos_exec_frame f = {.type = type, .value = value, .len = 3, .data = (const uint8_t *)"abc"};
+    size_t used;
+    assert_int_equal(mos_exec_frame_encode(&f, buf, sizeof(buf), &used), 0);
+    return used;
+}
+
+static void put32(size_t at, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        buf[at + i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_malformed(void **state)
+{
+    struct mos_exec_frame f;
+    size_t used, n;
+    (void)state;
+
+    n = frame(MOS_EXEC_STDOUT, 0);
+    buf[0] = 'X'; /* bad magic, seen from the first byte on */
+    assert_int_equal(mos_exec_frame_decode(buf, 1, &f, &used), MOS_E_PROTO);
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    n = frame(MOS_EXEC_STDOUT, 0);
+    buf[4] = 2; /* another version */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_VERSION);
+    n = frame(MOS_EXEC_STDOUT, 0);
+    buf[6] = 99; /* unknown type */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    n = frame(MOS_EXEC_STDOUT, 0);
+    put32(8, MOS_EXEC_MAX_DATA + 1); /* too long: refused before waiting for the bytes */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    n = frame(MOS_EXEC_STDOUT, 0);
+    put32(8, 0); /* empty output */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    n = frame(MOS_EXEC_SIGNAL, SIGINT);
+    put32(8, 4); /* a signal frame of the wrong size */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    n = frame(MOS_EXEC_SIGNAL, SIGINT);
+    put32(12, 65); /* no such signal */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    n = frame(MOS_EXEC_SIGNAL, SIGINT);
+    put32(16, 2); /* unknown flag */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    n = frame(MOS_EXEC_ACK, 1);
+    put32(12, MOS_EXEC_STDIN_WINDOW + 1); /* more acknowledged than a window */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    n = frame(MOS_EXEC_EXIT, 0);
+    put32(12, 0x137f); /* a stopped status is no end */
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+    put32(12, 0x10000);
+    assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);
+}
+
+/* 4 MiB through a socketpair, one end queueing everything before the other reads: the queue
+ * grows instead of blocking, and the bytes arrive whole and in order. */
+static void test_link_carries_more_than_a_socket(void **state)
+{
+    struct mos_exec_link *a, *b;
+    static uint8_t chunk[MOS_EXEC_MAX_DATA];
+    int sv[2];
+    size_t sent = 0, got = 0, total = 64 * sizeof(chunk);
+    (void)state;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(mos_exec_link_new(sv[0], &a), 0);
+    assert_int_equal(mos_exec_link_new(sv[1], &b), 0);
+    for (; sent < total; sent += sizeof(chunk)) {
+        for (size_t i = 0; i < sizeof(chunk); i++)
+            chunk[i] = (uint8_t)((sent + i) % 251);
+        struct mos_exec_frame f = {.type = MOS_EXEC_STDOUT, .len = sizeof(chunk), .data = chunk};
+        assert_int_equal(mos_exec_link_queue(a, &f), 0);
+        assert_int_equal(mos_exec_link_flush(a), 0);
+    }
+    assert_true(mos_exec_link_queued(a) > 0);
+    struct mos_exec_frame end = {.type = MOS_EXEC_EXIT, .value = 3 << 8}, f;
+    assert_int_equal(mos_exec_link_queue(a, &end), 0);
+    int done = 0;
+    while (!done) {
+        assert_int_equal(mos_exec_link_flush(a), 0);
+        struct pollfd p = {mos_exec_link_fd(b), POLLIN, 0};
+        poll(&p, 1, 1000);
+        assert_int_equal(mos_exec_link_recv(b), 0);
+        int rc;
+        while ((rc = mos_exec_link_next(b, &f)) == 1) {
+            if (f.type == MOS_EXEC_EXIT) {
+                assert_int_equal(WEXITSTATUS((int)f.value), 3);
+                done = 1;
+                break;
+            }
+            assert_int_equal(f.type, MOS_EXEC_STDOUT);
+            for (uint32_t i = 0; i < f.len; i++)
+                assert_int_equal(f.data[i], (uint8_t)((got + i) % 251));
+            got += f.len;
+        }
+        assert_true(rc >= 0);
+    }
+    assert_int_equal(got, total);
+    mos_exec_link_free(a);
+    /* the peer's close is a lost link, not a frame */
+    assert_int_equal(mos_exec_link_recv(b), MOS_E_PEER_GONE);
+    mos_exec_link_free(b);
+}
+
+/* Garbage on a link is a decode error, and stays one. */
+static void test_link_garbage(void **state)
+{
+    struct mos_exec_link *b;
+    struct mos_exec_frame f;
+    int sv[2];
+    (void)state;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(mos_exec_link_new(sv[1], &b), 0);
+    assert_int_equal(write(sv[0], "GET / HTTP/1.0\r\n", 16), 16);
+    assert_int_equal(mos_exec_link_recv(b), 0);
+    assert_int_equal(mos_exec_link_next(b, &f), MOS_E_PROTO);
+    assert_int_equal(mos_exec_link_next(b, &f), MOS_E_PROTO);
+    close(sv[0]);
+    mos_exec_link_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_encoder_limits),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_link_carries_more_than_a_socket),
+        cmocka_unit_test(test_link_garbage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

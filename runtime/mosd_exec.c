@@ -1,0 +1,426 @@
+/* mosrun -E: a native program on another node, its stdio at home.
+ *
+ * Home: mosrun asks its mosd ("exec_remote": argv, environment, cwd, umask, the port it listens
+ * on for the exec link and that link's token). mosd knows the user from SO_PEERCRED and
+ * SO_PEERGROUPS, never from the request; it checks the request, lists the job (mosps: WHERE the
+ * node, STAY "native (-E)"; it never migrates) and a worker process sends the target mosd an
+ * "exec" request over the transport (cluster key proved). mosrun hears the outcome.
+ *
+ * Target: the acceptor child checks the request again (it trusts the key, not the fields),
+ * connects the exec link back to mosrun (token proved both ways), answers, and becomes the
+ * program's relay (mos_exec_relay_run): the program runs as the user, in its own session, and
+ * dies with the relay. mosd's acceptor slot is freed at once: the relay says nothing to mosd. */
+#include "mosd.h"
+
+#include "mos/exec_link.h"
+#include "mos/forward.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define EXEC_MAX_ARGS 4096    /* argv and environment entries, each */
+#define EXEC_MAX_GROUPS 1024
+#define EXEC_MAX_PATH 4096
+#define EXEC_TIMEOUT_MS 30000 /* the target's answer, including its link to mosrun */
+
+/* One request's fields, checked; strings point into the JSON object they came from. */
+struct exec_req {
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[EXEC_MAX_GROUPS];
+    size_t n_groups;
+    char **argv, **envp;
+    const char *cwd;
+    int umask;
+    int port;
+    uint8_t token[MOS_LINK_TOKEN_BYTES];
+    const char *home, *home_addr;
+    int home_pid;
+};
+
+static void exec_req_free(struct exec_req *r)
+{
+    free(r->argv);
+    free(r->envp);
+    r->argv = r->envp = NULL;
+}
+
+/* A string that is all it says it is: no NUL inside, not too long. */
+static const char *clean_string(struct json_object *s, size_t max)
+{
+    const char *text;
+
+    if (!s || !json_object_is_type(s, json_type_string))
+        return NULL;
+    text = json_object_get_string(s);
+    size_t len = (size_t)json_object_get_string_len(s);
+    return strlen(text) == len && len <= max ? text : NULL;
+}
+
+/* An array of min..EXEC_MAX_ARGS clean strings as a NULL-terminated vector (environment
+ * entries must hold '='). */
+static int strings_of(struct json_object *o, const char *key, size_t min, int env, char ***out,
+                      char *why, size_t len)
+{
+    struct json_object *arr;
+    size_t n;
+
+    if (!json_object_object_get_ex(o, key, &arr) || !json_object_is_type(arr, json_type_array) ||
+        (n = json_object_array_length(arr)) < min || n > EXEC_MAX_ARGS) {
+        snprintf(why, len, "%s: not a list of 1 to %d strings", key, EXEC_MAX_ARGS);
+        return MOS_E_PROTO;
+    }
+    char **v = calloc(n + 1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = clean_string(json_object_array_get_idx(arr, i), MOS_TP_MAX_CONTROL);
+        if (!s || (env && !strchr(s, '=')) || (!env && i == 0 && !*s)) {
+            snprintf(why, len, "%s[%zu] is malformed", key, i);
+            free(v);
+            return MOS_E_PROTO;
+        }
+        v[i] = (char *)s;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The fields both ends check the same way: what to run, where, and the link home. */
+static int exec_req_parse(struct json_object *o, struct exec_req *r, char *why, size_t len)
+{
+    mos_key_t token;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->cwd = clean_string(json_object_object_get(o, "cwd"), EXEC_MAX_PATH);
+    r->umask = (int)mos_json_int(o, "umask", 022);
+    r->port = (int)mos_json_int(o, "port", 0);
+    if (!r->cwd || (r->cwd[0] && r->cwd[0] != '/') || r->umask < 0 || r->umask > 0777 ||
+        r->port <= 0 || r->port > 65535 ||
+        mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0) {
+        snprintf(why, len, "malformed request (cwd, umask, port or token)");
+        return MOS_E_PROTO;
+    }
+    memcpy(r->token, token.bytes, sizeof(r->token));
+    rc = strings_of(o, "argv", 1, 0, &r->argv, why, len);
+    if (rc == 0)
+        rc = strings_of(o, "env", 0, 1, &r->envp, why, len);
+    if (rc != 0)
+        exec_req_free(r);
+    return rc;
+}
+
+static void hostport_of(const struct mos_config *cfg, int node, char *out, size_t len)
+{
+    const char *addr = cfg->nodes[node].addr;
+
+    snprintf(out, len, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, cfg->transport_port);
+}
+
+/* ---- home: the request from mosrun --------------------------------------------------------- */
+
+struct exec_start {
+    struct mosd *d;
+    int job_id;
+    int fd;
+    struct event *ev;
+    char text[300];
+    size_t len;
+};
+
+static struct mosd_job *job_by_id(struct mosd *d, int id)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].id == id)
+            return &d->jobs[i];
+    return NULL;
+}
+
+/* The worker: ask the target, report "ok" or "error TEXT" on fd. */
+static void __attribute__((noreturn)) exec_worker(struct mosd *d, int target, const char *req,
+                                                  int fd)
+{
+    struct mos_tp_opts opts = d->tp_opts;
+    mos_tp_conn_t *conn = NULL;
+    char where[160], reply[1024];
+    size_t got = 0;
+    int rc;
+
+    opts.timeout_ms = EXEC_TIMEOUT_MS;
+    hostport_of(&d->cfg, target, where, sizeof(where));
+    rc = mos_tp_connect(where, &opts, &conn);
+    if (rc == 0)
+        rc = mos_tp_ctl_call(conn, req, strlen(req), reply, sizeof(reply) - 1, &got);
+    mos_tp_close(conn);
+    if (rc != 0) {
+        dprintf(fd, "error cannot reach %s: %s", d->cfg.nodes[target].name, mos_strerror(rc));
+        _exit(1);
+    }
+    reply[got] = '\0';
+    struct json_object *r = json_tokener_parse(reply);
+    if (r && json_object_get_boolean(json_object_object_get(r, "ok")))
+        dprintf(fd, "ok");
+    else
+        dprintf(fd, "error %s refused it: %s", d->cfg.nodes[target].name,
+                r ? mos_json_str(r, "error", "?") : "malformed reply");
+    _exit(0);
+}
+
+static void on_exec_started(evutil_socket_t fd, short what, void *arg)
+{
+    struct exec_start *s = arg;
+    ssize_t n = read((int)fd, s->text + s->len, sizeof(s->text) - 1 - s->len);
+
+    (void)what;
+    if (n > 0) {
+        s->len += (size_t)n;
+        return;
+    }
+    s->text[s->len] = '\0';
+    struct mosd_job *job = job_by_id(s->d, s->job_id);
+    if (job && job->owner) { /* else mosrun is gone already */
+        int ok = strcmp(s->text, "ok") == 0;
+        const char *text = strncmp(s->text, "error ", 6) == 0 ? s->text + 6 : "it did not start";
+        struct json_object *r = ok ? json_object_new_object() : mosd_reply_error("%s", text);
+        if (ok) {
+            json_object_object_add(r, "ok", json_object_new_boolean(1));
+            json_object_object_add(r, "where", json_object_new_string(job->where));
+            mos_info("mosd", "job %d (mosrun pid %d) runs natively on %s: %s", job->id,
+                     (int)job->pid, job->where, job->cmd);
+        } else {
+            mos_warn("mosd", "job %d (mosrun pid %d) -E: %s", job->id, (int)job->pid, text);
+        }
+        mosd_send(job->owner, r);
+        json_object_put(r);
+        if (!ok)
+            mosd_job_remove(s->d, job);
+    }
+    event_free(s->ev);
+    close((int)fd);
+    free(s);
+}
+
+static int exec_worker_start(struct mosd *d, struct mosd_job *job, int target, const char *req)
+{
+    struct exec_start *s = calloc(1, sizeof(*s));
+    int pipefd[2];
+    pid_t pid;
+
+    if (!s || pipe2(pipefd, O_CLOEXEC) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    if ((pid = fork()) < 0) {
+        close(pipefd[0]), close(pipefd[1]);
+        free(s);
+        return mos_errno_status();
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        mosd_migrate_close_in_child(d, -1);
+        exec_worker(d, target, req, pipefd[1]);
+    }
+    close(pipefd[1]);
+    s->d = d;
+    s->job_id = job->id;
+    s->fd = pipefd[0];
+    s->ev = event_new(d->base, pipefd[0], EV_READ | EV_PERSIST, on_exec_started, s);
+    event_add(s->ev, NULL);
+    return 0;
+}
+
+/* The request to the target: the user as the kernel told us, the rest as mosrun sent it. */
+static struct json_object *exec_message(struct mosd *d, const struct ucred *cred,
+                                        const gid_t *groups, size_t n_groups,
+                                        struct json_object *req)
+{
+    struct json_object *m = json_object_new_object(), *g = json_object_new_array();
+    static const char *const carried[] = {"argv", "env", "cwd", "umask", "port", "token"};
+
+    json_object_object_add(m, "op", json_object_new_string("exec"));
+    json_object_object_add(m, "uid", json_object_new_int((int)cred->uid));
+    json_object_object_add(m, "gid", json_object_new_int((int)cred->gid));
+    for (size_t i = 0; i < n_groups; i++)
+        json_object_array_add(g, json_object_new_int((int)groups[i]));
+    json_object_object_add(m, "groups", g);
+    json_object_object_add(m, "home", json_object_new_string(d->cfg.nodes[d->self].name));
+    json_object_object_add(m, "home_addr", json_object_new_string(d->cfg.nodes[d->self].addr));
+    json_object_object_add(m, "home_pid", json_object_new_int((int)cred->pid));
+    for (size_t i = 0; i < sizeof(carried) / sizeof(carried[0]); i++)
+        json_object_object_add(m, carried[i],
+                               json_object_get(json_object_object_get(req, carried[i])));
+    return m;
+}
+
+static int peer_groups(struct bufferevent *bev, gid_t *groups, size_t *n)
+{
+    socklen_t len = (socklen_t)(EXEC_MAX_GROUPS * sizeof(gid_t));
+
+    if (getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0)
+        return mos_errno_status();
+    *n = len / sizeof(gid_t);
+    return 0;
+}
+
+static void job_cmd(struct mosd_job *job, char *const *argv)
+{
+    job->cmd[0] = '\0';
+    for (char *const *a = argv; *a; a++) {
+        size_t used = strlen(job->cmd);
+        snprintf(job->cmd + used, sizeof(job->cmd) - used, "%s%s", used ? " " : "", *a);
+    }
+}
+
+struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
+                                      const struct ucred *cred, struct json_object *req)
+{
+    const char *to = mos_json_str(req, "target", "@best");
+    gid_t groups[EXEC_MAX_GROUPS];
+    size_t n_groups = 0;
+    struct exec_req r;
+    char why[200];
+    int node, rc;
+
+    if (cred->uid == 0)
+        return mosd_reply_error("root's programs do not run on other nodes (nor migrate)");
+    if (exec_req_parse(req, &r, why, sizeof(why)) != 0)
+        return mosd_reply_error("%s", why);
+    node = strcmp(to, "@best") == 0 ? mosd_best_node(d, (double)mos_json_int(req, "mem_mib", 0))
+                                    : mos_config_find_node(&d->cfg, to);
+    if (node < 0) {
+        exec_req_free(&r);
+        return mosd_reply_error("unknown node '%s'", to);
+    }
+    if ((rc = peer_groups(bev, groups, &n_groups)) != 0) {
+        exec_req_free(&r);
+        return mosd_reply_error("cannot learn your groups: %s", mos_strerror(rc));
+    }
+    struct json_object *m = exec_message(d, cred, groups, n_groups, req);
+    const char *text = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN);
+    struct mosd_job *job = NULL;
+    if (strlen(text) >= MOS_TP_MAX_CONTROL) {
+        snprintf(why, sizeof(why), "arguments and environment too long for -E (%zu bytes, at "
+                 "most %u)", strlen(text), MOS_TP_MAX_CONTROL - 1024);
+    } else if (!(job = mosd_job_add(d))) {
+        snprintf(why, sizeof(why), "out of memory");
+    } else {
+        job->pid = job->home_pid = cred->pid;
+        job->uid = cred->uid;
+        job->gid = cred->gid;
+        job->owner = bev;
+        job->native = job->locked = 1;
+        job_cmd(job, r.argv);
+        snprintf(job->stay, sizeof(job->stay), "native (-E)");
+        snprintf(job->home, sizeof(job->home), "%s", d->cfg.nodes[d->self].name);
+        snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[node].name);
+        if ((rc = exec_worker_start(d, job, node, text)) != 0) {
+            snprintf(why, sizeof(why), "cannot start: %s", mos_strerror(rc));
+            mosd_job_remove(d, job);
+            job = NULL;
+        }
+    }
+    json_object_put(m);
+    exec_req_free(&r);
+    return job ? NULL : mosd_reply_error("%s", why); /* else answered when the target has */
+}
+
+/* ---- target: the acceptor becomes the relay -------------------------------------------------- */
+
+static void exec_answer(mos_tp_conn_t *c, uint32_t id, const char *error)
+{
+    struct json_object *r = json_object_new_object();
+
+    json_object_object_add(r, "ok", json_object_new_boolean(error == NULL));
+    if (error)
+        json_object_object_add(r, "error", json_object_new_string(error));
+    const char *s = json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN);
+    mos_tp_ctl_reply(c, id, s, strlen(s));
+    json_object_put(r);
+}
+
+/* What only the target checks: the user, its groups, and that home is who it says. */
+static int exec_target_check(const struct mosd *d, struct json_object *o, struct exec_req *r,
+                             char *why, size_t len)
+{
+    struct json_object *g;
+
+    r->uid = (uid_t)mos_json_int(o, "uid", -1);
+    r->gid = (gid_t)mos_json_int(o, "gid", -1);
+    r->home = mos_json_str(o, "home", "");
+    r->home_addr = mos_json_str(o, "home_addr", "");
+    r->home_pid = (int)mos_json_int(o, "home_pid", 0);
+    if (!json_object_object_get_ex(o, "groups", &g) || !json_object_is_type(g, json_type_array) ||
+        json_object_array_length(g) > EXEC_MAX_GROUPS || (int)r->uid < 0 || (int)r->gid < 0 ||
+        r->home_pid <= 0) {
+        snprintf(why, len, "malformed request (uid, gid, groups or pid)");
+        return MOS_E_PROTO;
+    }
+    r->n_groups = json_object_array_length(g);
+    for (size_t i = 0; i < r->n_groups; i++) {
+        int64_t v = json_object_get_int64(json_object_array_get_idx(g, i));
+        if (v < 0 || v > 0xfffffffe) {
+            snprintf(why, len, "malformed group list");
+            return MOS_E_PROTO;
+        }
+        r->groups[i] = (gid_t)v;
+    }
+    int home = mos_config_find_node(&d->cfg, r->home);
+    if (home < 0 || strcmp(d->cfg.nodes[home].addr, r->home_addr) != 0) {
+        snprintf(why, len, "home node '%s' (%s) is not in this cluster", r->home, r->home_addr);
+        return MOS_E_PROTO;
+    }
+    if (r->uid == 0) {
+        snprintf(why, len, "root's programs do not run here from other nodes");
+        return MOS_E_PROTO;
+    }
+    if (d->blocked && home != d->self) {
+        snprintf(why, len, "node %s is blocked", d->cfg.nodes[d->self].name);
+        return MOS_E_PROTO;
+    }
+    return 0;
+}
+
+void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_object *o,
+                      int ctl)
+{
+    static struct exec_req r; /* its group list is large for a stack */
+    const char *self = d->cfg.nodes[d->self].name;
+    char why[300];
+    int link = -1, rc;
+
+    rc = exec_req_parse(o, &r, why, sizeof(why));
+    if (rc == 0)
+        rc = exec_target_check(d, o, &r, why, sizeof(why));
+    /* The link home first: a program never starts without a way to its stdio. */
+    if (rc == 0 && (link = mos_deputy_link_connect(r.home_addr, r.port, r.token, 10000)) < 0) {
+        snprintf(why, sizeof(why), "cannot connect back to mosrun on %s: %s", r.home,
+                 mos_strerror(link));
+        rc = link;
+    }
+    if (rc != 0)
+        mos_warn("mosd", "refused to run a program for %s: %s", mos_tp_conn_peer(c), why);
+    exec_answer(c, id, rc == 0 ? NULL : why);
+    close(ctl); /* mosd may take the next connection: a relay has nothing more to say to it */
+    mos_tp_close(c);
+    if (rc != 0)
+        _exit(2);
+    mos_info("mosd", "running %s for uid %d from %s (mosrun pid %d)", r.argv[0], (int)r.uid,
+             r.home, r.home_pid);
+    struct mos_exec_spec spec = {.uid = r.uid, .gid = r.gid, .groups = r.groups,
+                                 .n_groups = r.n_groups, .argv = r.argv, .envp = r.envp,
+                                 .cwd = r.cwd, .umask = (mode_t)r.umask, .node = self,
+                                 .cgroup_procs = d->guest_cgroup_procs};
+    rc = mos_exec_relay_run(link, &spec);
+    mos_info("mosd", "%s for uid %d from %s ended%s%s", r.argv[0], (int)r.uid, r.home,
+             rc ? ": " : "", rc ? mos_strerror(rc) : "");
+    _exit(rc == 0 ? 0 : 1);
+}
