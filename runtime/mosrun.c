@@ -457,7 +457,7 @@ static void back_home(struct mosrun *m)
 static void become_deputy(struct mosrun *m, struct json_object *msg)
 {
     struct mos_deputy_opts opts = {.identity = {m->child, m->child_ppid},
-                                   .reserved_fd_min = m->reserved_min};
+                                   .reserved_fd_min = m->reserved_min, .shell = m->child};
     int status = 0, link, rc;
 
     snprintf(m->where, sizeof(m->where), "%s", mos_json_str(msg, "where", "?"));

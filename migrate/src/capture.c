@@ -1,6 +1,7 @@
 /* Capture: freeze a process and write its image (DESIGN.md "A migration", steps 2-4). */
 #include "image.h"
 #include "inject.h"
+#include "procfs.h"
 #include "stay.h"
 
 #include "mos/clock.h"
@@ -135,6 +136,11 @@ static int shell_exec(struct mos_dump *d, const char *husk)
         rc = mos_inject_call(d->t, SYS_close_range, 0, ~0u, 0, 0, 0, 0, NULL);
     if (rc == 0)
         rc = mos_inject_call(d->t, SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0, NULL);
+    /* A group of its own: what a terminal sends mosrun's group reaches the job through its
+     * deputy already; what is queued in the shell was sent to the job's pid (the deputy passes
+     * it on). A session or group leader keeps its group. */
+    if (rc == 0)
+        mos_inject_call(d->t, SYS_setpgid, 0, 0, 0, 0, 0, 0, NULL);
     if (rc == 0)
         rc = mos_inject_execve(d->t, (uint64_t)page, vec, vec + 8, &res);
     return rc != 0 ? rc : (int)res;
@@ -145,8 +151,11 @@ int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path)
     int rc = shell_exec(d, husk_path);
 
     if (rc != 0) {
+        /* ended by an exit, not a kill: its deputy (the parent) tells it from a shell killed
+         * by a user, which takes the job along */
         mos_warn("migrate", "pid %d cannot stay as a shell (%s); it is ended", (int)d->pid,
                  mos_strerror(rc));
+        mos_inject_call(d->t, SYS_exit_group, 0, 0, 0, 0, 0, 0, NULL);
         mos_dump_commit(d);
         return rc;
     }
@@ -309,20 +318,10 @@ static int mm_fill(struct mos_dump *d, struct mos_rec_mm *mm, uint8_t *auxv, cha
 /* SigCgt and SigIgn of /proc/PID/status; on any trouble *caught stays all ones (ask all). */
 static void sig_masks(pid_t pid, uint64_t *caught, uint64_t *ignored)
 {
-    char path[64], line[128];
-    unsigned long long c = 0, i = 0;
-    int got = 0;
+    static const char *const cgt[] = {"SigCgt:"}, *const ign[] = {"SigIgn:"};
+    uint64_t c, i;
 
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return;
-    while (fgets(line, sizeof(line), f)) {
-        got += sscanf(line, "SigCgt: %llx", &c) == 1;
-        got += sscanf(line, "SigIgn: %llx", &i) == 1;
-    }
-    fclose(f);
-    if (got == 2) {
+    if (proc_status_masks(pid, cgt, 1, &c) == 1 && proc_status_masks(pid, ign, 1, &i) == 1) {
         *caught = c;
         *ignored = i;
     }

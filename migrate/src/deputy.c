@@ -6,6 +6,7 @@
  * from the wire are never used, only buffers the deputy owns; the deputy's own descriptors are
  * out of the guest's reach. */
 #include "forward_priv.h"
+#include "procfs.h"
 
 #include "mos/log.h"
 #include "mos/status.h"
@@ -18,6 +19,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ERESTARTSYS 512
@@ -44,6 +47,8 @@ static void on_link_io(int sig)
 
 struct deputy {
     int fd;
+    pid_t shell;
+    uint64_t shell_seen;  /* signals pending in the shell already passed on (or carried) */
     int reserved_fd_min;
     struct mos_home_identity id;
     sigset_t forwarded;   /* blocked except while waiting or executing */
@@ -291,17 +296,55 @@ static int serve_call(struct deputy *d, size_t len)
     return fwd_send(d->fd, FWD_MSG_RESULT, d->tx, (size_t)n);
 }
 
+static const char *const pending_keys[] = {"SigPnd:", "ShdPnd:"};
+
+/* Signals sent to the job's pid at home while it is away queue in its shell: pass on each one
+ * newly pending there. A shell killed (only SIGKILL can) takes the job along; one that exited
+ * was never a shell (mosd could not make one) and is not watched any more. The shell is our
+ * child: WNOWAIT looks without reaping it. */
+static void shell_check(struct deputy *d)
+{
+    siginfo_t si;
+    uint64_t pending = 0;
+
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)d->shell, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        si.si_pid == d->shell) {
+        if (si.si_pid == d->shell && (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) &&
+            si.si_status > 0 && si.si_status < NSIG) {
+            signal_pending[si.si_status] = 1;
+            any_signal_pending = 1;
+        }
+        d->shell = 0;
+        return;
+    }
+    if (proc_status_masks(d->shell, pending_keys, 2, &pending) <= 0)
+        return;
+    for (int sig = 1; sig <= 64 && sig < NSIG; sig++)
+        if ((pending & ~d->shell_seen) & (1ull << (sig - 1))) {
+            signal_pending[sig] = 1;
+            any_signal_pending = 1;
+        }
+    d->shell_seen |= pending;
+}
+
+#define SHELL_CHECK_NS 250000000L
+
 static int wait_readable(struct deputy *d)
 {
     struct pollfd pfd = {d->fd, POLLIN, 0};
+    struct timespec every = {0, SHELL_CHECK_NS};
 
     for (;;) {
+        if (d->shell > 0)
+            shell_check(d);
         int rc = flush_signals(d);
         if (rc != 0)
             return rc;
-        if (ppoll(&pfd, 1, NULL, &d->run_mask) > 0)
+        rc = ppoll(&pfd, 1, d->shell > 0 ? &every : NULL, &d->run_mask);
+        if (rc > 0)
             return 0;
-        if (errno != EINTR)
+        if (rc < 0 && errno != EINTR)
             return -errno;
     }
 }
@@ -341,7 +384,11 @@ static int serve_loop(struct deputy *d, int *exit_status)
 
 int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_status)
 {
-    struct deputy d = {.fd = fd, .id = opts->identity};
+    struct deputy d = {.fd = fd, .id = opts->identity, .shell = opts->shell};
+
+    /* what is pending in the shell already travelled with the job's image */
+    if (d.shell > 0)
+        proc_status_masks(d.shell, pending_keys, 2, &d.shell_seen);
     sigset_t saved;
     int rc;
 

@@ -8,6 +8,7 @@
 #include "forward_priv.h"
 #include "image.h"
 #include "inject.h"
+#include "procfs.h"
 
 #include "mos/clock.h"
 #include "mos/log.h"
@@ -66,6 +67,7 @@ static int guest_filter_install(struct mos_restore *r);
 static int shell_signals_reset(struct mos_restore *r);
 static int shell_fds_install(struct mos_restore *r);
 static void shell_chdir(struct mos_restore *r);
+static void shell_pgid(struct mos_restore *r);
 
 static int span_cmp(const void *a, const void *b)
 {
@@ -819,6 +821,8 @@ static int finish(struct mos_restore *r)
     }
     if (r->opts.into_pid && r->opts.cwd)
         shell_chdir(r);
+    if (r->opts.into_pid && r->opts.fds_from > 0)
+        shell_pgid(r);
     /* a guest dies with its supervisor; anything else lives on like the original did */
     if (!r->opts.guest)
         rc = rcall(r, "PR_SET_PDEATHSIG", SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0, NULL);
@@ -945,26 +949,6 @@ static int shell_take(struct mos_restore *r)
     return rc;
 }
 
-/* Hex masks of /proc/PID/status: pending (thread and process) and ignored signals. */
-static uint64_t status_mask(pid_t pid, const char *const keys[], int nkeys)
-{
-    char path[64], line[256];
-    uint64_t mask = 0;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    if (!(f = fopen(path, "re")))
-        return ~0ull; /* unknown: reset every signal */
-    while (fgets(line, sizeof(line), f))
-        for (int k = 0; k < nkeys; k++) {
-            size_t n = strlen(keys[k]);
-            if (strncmp(line, keys[k], n) == 0)
-                mask |= strtoull(line + n, NULL, 16);
-        }
-    fclose(f);
-    return mask;
-}
-
 /* What the shell collected while the job was away goes: signals sent to its pid then were
  * the deputy's to pass on (a terminal's Ctrl-C reached both), and dispositions it ignored are
  * not the image's. Setting SIG_IGN discards a pending signal, SIG_DFL then resets it. */
@@ -972,8 +956,11 @@ static int shell_signals_reset(struct mos_restore *r)
 {
     static const char *const keys[] = {"SigPnd:", "ShdPnd:", "SigIgn:"};
     const struct mos_ksigaction acts[2] = {{.handler = 1 /* SIG_IGN */}, {.handler = 0}};
-    uint64_t mask = status_mask(r->pid, keys, 3);
+    uint64_t mask = ~0ull; /* unknown: reset every signal */
     int rc;
+
+    if (proc_status_masks(r->pid, keys, 3, &mask) < 0)
+        mask = ~0ull;
     uint64_t at = scratch_put(r, acts, sizeof(acts), &rc);
 
     for (int sig = 1; sig <= 64 && rc == 0; sig++) {
@@ -1098,6 +1085,18 @@ static void shell_chdir(struct mos_restore *r)
     if (rc != 0)
         mos_warn("migrate", "restore: pid %d cannot enter %s (%s); its directory is the old one",
                  (int)r->pid, r->opts.cwd, mos_strerror(rc));
+}
+
+/* Back into the process group of fds_from (mosrun's, the job's before it left): the shell had
+ * one of its own, out of reach of the terminal's signals. */
+static void shell_pgid(struct mos_restore *r)
+{
+    pid_t pgid = getpgid(r->opts.fds_from);
+    int rc = pgid > 0 ? mos_inject_call(r->t, SYS_setpgid, 0, pgid, 0, 0, 0, 0, NULL) : -ESRCH;
+
+    if (rc != 0)
+        mos_warn("migrate", "restore: pid %d stays in a process group of its own: %s",
+                 (int)r->pid, mos_strerror(rc));
 }
 
 static int husk_start(struct mos_restore *r, const char *husk)

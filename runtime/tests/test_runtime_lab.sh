@@ -89,6 +89,33 @@ wait $run; rc=$?
     && ok "a refused move on: the guest resumed on node 2 and finished ($out)" \
     || bad "refused move: mosmigrate rc $mrc ($out), job rc $rc, $(cat "$W/x.err")"
 
+# 2e. signals sent to the job's own pid while it is away (its shell holds the pid) reach it;
+#     SIGKILL to that pid ends it there too
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/k.a" "$W/k.b" \
+    < /dev/null > "$W/k.out" 2> "$W/k.err") &
+run=$!
+sleep 0.4
+kjob=$(job_of $run)
+on 1 "${AS_USER[@]}" "$B/mosmigrate" "$kjob" "$N2" > /dev/null 2>&1
+sleep 0.2
+"${AS_USER[@]}" kill -INT "$kjob"
+wait $run; rc=$?
+[ $rc = 7 ] && grep -q "interrupts: 1" "$W/k.out" && ok "SIGINT to the away job's pid reached it once on node 2" \
+    || bad "signal to the pid: rc $rc $(tail -2 "$W/k.out") $(cat "$W/k.err")"
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 200 50 "$W/k.a" "$W/k.b" \
+    < /dev/null > "$W/k.out" 2> "$W/k.err") &
+run=$!
+sleep 0.4
+kjob=$(job_of $run)
+on 1 "${AS_USER[@]}" "$B/mosmigrate" "$kjob" "$N2" > /dev/null 2>&1
+sleep 0.2
+"${AS_USER[@]}" kill -KILL "$kjob"
+wait $run; rc=$?
+sleep 0.3
+[ $rc = 137 ] && ! grep -q " $kjob " <<<"$(on 2 "$B/mosps")" \
+    && ok "SIGKILL to the away job's pid ends it on node 2; mosrun dies of it (137)" \
+    || bad "kill -9 the pid: rc $rc, node 2: $(on 2 "$B/mosps" | grep " $kjob ")"
+
 # 2b. a real interpreter moved mid-computation: the same output as natively
 PY='import sys, time
 acc = 0

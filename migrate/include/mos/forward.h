@@ -94,6 +94,9 @@ struct mos_deputy_opts {
     struct mos_home_identity identity;
     const int *forward_signals; /* 0-terminated; NULL: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 */
     int reserved_fd_min;        /* the deputy's own fds are >= this; the guest may not touch them */
+    pid_t shell;                /* the job's pid at home while it is away (its shell, which
+                                   blocks every signal), 0: none. Signals queued there are
+                                   passed to the guest, the shell's death as SIGKILL. */
 };
 int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_status);
 /* mos_deputy_serve's return when the supervisor says the guest is moving to another node: the
