@@ -752,13 +752,14 @@ static const struct mosd_job *own_job_const(const struct mosd *d, pid_t home_pid
     return NULL;
 }
 
-/* Whether pid is the shell mos_dump_commit_shell left: a mos-husk, child of the job's mosrun,
- * owned by the job's user. */
+/* Whether pid is the shell mos_dump_commit_shell left: the job's only process at home while it
+ * is away, a live child of the job's mosrun, owned by the job's user. */
 static int shell_is_there(pid_t pid, pid_t parent, uid_t uid)
 {
     char path[64], buf[512];
     struct stat st;
     int ppid = -1;
+    char state = 0;
     FILE *f;
 
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -768,9 +769,9 @@ static int shell_is_there(pid_t pid, pid_t parent, uid_t uid)
     fclose(f);
     buf[n] = '\0';
     char *close_paren = strrchr(buf, ')');
-    if (!close_paren || !strstr(buf, "(mos-husk)") || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+    if (!close_paren || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2)
         return 0;
-    return ppid == (int)parent;
+    return ppid == (int)parent && state != 'Z' && state != 'X';
 }
 
 /* A job coming home goes back into its own process when its shell and mosrun are there:

@@ -26,6 +26,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -111,29 +112,66 @@ void mos_dump_commit(struct mos_dump *d)
     free(d);
 }
 
-/* The shell's strings and argument vectors, in a scratch page of the original: the path,
- * then argv = {"mos-husk", NULL} whose NULL doubles as the empty envp. */
+/* Whether the process may exec its own program again as its shell: not set-id and without
+ * file capabilities (that exec runs under our ptrace, as root, and must gain nothing). */
+static int own_exe_plain(pid_t pid)
+{
+    char path[64];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & (S_ISUID | S_ISGID)))
+        return 0;
+    return getxattr(path, "security.capability", NULL, 0) < 0 && errno == ENODATA;
+}
+
+/* execve(path, its own command line) in the original, from a two-page scratch area: the path
+ * and the command line's strings in the first page, the argument vector (whose NULL doubles
+ * as the empty environment) in the second. */
+static int shell_execve(struct mos_dump *d, const char *path, long *res)
+{
+    char cmdline[PAGE - 512], file[64];
+    uint64_t argv[PAGE / 8 - 1];
+    size_t plen = strlen(path) + 1, len = 0, argc = 0;
+    long page = 0;
+    int fd, rc;
+
+    snprintf(file, sizeof(file), "/proc/%d/cmdline", (int)d->pid);
+    if ((fd = open(file, O_RDONLY | O_CLOEXEC)) >= 0) {
+        ssize_t n = read(fd, cmdline, sizeof(cmdline) - 1);
+        len = n > 0 ? (size_t)n : 0;
+        close(fd);
+    }
+    if (plen > PAGE - sizeof(cmdline))
+        return -ENAMETOOLONG;
+    if (len == 0 || cmdline[len - 1] != '\0') /* none, or cut short: the program name alone */
+        len = (size_t)snprintf(cmdline, sizeof(cmdline), "%s", "mos-shell") + 1;
+    rc = mos_inject_call(d->t, SYS_mmap, 0, 2 * PAGE, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &page);
+    for (size_t off = 0; rc == 0 && off < len && argc + 1 < sizeof(argv) / 8;
+         off += strlen(cmdline + off) + 1)
+        argv[argc++] = (uint64_t)page + plen + off;
+    argv[argc] = 0;
+    if (rc == 0)
+        rc = mos_inject_write(d->t, (uint64_t)page, path, plen);
+    if (rc == 0)
+        rc = mos_inject_write(d->t, (uint64_t)page + plen, cmdline, len);
+    if (rc == 0)
+        rc = mos_inject_write(d->t, (uint64_t)page + PAGE, argv, (argc + 1) * 8);
+    if (rc == 0)
+        rc = mos_inject_execve(d->t, (uint64_t)page, (uint64_t)page + PAGE,
+                               (uint64_t)page + PAGE + argc * 8, res);
+    return rc;
+}
+
+/* The original becomes its own program again, exec'ed afresh and parked before its first
+ * instruction (so /proc/PID/exe and ps still name the job), or the husk where that cannot be. */
 static int shell_exec(struct mos_dump *d, const char *husk)
 {
-    size_t plen = strlen(husk) + 1;
-    long page = 0, res = 0;
-    int rc;
-
-    if (plen > PAGE - 64)
-        return -ENAMETOOLONG;
-    rc = mos_inject_call(d->t, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &page);
-    uint64_t name = (uint64_t)page + plen, vec = (name + 9 + 7) & ~7ull;
-    uint64_t argv[2] = {name, 0};
-    if (rc == 0)
-        rc = mos_inject_write(d->t, (uint64_t)page, husk, plen);
-    if (rc == 0)
-        rc = mos_inject_write(d->t, name, "mos-husk", 9);
-    if (rc == 0)
-        rc = mos_inject_write(d->t, vec, argv, sizeof(argv));
+    long res = -1;
     /* the job's descriptors are its deputy's now; the shell dies with its parent (mosrun) */
-    if (rc == 0)
-        rc = mos_inject_call(d->t, SYS_close_range, 0, ~0u, 0, 0, 0, 0, NULL);
+    int rc = mos_inject_call(d->t, SYS_close_range, 0, ~0u, 0, 0, 0, 0, NULL);
+
     if (rc == 0)
         rc = mos_inject_call(d->t, SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0, NULL);
     /* A group of its own: what a terminal sends mosrun's group reaches the job through its
@@ -141,9 +179,13 @@ static int shell_exec(struct mos_dump *d, const char *husk)
      * it on). A session or group leader keeps its group. */
     if (rc == 0)
         mos_inject_call(d->t, SYS_setpgid, 0, 0, 0, 0, 0, 0, NULL);
-    if (rc == 0)
-        rc = mos_inject_execve(d->t, (uint64_t)page, vec, vec + 8, &res);
-    return rc != 0 ? rc : (int)res;
+    if (rc == 0 && own_exe_plain(d->pid))
+        rc = shell_execve(d, "/proc/self/exe", &res);
+    if (rc == 0 && res < 0)
+        rc = shell_execve(d, husk, &res);
+    if (rc == 0 && res < 0)
+        rc = (int)res;
+    return rc == 0 ? mos_inject_park(d->t) : rc;
 }
 
 int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path)

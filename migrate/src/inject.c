@@ -369,6 +369,21 @@ int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64
     return 0;
 }
 
+int mos_inject_park(struct mos_inject *t)
+{
+    long saved_word = 0;
+    int rc = t->exec_addr ? 0 : mos_inject_pick_exec_addr(t);
+
+    if (rc == 0 && t->exec_patch)
+        rc = patch_swap(t, &saved_word, 0); /* for good: the program never runs from here */
+    if (rc != 0)
+        return rc;
+    t->final_regs.rip = t->exec_addr;
+    t->final_regs.rax = SYS_pause;
+    t->final_regs.orig_rax = (uint64_t)-1;
+    return 0;
+}
+
 int mos_inject_call(struct mos_inject *t, long nr, long a0, long a1, long a2, long a3, long a4,
                     long a5, long *result)
 {

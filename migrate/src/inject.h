@@ -56,6 +56,10 @@ int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *
 int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64_t envp,
                       long *result);
 
+/* On release the task waits in pause() forever (every signal blocked, only SIGKILL ends it;
+ * an interrupted pause restarts): rip on a syscall instruction, rax = pause. 0 or -errno. */
+int mos_inject_park(struct mos_inject *t);
+
 /* Convenience: run the call and fold both statuses into one: 0, the remote -errno, or the
  * injection status. Used where the caller does not need to tell them apart. */
 int mos_inject_call(struct mos_inject *t, long nr, long a0, long a1, long a2, long a3, long a4,

@@ -653,6 +653,18 @@ static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
     return rc;
 }
 
+static int exe_is(pid_t pid, const char *path)
+{
+    char link[64], now[PATH_MAX];
+    ssize_t n;
+
+    snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+    if ((n = readlink(link, now, sizeof(now) - 1)) < 0)
+        return 0;
+    now[n] = '\0';
+    return strcmp(now, path) == 0;
+}
+
 static int mm_set(struct mos_restore *r)
 {
     const struct mos_rec_mm *mm = &r->m.mm;
@@ -668,8 +680,10 @@ static int mm_set(struct mos_restore *r)
     int rc;
 
     uint64_t at = scratch_put(r, r->m.exe, strlen(r->m.exe) + 1, &rc);
-    if (rc == 0 && mos_inject_call(r->t, SYS_openat, AT_FDCWD, (long)at, O_RDONLY | O_CLOEXEC, 0,
-                                   0, 0, &exe_fd) == 0)
+    /* a shell that is the job's own program already names it */
+    if (rc == 0 && !exe_is(r->pid, r->m.exe) &&
+        mos_inject_call(r->t, SYS_openat, AT_FDCWD, (long)at, O_RDONLY | O_CLOEXEC, 0, 0, 0,
+                        &exe_fd) == 0)
         map.exe_fd = (uint32_t)exe_fd;
     for (int attempt = 0; attempt < 2; attempt++) {
         map.auxv = (__u64 *)(uintptr_t)(r->tramp + SCRATCH_OFF + sizeof(map));

@@ -60,9 +60,10 @@ grep -q "now runs on $N1" <<<"$out" && ok "node 3 sends it home" || bad "3 -> ho
 native_home() { # PID MOSRUN: the job runs in its own process again: no filter, no tracer, mosrun's child
     local st; st=$(cat /proc/$1/status 2>/dev/null)
     grep -q "^Seccomp:[[:space:]]*0" <<<"$st" && grep -q "^TracerPid:[[:space:]]*0" <<<"$st" \
-        && grep -q "^PPid:[[:space:]]*$2\$" <<<"$st" && ! grep -q "^Name:.*mos-husk" <<<"$st"
+        && grep -q "^PPid:[[:space:]]*$2\$" <<<"$st" && ! grep -q "^Name:.*mos-husk" <<<"$st" \
+        && [ "$(readlink /proc/$1/exe)" = "$3" ]
 }
-native_home "$job" "$run" && ok "back home it runs natively again: same pid, mosrun's child, no filter" \
+native_home "$job" "$run" "$B/mosjob" && ok "back home it runs natively again: same pid, mosrun's child, no filter, its own exe" \
     || bad "not native at home: $(grep -E 'Name|Seccomp|TracerPid|PPid' /proc/$job/status 2>&1 | tr '\n' ' ')"
 wait $run; mig_rc=$?
 [ "$nat_rc" = 7 ] && [ "$mig_rc" = 7 ] && ok "exit status 7 reaches the shell" || bad "exit status: native $nat_rc, moved $mig_rc ($(cat "$W/mig.err"))"
@@ -98,6 +99,9 @@ sleep 0.4
 kjob=$(job_of $run)
 on 1 "${AS_USER[@]}" "$B/mosmigrate" "$kjob" "$N2" > /dev/null 2>&1
 sleep 0.2
+tr '\0' ' ' < "/proc/$kjob/cmdline" | grep -q "mosjob 40 50 " && [ "$(readlink /proc/$kjob/exe)" = "$B/mosjob" ] \
+    && ok "while away, the job's pid at home still shows its program and command line" \
+    || bad "shell: $(tr '\0' ' ' < /proc/$kjob/cmdline) $(readlink /proc/$kjob/exe)"
 "${AS_USER[@]}" kill -INT "$kjob"
 wait $run; rc=$?
 [ $rc = 7 ] && grep -q "interrupts: 1" "$W/k.out" && ok "SIGINT to the away job's pid reached it once on node 2" \
@@ -170,7 +174,7 @@ rjob=$(job_of $run)
 [ -n "$rjob" ] && grep -q " $rjob .*$N2 *$N1 " <<<"$(on 2 "$B/mosps")" && ok "mosrun -r $N2 started the job on node 2" \
     || bad "-r: $(on 2 "$B/mosps") $(cat "$W/r.err")"
 kill "${MOSD[2]}"; wait "${MOSD[2]}" 2>/dev/null
-grep -q " $rjob .*$N1 *$N1 " <<<"$(on 1 "$B/mosps")" && native_home "$rjob" "$run" \
+grep -q " $rjob .*$N1 *$N1 " <<<"$(on 1 "$B/mosps")" && native_home "$rjob" "$run" "$B/mosjob" \
     && ok "stopping node 2's mosd sent its guest home, where it runs natively" \
     || bad "orderly stop: $(on 1 "$B/mosps") $(tail -3 "$W/mosd2.log")"
 kill "${MOSD[1]}"; wait "${MOSD[1]}" 2>/dev/null; start_mosd 1; start_mosd 2

@@ -91,8 +91,10 @@ const struct mos_dump_stats *mos_dump_stats(const struct mos_dump *d);
 /* The image is safe elsewhere: kill the original. Frees d. */
 void mos_dump_commit(struct mos_dump *d);
 /* The image is safe elsewhere, and the original stays as a shell: its descriptors closed, its
- * memory replaced by the husk's (execve of husk_path), every blockable signal blocked, killed
- * with its parent (PR_SET_PDEATHSIG). It keeps the pid, parent, session and credentials for
+ * memory replaced by a fresh exec of its own program (or of husk_path where that is set-id or
+ * has capabilities), parked in pause() before the program's first instruction with every
+ * blockable signal blocked, in a process group of its own, killed with its parent
+ * (PR_SET_PDEATHSIG). It keeps the pid, parent, session and credentials for
  * the job's return (mos_restore_opts.into_pid). If it cannot become one it is killed as by
  * mos_dump_commit. Frees d. 0 when the shell is there. */
 int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path);
