@@ -527,8 +527,13 @@ static int serve(struct mos_supervisor *sup, int again)
             if (rc != 0)
                 break;
         }
-        if (fds[0].revents & POLLIN)
+        if (fds[0].revents & POLLIN) {
             rc = handle_notification(sup);
+            /* a call's exchange may have read what made the link readable (a signal the
+             * deputy sent meanwhile): look again rather than block on an empty link */
+            if (rc == 0 && (fds[1].revents & POLLIN) && poll(&fds[1], 1, 0) <= 0)
+                fds[1].revents = 0;
+        }
         if (rc == 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             uint16_t type;
             size_t len;
