@@ -4,6 +4,7 @@
 #include "mos/status.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,12 @@ static int tp_place(void *arg, const struct mos_page_run *runs, size_t n, const 
         first += k;
     }
     s->bulk_frames++;
+    /* MOS_TEST_BULK_FAULT=die on the receiving side: it vanishes after the first frame */
+    const char *fault = getenv("MOS_TEST_BULK_FAULT");
+    if (fault && !strcmp(fault, "die")) {
+        mos_warn("migrate", "test hook: the receiver dies in the middle of the bulk transfer");
+        raise(SIGKILL);
+    }
     return 0;
 }
 

@@ -5,7 +5,8 @@
  * husk on the other).
  *
  * Test hook: MOS_TEST_BULK_FAULT=outside (a run outside every VMA of the image) or =short
- * (the last page left out) makes the sending side's bulk transfer wrong on purpose. */
+ * (the last page left out) makes the sending side's bulk transfer wrong on purpose; =die
+ * makes the receiving side kill itself after the first bulk frame. */
 #ifndef MOS_TP_IMG_IO_H
 #define MOS_TP_IMG_IO_H
 
