@@ -670,3 +670,24 @@ int mos_img_run_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npag
     *vma_index = i;
     return 0;
 }
+
+int mos_img_bulk_check(const struct mos_img_io *io, const uint8_t *p, size_t len,
+                       struct mos_rec_bulk *out)
+{
+    if (len != sizeof(*out)) {
+        mos_err("migrate", "corrupt image: BULK record of %zu bytes", len);
+        return MOS_E_IMAGE;
+    }
+    memcpy(out, p, sizeof(*out));
+    if (!io->ops->recv_pages) {
+        mos_err("migrate", "corrupt image: pages in bulk, but this stream has no page channel");
+        return MOS_E_IMAGE;
+    }
+    if (out->pages == 0 || out->runs == 0 || out->runs > out->pages ||
+        out->pages > MOS_IMG_USER_TOP / MOS_IMG_PAGE_SIZE) {
+        mos_err("migrate", "corrupt image: BULK record announces %llu pages in %llu runs",
+                (unsigned long long)out->pages, (unsigned long long)out->runs);
+        return MOS_E_IMAGE;
+    }
+    return 0;
+}

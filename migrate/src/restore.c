@@ -697,22 +697,9 @@ static int fill_bulk(struct fill_pipe *fp, const uint8_t *p, size_t len)
     struct mos_img_io *io = fp->rd->io;
     uint64_t got = 0;
 
-    if (len != sizeof(fp->bulk)) {
-        mos_err("migrate", "corrupt image: BULK record of %zu bytes", len);
-        return MOS_E_IMAGE;
-    }
-    memcpy(&fp->bulk, p, sizeof(fp->bulk));
     fp->bulk_seen = 1;
-    if (!io->ops->recv_pages) {
-        mos_err("migrate", "corrupt image: pages in bulk, but this stream has no page channel");
+    if (mos_img_bulk_check(io, p, len, &fp->bulk) != 0)
         return MOS_E_IMAGE;
-    }
-    if (fp->bulk.pages == 0 || fp->bulk.runs == 0 || fp->bulk.runs > fp->bulk.pages ||
-        fp->bulk.pages > MOS_IMG_USER_TOP / PAGE) {
-        mos_err("migrate", "corrupt image: BULK record announces %llu pages in %llu runs",
-                (unsigned long long)fp->bulk.pages, (unsigned long long)fp->bulk.runs);
-        return MOS_E_IMAGE;
-    }
     int rc = io->ops->recv_pages(io, bulk_place, fp, &got);
     if (rc != 0)
         return rc;
