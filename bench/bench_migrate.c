@@ -35,6 +35,10 @@
 #define PAGE 4096ul
 #define TP_TIMEOUT_MS 60000
 
+/* transport backends: the address both ends use (--addr; an RDMA address for verbs) */
+static const char *tp_addr = "127.0.0.1";
+static const char *tp_used = "?"; /* the backend the last connection negotiated */
+
 enum backend { BK_FILE, BK_TCP, BK_TP, BK_TP_CTL, BK_COUNT };
 static const char *const backend_names[BK_COUNT] = {"file", "tcp", "transport", "transport-ctl"};
 
@@ -258,9 +262,11 @@ static int tp_setup(mos_tp_listener_t **l, char *where, size_t len)
 
     mos_tp_opts_default(&o);
     o.timeout_ms = TP_TIMEOUT_MS;
-    int rc = mos_tp_listen("127.0.0.1:0", &o, l);
+    char hp[96];
+    snprintf(hp, sizeof(hp), "%s:0", tp_addr);
+    int rc = mos_tp_listen(hp, &o, l);
     if (rc == 0)
-        snprintf(where, len, "127.0.0.1:%d", mos_tp_listener_port(*l));
+        snprintf(where, len, "%s:%d", tp_addr, mos_tp_listener_port(*l));
     return rc;
 }
 
@@ -283,6 +289,8 @@ static int migrate_transport(const struct hog *h, const char *husk, int bulk, st
     pthread_create(&th, NULL, tp_receiver_main, &rv);
     uint64_t t0 = mos_clock_now_ns();
     rc = mos_tp_connect(where, &o, &c);
+    if (rc == 0)
+        tp_used = mos_tp_backend_name(mos_tp_conn_backend(c));
     if (rc == 0 && (rc = tp_img_stream_init(&s, c, TP_TIMEOUT_MS)) == 0 && !bulk)
         tp_img_stream_no_bulk(&s);
     if (rc == 0 && (rc = mos_dump_freeze(h->pid, NULL, &d)) == 0)
@@ -611,8 +619,8 @@ static const char *backend_label(enum backend bk)
     switch (bk) {
     case BK_FILE: return "file";
     case BK_TCP: return "tcp (loopback)";
-    case BK_TP: return "transport (loopback, pages in bulk)";
-    default: return "transport (loopback, pages in control messages)";
+    case BK_TP: return "transport (pages in bulk)";
+    default: return "transport (pages in control messages)";
     }
 }
 
@@ -624,8 +632,8 @@ static int bench_backend(enum backend bk, const struct bench_cfg *c, int several
     int tp = bk == BK_TP || bk == BK_TP_CTL;
 
     printf("migrate: backend %s, husk %s%s%s, best of %u runs per size\n", backend_label(bk),
-           c->husk, bk == BK_FILE ? ", images in " : "", bk == BK_FILE ? c->dir : "",
-           c->repeat);
+           c->husk, bk == BK_FILE ? ", images in " : tp ? ", at " : "",
+           bk == BK_FILE ? c->dir : tp ? tp_addr : "", c->repeat);
     printf("%8s %9s %10s %10s %11s %10s %10s %8s%s\n", "size", "pages", "freeze_ms",
            "capture_ms", "transfer_ms", "restore_ms", "total_ms", "GB/s", tp ? "  bulk_pages" : "");
     double x[MAX_SIZES], y[MAX_SIZES], freeze_1g = -1, total_1g = -1;
@@ -701,6 +709,8 @@ static int bench_backend(enum backend bk, const struct bench_cfg *c, int several
         printf(" tp_gbps=%.3f tp_ratio=%.2f", tgbps, tgbps > 0 ? gbps / tgbps : 0);
     if (several || tp)
         printf(" backend=%s", backend_names[bk]);
+    if (tp)
+        printf(" via=%s", tp_used);
     printf("\n\n");
     *res = (struct bench_result){a, b * 1e3, gbps, floor, tp ? tgbps : 0};
     return 0;
@@ -751,6 +761,8 @@ int bench_migrate(int argc, char **argv)
         } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             if (parse_backends(argv[++i], bks, &nbk) != 0)
                 return 2;
+        } else if (!strcmp(argv[i], "--addr") && i + 1 < argc) {
+            tp_addr = argv[++i];
         } else {
             fprintf(stderr, "mosbench migrate: bad option '%s'\n", argv[i]);
             return 2;
