@@ -174,10 +174,12 @@ static const struct mos_img_io_ops tp_img_ops = {
     .recv_pages = tp_recv_pages,
 };
 
-/* The same without the page channel: the capture writes PAGES records. */
+/* The same without sending in bulk: the capture writes PAGES records. Receiving keeps its
+ * page channel, so either end may be switched alone. */
 static const struct mos_img_io_ops tp_img_ops_ctl = {
     .writev = tp_writev,
     .read = tp_read,
+    .recv_pages = tp_recv_pages,
 };
 
 int tp_img_stream_init(struct tp_img_stream *s, mos_tp_conn_t *conn, int timeout_ms)

@@ -30,7 +30,8 @@ struct tp_img_stream {
 
 /* Set up s over conn; 0 or -ENOMEM. tp_img_stream_fini frees the buffers, not the conn, and
  * logs what travelled how (one info line, when anything did). MOS_IMG_NO_BULK=1 in the
- * environment, or tp_img_stream_no_bulk, keeps the pages in control messages. */
+ * environment, or tp_img_stream_no_bulk, makes the sending side keep the pages in control
+ * messages (PAGES records); a receiving side takes either form. */
 int tp_img_stream_init(struct tp_img_stream *s, mos_tp_conn_t *conn, int timeout_ms);
 void tp_img_stream_no_bulk(struct tp_img_stream *s);
 void tp_img_stream_fini(struct tp_img_stream *s);
