@@ -79,12 +79,16 @@ static int runs_reserve(struct tp_img_stream *s, size_t n)
     return 0;
 }
 
-/* MOS_TEST_BULK_FAULT=outside: one page of our own, at an address no image of a process
- * started the usual way uses (16 TiB), in place of the real runs. */
+/* MOS_TEST_BULK_FAULT=outside: one page of our own, in place of the real runs, at an address
+ * no process started the usual way has mapped (tens of TiB: above PIE and brk, below the mmap
+ * base), the first one free here (a sanitizer's runtime takes some). */
 static int bulk_send_outside(struct tp_img_stream *s)
 {
-    void *p = mmap((void *)(1ull << 44), MOS_TP_PAGE_SIZE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    void *p = MAP_FAILED;
+    for (uint64_t at = 0x500000000000ull; p == MAP_FAILED && at >= 0x100000000000ull;
+         at -= 0x100000000000ull)
+        p = mmap((void *)at, MOS_TP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED)
         return -errno;
     struct mos_page_run run = {(uint64_t)(uintptr_t)p, 1};

@@ -48,9 +48,10 @@ job_of() { pgrep -P "$1" mosjob | head -1; }
 leftovers() { for p in $(ip netns pids "$N2"); do cat /proc/$p/comm 2>/dev/null; done | grep -cE '^(mosjob|mos-husk)$'; }
 "$B/mosjob" 30 0 "$W/ref.a" "$W/ref.b" 64 < /dev/null > "$W/ref.out"; ref_rc=$?
 
-# start_job NAME: mosjob with 64 MiB under mosrun on node 1, waits for its first step
+# start_job NAME: mosjob with 64 MiB under mosrun on node 1, waits for its first step (in a
+# sanitizer build, LeakSanitizer cannot stop a moved job's world at exit: leaks are not ours)
 start_job() {
-    (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 30 50 "$W/$1.a" "$W/$1.b" 64 \
+    (cd "$W" && ASAN_OPTIONS=detect_leaks=0 exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 30 50 "$W/$1.a" "$W/$1.b" 64 \
         < /dev/null > "$W/$1.out" 2> "$W/$1.err") &
     run=$!
     for _ in $(seq 100); do grep -q "^step 1 " "$W/$1.out" 2>/dev/null && break; sleep 0.1; done
@@ -94,7 +95,7 @@ check_refused() { # NAME FAULT PATTERN
         bad "$2: mosmigrate rc $mrc ($out), job rc $rc, node 2: '$line', leftovers $(leftovers)"
     fi
 }
-check_refused outside outside 'bulk page run at 0x100000000000 \(1 pages\) fits no VMA'
+check_refused outside outside 'bulk page run at 0x[0-9a-f]+000000000 \(1 pages\) fits no VMA'
 check_refused short short 'image ends early: [0-9]+ of [0-9]+ bulk pages arrived'
 
 # 4. the receiver dies in the middle of the bulk transfer
