@@ -485,7 +485,8 @@ static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *s
     if (rc != 0)
         return rc;
     if (fp->bulk_seen && magic != MOS_REC_END) {
-        mos_err("migrate", "corrupt image: record %s after the bulk pages", mos_img_rec_name(magic));
+        mos_err("migrate", "corrupt image: record %s after the bulk pages",
+                mos_img_rec_name(magic));
         return MOS_E_IMAGE;
     }
     if (magic == MOS_REC_BULK) {
