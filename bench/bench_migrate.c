@@ -655,7 +655,7 @@ static int bench_backend(enum backend bk, const struct bench_cfg *c, int several
         }
         x[i] = (double)(c->sizes[i] / PAGE);
         y[i] = r.total_ms;
-        printf("%7lluM %9llu %10.2f %10.2f %11.1f %10.1f %10.1f %8.3f", 
+        printf("%7lluM %9llu %10.2f %10.2f %11.1f %10.1f %10.1f %8.3f",
                (unsigned long long)(c->sizes[i] >> 20), (unsigned long long)r.pages,
                r.freeze_ms, r.capture_ms, r.transfer_ms, r.restore_ms, r.total_ms,
                c->sizes[i] / (r.total_ms * 1e6));
