@@ -1,14 +1,19 @@
 /* mosbench migrate: migrate memory-heavy processes of several sizes between two endpoints on
  * this machine (file: checkpoint + restart through a file; tcp: loopback socket, receiver in
- * a second thread), split the time into freeze, capture, transfer and restore, and fit
+ * a second thread; transport: a mos transport connection on loopback as mosd uses it, pages
+ * in bulk, verbs where MOS_TRANSPORT picks it; transport-ctl: the same with the pages in
+ * control messages), split the time into freeze, capture, transfer and restore, and fit
  * time = fixed + per_page x pages by least squares. The floor, measured in the same run: raw
- * throughput of the backend and the rate at which a fresh process's memory can be filled. */
+ * throughput of the backend and the rate at which a fresh process's memory can be filled.
+ * Several backends (--backend file,transport) run one after the other, summed up side by side. */
 #include "bench.h"
+#include "tp_img_io.h"
 
 #include "mos/clock.h"
 #include "mos/log.h"
 #include "mos/migrate.h"
 #include "mos/status.h"
+#include "mos/transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +33,14 @@
 
 #define MAX_SIZES 16
 #define PAGE 4096ul
+#define TP_TIMEOUT_MS 60000
+
+/* transport backends: the address both ends use (--addr; an RDMA address for verbs) */
+static const char *tp_addr = "127.0.0.1";
+static const char *tp_used = "?"; /* the backend the last connection negotiated */
+
+enum backend { BK_FILE, BK_TCP, BK_TP, BK_TP_CTL, BK_COUNT };
+static const char *const backend_names[BK_COUNT] = {"file", "tcp", "transport", "transport-ctl"};
 
 struct hog {
     pid_t pid;
@@ -103,7 +116,7 @@ static void reap(pid_t pid)
 
 struct run {
     double freeze_ms, capture_ms, transfer_ms, restore_ms, total_ms;
-    uint64_t pages;
+    uint64_t pages, bulk_pages;
 };
 
 /* tcp receiver thread */
@@ -207,6 +220,109 @@ static int migrate_tcp(const struct hog *h, const char *husk, struct run *out, p
     return rc;
 }
 
+/* transport receiver thread: the receiving half of a mosd-to-mosd migration */
+struct tp_receiver {
+    mos_tp_listener_t *l;
+    const char *husk;
+    int bulk;
+    pid_t copy;
+    int rc;
+    uint64_t done_ns, bulk_pages;
+};
+
+static void *tp_receiver_main(void *arg)
+{
+    struct tp_receiver *rv = arg;
+    struct mos_restore_opts opts = {.husk_path = rv->husk};
+    struct tp_img_stream s;
+    struct mos_restore *r;
+    mos_tp_conn_t *c;
+
+    if ((rv->rc = mos_tp_accept(rv->l, &c)) != 0)
+        return NULL;
+    if ((rv->rc = tp_img_stream_init(&s, c, TP_TIMEOUT_MS)) == 0) {
+        if (!rv->bulk)
+            tp_img_stream_no_bulk(&s);
+        rv->rc = mos_restore_prepare(&s.io, &opts, &r);
+        if (rv->rc == 0) { /* ptrace belongs to this thread: detach here too */
+            rv->copy = mos_restore_pid(r);
+            rv->bulk_pages = mos_restore_stats(r)->bulk_pages;
+            rv->rc = mos_restore_commit(r);
+        }
+        tp_img_stream_fini(&s);
+    }
+    rv->done_ns = mos_clock_now_ns();
+    mos_tp_close(c);
+    return NULL;
+}
+
+static int tp_setup(mos_tp_listener_t **l, char *where, size_t len)
+{
+    struct mos_tp_opts o;
+
+    mos_tp_opts_default(&o);
+    o.timeout_ms = TP_TIMEOUT_MS;
+    char hp[96];
+    snprintf(hp, sizeof(hp), "%s:0", tp_addr);
+    int rc = mos_tp_listen(hp, &o, l);
+    if (rc == 0)
+        snprintf(where, len, "%s:%d", tp_addr, mos_tp_listener_port(*l));
+    return rc;
+}
+
+static int migrate_transport(const struct hog *h, const char *husk, int bulk, struct run *out,
+                             pid_t *copy)
+{
+    struct tp_receiver rv = {.husk = husk, .bulk = bulk};
+    struct mos_tp_opts o;
+    struct tp_img_stream s = {0};
+    struct mos_dump *d = NULL;
+    mos_tp_conn_t *c = NULL;
+    char where[64];
+    pthread_t th;
+    int rc = tp_setup(&rv.l, where, sizeof(where));
+
+    if (rc != 0)
+        return rc;
+    mos_tp_opts_default(&o);
+    o.timeout_ms = TP_TIMEOUT_MS;
+    pthread_create(&th, NULL, tp_receiver_main, &rv);
+    uint64_t t0 = mos_clock_now_ns();
+    rc = mos_tp_connect(where, &o, &c);
+    if (rc == 0)
+        tp_used = mos_tp_backend_name(mos_tp_conn_backend(c));
+    if (rc == 0 && (rc = tp_img_stream_init(&s, c, TP_TIMEOUT_MS)) == 0 && !bulk)
+        tp_img_stream_no_bulk(&s);
+    if (rc == 0 && (rc = mos_dump_freeze(h->pid, NULL, &d)) == 0)
+        rc = mos_dump_write(d, &s.io);
+    if (rc != 0) /* the receiver waits for the rest of the image: unblock it */
+        mos_tp_close(c), c = NULL;
+    pthread_join(th, NULL);
+    if (rc == 0 && rv.rc == 0 && rv.bulk_pages != mos_dump_stats(d)->bulk_pages)
+        rc = -EPROTO; /* the two ends disagree on what went in bulk */
+    if (rc == 0 && rv.rc == 0) {
+        const struct mos_dump_stats *ds = mos_dump_stats(d);
+        out->freeze_ms = ds->freeze_ns / 1e6;
+        out->capture_ms = ds->state_ns / 1e6;
+        out->transfer_ms = ds->pages_ns / 1e6;
+        out->total_ms = (rv.done_ns - t0) / 1e6;
+        out->restore_ms = out->total_ms - out->freeze_ms - out->capture_ms - out->transfer_ms;
+        out->pages = ds->pages;
+        out->bulk_pages = ds->bulk_pages;
+        mos_dump_commit(d);
+    } else {
+        if (d)
+            mos_dump_abort(d);
+        rc = rc ? rc : rv.rc;
+    }
+    if (rv.copy > 0)
+        *copy = rv.copy;
+    tp_img_stream_fini(&s);
+    mos_tp_close(c);
+    mos_tp_listener_close(rv.l);
+    return rc;
+}
+
 static int migrate_file(const struct hog *h, const char *husk, const char *path,
                         struct run *out, pid_t *copy)
 {
@@ -252,7 +368,7 @@ static int migrate_file(const struct hog *h, const char *husk, const char *path,
 }
 
 /* One migration of a fresh hog of size bytes, checked and cleaned up. 0 or 1 (reported). */
-static int migrate_once(int tcp, uint64_t size, const char *husk, const char *path,
+static int migrate_once(enum backend bk, uint64_t size, const char *husk, const char *path,
                         struct run *r)
 {
     struct hog h = {0};
@@ -261,7 +377,9 @@ static int migrate_once(int tcp, uint64_t size, const char *husk, const char *pa
 
     memset(r, 0, sizeof(*r));
     if (rc == 0)
-        rc = tcp ? migrate_tcp(&h, husk, r, &copy) : migrate_file(&h, husk, path, r, &copy);
+        rc = bk == BK_TCP  ? migrate_tcp(&h, husk, r, &copy)
+             : bk == BK_FILE ? migrate_file(&h, husk, path, r, &copy)
+                             : migrate_transport(&h, husk, bk == BK_TP, r, &copy);
     int verified = rc == 0 && hog_verify(copy, &h) == 0;
     if (h.pid > 0)
         reap(h.pid);
@@ -332,6 +450,68 @@ static double floor_transport(int tcp, uint64_t size, const char *path)
         unlink(path);
     }
     free(buf);
+    return gbps;
+}
+
+/* The transport's own bulk speed on loopback: size bytes of our memory into a buffer of the
+ * receiver's (touched beforehand), one bulk send, as a migration's page runs travel. */
+struct tp_pump {
+    mos_tp_listener_t *l;
+    uint8_t *dst;
+    uint64_t origin, size, done_ns; /* page origin + k lands at dst + k */
+    int rc;
+};
+
+static void *tp_pump_recv(void *arg)
+{
+    struct tp_pump *p = arg;
+    struct mos_tp_place_buffer pb = {p->dst, p->origin, p->size};
+    mos_tp_conn_t *c;
+
+    if ((p->rc = mos_tp_accept(p->l, &c)) != 0)
+        return NULL;
+    p->rc = mos_tp_bulk_recv(c, mos_tp_place_into_buffer, &pb, NULL);
+    p->done_ns = mos_clock_now_ns();
+    mos_tp_close(c);
+    return NULL;
+}
+
+static double floor_tp(uint64_t size)
+{
+    struct tp_pump p = {.size = size};
+    struct mos_tp_opts o;
+    mos_tp_conn_t *c = NULL;
+    char where[64];
+    pthread_t th;
+    double gbps = 0;
+    uint8_t *src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    p.dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (src == MAP_FAILED || p.dst == MAP_FAILED || tp_setup(&p.l, where, sizeof(where)) != 0)
+        goto out;
+    memset(src, 0x5a, size);
+    memset(p.dst, 0, size);
+    mos_tp_opts_default(&o);
+    o.timeout_ms = TP_TIMEOUT_MS;
+    p.origin = (uint64_t)(uintptr_t)src;
+    pthread_create(&th, NULL, tp_pump_recv, &p);
+    struct mos_page_run run = {p.origin, size / PAGE};
+    int rc = mos_tp_connect(where, &o, &c);
+    uint64_t t0 = mos_clock_now_ns(); /* after the handshake: the bulk speed alone */
+    if (rc == 0)
+        rc = mos_tp_bulk_send(c, 0, &run, 1);
+    if (rc != 0)
+        mos_tp_close(c), c = NULL;
+    pthread_join(th, NULL);
+    if (rc == 0 && p.rc == 0)
+        gbps = size / (double)(p.done_ns - t0);
+    mos_tp_close(c);
+    mos_tp_listener_close(p.l);
+out:
+    if (src != MAP_FAILED)
+        munmap(src, size);
+    if (p.dst != MAP_FAILED)
+        munmap(p.dst, size);
     return gbps;
 }
 
@@ -415,100 +595,94 @@ static void fit(const double *x, const double *y, int n, double *a, double *b, d
     *r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1;
 }
 
-int bench_migrate(int argc, char **argv)
-{
-    uint64_t sizes[MAX_SIZES] = {16ull << 20, 64ull << 20, 256ull << 20, 1ull << 30};
-    int nsizes = 4, tcp = 0;
-    unsigned repeat = 2;
+struct bench_cfg {
+    uint64_t sizes[MAX_SIZES];
+    int nsizes;
+    unsigned repeat;
     char husk[PATH_MAX], path[PATH_MAX];
-    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    const char *dir;
+};
 
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
-            nsizes = 0;
-            for (char *tok = strtok(argv[++i], ","); tok; tok = strtok(NULL, ",")) {
-                if (nsizes == MAX_SIZES || parse_size(tok, &sizes[nsizes]) != 0) {
-                    fprintf(stderr, "mosbench migrate: bad size '%s' (e.g. 16M,1G)\n", tok);
-                    return 2;
-                }
-                nsizes++;
-            }
-        } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
-            if (bench_parse_uint(argv[++i], &repeat) != 0 || repeat < 1 || repeat > 20) {
-                fprintf(stderr, "mosbench migrate: --repeat takes 1..20\n");
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
-            i++;
-            if (!strcmp(argv[i], "tcp"))
-                tcp = 1;
-            else if (!strcmp(argv[i], "file"))
-                tcp = 0;
-            else {
-                fprintf(stderr, "mosbench migrate: backend '%s' is not available here "
-                        "(file, tcp; verbs comes with the transport)\n", argv[i]);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "mosbench migrate: bad option '%s'\n", argv[i]);
-            return 2;
-        }
+struct bench_result {
+    double fixed_ms, per_page_us, gbps, floor, tp_gbps;
+};
+
+/* The raw speed of the backend itself (floor_gbps's transport half). */
+static double floor_backend(enum backend bk, uint64_t size, const char *path)
+{
+    return bk == BK_TCP || bk == BK_FILE ? floor_transport(bk == BK_TCP, size, path)
+                                         : floor_tp(size);
+}
+
+static const char *backend_label(enum backend bk)
+{
+    switch (bk) {
+    case BK_FILE: return "file";
+    case BK_TCP: return "tcp (loopback)";
+    case BK_TP: return "transport (pages in bulk)";
+    default: return "transport (pages in control messages)";
     }
-    if (nsizes < 2) {
-        fprintf(stderr, "mosbench migrate: the fit needs at least two sizes\n");
-        return 2;
-    }
-    mos_restore_husk_path(husk, sizeof(husk));
-    snprintf(path, sizeof(path), "%s/mosbench-migrate.%d.img", dir, (int)getpid());
-    printf("migrate: backend %s, husk %s%s%s, best of %u runs per size\n",
-           tcp ? "tcp (loopback)" : "file", husk, tcp ? "" : ", images in ", tcp ? "" : dir,
-           repeat);
-    printf("%8s %9s %10s %10s %11s %10s %10s %8s\n", "size", "pages", "freeze_ms", "capture_ms",
-           "transfer_ms", "restore_ms", "total_ms", "GB/s");
+}
+
+/* Every size of one backend, the fit, the floor and the result line. 0 or 1. */
+static int bench_backend(enum backend bk, const struct bench_cfg *c, int several,
+                         struct bench_result *res)
+{
+    const char *path = c->path;
+    int tp = bk == BK_TP || bk == BK_TP_CTL;
+
+    printf("migrate: backend %s, husk %s%s%s, best of %u runs per size\n", backend_label(bk),
+           c->husk, bk == BK_FILE ? ", images in " : tp ? ", at " : "",
+           bk == BK_FILE ? c->dir : tp ? tp_addr : "", c->repeat);
+    printf("%8s %9s %10s %10s %11s %10s %10s %8s%s\n", "size", "pages", "freeze_ms",
+           "capture_ms", "transfer_ms", "restore_ms", "total_ms", "GB/s", tp ? "  bulk_pages" : "");
     double x[MAX_SIZES], y[MAX_SIZES], freeze_1g = -1, total_1g = -1;
     uint64_t biggest = 0;
     /* one unmeasured migration first (thread stacks, the husk in the page cache...) */
     struct run warm;
-    if (migrate_once(tcp, sizes[0] < (16ull << 20) ? sizes[0] : (16ull << 20), husk, path,
-                     &warm) != 0)
+    if (migrate_once(bk, c->sizes[0] < (16ull << 20) ? c->sizes[0] : (16ull << 20), c->husk,
+                     path, &warm) != 0)
         return 1;
-    for (int i = 0; i < nsizes; i++) {
+    for (int i = 0; i < c->nsizes; i++) {
         struct run r = {0};
         /* best of repeat runs: this machine is shared, the fastest run is the least disturbed */
-        for (unsigned k = 0; k < repeat; k++) {
+        for (unsigned k = 0; k < c->repeat; k++) {
             struct run one;
-            if (migrate_once(tcp, sizes[i], husk, path, &one) != 0)
+            if (migrate_once(bk, c->sizes[i], c->husk, path, &one) != 0)
                 return 1;
             if (k == 0 || one.total_ms < r.total_ms)
                 r = one;
         }
-        x[i] = (double)(sizes[i] / PAGE);
+        x[i] = (double)(c->sizes[i] / PAGE);
         y[i] = r.total_ms;
-        printf("%7lluM %9llu %10.2f %10.2f %11.1f %10.1f %10.1f %8.3f\n",
-               (unsigned long long)(sizes[i] >> 20), (unsigned long long)r.pages, r.freeze_ms,
-               r.capture_ms, r.transfer_ms, r.restore_ms, r.total_ms,
-               sizes[i] / (r.total_ms * 1e6));
-        if (sizes[i] == (1ull << 30)) {
+        printf("%7lluM %9llu %10.2f %10.2f %11.1f %10.1f %10.1f %8.3f",
+               (unsigned long long)(c->sizes[i] >> 20), (unsigned long long)r.pages,
+               r.freeze_ms, r.capture_ms, r.transfer_ms, r.restore_ms, r.total_ms,
+               c->sizes[i] / (r.total_ms * 1e6));
+        if (tp)
+            printf("  %10llu", (unsigned long long)r.bulk_pages);
+        printf("\n");
+        if (c->sizes[i] == (1ull << 30)) {
             freeze_1g = r.freeze_ms;
             total_1g = r.total_ms / 1e3;
         }
-        if (sizes[i] > biggest)
-            biggest = sizes[i];
+        if (c->sizes[i] > biggest)
+            biggest = c->sizes[i];
     }
     /* the fixed part measured directly: a process with one page of its own */
     struct run tiny;
     double tiny_ms = -1;
     for (int k = 0; k < 3; k++)
-        if (migrate_once(tcp, PAGE, husk, path, &tiny) == 0 &&
+        if (migrate_once(bk, PAGE, c->husk, path, &tiny) == 0 &&
             (tiny_ms < 0 || tiny.total_ms < tiny_ms))
             tiny_ms = tiny.total_ms;
     double a, b, r2;
-    fit(x, y, nsizes, &a, &b, &r2);
+    fit(x, y, c->nsizes, &a, &b, &r2);
     double gbps = b > 0 ? PAGE / (b * 1e6) : 0; /* ms per page -> GB/s */
     uint64_t floor_size = biggest < (256ull << 20) ? biggest : (256ull << 20);
     double tgbps = 0, fgbps = 0;
-    for (unsigned k = 0; k < repeat; k++) { /* best of repeat, like the migrations */
-        double t = floor_transport(tcp, floor_size, path), f = floor_fill(floor_size);
+    for (unsigned k = 0; k < c->repeat; k++) { /* best of repeat, like the migrations */
+        double t = floor_backend(bk, floor_size, path), f = floor_fill(floor_size);
         tgbps = t > tgbps ? t : tgbps;
         fgbps = f > fgbps ? f : fgbps;
     }
@@ -516,7 +690,8 @@ int bench_migrate(int argc, char **argv)
     printf("fit: time = %.2f ms + %.3f us x pages (R^2 %.4f): %.3f GB/s per page\n", a, b * 1e3,
            r2, gbps);
     printf("floor (%llu MiB): %s %.3f GB/s, fresh-memory fill %.3f GB/s -> %.3f GB/s\n",
-           (unsigned long long)(floor_size >> 20), tcp ? "tcp loopback" : "file write+read",
+           (unsigned long long)(floor_size >> 20),
+           bk == BK_TCP ? "tcp loopback" : bk == BK_FILE ? "file write+read" : "transport bulk",
            tgbps, fgbps, floor);
     printf("smallest migration (a hog with one page of its own, %llu pages present in all): "
            "%.2f ms\n", (unsigned long long)tiny.pages, tiny_ms);
@@ -527,7 +702,97 @@ int bench_migrate(int argc, char **argv)
         snprintf(t1g, sizeof(t1g), "%.2f", total_1g);
     }
     printf("result migrate fixed_ms=%.2f per_page_us=%.3f r2=%.4f gbps=%.3f floor_gbps=%.3f "
-           "ratio=%.2f freeze_ms_1g=%s total_s_1g=%s\n",
+           "ratio=%.2f freeze_ms_1g=%s total_s_1g=%s",
            a, b * 1e3, r2, gbps, floor, floor > 0 ? gbps / floor : 0, f1g, t1g);
+    /* transport backends: also against the transport's raw bulk speed alone */
+    if (tp)
+        printf(" tp_gbps=%.3f tp_ratio=%.2f", tgbps, tgbps > 0 ? gbps / tgbps : 0);
+    if (several || tp)
+        printf(" backend=%s", backend_names[bk]);
+    if (tp)
+        printf(" via=%s", tp_used);
+    printf("\n\n");
+    *res = (struct bench_result){a, b * 1e3, gbps, floor, tp ? tgbps : 0};
+    return 0;
+}
+
+/* "file,transport" -> the list; -1 (reported) on an unknown name. */
+static int parse_backends(char *list, enum backend *out, int *n)
+{
+    *n = 0;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        int k = 0;
+        while (k < BK_COUNT && strcmp(tok, backend_names[k]) != 0)
+            k++;
+        if (k == BK_COUNT || *n == BK_COUNT) {
+            fprintf(stderr, "mosbench migrate: backend '%s' is not available here (file, tcp, "
+                    "transport, transport-ctl; verbs: transport with MOS_TRANSPORT=verbs)\n",
+                    tok);
+            return -1;
+        }
+        out[(*n)++] = (enum backend)k;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
+int bench_migrate(int argc, char **argv)
+{
+    struct bench_cfg c = {.sizes = {16ull << 20, 64ull << 20, 256ull << 20, 1ull << 30},
+                          .nsizes = 4, .repeat = 2};
+    enum backend bks[BK_COUNT] = {BK_FILE};
+    int nbk = 1;
+
+    c.dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
+            c.nsizes = 0;
+            for (char *tok = strtok(argv[++i], ","); tok; tok = strtok(NULL, ",")) {
+                if (c.nsizes == MAX_SIZES || parse_size(tok, &c.sizes[c.nsizes]) != 0) {
+                    fprintf(stderr, "mosbench migrate: bad size '%s' (e.g. 16M,1G)\n", tok);
+                    return 2;
+                }
+                c.nsizes++;
+            }
+        } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
+            if (bench_parse_uint(argv[++i], &c.repeat) != 0 || c.repeat < 1 || c.repeat > 20) {
+                fprintf(stderr, "mosbench migrate: --repeat takes 1..20\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            if (parse_backends(argv[++i], bks, &nbk) != 0)
+                return 2;
+        } else if (!strcmp(argv[i], "--addr") && i + 1 < argc) {
+            tp_addr = argv[++i];
+        } else {
+            fprintf(stderr, "mosbench migrate: bad option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (c.nsizes < 2) {
+        fprintf(stderr, "mosbench migrate: the fit needs at least two sizes\n");
+        return 2;
+    }
+    /* one info line per transport stream would drown the table */
+    if (mos_log_get_level() == MOS_LOG_INFO)
+        mos_log_set_level(MOS_LOG_WARN);
+    mos_restore_husk_path(c.husk, sizeof(c.husk));
+    snprintf(c.path, sizeof(c.path), "%s/mosbench-migrate.%d.img", c.dir, (int)getpid());
+    struct bench_result res[BK_COUNT];
+    for (int k = 0; k < nbk; k++)
+        if (bench_backend(bks[k], &c, nbk > 1, &res[k]) != 0)
+            return 1;
+    if (nbk > 1) {
+        printf("%-14s %9s %12s %8s %11s %8s %8s %9s\n", "backend", "fixed_ms", "per_page_us",
+               "gbps", "floor_gbps", "ratio", "tp_gbps", "tp_ratio");
+        for (int k = 0; k < nbk; k++) {
+            const struct bench_result *r = &res[k];
+            printf("%-14s %9.2f %12.3f %8.3f %11.3f %8.2f", backend_names[bks[k]], r->fixed_ms,
+                   r->per_page_us, r->gbps, r->floor, r->floor > 0 ? r->gbps / r->floor : 0);
+            if (r->tp_gbps > 0)
+                printf(" %8.3f %9.2f\n", r->tp_gbps, r->gbps / r->tp_gbps);
+            else
+                printf(" %8s %9s\n", "-", "-");
+        }
+    }
     return 0;
 }

@@ -1,10 +1,18 @@
 #include "tp_img_io.h"
 
+#include "mos/log.h"
 #include "mos/status.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* The migrate library's runs and the transport's are the same pair of u64; they are converted
+ * (a 16-byte copy per run) rather than cast, to keep the two modules' types apart. */
+_Static_assert(sizeof(struct mos_img_run) == sizeof(struct mos_page_run), "run layouts");
 
 static struct tp_img_stream *stream_of(struct mos_img_io *io)
 {
@@ -19,6 +27,7 @@ static int tp_writev(struct mos_img_io *io, const struct iovec *iov, int iovcnt)
     int rc;
 
     for (int i = 0; i < iovcnt; i++) {
+        s->ctl_bytes += iov[i].iov_len;
         const uint8_t *p = iov[i].iov_base;
         size_t left = iov[i].iov_len;
         while (left > 0) {
@@ -50,6 +59,7 @@ static ssize_t tp_read(struct mos_img_io *io, void *buf, size_t len)
             return rc;
         s->len = msg.len;
         s->pos = 0;
+        s->ctl_bytes += msg.len;
     }
     size_t n = s->len - s->pos < len ? s->len - s->pos : len;
     memcpy(buf, s->buf + s->pos, n);
@@ -57,9 +67,123 @@ static ssize_t tp_read(struct mos_img_io *io, void *buf, size_t len)
     return (ssize_t)n;
 }
 
+static int runs_reserve(struct tp_img_stream *s, size_t n)
+{
+    if (n <= s->runs_cap)
+        return 0;
+    struct mos_page_run *r = realloc(s->runs, n * sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    s->runs = r;
+    s->runs_cap = n;
+    return 0;
+}
+
+/* MOS_TEST_BULK_FAULT=outside: one page of our own, in place of the real runs, at an address
+ * no process started the usual way has mapped (tens of TiB: above PIE and brk, below the mmap
+ * base), the first one free here (a sanitizer's runtime takes some). */
+static int bulk_send_outside(struct tp_img_stream *s)
+{
+    void *p = MAP_FAILED;
+    for (uint64_t at = 0x500000000000ull; p == MAP_FAILED && at >= 0x100000000000ull;
+         at -= 0x100000000000ull)
+        p = mmap((void *)at, MOS_TP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    struct mos_page_run run = {(uint64_t)(uintptr_t)p, 1};
+    mos_warn("migrate", "test hook: sending a page run outside the image's VMAs");
+    int rc = mos_tp_bulk_send(s->conn, 0, &run, 1);
+    munmap(p, MOS_TP_PAGE_SIZE);
+    return rc;
+}
+
+/* The pages of runs, read from the frozen process pid by the transport itself. */
+static int tp_send_pages(struct mos_img_io *io, pid_t pid, const struct mos_img_run *runs,
+                         size_t n)
+{
+    struct tp_img_stream *s = stream_of(io);
+    const char *fault = getenv("MOS_TEST_BULK_FAULT");
+    int rc = runs_reserve(s, n);
+
+    if (rc != 0)
+        return rc;
+    if (fault && !strcmp(fault, "outside"))
+        return bulk_send_outside(s);
+    uint64_t pages = 0;
+    for (size_t i = 0; i < n; i++) {
+        s->runs[i] = (struct mos_page_run){runs[i].addr, runs[i].npages};
+        pages += runs[i].npages;
+    }
+    if (fault && !strcmp(fault, "short") && n > 0) {
+        mos_warn("migrate", "test hook: leaving the last page out of the bulk transfer");
+        pages--;
+        if (--s->runs[n - 1].npages == 0)
+            n--;
+    }
+    rc = mos_tp_bulk_send(s->conn, pid, s->runs, n);
+    if (rc == 0)
+        s->bulk_pages += pages;
+    return rc;
+}
+
+/* The transport's consumer: hand each frame to the migrate library's, runs converted. */
+static int tp_place(void *arg, const struct mos_page_run *runs, size_t n, const uint8_t *data)
+{
+    struct tp_img_stream *s = arg;
+    struct mos_img_run conv[256];
+
+    /* the table in chunks: a frame's pages lie back to back, so data advances with them */
+    for (size_t first = 0; first < n;) {
+        size_t k = n - first < 256 ? n - first : 256;
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < k; i++) {
+            conv[i] = (struct mos_img_run){runs[first + i].addr, runs[first + i].npages};
+            bytes += runs[first + i].npages * MOS_TP_PAGE_SIZE;
+        }
+        int rc = s->place(s->place_arg, conv, k, data);
+        if (rc != 0)
+            return rc;
+        data += bytes;
+        first += k;
+    }
+    s->bulk_frames++;
+    /* MOS_TEST_BULK_FAULT=die on the receiving side: it vanishes after the first frame */
+    const char *fault = getenv("MOS_TEST_BULK_FAULT");
+    if (fault && !strcmp(fault, "die")) {
+        mos_warn("migrate", "test hook: the receiver dies in the middle of the bulk transfer");
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+static int tp_recv_pages(struct mos_img_io *io, mos_img_place_fn place, void *arg,
+                         uint64_t *pages)
+{
+    struct tp_img_stream *s = stream_of(io);
+    struct mos_tp_bulk_stats st = {0};
+
+    s->place = place;
+    s->place_arg = arg;
+    int rc = mos_tp_bulk_recv(s->conn, tp_place, s, &st);
+    s->bulk_pages += st.pages;
+    *pages = st.pages;
+    return rc;
+}
+
 static const struct mos_img_io_ops tp_img_ops = {
     .writev = tp_writev,
     .read = tp_read,
+    .send_pages = tp_send_pages,
+    .recv_pages = tp_recv_pages,
+};
+
+/* The same without sending in bulk: the capture writes PAGES records. Receiving keeps its
+ * page channel, so either end may be switched alone. */
+static const struct mos_img_io_ops tp_img_ops_ctl = {
+    .writev = tp_writev,
+    .read = tp_read,
+    .recv_pages = tp_recv_pages,
 };
 
 int tp_img_stream_init(struct tp_img_stream *s, mos_tp_conn_t *conn, int timeout_ms)
@@ -70,14 +194,26 @@ int tp_img_stream_init(struct tp_img_stream *s, mos_tp_conn_t *conn, int timeout
         return -ENOMEM;
     s->conn = conn;
     s->timeout_ms = timeout_ms;
-    s->io.ops = &tp_img_ops;
+    s->io.ops = getenv("MOS_IMG_NO_BULK") ? &tp_img_ops_ctl : &tp_img_ops;
     s->io.fd = -1;
     s->io.arg = s;
     return 0;
 }
 
+void tp_img_stream_no_bulk(struct tp_img_stream *s)
+{
+    s->io.ops = &tp_img_ops_ctl;
+}
+
 void tp_img_stream_fini(struct tp_img_stream *s)
 {
+    if (s->conn && (s->ctl_bytes || s->bulk_pages))
+        mos_info("migrate", "image stream with %s (%s): %llu bytes in control messages, "
+                 "%llu pages in bulk", mos_tp_conn_peer(s->conn),
+                 mos_tp_backend_name(mos_tp_conn_backend(s->conn)),
+                 (unsigned long long)s->ctl_bytes, (unsigned long long)s->bulk_pages);
     free(s->buf);
+    free(s->runs);
     s->buf = NULL;
+    s->runs = NULL;
 }

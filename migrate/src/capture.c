@@ -645,6 +645,12 @@ struct page_batch {
     uint64_t read_ns, emit_ns, zero_ns; /* where the time goes, for MOS_LOG=debug */
     struct page_region *regions; /* SCAN_REGIONS */
     uint64_t *pm;                /* PM_CHUNK pagemap entries */
+    /* Bulk mode (the io has send_pages): pages of readable VMAs are only listed here, and the
+     * io's page channel reads them from the process itself; the rest takes the pipe above. */
+    int bulk_ok, to_bulk;
+    struct mos_img_run *bulk;
+    size_t nbulk, bulk_cap;
+    uint64_t bulk_pages;
 };
 
 static int page_is_zero(const uint8_t *p)
@@ -789,8 +795,33 @@ static int batch_flush(struct page_batch *b)
     return rc;
 }
 
+/* List a page for the bulk transfer: runs grow while contiguous, never across VMAs. */
+static int bulk_add(struct page_batch *b, uint64_t addr)
+{
+    struct mos_img_run *last = b->nbulk ? &b->bulk[b->nbulk - 1] : NULL;
+
+    b->bulk_pages++;
+    if (last && !b->vma_start && last->addr + last->npages * PAGE == addr) {
+        last->npages++;
+        return 0;
+    }
+    b->vma_start = 0;
+    if (b->nbulk == b->bulk_cap) {
+        size_t cap = b->bulk_cap ? 2 * b->bulk_cap : 256;
+        struct mos_img_run *n = realloc(b->bulk, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        b->bulk = n;
+        b->bulk_cap = cap;
+    }
+    b->bulk[b->nbulk++] = (struct mos_img_run){addr, 1};
+    return 0;
+}
+
 static int batch_add(struct page_batch *b, uint64_t addr)
 {
+    if (b->to_bulk)
+        return bulk_add(b, addr);
     if (b->nruns > 0 && !b->vma_start) {
         struct iovec *last = &b->remote[b->nruns - 1];
         if ((uint64_t)last->iov_base + last->iov_len == addr) {
@@ -893,6 +924,9 @@ static int vma_pages(struct page_batch *b, int pagemap_fd, const struct mos_rec_
     if (v->kind == MOS_VMA_VDSO || v->kind == MOS_VMA_FILE_SHARED)
         return 0;
     b->vma_start = 1;
+    /* process_vm_readv cannot read what the process may not: such VMAs keep PAGES records
+     * (read through /proc/PID/mem), everything else goes in bulk. */
+    b->to_bulk = b->bulk_ok && (v->prot & PROT_READ);
     if (v->kind == MOS_VMA_FILE_COPY) {
         for (uint64_t at = v->start; at < v->end; at += PAGE) {
             int rc = batch_add(b, at);
@@ -908,6 +942,26 @@ static int vma_pages(struct page_batch *b, int pagemap_fd, const struct mos_rec_
         b->scan_ok = 0; /* before 6.7: read the entries ourselves */
     }
     return vma_pages_read(b, pagemap_fd, v);
+}
+
+/* After the PAGES records: announce the bulk runs, then hand them to the io's page channel,
+ * which reads them from the frozen process straight into its send path. */
+static int pages_send_bulk(struct mos_dump *d, struct mos_img_writer *w, struct page_batch *b)
+{
+    struct mos_rec_bulk rec = {.pages = b->bulk_pages, .runs = b->nbulk};
+    struct iovec part = {&rec, sizeof(rec)};
+    uint64_t t0 = mos_clock_now_ns();
+    int rc = mos_img_put(w, MOS_REC_BULK, &part, 1);
+
+    if (rc == 0)
+        rc = w->io->ops->send_pages(w->io, d->pid, b->bulk, b->nbulk);
+    if (rc != 0)
+        return rc;
+    w->pages += b->bulk_pages;
+    d->stats.bulk_pages = b->bulk_pages;
+    mos_dbg("migrate", "pid %d: %llu pages in %zu runs sent in bulk in %.1f ms", (int)d->pid,
+            (unsigned long long)b->bulk_pages, b->nbulk, (mos_clock_now_ns() - t0) / 1e6);
+    return 0;
 }
 
 static int pages_write(struct mos_dump *d, struct mos_img_writer *w, struct vma_cap *v,
@@ -935,6 +989,7 @@ static int pages_write(struct mos_dump *d, struct mos_img_writer *w, struct vma_
     b->pm = malloc(PM_CHUNK * sizeof(uint64_t));
     b->regions = malloc(SCAN_REGIONS * sizeof(struct page_region));
     b->scan_ok = getenv("MOS_NO_PAGEMAP_SCAN") == NULL;
+    b->bulk_ok = w->io->ops->send_pages != NULL;
     snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)d->pid);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (rc != 0 || !b->pm || !b->regions || fd < 0) {
@@ -956,8 +1011,11 @@ static int pages_write(struct mos_dump *d, struct mos_img_writer *w, struct vma_
     pthread_join(writer, NULL);
     if (rc == 0)
         rc = pp->rc;
-    mos_dbg("migrate", "pid %d: pages: reading %.1f ms, checksums %.1f ms, writing %.1f ms",
-            (int)d->pid, b->read_ns / 1e6, b->emit_ns / 1e6, pp->write_ns / 1e6);
+    if (rc == 0 && b->nbulk > 0)
+        rc = pages_send_bulk(d, w, b);
+    mos_dbg("migrate", "pid %d: pages: reading %.1f ms, checksums %.1f ms, writing %.1f ms, "
+            "%llu in bulk", (int)d->pid, b->read_ns / 1e6, b->emit_ns / 1e6,
+            pp->write_ns / 1e6, (unsigned long long)b->bulk_pages);
 out_sync:
     pthread_mutex_destroy(&pp->mu);
     pthread_cond_destroy(&pp->cv);
@@ -971,6 +1029,7 @@ out:
     if (b) {
         free(b->pm);
         free(b->regions);
+        free(b->bulk);
     }
     free(b);
     return rc;

@@ -128,6 +128,7 @@ const char *mos_img_rec_name(uint32_t magic)
     case MOS_REC_RLIM: return "RLIM";
     case MOS_REC_FDS: return "FDS";
     case MOS_REC_PAGES: return "PAGES";
+    case MOS_REC_BULK: return "BULK";
     case MOS_REC_END: return "END";
     }
     return "?";
@@ -258,6 +259,7 @@ static uint64_t rec_max_len(uint32_t magic)
     case MOS_REC_FDS: return MOS_IMG_MAX_META;
     case MOS_REC_PAGES:
         return sizeof(struct mos_rec_pages) + (uint64_t)MOS_IMG_MAX_RUN_PAGES * MOS_IMG_PAGE_SIZE;
+    case MOS_REC_BULK: return sizeof(struct mos_rec_bulk);
     case MOS_REC_END: return sizeof(struct mos_rec_end);
     }
     return 0;
@@ -633,11 +635,20 @@ void mos_img_meta_free(struct mos_img_meta *m)
 int mos_img_pages_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npages,
                         uint32_t *vma_index)
 {
+    if (npages > MOS_IMG_MAX_RUN_PAGES)
+        return MOS_E_IMAGE;
+    return mos_img_run_check(m, addr, npages, vma_index);
+}
+
+int mos_img_run_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npages,
+                      uint32_t *vma_index)
+{
     uint64_t end = addr + npages * MOS_IMG_PAGE_SIZE;
     uint32_t i = *vma_index < m->nvmas ? *vma_index : 0;
 
-    if (npages == 0 || npages > MOS_IMG_MAX_RUN_PAGES || addr % MOS_IMG_PAGE_SIZE ||
-        addr >= MOS_IMG_USER_TOP)
+    /* npages first: the end computed above must not have wrapped */
+    if (npages == 0 || npages > MOS_IMG_USER_TOP / MOS_IMG_PAGE_SIZE ||
+        addr % MOS_IMG_PAGE_SIZE || addr >= MOS_IMG_USER_TOP || m->nvmas == 0)
         return MOS_E_IMAGE;
     if (!(m->vmas[i].v.start <= addr && addr < m->vmas[i].v.end)) {
         /* binary search: VMAs are sorted and disjoint */
@@ -657,5 +668,26 @@ int mos_img_pages_check(const struct mos_img_meta *m, uint64_t addr, uint64_t np
     if (end > v->end || v->kind == MOS_VMA_FILE_SHARED || v->kind == MOS_VMA_VDSO)
         return MOS_E_IMAGE;
     *vma_index = i;
+    return 0;
+}
+
+int mos_img_bulk_check(const struct mos_img_io *io, const uint8_t *p, size_t len,
+                       struct mos_rec_bulk *out)
+{
+    if (len != sizeof(*out)) {
+        mos_err("migrate", "corrupt image: BULK record of %zu bytes", len);
+        return MOS_E_IMAGE;
+    }
+    memcpy(out, p, sizeof(*out));
+    if (!io->ops->recv_pages) {
+        mos_err("migrate", "corrupt image: pages in bulk, but this stream has no page channel");
+        return MOS_E_IMAGE;
+    }
+    if (out->pages == 0 || out->runs == 0 || out->runs > out->pages ||
+        out->pages > MOS_IMG_USER_TOP / MOS_IMG_PAGE_SIZE) {
+        mos_err("migrate", "corrupt image: BULK record announces %llu pages in %llu runs",
+                (unsigned long long)out->pages, (unsigned long long)out->runs);
+        return MOS_E_IMAGE;
+    }
     return 0;
 }

@@ -82,5 +82,12 @@ void mos_img_meta_free(struct mos_img_meta *m);
  * *vma_index is a hint in and the VMA's index out. */
 int mos_img_pages_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npages,
                         uint32_t *vma_index);
+/* The same for a run of any length (bulk runs are not bounded by the PAGES record's limit). */
+int mos_img_run_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npages,
+                      uint32_t *vma_index);
+/* A BULK record's payload into *out: its length, plausible totals, and an io that has a page
+ * channel to receive them from. 0 or MOS_E_IMAGE (logged). */
+int mos_img_bulk_check(const struct mos_img_io *io, const uint8_t *p, size_t len,
+                       struct mos_rec_bulk *out);
 
 #endif

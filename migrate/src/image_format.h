@@ -3,7 +3,8 @@
  * An image is a sequence of records. Every record is
  *     struct mos_rec_hdr | payload (hdr.len bytes) | uint64_t xxh3-64 of header and payload
  * in little-endian x86-64 layout. Each record type has its own magic and version. Order:
- * IMAGE, CORE, MM, VMAS, SIGS, RLIM, FDS, then any number of PAGES, then END. Readers check
+ * IMAGE, CORE, MM, VMAS, SIGS, RLIM, FDS, then any number of PAGES, then at most one BULK
+ * (streams over a page channel only, never in a file), then END. Readers check
  * every field against the limits below and fail with MOS_E_IMAGE (or MOS_E_TRUNCATED,
  * MOS_E_VERSION) on the first one that is off. */
 #ifndef MOS_MIGRATE_IMAGE_FORMAT_H
@@ -25,6 +26,7 @@
 #define MOS_REC_RLIM MOS_IMG_MAGIC('R', 'L', 'I', 'M')
 #define MOS_REC_FDS MOS_IMG_MAGIC('F', 'D', 'S', 'T')
 #define MOS_REC_PAGES MOS_IMG_MAGIC('P', 'A', 'G', 'E')
+#define MOS_REC_BULK MOS_IMG_MAGIC('B', 'U', 'L', 'K')
 #define MOS_REC_END MOS_IMG_MAGIC('M', 'E', 'N', 'D')
 
 /* Limits every reader enforces. */
@@ -148,6 +150,13 @@ struct mos_rec_fd {
 /* PAGES: a run of npages pages at addr, followed by their contents. */
 struct mos_rec_pages {
     uint64_t addr, npages;
+};
+
+/* BULK: the contents of `pages` pages follow outside the record stream, as `runs` runs on
+ * the io's page channel (mos_img_io_ops.send_pages / recv_pages); the records go on after
+ * the transfer. No checksum of their own: see migrate/README.md. */
+struct mos_rec_bulk {
+    uint64_t pages, runs;
 };
 
 /* END: totals the reader checks against what it saw. */

@@ -25,10 +25,60 @@ static const char *fd_kind_name(uint32_t kind)
     return kind == MOS_FD_FILE ? "file" : kind == MOS_FD_DEV ? "dev" : "stdio";
 }
 
+/* Bulk runs (a stream with a page channel): checked and counted like PAGES records. */
+struct bulk_count {
+    const struct mos_img_meta *m;
+    struct mos_image_info *info;
+    uint32_t vi;
+    uint64_t pages, announced;
+};
+
+static int bulk_count_place(void *arg, const struct mos_img_run *runs, size_t n,
+                            const uint8_t *data)
+{
+    struct bulk_count *bc = arg;
+
+    (void)data;
+    for (size_t i = 0; i < n; i++) {
+        if (mos_img_run_check(bc->m, runs[i].addr, runs[i].npages, &bc->vi) != 0 ||
+            runs[i].npages > bc->announced - bc->pages) {
+            mos_err("migrate", "corrupt image: bulk page run at %#llx (%llu pages) fits no VMA",
+                    (unsigned long long)runs[i].addr, (unsigned long long)runs[i].npages);
+            return MOS_E_IMAGE;
+        }
+        bc->info->vmas[bc->vi].pages += runs[i].npages;
+        bc->pages += runs[i].npages;
+    }
+    return 0;
+}
+
+static int bulk_count(struct mos_img_reader *rd, struct mos_img_meta *m,
+                      struct mos_image_info *info, const uint8_t *p, size_t len)
+{
+    struct mos_rec_bulk rec;
+    uint64_t got = 0;
+    int rc = mos_img_bulk_check(rd->io, p, len, &rec);
+
+    if (rc != 0)
+        return rc;
+    struct bulk_count bc = {.m = m, .info = info, .announced = rec.pages};
+    rc = rd->io->ops->recv_pages(rd->io, bulk_count_place, &bc, &got);
+    if (rc != 0)
+        return rc;
+    if (got != rec.pages || bc.pages != rec.pages) {
+        mos_err("migrate", "image ends early: %llu of %llu bulk pages arrived",
+                (unsigned long long)bc.pages, (unsigned long long)rec.pages);
+        return MOS_E_TRUNCATED;
+    }
+    info->pages += bc.pages;
+    return 0;
+}
+
 static int pages_count(struct mos_img_reader *rd, struct mos_img_meta *m,
                        struct mos_image_info *info)
 {
     uint32_t vi = 0;
+    int bulk_seen = 0;
 
     for (;;) {
         uint32_t magic;
@@ -38,6 +88,14 @@ static int pages_count(struct mos_img_reader *rd, struct mos_img_meta *m,
         int rc = mos_img_get(rd, &magic, &p, &len);
         if (rc != 0)
             return rc;
+        if (bulk_seen && magic != MOS_REC_END)
+            break;
+        if (magic == MOS_REC_BULK) {
+            bulk_seen = 1;
+            if ((rc = bulk_count(rd, m, info, p, len)) != 0)
+                return rc;
+            continue;
+        }
         if (magic == MOS_REC_END) {
             struct mos_rec_end e;
             if (len != sizeof(e))

@@ -472,9 +472,19 @@ struct fill_pipe {
     uint64_t pages;
     struct mos_img_reader *rd;
     const struct mos_img_meta *m;
+    /* bulk: slots taken but not written yet (the reader waits for 0 before a frame's memory
+     * goes back to the transport); the BULK record's totals and what arrived so far */
+    unsigned inflight;
+    int bulk_seen;
+    uint32_t bulk_vi;
+    struct mos_rec_bulk bulk;
+    uint64_t bulk_pages;
 };
 
-/* One record into *slot; 1 at END, 0 for a PAGES run, or a status. */
+static int fill_bulk(struct fill_pipe *fp, const uint8_t *p, size_t len);
+
+/* One record into *slot; 1 at END, 0 for a PAGES run, 2 after a bulk transfer (placed
+ * already), or a status. */
 static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *slot)
 {
     uint32_t magic;
@@ -485,6 +495,15 @@ static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *s
 
     if (rc != 0)
         return rc;
+    if (fp->bulk_seen && magic != MOS_REC_END) {
+        mos_err("migrate", "corrupt image: record %s after the bulk pages",
+                mos_img_rec_name(magic));
+        return MOS_E_IMAGE;
+    }
+    if (magic == MOS_REC_BULK) {
+        rc = fill_bulk(fp, p, len);
+        return rc != 0 ? rc : 2;
+    }
     if (magic == MOS_REC_END) {
         struct mos_rec_end e;
         memcpy(&e, p, sizeof(e) <= len ? sizeof(e) : len);
@@ -529,6 +548,8 @@ static void *fill_reader(void *arg)
         if (stop)
             break;
         rc = fill_read_one(fp, &vi, &slot);
+        if (rc == 2)
+            continue;
         if (rc != 0)
             break;
         pthread_mutex_lock(&fp->mu);
@@ -594,11 +615,13 @@ static int fill_consume(struct fill_pipe *fp, uint64_t *write_ns, uint64_t *wait
         }
         struct fill_slot s = fp->ring[fp->head % FILL_SLOTS];
         fp->head++;
+        fp->inflight++;
         pthread_cond_broadcast(&fp->cv);
         pthread_mutex_unlock(&fp->mu);
         rc = fill_write(fp, &s);
         *write_ns += mos_clock_now_ns() - w1;
         pthread_mutex_lock(&fp->mu);
+        fp->inflight--;
         if (s.buf)
             fp->spare[fp->nspare++] = s;
         if (rc != 0) {
@@ -610,6 +633,94 @@ static int fill_consume(struct fill_pipe *fp, uint64_t *write_ns, uint64_t *wait
         if (rc != 0)
             return rc;
     }
+}
+
+/* ---- pages in bulk: the io's page channel calls bulk_place for every frame it received;
+ * the frame's runs are checked against the VMAs, cut into pieces for the two fillers, and
+ * the call returns once they are written (the frame's memory belongs to the transport). */
+
+/* Queue one piece (pointing into the frame) for the fillers. 0, or the fillers' error. */
+static int bulk_queue(struct fill_pipe *fp, uint64_t addr, uint64_t npages, const uint8_t *data)
+{
+    pthread_mutex_lock(&fp->mu);
+    while (fp->tail - fp->head == FILL_SLOTS && !fp->stop)
+        pthread_cond_wait(&fp->cv, &fp->mu);
+    int rc = fp->stop ? (fp->fill_rc ? fp->fill_rc : -ECANCELED) : 0;
+    if (rc == 0) {
+        fp->ring[fp->tail % FILL_SLOTS] = (struct fill_slot){NULL, 0, data, addr, npages};
+        fp->tail++;
+        pthread_cond_broadcast(&fp->cv);
+    }
+    pthread_mutex_unlock(&fp->mu);
+    return rc;
+}
+
+/* Wait until nothing queued is left unwritten; 0 or the fillers' error. */
+static int bulk_drain(struct fill_pipe *fp)
+{
+    pthread_mutex_lock(&fp->mu);
+    while ((fp->head != fp->tail && !fp->stop) || fp->inflight > 0)
+        pthread_cond_wait(&fp->cv, &fp->mu);
+    int rc = fp->stop ? (fp->fill_rc ? fp->fill_rc : -ECANCELED) : 0;
+    pthread_mutex_unlock(&fp->mu);
+    return rc;
+}
+
+static int bulk_place(void *arg, const struct mos_img_run *runs, size_t n, const uint8_t *data)
+{
+    struct fill_pipe *fp = arg;
+    uint64_t total = 0;
+    int rc = 0;
+
+    /* every run is checked before any is placed */
+    for (size_t i = 0; i < n; i++) {
+        if (mos_img_run_check(fp->m, runs[i].addr, runs[i].npages, &fp->bulk_vi) != 0) {
+            mos_err("migrate", "corrupt image: bulk page run at %#llx (%llu pages) fits no VMA",
+                    (unsigned long long)runs[i].addr, (unsigned long long)runs[i].npages);
+            return MOS_E_IMAGE;
+        }
+        total += runs[i].npages;
+    }
+    if (total > fp->bulk.pages - fp->bulk_pages) {
+        mos_err("migrate", "corrupt image: more bulk pages than the BULK record's %llu",
+                (unsigned long long)fp->bulk.pages);
+        return MOS_E_IMAGE;
+    }
+    /* halves, so that both fillers take first touches of fresh memory at once */
+    uint64_t piece = total / 2 > 16 ? (total + 1) / 2 : 16;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        for (uint64_t off = 0; off < runs[i].npages && rc == 0; off += piece) {
+            uint64_t np = runs[i].npages - off < piece ? runs[i].npages - off : piece;
+            rc = bulk_queue(fp, runs[i].addr + off * PAGE, np, data);
+            data += np * PAGE;
+        }
+    int drc = bulk_drain(fp);
+    rc = rc ? rc : drc;
+    if (rc == 0) {
+        fp->bulk_pages += total;
+        fp->pages += total;
+    }
+    return rc;
+}
+
+/* The BULK record: receive its pages through the io's page channel, straight into the husk. */
+static int fill_bulk(struct fill_pipe *fp, const uint8_t *p, size_t len)
+{
+    struct mos_img_io *io = fp->rd->io;
+    uint64_t got = 0;
+
+    fp->bulk_seen = 1;
+    if (mos_img_bulk_check(io, p, len, &fp->bulk) != 0)
+        return MOS_E_IMAGE;
+    int rc = io->ops->recv_pages(io, bulk_place, fp, &got);
+    if (rc != 0)
+        return rc;
+    if (got != fp->bulk.pages || fp->bulk_pages != fp->bulk.pages) {
+        mos_err("migrate", "image ends early: %llu of %llu bulk pages arrived",
+                (unsigned long long)fp->bulk_pages, (unsigned long long)fp->bulk.pages);
+        return MOS_E_TRUNCATED;
+    }
+    return 0;
 }
 
 static void *fill_helper(void *arg)
@@ -650,6 +761,10 @@ static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
     pthread_mutex_destroy(&fp.mu);
     pthread_cond_destroy(&fp.cv);
     r->stats.pages = fp.pages;
+    r->stats.bulk_pages = fp.bulk_pages;
+    if (fp.bulk_seen)
+        mos_dbg("migrate", "restore: %llu of %llu pages arrived in bulk",
+                (unsigned long long)fp.bulk_pages, (unsigned long long)fp.pages);
     return rc;
 }
 

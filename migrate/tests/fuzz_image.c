@@ -1,7 +1,9 @@
 /* Fuzz the image reader. Random bytes rarely get past the record checksums, so the input is
  * read as edits to a valid image built here: (record, offset, byte) patches applied to the
  * payloads before the checksums are computed (so the field checks, not the checksum, must
- * catch them), then optionally one raw byte flip and a truncation of the stream. */
+ * catch them), then optionally one raw byte flip and a truncation of the stream. Half the
+ * inputs use the bulk form of the image (a BULK record, its runs delivered by the io's page
+ * channel; the run table is one more record the edits reach). */
 #include "image.h"
 
 #include "mos/log.h"
@@ -17,6 +19,8 @@
 struct membuf {
     uint8_t *data;
     size_t len, cap, pos;
+    const uint8_t *runs; /* bulk form: the run table the page channel delivers */
+    size_t runs_len;
 };
 
 static int mem_writev(struct mos_img_io *io, const struct iovec *iov, int n)
@@ -58,7 +62,31 @@ static int mem_map(struct mos_img_io *io, size_t len, const void **data)
     return 0;
 }
 
+/* The page channel: the run table in frames of up to two runs, as a transport would. */
+static int mem_recv_pages(struct mos_img_io *io, mos_img_place_fn place, void *arg,
+                          uint64_t *pages)
+{
+    static const uint8_t zero_pages[2 * 4096];
+    struct membuf *m = io->arg;
+    struct mos_img_run runs[8];
+    size_t n = m->runs_len / sizeof(runs[0]);
+
+    *pages = 0;
+    memcpy(runs, m->runs, n * sizeof(runs[0]));
+    for (size_t first = 0; first < n; first += 2) {
+        size_t k = n - first < 2 ? n - first : 2;
+        int rc = place(arg, runs + first, k, zero_pages); /* the counting consumer reads none */
+        if (rc != 0)
+            return rc;
+        for (size_t i = first; i < first + k; i++)
+            *pages += runs[i].npages;
+    }
+    return 0;
+}
+
 static const struct mos_img_io_ops mem_ops = {.writev = mem_writev, .read = mem_read};
+static const struct mos_img_io_ops mem_bulk_ops = {
+    .writev = mem_writev, .read = mem_read, .recv_pages = mem_recv_pages};
 /* the same stream, read the way a mapped image file is */
 static const struct mos_img_io_ops mem_map_ops = {
     .writev = mem_writev, .read = mem_read, .map = mem_map};
@@ -75,7 +103,9 @@ static void rec_add(struct rec *r, const void *p, size_t n)
     r->len += n;
 }
 
-static int template_build(struct rec *recs)
+/* The template; in bulk form the PAGES records become a BULK record and a run table (the
+ * last entry of recs, magic 0: not written to the stream). */
+static int template_build(struct rec *recs, int bulk)
 {
     int n = 0;
     struct rec *r;
@@ -138,7 +168,17 @@ static int template_build(struct rec *recs)
     rec_add(r, &f1, sizeof(f1));
     rec_add(r, &f2, sizeof(f2));
     rec_add(r, "/etc", 4);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && bulk; k++) {
+        if (k == 0) {
+            r = &recs[n++];
+            r->magic = MOS_REC_BULK;
+            struct mos_rec_bulk b = {.pages = 2, .runs = 2};
+            rec_add(r, &b, sizeof(b));
+        }
+        struct mos_img_run run = {.addr = k ? 0x7ff000 : 0x401000, .npages = 1};
+        rec_add(&recs[15], &run, sizeof(run));
+    }
+    for (int k = 0; k < 2 && !bulk; k++) {
         r = &recs[n++];
         r->magic = MOS_REC_PAGES;
         struct mos_rec_pages ph = {.addr = k ? 0x7ff000 : 0x401000, .npages = 1};
@@ -171,13 +211,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     mos_log_set_sink(quiet, NULL);
     memset(recs, 0, sizeof(recs));
-    int n = template_build(recs);
+    int bulk = (size & 2) != 0;
+    int n = template_build(recs, bulk);
     if (size < 4)
         return 0;
     uint16_t cut = (uint16_t)(data[0] | data[1] << 8);
     uint8_t flip = data[2], drop = data[3];
     for (size_t i = 4; i + 4 <= size; i += 4) {
-        struct rec *r = &recs[data[i] % n];
+        struct rec *r = bulk && data[i] % (n + 1) == n ? &recs[15] : &recs[data[i] % n];
         size_t off = (size_t)(data[i + 1] | data[i + 2] << 8);
         if (r->len)
             r->buf[off % r->len] = data[i + 3];
@@ -194,6 +235,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mb.len = cut;
     if (size & 1)
         io.ops = &mem_map_ops;
+    if (bulk) {
+        io.ops = &mem_bulk_ops;
+        mb.runs = recs[15].buf;
+        mb.runs_len = recs[15].len;
+    }
     if (mos_image_info_read(&io, &info) == 0)
         mos_image_info_free(&info);
     free(mb.data);

@@ -1,6 +1,8 @@
 /* The migrate library's C API end to end in one process: dump a child into a file, restore
  * it, work on the stopped copy with mos_restore_syscall, let it run and check it carries on
- * with its memory intact; an abort leaves the original running. */
+ * with its memory intact; an abort leaves the original running. The same through an io with
+ * a page channel (send_pages/recv_pages, as the transport gives between mosds), with
+ * read-only and PROT_NONE pages; a run outside the VMAs refused. */
 #include "mos/migrate.h"
 #include "mos/status.h"
 
@@ -18,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -163,11 +166,208 @@ static void test_abort_resumes(void **state)
     close(from);
 }
 
+/* ---- an io with a page channel: records in memory, bulk runs read from the process and kept
+ * with their pages, delivered back in frames of up to three runs */
+struct chan {
+    uint8_t *rec;
+    size_t len, cap, pos;
+    struct mos_img_run runs[4096];
+    size_t nruns;
+    uint8_t *pages;
+    uint64_t npages;
+    int outside; /* deliver one run at an address no VMA covers */
+};
+
+static int chan_writev(struct mos_img_io *io, const struct iovec *iov, int n)
+{
+    struct chan *c = io->arg;
+    for (int i = 0; i < n; i++) {
+        if (c->len + iov[i].iov_len > c->cap) {
+            c->cap = (c->len + iov[i].iov_len) * 2;
+            c->rec = realloc(c->rec, c->cap);
+            assert_non_null(c->rec);
+        }
+        memcpy(c->rec + c->len, iov[i].iov_base, iov[i].iov_len);
+        c->len += iov[i].iov_len;
+    }
+    return 0;
+}
+
+static ssize_t chan_read(struct mos_img_io *io, void *buf, size_t len)
+{
+    struct chan *c = io->arg;
+    size_t n = c->len - c->pos < len ? c->len - c->pos : len;
+    memcpy(buf, c->rec + c->pos, n);
+    c->pos += n;
+    return (ssize_t)n;
+}
+
+static int chan_send(struct mos_img_io *io, pid_t pid, const struct mos_img_run *runs, size_t n)
+{
+    struct chan *c = io->arg;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += runs[i].npages;
+    assert_true(n <= 4096);
+    c->pages = realloc(c->pages, total * 4096);
+    assert_non_null(c->pages);
+    for (size_t i = 0; i < n; i++) {
+        struct iovec l = {c->pages + c->npages * 4096, runs[i].npages * 4096};
+        struct iovec r = {(void *)runs[i].addr, l.iov_len};
+        /* what the transport does: fails on anything the process may not read */
+        if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)l.iov_len)
+            return -EFAULT;
+        c->runs[c->nruns++] = runs[i];
+        c->npages += runs[i].npages;
+    }
+    return 0;
+}
+
+static int chan_recv(struct mos_img_io *io, mos_img_place_fn place, void *arg, uint64_t *pages)
+{
+    struct chan *c = io->arg;
+    const uint8_t *data = c->pages;
+    *pages = 0;
+    for (size_t first = 0; first < c->nruns; first += 3) {
+        size_t k = c->nruns - first < 3 ? c->nruns - first : 3;
+        struct mos_img_run runs[3];
+        memcpy(runs, c->runs + first, k * sizeof(runs[0]));
+        if (c->outside)
+            runs[0].addr = 0x500000000000ull;
+        int rc = place(arg, runs, k, data);
+        if (rc != 0)
+            return rc;
+        for (size_t i = 0; i < k; i++) {
+            data += runs[i].npages * 4096;
+            *pages += runs[i].npages;
+        }
+    }
+    return 0;
+}
+
+static const struct mos_img_io_ops chan_ops = {
+    .writev = chan_writev, .read = chan_read, .send_pages = chan_send, .recv_pages = chan_recv};
+
+/* A child with 8 pages each of read-write, read-only and PROT_NONE memory; each '?' answers
+ * a checksum of all three (it opens the PROT_NONE ones for the moment of reading). */
+static pid_t regions_start(int *to, int *from)
+{
+    int a[2], b[2];
+    assert_int_equal(pipe(a), 0);
+    assert_int_equal(pipe(b), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(a[0], 0);
+        dup2(b[1], 1);
+        syscall(SYS_close_range, 2, ~0u, 0);
+        uint8_t *m = mmap(NULL, 24 * 4096, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        for (size_t i = 0; i < 24 * 4096; i++)
+            m[i] = (uint8_t)(i * 7 + i / 4096);
+        mprotect(m + 8 * 4096, 8 * 4096, PROT_READ);
+        mprotect(m + 16 * 4096, 8 * 4096, PROT_NONE);
+        char c;
+        while (read(0, &c, 1) == 1) {
+            uint64_t sum = 0;
+            mprotect(m + 16 * 4096, 8 * 4096, PROT_READ);
+            for (size_t i = 0; i < 24 * 4096; i++)
+                sum = sum * 31 + m[i];
+            mprotect(m + 16 * 4096, 8 * 4096, PROT_NONE);
+            if (write(1, &sum, sizeof(sum)) != sizeof(sum))
+                _exit(2);
+        }
+        _exit(0);
+    }
+    close(a[0]);
+    close(b[1]);
+    *to = a[1];
+    *from = b[0];
+    return pid;
+}
+
+/* Restore from c with the pipes as the copy's fds 0-1; the status of prepare. */
+static int restore_chan(struct chan *c, struct mos_restore **r, int *cin, int *cout)
+{
+    char husk[PATH_MAX];
+    struct mos_restore_opts ropts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
+    struct mos_img_io io = {.ops = &chan_ops, .fd = -1, .arg = c};
+    int save0 = dup(0), save1 = dup(1), in[2], out[2];
+
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    c->pos = 0;
+    int rc = mos_restore_prepare(&io, &ropts, r);
+    dup2(save0, 0);
+    dup2(save1, 1);
+    close(save0);
+    close(save1);
+    close(in[0]);
+    close(out[1]);
+    *cin = in[1];
+    *cout = out[0];
+    return rc;
+}
+
+static void test_page_channel(void **state)
+{
+    (void)state;
+    int to, from, cin, cout, st;
+    pid_t pid = regions_start(&to, &from);
+    struct chan *c = calloc(1, sizeof(*c));
+    struct mos_img_io io = {.ops = &chan_ops, .fd = -1, .arg = c};
+    struct mos_dump *d;
+    struct mos_restore *r;
+
+    assert_non_null(c);
+    uint64_t before = ask(to, from);
+    assert_int_equal(mos_dump_freeze(pid, NULL, &d), 0);
+    assert_int_equal(mos_dump_write(d, &io), 0);
+    const struct mos_dump_stats *ds = mos_dump_stats(d);
+    /* the PROT_NONE pages (and only unreadable ones) went as PAGES records */
+    assert_true(ds->bulk_pages >= 16 && ds->bulk_pages + 8 <= ds->pages);
+    assert_int_equal(c->npages, ds->bulk_pages);
+
+    /* a run outside every VMA: refused, nothing left running, the original untouched */
+    c->outside = 1;
+    assert_int_equal(restore_chan(c, &r, &cin, &cout), MOS_E_IMAGE);
+    close(cin);
+    close(cout);
+    c->outside = 0;
+    /* the records short of their END: the restore fails as truncated */
+    size_t full = c->len;
+    c->len -= 20;
+    assert_int_not_equal(restore_chan(c, &r, &cin, &cout), 0);
+    close(cin);
+    close(cout);
+    c->len = full;
+
+    assert_int_equal(restore_chan(c, &r, &cin, &cout), 0);
+    assert_int_equal(mos_restore_stats(r)->bulk_pages, ds->bulk_pages);
+    assert_int_equal(mos_restore_stats(r)->pages, ds->pages);
+    mos_dump_commit(d);
+    pid_t copy = mos_restore_pid(r);
+    assert_int_equal(mos_restore_commit(r), 0);
+    assert_true(ask(cin, cout) == before);
+    close(cin);
+    assert_int_equal(waitpid(copy, &st, 0), copy);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(cout);
+    close(to);
+    close(from);
+    free(c->rec);
+    free(c->pages);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dump_restore_syscall),
         cmocka_unit_test(test_abort_resumes),
+        cmocka_unit_test(test_page_channel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 # Runs mos-transport-check with the verbs backend forced, so a silent fall back to tcp fails.
 #   rxe_transport.sh check [MIB]        the test suite
 #   rxe_transport.sh bench ARGS...      mosbench transport inside the guest (see bench/)
+#   rxe_transport.sh migrate ARGS...    mosbench migrate over verbs (needs mos-husk too)
 # Needs (RXE_BINS) mos-transport-check, test_transport / mosbench, (RXE_FILES) cluster.key.
 . /lab/lib.sh
 MODE=${1:-check}; shift
@@ -25,6 +26,13 @@ if [ "$MODE" = bench ]; then
     single mosbench_transport 500 "mosbench transport $*"
     summary; exit $?
 fi
+if [ "$MODE" = migrate ]; then
+    # A migration as mosds make it, over verbs on rxe0 (forced: no silent tcp), pages in bulk;
+    # then the same with the pages in control messages, side by side.
+    single mosbench_migrate 600 "MOS_TRANSPORT=verbs mosbench migrate --addr $IP $* > /tmp/mig.out 2>&1;
+          rc=\$?; cat /tmp/mig.out; [ \$rc = 0 ] && grep -q 'backend=transport via=verbs' /tmp/mig.out"
+    summary; exit $?
+fi
 
 if [ -z "${RXELAB_role:-}" ]; then
     # One guest: server and client both on rxe0 (the client dials the guest's own address).
@@ -34,6 +42,11 @@ if [ -z "${RXELAB_role:-}" ]; then
          "$CHK client $IP:7300 --backend verbs --key $KEY --mib $MIB --echo 200"
     pair verbs_2qps_process 240 "$CHK server $IP:7301 --backend verbs --key $KEY --into-process" \
          "$CHK client $IP:7301 --backend verbs --key $KEY --mib $MIB --from-process --qps 2 --slot 262144 --slots 8 --echo 50"
+    # A migration as mosds make it (mosbench migrate --backend transport), verbs forced: the
+    # copy's pages checked, every page of the image went in bulk (pages == bulk_pages).
+    single verbs_migrate 240 "MOS_TRANSPORT=verbs mosbench migrate --addr $IP --backend transport --sizes 1M,4M --repeat 1 > /tmp/mig.out 2>&1;
+          rc=\$?; cat /tmp/mig.out; [ \$rc = 0 ] && grep -q 'backend=transport via=verbs' /tmp/mig.out &&
+          awk '/^ +[0-9]+M / { n++; if (\$2 != \$9 || \$9 == 0) bad = 1 } END { exit !(n == 2 && !bad) }' /tmp/mig.out"
     pair verbs_wrong_key 120 "$CHK server $IP:7302 --backend verbs --key $KEY --expect-fail 1" \
          "! $CHK client $IP:7302 --backend verbs --key /lab/other.key --mib 1"
     pair auto_picks_verbs 120 "$CHK server $IP:7303 --key $KEY" \

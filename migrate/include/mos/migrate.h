@@ -34,6 +34,13 @@ void mos_vma_list_free(struct mos_vma_list *list);
 /* ---- The image stream's I/O: a small interface so the same stream goes to a file (a
  * checkpoint), a socket (a migration) or, later, the transport's page channel. */
 struct mos_img_io;
+/* A run of npages pages at page-aligned addr (the layout of the transport's mos_page_run). */
+struct mos_img_run {
+    uint64_t addr;
+    uint64_t npages;
+};
+typedef int (*mos_img_place_fn)(void *arg, const struct mos_img_run *runs, size_t n,
+                                const uint8_t *data);
 struct mos_img_io_ops {
     /* Write all of iov or fail: 0 or -errno / MOS_E_PEER_GONE. */
     int (*writev)(struct mos_img_io *io, const struct iovec *iov, int iovcnt);
@@ -43,6 +50,17 @@ struct mos_img_io_ops {
      * *data at the next len bytes and consume them; valid until the io is released. 0,
      * MOS_E_TRUNCATED, -ENOTSUP (use read from here on) or -errno. */
     int (*map)(struct mos_img_io *io, size_t len, const void **data);
+    /* Optional page channel (a transport's bulk path). When the writing io has send_pages, the
+     * capture sends the contents of readable VMAs as runs read straight from process pid
+     * (frozen) after a BULK record, instead of PAGES records; 0 or a status, logged there.
+     * The reading io's recv_pages then receives one such transfer: place(arg, runs, n, data)
+     * once per frame, the pages of the n runs back to back at data (valid only during the
+     * call); a non-zero return from place aborts the transfer and is returned. *pages: pages
+     * received. 0 or a status. */
+    int (*send_pages)(struct mos_img_io *io, pid_t pid, const struct mos_img_run *runs,
+                      size_t n);
+    int (*recv_pages)(struct mos_img_io *io, mos_img_place_fn place, void *arg,
+                      uint64_t *pages);
 };
 struct mos_img_io {
     const struct mos_img_io_ops *ops;
@@ -75,6 +93,7 @@ struct mos_dump_stats {
     uint64_t state_ns;    /* registers, mm, signals, fds: everything but pages */
     uint64_t pages_ns;    /* page scan, read and write to the stream */
     uint64_t pages, zero_pages, bytes;
+    uint64_t bulk_pages;  /* of pages, those sent through the io's send_pages */
 };
 struct mos_dump;
 
@@ -126,6 +145,7 @@ struct mos_restore_stats {
     uint64_t pages_ns; /* receiving and filling pages */
     uint64_t final_ns; /* protections, mm, signals, registers */
     uint64_t pages;
+    uint64_t bulk_pages;  /* of pages, those received through the io's recv_pages */
 };
 struct mos_restore;
 
