@@ -23,8 +23,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Exit status of mosrun when the node running its job died with the job on it. */
-#define MOSRUN_EXIT_LOST 113
 
 struct mosrun_opts {
     int locked;       /* -L: never migrate automatically */
@@ -192,8 +190,7 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
     return fd;
 }
 
-/* Exit the way the job did, so a shell sees the same status (or the same signal). */
-static void __attribute__((noreturn)) exit_like(int status)
+void mosrun_exit_like(int status)
 {
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
@@ -437,7 +434,7 @@ static void __attribute__((noreturn)) end_away(struct mosrun *m, int status, int
         fprintf(stderr, "mosrun: the job was lost with node %s\n", m->where);
         exit(MOSRUN_EXIT_LOST);
     }
-    exit_like(status);
+    mosrun_exit_like(status);
 }
 
 /* Back to native at home: the job has its descriptors again (taken from ours), so ours below
@@ -587,7 +584,7 @@ static int supervise(struct mosrun *m)
                 raise(SIGSTOP); /* the shell sees the job stopped; SIGCONT wakes both */
                 continue;
             }
-            exit_like(status);
+            mosrun_exit_like(status);
         }
     }
 }

@@ -47,21 +47,6 @@ static void __attribute__((noreturn, format(printf, 2, 3))) fail(int status, con
     exit(status);
 }
 
-static void __attribute__((noreturn)) exit_like(int status)
-{
-    if (WIFSIGNALED(status)) {
-        int sig = WTERMSIG(status);
-        sigset_t set;
-        signal(sig, SIG_DFL);
-        sigemptyset(&set);
-        sigaddset(&set, sig);
-        sigprocmask(SIG_UNBLOCK, &set, NULL);
-        raise(sig);
-        _exit(128 + sig);
-    }
-    exit(WEXITSTATUS(status));
-}
-
 static void connect_mosd(struct exec_home *h, const char *config)
 {
     struct mos_config cfg;
@@ -173,5 +158,5 @@ void mosrun_exec_run(const char *config, const char *target, long mem_mib, char 
     if (rc != 0)
         fail(MOSRUN_EXIT_LOST, "mosrun: lost the link to %s (%s): the program is lost\n",
              h.where, mos_strerror(rc));
-    exit_like(status);
+    mosrun_exit_like(status);
 }

@@ -5,6 +5,10 @@
 /* Exit status of mosrun when the node running its job died with the job on it. */
 #define MOSRUN_EXIT_LOST 113
 
+/* Exit the way a job with wait status `status` did, so a shell sees the same status (or the
+ * same signal). In mosrun.c. */
+void mosrun_exit_like(int status) __attribute__((noreturn));
+
 /* target: a node name or "@best"; mem_mib: memory the program needs, for "@best". Never
  * returns: mosrun ends as the program did, or with 113 (lost), 1 (refused), as it says. */
 void mosrun_exec_run(const char *config, const char *target, long mem_mib, char **argv)

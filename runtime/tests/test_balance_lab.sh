@@ -4,27 +4,13 @@
 # guests die loses only those guests, which their deputies report; no job ever runs twice and
 # every finished job printed exactly what it prints natively.
 set -u
-B=$MOS_BIN
-LAB=$MOS_SRC/tests/lab/mos-lab
-export MOS_LAB_NAME=bal$$
-W=$(mktemp -d /tmp/mos-bal.XXXXXX)
-chmod 777 "$W"
-passes=0; fails=0
-ok()  { passes=$((passes+1)); echo "ok: $1"; }
-bad() { fails=$((fails+1)); echo "FAIL: $1"; }
-cleanup() {
-    jobs -p | xargs -r kill -9 2>/dev/null
-    "$LAB" down >/dev/null 2>&1
-    [ -n "${MOS_TEST_KEEP:-}" ] && echo "kept $W" || rm -rf "$W"
-}
-trap cleanup EXIT
-AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+. "$(dirname "$0")/lab_lib.sh"
+lab_init bal
 N=$MOS_LAB_NAME
-"$LAB" up 4 --cpus 0.5 --set min_residence_ms=2000 >/dev/null || { echo "FAIL: lab up"; echo "0 passed, 1 failed"; exit 1; }
+lab_up 4 --cpus 0.5 --set min_residence_ms=2000
 declare -A MOSD
 for i in 1 2 3 4; do "$LAB" exec --uncapped $i "$B/mosd" > "$W/mosd$i.log" 2>&1 & MOSD[$i]=$!; done
 sleep 2
-on() { local n=$1; shift; "$LAB" exec "$n" "$@"; }
 guests_on() { on "$1" "$B/mosps" | awk -v n="${N}$1" 'NR > 1 && $3 == n && $4 != n' | wc -l; }
 STEPS=700
 "$B/mosjob" $STEPS 0 "$W/ref.a" "$W/ref.b" < /dev/null > "$W/ref.out"
@@ -101,5 +87,4 @@ done
     || bad "node death: expected $lost_expected lost, got $lost lost and $good good (${rcs[*]})"
 [ $dup = 0 ] && ok "no job ran twice" || bad "$dup job(s) printed their first step twice"
 
-echo "$passes passed, $fails failed"
-[ "$fails" = 0 ]
+lab_result

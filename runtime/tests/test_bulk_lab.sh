@@ -6,24 +6,10 @@
 # each fail with one line, the job goes on at home with complete output, and nothing of it is
 # left on node 2. Hooks: MOS_TEST_BULK_FAULT (runtime/tp_img_io.h).
 set -u
-B=$MOS_BIN
-LAB=$MOS_SRC/tests/lab/mos-lab
-export MOS_LAB_NAME=bk$$
-W=$(mktemp -d /tmp/mos-bk.XXXXXX)
-chmod 777 "$W"
-passes=0; fails=0
-ok()  { passes=$((passes+1)); echo "ok: $1"; }
-bad() { fails=$((fails+1)); echo "FAIL: $1"; }
-cleanup() {
-    jobs -p | xargs -r kill -9 2>/dev/null
-    "$LAB" down >/dev/null 2>&1
-    rm -rf "$W"
-}
-trap cleanup EXIT
-AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
-N1=${MOS_LAB_NAME}1; N2=${MOS_LAB_NAME}2
+. "$(dirname "$0")/lab_lib.sh"
+lab_init bk
 
-"$LAB" up 2 --set balance=0 >/dev/null || { echo "FAIL: lab up"; echo "0 passed, 1 failed"; exit 1; }
+lab_up 2 --set balance=0
 declare -A MOSD
 # start_mosd NODE [VAR=VALUE...]: the node's mosd, debug log (the restore's page counts)
 start_mosd() {
@@ -42,7 +28,6 @@ stop_mosd() {
     rm -f /run/mos-lab/$MOS_LAB_NAME/mosd-${MOS_LAB_NAME}$n.sock
 }
 start_mosd 1; start_mosd 2
-on() { local n=$1; shift; "$LAB" exec "$n" "$@"; }
 job_of() { pgrep -P "$1" mosjob | head -1; }
 # processes of the job left on node 2 (a restored copy is named mosjob, a husk mos-husk)
 leftovers() { for p in $(ip netns pids "$N2"); do cat /proc/$p/comm 2>/dev/null; done | grep -cE '^(mosjob|mos-husk)$'; }
@@ -112,5 +97,4 @@ else
     bad "receiver death: mosmigrate rc $mrc ($out), job rc $rc, leftovers $(leftovers)"
 fi
 
-echo "$passes passed, $fails failed"
-[ "$fails" = 0 ]
+lab_result

@@ -4,34 +4,15 @@
 # and signals pass through, mosps lists it and mosmigrate refuses it; a dying relay or node
 # gives 113; unknown and blocked nodes, root and a missing program are refused with one line.
 set -u
-B=$MOS_BIN
-LAB=$MOS_SRC/tests/lab/mos-lab
-export MOS_LAB_NAME=ex$$
-W=$(mktemp -d /tmp/mos-ex.XXXXXX)
-chmod 777 "$W"
-passes=0; fails=0
-ok()  { passes=$((passes+1)); echo "ok: $1"; }
-bad() { fails=$((fails+1)); echo "FAIL: $1"; }
-cleanup() {
-    jobs -p | xargs -r kill -9 2>/dev/null
-    "$LAB" down >/dev/null 2>&1
-    rm -rf "$W"
-}
-trap cleanup EXIT
-AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
-N1=${MOS_LAB_NAME}1; N2=${MOS_LAB_NAME}2; N3=${MOS_LAB_NAME}3
+. "$(dirname "$0")/lab_lib.sh"
+lab_init ex
 
-"$LAB" up 3 --set balance=0 >/dev/null || { echo "FAIL: lab up"; echo "0 passed, 1 failed"; exit 1; }
+lab_up 3 --set balance=0
 declare -A MOSD
 start_mosd() { "$LAB" exec --uncapped "$1" "$B/mosd" >> "$W/mosd$1.log" 2>&1 & MOSD[$1]=$!; }
 for i in 1 2 3; do start_mosd $i; done
-for _ in $(seq 50); do
-    [ -S /run/mos-lab/$MOS_LAB_NAME/mosd-$N3.sock ] && [ -S /run/mos-lab/$MOS_LAB_NAME/mosd-$N2.sock ] \
-        && [ -S /run/mos-lab/$MOS_LAB_NAME/mosd-$N1.sock ] && break
-    sleep 0.1
-done
+wait_mosd 1 2 3
 A2=$("$LAB" addr 2)
-on() { local n=$1; shift; "$LAB" exec "$n" "$@"; }
 erun() { on 1 "${AS_USER[@]}" "$B/mosrun" "$@"; }  # mosrun as the user on node 1
 one_line() { [ "$(grep -c . "$1")" = 1 ]; }
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null); [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }  # zombies are dead
@@ -139,5 +120,4 @@ wait $run; rc=$?
 kill "${MOSD[1]}"; wait "${MOSD[1]}" 2>/dev/null
 refused "no mosd at home" 1 "no mosd on this node" erun -E -r "$N2" true
 
-echo "$passes passed, $fails failed"
-[ "$fails" = 0 ]
+lab_result

@@ -4,34 +4,16 @@
 # move, a file opened after it, stdin, getpid, a SIGINT); bad requests are refused with one
 # line and the job goes on; a node that dies with a guest is reported by its deputy.
 set -u
-B=$MOS_BIN
-LAB=$MOS_SRC/tests/lab/mos-lab
-export MOS_LAB_NAME=rt$$
-W=$(mktemp -d /tmp/mos-rt.XXXXXX)
-chmod 777 "$W"
-passes=0; fails=0
-ok()  { passes=$((passes+1)); echo "ok: $1"; }
-bad() { fails=$((fails+1)); echo "FAIL: $1"; }
-cleanup() {
-    jobs -p | xargs -r kill -9 2>/dev/null
-    "$LAB" down >/dev/null 2>&1
-    rm -rf "$W"
-}
-trap cleanup EXIT
-AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
-N1=${MOS_LAB_NAME}1; N2=${MOS_LAB_NAME}2; N3=${MOS_LAB_NAME}3
+. "$(dirname "$0")/lab_lib.sh"
+lab_init rt
 
 # the balancer is off here: these tests place jobs by hand (test_balance_lab.sh tests it)
-"$LAB" up 3 --set balance=0 >/dev/null || { echo "FAIL: lab up"; echo "0 passed, 1 failed"; exit 1; }
+lab_up 3 --set balance=0
 declare -A MOSD
 start_mosd() { "$LAB" exec --uncapped "$1" "$B/mosd" >> "$W/mosd$1.log" 2>&1 & MOSD[$1]=$!; }
 for i in 1 2 3; do start_mosd $i; done
-for _ in $(seq 50); do
-    [ -S /run/mos-lab/$MOS_LAB_NAME/mosd-$N3.sock ] && [ -S /run/mos-lab/$MOS_LAB_NAME/mosd-$N1.sock ] && break
-    sleep 0.1
-done
+wait_mosd 1 2 3
 seq 1 3000 > "$W/input"
-on() { local n=$1; shift; "$LAB" exec "$n" "$@"; }
 job_of() { pgrep -P "$1" | head -1; }  # the job, or its shell while it is away
 
 # 1. the reference: the job natively, one SIGINT a second in
@@ -92,13 +74,16 @@ wait $run; rc=$?
 
 # 2e. signals sent to the job's own pid while it is away (its shell holds the pid) reach it;
 #     SIGKILL to that pid ends it there too
-(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/k.a" "$W/k.b" \
-    < /dev/null > "$W/k.out" 2> "$W/k.err") &
-run=$!
-sleep 0.4
-kjob=$(job_of $run)
-on 1 "${AS_USER[@]}" "$B/mosmigrate" "$kjob" "$N2" > /dev/null 2>&1
-sleep 0.2
+away_job() { # away_job STEPS: a mosjob under mosrun on node 1 (run), moved to node 2 (kjob)
+    (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" "$1" 50 "$W/k.a" "$W/k.b" \
+        < /dev/null > "$W/k.out" 2> "$W/k.err") &
+    run=$!
+    sleep 0.4
+    kjob=$(job_of $run)
+    on 1 "${AS_USER[@]}" "$B/mosmigrate" "$kjob" "$N2" > /dev/null 2>&1
+    sleep 0.2
+}
+away_job 40
 tr '\0' ' ' < "/proc/$kjob/cmdline" | grep -q "mosjob 40 50 " && [ "$(readlink /proc/$kjob/exe)" = "$B/mosjob" ] \
     && ok "while away, the job's pid at home still shows its program and command line" \
     || bad "shell: $(tr '\0' ' ' < /proc/$kjob/cmdline) $(readlink /proc/$kjob/exe)"
@@ -106,13 +91,7 @@ tr '\0' ' ' < "/proc/$kjob/cmdline" | grep -q "mosjob 40 50 " && [ "$(readlink /
 wait $run; rc=$?
 [ $rc = 7 ] && grep -q "interrupts: 1" "$W/k.out" && ok "SIGINT to the away job's pid reached it once on node 2" \
     || bad "signal to the pid: rc $rc $(tail -2 "$W/k.out") $(cat "$W/k.err")"
-(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 200 50 "$W/k.a" "$W/k.b" \
-    < /dev/null > "$W/k.out" 2> "$W/k.err") &
-run=$!
-sleep 0.4
-kjob=$(job_of $run)
-on 1 "${AS_USER[@]}" "$B/mosmigrate" "$kjob" "$N2" > /dev/null 2>&1
-sleep 0.2
+away_job 200
 "${AS_USER[@]}" kill -KILL "$kjob"
 wait $run; rc=$?
 sleep 0.3
@@ -239,5 +218,4 @@ wait $run; rc=$?
 [ $rc = 113 ] && grep -q "lost with node $N2" "$W/d.err" && ok "a dead guest node: mosrun reports the loss, exit 113" \
     || bad "dead node: rc=$rc, $out, $(cat "$W/d.err")"
 
-echo "$passes passed, $fails failed"
-[ "$fails" = 0 ]
+lab_result
