@@ -119,6 +119,20 @@ struct run {
     uint64_t pages, bulk_pages;
 };
 
+/* The times of one migration from the sender's stats; done_ns: when the copy was running. */
+static void run_fill(struct run *out, const struct mos_dump *d, uint64_t t0, uint64_t done_ns)
+{
+    const struct mos_dump_stats *ds = mos_dump_stats(d);
+
+    out->freeze_ms = ds->freeze_ns / 1e6;
+    out->capture_ms = ds->state_ns / 1e6;
+    out->transfer_ms = ds->pages_ns / 1e6;
+    out->total_ms = (done_ns - t0) / 1e6;
+    out->restore_ms = out->total_ms - out->freeze_ms - out->capture_ms - out->transfer_ms;
+    out->pages = ds->pages;
+    out->bulk_pages = ds->bulk_pages;
+}
+
 /* tcp receiver thread */
 struct receiver {
     int lfd;
@@ -200,13 +214,7 @@ static int migrate_tcp(const struct hog *h, const char *husk, struct run *out, p
     }
     pthread_join(th, NULL);
     if (rc == 0 && rv.rc == 0) {
-        const struct mos_dump_stats *ds = mos_dump_stats(d);
-        out->freeze_ms = ds->freeze_ns / 1e6;
-        out->capture_ms = ds->state_ns / 1e6;
-        out->transfer_ms = ds->pages_ns / 1e6;
-        out->total_ms = (rv.done_ns - t0) / 1e6;
-        out->restore_ms = out->total_ms - out->freeze_ms - out->capture_ms - out->transfer_ms;
-        out->pages = ds->pages;
+        run_fill(out, d, t0, rv.done_ns);
         mos_dump_commit(d);
         *copy = (pid_t)(intptr_t)rv.r;
     } else {
@@ -301,14 +309,7 @@ static int migrate_transport(const struct hog *h, const char *husk, int bulk, st
     if (rc == 0 && rv.rc == 0 && rv.bulk_pages != mos_dump_stats(d)->bulk_pages)
         rc = -EPROTO; /* the two ends disagree on what went in bulk */
     if (rc == 0 && rv.rc == 0) {
-        const struct mos_dump_stats *ds = mos_dump_stats(d);
-        out->freeze_ms = ds->freeze_ns / 1e6;
-        out->capture_ms = ds->state_ns / 1e6;
-        out->transfer_ms = ds->pages_ns / 1e6;
-        out->total_ms = (rv.done_ns - t0) / 1e6;
-        out->restore_ms = out->total_ms - out->freeze_ms - out->capture_ms - out->transfer_ms;
-        out->pages = ds->pages;
-        out->bulk_pages = ds->bulk_pages;
+        run_fill(out, d, t0, rv.done_ns);
         mos_dump_commit(d);
     } else {
         if (d)

@@ -28,8 +28,9 @@
 
 static volatile uint64_t counter = 0x1234;
 
-/* The child answers on a pipe with its counter, then bumps it. */
-static pid_t child_start(int *to, int *from)
+/* A child whose fds 0 and 1 are pipes from and to us (*to, *from): 0 in the child, its pid
+ * here. Stdio-kind fds travel as the restorer's own. */
+static pid_t fork_piped(int *to, int *from)
 {
     int a[2], b[2];
     assert_int_equal(pipe(a), 0);
@@ -37,10 +38,23 @@ static pid_t child_start(int *to, int *from)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        /* fds 0-2 become the pipes: stdio-kind fds travel as the restorer's own */
         dup2(a[0], 0);
         dup2(b[1], 1);
         syscall(SYS_close_range, 2, ~0u, 0);
+        return 0;
+    }
+    close(a[0]);
+    close(b[1]);
+    *to = a[1];
+    *from = b[0];
+    return pid;
+}
+
+/* The child answers on a pipe with its counter, then bumps it. */
+static pid_t child_start(int *to, int *from)
+{
+    pid_t pid = fork_piped(to, from);
+    if (pid == 0) {
         char c;
         while (read(0, &c, 1) == 1) {
             uint64_t v = counter++;
@@ -49,10 +63,6 @@ static pid_t child_start(int *to, int *from)
         }
         _exit(0);
     }
-    close(a[0]);
-    close(b[1]);
-    *to = a[1];
-    *from = b[0];
     return pid;
 }
 
@@ -252,15 +262,8 @@ static const struct mos_img_io_ops chan_ops = {
  * a checksum of all three (it opens the PROT_NONE ones for the moment of reading). */
 static pid_t regions_start(int *to, int *from)
 {
-    int a[2], b[2];
-    assert_int_equal(pipe(a), 0);
-    assert_int_equal(pipe(b), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = fork_piped(to, from);
     if (pid == 0) {
-        dup2(a[0], 0);
-        dup2(b[1], 1);
-        syscall(SYS_close_range, 2, ~0u, 0);
         uint8_t *m = mmap(NULL, 24 * 4096, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         for (size_t i = 0; i < 24 * 4096; i++)
@@ -279,10 +282,6 @@ static pid_t regions_start(int *to, int *from)
         }
         _exit(0);
     }
-    close(a[0]);
-    close(b[1]);
-    *to = a[1];
-    *from = b[0];
     return pid;
 }
 
