@@ -154,5 +154,7 @@ struct mosd_job *mosd_job_by_supervisor(struct mosd *d, pid_t supervisor);
 void mosd_job_remove(struct mosd *d, struct mosd_job *job);
 void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner);
 struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job);
+/* State letter and parent of pid from /proc/PID/stat (state may be NULL). 0 or -1. */
+int mosd_proc_stat(pid_t pid, char *state, pid_t *ppid);
 
 #endif

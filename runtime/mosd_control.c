@@ -48,25 +48,6 @@ static struct json_object *reply_ok(void)
     return r;
 }
 
-static pid_t parent_of(pid_t pid)
-{
-    char path[64], buf[512];
-    FILE *f;
-    pid_t ppid = -1;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    f = fopen(path, "re");
-    if (!f)
-        return -1;
-    if (fgets(buf, sizeof(buf), f)) {
-        char *close_paren = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
-        if (close_paren)
-            sscanf(close_paren + 2, "%*c %d", &ppid);
-    }
-    fclose(f);
-    return ppid;
-}
-
 static struct json_object *op_ping(struct client *c, struct json_object *req)
 {
     struct json_object *r = reply_ok();
@@ -108,7 +89,9 @@ static struct json_object *op_register(struct client *c, struct bufferevent *bev
     pid_t pid = (pid_t)mos_json_int(req, "pid", -1);
     struct mosd_job *job;
 
-    if (pid <= 0 || parent_of(pid) != c->cred.pid)
+    pid_t ppid = -1;
+
+    if (pid <= 0 || mosd_proc_stat(pid, NULL, &ppid) != 0 || ppid != c->cred.pid)
         return mosd_reply_error("pid %d is not a child of the registering process", (int)pid);
     if (mosd_job_find(c->d, pid))
         return mosd_reply_error("pid %d is already registered", (int)pid);

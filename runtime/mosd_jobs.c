@@ -4,6 +4,7 @@
 #include "mos/clock.h"
 
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -96,4 +97,25 @@ struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *j
     json_object_object_add(o, "age_s", json_object_new_double(age));
     json_object_object_add(o, "cmd", json_object_new_string(job->cmd));
     return o;
+}
+
+int mosd_proc_stat(pid_t pid, char *state, pid_t *ppid)
+{
+    char path[64], buf[512], st = 0;
+    int parent = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "re")))
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *close_paren = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+    if (!close_paren || sscanf(close_paren + 1, " %c %d", &st, &parent) != 2)
+        return -1;
+    if (state)
+        *state = st;
+    *ppid = parent;
+    return 0;
 }

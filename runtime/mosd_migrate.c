@@ -756,22 +756,13 @@ static const struct mosd_job *own_job_const(const struct mosd *d, pid_t home_pid
  * is away, a live child of the job's mosrun, owned by the job's user. */
 static int shell_is_there(pid_t pid, pid_t parent, uid_t uid)
 {
-    char path[64], buf[512];
+    char path[64], state = 0;
     struct stat st;
-    int ppid = -1;
-    char state = 0;
-    FILE *f;
+    pid_t ppid = -1;
 
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if (stat(path, &st) != 0 || st.st_uid != uid || !(f = fopen(path, "re")))
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *close_paren = strrchr(buf, ')');
-    if (!close_paren || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2)
-        return 0;
-    return ppid == (int)parent && state != 'Z' && state != 'X';
+    snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+    return stat(path, &st) == 0 && st.st_uid == uid && mosd_proc_stat(pid, &state, &ppid) == 0 &&
+           ppid == parent && state != 'Z' && state != 'X';
 }
 
 /* A job coming home goes back into its own process when its shell and mosrun are there:
