@@ -23,7 +23,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
 struct mosrun_opts {
     int locked;       /* -L: never migrate automatically */
     int native;       /* -E: run natively on another node, stdio here */
