@@ -7,7 +7,6 @@
  * throughput of the backend and the rate at which a fresh process's memory can be filled.
  * Several backends (--backend file,transport) run one after the other, summed up side by side. */
 #include "bench.h"
-#include "tp_img_io.h"
 
 #include "mos/clock.h"
 #include "mos/log.h"
@@ -145,7 +144,7 @@ struct receiver {
 static void *receiver_main(void *arg)
 {
     struct receiver *rv = arg;
-    struct mos_img_io io;
+    struct mos_img_io *io = NULL;
     struct mos_restore_opts opts = {.husk_path = rv->husk};
     int fd = accept(rv->lfd, NULL, NULL);
 
@@ -153,8 +152,10 @@ static void *receiver_main(void *arg)
         rv->rc = -errno;
         return NULL;
     }
-    mos_img_io_fd_init(&io, fd);
-    rv->rc = mos_restore_prepare(&io, &opts, &rv->r);
+    rv->rc = mos_img_io_fd_open(fd, &io);
+    if (rv->rc == 0)
+        rv->rc = mos_restore_prepare(io, &opts, &rv->r);
+    mos_img_io_close(io);
     /* ptrace belongs to this thread: detach here too */
     if (rv->rc == 0) {
         pid_t pid = mos_restore_pid(rv->r);
@@ -195,7 +196,7 @@ static int migrate_tcp(const struct hog *h, const char *husk, struct run *out, p
 {
     struct receiver rv = {.husk = husk};
     struct mos_dump *d;
-    struct mos_img_io io;
+    struct mos_img_io *io = NULL;
     pthread_t th;
     int port, fd, rc;
 
@@ -208,8 +209,10 @@ static int migrate_tcp(const struct hog *h, const char *husk, struct run *out, p
     rc = fd < 0 ? -errno : mos_dump_freeze(h->pid, NULL, &d);
     int frozen = rc == 0;
     if (rc == 0) {
-        mos_img_io_fd_init(&io, fd);
-        rc = mos_dump_write(d, &io);
+        rc = mos_img_io_fd_open(fd, &io);
+        if (rc == 0)
+            rc = mos_dump_write(d, io);
+        mos_img_io_close(io);
         shutdown(fd, SHUT_WR);
     }
     pthread_join(th, NULL);
@@ -242,22 +245,21 @@ static void *tp_receiver_main(void *arg)
 {
     struct tp_receiver *rv = arg;
     struct mos_restore_opts opts = {.husk_path = rv->husk};
-    struct tp_img_stream s;
+    struct mos_img_io *io;
     struct mos_restore *r;
     mos_tp_conn_t *c;
 
     if ((rv->rc = mos_tp_accept(rv->l, &c)) != 0)
         return NULL;
-    if ((rv->rc = tp_img_stream_init(&s, c, TP_TIMEOUT_MS)) == 0) {
-        if (!rv->bulk)
-            tp_img_stream_no_bulk(&s);
-        rv->rc = mos_restore_prepare(&s.io, &opts, &r);
+    if ((rv->rc = mos_img_io_tp_open(c, TP_TIMEOUT_MS, rv->bulk ? 0 : MOS_IMG_IO_NO_BULK,
+                                     &io)) == 0) {
+        rv->rc = mos_restore_prepare(io, &opts, &r);
         if (rv->rc == 0) { /* ptrace belongs to this thread: detach here too */
             rv->copy = mos_restore_pid(r);
             rv->bulk_pages = mos_restore_stats(r)->bulk_pages;
             rv->rc = mos_restore_commit(r);
         }
-        tp_img_stream_fini(&s);
+        mos_img_io_close(io);
     }
     rv->done_ns = mos_clock_now_ns();
     mos_tp_close(c);
@@ -283,7 +285,7 @@ static int migrate_transport(const struct hog *h, const char *husk, int bulk, st
 {
     struct tp_receiver rv = {.husk = husk, .bulk = bulk};
     struct mos_tp_opts o;
-    struct tp_img_stream s = {0};
+    struct mos_img_io *io = NULL;
     struct mos_dump *d = NULL;
     mos_tp_conn_t *c = NULL;
     char where[64];
@@ -299,10 +301,10 @@ static int migrate_transport(const struct hog *h, const char *husk, int bulk, st
     rc = mos_tp_connect(where, &o, &c);
     if (rc == 0)
         tp_used = mos_tp_backend_name(mos_tp_conn_backend(c));
-    if (rc == 0 && (rc = tp_img_stream_init(&s, c, TP_TIMEOUT_MS)) == 0 && !bulk)
-        tp_img_stream_no_bulk(&s);
+    if (rc == 0)
+        rc = mos_img_io_tp_open(c, TP_TIMEOUT_MS, bulk ? 0 : MOS_IMG_IO_NO_BULK, &io);
     if (rc == 0 && (rc = mos_dump_freeze(h->pid, NULL, &d)) == 0)
-        rc = mos_dump_write(d, &s.io);
+        rc = mos_dump_write(d, io);
     if (rc != 0) /* the receiver waits for the rest of the image: unblock it */
         mos_tp_close(c), c = NULL;
     pthread_join(th, NULL);
@@ -318,7 +320,7 @@ static int migrate_transport(const struct hog *h, const char *husk, int bulk, st
     }
     if (rv.copy > 0)
         *copy = rv.copy;
-    tp_img_stream_fini(&s);
+    mos_img_io_close(io);
     mos_tp_close(c);
     mos_tp_listener_close(rv.l);
     return rc;
@@ -329,7 +331,7 @@ static int migrate_file(const struct hog *h, const char *husk, const char *path,
 {
     struct mos_dump *d;
     struct mos_restore *r;
-    struct mos_img_io io;
+    struct mos_img_io *io = NULL;
     struct mos_restore_opts opts = {.husk_path = husk};
     int fd, rc;
 
@@ -338,8 +340,11 @@ static int migrate_file(const struct hog *h, const char *husk, const char *path,
     if (rc != 0)
         return rc;
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    mos_img_io_fd_init(&io, fd);
-    rc = fd < 0 ? -errno : mos_dump_write(d, &io);
+    rc = fd < 0 ? -errno : mos_img_io_fd_open(fd, &io);
+    if (rc == 0)
+        rc = mos_dump_write(d, io);
+    mos_img_io_close(io);
+    io = NULL;
     if (rc != 0) {
         mos_dump_abort(d);
         return rc;
@@ -351,8 +356,10 @@ static int migrate_file(const struct hog *h, const char *husk, const char *path,
     out->pages = ds->pages;
     uint64_t t1 = mos_clock_now_ns();
     lseek(fd, 0, SEEK_SET);
-    rc = mos_restore_prepare(&io, &opts, &r);
-    mos_img_io_fd_release(&io);
+    rc = mos_img_io_fd_open(fd, &io);
+    if (rc == 0)
+        rc = mos_restore_prepare(io, &opts, &r);
+    mos_img_io_close(io);
     close(fd);
     unlink(path);
     if (rc != 0) {

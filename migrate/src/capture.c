@@ -1,7 +1,7 @@
 /* Capture: freeze a process and write its image (DESIGN.md "A migration", steps 2-4). */
 #include "image.h"
-#include "inject.h"
-#include "procfs.h"
+#include "mos/inject.h"
+#include "mos/procfs.h"
 #include "stay.h"
 
 #include "mos/clock.h"
@@ -283,57 +283,29 @@ static int core_fill(struct mos_dump *d, struct mos_rec_core *core, uint8_t *xst
     return 0;
 }
 
-/* Fields of /proc/PID/stat after the command (which may hold spaces and parentheses). */
-static int stat_fields(pid_t pid, unsigned long long *f, int nf)
-{
-    char path[64], buf[2048];
-    size_t n;
-    int rc;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    rc = read_file(path, buf, sizeof(buf) - 1, &n);
-    if (rc != 0)
-        return rc;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -EPROTO;
-    p += 2; /* field 3 (state) */
-    for (int i = 3; i <= nf; i++) {
-        char *e;
-        f[i] = strtoull(p, &e, 10);
-        if (i == 3) /* state is a letter */
-            e = p + 1;
-        if (*e != ' ' && i < nf)
-            return -EPROTO;
-        p = e + 1;
-    }
-    return 0;
-}
-
 static int mm_fill(struct mos_dump *d, struct mos_rec_mm *mm, uint8_t *auxv, char *exe,
                    char *cwd)
 {
-    unsigned long long f[53];
+    struct mos_proc_stat st;
     char path[64];
     size_t n;
     long brk = 0;
     int rc;
 
     memset(mm, 0, sizeof(*mm));
-    rc = stat_fields(d->pid, f, 52);
+    rc = mos_proc_stat_read(d->pid, &st);
     if (rc != 0)
         return rc;
-    mm->start_code = f[26];
-    mm->end_code = f[27];
-    mm->start_stack = f[28];
-    mm->start_data = f[45];
-    mm->end_data = f[46];
-    mm->start_brk = f[47];
-    mm->arg_start = f[48];
-    mm->arg_end = f[49];
-    mm->env_start = f[50];
-    mm->env_end = f[51];
+    mm->start_code = st.f[MOS_STAT_START_CODE];
+    mm->end_code = st.f[MOS_STAT_END_CODE];
+    mm->start_stack = st.f[MOS_STAT_START_STACK];
+    mm->start_data = st.f[MOS_STAT_START_DATA];
+    mm->end_data = st.f[MOS_STAT_END_DATA];
+    mm->start_brk = st.f[MOS_STAT_START_BRK];
+    mm->arg_start = st.f[MOS_STAT_ARG_START];
+    mm->arg_end = st.f[MOS_STAT_ARG_END];
+    mm->env_start = st.f[MOS_STAT_ENV_START];
+    mm->env_end = st.f[MOS_STAT_ENV_END];
     /* The current break is in no /proc file: ask the process itself. */
     rc = mos_inject_call(d->t, SYS_brk, 0, 0, 0, 0, 0, 0, &brk);
     if (rc != 0)
@@ -363,7 +335,7 @@ static void sig_masks(pid_t pid, uint64_t *caught, uint64_t *ignored)
     static const char *const cgt[] = {"SigCgt:"}, *const ign[] = {"SigIgn:"};
     uint64_t c, i;
 
-    if (proc_status_masks(pid, cgt, 1, &c) == 1 && proc_status_masks(pid, ign, 1, &i) == 1) {
+    if (mos_proc_status_masks(pid, cgt, 1, &c) == 1 && mos_proc_status_masks(pid, ign, 1, &i) == 1) {
         *caught = c;
         *ignored = i;
     }
@@ -648,7 +620,7 @@ struct page_batch {
     /* Bulk mode (the io has send_pages): pages of readable VMAs are only listed here, and the
      * io's page channel reads them from the process itself; the rest takes the pipe above. */
     int bulk_ok, to_bulk;
-    struct mos_img_run *bulk;
+    struct mos_page_run *bulk;
     size_t nbulk, bulk_cap;
     uint64_t bulk_pages;
 };
@@ -798,7 +770,7 @@ static int batch_flush(struct page_batch *b)
 /* List a page for the bulk transfer: runs grow while contiguous, never across VMAs. */
 static int bulk_add(struct page_batch *b, uint64_t addr)
 {
-    struct mos_img_run *last = b->nbulk ? &b->bulk[b->nbulk - 1] : NULL;
+    struct mos_page_run *last = b->nbulk ? &b->bulk[b->nbulk - 1] : NULL;
 
     b->bulk_pages++;
     if (last && !b->vma_start && last->addr + last->npages * PAGE == addr) {
@@ -808,13 +780,13 @@ static int bulk_add(struct page_batch *b, uint64_t addr)
     b->vma_start = 0;
     if (b->nbulk == b->bulk_cap) {
         size_t cap = b->bulk_cap ? 2 * b->bulk_cap : 256;
-        struct mos_img_run *n = realloc(b->bulk, cap * sizeof(*n));
+        struct mos_page_run *n = realloc(b->bulk, cap * sizeof(*n));
         if (!n)
             return -ENOMEM;
         b->bulk = n;
         b->bulk_cap = cap;
     }
-    b->bulk[b->nbulk++] = (struct mos_img_run){addr, 1};
+    b->bulk[b->nbulk++] = (struct mos_page_run){addr, 1};
     return 0;
 }
 

@@ -3,7 +3,9 @@
 #define MOS_MIGRATE_IMAGE_H
 
 #include "image_format.h"
+#include "img_io.h"
 #include "mos/migrate.h"
+#include "mos/procfs.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -33,7 +33,7 @@ struct bulk_count {
     uint64_t pages, announced;
 };
 
-static int bulk_count_place(void *arg, const struct mos_img_run *runs, size_t n,
+static int bulk_count_place(void *arg, const struct mos_page_run *runs, size_t n,
                             const uint8_t *data)
 {
     struct bulk_count *bc = arg;

@@ -5,10 +5,9 @@
  * a trampoline in a hole, unmap the husk, move the vDSO/vvar block to where the image had it,
  * map each VMA, fill pages, set protections, mm fields, signal state and registers. Nothing of
  * the restored program runs before mos_restore_commit(). */
-#include "forward_priv.h"
 #include "image.h"
-#include "inject.h"
-#include "procfs.h"
+#include "mos/inject.h"
+#include "mos/procfs.h"
 
 #include "mos/clock.h"
 #include "mos/log.h"
@@ -666,7 +665,7 @@ static int bulk_drain(struct fill_pipe *fp)
     return rc;
 }
 
-static int bulk_place(void *arg, const struct mos_img_run *runs, size_t n, const uint8_t *data)
+static int bulk_place(void *arg, const struct mos_page_run *runs, size_t n, const uint8_t *data)
 {
     struct fill_pipe *fp = arg;
     uint64_t total = 0;
@@ -1002,13 +1001,17 @@ static void __attribute__((noreturn)) guest_husk_child(const struct mos_restore_
  * (after it, any call that is not local waits for the supervisor). */
 static int guest_filter_install(struct mos_restore *r)
 {
-    struct sock_filter insns[256];
-    int n = fwd_filter_program(insns, 256), rc;
+    unsigned n = r->opts.guest_filter_len;
     long res = -1;
+    int rc;
 
-    if (n < 0)
-        return n;
-    uint64_t prog_at = scratch_put(r, insns, (size_t)n * sizeof(insns[0]), &rc);
+    /* the program fills at most the first scratch page; its descriptor sits in the second */
+    if (!r->opts.guest_filter || n == 0 || n > PAGE / sizeof(struct sock_filter)) {
+        mos_err("migrate", "restore: guest mode needs a filter of 1..%zu instructions",
+                (size_t)(PAGE / sizeof(struct sock_filter)));
+        return -EINVAL;
+    }
+    uint64_t prog_at = scratch_put(r, r->opts.guest_filter, n * sizeof(struct sock_filter), &rc);
     struct sock_fprog fprog = {.len = (unsigned short)n,
                                .filter = (struct sock_filter *)(uintptr_t)prog_at};
     uint64_t fprog_at = rc == 0 ? r->tramp + SCRATCH_OFF + 4096 : 0;
@@ -1018,7 +1021,7 @@ static int guest_filter_install(struct mos_restore *r)
         rc = rcall(r, "no_new_privs", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
     if (rc == 0)
         rc = rcall(r, "seccomp filter", SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                   (long)fwd_filter_flags(), (long)fprog_at, 0, 0, 0, &res);
+                   (long)r->opts.guest_filter_flags, (long)fprog_at, 0, 0, 0, &res);
     if (rc == 0 && res < 0) {
         mos_err("migrate", "restore: the guest filter was refused: %s", strerror((int)-res));
         rc = (int)res;
@@ -1088,7 +1091,7 @@ static int shell_signals_reset(struct mos_restore *r)
     uint64_t mask = ~0ull; /* unknown: reset every signal */
     int rc;
 
-    if (proc_status_masks(r->pid, keys, 3, &mask) < 0)
+    if (mos_proc_status_masks(r->pid, keys, 3, &mask) < 0)
         mask = ~0ull;
     uint64_t at = scratch_put(r, acts, sizeof(acts), &rc);
 

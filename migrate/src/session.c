@@ -1,5 +1,7 @@
 /* Whole operations over capture and restore: checkpoint to a file, send/receive with the
  * two-step commit, and waiting for a restored process in the foreground. */
+#include "img_io.h"
+
 #include "mos/log.h"
 #include "mos/migrate.h"
 #include "mos/status.h"
@@ -58,7 +60,7 @@ static int checkpoint_held(pid_t pid, const char *path, const struct mos_dump_op
 {
     char tmp[4200];
     struct mos_dump *d;
-    struct mos_img_io io;
+    struct mos_img_io *io = NULL;
     int fd, rc;
 
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -72,8 +74,10 @@ static int checkpoint_held(pid_t pid, const char *path, const struct mos_dump_op
         mos_dump_abort(d);
         return rc;
     }
-    mos_img_io_fd_init(&io, fd);
-    rc = mos_dump_write(d, &io);
+    rc = mos_img_io_fd_open(fd, &io);
+    if (rc == 0)
+        rc = mos_dump_write(d, io);
+    mos_img_io_close(io);
     /* The image is safe only once it is on disk under its name. */
     if (rc == 0 && fsync(fd) < 0)
         rc = mos_errno_status();
@@ -102,26 +106,32 @@ static int byte_read(struct mos_img_io *io, char *c)
     return n == 1 ? 0 : n == 0 ? MOS_E_PEER_GONE : (int)n;
 }
 
+static int byte_write(struct mos_img_io *io, char c)
+{
+    struct iovec iov = {&c, 1};
+    return io->ops->writev(io, &iov, 1);
+}
+
 static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
-                     struct mos_dump_stats *stats);
+                     const struct mos_send_hooks *hooks, struct mos_dump_stats *stats);
 
 int mos_migrate_send(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
-                     struct mos_dump_stats *stats)
+                     const struct mos_send_hooks *hooks, struct mos_dump_stats *stats)
 {
+    static const struct mos_send_hooks none;
     sigset_t old;
 
     fatal_signals_hold(&old);
-    int rc = send_held(pid, opts, io, stats);
+    int rc = send_held(pid, opts, io, hooks ? hooks : &none, stats);
     fatal_signals_release(&old);
     return rc;
 }
 
 static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
-                     struct mos_dump_stats *stats)
+                     const struct mos_send_hooks *hooks, struct mos_dump_stats *stats)
 {
     struct mos_dump *d;
-    char c = 0, commit = MSG_COMMIT;
-    struct iovec iov = {&commit, 1};
+    char c = 0;
     int rc = mos_dump_freeze(pid, opts, &d);
 
     if (rc != 0)
@@ -140,27 +150,37 @@ static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img
     if (rc != 0) {
         mos_err("migrate", "migration of pid %d failed; it continues here", (int)pid);
         mos_dump_abort(d);
+        if (hooks->on_abort)
+            hooks->on_abort(hooks->arg);
         return rc;
     }
     /* The target holds a complete stopped copy: end the original, then let the copy run. */
-    mos_dump_commit(d);
-    rc = io->ops->writev(io, &iov, 1);
+    if (hooks->before_commit)
+        hooks->before_commit(hooks->arg);
+    if (hooks->retire)
+        hooks->retire(d, hooks->arg);
+    else
+        mos_dump_commit(d);
+    rc = byte_write(io, MSG_COMMIT);
     if (rc != 0)
         mos_err("migrate", "pid %d: the original is gone but the commit did not reach the "
                 "receiver (%s)", (int)pid, mos_strerror(rc));
     return rc;
 }
 
-int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *opts, pid_t *pid)
+int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *opts,
+                        const struct mos_receive_hooks *hooks, pid_t *pid)
 {
     struct mos_restore *r;
-    char ready = MSG_READY, c = 0;
-    struct iovec iov = {&ready, 1};
+    char c = 0;
     int rc = mos_restore_prepare(io, opts, &r);
 
     if (rc != 0)
         return rc;
-    rc = io->ops->writev(io, &iov, 1);
+    if (hooks && hooks->before_ready)
+        rc = hooks->before_ready(r, hooks->arg);
+    if (rc == 0)
+        rc = byte_write(io, MSG_READY);
     if (rc == 0)
         rc = byte_read(io, &c);
     if (rc == 0 && c != MSG_COMMIT)

@@ -166,24 +166,12 @@ static int status_field(pid_t pid, const char *name, long *value)
     return rc;
 }
 
-/* The state letter of /proc/PID/stat (after the command, which may hold anything). */
+/* The state letter of /proc/PID/stat, '?' when it cannot be read. */
 static char task_state(pid_t pid)
 {
-    char path[64], buf[512];
-    int fd;
-    ssize_t n;
+    struct mos_proc_stat st;
 
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return '?';
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return '?';
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' ? p[2] : '?';
+    return mos_proc_stat_read(pid, &st) == 0 ? st.state : '?';
 }
 
 static int file_nonempty(const char *path)

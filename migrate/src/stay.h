@@ -4,6 +4,7 @@
 
 #include "image_format.h"
 #include "mos/migrate.h"
+#include "mos/procfs.h"
 
 #include <stddef.h>
 #include <sys/types.h>

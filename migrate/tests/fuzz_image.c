@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 
 struct membuf {
+    struct mos_img_io io; /* first: a provider's state embeds its io */
     uint8_t *data;
     size_t len, cap, pos;
     const uint8_t *runs; /* bulk form: the run table the page channel delivers */
@@ -25,7 +26,7 @@ struct membuf {
 
 static int mem_writev(struct mos_img_io *io, const struct iovec *iov, int n)
 {
-    struct membuf *m = io->arg;
+    struct membuf *m = (struct membuf *)io;
     for (int i = 0; i < n; i++) {
         if (m->len + iov[i].iov_len > m->cap) {
             size_t cap = (m->len + iov[i].iov_len) * 2;
@@ -43,7 +44,7 @@ static int mem_writev(struct mos_img_io *io, const struct iovec *iov, int n)
 
 static ssize_t mem_read(struct mos_img_io *io, void *buf, size_t len)
 {
-    struct membuf *m = io->arg;
+    struct membuf *m = (struct membuf *)io;
     size_t n = m->len - m->pos < len ? m->len - m->pos : len;
     memcpy(buf, m->data + m->pos, n);
     m->pos += n;
@@ -52,7 +53,7 @@ static ssize_t mem_read(struct mos_img_io *io, void *buf, size_t len)
 
 static int mem_map(struct mos_img_io *io, size_t len, const void **data)
 {
-    struct membuf *m = io->arg;
+    struct membuf *m = (struct membuf *)io;
     if (m->len - m->pos < len) {
         m->pos = m->len;
         return MOS_E_TRUNCATED;
@@ -63,12 +64,12 @@ static int mem_map(struct mos_img_io *io, size_t len, const void **data)
 }
 
 /* The page channel: the run table in frames of up to two runs, as a transport would. */
-static int mem_recv_pages(struct mos_img_io *io, mos_img_place_fn place, void *arg,
+static int mem_recv_pages(struct mos_img_io *io, mos_page_place_fn place, void *arg,
                           uint64_t *pages)
 {
     static const uint8_t zero_pages[2 * 4096];
-    struct membuf *m = io->arg;
-    struct mos_img_run runs[8];
+    struct membuf *m = (struct membuf *)io;
+    struct mos_page_run runs[8];
     size_t n = m->runs_len / sizeof(runs[0]);
 
     *pages = 0;
@@ -175,7 +176,7 @@ static int template_build(struct rec *recs, int bulk)
             struct mos_rec_bulk b = {.pages = 2, .runs = 2};
             rec_add(r, &b, sizeof(b));
         }
-        struct mos_img_run run = {.addr = k ? 0x7ff000 : 0x401000, .npages = 1};
+        struct mos_page_run run = {.addr = k ? 0x7ff000 : 0x401000, .npages = 1};
         rec_add(&recs[15], &run, sizeof(run));
     }
     for (int k = 0; k < 2 && !bulk; k++) {
@@ -205,8 +206,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct rec recs[16];
     struct membuf mb = {0};
-    struct mos_img_io io = {.ops = &mem_ops, .arg = &mb};
-    struct mos_img_writer w = {.io = &io};
+    struct mos_img_io *io = &mb.io;
+    struct mos_img_writer w = {.io = io};
+
+    io->ops = &mem_ops;
     struct mos_image_info info;
 
     mos_log_set_sink(quiet, NULL);
@@ -234,13 +237,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cut && cut < mb.len)
         mb.len = cut;
     if (size & 1)
-        io.ops = &mem_map_ops;
+        io->ops = &mem_map_ops;
     if (bulk) {
-        io.ops = &mem_bulk_ops;
+        io->ops = &mem_bulk_ops;
         mb.runs = recs[15].buf;
         mb.runs_len = recs[15].len;
     }
-    if (mos_image_info_read(&io, &info) == 0)
+    if (mos_image_info_read(io, &info) == 0)
         mos_image_info_free(&info);
     free(mb.data);
     return 0;

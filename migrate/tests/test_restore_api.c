@@ -3,6 +3,8 @@
  * with its memory intact; an abort leaves the original running. The same through an io with
  * a page channel (send_pages/recv_pages, as the transport gives between mosds), with
  * read-only and PROT_NONE pages; a run outside the VMAs refused. */
+#include "img_io.h"
+
 #include "mos/migrate.h"
 #include "mos/status.h"
 
@@ -90,15 +92,16 @@ static void test_dump_restore_syscall(void **state)
     pid_t pid = child_start(&to, &from);
     struct mos_dump *d;
     struct mos_restore *r;
-    struct mos_img_io io;
+    struct mos_img_io *io = NULL;
     char husk[PATH_MAX];
     struct mos_restore_opts ropts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
     int fd = image_file();
 
     assert_int_equal(ask(to, from), 0x1234);
     assert_int_equal(mos_dump_freeze(pid, NULL, &d), 0);
-    mos_img_io_fd_init(&io, fd);
-    assert_int_equal(mos_dump_write(d, &io), 0);
+    assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+    assert_int_equal(mos_dump_write(d, io), 0);
+    mos_img_io_close(io);
     assert_true(mos_dump_stats(d)->pages > 0);
     mos_dump_commit(d); /* the original is gone (killed and reaped) */
     assert_int_equal(kill(pid, 0), -1);
@@ -112,13 +115,13 @@ static void test_dump_restore_syscall(void **state)
     dup2(child_in[0], 0);
     dup2(child_out[1], 1);
     lseek(fd, 0, SEEK_SET);
-    mos_img_io_fd_init(&io, fd);
-    int rc = mos_restore_prepare(&io, &ropts, &r);
+    assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+    int rc = mos_restore_prepare(io, &ropts, &r);
     dup2(save0, 0);
     dup2(save1, 1);
     close(child_in[0]);
     close(child_out[1]);
-    mos_img_io_fd_release(&io);
+    mos_img_io_close(io);
     close(fd);
     assert_int_equal(rc, 0);
     pid_t copy = mos_restore_pid(r);
@@ -181,16 +184,22 @@ static void test_abort_resumes(void **state)
 struct chan {
     uint8_t *rec;
     size_t len, cap, pos;
-    struct mos_img_run runs[4096];
+    struct mos_page_run runs[4096];
     size_t nruns;
     uint8_t *pages;
     uint64_t npages;
     int outside; /* deliver one run at an address no VMA covers */
 };
 
+/* The provider's state embeds the io first (migrate/src/img_io.h). */
+struct chan_io {
+    struct mos_img_io io;
+    struct chan *c;
+};
+
 static int chan_writev(struct mos_img_io *io, const struct iovec *iov, int n)
 {
-    struct chan *c = io->arg;
+    struct chan *c = ((struct chan_io *)io)->c;
     for (int i = 0; i < n; i++) {
         if (c->len + iov[i].iov_len > c->cap) {
             c->cap = (c->len + iov[i].iov_len) * 2;
@@ -205,16 +214,16 @@ static int chan_writev(struct mos_img_io *io, const struct iovec *iov, int n)
 
 static ssize_t chan_read(struct mos_img_io *io, void *buf, size_t len)
 {
-    struct chan *c = io->arg;
+    struct chan *c = ((struct chan_io *)io)->c;
     size_t n = c->len - c->pos < len ? c->len - c->pos : len;
     memcpy(buf, c->rec + c->pos, n);
     c->pos += n;
     return (ssize_t)n;
 }
 
-static int chan_send(struct mos_img_io *io, pid_t pid, const struct mos_img_run *runs, size_t n)
+static int chan_send(struct mos_img_io *io, pid_t pid, const struct mos_page_run *runs, size_t n)
 {
-    struct chan *c = io->arg;
+    struct chan *c = ((struct chan_io *)io)->c;
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += runs[i].npages;
@@ -233,14 +242,14 @@ static int chan_send(struct mos_img_io *io, pid_t pid, const struct mos_img_run 
     return 0;
 }
 
-static int chan_recv(struct mos_img_io *io, mos_img_place_fn place, void *arg, uint64_t *pages)
+static int chan_recv(struct mos_img_io *io, mos_page_place_fn place, void *arg, uint64_t *pages)
 {
-    struct chan *c = io->arg;
+    struct chan *c = ((struct chan_io *)io)->c;
     const uint8_t *data = c->pages;
     *pages = 0;
     for (size_t first = 0; first < c->nruns; first += 3) {
         size_t k = c->nruns - first < 3 ? c->nruns - first : 3;
-        struct mos_img_run runs[3];
+        struct mos_page_run runs[3];
         memcpy(runs, c->runs + first, k * sizeof(runs[0]));
         if (c->outside)
             runs[0].addr = 0x500000000000ull;
@@ -290,7 +299,7 @@ static int restore_chan(struct chan *c, struct mos_restore **r, int *cin, int *c
 {
     char husk[PATH_MAX];
     struct mos_restore_opts ropts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
-    struct mos_img_io io = {.ops = &chan_ops, .fd = -1, .arg = c};
+    struct chan_io cio = {{&chan_ops}, c};
     int save0 = dup(0), save1 = dup(1), in[2], out[2];
 
     assert_int_equal(pipe(in), 0);
@@ -298,7 +307,7 @@ static int restore_chan(struct chan *c, struct mos_restore **r, int *cin, int *c
     dup2(in[0], 0);
     dup2(out[1], 1);
     c->pos = 0;
-    int rc = mos_restore_prepare(&io, &ropts, r);
+    int rc = mos_restore_prepare(&cio.io, &ropts, r);
     dup2(save0, 0);
     dup2(save1, 1);
     close(save0);
@@ -316,14 +325,14 @@ static void test_page_channel(void **state)
     int to, from, cin, cout, st;
     pid_t pid = regions_start(&to, &from);
     struct chan *c = calloc(1, sizeof(*c));
-    struct mos_img_io io = {.ops = &chan_ops, .fd = -1, .arg = c};
+    struct chan_io cio = {{&chan_ops}, c};
     struct mos_dump *d;
     struct mos_restore *r;
 
     assert_non_null(c);
     uint64_t before = ask(to, from);
     assert_int_equal(mos_dump_freeze(pid, NULL, &d), 0);
-    assert_int_equal(mos_dump_write(d, &io), 0);
+    assert_int_equal(mos_dump_write(d, &cio.io), 0);
     const struct mos_dump_stats *ds = mos_dump_stats(d);
     /* the PROT_NONE pages (and only unreadable ones) went as PAGES records */
     assert_true(ds->bulk_pages >= 16 && ds->bulk_pages + 8 <= ds->pages);

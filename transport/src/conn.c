@@ -618,7 +618,7 @@ int mos_tp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *run
     return c->ops->bulk_send(c, pid, runs, n_runs);
 }
 
-int mos_tp_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
+int mos_tp_bulk_recv(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
                      struct mos_tp_bulk_stats *stats)
 {
     if (c->broken)

@@ -258,7 +258,7 @@ static int tcp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run 
  * consumer is the buffer placer (one recvmsg with an iovec per run, no copy in user space),
  * else into our frame buffer and through the consumer. */
 static int tcp_frame_data(mos_tp_conn_t *c, struct tcp_state *s, size_t k, size_t table,
-                          uint32_t length, mos_tp_place_fn place, void *arg)
+                          uint32_t length, mos_page_place_fn place, void *arg)
 {
     int rc;
 
@@ -302,7 +302,7 @@ static int tcp_bulk_end(mos_tp_conn_t *c, struct tcp_state *s, const struct mos_
     return 0;
 }
 
-static int tcp_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
+static int tcp_bulk_recv(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
                          struct mos_tp_bulk_stats *stats)
 {
     struct tcp_state *s = c->be;

@@ -20,7 +20,7 @@ struct mos_tp_ops {
     int (*ctl_recv)(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, size_t cap,
                     int timeout_ms);
     int (*bulk_send)(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n);
-    int (*bulk_recv)(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
+    int (*bulk_recv)(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
                      struct mos_tp_bulk_stats *stats);
     int (*fd)(const mos_tp_conn_t *c);
     void (*destroy)(mos_tp_conn_t *c);

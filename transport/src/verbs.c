@@ -710,7 +710,7 @@ static int verbs_credit_send(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t 
     return vs_post_send(c, vs, 1 + slot % c->n_qps, &wr, false);
 }
 
-static int verbs_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
+static int verbs_bulk_recv(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
                            struct mos_tp_bulk_stats *stats)
 {
     struct verbs_state *vs = c->be;

@@ -1,80 +1,36 @@
-/* Process capture, image stream and restore. */
+/* The checkpoint/restore engine: freeze and capture a process into an image stream, rebuild
+ * it from one, and the whole operations with their two-step commit (checkpoint, send,
+ * receive). Threads, pages and descriptors as migrate/README.md says. */
 #ifndef MOS_MIGRATE_H
 #define MOS_MIGRATE_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <sys/uio.h>
+#include "mos/transport.h"
 
-#define MOS_VMA_PATH_MAX 4096
+struct sock_filter;
 
-/* One line of /proc/PID/maps. */
-struct mos_vma {
-    uint64_t start, end;  /* [start, end) */
-    uint64_t offset;      /* file offset of start */
-    uint32_t prot;        /* PROT_READ | PROT_WRITE | PROT_EXEC */
-    int shared;           /* 1 for MAP_SHARED ('s') */
-    uint32_t dev_major, dev_minor;
-    uint64_t inode;
-    char path[MOS_VMA_PATH_MAX]; /* file, [heap], [stack], [vdso]... or "" */
-};
-
-struct mos_vma_list {
-    struct mos_vma *vmas;
-    size_t count;
-};
-
-/* Parse one maps line into vma. Returns 0 or MOS_E_PROTO. */
-int mos_vma_parse_line(const char *line, struct mos_vma *vma);
-/* Read /proc/PID/maps. Returns 0, -errno, or MOS_E_PROTO for a line that does not parse. */
-int mos_vma_list_read(pid_t pid, struct mos_vma_list *list);
-void mos_vma_list_free(struct mos_vma_list *list);
-
-/* ---- The image stream's I/O: a small interface so the same stream goes to a file (a
- * checkpoint), a socket (a migration) or, later, the transport's page channel. */
+/* ---- The image stream: where an image is written to or read from. The same stream goes to
+ * a file (a checkpoint), a pipe or socket, or a transport connection (a migration between
+ * nodes: records as control messages, page contents as the transport's bulk page runs). */
 struct mos_img_io;
-/* A run of npages pages at page-aligned addr (the layout of the transport's mos_page_run). */
-struct mos_img_run {
-    uint64_t addr;
-    uint64_t npages;
-};
-typedef int (*mos_img_place_fn)(void *arg, const struct mos_img_run *runs, size_t n,
-                                const uint8_t *data);
-struct mos_img_io_ops {
-    /* Write all of iov or fail: 0 or -errno / MOS_E_PEER_GONE. */
-    int (*writev)(struct mos_img_io *io, const struct iovec *iov, int iovcnt);
-    /* Read up to len bytes: > 0 bytes read, 0 at the end of the stream, or -errno. */
-    ssize_t (*read)(struct mos_img_io *io, void *buf, size_t len);
-    /* Optional, instead of read where the stream is memory already (a mapped file): point
-     * *data at the next len bytes and consume them; valid until the io is released. 0,
-     * MOS_E_TRUNCATED, -ENOTSUP (use read from here on) or -errno. */
-    int (*map)(struct mos_img_io *io, size_t len, const void **data);
-    /* Optional page channel (a transport's bulk path). When the writing io has send_pages, the
-     * capture sends the contents of readable VMAs as runs read straight from process pid
-     * (frozen) after a BULK record, instead of PAGES records; 0 or a status, logged there.
-     * The reading io's recv_pages then receives one such transfer: place(arg, runs, n, data)
-     * once per frame, the pages of the n runs back to back at data (valid only during the
-     * call); a non-zero return from place aborts the transfer and is returned. *pages: pages
-     * received. 0 or a status. */
-    int (*send_pages)(struct mos_img_io *io, pid_t pid, const struct mos_img_run *runs,
-                      size_t n);
-    int (*recv_pages)(struct mos_img_io *io, mos_img_place_fn place, void *arg,
-                      uint64_t *pages);
-};
-struct mos_img_io {
-    const struct mos_img_io_ops *ops;
-    int fd;    /* for the fd implementation */
-    void *arg; /* for other implementations */
-    const uint8_t *map_base; /* fd implementation: a regular file, mapped on first use */
-    size_t map_len, map_pos;
-    int not_socket; /* fd implementation: writes use writev, not sendmsg */
-};
-/* File descriptors (files, pipes, sockets): writev/read with EINTR and short counts handled. */
-extern const struct mos_img_io_ops mos_img_io_fd_ops;
-void mos_img_io_fd_init(struct mos_img_io *io, int fd);
-/* Unmap what reading a regular file mapped (the fd stays open). */
-void mos_img_io_fd_release(struct mos_img_io *io);
+/* A stream over fd (a file, pipe or socket; not taken: the caller closes it after
+ * mos_img_io_close). A regular file being read is mapped instead of copied. 0 or -ENOMEM. */
+int mos_img_io_fd_open(int fd, struct mos_img_io **out);
+/* A stream over a connected transport connection (not taken). The writing side sends the
+ * contents of readable VMAs as bulk page runs read straight from the frozen process, unless
+ * flags has MOS_IMG_IO_NO_BULK (or $MOS_IMG_NO_BULK is set): then they travel in control
+ * messages. A reading side takes either. 0 or -ENOMEM.
+ * Test hook: MOS_TEST_BULK_FAULT=outside (a run outside every VMA of the image) or =short
+ * (the last page left out) makes the sending side's bulk transfer wrong on purpose; =die
+ * makes the receiving side kill itself after the first bulk frame. */
+#define MOS_IMG_IO_NO_BULK 1u
+int mos_img_io_tp_open(mos_tp_conn_t *conn, int timeout_ms, unsigned flags,
+                       struct mos_img_io **out);
+/* Release the stream (a transport stream logs one line of what travelled how). NULL is
+ * allowed. */
+void mos_img_io_close(struct mos_img_io *io);
 
 /* ---- Capture. */
 struct mos_dump_opts {
@@ -127,6 +83,12 @@ struct mos_restore_opts {
      * are the deputy's), the husk runs as uid/gid, dies with its restorer, and the guest
      * seccomp filter (mos/forward.h) is installed last; mos_restore_listener_fd says where. */
     int guest;
+    /* Guest mode: the seccomp program installed as the last injected call (after
+     * no_new_privs), and the seccomp() flags it is installed with. The engine knows nothing
+     * of what it does; remote execution builds it (mos_guest_filter_program). */
+    const struct sock_filter *guest_filter;
+    unsigned guest_filter_len;
+    unsigned long guest_filter_flags;
     uid_t uid;
     gid_t gid;
     /* Restore into into_pid, a shell left by mos_dump_commit_shell, instead of a new husk: the
@@ -176,13 +138,36 @@ void mos_restore_abort(struct mos_restore *r);
  * killed, or with leave_running resumes. On failure it resumes and no file is left. */
 int mos_migrate_checkpoint(pid_t pid, const char *path, const struct mos_dump_opts *opts,
                            int leave_running, struct mos_dump_stats *stats);
-/* Migrate pid through io (a connected stream): image, wait for the receiver's READY, kill the
- * original, send COMMIT. Without READY the original resumes. 0 or a status. */
+/* A migration's two-step commit, said once here for every caller: the sender streams the
+ * image and waits for the receiver's READY (the copy is rebuilt and stopped, and whatever the
+ * receiver's caller needed before it may run is in place); only then is the original
+ * retired and COMMIT sent; the receiver lets the copy run on COMMIT, else kills it. Without
+ * READY the original resumes where it was. */
+struct mos_send_hooks {
+    /* After READY, before the original is retired (tell the job's owner where it went). */
+    void (*before_commit)(void *arg);
+    /* Retire the frozen original; NULL: mos_dump_commit (killed). A job leaving home keeps
+     * a shell (mos_dump_commit_shell). Must free d. */
+    void (*retire)(struct mos_dump *d, void *arg);
+    /* A failure before READY: the original runs again where it was. */
+    void (*on_abort)(void *arg);
+    void *arg;
+};
+struct mos_receive_hooks {
+    /* The copy is rebuilt and stopped: what must be in place before READY (join a cgroup,
+     * take its seccomp listener, link it to its deputy). A non-zero status discards the copy
+     * and is returned. */
+    int (*before_ready)(struct mos_restore *r, void *arg);
+    void *arg;
+};
+/* Migrate pid through io (a connected stream). hooks may be NULL. 0 or a status. */
 int mos_migrate_send(pid_t pid, const struct mos_dump_opts *opts, struct mos_img_io *io,
-                     struct mos_dump_stats *stats);
+                     const struct mos_send_hooks *hooks, struct mos_dump_stats *stats);
 /* The other end: restore from io, answer READY, let the process run on COMMIT, else kill the
- * copy. *pid: the running process (our child). 0 or a status. */
-int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *opts, pid_t *pid);
+ * copy. *pid: the running process (our child, or the shell it was restored into). hooks may
+ * be NULL. 0 or a status. */
+int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *opts,
+                        const struct mos_receive_hooks *hooks, pid_t *pid);
 /* The husk to use: $MOS_HUSK, else mos-husk next to the running program (build/bin), else
  * the installed one (libexec/mos/mos-husk). buf holds the composed path. */
 const char *mos_restore_husk_path(char *buf, size_t len);

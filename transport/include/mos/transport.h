@@ -18,6 +18,7 @@
 #define MOS_TRANSPORT_H
 
 #include "mos/key.h"
+#include "mos/page_run.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -96,11 +97,7 @@ int mos_tp_ctl_recv(mos_tp_conn_t *c, struct mos_tp_msg *msg, void *buf, size_t 
 int mos_tp_ctl_call(mos_tp_conn_t *c, const void *req, size_t req_len, void *reply,
                     size_t cap, size_t *reply_len);
 
-/* Bulk page runs. A run names npages pages starting at page-aligned addr. */
-struct mos_page_run {
-    uint64_t addr;
-    uint64_t npages;
-};
+/* Bulk page runs (struct mos_page_run, mos/page_run.h). */
 /* Send the pages of runs: from this process's memory when pid is 0, else read from process
  * pid with batched process_vm_readv straight into the send path (tcp) or the registered
  * staging slot (verbs). Returns when every page has been handed to the peer's consumer's
@@ -108,17 +105,14 @@ struct mos_page_run {
 int mos_tp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs,
                      size_t n_runs);
 
-/* The receiver's consumer: places n runs whose pages lie back to back at data (in the
- * transport's receive buffer or registered slot; valid only during the call). Return 0, or a
- * negative status to abort the transfer. */
-typedef int (*mos_tp_place_fn)(void *arg, const struct mos_page_run *runs, size_t n,
-                               const uint8_t *data);
+/* The receiver's consumer (mos_page_place_fn) gets the pages in the transport's receive
+ * buffer or registered slot. */
 struct mos_tp_bulk_stats {
     uint64_t frames;
     uint64_t pages;
 };
 /* Receive one bulk send (until its end marker), calling place for every frame. */
-int mos_tp_bulk_recv(mos_tp_conn_t *c, mos_tp_place_fn place, void *arg,
+int mos_tp_bulk_recv(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
                      struct mos_tp_bulk_stats *stats);
 
 /* Ready-made consumers. */

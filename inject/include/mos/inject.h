@@ -1,0 +1,91 @@
+/* Injection library: seize a task and run system calls inside it (in-tree users: migrate, remote, runtime).
+ *
+ * Mechanism only, in the manner of CRIU's compel: it knows nothing of images, transport or
+ * policy. A handle holds the task's registers and signal mask as they were when it was
+ * stopped; every injected call puts back the registers (and any code bytes it had to patch)
+ * before it returns, also on error, and mos_inject_release() puts back the mask.
+ *
+ * How a call runs: the registers are set to the call's number and arguments with rip on a
+ * `syscall` instruction (0f 05), the task is resumed with PTRACE_SYSCALL to its syscall-entry
+ * stop and again to its syscall-exit stop, where rax is the result. Nothing after the
+ * instruction ever runs, so a call may even unmap the page it was issued from. While the
+ * handle is held every blockable signal is blocked in the task, so no handler can run in the
+ * middle of an injection; signals that arrive stay pending and are seen by the capture. */
+#ifndef MOS_INJECT_H
+#define MOS_INJECT_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+struct mos_inject;
+
+/* Stop a running task: PTRACE_SEIZE + PTRACE_INTERRUPT, wait for the stop. Its registers are
+ * saved with an interrupted system call already turned into its restart (rax = orig_rax,
+ * rip -= 2; -ERESTART_RESTARTBLOCK becomes -EINTR) so they can be set again anywhere.
+ * Returns 0 or -errno (-EPERM: no right to trace, -ESRCH: gone). */
+int mos_inject_seize(pid_t pid, struct mos_inject **out);
+
+/* The same, calling hook(arg) between the interrupt and the wait for the stop: a task blocked
+ * where only the caller can wake it (in a seccomp user notification, say) is answered there,
+ * and then stops on its way out. */
+int mos_inject_seize_hooked(pid_t pid, void (*hook)(void *), void *arg, struct mos_inject **out);
+
+/* Take over a child that called PTRACE_TRACEME and is now stopped after execve (its SIGTRAP
+ * stop). The SIGTRAP is swallowed. Returns 0 or -errno. */
+int mos_inject_adopt_traceme(pid_t pid, struct mos_inject **out);
+
+/* Choose where injected calls execute: addr must be in an executable mapping. If the bytes
+ * there are not a `syscall` instruction, each call patches them and puts them back. */
+int mos_inject_set_exec_addr(struct mos_inject *t, uint64_t addr);
+
+/* Look for a `syscall` instruction in the task's vDSO and use it (nothing to patch); else use
+ * the start of the first executable mapping (patched per call). Returns 0 or -errno. */
+int mos_inject_pick_exec_addr(struct mos_inject *t);
+
+/* Run syscall nr(args[0..5]) in the task. Returns the injection status (0, or -errno /
+ * MOS_E_* when the task could not be driven: then it may be dead); the remote call's own
+ * return value (a negative errno on failure) goes to *result. */
+int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *result);
+
+/* execve(path, argv, envp) in the task, the three at addresses in the task. On success the
+ * handle describes the new program, stopped before its first instruction (released, it starts
+ * there); on failure (*result < 0) the old one is untouched. Returns the injection status. */
+int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64_t envp,
+                      long *result);
+
+/* On release the task waits in pause() forever (every signal blocked, only SIGKILL ends it;
+ * an interrupted pause restarts): rip on a syscall instruction, rax = pause. 0 or -errno. */
+int mos_inject_park(struct mos_inject *t);
+
+/* Convenience: run the call and fold both statuses into one: 0, the remote -errno, or the
+ * injection status. Used where the caller does not need to tell them apart. */
+int mos_inject_call(struct mos_inject *t, long nr, long a0, long a1, long a2, long a3, long a4,
+                    long a5, long *result);
+
+/* Memory of the task: process_vm_{readv,writev}, falling back to /proc/PID/mem (which can
+ * reach pages without read or write permission). Return 0 or -errno. */
+int mos_inject_read(struct mos_inject *t, uint64_t addr, void *buf, size_t len);
+int mos_inject_write(struct mos_inject *t, uint64_t addr, const void *buf, size_t len);
+
+pid_t mos_inject_pid(const struct mos_inject *t);
+/* The registers saved at stop time (normalized as described at mos_inject_seize). */
+const struct user_regs_struct *mos_inject_regs(const struct mos_inject *t);
+/* The signal mask the task had when stopped. */
+uint64_t mos_inject_sigmask(const struct mos_inject *t);
+/* Registers and mask the task gets back when released (restore sets the captured ones). */
+void mos_inject_set_regs(struct mos_inject *t, const struct user_regs_struct *regs);
+void mos_inject_set_sigmask(struct mos_inject *t, uint64_t mask);
+/* The stop-time xstate (FPU/SSE/AVX...) via PTRACE_GETREGSET NT_X86_XSTATE; *len in: buffer
+ * size, out: bytes. And the same to set. Return 0 or -errno. */
+int mos_inject_get_xstate(struct mos_inject *t, void *buf, size_t *len);
+int mos_inject_set_xstate(struct mos_inject *t, const void *buf, size_t len);
+
+/* Put back registers and mask and let the task go (PTRACE_DETACH). Frees t. 0 or -errno. */
+int mos_inject_release(struct mos_inject *t);
+/* SIGKILL the task and reap it if it is our child. Frees t. */
+void mos_inject_kill(struct mos_inject *t);
+
+#endif

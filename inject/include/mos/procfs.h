@@ -1,0 +1,72 @@
+/* Readers of /proc for a task we inspect or drive: its VMA list (/proc/PID/maps), the fields of
+ * /proc/PID/stat, and the signal masks of /proc/PID/status. The one place in the tree that
+ * parses these files. In-tree users: inject, migrate, remote, runtime. */
+#ifndef MOS_PROCFS_H
+#define MOS_PROCFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MOS_VMA_PATH_MAX 4096
+
+/* One line of /proc/PID/maps. */
+struct mos_vma {
+    uint64_t start, end;  /* [start, end) */
+    uint64_t offset;      /* file offset of start */
+    uint32_t prot;        /* PROT_READ | PROT_WRITE | PROT_EXEC */
+    int shared;           /* 1 for MAP_SHARED ('s') */
+    uint32_t dev_major, dev_minor;
+    uint64_t inode;
+    char path[MOS_VMA_PATH_MAX]; /* file, [heap], [stack], [vdso]... or "" */
+};
+
+struct mos_vma_list {
+    struct mos_vma *vmas;
+    size_t count;
+};
+
+/* Parse one maps line into vma. Returns 0 or MOS_E_PROTO. */
+int mos_vma_parse_line(const char *line, struct mos_vma *vma);
+/* Read /proc/PID/maps. Returns 0, -errno, or MOS_E_PROTO for a line that does not parse. */
+int mos_vma_list_read(pid_t pid, struct mos_vma_list *list);
+void mos_vma_list_free(struct mos_vma_list *list);
+
+/* /proc/PID/stat, field numbers as in proc(5) (1-based: 3 is the state letter, 4 the parent).
+ * The command (field 2) may hold spaces and parentheses: fields are counted from the last ')'. */
+#define MOS_PROC_STAT_FIELDS 52
+struct mos_proc_stat {
+    char state;        /* field 3: R, S, D, T, t, Z, X... */
+    unsigned long long f[MOS_PROC_STAT_FIELDS + 1]; /* f[4] .. f[52]; f[0..3] unused */
+};
+/* Read /proc/PID/stat. 0, -errno (-ENOENT: no such process), or MOS_E_PROTO. */
+int mos_proc_stat_read(pid_t pid, struct mos_proc_stat *st);
+/* The same over text already read (for tests and fuzzing). */
+int mos_proc_stat_parse(const char *text, struct mos_proc_stat *st);
+/* Named fields of proc(5) that callers use. */
+enum {
+    MOS_STAT_PPID = 4,
+    MOS_STAT_PGRP = 5,
+    MOS_STAT_SESSION = 6,
+    MOS_STAT_UTIME = 14,
+    MOS_STAT_STIME = 15,
+    MOS_STAT_NUM_THREADS = 20,
+    MOS_STAT_STARTTIME = 22,
+    MOS_STAT_RSS = 24,
+    MOS_STAT_START_CODE = 26,
+    MOS_STAT_END_CODE = 27,
+    MOS_STAT_START_STACK = 28,
+    MOS_STAT_START_DATA = 45,
+    MOS_STAT_END_DATA = 46,
+    MOS_STAT_START_BRK = 47,
+    MOS_STAT_ARG_START = 48,
+    MOS_STAT_ARG_END = 49,
+    MOS_STAT_ENV_START = 50,
+    MOS_STAT_ENV_END = 51,
+};
+
+/* OR of the hex signal masks named by keys ("SigPnd:", "SigIgn:"...) in /proc/PID/status.
+ * Returns how many of the keys were found (0..n), or -errno when the file cannot be read. */
+int mos_proc_status_masks(pid_t pid, const char *const keys[], int n, uint64_t *mask);
+
+#endif

@@ -1,0 +1,522 @@
+/* Injection library: see inject.h. */
+#include "mos/inject.h"
+
+#include "mos/log.h"
+#include "mos/procfs.h"
+#include "mos/status.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Kernel-internal restart codes a task stopped inside a system call shows in rax. */
+#define K_ERESTARTSYS 512
+#define K_ERESTARTNOINTR 513
+#define K_ERESTARTNOHAND 514
+#define K_ERESTART_RESTARTBLOCK 516
+
+#ifndef NT_X86_XSTATE
+#define NT_X86_XSTATE 0x202
+#endif
+
+struct mos_inject {
+    pid_t pid;
+    int mem_fd;                          /* /proc/PID/mem, opened on first need */
+    uint64_t exec_addr;                  /* where injected calls run */
+    int exec_patch;                      /* 1: the bytes there must be patched per call */
+    struct user_regs_struct stop_regs;   /* as stopped (normalized) */
+    struct user_regs_struct final_regs;  /* what the task gets back on release */
+    uint64_t stop_mask, final_mask;
+};
+
+static const uint8_t syscall_insn[2] = {0x0f, 0x05};
+
+static int wait_stop(pid_t pid, int *status)
+{
+    for (;;) {
+        if (waitpid(pid, status, __WALL) == pid)
+            break;
+        if (errno != EINTR)
+            return mos_errno_status();
+    }
+    if (WIFEXITED(*status) || WIFSIGNALED(*status))
+        return -ESRCH;
+    return 0;
+}
+
+/* A task stopped inside a system call shows the kernel's restart code in rax; resuming it
+ * from a ptrace stop after we moved its registers would return that code to user space, so
+ * do what the kernel's signal path would have done (no handler runs here). */
+static void regs_normalize(struct user_regs_struct *r)
+{
+    if ((long)r->orig_rax < 0)
+        return;
+    switch ((long)r->rax) {
+    case -K_ERESTARTSYS:
+    case -K_ERESTARTNOINTR:
+    case -K_ERESTARTNOHAND:
+        r->rax = r->orig_rax;
+        r->rip -= 2;
+        break;
+    case -K_ERESTART_RESTARTBLOCK:
+        /* The restart block lives in the kernel task, not in anything we carry. */
+        r->rax = (uint64_t)-EINTR;
+        break;
+    }
+    r->orig_rax = (uint64_t)-1;
+}
+
+static struct mos_inject *inject_new(pid_t pid)
+{
+    struct mos_inject *t = calloc(1, sizeof(*t));
+
+    if (t) {
+        t->pid = pid;
+        t->mem_fd = -1;
+    }
+    return t;
+}
+
+/* Common part once the task sits in a ptrace stop: save registers and mask, block signals. */
+static int inject_take(struct mos_inject *t, int have_mask)
+{
+    uint64_t all = ~0ull;
+
+    if (ptrace(PTRACE_GETREGS, t->pid, NULL, &t->stop_regs) < 0)
+        return mos_errno_status();
+    regs_normalize(&t->stop_regs);
+    t->final_regs = t->stop_regs;
+    if (!have_mask && ptrace(PTRACE_GETSIGMASK, t->pid, sizeof(uint64_t), &t->stop_mask) < 0)
+        return mos_errno_status();
+    t->final_mask = t->stop_mask;
+    if (ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(uint64_t), &all) < 0)
+        return mos_errno_status();
+    return 0;
+}
+
+int mos_inject_seize(pid_t pid, struct mos_inject **out)
+{
+    return mos_inject_seize_hooked(pid, NULL, NULL, out);
+}
+
+int mos_inject_seize_hooked(pid_t pid, void (*hook)(void *), void *arg, struct mos_inject **out)
+{
+    struct mos_inject *t = inject_new(pid);
+    int rc, status, have_mask = 0;
+    uint64_t all = ~0ull;
+
+    if (!t)
+        return -ENOMEM;
+    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
+        rc = mos_errno_status();
+        goto out_free;
+    }
+    if (ptrace(PTRACE_INTERRUPT, pid, NULL, NULL) < 0) {
+        rc = mos_errno_status();
+        goto out_detach;
+    }
+    if (hook)
+        hook(arg);
+    for (;;) {
+        rc = wait_stop(pid, &status);
+        if (rc != 0)
+            goto out_free;
+        if (status >> 16 == PTRACE_EVENT_STOP)
+            break;
+        /* A signal-delivery stop raced with the interrupt. Block everything first: a signal
+         * handed back to a task that blocks it is queued again (kernel ptrace_signal), so it
+         * stays pending instead of running its handler or being lost. */
+        if (!have_mask) {
+            if (ptrace(PTRACE_GETSIGMASK, pid, sizeof(uint64_t), &t->stop_mask) < 0 ||
+                ptrace(PTRACE_SETSIGMASK, pid, sizeof(uint64_t), &all) < 0) {
+                rc = mos_errno_status();
+                goto out_detach;
+            }
+            have_mask = 1;
+        }
+        if (ptrace(PTRACE_CONT, pid, NULL, (void *)(long)WSTOPSIG(status)) < 0) {
+            rc = mos_errno_status();
+            goto out_detach;
+        }
+    }
+    rc = inject_take(t, have_mask);
+    if (rc != 0)
+        goto out_detach;
+    *out = t;
+    return 0;
+out_detach:
+    if (have_mask)
+        ptrace(PTRACE_SETSIGMASK, pid, sizeof(uint64_t), &t->stop_mask);
+    ptrace(PTRACE_DETACH, pid, NULL, NULL);
+out_free:
+    free(t);
+    return rc;
+}
+
+int mos_inject_adopt_traceme(pid_t pid, struct mos_inject **out)
+{
+    struct mos_inject *t = inject_new(pid);
+    int rc, status;
+
+    if (!t)
+        return -ENOMEM;
+    rc = wait_stop(pid, &status);
+    if (rc != 0)
+        goto out_free;
+    if (WSTOPSIG(status) != SIGTRAP) {
+        mos_err("migrate", "pid %d: expected the exec SIGTRAP stop, got signal %d", (int)pid,
+                WSTOPSIG(status));
+        rc = -EPROTO;
+        goto out_free;
+    }
+    if (ptrace(PTRACE_SETOPTIONS, pid, NULL,
+               (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) < 0) {
+        rc = mos_errno_status();
+        goto out_free;
+    }
+    rc = inject_take(t, 0);
+    if (rc != 0)
+        goto out_free;
+    *out = t;
+    return 0;
+out_free:
+    free(t);
+    return rc;
+}
+
+int mos_inject_set_exec_addr(struct mos_inject *t, uint64_t addr)
+{
+    uint8_t code[2];
+    int rc = mos_inject_read(t, addr, code, sizeof(code));
+
+    if (rc != 0)
+        return rc;
+    t->exec_addr = addr;
+    t->exec_patch = memcmp(code, syscall_insn, sizeof(code)) != 0;
+    return 0;
+}
+
+int mos_inject_pick_exec_addr(struct mos_inject *t)
+{
+    struct mos_vma_list list;
+    uint64_t fallback = 0;
+    int rc = mos_vma_list_read(t->pid, &list);
+
+    if (rc != 0)
+        return rc;
+    rc = -ENOEXEC;
+    for (size_t i = 0; i < list.count; i++) {
+        struct mos_vma *v = &list.vmas[i];
+        if (!(v->prot & PROT_EXEC))
+            continue;
+        if (!fallback)
+            fallback = v->start;
+        if (strcmp(v->path, "[vdso]") != 0 || v->end - v->start > (1u << 20))
+            continue;
+        size_t len = v->end - v->start;
+        uint8_t *buf = malloc(len);
+        if (buf && mos_inject_read(t, v->start, buf, len) == 0)
+            for (size_t off = 0; off + 1 < len; off++)
+                if (buf[off] == 0x0f && buf[off + 1] == 0x05) {
+                    t->exec_addr = v->start + off;
+                    t->exec_patch = 0;
+                    rc = 0;
+                    break;
+                }
+        free(buf);
+    }
+    if (rc != 0 && fallback)
+        rc = mos_inject_set_exec_addr(t, fallback);
+    mos_vma_list_free(&list);
+    return rc;
+}
+
+static int patch_swap(struct mos_inject *t, long *saved_word, int put_back)
+{
+    long word;
+
+    if (put_back)
+        word = *saved_word;
+    else {
+        errno = 0;
+        word = ptrace(PTRACE_PEEKTEXT, t->pid, (void *)t->exec_addr, NULL);
+        if (errno != 0)
+            return mos_errno_status();
+        *saved_word = word;
+        memcpy(&word, syscall_insn, sizeof(syscall_insn));
+    }
+    if (ptrace(PTRACE_POKETEXT, t->pid, (void *)t->exec_addr, (void *)word) < 0)
+        return mos_errno_status();
+    return 0;
+}
+
+/* Resume to the next syscall stop; anything else is an error (the signals that could arrive
+ * are blocked, so another stop means a fault or SIGSTOP). */
+static int run_to_syscall_stop(pid_t pid)
+{
+    int status, rc;
+
+    if (ptrace(PTRACE_SYSCALL, pid, NULL, NULL) < 0)
+        return mos_errno_status();
+    rc = wait_stop(pid, &status);
+    if (rc != 0)
+        return rc;
+    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+        mos_err("migrate", "pid %d: unexpected stop (signal %d, event %d) in an injected call",
+                (int)pid, WSTOPSIG(status), status >> 16);
+        return -EFAULT;
+    }
+    return 0;
+}
+
+int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *result)
+{
+    struct user_regs_struct r = t->stop_regs;
+    long saved_word = 0;
+    int rc, rc2;
+
+    if (!t->exec_addr) {
+        rc = mos_inject_pick_exec_addr(t);
+        if (rc != 0)
+            return rc;
+    }
+    r.rax = (uint64_t)nr;
+    r.orig_rax = (uint64_t)-1;
+    r.rdi = (uint64_t)args[0];
+    r.rsi = (uint64_t)args[1];
+    r.rdx = (uint64_t)args[2];
+    r.r10 = (uint64_t)args[3];
+    r.r8 = (uint64_t)args[4];
+    r.r9 = (uint64_t)args[5];
+    r.rip = t->exec_addr;
+    if (t->exec_patch) {
+        rc = patch_swap(t, &saved_word, 0);
+        if (rc != 0)
+            return rc;
+    }
+    if (ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0) {
+        rc = mos_errno_status();
+        goto out_unpatch;
+    }
+    rc = run_to_syscall_stop(t->pid); /* entry */
+    if (rc == 0)
+        rc = run_to_syscall_stop(t->pid); /* exit */
+    if (rc == 0 && ptrace(PTRACE_GETREGS, t->pid, NULL, &r) < 0)
+        rc = mos_errno_status();
+    if (rc == 0)
+        *result = (long)r.rax;
+    /* Put back the stop-time registers after every call, also on error. */
+    if (rc != -ESRCH && ptrace(PTRACE_SETREGS, t->pid, NULL, &t->stop_regs) < 0 && rc == 0)
+        rc = mos_errno_status();
+out_unpatch:
+    if (t->exec_patch && rc != -ESRCH) {
+        rc2 = patch_swap(t, &saved_word, 1);
+        if (rc == 0)
+            rc = rc2;
+    }
+    return rc;
+}
+
+int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64_t envp,
+                      long *result)
+{
+    struct user_regs_struct r = t->stop_regs;
+    long saved_word = 0;
+    int rc;
+
+    if (!t->exec_addr && (rc = mos_inject_pick_exec_addr(t)) != 0)
+        return rc;
+    r.rax = SYS_execve;
+    r.orig_rax = (uint64_t)-1;
+    r.rdi = path;
+    r.rsi = argv;
+    r.rdx = envp;
+    r.rip = t->exec_addr;
+    if (t->exec_patch && (rc = patch_swap(t, &saved_word, 0)) != 0)
+        return rc;
+    if (ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0)
+        return mos_errno_status();
+    rc = run_to_syscall_stop(t->pid); /* entry */
+    if (rc == 0)
+        rc = run_to_syscall_stop(t->pid); /* exit: in the new program when it worked */
+    if (rc == 0 && ptrace(PTRACE_GETREGS, t->pid, NULL, &r) < 0)
+        rc = mos_errno_status();
+    if (rc != 0)
+        return rc;
+    *result = (long)r.rax;
+    if (*result < 0) { /* the old program is still there: put everything back */
+        if (ptrace(PTRACE_SETREGS, t->pid, NULL, &t->stop_regs) < 0)
+            return mos_errno_status();
+        return t->exec_patch ? patch_swap(t, &saved_word, 1) : 0;
+    }
+    /* A new address space: nothing of the old one (code patch, mem fd, exec spot) is valid. */
+    r.orig_rax = (uint64_t)-1;
+    t->stop_regs = t->final_regs = r;
+    t->exec_addr = 0;
+    t->exec_patch = 0;
+    if (t->mem_fd >= 0)
+        close(t->mem_fd);
+    t->mem_fd = -1;
+    return 0;
+}
+
+int mos_inject_park(struct mos_inject *t)
+{
+    long saved_word = 0;
+    int rc = t->exec_addr ? 0 : mos_inject_pick_exec_addr(t);
+
+    if (rc == 0 && t->exec_patch)
+        rc = patch_swap(t, &saved_word, 0); /* for good: the program never runs from here */
+    if (rc != 0)
+        return rc;
+    t->final_regs.rip = t->exec_addr;
+    t->final_regs.rax = SYS_pause;
+    t->final_regs.orig_rax = (uint64_t)-1;
+    return 0;
+}
+
+int mos_inject_call(struct mos_inject *t, long nr, long a0, long a1, long a2, long a3, long a4,
+                    long a5, long *result)
+{
+    const long args[6] = {a0, a1, a2, a3, a4, a5};
+    long res = 0;
+    int rc = mos_inject_syscall(t, nr, args, &res);
+
+    if (rc != 0)
+        return rc;
+    if (res < 0 && res > -4096)
+        return (int)res;
+    if (result)
+        *result = res;
+    return 0;
+}
+
+static int mem_fd_get(struct mos_inject *t)
+{
+    char path[64];
+
+    if (t->mem_fd < 0) {
+        snprintf(path, sizeof(path), "/proc/%d/mem", (int)t->pid);
+        t->mem_fd = open(path, O_RDWR | O_CLOEXEC);
+        if (t->mem_fd < 0)
+            return mos_errno_status();
+    }
+    return t->mem_fd;
+}
+
+static int mem_io(struct mos_inject *t, uint64_t addr, void *buf, size_t len, int write)
+{
+    int fd = mem_fd_get(t);
+
+    if (fd < 0)
+        return fd;
+    while (len > 0) {
+        ssize_t n = write ? pwrite(fd, buf, len, (off_t)addr) : pread(fd, buf, len, (off_t)addr);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? mos_errno_status() : -EIO;
+        buf = (char *)buf + n;
+        addr += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mos_inject_read(struct mos_inject *t, uint64_t addr, void *buf, size_t len)
+{
+    struct iovec local = {buf, len}, remote = {(void *)addr, len};
+
+    if (process_vm_readv(t->pid, &local, 1, &remote, 1, 0) == (ssize_t)len)
+        return 0;
+    return mem_io(t, addr, buf, len, 0);
+}
+
+int mos_inject_write(struct mos_inject *t, uint64_t addr, const void *buf, size_t len)
+{
+    struct iovec local = {(void *)buf, len}, remote = {(void *)addr, len};
+
+    if (process_vm_writev(t->pid, &local, 1, &remote, 1, 0) == (ssize_t)len)
+        return 0;
+    return mem_io(t, addr, (void *)buf, len, 1);
+}
+
+pid_t mos_inject_pid(const struct mos_inject *t)
+{
+    return t->pid;
+}
+
+const struct user_regs_struct *mos_inject_regs(const struct mos_inject *t)
+{
+    return &t->stop_regs;
+}
+
+uint64_t mos_inject_sigmask(const struct mos_inject *t)
+{
+    return t->stop_mask;
+}
+
+void mos_inject_set_regs(struct mos_inject *t, const struct user_regs_struct *regs)
+{
+    t->final_regs = *regs;
+}
+
+void mos_inject_set_sigmask(struct mos_inject *t, uint64_t mask)
+{
+    t->final_mask = mask;
+}
+
+int mos_inject_get_xstate(struct mos_inject *t, void *buf, size_t *len)
+{
+    struct iovec iov = {buf, *len};
+
+    if (ptrace(PTRACE_GETREGSET, t->pid, (void *)NT_X86_XSTATE, &iov) < 0)
+        return mos_errno_status();
+    *len = iov.iov_len;
+    return 0;
+}
+
+int mos_inject_set_xstate(struct mos_inject *t, const void *buf, size_t len)
+{
+    struct iovec iov = {(void *)buf, len};
+
+    if (ptrace(PTRACE_SETREGSET, t->pid, (void *)NT_X86_XSTATE, &iov) < 0)
+        return mos_errno_status();
+    return 0;
+}
+
+int mos_inject_release(struct mos_inject *t)
+{
+    int rc = 0;
+
+    if (ptrace(PTRACE_SETREGS, t->pid, NULL, &t->final_regs) < 0 ||
+        ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(uint64_t), &t->final_mask) < 0)
+        rc = mos_errno_status();
+    if (ptrace(PTRACE_DETACH, t->pid, NULL, NULL) < 0 && rc == 0)
+        rc = mos_errno_status();
+    if (t->mem_fd >= 0)
+        close(t->mem_fd);
+    free(t);
+    return rc;
+}
+
+void mos_inject_kill(struct mos_inject *t)
+{
+    int status;
+
+    kill(t->pid, SIGKILL);
+    while (waitpid(t->pid, &status, __WALL) < 0 && errno == EINTR)
+        ;
+    if (t->mem_fd >= 0)
+        close(t->mem_fd);
+    free(t);
+}

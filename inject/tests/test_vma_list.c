@@ -1,0 +1,69 @@
+#include "mos/procfs.h"
+#include "mos/status.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static void test_parse_line(void **state)
+{
+    (void)state;
+    struct mos_vma v;
+
+    assert_int_equal(mos_vma_parse_line("7f00a000-7f00c000 r-xp 00002000 08:01 1234   "
+                                        "/usr/lib/with space.so\n",
+                                        &v),
+                     0);
+    assert_int_equal(v.start, 0x7f00a000);
+    assert_int_equal(v.end, 0x7f00c000);
+    assert_int_equal(v.prot, PROT_READ | PROT_EXEC);
+    assert_int_equal(v.offset, 0x2000);
+    assert_int_equal(v.inode, 1234);
+    assert_string_equal(v.path, "/usr/lib/with space.so");
+    assert_int_equal(mos_vma_parse_line("1000-2000 rw-s 0 00:00 0\n", &v), 0);
+    assert_true(v.shared);
+    assert_string_equal(v.path, "");
+    assert_int_equal(mos_vma_parse_line("2000-1000 rw-p 0 00:00 0\n", &v), MOS_E_PROTO);
+    assert_int_equal(mos_vma_parse_line("garbage\n", &v), MOS_E_PROTO);
+    assert_int_equal(mos_vma_parse_line("1001-2000 rw-p 0 00:00 0\n", &v), MOS_E_PROTO);
+}
+
+static void test_read_self_finds_mapping(void **state)
+{
+    (void)state;
+    struct mos_vma_list list;
+    long page = sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int found = 0, stack = 0;
+
+    assert_true(p != MAP_FAILED);
+    mprotect(p + page, page, PROT_NONE); /* splits into three VMAs */
+    assert_int_equal(mos_vma_list_read(getpid(), &list), 0);
+    for (size_t i = 0; i < list.count; i++) {
+        if (list.vmas[i].start == (uintptr_t)(p + page) &&
+            list.vmas[i].end == (uintptr_t)(p + 2 * page) && list.vmas[i].prot == 0)
+            found = 1;
+        if (strcmp(list.vmas[i].path, "[stack]") == 0)
+            stack = 1;
+    }
+    assert_true(found);
+    assert_true(stack);
+    mos_vma_list_free(&list);
+    munmap(p, 3 * page);
+    assert_true(mos_vma_list_read(999999999, &list) < 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_line),
+        cmocka_unit_test(test_read_self_finds_mapping),
+    };
+    return cmocka_run_group_tests_name("vma_list", tests, NULL, NULL);
+}

@@ -1,0 +1,154 @@
+/* Remote execution: a guest's system calls, trapped on the node where it runs, and served at
+ * its home node by the deputy.
+ *
+ * The guest runs under a seccomp filter built from one table (syscall_table.c) that sorts every
+ * x86-64 system call into four classes:
+ *   local     runs on the guest's node, allowed inside the BPF filter (memory, signal masks,
+ *             futex, clocks, exit...);
+ *   forward   sent to the deputy with its buffers and executed there (files, sockets, paths,
+ *             cwd, pipes, identity and time-zone queries, kill of other processes...);
+ *   virtual   answered by the supervisor from the home identity (getpid, getppid, gettid);
+ *   home      cannot run remotely (fork, clone, execve, file-backed mmap...): handed to the
+ *             caller's policy, which brings the job home first.
+ *
+ * The supervisor (on the guest's node) receives each trapped call (SECCOMP_RET_USER_NOTIF),
+ * copies the call's input buffers out of the guest with process_vm_readv, sends a request over
+ * a byte stream to the deputy, writes the output buffers back with process_vm_writev, checks
+ * SECCOMP_IOCTL_NOTIF_ID_VALID and replies. The deputy executes requests with the job's home
+ * fds, cwd and identity, never trusting the request: it rebuilds the argument layout from its
+ * own copy of the table and rejects anything that does not match. */
+#ifndef MOS_FORWARD_H
+#define MOS_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum mos_sys_class {
+    MOS_SYS_HOME = 0, /* default for anything the table does not name */
+    MOS_SYS_LOCAL,
+    MOS_SYS_FORWARD,
+    MOS_SYS_VIRTUAL,
+};
+
+/* The class of syscall number nr (x86-64), and its name ("?" when unknown). */
+enum mos_sys_class mos_syscall_class(long nr);
+const char *mos_syscall_name(long nr);
+const char *mos_sys_class_name(enum mos_sys_class cls);
+
+/* Install the guest filter in the calling process (sets no_new_privs). Returns the seccomp
+ * listener fd, to be handed to the supervisor (SCM_RIGHTS or pidfd_getfd), or -errno. After it
+ * returns, every non-local system call of this process waits for the supervisor. */
+int mos_guest_filter_install(void);
+
+/* The same filter as data, for a restorer that installs it by injection as its last call
+ * (mos_restore_opts.guest_filter): fills insns (at most max), returns the instruction count
+ * or -E2BIG; *flags receives the seccomp() flags (a new listener among them). */
+#define MOS_GUEST_FILTER_MAX 256
+struct sock_filter;
+int mos_guest_filter_program(struct sock_filter *insns, unsigned max, unsigned long *flags);
+
+/* Supervisor side: take the listener fd that guest installed (its fd number guest_fd) with
+ * pidfd_getfd. Needs ptrace access to the guest (its parent, or root). Returns the new fd. */
+int mos_supervisor_take_listener(pid_t guest, int guest_fd);
+
+/* Identity the deputy presents to the guest. */
+struct mos_home_identity {
+    pid_t pid;   /* the job's pid at home: getpid() and gettid() */
+    pid_t ppid;  /* getppid() */
+};
+
+/* What the supervisor does with a home-class call. Return 1 if the call was handled (replied
+ * or the guest disposed of), 0 to refuse it with -ENOSYS, or MOS_HOME_CALL_DETACH to stop
+ * serving at once with the call still pending (mos_supervisor_run returns
+ * MOS_SUPERVISOR_DETACHED): the caller then takes the guest home and answers the call with
+ * mos_supervisor_answer, -ERESTARTNOINTR once the freeze has begun, so that it runs again,
+ * natively, where the guest is restored. */
+#define MOS_HOME_CALL_DETACH 2
+struct mos_supervisor;
+struct mos_supervisor_ops {
+    int (*home_call)(struct mos_supervisor *sup, uint64_t notif_id, long nr, void *arg);
+    /* A descriptor the caller wants watched while the guest is served (-1: none; 0 is taken
+     * as none too), and what to do when it is readable: return 1 to stop serving between two
+     * calls (the guest stays, frozen in no call of ours), 0 to go on, < 0 to fail. */
+    int ctl_fd;
+    int (*on_ctl)(struct mos_supervisor *sup, void *arg);
+    void *arg;
+};
+
+/* Serve guest pid (whose seccomp listener is listener_fd) until it exits, forwarding calls
+ * over the connected stream deputy_fd. The supervisor must be able to read and write the guest's
+ * memory (its parent, or root). On return *exit_status holds the guest's wait status. Returns 0
+ * when the guest exited, MOS_SUPERVISOR_DETACHED when on_ctl asked to stop (the guest lives on
+ * and may be served again), MOS_E_PEER_GONE if the deputy went away (the guest is then killed),
+ * or another negative status. */
+#define MOS_SUPERVISOR_DETACHED 1
+int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
+                       const struct mos_supervisor_ops *ops, int *exit_status);
+
+/* Reply to a pending notification (for home_call policies). */
+int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t val, int error);
+/* The same outside mos_supervisor_run, on the listener: the call fails with error (< 0). */
+int mos_supervisor_answer(int listener_fd, uint64_t notif_id, int error);
+#define MOS_ERESTARTNOINTR 513 /* the kernel's: the call is made again, whatever the handlers */
+
+/* Deputy: serve requests arriving on the connected stream fd until the supervisor reports the
+ * guest's exit. Signals listed in forward_signals that arrive at the deputy (Ctrl-C at home...)
+ * are passed to the guest. *exit_status receives the guest's wait status. Returns 0, or
+ * MOS_E_PEER_GONE when the supervisor vanished without reporting an exit (the node hosting the
+ * guest died), or MOS_E_PROTO for a malformed message. */
+struct mos_deputy_opts {
+    struct mos_home_identity identity;
+    const int *forward_signals; /* 0-terminated; NULL: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 */
+    int reserved_fd_min;        /* the deputy's own fds are >= this; the guest may not touch them */
+    pid_t shell;                /* the job's pid at home while it is away (its shell, which
+                                   blocks every signal), 0: none. Signals queued there are
+                                   passed to the guest, the shell's death as SIGKILL. */
+};
+int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_status);
+/* mos_deputy_serve's return when the supervisor says the guest is moving to another node: the
+ * deputy is to wait for the new supervisor's link (or for MOS_LINK_RESUME on this one). */
+#define MOS_DEPUTY_MOVING 1
+
+/* Supervisor to deputy, outside any call: the guest is about to move (the deputy stops serving
+ * this link and waits for the next), or the move failed and this link serves again. */
+enum mos_link_notice { MOS_LINK_MOVING = 1, MOS_LINK_RESUME = 2 };
+int mos_deputy_link_notify(int link_fd, enum mos_link_notice what);
+/* Deputy side, between links: read one notice from the old link (0 and *what on success,
+ * MOS_E_PEER_GONE at EOF, MOS_E_PROTO for anything else). */
+int mos_deputy_link_read_notice(int link_fd, enum mos_link_notice *what);
+
+/* Run fn(arg) in a new child process as a guest whose system calls are served through the
+ * connected deputy_fd, supervising it from the calling process until it exits. The child
+ * closes every descriptor, installs the filter, and dies with its supervisor. Used for tests,
+ * benchmarks and guests that are started rather than restored. Returns 0 with the guest's wait
+ * status in *status, or a negative status. */
+int mos_forward_run_guest(int deputy_fd, int (*fn)(void *), void *arg, int *status);
+
+/* Move a deputy's link fd to the top of the fd table (below RLIMIT_NOFILE), a range the guest's
+ * calls may not touch; *reserved_min receives the range's start. Returns the new fd. */
+int mos_deputy_link_prepare(int fd, int *reserved_min);
+/* The start of that range: RLIMIT_NOFILE's soft limit (at most 1024) less 8. */
+int mos_deputy_reserved_min(void);
+
+/* The deputy link: TCP between a supervisor and the deputy, authenticated by a per-job token
+ * that both ends prove before anything else (mosd gives it to both over authenticated paths).
+ * listen: on a numeric address and *port (0: any; *port receives the one bound); returns the
+ * listening fd.
+ * accept: waits for a supervisor that proves the token (others are refused and logged) and
+ * returns the connected fd; connect: returns the connected fd. 0 / -errno / MOS_E_AUTH /
+ * -ETIMEDOUT. */
+#define MOS_LINK_TOKEN_BYTES 32
+int mos_deputy_link_listen(const char *addr, int *port);
+int mos_deputy_link_accept(int listen_fd, const uint8_t token[MOS_LINK_TOKEN_BYTES],
+                           int timeout_ms);
+int mos_deputy_link_connect(const char *addr, int port, const uint8_t token[MOS_LINK_TOKEN_BYTES],
+                            int timeout_ms);
+
+/* Counters of one side, for mosps and benchmarks. */
+struct mos_forward_stats {
+    uint64_t forwarded, virtual_calls, home_calls, refused, interrupted;
+};
+void mos_forward_stats_get(struct mos_forward_stats *out);
+
+#endif

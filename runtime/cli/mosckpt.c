@@ -1,0 +1,376 @@
+/* mosckpt: checkpoint, restart and direct migration of a process (thin main over migrate/). */
+#include "mos/log.h"
+#include "mos/migrate.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mosckpt dump PID FILE [--leave-running] [--close-other-fds] [--carry-files]\n"
+            "       mosckpt restore FILE [--detach]\n"
+            "       mosckpt info FILE [--json]\n"
+            "       mosckpt check PID\n"
+            "       mosckpt send PID HOST:PORT [--close-other-fds] [--carry-files]\n"
+            "       mosckpt receive --listen PORT [--detach]\n");
+}
+
+static int bad_usage(const char *why)
+{
+    fprintf(stderr, "mosckpt: %s (mosckpt --help)\n", why);
+    return 2;
+}
+
+static int parse_pid(const char *s, pid_t *pid)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v <= 0 || v > INT_MAX)
+        return -1;
+    *pid = (pid_t)v;
+    return 0;
+}
+
+/* Flags after the positional arguments: each must be one of allowed (NULL-terminated). */
+static int parse_flags(int argc, char **argv, int first, const char *const *allowed, int *set)
+{
+    for (int i = first; i < argc; i++) {
+        int k = 0;
+        while (allowed[k] && strcmp(argv[i], allowed[k]))
+            k++;
+        if (!allowed[k])
+            return -1;
+        set[k] = 1;
+    }
+    return 0;
+}
+
+static int cmd_dump(int argc, char **argv)
+{
+    static const char *const flags[] = {"--leave-running", "--close-other-fds", "--carry-files",
+                                        NULL};
+    int set[3] = {0};
+    pid_t pid;
+    struct mos_dump_stats st;
+
+    if (argc < 2 || parse_pid(argv[0], &pid) || parse_flags(argc, argv, 2, flags, set))
+        return bad_usage("dump needs PID FILE [--leave-running] [--close-other-fds] "
+                         "[--carry-files]");
+    struct mos_dump_opts opts = {.close_other_fds = set[1], .carry_files = set[2]};
+    if (mos_migrate_checkpoint(pid, argv[1], &opts, set[0], &st) != 0)
+        return 1;
+    printf("dumped pid %d to %s: %llu pages (%llu zero pages skipped), %.1f MiB, freeze %.2f ms, "
+           "capture %.2f ms%s\n",
+           (int)pid, argv[1], (unsigned long long)st.pages, (unsigned long long)st.zero_pages,
+           st.bytes / 1048576.0, st.freeze_ns / 1e6, (st.state_ns + st.pages_ns) / 1e6,
+           set[0] ? ", left running" : "");
+    return 0;
+}
+
+static int cmd_restore(int argc, char **argv)
+{
+    static const char *const flags[] = {"--detach", NULL};
+    int set[1] = {0}, fd, rc;
+    char husk[PATH_MAX];
+    struct mos_img_io *io = NULL;
+    struct mos_restore *r;
+
+    if (argc < 1 || parse_flags(argc, argv, 1, flags, set))
+        return bad_usage("restore needs FILE [--detach]");
+    fd = open(argv[0], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "mosckpt: cannot open %s: %s\n", argv[0], strerror(errno));
+        return 1;
+    }
+    struct mos_restore_opts opts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
+    rc = mos_img_io_fd_open(fd, &io);
+    if (rc == 0)
+        rc = mos_restore_prepare(io, &opts, &r);
+    mos_img_io_close(io);
+    close(fd);
+    if (rc != 0)
+        return 1;
+    pid_t pid = mos_restore_pid(r);
+    if (mos_restore_commit(r) != 0)
+        return 1;
+    if (set[0]) {
+        printf("%d\n", (int)pid);
+        return 0;
+    }
+    return mos_restored_wait(pid);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    char reason[256];
+    pid_t pid;
+
+    if (argc != 1 || parse_pid(argv[0], &pid))
+        return bad_usage("check needs PID");
+    int rc = mos_migrate_check(pid, NULL, reason, sizeof(reason));
+    if (rc == 0) {
+        printf("pid %d: migratable\n", (int)pid);
+        return 0;
+    }
+    if (rc == MOS_E_NOT_MIGRATABLE)
+        printf("pid %d stays: it %s\n", (int)pid, reason);
+    else
+        fprintf(stderr, "mosckpt: pid %d: %s\n", (int)pid, mos_strerror(rc));
+    return 1;
+}
+
+static void prot_text(uint32_t prot, char *s)
+{
+    s[0] = prot & PROT_READ ? 'r' : '-';
+    s[1] = prot & PROT_WRITE ? 'w' : '-';
+    s[2] = prot & PROT_EXEC ? 'x' : '-';
+    s[3] = '\0';
+}
+
+static void info_json(const struct mos_image_info *in)
+{
+    json_object *o = json_object_new_object(), *vmas = json_object_new_array(),
+                *fds = json_object_new_array();
+    char prot[4];
+
+    json_object_object_add(o, "format_version", json_object_new_int(in->format_version));
+    json_object_object_add(o, "src_pid", json_object_new_int64((int64_t)in->src_pid));
+    json_object_object_add(o, "host", json_object_new_string(in->host));
+    json_object_object_add(o, "time_ns", json_object_new_int64((int64_t)in->time_ns));
+    json_object_object_add(o, "exe", json_object_new_string(in->exe));
+    json_object_object_add(o, "cwd", json_object_new_string(in->cwd));
+    json_object_object_add(o, "rip", json_object_new_int64((int64_t)in->rip));
+    json_object_object_add(o, "rsp", json_object_new_int64((int64_t)in->rsp));
+    json_object_object_add(o, "xstate_bytes", json_object_new_int((int)in->xstate_len));
+    json_object_object_add(o, "signal_handlers", json_object_new_int((int)in->handlers));
+    json_object_object_add(o, "signals_pending", json_object_new_int((int)in->pending));
+    json_object_object_add(o, "pages", json_object_new_int64((int64_t)in->pages));
+    json_object_object_add(o, "records", json_object_new_int64((int64_t)in->records));
+    json_object_object_add(o, "bytes", json_object_new_int64((int64_t)in->bytes));
+    for (size_t i = 0; i < in->nvmas; i++) {
+        const struct mos_image_vma_info *v = &in->vmas[i];
+        json_object *j = json_object_new_object();
+        prot_text(v->prot, prot);
+        json_object_object_add(j, "start", json_object_new_int64((int64_t)v->start));
+        json_object_object_add(j, "end", json_object_new_int64((int64_t)v->end));
+        json_object_object_add(j, "prot", json_object_new_string(prot));
+        json_object_object_add(j, "kind", json_object_new_string(v->kind));
+        json_object_object_add(j, "path", json_object_new_string(v->path));
+        json_object_object_add(j, "pages", json_object_new_int64((int64_t)v->pages));
+        json_object_array_add(vmas, j);
+    }
+    for (size_t i = 0; i < in->nfds; i++) {
+        const struct mos_image_fd_info *f = &in->fds[i];
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "fd", json_object_new_int(f->fd));
+        json_object_object_add(j, "kind", json_object_new_string(f->kind));
+        json_object_object_add(j, "path", json_object_new_string(f->path));
+        json_object_object_add(j, "offset", json_object_new_int64((int64_t)f->offset));
+        json_object_object_add(j, "flags", json_object_new_int((int)f->flags));
+        json_object_array_add(fds, j);
+    }
+    json_object_object_add(o, "vmas", vmas);
+    json_object_object_add(o, "fds", fds);
+    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+    json_object_put(o);
+}
+
+static void info_text(const struct mos_image_info *in)
+{
+    char prot[4];
+
+    printf("image format %u: pid %llu on %s, %s (cwd %s)\n", in->format_version,
+           (unsigned long long)in->src_pid, in->host, in->exe, in->cwd);
+    printf("rip %#llx rsp %#llx, xstate %u bytes, %u handlers, %u pending signals\n",
+           (unsigned long long)in->rip, (unsigned long long)in->rsp, in->xstate_len,
+           in->handlers, in->pending);
+    for (size_t i = 0; i < in->nvmas; i++) {
+        const struct mos_image_vma_info *v = &in->vmas[i];
+        prot_text(v->prot, prot);
+        printf("  vma %012llx-%012llx %s %-11s %8llu pages %s\n", (unsigned long long)v->start,
+               (unsigned long long)v->end, prot, v->kind, (unsigned long long)v->pages, v->path);
+    }
+    for (size_t i = 0; i < in->nfds; i++)
+        printf("  fd %d %s %s offset %llu flags %#o\n", in->fds[i].fd, in->fds[i].kind,
+               in->fds[i].path, (unsigned long long)in->fds[i].offset, in->fds[i].flags);
+    printf("%llu pages in %llu records, %llu bytes\n", (unsigned long long)in->pages,
+           (unsigned long long)in->records, (unsigned long long)in->bytes);
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    static const char *const flags[] = {"--json", NULL};
+    int set[1] = {0}, fd, rc;
+    struct mos_img_io *io = NULL;
+    struct mos_image_info info;
+
+    if (argc < 1 || parse_flags(argc, argv, 1, flags, set))
+        return bad_usage("info needs FILE [--json]");
+    fd = open(argv[0], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "mosckpt: cannot open %s: %s\n", argv[0], strerror(errno));
+        return 1;
+    }
+    rc = mos_img_io_fd_open(fd, &io);
+    if (rc == 0)
+        rc = mos_image_info_read(io, &info);
+    mos_img_io_close(io);
+    close(fd);
+    if (rc != 0)
+        return 1;
+    if (set[0])
+        info_json(&info);
+    else
+        info_text(&info);
+    mos_image_info_free(&info);
+    return 0;
+}
+
+/* Plain TCP until the transport's page channel is plugged in behind mos_img_io. */
+static int tcp_connect(const char *hostport)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *a;
+    int fd = -1, one = 1;
+
+    if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, hostport, (size_t)(colon - hostport));
+    host[colon - hostport] = '\0';
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+        return -EHOSTUNREACH;
+    for (a = res; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return -ECONNREFUSED;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static int tcp_accept_one(const char *port)
+{
+    char *end;
+    long p = strtol(port, &end, 10);
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+    int one = 1, zero = 0, lfd, fd;
+
+    if (*port == '\0' || *end || p <= 0 || p > 65535)
+        return -EINVAL;
+    sa.sin6_port = htons((uint16_t)p);
+    lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0)
+        return mos_errno_status();
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0) {
+        int rc = mos_errno_status();
+        close(lfd);
+        return rc;
+    }
+    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    int rc = fd < 0 ? mos_errno_status() : fd;
+    close(lfd);
+    return rc;
+}
+
+static int cmd_send(int argc, char **argv)
+{
+    static const char *const flags[] = {"--close-other-fds", "--carry-files", NULL};
+    int set[2] = {0};
+    pid_t pid;
+    struct mos_img_io *io = NULL;
+    struct mos_dump_stats st;
+
+    if (argc < 2 || parse_pid(argv[0], &pid) || parse_flags(argc, argv, 2, flags, set))
+        return bad_usage("send needs PID HOST:PORT [--close-other-fds] [--carry-files]");
+    int fd = tcp_connect(argv[1]);
+    if (fd < 0) {
+        fprintf(stderr, "mosckpt: cannot connect to %s: %s\n", argv[1], mos_strerror(fd));
+        return 1;
+    }
+    struct mos_dump_opts opts = {.close_other_fds = set[0], .carry_files = set[1]};
+    int rc = mos_img_io_fd_open(fd, &io);
+    if (rc == 0)
+        rc = mos_migrate_send(pid, &opts, io, NULL, &st);
+    mos_img_io_close(io);
+    close(fd);
+    if (rc != 0)
+        return 1;
+    printf("sent pid %d to %s: %llu pages, %.1f MiB\n", (int)pid, argv[1],
+           (unsigned long long)st.pages, st.bytes / 1048576.0);
+    return 0;
+}
+
+static int cmd_receive(int argc, char **argv)
+{
+    static const char *const flags[] = {"--detach", NULL};
+    int set[1] = {0};
+    char husk[PATH_MAX];
+    struct mos_img_io *io = NULL;
+    pid_t pid;
+
+    if (argc < 2 || strcmp(argv[0], "--listen") || parse_flags(argc, argv, 2, flags, set))
+        return bad_usage("receive needs --listen PORT [--detach]");
+    int fd = tcp_accept_one(argv[1]);
+    if (fd < 0) {
+        fprintf(stderr, "mosckpt: cannot listen on port %s: %s\n", argv[1], mos_strerror(fd));
+        return 1;
+    }
+    struct mos_restore_opts opts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
+    int rc = mos_img_io_fd_open(fd, &io);
+    if (rc == 0)
+        rc = mos_migrate_receive(io, &opts, NULL, &pid);
+    mos_img_io_close(io);
+    close(fd);
+    if (rc != 0)
+        return 1;
+    if (set[0]) {
+        printf("%d\n", (int)pid);
+        return 0;
+    }
+    return mos_restored_wait(pid);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } cmds[] = {{"dump", cmd_dump}, {"restore", cmd_restore}, {"info", cmd_info},
+                {"check", cmd_check}, {"send", cmd_send}, {"receive", cmd_receive}};
+
+    if (argc < 2)
+        return bad_usage("no command");
+    /* A peer that goes away must show up as EPIPE from write, not end us mid-transaction. */
+    signal(SIGPIPE, SIG_IGN);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].run(argc - 2, argv + 2);
+    return bad_usage("unknown command");
+}

@@ -1,0 +1,630 @@
+/* mosrun: start a program under mos. It runs natively at home (no ptrace, no seccomp, nothing
+ * preloaded) and is registered with the node's mosd; mosrun stays as its parent for its whole
+ * life, passes signals on, and exits with its exit status. */
+#include "control.h"
+#include "mosrun_exec.h"
+#include "mos/forward.h"
+#include "mos/key.h"
+#include "mos/log.h"
+#include "mos/migrate.h"
+#include "mos/status.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct mosrun_opts {
+    int locked;       /* -L: never migrate automatically */
+    int native;       /* -E: run natively on another node, stdio here */
+    const char *start_on; /* -r NODE, or "@best" for -b */
+    long mem_mib;         /* -m MB: memory the job needs, for -b */
+    const char *ckpt;     /* -C FILE: where "mosmigrate PID checkpoint" writes */
+    const char *restart;  /* -R FILE: restart from this checkpoint instead of running PROG */
+    const char *config;
+    char **argv;
+};
+
+/* Where the job is, as mosrun sees it. */
+enum job_state {
+    JOB_HOME,     /* running natively as our child */
+    JOB_PREPARED, /* mosd is moving it: we hold its descriptors and wait for a supervisor */
+    JOB_AWAY,     /* running on another node: we are its deputy */
+};
+
+struct mosrun {
+    pid_t child;
+    pid_t child_ppid;
+    int sfd, mosd_fd;
+    int reserved_min;     /* our own descriptors live at and above this */
+    enum job_state state;
+    int link_listen;
+    int link;             /* the supervisor's link, once it has proved the token */
+    uint8_t token[MOS_LINK_TOKEN_BYTES];
+    char node_addr[MOS_ADDR_MAX];
+    char where[MOS_NODE_NAME_MAX];
+    const char *ckpt;     /* -C FILE */
+};
+
+static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+                                     SIGWINCH, SIGCONT, 0};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mosrun [-L|-l] [-h|-r NODE|-b] [-E] [--config FILE] PROGRAM [ARGS...]\n"
+            "  -h        start at home (the default)\n"
+            "  -r NODE   start on NODE (it starts here and moves there at once)\n"
+            "  -b        start on the best node now (by opportunity cost; -m MB: memory it needs)\n"
+            "  -L        never migrate this job automatically; -l allows it (default)\n"
+            "  -C FILE   the job's checkpoint file (mosmigrate PID checkpoint writes it)\n"
+            "  -R FILE   restart a checkpoint instead of starting a program\n"
+            "  -E        run it natively on NODE (-r) or the best node (the default for -E): an\n"
+            "            ordinary process there, never migrated, its stdio and signals here\n");
+}
+
+static int parse(int argc, char **argv, struct mosrun_opts *o)
+{
+    int i = 1;
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        } else if (strcmp(a, "-L") == 0) {
+            o->locked = 1;
+        } else if (strcmp(a, "-l") == 0) {
+            o->locked = 0;
+        } else if (strcmp(a, "-h") == 0) {
+            o->start_on = NULL;
+        } else if (strcmp(a, "-r") == 0 && i + 1 < argc) {
+            o->start_on = argv[++i];
+        } else if (strcmp(a, "-b") == 0) {
+            o->start_on = "@best";
+        } else if (strcmp(a, "-m") == 0 && i + 1 < argc) {
+            char *end;
+            o->mem_mib = strtol(argv[++i], &end, 10);
+            if (*end || o->mem_mib < 0) {
+                fprintf(stderr, "mosrun: -m takes a number of MiB\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
+            o->config = argv[++i];
+        } else if (strcmp(a, "--help") == 0) {
+            usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "-C") == 0 && i + 1 < argc) {
+            o->ckpt = argv[++i];
+        } else if (strcmp(a, "-R") == 0 && i + 1 < argc) {
+            o->restart = argv[++i];
+        } else if (strcmp(a, "-E") == 0) {
+            o->native = 1;
+        } else {
+            fprintf(stderr, "mosrun: unknown option '%s' (mosrun --help)\n", a);
+            return -1;
+        }
+    }
+    if (o->restart && i < argc) {
+        fprintf(stderr, "mosrun: -R FILE restarts a checkpoint; give no program with it\n");
+        return -1;
+    }
+    if (o->native && (o->restart || o->ckpt)) {
+        fprintf(stderr, "mosrun: -E runs a native process: no -C or -R with it\n");
+        return -1;
+    }
+    if (!o->restart && i >= argc) {
+        fprintf(stderr, "mosrun: no program to run (mosrun --help)\n");
+        return -1;
+    }
+    o->argv = argv + i;
+    return 0;
+}
+
+/* Register with mosd; the connection stays open for the job's life (its close tells mosd the
+ * job ended). No mosd: the job runs unmanaged, said once. */
+static int register_job(const struct mosrun_opts *o, struct mosrun *m)
+{
+    pid_t child = m->child;
+    struct mos_config cfg;
+    struct json_object *req, *resp = NULL;
+    char path[108], cmd[256] = "";
+    int self, fd, rc;
+
+    if (mos_runtime_config(o->config, &cfg, &self) != 0)
+        return -1;
+    rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
+    snprintf(m->node_addr, sizeof(m->node_addr), "%s", cfg.nodes[self].addr);
+    mos_config_free(&cfg);
+    fd = rc == 0 ? mos_control_connect(path) : rc;
+    if (fd < 0) {
+        fprintf(stderr, "mosrun: no mosd on this node (%s): %s runs here, unmanaged\n", path,
+                o->argv[0]);
+        return -1;
+    }
+    if (o->restart)
+        snprintf(cmd, sizeof(cmd), "(restarted from %s)", o->restart);
+    for (char **a = o->argv; *a; a++) {
+        size_t used = strlen(cmd);
+        snprintf(cmd + used, sizeof(cmd) - used, "%s%s", used ? " " : "", *a);
+    }
+    req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string("register"));
+    json_object_object_add(req, "pid", json_object_new_int(child));
+    json_object_object_add(req, "cmd", json_object_new_string(cmd));
+    json_object_object_add(req, "locked", json_object_new_int(o->locked));
+    /* our own descriptors start here: on the job's way back, the ones below are its own */
+    json_object_object_add(req, "reserved_min", json_object_new_int(m->reserved_min));
+    if (o->start_on)
+        json_object_object_add(req, "start_on", json_object_new_string(o->start_on));
+    if (o->mem_mib)
+        json_object_object_add(req, "mem_mib", json_object_new_int64(o->mem_mib));
+    rc = mos_control_send(fd, req);
+    if (rc == 0)
+        rc = mos_control_recv(fd, &resp, 10000);
+    if (rc == 0 && !json_object_get_boolean(json_object_object_get(resp, "ok"))) {
+        fprintf(stderr, "mosrun: mosd refused the job: %s\n",
+                mos_json_str(resp, "error", "?"));
+        rc = -1;
+    }
+    if (rc == 0 && mos_json_str(resp, "start_error", NULL))
+        fprintf(stderr, "mosrun: cannot start on %s: %s; it runs here\n",
+                strcmp(o->start_on, "@best") ? o->start_on : "the best node",
+                mos_json_str(resp, "start_error", "?"));
+    json_object_put(req);
+    json_object_put(resp);
+    if (rc != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void mosrun_exit_like(int status)
+{
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        signal(sig, SIG_DFL);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, sig);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        raise(sig);
+        _exit(128 + sig);
+    }
+    exit(WEXITSTATUS(status));
+}
+
+/* A signal the kernel sent (a terminal's Ctrl-C) reached the job too, as it shares our process
+ * group; one a user sent to mosrun is meant for the job and is passed on. */
+static void pass_signal(pid_t child, const struct signalfd_siginfo *si)
+{
+    if (si->ssi_code == SI_KERNEL || (si->ssi_code > 0 && si->ssi_signo != SIGCONT))
+        return;
+    kill(child, (int)si->ssi_signo);
+}
+
+/* Our own descriptors go to the top of the table, so that below it the table can be the job's
+ * own: the deputy executes the job's calls with the job's fd numbers. */
+static int move_high(struct mosrun *m, int fd)
+{
+    int high;
+
+    if (fd < 0 || fd >= m->reserved_min)
+        return fd;
+    high = fcntl(fd, F_DUPFD_CLOEXEC, m->reserved_min);
+    close(fd);
+    return high;
+}
+
+/* Whether the job's fd n is close-on-exec: the O_CLOEXEC bit of its fdinfo flags (octal). */
+static int fd_cloexec_of(pid_t pid, int n)
+{
+    char path[64], line[128];
+    unsigned long flags = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, n);
+    if (!(f = fopen(path, "re")))
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "flags: %lo", &flags) == 1)
+            break;
+    fclose(f);
+    return (flags & O_CLOEXEC) != 0;
+}
+
+/* Make our descriptors below the reserved range exactly the job's: the same numbers, the same
+ * open file descriptions (pidfd_getfd), so offsets stay shared and nothing else is open. */
+static int mirror_fds(struct mosrun *m, char *why, size_t len)
+{
+    char dir[64];
+    int keep[1024] = {0};
+    DIR *d = NULL;
+    struct dirent *e;
+
+    /* Our own working descriptors go high first: below, every number is about to be the job's. */
+    int pidfd = move_high(m, (int)syscall(SYS_pidfd_open, m->child, 0));
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)m->child);
+    int dirfd = move_high(m, open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dirfd >= 0 && !(d = fdopendir(dirfd)))
+        close(dirfd);
+    if (pidfd < 0 || !d) {
+        snprintf(why, len, "cannot see the job's descriptors: %s", strerror(errno));
+        if (pidfd >= 0)
+            close(pidfd);
+        return -1;
+    }
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        int n = atoi(e->d_name);
+        if (n >= m->reserved_min) {
+            snprintf(why, len, "the job uses fd %d, in mosrun's reserved range", n);
+            closedir(d);
+            close(pidfd);
+            return -1;
+        }
+        int got = (int)syscall(SYS_pidfd_getfd, pidfd, n, 0);
+        if (got < 0 && errno == EBADF) {
+            /* pidfd_getfd does not hand out O_PATH descriptors; an O_PATH open of the same
+             * path is all such a descriptor is */
+            char link[96];
+            snprintf(link, sizeof(link), "%s/%d", dir, n);
+            got = open(link, O_PATH);
+        }
+        if (got < 0 || (got != n && dup2(got, n) < 0)) {
+            snprintf(why, len, "cannot take the job's fd %d: %s", n, strerror(errno));
+            closedir(d);
+            close(pidfd);
+            return -1;
+        }
+        if (got != n)
+            close(got);
+        fcntl(n, F_SETFD, fd_cloexec_of(m->child, n) ? FD_CLOEXEC : 0);
+        keep[n] = 1;
+    }
+    closedir(d);
+    close(pidfd);
+    for (int fd = 0; fd < m->reserved_min; fd++)
+        if (!keep[fd])
+            close(fd);
+    return 0;
+}
+
+static void send_reply(struct mosrun *m, int ok, const char *error, int port)
+{
+    struct json_object *r = json_object_new_object();
+
+    json_object_object_add(r, "ok", json_object_new_boolean(ok));
+    if (error)
+        json_object_object_add(r, "error", json_object_new_string(error));
+    if (port > 0)
+        json_object_object_add(r, "port", json_object_new_int(port));
+    mos_control_send(m->mosd_fd, r);
+    json_object_put(r);
+}
+
+static void on_prepare(struct mosrun *m, struct json_object *msg)
+{
+    mos_key_t token;
+    char why[160];
+    int port = 0;
+
+    if (m->state != JOB_HOME || mos_key_parse_hex(mos_json_str(msg, "token", ""), &token) != 0) {
+        send_reply(m, 0, "not ready to move", 0);
+        return;
+    }
+    /* Where Yama restricts ptrace to descendants: the job, coming back natively into its shell,
+     * takes its descriptors from us with pidfd_getfd. */
+    prctl(PR_SET_PTRACER, m->child, 0, 0, 0);
+    if (mirror_fds(m, why, sizeof(why)) != 0) {
+        send_reply(m, 0, why, 0);
+        return;
+    }
+    m->link_listen = move_high(m, mos_deputy_link_listen(m->node_addr, &port));
+    if (m->link_listen < 0) {
+        send_reply(m, 0, "cannot listen for the deputy link", 0);
+        return;
+    }
+    memcpy(m->token, token.bytes, sizeof(m->token));
+    m->state = JOB_PREPARED;
+    send_reply(m, 1, NULL, port);
+}
+
+static void on_abort(struct mosrun *m)
+{
+    if (m->link_listen >= 0)
+        close(m->link_listen);
+    if (m->link >= 0)
+        close(m->link);
+    m->link_listen = m->link = -1;
+    m->state = JOB_HOME;
+}
+
+/* The target's supervisor connects before it confirms the restore, so that the job never runs
+ * anywhere without a working way home. */
+static void on_link_ready(struct mosrun *m)
+{
+    int fd = mos_deputy_link_accept(m->link_listen, m->token, 10000);
+
+    if (fd < 0)
+        return;
+    if (m->link >= 0)
+        close(m->link);
+    m->link = move_high(m, fd);
+}
+
+static void on_checkpoint(struct mosrun *m, struct json_object *msg);
+
+/* While the job is away, mosd may say it came back into its own process here ("native"). */
+static int mosd_says_native(struct mosrun *m)
+{
+    struct json_object *msg;
+    int native;
+
+    if (mos_control_recv(m->mosd_fd, &msg, 5000) != 0) {
+        close(m->mosd_fd); /* mosd restarted: the job goes on without it */
+        m->mosd_fd = -1;
+        return 0;
+    }
+    native = strcmp(mos_json_str(msg, "op", ""), "native") == 0;
+    if (!native && strcmp(mos_json_str(msg, "op", ""), "checkpoint") == 0)
+        on_checkpoint(m, msg); /* refused: it is not here */
+    json_object_put(msg);
+    return native;
+}
+
+#define LINK_NATIVE (-2)
+
+/* Between two supervisors: the old one said the guest is moving. Wait for the new one to prove
+ * the token on our listener, for the old one to say the move failed and it serves again, or
+ * for mosd to say the job runs natively here again (LINK_NATIVE). */
+static int next_link(struct mosrun *m, int old)
+{
+    for (int waited_ms = 0; waited_ms < 300000; waited_ms += 1000) {
+        struct pollfd fds[3] = {{m->link_listen, POLLIN, 0}, {old, POLLIN, 0},
+                                {m->mosd_fd, POLLIN, 0}};
+        enum mos_link_notice notice;
+
+        if (poll(fds, 3, 1000) <= 0)
+            continue;
+        if (m->mosd_fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP)) && mosd_says_native(m)) {
+            if (old >= 0)
+                close(old);
+            return LINK_NATIVE;
+        }
+        if (fds[0].revents & POLLIN) {
+            int fd = mos_deputy_link_accept(m->link_listen, m->token, 10000);
+            if (fd >= 0) {
+                if (old >= 0)
+                    close(old);
+                return move_high(m, fd);
+            }
+        }
+        if (old >= 0 && (fds[1].revents & (POLLIN | POLLHUP))) {
+            if (mos_deputy_link_read_notice(old, &notice) == 0 && notice == MOS_LINK_RESUME)
+                return old;
+            close(old); /* the old node is gone: only a new supervisor can still come */
+            old = -1;
+        }
+    }
+    if (old >= 0)
+        close(old);
+    return -1;
+}
+
+/* The job's pid at home is its shell while it is away (or nothing, if the shell is gone):
+ * it goes with the job. */
+static void __attribute__((noreturn)) end_away(struct mosrun *m, int status, int lost)
+{
+    kill(m->child, SIGKILL);
+    waitpid(m->child, NULL, 0);
+    if (lost) {
+        fprintf(stderr, "mosrun: the job was lost with node %s\n", m->where);
+        exit(MOSRUN_EXIT_LOST);
+    }
+    mosrun_exit_like(status);
+}
+
+/* Back to native at home: the job has its descriptors again (taken from ours), so ours below
+ * the reserved range go, but 0-2, which were ours before the job ever left. */
+static void back_home(struct mosrun *m)
+{
+    close(m->link_listen);
+    m->link_listen = m->link = -1;
+    if (m->reserved_min > 3)
+        syscall(SYS_close_range, 3, m->reserved_min - 1, 0);
+    snprintf(m->where, sizeof(m->where), "home");
+    m->state = JOB_HOME;
+}
+
+/* The job now runs elsewhere: serve its system calls until it ends (then end as it did) or
+ * until it runs natively here again (then return). */
+static void become_deputy(struct mosrun *m, struct json_object *msg)
+{
+    struct mos_deputy_opts opts = {.identity = {m->child, m->child_ppid},
+                                   .reserved_fd_min = m->reserved_min, .shell = m->child};
+    int status = 0, link, rc;
+
+    snprintf(m->where, sizeof(m->where), "%s", mos_json_str(msg, "where", "?"));
+    m->state = JOB_AWAY;
+    link = m->link >= 0 ? m->link : mos_deputy_link_accept(m->link_listen, m->token, 60000);
+    if (link < 0) {
+        fprintf(stderr, "mosrun: the job's new node %s never connected: %s\n", m->where,
+                mos_strerror(link));
+        end_away(m, 0, 1);
+    }
+    link = move_high(m, link);
+    /* The listener stays open while the job is away: each later move brings a new supervisor. */
+    while ((rc = mos_deputy_serve(link, &opts, &status)) == MOS_DEPUTY_MOVING) {
+        link = next_link(m, link);
+        if (link == LINK_NATIVE) {
+            back_home(m);
+            return;
+        }
+        if (link < 0)
+            break;
+    }
+    end_away(m, status, rc != 0);
+}
+
+/* mosrun -R FILE: the checkpoint restored as our child (its files reopened, its stdio ours). */
+static pid_t restart_job(const char *file)
+{
+    char husk[4096];
+    struct mos_restore_opts ro = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
+    struct mos_restore *r;
+    struct mos_img_io *io = NULL;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        fprintf(stderr, "mosrun: cannot open checkpoint %s: %s\n", file, strerror(errno));
+        return -1;
+    }
+    int rc = mos_img_io_fd_open(fd, &io);
+    if (rc == 0)
+        rc = mos_restore_prepare(io, &ro, &r);
+    mos_img_io_close(io);
+    close(fd);
+    if (rc != 0)
+        return -1; /* the reason is logged */
+    pid_t pid = mos_restore_pid(r);
+    return mos_restore_commit(r) == 0 ? pid : -1;
+}
+
+/* mosmigrate PID checkpoint: write the job's checkpoint while it goes on (we are its parent,
+ * so its owner's rights are enough). */
+static void on_checkpoint(struct mosrun *m, struct json_object *msg)
+{
+    const char *file = mos_json_str(msg, "file", m->ckpt);
+    struct json_object *r = json_object_new_object();
+    /* descriptors a checkpoint cannot reopen (inherited pipes, sockets...) are left closed in
+     * the restarted copy, with a warning, rather than refusing the whole checkpoint */
+    struct mos_dump_opts dopts = {.close_other_fds = 1};
+    int rc = -1;
+    char why[300], reason[200] = "";
+
+    if (m->state != JOB_HOME)
+        snprintf(why, sizeof(why), "the job runs on %s; bring it home first", m->where);
+    else if (!file)
+        snprintf(why, sizeof(why), "no checkpoint file: start the job with mosrun -C FILE");
+    else if ((rc = mos_migrate_check(m->child, &dopts, reason, sizeof(reason))) != 0)
+        snprintf(why, sizeof(why), "it cannot be checkpointed: %s", reason);
+    else if ((rc = mos_migrate_checkpoint(m->child, file, &dopts, 1, NULL)) != 0)
+        snprintf(why, sizeof(why), "checkpoint failed: %s", mos_strerror(rc));
+    else
+        snprintf(why, sizeof(why), "checkpoint written to %s", file);
+    json_object_object_add(r, "ok", json_object_new_boolean(rc == 0));
+    json_object_object_add(r, "done", json_object_new_string("checkpoint"));
+    json_object_object_add(r, rc == 0 ? "where" : "error", json_object_new_string(why));
+    mos_control_send(m->mosd_fd, r);
+    json_object_put(r);
+}
+
+/* One message from mosd; 0 to go on, -1 when mosd has gone. */
+static int on_mosd(struct mosrun *m)
+{
+    struct json_object *msg;
+    int rc = mos_control_recv(m->mosd_fd, &msg, 5000);
+    const char *op;
+
+    if (rc != 0) {
+        /* mosd went away (restarted): a job at home goes on unmanaged */
+        if (m->state == JOB_PREPARED)
+            on_abort(m);
+        close(m->mosd_fd);
+        m->mosd_fd = -1;
+        return -1;
+    }
+    op = mos_json_str(msg, "op", "");
+    if (strcmp(op, "prepare") == 0)
+        on_prepare(m, msg);
+    else if (strcmp(op, "abort") == 0)
+        on_abort(m);
+    else if (strcmp(op, "checkpoint") == 0)
+        on_checkpoint(m, msg);
+    else if (strcmp(op, "migrated") == 0 && m->state == JOB_PREPARED)
+        become_deputy(m, msg);
+    json_object_put(msg);
+    return 0;
+}
+
+static int supervise(struct mosrun *m)
+{
+    for (;;) {
+        struct pollfd fds[3] = {{m->sfd, POLLIN, 0}, {m->mosd_fd, POLLIN, 0},
+                                {m->link_listen, POLLIN, 0}};
+        struct signalfd_siginfo si;
+        int status;
+
+        if (poll(fds, 3, -1) < 0 && errno != EINTR)
+            return 1;
+        if (m->link_listen >= 0 && (fds[2].revents & POLLIN))
+            on_link_ready(m);
+        /* mosd first: its "migrated" is always queued before it kills the original */
+        if (m->mosd_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)))
+            on_mosd(m);
+        if (!(fds[0].revents & POLLIN) || read(m->sfd, &si, sizeof(si)) != sizeof(si))
+            continue;
+        if (si.ssi_signo != SIGCHLD) {
+            pass_signal(m->child, &si);
+            continue;
+        }
+        while (waitpid(m->child, &status, WNOHANG | WUNTRACED) == m->child) {
+            if (WIFSTOPPED(status)) {
+                raise(SIGSTOP); /* the shell sees the job stopped; SIGCONT wakes both */
+                continue;
+            }
+            mosrun_exit_like(status);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct mosrun_opts o = {0};
+    sigset_t set, old;
+    pid_t child;
+
+    if (parse(argc, argv, &o) != 0)
+        return 2;
+    if (o.native)
+        mosrun_exec_run(o.config, o.start_on ? o.start_on : "@best", o.mem_mib, o.argv);
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    for (const int *s = passed_signals; *s; s++)
+        sigaddset(&set, *s);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    child = o.restart ? restart_job(o.restart) : fork();
+    if (child < 0) {
+        if (!o.restart)
+            perror("mosrun: fork");
+        return 1;
+    }
+    if (child == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execvp(o.argv[0], o.argv);
+        fprintf(stderr, "mosrun: cannot run %s: %s\n", o.argv[0], strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1, .link = -1,
+                       .ckpt = o.ckpt};
+    m.reserved_min = mos_deputy_reserved_min();
+    m.sfd = move_high(&m, signalfd(-1, &set, SFD_CLOEXEC));
+    if (m.sfd < 0) {
+        perror("mosrun: signalfd");
+        return 1;
+    }
+    m.mosd_fd = move_high(&m, register_job(&o, &m));
+    return supervise(&m);
+}

@@ -1,0 +1,100 @@
+/* The table of jobs this node knows: its own (home) jobs and its guests. */
+#include "mosd.h"
+
+#include "mos/clock.h"
+
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <string.h>
+
+struct mosd_job *mosd_job_add(struct mosd *d)
+{
+    if (d->n_jobs == d->cap_jobs) {
+        size_t cap = d->cap_jobs ? d->cap_jobs * 2 : 32;
+        struct mosd_job *jobs = realloc(d->jobs, cap * sizeof(*jobs));
+        if (!jobs)
+            return NULL;
+        d->jobs = jobs;
+        d->cap_jobs = cap;
+    }
+    struct mosd_job *job = &d->jobs[d->n_jobs++];
+    memset(job, 0, sizeof(*job));
+    job->id = ++d->next_job_id;
+    job->started_ns = mos_clock_now_ns();
+    return job;
+}
+
+struct mosd_job *mosd_job_find(struct mosd *d, pid_t pid)
+{
+    /* A job of ours first: once it has moved home as a guest it is listed twice here. */
+    for (int guests = 0; guests <= 1; guests++)
+        for (size_t i = 0; i < d->n_jobs; i++)
+            if ((d->jobs[i].supervisor != 0) == guests &&
+                (d->jobs[i].pid == pid || d->jobs[i].home_pid == pid))
+                return &d->jobs[i];
+    return NULL;
+}
+
+struct mosd_job *mosd_job_by_owner(struct mosd *d, struct bufferevent *owner)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].owner == owner)
+            return &d->jobs[i];
+    return NULL;
+}
+
+struct mosd_job *mosd_job_by_supervisor(struct mosd *d, pid_t supervisor)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].supervisor == supervisor)
+            return &d->jobs[i];
+    return NULL;
+}
+
+void mosd_job_remove(struct mosd *d, struct mosd_job *job)
+{
+    size_t i = (size_t)(job - d->jobs);
+
+    if (job->worker_ev)
+        event_free(job->worker_ev);
+    if (job->worker_fd > 0)
+        close(job->worker_fd);
+    if (job->sup_ev)
+        event_free(job->sup_ev);
+    if (job->sup_ctl > 0)
+        close(job->sup_ctl);
+    if (job->move_reply_fd > 0)
+        close(job->move_reply_fd);
+    d->jobs[i] = d->jobs[--d->n_jobs];
+}
+
+void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner)
+{
+    struct mosd_job *job;
+
+    while ((job = mosd_job_by_owner(d, owner)))
+        mosd_job_remove(d, job);
+}
+
+struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job)
+{
+    struct json_object *o = json_object_new_object();
+    struct passwd *pw = getpwuid(job->uid);
+    double age = (double)(mos_clock_now_ns() - job->started_ns) / 1e9;
+
+    (void)d;
+    json_object_object_add(o, "id", json_object_new_int(job->id));
+    json_object_object_add(o, "pid", json_object_new_int(job->pid));
+    json_object_object_add(o, "home_pid", json_object_new_int(job->home_pid));
+    json_object_object_add(o, "uid", json_object_new_int((int)job->uid));
+    json_object_object_add(o, "user", json_object_new_string(pw ? pw->pw_name : "?"));
+    json_object_object_add(o, "from", json_object_new_string(job->home));
+    json_object_object_add(o, "where", json_object_new_string(job->where));
+    json_object_object_add(o, "stay", json_object_new_string(job->stay));
+    json_object_object_add(o, "locked", json_object_new_boolean(job->locked));
+    json_object_object_add(o, "age_s", json_object_new_double(age));
+    json_object_object_add(o, "cmd", json_object_new_string(job->cmd));
+    return o;
+}
