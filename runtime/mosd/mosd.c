@@ -83,7 +83,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     d->stopping = 1;
     if (d->tp_event)
         event_del(d->tp_event); /* no new guests */
-    if (mosd_migrate_send_guests_home(d) == 0)
+    if (mosd_peer_send_guests_home(d) == 0)
         event_base_loopexit(d->base, NULL);
     else
         event_base_loopexit(d->base, &deadline);
@@ -121,7 +121,7 @@ static int run(const char *config, int daemonize)
         }
     }
     d.base = event_base_new();
-    if (!d.base || mosd_control_start(&d) != 0 || mosd_migrate_start(&d) != 0 ||
+    if (!d.base || mosd_control_start(&d) != 0 || mosd_peer_start(&d) != 0 ||
         mosd_gossip_start(&d) != 0 || mosd_balance_start(&d) != 0) {
         rc = 1;
         goto out;
@@ -147,7 +147,7 @@ static int run(const char *config, int daemonize)
 out:
     mosd_balance_stop(&d);
     mosd_gossip_stop(&d);
-    mosd_migrate_stop(&d);
+    mosd_peer_stop(&d);
     mosd_control_stop(&d);
     for (int i = 0; i < 3; i++)
         if (d.signals[i])

@@ -1,4 +1,20 @@
-/* mosd's state, shared by its source files (private to the daemon). */
+/* mosd's state, shared by its source files (private to the daemon).
+ *
+ * The files form layers: each calls only files listed before it (tests/check_layers.py checks
+ * this), so no two files call each other.
+ *   jobs.c       the job table
+ *   messages.c   JSON lines to local clients, requests and answers between mosds
+ *   cgroup.c     the cpu cgroups jobs are captured from and run in
+ *   child.c      what a child forked from mosd closes
+ *   gossip.c     this node's gossip entry and the vector
+ *   move_out.c   jobs leaving a node: requests, the home worker, streaming a job to a node
+ *   move_in.c    a job arriving: checks, restore, the guest's supervisor (which may move it on)
+ *   balance.c    the load balancer and the choice of the best node
+ *   exec.c       mosrun -E: the request at home, the relay on the target
+ *   peer.c       the transport port: one acceptor per incoming connection, dispatched by its
+ *                request; mosd's side of acceptors and supervisors
+ *   control.c    the command socket (users and mosrun)
+ *   mosd.c       main: configuration, start, orderly stop */
 #ifndef MOSD_H
 #define MOSD_H
 
@@ -13,7 +29,11 @@
 #include <event2/listener.h>
 #include <json-c/json.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+
+#define MOSD_TOKEN_BYTES 32
+#define MOSD_MIGRATION_TIMEOUT_MS 120000
 
 /* A job started at this node (by mosrun) or running here as a guest. */
 struct mosd_job {
@@ -40,7 +60,7 @@ struct mosd_job {
     int moving;
     int checkpointing;             /* mosmigrate PID checkpoint, answered by its mosrun */
     char target[MOS_NODE_NAME_MAX];
-    uint8_t token[32];
+    uint8_t token[MOSD_TOKEN_BYTES];
     double max_load;               /* balancer moves: the target refuses above this load */
     struct bufferevent *requester; /* who asked (mosmigrate), to answer when it is done */
     struct event *worker_ev;       /* the worker's report pipe */
@@ -54,6 +74,14 @@ struct mosd_job {
     int move_reply_fd;             /* an acceptor waiting for the outcome of a move, or 0 */
 };
 
+/* A connection to the command socket. */
+struct mosd_client {
+    struct mosd *d;
+    struct ucred cred;
+    struct bufferevent *bev;
+    struct mosd_client *next;
+};
+
 struct mosd {
     struct event_base *base;
     struct mos_config cfg;
@@ -64,6 +92,7 @@ struct mosd {
     char guest_cgroup[300];        /* the config's, %n expanded; "" for none */
     char guest_cgroup_procs[320];
     struct evconnlistener *listener;
+    struct mosd_client *clients;   /* every open command connection */
     struct event *signals[3];
     struct mos_tp_opts tp_opts;
     void *tp_listener;             /* mos_tp_listener_t */
@@ -84,6 +113,7 @@ struct mosd {
     struct event *gossip_ev, *gossip_timer;
     double cpu_quota;              /* our cgroup's CPU cap, 0 if none */
     struct event *balance_ev;
+    uint64_t *refused_ns;          /* per node: when a move there last failed (0: never) */
     /* moves this node made lately, counted on their targets until gossip catches up */
     struct mosd_sent {
         int node;
@@ -93,66 +123,149 @@ struct mosd {
     unsigned n_sent;
 };
 
-/* mosd_control.c: the command socket */
-int mosd_control_start(struct mosd *d);
-void mosd_control_stop(struct mosd *d);
-/* In a child forked from mosd (a migration worker, an acceptor that becomes a supervisor):
- * close what belongs to the daemon, so that a long-lived child neither keeps mosd's sockets
- * bound after it exits nor holds its clients' connections open. */
-void mosd_control_close_in_child(struct mosd *d, int keep_fd);
+/* What a job's home tells the node that is to run it (the "guest" request), and what the
+ * receiving side checks before it restores anything. */
+struct mosd_guest_header {
+    int job;
+    uid_t uid;
+    gid_t gid;
+    char home[MOS_NODE_NAME_MAX];
+    char home_addr[MOS_ADDR_MAX];
+    int deputy_port;
+    uint8_t token[MOSD_TOKEN_BYTES];
+    int home_pid;
+    char cmd[256];
+    double max_load; /* < 0: none; else refuse if our load would rise above it */
+};
 
-/* mosd_migrate.c: moving jobs between nodes */
-int mosd_migrate_start(struct mosd *d);
-void mosd_migrate_stop(struct mosd *d);
-/* Guests on this node; ask them all to go home (returns how many were asked). */
-size_t mosd_migrate_guests(const struct mosd *d);
-int mosd_migrate_send_guests_home(struct mosd *d);
-/* Ask for every own job that runs away to come home (returns how many). */
-int mosd_migrate_bring_home(struct mosd *d);
-/* A "migrate" request from a command; the reply is sent now (refusal) or when it is done. */
-struct json_object *mosd_migrate_request(struct mosd *d, struct bufferevent *requester,
-                                         uid_t uid, struct json_object *req);
-/* mosrun's answer to "prepare". */
-void mosd_migrate_owner_reply(struct mosd *d, struct mosd_job *job, struct json_object *msg);
-/* A command connection closed: forget it as a requester. */
-void mosd_migrate_forget_requester(struct mosd *d, struct bufferevent *bev);
-/* {"ok": false, "error": TEXT}: a refusal, to send back. */
-struct json_object *mosd_reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* ---- jobs.c: the job table */
+struct mosd_job *mosd_job_add(struct mosd *d);
+struct mosd_job *mosd_job_find(struct mosd *d, pid_t pid);
+struct mosd_job *mosd_job_by_id(struct mosd *d, int id);
+struct mosd_job *mosd_job_by_owner(struct mosd *d, struct bufferevent *owner);
+struct mosd_job *mosd_job_by_supervisor(struct mosd *d, pid_t supervisor);
+struct mosd_job *mosd_job_by_worker_fd(struct mosd *d, int fd);
+struct mosd_job *mosd_job_by_sup_ctl(struct mosd *d, int fd);
+/* One of this node's own jobs (started by a mosrun here) by its pid here. */
+struct mosd_job *mosd_job_own(struct mosd *d, pid_t home_pid);
+const struct mosd_job *mosd_job_own_const(const struct mosd *d, pid_t home_pid);
+/* The guest here whose home is `home` and pid there home_pid. */
+struct mosd_job *mosd_job_guest(struct mosd *d, const char *home, pid_t home_pid);
+/* Guests here from other nodes. */
+size_t mosd_jobs_guests(const struct mosd *d);
+void mosd_job_remove(struct mosd *d, struct mosd_job *job);
+void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner);
+struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job);
+
+/* ---- messages.c: what mosd says and hears */
 /* Send one JSON line on a bufferevent. */
 void mosd_send(struct bufferevent *bev, struct json_object *msg);
+/* {"ok": true} and {"ok": false, "error": TEXT}: replies to send back. */
+struct json_object *mosd_reply_ok(void);
+struct json_object *mosd_reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A line on a local socket between mosd and its children (short: read byte by byte). The
+ * length without the newline, or -1 at EOF or on error. */
+int mosd_line_read(int fd, char *buf, size_t len);
+/* "addr:port" of node's transport port, bracketed for IPv6. */
+void mosd_hostport(const struct mos_config *cfg, int node, char *out, size_t len);
+/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+void mosd_hex(const uint8_t *bytes, size_t n, char *out);
+/* Connect to node's mosd (timeout_ms for everything), send the JSON request req and read its
+ * reply. 0 when it says ok (*reply, if not NULL, keeps the parsed reply for the caller; *conn,
+ * if not NULL, keeps the connection open), else a status with why[len] saying what went
+ * wrong in words ("cannot reach N: ...", "N refused: TEXT"). */
+int mosd_peer_call(const struct mosd *d, int node, int timeout_ms, struct json_object *req,
+                   mos_tp_conn_t **conn, struct json_object **reply, char *why, size_t len);
+/* Answer a peer's request id: {"ok": ok, key: text} (text may be NULL). */
+int mosd_peer_answer(mos_tp_conn_t *c, uint32_t id, int ok, const char *key, const char *text);
 
-/* A worker's clean-up in a child forked from mosd: every descriptor of the daemon's. */
-void mosd_migrate_close_in_child(struct mosd *d, int keep_fd);
+/* ---- cgroup.c: the v1 cpu cgroups (where the lab and sites cap CPU) */
+/* Write pid into a cgroup.procs file. 0 or -1. */
+int mosd_cgroup_join(const char *procs, pid_t pid);
+/* Move pid into mosd's own cpu cgroup for a while (a capture or restore: every injected call
+ * in a throttled cgroup would wait for the next period); *was receives the cgroup.procs file
+ * it came from ("" when it stayed where it was). */
+void mosd_cgroup_borrow(pid_t pid, char *was, size_t len);
 
-/* mosd_exec.c: mosrun -E. At home, mosrun's "exec_remote" request (the user is cred; the
- * reply comes now for a refusal, else once the target has answered). On the target, an
- * acceptor's "exec" request: answer, then relay the program until it ends (never returns). */
-struct ucred;
-struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
-                                      const struct ucred *cred, struct json_object *req);
-void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_object *o,
-                      int ctl) __attribute__((noreturn));
+/* ---- child.c */
+/* In a child forked from mosd (a migration worker, an acceptor that becomes a supervisor):
+ * close what belongs to the daemon, so that a long-lived child neither keeps mosd's sockets
+ * bound after it exits nor holds its clients' connections open. keep_fd stays open; the
+ * transport listener too with keep_listener (an acceptor still has to accept on it). */
+void mosd_close_in_child(struct mosd *d, int keep_fd, int keep_listener);
 
-/* mosd_gossip.c */
+/* ---- gossip.c */
 int mosd_gossip_start(struct mosd *d);
 void mosd_gossip_stop(struct mosd *d);
 struct json_object *mosd_gossip_json(const struct mosd *d);
 /* Runnable mos processes here per CPU this node offers (what its gossip entry says). */
 double mosd_local_load(const struct mosd *d);
+/* The CPUs this node offers: its quota rounded up, else the machine's. */
+double mosd_local_cpus(const struct mosd *d);
+/* A move to node `name` failed (refused, unreachable): it is no target until gossip brings
+ * news of it younger than the failure, so the balancer does not try it again on the stale
+ * view that made it look free. */
+void mosd_gossip_refused(struct mosd *d, const char *name);
+/* Whether node i failed a move after the news of it we hold (news_age_ms old) was made. */
+int mosd_gossip_refusing(const struct mosd *d, size_t i, uint32_t news_age_ms);
 
-/* mosd_balance.c */
+/* ---- move_out.c: moving jobs out of a node */
+/* A "migrate" request from a command or the balancer; the reply is sent now (a refusal,
+ * returned) or when the move is done (NULL returned). */
+struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *requester,
+                                      uid_t uid, struct json_object *req);
+/* mosrun's answer to "prepare" (or to "checkpoint"). */
+void mosd_move_owner_reply(struct mosd *d, struct mosd_job *job, struct json_object *msg);
+/* A command connection closed: forget it as a requester. */
+void mosd_move_forget_requester(struct mosd *d, struct bufferevent *bev);
+/* Ask for every own job that runs away to come home (returns how many were asked). */
+int mosd_move_bring_home(struct mosd *d);
+/* How a job leaves (see move_out.c). */
+struct mosd_stream_how {
+    void (*before_commit)(void *); /* after READY, before the original is retired */
+    void *arg;
+    int shell;         /* the original stays as a shell (a job leaving home) */
+    int listener;      /* the guest's seccomp listener, when a home call is held */
+    uint64_t held;     /* that call */
+    int held_answered; /* it was answered (-ERESTARTNOINTR) once the freeze began */
+    pid_t pid;         /* filled in */
+    int retired;       /* the original is gone (killed or a shell) */
+    char home_cg[512]; /* the job's own cpu cgroup while the capture borrows mosd's */
+};
+/* Freeze pid, stream it to node target as the guest g describes, and commit once the target
+ * has it rebuilt and linked to its deputy. Before READY any failure resumes pid where it was.
+ * 0 when the job runs there, else a status with why[len] in words. */
+int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_header *g,
+                      pid_t pid, struct mosd_stream_how *how, char *why, size_t len);
+
+/* ---- move_in.c: a job arriving */
+/* An acceptor's "guest" request (o, request id): check it, restore the job and, for a guest,
+ * supervise it until it ends or moves on; ctl is the acceptor's line to mosd. Never returns. */
+void mosd_move_in(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_object *o, int ctl)
+    __attribute__((noreturn));
+
+/* ---- balance.c */
 int mosd_balance_start(struct mosd *d);
 void mosd_balance_stop(struct mosd *d);
 /* The node where a new job of mem_mib MiB is cheapest now (mosrun -b); this node if none. */
 int mosd_best_node(struct mosd *d, double mem_mib);
 
-/* mosd_jobs.c: the job table */
-struct mosd_job *mosd_job_add(struct mosd *d);
-struct mosd_job *mosd_job_find(struct mosd *d, pid_t pid);
-struct mosd_job *mosd_job_by_owner(struct mosd *d, struct bufferevent *owner);
-struct mosd_job *mosd_job_by_supervisor(struct mosd *d, pid_t supervisor);
-void mosd_job_remove(struct mosd *d, struct mosd_job *job);
-void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner);
-struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job);
+/* ---- exec.c: mosrun -E. At home, mosrun's "exec_remote" request (the user is cred; the
+ * reply comes now for a refusal, else once the target has answered). On the target, an
+ * acceptor's "exec" request: answer, then relay the program until it ends (never returns). */
+struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
+                                      const struct ucred *cred, struct json_object *req);
+void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_object *o,
+                      int ctl) __attribute__((noreturn));
+
+/* ---- peer.c: the transport port */
+int mosd_peer_start(struct mosd *d);
+void mosd_peer_stop(struct mosd *d);
+/* An orderly stop: ask every guest from elsewhere to go home (returns how many were asked). */
+int mosd_peer_send_guests_home(struct mosd *d);
+
+/* ---- control.c: the command socket */
+int mosd_control_start(struct mosd *d);
+void mosd_control_stop(struct mosd *d);
 
 #endif

@@ -10,7 +10,7 @@ N=$MOS_LAB_NAME
 lab_up 4 --cpus 0.5 --set min_residence_ms=2000
 declare -A MOSD
 for i in 1 2 3 4; do "$LAB" exec --uncapped $i "$B/mosd" > "$W/mosd$i.log" 2>&1 & MOSD[$i]=$!; done
-sleep 2
+wait_mosd 1 2 3 4
 guests_on() { on "$1" "$B/mosps" | awk -v n="${N}$1" 'NR > 1 && $3 == n && $4 != n' | wc -l; }
 STEPS=700
 "$B/mosjob" $STEPS 0 "$W/ref.a" "$W/ref.b" < /dev/null > "$W/ref.out"
@@ -28,9 +28,14 @@ start_job() { # start_job NAME: appends its pid to pids (no subshell: the shell 
 }
 pids=()
 for j in 1 2 3 4 5 6; do start_job j$j; done
-sleep 3
-# where they went, from node 1's log (a short job may already be done by the time mosps looks)
+# where they went, from node 1's log (a short job may already be done by the time mosps looks);
+# wait for two moves while the jobs still run (a loaded host makes everything slower)
 moved_to() { grep -c "now runs on ${N}$1\$" "$W/mosd1.log"; }
+for _ in $(seq 120); do
+    [ $(( $(moved_to 2) + $(moved_to 3) )) -ge 2 ] && break
+    kill -0 "${pids[0]}" 2>/dev/null || break
+    sleep 0.25
+done
 g2=$(moved_to 2); g3=$(moved_to 3); g4=$(moved_to 4)
 [ $((g2 + g3)) -ge 2 ] && ok "jobs spread by themselves ($g2 to node 2, $g3 to node 3)" \
     || bad "no spreading: $g2/$g3/$g4 moved; $(grep -hE "balance|stays|refused|error|now runs" "$W"/mosd*.log | tail -8)"

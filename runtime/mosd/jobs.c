@@ -53,6 +53,62 @@ struct mosd_job *mosd_job_by_supervisor(struct mosd *d, pid_t supervisor)
     return NULL;
 }
 
+struct mosd_job *mosd_job_by_id(struct mosd *d, int id)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].id == id)
+            return &d->jobs[i];
+    return NULL;
+}
+
+struct mosd_job *mosd_job_by_worker_fd(struct mosd *d, int fd)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].moving && d->jobs[i].worker_fd == fd)
+            return &d->jobs[i];
+    return NULL;
+}
+
+struct mosd_job *mosd_job_by_sup_ctl(struct mosd *d, int fd)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].supervisor && d->jobs[i].sup_ctl == fd)
+            return &d->jobs[i];
+    return NULL;
+}
+
+const struct mosd_job *mosd_job_own_const(const struct mosd *d, pid_t home_pid)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (!d->jobs[i].supervisor && d->jobs[i].owner && d->jobs[i].home_pid == home_pid)
+            return &d->jobs[i];
+    return NULL;
+}
+
+struct mosd_job *mosd_job_own(struct mosd *d, pid_t home_pid)
+{
+    return (struct mosd_job *)mosd_job_own_const(d, home_pid);
+}
+
+struct mosd_job *mosd_job_guest(struct mosd *d, const char *home, pid_t home_pid)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].supervisor && d->jobs[i].home_pid == home_pid &&
+            strcmp(d->jobs[i].home, home) == 0)
+            return &d->jobs[i];
+    return NULL;
+}
+
+size_t mosd_jobs_guests(const struct mosd *d)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->n_jobs; i++)
+        n += d->jobs[i].supervisor != 0 &&
+             strcmp(d->jobs[i].home, d->cfg.nodes[d->self].name) != 0;
+    return n;
+}
+
 void mosd_job_remove(struct mosd *d, struct mosd_job *job)
 {
     size_t i = (size_t)(job - d->jobs);

@@ -119,13 +119,6 @@ static int exec_req_parse(struct json_object *o, struct exec_req *r, char *why, 
     return rc;
 }
 
-static void hostport_of(const struct mos_config *cfg, int node, char *out, size_t len)
-{
-    const char *addr = cfg->nodes[node].addr;
-
-    snprintf(out, len, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, cfg->transport_port);
-}
-
 /* ---- home: the request from mosrun --------------------------------------------------------- */
 
 struct exec_start {
@@ -137,42 +130,18 @@ struct exec_start {
     size_t len;
 };
 
-static struct mosd_job *job_by_id(struct mosd *d, int id)
-{
-    for (size_t i = 0; i < d->n_jobs; i++)
-        if (d->jobs[i].id == id)
-            return &d->jobs[i];
-    return NULL;
-}
-
 /* The worker: ask the target, report "ok" or "error TEXT" on fd. */
-static void __attribute__((noreturn)) exec_worker(struct mosd *d, int target, const char *req,
-                                                  int fd)
+static void __attribute__((noreturn)) exec_worker(struct mosd *d, int target,
+                                                  struct json_object *req, int fd)
 {
-    struct mos_tp_opts opts = d->tp_opts;
-    mos_tp_conn_t *conn = NULL;
-    char where[160], reply[1024];
-    size_t got = 0;
-    int rc;
+    char why[300];
+    int rc = mosd_peer_call(d, target, EXEC_TIMEOUT_MS, req, NULL, NULL, why, sizeof(why));
 
-    opts.timeout_ms = EXEC_TIMEOUT_MS;
-    hostport_of(&d->cfg, target, where, sizeof(where));
-    rc = mos_tp_connect(where, &opts, &conn);
-    if (rc == 0)
-        rc = mos_tp_ctl_call(conn, req, strlen(req), reply, sizeof(reply) - 1, &got);
-    mos_tp_close(conn);
-    if (rc != 0) {
-        dprintf(fd, "error cannot reach %s: %s", d->cfg.nodes[target].name, mos_strerror(rc));
-        _exit(1);
-    }
-    reply[got] = '\0';
-    struct json_object *r = json_tokener_parse(reply);
-    if (r && json_object_get_boolean(json_object_object_get(r, "ok")))
-        dprintf(fd, "ok");
+    if (rc != 0)
+        dprintf(fd, "error %s", why);
     else
-        dprintf(fd, "error %s refused it: %s", d->cfg.nodes[target].name,
-                r ? mos_json_str(r, "error", "?") : "malformed reply");
-    _exit(0);
+        dprintf(fd, "ok");
+    _exit(rc == 0 ? 0 : 1);
 }
 
 static void on_exec_started(evutil_socket_t fd, short what, void *arg)
@@ -186,7 +155,7 @@ static void on_exec_started(evutil_socket_t fd, short what, void *arg)
         return;
     }
     s->text[s->len] = '\0';
-    struct mosd_job *job = job_by_id(s->d, s->job_id);
+    struct mosd_job *job = mosd_job_by_id(s->d, s->job_id);
     if (job && job->owner) { /* else mosrun is gone already */
         int ok = strcmp(s->text, "ok") == 0;
         const char *text = strncmp(s->text, "error ", 6) == 0 ? s->text + 6 : "it did not start";
@@ -209,7 +178,8 @@ static void on_exec_started(evutil_socket_t fd, short what, void *arg)
     free(s);
 }
 
-static int exec_worker_start(struct mosd *d, struct mosd_job *job, int target, const char *req)
+static int exec_worker_start(struct mosd *d, struct mosd_job *job, int target,
+                             struct json_object *req)
 {
     struct exec_start *s = calloc(1, sizeof(*s));
     int pipefd[2];
@@ -226,7 +196,7 @@ static int exec_worker_start(struct mosd *d, struct mosd_job *job, int target, c
     }
     if (pid == 0) {
         close(pipefd[0]);
-        mosd_migrate_close_in_child(d, -1);
+        mosd_close_in_child(d, -1, 0);
         exec_worker(d, target, req, pipefd[1]);
     }
     close(pipefd[1]);
@@ -322,7 +292,7 @@ struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
         snprintf(job->stay, sizeof(job->stay), "native (-E)");
         snprintf(job->home, sizeof(job->home), "%s", d->cfg.nodes[d->self].name);
         snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[node].name);
-        if ((rc = exec_worker_start(d, job, node, text)) != 0) {
+        if ((rc = exec_worker_start(d, job, node, m)) != 0) {
             snprintf(why, sizeof(why), "cannot start: %s", mos_strerror(rc));
             mosd_job_remove(d, job);
             job = NULL;
@@ -334,18 +304,6 @@ struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
 }
 
 /* ---- target: the acceptor becomes the relay -------------------------------------------------- */
-
-static void exec_answer(mos_tp_conn_t *c, uint32_t id, const char *error)
-{
-    struct json_object *r = json_object_new_object();
-
-    json_object_object_add(r, "ok", json_object_new_boolean(error == NULL));
-    if (error)
-        json_object_object_add(r, "error", json_object_new_string(error));
-    const char *s = json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN);
-    mos_tp_ctl_reply(c, id, s, strlen(s));
-    json_object_put(r);
-}
 
 /* What only the target checks: the user, its groups, and that home is who it says. */
 static int exec_target_check(const struct mosd *d, struct json_object *o, struct exec_req *r,
@@ -408,7 +366,7 @@ void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json
     }
     if (rc != 0)
         mos_warn("mosd", "refused to run a program for %s: %s", mos_tp_conn_peer(c), why);
-    exec_answer(c, id, rc == 0 ? NULL : why);
+    mosd_peer_answer(c, id, rc == 0, "error", rc == 0 ? NULL : why);
     close(ctl); /* mosd may take the next connection: a relay has nothing more to say to it */
     mos_tp_close(c);
     if (rc != 0)

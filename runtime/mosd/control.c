@@ -18,40 +18,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-struct client {
-    struct mosd *d;
-    struct ucred cred;
-    struct bufferevent *bev;
-    struct client *next; /* every open connection, so a forked child can close them */
-};
-
-static struct client *clients;
-
-struct json_object *mosd_reply_error(const char *fmt, ...)
+static struct json_object *op_ping(struct mosd_client *c, struct json_object *req)
 {
-    struct json_object *r = json_object_new_object();
-    char text[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    json_object_object_add(r, "ok", json_object_new_boolean(0));
-    json_object_object_add(r, "error", json_object_new_string(text));
-    return r;
-}
-
-static struct json_object *reply_ok(void)
-{
-    struct json_object *r = json_object_new_object();
-
-    json_object_object_add(r, "ok", json_object_new_boolean(1));
-    return r;
-}
-
-static struct json_object *op_ping(struct client *c, struct json_object *req)
-{
-    struct json_object *r = reply_ok();
+    struct json_object *r = mosd_reply_ok();
 
     (void)req;
     json_object_object_add(r, "node", json_object_new_string(c->d->cfg.nodes[c->d->self].name));
@@ -74,7 +43,7 @@ static void start_move_now(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     json_object_object_add(move, "pid", json_object_new_int(sm->pid));
     json_object_object_add(move, "to", json_object_new_string(sm->to));
-    refusal = mosd_migrate_request(sm->d, NULL, sm->uid, move);
+    refusal = mosd_move_request(sm->d, NULL, sm->uid, move);
     if (refusal)
         mos_warn("mosd", "pid %d cannot start on %s: %s", (int)sm->pid, sm->to,
                  mos_json_str(refusal, "error", "?"));
@@ -84,7 +53,7 @@ static void start_move_now(evutil_socket_t fd, short what, void *arg)
 }
 
 /* mosrun registers the job it started: the job must be its own child. */
-static struct json_object *op_register(struct client *c, struct bufferevent *bev,
+static struct json_object *op_register(struct mosd_client *c, struct bufferevent *bev,
                                        struct json_object *req)
 {
     pid_t pid = (pid_t)mos_json_int(req, "pid", -1);
@@ -111,7 +80,7 @@ static struct json_object *op_register(struct client *c, struct bufferevent *bev
     snprintf(job->where, sizeof(job->where), "%s", job->home);
     mos_info("mosd", "job %d: pid %d uid %d registered: %s", job->id, (int)pid, (int)job->uid,
              job->cmd);
-    struct json_object *r = reply_ok();
+    struct json_object *r = mosd_reply_ok();
     json_object_object_add(r, "job", json_object_new_int(job->id));
     const char *start_on = mos_json_str(req, "start_on", NULL);
     if (start_on) {
@@ -138,9 +107,9 @@ static struct json_object *op_register(struct client *c, struct bufferevent *bev
     return r;
 }
 
-static struct json_object *op_list(struct client *c, struct json_object *req)
+static struct json_object *op_list(struct mosd_client *c, struct json_object *req)
 {
-    struct json_object *r = reply_ok(), *jobs = json_object_new_array();
+    struct json_object *r = mosd_reply_ok(), *jobs = json_object_new_array();
 
     (void)req;
     for (size_t i = 0; i < c->d->n_jobs; i++) {
@@ -160,7 +129,7 @@ static struct json_object *op_list(struct client *c, struct json_object *req)
 }
 
 /* mosctl: administration is root's; status is anyone's. */
-static struct json_object *op_ctl(struct client *c, struct json_object *req)
+static struct json_object *op_ctl(struct mosd_client *c, struct json_object *req)
 {
     struct mosd *d = c->d;
     const char *cmd = mos_json_str(req, "cmd", "");
@@ -174,14 +143,14 @@ static struct json_object *op_ctl(struct client *c, struct json_object *req)
                  d->blocked ? "refuses" : "accepts");
     } else if (strcmp(cmd, "expel") == 0) {
         snprintf(text, sizeof(text), "sending %d guest(s) home",
-                 mosd_migrate_send_guests_home(d));
+                 mosd_peer_send_guests_home(d));
     } else if (strcmp(cmd, "bring") == 0) {
-        snprintf(text, sizeof(text), "calling %d job(s) home", mosd_migrate_bring_home(d));
+        snprintf(text, sizeof(text), "calling %d job(s) home", mosd_move_bring_home(d));
     } else if (strcmp(cmd, "setspeed") == 0) {
         d->speed_override = (uint32_t)mos_json_int(req, "value", 0);
         snprintf(text, sizeof(text), "speed %s", d->speed_override ? "set" : "measured again");
     } else if (strcmp(cmd, "status") == 0) {
-        size_t guests = mosd_migrate_guests(d), own = 0, away = 0;
+        size_t guests = mosd_jobs_guests(d), own = 0, away = 0;
         for (size_t i = 0; i < d->n_jobs; i++)
             if (!d->jobs[i].supervisor) {
                 own++;
@@ -194,12 +163,12 @@ static struct json_object *op_ctl(struct client *c, struct json_object *req)
     } else {
         return mosd_reply_error("unknown mosctl command '%s'", cmd);
     }
-    struct json_object *r = reply_ok();
+    struct json_object *r = mosd_reply_ok();
     json_object_object_add(r, "text", json_object_new_string(text));
     return r;
 }
 
-static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
+static struct json_object *dispatch(struct mosd_client *c, struct bufferevent *bev,
                                     struct json_object *req)
 {
     const char *op = mos_json_str(req, "op", "");
@@ -211,7 +180,7 @@ static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
     if (strcmp(op, "list") == 0)
         return op_list(c, req);
     if (strcmp(op, "nodes") == 0) {
-        struct json_object *r = reply_ok();
+        struct json_object *r = mosd_reply_ok();
         json_object_object_add(r, "node", json_object_new_string(c->d->cfg.nodes[c->d->self].name));
         json_object_object_add(r, "nodes", mosd_gossip_json(c->d));
         return r;
@@ -219,27 +188,27 @@ static struct json_object *dispatch(struct client *c, struct bufferevent *bev,
     if (strcmp(op, "ctl") == 0)
         return op_ctl(c, req);
     if (strcmp(op, "migrate") == 0)
-        return mosd_migrate_request(c->d, bev, c->cred.uid, req);
+        return mosd_move_request(c->d, bev, c->cred.uid, req);
     if (strcmp(op, "exec_remote") == 0)
         return mosd_exec_request(c->d, bev, &c->cred, req);
     if (*op == '\0' && json_object_object_get_ex(req, "ok", NULL)) {
         /* an answer from a job's mosrun, not a request */
         struct mosd_job *job = mosd_job_by_owner(c->d, bev);
         if (job)
-            mosd_migrate_owner_reply(c->d, job, req);
+            mosd_move_owner_reply(c->d, job, req);
         return NULL;
     }
     return mosd_reply_error("unknown op '%s'", op);
 }
 
-static void client_free(struct client *c, struct bufferevent *bev)
+static void client_free(struct mosd_client *c, struct bufferevent *bev)
 {
-    for (struct client **p = &clients; *p; p = &(*p)->next)
+    for (struct mosd_client **p = &c->d->clients; *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
             break;
         }
-    mosd_migrate_forget_requester(c->d, bev);
+    mosd_move_forget_requester(c->d, bev);
     mosd_job_remove_owner(c->d, bev);
     bufferevent_free(bev);
     free(c);
@@ -247,7 +216,7 @@ static void client_free(struct client *c, struct bufferevent *bev)
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-    struct client *c = arg;
+    struct mosd_client *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     char *line;
     size_t len;
@@ -281,7 +250,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       int socklen, void *arg)
 {
     struct mosd *d = arg;
-    struct client *c = calloc(1, sizeof(*c));
+    struct mosd_client *c = calloc(1, sizeof(*c));
     socklen_t len = sizeof(c->cred);
     struct bufferevent *bev;
 
@@ -294,8 +263,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->d = d;
     bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->bev = bev;
-    c->next = clients;
-    clients = c;
+    c->next = d->clients;
+    d->clients = c;
     bufferevent_setcb(bev, on_read, NULL, on_event, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -344,14 +313,4 @@ void mosd_control_stop(struct mosd *d)
         d->listener = NULL;
         unlink(d->socket_path);
     }
-}
-
-void mosd_control_close_in_child(struct mosd *d, int keep_fd)
-{
-    /* Only the descriptors: the child must not unlink the socket or free mosd's state. */
-    if (d->listener)
-        close(evconnlistener_get_fd(d->listener));
-    for (struct client *c = clients; c; c = c->next)
-        if (bufferevent_getfd(c->bev) != keep_fd)
-            close(bufferevent_getfd(c->bev));
 }

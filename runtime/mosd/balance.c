@@ -58,7 +58,8 @@ static size_t nodes_fill(struct mosd *d, struct mos_node_state *nodes)
         s->age = g.age_ms == MOS_GOSSIP_AGE_UNKNOWN
                      ? UINT32_MAX
                      : g.age_ms / (uint32_t)d->cfg.gossip_interval_ms;
-        if (g.state == MOS_GOSSIP_ALIVE && (g.info.flags & MOS_GOSSIP_F_ACCEPTING))
+        if (g.state == MOS_GOSSIP_ALIVE && (g.info.flags & MOS_GOSSIP_F_ACCEPTING) &&
+            !mosd_gossip_refusing(d, i, g.age_ms))
             s->flags |= MOS_NODE_ACCEPTING;
         if (g.info.flags & MOS_GOSSIP_F_BLOCKED)
             s->flags |= MOS_NODE_BLOCKED;
@@ -151,6 +152,7 @@ static void move(struct mosd *d, struct mosd_job *job, const char *to, double ma
              (int)job->home_pid, to, why);
     if (job->supervisor) {
         job->moving = 1;
+        snprintf(job->target, sizeof(job->target), "%s", to);
         dprintf(job->sup_ctl, "move %s %.3f\n", to, max_load);
         return;
     }
@@ -158,7 +160,7 @@ static void move(struct mosd *d, struct mosd_job *job, const char *to, double ma
     json_object_object_add(req, "pid", json_object_new_int(job->pid));
     json_object_object_add(req, "to", json_object_new_string(to));
     json_object_object_add(req, "max_load", json_object_new_double(max_load));
-    refusal = mosd_migrate_request(d, NULL, 0, req);
+    refusal = mosd_move_request(d, NULL, 0, req);
     if (refusal)
         mos_info("mosd", "balance: not moved: %s", mos_json_str(refusal, "error", "?"));
     json_object_put(refusal);

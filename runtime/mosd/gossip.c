@@ -11,6 +11,7 @@
 #include "mos/log.h"
 #include "mos/status.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +77,7 @@ static unsigned local_runners(const struct mosd *d)
 static void refresh_own(void *arg, struct mos_gossip_info *own)
 {
     struct mosd *d = arg;
-    unsigned guests = (unsigned)mosd_migrate_guests(d);
+    unsigned guests = (unsigned)mosd_jobs_guests(d);
 
     if (d->probe)
         mos_gossip_probe_sample(d->probe, (uint16_t)guests, own);
@@ -144,6 +145,9 @@ int mosd_gossip_start(struct mosd *d)
             limit = 2 * m.max_age;
         d->cfg.dead_after_steps = (int)ceil(limit);
     }
+    d->refused_ns = calloc(d->cfg.n_nodes, sizeof(*d->refused_ns));
+    if (!d->refused_ns)
+        return -ENOMEM;
     if (mos_gossip_probe_create("/proc", (unsigned)d->cfg.gossip_interval_ms, &d->probe) != 0)
         d->probe = NULL; /* the entry still carries flags, guests and the quota */
     rc = mos_gossip_create(&p, &d->gossip);
@@ -176,6 +180,8 @@ void mosd_gossip_stop(struct mosd *d)
         event_free(d->gossip_timer);
     if (d->probe)
         mos_gossip_probe_destroy(d->probe);
+    free(d->refused_ns);
+    d->refused_ns = NULL;
     d->gossip = NULL;
     d->gossip_ev = d->gossip_timer = NULL;
     d->probe = NULL;
@@ -213,9 +219,32 @@ struct json_object *mosd_gossip_json(const struct mosd *d)
     return nodes;
 }
 
-double mosd_local_load(const struct mosd *d)
+double mosd_local_cpus(const struct mosd *d)
 {
     double ncpus = d->cpu_quota > 0 ? ceil(d->cpu_quota) : (double)sysconf(_SC_NPROCESSORS_ONLN);
 
-    return (double)local_runners(d) / (ncpus > 0 ? ncpus : 1);
+    return ncpus > 0 ? ncpus : 1;
+}
+
+void mosd_gossip_refused(struct mosd *d, const char *name)
+{
+    int node = mos_config_find_node(&d->cfg, name);
+
+    if (d->refused_ns && node >= 0)
+        d->refused_ns[node] = mos_clock_now_ns();
+}
+
+int mosd_gossip_refusing(const struct mosd *d, size_t i, uint32_t news_age_ms)
+{
+    if (!d->refused_ns || i >= d->cfg.n_nodes || !d->refused_ns[i])
+        return 0;
+    if (news_age_ms == MOS_GOSSIP_AGE_UNKNOWN)
+        return 1;
+    uint64_t now = mos_clock_now_ns(), news_ns = (uint64_t)news_age_ms * MOS_NSEC_PER_MSEC;
+    return now - d->refused_ns[i] < news_ns;
+}
+
+double mosd_local_load(const struct mosd *d)
+{
+    return (double)local_runners(d) / mosd_local_cpus(d);
 }

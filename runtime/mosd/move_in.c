@@ -1,0 +1,356 @@
+/* A job arriving at a node (the acceptor's "guest" request).
+ *
+ * The acceptor checks the header (a home in this cluster, not root, not blocked, a balancing
+ * move that still pays here), restores the image in guest mode (the owner's uid, no
+ * descriptors, the guest seccomp filter), joins the guests' cgroup, takes the listener,
+ * connects the deputy link home and only then answers READY; on COMMIT the guest runs and the
+ * acceptor stays as its supervisor for the rest of its stay, moving it on when mosd asks (or
+ * home, when it makes a call that must run there). A job coming home whose shell is there is
+ * restored into the shell instead: native again. */
+#include "mosd.h"
+
+#include "mos/clock.h"
+#include "mos/forward.h"
+#include "mos/log.h"
+#include "mos/migrate.h"
+#include "mos/procfs.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int header_parse(const struct mosd *d, struct json_object *o, struct mosd_guest_header *h,
+                        char *why, size_t len)
+{
+    mos_key_t token;
+
+    h->job = (int)mos_json_int(o, "job", 0);
+    h->uid = (uid_t)mos_json_int(o, "uid", -1);
+    h->gid = (gid_t)mos_json_int(o, "gid", -1);
+    h->deputy_port = (int)mos_json_int(o, "deputy_port", 0);
+    h->home_pid = (int)mos_json_int(o, "home_pid", 0);
+    snprintf(h->home, sizeof(h->home), "%s", mos_json_str(o, "home", ""));
+    snprintf(h->home_addr, sizeof(h->home_addr), "%s", mos_json_str(o, "home_addr", ""));
+    snprintf(h->cmd, sizeof(h->cmd), "%s", mos_json_str(o, "cmd", "?"));
+    struct json_object *ml;
+    h->max_load = json_object_object_get_ex(o, "max_load", &ml) ? json_object_get_double(ml) : -1;
+    if (mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0 || h->deputy_port <= 0 ||
+        h->deputy_port > 65535 || h->home_pid <= 0 || (int)h->uid < 0 || (int)h->gid < 0) {
+        snprintf(why, len, "malformed guest header");
+        return MOS_E_PROTO;
+    }
+    int home = mos_config_find_node(&d->cfg, h->home);
+    if (home < 0 || strcmp(d->cfg.nodes[home].addr, h->home_addr) != 0) {
+        snprintf(why, len, "home node '%s' (%s) is not in this cluster", h->home, h->home_addr);
+        return MOS_E_PROTO;
+    }
+    if (h->uid == 0) {
+        snprintf(why, len, "root's processes do not migrate");
+        return MOS_E_PROTO;
+    }
+    memcpy(h->token, token.bytes, sizeof(h->token));
+    return 0;
+}
+
+struct sup_ctx {
+    const struct mosd *d;
+    const struct mosd_guest_header *h;
+    pid_t guest;
+    int ctl;
+    char target[MOS_NODE_NAME_MAX];
+    double max_load;
+    int holding;                /* a home call waits for the trip home */
+    uint64_t held;
+    uint64_t home_retry_ns;     /* a trip home failed: until then home calls get ENOSYS */
+};
+
+#define HOME_RETRY_NS (30ull * 1000000000ull)
+
+/* fork, execve, a file mmap...: the guest goes home, where the call then runs natively. At
+ * home already (as a guest, its shell gone) or shortly after a failed trip, it is refused. */
+static int on_home_call(struct mos_supervisor *sup, uint64_t id, long nr, void *arg)
+{
+    struct sup_ctx *x = arg;
+
+    (void)sup;
+    if (strcmp(x->h->home, x->d->cfg.nodes[x->d->self].name) == 0 ||
+        mos_clock_now_ns() < x->home_retry_ns)
+        return 0;
+    mos_info("mosd", "guest %d (home %s pid %d): %s must run at home; taking it there",
+             (int)x->guest, x->h->home, x->h->home_pid, mos_syscall_name(nr));
+    snprintf(x->target, sizeof(x->target), "%s", x->h->home);
+    x->max_load = -1;
+    x->holding = 1;
+    x->held = id;
+    return MOS_HOME_CALL_DETACH;
+}
+
+/* mosd asks the supervisor, between two calls, to move the guest. */
+static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
+{
+    struct sup_ctx *x = arg;
+    char line[128];
+
+    (void)sup;
+    if (mosd_line_read(x->ctl, line, sizeof(line)) < 0) {
+        /* mosd went away: the guest keeps running here. The control fd is replaced by one
+         * that never becomes readable, so the serving loop does not spin on the hang-up. */
+        int quiet = eventfd(0, EFD_CLOEXEC);
+        if (quiet >= 0) {
+            dup2(quiet, x->ctl);
+            close(quiet);
+        }
+        return 0;
+    }
+    double max_load = -1;
+    if (sscanf(line, "move %63s %lf", x->target, &max_load) < 1)
+        return 0;
+    x->max_load = max_load;
+    return MOS_SUPERVISOR_DETACHED;
+}
+
+/* The supervisor's life: serve the guest; when mosd asks, move it on (telling the deputy to
+ * expect a new link); if that fails, serve it here again. */
+static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pid_t guest,
+                     int listener, int link, int ctl)
+{
+    struct sup_ctx x = {.d = d, .h = h, .guest = guest, .ctl = ctl};
+    struct mos_supervisor_ops ops = {.home_call = on_home_call, .ctl_fd = ctl,
+                                     .on_ctl = on_sup_ctl, .arg = &x};
+    char why[256];
+    int status = 0, rc;
+
+    while ((rc = mos_supervisor_run(guest, listener, link, &ops, &status)) ==
+           MOS_SUPERVISOR_DETACHED) {
+        int target = mos_config_find_node(&d->cfg, x.target);
+        struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held};
+        why[0] = '\0';
+        rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
+        struct mosd_guest_header moving = *h;
+        moving.max_load = x.max_load;
+        if (rc == 0)
+            rc = mosd_stream_guest(d, target, &moving, guest, &how, why, sizeof(why));
+        if (rc == 0) {
+            if (!x.holding)
+                dprintf(ctl, "ok %s\n", x.target);
+            return 0; /* the guest runs there now; our copy is gone */
+        }
+        if (x.holding) {
+            /* the call runs again (restarted) or is refused now; either way, ENOSYS for a while */
+            mos_warn("mosd", "guest %d could not go home for a home call: %s", (int)guest,
+                     why[0] ? why : mos_strerror(rc));
+            if (!how.held_answered)
+                mos_supervisor_answer(listener, x.held, -ENOSYS);
+            x.holding = 0;
+            x.home_retry_ns = mos_clock_now_ns() + HOME_RETRY_NS;
+        } else {
+            dprintf(ctl, "error %s\n", why[0] ? why : mos_strerror(rc));
+        }
+        mos_deputy_link_notify(link, MOS_LINK_RESUME);
+    }
+    return rc;
+}
+
+/* The job's home keeps WHERE for mosps: say where the guest now is, whoever moved it. */
+static void tell_home(const struct mosd *d, const struct mosd_guest_header *h)
+{
+    int home = mos_config_find_node(&d->cfg, h->home);
+    struct mos_tp_opts opts = d->tp_opts;
+    mos_tp_conn_t *conn = NULL;
+    char where[160], text[256];
+
+    if (home < 0 || home == d->self)
+        return;
+    opts.timeout_ms = 5000;
+    mosd_hostport(&d->cfg, home, where, sizeof(where));
+    snprintf(text, sizeof(text), "{\"op\":\"where\",\"home_pid\":%d,\"where\":\"%s\"}",
+             h->home_pid, d->cfg.nodes[d->self].name);
+    if (mos_tp_connect(where, &opts, &conn) == 0)
+        mos_tp_ctl_send(conn, 0, text, strlen(text));
+    mos_tp_close(conn);
+}
+
+/* ---- at home: the job back in its own process --------------------------------------- */
+
+/* Whether pid is the shell mos_dump_commit_shell left: the job's only process at home while it
+ * is away, a live child of the job's mosrun, owned by the job's user. */
+static int shell_is_there(pid_t pid, pid_t parent, uid_t uid)
+{
+    struct mos_proc_stat ps;
+    char path[64];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+    return stat(path, &st) == 0 && st.st_uid == uid && mos_proc_stat_read(pid, &ps) == 0 &&
+           (pid_t)ps.f[MOS_STAT_PPID] == parent && ps.state != 'Z' && ps.state != 'X';
+}
+
+/* A job coming home goes back into its own process when its shell and mosrun are there:
+ * native again, with its pid, parent, descriptors (mosrun's mirror of them) and directory. */
+static int native_return(const struct mosd *d, const struct mosd_guest_header *h,
+                         struct mos_restore_opts *ro, char *cwd, size_t cwd_len)
+{
+    const struct mosd_job *own;
+    char link[64];
+    ssize_t n;
+
+    if (strcmp(h->home, d->cfg.nodes[d->self].name) != 0 ||
+        !(own = mosd_job_own_const(d, h->home_pid)) || own->owner_fd_min <= 0 ||
+        !shell_is_there(h->home_pid, own->owner_pid, h->uid))
+        return 0;
+    snprintf(link, sizeof(link), "/proc/%d/cwd", (int)own->owner_pid);
+    if ((n = readlink(link, cwd, cwd_len - 1)) < 0)
+        return 0;
+    cwd[n] = '\0';
+    ro->guest = 0;
+    ro->into_pid = h->home_pid;
+    ro->fds_from = own->owner_pid;
+    ro->fds_limit = own->owner_fd_min;
+    ro->cwd = cwd;
+    return 1;
+}
+
+/* Before READY, a job restored at home joins its own cgroup again (rebuilt from mosd's: no
+ * throttled periods per injected call). */
+static int home_before_ready(struct mos_restore *r, void *arg)
+{
+    const char *job_cg = arg;
+
+    if (job_cg[0])
+        mosd_cgroup_join(job_cg, mos_restore_pid(r));
+    return 0;
+}
+
+/* Restore into the shell, confirm, and let it run: mosd then tells mosrun it is home. */
+static int take_home(mos_tp_conn_t *c, const struct mosd_guest_header *h,
+                     struct mos_restore_opts *ro, int ctl)
+{
+    char job_cg[512] = "";
+    struct mos_receive_hooks hooks = {.before_ready = home_before_ready, .arg = job_cg};
+    struct mos_img_io *io;
+    pid_t pid;
+    int rc = mos_img_io_tp_open(c, MOSD_MIGRATION_TIMEOUT_MS, 0, &io);
+
+    if (rc != 0)
+        return rc;
+    mosd_cgroup_borrow(h->home_pid, job_cg, sizeof(job_cg));
+    rc = mos_migrate_receive(io, ro, &hooks, &pid);
+    if (rc == 0) {
+        mos_info("mosd", "job %d (pid %d) is home, native again", h->job, h->home_pid);
+        dprintf(ctl, "native %d\n", h->home_pid);
+    } else {
+        mos_err("mosd", "job %d (pid %d) could not come home: %s", h->job, h->home_pid,
+                mos_strerror(rc));
+    }
+    mos_img_io_close(io);
+    return rc;
+}
+
+/* A guest being received: what it needs before READY, and what the acceptor keeps. */
+struct guest_in {
+    const struct mosd *d;
+    const struct mosd_guest_header *h;
+    int listener, link;
+};
+
+/* Into the guests' cgroup only now (rebuilding it took many injected calls, each of which
+ * would have waited out a throttled period in a capped cgroup); its seccomp listener taken;
+ * the link home made: a guest never runs without a way home. */
+static int guest_before_ready(struct mos_restore *r, void *arg)
+{
+    struct guest_in *g = arg;
+    pid_t guest = mos_restore_pid(r);
+
+    if (g->d->guest_cgroup_procs[0] && mosd_cgroup_join(g->d->guest_cgroup_procs, guest) != 0)
+        mos_warn("mosd", "guest %d: cannot join %s", (int)guest, g->d->guest_cgroup_procs);
+    g->listener = mos_supervisor_take_listener(guest, mos_restore_listener_fd(r));
+    if (g->listener < 0)
+        return g->listener;
+    g->link = mos_deputy_link_connect(g->h->home_addr, g->h->deputy_port, g->h->token, 10000);
+    return g->link < 0 ? g->link : 0;
+}
+
+/* Restore the guest, link it home, confirm, and serve it until it ends or moves on. */
+static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_guest_header *h,
+                      int ctl)
+{
+    char husk_buf[4096], cwd[4096];
+    struct mos_restore_opts ro = {.guest = 1, .uid = h->uid, .gid = h->gid};
+    struct sock_filter filter[MOS_GUEST_FILTER_MAX];
+    struct guest_in g = {.d = d, .h = h, .listener = -1, .link = -1};
+    struct mos_receive_hooks hooks = {.before_ready = guest_before_ready, .arg = &g};
+    struct mos_img_io *io;
+    pid_t guest;
+    int rc;
+
+    ro.husk_path = mos_restore_husk_path(husk_buf, sizeof(husk_buf));
+    if (native_return(d, h, &ro, cwd, sizeof(cwd)))
+        return take_home(c, h, &ro, ctl);
+    rc = mos_guest_filter_program(filter, MOS_GUEST_FILTER_MAX, &ro.guest_filter_flags);
+    if (rc < 0)
+        return rc;
+    ro.guest_filter = filter;
+    ro.guest_filter_len = (unsigned)rc;
+    rc = mos_img_io_tp_open(c, MOSD_MIGRATION_TIMEOUT_MS, 0, &io);
+    if (rc != 0)
+        return rc;
+    rc = mos_migrate_receive(io, &ro, &hooks, &guest);
+    mos_img_io_close(io);
+    if (rc != 0) {
+        mos_err("mosd", "guest job %d from %s discarded: %s", h->job, h->home, mos_strerror(rc));
+        if (g.listener >= 0)
+            close(g.listener);
+        if (g.link >= 0)
+            close(g.link);
+        return rc;
+    }
+    dprintf(ctl, "guest %d %d %d %d %s %s\n", (int)guest, h->home_pid, h->job, (int)h->uid,
+            h->home, h->cmd);
+    mos_tp_close(c);
+    tell_home(d, h);
+    rc = supervise(d, h, guest, g.listener, g.link, ctl);
+    close(g.listener);
+    close(g.link);
+    return rc;
+}
+
+/* ---- the request ----------------------------------------------------------------------- */
+
+/* Why this node takes no guest now ("" when it does). A balancing move is refused when guests
+ * arriving from elsewhere have already taken what the sender saw free here (its view of us is
+ * a few steps old). */
+static void admission(const struct mosd *d, const struct mosd_guest_header *h, char *why,
+                      size_t len)
+{
+    why[0] = '\0';
+    if (d->blocked && strcmp(h->home, d->cfg.nodes[d->self].name) != 0)
+        snprintf(why, len, "node %s is blocked", d->cfg.nodes[d->self].name);
+    else if (h->max_load >= 0 &&
+             mosd_local_load(d) + 1.0 / mosd_local_cpus(d) > h->max_load + 1e-9)
+        snprintf(why, len, "busy: load %.2f here", mosd_local_load(d));
+}
+
+void mosd_move_in(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_object *o, int ctl)
+{
+    struct mosd_guest_header h;
+    char why[200];
+    int rc = header_parse(d, o, &h, why, sizeof(why));
+
+    if (rc == 0)
+        admission(d, &h, why, sizeof(why));
+    if (rc != 0 || why[0]) {
+        mos_warn("mosd", "refused a guest from %s: %s", mos_tp_conn_peer(c), why);
+        mosd_peer_answer(c, id, 0, "error", why);
+        mos_tp_close(c);
+        _exit(2);
+    }
+    mosd_peer_answer(c, id, 1, NULL, NULL);
+    rc = take_guest(d, c, &h, ctl);
+    _exit(rc == 0 ? 0 : 1);
+}

@@ -1,0 +1,420 @@
+/* Moving jobs out of a node.
+ *
+ * Home node: a command (or the balancer) asks to move job P to node T. mosd asks P's mosrun to
+ * prepare (it takes P's descriptors and listens for the deputy link with a fresh token), then a
+ * worker process connects to T's mosd over the transport (cluster key proved), sends the
+ * guest's header with the token, freezes and streams P, and waits for READY: T has rebuilt P
+ * and its supervisor has proved the token to mosrun. Only then does mosrun hear "migrated", the
+ * frozen P becomes a shell (or is killed) and T gets COMMIT (migrate/'s two-step commit). Any
+ * failure before that resumes P where it was.
+ *
+ * A job already away is moved on by the node it runs on: the home worker asks that node, whose
+ * supervisor streams the guest the same way (mosd_stream_guest). */
+#include "mosd.h"
+
+#include "mos/clock.h"
+#include "mos/forward.h"
+#include "mos/log.h"
+#include "mos/migrate.h"
+#include "mos/status.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void reply_requester(struct mosd_job *job, int ok, const char *text)
+{
+    struct json_object *r;
+
+    if (!job->requester)
+        return;
+    r = json_object_new_object();
+    json_object_object_add(r, "ok", json_object_new_boolean(ok));
+    json_object_object_add(r, ok ? "where" : "error", json_object_new_string(text));
+    mosd_send(job->requester, r);
+    json_object_put(r);
+    job->requester = NULL;
+}
+
+/* ---- the request ---------------------------------------------------------------------- */
+
+static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port);
+
+struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *requester,
+                                         uid_t uid, struct json_object *req)
+{
+    pid_t pid = (pid_t)mos_json_int(req, "pid", -1);
+    const char *to = mos_json_str(req, "to", "");
+    struct mosd_job *job = mosd_job_find(d, pid);
+    char reason[256], hex[65];
+    int node;
+
+    if (!job)
+        return mosd_reply_error("pid %d is not a mos job on node %s", (int)pid,
+                      d->cfg.nodes[d->self].name);
+    if (uid != 0 && uid != job->uid)
+        return mosd_reply_error("permission denied: pid %d belongs to uid %d", (int)pid, (int)job->uid);
+    if (job->supervisor)
+        return mosd_reply_error("pid %d is a guest here; ask its home node %s", (int)pid, job->home);
+    if (job->native)
+        return mosd_reply_error("pid %d runs natively on %s (mosrun -E): it cannot migrate",
+                                (int)pid, job->where);
+    if (job->moving)
+        return mosd_reply_error("pid %d is already moving to %s", (int)pid, job->target);
+    if (!job->owner)
+        return mosd_reply_error("pid %d has no deputy (not started with mosrun)", (int)pid);
+    if (strcmp(to, "checkpoint") == 0) {
+        /* its mosrun, the job's parent and owner, writes it; the answer comes back from it */
+        struct json_object *ck = json_object_new_object();
+        json_object_object_add(ck, "op", json_object_new_string("checkpoint"));
+        const char *file = mos_json_str(req, "file", NULL);
+        if (file)
+            json_object_object_add(ck, "file", json_object_new_string(file));
+        job->requester = requester;
+        job->checkpointing = 1;
+        mosd_send(job->owner, ck);
+        json_object_put(ck);
+        return NULL;
+    }
+    node = strcmp(to, "home") == 0 ? d->self : mos_config_find_node(&d->cfg, to);
+    if (node < 0)
+        return mosd_reply_error("unknown node '%s'", to);
+    if (strcmp(d->cfg.nodes[node].name, job->where) == 0)
+        return mosd_reply_error("pid %d already runs on %s", (int)pid, job->where);
+    snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
+    struct json_object *ml;
+    job->max_load = json_object_object_get_ex(req, "max_load", &ml) ? json_object_get_double(ml)
+                                                                     : -1;
+    job->requester = requester;
+    job->moving = 1;
+    mos_info("mosd", "job %d (pid %d): moving from %s to %s", job->id, (int)pid, job->where,
+             job->target);
+    if (strcmp(job->where, d->cfg.nodes[d->self].name) != 0) {
+        /* away already: its current node moves it; mosrun waits for the new link itself */
+        worker_start(d, job, 0);
+        return NULL;
+    }
+    struct mos_dump_opts dopts = {.fds_at_home = 1};
+    if (mos_migrate_check(job->pid, &dopts, reason, sizeof(reason)) != 0) {
+        job->moving = 0;
+        job->requester = NULL;
+        return mosd_reply_error("pid %d stays: %s", (int)pid, reason);
+    }
+    mos_random_bytes(job->token, sizeof(job->token));
+    mosd_hex(job->token, sizeof(job->token), hex);
+    struct json_object *prep = json_object_new_object();
+    json_object_object_add(prep, "op", json_object_new_string("prepare"));
+    json_object_object_add(prep, "token", json_object_new_string(hex));
+    mosd_send(job->owner, prep);
+    json_object_put(prep);
+    return NULL; /* answered when the move is done */
+}
+
+void mosd_move_forget_requester(struct mosd *d, struct bufferevent *bev)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].requester == bev)
+            d->jobs[i].requester = NULL;
+}
+
+/* ---- streaming a job to another node ---------------------------------------------------
+ * Used by the home node's worker (a job at home) and by a guest's supervisor (a guest moving
+ * on, or home). */
+
+static void owner_say(int fd, const char *op, const char *where)
+{
+    struct json_object *m = json_object_new_object();
+
+    json_object_object_add(m, "op", json_object_new_string(op));
+    if (where)
+        json_object_object_add(m, "where", json_object_new_string(where));
+    mos_control_send(fd, m);
+    json_object_put(m);
+}
+
+/* The "guest" request: who the job is and how its supervisor reaches the deputy. Keeps the
+ * connection for the image when the target agrees. */
+static int send_header(const struct mosd *d, int target, const struct mosd_guest_header *g,
+                       mos_tp_conn_t **conn, char *why, size_t why_len)
+{
+    struct json_object *h = json_object_new_object();
+    char hex[2 * MOSD_TOKEN_BYTES + 1];
+    int rc;
+
+    mosd_hex(g->token, sizeof(g->token), hex);
+    json_object_object_add(h, "op", json_object_new_string("guest"));
+    json_object_object_add(h, "job", json_object_new_int(g->job));
+    json_object_object_add(h, "uid", json_object_new_int((int)g->uid));
+    json_object_object_add(h, "gid", json_object_new_int((int)g->gid));
+    json_object_object_add(h, "home", json_object_new_string(g->home));
+    json_object_object_add(h, "home_addr", json_object_new_string(g->home_addr));
+    json_object_object_add(h, "deputy_port", json_object_new_int(g->deputy_port));
+    json_object_object_add(h, "token", json_object_new_string(hex));
+    json_object_object_add(h, "home_pid", json_object_new_int(g->home_pid));
+    json_object_object_add(h, "cmd", json_object_new_string(g->cmd));
+    if (g->max_load >= 0)
+        json_object_object_add(h, "max_load", json_object_new_double(g->max_load));
+    rc = mosd_peer_call(d, target, MOSD_MIGRATION_TIMEOUT_MS, h, conn, NULL, why, why_len);
+    json_object_put(h);
+    return rc;
+}
+
+static void answer_held(void *arg)
+{
+    struct mosd_stream_how *how = arg;
+
+    /* the interrupt is pending now, so the call restarts on its way out, into the stop */
+    how->held_answered = mos_supervisor_answer(how->listener, how->held, -MOS_ERESTARTNOINTR) == 0;
+}
+
+static void how_before_commit(void *arg)
+{
+    struct mosd_stream_how *how = arg;
+
+    if (how->before_commit)
+        how->before_commit(how->arg);
+}
+
+static void how_retire(struct mos_dump *dump, void *arg)
+{
+    struct mosd_stream_how *how = arg;
+    char husk[4096];
+
+    how->retired = 1;
+    if (!how->shell) {
+        mos_dump_commit(dump);
+        return;
+    }
+    /* the shell waits in the job's own cgroup, not in mosd's that the capture borrowed */
+    if (mos_dump_commit_shell(dump, mos_restore_husk_path(husk, sizeof(husk))) == 0 &&
+        how->home_cg[0])
+        mosd_cgroup_join(how->home_cg, how->pid);
+}
+
+static void how_abort(void *arg)
+{
+    struct mosd_stream_how *how = arg;
+
+    if (how->home_cg[0])
+        mosd_cgroup_join(how->home_cg, how->pid);
+}
+
+int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_header *g,
+                      pid_t pid, struct mosd_stream_how *how, char *why, size_t len)
+{
+    const char *name = d->cfg.nodes[target].name;
+    struct mos_dump_opts dopts = {.fds_at_home = 1}; /* they stay with mosrun, the deputy */
+    struct mos_send_hooks hooks = {.before_commit = how_before_commit, .retire = how_retire,
+                                   .on_abort = how_abort, .arg = how};
+    struct mos_img_io *io = NULL;
+    mos_tp_conn_t *conn = NULL;
+    int rc;
+
+    if (how->listener > 0) {
+        dopts.on_interrupt = answer_held;
+        dopts.on_interrupt_arg = how;
+    }
+    how->pid = pid;
+    why[0] = '\0';
+    rc = send_header(d, target, g, &conn, why, len);
+    if (rc == 0 && (rc = mos_img_io_tp_open(conn, MOSD_MIGRATION_TIMEOUT_MS, 0, &io)) != 0)
+        snprintf(why, len, "cannot stream to %s: %s", name, mos_strerror(rc));
+    if (rc != 0) {
+        if (strstr(why, " refused: "))
+            snprintf(why + strlen(why), len - strlen(why), "; it continues where it was");
+        goto out;
+    }
+    /* The capture runs calls inside the job: in a capped cgroup each would wait for the next
+     * period. It is captured from mosd's own cgroup, and put back if it stays. */
+    mosd_cgroup_borrow(pid, how->home_cg, sizeof(how->home_cg));
+    rc = mos_migrate_send(pid, &dopts, io, &hooks, NULL);
+    if (rc != 0 && how->retired)
+        snprintf(why, len, "the commit did not reach %s: %s", name, mos_strerror(rc));
+    else if (rc != 0)
+        snprintf(why, len, "%s did not take the job (%s); it continues where it was", name,
+                 mos_strerror(rc));
+out:
+    mos_img_io_close(io);
+    mos_tp_close(conn);
+    return rc;
+}
+
+/* ---- the home node's worker ------------------------------------------------------------- */
+
+struct out_args {
+    const struct mosd *d;
+    struct mosd_job job;
+    int target;
+    int deputy_port;
+    int owner_fd; /* mosrun's registration socket */
+};
+
+static void tell_owner_migrated(void *arg)
+{
+    const struct out_args *a = arg;
+
+    /* mosrun hears "migrated" before the original dies, so it never mistakes the kill for the
+     * job's own end. */
+    owner_say(a->owner_fd, "migrated", a->d->cfg.nodes[a->target].name);
+}
+
+static int move_out(const struct out_args *a, char *why, size_t len)
+{
+    const struct mosd *d = a->d;
+    struct mosd_guest_header g = {.job = a->job.id, .uid = a->job.uid, .gid = a->job.gid,
+                             .deputy_port = a->deputy_port, .home_pid = a->job.home_pid,
+                             .max_load = a->job.max_load};
+
+    snprintf(g.home, sizeof(g.home), "%s", d->cfg.nodes[d->self].name);
+    snprintf(g.home_addr, sizeof(g.home_addr), "%s", d->cfg.nodes[d->self].addr);
+    snprintf(g.cmd, sizeof(g.cmd), "%s", a->job.cmd);
+    memcpy(g.token, a->job.token, sizeof(g.token));
+    /* a mosrun that says where its own descriptors start can take the job back natively */
+    struct mosd_stream_how how = {.before_commit = tell_owner_migrated, .arg = (void *)a,
+                             .shell = a->job.owner_fd_min > 0};
+    return mosd_stream_guest(d, a->target, &g, a->job.pid, &how, why, len);
+}
+
+/* A job already away: ask the node it is on to move it on (or home). */
+static int move_away_job(const struct out_args *a, char *why, size_t len)
+{
+    const struct mosd *d = a->d;
+    int from = mos_config_find_node(&d->cfg, a->job.where);
+    struct json_object *req;
+    int rc;
+
+    if (from < 0) {
+        snprintf(why, len, "the job's node %s is not in the config", a->job.where);
+        return MOS_E_UNKNOWN_NODE;
+    }
+    req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string("move"));
+    json_object_object_add(req, "home", json_object_new_string(d->cfg.nodes[d->self].name));
+    json_object_object_add(req, "home_pid", json_object_new_int((int)a->job.home_pid));
+    json_object_object_add(req, "to", json_object_new_string(d->cfg.nodes[a->target].name));
+    rc = mosd_peer_call(d, from, MOSD_MIGRATION_TIMEOUT_MS, req, NULL, NULL, why, len);
+    json_object_put(req);
+    return rc;
+}
+
+static void __attribute__((noreturn)) worker_main(const struct out_args *a, int report_fd)
+{
+    char why[256] = "";
+    int away = strcmp(a->job.where, a->d->cfg.nodes[a->d->self].name) != 0;
+    int rc = away ? move_away_job(a, why, sizeof(why)) : move_out(a, why, sizeof(why));
+
+    if (rc != 0 && !why[0])
+        snprintf(why, sizeof(why), "%s", mos_strerror(rc));
+    if (rc != 0 && !away)
+        owner_say(a->owner_fd, "abort", NULL);
+    dprintf(report_fd, "%s%s", rc == 0 ? "ok " : "error ",
+            rc == 0 ? a->d->cfg.nodes[a->target].name : why);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+static void on_worker_report(evutil_socket_t fd, short what, void *arg)
+{
+    struct mosd *d = arg;
+    struct mosd_job *job = mosd_job_by_worker_fd(d, (int)fd);
+    ssize_t n;
+
+    (void)what;
+    if (!job)
+        return;
+    n = read((int)fd, job->worker_text + job->worker_len,
+             sizeof(job->worker_text) - 1 - job->worker_len);
+    if (n > 0) {
+        job->worker_len += (size_t)n;
+        return;
+    }
+    job->worker_text[job->worker_len] = '\0';
+    int ok = strncmp(job->worker_text, "ok ", 3) == 0;
+    const char *text = ok ? job->worker_text + 3
+                          : (strncmp(job->worker_text, "error ", 6) == 0 ? job->worker_text + 6
+                                                                         : "the move failed");
+    if (ok) {
+        snprintf(job->where, sizeof(job->where), "%s", job->target);
+        job->arrived_ns = mos_clock_now_ns();
+        mos_info("mosd", "job %d (pid %d) now runs on %s", job->id, (int)job->home_pid,
+                 job->where);
+    } else {
+        mos_warn("mosd", "job %d (pid %d) stays: %s", job->id, (int)job->home_pid, text);
+        mosd_gossip_refused(d, job->target);
+    }
+    reply_requester(job, ok, text);
+    event_free(job->worker_ev);
+    job->worker_ev = NULL;
+    close(job->worker_fd);
+    job->worker_fd = 0;
+    job->worker_len = 0;
+    job->moving = 0;
+}
+
+static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port)
+{
+    struct out_args a = {.d = d, .job = *job};
+    int pipefd[2];
+    pid_t worker;
+
+    a.target = mos_config_find_node(&d->cfg, job->target);
+    a.deputy_port = deputy_port;
+    a.owner_fd = job->owner ? bufferevent_getfd(job->owner) : -1;
+    if (pipe2(pipefd, O_CLOEXEC) != 0 || (worker = fork()) < 0) {
+        job->moving = 0;
+        reply_requester(job, 0, "cannot start the migration worker");
+        return;
+    }
+    if (worker == 0) {
+        close(pipefd[0]);
+        mosd_close_in_child(d, a.owner_fd, 0);
+        worker_main(&a, pipefd[1]);
+    }
+    close(pipefd[1]);
+    job->worker_fd = pipefd[0];
+    job->worker_ev = event_new(d->base, pipefd[0], EV_READ | EV_PERSIST, on_worker_report, d);
+    event_add(job->worker_ev, NULL);
+}
+
+void mosd_move_owner_reply(struct mosd *d, struct mosd_job *job, struct json_object *msg)
+{
+    if (job->checkpointing && strcmp(mos_json_str(msg, "done", ""), "checkpoint") == 0) {
+        int ok = json_object_get_boolean(json_object_object_get(msg, "ok"));
+        job->checkpointing = 0;
+        reply_requester(job, ok, mos_json_str(msg, ok ? "where" : "error", "?"));
+        return;
+    }
+    if (!job->moving || job->worker_ev)
+        return;
+    if (!json_object_get_boolean(json_object_object_get(msg, "ok"))) {
+        char text[300];
+        snprintf(text, sizeof(text), "pid %d stays: %s", (int)job->home_pid,
+                 mos_json_str(msg, "error", "its mosrun refused"));
+        job->moving = 0;
+        reply_requester(job, 0, text);
+        return;
+    }
+    worker_start(d, job, (int)mos_json_int(msg, "port", 0));
+}
+
+
+int mosd_move_bring_home(struct mosd *d)
+{
+    const char *self = d->cfg.nodes[d->self].name;
+    int n = 0;
+
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        struct mosd_job *job = &d->jobs[i];
+        if (job->supervisor || !job->owner || job->moving || strcmp(job->where, self) == 0)
+            continue;
+        struct json_object *req = json_object_new_object(), *refusal;
+        json_object_object_add(req, "pid", json_object_new_int(job->home_pid));
+        json_object_object_add(req, "to", json_object_new_string("home"));
+        refusal = mosd_move_request(d, NULL, 0, req);
+        n += refusal == NULL;
+        json_object_put(refusal);
+        json_object_put(req);
+    }
+    return n;
+}

@@ -1,0 +1,296 @@
+/* The transport port: every incoming connection (key proved by the transport) is taken by an
+ * acceptor child, which reads the first request and becomes what it asks for:
+ *   guest   a job arriving (move_in.c): the acceptor becomes its supervisor;
+ *   exec    mosrun -E (exec.c): the acceptor becomes the program's relay;
+ *   move    the home of one of our guests asks us to move it on (relayed to its supervisor);
+ *   where   one of our jobs now runs elsewhere (for mosps).
+ * The acceptor says what it became in one line on its socketpair with mosd; guests'
+ * supervisors keep that line for mosd's "move" orders and their answers. One incoming
+ * connection is accepted at a time. */
+#include "mosd.h"
+
+#include "mos/clock.h"
+#include "mos/log.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Another node (the job's home) asks us to move one of our guests on. */
+static int relay_move(mos_tp_conn_t *c, uint32_t id, struct json_object *o, int ctl)
+{
+    char line[300];
+
+    dprintf(ctl, "move %s %lld %s\n", mos_json_str(o, "home", "?"),
+            mos_json_int(o, "home_pid", 0), mos_json_str(o, "to", "?"));
+    if (mosd_line_read(ctl, line, sizeof(line)) < 0)
+        snprintf(line, sizeof(line), "error mosd did not answer");
+    int ok = strncmp(line, "ok ", 3) == 0;
+    return mosd_peer_answer(c, id, ok, ok ? "where" : "error",
+                  ok ? line + 3 : (strncmp(line, "error ", 6) == 0 ? line + 6 : line));
+}
+
+static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
+{
+    mos_tp_conn_t *c = NULL;
+    struct mos_tp_msg msg;
+    char text[MOS_TP_MAX_CONTROL + 1], why[200];
+    int rc;
+
+    signal(SIGCHLD, SIG_DFL);
+    mosd_close_in_child(d, ctl, 1);
+    rc = mos_tp_accept(d->tp_listener, &c);
+    mos_tp_listener_close(d->tp_listener); /* the port is mosd's */
+    if (rc == 0)
+        rc = mos_tp_ctl_recv(c, &msg, text, sizeof(text) - 1, -1);
+    if (rc != 0)
+        _exit(2);
+    text[msg.len] = '\0';
+    struct json_object *o = json_tokener_parse(text);
+    const char *op = mos_json_str(o, "op", "");
+    if (strcmp(op, "guest") == 0)
+        mosd_move_in(d, c, msg.id, o, ctl); /* becomes the guest's supervisor */
+    if (strcmp(op, "exec") == 0)
+        mosd_exec_accept(d, c, msg.id, o, ctl); /* mosrun -E: becomes the program's relay */
+    if (strcmp(op, "move") == 0) {
+        rc = relay_move(c, msg.id, o, ctl);
+        mos_tp_close(c);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    if (strcmp(op, "where") == 0) {
+        dprintf(ctl, "where %lld %.63s\n", mos_json_int(o, "home_pid", 0),
+                mos_json_str(o, "where", "?"));
+        mos_tp_close(c);
+        _exit(0);
+    }
+    snprintf(why, sizeof(why), "unknown request '%.64s'", op);
+    mos_warn("mosd", "refused a request from %s: %s", mos_tp_conn_peer(c), why);
+    mosd_peer_answer(c, msg.id, 0, "error", why);
+    mos_tp_close(c);
+    _exit(2);
+}
+
+/* ---- mosd's side of its acceptors and supervisors ----------------------------------------- */
+
+/* A supervisor's line: the outcome of a move, passed to the acceptor that asked. */
+static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
+{
+    struct mosd *d = arg;
+    struct mosd_job *job = mosd_job_by_sup_ctl(d, (int)fd);
+    char line[300];
+
+    (void)what;
+    if (!job)
+        return;
+    if (mosd_line_read((int)fd, line, sizeof(line)) < 0) {
+        event_del(job->sup_ev); /* the supervisor ended; SIGCHLD removes the job */
+        return;
+    }
+    job->moving = 0; /* an answer while it is still here: the move failed */
+    if (strncmp(line, "error ", 6) == 0 && job->target[0])
+        mosd_gossip_refused(d, job->target);
+    if (job->move_reply_fd > 0) {
+        dprintf(job->move_reply_fd, "%s\n", line);
+        close(job->move_reply_fd);
+        job->move_reply_fd = 0;
+    }
+}
+
+static void acceptor_done(struct mosd *d)
+{
+    event_free(d->acceptor_ev);
+    d->acceptor_ev = NULL;
+    d->acceptor = 0; /* the next connection may come in */
+    event_add(d->tp_event, NULL);
+}
+
+/* The acceptor's first line: a guest it now supervises, or a move it relays. */
+static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
+{
+    struct mosd *d = arg;
+    pid_t acceptor = d->acceptor;
+    char line[512], home[MOS_NODE_NAME_MAX], to[MOS_NODE_NAME_MAX];
+    int pid, job_id, uid, off = 0, home_pid;
+
+    (void)what;
+    int got = mosd_line_read((int)fd, line, sizeof(line));
+    acceptor_done(d);
+    if (got > 0 &&
+        sscanf(line, "guest %d %d %d %d %63s %n", &pid, &home_pid, &job_id, &uid, home, &off) ==
+            5 &&
+        off > 0) {
+        struct mosd_job *job = mosd_job_add(d);
+        if (!job) {
+            close((int)fd);
+            return;
+        }
+        job->pid = pid;
+        job->home_pid = home_pid;
+        job->arrived_ns = mos_clock_now_ns();
+        job->uid = (uid_t)uid;
+        job->supervisor = acceptor;
+        job->sup_ctl = (int)fd;
+        job->sup_ev = event_new(d->base, (int)fd, EV_READ | EV_PERSIST, on_supervisor_line, d);
+        event_add(job->sup_ev, NULL);
+        snprintf(job->home, sizeof(job->home), "%s", home);
+        snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
+        snprintf(job->cmd, sizeof(job->cmd), "%s", line + off);
+        mos_info("mosd", "guest job %d from %s runs here as pid %d: %s", job_id, home, pid,
+                 job->cmd);
+        struct mosd_job *own = strcmp(home, d->cfg.nodes[d->self].name) == 0
+                                   ? mosd_job_own(d, home_pid)
+                                   : NULL;
+        if (own) /* one of ours, back home */
+            snprintf(own->where, sizeof(own->where), "%s", home);
+        return;
+    }
+    if (got > 0 && sscanf(line, "native %d", &home_pid) == 1) {
+        struct mosd_job *job = mosd_job_own(d, home_pid);
+        if (job) {
+            snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
+            job->arrived_ns = mos_clock_now_ns();
+            struct json_object *m = json_object_new_object();
+            json_object_object_add(m, "op", json_object_new_string("native"));
+            mosd_send(job->owner, m);
+            json_object_put(m);
+        }
+        close((int)fd);
+        return;
+    }
+    if (got > 0 && sscanf(line, "where %d %63s", &home_pid, to) == 2) {
+        struct mosd_job *job = mosd_job_own(d, home_pid);
+        if (job && mos_config_find_node(&d->cfg, to) >= 0)
+            snprintf(job->where, sizeof(job->where), "%s", to);
+        close((int)fd);
+        return;
+    }
+    if (got > 0 && sscanf(line, "move %63s %d %63s", home, &home_pid, to) == 3) {
+        struct mosd_job *job = mosd_job_guest(d, home, home_pid);
+        if (!job || job->move_reply_fd > 0) {
+            dprintf((int)fd, "error %s\n", job ? "already moving" : "no such guest here");
+            close((int)fd);
+            return;
+        }
+        mos_info("mosd", "moving guest pid %d (home %s pid %d) to %s", (int)job->pid, home,
+                 home_pid, to);
+        job->move_reply_fd = (int)fd;
+        snprintf(job->target, sizeof(job->target), "%s", to);
+        dprintf(job->sup_ctl, "move %s\n", to);
+        return;
+    }
+    close((int)fd);
+}
+
+static void on_incoming(evutil_socket_t fd, short what, void *arg)
+{
+    struct mosd *d = arg;
+    int sp[2];
+    pid_t child;
+
+    (void)fd, (void)what;
+    if (d->acceptor)
+        return;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0 || (child = fork()) < 0) {
+        mos_err("mosd", "cannot take an incoming connection: %s", strerror(errno));
+        return;
+    }
+    if (child == 0) {
+        close(sp[0]);
+        acceptor_main(d, sp[1]);
+    }
+    close(sp[1]);
+    /* No second acceptor until this one has its connection and said what it is (or died). */
+    event_del(d->tp_event);
+    d->acceptor = child;
+    d->acceptor_fd = sp[0];
+    d->acceptor_ev = event_new(d->base, sp[0], EV_READ, on_acceptor_line, d);
+    event_add(d->acceptor_ev, NULL);
+}
+
+static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+    struct mosd *d = arg;
+    int status;
+    pid_t pid;
+
+    (void)sig, (void)what;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == d->acceptor) { /* died before saying anything */
+            close(d->acceptor_fd);
+            acceptor_done(d);
+            continue;
+        }
+        struct mosd_job *job = mosd_job_by_supervisor(d, pid);
+        if (job) {
+            mos_info("mosd", "guest job from %s (pid %d) left this node", job->home,
+                     (int)job->pid);
+            mosd_job_remove(d, job);
+            if (d->stopping && mosd_jobs_guests(d) == 0)
+                event_base_loopexit(d->base, NULL);
+        }
+    }
+}
+
+int mosd_peer_start(struct mosd *d)
+{
+    char where[160];
+    mos_tp_listener_t *l;
+    int rc;
+
+    mos_tp_opts_default(&d->tp_opts);
+    d->tp_opts.key = d->have_key ? &d->key : NULL;
+    if (strcmp(d->cfg.transport, "auto") != 0 && !getenv("MOS_TRANSPORT"))
+        d->tp_opts.backend = (enum mos_tp_backend)mos_tp_backend_parse(d->cfg.transport);
+    mosd_hostport(&d->cfg, d->self, where, sizeof(where));
+    rc = mos_tp_listen(where, &d->tp_opts, &l);
+    if (rc != 0) {
+        mos_err("mosd", "cannot accept migrations on %s: %s", where, mos_strerror(rc));
+        return rc;
+    }
+    d->tp_listener = l;
+    d->tp_event = event_new(d->base, mos_tp_listener_fd(l), EV_READ | EV_PERSIST, on_incoming, d);
+    d->sigchld = evsignal_new(d->base, SIGCHLD, on_sigchld, d);
+    event_add(d->tp_event, NULL);
+    event_add(d->sigchld, NULL);
+    return 0;
+}
+
+void mosd_peer_stop(struct mosd *d)
+{
+    if (d->tp_event)
+        event_free(d->tp_event);
+    if (d->sigchld)
+        event_free(d->sigchld);
+    if (d->acceptor_ev)
+        event_free(d->acceptor_ev);
+    if (d->tp_listener)
+        mos_tp_listener_close(d->tp_listener);
+    d->tp_event = d->sigchld = d->acceptor_ev = NULL;
+    d->tp_listener = NULL;
+}
+
+/* An orderly stop: every guest is asked to go home; mosd ends when they have, or at the
+ * deadline (a guest whose home cannot take it runs on under its supervisor). */
+int mosd_peer_send_guests_home(struct mosd *d)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        struct mosd_job *job = &d->jobs[i];
+        /* a job of ours that came home as a guest stays: its supervisor runs on without us */
+        if (!job->supervisor || job->move_reply_fd > 0 ||
+            strcmp(job->home, d->cfg.nodes[d->self].name) == 0)
+            continue;
+        dprintf(job->sup_ctl, "move %s\n", job->home);
+        n++;
+    }
+    if (n)
+        mos_info("mosd", "sending %zu guest(s) home before stopping", n);
+    return (int)n;
+}
