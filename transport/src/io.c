@@ -323,7 +323,7 @@ int tp_bulk_frames(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs,
         }
         frames++, total += pages;
     }
-    mos_put_be64(end, frames);
-    mos_put_be64(end + 8, total);
+    mos_put_le64(end, frames);
+    mos_put_le64(end + 8, total);
     return rc;
 }
