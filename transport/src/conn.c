@@ -140,18 +140,13 @@ static void conn_free(mos_tp_conn_t *c)
 
 static void send_close(mos_tp_conn_t *c, uint32_t reason, const char *text)
 {
-    uint8_t body[128] = {0};
-    size_t tl = strnlen(text, sizeof(body) - 5);
-
-    mos_put_le32(body, reason);
-    memcpy(body + 4, text, tl);
-    (void)tp_msg_send(c->ctl_fd, MOS_WIRE_CLOSE, 0, body, 4 + tl);
+    (void)tp_reason_send(c->ctl_fd, MOS_WIRE_CLOSE, reason, text);
 }
 
 /* A CLOSE from the peer during the handshake: log its reason, return the status. */
 static int peer_closed(mos_tp_conn_t *c, const uint8_t *body, uint32_t len)
 {
-    char text[128] = "";
+    char text[MOS_WIRE_REASON_BYTES] = "";
     uint32_t reason = len >= 4 ? mos_get_le32(body) : 0;
 
     if (len > 4) {

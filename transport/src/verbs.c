@@ -1065,12 +1065,7 @@ static int client_connect_one(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t
 
 static int client_setup_send(mos_tp_conn_t *c, uint32_t ok, const char *why)
 {
-    uint8_t body[128] = {0};
-    size_t tl = strnlen(why, sizeof(body) - 5);
-
-    mos_put_le32(body, ok);
-    memcpy(body + 4, why, tl);
-    return tp_msg_send(c->ctl_fd, MOS_WIRE_SETUP, 0, body, 4 + tl);
+    return tp_reason_send(c->ctl_fd, MOS_WIRE_SETUP, ok, why);
 }
 
 int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_t why_len)

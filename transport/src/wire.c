@@ -23,8 +23,8 @@ uint32_t mos_wire_payload_limit(uint16_t type)
     case MOS_WIRE_BULK_END:
         return MOS_WIRE_BULK_END_BYTES;
     case MOS_WIRE_CLOSE:
-    case MOS_WIRE_SETUP: /* a reason code and a short text */
-        return 128;
+    case MOS_WIRE_SETUP:
+        return MOS_WIRE_REASON_BYTES;
     default:
         return 0;
     }

@@ -99,6 +99,10 @@ struct mos_wire_hello {
 void mos_wire_hello_encode(const struct mos_wire_hello *h, uint8_t *buf);
 int mos_wire_hello_decode(const uint8_t *buf, size_t len, struct mos_wire_hello *h);
 
+/* CLOSE and SETUP payload: u32 code (a CLOSE reason; SETUP: 1 = verbs up) | text, not
+ * NUL-terminated. */
+#define MOS_WIRE_REASON_BYTES 128
+
 /* CLOSE reasons. */
 enum mos_wire_close_reason {
     MOS_WIRE_CLOSE_NORMAL = 0,
