@@ -62,8 +62,11 @@ static void test_rejects(void **state)
     mos_wire_hdr_make(MOS_WIRE_CONTROL, 0, 0, buf);
     buf[4] = 2; /* another version */
     assert_int_equal(mos_wire_hdr_decode(buf, sizeof(buf), &out), MOS_E_VERSION);
+    /* a peer of the big-endian format says version 0x0100: another version, not garbage */
+    memcpy(buf, "MOSW\x00\x01\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00", sizeof(buf));
+    assert_int_equal(mos_wire_hdr_decode(buf, sizeof(buf), &out), MOS_E_VERSION);
     mos_wire_hdr_make(MOS_WIRE_CONTROL, 0, 0, buf);
-    buf[0] = 'W'; /* the old big-endian order would start "WSOM": refused from the first byte */
+    buf[0] = 'W'; /* a wrong magic is refused from its first byte */
     assert_int_equal(mos_wire_hdr_decode(buf, 1, &out), MOS_E_PROTO);
     assert_int_equal(mos_wire_hdr_decode(buf, sizeof(buf), &out), MOS_E_PROTO);
 }
