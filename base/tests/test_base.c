@@ -1,6 +1,8 @@
-/* Unit tests of the base library: statuses, logging sink, key files and MACs, config. */
+/* Unit tests of the base library: statuses, logging sink, key files and MACs, the shared
+ * framing, config. */
 #include "mos/clock.h"
 #include "mos/config.h"
+#include "mos/frame.h"
 #include "mos/key.h"
 #include "mos/log.h"
 #include "mos/status.h"
@@ -134,6 +136,96 @@ static void test_mac(void **state)
     assert_int_equal(mos_key_mac_verify(&k1, whole, 1, mac), MOS_E_AUTH);
 }
 
+static void test_frame_byte_order(void **state)
+{
+    (void)state;
+    uint8_t b[8];
+
+    mos_put_le16(b, 0x0102);
+    assert_memory_equal(b, "\x02\x01", 2);
+    mos_put_le32(b, 0x01020304);
+    assert_memory_equal(b, "\x04\x03\x02\x01", 4);
+    assert_int_equal(mos_get_le32(b), 0x01020304);
+    assert_int_equal(mos_get_le16(b + 2), 0x0102);
+    mos_put_le64(b, 0x0102030405060708ull);
+    assert_memory_equal(b, "\x08\x07\x06\x05\x04\x03\x02\x01", 8);
+    assert_true(mos_get_le64(b) == 0x0102030405060708ull);
+    mos_put_le64(b, UINT64_MAX - 1);
+    assert_true(mos_get_le64(b) == UINT64_MAX - 1);
+    mos_put_le32(b, MOS_FRAME_MAGIC('M', 'O', 'S', 'X'));
+    assert_memory_equal(b, "MOSX", 4); /* a dump shows whose frame it is */
+}
+
+/* A protocol with two types: 1 carries up to 100 bytes, 2 exactly 4. */
+static bool test_length_ok(uint16_t type, uint32_t length)
+{
+    return (type == 1 && length <= 100) || (type == 2 && length == 4);
+}
+
+static const struct mos_frame_proto test_proto = {
+    .magic = MOS_FRAME_MAGIC('T', 'E', 'S', 'T'),
+    .version = 3,
+    .length_ok = test_length_ok,
+};
+
+static void test_frame_header(void **state)
+{
+    (void)state;
+    uint8_t buf[MOS_FRAME_HDR_BYTES + 100];
+    struct mos_frame_hdr h = {0, 0};
+    size_t used = 0;
+
+    mos_frame_hdr_encode(&test_proto, 1, 77, buf);
+    assert_memory_equal(buf, "TEST\x03\x00\x01\x00\x4d\x00\x00\x00", MOS_FRAME_HDR_BYTES);
+    assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, MOS_FRAME_HDR_BYTES, &h), 0);
+    assert_int_equal(h.type, 1);
+    assert_int_equal(h.length, 77);
+    /* every prefix of a good header is "not yet whole" */
+    for (size_t cut = 0; cut < MOS_FRAME_HDR_BYTES; cut++)
+        assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, cut, &h), MOS_E_TRUNCATED);
+    /* a whole frame: truncated until the payload is all there */
+    for (size_t cut = 0; cut < MOS_FRAME_HDR_BYTES + 77; cut += 7)
+        assert_int_equal(mos_frame_decode(&test_proto, buf, cut, MOS_FRAME_HDR_BYTES, &h, &used),
+                         MOS_E_TRUNCATED);
+    assert_int_equal(mos_frame_decode(&test_proto, buf, sizeof(buf), MOS_FRAME_HDR_BYTES, &h, &used), 0);
+    assert_int_equal(used, MOS_FRAME_HDR_BYTES + 77);
+    /* extra fixed fields after the common header count as header, not payload */
+    assert_int_equal(mos_frame_decode(&test_proto, buf, MOS_FRAME_HDR_BYTES + 80,
+                                      MOS_FRAME_HDR_BYTES + 4, &h, &used), MOS_E_TRUNCATED);
+    assert_int_equal(mos_frame_decode(&test_proto, buf, MOS_FRAME_HDR_BYTES + 81,
+                                      MOS_FRAME_HDR_BYTES + 4, &h, &used), 0);
+    assert_int_equal(used, MOS_FRAME_HDR_BYTES + 81);
+}
+
+static void test_frame_rejects(void **state)
+{
+    (void)state;
+    uint8_t buf[MOS_FRAME_HDR_BYTES];
+    struct mos_frame_hdr h = {9, 9};
+
+    /* a wrong magic byte fails as soon as it is there, before a whole header */
+    for (size_t at = 0; at < 4; at++) {
+        mos_frame_hdr_encode(&test_proto, 1, 0, buf);
+        buf[at] ^= 0x20;
+        assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, at + 1, &h), MOS_E_PROTO);
+        assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, sizeof(buf), &h), MOS_E_PROTO);
+    }
+    mos_frame_hdr_encode(&test_proto, 1, 0, buf);
+    mos_put_le16(buf + 4, 4);
+    assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, sizeof(buf), &h), MOS_E_VERSION);
+    mos_frame_hdr_encode(&test_proto, 1, 101, buf); /* over the type's limit */
+    assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, sizeof(buf), &h), MOS_E_PROTO);
+    mos_frame_hdr_encode(&test_proto, 2, 5, buf); /* not the type's fixed size */
+    assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, sizeof(buf), &h), MOS_E_PROTO);
+    mos_frame_hdr_encode(&test_proto, 3, 0, buf); /* a type the protocol does not know */
+    assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, sizeof(buf), &h), MOS_E_PROTO);
+    mos_frame_hdr_encode(&test_proto, 2, UINT32_MAX, buf);
+    assert_int_equal(mos_frame_hdr_decode(&test_proto, buf, sizeof(buf), &h), MOS_E_PROTO);
+    /* nothing was decoded: the out-parameter is untouched */
+    assert_int_equal(h.type, 9);
+    assert_int_equal(h.length, 9);
+}
+
 static void test_config_good(void **state)
 {
     (void)state;
@@ -223,6 +315,9 @@ int main(void)
         cmocka_unit_test_setup(test_key_file_roundtrip, setup_capture),
         cmocka_unit_test(test_key_parse),
         cmocka_unit_test(test_mac),
+        cmocka_unit_test(test_frame_byte_order),
+        cmocka_unit_test(test_frame_header),
+        cmocka_unit_test(test_frame_rejects),
         cmocka_unit_test_setup(test_config_good, setup_capture),
         cmocka_unit_test_setup(test_config_defaults_one_node, setup_capture),
         cmocka_unit_test_setup(test_config_errors, setup_capture),

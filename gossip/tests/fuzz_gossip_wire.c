@@ -1,6 +1,8 @@
 /* libFuzzer target: arbitrary bytes as a gossip datagram never crash the parser or the
  * protocol. Odd first bytes get a valid MAC computed over the rest, so the fuzzer also
- * reaches the checks after the MAC (as from a key holder with a bug). */
+ * reaches the checks after the MAC (as from a key holder with a bug); with bit 1 of the first
+ * byte set as well, the bytes also get a well-formed frame header (mos/frame.h) first, so the
+ * entry checks are reached without the fuzzer having to find magic, version and length. */
 #include "mos/config.h"
 #include "mos/gossip.h"
 #include "mos/gossip_wire.h"
@@ -53,6 +55,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!buf)
         return 0;
     memcpy(buf, data, size);
+    if ((data[0] & 3) == 3 && size >= MOS_GOSSIP_HEADER_BYTES + MOS_MAC_BYTES) {
+        const struct mos_frame_proto gossip = {.magic = MOS_GOSSIP_MAGIC,
+                                               .version = MOS_GOSSIP_VERSION};
+        mos_frame_hdr_encode(&gossip, MOS_GOSSIP_TYPE_VECTOR,
+                             (uint32_t)(size - MOS_GOSSIP_HEADER_BYTES), buf);
+    }
     if ((data[0] & 1) && size >= MOS_MAC_BYTES) {
         struct mos_mac_part part = {.data = buf, .len = size - MOS_MAC_BYTES};
         mos_key_mac(&key, &part, 1, buf + size - MOS_MAC_BYTES);

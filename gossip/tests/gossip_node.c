@@ -151,17 +151,17 @@ static int send_junk(const struct mos_config *cfg, const mos_key_t *key, const c
     memset(buf, 'x', 200);
     SEND(buf, 200);
     len = junk_base(key, me, buf, sizeof(buf));
-    buf[4] = 9; /* version */
+    mos_put_le16(buf + 4, 9); /* version */
     SEND(buf, len);
     mos_random_bytes(&wrong, sizeof(wrong));
     len = junk_base(&wrong, me, buf, sizeof(buf));
     SEND(buf, len);
     len = junk_base(key, me, buf, sizeof(buf));
-    buf[9] = 2; /* two entries claimed, one present: MAC right, count wrong */
+    mos_put_le16(buf + 14, 2); /* two entries claimed, one present: MAC right, count wrong */
     mac_again(key, buf, (size_t)len);
     SEND(buf, len);
     len = junk_base(key, me, buf, sizeof(buf));
-    buf[MOS_GOSSIP_HEADER_BYTES + 36] = 0x27; /* utilization 10,000 permille */
+    mos_put_le16(buf + MOS_GOSSIP_HEADER_BYTES + 36, 10000); /* utilization 10,000 permille */
     mac_again(key, buf, (size_t)len);
     SEND(buf, len);
     len = junk_base(key, "10.99.99.99", buf, sizeof(buf));

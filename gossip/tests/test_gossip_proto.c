@@ -56,6 +56,13 @@ static void test_wire_roundtrip(void **state)
 
     assert_int_equal(len, (int)mos_gossip_wire_size(3));
     assert_int_equal(len, 32 + 3 * 64 + 32);
+    /* the common frame header, little-endian: magic "MOSG", version, type, length after 32 */
+    assert_memory_equal(buf, "MOSG", 4);
+    assert_int_equal(mos_get_le16(buf + 4), MOS_GOSSIP_VERSION);
+    assert_int_equal(mos_get_le16(buf + 6), MOS_GOSSIP_TYPE_VECTOR);
+    assert_int_equal(mos_get_le32(buf + 8), 3 * 64 + 32);
+    assert_int_equal(mos_get_le16(buf + 14), 3);
+    assert_int_equal(mos_get_le64(buf + 16), 7);
     assert_int_equal(mos_gossip_wire_parse(&key, buf, (size_t)len, &h, entries, &why), 0);
     assert_int_equal(h.n_entries, 3);
     assert_int_equal(h.boot_id, 7);
@@ -104,27 +111,34 @@ static void test_wire_drop_reasons(void **state)
     buf[100] ^= 4; /* one bit of an entry changed in flight */
     expect_drop(len, MOS_GOSSIP_DROP_MAC);
     len = (size_t)encode_n(2, &key);
-    buf[9] = 3; /* count says 3, two present; MAC recomputed */
+    mos_put_le16(buf + 14, 3); /* count says 3, two present; MAC recomputed */
     remac(len);
     expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
     len = (size_t)encode_n(2, &key);
-    buf[8] = 0xff, buf[9] = 0xff; /* 65535 entries: over the limit */
+    mos_put_le16(buf + 14, 0xffff); /* 65535 entries: over the limit */
     remac(len);
     expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
     len = (size_t)encode_n(2, &key);
-    buf[7] = 32; /* entry size 32 */
+    mos_put_le16(buf + 12, 32); /* entry size 32 */
     remac(len);
     expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
     len = (size_t)encode_n(2, &key);
-    buf[5] = 9; /* unknown type */
+    mos_put_le16(buf + 6, 9); /* unknown type */
     remac(len);
     expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
     len = (size_t)encode_n(2, &key);
-    buf[32 + 64 + 36] = 0x10; /* utilization 4096 permille */
+    mos_put_le32(buf + 8, (uint32_t)len); /* the header's length disagrees with the datagram's */
+    remac(len);
+    expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
+    len = (size_t)encode_n(2, &key);
+    mos_put_le16(buf + 6, 9); /* a bad type is dropped before the MAC is even computed */
+    expect_drop(len, MOS_GOSSIP_DROP_FORMAT);
+    len = (size_t)encode_n(2, &key);
+    mos_put_le16(buf + 32 + 64 + 36, 4096); /* utilization 4096 permille */
     remac(len);
     expect_drop(len, MOS_GOSSIP_DROP_ENTRY);
     len = (size_t)encode_n(2, &key);
-    buf[32 + 19] = 5; /* the sender's own entry 5 ms old */
+    mos_put_le32(buf + 32 + 16, 5); /* the sender's own entry 5 ms old */
     remac(len);
     expect_drop(len, MOS_GOSSIP_DROP_ENTRY);
     /* Every truncation of a valid datagram is refused. */

@@ -10,24 +10,24 @@
 #ifndef MOS_MIGRATE_IMAGE_FORMAT_H
 #define MOS_MIGRATE_IMAGE_FORMAT_H
 
+#include "mos/frame.h"
+
 #include <stdint.h>
 #include <sys/user.h>
 
 #define MOS_IMG_FORMAT_VERSION 1
 
-/* Record magics: four ASCII letters, read as a little-endian uint32. */
-#define MOS_IMG_MAGIC(a, b, c, d)                                                             \
-    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
-#define MOS_REC_IMAGE MOS_IMG_MAGIC('M', 'O', 'S', 'I')
-#define MOS_REC_CORE MOS_IMG_MAGIC('C', 'O', 'R', 'E')
-#define MOS_REC_MM MOS_IMG_MAGIC('M', 'M', 'S', 'T')
-#define MOS_REC_VMAS MOS_IMG_MAGIC('V', 'M', 'A', 'S')
-#define MOS_REC_SIGS MOS_IMG_MAGIC('S', 'I', 'G', 'S')
-#define MOS_REC_RLIM MOS_IMG_MAGIC('R', 'L', 'I', 'M')
-#define MOS_REC_FDS MOS_IMG_MAGIC('F', 'D', 'S', 'T')
-#define MOS_REC_PAGES MOS_IMG_MAGIC('P', 'A', 'G', 'E')
-#define MOS_REC_BULK MOS_IMG_MAGIC('B', 'U', 'L', 'K')
-#define MOS_REC_END MOS_IMG_MAGIC('M', 'E', 'N', 'D')
+/* Record magics: four ASCII letters, read as a little-endian uint32 (as every mos magic). */
+#define MOS_REC_IMAGE MOS_FRAME_MAGIC('M', 'O', 'S', 'I')
+#define MOS_REC_CORE MOS_FRAME_MAGIC('C', 'O', 'R', 'E')
+#define MOS_REC_MM MOS_FRAME_MAGIC('M', 'M', 'S', 'T')
+#define MOS_REC_VMAS MOS_FRAME_MAGIC('V', 'M', 'A', 'S')
+#define MOS_REC_SIGS MOS_FRAME_MAGIC('S', 'I', 'G', 'S')
+#define MOS_REC_RLIM MOS_FRAME_MAGIC('R', 'L', 'I', 'M')
+#define MOS_REC_FDS MOS_FRAME_MAGIC('F', 'D', 'S', 'T')
+#define MOS_REC_PAGES MOS_FRAME_MAGIC('P', 'A', 'G', 'E')
+#define MOS_REC_BULK MOS_FRAME_MAGIC('B', 'U', 'L', 'K')
+#define MOS_REC_END MOS_FRAME_MAGIC('M', 'E', 'N', 'D')
 
 /* Limits every reader enforces. */
 #define MOS_IMG_PAGE_SIZE 4096u

@@ -98,7 +98,9 @@ static int flush_signals(struct deputy *d)
         if (!signal_pending[sig])
             continue;
         signal_pending[sig] = 0;
-        int rc = fwd_send(d->fd, FWD_MSG_SIGNAL, &sig, sizeof(sig));
+        uint8_t msg[4];
+        mos_put_le32(msg, (uint32_t)sig);
+        int rc = fwd_send(d->fd, FWD_MSG_SIGNAL, msg, sizeof(msg));
         if (rc != 0)
             return rc;
     }
@@ -351,8 +353,12 @@ static int wait_readable(struct deputy *d)
 
 static int serve_loop(struct deputy *d, int *exit_status)
 {
-    int32_t ids[2] = {d->id.pid, d->id.ppid};
-    int rc = fwd_send(d->fd, FWD_MSG_HELLO, ids, sizeof(ids));
+    uint8_t ids[8];
+    int rc;
+
+    mos_put_le32(ids, (uint32_t)d->id.pid);
+    mos_put_le32(ids + 4, (uint32_t)d->id.ppid);
+    rc = fwd_send(d->fd, FWD_MSG_HELLO, ids, sizeof(ids));
 
     while (rc == 0) {
         uint16_t type;
@@ -366,11 +372,11 @@ static int serve_loop(struct deputy *d, int *exit_status)
         if (type == FWD_MSG_CALL) {
             rc = serve_call(d, len);
         } else if (type == FWD_MSG_EXIT && len == 4) {
-            memcpy(exit_status, d->rx, 4);
+            *exit_status = (int32_t)mos_get_le32(d->rx);
             return 0;
-        } else if (type == FWD_MSG_NOTICE && len == 4 && d->rx[0] == MOS_LINK_MOVING) {
+        } else if (type == FWD_MSG_NOTICE && len == 4 && mos_get_le32(d->rx) == MOS_LINK_MOVING) {
             return MOS_DEPUTY_MOVING;
-        } else if (type == FWD_MSG_NOTICE && len == 4 && d->rx[0] == MOS_LINK_RESUME) {
+        } else if (type == FWD_MSG_NOTICE && len == 4 && mos_get_le32(d->rx) == MOS_LINK_RESUME) {
             continue; /* a move that failed before this link was left: nothing to do */
         } else {
             mos_err("deputy", "unexpected message type %u from the supervisor", type);

@@ -3,10 +3,12 @@
  * The deputy runs as the job's owner and holds no cluster key, so the link is authenticated
  * with a per-job token instead: mosd hands the token to the deputy over its local socket and to
  * the target node inside the key-authenticated migration, and both ends prove they know it
- * (HMAC-SHA-256 challenge-response, each side with its own nonce) before anything else. */
+ * before anything else with the challenge-response of mos/auth.h, its three messages sent as
+ * raw bytes: the supervisor connects and is the client ("supervisor"), the deputy accepts and
+ * is the server ("deputy"). */
 #include "mos/forward.h"
 
-#include "mos/key.h"
+#include "mos/auth.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
@@ -20,8 +22,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#define NONCE_BYTES 32
 
 static int io_full(int fd, void *buf, size_t len, int writing, int timeout_ms)
 {
@@ -46,29 +46,43 @@ static int io_full(int fd, void *buf, size_t len, int writing, int timeout_ms)
     return 0;
 }
 
-static void link_mac(const uint8_t token[MOS_LINK_TOKEN_BYTES], const char *role,
-                     const uint8_t *first, const uint8_t *second, uint8_t mac[MOS_MAC_BYTES])
-{
-    mos_key_t key;
-    struct mos_mac_part parts[] = {{role, strlen(role)},
-                                   {first, NONCE_BYTES},
-                                   {second, NONCE_BYTES}};
+struct link_io {
+    int fd;
+    int timeout_ms;
+};
 
-    memcpy(key.bytes, token, sizeof(key.bytes));
-    mos_key_mac(&key, parts, 3, mac);
+static int link_send(void *arg, enum mos_auth_msg msg, const void *buf, size_t len)
+{
+    const struct link_io *io = arg;
+
+    (void)msg;
+    return io_full(io->fd, (void *)buf, len, 1, io->timeout_ms);
 }
 
-static int link_verify(const uint8_t token[MOS_LINK_TOKEN_BYTES], const char *role,
-                       const uint8_t *first, const uint8_t *second,
-                       const uint8_t mac[MOS_MAC_BYTES])
+static int link_recv(void *arg, enum mos_auth_msg msg, void *buf, size_t len)
 {
-    mos_key_t key;
-    struct mos_mac_part parts[] = {{role, strlen(role)},
-                                   {first, NONCE_BYTES},
-                                   {second, NONCE_BYTES}};
+    const struct link_io *io = arg;
 
+    (void)msg;
+    return io_full(io->fd, buf, len, 0, io->timeout_ms);
+}
+
+/* Prove the job's token on a connected link, as the deputy (server) or the supervisor. */
+static int link_auth(int fd, const uint8_t token[MOS_LINK_TOKEN_BYTES], int timeout_ms,
+                     int as_deputy)
+{
+    struct link_io io = {fd, timeout_ms};
+    mos_key_t key;
+    const struct mos_auth a = {
+        .key = &key,
+        .client_role = "supervisor",
+        .server_role = "deputy",
+        .io = {.send = link_send, .recv = link_recv, .refuse = NULL, .arg = &io},
+    };
+
+    _Static_assert(MOS_LINK_TOKEN_BYTES == MOS_KEY_BYTES, "a job token is a key");
     memcpy(key.bytes, token, sizeof(key.bytes));
-    return mos_key_mac_verify(&key, parts, 3, mac);
+    return as_deputy ? mos_auth_server(&a, NULL) : mos_auth_client(&a, NULL);
 }
 
 static void tune(int fd)
@@ -111,23 +125,6 @@ int mos_deputy_link_listen(const char *addr, int *port)
     return fd;
 }
 
-/* Server side: nonce_s out; nonce_c + proof_c in; proof_s out. */
-static int prove_as_deputy(int fd, const uint8_t token[MOS_LINK_TOKEN_BYTES], int timeout_ms)
-{
-    uint8_t ns[NONCE_BYTES], nc[NONCE_BYTES], mac[MOS_MAC_BYTES];
-    int rc;
-
-    mos_random_bytes(ns, sizeof(ns));
-    if ((rc = io_full(fd, ns, sizeof(ns), 1, timeout_ms)) != 0 ||
-        (rc = io_full(fd, nc, sizeof(nc), 0, timeout_ms)) != 0 ||
-        (rc = io_full(fd, mac, sizeof(mac), 0, timeout_ms)) != 0)
-        return rc;
-    if (link_verify(token, "supervisor", ns, nc, mac) != 0)
-        return MOS_E_AUTH;
-    link_mac(token, "deputy", nc, ns, mac);
-    return io_full(fd, mac, sizeof(mac), 1, timeout_ms);
-}
-
 int mos_deputy_link_accept(int listen_fd, const uint8_t token[MOS_LINK_TOKEN_BYTES],
                            int timeout_ms)
 {
@@ -143,7 +140,7 @@ int mos_deputy_link_accept(int listen_fd, const uint8_t token[MOS_LINK_TOKEN_BYT
         if (fd < 0)
             return mos_errno_status();
         tune(fd);
-        rc = prove_as_deputy(fd, token, timeout_ms);
+        rc = link_auth(fd, token, timeout_ms, 1);
         if (rc == 0)
             return fd;
         /* A stranger or a stale supervisor: refuse it and keep waiting for the right one. */
@@ -157,7 +154,6 @@ int mos_deputy_link_connect(const char *addr, int port, const uint8_t token[MOS_
                             int timeout_ms)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai;
-    uint8_t ns[NONCE_BYTES], nc[NONCE_BYTES], mac[MOS_MAC_BYTES];
     char service[16];
     int fd, rc;
 
@@ -170,14 +166,7 @@ int mos_deputy_link_connect(const char *addr, int port, const uint8_t token[MOS_
     freeaddrinfo(ai);
     if (rc == 0) {
         tune(fd);
-        mos_random_bytes(nc, sizeof(nc));
-        if ((rc = io_full(fd, ns, sizeof(ns), 0, timeout_ms)) == 0) {
-            link_mac(token, "supervisor", ns, nc, mac);
-            if ((rc = io_full(fd, nc, sizeof(nc), 1, timeout_ms)) == 0 &&
-                (rc = io_full(fd, mac, sizeof(mac), 1, timeout_ms)) == 0 &&
-                (rc = io_full(fd, mac, sizeof(mac), 0, timeout_ms)) == 0)
-                rc = link_verify(token, "deputy", nc, ns, mac);
-        }
+        rc = link_auth(fd, token, timeout_ms, 0);
     }
     if (rc != 0) {
         mos_err("supervisor", "deputy link to %s:%d failed: %s", addr, port, mos_strerror(rc));

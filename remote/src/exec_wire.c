@@ -9,35 +9,21 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le(const uint8_t *p, int n)
-{
-    uint32_t v = 0;
-
-    for (int i = 0; i < n; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static int is_data(uint32_t type)
+static bool is_data(uint32_t type)
 {
     return type == MOS_EXEC_STDIN || type == MOS_EXEC_STDOUT || type == MOS_EXEC_STDERR;
 }
 
 /* The payload length a type allows: data frames up to the limit (output never empty: an empty
  * frame would say nothing), fixed sizes otherwise. */
-static int len_ok(uint32_t type, uint32_t len)
+static bool len_ok(uint16_t type, uint32_t len)
 {
     switch (type) {
     case MOS_EXEC_STDIN:
@@ -51,9 +37,15 @@ static int len_ok(uint32_t type, uint32_t len)
     case MOS_EXEC_EXIT:
         return len == 4;
     default:
-        return 0;
+        return false;
     }
 }
+
+static const struct mos_frame_proto exec_proto = {
+    .magic = MOS_EXEC_MAGIC,
+    .version = MOS_EXEC_VERSION,
+    .length_ok = len_ok,
+};
 
 /* Values a fixed frame may carry: a real signal number, a window's worth of stdin, a wait
  * status the kernel could have produced for a process that ended. */
@@ -79,21 +71,18 @@ int mos_exec_frame_encode(const struct mos_exec_frame *f, uint8_t *out, size_t c
 {
     uint32_t len = is_data(f->type) ? f->len : f->type == MOS_EXEC_SIGNAL ? 8 : 4;
 
-    if (!len_ok(f->type, len) || !value_ok(f))
+    if (f->type > UINT16_MAX || !len_ok((uint16_t)f->type, len) || !value_ok(f))
         return MOS_E_LIMIT;
     if (cap < MOS_EXEC_HDR_BYTES + (size_t)len)
         return -ENOSPC;
-    put_le(out, MOS_EXEC_MAGIC, 4);
-    put_le(out + 4, MOS_EXEC_VERSION, 2);
-    put_le(out + 6, f->type, 2);
-    put_le(out + 8, len, 4);
+    mos_frame_hdr_encode(&exec_proto, (uint16_t)f->type, len, out);
     if (is_data(f->type)) {
         if (len)
             memcpy(out + MOS_EXEC_HDR_BYTES, f->data, len);
     } else {
-        put_le(out + MOS_EXEC_HDR_BYTES, f->value, 4);
+        mos_put_le32(out + MOS_EXEC_HDR_BYTES, f->value);
         if (f->type == MOS_EXEC_SIGNAL)
-            put_le(out + MOS_EXEC_HDR_BYTES + 4, f->flags, 4);
+            mos_put_le32(out + MOS_EXEC_HDR_BYTES + 4, f->flags);
     }
     *used = MOS_EXEC_HDR_BYTES + len;
     return 0;
@@ -102,35 +91,26 @@ int mos_exec_frame_encode(const struct mos_exec_frame *f, uint8_t *out, size_t c
 int mos_exec_frame_decode(const uint8_t *buf, size_t len, struct mos_exec_frame *f,
                           size_t *used)
 {
-    uint32_t type, plen;
+    struct mos_frame_hdr h;
+    size_t whole;
+    /* The header is checked as far as it has come: garbage fails early, not after a wait. */
+    int rc = mos_frame_decode(&exec_proto, buf, len, MOS_EXEC_HDR_BYTES, &h, &whole);
 
-    /* What is there of the header is checked at once: garbage fails early, not after a wait. */
-    for (size_t i = 0; i < 4 && i < len; i++)
-        if (buf[i] != (uint8_t)(MOS_EXEC_MAGIC >> (8 * i)))
-            return MOS_E_PROTO;
-    if (len < MOS_EXEC_HDR_BYTES)
-        return MOS_E_TRUNCATED;
-    if (get_le(buf + 4, 2) != MOS_EXEC_VERSION)
-        return MOS_E_VERSION;
-    type = get_le(buf + 6, 2);
-    plen = get_le(buf + 8, 4);
-    if (!len_ok(type, plen))
-        return MOS_E_PROTO;
-    if (len - MOS_EXEC_HDR_BYTES < plen)
-        return MOS_E_TRUNCATED;
+    if (rc != 0)
+        return rc;
     memset(f, 0, sizeof(*f));
-    f->type = (enum mos_exec_type)type;
-    if (is_data(type)) {
-        f->len = plen;
+    f->type = (enum mos_exec_type)h.type;
+    if (is_data(h.type)) {
+        f->len = h.length;
         f->data = buf + MOS_EXEC_HDR_BYTES;
     } else {
-        f->value = get_le(buf + MOS_EXEC_HDR_BYTES, 4);
-        if (type == MOS_EXEC_SIGNAL)
-            f->flags = get_le(buf + MOS_EXEC_HDR_BYTES + 4, 4);
+        f->value = mos_get_le32(buf + MOS_EXEC_HDR_BYTES);
+        if (h.type == MOS_EXEC_SIGNAL)
+            f->flags = mos_get_le32(buf + MOS_EXEC_HDR_BYTES + 4);
         if (!value_ok(f))
             return MOS_E_PROTO;
     }
-    *used = MOS_EXEC_HDR_BYTES + plen;
+    *used = whole;
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #define MOS_FORWARD_PRIV_H
 
 #include "mos/forward.h"
+#include "mos/frame.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -53,11 +54,15 @@ const struct fwd_sys_entry *fwd_sys_lookup(long nr);
 int fwd_layout(long nr, const uint64_t args[FWD_NARGS], struct fwd_arg_spec out[FWD_NARGS]);
 
 /* ---- messages ---------------------------------------------------------------------------
- * Frame: u32 magic "MDEP", u16 version, u16 type, u32 payload length, then the payload; all
- * integers little-endian. */
-#define FWD_MAGIC 0x5045444du
+ * Frame: the common mos frame header (mos/frame.h: u32 magic "MDEP", u16 version, u16 type,
+ * u32 payload length), then the payload; all integers little-endian. Payloads:
+ *   HELLO   i32 pid, i32 ppid (the home identity)
+ *   CALL    i64 nr | 6 x u64 args | u8 nbufs | nbufs x {u8 argidx | u8 dir | u32 len | in-data}
+ *   RESULT  i64 ret | u8 nbufs | nbufs x {u8 argidx | u8 dir | u32 len | out-data}
+ *   SIGNAL  i32 signo           EXIT  i32 wait status           NOTICE  u32 enum mos_link_notice
+ * The header decoder refuses unknown types and lengths over each type's limit. */
+#define FWD_MAGIC MOS_FRAME_MAGIC('M', 'D', 'E', 'P')
 #define FWD_VERSION 1
-#define FWD_FRAME_HDR 12
 #define FWD_MAX_PAYLOAD (FWD_MAX_IO + 64u * 1024)
 
 enum fwd_msg_type {
@@ -101,9 +106,12 @@ ssize_t fwd_result_encode(const struct fwd_result *r, uint8_t *out, size_t cap);
 int fwd_call_decode(const uint8_t *p, size_t len, struct fwd_call *c);
 int fwd_result_decode(const uint8_t *p, size_t len, struct fwd_result *r);
 
+/* The link as a mos frame protocol (magic, version, type table and limits). */
+extern const struct mos_frame_proto fwd_proto;
+
 /* Framing over a stream fd. fwd_send writes one frame; fwd_recv reads one into *buf (grown as
  * needed, up to FWD_MAX_PAYLOAD). Both return 0, MOS_E_PEER_GONE on EOF/reset, MOS_E_PROTO on a
- * bad frame, or -errno. fwd_recv returns -EINTR if interrupted before any byte arrived. */
+ * bad frame (MOS_E_VERSION: another version), or -errno. fwd_recv returns -EINTR if interrupted before any byte arrived. */
 int fwd_send(int fd, uint16_t type, const void *payload, size_t len);
 int fwd_recv(int fd, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len);
 

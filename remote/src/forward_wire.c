@@ -1,14 +1,17 @@
 /* Messages between supervisor and deputy, and their framing on a stream. */
 #include "forward_priv.h"
 
+#include "mos/frame.h"
 #include "mos/status.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* Cursors over the shared little-endian helpers of mos/frame.h. */
 static void put_u8(uint8_t **p, uint8_t v)
 {
     *(*p)++ = v;
@@ -16,34 +19,21 @@ static void put_u8(uint8_t **p, uint8_t v)
 
 static void put_u32(uint8_t **p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        *(*p)++ = (uint8_t)(v >> (8 * i));
+    mos_put_le32(*p, v);
+    *p += 4;
 }
 
 static void put_u64(uint8_t **p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        *(*p)++ = (uint8_t)(v >> (8 * i));
+    mos_put_le64(*p, v);
+    *p += 8;
 }
 
+/* A reader goes bad at the first read past the end and stays bad; reads then give 0. */
 struct reader {
     const uint8_t *p, *end;
     int bad;
 };
-
-static uint64_t get_bytes_le(struct reader *r, int n)
-{
-    uint64_t v = 0;
-
-    if (r->bad || r->end - r->p < n) {
-        r->bad = 1;
-        return 0;
-    }
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)r->p[i] << (8 * i);
-    r->p += n;
-    return v;
-}
 
 static const uint8_t *get_span(struct reader *r, size_t n)
 {
@@ -55,6 +45,27 @@ static const uint8_t *get_span(struct reader *r, size_t n)
     }
     r->p += n;
     return at;
+}
+
+static uint8_t get_u8(struct reader *r)
+{
+    const uint8_t *at = get_span(r, 1);
+
+    return at ? *at : 0;
+}
+
+static uint32_t get_u32(struct reader *r)
+{
+    const uint8_t *at = get_span(r, 4);
+
+    return at ? mos_get_le32(at) : 0;
+}
+
+static uint64_t get_u64(struct reader *r)
+{
+    const uint8_t *at = get_span(r, 8);
+
+    return at ? mos_get_le64(at) : 0;
 }
 
 /* Buffers carry data when they flow in the message's direction: a call carries in-buffers, a
@@ -87,14 +98,14 @@ static int bufs_get(struct reader *r, struct fwd_buf *bufs, uint8_t *n, uint8_t 
     uint32_t seen = 0;
     size_t total = 0;
 
-    *n = (uint8_t)get_bytes_le(r, 1);
+    *n = get_u8(r);
     if (r->bad || *n > FWD_NARGS)
         return MOS_E_PROTO;
     for (uint8_t i = 0; i < *n; i++) {
         struct fwd_buf *b = &bufs[i];
-        b->argidx = (uint8_t)get_bytes_le(r, 1);
-        b->dir = (uint8_t)get_bytes_le(r, 1);
-        b->len = (uint32_t)get_bytes_le(r, 4);
+        b->argidx = get_u8(r);
+        b->dir = get_u8(r);
+        b->len = get_u32(r);
         if (r->bad || b->argidx >= FWD_NARGS || (seen & (1u << b->argidx)) || b->dir < 1 ||
             b->dir > 3 || b->len > FWD_MAX_IO)
             return MOS_E_PROTO;
@@ -131,9 +142,9 @@ int fwd_call_decode(const uint8_t *p, size_t len, struct fwd_call *c)
     struct reader r = {p, p + len, 0};
 
     memset(c, 0, sizeof(*c));
-    c->nr = (int64_t)get_bytes_le(&r, 8);
+    c->nr = (int64_t)get_u64(&r);
     for (int i = 0; i < FWD_NARGS; i++)
-        c->args[i] = get_bytes_le(&r, 8);
+        c->args[i] = get_u64(&r);
     if (r.bad || bufs_get(&r, c->bufs, &c->nbufs, FWD_DIR_IN) != 0 || r.p != r.end)
         return MOS_E_PROTO;
     return 0;
@@ -156,7 +167,7 @@ int fwd_result_decode(const uint8_t *p, size_t len, struct fwd_result *res)
     struct reader r = {p, p + len, 0};
 
     memset(res, 0, sizeof(*res));
-    res->ret = (int64_t)get_bytes_le(&r, 8);
+    res->ret = (int64_t)get_u64(&r);
     if (r.bad || bufs_get(&r, res->bufs, &res->nbufs, FWD_DIR_OUT) != 0 || r.p != r.end)
         return MOS_E_PROTO;
     for (uint8_t i = 0; i < res->nbufs; i++)
@@ -167,21 +178,45 @@ int fwd_result_decode(const uint8_t *p, size_t len, struct fwd_result *res)
 
 /* ---- framing ---------------------------------------------------------------------------- */
 
+/* The largest payload of each message type; 0 for a type the link does not know. */
+static uint32_t fwd_payload_limit(uint16_t type)
+{
+    switch (type) {
+    case FWD_MSG_HELLO:
+        return 8; /* i32 pid, i32 ppid */
+    case FWD_MSG_CALL:
+    case FWD_MSG_RESULT:
+        return FWD_MAX_PAYLOAD;
+    case FWD_MSG_SIGNAL:
+    case FWD_MSG_EXIT:
+    case FWD_MSG_NOTICE:
+        return 4;
+    default:
+        return 0;
+    }
+}
+
+static bool fwd_length_ok(uint16_t type, uint32_t length)
+{
+    return fwd_payload_limit(type) > 0 && length <= fwd_payload_limit(type);
+}
+
+const struct mos_frame_proto fwd_proto = {
+    .magic = FWD_MAGIC,
+    .version = FWD_VERSION,
+    .length_ok = fwd_length_ok,
+};
+
 int fwd_send(int fd, uint16_t type, const void *payload, size_t len)
 {
-    uint8_t hdr[FWD_FRAME_HDR], *p = hdr;
+    uint8_t hdr[MOS_FRAME_HDR_BYTES];
     struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)payload, len}};
     size_t left = sizeof(hdr) + len;
     int n_iov = 2, first = 0;
 
-    if (len > FWD_MAX_PAYLOAD)
+    if (len > UINT32_MAX || !fwd_length_ok(type, (uint32_t)len))
         return -EMSGSIZE;
-    put_u32(&p, FWD_MAGIC);
-    put_u8(&p, FWD_VERSION & 0xff);
-    put_u8(&p, FWD_VERSION >> 8);
-    put_u8(&p, type & 0xff);
-    put_u8(&p, type >> 8);
-    put_u32(&p, (uint32_t)len);
+    mos_frame_hdr_encode(&fwd_proto, type, (uint32_t)len, hdr);
     while (left > 0) {
         ssize_t n = writev(fd, iov + first, n_iov - first);
         if (n < 0 && errno == EINTR)
@@ -225,36 +260,35 @@ static int read_full(int fd, uint8_t *buf, size_t len, int allow_eintr)
 
 int fwd_recv(int fd, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len)
 {
-    uint8_t hdr[FWD_FRAME_HDR];
-    struct reader r = {hdr, hdr + sizeof(hdr), 0};
-    int rc = read_full(fd, hdr, sizeof(hdr), 1);
+    uint8_t raw[MOS_FRAME_HDR_BYTES];
+    struct mos_frame_hdr hdr;
+    int rc = read_full(fd, raw, sizeof(raw), 1);
 
     if (rc != 0)
         return rc;
-    uint32_t magic = (uint32_t)get_bytes_le(&r, 4);
-    uint16_t version = (uint16_t)get_bytes_le(&r, 2);
-    *type = (uint16_t)get_bytes_le(&r, 2);
-    *len = (uint32_t)get_bytes_le(&r, 4);
-    if (magic != FWD_MAGIC || *len > FWD_MAX_PAYLOAD)
-        return MOS_E_PROTO;
-    if (version != FWD_VERSION)
-        return MOS_E_VERSION;
-    if (*len > *cap) {
-        uint8_t *grown = realloc(*buf, *len);
+    if ((rc = mos_frame_hdr_decode(&fwd_proto, raw, sizeof(raw), &hdr)) != 0)
+        return rc;
+    if (hdr.length > *cap) {
+        uint8_t *grown = realloc(*buf, hdr.length);
         if (!grown)
             return -ENOMEM;
         *buf = grown;
-        *cap = *len;
+        *cap = hdr.length;
     }
-    rc = read_full(fd, *buf, *len, 0);
-    return rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc;
+    rc = read_full(fd, *buf, hdr.length, 0);
+    if (rc != 0)
+        return rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc;
+    *type = hdr.type;
+    *len = hdr.length;
+    return 0;
 }
 
 int mos_deputy_link_notify(int link_fd, enum mos_link_notice what)
 {
-    uint32_t v = (uint32_t)what;
+    uint8_t v[4];
 
-    return fwd_send(link_fd, FWD_MSG_NOTICE, &v, sizeof(v));
+    mos_put_le32(v, (uint32_t)what);
+    return fwd_send(link_fd, FWD_MSG_NOTICE, v, sizeof(v));
 }
 
 int mos_deputy_link_read_notice(int link_fd, enum mos_link_notice *what)
@@ -271,7 +305,7 @@ int mos_deputy_link_read_notice(int link_fd, enum mos_link_notice *what)
     if (rc == 0 && (type != FWD_MSG_NOTICE || len != sizeof(v)))
         rc = MOS_E_PROTO;
     if (rc == 0) {
-        memcpy(&v, buf, sizeof(v));
+        v = mos_get_le32(buf);
         if (v != MOS_LINK_MOVING && v != MOS_LINK_RESUME)
             rc = MOS_E_PROTO;
         *what = (enum mos_link_notice)v;

@@ -242,7 +242,7 @@ static int deliver_signal(struct mos_supervisor *sup, const uint8_t *p, size_t l
 
     if (len != 4)
         return MOS_E_PROTO;
-    memcpy(&sig, p, 4);
+    sig = (int32_t)mos_get_le32(p);
     if (sig < 1 || sig >= NSIG)
         return MOS_E_PROTO;
     if (kill(sup->guest, sig) != 0 && errno != ESRCH)
@@ -486,24 +486,23 @@ static int read_hello(struct mos_supervisor *sup)
 {
     uint16_t type;
     size_t len;
-    int32_t ids[2];
     int rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, &len);
 
     if (rc != 0)
         return rc;
-    if (type != FWD_MSG_HELLO || len != sizeof(ids))
+    if (type != FWD_MSG_HELLO || len != 8)
         return MOS_E_PROTO;
-    memcpy(ids, sup->rx, sizeof(ids));
-    sup->home.pid = ids[0];
-    sup->home.ppid = ids[1];
+    sup->home.pid = (int32_t)mos_get_le32(sup->rx);
+    sup->home.ppid = (int32_t)mos_get_le32(sup->rx + 4);
     return 0;
 }
 
 static int report_exit(struct mos_supervisor *sup)
 {
-    int32_t status = sup->exit_status;
+    uint8_t status[4];
 
-    return fwd_send(sup->deputy, FWD_MSG_EXIT, &status, sizeof(status));
+    mos_put_le32(status, (uint32_t)sup->exit_status);
+    return fwd_send(sup->deputy, FWD_MSG_EXIT, status, sizeof(status));
 }
 
 static int serve(struct mos_supervisor *sup, int again)
@@ -538,7 +537,7 @@ static int serve(struct mos_supervisor *sup, int again)
             uint16_t type;
             size_t len;
             rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, &len);
-            if (rc == 0 && type == FWD_MSG_HELLO && len == 2 * sizeof(int32_t))
+            if (rc == 0 && type == FWD_MSG_HELLO && len == 8)
                 continue; /* a deputy taking this link back after a failed move says hello
                              again: the same identity */
             if (rc == 0)

@@ -1,4 +1,5 @@
-/* libFuzzer target: the exec link's frame decoder on arbitrary bytes, frame after frame as a
+/* libFuzzer target: the exec link's frame decoder (the shared mos frame header with the exec
+ * link's type table, then the payload checks) on arbitrary bytes, frame after frame as a
  * link end reads them. A decoded frame must lie inside the input, within its type's limits,
  * and encode back to the very bytes it came from. */
 #include "mos/exec_link.h"

@@ -81,8 +81,7 @@ static size_t frame(enum mos_exec_type type, uint32_t value)
 
 static void put32(size_t at, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        buf[at + i] = (uint8_t)(v >> (8 * i));
+    mos_put_le32(buf + at, v);
 }
 
 static void test_malformed(void **state)
@@ -92,6 +91,11 @@ static void test_malformed(void **state)
     (void)state;
 
     n = frame(MOS_EXEC_STDOUT, 0);
+    /* the common mos frame header, little-endian */
+    assert_memory_equal(buf, "MEXL", 4);
+    assert_int_equal(mos_get_le16(buf + 4), MOS_EXEC_VERSION);
+    assert_int_equal(mos_get_le16(buf + 6), MOS_EXEC_STDOUT);
+    assert_int_equal(mos_get_le32(buf + 8), 3);
     buf[0] = 'X'; /* bad magic, seen from the first byte on */
     assert_int_equal(mos_exec_frame_decode(buf, 1, &f, &used), MOS_E_PROTO);
     assert_int_equal(mos_exec_frame_decode(buf, n, &f, &used), MOS_E_PROTO);

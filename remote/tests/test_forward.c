@@ -1,5 +1,7 @@
-/* Unit tests of the forwarding layer: the syscall table, the message codecs and their limits. */
+/* Unit tests of the forwarding layer: the syscall table, the message codecs and their limits,
+ * the link's framing, and the deputy link's token proof. */
 #include "../src/forward_priv.h"
+#include "mos/log.h"
 #include "mos/status.h"
 
 #include <errno.h>
@@ -9,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -133,6 +138,84 @@ static void test_result_roundtrip(void **state)
     assert_int_equal(fwd_result_decode(wire, (size_t)n, &out), MOS_E_PROTO);
 }
 
+static void test_framing(void **state)
+{
+    (void)state;
+    uint8_t raw[MOS_FRAME_HDR_BYTES + 8], *rx = NULL, ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    size_t cap = 0, len;
+    uint16_t type;
+    int sv[2];
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(fwd_send(sv[0], FWD_MSG_HELLO, ids, sizeof(ids)), 0);
+    assert_int_equal(read(sv[1], raw, sizeof(raw)), sizeof(raw));
+    /* the common mos frame header, little-endian */
+    assert_memory_equal(raw, "MDEP", 4);
+    assert_int_equal(mos_get_le16(raw + 6), FWD_MSG_HELLO);
+    assert_int_equal(mos_get_le32(raw + 8), 8);
+    assert_int_equal(write(sv[0], raw, sizeof(raw)), sizeof(raw));
+    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), 0);
+    assert_int_equal(type, FWD_MSG_HELLO);
+    assert_int_equal(len, 8);
+    assert_memory_equal(rx, ids, 8);
+    /* a type's limit holds on both ends: a HELLO longer than two ids, an unknown type */
+    assert_int_equal(fwd_send(sv[0], FWD_MSG_HELLO, ids, 9), -EMSGSIZE);
+    assert_int_equal(fwd_send(sv[0], 99, ids, 1), -EMSGSIZE);
+    mos_put_le32(raw + 8, 9);
+    assert_int_equal(write(sv[0], raw, MOS_FRAME_HDR_BYTES), MOS_FRAME_HDR_BYTES);
+    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_PROTO);
+    mos_put_le32(raw + 8, 8);
+    mos_put_le16(raw + 4, FWD_VERSION + 1);
+    assert_int_equal(write(sv[0], raw, MOS_FRAME_HDR_BYTES), MOS_FRAME_HDR_BYTES);
+    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_VERSION);
+    /* a payload cut short by the peer's close */
+    mos_put_le16(raw + 4, FWD_VERSION);
+    assert_int_equal(write(sv[0], raw, sizeof(raw) - 1), sizeof(raw) - 1);
+    close(sv[0]);
+    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_TRUNCATED);
+    close(sv[1]);
+    free(rx);
+}
+
+static void quiet(enum mos_log_level l, const char *c, const char *t, void *a)
+{
+    (void)l, (void)c, (void)t, (void)a;
+}
+
+/* A supervisor with another token is refused (and refuses), the deputy keeps waiting, and the
+ * next supervisor with the right token gets the link. */
+static void test_link_token(void **state)
+{
+    (void)state;
+    uint8_t token[MOS_LINK_TOKEN_BYTES], wrong[MOS_LINK_TOKEN_BYTES];
+    enum mos_link_notice what;
+    int port = 0, lfd, fd, st;
+    pid_t child;
+
+    mos_log_set_sink(quiet, NULL);
+    memset(token, 7, sizeof(token));
+    memset(wrong, 8, sizeof(wrong));
+    lfd = mos_deputy_link_listen("127.0.0.1", &port);
+    assert_true(lfd >= 0 && port > 0);
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int bad = mos_deputy_link_connect("127.0.0.1", port, wrong, 5000);
+        int good = mos_deputy_link_connect("127.0.0.1", port, token, 5000);
+        _exit(bad == MOS_E_AUTH && good >= 0 && mos_deputy_link_notify(good, MOS_LINK_RESUME) == 0
+                  ? 0 : 1);
+    }
+    fd = mos_deputy_link_accept(lfd, token, 5000);
+    assert_true(fd >= 0);
+    assert_int_equal(mos_deputy_link_read_notice(fd, &what), 0);
+    assert_int_equal(what, MOS_LINK_RESUME);
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(fd);
+    close(lfd);
+    mos_log_set_sink(NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +225,8 @@ int main(void)
         cmocka_unit_test(test_call_roundtrip),
         cmocka_unit_test(test_call_rejects),
         cmocka_unit_test(test_result_roundtrip),
+        cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_link_token),
     };
     return cmocka_run_group_tests_name("forward", tests, NULL, NULL);
 }

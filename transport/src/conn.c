@@ -1,16 +1,19 @@
 /* Connections: the key proof, the capability hello, backend selection, and the public calls
  * that dispatch to the backend's ops table.
  *
- * Handshake on the first TCP stream (client C, server S; MAC = HMAC-SHA-256 with the key):
+ * Handshake on the first TCP stream (client C, server S): the key proof of mos/auth.h with the
+ * roles "mos-client" and "mos-server", its messages carried as CHALLENGE and PROOF,
  *   C -> S  CHALLENGE nc
  *   S -> C  PROOF     ns | MAC("mos-server", nc, ns)
- *   C -> S  PROOF     MAC("mos-client", nc, ns)        (or CLOSE auth if S's proof failed)
+ *   C -> S  PROOF     MAC("mos-client", nc, ns)        (CLOSE auth instead if S's proof failed)
+ *   (S -> C CLOSE auth if C's proof failed), then
  *   C -> S  HELLO     caps, wanted backend, slot size/count, QPs, why no verbs
  *   S -> C  HELLO     caps, chosen backend, agreed sizes, session token, bulk/cm ports
  * then the chosen backend's set-up (tcp: ATTACH on a second stream; verbs: rdma_cm connects
  * carrying the token, then SETUP on the first stream). */
 #include "tp_priv.h"
 
+#include "mos/auth.h"
 #include "mos/config.h"
 #include "mos/log.h"
 #include "mos/status.h"
@@ -137,19 +140,14 @@ static void conn_free(mos_tp_conn_t *c)
 
 static void send_close(mos_tp_conn_t *c, uint32_t reason, const char *text)
 {
-    uint8_t body[128] = {0};
-    size_t tl = strnlen(text, sizeof(body) - 5);
-
-    mos_put_be32(body, reason);
-    memcpy(body + 4, text, tl);
-    (void)tp_msg_send(c->ctl_fd, MOS_WIRE_CLOSE, 0, body, 4 + tl);
+    (void)tp_reason_send(c->ctl_fd, MOS_WIRE_CLOSE, reason, text);
 }
 
 /* A CLOSE from the peer during the handshake: log its reason, return the status. */
 static int peer_closed(mos_tp_conn_t *c, const uint8_t *body, uint32_t len)
 {
-    char text[128] = "";
-    uint32_t reason = len >= 4 ? mos_get_be32(body) : 0;
+    char text[MOS_WIRE_REASON_BYTES] = "";
+    uint32_t reason = len >= 4 ? mos_get_le32(body) : 0;
 
     if (len > 4) {
         size_t n = len - 4 < sizeof(text) - 1 ? len - 4 : sizeof(text) - 1;
@@ -186,68 +184,47 @@ static int hs_recv(mos_tp_conn_t *c, uint16_t type, void *buf, size_t len, const
     return 0;
 }
 
-static void proof_mac(const mos_tp_conn_t *c, const char *role, const uint8_t *nc,
-                      const uint8_t *ns, uint8_t mac[MOS_MAC_BYTES])
+static int auth_send(void *arg, enum mos_auth_msg msg, const void *buf, size_t len)
 {
-    struct mos_mac_part parts[] = {
-        {role, strlen(role)}, {nc, MOS_WIRE_NONCE_BYTES}, {ns, MOS_WIRE_NONCE_BYTES}};
-    mos_key_mac(&c->key, parts, 3, mac);
-}
+    mos_tp_conn_t *c = arg;
+    uint16_t type = msg == MOS_AUTH_CHALLENGE ? MOS_WIRE_CHALLENGE : MOS_WIRE_PROOF;
+    int rc = tp_msg_send(c->ctl_fd, type, 0, buf, len);
 
-static int proof_verify(const mos_tp_conn_t *c, const char *role, const uint8_t *nc,
-                        const uint8_t *ns, const uint8_t mac[MOS_MAC_BYTES])
-{
-    struct mos_mac_part parts[] = {
-        {role, strlen(role)}, {nc, MOS_WIRE_NONCE_BYTES}, {ns, MOS_WIRE_NONCE_BYTES}};
-    return mos_key_mac_verify(&c->key, parts, 3, mac);
-}
-
-static int client_auth(mos_tp_conn_t *c)
-{
-    uint8_t nc[MOS_WIRE_NONCE_BYTES], proof[MOS_WIRE_NONCE_BYTES + MOS_MAC_BYTES], mac[MOS_MAC_BYTES];
-    int rc;
-
-    mos_random_bytes(nc, sizeof(nc));
-    if ((rc = tp_msg_send(c->ctl_fd, MOS_WIRE_CHALLENGE, 0, nc, sizeof(nc))) < 0) {
-        mos_err(TP_LOG, "%s: handshake: %s", c->peer, mos_strerror(rc));
-        return rc;
-    }
-    if ((rc = hs_recv(c, MOS_WIRE_PROOF, proof, sizeof(proof), "server proof")) < 0)
-        return rc;
-    if (proof_verify(c, "mos-server", nc, proof, proof + MOS_WIRE_NONCE_BYTES) != 0) {
-        mos_err(TP_LOG, "%s failed the cluster-key proof: the two nodes hold different keys",
-                c->peer);
-        send_close(c, MOS_WIRE_CLOSE_AUTH, "cluster-key proof failed");
-        return MOS_E_AUTH;
-    }
-    proof_mac(c, "mos-client", nc, proof, mac);
-    if ((rc = tp_msg_send(c->ctl_fd, MOS_WIRE_PROOF, 0, mac, sizeof(mac))) < 0)
+    if (rc < 0)
         mos_err(TP_LOG, "%s: handshake: %s", c->peer, mos_strerror(rc));
     return rc;
 }
 
-static int server_auth(mos_tp_conn_t *c)
+static int auth_recv(void *arg, enum mos_auth_msg msg, void *buf, size_t len)
 {
-    uint8_t nc[MOS_WIRE_NONCE_BYTES], proof[MOS_WIRE_NONCE_BYTES + MOS_MAC_BYTES], mac[MOS_MAC_BYTES];
-    int rc;
+    mos_tp_conn_t *c = arg;
 
-    if ((rc = hs_recv(c, MOS_WIRE_CHALLENGE, nc, sizeof(nc), "client challenge")) < 0)
-        return rc;
-    mos_random_bytes(proof, MOS_WIRE_NONCE_BYTES);
-    proof_mac(c, "mos-server", nc, proof, proof + MOS_WIRE_NONCE_BYTES);
-    if ((rc = tp_msg_send(c->ctl_fd, MOS_WIRE_PROOF, 0, proof, sizeof(proof))) < 0) {
-        mos_err(TP_LOG, "%s: handshake: %s", c->peer, mos_strerror(rc));
-        return rc;
-    }
-    if ((rc = hs_recv(c, MOS_WIRE_PROOF, mac, sizeof(mac), "client proof")) < 0)
-        return rc;
-    if (proof_verify(c, "mos-client", nc, proof, mac) != 0) {
-        mos_err(TP_LOG, "%s failed the cluster-key proof: the two nodes hold different keys",
-                c->peer);
-        send_close(c, MOS_WIRE_CLOSE_AUTH, "cluster-key proof failed");
-        return MOS_E_AUTH;
-    }
-    return 0;
+    if (msg == MOS_AUTH_CHALLENGE)
+        return hs_recv(c, MOS_WIRE_CHALLENGE, buf, len, "client challenge");
+    return hs_recv(c, MOS_WIRE_PROOF, buf, len,
+                   msg == MOS_AUTH_SERVER_PROOF ? "server proof" : "client proof");
+}
+
+static void auth_refuse(void *arg)
+{
+    mos_tp_conn_t *c = arg;
+
+    mos_err(TP_LOG, "%s failed the cluster-key proof: the two nodes hold different keys",
+            c->peer);
+    send_close(c, MOS_WIRE_CLOSE_AUTH, "cluster-key proof failed");
+}
+
+/* Both ends prove the cluster key before any other message. */
+static int conn_auth(mos_tp_conn_t *c)
+{
+    const struct mos_auth a = {
+        .key = &c->key,
+        .client_role = "mos-client",
+        .server_role = "mos-server",
+        .io = {.send = auth_send, .recv = auth_recv, .refuse = auth_refuse, .arg = c},
+    };
+
+    return c->is_server ? mos_auth_server(&a, NULL) : mos_auth_client(&a, NULL);
 }
 
 static int hello_send(mos_tp_conn_t *c, const struct mos_wire_hello *h)
@@ -467,7 +444,7 @@ int mos_tp_accept(mos_tp_listener_t *l, mos_tp_conn_t **out)
         close(fd);
         return -ENOMEM;
     }
-    if ((rc = tp_socket_tune(fd, c->timeout_ms, false)) < 0 || (rc = server_auth(c)) < 0 ||
+    if ((rc = tp_socket_tune(fd, c->timeout_ms, false)) < 0 || (rc = conn_auth(c)) < 0 ||
         (rc = server_setup(c, &l->opts)) < 0) {
         conn_free(c);
         return rc;
@@ -499,7 +476,7 @@ int mos_tp_connect(const char *hostport, const struct mos_tp_opts *opts, mos_tp_
         close(fd);
         return -ENOMEM;
     }
-    if ((rc = client_auth(c)) < 0 || (rc = client_setup(c, opts)) < 0) {
+    if ((rc = conn_auth(c)) < 0 || (rc = client_setup(c, opts)) < 0) {
         conn_free(c);
         return rc;
     }

@@ -124,6 +124,16 @@ int tp_msg_send(int fd, uint16_t type, uint32_t id, const void *body, size_t len
     return tp_write_iov(fd, iov, len ? 2 : 1);
 }
 
+int tp_reason_send(int fd, uint16_t type, uint32_t code, const char *text)
+{
+    uint8_t body[MOS_WIRE_REASON_BYTES] = {0};
+    size_t tl = strnlen(text, sizeof(body) - 5);
+
+    mos_put_le32(body, code);
+    memcpy(body + 4, text, tl);
+    return tp_msg_send(fd, type, 0, body, 4 + tl);
+}
+
 int tp_msg_recv(int fd, struct mos_wire_hdr *hdr, void *buf, size_t cap, int timeout_ms)
 {
     uint8_t raw[MOS_WIRE_HDR_BYTES];
@@ -323,7 +333,7 @@ int tp_bulk_frames(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs,
         }
         frames++, total += pages;
     }
-    mos_put_be64(end, frames);
-    mos_put_be64(end + 8, total);
+    mos_put_le64(end, frames);
+    mos_put_le64(end + 8, total);
     return rc;
 }

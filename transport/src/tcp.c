@@ -293,11 +293,11 @@ static int tcp_bulk_end(mos_tp_conn_t *c, struct tcp_state *s, const struct mos_
         return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker");
     if ((rc = tp_read_full(s->bulk_fd, s->buf, MOS_WIRE_BULK_END_BYTES)) < 0)
         return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
-    if (mos_get_be64(s->buf) == MOS_WIRE_BULK_ABORTED) {
+    if (mos_get_le64(s->buf) == MOS_WIRE_BULK_ABORTED) {
         mos_err(TP_LOG, "%s: the sender aborted the bulk transfer (its source failed)", c->peer);
         return -ECANCELED;
     }
-    if (mos_get_be64(s->buf) != st->frames || mos_get_be64(s->buf + 8) != st->pages)
+    if (mos_get_le64(s->buf) != st->frames || mos_get_le64(s->buf + 8) != st->pages)
         return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker (counts differ)");
     return 0;
 }
@@ -330,7 +330,7 @@ static int tcp_bulk_recv(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
         /* The table first (its size is in its first word), checked before any page is read. */
         if ((rc = tp_read_full(s->bulk_fd, s->buf, MOS_WIRE_RUN_HDR_BYTES)) < 0)
             return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
-        k = mos_get_be32(s->buf);
+        k = mos_get_le32(s->buf);
         table = mos_wire_runs_table_bytes(k > TCP_FRAME_RUNS ? 0 : k);
         if (k == 0 || k > TCP_FRAME_RUNS || table > h.length)
             return tp_conn_fail(c, MOS_E_PROTO, "page-run frame (run count)");

@@ -51,6 +51,8 @@ int tp_read_full(int fd, void *buf, size_t len);
 int tp_wait_readable(int fd, int timeout_ms);
 /* One message: header + payload. */
 int tp_msg_send(int fd, uint16_t type, uint32_t id, const void *body, size_t len);
+/* One CLOSE or SETUP message: code (4) | text (up to MOS_WIRE_REASON_BYTES - 5 bytes). */
+int tp_reason_send(int fd, uint16_t type, uint32_t code, const char *text);
 /* Read one message whose payload must fit cap (else MOS_E_LIMIT after draining it). */
 int tp_msg_recv(int fd, struct mos_wire_hdr *hdr, void *buf, size_t cap, int timeout_ms);
 /* Parse "host:port" / "[v6]:port". */

@@ -415,8 +415,8 @@ static int vs_ctl_arrived(mos_tp_conn_t *c, struct verbs_state *vs, const struct
         if (h.length != MOS_WIRE_BULK_END_BYTES || vs->end_seen)
             return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker");
         vs->end_seen = true;
-        vs->end_frames = mos_get_be64(buf + MOS_WIRE_HDR_BYTES);
-        vs->end_pages = mos_get_be64(buf + MOS_WIRE_HDR_BYTES + 8);
+        vs->end_frames = mos_get_le64(buf + MOS_WIRE_HDR_BYTES);
+        vs->end_pages = mos_get_le64(buf + MOS_WIRE_HDR_BYTES + 8);
     } else if (h.type == MOS_WIRE_CONTROL || h.type == MOS_WIRE_REPLY || h.type == MOS_WIRE_CLOSE) {
         /* Copied out so the receive buffer goes back at once: a peer that sends many
          * messages while we are busy with bulk data can never starve the bulk end marker. */
@@ -882,7 +882,7 @@ static int server_conn_request(mos_tp_conn_t *c, struct verbs_state *vs, struct 
     /* Only the authenticated client holds the token; anything else is refused. */
     if (!pd || ev->param.conn.private_data_len < PRIV_REQ_BYTES ||
         memcmp(pd, c->token, MOS_WIRE_TOKEN_BYTES) != 0 ||
-        (q = mos_get_be32(pd + MOS_WIRE_TOKEN_BYTES)) >= vs->nq || have[q]) {
+        (q = mos_get_le32(pd + MOS_WIRE_TOKEN_BYTES)) >= vs->nq || have[q]) {
         mos_warn(TP_LOG, "%s: refused an rdma_cm connect request without this session's token",
                  c->peer);
         rdma_reject(id, NULL, 0);
@@ -891,12 +891,12 @@ static int server_conn_request(mos_tp_conn_t *c, struct verbs_state *vs, struct 
     }
     if (!vs->pd && (rc = vs_alloc(c, vs, id->verbs)) < 0)
         goto reject;
-    vs->remote_addr = mos_get_be64(pd + MOS_WIRE_TOKEN_BYTES + 4);
-    vs->remote_rkey = mos_get_be32(pd + MOS_WIRE_TOKEN_BYTES + 12);
+    vs->remote_addr = mos_get_le64(pd + MOS_WIRE_TOKEN_BYTES + 4);
+    vs->remote_rkey = mos_get_le32(pd + MOS_WIRE_TOKEN_BYTES + 12);
     if ((rc = vs_qp_create(c, vs, q, id)) < 0)
         goto reject;
-    mos_put_be64(rep, (uintptr_t)vs->rx.mem);
-    mos_put_be32(rep + 8, vs->rx.mr->rkey);
+    mos_put_le64(rep, (uintptr_t)vs->rx.mem);
+    mos_put_le32(rep + 8, vs->rx.mr->rkey);
     if (rdma_accept(id, &cp) != 0) {
         rc = mos_errno_status();
         mos_err(TP_LOG, "%s: rdma_accept: %s", c->peer, mos_strerror(rc));
@@ -943,7 +943,7 @@ int tp_verbs_server_accept(mos_tp_conn_t *c, void *listen_state)
                 mos_err(TP_LOG, "%s: verbs set-up: %s", c->peer, mos_strerror(rc));
                 goto fail;
             }
-            if (mos_get_be32(body) != 1) {
+            if (mos_get_le32(body) != 1) {
                 body[h.length < sizeof(body) ? h.length : sizeof(body) - 1] = '\0';
                 mos_info(TP_LOG, "%s: using tcp: client could not set up verbs: %s", c->peer,
                          (char *)body + 4);
@@ -1039,9 +1039,9 @@ static int client_connect_one(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t
         return rc;
     }
     memcpy(req, c->token, MOS_WIRE_TOKEN_BYTES);
-    mos_put_be32(req + MOS_WIRE_TOKEN_BYTES, q);
-    mos_put_be64(req + MOS_WIRE_TOKEN_BYTES + 4, (uintptr_t)vs->rx.mem);
-    mos_put_be32(req + MOS_WIRE_TOKEN_BYTES + 12, vs->rx.mr->rkey);
+    mos_put_le32(req + MOS_WIRE_TOKEN_BYTES, q);
+    mos_put_le64(req + MOS_WIRE_TOKEN_BYTES + 4, (uintptr_t)vs->rx.mem);
+    mos_put_le32(req + MOS_WIRE_TOKEN_BYTES + 12, vs->rx.mr->rkey);
     if (rdma_connect(id, &cp) != 0 || cm_wait(vs->ech, -1, c->timeout_ms, &ev) != 0) {
         rc = mos_errno_status();
         snprintf(why, why_len, "rdma_connect: %s", mos_strerror(rc));
@@ -1050,8 +1050,8 @@ static int client_connect_one(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t
     got = ev->event;
     if (got == RDMA_CM_EVENT_ESTABLISHED && ev->param.conn.private_data &&
         ev->param.conn.private_data_len >= PRIV_REP_BYTES) {
-        vs->remote_addr = mos_get_be64(ev->param.conn.private_data);
-        vs->remote_rkey = mos_get_be32((const uint8_t *)ev->param.conn.private_data + 8);
+        vs->remote_addr = mos_get_le64(ev->param.conn.private_data);
+        vs->remote_rkey = mos_get_le32((const uint8_t *)ev->param.conn.private_data + 8);
     } else if (got == RDMA_CM_EVENT_ESTABLISHED) {
         got = RDMA_CM_EVENT_CONNECT_ERROR; /* no ring address from the server */
     }
@@ -1065,12 +1065,7 @@ static int client_connect_one(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t
 
 static int client_setup_send(mos_tp_conn_t *c, uint32_t ok, const char *why)
 {
-    uint8_t body[128] = {0};
-    size_t tl = strnlen(why, sizeof(body) - 5);
-
-    mos_put_be32(body, ok);
-    memcpy(body + 4, why, tl);
-    return tp_msg_send(c->ctl_fd, MOS_WIRE_SETUP, 0, body, 4 + tl);
+    return tp_reason_send(c->ctl_fd, MOS_WIRE_SETUP, ok, why);
 }
 
 int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_t why_len)

@@ -4,22 +4,6 @@
 
 #include <string.h>
 
-void mos_wire_hdr_encode(const struct mos_wire_hdr *hdr, uint8_t *buf)
-{
-    mos_put_be32(buf, hdr->magic);
-    buf[4] = (uint8_t)(hdr->version >> 8), buf[5] = (uint8_t)hdr->version;
-    buf[6] = (uint8_t)(hdr->type >> 8), buf[7] = (uint8_t)hdr->type;
-    mos_put_be32(buf + 8, hdr->length);
-    mos_put_be32(buf + 12, hdr->id);
-}
-
-void mos_wire_hdr_make(uint16_t type, uint32_t length, uint32_t id, uint8_t *buf)
-{
-    struct mos_wire_hdr h = {MOS_WIRE_MAGIC, MOS_WIRE_VERSION, type, length, id};
-
-    mos_wire_hdr_encode(&h, buf);
-}
-
 uint32_t mos_wire_payload_limit(uint16_t type)
 {
     switch (type) {
@@ -31,47 +15,62 @@ uint32_t mos_wire_payload_limit(uint16_t type)
     case MOS_WIRE_HELLO:
         return MOS_WIRE_HELLO_BYTES;
     case MOS_WIRE_CHALLENGE:
-        return MOS_WIRE_NONCE_BYTES;
+        return MOS_AUTH_CHALLENGE_BYTES;
     case MOS_WIRE_PROOF:
-        return MOS_WIRE_NONCE_BYTES + MOS_MAC_BYTES;
+        return MOS_AUTH_SERVER_PROOF_BYTES;
     case MOS_WIRE_ATTACH:
         return MOS_WIRE_TOKEN_BYTES + MOS_MAC_BYTES;
     case MOS_WIRE_BULK_END:
         return MOS_WIRE_BULK_END_BYTES;
-    default: /* CLOSE, SETUP: a reason code and a short text */
-        return 128;
+    case MOS_WIRE_CLOSE:
+    case MOS_WIRE_SETUP:
+        return MOS_WIRE_REASON_BYTES;
+    default:
+        return 0;
     }
+}
+
+static bool wire_length_ok(uint16_t type, uint32_t length)
+{
+    return type >= 1 && type <= MOS_WIRE_TYPE_MAX && length <= mos_wire_payload_limit(type);
+}
+
+const struct mos_frame_proto mos_wire_proto = {
+    .magic = MOS_WIRE_MAGIC,
+    .version = MOS_WIRE_VERSION,
+    .length_ok = wire_length_ok,
+};
+
+void mos_wire_hdr_make(uint16_t type, uint32_t length, uint32_t id, uint8_t *buf)
+{
+    mos_frame_hdr_encode(&mos_wire_proto, type, length, buf);
+    mos_put_le32(buf + MOS_FRAME_HDR_BYTES, id);
 }
 
 int mos_wire_hdr_decode(const uint8_t *buf, size_t len, struct mos_wire_hdr *hdr)
 {
+    struct mos_frame_hdr h;
+    int rc = mos_frame_hdr_decode(&mos_wire_proto, buf, len, &h);
+
+    if (rc != 0)
+        return rc;
     if (len < MOS_WIRE_HDR_BYTES)
         return MOS_E_TRUNCATED;
-    hdr->magic = mos_get_be32(buf);
-    hdr->version = (uint16_t)(buf[4] << 8 | buf[5]);
-    hdr->type = (uint16_t)(buf[6] << 8 | buf[7]);
-    hdr->length = mos_get_be32(buf + 8);
-    hdr->id = mos_get_be32(buf + 12);
-    if (hdr->magic != MOS_WIRE_MAGIC)
-        return MOS_E_PROTO;
-    if (hdr->version != MOS_WIRE_VERSION)
-        return MOS_E_VERSION;
-    if (hdr->type < 1 || hdr->type > MOS_WIRE_TYPE_MAX)
-        return MOS_E_PROTO;
-    if (hdr->length > mos_wire_payload_limit(hdr->type))
-        return MOS_E_PROTO;
+    hdr->type = h.type;
+    hdr->length = h.length;
+    hdr->id = mos_get_le32(buf + MOS_FRAME_HDR_BYTES);
     return 0;
 }
 
 void mos_wire_runs_encode(const struct mos_page_run *runs, size_t n, uint8_t *buf)
 {
-    mos_put_be32(buf, (uint32_t)n);
-    mos_put_be32(buf + 4, 0);
+    mos_put_le32(buf, (uint32_t)n);
+    mos_put_le32(buf + 4, 0);
     for (size_t i = 0; i < n; i++) {
         uint8_t *p = buf + MOS_WIRE_RUN_HDR_BYTES + i * MOS_WIRE_RUN_BYTES;
-        mos_put_be64(p, runs[i].addr);
-        mos_put_be32(p + 8, (uint32_t)runs[i].npages);
-        mos_put_be32(p + 12, 0);
+        mos_put_le64(p, runs[i].addr);
+        mos_put_le32(p + 8, (uint32_t)runs[i].npages);
+        mos_put_le32(p + 12, 0);
     }
 }
 
@@ -83,7 +82,7 @@ int mos_wire_runs_table_decode(const uint8_t *buf, size_t len, size_t payload_le
 
     if (len < MOS_WIRE_RUN_HDR_BYTES || payload_len < len)
         return MOS_E_PROTO;
-    count = mos_get_be32(buf);
+    count = mos_get_le32(buf);
     if (count == 0 || count > max_runs || count > MOS_WIRE_MAX_RUNS)
         return MOS_E_PROTO;
     table = mos_wire_runs_table_bytes(count);
@@ -91,7 +90,7 @@ int mos_wire_runs_table_decode(const uint8_t *buf, size_t len, size_t payload_le
         return MOS_E_PROTO;
     for (size_t i = 0; i < count; i++) {
         const uint8_t *p = buf + MOS_WIRE_RUN_HDR_BYTES + i * MOS_WIRE_RUN_BYTES;
-        uint64_t addr = mos_get_be64(p), np = mos_get_be32(p + 8);
+        uint64_t addr = mos_get_le64(p), np = mos_get_le32(p + 8);
 
         /* Reject what a consumer could be fooled by: empty runs, unaligned addresses, runs
          * that wrap around the address space. */
@@ -120,13 +119,13 @@ int mos_wire_runs_decode(const uint8_t *buf, size_t len, struct mos_page_run *ru
 
 void mos_wire_hello_encode(const struct mos_wire_hello *h, uint8_t *buf)
 {
-    mos_put_be32(buf, h->caps);
-    mos_put_be32(buf + 4, h->backend);
-    mos_put_be32(buf + 8, h->slot_bytes);
-    mos_put_be32(buf + 12, h->slot_count);
-    mos_put_be32(buf + 16, h->n_qps);
-    buf[20] = (uint8_t)(h->tcp_port >> 8), buf[21] = (uint8_t)h->tcp_port;
-    buf[22] = (uint8_t)(h->cm_port >> 8), buf[23] = (uint8_t)h->cm_port;
+    mos_put_le32(buf, h->caps);
+    mos_put_le32(buf + 4, h->backend);
+    mos_put_le32(buf + 8, h->slot_bytes);
+    mos_put_le32(buf + 12, h->slot_count);
+    mos_put_le32(buf + 16, h->n_qps);
+    mos_put_le16(buf + 20, h->tcp_port);
+    mos_put_le16(buf + 22, h->cm_port);
     memcpy(buf + 24, h->token, MOS_WIRE_TOKEN_BYTES);
     memset(buf + 24 + MOS_WIRE_TOKEN_BYTES, 0, sizeof(h->reason));
     memcpy(buf + 24 + MOS_WIRE_TOKEN_BYTES, h->reason, strnlen(h->reason, sizeof(h->reason) - 1));
@@ -136,13 +135,13 @@ int mos_wire_hello_decode(const uint8_t *buf, size_t len, struct mos_wire_hello 
 {
     if (len != MOS_WIRE_HELLO_BYTES)
         return MOS_E_PROTO;
-    h->caps = mos_get_be32(buf);
-    h->backend = mos_get_be32(buf + 4);
-    h->slot_bytes = mos_get_be32(buf + 8);
-    h->slot_count = mos_get_be32(buf + 12);
-    h->n_qps = mos_get_be32(buf + 16);
-    h->tcp_port = (uint16_t)(buf[20] << 8 | buf[21]);
-    h->cm_port = (uint16_t)(buf[22] << 8 | buf[23]);
+    h->caps = mos_get_le32(buf);
+    h->backend = mos_get_le32(buf + 4);
+    h->slot_bytes = mos_get_le32(buf + 8);
+    h->slot_count = mos_get_le32(buf + 12);
+    h->n_qps = mos_get_le32(buf + 16);
+    h->tcp_port = mos_get_le16(buf + 20);
+    h->cm_port = mos_get_le16(buf + 22);
     memcpy(h->token, buf + 24, MOS_WIRE_TOKEN_BYTES);
     memcpy(h->reason, buf + 24 + MOS_WIRE_TOKEN_BYTES, sizeof(h->reason));
     h->reason[sizeof(h->reason) - 1] = '\0';

@@ -1,34 +1,37 @@
 /* The transport's wire format: the one place that defines it (see README.md "Wire format").
  *
- * Every message on a TCP stream starts with a fixed 16-byte header in network byte order:
+ * Every message on a TCP stream is a mos frame (mos/frame.h: little-endian, the common 12-byte
+ * header with magic "MOSW") followed by one transport field, 16 bytes in all:
  *   magic "MOSW" (4) | version (2) | type (2) | payload length (4) | id (4)
  * The parser checks magic, version, type and the length against the type's limit before the
- * payload is read. Payloads are fixed-layout records (big-endian integers) or, for page runs, a
- * run table followed by the page data. The same page-run payload fills a verbs staging slot.
+ * payload is read. Payloads are fixed-layout records (little-endian integers) or, for page
+ * runs, a run table followed by the page data. The same page-run payload fills a verbs staging
+ * slot.
  *
  * Private to transport/: other modules use mos/transport.h. */
 #ifndef MOS_TRANSPORT_WIRE_H
 #define MOS_TRANSPORT_WIRE_H
 
+#include "mos/auth.h"
+#include "mos/frame.h"
 #include "mos/key.h"
 #include "mos/transport.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define MOS_WIRE_MAGIC 0x4d4f5357u /* "MOSW" */
+#define MOS_WIRE_MAGIC MOS_FRAME_MAGIC('M', 'O', 'S', 'W')
 #define MOS_WIRE_VERSION 1
-#define MOS_WIRE_HDR_BYTES 16
+#define MOS_WIRE_HDR_BYTES (MOS_FRAME_HDR_BYTES + 4) /* the common header, then the id */
 #define MOS_WIRE_MAX_CONTROL MOS_TP_MAX_CONTROL /* control message payload */
 #define MOS_WIRE_MAX_BULK (64u * 1024 * 1024)   /* one page-run frame (= one staging slot) */
 #define MOS_WIRE_MAX_RUNS 4096u                 /* runs in one frame */
-#define MOS_WIRE_NONCE_BYTES 32
 #define MOS_WIRE_TOKEN_BYTES 16
 
 enum mos_wire_type {
     MOS_WIRE_HELLO = 1,     /* capabilities, after the key proof */
-    MOS_WIRE_CHALLENGE = 2, /* client nonce */
-    MOS_WIRE_PROOF = 3,     /* nonce (server only) + MAC */
+    MOS_WIRE_CHALLENGE = 2, /* client nonce (mos/auth.h) */
+    MOS_WIRE_PROOF = 3,     /* nonce (server only) + MAC (mos/auth.h) */
     MOS_WIRE_CONTROL = 4,   /* a control request or one-way message */
     MOS_WIRE_PAGE_RUN = 5,  /* run table + pages */
     MOS_WIRE_CLOSE = 6,     /* reason code, then the sender closes */
@@ -40,21 +43,21 @@ enum mos_wire_type {
 };
 
 struct mos_wire_hdr {
-    uint32_t magic;
-    uint16_t version;
     uint16_t type;
     uint32_t length; /* payload bytes after the header */
     uint32_t id;     /* request id, echoed in the reply; 0 for one-way frames */
 };
 
-/* Write hdr into buf (MOS_WIRE_HDR_BYTES). */
-void mos_wire_hdr_encode(const struct mos_wire_hdr *hdr, uint8_t *buf);
-/* Fill and encode a header of the current version. */
+/* The transport as a mos frame protocol (magic, version, type table and limits). */
+extern const struct mos_frame_proto mos_wire_proto;
+
+/* Encode a header of the current version into buf (MOS_WIRE_HDR_BYTES). */
 void mos_wire_hdr_make(uint16_t type, uint32_t length, uint32_t id, uint8_t *buf);
 /* Parse and check a header: MOS_E_PROTO for bad magic, type or length, MOS_E_VERSION for
- * another version, MOS_E_TRUNCATED when len < MOS_WIRE_HDR_BYTES. */
+ * another version, MOS_E_TRUNCATED when len < MOS_WIRE_HDR_BYTES (and what is there is a valid
+ * start: a wrong magic is MOS_E_PROTO from its first byte). */
 int mos_wire_hdr_decode(const uint8_t *buf, size_t len, struct mos_wire_hdr *hdr);
-/* The payload limit of a message type. */
+/* The payload limit of a message type (0 for a type the transport does not know). */
 uint32_t mos_wire_payload_limit(uint16_t type);
 
 /* Page-run frame payload:
@@ -96,6 +99,10 @@ struct mos_wire_hello {
 void mos_wire_hello_encode(const struct mos_wire_hello *h, uint8_t *buf);
 int mos_wire_hello_decode(const uint8_t *buf, size_t len, struct mos_wire_hello *h);
 
+/* CLOSE and SETUP payload: u32 code (a CLOSE reason; SETUP: 1 = verbs up) | text, not
+ * NUL-terminated. */
+#define MOS_WIRE_REASON_BYTES 128
+
 /* CLOSE reasons. */
 enum mos_wire_close_reason {
     MOS_WIRE_CLOSE_NORMAL = 0,
@@ -107,24 +114,5 @@ enum mos_wire_close_reason {
 /* BULK_END payload: frames (8) | pages (8). */
 #define MOS_WIRE_BULK_END_BYTES 16
 #define MOS_WIRE_BULK_ABORTED UINT64_MAX /* frames: the sender's source failed mid-way */
-
-/* Big-endian helpers. */
-static inline void mos_put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
-}
-static inline uint32_t mos_get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline void mos_put_be64(uint8_t *p, uint64_t v)
-{
-    mos_put_be32(p, (uint32_t)(v >> 32));
-    mos_put_be32(p + 4, (uint32_t)v);
-}
-static inline uint64_t mos_get_be64(const uint8_t *p)
-{
-    return (uint64_t)mos_get_be32(p) << 32 | mos_get_be32(p + 4);
-}
 
 #endif

@@ -197,15 +197,15 @@ static int plan_parse(const uint8_t *m, size_t len, struct placement *pl, bool i
 {
     if (len < 24)
         return -1;
-    pl->base = mos_get_be64(m);
-    pl->span_pages = mos_get_be64(m + 8);
-    pl->n_runs = mos_get_be32(m + 16);
+    pl->base = mos_get_le64(m);
+    pl->span_pages = mos_get_le64(m + 8);
+    pl->n_runs = mos_get_le32(m + 16);
     if (pl->n_runs > MAX_RUNS || len != 24 + 16ull * pl->n_runs || pl->span_pages > (1u << 22))
         return -1;
     pl->pages = 0;
     for (uint32_t i = 0; i < pl->n_runs; i++) {
-        pl->runs[i].addr = mos_get_be64(m + 24 + 16 * i);
-        pl->runs[i].npages = mos_get_be64(m + 32 + 16 * i);
+        pl->runs[i].addr = mos_get_le64(m + 24 + 16 * i);
+        pl->runs[i].npages = mos_get_le64(m + 32 + 16 * i);
         pl->pages += pl->runs[i].npages;
     }
     size_t bytes = pl->span_pages * MOS_TP_PAGE_SIZE;
@@ -299,7 +299,7 @@ static int serve_session(mos_tp_conn_t *c, const struct args *a)
             if (!pl.sums || pl.n_sums + n > pl.pages)
                 break;
             for (uint64_t i = 0; i < n; i++)
-                pl.sums[pl.n_sums++] = mos_get_be64(msg + 1 + 8 * i);
+                pl.sums[pl.n_sums++] = mos_get_le64(msg + 1 + 8 * i);
             rc = mos_tp_ctl_reply(c, m.id, "S", 1);
         } else if (kind == MSG_VERIFY) {
             uint64_t *got, bad = UINT64_MAX;
@@ -445,13 +445,13 @@ static int bulk_test(mos_tp_conn_t *c, const struct args *a)
     n = make_layout((uintptr_t)region, span, runs);
     /* The plan: base, span, runs. */
     msg[0] = MSG_PLAN;
-    mos_put_be64(msg + 1, (uintptr_t)region);
-    mos_put_be64(msg + 9, span);
-    mos_put_be32(msg + 17, n);
-    mos_put_be32(msg + 21, 0);
+    mos_put_le64(msg + 1, (uintptr_t)region);
+    mos_put_le64(msg + 9, span);
+    mos_put_le32(msg + 17, n);
+    mos_put_le32(msg + 21, 0);
     for (uint32_t i = 0; i < n; i++) {
-        mos_put_be64(msg + 25 + 16 * i, runs[i].addr);
-        mos_put_be64(msg + 33 + 16 * i, runs[i].npages);
+        mos_put_le64(msg + 25 + 16 * i, runs[i].addr);
+        mos_put_le64(msg + 33 + 16 * i, runs[i].npages);
         pages += runs[i].npages;
     }
     if (a->from_process) /* the child inherits the filled region at the same address */
@@ -473,7 +473,7 @@ static int bulk_test(mos_tp_conn_t *c, const struct args *a)
         for (uint64_t p = 0; p < runs[i].npages; p++) {
             size_t fill = 1 + 8 * (k % SUMS_PER_MSG);
             msg[0] = MSG_SUMS;
-            mos_put_be64(msg + fill, page_sum((uint8_t *)(uintptr_t)(runs[i].addr + p * 4096)));
+            mos_put_le64(msg + fill, page_sum((uint8_t *)(uintptr_t)(runs[i].addr + p * 4096)));
             if (++k % SUMS_PER_MSG == 0 || k == pages)
                 if ((rc = call(c, msg, fill + 8, rep, sizeof(rep))) < 0)
                     goto out;
@@ -543,12 +543,12 @@ static int run_raw(const struct args *a)
         struct mos_page_run run = {0x10000000, 64};
         size_t rl;
         plan[0] = MSG_PLAN;
-        mos_put_be64(plan + 1, run.addr);
-        mos_put_be64(plan + 9, 64);
-        mos_put_be32(plan + 17, 1);
-        mos_put_be32(plan + 21, 0);
-        mos_put_be64(plan + 25, run.addr);
-        mos_put_be64(plan + 33, 64);
+        mos_put_le64(plan + 1, run.addr);
+        mos_put_le64(plan + 9, 64);
+        mos_put_le32(plan + 17, 1);
+        mos_put_le32(plan + 21, 0);
+        mos_put_le64(plan + 25, run.addr);
+        mos_put_le64(plan + 33, 64);
         if ((rc = mos_tp_ctl_call(c, plan, sizeof(plan), rep, sizeof(rep), &rl)) < 0)
             return 1;
         mos_wire_hdr_make(MOS_WIRE_PAGE_RUN, 24 + 64 * 4096, 0, frame);

@@ -1,5 +1,6 @@
 /* The cluster key: a 256-bit secret every node of a cluster holds. Gossip datagrams carry an
- * HMAC of it; transport connections prove it with a challenge before any other message.
+ * HMAC of it; transport connections prove it before any other message with the
+ * challenge-response of mos/auth.h (which per-job tokens use as well).
  *
  * On disk the key file holds 64 hex digits and a newline, mode 0600. */
 #ifndef MOS_KEY_H

@@ -1,23 +1,26 @@
 /* The gossip datagram, version 1. One place defines it; README.md draws it.
  *
- *   header   32 bytes   magic "MOSG", version, type, entry size, entry count, flags,
- *                       boot id, sequence number (all integers big-endian)
+ *   header   32 bytes   the common mos frame header (mos/frame.h: magic "MOSG", version,
+ *                       type, length of entries and mac), then entry size, entry count,
+ *                       boot id, sequence number (all integers little-endian)
  *   entries  n x 64     the sender's own entry first (age 0), then the W youngest others
  *   mac      32 bytes   HMAC-SHA-256 with the cluster key over header and entries
  *
  * A parser checks, in this order and before using any of it: the length against the smallest
- * datagram, the magic, the version, the MAC, then type, entry size and entry count against
- * the limits and against the datagram's length, then every entry's fields. The first failed
- * check names the reason the datagram is dropped (enum mos_gossip_drop). */
+ * datagram, the magic, the version, the type and the header's length against the datagram's,
+ * the MAC, then entry size and entry count against the limits and against the datagram's
+ * length, then every entry's fields. The first failed check names the reason the datagram is
+ * dropped (enum mos_gossip_drop). */
 #ifndef MOS_GOSSIP_WIRE_H
 #define MOS_GOSSIP_WIRE_H
 
+#include "mos/frame.h"
 #include "mos/key.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define MOS_GOSSIP_MAGIC 0x4d4f5347u /* "MOSG" */
+#define MOS_GOSSIP_MAGIC MOS_FRAME_MAGIC('M', 'O', 'S', 'G')
 #define MOS_GOSSIP_VERSION 1
 #define MOS_GOSSIP_TYPE_VECTOR 1
 #define MOS_GOSSIP_HEADER_BYTES 32

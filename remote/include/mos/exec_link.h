@@ -9,9 +9,9 @@
  *   relay   on the remote node: runs the program as the user with pipes for 0/1/2 and relays
  *           (mos_exec_relay_run). The relay dies with the link: the program does not outlive it.
  *
- * Wire: frames `u32 magic "MEXL" | u16 version | u16 type | u32 length | payload`, little
- * endian. The header is checked (magic, version, known type, length within the type's limits)
- * before any payload byte is used. Types and payloads:
+ * Wire: mos frames (mos/frame.h) `u32 magic "MEXL" | u16 version | u16 type | u32 length |
+ * payload`, little-endian. The header is checked (magic, version, known type, length within
+ * the type's limits) before any payload byte is used. Types and payloads:
  *   STDIN   home -> relay   0..64 KiB of bytes; an empty STDIN frame is end of input
  *   SIGNAL  home -> relay   u32 signo (1..64), u32 flags (MOS_EXEC_SIG_GROUP: to the process
  *                           group, as a terminal would; else to the program alone)
@@ -23,13 +23,15 @@
 #ifndef MOS_EXEC_LINK_H
 #define MOS_EXEC_LINK_H
 
+#include "mos/frame.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define MOS_EXEC_MAGIC 0x4c58454du /* "MEXL" as little-endian bytes */
+#define MOS_EXEC_MAGIC MOS_FRAME_MAGIC('M', 'E', 'X', 'L')
 #define MOS_EXEC_VERSION 1
-#define MOS_EXEC_HDR_BYTES 12
+#define MOS_EXEC_HDR_BYTES MOS_FRAME_HDR_BYTES
 #define MOS_EXEC_MAX_DATA (64u * 1024)
 #define MOS_EXEC_STDIN_WINDOW (256u * 1024)
 #define MOS_EXEC_SIG_GROUP 1u

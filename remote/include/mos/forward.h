@@ -132,7 +132,8 @@ int mos_deputy_link_prepare(int fd, int *reserved_min);
 int mos_deputy_reserved_min(void);
 
 /* The deputy link: TCP between a supervisor and the deputy, authenticated by a per-job token
- * that both ends prove before anything else (mosd gives it to both over authenticated paths).
+ * that both ends prove before anything else with the challenge-response of mos/auth.h (mosd
+ * gives the token to both over authenticated paths).
  * listen: on a numeric address and *port (0: any; *port receives the one bound); returns the
  * listening fd.
  * accept: waits for a supervisor that proves the token (others are refused and logged) and
