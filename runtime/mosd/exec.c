@@ -137,7 +137,9 @@ static void __attribute__((noreturn)) exec_worker(struct mosd *d, int target,
     char why[300];
     int rc = mosd_peer_call(d, target, EXEC_TIMEOUT_MS, req, NULL, NULL, why, sizeof(why));
 
-    if (rc != 0)
+    if (rc == MOS_E_PROTO)
+        dprintf(fd, "error %s refused it: %s", d->cfg.nodes[target].name, why);
+    else if (rc != 0)
         dprintf(fd, "error %s", why);
     else
         dprintf(fd, "ok");

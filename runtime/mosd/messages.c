@@ -101,8 +101,8 @@ int mosd_peer_call(const struct mosd *d, int node, int timeout_ms, struct json_o
     buf[got] = '\0';
     struct json_object *r = json_tokener_parse(buf);
     if (!r || !json_object_get_boolean(json_object_object_get(r, "ok"))) {
-        snprintf(why, len, "%s refused: %s", name,
-                 r ? mos_json_str(r, "error", "no reason given") : "malformed reply");
+        snprintf(why, len, "%s", r ? mos_json_str(r, "error", "no reason given")
+                                   : "malformed reply");
         json_object_put(r);
         mos_tp_close(c);
         return MOS_E_PROTO;

@@ -172,8 +172,8 @@ void mosd_hostport(const struct mos_config *cfg, int node, char *out, size_t len
 void mosd_hex(const uint8_t *bytes, size_t n, char *out);
 /* Connect to node's mosd (timeout_ms for everything), send the JSON request req and read its
  * reply. 0 when it says ok (*reply, if not NULL, keeps the parsed reply for the caller; *conn,
- * if not NULL, keeps the connection open), else a status with why[len] saying what went
- * wrong in words ("cannot reach N: ...", "N refused: TEXT"). */
+ * if not NULL, keeps the connection open); MOS_E_PROTO when it refused, with its reason in
+ * why[len]; another status when it could not be asked ("cannot reach N: ..." in why). */
 int mosd_peer_call(const struct mosd *d, int node, int timeout_ms, struct json_object *req,
                    mos_tp_conn_t **conn, struct json_object **reply, char *why, size_t len);
 /* Answer a peer's request id: {"ok": ok, key: text} (text may be NULL). */

@@ -219,13 +219,15 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
     how->pid = pid;
     why[0] = '\0';
     rc = send_header(d, target, g, &conn, why, len);
+    if (rc == MOS_E_PROTO) {
+        char reason[200];
+        snprintf(reason, sizeof(reason), "%s", why);
+        snprintf(why, len, "%s refused the job: %s; it continues where it was", name, reason);
+    }
     if (rc == 0 && (rc = mos_img_io_tp_open(conn, MOSD_MIGRATION_TIMEOUT_MS, 0, &io)) != 0)
         snprintf(why, len, "cannot stream to %s: %s", name, mos_strerror(rc));
-    if (rc != 0) {
-        if (strstr(why, " refused: "))
-            snprintf(why + strlen(why), len - strlen(why), "; it continues where it was");
+    if (rc != 0)
         goto out;
-    }
     /* The capture runs calls inside the job: in a capped cgroup each would wait for the next
      * period. It is captured from mosd's own cgroup, and put back if it stays. */
     mosd_cgroup_borrow(pid, how->home_cg, sizeof(how->home_cg));

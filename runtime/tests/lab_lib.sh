@@ -35,4 +35,12 @@ wait_mosd() {
         done
     done
 }
+# wait_until SECONDS CMD...: until CMD succeeds (polled every 50 ms); its status at the end
+wait_until() {
+    local limit=$(( $1 * 20 )) i; shift
+    for ((i = 0; i < limit; i++)); do "$@" && return 0; sleep 0.05; done
+    "$@"
+}
+# registered PID [NODE]: node NODE's mosd (default 1) lists PID as a job
+registered() { on "${2:-1}" "$B/mosps" 2>/dev/null | awk -v p="$1" 'NR > 1 && $1 == p { f = 1 } END { exit !f }'; }
 lab_result() { echo "$passes passed, $fails failed"; [ "$fails" = 0 ]; }

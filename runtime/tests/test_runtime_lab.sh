@@ -15,6 +15,10 @@ for i in 1 2 3; do start_mosd $i; done
 wait_mosd 1 2 3
 seq 1 3000 > "$W/input"
 job_of() { pgrep -P "$1" | head -1; }  # the job, or its shell while it is away
+# started RUN [NAME]: wait until mosrun RUN's job (a child named NAME, if given) is registered
+# with node 1's mosd, and print its pid
+job_registered() { local j; j=$(pgrep -P "$1" ${2:+-x "$2"} | head -1); [ -n "$j" ] && registered "$j"; }
+started() { wait_until 20 job_registered "$@"; pgrep -P "$1" ${2:+-x "$2"} | head -1; }
 
 # 1. the reference: the job natively, one SIGINT a second in
 (cd "$W" && exec "${AS_USER[@]}" "$B/mosjob" 40 50 "$W/nat.a" "$W/nat.b" < "$W/input" > "$W/nat.out") &
@@ -25,8 +29,7 @@ sleep 1; kill -INT $nat; wait $nat; nat_rc=$?
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/mig.a" "$W/mig.b" \
     < "$W/input" > "$W/mig.out" 2> "$W/mig.err") &
 run=$!
-sleep 0.4
-job=$(job_of $run)
+job=$(started $run)
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" "$N2" 2>&1)
 grep -q "now runs on $N2" <<<"$out" && ok "mosmigrate moves the job to node 2" || bad "mosmigrate: $out"
 ps2=$(on 2 "$B/mosps")
@@ -36,7 +39,6 @@ grep -q " $job .*$N2 *$N1 " <<<"$ps1" && ok "node 1's mosps shows it away, under
 sleep 0.3; kill -INT $run  # Ctrl-C at home reaches the job on node 2
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" "$N3" 2>&1)
 grep -q "now runs on $N3" <<<"$out" && ok "node 2 moves it on to node 3" || bad "2 -> 3: $out"
-sleep 0.3
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" home 2>&1)
 grep -q "now runs on $N1" <<<"$out" && ok "node 3 sends it home" || bad "3 -> home: $out"
 native_home() { # PID MOSRUN: the job runs in its own process again: no filter, no tracer, mosrun's child
@@ -60,8 +62,7 @@ grep -q "interrupts: 1" "$W/mig.out" && grep -q "pid stable: yes" "$W/mig.out" \
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/x.a" "$W/x.b" \
     < /dev/null > "$W/x.out" 2> "$W/x.err") &
 run=$!
-sleep 0.4
-xjob=$(job_of $run)
+xjob=$(started $run)
 on 1 "${AS_USER[@]}" "$B/mosmigrate" "$xjob" "$N2" > /dev/null 2>&1
 on 3 "$B/mosctl" block > /dev/null
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$xjob" "$N3" 2>&1); mrc=$?
@@ -78,10 +79,8 @@ away_job() { # away_job STEPS: a mosjob under mosrun on node 1 (run), moved to n
     (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" "$1" 50 "$W/k.a" "$W/k.b" \
         < /dev/null > "$W/k.out" 2> "$W/k.err") &
     run=$!
-    sleep 0.4
-    kjob=$(job_of $run)
+    kjob=$(started $run)
     on 1 "${AS_USER[@]}" "$B/mosmigrate" "$kjob" "$N2" > /dev/null 2>&1
-    sleep 0.2
 }
 away_job 40
 tr '\0' ' ' < "/proc/$kjob/cmdline" | grep -q "mosjob 40 50 " && [ "$(readlink /proc/$kjob/exe)" = "$B/mosjob" ] \
@@ -94,8 +93,8 @@ wait $run; rc=$?
 away_job 200
 "${AS_USER[@]}" kill -KILL "$kjob"
 wait $run; rc=$?
-sleep 0.3
-[ $rc = 137 ] && ! grep -q " $kjob " <<<"$(on 2 "$B/mosps")" \
+wait_until 10 eval '! registered "$kjob" 2'
+[ $rc = 137 ] && ! registered "$kjob" 2 \
     && ok "SIGKILL to the away job's pid ends it on node 2; mosrun dies of it (137)" \
     || bad "kill -9 the pid: rc $rc, node 2: $(on 2 "$B/mosps" | grep " $kjob ")"
 
@@ -110,8 +109,7 @@ sys.exit(4)'
 (cd "$W" && exec "${AS_USER[@]}" /usr/bin/python3 -c "$PY" > "$W/py.nat") ; py_nat=$?
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" /usr/bin/python3 -c "$PY" > "$W/py.mig" 2> "$W/py.err") &
 run=$!
-sleep 0.5
-pyjob=$(pgrep -P $run python3 | head -1)
+pyjob=$(started $run python3)
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pyjob" "$N2" 2>&1)
 wait $run; py_mig=$?
 grep -q "now runs on $N2" <<<"$out" && [ $py_nat = 4 ] && [ $py_mig = 4 ] && cmp -s "$W/py.nat" "$W/py.mig" \
@@ -130,8 +128,7 @@ sys.exit(5)'
 (cd "$W" && exec "${AS_USER[@]}" /usr/bin/python3 -c "$PY2" > "$W/hc.nat") ; hc_nat=$?
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" /usr/bin/python3 -c "$PY2" > "$W/hc.mig" 2> "$W/hc.err") &
 run=$!
-sleep 0.3
-hcjob=$(pgrep -P $run python3 | head -1)
+hcjob=$(started $run python3)
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$hcjob" "$N3" 2>&1)
 wait $run; hc_mig=$?
 grep -q "now runs on $N3" <<<"$out" && [ $hc_nat = 5 ] && [ $hc_mig = 5 ] && cmp -s "$W/hc.nat" "$W/hc.mig" \
@@ -148,28 +145,28 @@ run=$!
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/h.a" "$W/h.b" \
     < /dev/null > "$W/h.out" 2> "$W/h.err") &
 run_home=$!
-sleep 0.5
-rjob=$(job_of $run)
+rjob=$(started $run)
+wait_until 20 registered "$rjob" 2
 [ -n "$rjob" ] && grep -q " $rjob .*$N2 *$N1 " <<<"$(on 2 "$B/mosps")" && ok "mosrun -r $N2 started the job on node 2" \
     || bad "-r: $(on 2 "$B/mosps") $(cat "$W/r.err")"
 kill "${MOSD[2]}"; wait "${MOSD[2]}" 2>/dev/null
 grep -q " $rjob .*$N1 *$N1 " <<<"$(on 1 "$B/mosps")" && native_home "$rjob" "$run" "$B/mosjob" \
     && ok "stopping node 2's mosd sent its guest home, where it runs natively" \
     || bad "orderly stop: $(on 1 "$B/mosps") $(tail -3 "$W/mosd2.log")"
+started $run_home > /dev/null
 kill "${MOSD[1]}"; wait "${MOSD[1]}" 2>/dev/null; start_mosd 1; start_mosd 2
 wait $run; rc=$?; wait $run_home; rc_home=$?
 "$B/mosjob" 40 0 "$W/r2.a" "$W/r2.b" < /dev/null > "$W/r2.out"
 [ $rc = 7 ] && [ $rc_home = 7 ] && cmp -s "$W/r.out" "$W/r2.out" && cmp -s "$W/h.out" "$W/r2.out" \
     && ok "both jobs finished correctly across the home mosd's restart" \
     || bad "restart: rc $rc/$rc_home $(diff "$W/r.out" "$W/r2.out" | head -3 | tr '\n' ' ')"
-sleep 0.5
+wait_mosd 1 2
 
 # 3. bad requests: one line, status 1, and the job goes on
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 30 50 "$W/f.a" "$W/f.b" \
     < /dev/null > "$W/f.out" 2>&1) &
 run=$!
-sleep 0.3
-job=$(job_of $run)
+job=$(started $run)
 refused() { # refused NAME PATTERN CMD...
     local name=$1 pat=$2; shift 2
     local o; o=$("$@" 2>&1); local rc=$?
@@ -177,15 +174,16 @@ refused() { # refused NAME PATTERN CMD...
 }
 refused "unknown node refused" "unknown node 'nosuch'" on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" nosuch
 refused "another user may not move it" "permission denied" on 1 setpriv --reuid=65533 --regid=65533 --clear-groups "$B/mosmigrate" "$job" "$N2"
-kill "${MOSD[3]}"; sleep 0.3
+kill "${MOSD[3]}"; wait "${MOSD[3]}" 2>/dev/null
 refused "a dead node is refused" "cannot reach $N3" on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" "$N3"
 refused "not a mos job" "is not a mos job" on 1 "$B/mosmigrate" 1 "$N2"
 wait $run; rc=$?
 [ $rc = 7 ] && grep -q "^step 30 " "$W/f.out" && ok "after every refusal the job finished at home" || bad "job after refusals: rc=$rc $(tail -2 "$W/f.out")"
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" sh -c 'sleep 2; echo done' > "$W/s.out" 2>&1) &
 run=$!
-sleep 0.5
-refused "a job with a child process stays" "has child processes" on 1 "${AS_USER[@]}" "$B/mosmigrate" "$(pgrep -P $run sh | head -1)" "$N2"
+shjob=$(started $run sh)
+wait_until 10 pgrep -P "$shjob" sleep > /dev/null
+refused "a job with a child process stays" "has child processes" on 1 "${AS_USER[@]}" "$B/mosmigrate" "$shjob" "$N2"
 wait $run; grep -q done "$W/s.out" && ok "the refused job finished" || bad "sh job: $(cat "$W/s.out")"
 
 # 4. the target dies while the job streams to it: the job goes on at home, nothing lost
@@ -193,10 +191,13 @@ wait $run; grep -q done "$W/s.out" && ok "the refused job finished" || bad "sh j
     < /dev/null > "$W/t.out" 2> "$W/t.err") &
 run=$!
 for _ in $(seq 100); do grep -q "^step 1 " "$W/t.out" 2>/dev/null && break; sleep 0.1; done
+started $run > /dev/null
 (on 1 "${AS_USER[@]}" "$B/mosmigrate" "$(job_of $run)" "$N2" > "$W/t.mig" 2>&1) &
 mig=$!
-sleep 0.15
-ip netns pids "$N2" | xargs -r kill -9   # node 2 dies mid-stream
+# node 2 dies mid-stream: once the husk the image is restored into exists there
+husk_on_2() { ip netns pids "$N2" | xargs -r -I{} cat /proc/{}/comm 2>/dev/null | grep -qx mos-husk; }
+for _ in $(seq 2000); do husk_on_2 && break; kill -0 $mig 2>/dev/null || break; sleep 0.005; done
+ip netns pids "$N2" | xargs -r kill -9
 wait $mig; mrc=$?
 wait $run; rc=$?
 "$B/mosjob" 30 0 "$W/t2.a" "$W/t2.b" 600 < /dev/null > "$W/t2.out"
@@ -204,15 +205,13 @@ wait $run; rc=$?
     && ok "target killed mid-migration: the job finished at home, output complete ($(cat "$W/t.mig"))" \
     || bad "target death: mosmigrate rc $mrc ($(cat "$W/t.mig")), job rc $rc, $(diff "$W/t.out" "$W/t2.out" | head -3 | tr '\n' ' ')"
 start_mosd 2
-sleep 0.5
+wait_mosd 2
 
 # 5. the node running a guest dies: the deputy says so once and exits 113
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 200 50 "$W/d.a" "$W/d.b" \
     < /dev/null > "$W/d.out" 2> "$W/d.err") &
 run=$!
-sleep 0.3
-out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$(job_of $run)" "$N2" 2>&1)
-sleep 0.5
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$(started $run)" "$N2" 2>&1)
 ip netns pids "$N2" | xargs -r kill -9   # everything on node 2: mosd, the supervisor, the guest
 wait $run; rc=$?
 [ $rc = 113 ] && grep -q "lost with node $N2" "$W/d.err" && ok "a dead guest node: mosrun reports the loss, exit 113" \
