@@ -269,9 +269,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-int mosd_control_start(struct mosd *d)
+int mosd_control_claim(struct mosd *d)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char dir[sizeof(d->socket_path)];
     int rc = mos_control_socket_path(&d->cfg, d->self, d->socket_path, sizeof(d->socket_path));
 
@@ -292,17 +291,28 @@ int mosd_control_start(struct mosd *d)
         mos_err("mosd", "another mosd already serves %s", d->socket_path);
         return -EADDRINUSE;
     }
+    return 0;
+}
+
+int mosd_control_start(struct mosd *d)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int rc;
+
     unlink(d->socket_path);
     strcpy(sa.sun_path, d->socket_path);
+    /* Users' commands connect (SO_PEERCRED says who they are): the socket is made 0666 by
+     * bind itself, so it never exists with a mode that turns them away. */
+    mode_t old_umask = umask(0111);
     d->listener = evconnlistener_new_bind(d->base, on_accept, d,
                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64,
                                           (struct sockaddr *)&sa, sizeof(sa));
+    umask(old_umask);
     if (!d->listener) {
         rc = mos_errno_status();
         mos_err("mosd", "cannot listen on %s: %s", d->socket_path, mos_strerror(rc));
         return rc;
     }
-    chmod(d->socket_path, 0666); /* users' commands connect; SO_PEERCRED says who they are */
     return 0;
 }
 

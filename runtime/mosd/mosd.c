@@ -121,8 +121,10 @@ static int run(const char *config, int daemonize)
         }
     }
     d.base = event_base_new();
-    if (!d.base || mosd_control_start(&d) != 0 || mosd_peer_start(&d) != 0 ||
-        mosd_gossip_start(&d) != 0 || mosd_balance_start(&d) != 0) {
+    /* The command socket last: once it answers, the node takes migrations and gossips (tests
+     * and scripts wait for the socket, nothing else). */
+    if (!d.base || mosd_control_claim(&d) != 0 || mosd_peer_start(&d) != 0 || mosd_gossip_start(&d) != 0 ||
+        mosd_balance_start(&d) != 0 || mosd_control_start(&d) != 0) {
         rc = 1;
         goto out;
     }

@@ -265,6 +265,8 @@ void mosd_peer_stop(struct mosd *d);
 int mosd_peer_send_guests_home(struct mosd *d);
 
 /* ---- control.c: the command socket */
+/* Its path, and no other mosd serving it (said first, before any port is taken). */
+int mosd_control_claim(struct mosd *d);
 int mosd_control_start(struct mosd *d);
 void mosd_control_stop(struct mosd *d);
 

@@ -17,7 +17,6 @@ start_mosd() {
     "$LAB" exec --uncapped "$n" env MOS_LOG=debug "$@" "$B/mosd" >> "$W/mosd$n.log" 2>&1 &
     MOSD[$n]=$!
     for _ in $(seq 50); do [ -S /run/mos-lab/$MOS_LAB_NAME/mosd-${MOS_LAB_NAME}$n.sock ] && break; sleep 0.1; done
-    sleep 0.3
 }
 stop_mosd() {
     local n=$1 p

@@ -57,7 +57,7 @@ kill -TERM $run; wait $run; rc=$?
 run=$!
 prog=$(wait_prog 0)
 kill -TERM $run; wait $run; rc=$?
-sleep 0.3
+wait_until 5 eval '! alive "$prog"'
 [ $rc = 143 ] && [ -n "$prog" ] && ! alive "$prog" && ok "SIGTERM: the remote program dies of it, mosrun too (143)" \
     || bad "TERM: rc $rc, program '$prog' $(alive "$prog" && echo alive) $(cat "$W/3b.err")"
 grep -q " $run " <<<"$(on 1 "$B/mosps")" && bad "mosps still lists the ended job" || ok "the ended job left mosps"
@@ -70,7 +70,7 @@ relay=$(ps -o ppid= -p "$prog" | tr -d ' ')
 ip netns identify "$relay" | grep -qx "$N2" && ok "the program and its relay run in node 2's namespace" \
     || bad "relay $relay of program $prog is in '$(ip netns identify "$relay")'"
 kill -9 "$relay"; wait $run; rc=$?
-sleep 0.3
+wait_until 5 eval '! alive "$prog"'
 [ $rc = 113 ] && one_line "$W/4.err" && grep -q "lost the link to $N2" "$W/4.err" \
     && ! alive "$prog" && ok "relay killed: program gone, mosrun exits 113: $(cat "$W/4.err")" \
     || bad "relay death: rc $rc, program $prog $(alive "$prog" && echo alive), $(cat "$W/4.err")"
