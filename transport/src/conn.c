@@ -138,8 +138,12 @@ static void conn_free(mos_tp_conn_t *c)
 static void send_close(mos_tp_conn_t *c, uint32_t reason, const char *text)
 {
     uint8_t body[128] = {0};
-    size_t tl = strnlen(text, sizeof(body) - 5);
+    size_t tl = strlen(text);
 
+    /* strlen then clamp, not strnlen with the body's bound: callers pass shorter arrays, and
+     * GCC 12 flags a bound larger than the source (-Wstringop-overread). */
+    if (tl > sizeof(body) - 5)
+        tl = sizeof(body) - 5;
     mos_put_be32(body, reason);
     memcpy(body + 4, text, tl);
     (void)tp_msg_send(c->ctl_fd, MOS_WIRE_CLOSE, 0, body, 4 + tl);
