@@ -1,5 +1,5 @@
-/* Gossip datagram v1: encoding and the checking parser (layout in mos/gossip_wire.h). */
-#include "mos/gossip_wire.h"
+/* Gossip datagram v1: encoding and the checking parser (layout in gossip_wire.h). */
+#include "gossip_wire.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,9 +1,9 @@
 /* libFuzzer target: arbitrary bytes as a gossip datagram never crash the parser or the
  * protocol. Odd first bytes get a valid MAC computed over the rest, so the fuzzer also
  * reaches the checks after the MAC (as from a key holder with a bug). */
+#include "gossip_wire.h"
 #include "mos/config.h"
 #include "mos/gossip.h"
-#include "mos/gossip_wire.h"
 #include "mos/log.h"
 
 #include <stdint.h>

@@ -11,7 +11,7 @@
 #ifndef MOS_GOSSIP_PROBE_H
 #define MOS_GOSSIP_PROBE_H
 
-#include "mos/gossip_wire.h"
+#include "mos/gossip.h"
 
 #include <stdint.h>
 
