@@ -40,7 +40,7 @@ build_asan() {
 }
 
 build_release() {
-    # Optimised builds see warnings the two trees above never do (GCC 12's maybe-uninitialized
+    # Optimised builds see warnings the plain and ASan trees never do (GCC 12's maybe-uninitialized
     # and stringop-* after inlining). Libraries and programs only: the other trees run the tests.
     local cc
     for cc in gcc clang; do
@@ -76,5 +76,5 @@ build-asan) deps; build_asan ;;
 build-release) deps; build_release ;;
 test) deps; build; build_asan; build_release; run_tests ;;
 demo) deps; build; demo ;;
-*) echo "usage: ./dev.sh demo|test|deps|build|build-asan" >&2; exit 2 ;;
+*) echo "usage: ./dev.sh demo|test|deps|build|build-asan|build-release" >&2; exit 2 ;;
 esac
