@@ -40,8 +40,9 @@ build_asan() {
 }
 
 build_release() {
-    # Optimised builds see warnings the plain and ASan trees never do (GCC 12's maybe-uninitialized
-    # and stringop-* after inlining). Libraries and programs only: the other trees run the tests.
+    # Optimised builds see warnings the plain and ASan trees never do (GCC 12's
+    # maybe-uninitialized and stringop-* after inlining). Libraries and programs only: the
+    # other trees run the tests.
     local cc
     for cc in gcc clang; do
         log "build (Release, $cc, -Werror, no tests) in build-release-$cc/"
