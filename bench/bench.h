@@ -3,8 +3,14 @@
 #ifndef MOS_BENCH_H
 #define MOS_BENCH_H
 
+#include <stdint.h>
+
 /* Parse a decimal number up to 1e9; 0 on success, -1 otherwise. */
 int bench_parse_uint(const char *text, unsigned *out);
+/* Parse a size option's value (mos/size.h: a plain number counts in unit) within [min, max];
+ * 0, or -1 after one line "mosbench BENCH: OPTION 'TEXT' is ..." on stderr. */
+int bench_parse_size(const char *bench, const char *option, const char *text, uint64_t unit,
+                     uint64_t min, uint64_t max, uint64_t *out);
 
 int bench_gossip_model(int argc, char **argv);
 int bench_balance(int argc, char **argv);

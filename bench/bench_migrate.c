@@ -562,23 +562,15 @@ static double floor_fill(uint64_t size)
 
 /* ---- options and fit */
 
+/* One size of --sizes: whole pages up to 16 GiB. 0, or -1 after one line on stderr. */
 static int parse_size(const char *s, uint64_t *out)
 {
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    uint64_t mult = 1;
-
-    if (end == s)
+    if (bench_parse_size("migrate", "--sizes", s, 1, PAGE, 16ull << 30, out) != 0)
         return -1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1ull << 10, end++;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1ull << 20, end++;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1ull << 30, end++;
-    if (*end || v == 0 || v * mult > (16ull << 30) || (v * mult) % PAGE)
+    if (*out % PAGE) {
+        fprintf(stderr, "mosbench migrate: --sizes '%s' is not a whole number of 4K pages\n", s);
         return -1;
-    *out = v * mult;
+    }
     return 0;
 }
 
@@ -755,10 +747,13 @@ int bench_migrate(int argc, char **argv)
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
             c.nsizes = 0;
             for (char *tok = strtok(argv[++i], ","); tok; tok = strtok(NULL, ",")) {
-                if (c.nsizes == MAX_SIZES || parse_size(tok, &c.sizes[c.nsizes]) != 0) {
-                    fprintf(stderr, "mosbench migrate: bad size '%s' (e.g. 16M,1G)\n", tok);
+                if (c.nsizes == MAX_SIZES) {
+                    fprintf(stderr, "mosbench migrate: --sizes takes at most %d sizes\n",
+                            MAX_SIZES);
                     return 2;
                 }
+                if (parse_size(tok, &c.sizes[c.nsizes]) != 0)
+                    return 2;
                 c.nsizes++;
             }
         } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {

@@ -313,9 +313,10 @@ static void sim_run(enum policy p, struct sim_setup *s, double *mean_sd, double 
 }
 
 static int bench_streams(unsigned n_nodes, unsigned n_jobs, unsigned seed, double load,
-                         unsigned mem_mib)
+                         uint64_t mem_bytes)
 {
-    struct sim_setup s = {.n_nodes = n_nodes, .n_jobs = n_jobs, .load = load, .mem_mean = mem_mib * 1024.0 * 1024};
+    struct sim_setup s = {.n_nodes = n_nodes, .n_jobs = n_jobs, .load = load,
+                          .mem_mean = (double)mem_bytes};
     double mean[POL_COUNT], max[POL_COUNT];
     unsigned migrations[POL_COUNT];
 
@@ -328,8 +329,8 @@ static int bench_streams(unsigned n_nodes, unsigned n_jobs, unsigned seed, doubl
     }
     rng_state = seed;
     sim_make(&s);
-    printf("cluster: %u nodes, %u jobs, offered load %.2f, mean memory %u MiB, seed %u\n",
-           n_nodes, n_jobs, load, mem_mib, seed);
+    printf("cluster: %u nodes, %u jobs, offered load %.2f, mean memory %.0f MiB, seed %u\n",
+           n_nodes, n_jobs, load, mem_bytes / 1048576.0, seed);
     for (int p = 0; p < POL_COUNT; p++) {
         rng_state = (uint64_t)seed * 7919 + (uint64_t)p; /* random policy's own stream */
         sim_run((enum policy)p, &s, &mean[p], &max[p], &migrations[p]);
@@ -494,13 +495,22 @@ static int bench_ipc(const char *pattern, unsigned n_hosts, unsigned slots, unsi
 
 int bench_placement(int argc, char **argv)
 {
-    unsigned n_jobs = 2000, n_nodes = 0, seed = 1, load_pct = 80, mem_mib = 512, slots = 0;
+    unsigned n_jobs = 2000, n_nodes = 0, seed = 1, load_pct = 80, slots = 0;
+    uint64_t mem_bytes = 512ull << 20;
     const char *ipc = NULL;
 
     for (int i = 0; i < argc; i++) {
         unsigned *target = NULL;
         if (i + 1 < argc && strcmp(argv[i], "--ipc") == 0) {
             ipc = argv[++i];
+            continue;
+        }
+        /* A plain number counts MiB, as --mem-mib always has; 1G or 1536K say their unit. */
+        if (i + 1 < argc && strcmp(argv[i], "--mem-mib") == 0) {
+            if (bench_parse_size("placement", argv[i], argv[i + 1], 1u << 20, 0, 64ull << 30,
+                                 &mem_bytes) != 0)
+                return 2;
+            i++;
             continue;
         }
         if (strcmp(argv[i], "--jobs") == 0)
@@ -511,8 +521,6 @@ int bench_placement(int argc, char **argv)
             target = &seed;
         else if (strcmp(argv[i], "--load-percent") == 0)
             target = &load_pct;
-        else if (strcmp(argv[i], "--mem-mib") == 0)
-            target = &mem_mib;
         else if (strcmp(argv[i], "--slots") == 0)
             target = &slots;
         if (!target || i + 1 >= argc || bench_parse_uint(argv[i + 1], target) != 0) {
@@ -539,10 +547,10 @@ int bench_placement(int argc, char **argv)
     if (n_nodes == 0)
         n_nodes = 16;
     if (n_nodes < 2 || n_nodes > 256 || n_jobs < 1 || n_jobs > 1000000 || load_pct < 1 ||
-        load_pct > 200 || mem_mib > 65536) {
+        load_pct > 200) {
         fprintf(stderr, "mosbench placement: need 2 <= nodes <= 256, 1 <= jobs <= 1000000, "
-                        "1 <= load-percent <= 200, mem-mib <= 65536\n");
+                        "1 <= load-percent <= 200\n");
         return 2;
     }
-    return bench_streams(n_nodes, n_jobs, seed, load_pct / 100.0, mem_mib);
+    return bench_streams(n_nodes, n_jobs, seed, load_pct / 100.0, mem_bytes);
 }

@@ -409,9 +409,11 @@ out:
     return rc;
 }
 
+/* 0; -1 for bad usage; -2 for a bad value, already said in one line. */
 static int parse(int argc, char **argv, struct tbench *b)
 {
     unsigned v;
+    uint64_t size;
 
     *b = (struct tbench){.backend = MOS_TP_TCP, .bytes = 256ull << 20, .qps = 1, .iters = 2000,
                          .passes = 3, .addr = NULL};
@@ -426,13 +428,18 @@ static int parse(int argc, char **argv, struct tbench *b)
                 return -1;
             b->backend = (enum mos_tp_backend)be;
         } else if (strcmp(o, "--bytes") == 0) {
-            char *end;
-            b->bytes = strtoull(val, &end, 0);
-            if (*end || b->bytes < MOS_TP_PAGE_SIZE || b->bytes > (64ull << 30))
-                return -1;
-            b->bytes &= ~(unsigned long long)(MOS_TP_PAGE_SIZE - 1);
-        } else if (strcmp(o, "--slot") == 0 && bench_parse_uint(val, &v) == 0) {
-            b->slot = v;
+            if (bench_parse_size("transport", o, val, 1, MOS_TP_PAGE_SIZE, 64ull << 30, &size))
+                return -2;
+            b->bytes = size & ~(uint64_t)(MOS_TP_PAGE_SIZE - 1);
+        } else if (strcmp(o, "--slot") == 0) {
+            if (bench_parse_size("transport", o, val, 1, MOS_TP_SLOT_MIN, MOS_TP_SLOT_MAX, &size))
+                return -2;
+            if (size % MOS_TP_PAGE_SIZE) {
+                fprintf(stderr, "mosbench transport: --slot '%s' is not a whole number of 4K "
+                                "pages\n", val);
+                return -2;
+            }
+            b->slot = (unsigned)size;
         } else if (strcmp(o, "--qps") == 0 && bench_parse_uint(val, &v) == 0) {
             b->qps = v;
         } else if (strcmp(o, "--iters") == 0 && bench_parse_uint(val, &v) == 0 && v > 0) {
@@ -464,9 +471,11 @@ int bench_transport(int argc, char **argv)
     int rc, st, raw_port = 0, raw_fd = -1;
     pid_t srv, raw_srv = -1;
 
-    if (parse(argc, argv, &b) < 0) {
-        fprintf(stderr, "usage: mosbench transport --backend tcp|verbs [--bytes N] [--slot S] "
-                        "[--qps Q] [--iters N] [--passes N] [--spin-us U] [--addr IP]\n");
+    if ((rc = parse(argc, argv, &b)) < 0) {
+        if (rc == -1)
+            fprintf(stderr, "usage: mosbench transport --backend tcp|verbs [--bytes SIZE] "
+                            "[--slot SIZE] [--qps Q] [--iters N] [--passes N] [--spin-us U] "
+                            "[--addr IP]\n");
         return 2;
     }
     mos_tp_opts_default(&o);
@@ -474,6 +483,11 @@ int bench_transport(int argc, char **argv)
     if (b.slot)
         o.slot_bytes = b.slot;
     o.n_qps = b.qps;
+    /* The plan first, so a run that cannot start still says what it was asked. */
+    printf("transport bench: backend %s, %llu bytes x %u passes (best), %u round trips of %u bytes, "
+           "slot %u, %u QP(s), spin %u us, address %s\n", mos_tp_backend_name(b.backend), b.bytes,
+           b.passes, b.iters, RTT_MSG, o.slot_bytes, o.n_qps, o.spin_us, b.addr);
+    fflush(stdout);
     snprintf(hostport, sizeof(hostport), "%s:0", b.addr);
     if (mos_tp_listen(hostport, &o, &l) < 0)
         return 1;
@@ -482,10 +496,6 @@ int bench_transport(int argc, char **argv)
         fprintf(stderr, "mosbench: raw socket on %s: %s\n", b.addr, strerror(errno));
         return 1;
     }
-    printf("transport bench: backend %s, %llu bytes x %u passes (best), %u round trips of %u bytes, "
-           "slot %u, %u QP(s), spin %u us, address %s\n", mos_tp_backend_name(b.backend), b.bytes,
-           b.passes, b.iters, RTT_MSG, o.slot_bytes, o.n_qps, o.spin_us, b.addr);
-    fflush(stdout);
     if ((srv = fork()) == 0) {
         uint8_t *buf = bench_buffer(b.bytes);
         _exit(buf && serve_ours(l, buf, b.bytes) == 0 ? 0 : 1);

@@ -2,6 +2,8 @@
  * measured in the same run, and a last line "result NAME key=value...". */
 #include "bench.h"
 
+#include "mos/size.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,17 @@ int bench_parse_uint(const char *text, unsigned *out)
     return 0;
 }
 
+int bench_parse_size(const char *bench, const char *option, const char *text, uint64_t unit,
+                     uint64_t min, uint64_t max, uint64_t *out)
+{
+    char why[160];
+
+    if (mos_size_parse_range(text, unit, min, max, out, why, sizeof(why)) == 0)
+        return 0;
+    fprintf(stderr, "mosbench %s: %s %s\n", bench, option, why);
+    return -1;
+}
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -30,14 +43,14 @@ static const struct {
     {"migrate", bench_migrate,
      "[--sizes 16M,64M,256M,1G] [--backend file|tcp] [--repeat N]: migration cost, floor"},
     {"transport", bench_transport,
-     "--backend tcp|verbs [--bytes N] [--slot S] [--qps Q]: page-run throughput and control "
-     "round trip vs raw sockets / perftest"},
+     "--backend tcp|verbs [--bytes SIZE] [--slot SIZE] [--qps Q]: page-run throughput and "
+     "control round trip vs raw sockets / perftest"},
     {"gossip", bench_gossip,
      "--nodes N --window W --steps S [--loss P] [--churn C] [--seed X] [--dead-after STEPS] "
      "[--threads T]: "
      "simulated gossip ages vs the model"},
     {"placement", bench_placement,
-     "[--jobs N] [--nodes N] [--seed S] [--load-percent P] [--mem-mib M] | --ipc PATTERN "
+     "[--jobs N] [--nodes N] [--seed S] [--load-percent P] [--mem-mib SIZE] | --ipc PATTERN "
      "[--nodes N] [--slots S]: "
      "assignment policies' slowdowns; IPC-aware rank mapping vs by-slot and the optimum"},
 };
@@ -47,6 +60,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: mosbench BENCH [options]\n");
     for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
         fprintf(out, "  %s %s\n", benches[i].name, benches[i].help);
+    fprintf(out, "SIZE: %s (4096, 64K, 16M, 2G);\n"
+                 "a plain --mem-mib counts MiB, a suffix says its own unit\n", MOS_SIZE_SYNTAX);
 }
 
 int main(int argc, char **argv)

@@ -1,7 +1,9 @@
 /* libFuzzer target: arbitrary bytes as a config file never crash the parser, and a config
- * that parses always has at least one node with a valid address. */
+ * that parses always has at least one node with a valid address. The same bytes as a size:
+ * what parses reads back the same from its formatted spelling. */
 #include "mos/config.h"
 #include "mos/log.h"
+#include "mos/size.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +14,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void quiet(enum mos_log_level l, const char *c, const char *t, void *a)
 {
     (void)l, (void)c, (void)t, (void)a;
+}
+
+static void size_roundtrip(const char *text)
+{
+    uint64_t v, again;
+    char buf[24];
+
+    if (mos_size_parse(text, 1, &v) != 0)
+        return;
+    if (mos_size_parse(mos_size_format(v, buf, sizeof(buf)), 1, &again) != 0 || again != v)
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -29,6 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         mos_config_free(&cfg);
     }
+    size_roundtrip(text);
     free(text);
     return 0;
 }

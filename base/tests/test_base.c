@@ -1,10 +1,11 @@
 /* Unit tests of the base library: statuses, logging sink, key files and MACs, the shared
- * framing, config. */
+ * framing, config, sizes. */
 #include "mos/clock.h"
 #include "mos/config.h"
 #include "mos/frame.h"
 #include "mos/key.h"
 #include "mos/log.h"
+#include "mos/size.h"
 #include "mos/status.h"
 
 #include <errno.h>
@@ -306,6 +307,102 @@ static void test_config_describe_parses(void **state)
     free(buf);
 }
 
+static uint64_t size_of(const char *text, uint64_t unit)
+{
+    uint64_t v = 12345;
+
+    assert_int_equal(mos_size_parse(text, unit, &v), 0);
+    return v;
+}
+
+static void expect_size_refused(const char *text, int status)
+{
+    uint64_t v = 12345;
+
+    assert_int_equal(mos_size_parse(text, 1, &v), status);
+    assert_int_equal(v, 12345); /* untouched on failure */
+}
+
+static void test_size_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(size_of("4096", 1), 4096);
+    assert_int_equal(size_of("0", 1), 0);
+    assert_int_equal(size_of("64K", 1), 65536);
+    assert_int_equal(size_of("16M", 1), 16ull << 20);
+    assert_int_equal(size_of("2G", 1), 2ull << 30);
+    assert_int_equal(size_of("3T", 1), 3ull << 40);
+    /* case, B and iB after the suffix, a lone B */
+    assert_int_equal(size_of("64k", 1), 65536);
+    assert_int_equal(size_of("64KB", 1), 65536);
+    assert_int_equal(size_of("64KiB", 1), 65536);
+    assert_int_equal(size_of("16mib", 1), 16ull << 20);
+    assert_int_equal(size_of("2gB", 1), 2ull << 30);
+    assert_int_equal(size_of("4096B", 1), 4096);
+    assert_int_equal(size_of("007M", 1), 7ull << 20);
+    /* a plain number counts in the caller's unit; a suffix (or B) is explicit */
+    assert_int_equal(size_of("512", 1u << 20), 512ull << 20);
+    assert_int_equal(size_of("2G", 1u << 20), 2ull << 30);
+    assert_int_equal(size_of("4096B", 1u << 20), 4096);
+    /* the 64-bit edge, exactly and one past */
+    assert_int_equal(size_of("18446744073709551615", 1), UINT64_MAX);
+    assert_int_equal(size_of("16777215T", 1), 16777215ull << 40);
+    expect_size_refused("16777216T", -ERANGE);
+    expect_size_refused("18446744073709551616", -ERANGE);
+    expect_size_refused("99999999999999999999999K", -ERANGE);
+    uint64_t v = 0;
+    assert_int_equal(mos_size_parse("17592186044416", 1u << 20, &v), -ERANGE); /* 16 EiB */
+}
+
+static void test_size_refused(void **state)
+{
+    (void)state;
+    static const char *const junk[] = {"", "K", "-1", "-1K", "+4", " 4", "4 ", "4 K", "1.5G",
+                                       "0x1000", "4P", "4KK", "4KBB", "4iB", "4Kb ", "4Ki",
+                                       "4KiBB", "2X", "G2", "99999999999999999999999X"};
+    uint64_t v;
+
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        print_message("refusing '%s'\n", junk[i]);
+        expect_size_refused(junk[i], -EINVAL);
+    }
+    assert_int_equal(mos_size_parse("4", 0, &v), -EINVAL);
+}
+
+static void test_size_range_and_format(void **state)
+{
+    char why[160], buf[24];
+    uint64_t v = 0;
+
+    (void)state;
+    assert_int_equal(mos_size_parse_range("64M", 1, 4096, 64ull << 30, &v, why, sizeof(why)), 0);
+    assert_int_equal(v, 64ull << 20);
+    assert_int_equal(mos_size_parse_range("128G", 1, 4096, 64ull << 30, &v, why, sizeof(why)),
+                     -ERANGE);
+    assert_string_equal(why, "'128G' is above 64G");
+    assert_int_equal(mos_size_parse_range("1K", 1, 4096, 64ull << 30, &v, why, sizeof(why)),
+                     -ERANGE);
+    assert_string_equal(why, "'1K' is below 4K");
+    assert_int_equal(mos_size_parse_range("99999999T", 1, 0, UINT64_MAX, &v, why, sizeof(why)),
+                     -ERANGE);
+    assert_string_equal(why, "'99999999T' is above 18446744073709551615");
+    assert_int_equal(mos_size_parse_range("2X", 1, 0, 10, &v, why, sizeof(why)), -EINVAL);
+    assert_string_equal(why, "'2X' is not a size (" MOS_SIZE_SYNTAX ")");
+    assert_int_equal(v, 64ull << 20);
+
+    assert_string_equal(mos_size_format(0, buf, sizeof(buf)), "0");
+    assert_string_equal(mos_size_format(4097, buf, sizeof(buf)), "4097");
+    assert_string_equal(mos_size_format(65536, buf, sizeof(buf)), "64K");
+    assert_string_equal(mos_size_format(1536ull << 10, buf, sizeof(buf)), "1536K");
+    assert_string_equal(mos_size_format(16ull << 20, buf, sizeof(buf)), "16M");
+    assert_string_equal(mos_size_format(2ull << 30, buf, sizeof(buf)), "2G");
+    assert_string_equal(mos_size_format(5ull << 50, buf, sizeof(buf)), "5120T");
+    /* what format writes, parse reads back */
+    static const uint64_t values[] = {1, 4096, 65536, 1536ull << 10, 3ull << 40, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+        assert_int_equal(size_of(mos_size_format(values[i], buf, sizeof(buf)), 1), values[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +419,9 @@ int main(void)
         cmocka_unit_test_setup(test_config_defaults_one_node, setup_capture),
         cmocka_unit_test_setup(test_config_errors, setup_capture),
         cmocka_unit_test_setup(test_config_describe_parses, setup_capture),
+        cmocka_unit_test(test_size_parse),
+        cmocka_unit_test(test_size_refused),
+        cmocka_unit_test(test_size_range_and_format),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }

@@ -11,7 +11,7 @@
  * a vector misses the caches: one 32-bit word per slot holds both the stamp and the state
  * bits, so merging an entry costs one miss; which kept candidates went stale is found in a
  * 4096-bit map of the window's news next to the core's header, not by reading the vector. */
-#include "mos/gossip_core.h"
+#include "gossip_core.h"
 
 #include <errno.h>
 #include <stdlib.h>

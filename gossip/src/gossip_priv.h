@@ -2,6 +2,8 @@
 #ifndef MOS_GOSSIP_PRIV_H
 #define MOS_GOSSIP_PRIV_H
 
+#include "gossip_core.h"
+#include "gossip_wire.h"
 #include "mos/gossip.h"
 
 #include <netinet/in.h>

@@ -8,6 +8,7 @@
  * exists precisely to report nodes that are busy. BogoMIPS says nothing about instructions
  * per cycle, so it ranks nodes of one generation, which is what a site mostly has. */
 #include "mos/gossip_probe.h"
+#include "probe_parse.h"
 
 #include "mos/log.h"
 #include "mos/status.h"

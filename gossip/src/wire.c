@@ -1,6 +1,6 @@
-/* Gossip datagram v1: encoding and the checking parser (layout in mos/gossip_wire.h), with
- * the shared framing of mos/frame.h. */
-#include "mos/gossip_wire.h"
+/* Gossip datagram v1: encoding and the checking parser (layout in gossip_wire.h), with the
+ * shared framing of mos/frame.h. */
+#include "gossip_wire.h"
 
 #include "mos/frame.h"
 #include "mos/status.h"

@@ -3,9 +3,9 @@
  * reaches the checks after the MAC (as from a key holder with a bug); with bit 1 of the first
  * byte set as well, the bytes also get a well-formed frame header (mos/frame.h) first, so the
  * entry checks are reached without the fuzzer having to find magic, version and length. */
+#include "gossip_wire.h"
 #include "mos/config.h"
 #include "mos/gossip.h"
-#include "mos/gossip_wire.h"
 #include "mos/log.h"
 
 #include <stdint.h>

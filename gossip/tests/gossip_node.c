@@ -7,6 +7,7 @@
  *   gossip_node [--conf F] --send-junk NODE
  *
  * SIGTERM or SIGINT: announce leaving, then exit 0. SIGKILL is the crash. */
+#include "gossip_wire.h" /* --send-junk forges datagrams */
 #include "mos/config.h"
 #include "mos/gossip.h"
 #include "mos/gossip_probe.h"

@@ -1,7 +1,7 @@
 /* The gossip algorithm core: merging, the window of the W youngest (against a brute force),
  * liveness, and a seeded simulation whose ages must match the analytical model. */
+#include "gossip_core.h"
 #include "mos/gossip.h"
-#include "mos/gossip_core.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,9 +1,10 @@
 /* The wire format, the protocol between instances (no sockets: datagrams handed over in
  * memory) and the probe's /proc parsers fed from fixtures. */
+#include "gossip_wire.h"
+#include "probe_parse.h"
 #include "mos/config.h"
 #include "mos/gossip.h"
 #include "mos/gossip_probe.h"
-#include "mos/gossip_wire.h"
 #include "mos/log.h"
 #include "mos/status.h"
 

@@ -216,32 +216,35 @@ int mos_dump_abort(struct mos_dump *d)
 
 /* ---- state */
 
-static int read_file(const char *path, void *buf, size_t cap, size_t *len)
+/* Up to cap bytes of a /proc file: the count read, or a negative status. The count is the
+ * return value rather than an out-parameter so no caller can use it after a failed open. */
+static ssize_t read_file(const char *path, void *buf, size_t cap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     size_t got = 0;
+    ssize_t rc = 0;
 
     if (fd < 0)
         return mos_errno_status();
-    for (;;) {
+    while (got < cap) {
         ssize_t n = read(fd, (char *)buf + got, cap - got);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0)
+            rc = mos_errno_status();
         if (n <= 0)
             break;
         got += (size_t)n;
-        if (got == cap)
-            break;
     }
     close(fd);
-    *len = got;
-    return 0;
+    return rc < 0 ? rc : (ssize_t)got;
 }
 
 static int core_fill(struct mos_dump *d, struct mos_rec_core *core, uint8_t *xstate)
 {
     char path[64], buf[256];
-    size_t n, xlen = MOS_IMG_MAX_XSTATE;
+    size_t xlen = MOS_IMG_MAX_XSTATE;
+    ssize_t n;
     struct rseq_config_k rs = {0};
     int rc;
 
@@ -264,19 +267,19 @@ static int core_fill(struct mos_dump *d, struct mos_rec_core *core, uint8_t *xst
         core->robust_list = core->robust_len = 0;
     core->umask = 022;
     snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
-    if (read_file(path, buf, sizeof(buf) - 1, &n) == 0) {
+    if ((n = read_file(path, buf, sizeof(buf) - 1)) >= 0) {
         buf[n] = '\0';
         char *u = strstr(buf, "Umask:");
         if (u)
             core->umask = (uint32_t)strtoul(u + 6, NULL, 8) & 0777;
     }
     snprintf(path, sizeof(path), "/proc/%d/comm", (int)d->pid);
-    if (read_file(path, buf, sizeof(core->comm) - 1, &n) == 0) {
-        memcpy(core->comm, buf, n);
+    if ((n = read_file(path, buf, sizeof(core->comm) - 1)) >= 0) {
+        memcpy(core->comm, buf, (size_t)n);
         core->comm[strcspn(core->comm, "\n")] = '\0';
     }
     snprintf(path, sizeof(path), "/proc/%d/personality", (int)d->pid);
-    if (read_file(path, buf, sizeof(buf) - 1, &n) == 0) {
+    if ((n = read_file(path, buf, sizeof(buf) - 1)) >= 0) {
         buf[n] = '\0';
         core->personality = (uint32_t)strtoul(buf, NULL, 16);
     }
@@ -288,7 +291,7 @@ static int mm_fill(struct mos_dump *d, struct mos_rec_mm *mm, uint8_t *auxv, cha
 {
     struct mos_proc_stat st;
     char path[64];
-    size_t n;
+    ssize_t n;
     long brk = 0;
     int rc;
 
@@ -312,9 +315,9 @@ static int mm_fill(struct mos_dump *d, struct mos_rec_mm *mm, uint8_t *auxv, cha
         return rc;
     mm->brk = (uint64_t)brk;
     snprintf(path, sizeof(path), "/proc/%d/auxv", (int)d->pid);
-    rc = read_file(path, auxv, MOS_IMG_MAX_AUXV, &n);
-    if (rc != 0)
-        return rc;
+    n = read_file(path, auxv, MOS_IMG_MAX_AUXV);
+    if (n < 0)
+        return (int)n;
     mm->auxv_len = (uint32_t)n;
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)d->pid);
     ssize_t l = readlink(path, exe, MOS_IMG_MAX_PATH);

@@ -121,6 +121,49 @@ static int pages_count(struct mos_img_reader *rd, struct mos_img_meta *m,
     return MOS_E_IMAGE;
 }
 
+/* Append text to the string area at *pool; returns where it went. */
+static const char *pool_add(char **pool, const char *text)
+{
+    size_t n = strlen(text) + 1;
+    char *at = memcpy(*pool, text, n);
+
+    *pool += n;
+    return at;
+}
+
+/* The info's arrays and strings in one block, [vmas][fds][strings], so that the info owns
+ * everything it points to and nothing of the image's metadata outlives the read. */
+static int info_fill_tables(struct mos_image_info *info, const struct mos_img_meta *m)
+{
+    size_t strings = strlen(m->exe) + strlen(m->cwd) + 2;
+    size_t vma_bytes = m->nvmas * sizeof(*info->vmas), fd_bytes = m->nfds * sizeof(*info->fds);
+    char *block, *pool;
+
+    for (uint32_t i = 0; i < m->nvmas; i++)
+        strings += strlen(m->vmas[i].path) + 1;
+    for (uint32_t i = 0; i < m->nfds; i++)
+        strings += strlen(m->fds[i].path) + 1;
+    if (!(block = calloc(1, vma_bytes + fd_bytes + strings)))
+        return -ENOMEM;
+    info->vmas = (struct mos_image_vma_info *)block;
+    info->fds = (struct mos_image_fd_info *)(block + vma_bytes);
+    pool = block + vma_bytes + fd_bytes;
+    info->exe = pool_add(&pool, m->exe);
+    info->cwd = pool_add(&pool, m->cwd);
+    info->nvmas = m->nvmas;
+    for (uint32_t i = 0; i < m->nvmas; i++)
+        info->vmas[i] = (struct mos_image_vma_info){
+            .start = m->vmas[i].v.start, .end = m->vmas[i].v.end, .prot = m->vmas[i].v.prot,
+            .kind = vma_kind_name(m->vmas[i].v.kind), .path = pool_add(&pool, m->vmas[i].path)};
+    info->nfds = m->nfds;
+    for (uint32_t i = 0; i < m->nfds; i++)
+        info->fds[i] = (struct mos_image_fd_info){
+            .fd = m->fds[i].f.fd, .kind = fd_kind_name(m->fds[i].f.kind),
+            .path = pool_add(&pool, m->fds[i].path), .offset = m->fds[i].f.offset,
+            .flags = m->fds[i].f.flags};
+    return 0;
+}
+
 int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info)
 {
     struct mos_img_reader rd = {.io = io};
@@ -131,17 +174,12 @@ int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info)
     if (!m)
         return -ENOMEM;
     rc = mos_img_meta_read(&rd, m);
-    if (rc != 0) {
-        free(m);
-        goto out;
-    }
-    info->priv = m;
+    if (rc != 0)
+        goto out_meta;
     info->format_version = m->image.format_version;
     info->src_pid = m->image.src_pid;
     info->time_ns = m->image.time_ns;
     memcpy(info->host, m->image.host, sizeof(info->host));
-    info->exe = m->exe;
-    info->cwd = m->cwd;
     info->rip = m->core.regs.rip;
     info->rsp = m->core.regs.rsp;
     info->xstate_len = m->core.xstate_len;
@@ -149,24 +187,12 @@ int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info)
     for (int i = 0; i < 64; i++)
         info->handlers += m->sigs.act[i].handler > 1;
     info->pending = m->sigs.npending;
-    info->vmas = calloc(m->nvmas, sizeof(*info->vmas));
-    info->fds = calloc(m->nfds ? m->nfds : 1, sizeof(*info->fds));
-    if (!info->vmas || !info->fds) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    info->nvmas = m->nvmas;
-    for (uint32_t i = 0; i < m->nvmas; i++)
-        info->vmas[i] = (struct mos_image_vma_info){
-            .start = m->vmas[i].v.start, .end = m->vmas[i].v.end, .prot = m->vmas[i].v.prot,
-            .kind = vma_kind_name(m->vmas[i].v.kind), .path = m->vmas[i].path};
-    info->nfds = m->nfds;
-    for (uint32_t i = 0; i < m->nfds; i++)
-        info->fds[i] = (struct mos_image_fd_info){
-            .fd = m->fds[i].f.fd, .kind = fd_kind_name(m->fds[i].f.kind),
-            .path = m->fds[i].path, .offset = m->fds[i].f.offset, .flags = m->fds[i].f.flags};
-    rc = pages_count(&rd, m, info);
-out:
+    rc = info_fill_tables(info, m);
+    if (rc == 0)
+        rc = pages_count(&rd, m, info);
+    mos_img_meta_free(m);
+out_meta:
+    free(m);
     mos_img_reader_free(&rd);
     if (rc != 0)
         mos_image_info_free(info);
@@ -175,11 +201,6 @@ out:
 
 void mos_image_info_free(struct mos_image_info *info)
 {
-    if (info->priv) {
-        mos_img_meta_free(info->priv);
-        free(info->priv);
-    }
-    free(info->vmas);
-    free(info->fds);
+    free(info->vmas); /* the block that holds the fds and the strings too */
     memset(info, 0, sizeof(*info));
 }

@@ -7,6 +7,7 @@
 #include "mos/key.h"
 #include "mos/log.h"
 #include "mos/migrate.h"
+#include "mos/size.h"
 #include "mos/status.h"
 
 #include <dirent.h>
@@ -27,7 +28,7 @@ struct mosrun_opts {
     int locked;       /* -L: never migrate automatically */
     int native;       /* -E: run natively on another node, stdio here */
     const char *start_on; /* -r NODE, or "@best" for -b */
-    long mem_mib;         /* -m MB: memory the job needs, for -b */
+    long mem_mib;         /* -m SIZE: memory the job needs, for -b (MiB, rounded up) */
     const char *ckpt;     /* -C FILE: where "mosmigrate PID checkpoint" writes */
     const char *restart;  /* -R FILE: restart from this checkpoint instead of running PROG */
     const char *config;
@@ -64,12 +65,29 @@ static void usage(FILE *out)
             "usage: mosrun [-L|-l] [-h|-r NODE|-b] [-E] [--config FILE] PROGRAM [ARGS...]\n"
             "  -h        start at home (the default)\n"
             "  -r NODE   start on NODE (it starts here and moves there at once)\n"
-            "  -b        start on the best node now (by opportunity cost; -m MB: memory it needs)\n"
+            "  -b        start on the best node now (by opportunity cost)\n"
+            "  -m SIZE   the memory the job needs, for -b: a plain number is MiB (512), a suffix\n"
+            "            says its unit (512M, 4G)\n"
             "  -L        never migrate this job automatically; -l allows it (default)\n"
             "  -C FILE   the job's checkpoint file (mosmigrate PID checkpoint writes it)\n"
             "  -R FILE   restart a checkpoint instead of starting a program\n"
             "  -E        run it natively on NODE (-r) or the best node (the default for -E): an\n"
             "            ordinary process there, never migrated, its stdio and signals here\n");
+}
+
+/* -m: a plain number has always meant MiB; mosd is told whole MiB, rounded up. 1 PiB bounds
+ * what mosd multiplies back into bytes. */
+static int parse_mem(const char *text, long *mib)
+{
+    char why[160];
+    uint64_t bytes;
+
+    if (mos_size_parse_range(text, 1u << 20, 0, 1ull << 50, &bytes, why, sizeof(why)) != 0) {
+        fprintf(stderr, "mosrun: -m %s\n", why);
+        return -1;
+    }
+    *mib = (long)((bytes + (1u << 20) - 1) >> 20);
+    return 0;
 }
 
 static int parse(int argc, char **argv, struct mosrun_opts *o)
@@ -92,12 +110,8 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
         } else if (strcmp(a, "-b") == 0) {
             o->start_on = "@best";
         } else if (strcmp(a, "-m") == 0 && i + 1 < argc) {
-            char *end;
-            o->mem_mib = strtol(argv[++i], &end, 10);
-            if (*end || o->mem_mib < 0) {
-                fprintf(stderr, "mosrun: -m takes a number of MiB\n");
+            if (parse_mem(argv[++i], &o->mem_mib) != 0)
                 return -1;
-            }
         } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
             o->config = argv[++i];
         } else if (strcmp(a, "--help") == 0) {

@@ -33,5 +33,22 @@ check "send no port" 1 "cannot connect to nohost" "$CK" send 1 nohost
 check "send refused" 1 "cannot connect" "$CK" send 1 127.0.0.1:1
 if "$CK" --help | grep -q "mosckpt receive --listen PORT"; then passes=$((passes+1)); echo "ok: help"
 else fails=$((fails+1)); echo "FAIL: help"; fi
+
+# info of a real image: its strings and tables belong to the info (read back after the image's
+# metadata is gone)
+sleep 60 < /dev/null > /dev/null 2>&1 & victim=$!
+for _ in $(seq 50); do [ "$(readlink /proc/$victim/exe)" != "$(readlink /proc/$$/exe)" ] && break; sleep 0.05; done
+"$CK" dump $victim "$T/sleep.img" --leave-running --close-other-fds > /dev/null 2>&1
+kill $victim; wait $victim 2>/dev/null
+if "$CK" info "$T/sleep.img" --json | python3 -c '
+import json, sys, os
+i = json.load(sys.stdin)
+assert os.path.basename(i["exe"]) == "sleep", i["exe"]
+assert i["cwd"] == os.getcwd(), i["cwd"]
+assert any(v["path"].endswith("/sleep") for v in i["vmas"]), i["vmas"]
+assert any(v["kind"] == "vdso" for v in i["vmas"])
+assert [f["path"] for f in i["fds"] if f["fd"] in (0, 1, 2)] == ["/dev/null"] * 3, i["fds"]
+'; then passes=$((passes+1)); echo "ok: info --json of a dumped sleep"
+else fails=$((fails+1)); echo "FAIL: info --json: $("$CK" info "$T/sleep.img" --json 2>&1 | head -c 600)"; fi
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

@@ -45,6 +45,18 @@ out=$("$B/mosrun" -E true 2>&1); rc=$?
     && ok "-E as root: refused in one line, 1" || bad "-E as root: $rc $out"
 out=$("$B/mosrun" --frob true 2>&1); rc=$?
 [ "$rc" = 2 ] && grep -q "unknown option" <<<"$out" && ok "bad option" || bad "bad option: $rc $out"
+for m in 512 2G 1536K; do
+    out=$("$B/mosrun" -b -m "$m" sh -c 'exit 3' 2>&1); rc=$?
+    [ "$rc" = 3 ] && [ -z "$out" ] && ok "-b -m $m: taken, the job runs on the best node (here)" \
+        || bad "-b -m $m: $rc $out"
+done
+for m in 2X -1 1.5G 2P; do
+    out=$("$B/mosrun" -m "$m" true 2>&1); rc=$?
+    [ "$rc" = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "-m '$m' is not a size" <<<"$out" \
+        && ok "-m $m: one line naming -m, 2" || bad "-m $m: $rc $out"
+done
+out=$("$B/mosrun" -m 2048T true 2>&1); rc=$?
+[ "$rc" = 2 ] && grep -q -- "-m '2048T' is above 1024T" <<<"$out" && ok "-m above 1 PiB refused" || bad "-m 2048T: $rc $out"
 
 # only a process's parent may register it
 python3 - "$T/mosd-me.sock" <<'PY' && ok "registering someone else's process is refused" || bad "spoofed registration accepted"

@@ -12,6 +12,8 @@
 
 #define TP_LOG "transport"
 
+_Static_assert(MOS_TP_SLOT_MAX == MOS_WIRE_MAX_BULK, "a slot is one bulk frame on the wire");
+
 struct mos_tp_ops {
     const char *name;
     /* Send one control-plane message (CONTROL, REPLY) of len <= MOS_WIRE_MAX_CONTROL. */

@@ -547,31 +547,37 @@ static int vs_progress(mos_tp_conn_t *c, struct verbs_state *vs, int timeout_ms)
     }
 }
 
-/* Room in QP q's send queue for one more request; whether to signal it. */
-static int vs_sq_reserve(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t q, bool *signal)
+/* Wait for room in QP q's send queue for one more request. */
+static int vs_sq_wait_room(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t q)
 {
     struct vqp *p = &vs->qp[q];
-    uint32_t every = p->sq_depth / 4 ? p->sq_depth / 4 : 1;
     int rc;
 
     while (p->posted - p->done >= p->sq_depth - 1)
         if ((rc = vs_progress(c, vs, c->timeout_ms)) < 0)
             return rc == -ETIMEDOUT ? tp_conn_fail(c, rc, "send queue stalled") : rc;
-    *signal = (p->posted % every) == every - 1 || p->posted - p->done >= p->sq_depth - every - 1;
     return 0;
+}
+
+/* Selective signaling: one request in a quarter of the queue asks for a completion, and so does
+ * every request once the queue is nearly full, so completions keep freeing room. */
+static bool vs_sq_signal(const struct vqp *p)
+{
+    uint32_t every = p->sq_depth / 4 ? p->sq_depth / 4 : 1;
+
+    return (p->posted % every) == every - 1 || p->posted - p->done >= p->sq_depth - every - 1;
 }
 
 static int vs_post_send(mos_tp_conn_t *c, struct verbs_state *vs, uint32_t q,
                         struct ibv_send_wr *wr, bool force_signal)
 {
     struct ibv_send_wr *bad;
-    bool signal;
     int rc;
 
-    if ((rc = vs_sq_reserve(c, vs, q, &signal)) < 0)
+    if ((rc = vs_sq_wait_room(c, vs, q)) < 0)
         return rc;
     wr->wr_id = vs->qp[q].posted;
-    if (signal || force_signal)
+    if (force_signal || vs_sq_signal(&vs->qp[q]))
         wr->send_flags |= IBV_SEND_SIGNALED;
     if ((rc = ibv_post_send(vs->qp[q].id->qp, wr, &bad)) != 0)
         return tp_conn_fail(c, -rc, "ibv_post_send");
@@ -592,7 +598,7 @@ static int verbs_msg_post(mos_tp_conn_t *c, struct verbs_state *vs, uint16_t typ
 
     /* The buffer slot used is posted % CTL_DEPTH, and the send queue (depth CTL_DEPTH) never
      * holds more than CTL_DEPTH - 1 requests, so the slot is free by the time we write it. */
-    if ((rc = vs_sq_reserve(c, vs, 0, &(bool){false})) < 0)
+    if ((rc = vs_sq_wait_room(c, vs, 0)) < 0)
         return rc;
     buf = vs->ctl_tx.mem + (vs->qp[0].posted % CTL_DEPTH) * CTL_BUF;
     sge.addr = (uintptr_t)buf;

@@ -24,7 +24,7 @@ client_ok() { # NAME SERVER-ARGS -- CLIENT-ARGS
 }
 client_ok "buffer to buffer, 16 MiB" -- --mib 16
 client_ok "process to process (process_vm_readv/writev)" --into-process -- --mib 16 --from-process
-client_ok "small 64 KiB frames, many of them" -- --mib 8 --slot 65536 --echo 20
+client_ok "small 64 KiB frames, many of them" -- --mib 8 --slot 64K --echo 20
 client_ok "64 MiB slots (larger than the whole transfer)" --slot 67108864 -- --mib 4 --slot 67108864 --echo 20
 
 # IPv6 endpoints ([addr]:port), where the host has ::1.
@@ -79,4 +79,7 @@ out=$("$CHK" client 127.0.0.1:1 --key "$T/k1" 2>&1); rc=$?
     || bad "nobody listening: rc=$rc $out"
 out=$("$CHK" client 127.0.0.1:1 --key "$T/k1" --slot 1000 2>&1); rc=$?
 [ $rc != 0 ] && grep -q "bad transport options" <<<"$out" && ok "bad slot size refused" || bad "bad slot: rc=$rc $out"
+out=$("$CHK" client 127.0.0.1:1 --key "$T/k1" --mib 2X 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "--mib '2X' is not a size" <<<"$out" \
+    && ok "a bad size: one line naming the option, status 2" || bad "bad size: rc=$rc $out"
 finish

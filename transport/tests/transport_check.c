@@ -2,9 +2,10 @@
  * namespaces and in the rxe guests.
  *
  *   mos-transport-check server HOST:PORT [--sessions N] [--into-process] [common]
- *   mos-transport-check client HOST:PORT [--mib M] [--from-process] [--echo N] [common]
+ *   mos-transport-check client HOST:PORT [--mib SIZE] [--from-process] [--echo N] [common]
  *   mos-transport-check raw HOST:PORT garbage|truncate|vanish [common]   (bad-input clients)
- *   common: --key FILE  --backend auto|tcp|verbs  --slot BYTES  --slots N  --qps Q
+ *   common: --key FILE  --backend auto|tcp|verbs  --slot SIZE  --slots N  --qps Q
+ *   (sizes as mos/size.h reads them; a plain --mib counts MiB, 64M or 1G say their unit)
  *   (without --key, $MOS_CONF names the cluster config whose key_file and transport apply)
  *   --no-ipc-lock: drop CAP_IPC_LOCK first, so `ulimit -l` binds root too
  *
@@ -18,6 +19,7 @@
  * (failed sessions are expected with --expect-fail). */
 #include "mos/clock.h"
 #include "mos/config.h"
+#include "mos/size.h"
 #include "mos/key.h"
 #include "mos/log.h"
 #include "mos/status.h"
@@ -66,8 +68,29 @@ static int usage(void)
     return 2;
 }
 
+/* A size option within [min, max] and a multiple of align; 0, or -1 after one line. */
+static int size_arg(const char *option, const char *text, uint64_t unit, uint64_t min,
+                    uint64_t max, uint64_t align, uint64_t *out)
+{
+    char why[160], step[24];
+
+    if (mos_size_parse_range(text, unit, min, max, out, why, sizeof(why)) != 0) {
+        fprintf(stderr, "mos-transport-check: %s %s\n", option, why);
+        return -1;
+    }
+    if (*out % align) {
+        fprintf(stderr, "mos-transport-check: %s '%s' is not a multiple of %s\n", option, text,
+                mos_size_format(align, step, sizeof(step)));
+        return -1;
+    }
+    return 0;
+}
+
+/* 0; -1 for bad usage; -2 when the cluster config fails; -3 for a bad size (said). */
 static int parse_args(int argc, char **argv, struct args *a)
 {
+    uint64_t size;
+
     int i = 3;
 
     memset(a, 0, sizeof(*a));
@@ -105,7 +128,10 @@ static int parse_args(int argc, char **argv, struct args *a)
                 return -1;
             a->opts.backend = (enum mos_tp_backend)b, i++;
         } else if (strcmp(o, "--slot") == 0) {
-            a->opts.slot_bytes = (uint32_t)strtoul(v, NULL, 0), i++;
+            /* Any 32-bit size: the range is the library's to refuse, and a test asks it to. */
+            if (size_arg(o, v, 1, 0, UINT32_MAX, 1, &size))
+                return -3;
+            a->opts.slot_bytes = (uint32_t)size, i++;
         } else if (strcmp(o, "--slots") == 0) {
             a->opts.slot_count = (uint32_t)strtoul(v, NULL, 0), i++;
         } else if (strcmp(o, "--qps") == 0) {
@@ -113,7 +139,9 @@ static int parse_args(int argc, char **argv, struct args *a)
         } else if (strcmp(o, "--sessions") == 0) {
             a->sessions = (unsigned)atoi(v), i++;
         } else if (strcmp(o, "--mib") == 0) {
-            a->mib = (unsigned)atoi(v), i++;
+            if (size_arg(o, v, 1u << 20, 0, 64ull << 30, 1u << 20, &size))
+                return -3;
+            a->mib = (unsigned)(size >> 20), i++;
         } else if (strcmp(o, "--echo") == 0) {
             a->echo = (unsigned)atoi(v), i++;
         } else {
@@ -585,6 +613,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (rc == -2)
         return 1;
+    if (rc == -3)
+        return 2;
     if (rc < 0)
         return usage();
     if (a.no_ipc_lock && drop_ipc_lock() < 0) {

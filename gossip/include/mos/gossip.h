@@ -5,19 +5,85 @@
  * its own entry and sends it with the W youngest other entries to one node chosen at random;
  * the receiver keeps, per node, the younger news. Ages travel, never timestamps.
  *
- * Three layers: the algorithm (mos/gossip_core.h, pure), the protocol (mos_gossip_step and
- * mos_gossip_input: datagrams in and out, no I/O), and the UDP I/O (mos_gossip_open and the
- * on_timer / on_readable calls a caller's event loop makes). */
+ * Three layers: the algorithm (private to the library: src/gossip_core.h), the protocol
+ * (mos_gossip_step and mos_gossip_input: datagrams in and out, no I/O), and the UDP I/O
+ * (mos_gossip_open and the on_timer / on_readable calls a caller's event loop makes). The
+ * datagram layout is private too (src/gossip_wire.h); the simulator that runs the algorithm
+ * for thousands of nodes in one process is mos/gossip_sim.h. */
 #ifndef MOS_GOSSIP_H
 #define MOS_GOSSIP_H
 
 #include "mos/config.h"
-#include "mos/gossip_core.h"
-#include "mos/gossip_wire.h"
 #include "mos/key.h"
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Random 64-bit numbers, uniform; gossip draws everything from here so a seeded source makes
+ * a run reproducible. */
+typedef uint64_t (*mos_gossip_rand_fn)(void *arg);
+
+struct mos_gossip_rng {
+    mos_gossip_rand_fn next;
+    void *arg;
+};
+
+/* A small seeded generator (splitmix64) for tests and the simulator. */
+struct mos_gossip_splitmix {
+    uint64_t state;
+};
+uint64_t mos_gossip_splitmix_next(void *splitmix);
+
+#define MOS_GOSSIP_AGE_UNKNOWN UINT32_MAX
+/* The most other entries one datagram carries with the sender's own (gossip_window's limit). */
+#define MOS_GOSSIP_MAX_WINDOW 999
+/* The largest datagram: a buffer this long always holds mos_gossip_step's output. */
+#define MOS_GOSSIP_MAX_DATAGRAM 64064
+
+/* Node flags, as gossiped. Unknown bits are carried and ignored (newer senders). */
+enum mos_gossip_flag {
+    MOS_GOSSIP_F_ACCEPTING = 1u << 0, /* takes guests */
+    MOS_GOSSIP_F_BLOCKED = 1u << 1,   /* administratively blocked: no new guests, none leave */
+    MOS_GOSSIP_F_LEAVING = 1u << 2,   /* shutting down: forget it as a target */
+};
+
+/* Transports a node offers (bitmask). */
+enum mos_gossip_transport {
+    MOS_GOSSIP_T_TCP = 1u << 0,
+    MOS_GOSSIP_T_VERBS = 1u << 1,
+};
+
+/* What a node says about itself: the payload of its entry. */
+struct mos_gossip_info {
+    uint8_t addr[16];        /* IPv6, or IPv4 mapped (::ffff:a.b.c.d): the node's identity */
+    uint32_t flags;          /* enum mos_gossip_flag */
+    uint16_t ncpus;          /* online CPUs this node offers */
+    uint16_t numa_nodes;
+    uint32_t speed;          /* relative speed of one CPU (see gossip_probe.h) */
+    uint32_t load_milli;     /* smoothed run-queue length per CPU, x1000 */
+    uint16_t util_permille;  /* CPU utilization, 0..1000 */
+    uint16_t guests;         /* guest processes running here */
+    uint32_t mem_total_mib;
+    uint32_t mem_free_mib;   /* available memory (MemAvailable) */
+    uint32_t transports;     /* enum mos_gossip_transport */
+};
+
+/* Why a datagram was dropped; the library counts each. */
+enum mos_gossip_drop {
+    MOS_GOSSIP_DROP_SHORT = 0, /* shorter than header + MAC */
+    MOS_GOSSIP_DROP_MAGIC,     /* not a gossip datagram */
+    MOS_GOSSIP_DROP_VERSION,   /* another wire version */
+    MOS_GOSSIP_DROP_MAC,       /* wrong cluster key or altered */
+    MOS_GOSSIP_DROP_FORMAT,    /* type, entry size, count or length inconsistent or over limits */
+    MOS_GOSSIP_DROP_ENTRY,     /* an entry's field out of range */
+    MOS_GOSSIP_DROP_UNKNOWN,   /* sender not in the configured node list */
+    MOS_GOSSIP_DROP_REPLAY,    /* sequence number not newer than the last from that boot */
+    MOS_GOSSIP_DROP_TEST_LOSS, /* dropped on purpose by the test-only loss setting */
+    MOS_GOSSIP_DROP_REASONS
+};
+
+/* Short name of a drop reason ("short", "magic", ...). */
+const char *mos_gossip_drop_name(enum mos_gossip_drop why);
 
 /* Expected ages, in time steps, of a gossip vector for n nodes that each send `window`
  * entries per step (the paper's window: the sender's own entry included) to one random node.

@@ -11,19 +11,9 @@
 #ifndef MOS_GOSSIP_PROBE_H
 #define MOS_GOSSIP_PROBE_H
 
-#include "mos/gossip_wire.h"
+#include "mos/gossip.h"
 
 #include <stdint.h>
-
-struct mos_cpu_times {
-    uint64_t busy, total; /* jiffies */
-};
-
-/* Parsers of /proc text (NUL-terminated), for the probe and its tests. 0 or MOS_E_PROTO. */
-int mos_probe_parse_meminfo(const char *text, uint64_t *total_kb, uint64_t *avail_kb);
-int mos_probe_parse_stat(const char *text, struct mos_cpu_times *cpu, unsigned *procs_running);
-/* Mean "bogomips" over the processors listed (x86 "bogomips", arm64 "BogoMIPS"). */
-int mos_probe_parse_bogomips(const char *cpuinfo, double *bogomips);
 
 struct mos_gossip_probe;
 

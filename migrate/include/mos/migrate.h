@@ -175,7 +175,8 @@ const char *mos_restore_husk_path(char *buf, size_t len);
  * exit status, or 128 + the signal that ended it. */
 int mos_restored_wait(pid_t pid);
 
-/* ---- Looking into an image (mosckpt info). */
+/* ---- Looking into an image (mosckpt info). The info owns its arrays and strings, all of
+ * them, until mos_image_info_free. */
 struct mos_image_vma_info {
     uint64_t start, end;
     uint32_t prot;
@@ -204,7 +205,6 @@ struct mos_image_info {
     struct mos_image_fd_info *fds;
     size_t nfds;
     uint64_t pages, records, bytes;
-    void *priv;
 };
 /* Read and validate a whole image. 0 or a status (logged once). */
 int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info);

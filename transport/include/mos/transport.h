@@ -26,6 +26,9 @@
 
 #define MOS_TP_PAGE_SIZE 4096u
 #define MOS_TP_MAX_CONTROL (64u * 1024) /* largest control message */
+/* The range of mos_tp_opts.slot_bytes (whole pages): one bulk frame, one verbs staging slot. */
+#define MOS_TP_SLOT_MIN (64u * 1024)
+#define MOS_TP_SLOT_MAX (64u * 1024 * 1024)
 
 enum mos_tp_backend {
     MOS_TP_AUTO = 0, /* verbs when both ends can, else tcp */

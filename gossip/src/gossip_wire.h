@@ -1,4 +1,5 @@
-/* The gossip datagram, version 1. One place defines it; README.md draws it.
+/* The gossip datagram, version 1. One place defines it; README.md draws it. Private to the
+ * gossip library (its tests and fuzzer include it from gossip/src); not installed.
  *
  *   header   32 bytes   the common mos frame header (mos/frame.h: magic "MOSG", version,
  *                       type, length of entries and mac), then entry size, entry count,
@@ -15,6 +16,7 @@
 #define MOS_GOSSIP_WIRE_H
 
 #include "mos/frame.h"
+#include "mos/gossip.h" /* struct mos_gossip_info, the flags, enum mos_gossip_drop */
 #include "mos/key.h"
 
 #include <stddef.h>
@@ -27,39 +29,15 @@
 #define MOS_GOSSIP_ENTRY_BYTES 64
 /* 1000 entries keep a datagram (64,064 bytes) under the 65,507 bytes UDP carries over IPv4. */
 #define MOS_GOSSIP_MAX_ENTRIES 1000
-#define MOS_GOSSIP_MAX_DATAGRAM                                                               \
-    (MOS_GOSSIP_HEADER_BYTES + MOS_GOSSIP_MAX_ENTRIES * MOS_GOSSIP_ENTRY_BYTES + MOS_MAC_BYTES)
+_Static_assert(MOS_GOSSIP_MAX_DATAGRAM ==
+                   MOS_GOSSIP_HEADER_BYTES + MOS_GOSSIP_MAX_ENTRIES * MOS_GOSSIP_ENTRY_BYTES +
+                       MOS_MAC_BYTES,
+               "mos/gossip.h promises callers this datagram size");
+_Static_assert(MOS_GOSSIP_MAX_WINDOW == MOS_GOSSIP_MAX_ENTRIES - 1,
+               "a window is every entry but the sender's own");
 /* Ages beyond this (about 12 days in ms) are not news of anything alive; also keeps the
  * core's wrap-safe comparison of 32-bit stamps valid. */
 #define MOS_GOSSIP_MAX_AGE_MS (1u << 30)
-
-/* Node flags, as gossiped. Unknown bits are carried and ignored (newer senders). */
-enum mos_gossip_flag {
-    MOS_GOSSIP_F_ACCEPTING = 1u << 0, /* takes guests */
-    MOS_GOSSIP_F_BLOCKED = 1u << 1,   /* administratively blocked: no new guests, none leave */
-    MOS_GOSSIP_F_LEAVING = 1u << 2,   /* shutting down: forget it as a target */
-};
-
-/* Transports a node offers (bitmask). */
-enum mos_gossip_transport {
-    MOS_GOSSIP_T_TCP = 1u << 0,
-    MOS_GOSSIP_T_VERBS = 1u << 1,
-};
-
-/* What a node says about itself: the payload of its entry. */
-struct mos_gossip_info {
-    uint8_t addr[16];        /* IPv6, or IPv4 mapped (::ffff:a.b.c.d): the node's identity */
-    uint32_t flags;          /* enum mos_gossip_flag */
-    uint16_t ncpus;          /* online CPUs this node offers */
-    uint16_t numa_nodes;
-    uint32_t speed;          /* relative speed of one CPU (see gossip_probe.h) */
-    uint32_t load_milli;     /* smoothed run-queue length per CPU, x1000 */
-    uint16_t util_permille;  /* CPU utilization, 0..1000 */
-    uint16_t guests;         /* guest processes running here */
-    uint32_t mem_total_mib;
-    uint32_t mem_free_mib;   /* available memory (MemAvailable) */
-    uint32_t transports;     /* enum mos_gossip_transport */
-};
 
 struct mos_gossip_wire_entry {
     struct mos_gossip_info info;
@@ -71,23 +49,6 @@ struct mos_gossip_wire_header {
     uint64_t boot_id; /* random per start of the sender: a restart resets its sequence */
     uint64_t seq;     /* grows by one per datagram of this boot (replays are dropped) */
 };
-
-/* Why a datagram was dropped; the library counts each. */
-enum mos_gossip_drop {
-    MOS_GOSSIP_DROP_SHORT = 0, /* shorter than header + MAC */
-    MOS_GOSSIP_DROP_MAGIC,     /* not a gossip datagram */
-    MOS_GOSSIP_DROP_VERSION,   /* another wire version */
-    MOS_GOSSIP_DROP_MAC,       /* wrong cluster key or altered */
-    MOS_GOSSIP_DROP_FORMAT,    /* type, entry size, count or length inconsistent or over limits */
-    MOS_GOSSIP_DROP_ENTRY,     /* an entry's field out of range */
-    MOS_GOSSIP_DROP_UNKNOWN,   /* sender not in the configured node list */
-    MOS_GOSSIP_DROP_REPLAY,    /* sequence number not newer than the last from that boot */
-    MOS_GOSSIP_DROP_TEST_LOSS, /* dropped on purpose by the test-only loss setting */
-    MOS_GOSSIP_DROP_REASONS
-};
-
-/* Short name of a drop reason ("short", "magic", ...). */
-const char *mos_gossip_drop_name(enum mos_gossip_drop why);
 
 /* Bytes of a datagram with n entries. */
 static inline size_t mos_gossip_wire_size(size_t n_entries)

@@ -1,8 +1,9 @@
 /* The gossip algorithm without I/O: one node's view of the ages of every node's newest news.
+ * Private to the gossip library (its tests include it from gossip/src); not installed.
  *
  * Pure functions driven by two events, "a time step passed" (mos_gossip_core_tick) and "a
  * window arrived" (mos_gossip_core_receive), with the time and the random source passed in. The
- * UDP library (gossip.h) and the simulator (`mosbench gossip`) run this same code: the library
+ * UDP library (mos/gossip.h) and the simulator (mos/gossip_sim.h) run this same code: the library
  * with its monotonic clock in milliseconds, the simulator with one process holding thousands
  * of cores and a simulated clock.
  *
@@ -13,26 +14,12 @@
 #ifndef MOS_GOSSIP_CORE_H
 #define MOS_GOSSIP_CORE_H
 
+#include "mos/gossip.h" /* the random source, MOS_GOSSIP_AGE_UNKNOWN */
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* Random 64-bit numbers, uniform; the core draws everything from here so a seeded source
- * makes a run reproducible. */
-typedef uint64_t (*mos_gossip_rand_fn)(void *arg);
-
-struct mos_gossip_rng {
-    mos_gossip_rand_fn next;
-    void *arg;
-};
-
-/* A small seeded generator (splitmix64) for tests and the simulator. */
-struct mos_gossip_splitmix {
-    uint64_t state;
-};
-uint64_t mos_gossip_splitmix_next(void *splitmix);
-
 #define MOS_GOSSIP_NO_SLOT UINT32_MAX
-#define MOS_GOSSIP_AGE_UNKNOWN UINT32_MAX
 
 struct mos_gossip_core_params {
     uint32_t n_slots;    /* nodes in the cluster, 1..65536 */
