@@ -1,6 +1,6 @@
 /* The home end of a native remote program (mosrun -E): our stdin and signals go out, the
  * program's output comes back to our stdout and stderr, and its wait status ends it. */
-#include "mos/exec_link.h"
+#include "exec_priv.h"
 
 #include "mos/status.h"
 

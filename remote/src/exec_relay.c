@@ -2,7 +2,7 @@
  * stdio are pipes (not a pty: stdout and stderr stay apart and binary data passes unchanged, as
  * with a native run whose stdio are files or pipes), and the relay carries them, the signals
  * and the exit status over the exec link. */
-#include "mos/exec_link.h"
+#include "exec_priv.h"
 
 #include "mos/log.h"
 #include "mos/status.h"

@@ -1,6 +1,6 @@
 /* The exec link's frames (see mos/exec_link.h) and a link end: a queue that never blocks the
  * caller, so neither end can wait on the other with both sockets full, and a frame reader. */
-#include "mos/exec_link.h"
+#include "exec_priv.h"
 
 #include "mos/status.h"
 

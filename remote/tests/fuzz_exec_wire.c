@@ -2,7 +2,7 @@
  * link's type table, then the payload checks) on arbitrary bytes, frame after frame as a
  * link end reads them. A decoded frame must lie inside the input, within its type's limits,
  * and encode back to the very bytes it came from. */
-#include "mos/exec_link.h"
+#include "../src/exec_priv.h"
 #include "mos/status.h"
 
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* Unit tests of the exec link (mosrun -E): frames encoded and decoded back, malformed frames
  * refused with the right status, and a link end carrying more than a socket holds. */
-#include "mos/exec_link.h"
+#include "../src/exec_priv.h"
 #include "mos/status.h"
 
 #include <errno.h>
