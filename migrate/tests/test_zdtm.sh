@@ -180,9 +180,12 @@ out=$("$CK" info $d/trunc 2>&1); rc=$?
 [ $rc != 0 ] && ok "info on a truncated image fails" || bad "info truncated: rc=$rc"
 "$CK" info $d/img --json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["pages"] > 0 and j["vmas"]' \
     && ok "info --json parses" || bad "info --json"
-# no process left behind by the failed restores
-sleep 0.1
-left=$(ps -eo stat=,uid=,comm= | awk -v me="$(id -u)" '$3 == "mos-husk" && $2 == me && $1 !~ /^Z/')
+# no process left behind by the failed restores (ours: in this test's session; other tests and
+# daemons on the machine may have husks of their own)
+sid=$(ps -o sid= -p $$ | tr -d ' ')
+husks_left() { ps -eo stat=,sid=,comm= | awk -v s="$sid" '$3 == "mos-husk" && $2 == s && $1 !~ /^Z/'; }
+for _ in $(seq 40); do [ -z "$(husks_left)" ] && break; sleep 0.05; done
+left=$(husks_left)
 [ -z "$left" ] && ok "no husk left behind" || bad "husk left: $left"
 
 # receiver killed mid-stream: the original continues and finishes correctly
