@@ -333,11 +333,9 @@ static int exec_target_check(const struct mosd *d, struct json_object *o, struct
         }
         r->groups[i] = (gid_t)v;
     }
-    int home = mos_config_find_node(&d->cfg, r->home);
-    if (home < 0 || strcmp(d->cfg.nodes[home].addr, r->home_addr) != 0) {
-        snprintf(why, len, "home node '%s' (%s) is not in this cluster", r->home, r->home_addr);
-        return MOS_E_PROTO;
-    }
+    int home = mosd_peer_home(d, r->home, r->home_addr, why, len);
+    if (home < 0)
+        return home;
     if (r->uid == 0) {
         snprintf(why, len, "root's programs do not run here from other nodes");
         return MOS_E_PROTO;

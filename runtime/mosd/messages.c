@@ -118,6 +118,18 @@ int mosd_peer_call(const struct mosd *d, int node, int timeout_ms, struct json_o
     return 0;
 }
 
+int mosd_peer_home(const struct mosd *d, const char *name, const char *addr, char *why,
+                   size_t len)
+{
+    int home = mos_config_find_node(&d->cfg, name);
+
+    if (home < 0 || strcmp(d->cfg.nodes[home].addr, addr) != 0) {
+        snprintf(why, len, "home node '%s' (%s) is not in this cluster", name, addr);
+        return MOS_E_PROTO;
+    }
+    return home;
+}
+
 int mosd_peer_answer(mos_tp_conn_t *c, uint32_t id, int ok, const char *key, const char *text)
 {
     struct json_object *r = json_object_new_object();

@@ -176,6 +176,10 @@ void mosd_hex(const uint8_t *bytes, size_t n, char *out);
  * why[len]; another status when it could not be asked ("cannot reach N: ..." in why). */
 int mosd_peer_call(const struct mosd *d, int node, int timeout_ms, struct json_object *req,
                    mos_tp_conn_t **conn, struct json_object **reply, char *why, size_t len);
+/* The node a request names as its home, by name and address: its index, or MOS_E_PROTO
+ * with why[len] when no node of this cluster has both. */
+int mosd_peer_home(const struct mosd *d, const char *name, const char *addr, char *why,
+                   size_t len);
 /* Answer a peer's request id: {"ok": ok, key: text} (text may be NULL). */
 int mosd_peer_answer(mos_tp_conn_t *c, uint32_t id, int ok, const char *key, const char *text);
 

@@ -45,11 +45,9 @@ static int header_parse(const struct mosd *d, struct json_object *o, struct mosd
         snprintf(why, len, "malformed guest header");
         return MOS_E_PROTO;
     }
-    int home = mos_config_find_node(&d->cfg, h->home);
-    if (home < 0 || strcmp(d->cfg.nodes[home].addr, h->home_addr) != 0) {
-        snprintf(why, len, "home node '%s' (%s) is not in this cluster", h->home, h->home_addr);
-        return MOS_E_PROTO;
-    }
+    int rc = mosd_peer_home(d, h->home, h->home_addr, why, len);
+    if (rc < 0)
+        return rc;
     if (h->uid == 0) {
         snprintf(why, len, "root's processes do not migrate");
         return MOS_E_PROTO;
