@@ -21,12 +21,12 @@ job_registered() { local j; j=$(pgrep -P "$1" ${2:+-x "$2"} | head -1); [ -n "$j
 started() { wait_until 20 job_registered "$@"; pgrep -P "$1" ${2:+-x "$2"} | head -1; }
 
 # 1. the reference: the job natively, one SIGINT a second in
-(cd "$W" && exec "${AS_USER[@]}" "$B/mosjob" 40 50 "$W/nat.a" "$W/nat.b" < "$W/input" > "$W/nat.out") &
+(cd "$W" && exec "${AS_USER[@]}" "$B/mosjob" 100 50 "$W/nat.a" "$W/nat.b" < "$W/input" > "$W/nat.out") &
 nat=$!
 sleep 1; kill -INT $nat; wait $nat; nat_rc=$?
 
 # 2. the same job under mosrun on node 1, moved 1 -> 2 -> 3 -> home while it runs
-(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/mig.a" "$W/mig.b" \
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 100 50 "$W/mig.a" "$W/mig.b" \
     < "$W/input" > "$W/mig.out" 2> "$W/mig.err") &
 run=$!
 job=$(started $run)
@@ -59,7 +59,7 @@ grep -q "interrupts: 1" "$W/mig.out" && grep -q "pid stable: yes" "$W/mig.out" \
     && ok "SIGINT reached the moved job once; getpid is stable" || bad "signal/pid: $(tail -3 "$W/mig.out")"
 
 # 2a. a move on that the next node refuses (blocked): the guest goes on where it was
-(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/x.a" "$W/x.b" \
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 100 50 "$W/x.a" "$W/x.b" \
     < /dev/null > "$W/x.out" 2> "$W/x.err") &
 run=$!
 xjob=$(started $run)
@@ -68,7 +68,7 @@ on 3 "$B/mosctl" block > /dev/null
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$xjob" "$N3" 2>&1); mrc=$?
 on 3 "$B/mosctl" unblock > /dev/null
 wait $run; rc=$?
-"$B/mosjob" 40 0 "$W/x2.a" "$W/x2.b" < /dev/null > "$W/x2.out"
+"$B/mosjob" 100 0 "$W/x2.a" "$W/x2.b" < /dev/null > "$W/x2.out"
 [ $mrc = 1 ] && grep -q "blocked" <<<"$out" && [ $rc = 7 ] && cmp -s "$W/x.out" "$W/x2.out" \
     && ok "a refused move on: the guest resumed on node 2 and finished ($out)" \
     || bad "refused move: mosmigrate rc $mrc ($out), job rc $rc, $(cat "$W/x.err")"
@@ -82,8 +82,8 @@ away_job() { # away_job STEPS: a mosjob under mosrun on node 1 (run), moved to n
     kjob=$(started $run)
     on 1 "${AS_USER[@]}" "$B/mosmigrate" "$kjob" "$N2" > /dev/null 2>&1
 }
-away_job 40
-tr '\0' ' ' < "/proc/$kjob/cmdline" | grep -q "mosjob 40 50 " && [ "$(readlink /proc/$kjob/exe)" = "$B/mosjob" ] \
+away_job 100
+tr '\0' ' ' < "/proc/$kjob/cmdline" | grep -q "mosjob 100 50 " && [ "$(readlink /proc/$kjob/exe)" = "$B/mosjob" ] \
     && ok "while away, the job's pid at home still shows its program and command line" \
     || bad "shell: $(tr '\0' ' ' < /proc/$kjob/cmdline) $(readlink /proc/$kjob/exe)"
 "${AS_USER[@]}" kill -INT "$kjob"
@@ -119,7 +119,7 @@ grep -q "now runs on $N2" <<<"$out" && [ $py_nat = 4 ] && [ $py_mig = 4 ] && cmp
 # 2d. a guest making a call only home can make (fork, exec) is taken home, where the call runs
 #     natively; output as natively
 PY2='import os, sys, time
-for i in range(16):
+for i in range(60):
     print(i, flush=True)
     time.sleep(0.05)
 r = os.system("echo child says hi; exit 3")
@@ -139,10 +139,10 @@ grep -q "now runs on $N3" <<<"$out" && [ $hc_nat = 5 ] && [ $hc_mig = 5 ] && cmp
 
 # 2c. mosrun -r starts a job on another node; stopping that node's mosd sends it home first;
 #     restarting mosd at home does not disturb running jobs
-(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" -r "$N2" "$B/mosjob" 40 50 "$W/r.a" "$W/r.b" \
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" -r "$N2" "$B/mosjob" 100 50 "$W/r.a" "$W/r.b" \
     < /dev/null > "$W/r.out" 2> "$W/r.err") &
 run=$!
-(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 40 50 "$W/h.a" "$W/h.b" \
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 100 50 "$W/h.a" "$W/h.b" \
     < /dev/null > "$W/h.out" 2> "$W/h.err") &
 run_home=$!
 rjob=$(started $run)
@@ -156,7 +156,7 @@ grep -q " $rjob .*$N1 *$N1 " <<<"$(on 1 "$B/mosps")" && native_home "$rjob" "$ru
 started $run_home > /dev/null
 kill "${MOSD[1]}"; wait "${MOSD[1]}" 2>/dev/null; start_mosd 1; start_mosd 2
 wait $run; rc=$?; wait $run_home; rc_home=$?
-"$B/mosjob" 40 0 "$W/r2.a" "$W/r2.b" < /dev/null > "$W/r2.out"
+"$B/mosjob" 100 0 "$W/r2.a" "$W/r2.b" < /dev/null > "$W/r2.out"
 [ $rc = 7 ] && [ $rc_home = 7 ] && cmp -s "$W/r.out" "$W/r2.out" && cmp -s "$W/h.out" "$W/r2.out" \
     && ok "both jobs finished correctly across the home mosd's restart" \
     || bad "restart: rc $rc/$rc_home $(diff "$W/r.out" "$W/r2.out" | head -3 | tr '\n' ' ')"
@@ -192,13 +192,16 @@ wait $run; grep -q done "$W/s.out" && ok "the refused job finished" || bad "sh j
 run=$!
 for _ in $(seq 100); do grep -q "^step 1 " "$W/t.out" 2>/dev/null && break; sleep 0.1; done
 started $run > /dev/null
+# node 1's link slowed for the stream, so node 2 surely dies in the middle of it: once the husk
+# the image is restored into exists there
+on 1 tc qdisc add dev eth0 root tbf rate 100mbit burst 64kb latency 400ms
 (on 1 "${AS_USER[@]}" "$B/mosmigrate" "$(job_of $run)" "$N2" > "$W/t.mig" 2>&1) &
 mig=$!
-# node 2 dies mid-stream: once the husk the image is restored into exists there
 husk_on_2() { ip netns pids "$N2" | xargs -r -I{} cat /proc/{}/comm 2>/dev/null | grep -qx mos-husk; }
-for _ in $(seq 2000); do husk_on_2 && break; kill -0 $mig 2>/dev/null || break; sleep 0.005; done
+for _ in $(seq 600); do husk_on_2 && break; kill -0 $mig 2>/dev/null || break; sleep 0.05; done
 ip netns pids "$N2" | xargs -r kill -9
 wait $mig; mrc=$?
+on 1 tc qdisc del dev eth0 root
 wait $run; rc=$?
 "$B/mosjob" 30 0 "$W/t2.a" "$W/t2.b" 600 < /dev/null > "$W/t2.out"
 [ $mrc = 1 ] && [ $rc = 7 ] && cmp -s "$W/t.out" "$W/t2.out" && cmp -s "$W/t.a" "$W/t2.a" \
