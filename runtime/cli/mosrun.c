@@ -604,6 +604,50 @@ static int supervise(struct mosrun *m)
     }
 }
 
+/* The job is registered only once it runs its own program: mosd may move it right away (-r, or
+ * a quick mosmigrate), and a child caught between fork and exec would be moved as a copy of
+ * mosrun that then execs at home. The pipe closes on a successful exec; a failed one sends its
+ * errno, and mosrun exits as the child did. */
+static pid_t start_job(char **argv, const sigset_t *mask)
+{
+    int p[2], err = 0, status;
+    pid_t child;
+
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        perror("mosrun: pipe");
+        return -1;
+    }
+    child = fork();
+    if (child < 0) {
+        perror("mosrun: fork");
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (child == 0) {
+        close(p[0]);
+        sigprocmask(SIG_SETMASK, mask, NULL);
+        execvp(argv[0], argv);
+        err = errno;
+        fprintf(stderr, "mosrun: cannot run %s: %s\n", argv[0], strerror(err));
+        if (write(p[1], &err, sizeof(err)) < 0)
+            _exit(126);
+        _exit(err == ENOENT ? 127 : 126);
+    }
+    close(p[1]);
+    ssize_t n;
+    do
+        n = read(p[0], &err, sizeof(err));
+    while (n < 0 && errno == EINTR);
+    close(p[0]);
+    if (n > 0) {
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+            ;
+        mosrun_exit_like(status);
+    }
+    return child;
+}
+
 int main(int argc, char **argv)
 {
     struct mosrun_opts o = {0};
@@ -619,18 +663,9 @@ int main(int argc, char **argv)
     for (const int *s = passed_signals; *s; s++)
         sigaddset(&set, *s);
     sigprocmask(SIG_BLOCK, &set, &old);
-    child = o.restart ? restart_job(o.restart) : fork();
-    if (child < 0) {
-        if (!o.restart)
-            perror("mosrun: fork");
+    child = o.restart ? restart_job(o.restart) : start_job(o.argv, &old);
+    if (child < 0)
         return 1;
-    }
-    if (child == 0) {
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        execvp(o.argv[0], o.argv);
-        fprintf(stderr, "mosrun: cannot run %s: %s\n", o.argv[0], strerror(errno));
-        _exit(errno == ENOENT ? 127 : 126);
-    }
     struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1, .link = -1,
                        .ckpt = o.ckpt};
     m.reserved_min = mos_deputy_reserved_min();
