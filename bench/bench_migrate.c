@@ -14,6 +14,7 @@
 #include "mos/status.h"
 #include "mos/transport.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -605,6 +607,7 @@ struct bench_cfg {
 
 struct bench_result {
     double fixed_ms, per_page_us, gbps, floor, tp_gbps;
+    double total_ms[MAX_SIZES]; /* per size, for the CRIU comparison */
 };
 
 /* The raw speed of the backend itself (floor_gbps's transport half). */
@@ -695,7 +698,6 @@ static int bench_backend(enum backend bk, const struct bench_cfg *c, int several
            tgbps, fgbps, floor);
     printf("smallest migration (a hog with one page of its own, %llu pages present in all): "
            "%.2f ms\n", (unsigned long long)tiny.pages, tiny_ms);
-    printf("reference: CRIU 4.2 page server, 1 GiB in about 5.9 s, about 100 ms fixed\n");
     char f1g[32] = "NA", t1g[32] = "NA";
     if (freeze_1g >= 0) {
         snprintf(f1g, sizeof(f1g), "%.2f", freeze_1g);
@@ -712,7 +714,8 @@ static int bench_backend(enum backend bk, const struct bench_cfg *c, int several
     if (tp)
         printf(" via=%s", tp_used);
     printf("\n\n");
-    *res = (struct bench_result){a, b * 1e3, gbps, floor, tp ? tgbps : 0};
+    *res = (struct bench_result){a, b * 1e3, gbps, floor, tp ? tgbps : 0, {0}};
+    memcpy(res->total_ms, y, sizeof(y[0]) * (size_t)c->nsizes);
     return 0;
 }
 
@@ -735,12 +738,198 @@ static int parse_backends(char *list, enum backend *out, int *n)
     return *n > 0 ? 0 : -1;
 }
 
+/* --criu PATH: CRIU on hogs of the same sizes in the same run, through image files in the same
+ * directory and through its page server on loopback; ratios against our first backend. No CRIU
+ * figure is printed unless CRIU ran in this run. */
+enum criu_mode { CRIU_FILES, CRIU_PAGE_SERVER };
+
+/* The last non-empty line of a log file, for a one-line reason. */
+static void last_line(const char *log, char *out, size_t len)
+{
+    char line[512];
+    FILE *f = fopen(log, "r");
+
+    snprintf(out, len, "no output");
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0])
+            snprintf(out, len, "%s", line);
+    }
+    fclose(f);
+}
+
+/* Runs argv with its output appended to log; 0 if it exits 0, else -1 and the reason in why. */
+static int run_logged(char *const argv[], const char *log, char *why, size_t len)
+{
+    int st;
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        snprintf(why, len, "fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], argv);
+        dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    last_line(log, why, len);
+    return -1;
+}
+
+static void empty_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    if (!d)
+        return;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
+
+/* A free loopback port for the page server (closed again: CRIU binds it itself). */
+static int free_port(void)
+{
+    int port = -1, fd = listen_loopback(&port);
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0 ? port : -1;
+}
+
+/* One CRIU migration of a fresh hog: dump (which ends the hog), restore detached, verify the
+ * copy's pages. Total time from the dump's start to the restored copy running. */
+static int criu_once(const char *criu, enum criu_mode mode, uint64_t size, const char *dir,
+                     double *ms, char *why, size_t len)
+{
+    char pidarg[32], portarg[16], log[PATH_MAX + 16], pidfile[PATH_MAX + 16];
+    struct hog h;
+    int port = 0, rc;
+
+    snprintf(log, sizeof(log), "%s/criu.log", dir);
+    snprintf(pidfile, sizeof(pidfile), "%s/restored.pid", dir);
+    if (hog_start(size, &h) != 0) {
+        snprintf(why, len, "cannot start the hog");
+        return -1;
+    }
+    snprintf(pidarg, sizeof(pidarg), "%d", (int)h.pid);
+    uint64_t t0 = mos_clock_now_ns();
+    if (mode == CRIU_PAGE_SERVER) {
+        port = free_port();
+        snprintf(portarg, sizeof(portarg), "%d", port);
+        char *ps[] = {(char *)criu, "page-server", "-D", (char *)dir, "--address", "127.0.0.1",
+                      "--port", portarg, "-d", NULL};
+        if (port < 0 || run_logged(ps, log, why, len) != 0) {
+            reap(h.pid);
+            return -1;
+        }
+    }
+    char *dump_files[] = {(char *)criu, "dump", "-t", pidarg, "-D", (char *)dir, "--shell-job",
+                          NULL};
+    char *dump_ps[] = {(char *)criu, "dump", "-t", pidarg, "-D", (char *)dir, "--shell-job",
+                       "--page-server", "--address", "127.0.0.1", "--port", portarg, NULL};
+    rc = run_logged(mode == CRIU_FILES ? dump_files : dump_ps, log, why, len);
+    reap(h.pid); /* dump ended it; its pid must be free for the restore */
+    if (rc != 0)
+        return -1;
+    char *restore[] = {(char *)criu, "restore", "-D", (char *)dir, "--shell-job", "-d",
+                       "--pidfile", pidfile, NULL};
+    if (run_logged(restore, log, why, len) != 0)
+        return -1;
+    *ms = (double)(mos_clock_now_ns() - t0) / 1e6;
+    FILE *f = fopen(pidfile, "r");
+    int pid = -1;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = -1;
+        fclose(f);
+    }
+    rc = pid > 0 && hog_verify(pid, &h) == 0 ? 0 : -1;
+    if (rc != 0)
+        snprintf(why, len, "the restored copy's pages differ from the hog's");
+    if (pid > 0)
+        reap(pid); /* our child again: we are a subreaper */
+    return rc;
+}
+
+/* CRIU's check, then every size through files and the page server; a CRIU that cannot run on
+ * this kernel is said once and no CRIU figure is printed. */
+static void bench_criu(const char *criu, const struct bench_cfg *c, const char *ours,
+                       const struct bench_result *r)
+{
+    char dir[PATH_MAX], why[512], log[PATH_MAX + 16];
+
+    snprintf(dir, sizeof(dir), "%s/mosbench-criu.XXXXXX", c->dir);
+    if (!mkdtemp(dir)) {
+        printf("criu: no work directory in %s: %s; no CRIU figure in this run\n", c->dir,
+               strerror(errno));
+        return;
+    }
+    snprintf(log, sizeof(log), "%s/check.log", dir);
+    char *check[] = {(char *)criu, "check", NULL};
+    if (run_logged(check, log, why, sizeof(why)) != 0) {
+        printf("criu: %s cannot run here (criu check: %s); no CRIU figure in this run\n", criu,
+               why);
+        empty_dir(dir);
+        rmdir(dir);
+        return;
+    }
+    prctl(PR_SET_CHILD_SUBREAPER, 1); /* restored copies (criu restore -d) stay our children */
+    printf("criu: %s, images in %s, best of %u runs per size, against ours (%s)\n", criu,
+           c->dir, c->repeat, ours);
+    printf("%8s %12s %16s %10s %12s %16s\n", "size", "criu_files_ms", "criu_pageserver_ms",
+           "ours_ms", "files/ours", "pageserver/ours");
+    for (int i = 0; i < c->nsizes; i++) {
+        double best[2] = {-1, -1};
+        for (int m = 0; m < 2; m++)
+            for (unsigned k = 0; k < c->repeat; k++) {
+                double ms;
+                empty_dir(dir);
+                if (criu_once(criu, (enum criu_mode)m, c->sizes[i], dir, &ms, why,
+                              sizeof(why)) != 0) {
+                    printf("criu: %s failed at %lluM: %s; no CRIU figure in this run\n",
+                           m == CRIU_FILES ? "dump/restore" : "page server",
+                           (unsigned long long)(c->sizes[i] >> 20), why);
+                    empty_dir(dir);
+                    rmdir(dir);
+                    return;
+                }
+                if (best[m] < 0 || ms < best[m])
+                    best[m] = ms;
+            }
+        printf("%7lluM %12.1f %16.1f %10.1f %12.2f %16.2f\n",
+               (unsigned long long)(c->sizes[i] >> 20), best[0], best[1], r->total_ms[i],
+               best[0] / r->total_ms[i], best[1] / r->total_ms[i]);
+        if (i == c->nsizes - 1)
+            printf("result criu size_mib=%llu criu_files_ms=%.1f criu_pageserver_ms=%.1f "
+                   "ours_ms=%.1f speedup_files=%.2f speedup_pageserver=%.2f\n",
+                   (unsigned long long)(c->sizes[i] >> 20), best[0], best[1], r->total_ms[i],
+                   best[0] / r->total_ms[i], best[1] / r->total_ms[i]);
+    }
+    empty_dir(dir);
+    rmdir(dir);
+}
+
 int bench_migrate(int argc, char **argv)
 {
     struct bench_cfg c = {.sizes = {16ull << 20, 64ull << 20, 256ull << 20, 1ull << 30},
                           .nsizes = 4, .repeat = 2};
     enum backend bks[BK_COUNT] = {BK_FILE};
     int nbk = 1;
+    const char *criu = NULL;
 
     c.dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     for (int i = 0; i < argc; i++) {
@@ -766,6 +955,12 @@ int bench_migrate(int argc, char **argv)
                 return 2;
         } else if (!strcmp(argv[i], "--addr") && i + 1 < argc) {
             tp_addr = argv[++i];
+        } else if (!strcmp(argv[i], "--criu") && i + 1 < argc) {
+            criu = argv[++i];
+            if (access(criu, X_OK) != 0) {
+                fprintf(stderr, "mosbench migrate: --criu %s: %s\n", criu, strerror(errno));
+                return 2;
+            }
         } else {
             fprintf(stderr, "mosbench migrate: bad option '%s'\n", argv[i]);
             return 2;
@@ -797,5 +992,7 @@ int bench_migrate(int argc, char **argv)
                 printf(" %8s %9s\n", "-", "-");
         }
     }
+    if (criu)
+        bench_criu(criu, &c, backend_names[bks[0]], &res[0]);
     return 0;
 }

@@ -68,5 +68,16 @@ out=$("$B" placement --mem-mib 2X 2>&1); rc=$?
     && ok "placement: bad --mem-mib" || bad "placement --mem-mib 2X: rc=$rc $out"
 out=$("$B" migrate --backend carrier-pigeon 2>&1); rc=$?
 [ $rc = 2 ] && grep -q "not available" <<<"$out" && ok "migrate: unknown backend" || bad "migrate backend: rc=$rc $out"
+# CRIU figures only from a CRIU that ran in this run: none without --criu, none from one that
+# cannot run (a stand-in that fails its check), a one-line error for a path that is not a program
+out=$("$B" migrate --sizes 4M,8M --backend tcp 2>&1); rc=$?
+[ $rc = 0 ] && ! grep -qi "criu" <<<"$out" && ok "migrate: no CRIU figure without --criu" || bad "migrate without --criu: rc=$rc $out"
+out=$("$B" migrate --sizes 4M,8M --backend tcp --criu /bin/false 2>&1); rc=$?
+[ $rc = 0 ] && grep -q "^criu: /bin/false cannot run here (criu check: no output); no CRIU figure" <<<"$out" \
+    && grep -q "^result migrate " <<<"$out" && ! grep -q "^result criu" <<<"$out" \
+    && ok "migrate: a CRIU that cannot run is said once, no CRIU figure" || bad "migrate --criu /bin/false: rc=$rc $out"
+out=$("$B" migrate --criu /nonexistent/criu 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "--criu /nonexistent/criu: No such file" <<<"$out" \
+    && ok "migrate: --criu that is no program" || bad "migrate --criu missing: rc=$rc $out"
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]
