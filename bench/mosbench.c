@@ -38,6 +38,9 @@ static const struct {
     {"balance", bench_balance,
      "[--nodes N] [--cpus-per-node F] [--jobs J] [--steps S] [--watch]: lab makespan with and "
      "without balancing"},
+    {"faults", bench_faults,
+     "[--migrations N] [--kinds none,target-mosd,...] [--seed S]: migrations hit by faults in a "
+     "lab; jobs lost, duplicated, wrong"},
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,

@@ -20,7 +20,8 @@
 
 /* One-byte messages after the image on a migration link. */
 #define MSG_READY 'R'  /* receiver: the process is rebuilt and stopped */
-#define MSG_COMMIT 'C' /* sender: the original is gone, let it run */
+#define MSG_COMMIT 'C' /* sender: let the copy run (the original stays frozen) */
+#define MSG_DONE 'D'   /* receiver: the copy runs; the original may go */
 
 /* While a process is frozen and may sit in an injected call, a SIGINT or SIGTERM ending us
  * would leave it detached with borrowed registers: hold them off until it is safe again. */
@@ -145,6 +146,20 @@ static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img
             mos_err("migrate", "the receiver did not confirm the restore (%s)",
                     mos_strerror(rc));
     }
+    /* The target holds a complete stopped copy: it may run; the original stays frozen until
+     * the target says the copy runs. A receiver that dies before DONE takes its copy along
+     * (the restorer traces it with PTRACE_O_EXITKILL), so the original resumes: one copy
+     * runs, whichever side dies. */
+    if (rc == 0) {
+        rc = byte_write(io, MSG_COMMIT);
+        if (rc == 0)
+            rc = byte_read(io, &c);
+        if (rc == 0 && c != MSG_DONE)
+            rc = MOS_E_PROTO;
+        if (rc != 0)
+            mos_err("migrate", "the receiver did not confirm that the copy runs (%s)",
+                    mos_strerror(rc));
+    }
     if (stats)
         *stats = *mos_dump_stats(d);
     if (rc != 0) {
@@ -154,18 +169,13 @@ static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img
             hooks->on_abort(hooks->arg);
         return rc;
     }
-    /* The target holds a complete stopped copy: end the original, then let the copy run. */
     if (hooks->before_commit)
         hooks->before_commit(hooks->arg);
     if (hooks->retire)
         hooks->retire(d, hooks->arg);
     else
         mos_dump_commit(d);
-    rc = byte_write(io, MSG_COMMIT);
-    if (rc != 0)
-        mos_err("migrate", "pid %d: the original is gone but the commit did not reach the "
-                "receiver (%s)", (int)pid, mos_strerror(rc));
-    return rc;
+    return 0;
 }
 
 int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *opts,
@@ -193,7 +203,19 @@ int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *op
         return rc;
     }
     *pid = mos_restore_pid(r);
-    return mos_restore_commit(r);
+    rc = mos_restore_commit(r);
+    /* The copy runs: now the sender may retire the original. A failed start sends nothing,
+     * and the sender resumes the original when the link closes. A sender that cannot hear
+     * DONE any more resumes its original and says so to the job's deputy, which drops this
+     * copy's link home; a sender that died took its original along (EXITKILL): either way the
+     * copy stays as it is here. */
+    if (rc == 0) {
+        int wrc = byte_write(io, MSG_DONE);
+        if (wrc != 0)
+            mos_warn("migrate", "the copy runs but the sender did not hear so (%s)",
+                     mos_strerror(wrc));
+    }
+    return rc;
 }
 
 static volatile sig_atomic_t forward_to;

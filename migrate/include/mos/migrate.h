@@ -138,18 +138,19 @@ void mos_restore_abort(struct mos_restore *r);
  * killed, or with leave_running resumes. On failure it resumes and no file is left. */
 int mos_migrate_checkpoint(pid_t pid, const char *path, const struct mos_dump_opts *opts,
                            int leave_running, struct mos_dump_stats *stats);
-/* A migration's two-step commit, said once here for every caller: the sender streams the
- * image and waits for the receiver's READY (the copy is rebuilt and stopped, and whatever the
- * receiver's caller needed before it may run is in place); only then is the original
- * retired and COMMIT sent; the receiver lets the copy run on COMMIT, else kills it. Without
- * READY the original resumes where it was. */
+/* A migration's commit, said once here for every caller: the sender streams the image and
+ * waits for the receiver's READY (the copy is rebuilt and stopped, and whatever the
+ * receiver's caller needed before it may run is in place); it answers COMMIT, the receiver
+ * lets the copy run and answers DONE, and only then is the original retired. Without READY or
+ * DONE the original resumes where it was; without COMMIT the receiver kills the copy. The
+ * original stays frozen while the copy starts, so at no moment do two copies run. */
 struct mos_send_hooks {
-    /* After READY, before the original is retired (tell the job's owner where it went). */
+    /* After DONE, before the original is retired (tell the job's owner where it went). */
     void (*before_commit)(void *arg);
     /* Retire the frozen original; NULL: mos_dump_commit (killed). A job leaving home keeps
      * a shell (mos_dump_commit_shell). Must free d. */
     void (*retire)(struct mos_dump *d, void *arg);
-    /* A failure before READY: the original runs again where it was. */
+    /* A failure before DONE: the original runs again where it was. */
     void (*on_abort)(void *arg);
     void *arg;
 };
