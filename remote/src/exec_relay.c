@@ -259,10 +259,10 @@ static int relay_finish(struct relay *r)
                 return MOS_E_PEER_GONE;
         }
     f.value = (uint32_t)status;
+    /* Its descendants are left alone, as ssh leaves them without a terminal: a daemon that
+     * forked before its parent exited (orted --daemonize) may not have left the group yet. */
     if (mos_exec_link_queue(r->link, &f) != 0 || mos_exec_link_drain(r->link, 30000) != 0)
         return MOS_E_PEER_GONE;
-    /* Its descendants lose their terminal, as in a session that ends. */
-    kill(-r->pid, SIGHUP);
     return 0;
 }
 

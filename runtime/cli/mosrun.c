@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ struct mosrun_opts {
     const char *start_on; /* -r NODE, or "@best" for -b */
     long mem_mib;         /* -m SIZE: memory the job needs, for -b (MiB, rounded up) */
     const char *ckpt;     /* -C FILE: where "mosmigrate PID checkpoint" writes */
+    const char *ssh_port; /* -p PORT: accepted from ssh-like callers (-E), unused */
     const char *restart;  /* -R FILE: restart from this checkpoint instead of running PROG */
     const char *config;
     char **argv;
@@ -72,7 +74,10 @@ static void usage(FILE *out)
             "  -C FILE   the job's checkpoint file (mosmigrate PID checkpoint writes it)\n"
             "  -R FILE   restart a checkpoint instead of starting a program\n"
             "  -E        run it natively on NODE (-r) or the best node (the default for -E): an\n"
-            "            ordinary process there, never migrated, its stdio and signals here\n");
+            "            ordinary process there, never migrated, its stdio and signals here.\n"
+            "            As ssh does, the words are joined and run by your shell there, and\n"
+            "            -r USER@NODE (yourself only) and -p PORT (unused) are accepted: OpenMPI\n"
+            "            takes it as its launcher, mpirun --mca plm_rsh_agent \"mosrun -E -r\"\n");
 }
 
 /* -m: a plain number has always meant MiB; mosd is told whole MiB, rounded up. 1 PiB bounds
@@ -87,6 +92,34 @@ static int parse_mem(const char *text, long *mib)
         return -1;
     }
     *mib = (long)((bytes + (1u << 20) - 1) >> 20);
+    return 0;
+}
+
+/* What ssh-like agents are given: `user@node` (only the caller's own name: -E runs as the
+ * caller) and `-p PORT` (mosd's links need no port from the user; accepted and unused). */
+static int ssh_target(struct mosrun_opts *o)
+{
+    const char *at = o->start_on ? strchr(o->start_on, '@') : NULL;
+    struct passwd *pw;
+    char *end;
+
+    if (o->ssh_port) {
+        long port = strtol(o->ssh_port, &end, 10);
+        if (*end || end == o->ssh_port || port < 1 || port > 65535) {
+            fprintf(stderr, "mosrun: -p '%s' is not a port number\n", o->ssh_port);
+            return -1;
+        }
+    }
+    if (!at || at == o->start_on) /* "@best" (-b) */
+        return 0;
+    pw = getpwuid(getuid());
+    if (!pw || strlen(pw->pw_name) != (size_t)(at - o->start_on) ||
+        strncmp(pw->pw_name, o->start_on, (size_t)(at - o->start_on)) != 0) {
+        fprintf(stderr, "mosrun: -E runs programs as you; '%.*s@' is someone else\n",
+                (int)(at - o->start_on), o->start_on);
+        return -1;
+    }
+    o->start_on = at + 1;
     return 0;
 }
 
@@ -123,6 +156,8 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
             o->restart = argv[++i];
         } else if (strcmp(a, "-E") == 0) {
             o->native = 1;
+        } else if (strcmp(a, "-p") == 0 && i + 1 < argc) {
+            o->ssh_port = argv[++i];
         } else {
             fprintf(stderr, "mosrun: unknown option '%s' (mosrun --help)\n", a);
             return -1;
@@ -138,6 +173,12 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
     }
     if (!o->restart && i >= argc) {
         fprintf(stderr, "mosrun: no program to run (mosrun --help)\n");
+        return -1;
+    }
+    if (o->native && ssh_target(o) != 0)
+        return -1;
+    if (!o->native && o->ssh_port) {
+        fprintf(stderr, "mosrun: -p PORT is for -E (as an ssh-like agent) only\n");
         return -1;
     }
     o->argv = argv + i;

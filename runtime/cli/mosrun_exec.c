@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -134,9 +135,73 @@ static void await_start(struct exec_home *h)
              h->prog);
 }
 
-void mosrun_exec_run(const char *config, const char *target, long mem_mib, char **argv)
+/* A word a shell would pass on unchanged: no quoting, expansion or separator in it. */
+static int plain_word(const char *w)
 {
-    struct exec_home h = {.prog = argv[0], .link = -1};
+    if (!*w)
+        return 0;
+    for (; *w; w++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=,+@%-",
+                     *w))
+            return 0;
+    return 1;
+}
+
+/* The user's shell for `-c`: their login shell where /etc/shells lists it, else /bin/sh (a
+ * service account's nologin would refuse every command, and -E ran programs for them before
+ * it spoke ssh's contract). */
+static const char *user_shell(void)
+{
+    struct passwd *pw = getpwuid(getuid());
+    const char *sh;
+
+    if (pw && pw->pw_shell && *pw->pw_shell) {
+        setusershell();
+        while ((sh = getusershell()))
+            if (strcmp(sh, pw->pw_shell) == 0)
+                break;
+        endusershell();
+        if (sh)
+            return pw->pw_shell;
+    }
+    return "/bin/sh";
+}
+
+/* ssh's contract, which MPI launchers (OpenMPI's plm_rsh_agent) rely on: the words are joined
+ * with spaces and run by the user's shell with -c, so `PATH=...; export PATH; orted -mca ess
+ * "env"` means what it says. Words a shell would leave alone are exec'ed directly instead:
+ * the same program and arguments, without a shell in between. Never returns NULL. */
+static char **ssh_words(char **argv)
+{
+    size_t len = 1, n = 0;
+    int all_plain = 1;
+    char **shell_argv, *line;
+
+    for (char **a = argv; *a; a++, n++) {
+        len += strlen(*a) + 1;
+        all_plain &= plain_word(*a);
+    }
+    if (all_plain)
+        return argv;
+    line = calloc(1, len);
+    shell_argv = calloc(4, sizeof(*shell_argv));
+    if (!line || !shell_argv)
+        fail(1, "mosrun: out of memory\n");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(line, " ");
+        strcat(line, argv[i]);
+    }
+    shell_argv[0] = (char *)user_shell();
+    shell_argv[1] = "-c";
+    shell_argv[2] = line;
+    return shell_argv;
+}
+
+void mosrun_exec_run(const char *config, const char *target, long mem_mib, char **words)
+{
+    char **argv = ssh_words(words);
+    struct exec_home h = {.prog = words[0], .link = -1};
     int port = 0, status = 0, rc;
 
     /* Signals keep their default effect until the program runs: a Ctrl-C now just ends us,

@@ -9,9 +9,10 @@
  * same signal). In mosrun.c. */
 void mosrun_exit_like(int status) __attribute__((noreturn));
 
-/* target: a node name or "@best"; mem_mib: memory the program needs, for "@best". Never
- * returns: mosrun ends as the program did, or with 113 (lost), 1 (refused), as it says. */
-void mosrun_exec_run(const char *config, const char *target, long mem_mib, char **argv)
+/* target: a node name or "@best"; mem_mib: memory the program needs, for "@best"; words: the
+ * command as ssh takes it (joined, run by the user's shell). Never returns: mosrun ends as the
+ * program did, or with 113 (lost), 1 (refused), as it says. */
+void mosrun_exec_run(const char *config, const char *target, long mem_mib, char **words)
     __attribute__((noreturn));
 
 #endif

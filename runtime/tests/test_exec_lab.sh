@@ -24,7 +24,7 @@ wait_prog() { for _ in $(seq 100); do [ -n "$(prog_of "$1")" ] && break; sleep 0
 printf 'line one\nline two\n' > "$W/in"
 SCRIPT='ip -o -4 addr show dev eth0 | awk "{print \$4}"; echo "uid $(id -u) cwd $(pwd) var $MOS_EX_VAR"
         while read l; do echo "out: $l"; echo "err: $l" >&2; done; exit 7'
-(cd "$W" && MOS_EX_VAR=carried erun -E -r "$N2" sh -c "$SCRIPT" < "$W/in" > "$W/1.out" 2> "$W/1.err"); rc=$?
+(cd "$W" && MOS_EX_VAR=carried erun -E -r "$N2" "$SCRIPT" < "$W/in" > "$W/1.out" 2> "$W/1.err"); rc=$?
 printf '%s/24\nuid 65534 cwd %s var carried\nout: line one\nout: line two\n' "$A2" "$W" > "$W/1.exp"
 printf 'err: line one\nerr: line two\n' > "$W/1.exp.err"
 cmp -s "$W/1.out" "$W/1.exp" && ok "runs on $N2 ($A2) as the user, in the same cwd, with the environment; stdin piped from home reaches it" \
@@ -39,13 +39,13 @@ erun -E -r "$N2" cat < "$W/bin" > "$W/bin.out" 2> "$W/bin.err"; rc=$?
     || bad "binary: rc $rc, $(cmp "$W/bin" "$W/bin.out" 2>&1) $(cat "$W/bin.err")"
 
 # 3. while it runs: mosps shows it on node 2, native; mosmigrate refuses it; SIGTERM ends it
-(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" -E -r "$N2" sh -c \
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" -E -r "$N2" \
     'trap "echo got TERM; exit 9" TERM; echo started; while :; do sleep 0.1; done' \
     < /dev/null > "$W/3.out" 2> "$W/3.err") &
 run=$!
 for _ in $(seq 100); do grep -q started "$W/3.out" 2>/dev/null && break; sleep 0.1; done
 ps1=$(on 1 "$B/mosps")
-grep -q " $run .*$N2 *$N1 .*native (-E) *sh -c" <<<"$ps1" && ok "mosps at home shows it (WHERE $N2, STAY native (-E))" \
+grep -q " $run .*$N2 *$N1 .*native (-E) .*sh -c" <<<"$ps1" && ok "mosps at home shows it (WHERE $N2, STAY native (-E))" \
     || bad "mosps: $ps1"
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$run" "$N3" 2>&1); mrc=$?
 [ $mrc = 1 ] && grep -q "runs natively on $N2 (mosrun -E): it cannot migrate" <<<"$out" && ok "mosmigrate refuses it: $out" \
@@ -105,7 +105,7 @@ out="$(cat "$W/6.out" "$W/6.err")"
     && ok "a cwd missing there: it runs in / and says so once" || bad "missing cwd: rc $rc $out"
 
 # 7. -E alone picks the best node; it runs wherever that is
-out=$(erun -E sh -c 'ip -o -4 addr show dev eth0 | awk "{print \$4}"' 2>&1); rc=$?
+out=$(erun -E 'ip -o -4 addr show dev eth0 | awk "{print \$4}"' 2>&1); rc=$?
 [ $rc = 0 ] && grep -q "^10\." <<<"$out" && ok "-E alone (the best node) runs it at $out" || bad "-E -b: rc $rc $out"
 
 # 8. a whole node dies under a running program: 113
