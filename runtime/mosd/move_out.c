@@ -1,7 +1,8 @@
 /* Moving jobs out of a node.
  *
  * Home node: a command (or the balancer) asks to move job P to node T. mosd asks P's mosrun to
- * prepare (it takes P's descriptors and listens for the deputy link with a fresh token), then a
+ * prepare (it takes P's descriptors, and again when the link arrives and P is frozen, and
+ * listens for the deputy link with a fresh token), then a
  * worker process connects to T's mosd over the transport (cluster key proved), sends the
  * guest's header with the token, freezes and streams P, and waits for READY: T has rebuilt P
  * and its supervisor has proved the token to mosrun. Only then does mosrun hear "migrated", the

@@ -162,6 +162,25 @@ wait $run; rc=$?; wait $run_home; rc_home=$?
     || bad "restart: rc $rc/$rc_home $(diff "$W/r.out" "$W/r2.out" | head -3 | tr '\n' ' ')"
 wait_mosd 1 2
 
+# 2b. a job that opens and closes a file every millisecond, moved: every file it opened up to
+# the very freeze must be its deputy's (they were taken before the freeze once, and files
+# opened in between were lost, their numbers given to the next open)
+mkdir -m 777 "$W/op"
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosopener" "$W/op" 3000 \
+    < /dev/null > "$W/op.out" 2> "$W/op.err") &
+run=$!
+job=$(started $run mosopener)
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" "$N2" 2>&1)
+wait $run; rc=$?
+if ! grep -q "now runs on $N2" <<<"$out"; then
+    bad "precondition: the opener did not move: $out"
+else
+    odd=$(cd "$W/op" && for f in f*; do printf 'open %s\nend\n' "${f#f}" | cmp -s - "$f" || echo "$f"; done | head -3)
+    [ $rc = 0 ] && [ "$(ls "$W/op" | wc -l)" = 3000 ] && [ -z "$odd" ] \
+        && ok "a job opening and closing files while it moves: all 3000 files whole" \
+        || bad "opener: rc=$rc $(cat "$W/op.err") files $(ls "$W/op" | wc -l), wrong: $odd"
+fi
+
 # 3. bad requests: one line, status 1, and the job goes on
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 30 50 "$W/f.a" "$W/f.b" \
     < /dev/null > "$W/f.out" 2>&1) &
