@@ -130,6 +130,7 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
             close((int)fd);
             return;
         }
+        d->metrics.moves_in++;
         job->pid = pid;
         job->home_pid = home_pid;
         job->arrived_ns = mos_clock_now_ns();
@@ -153,6 +154,7 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
     if (got > 0 && sscanf(line, "native %d", &home_pid) == 1) {
         struct mosd_job *job = mosd_job_own(d, home_pid);
         if (job) {
+            d->metrics.moves_in++;
             snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
             job->arrived_ns = mos_clock_now_ns();
             struct json_object *m = json_object_new_object();
