@@ -11,6 +11,7 @@
 
 #include "mos/clock.h"
 #include "mos/forward.h"
+#include "mos/ident.h"
 #include "mos/log.h"
 #include "mos/migrate.h"
 #include "mos/procfs.h"
@@ -52,6 +53,8 @@ static int header_parse(const struct mosd *d, struct json_object *o, struct mosd
         snprintf(why, len, "root's processes do not migrate");
         return MOS_E_PROTO;
     }
+    if (mos_ident_check(h->uid, h->gid, NULL, 0, why, len) != 0)
+        return MOS_E_PROTO; /* a guest gets no supplementary groups, its gid must be the user's */
     memcpy(h->token, token.bytes, sizeof(h->token));
     return 0;
 }

@@ -83,6 +83,8 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
         return mosd_reply_error("unknown node '%s'", to);
     if (strcmp(d->cfg.nodes[node].name, job->where) == 0)
         return mosd_reply_error("pid %d already runs on %s", (int)pid, job->where);
+    if (!d->have_key)
+        return mosd_reply_error("%s", MOSD_NO_KEY_TEXT);
     snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
     struct json_object *ml;
     job->max_load = json_object_object_get_ex(req, "max_load", &ml) ? json_object_get_double(ml)
