@@ -231,6 +231,7 @@ struct mosd_stream_how {
     void (*before_commit)(void *); /* after READY, before the original is retired */
     void *arg;
     int shell;         /* the original stays as a shell (a job leaving home) */
+    int guest;         /* it is a guest here: its seccomp filter and no_new_privs are ours */
     int listener;      /* the guest's seccomp listener, when a home call is held */
     uint64_t held;     /* that call */
     int held_answered; /* it was answered (-ERESTARTNOINTR) once the freeze began */

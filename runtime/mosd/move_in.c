@@ -130,7 +130,8 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
     while ((rc = mos_supervisor_run(guest, listener, link, &ops, &status)) ==
            MOS_SUPERVISOR_DETACHED) {
         int target = mos_config_find_node(&d->cfg, x.target);
-        struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held};
+        struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held,
+                                      .guest = 1};
         why[0] = '\0';
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
         struct mosd_guest_header moving = *h;

@@ -2,7 +2,8 @@
 # What mosd lets other nodes do. Without key_file it takes no port (one-node mode, said in one
 # log line) and refuses to reach other nodes. With a key, requests forged as another node would
 # send them (mospeer) are checked against this node's user database: an exec or guest request
-# with gid 0 or an extra group for a plain user is refused in one line.
+# with gid 0 or an extra group for a plain user is refused in one line. A job with a sandbox of
+# its own (no_new_privs here) shows why it stays in mosps, and a move of it is refused.
 set -u
 B=$MOS_BIN
 . "$(dirname "$0")/cli_lib.sh"
@@ -49,8 +50,9 @@ fi
 # ---- with a key: forged exec and guest requests
 printf '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n' > "$T/key"
 chmod 600 "$T/key"
-printf '[cluster]\nkey_file = %s\nsocket = %s/mosd-%%n.sock\ntransport = tcp\ntransport_port = %s\ngossip_port = %s\n[nodes]\nme = 127.0.0.1\n' \
+printf '[cluster]\nkey_file = %s\nsocket = %s/mosd-%%n.sock\ntransport = tcp\ntransport_port = %s\ngossip_port = %s\n[nodes]\nfar = 198.51.100.1\nme = 127.0.0.1\n' \
     "$T/key" "$T" "$P3" "$P4" > "$T/key.conf"
+chmod 644 "$T/key.conf"
 TOKEN=$(printf 'ab%.0s' $(seq 32))
 exec_req() { # exec_req GID GROUPS-JSON
     printf '{"op":"exec","uid":%d,"gid":%d,"groups":%s,"home":"me","home_addr":"127.0.0.1","home_pid":1,"argv":["true"],"env":[],"cwd":"/","umask":18,"port":9,"token":"%s"}' \
@@ -69,6 +71,31 @@ r = json.loads(sys.argv[1])
 sys.exit(0 if not r["ok"] and sys.argv[2] in r["error"] and "\n" not in r["error"] else 1)' "$out" "$2" 2>/dev/null \
         && ok "$1" || bad "$1: $out $(cat "$T/mospeer.err")"
 }
+AS_NOBODY=(env MOS_CONF="$T/key.conf" setpriv --reuid="$NOBODY" --regid="$NOGROUP" --clear-groups)
+job_stay() { # job_stay CMD-WORD: the STAY of the job whose command starts with it, once listed
+    for _ in $(seq 100); do
+        "$B/mosps" --json > "$T/ps.json" 2>/dev/null && python3 -c '
+import json, sys
+jobs = [j for j in json.load(open(sys.argv[1])) if j["cmd"].startswith(sys.argv[2])]
+sys.exit(1) if not jobs else print(jobs[0]["pid"], jobs[0]["stay"])' "$T/ps.json" "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+sandbox_job_stays() {
+    (cd /tmp && exec "${AS_NOBODY[@]}" "$B/mosrun" sleep 30) & plain=$!
+    (cd /tmp && exec "${AS_NOBODY[@]}" "$B/mosrun" setpriv --no-new-privs sleep 31) & nnp=$!
+    read -r pid stay < <(MOS_CONF=$T/key.conf job_stay "sleep 30")
+    [ -n "${pid:-}" ] && [ -z "${stay:-}" ] && ok "a plain job has no stay reason" \
+        || bad "plain job: pid=${pid:-} stay=${stay:-}"
+    read -r pid stay < <(MOS_CONF=$T/key.conf job_stay "setpriv --no-new-privs")
+    grep -q "no_new_privs" <<<"${stay:-}" && ok "mosps: a no_new_privs job stays ($stay)" \
+        || bad "no_new_privs job: pid=${pid:-} stay=${stay:-}"
+    out=$(cd /tmp && "${AS_NOBODY[@]}" "$B/mosmigrate" "${pid:-0}" far 2>&1); rc=$?
+    [ "$rc" != 0 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "stays: has no_new_privs" <<<"$out" \
+        && ok "mosmigrate of it is refused in one line" || bad "mosmigrate: $rc $out"
+    kill "$plain" "$nnp" 2>/dev/null; wait "$plain" "$nnp" 2>/dev/null
+}
 if start_mosd "$T/key.conf"; then
     refused "exec with gid 0 for nobody: refused" "gid 0 is not a group of uid $NOBODY" \
         "$(exec_req 0 '[]')"
@@ -84,6 +111,7 @@ if start_mosd "$T/key.conf"; then
     grep -q '"ok": *true' <<<"$out" && ok "guest with nobody's own gid is taken" \
         || bad "own gid: $out"
     kill -0 "$MOSD" 2>/dev/null && ok "mosd still serves" || bad "mosd died: $(cat "$T/mosd.log")"
+    sandbox_job_stays
     stop_mosd
 fi
 finish
