@@ -30,6 +30,12 @@ int bench_run_script(const char *name, int argc, char **argv)
     return 1;
 }
 
+/* mosbench balance: a lab cluster timing jobs with and without balancing (bench/balance.sh) */
+int bench_balance(int argc, char **argv)
+{
+    return bench_run_script("balance", argc, argv);
+}
+
 /* mosbench faults: the fault campaign (bench/faults.sh) */
 int bench_faults(int argc, char **argv)
 {

@@ -47,10 +47,16 @@ static int parse_pid(const char *s, pid_t *pid)
     return 0;
 }
 
-/* Flags after the positional arguments: each must be one of allowed (NULL-terminated). */
-static int parse_flags(int argc, char **argv, int first, const char *const *allowed, int *set)
+/* Options after the positional arguments: flags from `allowed` (NULL-terminated; set[k] = 1)
+ * and, where key_file is given, --key FILE. */
+static int parse_flags(int argc, char **argv, int first, const char *const *allowed, int *set,
+                       const char **key_file)
 {
     for (int i = first; i < argc; i++) {
+        if (key_file && strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
+            *key_file = argv[++i];
+            continue;
+        }
         int k = 0;
         while (allowed[k] && strcmp(argv[i], allowed[k]))
             k++;
@@ -69,7 +75,7 @@ static int cmd_dump(int argc, char **argv)
     pid_t pid;
     struct mos_dump_stats st;
 
-    if (argc < 2 || parse_pid(argv[0], &pid) || parse_flags(argc, argv, 2, flags, set))
+    if (argc < 2 || parse_pid(argv[0], &pid) || parse_flags(argc, argv, 2, flags, set, NULL))
         return bad_usage("dump needs PID FILE [--leave-running] [--close-other-fds] "
                          "[--carry-files]");
     struct mos_dump_opts opts = {.close_other_fds = set[1], .carry_files = set[2]};
@@ -91,7 +97,7 @@ static int cmd_restore(int argc, char **argv)
     struct mos_img_io *io = NULL;
     struct mos_restore *r;
 
-    if (argc < 1 || parse_flags(argc, argv, 1, flags, set))
+    if (argc < 1 || parse_flags(argc, argv, 1, flags, set, NULL))
         return bad_usage("restore needs FILE [--detach]");
     fd = open(argv[0], O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -220,7 +226,7 @@ static int cmd_info(int argc, char **argv)
     struct mos_img_io *io = NULL;
     struct mos_image_info info;
 
-    if (argc < 1 || parse_flags(argc, argv, 1, flags, set))
+    if (argc < 1 || parse_flags(argc, argv, 1, flags, set, NULL))
         return bad_usage("info needs FILE [--json]");
     fd = open(argv[0], O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -275,25 +281,6 @@ static int cluster_key(const char *key_file, const char *cmd, mos_key_t *key)
     return rc == 0 ? 0 : 1;
 }
 
-/* Options after the positional arguments: flags from `allowed` (set[k] = 1) and --key FILE. */
-static int parse_stream_flags(int argc, char **argv, int first, const char *const *allowed,
-                              int *set, const char **key_file)
-{
-    for (int i = first; i < argc; i++) {
-        if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
-            *key_file = argv[++i];
-            continue;
-        }
-        int k = 0;
-        while (allowed[k] && strcmp(argv[i], allowed[k]))
-            k++;
-        if (!allowed[k])
-            return -1;
-        set[k] = 1;
-    }
-    return 0;
-}
-
 static int cmd_send(int argc, char **argv)
 {
     static const char *const flags[] = {"--close-other-fds", "--carry-files", NULL};
@@ -307,7 +294,7 @@ static int cmd_send(int argc, char **argv)
     mos_key_t key;
 
     if (argc < 2 || parse_pid(argv[0], &pid) ||
-        parse_stream_flags(argc, argv, 2, flags, set, &key_file))
+        parse_flags(argc, argv, 2, flags, set, &key_file))
         return bad_usage("send needs PID HOST:PORT [--key FILE] [--close-other-fds] "
                          "[--carry-files]");
     if (cluster_key(key_file, "send", &key) != 0)
@@ -359,7 +346,7 @@ static int cmd_receive(int argc, char **argv)
     pid_t pid;
 
     if (argc < 2 || strcmp(argv[0], "--listen") ||
-        parse_stream_flags(argc, argv, 2, flags, set, &key_file))
+        parse_flags(argc, argv, 2, flags, set, &key_file))
         return bad_usage("receive needs --listen [ADDR:]PORT [--key FILE] [--detach]");
     if (listen_address(argv[1], where, sizeof(where)) != 0)
         return bad_usage("receive --listen takes PORT (loopback) or ADDR:PORT");
