@@ -1,5 +1,6 @@
 /* mosmon: the cluster as this node's gossip sees it, refreshed every second.
- *   mosmon                 live view until Ctrl-C
+ *   mosmon                 live view until Ctrl-C: the table, a load and a memory bar per
+ *                          node (as MOSIX's mon drew them) and this node's jobs, where they run
  *   mosmon --once [--json] one snapshot */
 #include "control.h"
 #include "mos/log.h"
@@ -10,12 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static int fetch(const char *path, struct json_object **resp)
+static int fetch(const char *path, const char *op, struct json_object **resp)
 {
     struct json_object *req = json_object_new_object();
     int rc;
 
-    json_object_object_add(req, "op", json_object_new_string("nodes"));
+    json_object_object_add(req, "op", json_object_new_string(op));
     rc = mos_control_call(path, req, resp);
     json_object_put(req);
     return rc;
@@ -50,6 +51,65 @@ static void print_table(struct json_object *resp)
     }
 }
 
+#define BAR_WIDTH 30
+
+/* A bar of BAR_WIDTH cells for a fraction; past 1 it is full and ends in '>'. */
+static void bar(double fraction)
+{
+    int cells = fraction <= 0 ? 0 : (int)(fraction * BAR_WIDTH + 0.5);
+
+    putchar('[');
+    for (int i = 0; i < BAR_WIDTH; i++)
+        putchar(i < cells ? '#' : '.');
+    putchar(cells > BAR_WIDTH ? '>' : ']');
+}
+
+/* Load per CPU (a full bar is one runnable process per CPU) and memory in use. */
+static void print_bars(struct json_object *resp)
+{
+    struct json_object *nodes = json_object_object_get(resp, "nodes");
+
+    printf("\n%-12s %-33s %5s   %-32s %4s\n", "", "load per CPU", "", "memory in use", "");
+    for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+        struct json_object *n = json_object_array_get_idx(nodes, i);
+        double load = json_object_get_double(json_object_object_get(n, "load"));
+        long long total = mos_json_int(n, "mem_total_mib", 0);
+        double used = total > 0 ? 1.0 - (double)mos_json_int(n, "mem_free_mib", 0) / total : 0;
+        printf("%-12s ", mos_json_str(n, "name", "?"));
+        if (strcmp(mos_json_str(n, "state", ""), "alive") != 0) {
+            printf("(%s)\n", mos_json_str(n, "state", "?"));
+            continue;
+        }
+        bar(load);
+        printf(" %5.2f   ", load);
+        bar(used);
+        printf(" %3.0f%%\n", 100 * used);
+    }
+}
+
+/* This node's jobs and where each runs now; guests with their home. */
+static void print_jobs(struct json_object *list)
+{
+    struct json_object *jobs = json_object_object_get(list, "jobs");
+    const char *self = mos_json_str(list, "node", "?");
+    size_t n = jobs ? json_object_array_length(jobs) : 0;
+
+    printf("\njobs on %s: %zu\n", self, n);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *j = json_object_array_get_idx(jobs, i);
+        const char *from = mos_json_str(j, "from", "?"), *where = mos_json_str(j, "where", "?");
+        char place[96];
+        if (strcmp(from, self) != 0)
+            snprintf(place, sizeof(place), "guest from %s", from);
+        else if (strcmp(where, self) != 0)
+            snprintf(place, sizeof(place), "-> %s", where);
+        else
+            snprintf(place, sizeof(place), "here");
+        printf("  %7lld %-10s %-28s %.40s\n", mos_json_int(j, "home_pid", 0),
+               mos_json_str(j, "user", "?"), place, mos_json_str(j, "cmd", "?"));
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *config = NULL;
@@ -79,8 +139,9 @@ int main(int argc, char **argv)
     int rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
     mos_config_free(&cfg);
     for (;;) {
-        struct json_object *resp = NULL;
-        rc = rc ? rc : fetch(path, &resp);
+        struct json_object *resp = NULL, *list = NULL;
+        rc = rc ? rc : fetch(path, "nodes", &resp);
+        rc = rc || json ? rc : fetch(path, "list", &list);
         if (rc != 0) {
             fprintf(stderr, "mosmon: cannot ask mosd at %s: %s\n", path, mos_strerror(rc));
             json_object_put(resp);
@@ -91,10 +152,14 @@ int main(int argc, char **argv)
         if (json)
             printf("%s\n", json_object_to_json_string_ext(json_object_object_get(resp, "nodes"),
                                                           JSON_C_TO_STRING_PLAIN));
-        else
+        else {
             print_table(resp);
+            print_bars(resp);
+            print_jobs(list);
+        }
         fflush(stdout);
         json_object_put(resp);
+        json_object_put(list);
         if (once)
             return 0;
         sleep(1);

@@ -45,6 +45,11 @@ ps2=$(on 2 "$B/mosps")
 grep -q " $job .*$N2 *$N1 .*mosjob" <<<"$ps2" && ok "node 2's mosps shows the guest (WHERE $N2, FROM $N1, home pid)" || bad "mosps on 2: $ps2"
 ps1=$(on 1 "$B/mosps")
 grep -q " $job .*$N2 *$N1 " <<<"$ps1" && ok "node 1's mosps shows it away, under its home pid" || bad "mosps on 1: $ps1"
+mon1=$(on 1 "$B/mosmon" --once); mon2=$(on 2 "$B/mosmon" --once)
+bars=$(grep -cE '^[^ ]+ +\[[#.]{30}[]>] +[0-9.]+ +\[[#.]{30}[]>] +[0-9]+%$' <<<"$mon1")
+[ "$bars" = 3 ] && grep -qE "^ +$job +nobody +-> $N2 " <<<"$mon1" && grep -qE "^ +$job +nobody +guest from $N1 " <<<"$mon2" \
+    && ok "mosmon: a load and a memory bar per node; node 1 shows the job gone to node 2, node 2 its guest" \
+    || bad "mosmon: $bars bars; node 1: $(tail -3 <<<"$mon1" | tr '\n' '|') node 2: $(tail -2 <<<"$mon2" | tr '\n' '|')"
 sleep 0.3; kill -INT $run  # Ctrl-C at home reaches the job on node 2
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" "$N3" 2>&1)
 grep -q "now runs on $N3" <<<"$out" && ok "node 2 moves it on to node 3" || bad "2 -> 3: $out"
