@@ -22,8 +22,8 @@ void mosd_close_in_child(struct mosd *d, int keep_fd, int keep_listener)
         close_unless(d->jobs[i].sup_ctl, keep_fd);
         close_unless(d->jobs[i].move_reply_fd, keep_fd);
     }
-    if (d->acceptor)
-        close_unless(d->acceptor_fd, keep_fd);
+    for (size_t i = 0; i < d->n_acceptors; i++)
+        close_unless(d->acceptors[i].fd, keep_fd);
     if (!keep_listener && d->tp_listener)
         close(mos_tp_listener_fd(d->tp_listener));
 }

@@ -35,6 +35,9 @@
 
 #define MOSD_TOKEN_BYTES 32
 #define MOSD_MIGRATION_TIMEOUT_MS 120000
+#define MOSD_MAX_ACCEPTORS 32      /* incoming connections in their handshake, at most */
+#define MOSD_ACCEPTORS_PER_PEER 4  /* of those, from one address */
+#define MOSD_HANDSHAKE_S 20        /* key proof and first request, whole, at most */
 /* Without a key_file every node's key would be the same zeros: anyone could pass as a node. */
 #define MOSD_NO_KEY_TEXT "this node has no key_file: it runs alone (one-node mode)"
 
@@ -101,9 +104,17 @@ struct mosd {
     struct mos_tp_opts tp_opts;
     void *tp_listener;             /* mos_tp_listener_t */
     struct event *tp_event;
-    pid_t acceptor;                /* the child taking an incoming connection, if any */
-    struct event *acceptor_ev;
-    int acceptor_fd;
+    /* children taking incoming connections, until each says what it became: many at once,
+     * a few per peer address, each with a deadline for the handshake (peer.c) */
+    struct mosd_acceptor {
+        pid_t pid;
+        int fd;                    /* its line to mosd */
+        struct event *ev;
+        char addr[64];             /* the peer's address */
+    } acceptors[MOSD_MAX_ACCEPTORS];
+    size_t n_acceptors;
+    uint64_t refused_warned_ns;    /* last log line about refused connections */
+    unsigned refused_connections;  /* since then */
     struct event *sigchld;
     struct mosd_job *jobs;
     size_t n_jobs, cap_jobs;
@@ -206,7 +217,7 @@ void mosd_cgroup_borrow(pid_t pid, char *was, size_t len);
 /* In a child forked from mosd (a migration worker, an acceptor that becomes a supervisor):
  * close what belongs to the daemon, so that a long-lived child neither keeps mosd's sockets
  * bound after it exits nor holds its clients' connections open. keep_fd stays open; the
- * transport listener too with keep_listener (an acceptor still has to accept on it). */
+ * transport listener too with keep_listener (an acceptor's handshake uses its options). */
 void mosd_close_in_child(struct mosd *d, int keep_fd, int keep_listener);
 
 /* ---- gossip.c */

@@ -5,8 +5,13 @@
  *   move    the home of one of our guests asks us to move it on (relayed to its supervisor);
  *   where   one of our jobs now runs elsewhere (for mosps).
  * The acceptor says what it became in one line on its socketpair with mosd; guests'
- * supervisors keep that line for mosd's "move" orders and their answers. One incoming
- * connection is accepted at a time. */
+ * supervisors keep that line for mosd's "move" orders and their answers.
+ *
+ * mosd accepts each connection itself, so that nobody can hold the port: connections are
+ * handed to acceptors at once, up to MOSD_MAX_ACCEPTORS in their handshake and
+ * MOSD_ACCEPTORS_PER_PEER from one address (more are closed unread), and an acceptor that has
+ * not proved the key and read its request within MOSD_HANDSHAKE_S dies (a client sending a
+ * byte every few seconds would otherwise keep it forever). */
 #include "mosd.h"
 
 #include "mos/clock.h"
@@ -14,6 +19,8 @@
 #include "mos/status.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +43,7 @@ static int relay_move(mos_tp_conn_t *c, uint32_t id, struct json_object *o, int 
                   ok ? line + 3 : (strncmp(line, "error ", 6) == 0 ? line + 6 : line));
 }
 
-static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
+static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl, int sock)
 {
     mos_tp_conn_t *c = NULL;
     struct mos_tp_msg msg;
@@ -44,11 +51,14 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl)
     int rc;
 
     signal(SIGCHLD, SIG_DFL);
+    signal(SIGALRM, SIG_DFL);
     mosd_close_in_child(d, ctl, 1);
-    rc = mos_tp_accept(d->tp_listener, &c);
+    alarm(MOSD_HANDSHAKE_S); /* the whole handshake, however slowly its bytes come */
+    rc = mos_tp_accept_socket(d->tp_listener, sock, &c);
     mos_tp_listener_close(d->tp_listener); /* the port is mosd's */
     if (rc == 0)
         rc = mos_tp_ctl_recv(c, &msg, text, sizeof(text) - 1, -1);
+    alarm(0);
     if (rc != 0)
         _exit(2);
     text[msg.len] = '\0';
@@ -102,25 +112,35 @@ static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void acceptor_done(struct mosd *d)
+static struct mosd_acceptor *acceptor_by_fd(struct mosd *d, int fd)
 {
-    event_free(d->acceptor_ev);
-    d->acceptor_ev = NULL;
-    d->acceptor = 0; /* the next connection may come in */
-    event_add(d->tp_event, NULL);
+    for (size_t i = 0; i < d->n_acceptors; i++)
+        if (d->acceptors[i].fd == fd)
+            return &d->acceptors[i];
+    return NULL;
+}
+
+/* It said what it became (or died): no longer counted; its line stays open for the caller. */
+static void acceptor_done(struct mosd *d, struct mosd_acceptor *a)
+{
+    event_free(a->ev);
+    *a = d->acceptors[--d->n_acceptors];
 }
 
 /* The acceptor's first line: a guest it now supervises, or a move it relays. */
 static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
 {
     struct mosd *d = arg;
-    pid_t acceptor = d->acceptor;
+    struct mosd_acceptor *a = acceptor_by_fd(d, (int)fd);
     char line[512], home[MOS_NODE_NAME_MAX], to[MOS_NODE_NAME_MAX];
     int pid, job_id, uid, off = 0, home_pid;
 
     (void)what;
+    if (!a)
+        return;
+    pid_t acceptor = a->pid;
     int got = mosd_line_read((int)fd, line, sizeof(line));
-    acceptor_done(d);
+    acceptor_done(d, a);
     if (got > 0 &&
         sscanf(line, "guest %d %d %d %d %63s %n", &pid, &home_pid, &job_id, &uid, home, &off) ==
             5 &&
@@ -189,30 +209,69 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
     close((int)fd);
 }
 
+/* Why a connection is closed unread, in the log at most every 10 s (a flood must not fill it). */
+static void refuse_connection(struct mosd *d, int sock, const char *addr, const char *why)
+{
+    uint64_t now = mos_clock_now_ns();
+
+    close(sock);
+    d->refused_connections++;
+    if (now - d->refused_warned_ns < 10000000000ull)
+        return;
+    mos_warn("mosd", "closed %u incoming connection(s) unread, the last from %s: %s",
+             d->refused_connections, addr, why);
+    d->refused_warned_ns = now;
+    d->refused_connections = 0;
+}
+
+static size_t acceptors_from(const struct mosd *d, const char *addr)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->n_acceptors; i++)
+        n += strcmp(d->acceptors[i].addr, addr) == 0;
+    return n;
+}
+
 static void on_incoming(evutil_socket_t fd, short what, void *arg)
 {
     struct mosd *d = arg;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char addr[64] = "?";
     int sp[2];
     pid_t child;
 
-    (void)fd, (void)what;
-    if (d->acceptor)
+    (void)what;
+    int sock = accept4((int)fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+    if (sock < 0)
+        return; /* gone already, or taken: the listener is non-blocking */
+    getnameinfo((struct sockaddr *)&ss, len, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
+    if (d->n_acceptors >= MOSD_MAX_ACCEPTORS) {
+        refuse_connection(d, sock, addr, "too many handshakes under way");
         return;
+    }
+    if (acceptors_from(d, addr) >= MOSD_ACCEPTORS_PER_PEER) {
+        refuse_connection(d, sock, addr, "too many handshakes under way from there");
+        return;
+    }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0 || (child = fork()) < 0) {
         mos_err("mosd", "cannot take an incoming connection: %s", strerror(errno));
+        close(sock);
         return;
     }
     if (child == 0) {
         close(sp[0]);
-        acceptor_main(d, sp[1]);
+        acceptor_main(d, sp[1], sock);
     }
     close(sp[1]);
-    /* No second acceptor until this one has its connection and said what it is (or died). */
-    event_del(d->tp_event);
-    d->acceptor = child;
-    d->acceptor_fd = sp[0];
-    d->acceptor_ev = event_new(d->base, sp[0], EV_READ, on_acceptor_line, d);
-    event_add(d->acceptor_ev, NULL);
+    close(sock);
+    struct mosd_acceptor *a = &d->acceptors[d->n_acceptors++];
+    a->pid = child;
+    a->fd = sp[0];
+    snprintf(a->addr, sizeof(a->addr), "%s", addr);
+    a->ev = event_new(d->base, sp[0], EV_READ, on_acceptor_line, d);
+    event_add(a->ev, NULL);
 }
 
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
@@ -223,9 +282,13 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 
     (void)sig, (void)what;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (pid == d->acceptor) { /* died before saying anything */
-            close(d->acceptor_fd);
-            acceptor_done(d);
+        struct mosd_acceptor *a = NULL;
+        for (size_t i = 0; i < d->n_acceptors && !a; i++)
+            if (d->acceptors[i].pid == pid)
+                a = &d->acceptors[i];
+        if (a) { /* died before saying anything: no handshake, or too slow */
+            close(a->fd);
+            acceptor_done(d, a);
             continue;
         }
         struct mosd_job *job = mosd_job_by_supervisor(d, pid);
@@ -263,6 +326,8 @@ int mosd_peer_start(struct mosd *d)
         return rc;
     }
     d->tp_listener = l;
+    /* mosd accepts itself (on_incoming): never block on a client that left in between */
+    fcntl(mos_tp_listener_fd(l), F_SETFL, fcntl(mos_tp_listener_fd(l), F_GETFL) | O_NONBLOCK);
     d->tp_event = event_new(d->base, mos_tp_listener_fd(l), EV_READ | EV_PERSIST, on_incoming, d);
     event_add(d->tp_event, NULL);
     return 0;
@@ -274,11 +339,11 @@ void mosd_peer_stop(struct mosd *d)
         event_free(d->tp_event);
     if (d->sigchld)
         event_free(d->sigchld);
-    if (d->acceptor_ev)
-        event_free(d->acceptor_ev);
+    while (d->n_acceptors)
+        acceptor_done(d, &d->acceptors[0]);
     if (d->tp_listener)
         mos_tp_listener_close(d->tp_listener);
-    d->tp_event = d->sigchld = d->acceptor_ev = NULL;
+    d->tp_event = d->sigchld = NULL;
     d->tp_listener = NULL;
 }
 

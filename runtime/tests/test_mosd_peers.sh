@@ -96,6 +96,51 @@ sandbox_job_stays() {
         && ok "mosmigrate of it is refused in one line" || bad "mosmigrate: $rc $out"
     kill "$plain" "$nnp" 2>/dev/null; wait "$plain" "$nnp" 2>/dev/null
 }
+# A client that sends a byte every 2 s and never proves the key must neither block the port
+# (once one such client held mosd's only acceptor) nor be kept past the handshake deadline (20 s).
+slow_client() { # prints the seconds until mosd closed the connection
+    python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); t0 = time.time()
+open(sys.argv[2], "w").close()
+try:
+    while time.time() - t0 < 90:
+        s.send(b"x"); s.settimeout(2)
+        try:
+            if s.recv(1) == b"": break
+        except socket.timeout: pass
+except OSError: pass
+print(round(time.time() - t0))' "$P3" "$T/slow.up"
+}
+slow_peers() {
+    rm -f "$T/slow.up"
+    slow_client > "$T/slow.s" & local slow=$!
+    for _ in $(seq 100); do [ -e "$T/slow.up" ] && break; sleep 0.1; done
+    refused "while a client dribbles its handshake, another node is served" "gid 0 is not a group" \
+        "$(exec_req 0 '[]')"
+    wait $slow
+    local held; held=$(cat "$T/slow.s")
+    [ -n "$held" ] && [ "$held" -ge 15 ] && [ "$held" -le 26 ] \
+        && ok "the dribbling client was cut at the handshake deadline (after ${held} s)" \
+        || bad "dribbling client held ${held:-?} s"
+    # one address may have 4 handshakes under way: of 10 silent connections, 6 are closed at once
+    local closed; closed=$(python3 -c '
+import socket, sys, time
+ss = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(10)]
+closed = set(); t0 = time.time()
+while time.time() - t0 < 5 and len(closed) < 6:
+    for i, s in enumerate(ss):
+        s.settimeout(0.05)
+        try:
+            if s.recv(1) == b"": closed.add(i)
+        except socket.timeout: pass
+        except OSError: closed.add(i)
+print(len(closed))' "$P3")
+    [ "$closed" = 6 ] && ok "one address gets 4 handshakes at once: 6 of 10 silent connections closed unread" \
+        || bad "per-address limit: $closed of 10 closed"
+    grep -q "closed .* incoming connection(s) unread, the last from 127.0.0.1" "$T/mosd.log" \
+        && ok "mosd logs the refusals (once per 10 s at most)" || bad "no log line: $(tail -3 "$T/mosd.log")"
+}
 if start_mosd "$T/key.conf"; then
     refused "exec with gid 0 for nobody: refused" "gid 0 is not a group of uid $NOBODY" \
         "$(exec_req 0 '[]')"
@@ -112,6 +157,7 @@ if start_mosd "$T/key.conf"; then
         || bad "own gid: $out"
     kill -0 "$MOSD" 2>/dev/null && ok "mosd still serves" || bad "mosd died: $(cat "$T/mosd.log")"
     sandbox_job_stays
+    slow_peers
     stop_mosd
 fi
 finish

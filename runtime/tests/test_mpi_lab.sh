@@ -52,6 +52,21 @@ for spawn in tree direct; do
 done
 wait_until 10 no_user_pids && ok "no orted is left behind" || bad "left: $(user_pids | tr '\n' ' ')"
 
+# 2r. a mosplace rankfile holds across the nodes: ranks 0 and 2 talk most, so they share N1
+printf 'mos-comm-matrix 1\nranks 3\n0 2 90000\n2 0 90000\n0 1 10\n' > "$W/m3.txt"
+printf '%s slots=2\n%s slots=1\n' "$N1" "$N2" > "$W/h3.txt"
+"$B/mosplace" rankfile --matrix "$W/m3.txt" --hosts "$W/h3.txt" > "$W/rf3" 2> "$W/rf3.err"
+chmod 644 "$W/rf3"
+want=$(sed -n 's/^rank \([0-9]*\)=\([^ ]*\) .*/\1 \2/p' "$W/rf3" | sort | tr '\n' ' ')
+out=$(umpi timeout 120 mpirun "${AGENT[@]}" --rankfile "$W/rf3" --report-bindings -np 3 \
+    sh -c 'echo "$OMPI_COMM_WORLD_RANK $(hostname)"' 2> "$W/rf3.run.err"); rc=$?
+got=$(sort <<<"$out" | tr '\n' ' ')
+[ $rc = 0 ] && [ "$want" = "0 $N1 1 $N2 2 $N1 " ] && [ "$got" = "$want" ] \
+    && grep -q "bound to" "$W/rf3.run.err" \
+    && ok "mpirun --rankfile from mosplace: every rank on the node it names ($want), bindings reported" \
+    || bad "rankfile: rc $rc want '$want' got '$got' $(head -c 300 "$W/rf3.run.err")"
+wait_until 10 no_user_pids || bad "rankfile run left: $(user_pids | tr '\n' ' ')"
+
 # 3. hpcc (not written here) on one node, then across three: the same HPL residual, all checks passed
 sed -e 's/^1000 *Ns/400          Ns/' -e 's/^2 *Ps/1            Ps/' -e 's/^2 *Qs/3            Qs/' \
     /usr/share/doc/hpcc/examples/_hpccinf.txt > "$W/hpccinf.txt"

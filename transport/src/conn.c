@@ -429,7 +429,6 @@ void mos_tp_listener_close(mos_tp_listener_t *l)
 
 int mos_tp_accept(mos_tp_listener_t *l, mos_tp_conn_t **out)
 {
-    mos_tp_conn_t *c;
     int fd, rc;
 
     do
@@ -440,6 +439,14 @@ int mos_tp_accept(mos_tp_listener_t *l, mos_tp_conn_t **out)
         mos_err(TP_LOG, "accept: %s", mos_strerror(rc));
         return rc;
     }
+    return mos_tp_accept_socket(l, fd, out);
+}
+
+int mos_tp_accept_socket(mos_tp_listener_t *l, int fd, mos_tp_conn_t **out)
+{
+    mos_tp_conn_t *c;
+    int rc;
+
     if (!(c = conn_new(fd, &l->opts, true))) {
         close(fd);
         return -ENOMEM;

@@ -70,6 +70,10 @@ int mos_tp_listener_port(const mos_tp_listener_t *l);
 /* Accept one client: key proof, capability hello, backend setup. A client that fails is
  * logged and refused; the status says why (MOS_E_AUTH, MOS_E_PROTO, ...). */
 int mos_tp_accept(mos_tp_listener_t *l, mos_tp_conn_t **out);
+/* The same for a socket already accepted from the listener's fd (a daemon that accepts itself,
+ * to limit clients by address before any handshake, and runs the handshake elsewhere). The
+ * socket is the connection's, or closed on failure. */
+int mos_tp_accept_socket(mos_tp_listener_t *l, int fd, mos_tp_conn_t **out);
 void mos_tp_listener_close(mos_tp_listener_t *l);
 
 /* Connect to "host:port", prove the key, negotiate the backend. */
