@@ -132,6 +132,9 @@ int mos_control_parse(const char *text, size_t len, struct json_object **msg)
     tok = json_tokener_new_ex(MOS_CONTROL_MAX_DEPTH);
     if (!tok)
         return -ENOMEM;
+    /* strict: no "09E" read as 9 (the fuzzer's find), no trailing commas; what the writers
+     * (json-c itself) print is strict JSON */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     o = json_tokener_parse_ex(tok, text, (int)len);
     ok = o && json_tokener_get_error(tok) == json_tokener_success &&
          json_object_is_type(o, json_type_object);

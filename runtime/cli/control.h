@@ -28,10 +28,10 @@ int mos_control_send(int fd, struct json_object *msg);
  * MOS_E_PROTO for a line that is not a JSON object, -ETIMEDOUT. */
 int mos_control_recv(int fd, struct json_object **msg, int timeout_ms);
 /* Parse one message of len bytes (a line without its newline, or a transport control
- * message): exactly one JSON object, white space around it, no NUL, at most
- * MOS_CONTROL_MAX_LINE bytes and MOS_CONTROL_MAX_DEPTH levels. 0 with *msg (the caller's to
- * free), MOS_E_PROTO, or -ENOMEM. mosd's command socket and peer requests, and every command's
- * replies, are parsed here. */
+ * message): exactly one JSON object (json-c's strict mode), white space around it, no NUL, at
+ * most MOS_CONTROL_MAX_LINE bytes and MOS_CONTROL_MAX_DEPTH levels. 0 with *msg (the caller's
+ * to free), MOS_E_PROTO, or -ENOMEM. mosd's command socket and peer requests, and every
+ * command's replies, are parsed here. */
 int mos_control_parse(const char *text, size_t len, struct json_object **msg);
 
 /* Connect, send req, read one reply, close. A reply {"ok": false} becomes MOS_E_PROTO with its

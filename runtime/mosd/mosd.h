@@ -182,6 +182,30 @@ struct mosd_note {
 };
 int mosd_note_parse(struct json_object *o, int move, struct mosd_note *n, char *why, size_t len);
 
+/* mosrun -E's request ("exec_remote" at home, "exec" from home to the target). */
+#define MOSD_EXEC_MAX_ARGS 4096 /* argv and environment entries, each */
+#define MOSD_EXEC_MAX_GROUPS 1024
+#define MOSD_EXEC_MAX_PATH 4096
+struct mosd_exec_req {
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[MOSD_EXEC_MAX_GROUPS];
+    size_t n_groups;
+    char **argv, **envp; /* NULL-terminated; the strings point into the request */
+    const char *cwd;
+    int umask;
+    int port;
+    uint8_t token[MOS_KEY_BYTES];
+    const char *home, *home_addr;
+    int home_pid;
+};
+/* The fields both ends check the same way (what to run, where, the link home): argv and envp
+ * are allocated (mosd_exec_req_free) on success only. */
+int mosd_exec_req_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len);
+void mosd_exec_req_free(struct mosd_exec_req *r);
+/* The fields only the target reads: the user, its groups, the home (name, address, pid). */
+int mosd_exec_ids_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len);
+
 /* The lines between mosd and its children (read without their newline). */
 enum mosd_line_kind {
     MOSD_LINE_GUEST,  /* acceptor: "guest PID HOME_PID JOB UID HOME CMD..." */

@@ -201,6 +201,108 @@ int mosd_note_parse(struct json_object *o, int move, struct mosd_note *n, char *
     return 0;
 }
 
+/* A string that is all it says it is: no NUL inside, at most max bytes. */
+static const char *clean_string(struct json_object *s, size_t max)
+{
+    if (!s || !json_object_is_type(s, json_type_string))
+        return NULL;
+    const char *text = json_object_get_string(s);
+    size_t len = (size_t)json_object_get_string_len(s);
+    return strlen(text) == len && len <= max ? text : NULL;
+}
+
+/* An array of min..MOSD_EXEC_MAX_ARGS clean strings as a NULL-terminated vector (environment
+ * entries must hold '='; a program name may not be empty). */
+static int strings_of(struct json_object *o, const char *key, size_t min, int env, char ***out,
+                      char *why, size_t len)
+{
+    struct json_object *arr;
+    size_t n;
+
+    if (!json_object_object_get_ex(o, key, &arr) || !json_object_is_type(arr, json_type_array) ||
+        (n = json_object_array_length(arr)) < min || n > MOSD_EXEC_MAX_ARGS) {
+        snprintf(why, len, "%s: not a list of %zu to %d strings", key, min, MOSD_EXEC_MAX_ARGS);
+        return MOS_E_PROTO;
+    }
+    char **v = calloc(n + 1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = clean_string(json_object_array_get_idx(arr, i), MOS_TP_MAX_CONTROL);
+        if (!s || (env && !strchr(s, '=')) || (!env && i == 0 && !*s)) {
+            snprintf(why, len, "%s[%zu] is malformed", key, i);
+            free(v);
+            return MOS_E_PROTO;
+        }
+        v[i] = (char *)s;
+    }
+    *out = v;
+    return 0;
+}
+
+void mosd_exec_req_free(struct mosd_exec_req *r)
+{
+    free(r->argv);
+    free(r->envp);
+    r->argv = r->envp = NULL;
+}
+
+int mosd_exec_req_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len)
+{
+    long long umask_bits, port;
+    mos_key_t token;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->cwd = clean_string(json_object_object_get(o, "cwd"), MOSD_EXEC_MAX_PATH);
+    if (!r->cwd || (r->cwd[0] && r->cwd[0] != '/') ||
+        mosd_json_int_in(o, "umask", 0, 0777, 022, &umask_bits) != 0 ||
+        mosd_json_int_in(o, "port", 1, 65535, 0, &port) != 0 || port == 0 ||
+        mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0) {
+        snprintf(why, len, "malformed request (cwd, umask, port or token)");
+        return MOS_E_PROTO;
+    }
+    r->umask = (int)umask_bits;
+    r->port = (int)port;
+    memcpy(r->token, token.bytes, sizeof(r->token));
+    rc = strings_of(o, "argv", 1, 0, &r->argv, why, len);
+    if (rc == 0)
+        rc = strings_of(o, "env", 0, 1, &r->envp, why, len);
+    if (rc != 0)
+        mosd_exec_req_free(r);
+    return rc;
+}
+
+int mosd_exec_ids_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len)
+{
+    long long uid, gid, home_pid, v;
+    char name[MOS_NODE_NAME_MAX];
+    struct json_object *g;
+
+    if (mosd_json_int_in(o, "uid", 0, MOSD_MAX_ID, -1, &uid) != 0 || uid < 0 ||
+        mosd_json_int_in(o, "gid", 0, MOSD_MAX_ID, -1, &gid) != 0 || gid < 0 ||
+        mosd_json_int_in(o, "home_pid", 1, INT_MAX, 0, &home_pid) != 0 || home_pid == 0 ||
+        !json_object_object_get_ex(o, "groups", &g) || !json_object_is_type(g, json_type_array) ||
+        json_object_array_length(g) > MOSD_EXEC_MAX_GROUPS)
+        return refuse(why, len, "uid, gid, groups or pid");
+    if (mosd_json_name(o, "home", name) != 0 ||
+        json_text(o, "home_addr", MOS_ADDR_MAX - 1, NULL, &r->home_addr) != 0 || !r->home_addr)
+        return refuse(why, len, "home or home_addr");
+    r->home = mos_json_str(o, "home", "");
+    r->n_groups = json_object_array_length(g);
+    for (size_t i = 0; i < r->n_groups; i++) {
+        struct json_object *e = json_object_array_get_idx(g, i);
+        if (!json_object_is_type(e, json_type_int) || (v = json_object_get_int64(e)) < 0 ||
+            v > MOSD_MAX_ID)
+            return refuse(why, len, "group list");
+        r->groups[i] = (gid_t)v;
+    }
+    r->uid = (uid_t)uid;
+    r->gid = (gid_t)gid;
+    r->home_pid = (int)home_pid;
+    return 0;
+}
+
 /* ---- lines between mosd and its children ------------------------------------------------- */
 
 /* The word at *p (up to a space or the end) as a long long in [lo, hi]: strictly decimal, so

@@ -1,8 +1,8 @@
 /* libFuzzer target: mosd's command socket. The input is what a local user writes to the
  * socket: cut into lines at '\n' as mosd does, each line parsed (mos_control_parse) and, when
- * it is an object, decoded as the requests whose fields mosd uses (register, migrate). Every
- * accepted line must be one JSON object that prints and parses back the same; every decoded
- * request must have its fields within the ranges mosd relies on. */
+ * it is an object, decoded as the requests whose fields mosd uses (register, migrate,
+ * exec_remote). Every accepted line must be one JSON object that prints and parses back the
+ * same; every decoded request must have its fields within the ranges mosd relies on. */
 #include "mosd.h"
 #include "mos/status.h"
 
@@ -27,6 +27,10 @@ static void check_requests(struct json_object *o)
     char why[128];
 
     if (mosd_register_parse(o, &r, why, sizeof(why)) == 0) {
+        /* what was decoded is what the request said, never a truncation of it */
+        if (r.pid != mos_json_int(o, "pid", -1) ||
+            r.reserved_min != mos_json_int(o, "reserved_min", 0))
+            abort();
         if (r.pid <= 0 || (r.locked != 0 && r.locked != 1) || r.reserved_min < 0 ||
             r.mem_mib < 0 || r.mem_mib > (double)MOSD_MAX_MEM_MIB)
             abort();
@@ -38,12 +42,20 @@ static void check_requests(struct json_object *o)
         abort(); /* a refusal says why */
     }
     if (mosd_migrate_parse(o, &m, why, sizeof(why)) == 0) {
-        if (m.pid <= 0 || !m.to || strlen(m.to) >= MOS_NODE_NAME_MAX)
+        if (m.pid != mos_json_int(o, "pid", -1) || m.pid <= 0 || !m.to || strlen(m.to) >= MOS_NODE_NAME_MAX)
             abort();
         if (m.max_load != -1 && !(isfinite(m.max_load) && m.max_load >= 0))
             abort();
         if (m.file)
             check_text(m.file);
+    }
+    static struct mosd_exec_req x; /* mosrun -E's exec_remote; its group list is large */
+    if (mosd_exec_req_parse(o, &x, why, sizeof(why)) == 0) {
+        if (!x.argv || !x.argv[0] || !x.argv[0][0] || !x.envp || x.port < 1 || x.port > 65535)
+            abort();
+        mosd_exec_req_free(&x);
+    } else if (x.argv || x.envp) {
+        abort();
     }
 }
 
