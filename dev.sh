@@ -2,7 +2,8 @@
 # The project's two entry points on a fresh Debian 12 machine, as root:
 #   ./dev.sh demo   install dependencies, build, run the lab demo
 #   ./dev.sh test   install dependencies, build (plain, ASan+UBSan, Release with gcc and with
-#                   clang), run every ctest
+#                   clang), run every ctest but those labelled slow
+#   ./dev.sh test-slow  the slow tests: the fault campaign at N=100 (about 40 min)
 # Also: ./dev.sh deps | build | build-asan | build-release
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
@@ -54,8 +55,8 @@ build_release() {
 
 run_tests() {
     local rc=0
-    log "ctest: every test of the plain build"
-    ctest --test-dir build --output-on-failure --timeout 900 || rc=1
+    log "ctest: every test of the plain build but the slow ones (./dev.sh test-slow)"
+    ctest --test-dir build --output-on-failure --timeout 900 -LE slow || rc=1
     log "ctest: unit and fuzz tests under ASan+UBSan"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --test-dir build-asan --output-on-failure -L 'unit|fuzz' || rc=1
@@ -76,6 +77,7 @@ build) deps; build ;;
 build-asan) deps; build_asan ;;
 build-release) deps; build_release ;;
 test) deps; build; build_asan; build_release; run_tests ;;
+test-slow) deps; build; ctest --test-dir build --output-on-failure -L slow ;;
 demo) deps; build; demo ;;
-*) echo "usage: ./dev.sh demo|test|deps|build|build-asan|build-release" >&2; exit 2 ;;
+*) echo "usage: ./dev.sh demo|test|test-slow|deps|build|build-asan|build-release" >&2; exit 2 ;;
 esac

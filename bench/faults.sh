@@ -48,7 +48,7 @@ export MOS_LAB_NAME=mf$$
 W=$(mktemp -d /tmp/mosbench-faults.XXXXXX)
 chmod 777 "$W"
 # MOS_BENCH_LOGS=DIR keeps the mosd logs and the outputs of the trials that went wrong there
-trap 'jobs -p | xargs -r kill -9 2>/dev/null; "$LAB" down >/dev/null 2>&1; [ -n "${MOS_BENCH_LOGS:-}" ] && cp -r "$W"/. "$MOS_BENCH_LOGS"/; rm -rf "$W"' EXIT
+trap 'jobs -p | xargs -r kill -9 2>/dev/null; wait 2>/dev/null; "$LAB" down >/dev/null 2>&1; [ -n "${MOS_BENCH_LOGS:-}" ] && cp -r "$W"/. "$MOS_BENCH_LOGS"/; rm -rf "$W"' EXIT
 AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 RANDOM=$SEED
 STEPS=40 STEP_MS=40 MIB=48
@@ -64,7 +64,9 @@ mosd_up() { kill -0 "${MOSD[$1]}" 2>/dev/null && [ -S "$(sock "$1")" ]; }
 ensure_mosd() { # restart what a fault killed, and wait until it serves
     local i
     for i in 1 2 3; do
-        if ! kill -0 "${MOSD[$i]}" 2>/dev/null; then rm -f "$(sock "$i")"; start_mosd "$i"; fi
+        if ! kill -0 "${MOSD[$i]}" 2>/dev/null; then
+            wait "${MOSD[$i]}" 2>/dev/null; rm -f "$(sock "$i")"; start_mosd "$i"
+        fi
         wait_until 20 mosd_up "$i" || { echo "mosbench faults: mosd on node $i does not come up" >&2; exit 1; }
     done
 }
@@ -90,8 +92,8 @@ netns_of() { echo "${MOS_LAB_NAME}$1"; }
 fault() { # KIND SOURCE TARGET RUN: inject the fault
     local kind=$1 src=$2 dst=$3 run=$4
     case $kind in
-    target-mosd) kill -9 "${MOSD[$dst]}" ;;
-    source-mosd) kill -9 "${MOSD[$src]}" ;;
+    target-mosd) kill -9 "${MOSD[$dst]}"; wait "${MOSD[$dst]}" 2>/dev/null ;;
+    source-mosd) kill -9 "${MOSD[$src]}"; wait "${MOSD[$src]}" 2>/dev/null ;;
     target-child) pkill -9 -P "${MOSD[$dst]}" ;;
     source-child) pkill -9 -P "${MOSD[$src]}" ;;
     target-node) ip netns pids "$(netns_of "$dst")" | xargs -r kill -9 ;;
@@ -122,6 +124,7 @@ for ((t = 1; t <= N; t++)); do
         sleep "0.$(printf '%03d' $(( RANDOM % 1000 )))"
         fault "$kind" $src $dst $run
         wait_until 60 eval '! kill -0 $mig 2>/dev/null' || kill -9 $mig 2>/dev/null
+        wait $mig 2>/dev/null # (bash reports a killed job on stderr unless it is waited for quietly)
         [ "$kind" = link-cut ] && { sleep 2; "$LAB" exec "$dst" ip link set dev eth0 up; }
     fi
     wait_until 120 eval '! kill -0 $run 2>/dev/null'
@@ -129,7 +132,7 @@ for ((t = 1; t <= N; t++)); do
         verdict=lost why="still running after 120 s"
         kill -9 $run; user_pids | xargs -r kill -9
     else
-        wait $run; rc=$?
+        wait $run 2>/dev/null; rc=$?
         # a copy that outlives its mosrun: give the cluster 10 s to end it
         wait_until 10 eval '[ "$(copies)" = 0 ]'
         left=$(copies)

@@ -40,6 +40,10 @@ static const struct setting cluster_settings[] = {
                 "cgroup directory guests run in (%n: the node's name); its CPU quota is what "
                 "the node offers; empty: none"),
     STR_SETTING("socket", socket_path, "/run/mos/mosd.sock", "mosd's local command socket; %n stands for the node's name"),
+    STR_SETTING("metrics_listen", metrics_listen, "",
+                "ADDR:PORT where mosd serves its figures to Prometheus (GET /metrics), e.g. "
+                "127.0.0.1:9771 or [::1]:9771; bind it to loopback or a management network; "
+                "empty: off"),
     INT_SETTING("transport_port", transport_port, "4770", 1, 65535,
                 "TCP port (and RDMA CM port) for migrations and deputy traffic"),
     INT_SETTING("gossip_port", gossip_port, "4771", 1, 65535, "UDP port for gossip"),

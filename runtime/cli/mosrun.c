@@ -410,6 +410,18 @@ static void on_abort(struct mosrun *m)
  * anywhere without a working way home. */
 static void on_link_ready(struct mosrun *m)
 {
+    char why[160];
+
+    /* A supervisor knocking means the job is frozen and streamed: its descriptor table is
+     * final. Those taken at prepare may be stale (the job ran on until the worker froze it, and
+     * a file opened in between would be missing here: its writes lost, its number given to
+     * the next open), so take them again, before the link is proved: refusing it then fails
+     * the move before READY and the job resumes at home. */
+    if (m->state == JOB_PREPARED && mirror_fds(m, why, sizeof(why)) != 0) {
+        close(m->link_listen);
+        m->link_listen = -1;
+        return;
+    }
     int fd = mos_deputy_link_accept(m->link_listen, m->token, 10000);
 
     if (fd < 0)

@@ -150,6 +150,7 @@ static void move(struct mosd *d, struct mosd_job *job, const char *to, double ma
 {
     mos_info("mosd", "balance: moving %s pid %d to %s: %s", job->supervisor ? "guest" : "job",
              (int)job->home_pid, to, why);
+    d->metrics.balance_moves++;
     if (job->supervisor) {
         job->moving = 1;
         snprintf(job->target, sizeof(job->target), "%s", to);

@@ -51,6 +51,17 @@ static int node_load(struct mosd *d, const char *config)
         }
         d->have_key = 1;
     }
+    if (d->cfg.metrics_listen[0]) {
+        char addr[64], why[200];
+        int port;
+        rc = mosd_metrics_parse_listen(d->cfg.metrics_listen, addr, sizeof(addr), &port, why,
+                                       sizeof(why));
+        if (rc != 0) {
+            mos_err("mosd", "%s: %s", d->cfg.path[0] ? d->cfg.path : "config", why);
+            mos_config_free(&d->cfg);
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -124,7 +135,7 @@ static int run(const char *config, int daemonize)
     /* The command socket last: once it answers, the node takes migrations and gossips (tests
      * and scripts wait for the socket, nothing else). */
     if (!d.base || mosd_control_claim(&d) != 0 || mosd_peer_start(&d) != 0 || mosd_gossip_start(&d) != 0 ||
-        mosd_balance_start(&d) != 0 || mosd_control_start(&d) != 0) {
+        mosd_metrics_start(&d) != 0 || mosd_balance_start(&d) != 0 || mosd_control_start(&d) != 0) {
         rc = 1;
         goto out;
     }
@@ -148,6 +159,7 @@ static int run(const char *config, int daemonize)
     rc = 0;
 out:
     mosd_balance_stop(&d);
+    mosd_metrics_stop(&d);
     mosd_gossip_stop(&d);
     mosd_peer_stop(&d);
     mosd_control_stop(&d);

@@ -8,6 +8,7 @@
  *   cgroup.c     the cpu cgroups jobs are captured from and run in
  *   child.c      what a child forked from mosd closes
  *   gossip.c     this node's gossip entry and the vector
+ *   metrics.c    the figures for Prometheus (counters kept here, served over HTTP)
  *   move_out.c   jobs leaving a node: requests, the home worker, streaming a job to a node
  *   move_in.c    a job arriving: checks, restore, the guest's supervisor (which may move it on)
  *   balance.c    the load balancer and the choice of the best node
@@ -52,6 +53,7 @@ struct mosd_job {
     int native;              /* mosrun -E: a native process on `where`, mosrun at home */
     uint64_t started_ns;
     uint64_t arrived_ns;     /* when it arrived where it runs now; 0: never moved */
+    uint64_t move_asked_ns;  /* when the move under way was asked for */
     uint64_t seen_ns;        /* the balancer's last look at its CPU time */
     double seen_cpu_s;
     double demand;           /* share of samples it was runnable in: the CPU it wants */
@@ -106,6 +108,13 @@ struct mosd {
     struct mosd_job *jobs;
     size_t n_jobs, cap_jobs;
     int next_job_id;
+    struct mosd_metrics {
+        uint64_t moves_out, moves_out_failed, moves_in, balance_moves;
+        uint64_t out_bytes;            /* image bytes of moves this node streamed */
+        uint64_t out_seconds_le[12];   /* moves out by duration, per MOSD_MOVE_BUCKETS bound */
+        double out_seconds_sum;
+    } metrics;
+    struct evhttp *metrics_http;
     uint64_t started_ns;
     int stopping;
     int blocked;                   /* mosctl block: no new guests */
@@ -212,7 +221,7 @@ enum mosd_line_kind {
     MOSD_LINE_NATIVE, /* acceptor: "native HOME_PID" */
     MOSD_LINE_WHERE,  /* acceptor: "where HOME_PID NODE" */
     MOSD_LINE_MOVE,   /* acceptor: "move HOME HOME_PID TO"; mosd to a supervisor: "move TO [LOAD]" */
-    MOSD_LINE_OK,     /* a worker's or supervisor's outcome: "ok NODE" */
+    MOSD_LINE_OK,     /* a move worker's report: "ok BYTES NODE" */
     MOSD_LINE_ERROR,  /* "error TEXT" */
 };
 struct mosd_line {
@@ -223,11 +232,12 @@ struct mosd_line {
     char node[MOS_NODE_NAME_MAX]; /* guest, move: the home; where: where the job runs */
     char to[MOS_NODE_NAME_MAX];   /* move, ok: the target */
     double max_load;              /* a move order's limit; < 0: none */
+    uint64_t bytes;               /* ok: the image's bytes */
     const char *text;             /* guest: its command; ok, error: the rest (into the line) */
 };
 int mosd_line_from_acceptor(const char *line, struct mosd_line *l);
 int mosd_line_order(const char *line, struct mosd_line *l);
-int mosd_line_outcome(const char *line, struct mosd_line *l);
+int mosd_line_report(const char *line, struct mosd_line *l);
 
 /* ---- jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);
@@ -304,6 +314,15 @@ void mosd_gossip_refused(struct mosd *d, const char *name);
 /* Whether node i failed a move after the news of it we hold (news_age_ms old) was made. */
 int mosd_gossip_refusing(const struct mosd *d, size_t i, uint32_t news_age_ms);
 
+/* ---- metrics.c: GET /metrics on cfg.metrics_listen (nothing when it is empty). */
+/* Split "ADDR:PORT" ("[v6]:PORT" too); 0, or MOS_E_CONFIG with why[len] in words. */
+int mosd_metrics_parse_listen(const char *text, char *addr, size_t addr_len, int *port,
+                              char *why, size_t len);
+int mosd_metrics_start(struct mosd *d);
+void mosd_metrics_stop(struct mosd *d);
+/* A move out of this node ended (the home worker's report). */
+void mosd_metrics_move_out(struct mosd *d, int ok, double seconds, uint64_t bytes);
+
 /* ---- move_out.c: moving jobs out of a node */
 /* A "migrate" request from a command or the balancer; the reply is sent now (a refusal,
  * returned) or when the move is done (NULL returned). */
@@ -324,6 +343,7 @@ struct mosd_stream_how {
     uint64_t held;     /* that call */
     int held_answered; /* it was answered (-ERESTARTNOINTR) once the freeze began */
     pid_t pid;         /* filled in */
+    uint64_t bytes;    /* filled in: the image's size */
     int retired;       /* the original is gone (killed or a shell) */
     char home_cg[512]; /* the job's own cpu cgroup while the capture borrows mosd's */
 };

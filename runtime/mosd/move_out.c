@@ -1,7 +1,8 @@
 /* Moving jobs out of a node.
  *
  * Home node: a command (or the balancer) asks to move job P to node T. mosd asks P's mosrun to
- * prepare (it takes P's descriptors and listens for the deputy link with a fresh token), then a
+ * prepare (it takes P's descriptors, and again when the link arrives and P is frozen, and
+ * listens for the deputy link with a fresh token), then a
  * worker process connects to T's mosd over the transport (cluster key proved), sends the
  * guest's header with the token, freezes and streams P, and waits for READY: T has rebuilt P
  * and its supervisor has proved the token to mosrun. Only then does mosrun hear "migrated", the
@@ -90,6 +91,7 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
     job->max_load = mr.max_load;
     job->requester = requester;
     job->moving = 1;
+    job->move_asked_ns = mos_clock_now_ns();
     mos_info("mosd", "job %d (pid %d): moving from %s to %s", job->id, (int)pid, job->where,
              job->target);
     if (strcmp(job->where, d->cfg.nodes[d->self].name) != 0) {
@@ -232,7 +234,10 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
     /* The capture runs calls inside the job: in a capped cgroup each would wait for the next
      * period. It is captured from mosd's own cgroup, and put back if it stays. */
     mosd_cgroup_borrow(pid, how->home_cg, sizeof(how->home_cg));
-    rc = mos_migrate_send(pid, &dopts, io, &hooks, NULL);
+    struct mos_dump_stats stats = {0};
+    rc = mos_migrate_send(pid, &dopts, io, &hooks, &stats);
+    /* control records plus the pages that went in bulk */
+    how->bytes = stats.bytes + stats.bulk_pages * (uint64_t)sysconf(_SC_PAGESIZE);
     if (rc != 0 && how->retired)
         snprintf(why, len, "the commit did not reach %s: %s", name, mos_strerror(rc));
     else if (rc != 0)
@@ -263,7 +268,7 @@ static void tell_owner_migrated(void *arg)
     owner_say(a->owner_fd, "migrated", a->d->cfg.nodes[a->target].name);
 }
 
-static int move_out(const struct out_args *a, char *why, size_t len)
+static int move_out(const struct out_args *a, uint64_t *bytes, char *why, size_t len)
 {
     const struct mosd *d = a->d;
     struct mosd_guest_header g = {.job = a->job.id, .uid = a->job.uid, .gid = a->job.gid,
@@ -277,7 +282,9 @@ static int move_out(const struct out_args *a, char *why, size_t len)
     /* a mosrun that says where its own descriptors start can take the job back natively */
     struct mosd_stream_how how = {.before_commit = tell_owner_migrated, .arg = (void *)a,
                              .shell = a->job.owner_fd_min > 0};
-    return mosd_stream_guest(d, a->target, &g, a->job.pid, &how, why, len);
+    int rc = mosd_stream_guest(d, a->target, &g, a->job.pid, &how, why, len);
+    *bytes = how.bytes;
+    return rc;
 }
 
 /* A job already away: ask the node it is on to move it on (or home). */
@@ -306,14 +313,17 @@ static void __attribute__((noreturn)) worker_main(const struct out_args *a, int 
 {
     char why[256] = "";
     int away = strcmp(a->job.where, a->d->cfg.nodes[a->d->self].name) != 0;
-    int rc = away ? move_away_job(a, why, sizeof(why)) : move_out(a, why, sizeof(why));
+    uint64_t bytes = 0; /* a job away is streamed by the node it is on: not counted here */
+    int rc = away ? move_away_job(a, why, sizeof(why)) : move_out(a, &bytes, why, sizeof(why));
 
     if (rc != 0 && !why[0])
         snprintf(why, sizeof(why), "%s", mos_strerror(rc));
     if (rc != 0 && !away)
         owner_say(a->owner_fd, "abort", NULL);
-    dprintf(report_fd, "%s%s", rc == 0 ? "ok " : "error ",
-            rc == 0 ? a->d->cfg.nodes[a->target].name : why);
+    if (rc == 0) /* the image's size first: a node name has no spaces */
+        dprintf(report_fd, "ok %llu %s", (unsigned long long)bytes, a->d->cfg.nodes[a->target].name);
+    else
+        dprintf(report_fd, "error %s", why);
     _exit(rc == 0 ? 0 : 1);
 }
 
@@ -334,9 +344,11 @@ static void on_worker_report(evutil_socket_t fd, short what, void *arg)
     }
     job->worker_text[job->worker_len] = '\0';
     struct mosd_line out;
-    int known = mosd_line_outcome(job->worker_text, &out) == 0;
+    int known = mosd_line_report(job->worker_text, &out) == 0;
     int ok = known && out.kind == MOSD_LINE_OK;
     const char *text = known ? out.text : "the move failed";
+    mosd_metrics_move_out(d, ok, (mos_clock_now_ns() - job->move_asked_ns) / 1e9,
+                          ok ? out.bytes : 0);
     if (ok) {
         snprintf(job->where, sizeof(job->where), "%s", job->target);
         job->arrived_ns = mos_clock_now_ns();

@@ -422,13 +422,18 @@ int mosd_line_order(const char *line, struct mosd_line *l)
     return 0;
 }
 
-int mosd_line_outcome(const char *line, struct mosd_line *l)
+int mosd_line_report(const char *line, struct mosd_line *l)
 {
+    long long bytes;
+
     memset(l, 0, sizeof(*l));
     l->max_load = -1;
     if (strncmp(line, "ok ", 3) == 0) {
         const char *p = line + 3;
         l->kind = MOSD_LINE_OK;
+        if (word_int(&p, 0, LLONG_MAX, &bytes) != 0 || sep(&p) != 0)
+            return MOS_E_PROTO;
+        l->bytes = (uint64_t)bytes;
         l->text = p;
         return word_name(&p, l->to) == 0 && *p == '\0' ? 0 : MOS_E_PROTO;
     }

@@ -124,6 +124,7 @@ static void acceptor_guest(struct mosd *d, pid_t acceptor, int fd, const struct 
         close(fd);
         return;
     }
+    d->metrics.moves_in++;
     job->pid = l->pid;
     job->home_pid = l->home_pid;
     job->arrived_ns = mos_clock_now_ns();
@@ -187,6 +188,7 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
     }
     struct mosd_job *job = mosd_job_own(d, l.home_pid);
     if (job && l.kind == MOSD_LINE_NATIVE) {
+        d->metrics.moves_in++;
         snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
         job->arrived_ns = mos_clock_now_ns();
         struct json_object *m = json_object_new_object();

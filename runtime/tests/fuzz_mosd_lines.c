@@ -1,11 +1,12 @@
 /* libFuzzer target: the line protocol between mosd and its children (an acceptor's first line,
- * a supervisor's order from mosd, a worker's or supervisor's outcome). The input is cut into
+ * a supervisor's order from mosd, a move worker's report). The input is cut into
  * lines at '\n'; each is fed to the three parsers. What one accepts must have its fields in
  * range, names shaped as node names, and print back (as the writers print it) to a line the
  * parser reads as the same fields. */
 #include "mosd.h"
 #include "mos/status.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -83,17 +84,22 @@ static void check_order(const char *line)
         abort();
 }
 
-static void check_outcome(const char *line)
+static void check_report(const char *line)
 {
-    struct mosd_line l;
+    struct mosd_line l, again;
+    char out[128];
 
-    if (mosd_line_outcome(line, &l) != 0)
+    if (mosd_line_report(line, &l) != 0)
         return;
     if (!l.text || (l.kind != MOSD_LINE_OK && l.kind != MOSD_LINE_ERROR))
         abort();
     if (l.kind == MOSD_LINE_OK) {
         check_name(l.to);
-        if (strcmp(l.to, l.text) != 0)
+        if (strcmp(l.to, l.text) != 0 || l.bytes > (uint64_t)LLONG_MAX)
+            abort();
+        snprintf(out, sizeof(out), "ok %llu %s", (unsigned long long)l.bytes, l.to);
+        if (mosd_line_report(out, &again) != 0 || again.bytes != l.bytes ||
+            strcmp(again.to, l.to) != 0)
             abort();
     }
 }
@@ -112,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         line[len] = '\0'; /* as mosd_line_read leaves it: a NUL inside ends the line early */
         check_acceptor(line);
         check_order(line);
-        check_outcome(line);
+        check_report(line);
         p += len + 1;
     }
     free(line);

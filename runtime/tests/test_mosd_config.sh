@@ -22,6 +22,12 @@ printf '[cluster]\nkey_file = %s\n[nodes]\nfar = 198.51.100.1\nfar2 = 198.51.100
 check "not in the list" 1 "none of the 2 nodes" "$MOSD" --config "$T/notme.conf" --check-config
 printf '[cluster]\nbogus = 1\n' > "$T/bad.conf"
 check "unknown setting" 1 "bad.conf:2: unknown setting 'bogus'" "$MOSD" --config "$T/bad.conf" --check-config
+for bad in 9771 localhost:9771 127.0.0.1:0 127.0.0.1:70000 '[::1]:' 127.0.0.1:97x1; do
+    printf '[cluster]\nkey_file = %s\nmetrics_listen = %s\n[nodes]\nme = 127.0.0.1\n' "$T/key" "$bad" > "$T/m.conf"
+    check "metrics_listen $bad refused" 1 "m.conf: metrics_listen '" "$MOSD" --config "$T/m.conf" --check-config
+done
+printf '[cluster]\nkey_file = %s\nmetrics_listen = [::1]:9771\n[nodes]\nme = 127.0.0.1\n' "$T/key" > "$T/m.conf"
+check "metrics_listen [::1]:9771 taken" 0 "node me" "$MOSD" --config "$T/m.conf" --check-config
 check "missing file" 1 "cannot open" "$MOSD" --config "$T/none.conf" --check-config
 chmod 644 "$T/key"
 check "open key refused" 1 "readable by others" "$MOSD" --config "$T/good.conf" --check-config

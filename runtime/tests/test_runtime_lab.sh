@@ -8,13 +8,22 @@ set -u
 lab_init rt
 
 # the balancer is off here: these tests place jobs by hand (test_balance_lab.sh tests it)
-lab_up 3 --set balance=0
+lab_up 3 --set balance=0 --set metrics_listen=127.0.0.1:9771
 declare -A MOSD
 start_mosd() { "$LAB" exec --uncapped "$1" "$B/mosd" >> "$W/mosd$1.log" 2>&1 & MOSD[$1]=$!; }
 for i in 1 2 3; do start_mosd $i; done
 wait_mosd 1 2 3
 seq 1 3000 > "$W/input"
 job_of() { pgrep -P "$1" | head -1; }  # the job, or its shell while it is away
+# scrape N [PATH [METHOD]]: node N's Prometheus endpoint (HTTP status, then the body)
+scrape() {
+    on "$1" python3 -c 'import sys, urllib.request as u, urllib.error as e
+try:
+    r = u.urlopen(u.Request("http://127.0.0.1:9771" + sys.argv[1], method=sys.argv[2]), timeout=10)
+    print(r.status); print(r.read().decode())
+except e.HTTPError as x: print(x.code)' "${2:-/metrics}" "${3:-GET}"
+}
+metric() { scrape "$1" | awk -v m="$2" '$1 == m { print $2 }'; }  # metric N 'NAME{LABELS}'
 # started RUN [NAME]: wait until mosrun RUN's job (a child named NAME, if given) is registered
 # with node 1's mosd, and print its pid
 job_registered() { local j; j=$(pgrep -P "$1" ${2:+-x "$2"} | head -1); [ -n "$j" ] && registered "$j"; }
@@ -57,6 +66,27 @@ for f in out a b; do
 done
 grep -q "interrupts: 1" "$W/mig.out" && grep -q "pid stable: yes" "$W/mig.out" \
     && ok "SIGINT reached the moved job once; getpid is stable" || bad "signal/pid: $(tail -3 "$W/mig.out")"
+
+# 2m. the moves show in Prometheus: node 1 asked three (one streamed by itself), the job came
+# home natively; node 2 took one guest
+out_ok=$(metric 1 'mos_migrations_total{direction="out",result="ok"}')
+in1=$(metric 1 'mos_migrations_total{direction="in",result="ok"}')
+in2=$(metric 2 'mos_migrations_total{direction="in",result="ok"}')
+bytes=$(metric 1 mos_migration_bytes_total)
+count=$(metric 1 mos_migration_duration_seconds_count)
+[ "$out_ok" = 3 ] && [ "$in1" = 1 ] && [ "$in2" = 1 ] && [ "$count" = 3 ] && [ "${bytes:-0}" -gt 65536 ] \
+    && ok "metrics: 3 moves out of node 1 ($bytes image bytes streamed), 1 in on node 2, 1 home" \
+    || bad "metrics after the moves: out $out_ok in1 $in1 in2 $in2 count $count bytes $bytes"
+alive=$(scrape 1 | grep -c '^mos_gossip_node_alive{node=".*"} 1$')
+[ "$alive" = 3 ] && [ "$(scrape 1 /other | head -1)" = 404 ] && [ "$(scrape 1 /metrics POST | head -1)" = 405 ] \
+    && ok "metrics: gossip sees 3 nodes alive; another path is 404, POST 405" \
+    || bad "metrics: alive $alive, /other $(scrape 1 /other | head -1), POST $(scrape 1 /metrics POST | head -1)"
+
+served=$(scrape 1 | awk '/^mos_/ { sub(/[{ ].*/, "", $1); print $1 }' | sort -u)
+missing=$(grep -o 'mos_[a-z_]*' "$MOS_SRC/etc/grafana-mos.json" | sort -u | while read -r m; do
+    grep -qx "$m" <<<"$served" || echo "$m"; done)
+[ -n "$served" ] && [ -z "$missing" ] && ok "metrics: every figure the Grafana dashboard uses is served" \
+    || bad "metrics the dashboard uses but mosd does not serve: $missing"
 
 # 2a. a move on that the next node refuses (blocked): the guest goes on where it was
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 100 50 "$W/x.a" "$W/x.b" \
@@ -161,6 +191,25 @@ wait $run; rc=$?; wait $run_home; rc_home=$?
     && ok "both jobs finished correctly across the home mosd's restart" \
     || bad "restart: rc $rc/$rc_home $(diff "$W/r.out" "$W/r2.out" | head -3 | tr '\n' ' ')"
 wait_mosd 1 2
+
+# 2b. a job that opens and closes a file every millisecond, moved: every file it opened up to
+# the very freeze must be its deputy's (they were taken before the freeze once, and files
+# opened in between were lost, their numbers given to the next open)
+mkdir -m 777 "$W/op"
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosopener" "$W/op" 3000 \
+    < /dev/null > "$W/op.out" 2> "$W/op.err") &
+run=$!
+job=$(started $run mosopener)
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$job" "$N2" 2>&1)
+wait $run; rc=$?
+if ! grep -q "now runs on $N2" <<<"$out"; then
+    bad "precondition: the opener did not move: $out"
+else
+    odd=$(cd "$W/op" && for f in f*; do printf 'open %s\nend\n' "${f#f}" | cmp -s - "$f" || echo "$f"; done | head -3)
+    [ $rc = 0 ] && [ "$(ls "$W/op" | wc -l)" = 3000 ] && [ -z "$odd" ] \
+        && ok "a job opening and closing files while it moves: all 3000 files whole" \
+        || bad "opener: rc=$rc $(cat "$W/op.err") files $(ls "$W/op" | wc -l), wrong: $odd"
+fi
 
 # 3. bad requests: one line, status 1, and the job goes on
 (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" 30 50 "$W/f.a" "$W/f.b" \

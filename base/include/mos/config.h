@@ -31,6 +31,7 @@ struct mos_config {
     char transport[16];             /* auto | tcp | verbs */
     char socket_path[256];          /* mosd's local command socket */
     char guest_cgroup[256];         /* cgroup (v1 cpu or v2) guests are placed in; %n = node */
+    char metrics_listen[80];        /* ADDR:PORT of mosd's Prometheus endpoint; "" = off */
     int transport_port;
     int gossip_port;
     int gossip_interval_ms;
