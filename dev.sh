@@ -4,7 +4,7 @@
 #   ./dev.sh test   install dependencies, build (plain, ASan+UBSan, Release with gcc and with
 #                   clang), run every ctest but those labelled slow
 #   ./dev.sh test-slow  the slow tests: the fault campaign at N=100 (about 40 min)
-# Also: ./dev.sh deps | build | build-asan | build-release
+# Also: ./dev.sh package (build-deb/*.deb), ./dev.sh deps | build | build-asan | build-release
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 JOBS=$(nproc)
@@ -63,6 +63,13 @@ run_tests() {
     return $rc
 }
 
+package() {
+    log "Debian packages (mos, mos-dev) from a Release tree for /usr in build-deb/"
+    cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DMOS_TESTS=OFF >/dev/null
+    cmake --build build-deb -j"$JOBS"
+    (cd build-deb && cpack -G DEB)
+}
+
 demo() {
     # The cluster demo: a 4-node lab (0.5 CPU each), 8 CPU-bound jobs started with mosrun on
     # node 1, the cluster view every 2 s while they spread, then the makespan with balancing,
@@ -79,5 +86,6 @@ build-release) deps; build_release ;;
 test) deps; build; build_asan; build_release; run_tests ;;
 test-slow) deps; build; ctest --test-dir build --output-on-failure -L slow ;;
 demo) deps; build; demo ;;
-*) echo "usage: ./dev.sh demo|test|test-slow|deps|build|build-asan|build-release" >&2; exit 2 ;;
+package) deps; package ;;
+*) echo "usage: ./dev.sh demo|test|test-slow|package|deps|build|build-asan|build-release" >&2; exit 2 ;;
 esac

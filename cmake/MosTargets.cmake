@@ -10,6 +10,7 @@ function(mos_module_library name)
     PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
   target_link_libraries(mos_${name} PUBLIC ${M_DEPS})
   set_target_properties(mos_${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  install(TARGETS mos_${name} ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
 endfunction()
 
 # With MOS_TESTS off, test programs are still declared (so a module may set their properties

@@ -19,6 +19,7 @@ const char *mos_strerror(int status)
     case MOS_E_NOT_MIGRATABLE: return "process is not migratable";
     case MOS_E_UNSUPPORTED: return "not supported";
     case MOS_E_LIMIT: return "limit exceeded";
+    case MOS_E_IDENTITY: return "not the user's identity on this node";
     default: break;
     }
     if (status < 0 && status > MOS_E_BASE)

@@ -6,6 +6,7 @@
  * map each VMA, fill pages, set protections, mm fields, signal state and registers. Nothing of
  * the restored program runs before mos_restore_commit(). */
 #include "image.h"
+#include "mos/ident.h"
 #include "mos/inject.h"
 #include "mos/procfs.h"
 
@@ -1032,8 +1033,15 @@ static int guest_filter_install(struct mos_restore *r)
 
 static int husk_start_guest(struct mos_restore *r, const char *husk)
 {
+    char why[200];
     int rc;
 
+    /* Checked again here, where the identity is taken, whoever filled in the options. */
+    if (getuid() == 0 &&
+        mos_ident_check(r->opts.uid, r->opts.gid, NULL, 0, why, sizeof(why)) != 0) {
+        mos_err("migrate", "cannot restore the guest: %s", why);
+        return MOS_E_IDENTITY;
+    }
     r->pid = fork();
     if (r->pid < 0)
         return mos_errno_status();

@@ -227,6 +227,38 @@ out:
     return rc;
 }
 
+/* A process's own sandbox does not travel: the image carries no seccomp filter and no
+ * no_new_privs, so elsewhere it would run unconfined. Landlock has no per-process state in
+ * /proc, but landlock_restrict_self demands no_new_privs or CAP_SYS_ADMIN in the caller's user
+ * namespace: a plain user's domain shows as no_new_privs, or as a user namespace of its own.
+ * A guest's filters and no_new_privs are mos's (the supervisor's and the guest filter): it
+ * cannot add its own there, since seccomp, prctl, landlock_* and unshare are home calls. */
+static int stay_sandbox(pid_t pid, const struct mos_dump_opts *opts, char *reason, size_t len)
+{
+    long seccomp = 0, nnp = 0;
+    char mine[64], theirs[64], path[64];
+    int rc;
+
+    if ((rc = status_field(pid, "Seccomp", &seccomp)) != 0 ||
+        (rc = status_field(pid, "NoNewPrivs", &nnp)) != 0)
+        return rc;
+    int ours = opts && opts->sandbox_ours;
+    if (seccomp != 0 && !ours)
+        REFUSE("has a seccomp filter of its own (it would run unfiltered elsewhere)");
+    if (nnp && !ours)
+        REFUSE("has no_new_privs set (a seccomp or Landlock sandbox would not travel)");
+    snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+    ssize_t a = readlink("/proc/self/ns/user", mine, sizeof(mine) - 1);
+    ssize_t b = readlink(path, theirs, sizeof(theirs) - 1);
+    if (a < 0 || b < 0)
+        REFUSE("has a user namespace that cannot be inspected");
+    if (a != b || memcmp(mine, theirs, (size_t)a) != 0)
+        REFUSE("runs in a user namespace of its own (its capabilities there, and a Landlock "
+               "domain they allow, would not travel)");
+out:
+    return rc;
+}
+
 int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char *reason,
                    size_t len)
 {
@@ -268,7 +300,9 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
     snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
     if (file_nonempty(path))
         REFUSE("has child processes");
-    rc = stay_vmas(pid, reason, len);
+    rc = stay_sandbox(pid, opts, reason, len);
+    if (rc == 0)
+        rc = stay_vmas(pid, reason, len);
     if (rc != 0)
         goto out;
     if (opts && opts->fds_at_home)

@@ -2,7 +2,8 @@
 # Direct migration between two lab nodes: a process started on node 1 is sent with
 # `mosckpt send` to `mosckpt receive` on node 2, finishes there with output identical to an
 # uninterrupted run, and lives in node 2's network namespace. A receiver killed mid-stream
-# leaves the original running on node 1.
+# leaves the original running on node 1. Both ends take the cluster key from the lab's config
+# (MOS_CONF); the receiver binds node 2's address.
 set -u
 LAB=$MOS_SRC/tests/lab/mos-lab
 CK=$MOS_BIN/mosckpt
@@ -23,7 +24,7 @@ for prog in signals heap fpu; do
     port=$((7000 + RANDOM % 1000))
     ZDTM_STEPS=30 "$LAB" exec 1 "$MOS_BIN/zdtm_${prog}_pie" > $T/$prog.out 2>&1 & src=$!
     wait_ready $T/$prog.out
-    "$LAB" exec 2 "$CK" receive --listen $port > $T/recv.log 2>&1 & recv=$!
+    "$LAB" exec 2 "$CK" receive --listen $node2:$port > $T/recv.log 2>&1 & recv=$!
     sleep 0.3
     "$LAB" exec 1 "$CK" send $src $node2:$port > $T/send.log 2>&1; rc=$?
     wait $src 2>/dev/null
@@ -54,7 +55,7 @@ $PY -c "$prog" > $T/py.ref 2>&1; echo "exit $?" >> $T/py.ref
 port=$((9000 + RANDOM % 1000))
 "$LAB" exec 1 $PY -c "$prog" > $T/py.out 2>&1 & src=$!
 wait_ready $T/py.out
-"$LAB" exec 2 "$CK" receive --listen $port > $T/recv.log 2>&1 & recv=$!
+"$LAB" exec 2 "$CK" receive --listen $node2:$port > $T/recv.log 2>&1 & recv=$!
 sleep 0.3
 "$LAB" exec 1 "$CK" send $src $node2:$port > $T/send.log 2>&1; rc=$?
 wait $src 2>/dev/null
@@ -66,7 +67,7 @@ wait $recv; echo "exit $?" >> $T/py.out
 port=$((8000 + RANDOM % 1000))
 ZDTM_STEPS=30 "$LAB" exec 1 "$MOS_BIN/zdtm_bigmap_pie" > $T/big.out 2>&1 & src=$!
 wait_ready $T/big.out
-"$LAB" exec 2 "$CK" receive --listen $port > $T/recv.log 2>&1 & recv=$!
+"$LAB" exec 2 "$CK" receive --listen $node2:$port > $T/recv.log 2>&1 & recv=$!
 sleep 0.3
 "$LAB" exec 1 "$CK" send $src $node2:$port > $T/send.log 2>&1 & send=$!
 for _ in $(seq 1 400); do pgrep -P $recv >/dev/null && break; sleep 0.005; done; kill -9 $recv 2>/dev/null # once the husk exists: mid-stream

@@ -2,7 +2,8 @@
  * it, work on the stopped copy with mos_restore_syscall, let it run and check it carries on
  * with its memory intact; an abort leaves the original running. The same through an io with
  * a page channel (send_pages/recv_pages, as the transport gives between mosds), with
- * read-only and PROT_NONE pages; a run outside the VMAs refused. */
+ * read-only and PROT_NONE pages; a run outside the VMAs refused. A guest restore for a user
+ * with a gid that is not theirs refused before its husk exists. */
 #include "img_io.h"
 
 #include "mos/migrate.h"
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -176,6 +178,48 @@ static void test_abort_resumes(void **state)
     close(to);
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st));
+    close(from);
+}
+
+/* The restorer takes the guest's identity from its options: gid 0 for nobody is refused there,
+ * whoever filled them in (as root: other users cannot take another identity anyway). */
+static void test_guest_identity_checked(void **state)
+{
+    (void)state;
+    int to, from, st;
+    pid_t pid = child_start(&to, &from);
+    struct passwd *pw = getpwnam("nobody");
+    struct mos_dump *d;
+    struct mos_restore *r = NULL;
+    struct mos_img_io *io = NULL;
+    char husk[PATH_MAX];
+    int fd = image_file();
+
+    assert_non_null(pw);
+    if (getuid() != 0) {
+        fprintf(stderr, "test_guest_identity_checked: not root, a guest cannot change identity: "
+                        "nothing to check\n");
+        close(to), close(from), close(fd);
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        return;
+    }
+    assert_int_equal(ask(to, from), 0x1234);
+    assert_int_equal(mos_dump_freeze(pid, NULL, &d), 0);
+    assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+    assert_int_equal(mos_dump_write(d, io), 0);
+    mos_img_io_close(io);
+    assert_int_equal(mos_dump_abort(d), 0);
+    struct mos_restore_opts ropts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk)),
+                                     .guest = 1, .uid = pw->pw_uid, .gid = 0};
+    lseek(fd, 0, SEEK_SET);
+    assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+    assert_int_equal(mos_restore_prepare(io, &ropts, &r), MOS_E_IDENTITY);
+    mos_img_io_close(io);
+    close(fd);
+    assert_int_equal(ask(to, from), 0x1235); /* the original runs on */
+    close(to);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
     close(from);
 }
 
@@ -375,6 +419,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dump_restore_syscall),
         cmocka_unit_test(test_abort_resumes),
+        cmocka_unit_test(test_guest_identity_checked),
         cmocka_unit_test(test_page_channel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -188,13 +188,15 @@ for _ in $(seq 40); do [ -z "$(husks_left)" ] && break; sleep 0.05; done
 left=$(husks_left)
 [ -z "$left" ] && ok "no husk left behind" || bad "husk left: $left"
 
-# receiver killed mid-stream: the original continues and finishes correctly
+# receiver killed mid-stream: the original continues and finishes correctly (both ends prove
+# the same key, given with --key)
 port=$((20000 + RANDOM % 20000))
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > $d/key; echo >> $d/key; chmod 600 $d/key
 (ZDTM_STEPS=40 exec "$B/zdtm_bigmap_pie" > $d/big 2>&1) & big=$!; pids+=($big)
 wait_ready $d/big
-"$CK" receive --listen $port > $d/recv.log 2>&1 & recv=$!
+"$CK" receive --listen $port --key $d/key > $d/recv.log 2>&1 & recv=$!
 sleep 0.2
-"$CK" send $big 127.0.0.1:$port > $d/send.log 2>&1 & send=$!
+"$CK" send $big 127.0.0.1:$port --key $d/key > $d/send.log 2>&1 & send=$!
 for _ in $(seq 1 400); do pgrep -P $recv >/dev/null && break; sleep 0.005; done; kill -9 $recv # once the husk exists: mid-stream
 wait $send; src=$?
 wait $big; brc=$?
@@ -205,9 +207,9 @@ wait $big; brc=$?
 (ZDTM_STEPS=30 exec "$B/zdtm_signals_pie" > $d/ref_sig 2>&1); echo "exit $?" >> $d/ref_sig
 (ZDTM_STEPS=30 exec "$B/zdtm_signals_pie" > $d/sig 2>&1) & sp=$!; pids+=($sp)
 wait_ready $d/sig
-"$CK" receive --listen $((port + 1)) > $d/recv2.log 2>&1 & recv=$!
+"$CK" receive --listen $((port + 1)) --key $d/key > $d/recv2.log 2>&1 & recv=$!
 sleep 0.2
-"$CK" send $sp 127.0.0.1:$((port + 1)) > $d/send2.log 2>&1; src=$?
+"$CK" send $sp 127.0.0.1:$((port + 1)) --key $d/key > $d/send2.log 2>&1; src=$?
 wait $recv; echo "exit $?" >> $d/sig
 [ $src = 0 ] && cmp -s $d/ref_sig $d/sig && ok "send/receive over TCP: identical output" \
     || bad "send/receive: rc=$src $(tail -1 $d/send2.log) $(diff $d/ref_sig $d/sig | head -3 | tr '\n' '|')"

@@ -4,6 +4,7 @@
  * and the exit status over the exec link. */
 #include "exec_priv.h"
 
+#include "mos/ident.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
@@ -305,8 +306,16 @@ static int relay_loop(struct relay *r)
 int mos_exec_relay_run(int link_fd, const struct mos_exec_spec *spec)
 {
     struct relay r = {.pid = -1, .pidfd = -1, .in_fd = -1, .out_fd = {-1, -1}};
+    char why[200];
     int rc;
 
+    /* Checked again here, where setgroups and setgid happen, whoever filled in the spec. */
+    if (mos_ident_check(spec->uid, spec->gid, spec->groups, spec->n_groups, why,
+                        sizeof(why)) != 0) {
+        mos_err("exec", "refused to start %s: %s", spec->argv[0], why);
+        close(link_fd);
+        return MOS_E_IDENTITY;
+    }
     signal(SIGPIPE, SIG_IGN);
     rc = mos_exec_link_new(link_fd, &r.link);
     if (rc != 0) {

@@ -1,17 +1,22 @@
 /* Unit tests of the exec link (mosrun -E): frames encoded and decoded back, malformed frames
- * refused with the right status, and a link end carrying more than a socket holds. */
+ * refused with the right status, a link end carrying more than a socket holds, and the relay
+ * refusing a gid or group that is not the user's. */
 #include "../src/exec_priv.h"
+#include "mos/exec_link.h"
 #include "mos/status.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -198,6 +203,59 @@ static void test_link_garbage(void **state)
     mos_exec_link_free(b);
 }
 
+/* The relay, in a child (it would change its credentials were the spec taken), is handed
+ * nobody with gid 0 or with group 0 added: it must refuse before the program exists. */
+static void relay_given(gid_t gid, const gid_t *groups, size_t n_groups)
+{
+    struct passwd *pw = getpwnam("nobody");
+    char flag[] = "/tmp/mos-relay-ident.XXXXXX", cmd[64];
+    int sv[2], status;
+    pid_t child;
+
+    assert_non_null(pw);
+    int fd = mkstemp(flag);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(flag); /* the program would create it */
+    snprintf(cmd, sizeof(cmd), "touch %s", flag);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL}, *envp[] = {"PATH=/bin:/usr/bin", NULL};
+    struct mos_exec_spec spec = {.uid = pw->pw_uid, .gid = gid, .groups = groups,
+                                 .n_groups = n_groups, .argv = argv, .envp = envp, .cwd = "/",
+                                 .umask = 022, .node = "test"};
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(sv[0]);
+        _exit(mos_exec_relay_run(sv[1], &spec) == MOS_E_IDENTITY ? 0 : 1);
+    }
+    close(sv[1]);
+    assert_int_equal(waitpid(child, &status, 0), child);
+    close(sv[0]);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    struct stat st;
+    assert_int_not_equal(stat(flag, &st), 0);
+}
+
+static void test_relay_refuses_gid_zero(void **state)
+{
+    (void)state;
+    relay_given(0, NULL, 0);
+}
+
+static void test_relay_refuses_extra_group(void **state)
+{
+    struct passwd *pw = getpwnam("nobody");
+    gid_t groups[2];
+
+    (void)state;
+    assert_non_null(pw);
+    groups[0] = pw->pw_gid;
+    groups[1] = 0;
+    relay_given(pw->pw_gid, groups, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +264,8 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_link_carries_more_than_a_socket),
         cmocka_unit_test(test_link_garbage),
+        cmocka_unit_test(test_relay_refuses_gid_zero),
+        cmocka_unit_test(test_relay_refuses_extra_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,20 +1,19 @@
 /* mosckpt: checkpoint, restart and direct migration of a process (thin main over migrate/). */
+#include "mos/config.h"
+#include "mos/key.h"
 #include "mos/log.h"
 #include "mos/migrate.h"
 #include "mos/status.h"
+#include "mos/transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -25,8 +24,11 @@ static void usage(FILE *out)
             "       mosckpt restore FILE [--detach]\n"
             "       mosckpt info FILE [--json]\n"
             "       mosckpt check PID\n"
-            "       mosckpt send PID HOST:PORT [--close-other-fds] [--carry-files]\n"
-            "       mosckpt receive --listen PORT [--detach]\n");
+            "       mosckpt send PID HOST:PORT [--key FILE] [--close-other-fds] [--carry-files]\n"
+            "       mosckpt receive --listen [ADDR:]PORT [--key FILE] [--detach]\n"
+            "  send/receive prove the cluster key (--key FILE on both ends, else key_file of\n"
+            "  $MOS_CONF or %s); --listen PORT binds loopback only\n",
+            MOS_CONFIG_DEFAULT_PATH);
 }
 
 static int bad_usage(const char *why)
@@ -240,82 +242,87 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
-/* Plain TCP until the transport's page channel is plugged in behind mos_img_io. */
-static int tcp_connect(const char *hostport)
-{
-    char host[256];
-    const char *colon = strrchr(hostport, ':');
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *a;
-    int fd = -1, one = 1;
+/* ---- send and receive: over the transport, the cluster key proved both ways first (a
+ * receiver restores whatever arrives as its caller, root included). */
 
-    if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof(host))
-        return -EINVAL;
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
-    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
-        return -EHOSTUNREACH;
-    for (a = res; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-            break;
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
+#define MOSCKPT_STREAM_TIMEOUT_MS 120000
+
+/* The key: --key FILE, else key_file of the config ($MOS_CONF, else the default path). 0, or 1
+ * after one line on stderr. */
+static int cluster_key(const char *key_file, const char *cmd, mos_key_t *key)
+{
+    struct mos_config cfg;
+    int may_be_absent = 0, rc;
+
+    if (key_file)
+        return mos_key_load(key_file, key) == 0 ? 0 : 1; /* it says why */
+    const char *path = mos_config_choose_path(NULL, &may_be_absent);
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "mosckpt: %s needs the cluster key: give --key FILE (the same on both "
+                        "ends), or key_file in %s (%s)\n", cmd, path, strerror(errno));
+        return 1;
     }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return -ECONNREFUSED;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
+    if (mos_config_load(path, &cfg) != 0)
+        return 1; /* it says why */
+    if (!cfg.key_file[0]) {
+        fprintf(stderr, "mosckpt: %s needs the cluster key: give --key FILE (the same on both "
+                        "ends); %s has no key_file\n", cmd, path);
+        mos_config_free(&cfg);
+        return 1;
+    }
+    rc = mos_key_load(cfg.key_file, key);
+    mos_config_free(&cfg);
+    return rc == 0 ? 0 : 1;
 }
 
-static int tcp_accept_one(const char *port)
+/* Options after the positional arguments: flags from `allowed` (set[k] = 1) and --key FILE. */
+static int parse_stream_flags(int argc, char **argv, int first, const char *const *allowed,
+                              int *set, const char **key_file)
 {
-    char *end;
-    long p = strtol(port, &end, 10);
-    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
-    int one = 1, zero = 0, lfd, fd;
-
-    if (*port == '\0' || *end || p <= 0 || p > 65535)
-        return -EINVAL;
-    sa.sin6_port = htons((uint16_t)p);
-    lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (lfd < 0)
-        return mos_errno_status();
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0) {
-        int rc = mos_errno_status();
-        close(lfd);
-        return rc;
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
+            *key_file = argv[++i];
+            continue;
+        }
+        int k = 0;
+        while (allowed[k] && strcmp(argv[i], allowed[k]))
+            k++;
+        if (!allowed[k])
+            return -1;
+        set[k] = 1;
     }
-    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    int rc = fd < 0 ? mos_errno_status() : fd;
-    close(lfd);
-    return rc;
+    return 0;
 }
 
 static int cmd_send(int argc, char **argv)
 {
     static const char *const flags[] = {"--close-other-fds", "--carry-files", NULL};
     int set[2] = {0};
+    const char *key_file = NULL;
     pid_t pid;
     struct mos_img_io *io = NULL;
     struct mos_dump_stats st;
+    struct mos_tp_opts tp;
+    mos_tp_conn_t *conn = NULL;
+    mos_key_t key;
 
-    if (argc < 2 || parse_pid(argv[0], &pid) || parse_flags(argc, argv, 2, flags, set))
-        return bad_usage("send needs PID HOST:PORT [--close-other-fds] [--carry-files]");
-    int fd = tcp_connect(argv[1]);
-    if (fd < 0) {
-        fprintf(stderr, "mosckpt: cannot connect to %s: %s\n", argv[1], mos_strerror(fd));
+    if (argc < 2 || parse_pid(argv[0], &pid) ||
+        parse_stream_flags(argc, argv, 2, flags, set, &key_file))
+        return bad_usage("send needs PID HOST:PORT [--key FILE] [--close-other-fds] "
+                         "[--carry-files]");
+    if (cluster_key(key_file, "send", &key) != 0)
         return 1;
-    }
+    mos_tp_opts_default(&tp);
+    tp.key = &key;
+    int rc = mos_tp_connect(argv[1], &tp, &conn);
+    if (rc != 0)
+        return 1; /* the transport said why (endpoint, connect, key proof) */
     struct mos_dump_opts opts = {.close_other_fds = set[0], .carry_files = set[1]};
-    int rc = mos_img_io_fd_open(fd, &io);
+    rc = mos_img_io_tp_open(conn, MOSCKPT_STREAM_TIMEOUT_MS, 0, &io);
     if (rc == 0)
         rc = mos_migrate_send(pid, &opts, io, NULL, &st);
     mos_img_io_close(io);
-    close(fd);
+    mos_tp_close(conn);
     if (rc != 0)
         return 1;
     printf("sent pid %d to %s: %llu pages, %.1f MiB\n", (int)pid, argv[1],
@@ -323,27 +330,56 @@ static int cmd_send(int argc, char **argv)
     return 0;
 }
 
+/* --listen PORT is loopback's; ADDR:PORT (ADDR in brackets for IPv6) binds that address. */
+static int listen_address(const char *arg, char *out, size_t len)
+{
+    const char *port = strrchr(arg, ':');
+    char *end;
+
+    port = port ? port + 1 : arg;
+    long p = strtol(port, &end, 10);
+    if (*port == '\0' || *end || p <= 0 || p > 65535 || (port != arg && port - 1 == arg))
+        return -EINVAL;
+    if ((size_t)snprintf(out, len, port == arg ? "127.0.0.1:%s" : "%s", arg) >= len)
+        return -EINVAL;
+    return 0;
+}
+
 static int cmd_receive(int argc, char **argv)
 {
     static const char *const flags[] = {"--detach", NULL};
     int set[1] = {0};
-    char husk[PATH_MAX];
+    const char *key_file = NULL;
+    char husk[PATH_MAX], where[300];
     struct mos_img_io *io = NULL;
+    struct mos_tp_opts tp;
+    mos_tp_listener_t *l = NULL;
+    mos_tp_conn_t *conn = NULL;
+    mos_key_t key;
     pid_t pid;
 
-    if (argc < 2 || strcmp(argv[0], "--listen") || parse_flags(argc, argv, 2, flags, set))
-        return bad_usage("receive needs --listen PORT [--detach]");
-    int fd = tcp_accept_one(argv[1]);
-    if (fd < 0) {
-        fprintf(stderr, "mosckpt: cannot listen on port %s: %s\n", argv[1], mos_strerror(fd));
+    if (argc < 2 || strcmp(argv[0], "--listen") ||
+        parse_stream_flags(argc, argv, 2, flags, set, &key_file))
+        return bad_usage("receive needs --listen [ADDR:]PORT [--key FILE] [--detach]");
+    if (listen_address(argv[1], where, sizeof(where)) != 0)
+        return bad_usage("receive --listen takes PORT (loopback) or ADDR:PORT");
+    if (cluster_key(key_file, "receive", &key) != 0)
         return 1;
-    }
+    mos_tp_opts_default(&tp);
+    tp.key = &key;
+    int rc = mos_tp_listen(where, &tp, &l);
+    if (rc != 0)
+        return 1; /* the transport said why */
+    rc = mos_tp_accept(l, &conn); /* a sender without the key is refused there, and logged */
+    mos_tp_listener_close(l);
+    if (rc != 0)
+        return 1;
     struct mos_restore_opts opts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
-    int rc = mos_img_io_fd_open(fd, &io);
+    rc = mos_img_io_tp_open(conn, MOSCKPT_STREAM_TIMEOUT_MS, 0, &io);
     if (rc == 0)
         rc = mos_migrate_receive(io, &opts, NULL, &pid);
     mos_img_io_close(io);
-    close(fd);
+    mos_tp_close(conn);
     if (rc != 0)
         return 1;
     if (set[0]) {

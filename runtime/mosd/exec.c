@@ -14,6 +14,7 @@
 
 #include "mos/exec_link.h"
 #include "mos/forward.h"
+#include "mos/ident.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
@@ -184,6 +185,10 @@ struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
         mosd_exec_req_free(&r);
         return mosd_reply_error("unknown node '%s'", to);
     }
+    if (!d->have_key) {
+        mosd_exec_req_free(&r);
+        return mosd_reply_error("%s", MOSD_NO_KEY_TEXT);
+    }
     if ((rc = peer_groups(bev, groups, &n_groups)) != 0) {
         mosd_exec_req_free(&r);
         return mosd_reply_error("cannot learn your groups: %s", mos_strerror(rc));
@@ -234,6 +239,9 @@ static int exec_target_check(const struct mosd *d, struct json_object *o,
         snprintf(why, len, "root's programs do not run here from other nodes");
         return MOS_E_PROTO;
     }
+    /* The home node read the user from the kernel; ours decides what that user may be. */
+    if (mos_ident_check(r->uid, r->gid, r->groups, r->n_groups, why, len) != 0)
+        return MOS_E_PROTO;
     if (d->blocked && home != d->self) {
         snprintf(why, len, "node %s is blocked", d->cfg.nodes[d->self].name);
         return MOS_E_PROTO;

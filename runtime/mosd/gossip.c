@@ -125,13 +125,13 @@ static void on_gossip_readable(evutil_socket_t fd, short what, void *arg)
 int mosd_gossip_start(struct mosd *d)
 {
     struct mos_gossip_params p = {.cfg = &d->cfg, .self = d->self,
-                                  .key = d->have_key ? &d->key : NULL,
+                                  .key = &d->key,
                                   .refresh = refresh_own, .refresh_arg = d};
     int rc;
 
     d->cpu_quota = node_cpu_quota(d);
-    if (d->cfg.n_nodes < 2)
-        return 0; /* a one-node cluster has nobody to gossip with */
+    if (d->cfg.n_nodes < 2 || !d->have_key)
+        return 0; /* nobody to gossip with; without a key, nobody to trust (peer.c says so) */
     if (d->cfg.dead_after_steps == 0) {
         /* Automatic: the expected maximum age grows with N/W (about 440 steps at N = 1000,
          * W = 16); a fixed limit would presume live nodes of a large cluster dead. The model's

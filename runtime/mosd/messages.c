@@ -88,6 +88,10 @@ int mosd_peer_call(const struct mosd *d, int node, int timeout_ms, struct json_o
     size_t got = 0;
     int rc;
 
+    if (!d->have_key) {
+        snprintf(why, len, "%s", MOSD_NO_KEY_TEXT);
+        return MOS_E_KEY;
+    }
     opts.timeout_ms = timeout_ms;
     mosd_hostport(&d->cfg, node, where, sizeof(where));
     rc = mos_tp_connect(where, &opts, &c);

@@ -73,7 +73,7 @@ static int check_config(const char *config)
         return 1;
     printf("node %s %s of %zu in %s, key %s\n", d.cfg.nodes[d.self].name,
            d.cfg.nodes[d.self].addr, d.cfg.n_nodes, d.cfg.path,
-           d.cfg.key_file[0] ? d.cfg.key_file : "none");
+           d.cfg.key_file[0] ? d.cfg.key_file : "none (one-node mode: no port, no gossip)");
     mos_config_free(&d.cfg);
     return 0;
 }

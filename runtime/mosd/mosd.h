@@ -37,6 +37,8 @@
 
 #define MOSD_TOKEN_BYTES 32
 #define MOSD_MIGRATION_TIMEOUT_MS 120000
+/* Without a key_file every node's key would be the same zeros: anyone could pass as a node. */
+#define MOSD_NO_KEY_TEXT "this node has no key_file: it runs alone (one-node mode)"
 
 /* A job started at this node (by mosrun) or running here as a guest. */
 struct mosd_job {
@@ -91,7 +93,7 @@ struct mosd {
     struct mos_config cfg;
     int self;
     mos_key_t key;
-    int have_key;
+    int have_key;                  /* 0: one-node mode, no port and no gossip */
     char socket_path[108];
     char guest_cgroup[300];        /* the config's, %n expanded; "" for none */
     char guest_cgroup_procs[320];
@@ -339,6 +341,7 @@ struct mosd_stream_how {
     void (*before_commit)(void *); /* after READY, before the original is retired */
     void *arg;
     int shell;         /* the original stays as a shell (a job leaving home) */
+    int guest;         /* it is a guest here: its seccomp filter and no_new_privs are ours */
     int listener;      /* the guest's seccomp listener, when a home call is held */
     uint64_t held;     /* that call */
     int held_answered; /* it was answered (-ERESTARTNOINTR) once the freeze began */
@@ -374,6 +377,7 @@ void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json
                       int ctl) __attribute__((noreturn));
 
 /* ---- peer.c: the transport port */
+/* Reaps mosd's children; takes the port only with a key. */
 int mosd_peer_start(struct mosd *d);
 void mosd_peer_stop(struct mosd *d);
 /* An orderly stop: ask every guest from elsewhere to go home (returns how many were asked). */

@@ -11,6 +11,7 @@
 
 #include "mos/clock.h"
 #include "mos/forward.h"
+#include "mos/ident.h"
 #include "mos/log.h"
 #include "mos/migrate.h"
 #include "mos/procfs.h"
@@ -38,6 +39,8 @@ static int header_parse(const struct mosd *d, struct json_object *o, struct mosd
         snprintf(why, len, "root's processes do not migrate");
         return MOS_E_PROTO;
     }
+    if (mos_ident_check(h->uid, h->gid, NULL, 0, why, len) != 0)
+        return MOS_E_PROTO; /* a guest gets no supplementary groups, its gid must be the user's */
     return 0;
 }
 
@@ -113,7 +116,8 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
     while ((rc = mos_supervisor_run(guest, listener, link, &ops, &status)) ==
            MOS_SUPERVISOR_DETACHED) {
         int target = mos_config_find_node(&d->cfg, x.target);
-        struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held};
+        struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held,
+                                      .guest = 1};
         why[0] = '\0';
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
         struct mosd_guest_header moving = *h;

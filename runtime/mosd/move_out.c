@@ -87,6 +87,8 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
         return mosd_reply_error("unknown node '%s'", to);
     if (strcmp(d->cfg.nodes[node].name, job->where) == 0)
         return mosd_reply_error("pid %d already runs on %s", (int)pid, job->where);
+    if (!d->have_key)
+        return mosd_reply_error("%s", MOSD_NO_KEY_TEXT);
     snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
     job->max_load = mr.max_load;
     job->requester = requester;
@@ -208,7 +210,8 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
                       pid_t pid, struct mosd_stream_how *how, char *why, size_t len)
 {
     const char *name = d->cfg.nodes[target].name;
-    struct mos_dump_opts dopts = {.fds_at_home = 1}; /* they stay with mosrun, the deputy */
+    struct mos_dump_opts dopts = {.fds_at_home = 1, /* they stay with mosrun, the deputy */
+                                  .sandbox_ours = how->guest};
     struct mos_send_hooks hooks = {.before_commit = how_before_commit, .retire = how_retire,
                                    .on_abort = how_abort, .arg = how};
     struct mos_img_io *io = NULL;

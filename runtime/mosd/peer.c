@@ -257,8 +257,15 @@ int mosd_peer_start(struct mosd *d)
     mos_tp_listener_t *l;
     int rc;
 
+    d->sigchld = evsignal_new(d->base, SIGCHLD, on_sigchld, d);
+    event_add(d->sigchld, NULL);
+    if (!d->have_key) {
+        mos_warn("mosd", "no key_file in %s: one-node mode, no port %d and no gossip (set "
+                 "key_file to join the other nodes)", d->cfg.path, d->cfg.transport_port);
+        return 0;
+    }
     mos_tp_opts_default(&d->tp_opts);
-    d->tp_opts.key = d->have_key ? &d->key : NULL;
+    d->tp_opts.key = &d->key;
     if (strcmp(d->cfg.transport, "auto") != 0 && !getenv("MOS_TRANSPORT"))
         d->tp_opts.backend = (enum mos_tp_backend)mos_tp_backend_parse(d->cfg.transport);
     mosd_hostport(&d->cfg, d->self, where, sizeof(where));
@@ -269,9 +276,7 @@ int mosd_peer_start(struct mosd *d)
     }
     d->tp_listener = l;
     d->tp_event = event_new(d->base, mos_tp_listener_fd(l), EV_READ | EV_PERSIST, on_incoming, d);
-    d->sigchld = evsignal_new(d->base, SIGCHLD, on_sigchld, d);
     event_add(d->tp_event, NULL);
-    event_add(d->sigchld, NULL);
     return 0;
 }
 

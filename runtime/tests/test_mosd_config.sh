@@ -18,6 +18,8 @@ chmod 600 "$T/key"
 printf '[cluster]\nkey_file = %s\n[nodes]\nfar = 198.51.100.1\nme = 127.0.0.1\n' "$T/key" > "$T/good.conf"
 check "finds itself" 0 "node me 127.0.0.1 of 2" "$MOSD" --config "$T/good.conf" --check-config
 check "MOS_CONF is read" 0 "node me" env MOS_CONF="$T/good.conf" "$MOSD" --check-config
+printf '[nodes]\nme = 127.0.0.1\n' > "$T/alone.conf"
+check "no key: one-node mode said" 0 "key none (one-node mode: no port" "$MOSD" --config "$T/alone.conf" --check-config
 printf '[cluster]\nkey_file = %s\n[nodes]\nfar = 198.51.100.1\nfar2 = 198.51.100.2\n' "$T/key" > "$T/notme.conf"
 check "not in the list" 1 "none of the 2 nodes" "$MOSD" --config "$T/notme.conf" --check-config
 printf '[cluster]\nbogus = 1\n' > "$T/bad.conf"

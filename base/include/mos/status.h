@@ -23,6 +23,7 @@ enum mos_status {
     MOS_E_NOT_MIGRATABLE = -1014,
     MOS_E_UNSUPPORTED = -1015,
     MOS_E_LIMIT = -1016,      /* a configured or protocol limit was exceeded */
+    MOS_E_IDENTITY = -1017,   /* a uid, gid or group that is not the user's on this node */
 };
 
 /* Human text for a status: strerror() for negative errno values, a fixed string for project

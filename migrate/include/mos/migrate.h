@@ -38,6 +38,11 @@ struct mos_dump_opts {
     int fds_at_home;     /* a migration with a deputy: the fds stay at home, none is carried or
                             checked */
     int carry_files;     /* private file maps travel whole (for targets without these files) */
+    int sandbox_ours;    /* a guest: its seccomp filters and no_new_privs are mos's own,
+                            installed afresh wherever it is restored (it cannot add its own:
+                            those calls take it home). Otherwise a seccomp filter,
+                            no_new_privs or a user namespace of its own keeps a process where
+                            it is */
     /* Called once between the freeze's PTRACE_INTERRUPT and its wait for the stop: a guest
      * held in a seccomp notification is answered there (-ERESTARTNOINTR), so it stops on its
      * way out with the call ready to run again wherever it is restored. */

@@ -1,0 +1,167 @@
+/* Stay reasons for a process's own sandbox: a seccomp filter, no_new_privs, a Landlock domain
+ * or a user namespace of its own keep it where it is (the image would carry none of them); a
+ * guest's filter and no_new_privs (mos's own, sandbox_ours) do not. */
+#include "mos/migrate.h"
+#include "mos/status.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/landlock.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+enum sandbox { NONE, NNP, FILTER, LANDLOCK, USERNS };
+
+static int allow_all_filter(void)
+{
+    struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    struct sock_fprog prog = {.len = 1, .filter = &allow};
+
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+static int landlock_enter(void)
+{
+    struct landlock_ruleset_attr attr = {.handled_access_fs = LANDLOCK_ACCESS_FS_MAKE_SOCK};
+    int fd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
+
+    if (fd < 0)
+        return -1;
+    int rc = (int)syscall(SYS_landlock_restrict_self, fd, 0);
+    close(fd);
+    return rc;
+}
+
+/* 0 when the sandbox is in place. */
+static int sandbox_enter(enum sandbox kind)
+{
+    if (kind == USERNS)
+        return unshare(CLONE_NEWUSER);
+    if (kind != NONE && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    if (kind == FILTER && allow_all_filter() != 0)
+        return -1;
+    return kind == LANDLOCK ? landlock_enter() : 0;
+}
+
+/* A child in the sandbox, parked in pause(): its pid, or -1 with errno when this machine cannot
+ * make that sandbox (the child reports it before parking). */
+static pid_t child_in(enum sandbox kind)
+{
+    int p[2], err = 0;
+    pid_t pid;
+
+    assert_int_equal(pipe(p), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        err = sandbox_enter(kind) == 0 ? 0 : (errno ? errno : EPERM);
+        if (write(p[1], &err, sizeof(err)) != sizeof(err))
+            _exit(1);
+        close(p[1]);
+        if (err)
+            _exit(0);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    assert_int_equal(read(p[0], &err, sizeof(err)), sizeof(err));
+    close(p[0]);
+    if (err) {
+        waitpid(pid, NULL, 0);
+        errno = err;
+        return -1;
+    }
+    return pid;
+}
+
+static void child_end(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* check's status for a child in that sandbox; the reason must contain want (when refused). */
+static void expect(enum sandbox kind, int ours, int status, const char *want)
+{
+    struct mos_dump_opts opts = {.fds_at_home = 1, .sandbox_ours = ours};
+    char reason[256] = "";
+    pid_t pid = child_in(kind);
+
+    if (pid < 0) {
+        fprintf(stderr, "test_stay: sandbox %d cannot be made here (%s): not checked\n",
+                (int)kind, strerror(errno));
+        return;
+    }
+    int rc = mos_migrate_check(pid, &opts, reason, sizeof(reason));
+    child_end(pid);
+    if (rc != status)
+        fprintf(stderr, "test_stay: sandbox %d: status %d, reason '%s'\n", (int)kind, rc, reason);
+    assert_int_equal(rc, status);
+    if (want)
+        assert_non_null(strstr(reason, want));
+}
+
+static void test_plain_moves(void **state)
+{
+    (void)state;
+    expect(NONE, 0, 0, NULL);
+}
+
+static void test_no_new_privs_stays(void **state)
+{
+    (void)state;
+    expect(NNP, 0, MOS_E_NOT_MIGRATABLE, "no_new_privs");
+}
+
+static void test_seccomp_filter_stays(void **state)
+{
+    (void)state;
+    expect(FILTER, 0, MOS_E_NOT_MIGRATABLE, "seccomp filter of its own");
+}
+
+static void test_landlock_stays(void **state)
+{
+    (void)state;
+    expect(LANDLOCK, 0, MOS_E_NOT_MIGRATABLE, "Landlock");
+}
+
+static void test_user_namespace_stays(void **state)
+{
+    (void)state;
+    expect(USERNS, 0, MOS_E_NOT_MIGRATABLE, "user namespace of its own");
+}
+
+/* A guest's filter and no_new_privs are mos's: it moves on (a user namespace still keeps it). */
+static void test_guest_filter_is_ours(void **state)
+{
+    (void)state;
+    expect(FILTER, 1, 0, NULL);
+    expect(USERNS, 1, MOS_E_NOT_MIGRATABLE, "user namespace of its own");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_moves),
+        cmocka_unit_test(test_no_new_privs_stays),
+        cmocka_unit_test(test_seccomp_filter_stays),
+        cmocka_unit_test(test_landlock_stays),
+        cmocka_unit_test(test_user_namespace_stays),
+        cmocka_unit_test(test_guest_filter_is_ours),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
