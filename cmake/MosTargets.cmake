@@ -55,11 +55,27 @@ function(mos_add_script_test name script)
     ENVIRONMENT "MOS_BIN=${CMAKE_BINARY_DIR}/bin;MOS_SRC=${CMAKE_SOURCE_DIR}")
 endfunction()
 
-# mos_add_fuzz(NAME SOURCE LIBS... [SECONDS s]): a libFuzzer target, run for a bounded time
-# by ctest (label fuzz) when MOS_FUZZ is on.
+# mos_add_fuzz(NAME SOURCE LIBS... [SECONDS s] [CORPUS dir]): a libFuzzer target, run for a
+# bounded time by ctest (label fuzz) when MOS_FUZZ is on. CORPUS is the target's seed folder
+# (realistic inputs and every input that once crashed it): the fuzz run starts from it (new
+# inputs go to a scratch folder in the build tree, never into the source), and a unit test
+# NAME_corpus replays it in every build, so a fixed crash stays fixed without clang: with
+# MOS_FUZZ the fuzzer itself with -runs=0, otherwise the source linked with tests/fuzz_replay.c.
 function(mos_add_fuzz name source)
-  cmake_parse_arguments(F "" "SECONDS" "LIBS" ${ARGN})
-  if(NOT MOS_FUZZ OR NOT MOS_TESTS)
+  cmake_parse_arguments(F "" "SECONDS;CORPUS" "LIBS" ${ARGN})
+  if(NOT MOS_TESTS)
+    return()
+  endif()
+  if(F_CORPUS)
+    get_filename_component(seeds ${F_CORPUS} ABSOLUTE)
+  endif()
+  if(NOT MOS_FUZZ)
+    if(F_CORPUS)
+      add_executable(${name}_corpus ${source} ${CMAKE_SOURCE_DIR}/tests/fuzz_replay.c)
+      target_link_libraries(${name}_corpus PRIVATE ${F_LIBS})
+      add_test(NAME ${name}_corpus COMMAND ${name}_corpus ${seeds})
+      set_tests_properties(${name}_corpus PROPERTIES LABELS unit TIMEOUT 120)
+    endif()
     return()
   endif()
   if(NOT F_SECONDS)
@@ -69,8 +85,16 @@ function(mos_add_fuzz name source)
   target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
   target_link_options(${name} PRIVATE -fsanitize=fuzzer)
   target_link_libraries(${name} PRIVATE ${F_LIBS})
+  set(dirs)
+  if(F_CORPUS)
+    set(scratch ${CMAKE_CURRENT_BINARY_DIR}/${name}.corpus)
+    file(MAKE_DIRECTORY ${scratch})
+    set(dirs ${scratch} ${seeds})
+    add_test(NAME ${name}_corpus COMMAND ${name} -runs=0 ${seeds})
+    set_tests_properties(${name}_corpus PROPERTIES LABELS unit TIMEOUT 120)
+  endif()
   add_test(NAME ${name} COMMAND ${name} -max_total_time=${F_SECONDS} -timeout=10 -rss_limit_mb=1024
-           -print_final_stats=1)
+           -print_final_stats=1 ${dirs})
   math(EXPR tmo "${F_SECONDS} + 60")
   set_tests_properties(${name} PROPERTIES LABELS "fuzz" TIMEOUT ${tmo})
 endfunction()

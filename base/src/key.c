@@ -20,34 +20,68 @@ static int sodium_ready(void)
     return sodium_init() < 0 ? -EIO : 0;
 }
 
-int mos_key_parse_hex(const char *text, mos_key_t *key)
+static int is_space(uint8_t c)
 {
-    char hex[2 * MOS_KEY_BYTES + 1];
-    size_t n = 0;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int mos_key_parse(const void *buf, size_t len, mos_key_t *key)
+{
+    const uint8_t *p = buf, *end = p + len;
+    const uint8_t *digits;
     size_t bin_len = 0;
 
-    while (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r')
-        text++;
-    while (text[n] && text[n] != ' ' && text[n] != '\t' && text[n] != '\n' && text[n] != '\r')
-        n++;
-    if (n != 2 * MOS_KEY_BYTES)
+    if (len > MOS_KEY_TEXT_MAX)
         return MOS_E_KEY;
-    for (const char *p = text + n; *p; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+    while (p < end && is_space(*p))
+        p++;
+    digits = p;
+    while (p < end && !is_space(*p))
+        p++;
+    if (p - digits != 2 * MOS_KEY_BYTES)
+        return MOS_E_KEY;
+    for (const uint8_t *q = p; q < end; q++)
+        if (!is_space(*q))
             return MOS_E_KEY;
-    memcpy(hex, text, n);
-    hex[n] = '\0';
-    if (sodium_hex2bin(key->bytes, sizeof(key->bytes), hex, n, NULL, &bin_len, NULL) != 0 ||
+    /* sodium_hex2bin stops at the first non-hex byte (a NUL included): bin_len catches it */
+    if (sodium_hex2bin(key->bytes, sizeof(key->bytes), (const char *)digits, 2 * MOS_KEY_BYTES,
+                       NULL, &bin_len, NULL) != 0 ||
         bin_len != MOS_KEY_BYTES)
         return MOS_E_KEY;
     return 0;
 }
 
+int mos_key_parse_hex(const char *text, mos_key_t *key)
+{
+    size_t len = strnlen(text, MOS_KEY_TEXT_MAX + 1);
+
+    return mos_key_parse(text, len, key);
+}
+
+/* The file's bytes, up to cap; *len = cap + 1 when it holds more. */
+static int read_upto(int fd, uint8_t *buf, size_t cap, size_t *len)
+{
+    size_t got = 0;
+
+    while (got <= cap) {
+        ssize_t n = read(fd, buf + got, cap + 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return mos_errno_status();
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    *len = got;
+    return 0;
+}
+
 int mos_key_load(const char *path, mos_key_t *key)
 {
-    char text[256];
+    uint8_t text[MOS_KEY_TEXT_MAX + 1];
     struct stat st;
-    ssize_t len;
+    size_t len = 0;
     int fd, rc;
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -62,16 +96,17 @@ int mos_key_load(const char *path, mos_key_t *key)
                 st.st_mode & 0777);
         return MOS_E_KEY;
     }
-    len = read(fd, text, sizeof(text) - 1);
+    rc = read_upto(fd, text, MOS_KEY_TEXT_MAX, &len);
     close(fd);
-    if (len < 0) {
-        rc = mos_errno_status();
+    if (rc != 0) {
         mos_err("key", "cannot read cluster key %s: %s", path, mos_strerror(rc));
         return rc;
     }
-    text[len] = '\0';
-    if (mos_key_parse_hex(text, key) != 0) {
-        mos_err("key", "cluster key %s: expected 64 hex digits", path);
+    rc = mos_key_parse(text, len, key);
+    sodium_memzero(text, sizeof(text));
+    if (rc != 0) {
+        mos_err("key", "cluster key %s: expected 64 hex digits and nothing else (at most %u "
+                "bytes with white space)", path, MOS_KEY_TEXT_MAX);
         return MOS_E_KEY;
     }
     return 0;

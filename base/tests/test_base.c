@@ -116,6 +116,36 @@ static void test_key_parse(void **state)
         mos_key_parse_hex("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff x",
                           &k),
         MOS_E_KEY);
+    /* the file form: nothing hidden after a NUL, nothing past the size a key file has */
+    char text[MOS_KEY_TEXT_MAX + 2];
+    size_t n = strlen(good);
+    memcpy(text, good, n);
+    assert_int_equal(mos_key_parse(text, n, &k), 0);
+    memcpy(text + n, "\0junk", 5);
+    assert_int_equal(mos_key_parse(text, n + 5, &k), MOS_E_KEY);
+    memset(text + n, ' ', sizeof(text) - n);
+    assert_int_equal(mos_key_parse(text, MOS_KEY_TEXT_MAX, &k), 0);
+    assert_int_equal(mos_key_parse(text, MOS_KEY_TEXT_MAX + 1, &k), MOS_E_KEY);
+}
+
+/* A key file longer than a key file can be is refused whole, not read in part. */
+static void test_key_file_too_long(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mos-key-XXXXXX", path[128];
+    mos_key_t k;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/cluster.key", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fchmod(fileno(f), 0600);
+    fprintf(f, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff%300s\nx\n", "");
+    fclose(f);
+    assert_int_equal(mos_key_load(path, &k), MOS_E_KEY);
+    assert_non_null(strstr(last_log, "expected 64 hex digits"));
+    unlink(path);
+    rmdir(dir);
 }
 
 static void test_mac(void **state)
@@ -411,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_clock),
         cmocka_unit_test_setup(test_key_file_roundtrip, setup_capture),
         cmocka_unit_test(test_key_parse),
+        cmocka_unit_test(test_key_file_too_long),
         cmocka_unit_test(test_mac),
         cmocka_unit_test(test_frame_byte_order),
         cmocka_unit_test(test_frame_header),

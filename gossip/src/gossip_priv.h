@@ -15,6 +15,7 @@ struct gossip_peer {
     socklen_t sa_len;
     struct mos_gossip_info info;    /* newest news */
     uint64_t boot_id, last_seq;     /* replay check of datagrams this peer sent */
+    uint64_t refused_boot;          /* the last older boot refused (logged once) */
 };
 
 struct mos_gossip {

@@ -46,7 +46,7 @@ struct mos_gossip_wire_entry {
 
 struct mos_gossip_wire_header {
     uint16_t n_entries;
-    uint64_t boot_id; /* random per start of the sender: a restart resets its sequence */
+    uint64_t boot_id; /* the sender's start (CLOCK_REALTIME ns): larger = later; resets seq */
     uint64_t seq;     /* grows by one per datagram of this boot (replays are dropped) */
 };
 

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const state_names[] = {
@@ -21,6 +22,16 @@ static const char *const state_names[] = {
 const char *mos_gossip_state_name(enum mos_gossip_state state)
 {
     return (unsigned)state <= MOS_GOSSIP_LEFT ? state_names[state] : "?";
+}
+
+/* Boot ids are ordered so that receivers can refuse older boots: the wall clock at start, in
+ * ns (the one clock that keeps going up across restarts; see README.md "Boots" for steps). */
+static uint64_t boot_id_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * MOS_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 uint32_t mos_gossip_now_ms(void)
@@ -174,7 +185,7 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
         mos_random_bytes(&g->own_rng.state, sizeof(g->own_rng.state));
         g->rng = (struct mos_gossip_rng){.next = rng_kernel_seeded, .arg = &g->own_rng};
     }
-    g->boot_id = g->rng.next(g->rng.arg);
+    g->boot_id = p->boot_id ? p->boot_id : boot_id_now();
     g->refresh = p->refresh;
     g->refresh_arg = p->refresh_arg;
     g->dead_steps = dead_limit_steps(cfg, g->n, g->window);
@@ -278,9 +289,22 @@ static int drop(struct mos_gossip *g, enum mos_gossip_drop why, enum mos_gossip_
     return -1;
 }
 
-/* A peer's boot and sequence: a new boot starts over; within a boot only newer counts. */
-static int replay_check(struct gossip_peer *p, const struct mos_gossip_wire_header *h)
+/* A peer's boot and sequence: a newer boot starts over, an older one is refused (else two
+ * captured datagrams of two boots, alternated, would each start over for ever); within a boot
+ * only a newer sequence number counts. */
+static int replay_check(struct mos_gossip *g, uint32_t slot, const struct mos_gossip_wire_header *h)
 {
+    struct gossip_peer *p = &g->peers[slot];
+
+    if (h->boot_id < p->boot_id) {
+        if (h->boot_id != p->refused_boot) /* once per old boot: the log is no flood target */
+            mos_warn("gossip", "node %s: a datagram of an older boot (%llu < %llu) dropped: a "
+                     "replay, or its clock went back across a restart",
+                     g->cfg->nodes[slot].name, (unsigned long long)h->boot_id,
+                     (unsigned long long)p->boot_id);
+        p->refused_boot = h->boot_id;
+        return -1;
+    }
     if (h->boot_id == p->boot_id && h->seq <= p->last_seq)
         return -1;
     p->boot_id = h->boot_id;
@@ -327,7 +351,7 @@ int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, 
     sender = gossip_slot_of(g, g->entries[0].info.addr);
     if (sender == MOS_GOSSIP_NO_SLOT || sender == g->self)
         return drop(g, MOS_GOSSIP_DROP_UNKNOWN, why);
-    if (replay_check(&g->peers[sender], &h) != 0)
+    if (replay_check(g, sender, &h) != 0)
         return drop(g, MOS_GOSSIP_DROP_REPLAY, why);
     n = h.n_entries;
     for (size_t i = 0; i < n; i++) {

@@ -112,17 +112,42 @@ int mos_control_recv(int fd, struct json_object **msg, int timeout_ms)
             break;
         used++;
     }
-    if (rc == 0) {
-        line[used] = '\0';
-        *msg = used < MOS_CONTROL_MAX_LINE - 1 ? json_tokener_parse(line) : NULL;
-        if (!*msg || !json_object_is_type(*msg, json_type_object)) {
-            json_object_put(*msg);
-            *msg = NULL;
-            rc = MOS_E_PROTO;
-        }
-    }
+    if (rc == 0)
+        rc = used < MOS_CONTROL_MAX_LINE - 1 ? mos_control_parse(line, used, msg) : MOS_E_PROTO;
     free(line);
     return rc;
+}
+
+int mos_control_parse(const char *text, size_t len, struct json_object **msg)
+{
+    struct json_tokener *tok;
+    struct json_object *o;
+    size_t end;
+    int ok;
+
+    *msg = NULL;
+    /* a NUL would end the text json-c sees: what follows it would be accepted unread */
+    if (len > MOS_CONTROL_MAX_LINE || memchr(text, '\0', len))
+        return MOS_E_PROTO;
+    tok = json_tokener_new_ex(MOS_CONTROL_MAX_DEPTH);
+    if (!tok)
+        return -ENOMEM;
+    /* strict: no "09E" read as 9 (the fuzzer's find), no trailing commas; what the writers
+     * (json-c itself) print is strict JSON */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    o = json_tokener_parse_ex(tok, text, (int)len);
+    ok = o && json_tokener_get_error(tok) == json_tokener_success &&
+         json_object_is_type(o, json_type_object);
+    end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    for (; ok && end < len; end++) /* one object, white space after it, nothing else */
+        ok = strchr(" \t\r\n", text[end]) != NULL;
+    if (!ok) {
+        json_object_put(o);
+        return MOS_E_PROTO;
+    }
+    *msg = o;
+    return 0;
 }
 
 int mos_control_call(const char *path, struct json_object *req, struct json_object **resp)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #define MOS_CONTROL_MAX_LINE (256u * 1024)
+#define MOS_CONTROL_MAX_DEPTH 16 /* nesting of a message: requests use two or three levels */
 
 /* Load the config the way every command does: an explicit path, else $MOS_CONF, else
  * /etc/mos/mos.conf, and the built-in one-node cluster when that default file is absent.
@@ -26,6 +27,13 @@ int mos_control_send(int fd, struct json_object *msg);
 /* Read one line and parse it (timeout_ms < 0: wait for ever). MOS_E_PEER_GONE on EOF,
  * MOS_E_PROTO for a line that is not a JSON object, -ETIMEDOUT. */
 int mos_control_recv(int fd, struct json_object **msg, int timeout_ms);
+/* Parse one message of len bytes (a line without its newline, or a transport control
+ * message): exactly one JSON object (json-c's strict mode), white space around it, no NUL, at
+ * most MOS_CONTROL_MAX_LINE bytes and MOS_CONTROL_MAX_DEPTH levels. 0 with *msg (the caller's
+ * to free), MOS_E_PROTO, or -ENOMEM. mosd's command socket and peer requests, and every
+ * command's replies, are parsed here. */
+int mos_control_parse(const char *text, size_t len, struct json_object **msg);
+
 /* Connect, send req, read one reply, close. A reply {"ok": false} becomes MOS_E_PROTO with its
  * error text logged by the caller from *resp. */
 int mos_control_call(const char *path, struct json_object *req, struct json_object **resp);

@@ -56,11 +56,15 @@ static void start_move_now(evutil_socket_t fd, short what, void *arg)
 static struct json_object *op_register(struct mosd_client *c, struct bufferevent *bev,
                                        struct json_object *req)
 {
-    pid_t pid = (pid_t)mos_json_int(req, "pid", -1);
+    struct mosd_register_req rr;
     struct mos_proc_stat ps;
     struct mosd_job *job;
+    char why[128];
 
-    if (pid <= 0 || mos_proc_stat_read(pid, &ps) != 0 || (pid_t)ps.f[MOS_STAT_PPID] != c->cred.pid)
+    if (mosd_register_parse(req, &rr, why, sizeof(why)) != 0)
+        return mosd_reply_error("%s", why);
+    pid_t pid = rr.pid;
+    if (mos_proc_stat_read(pid, &ps) != 0 || (pid_t)ps.f[MOS_STAT_PPID] != c->cred.pid)
         return mosd_reply_error("pid %d is not a child of the registering process", (int)pid);
     if (mosd_job_find(c->d, pid))
         return mosd_reply_error("pid %d is already registered", (int)pid);
@@ -70,24 +74,24 @@ static struct json_object *op_register(struct mosd_client *c, struct bufferevent
     job->pid = job->home_pid = pid;
     job->uid = c->cred.uid;
     job->gid = c->cred.gid;
-    job->locked = (int)mos_json_int(req, "locked", 0);
+    job->locked = rr.locked;
     job->owner = bev;
     job->owner_pid = c->cred.pid;
-    job->owner_fd_min = (int)mos_json_int(req, "reserved_min", 0);
-    snprintf(job->cmd, sizeof(job->cmd), "%s", mos_json_str(req, "cmd", "?"));
-    snprintf(job->stay, sizeof(job->stay), "%s", mos_json_str(req, "stay", ""));
+    job->owner_fd_min = rr.reserved_min;
+    snprintf(job->cmd, sizeof(job->cmd), "%s", rr.cmd);
+    snprintf(job->stay, sizeof(job->stay), "%s", rr.stay);
     snprintf(job->home, sizeof(job->home), "%s", c->d->cfg.nodes[c->d->self].name);
     snprintf(job->where, sizeof(job->where), "%s", job->home);
     mos_info("mosd", "job %d: pid %d uid %d registered: %s", job->id, (int)pid, (int)job->uid,
              job->cmd);
     struct json_object *r = mosd_reply_ok();
     json_object_object_add(r, "job", json_object_new_int(job->id));
-    const char *start_on = mos_json_str(req, "start_on", NULL);
+    const char *start_on = rr.start_on;
     if (start_on) {
         /* mosrun -r NODE: move it there right after this reply (mosrun must read the reply
          * before the "prepare" that starts the move); a refusal leaves it running here. */
         int node = strcmp(start_on, "@best") == 0
-                       ? mosd_best_node(c->d, (double)mos_json_int(req, "mem_mib", 0))
+                       ? mosd_best_node(c->d, rr.mem_mib)
                        : mos_config_find_node(&c->d->cfg, start_on);
         if (node < 0) {
             json_object_object_add(r, "start_error",
@@ -222,8 +226,8 @@ static void on_read(struct bufferevent *bev, void *arg)
     size_t len;
 
     while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
-        struct json_object *req = json_tokener_parse(line), *resp;
-        if (!req || !json_object_is_type(req, json_type_object))
+        struct json_object *req, *resp;
+        if (mos_control_parse(line, len, &req) != 0)
             resp = mosd_reply_error("not a JSON object");
         else
             resp = dispatch(c, bev, req);

@@ -27,98 +27,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define EXEC_MAX_ARGS 4096    /* argv and environment entries, each */
-#define EXEC_MAX_GROUPS 1024
-#define EXEC_MAX_PATH 4096
+#define EXEC_MAX_GROUPS MOSD_EXEC_MAX_GROUPS
+_Static_assert(sizeof(((struct mosd_exec_req *)0)->token) == MOS_LINK_TOKEN_BYTES,
+               "the request's token is the exec link's");
 #define EXEC_TIMEOUT_MS 30000 /* the target's answer, including its link to mosrun */
-
-/* One request's fields, checked; strings point into the JSON object they came from. */
-struct exec_req {
-    uid_t uid;
-    gid_t gid;
-    gid_t groups[EXEC_MAX_GROUPS];
-    size_t n_groups;
-    char **argv, **envp;
-    const char *cwd;
-    int umask;
-    int port;
-    uint8_t token[MOS_LINK_TOKEN_BYTES];
-    const char *home, *home_addr;
-    int home_pid;
-};
-
-static void exec_req_free(struct exec_req *r)
-{
-    free(r->argv);
-    free(r->envp);
-    r->argv = r->envp = NULL;
-}
-
-/* A string that is all it says it is: no NUL inside, not too long. */
-static const char *clean_string(struct json_object *s, size_t max)
-{
-    const char *text;
-
-    if (!s || !json_object_is_type(s, json_type_string))
-        return NULL;
-    text = json_object_get_string(s);
-    size_t len = (size_t)json_object_get_string_len(s);
-    return strlen(text) == len && len <= max ? text : NULL;
-}
-
-/* An array of min..EXEC_MAX_ARGS clean strings as a NULL-terminated vector (environment
- * entries must hold '='). */
-static int strings_of(struct json_object *o, const char *key, size_t min, int env, char ***out,
-                      char *why, size_t len)
-{
-    struct json_object *arr;
-    size_t n;
-
-    if (!json_object_object_get_ex(o, key, &arr) || !json_object_is_type(arr, json_type_array) ||
-        (n = json_object_array_length(arr)) < min || n > EXEC_MAX_ARGS) {
-        snprintf(why, len, "%s: not a list of 1 to %d strings", key, EXEC_MAX_ARGS);
-        return MOS_E_PROTO;
-    }
-    char **v = calloc(n + 1, sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        const char *s = clean_string(json_object_array_get_idx(arr, i), MOS_TP_MAX_CONTROL);
-        if (!s || (env && !strchr(s, '=')) || (!env && i == 0 && !*s)) {
-            snprintf(why, len, "%s[%zu] is malformed", key, i);
-            free(v);
-            return MOS_E_PROTO;
-        }
-        v[i] = (char *)s;
-    }
-    *out = v;
-    return 0;
-}
-
-/* The fields both ends check the same way: what to run, where, and the link home. */
-static int exec_req_parse(struct json_object *o, struct exec_req *r, char *why, size_t len)
-{
-    mos_key_t token;
-    int rc;
-
-    memset(r, 0, sizeof(*r));
-    r->cwd = clean_string(json_object_object_get(o, "cwd"), EXEC_MAX_PATH);
-    r->umask = (int)mos_json_int(o, "umask", 022);
-    r->port = (int)mos_json_int(o, "port", 0);
-    if (!r->cwd || (r->cwd[0] && r->cwd[0] != '/') || r->umask < 0 || r->umask > 0777 ||
-        r->port <= 0 || r->port > 65535 ||
-        mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0) {
-        snprintf(why, len, "malformed request (cwd, umask, port or token)");
-        return MOS_E_PROTO;
-    }
-    memcpy(r->token, token.bytes, sizeof(r->token));
-    rc = strings_of(o, "argv", 1, 0, &r->argv, why, len);
-    if (rc == 0)
-        rc = strings_of(o, "env", 0, 1, &r->envp, why, len);
-    if (rc != 0)
-        exec_req_free(r);
-    return rc;
-}
 
 /* ---- home: the request from mosrun --------------------------------------------------------- */
 
@@ -259,26 +171,26 @@ struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
     const char *to = mos_json_str(req, "target", "@best");
     gid_t groups[EXEC_MAX_GROUPS];
     size_t n_groups = 0;
-    struct exec_req r;
+    struct mosd_exec_req r;
     char why[200];
     int node, rc;
 
     if (cred->uid == 0)
         return mosd_reply_error("root's programs do not run on other nodes (nor migrate)");
-    if (exec_req_parse(req, &r, why, sizeof(why)) != 0)
+    if (mosd_exec_req_parse(req, &r, why, sizeof(why)) != 0)
         return mosd_reply_error("%s", why);
     node = strcmp(to, "@best") == 0 ? mosd_best_node(d, (double)mos_json_int(req, "mem_mib", 0))
                                     : mos_config_find_node(&d->cfg, to);
     if (node < 0) {
-        exec_req_free(&r);
+        mosd_exec_req_free(&r);
         return mosd_reply_error("unknown node '%s'", to);
     }
     if (!d->have_key) {
-        exec_req_free(&r);
+        mosd_exec_req_free(&r);
         return mosd_reply_error("%s", MOSD_NO_KEY_TEXT);
     }
     if ((rc = peer_groups(bev, groups, &n_groups)) != 0) {
-        exec_req_free(&r);
+        mosd_exec_req_free(&r);
         return mosd_reply_error("cannot learn your groups: %s", mos_strerror(rc));
     }
     struct json_object *m = exec_message(d, cred, groups, n_groups, req);
@@ -306,38 +218,20 @@ struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
         }
     }
     json_object_put(m);
-    exec_req_free(&r);
+    mosd_exec_req_free(&r);
     return job ? NULL : mosd_reply_error("%s", why); /* else answered when the target has */
 }
 
 /* ---- target: the acceptor becomes the relay -------------------------------------------------- */
 
 /* What only the target checks: the user, its groups, and that home is who it says. */
-static int exec_target_check(const struct mosd *d, struct json_object *o, struct exec_req *r,
-                             char *why, size_t len)
+static int exec_target_check(const struct mosd *d, struct json_object *o,
+                             struct mosd_exec_req *r, char *why, size_t len)
 {
-    struct json_object *g;
+    int rc = mosd_exec_ids_parse(o, r, why, len);
 
-    r->uid = (uid_t)mos_json_int(o, "uid", -1);
-    r->gid = (gid_t)mos_json_int(o, "gid", -1);
-    r->home = mos_json_str(o, "home", "");
-    r->home_addr = mos_json_str(o, "home_addr", "");
-    r->home_pid = (int)mos_json_int(o, "home_pid", 0);
-    if (!json_object_object_get_ex(o, "groups", &g) || !json_object_is_type(g, json_type_array) ||
-        json_object_array_length(g) > EXEC_MAX_GROUPS || (int)r->uid < 0 || (int)r->gid < 0 ||
-        r->home_pid <= 0) {
-        snprintf(why, len, "malformed request (uid, gid, groups or pid)");
-        return MOS_E_PROTO;
-    }
-    r->n_groups = json_object_array_length(g);
-    for (size_t i = 0; i < r->n_groups; i++) {
-        int64_t v = json_object_get_int64(json_object_array_get_idx(g, i));
-        if (v < 0 || v > 0xfffffffe) {
-            snprintf(why, len, "malformed group list");
-            return MOS_E_PROTO;
-        }
-        r->groups[i] = (gid_t)v;
-    }
+    if (rc != 0)
+        return rc;
     int home = mosd_peer_home(d, r->home, r->home_addr, why, len);
     if (home < 0)
         return home;
@@ -358,12 +252,12 @@ static int exec_target_check(const struct mosd *d, struct json_object *o, struct
 void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_object *o,
                       int ctl)
 {
-    static struct exec_req r; /* its group list is large for a stack */
+    static struct mosd_exec_req r; /* its group list is large for a stack */
     const char *self = d->cfg.nodes[d->self].name;
     char why[300];
     int link = -1, rc;
 
-    rc = exec_req_parse(o, &r, why, sizeof(why));
+    rc = mosd_exec_req_parse(o, &r, why, sizeof(why));
     if (rc == 0)
         rc = exec_target_check(d, o, &r, why, sizeof(why));
     /* The link home first: a program never starts without a way to its stdio. */

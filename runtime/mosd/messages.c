@@ -103,7 +103,8 @@ int mosd_peer_call(const struct mosd *d, int node, int timeout_ms, struct json_o
         return rc;
     }
     buf[got] = '\0';
-    struct json_object *r = json_tokener_parse(buf);
+    struct json_object *r = NULL;
+    mos_control_parse(buf, got, &r);
     if (!r || !json_object_get_boolean(json_object_object_get(r, "ok"))) {
         snprintf(why, len, "%s", r ? mos_json_str(r, "error", "no reason given")
                                    : "malformed reply");

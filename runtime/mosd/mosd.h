@@ -2,6 +2,7 @@
  *
  * The files form layers: each calls only files listed before it (tests/check_layers.py checks
  * this), so no two files call each other.
+ *   parse.c      what mosd hears, parsed from a buffer (no I/O: the fuzz targets drive it)
  *   jobs.c       the job table
  *   messages.c   JSON lines to local clients, requests and answers between mosds
  *   cgroup.c     the cpu cgroups jobs are captured from and run in
@@ -29,6 +30,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -159,6 +161,96 @@ struct mosd_guest_header {
     char cmd[256];
     double max_load; /* < 0: none; else refuse if our load would rise above it */
 };
+
+/* ---- parse.c: what mosd hears, from a buffer. Shapes and ranges only (who may ask is the
+ * caller's to decide); each returns 0 or MOS_E_PROTO (with why[len] where it has one). */
+#define MOSD_MAX_ID INT_MAX          /* uids, gids and job ids travel as JSON ints and %d */
+#define MOSD_MAX_MEM_MIB (1ll << 40)
+#define MOSD_MAX_TEXT MOS_CONTROL_MAX_LINE /* free text (commands, paths): no NUL is the rule */
+/* An integer field in [lo, hi]; absent: *out = fallback and 0. */
+int mosd_json_int_in(struct json_object *o, const char *key, long long lo, long long hi,
+                     long long fallback, long long *out);
+/* A string field shaped as a node name (mos.conf's rule: 1..63 of [A-Za-z0-9._-]). */
+int mosd_json_name(struct json_object *o, const char *key, char out[MOS_NODE_NAME_MAX]);
+
+/* mosrun's "register" (the pid is checked against the kernel by the caller). */
+struct mosd_register_req {
+    pid_t pid;
+    int locked;
+    int reserved_min;
+    double mem_mib;
+    const char *cmd, *stay; /* point into the request */
+    const char *start_on;   /* NULL: stay here */
+};
+int mosd_register_parse(struct json_object *o, struct mosd_register_req *r, char *why,
+                        size_t len);
+/* "migrate" (from a command or the balancer). */
+struct mosd_migrate_req {
+    pid_t pid;
+    const char *to;   /* a node, "home", "checkpoint"; "" when absent */
+    const char *file; /* a checkpoint's file, or NULL */
+    double max_load;  /* < 0: none */
+};
+int mosd_migrate_parse(struct json_object *o, struct mosd_migrate_req *r, char *why, size_t len);
+/* A "guest" request's header (the token included; whether home is who it says, and whether
+ * the user may run here, is move_in.c's to check). */
+int mosd_guest_header_parse(struct json_object *o, struct mosd_guest_header *h, char *why,
+                            size_t len);
+/* A home's "move" (home, home_pid, to) or "where" (home_pid, where: into node) note. */
+struct mosd_note {
+    char home[MOS_NODE_NAME_MAX];
+    pid_t home_pid;
+    char node[MOS_NODE_NAME_MAX];
+};
+int mosd_note_parse(struct json_object *o, int move, struct mosd_note *n, char *why, size_t len);
+
+/* mosrun -E's request ("exec_remote" at home, "exec" from home to the target). */
+#define MOSD_EXEC_MAX_ARGS 4096 /* argv and environment entries, each */
+#define MOSD_EXEC_MAX_GROUPS 1024
+#define MOSD_EXEC_MAX_PATH 4096
+struct mosd_exec_req {
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[MOSD_EXEC_MAX_GROUPS];
+    size_t n_groups;
+    char **argv, **envp; /* NULL-terminated; the strings point into the request */
+    const char *cwd;
+    int umask;
+    int port;
+    uint8_t token[MOS_KEY_BYTES];
+    const char *home, *home_addr;
+    int home_pid;
+};
+/* The fields both ends check the same way (what to run, where, the link home): argv and envp
+ * are allocated (mosd_exec_req_free) on success only. */
+int mosd_exec_req_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len);
+void mosd_exec_req_free(struct mosd_exec_req *r);
+/* The fields only the target reads: the user, its groups, the home (name, address, pid). */
+int mosd_exec_ids_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len);
+
+/* The lines between mosd and its children (read without their newline). */
+enum mosd_line_kind {
+    MOSD_LINE_GUEST,  /* acceptor: "guest PID HOME_PID JOB UID HOME CMD..." */
+    MOSD_LINE_NATIVE, /* acceptor: "native HOME_PID" */
+    MOSD_LINE_WHERE,  /* acceptor: "where HOME_PID NODE" */
+    MOSD_LINE_MOVE,   /* acceptor: "move HOME HOME_PID TO"; mosd to a supervisor: "move TO [LOAD]" */
+    MOSD_LINE_OK,     /* a move worker's report: "ok BYTES NODE" */
+    MOSD_LINE_ERROR,  /* "error TEXT" */
+};
+struct mosd_line {
+    enum mosd_line_kind kind;
+    pid_t pid, home_pid;
+    int job;
+    uid_t uid;
+    char node[MOS_NODE_NAME_MAX]; /* guest, move: the home; where: where the job runs */
+    char to[MOS_NODE_NAME_MAX];   /* move, ok: the target */
+    double max_load;              /* a move order's limit; < 0: none */
+    uint64_t bytes;               /* ok: the image's bytes */
+    const char *text;             /* guest: its command; ok, error: the rest (into the line) */
+};
+int mosd_line_from_acceptor(const char *line, struct mosd_line *l);
+int mosd_line_order(const char *line, struct mosd_line *l);
+int mosd_line_report(const char *line, struct mosd_line *l);
 
 /* ---- jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);

@@ -29,24 +29,10 @@
 static int header_parse(const struct mosd *d, struct json_object *o, struct mosd_guest_header *h,
                         char *why, size_t len)
 {
-    mos_key_t token;
-
-    h->job = (int)mos_json_int(o, "job", 0);
-    h->uid = (uid_t)mos_json_int(o, "uid", -1);
-    h->gid = (gid_t)mos_json_int(o, "gid", -1);
-    h->deputy_port = (int)mos_json_int(o, "deputy_port", 0);
-    h->home_pid = (int)mos_json_int(o, "home_pid", 0);
-    snprintf(h->home, sizeof(h->home), "%s", mos_json_str(o, "home", ""));
-    snprintf(h->home_addr, sizeof(h->home_addr), "%s", mos_json_str(o, "home_addr", ""));
-    snprintf(h->cmd, sizeof(h->cmd), "%s", mos_json_str(o, "cmd", "?"));
-    struct json_object *ml;
-    h->max_load = json_object_object_get_ex(o, "max_load", &ml) ? json_object_get_double(ml) : -1;
-    if (mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0 || h->deputy_port <= 0 ||
-        h->deputy_port > 65535 || h->home_pid <= 0 || (int)h->uid < 0 || (int)h->gid < 0) {
-        snprintf(why, len, "malformed guest header");
-        return MOS_E_PROTO;
-    }
-    int rc = mosd_peer_home(d, h->home, h->home_addr, why, len);
+    int rc = mosd_guest_header_parse(o, h, why, len);
+    if (rc != 0)
+        return rc;
+    rc = mosd_peer_home(d, h->home, h->home_addr, why, len);
     if (rc < 0)
         return rc;
     if (h->uid == 0) {
@@ -55,7 +41,6 @@ static int header_parse(const struct mosd *d, struct json_object *o, struct mosd
     }
     if (mos_ident_check(h->uid, h->gid, NULL, 0, why, len) != 0)
         return MOS_E_PROTO; /* a guest gets no supplementary groups, its gid must be the user's */
-    memcpy(h->token, token.bytes, sizeof(h->token));
     return 0;
 }
 
@@ -109,10 +94,11 @@ static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
         }
         return 0;
     }
-    double max_load = -1;
-    if (sscanf(line, "move %63s %lf", x->target, &max_load) < 1)
+    struct mosd_line order;
+    if (mosd_line_order(line, &order) != 0)
         return 0;
-    x->max_load = max_load;
+    snprintf(x->target, sizeof(x->target), "%s", order.to);
+    x->max_load = order.max_load;
     return MOS_SUPERVISOR_DETACHED;
 }
 

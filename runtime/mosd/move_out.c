@@ -46,12 +46,15 @@ static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port);
 struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *requester,
                                          uid_t uid, struct json_object *req)
 {
-    pid_t pid = (pid_t)mos_json_int(req, "pid", -1);
-    const char *to = mos_json_str(req, "to", "");
-    struct mosd_job *job = mosd_job_find(d, pid);
+    struct mosd_migrate_req mr;
     char reason[256], hex[65];
     int node;
 
+    if (mosd_migrate_parse(req, &mr, reason, sizeof(reason)) != 0)
+        return mosd_reply_error("%s", reason);
+    pid_t pid = mr.pid;
+    const char *to = mr.to;
+    struct mosd_job *job = mosd_job_find(d, pid);
     if (!job)
         return mosd_reply_error("pid %d is not a mos job on node %s", (int)pid,
                       d->cfg.nodes[d->self].name);
@@ -70,7 +73,7 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
         /* its mosrun, the job's parent and owner, writes it; the answer comes back from it */
         struct json_object *ck = json_object_new_object();
         json_object_object_add(ck, "op", json_object_new_string("checkpoint"));
-        const char *file = mos_json_str(req, "file", NULL);
+        const char *file = mr.file;
         if (file)
             json_object_object_add(ck, "file", json_object_new_string(file));
         job->requester = requester;
@@ -87,9 +90,7 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
     if (!d->have_key)
         return mosd_reply_error("%s", MOSD_NO_KEY_TEXT);
     snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
-    struct json_object *ml;
-    job->max_load = json_object_object_get_ex(req, "max_load", &ml) ? json_object_get_double(ml)
-                                                                     : -1;
+    job->max_load = mr.max_load;
     job->requester = requester;
     job->moving = 1;
     job->move_asked_ns = mos_clock_now_ns();
@@ -345,13 +346,12 @@ static void on_worker_report(evutil_socket_t fd, short what, void *arg)
         return;
     }
     job->worker_text[job->worker_len] = '\0';
-    unsigned long long bytes = 0;
-    int off = 0;
-    int ok = sscanf(job->worker_text, "ok %llu %n", &bytes, &off) == 1 && off > 0;
-    const char *text = ok ? job->worker_text + off
-                          : (strncmp(job->worker_text, "error ", 6) == 0 ? job->worker_text + 6
-                                                                         : "the move failed");
-    mosd_metrics_move_out(d, ok, (mos_clock_now_ns() - job->move_asked_ns) / 1e9, bytes);
+    struct mosd_line out;
+    int known = mosd_line_report(job->worker_text, &out) == 0;
+    int ok = known && out.kind == MOSD_LINE_OK;
+    const char *text = known ? out.text : "the move failed";
+    mosd_metrics_move_out(d, ok, (mos_clock_now_ns() - job->move_asked_ns) / 1e9,
+                          ok ? out.bytes : 0);
     if (ok) {
         snprintf(job->where, sizeof(job->where), "%s", job->target);
         job->arrived_ns = mos_clock_now_ns();

@@ -32,10 +32,13 @@
 /* Another node (the job's home) asks us to move one of our guests on. */
 static int relay_move(mos_tp_conn_t *c, uint32_t id, struct json_object *o, int ctl)
 {
+    struct mosd_note n;
     char line[300];
 
-    dprintf(ctl, "move %s %lld %s\n", mos_json_str(o, "home", "?"),
-            mos_json_int(o, "home_pid", 0), mos_json_str(o, "to", "?"));
+    /* checked before it goes into a line: a name with a space or newline would forge one */
+    if (mosd_note_parse(o, 1, &n, line, sizeof(line)) != 0)
+        return mosd_peer_answer(c, id, 0, "error", line);
+    dprintf(ctl, "move %s %d %s\n", n.home, (int)n.home_pid, n.node);
     if (mosd_line_read(ctl, line, sizeof(line)) < 0)
         snprintf(line, sizeof(line), "error mosd did not answer");
     int ok = strncmp(line, "ok ", 3) == 0;
@@ -62,7 +65,8 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl, int
     if (rc != 0)
         _exit(2);
     text[msg.len] = '\0';
-    struct json_object *o = json_tokener_parse(text);
+    struct json_object *o = NULL;
+    mos_control_parse(text, msg.len, &o);
     const char *op = mos_json_str(o, "op", "");
     if (strcmp(op, "guest") == 0)
         mosd_move_in(d, c, msg.id, o, ctl); /* becomes the guest's supervisor */
@@ -74,8 +78,9 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl, int
         _exit(rc == 0 ? 0 : 1);
     }
     if (strcmp(op, "where") == 0) {
-        dprintf(ctl, "where %lld %.63s\n", mos_json_int(o, "home_pid", 0),
-                mos_json_str(o, "where", "?"));
+        struct mosd_note n;
+        if (mosd_note_parse(o, 0, &n, why, sizeof(why)) == 0)
+            dprintf(ctl, "where %d %s\n", (int)n.home_pid, n.node);
         mos_tp_close(c);
         _exit(0);
     }
@@ -127,13 +132,61 @@ static void acceptor_done(struct mosd *d, struct mosd_acceptor *a)
     *a = d->acceptors[--d->n_acceptors];
 }
 
+/* An acceptor's "guest" line: it now supervises a job that runs here. */
+static void acceptor_guest(struct mosd *d, pid_t acceptor, int fd, const struct mosd_line *l)
+{
+    struct mosd_job *job = mosd_job_add(d);
+
+    if (!job) {
+        close(fd);
+        return;
+    }
+    d->metrics.moves_in++;
+    job->pid = l->pid;
+    job->home_pid = l->home_pid;
+    job->arrived_ns = mos_clock_now_ns();
+    job->uid = l->uid;
+    job->supervisor = acceptor;
+    job->sup_ctl = fd;
+    job->sup_ev = event_new(d->base, fd, EV_READ | EV_PERSIST, on_supervisor_line, d);
+    event_add(job->sup_ev, NULL);
+    snprintf(job->home, sizeof(job->home), "%s", l->node);
+    snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
+    snprintf(job->cmd, sizeof(job->cmd), "%s", l->text);
+    mos_info("mosd", "guest job %d from %s runs here as pid %d: %s", l->job, l->node,
+             (int)l->pid, job->cmd);
+    struct mosd_job *own = strcmp(l->node, d->cfg.nodes[d->self].name) == 0
+                               ? mosd_job_own(d, l->home_pid)
+                               : NULL;
+    if (own) /* one of ours, back home */
+        snprintf(own->where, sizeof(own->where), "%s", l->node);
+}
+
+/* An acceptor's "move" line: the home of a guest here wants it moved on; the acceptor waits
+ * on fd for the outcome. */
+static void acceptor_move(struct mosd *d, int fd, const struct mosd_line *l)
+{
+    struct mosd_job *job = mosd_job_guest(d, l->node, l->home_pid);
+
+    if (!job || job->move_reply_fd > 0) {
+        dprintf(fd, "error %s\n", job ? "already moving" : "no such guest here");
+        close(fd);
+        return;
+    }
+    mos_info("mosd", "moving guest pid %d (home %s pid %d) to %s", (int)job->pid, l->node,
+             (int)l->home_pid, l->to);
+    job->move_reply_fd = fd;
+    snprintf(job->target, sizeof(job->target), "%s", l->to);
+    dprintf(job->sup_ctl, "move %s\n", l->to);
+}
+
 /* The acceptor's first line: a guest it now supervises, or a move it relays. */
 static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
 {
     struct mosd *d = arg;
     struct mosd_acceptor *a = acceptor_by_fd(d, (int)fd);
-    char line[512], home[MOS_NODE_NAME_MAX], to[MOS_NODE_NAME_MAX];
-    int pid, job_id, uid, off = 0, home_pid;
+    struct mosd_line l;
+    char line[512];
 
     (void)what;
     if (!a)
@@ -141,70 +194,29 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
     pid_t acceptor = a->pid;
     int got = mosd_line_read((int)fd, line, sizeof(line));
     acceptor_done(d, a);
-    if (got > 0 &&
-        sscanf(line, "guest %d %d %d %d %63s %n", &pid, &home_pid, &job_id, &uid, home, &off) ==
-            5 &&
-        off > 0) {
-        struct mosd_job *job = mosd_job_add(d);
-        if (!job) {
-            close((int)fd);
-            return;
-        }
+    if (got <= 0 || mosd_line_from_acceptor(line, &l) != 0) {
+        close((int)fd);
+        return;
+    }
+    if (l.kind == MOSD_LINE_GUEST) {
+        acceptor_guest(d, acceptor, (int)fd, &l);
+        return;
+    }
+    if (l.kind == MOSD_LINE_MOVE) {
+        acceptor_move(d, (int)fd, &l);
+        return;
+    }
+    struct mosd_job *job = mosd_job_own(d, l.home_pid);
+    if (job && l.kind == MOSD_LINE_NATIVE) {
         d->metrics.moves_in++;
-        job->pid = pid;
-        job->home_pid = home_pid;
-        job->arrived_ns = mos_clock_now_ns();
-        job->uid = (uid_t)uid;
-        job->supervisor = acceptor;
-        job->sup_ctl = (int)fd;
-        job->sup_ev = event_new(d->base, (int)fd, EV_READ | EV_PERSIST, on_supervisor_line, d);
-        event_add(job->sup_ev, NULL);
-        snprintf(job->home, sizeof(job->home), "%s", home);
         snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
-        snprintf(job->cmd, sizeof(job->cmd), "%s", line + off);
-        mos_info("mosd", "guest job %d from %s runs here as pid %d: %s", job_id, home, pid,
-                 job->cmd);
-        struct mosd_job *own = strcmp(home, d->cfg.nodes[d->self].name) == 0
-                                   ? mosd_job_own(d, home_pid)
-                                   : NULL;
-        if (own) /* one of ours, back home */
-            snprintf(own->where, sizeof(own->where), "%s", home);
-        return;
-    }
-    if (got > 0 && sscanf(line, "native %d", &home_pid) == 1) {
-        struct mosd_job *job = mosd_job_own(d, home_pid);
-        if (job) {
-            d->metrics.moves_in++;
-            snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
-            job->arrived_ns = mos_clock_now_ns();
-            struct json_object *m = json_object_new_object();
-            json_object_object_add(m, "op", json_object_new_string("native"));
-            mosd_send(job->owner, m);
-            json_object_put(m);
-        }
-        close((int)fd);
-        return;
-    }
-    if (got > 0 && sscanf(line, "where %d %63s", &home_pid, to) == 2) {
-        struct mosd_job *job = mosd_job_own(d, home_pid);
-        if (job && mos_config_find_node(&d->cfg, to) >= 0)
-            snprintf(job->where, sizeof(job->where), "%s", to);
-        close((int)fd);
-        return;
-    }
-    if (got > 0 && sscanf(line, "move %63s %d %63s", home, &home_pid, to) == 3) {
-        struct mosd_job *job = mosd_job_guest(d, home, home_pid);
-        if (!job || job->move_reply_fd > 0) {
-            dprintf((int)fd, "error %s\n", job ? "already moving" : "no such guest here");
-            close((int)fd);
-            return;
-        }
-        mos_info("mosd", "moving guest pid %d (home %s pid %d) to %s", (int)job->pid, home,
-                 home_pid, to);
-        job->move_reply_fd = (int)fd;
-        snprintf(job->target, sizeof(job->target), "%s", to);
-        dprintf(job->sup_ctl, "move %s\n", to);
-        return;
+        job->arrived_ns = mos_clock_now_ns();
+        struct json_object *m = json_object_new_object();
+        json_object_object_add(m, "op", json_object_new_string("native"));
+        mosd_send(job->owner, m);
+        json_object_put(m);
+    } else if (job && l.kind == MOSD_LINE_WHERE && mos_config_find_node(&d->cfg, l.node) >= 0) {
+        snprintf(job->where, sizeof(job->where), "%s", l.node);
     }
     close((int)fd);
 }

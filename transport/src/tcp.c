@@ -254,99 +254,139 @@ static int tcp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run 
     return rc;
 }
 
+/* ---- receiving a bulk stream (tp_bulk_consume: from a socket here, from memory when fuzzed) */
+
+static int in_read(const struct tp_bulk_in *in, void *buf, size_t len)
+{
+    struct iovec iov = {buf, len};
+
+    return len ? in->read_iov(in->arg, &iov, 1) : 0;
+}
+
+static int in_fail(mos_tp_conn_t *c, int rc, const char *what)
+{
+    return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, what);
+}
+
 /* The page data of a frame whose table is parsed: straight into the destination when the
  * consumer is the buffer placer (one recvmsg with an iovec per run, no copy in user space),
- * else into our frame buffer and through the consumer. */
-static int tcp_frame_data(mos_tp_conn_t *c, struct tcp_state *s, size_t k, size_t table,
-                          uint32_t length, mos_page_place_fn place, void *arg)
+ * else into the frame buffer and through the consumer. */
+static int frame_data(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struct tp_bulk_rx *rx,
+                      size_t k, size_t table, uint32_t length, mos_page_place_fn place, void *arg)
 {
     int rc;
 
     if (place == mos_tp_place_into_buffer) {
         for (size_t i = 0; i < k; i++) {
-            uint8_t *dst = tp_place_buffer_locate(arg, &s->runs[i]);
+            uint8_t *dst = tp_place_buffer_locate(arg, &rx->runs[i]);
             if (!dst) { /* logged by the locator; the frame's pages stay unread */
                 c->broken = true;
                 return MOS_E_LIMIT;
             }
-            s->iov[i] = (struct iovec){dst, s->runs[i].npages * MOS_TP_PAGE_SIZE};
+            rx->iov[i] = (struct iovec){dst, rx->runs[i].npages * MOS_TP_PAGE_SIZE};
         }
-        if ((rc = tp_read_iov(s->bulk_fd, s->iov, (int)k)) < 0)
-            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+        if ((rc = in->read_iov(in->arg, rx->iov, (int)k)) < 0)
+            return in_fail(c, rc, "bulk receive");
         return 0;
     }
-    if ((rc = tp_read_full(s->bulk_fd, s->buf + table, length - table)) < 0)
-        return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
+    if ((rc = in_read(in, rx->buf + table, length - table)) < 0)
+        return in_fail(c, rc, "bulk receive");
     /* A consumer that fails leaves the rest of the transfer in flight: the connection cannot
      * be resynchronised, so it is given up. */
-    if ((rc = place(arg, s->runs, k, s->buf + table)) < 0)
+    if ((rc = place(arg, rx->runs, k, rx->buf + table)) < 0)
         c->broken = true; /* the consumer logged why */
     return rc;
 }
 
-static int tcp_bulk_end(mos_tp_conn_t *c, struct tcp_state *s, const struct mos_wire_hdr *h,
-                        const struct mos_tp_bulk_stats *st)
+static int bulk_end(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struct tp_bulk_rx *rx,
+                    const struct mos_wire_hdr *h, const struct mos_tp_bulk_stats *st)
 {
     int rc;
 
     if (h->length != MOS_WIRE_BULK_END_BYTES)
         return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker");
-    if ((rc = tp_read_full(s->bulk_fd, s->buf, MOS_WIRE_BULK_END_BYTES)) < 0)
-        return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
-    if (mos_get_le64(s->buf) == MOS_WIRE_BULK_ABORTED) {
+    if ((rc = in_read(in, rx->buf, MOS_WIRE_BULK_END_BYTES)) < 0)
+        return in_fail(c, rc, "bulk receive");
+    if (mos_get_le64(rx->buf) == MOS_WIRE_BULK_ABORTED) {
         mos_err(TP_LOG, "%s: the sender aborted the bulk transfer (its source failed)", c->peer);
         return -ECANCELED;
     }
-    if (mos_get_le64(s->buf) != st->frames || mos_get_le64(s->buf + 8) != st->pages)
+    if (mos_get_le64(rx->buf) != st->frames || mos_get_le64(rx->buf + 8) != st->pages)
         return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker (counts differ)");
     return 0;
+}
+
+/* One page-run frame's header is read: its table (checked before any page is read), then its
+ * pages. The number of runs, or a status. */
+static int frame_consume(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struct tp_bulk_rx *rx,
+                         const struct mos_wire_hdr *h, mos_page_place_fn place, void *arg)
+{
+    size_t k, table;
+    int rc;
+
+    if (h->type != MOS_WIRE_PAGE_RUN || h->length > c->slot_bytes ||
+        h->length < MOS_WIRE_RUN_HDR_BYTES)
+        return tp_conn_fail(c, MOS_E_PROTO, "bulk receive (not a page-run frame)");
+    /* its size is in its first word */
+    if ((rc = in_read(in, rx->buf, MOS_WIRE_RUN_HDR_BYTES)) < 0)
+        return in_fail(c, rc, "bulk receive");
+    k = mos_get_le32(rx->buf);
+    table = mos_wire_runs_table_bytes(k > rx->max_runs ? 0 : k);
+    if (k == 0 || k > rx->max_runs || table > h->length)
+        return tp_conn_fail(c, MOS_E_PROTO, "page-run frame (run count)");
+    if ((rc = in_read(in, rx->buf + MOS_WIRE_RUN_HDR_BYTES, table - MOS_WIRE_RUN_HDR_BYTES)) < 0)
+        return in_fail(c, rc, "bulk receive");
+    if ((rc = mos_wire_runs_table_decode(rx->buf, table, h->length, rx->runs, rx->max_runs, &k)) < 0)
+        return tp_conn_fail(c, rc, "page-run frame");
+    if ((rc = frame_data(c, in, rx, k, table, h->length, place, arg)) < 0)
+        return rc;
+    return (int)k;
+}
+
+int tp_bulk_consume(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struct tp_bulk_rx *rx,
+                    mos_page_place_fn place, void *arg, struct mos_tp_bulk_stats *stats)
+{
+    struct mos_tp_bulk_stats st = {0};
+    uint8_t raw[MOS_WIRE_HDR_BYTES];
+    struct mos_wire_hdr h;
+    int rc;
+
+    for (;;) {
+        if ((rc = in_read(in, raw, sizeof(raw))) < 0)
+            return tp_conn_fail(c, rc, "bulk receive");
+        if ((rc = mos_wire_hdr_decode(raw, sizeof(raw), &h)) < 0)
+            return tp_conn_fail(c, rc, "bulk receive");
+        if (h.type == MOS_WIRE_BULK_END) {
+            if ((rc = bulk_end(c, in, rx, &h, &st)) < 0)
+                return rc;
+            break;
+        }
+        if ((rc = frame_consume(c, in, rx, &h, place, arg)) < 0)
+            return rc;
+        st.frames++;
+        st.pages += (h.length - mos_wire_runs_table_bytes((size_t)rc)) / MOS_TP_PAGE_SIZE;
+    }
+    if (stats)
+        *stats = st;
+    return 0;
+}
+
+static int fd_read_iov(void *arg, struct iovec *iov, int n)
+{
+    return tp_read_iov(*(int *)arg, iov, n);
 }
 
 static int tcp_bulk_recv(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
                          struct mos_tp_bulk_stats *stats)
 {
     struct tcp_state *s = c->be;
-    struct mos_tp_bulk_stats st = {0};
-    uint8_t raw[MOS_WIRE_HDR_BYTES];
-    struct mos_wire_hdr h;
-    size_t k, table;
     int rc;
 
     if ((rc = tcp_buf_need(c, s)) < 0)
         return rc;
-    for (;;) {
-        if ((rc = tp_read_full(s->bulk_fd, raw, sizeof(raw))) < 0)
-            return tp_conn_fail(c, rc, "bulk receive");
-        if ((rc = mos_wire_hdr_decode(raw, sizeof(raw), &h)) < 0)
-            return tp_conn_fail(c, rc, "bulk receive");
-        if (h.type == MOS_WIRE_BULK_END) {
-            if ((rc = tcp_bulk_end(c, s, &h, &st)) < 0)
-                return rc;
-            break;
-        }
-        if (h.type != MOS_WIRE_PAGE_RUN || h.length > c->slot_bytes ||
-            h.length < MOS_WIRE_RUN_HDR_BYTES)
-            return tp_conn_fail(c, MOS_E_PROTO, "bulk receive (not a page-run frame)");
-        /* The table first (its size is in its first word), checked before any page is read. */
-        if ((rc = tp_read_full(s->bulk_fd, s->buf, MOS_WIRE_RUN_HDR_BYTES)) < 0)
-            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
-        k = mos_get_le32(s->buf);
-        table = mos_wire_runs_table_bytes(k > TCP_FRAME_RUNS ? 0 : k);
-        if (k == 0 || k > TCP_FRAME_RUNS || table > h.length)
-            return tp_conn_fail(c, MOS_E_PROTO, "page-run frame (run count)");
-        if ((rc = tp_read_full(s->bulk_fd, s->buf + MOS_WIRE_RUN_HDR_BYTES,
-                               table - MOS_WIRE_RUN_HDR_BYTES)) < 0)
-            return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, "bulk receive");
-        if ((rc = mos_wire_runs_table_decode(s->buf, table, h.length, s->runs, TCP_FRAME_RUNS, &k)) < 0)
-            return tp_conn_fail(c, rc, "page-run frame");
-        if ((rc = tcp_frame_data(c, s, k, table, h.length, place, arg)) < 0)
-            return rc;
-        st.frames++;
-        st.pages += (h.length - table) / MOS_TP_PAGE_SIZE;
-    }
-    if (stats)
-        *stats = st;
-    return 0;
+    struct tp_bulk_in in = {fd_read_iov, &s->bulk_fd};
+    struct tp_bulk_rx rx = {s->buf, s->runs, s->iov, TCP_FRAME_RUNS};
+    return tp_bulk_consume(c, &in, &rx, place, arg, stats);
 }
 
 static int tcp_fd(const mos_tp_conn_t *c)

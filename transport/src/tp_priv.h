@@ -95,6 +95,26 @@ uint8_t *tp_place_buffer_locate(const struct mos_tp_place_buffer *b, const struc
 /* Read exactly the bytes of n iovecs (consumed). */
 int tp_read_iov(int fd, struct iovec *iov, int n);
 
+/* The receiving side of a tcp bulk stream, apart from the socket so that it can be fed from
+ * memory (transport/tests/fuzz_bulk.c). in reads every byte of n iovecs (consuming them), or
+ * returns MOS_E_PEER_GONE at the end of the stream before any, MOS_E_TRUNCATED within, or
+ * another status. */
+struct tp_bulk_in {
+    int (*read_iov)(void *arg, struct iovec *iov, int n);
+    void *arg;
+};
+struct tp_bulk_rx {
+    uint8_t *buf;             /* c->slot_bytes: one frame */
+    struct mos_page_run *runs; /* max_runs */
+    struct iovec *iov;        /* max_runs */
+    size_t max_runs;          /* runs in a frame, at most */
+};
+/* Read page-run frames, handing each to place, until the end marker (whose counts must match
+ * what came). Frames are checked against c->slot_bytes and rx->max_runs before their pages are
+ * read. 0 with *stats, or a status (c->broken set when the stream cannot go on). */
+int tp_bulk_consume(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struct tp_bulk_rx *rx,
+                    mos_page_place_fn place, void *arg, struct mos_tp_bulk_stats *stats);
+
 /* Send one frame of k runs (already in the backend's frame array) with pages pages. A failure
  * of the connection marks it broken; a failure of the source process does not. */
 typedef int (*tp_frame_fn)(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages);

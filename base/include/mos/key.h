@@ -21,7 +21,12 @@ typedef struct mos_key {
 int mos_key_load(const char *path, mos_key_t *key);
 /* Make a fresh random key and write it to path (mode 0600, not overwriting). */
 int mos_key_generate(const char *path, mos_key_t *key);
-/* Parse 64 hex digits (surrounding white space allowed). */
+/* The most bytes a key file (or a hex token) may hold: the digits and white space. */
+#define MOS_KEY_TEXT_MAX 256u
+/* Parse len bytes: 64 hex digits, white space (space, tab, CR, LF) around them and nothing
+ * else (no NUL, no second word, at most MOS_KEY_TEXT_MAX bytes). 0 or MOS_E_KEY. */
+int mos_key_parse(const void *buf, size_t len, mos_key_t *key);
+/* The same on a NUL-terminated string (a token in a JSON message). */
 int mos_key_parse_hex(const char *text, mos_key_t *key);
 
 /* HMAC-SHA-256 over the concatenation of n (pointer, length) parts. */

@@ -77,7 +77,7 @@ enum mos_gossip_drop {
     MOS_GOSSIP_DROP_FORMAT,    /* type, entry size, count or length inconsistent or over limits */
     MOS_GOSSIP_DROP_ENTRY,     /* an entry's field out of range */
     MOS_GOSSIP_DROP_UNKNOWN,   /* sender not in the configured node list */
-    MOS_GOSSIP_DROP_REPLAY,    /* sequence number not newer than the last from that boot */
+    MOS_GOSSIP_DROP_REPLAY,    /* sequence not newer than the last of that boot, or an older boot */
     MOS_GOSSIP_DROP_TEST_LOSS, /* dropped on purpose by the test-only loss setting */
     MOS_GOSSIP_DROP_REASONS
 };
@@ -133,6 +133,9 @@ struct mos_gossip_params {
      * gossip_probe.h); NULL: the entry stays what mos_gossip_set_local last set. */
     void (*refresh)(void *arg, struct mos_gossip_info *own);
     void *refresh_arg;
+    /* This start's boot id; later starts must give larger ids (receivers refuse older boots).
+     * 0: the wall clock now, in ns. */
+    uint64_t boot_id;
 };
 
 struct mos_gossip;

@@ -1,0 +1,446 @@
+/* What mosd hears, parsed from a buffer: requests on the command socket, requests between
+ * mosds, and the lines between mosd and its children. No I/O and no daemon state here, so the
+ * fuzz targets (runtime/tests/fuzz_mosd_*.c) drive exactly what mosd runs. Only the shape and
+ * ranges of fields are checked; who may ask for what is decided by the callers. */
+#include "mosd.h"
+
+#include "mos/status.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- JSON fields ------------------------------------------------------------------------- */
+
+int mosd_json_int_in(struct json_object *o, const char *key, long long lo, long long hi,
+                     long long fallback, long long *out)
+{
+    struct json_object *v;
+
+    *out = fallback;
+    if (!json_object_object_get_ex(o, key, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_int))
+        return MOS_E_PROTO;
+    /* beyond int64 json-c clamps to INT64_MIN/MAX, outside every range asked for */
+    long long n = json_object_get_int64(v);
+    if (n < lo || n > hi)
+        return MOS_E_PROTO;
+    *out = n;
+    return 0;
+}
+
+static int name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.';
+}
+
+/* What a node name may be (mos.conf's rule): 1..63 of [A-Za-z0-9._-]. */
+static int name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len >= MOS_NODE_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!name_char(s[i]))
+            return 0;
+    return 1;
+}
+
+int mosd_json_name(struct json_object *o, const char *key, char out[MOS_NODE_NAME_MAX])
+{
+    struct json_object *v;
+
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return MOS_E_PROTO;
+    const char *s = json_object_get_string(v);
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (!name_ok(s, len))
+        return MOS_E_PROTO;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return 0;
+}
+
+/* A string field (no NUL inside, at most max bytes); absent: fallback. */
+static int json_text(struct json_object *o, const char *key, size_t max, const char *fallback,
+                     const char **out)
+{
+    struct json_object *v;
+
+    *out = fallback;
+    if (!json_object_object_get_ex(o, key, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_string))
+        return MOS_E_PROTO;
+    const char *s = json_object_get_string(v);
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (len > max || strlen(s) != len)
+        return MOS_E_PROTO;
+    *out = s;
+    return 0;
+}
+
+/* A load limit: a finite number >= 0 (an integer is one too); absent: -1 (none). */
+static int json_load(struct json_object *o, const char *key, double *out)
+{
+    struct json_object *v;
+
+    *out = -1;
+    if (!json_object_object_get_ex(o, key, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+        return MOS_E_PROTO;
+    double x = json_object_get_double(v);
+    if (!isfinite(x) || x < 0)
+        return MOS_E_PROTO;
+    *out = x;
+    return 0;
+}
+
+static int refuse(char *why, size_t len, const char *what)
+{
+    snprintf(why, len, "malformed request: %s", what);
+    return MOS_E_PROTO;
+}
+
+/* ---- the command socket ------------------------------------------------------------------- */
+
+int mosd_register_parse(struct json_object *o, struct mosd_register_req *r, char *why,
+                        size_t len)
+{
+    long long pid, locked, fd_min, mem;
+
+    memset(r, 0, sizeof(*r));
+    if (mosd_json_int_in(o, "pid", 1, INT_MAX, 0, &pid) != 0 || pid == 0)
+        return refuse(why, len, "pid");
+    if (mosd_json_int_in(o, "locked", 0, 1, 0, &locked) != 0 ||
+        mosd_json_int_in(o, "reserved_min", 0, INT_MAX, 0, &fd_min) != 0 ||
+        mosd_json_int_in(o, "mem_mib", 0, MOSD_MAX_MEM_MIB, 0, &mem) != 0)
+        return refuse(why, len, "locked, reserved_min or mem_mib");
+    if (json_text(o, "cmd", MOSD_MAX_TEXT, "?", &r->cmd) != 0 ||
+        json_text(o, "stay", MOSD_MAX_TEXT, "", &r->stay) != 0 ||
+        json_text(o, "start_on", MOS_NODE_NAME_MAX - 1, NULL, &r->start_on) != 0)
+        return refuse(why, len, "cmd, stay or start_on");
+    r->pid = (pid_t)pid;
+    r->locked = (int)locked;
+    r->reserved_min = (int)fd_min;
+    r->mem_mib = (double)mem;
+    return 0;
+}
+
+int mosd_migrate_parse(struct json_object *o, struct mosd_migrate_req *r, char *why, size_t len)
+{
+    long long pid;
+
+    memset(r, 0, sizeof(*r));
+    if (mosd_json_int_in(o, "pid", 1, INT_MAX, 0, &pid) != 0 || pid == 0)
+        return refuse(why, len, "pid");
+    if (json_text(o, "to", MOS_NODE_NAME_MAX - 1, "", &r->to) != 0 ||
+        json_text(o, "file", MOSD_MAX_TEXT, NULL, &r->file) != 0)
+        return refuse(why, len, "to or file");
+    if (json_load(o, "max_load", &r->max_load) != 0)
+        return refuse(why, len, "max_load");
+    r->pid = (pid_t)pid;
+    return 0;
+}
+
+/* ---- requests between mosds --------------------------------------------------------------- */
+
+int mosd_guest_header_parse(struct json_object *o, struct mosd_guest_header *h, char *why,
+                            size_t len)
+{
+    long long job, uid, gid, port, home_pid;
+    const char *cmd, *addr;
+    mos_key_t token;
+
+    memset(h, 0, sizeof(*h));
+    if (mosd_json_int_in(o, "job", 0, INT_MAX, -1, &job) != 0 || job < 0 ||
+        mosd_json_int_in(o, "uid", 0, MOSD_MAX_ID, -1, &uid) != 0 || uid < 0 ||
+        mosd_json_int_in(o, "gid", 0, MOSD_MAX_ID, -1, &gid) != 0 || gid < 0 ||
+        mosd_json_int_in(o, "deputy_port", 1, 65535, 0, &port) != 0 || port == 0 ||
+        mosd_json_int_in(o, "home_pid", 1, INT_MAX, 0, &home_pid) != 0 || home_pid == 0)
+        return refuse(why, len, "job, uid, gid, deputy_port or home_pid");
+    if (mosd_json_name(o, "home", h->home) != 0 ||
+        json_text(o, "home_addr", MOS_ADDR_MAX - 1, NULL, &addr) != 0 || !addr ||
+        json_text(o, "cmd", MOSD_MAX_TEXT, "?", &cmd) != 0)
+        return refuse(why, len, "home, home_addr or cmd");
+    if (json_load(o, "max_load", &h->max_load) != 0)
+        return refuse(why, len, "max_load");
+    if (mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0)
+        return refuse(why, len, "token");
+    h->job = (int)job;
+    h->uid = (uid_t)uid;
+    h->gid = (gid_t)gid;
+    h->deputy_port = (int)port;
+    h->home_pid = (int)home_pid;
+    snprintf(h->home_addr, sizeof(h->home_addr), "%s", addr);
+    /* the command goes into a line to mosd (mosd_line_from_acceptor): one line, printable */
+    size_t n = 0;
+    for (; cmd[n] && n < sizeof(h->cmd) - 1; n++)
+        h->cmd[n] = (unsigned char)cmd[n] < ' ' || cmd[n] == 0x7f ? '?' : cmd[n];
+    h->cmd[n] = '\0';
+    memcpy(h->token, token.bytes, sizeof(h->token));
+    return 0;
+}
+
+int mosd_note_parse(struct json_object *o, int move, struct mosd_note *n, char *why, size_t len)
+{
+    long long home_pid;
+
+    memset(n, 0, sizeof(*n));
+    if (mosd_json_int_in(o, "home_pid", 1, INT_MAX, 0, &home_pid) != 0 || home_pid == 0)
+        return refuse(why, len, "home_pid");
+    if ((move && mosd_json_name(o, "home", n->home) != 0) ||
+        mosd_json_name(o, move ? "to" : "where", n->node) != 0)
+        return refuse(why, len, move ? "home or to" : "where");
+    n->home_pid = (pid_t)home_pid;
+    return 0;
+}
+
+/* A string that is all it says it is: no NUL inside, at most max bytes. */
+static const char *clean_string(struct json_object *s, size_t max)
+{
+    if (!s || !json_object_is_type(s, json_type_string))
+        return NULL;
+    const char *text = json_object_get_string(s);
+    size_t len = (size_t)json_object_get_string_len(s);
+    return strlen(text) == len && len <= max ? text : NULL;
+}
+
+/* An array of min..MOSD_EXEC_MAX_ARGS clean strings as a NULL-terminated vector (environment
+ * entries must hold '='; a program name may not be empty). */
+static int strings_of(struct json_object *o, const char *key, size_t min, int env, char ***out,
+                      char *why, size_t len)
+{
+    struct json_object *arr;
+    size_t n;
+
+    if (!json_object_object_get_ex(o, key, &arr) || !json_object_is_type(arr, json_type_array) ||
+        (n = json_object_array_length(arr)) < min || n > MOSD_EXEC_MAX_ARGS) {
+        snprintf(why, len, "%s: not a list of %zu to %d strings", key, min, MOSD_EXEC_MAX_ARGS);
+        return MOS_E_PROTO;
+    }
+    char **v = calloc(n + 1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = clean_string(json_object_array_get_idx(arr, i), MOS_TP_MAX_CONTROL);
+        if (!s || (env && !strchr(s, '=')) || (!env && i == 0 && !*s)) {
+            snprintf(why, len, "%s[%zu] is malformed", key, i);
+            free(v);
+            return MOS_E_PROTO;
+        }
+        v[i] = (char *)s;
+    }
+    *out = v;
+    return 0;
+}
+
+void mosd_exec_req_free(struct mosd_exec_req *r)
+{
+    free(r->argv);
+    free(r->envp);
+    r->argv = r->envp = NULL;
+}
+
+int mosd_exec_req_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len)
+{
+    long long umask_bits, port;
+    mos_key_t token;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->cwd = clean_string(json_object_object_get(o, "cwd"), MOSD_EXEC_MAX_PATH);
+    if (!r->cwd || (r->cwd[0] && r->cwd[0] != '/') ||
+        mosd_json_int_in(o, "umask", 0, 0777, 022, &umask_bits) != 0 ||
+        mosd_json_int_in(o, "port", 1, 65535, 0, &port) != 0 || port == 0 ||
+        mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0) {
+        snprintf(why, len, "malformed request (cwd, umask, port or token)");
+        return MOS_E_PROTO;
+    }
+    r->umask = (int)umask_bits;
+    r->port = (int)port;
+    memcpy(r->token, token.bytes, sizeof(r->token));
+    rc = strings_of(o, "argv", 1, 0, &r->argv, why, len);
+    if (rc == 0)
+        rc = strings_of(o, "env", 0, 1, &r->envp, why, len);
+    if (rc != 0)
+        mosd_exec_req_free(r);
+    return rc;
+}
+
+int mosd_exec_ids_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len)
+{
+    long long uid, gid, home_pid, v;
+    char name[MOS_NODE_NAME_MAX];
+    struct json_object *g;
+
+    if (mosd_json_int_in(o, "uid", 0, MOSD_MAX_ID, -1, &uid) != 0 || uid < 0 ||
+        mosd_json_int_in(o, "gid", 0, MOSD_MAX_ID, -1, &gid) != 0 || gid < 0 ||
+        mosd_json_int_in(o, "home_pid", 1, INT_MAX, 0, &home_pid) != 0 || home_pid == 0 ||
+        !json_object_object_get_ex(o, "groups", &g) || !json_object_is_type(g, json_type_array) ||
+        json_object_array_length(g) > MOSD_EXEC_MAX_GROUPS)
+        return refuse(why, len, "uid, gid, groups or pid");
+    if (mosd_json_name(o, "home", name) != 0 ||
+        json_text(o, "home_addr", MOS_ADDR_MAX - 1, NULL, &r->home_addr) != 0 || !r->home_addr)
+        return refuse(why, len, "home or home_addr");
+    r->home = mos_json_str(o, "home", "");
+    r->n_groups = json_object_array_length(g);
+    for (size_t i = 0; i < r->n_groups; i++) {
+        struct json_object *e = json_object_array_get_idx(g, i);
+        if (!json_object_is_type(e, json_type_int) || (v = json_object_get_int64(e)) < 0 ||
+            v > MOSD_MAX_ID)
+            return refuse(why, len, "group list");
+        r->groups[i] = (gid_t)v;
+    }
+    r->uid = (uid_t)uid;
+    r->gid = (gid_t)gid;
+    r->home_pid = (int)home_pid;
+    return 0;
+}
+
+/* ---- lines between mosd and its children ------------------------------------------------- */
+
+/* The word at *p (up to a space or the end) as a long long in [lo, hi]: strictly decimal, so
+ * that what %d wrote reads back and nothing else does. *p moves past the word. */
+static int word_int(const char **p, long long lo, long long hi, long long *out)
+{
+    const char *s = *p;
+    char *end;
+
+    if (!(*s >= '0' && *s <= '9') && !(*s == '-' && s[1] >= '0' && s[1] <= '9'))
+        return MOS_E_PROTO;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    if (errno != 0 || (*end != ' ' && *end != '\0') || n < lo || n > hi)
+        return MOS_E_PROTO;
+    *out = n;
+    *p = end;
+    return 0;
+}
+
+/* The word at *p as a node name; *p moves past it. */
+static int word_name(const char **p, char out[MOS_NODE_NAME_MAX])
+{
+    const char *s = *p;
+    size_t len = strcspn(s, " ");
+
+    if (!name_ok(s, len))
+        return MOS_E_PROTO;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    *p = s + len;
+    return 0;
+}
+
+/* One space between words, as the writers put it (so each line has one spelling). */
+static int sep(const char **p)
+{
+    if (**p != ' ')
+        return MOS_E_PROTO;
+    (*p)++;
+    return 0;
+}
+
+static int line_guest(const char *p, struct mosd_line *l)
+{
+    long long pid, home_pid, job, uid;
+
+    if (word_int(&p, 1, INT_MAX, &pid) != 0 || sep(&p) != 0 ||
+        word_int(&p, 1, INT_MAX, &home_pid) != 0 || sep(&p) != 0 ||
+        word_int(&p, 0, INT_MAX, &job) != 0 || sep(&p) != 0 ||
+        word_int(&p, 0, MOSD_MAX_ID, &uid) != 0 || sep(&p) != 0 ||
+        word_name(&p, l->node) != 0 || sep(&p) != 0)
+        return MOS_E_PROTO;
+    l->pid = (pid_t)pid;
+    l->home_pid = (pid_t)home_pid;
+    l->job = (int)job;
+    l->uid = (uid_t)uid;
+    l->text = p; /* the command: the rest of the line */
+    return 0;
+}
+
+int mosd_line_from_acceptor(const char *line, struct mosd_line *l)
+{
+    long long home_pid;
+
+    memset(l, 0, sizeof(*l));
+    l->max_load = -1;
+    if (strncmp(line, "guest ", 6) == 0) {
+        l->kind = MOSD_LINE_GUEST;
+        return line_guest(line + 6, l);
+    }
+    const char *p = line;
+    if (strncmp(line, "native ", 7) == 0) {
+        l->kind = MOSD_LINE_NATIVE;
+        p += 7;
+    } else if (strncmp(line, "where ", 6) == 0) {
+        l->kind = MOSD_LINE_WHERE;
+        p += 6;
+    } else if (strncmp(line, "move ", 5) == 0) {
+        l->kind = MOSD_LINE_MOVE;
+        p += 5;
+        if (word_name(&p, l->node) != 0 || sep(&p) != 0)
+            return MOS_E_PROTO;
+    } else {
+        return MOS_E_PROTO;
+    }
+    if (word_int(&p, 1, INT_MAX, &home_pid) != 0)
+        return MOS_E_PROTO;
+    l->home_pid = (pid_t)home_pid;
+    if (l->kind == MOSD_LINE_WHERE && (sep(&p) != 0 || word_name(&p, l->node) != 0))
+        return MOS_E_PROTO;
+    if (l->kind == MOSD_LINE_MOVE && (sep(&p) != 0 || word_name(&p, l->to) != 0))
+        return MOS_E_PROTO;
+    return *p == '\0' ? 0 : MOS_E_PROTO;
+}
+
+int mosd_line_order(const char *line, struct mosd_line *l)
+{
+    const char *p = line + 5;
+
+    memset(l, 0, sizeof(*l));
+    l->kind = MOSD_LINE_MOVE;
+    l->max_load = -1;
+    if (strncmp(line, "move ", 5) != 0 || word_name(&p, l->to) != 0)
+        return MOS_E_PROTO;
+    if (*p == '\0')
+        return 0;
+    if (sep(&p) != 0)
+        return MOS_E_PROTO;
+    /* the balancer's limit, written with %.3f */
+    char *end;
+    errno = 0;
+    double x = strtod(p, &end);
+    if (!(*p >= '0' && *p <= '9') || errno != 0 || *end != '\0' || !isfinite(x))
+        return MOS_E_PROTO;
+    l->max_load = x;
+    return 0;
+}
+
+int mosd_line_report(const char *line, struct mosd_line *l)
+{
+    long long bytes;
+
+    memset(l, 0, sizeof(*l));
+    l->max_load = -1;
+    if (strncmp(line, "ok ", 3) == 0) {
+        const char *p = line + 3;
+        l->kind = MOSD_LINE_OK;
+        if (word_int(&p, 0, LLONG_MAX, &bytes) != 0 || sep(&p) != 0)
+            return MOS_E_PROTO;
+        l->bytes = (uint64_t)bytes;
+        l->text = p;
+        return word_name(&p, l->to) == 0 && *p == '\0' ? 0 : MOS_E_PROTO;
+    }
+    if (strncmp(line, "error ", 6) == 0) {
+        l->kind = MOSD_LINE_ERROR;
+        l->text = line + 6;
+        return 0;
+    }
+    return MOS_E_PROTO;
+}

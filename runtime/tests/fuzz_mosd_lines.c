@@ -1,0 +1,126 @@
+/* libFuzzer target: the line protocol between mosd and its children (an acceptor's first line,
+ * a supervisor's order from mosd, a move worker's report). The input is cut into
+ * lines at '\n'; each is fed to the three parsers. What one accepts must have its fields in
+ * range, names shaped as node names, and print back (as the writers print it) to a line the
+ * parser reads as the same fields. */
+#include "mosd.h"
+#include "mos/status.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n >= MOS_NODE_NAME_MAX || strcspn(s, " \t\r\n") != n)
+        abort();
+}
+
+static int same(const struct mosd_line *a, const struct mosd_line *b)
+{
+    return a->kind == b->kind && a->pid == b->pid && a->home_pid == b->home_pid &&
+           a->job == b->job && a->uid == b->uid && strcmp(a->node, b->node) == 0 &&
+           strcmp(a->to, b->to) == 0 &&
+           ((!a->text && !b->text) || (a->text && b->text && strcmp(a->text, b->text) == 0));
+}
+
+static void check_acceptor(const char *line)
+{
+    struct mosd_line l, again;
+    char out[1024];
+
+    if (mosd_line_from_acceptor(line, &l) != 0)
+        return;
+    if (l.home_pid < 1 || (l.kind == MOSD_LINE_GUEST && (l.pid < 1 || l.job < 0 || (int)l.uid < 0)))
+        abort();
+    switch (l.kind) {
+    case MOSD_LINE_GUEST:
+        check_name(l.node);
+        snprintf(out, sizeof(out), "guest %d %d %d %d %s %s", (int)l.pid, (int)l.home_pid, l.job,
+                 (int)l.uid, l.node, l.text);
+        break;
+    case MOSD_LINE_NATIVE:
+        snprintf(out, sizeof(out), "native %d", (int)l.home_pid);
+        break;
+    case MOSD_LINE_WHERE:
+        check_name(l.node);
+        snprintf(out, sizeof(out), "where %d %s", (int)l.home_pid, l.node);
+        break;
+    case MOSD_LINE_MOVE:
+        check_name(l.node);
+        check_name(l.to);
+        snprintf(out, sizeof(out), "move %s %d %s", l.node, (int)l.home_pid, l.to);
+        break;
+    default:
+        abort();
+    }
+    if (mosd_line_from_acceptor(out, &again) != 0 || !same(&l, &again))
+        abort();
+}
+
+static void check_order(const char *line)
+{
+    struct mosd_line l, again;
+    char out[128];
+
+    if (mosd_line_order(line, &l) != 0)
+        return;
+    check_name(l.to);
+    if (l.max_load != -1 && !isfinite(l.max_load))
+        abort();
+    if (l.max_load == -1)
+        snprintf(out, sizeof(out), "move %s", l.to);
+    else
+        snprintf(out, sizeof(out), "move %s %.17g", l.to, l.max_load);
+    if (mosd_line_order(out, &again) != 0 || strcmp(again.to, l.to) != 0 ||
+        (l.max_load == -1) != (again.max_load == -1))
+        abort();
+}
+
+static void check_report(const char *line)
+{
+    struct mosd_line l, again;
+    char out[128];
+
+    if (mosd_line_report(line, &l) != 0)
+        return;
+    if (!l.text || (l.kind != MOSD_LINE_OK && l.kind != MOSD_LINE_ERROR))
+        abort();
+    if (l.kind == MOSD_LINE_OK) {
+        check_name(l.to);
+        if (strcmp(l.to, l.text) != 0 || l.bytes > (uint64_t)LLONG_MAX)
+            abort();
+        snprintf(out, sizeof(out), "ok %llu %s", (unsigned long long)l.bytes, l.to);
+        if (mosd_line_report(out, &again) != 0 || again.bytes != l.bytes ||
+            strcmp(again.to, l.to) != 0)
+            abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *p = (const char *)data, *end = p + size;
+    char *line = malloc(size + 1);
+
+    if (!line)
+        return 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        memcpy(line, p, len);
+        line[len] = '\0'; /* as mosd_line_read leaves it: a NUL inside ends the line early */
+        check_acceptor(line);
+        check_order(line);
+        check_report(line);
+        p += len + 1;
+    }
+    free(line);
+    return 0;
+}
