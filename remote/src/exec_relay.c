@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -104,6 +105,10 @@ static void __attribute__((noreturn)) child_main(const struct mos_exec_spec *s, 
             fclose(f);
         }
     }
+    /* mosd runs at nice -10 so that migrations keep pace; the user's program must not inherit
+     * that head start over other users (RLIMIT_MEMLOCK stays: InfiniBand sites raise it for
+     * their users on purpose, and only their PAM limits say by how much). */
+    setpriority(PRIO_PROCESS, 0, 0);
     if (setgroups(s->n_groups, s->groups) != 0 || setresgid(s->gid, s->gid, s->gid) != 0 ||
         setresuid(s->uid, s->uid, s->uid) != 0) {
         fprintf(stderr, "mosrun: cannot become uid %d on %s: %s\n", (int)s->uid, s->node,

@@ -30,6 +30,10 @@ printf 'err: line one\nerr: line two\n' > "$W/1.exp.err"
 cmp -s "$W/1.out" "$W/1.exp" && ok "runs on $N2 ($A2) as the user, in the same cwd, with the environment; stdin piped from home reaches it" \
     || bad "stdout: $(diff "$W/1.exp" "$W/1.out" | tr '\n' ' ')"
 cmp -s "$W/1.err" "$W/1.exp.err" && ok "stderr arrives apart from stdout" || bad "stderr: $(cat "$W/1.err")"
+mosd_nice=$(ps -o ni= -p "$(pgrep -x mosd | head -1)" | tr -d ' ')
+out=$(erun -E -r "$N2" nice 2>&1)
+[ "$mosd_nice" = -10 ] && [ "$out" = 0 ] && ok "the program runs at nice 0, not at mosd's $mosd_nice" \
+    || bad "niceness: mosd $mosd_nice, program '$out'"
 [ $rc = 7 ] && ok "exit status 7 passes through" || bad "exit status $rc"
 
 # 2. 1 MiB of binary data through cat, both ways, byte for byte
