@@ -48,7 +48,9 @@ export MOS_LAB_NAME=mf$$
 W=$(mktemp -d /tmp/mosbench-faults.XXXXXX)
 chmod 777 "$W"
 # MOS_BENCH_LOGS=DIR keeps the mosd logs and the outputs of the trials that went wrong there
-trap 'jobs -p | xargs -r kill -9 2>/dev/null; wait 2>/dev/null; "$LAB" down >/dev/null 2>&1; [ -n "${MOS_BENCH_LOGS:-}" ] && cp -r "$W"/. "$MOS_BENCH_LOGS"/; rm -rf "$W"' EXIT
+# stderr goes quiet first: bash reports each daemon it kills here ("Killed"), after the result
+# line that must stay last
+trap 'exec 2>/dev/null; jobs -p | xargs -r kill -9; wait; "$LAB" down >/dev/null; [ -n "${MOS_BENCH_LOGS:-}" ] && mkdir -p "$MOS_BENCH_LOGS" && cp -r "$W"/. "$MOS_BENCH_LOGS"/; rm -rf "$W"' EXIT
 AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 RANDOM=$SEED
 STEPS=40 STEP_MS=40 MIB=48

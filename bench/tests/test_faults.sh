@@ -7,6 +7,7 @@ N=${MOS_FAULTS_N:-100}
 out=$("$MOS_BIN/mosbench" faults --migrations "$N" --seed "${MOS_FAULTS_SEED:-$$}" 2>&1); rc=$?
 echo "$out" | tail -12
 last=$(tail -1 <<<"$out")
+[ "${last#result faults }" != "$last" ] || last="not last: $(grep "^result faults" <<<"$out" | tail -1) (last: $last)"
 if [ $rc = 0 ] && [ "$last" = "result faults migrations=$N lost=0 duplicated=0 wrong=0" ]; then
     echo "ok: $N moves under faults: none lost, duplicated or wrong"
 else
