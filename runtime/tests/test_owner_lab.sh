@@ -3,7 +3,8 @@
 # program after mosd registered it is never frozen: mosmigrate (a move and a checkpoint) is
 # refused with one line saying why, mosps shows that reason, mosd logs it once, and the process
 # runs on untouched (not traced, still root's effective uid, still on node 1). The same job
-# exec'ing a plain copy of the same program moves (the control: an exec alone is no reason).
+# exec'ing a plain copy of the same program moves (the control: an exec alone is no reason),
+# comes home into its own process and moves again (its identity holds across the return).
 # A pid reused by another process is covered by test_owner (start time), not provoked here.
 set -u
 . "$(dirname "$0")/lab_lib.sh"
@@ -44,6 +45,12 @@ p1=$(go 1 "$W/plain")
 out=$(mig "$p1" "$N2" 2>&1)
 grep -q "now runs on $N2" <<<"$out" && ok "a job that execs a plain program after registering moves to node 2" \
     || bad "plain exec did not move: '$out' ($(tail -3 "$W/mosd1.log" | tr '\n' '|'))"
+out=$(mig "$p1" home 2>&1)
+grep -q "now runs on $N1" <<<"$out" && [ "$(awk '/^PPid:/ { print $2 }' /proc/"$p1"/status)" = "$run1" ] \
+    && ok "it comes home natively, mosrun's child again" || bad "1 -> home: '$out'"
+out=$(mig "$p1" "$N2" 2>&1)
+grep -q "now runs on $N2" <<<"$out" && ok "back home it is still the process registered: it moves again" \
+    || bad "second move refused: '$out'"
 
 # 2. the same job exec'ing the set-uid-root copy stays, untouched
 run2=$(job 2 "$W/suid")
