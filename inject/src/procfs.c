@@ -180,9 +180,7 @@ int mos_proc_ident_read(pid_t pid, struct mos_proc_ident *id)
     if (stat(path, &status_file) != 0)
         return -errno;
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-    if (stat(path, &exe) != 0)
-        return -errno;
     id->status_uid = status_file.st_uid;
-    id->exe_setid = (exe.st_mode & (S_ISUID | S_ISGID)) != 0;
+    id->exe_setid = stat(path, &exe) != 0 ? -1 : (exe.st_mode & (S_ISUID | S_ISGID)) != 0;
     return 0;
 }

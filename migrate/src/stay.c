@@ -305,6 +305,8 @@ static int plain_user(const struct mos_proc_ident *now, uid_t uid, gid_t gid, ch
         REFUSE("holds capabilities (CapEff %llx, CapPrm %llx, CapAmb %llx)",
                (unsigned long long)now->cap_eff, (unsigned long long)now->cap_prm,
                (unsigned long long)now->cap_amb);
+    if (now->exe_setid < 0)
+        REFUSE("has no program to inspect (it has exited?)");
     if (now->exe_setid)
         REFUSE("runs a set-uid or set-gid program");
     if (now->status_uid != uid)

@@ -99,6 +99,7 @@ static void cap_prm(struct mos_proc_ident *id) { id->cap_prm = 1; }
 static void cap_amb(struct mos_proc_ident *id) { id->cap_amb = 1ull << 12; }
 static void setid_exe(struct mos_proc_ident *id) { id->exe_setid = 1; }
 static void undumpable(struct mos_proc_ident *id) { id->status_uid = 0; }
+static void no_exe(struct mos_proc_ident *id) { id->exe_setid = -1; }
 
 static void test_compare(void **state)
 {
@@ -114,6 +115,7 @@ static void test_compare(void **state)
     refused(cap_amb, "capabilities");
     refused(setid_exe, "set-uid or set-gid program");
     refused(undumpable, "not dumpable");
+    refused(no_exe, "no program to inspect");
 }
 
 static void test_root_job(void **state)

@@ -81,7 +81,8 @@ struct mos_proc_ident {
     uid_t status_uid; /* owner of /proc/PID/status: the kernel makes it root while the process
                          is not dumpable (a set-id exec, a change of uid, PR_SET_DUMPABLE 0);
                          /proc/PID itself keeps the user's uid */
-    int exe_setid;  /* its program file has a set-uid or set-gid bit */
+    int exe_setid;  /* its program file has a set-uid or set-gid bit: 1; 0 if not; -1 when
+                       there is none to look at (a zombie) */
 };
 /* The text-borne fields from /proc/PID/status and /proc/PID/stat text (tests, fuzzing): every
  * one of Uid, Gid, CapPrm, CapEff, CapAmb and PPid must be there, well formed. status_uid and
