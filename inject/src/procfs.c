@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static FILE *status_open(pid_t pid)
@@ -76,4 +77,110 @@ int mos_proc_stat_read(pid_t pid, struct mos_proc_stat *st)
         return n < 0 ? -errno : MOS_E_PROTO;
     buf[n] = '\0';
     return mos_proc_stat_parse(buf, st);
+}
+
+/* "KEY:" at a line's start in text: what follows it, or NULL. */
+static const char *status_value(const char *text, const char *key)
+{
+    size_t len = strlen(key);
+
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, key, len) == 0 && p[len] == ':')
+            return p + len + 1;
+    return NULL;
+}
+
+/* n unsigned decimal ids, separated by blanks, each below 2^32 - 1 (-1 is no id). */
+static int ids_parse(const char *v, unsigned out[], int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *e;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (*v < '0' || *v > '9')
+            return MOS_E_PROTO;
+        errno = 0;
+        unsigned long long x = strtoull(v, &e, 10);
+        if (errno == ERANGE || x >= 0xffffffffull)
+            return MOS_E_PROTO;
+        out[i] = (unsigned)x;
+        v = e;
+    }
+    return 0;
+}
+
+static int hex_parse(const char *v, uint64_t *out)
+{
+    char *e;
+
+    while (v && (*v == ' ' || *v == '\t'))
+        v++;
+    if (!v || !((*v >= '0' && *v <= '9') || (*v >= 'a' && *v <= 'f')))
+        return MOS_E_PROTO;
+    errno = 0;
+    *out = strtoull(v, &e, 16);
+    return errno == ERANGE ? MOS_E_PROTO : 0;
+}
+
+int mos_proc_ident_parse(const char *status, const char *stat, struct mos_proc_ident *id)
+{
+    struct mos_proc_stat st;
+    unsigned uids[MOS_ID_FIELDS], gids[MOS_ID_FIELDS], ppid;
+    const char *u = status_value(status, "Uid"), *g = status_value(status, "Gid");
+    const char *pp = status_value(status, "PPid");
+
+    memset(id, 0, sizeof(*id));
+    if (!u || !g || !pp || ids_parse(u, uids, MOS_ID_FIELDS) != 0 ||
+        ids_parse(g, gids, MOS_ID_FIELDS) != 0 || ids_parse(pp, &ppid, 1) != 0 ||
+        ppid > 0x7fffffffu ||
+        hex_parse(status_value(status, "CapPrm"), &id->cap_prm) != 0 ||
+        hex_parse(status_value(status, "CapEff"), &id->cap_eff) != 0 ||
+        hex_parse(status_value(status, "CapAmb"), &id->cap_amb) != 0 ||
+        mos_proc_stat_parse(stat, &st) != 0)
+        return MOS_E_PROTO;
+    for (int i = 0; i < MOS_ID_FIELDS; i++) {
+        id->uid[i] = (uid_t)uids[i];
+        id->gid[i] = (gid_t)gids[i];
+    }
+    id->ppid = (pid_t)ppid;
+    id->start_time = st.f[MOS_STAT_STARTTIME];
+    return 0;
+}
+
+/* A whole small /proc file into buf (NUL-terminated). 0 or -errno. */
+static int proc_file(pid_t pid, const char *name, char *buf, size_t len)
+{
+    char path[64];
+    size_t got = 0;
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
+        got += (size_t)n;
+    int rc = n < 0 ? -errno : 0;
+    close(fd);
+    buf[got] = '\0';
+    return rc;
+}
+
+int mos_proc_ident_read(pid_t pid, struct mos_proc_ident *id)
+{
+    char status[8192], stat_text[2048], path[64];
+    struct stat status_file, exe;
+    int rc;
+
+    if ((rc = proc_file(pid, "status", status, sizeof(status))) != 0 ||
+        (rc = proc_file(pid, "stat", stat_text, sizeof(stat_text))) != 0 ||
+        (rc = mos_proc_ident_parse(status, stat_text, id)) != 0)
+        return rc;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (stat(path, &status_file) != 0)
+        return -errno;
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    id->status_uid = status_file.st_uid;
+    id->exe_setid = stat(path, &exe) != 0 ? -1 : (exe.st_mode & (S_ISUID | S_ISGID)) != 0;
+    return 0;
 }

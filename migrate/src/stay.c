@@ -259,6 +259,86 @@ out:
     return rc;
 }
 
+static int same_process(const struct mos_proc_ident *reg, const struct mos_proc_ident *now,
+                        char *reason, size_t len)
+{
+    int rc = 0;
+
+    if (now->start_time != reg->start_time)
+        REFUSE("is not the registered process any more (started at tick %llu, not %llu: its "
+               "pid was reused)", now->start_time, reg->start_time);
+    if (now->ppid != reg->ppid)
+        REFUSE("has a new parent (pid %d, registered under %d)", (int)now->ppid,
+               (int)reg->ppid);
+out:
+    return rc;
+}
+
+static int ids_all(const unsigned *ids, unsigned want)
+{
+    for (int i = 0; i < MOS_ID_FIELDS; i++)
+        if (ids[i] != want)
+            return 0;
+    return 1;
+}
+
+/* No more than uid's and gid's rights: what a set-id exec or a capability would add. */
+static int plain_user(const struct mos_proc_ident *now, uid_t uid, gid_t gid, char *reason,
+                      size_t len)
+{
+    unsigned uids[MOS_ID_FIELDS], gids[MOS_ID_FIELDS];
+    int rc = 0;
+
+    for (int i = 0; i < MOS_ID_FIELDS; i++) {
+        uids[i] = (unsigned)now->uid[i];
+        gids[i] = (unsigned)now->gid[i];
+    }
+    if (!ids_all(uids, (unsigned)uid))
+        REFUSE("runs as uids %u/%u/%u/%u (real/effective/saved/fs), not only its owner's %u "
+               "(a set-uid program?)", uids[0], uids[1], uids[2], uids[3], (unsigned)uid);
+    if (!ids_all(gids, (unsigned)gid))
+        REFUSE("runs as gids %u/%u/%u/%u (real/effective/saved/fs), not only its owner's %u "
+               "(a set-gid program?)", gids[0], gids[1], gids[2], gids[3], (unsigned)gid);
+    if (uid == 0)
+        goto out; /* root has nothing more to gain */
+    if (now->cap_eff || now->cap_prm || now->cap_amb)
+        REFUSE("holds capabilities (CapEff %llx, CapPrm %llx, CapAmb %llx)",
+               (unsigned long long)now->cap_eff, (unsigned long long)now->cap_prm,
+               (unsigned long long)now->cap_amb);
+    if (now->exe_setid < 0)
+        REFUSE("has no program to inspect (it has exited?)");
+    if (now->exe_setid)
+        REFUSE("runs a set-uid or set-gid program");
+    if (now->status_uid != uid)
+        REFUSE("is not dumpable (a set-id program ran in it, or it asked so with "
+               "PR_SET_DUMPABLE)");
+out:
+    return rc;
+}
+
+int mos_ident_compare(const struct mos_proc_ident *registered, const struct mos_proc_ident *now,
+                      uid_t uid, gid_t gid, char *why, size_t len)
+{
+    int rc = same_process(registered, now, why, len);
+
+    return rc != 0 ? rc : plain_user(now, uid, gid, why, len);
+}
+
+int mos_migrate_owner_check(pid_t pid, const struct mos_job_owner *o, char *reason, size_t len)
+{
+    struct mos_proc_ident now;
+    int rc = mos_proc_ident_read(pid, &now);
+
+    /* alive after the read: what was read was the registered process, not a pid reused */
+    if (o->pidfd <= 0 || syscall(SYS_pidfd_send_signal, o->pidfd, 0, NULL, 0) != 0)
+        REFUSE("is not the registered process any more (it has ended%s)",
+               o->pidfd <= 0 ? ", or was never seen" : "");
+    if (rc == 0)
+        rc = mos_ident_compare(o->registered, &now, o->uid, o->gid, reason, len);
+out:
+    return rc;
+}
+
 int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char *reason,
                    size_t len)
 {
@@ -268,6 +348,9 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
     size_t nfds = 0;
     int rc;
 
+    /* first: nothing else is looked at in a process that is not the job's own */
+    if (opts && opts->owner && (rc = mos_migrate_owner_check(pid, opts->owner, reason, len)))
+        return rc;
     rc = status_field(pid, "Threads", &threads);
     if (rc == 0)
         rc = status_field(pid, "TracerPid", &tracer);

@@ -95,6 +95,9 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
         /* Demand, not the share it gets: on an overloaded node a CPU-bound job gets little CPU
          * yet is runnable all the time. A running average of samples of its state. */
         job->demand = job->seen_ns ? 0.6 * job->demand + 0.4 * runnable : (runnable ? 1.0 : 0.5);
+        struct mos_job_owner owner;
+        mosd_job_owner(job, &owner);
+        dopts.owner = job->supervisor ? NULL : &owner;
         if (!job->supervisor && mos_migrate_check(job->pid, &dopts, reason, sizeof(reason)))
             continue;
         job->seen_ns = now;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -52,25 +53,56 @@ static void start_move_now(evutil_socket_t fd, short what, void *arg)
     free(sm);
 }
 
-/* mosrun registers the job it started: the job must be its own child. */
+/* The process pid names now, held by a pidfd: its identity is read after the pidfd is taken
+ * and while it is still alive, so it is that process's and not a pid reused meanwhile. */
+static int hold_process(pid_t pid, int *pidfd, struct mos_proc_ident *id)
+{
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+    if (fd < 0)
+        return mos_errno_status();
+    int rc = mos_proc_ident_read(pid, id);
+    if (rc == 0 && syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) != 0)
+        rc = -ESRCH;
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    *pidfd = fd;
+    return 0;
+}
+
+/* mosrun registers the job it started: the job must be its own child. The process is held and
+ * its identity kept: a set-id exec or a pid reused later keeps it from every freeze (the
+ * rights it runs with are judged there, not here: a job may run a set-id program at home). */
 static struct json_object *op_register(struct mosd_client *c, struct bufferevent *bev,
                                        struct json_object *req)
 {
     struct mosd_register_req rr;
-    struct mos_proc_stat ps;
+    struct mos_proc_ident id;
     struct mosd_job *job;
     char why[128];
+    int pidfd = -1;
 
     if (mosd_register_parse(req, &rr, why, sizeof(why)) != 0)
         return mosd_reply_error("%s", why);
     pid_t pid = rr.pid;
-    if (mos_proc_stat_read(pid, &ps) != 0 || (pid_t)ps.f[MOS_STAT_PPID] != c->cred.pid)
-        return mosd_reply_error("pid %d is not a child of the registering process", (int)pid);
     if (mosd_job_find(c->d, pid))
         return mosd_reply_error("pid %d is already registered", (int)pid);
+    int rc = hold_process(pid, &pidfd, &id);
+    if (rc == 0 && id.ppid != c->cred.pid) {
+        close(pidfd);
+        rc = -EPERM;
+    }
+    if (rc != 0)
+        return mosd_reply_error("pid %d is not a child of the registering process", (int)pid);
     job = mosd_job_add(c->d);
-    if (!job)
+    if (!job) {
+        close(pidfd);
         return mosd_reply_error("out of memory");
+    }
+    job->pidfd = pidfd;
+    job->ident = id;
     job->pid = job->home_pid = pid;
     job->uid = c->cred.uid;
     job->gid = c->cred.gid;
@@ -121,7 +153,9 @@ static struct json_object *op_list(struct mosd_client *c, struct json_object *re
         /* Stay reasons of jobs at home are looked at now: they change as a job runs. */
         if (!job->supervisor && !job->moving && !job->native &&
             strcmp(job->where, c->d->cfg.nodes[c->d->self].name) == 0) {
-            struct mos_dump_opts dopts = {.fds_at_home = 1};
+            struct mos_job_owner owner;
+            mosd_job_owner(job, &owner);
+            struct mos_dump_opts dopts = {.fds_at_home = 1, .owner = &owner};
             job->stay[0] = '\0';
             mos_migrate_check(job->pid, &dopts, job->stay, sizeof(job->stay));
         }

@@ -111,7 +111,7 @@ static int exec_worker_start(struct mosd *d, struct mosd_job *job, int target,
     }
     if (pid == 0) {
         close(pipefd[0]);
-        mosd_close_in_child(d, -1, 0);
+        mosd_close_in_child(d, -1, -1, 0);
         exec_worker(d, target, req, pipefd[1]);
     }
     close(pipefd[1]);

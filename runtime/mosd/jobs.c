@@ -2,6 +2,7 @@
 #include "mosd.h"
 
 #include "mos/clock.h"
+#include "mos/migrate.h"
 
 #include <pwd.h>
 #include <stdio.h>
@@ -123,6 +124,8 @@ void mosd_job_remove(struct mosd *d, struct mosd_job *job)
         close(job->sup_ctl);
     if (job->move_reply_fd > 0)
         close(job->move_reply_fd);
+    if (job->pidfd > 0)
+        close(job->pidfd);
     d->jobs[i] = d->jobs[--d->n_jobs];
 }
 
@@ -132,6 +135,12 @@ void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner)
 
     while ((job = mosd_job_by_owner(d, owner)))
         mosd_job_remove(d, job);
+}
+
+void mosd_job_owner(const struct mosd_job *job, struct mos_job_owner *o)
+{
+    *o = (struct mos_job_owner){.registered = &job->ident, .pidfd = job->pidfd,
+                                .uid = job->uid, .gid = job->gid};
 }
 
 struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job)

@@ -24,6 +24,7 @@
 #include "mos/config.h"
 #include "mos/gossip.h"
 #include "mos/key.h"
+#include "mos/procfs.h"
 #include "mos/transport.h"
 
 #include <event2/bufferevent.h>
@@ -34,6 +35,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+
+struct mos_job_owner; /* mos/migrate.h */
 
 #define MOSD_TOKEN_BYTES 32
 #define MOSD_MIGRATION_TIMEOUT_MS 120000
@@ -48,6 +51,10 @@ struct mosd_job {
     int id;
     pid_t pid;               /* local pid (at home: the native process) */
     pid_t home_pid;          /* pid at its home node, what getpid() returns */
+    /* home jobs: the process registered, as it was then; every freeze checks it is still that
+     * process with no more than uid's rights (mos_job_owner) */
+    int pidfd;
+    struct mos_proc_ident ident;
     uid_t uid;
     gid_t gid;
     char cmd[256];
@@ -269,6 +276,8 @@ struct mosd_job *mosd_job_guest(struct mosd *d, const char *home, pid_t home_pid
 size_t mosd_jobs_guests(const struct mosd *d);
 void mosd_job_remove(struct mosd *d, struct mosd_job *job);
 void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner);
+/* A home job's registered process and user, for mos_dump_opts.owner. */
+void mosd_job_owner(const struct mosd_job *job, struct mos_job_owner *o);
 struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job);
 
 /* ---- messages.c: what mosd says and hears */
@@ -308,9 +317,10 @@ void mosd_cgroup_borrow(pid_t pid, char *was, size_t len);
 /* ---- child.c */
 /* In a child forked from mosd (a migration worker, an acceptor that becomes a supervisor):
  * close what belongs to the daemon, so that a long-lived child neither keeps mosd's sockets
- * bound after it exits nor holds its clients' connections open. keep_fd stays open; the
- * transport listener too with keep_listener (an acceptor's handshake uses its options). */
-void mosd_close_in_child(struct mosd *d, int keep_fd, int keep_listener);
+ * bound after it exits nor holds its clients' connections (or its jobs' pidfds) open. keep_fd
+ * and keep_pidfd stay open; the transport listener too with keep_listener (an acceptor's
+ * handshake uses its options). */
+void mosd_close_in_child(struct mosd *d, int keep_fd, int keep_pidfd, int keep_listener);
 
 /* ---- gossip.c */
 int mosd_gossip_start(struct mosd *d);
@@ -353,6 +363,9 @@ struct mosd_stream_how {
     void *arg;
     int shell;         /* the original stays as a shell (a job leaving home) */
     int guest;         /* it is a guest here: its seccomp filter and no_new_privs are ours */
+    /* a job leaving home: the process must still be the one registered, with no more than its
+     * user's rights, right before the freeze and again once frozen */
+    const struct mos_job_owner *owner;
     int listener;      /* the guest's seccomp listener, when a home call is held */
     uint64_t held;     /* that call */
     int held_answered; /* it was answered (-ERESTARTNOINTR) once the freeze began */

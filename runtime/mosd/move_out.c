@@ -41,6 +41,23 @@ static void reply_requester(struct mosd_job *job, int ok, const char *text)
 
 /* ---- the request ---------------------------------------------------------------------- */
 
+/* A job at home is checked before anything of a move or checkpoint starts: still the process
+ * registered, with no more than its user's rights. The reason becomes its stay reason. */
+static int owner_refuses(struct mosd_job *job, char *reason, size_t len)
+{
+    struct mos_job_owner owner;
+
+    mosd_job_owner(job, &owner);
+    int rc = mos_migrate_owner_check(job->pid, &owner, reason, len);
+    if (rc == 0)
+        return 0;
+    if (rc != MOS_E_NOT_MIGRATABLE)
+        snprintf(reason, len, "cannot be inspected (%s)", mos_strerror(rc));
+    snprintf(job->stay, sizeof(job->stay), "%.*s", (int)sizeof(job->stay) - 1, reason);
+    mos_warn("mosd", "job %d (pid %d) stays: it %s", job->id, (int)job->pid, reason);
+    return rc;
+}
+
 static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port);
 
 struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *requester,
@@ -69,6 +86,9 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
         return mosd_reply_error("pid %d is already moving to %s", (int)pid, job->target);
     if (!job->owner)
         return mosd_reply_error("pid %d has no deputy (not started with mosrun)", (int)pid);
+    if (strcmp(job->where, d->cfg.nodes[d->self].name) == 0 &&
+        owner_refuses(job, reason, sizeof(reason)) != 0)
+        return mosd_reply_error("pid %d stays: it %s", (int)pid, reason);
     if (strcmp(to, "checkpoint") == 0) {
         /* its mosrun, the job's parent and owner, writes it; the answer comes back from it */
         struct json_object *ck = json_object_new_object();
@@ -211,7 +231,7 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
 {
     const char *name = d->cfg.nodes[target].name;
     struct mos_dump_opts dopts = {.fds_at_home = 1, /* they stay with mosrun, the deputy */
-                                  .sandbox_ours = how->guest};
+                                  .sandbox_ours = how->guest, .owner = how->owner};
     struct mos_send_hooks hooks = {.before_commit = how_before_commit, .retire = how_retire,
                                    .on_abort = how_abort, .arg = how};
     struct mos_img_io *io = NULL;
@@ -224,6 +244,13 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
     }
     how->pid = pid;
     why[0] = '\0';
+    /* between the request and now (mosrun's prepare) it may have run a set-id program */
+    if (how->owner && (rc = mos_migrate_owner_check(pid, how->owner, why, len)) != 0) {
+        char reason[200];
+        snprintf(reason, sizeof(reason), "%s", rc == MOS_E_NOT_MIGRATABLE ? why : mos_strerror(rc));
+        snprintf(why, len, "pid %d stays: it %s", (int)pid, reason);
+        return rc;
+    }
     rc = send_header(d, target, g, &conn, why, len);
     if (rc == MOS_E_PROTO) {
         char reason[200];
@@ -243,6 +270,8 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
     how->bytes = stats.bytes + stats.bulk_pages * (uint64_t)sysconf(_SC_PAGESIZE);
     if (rc != 0 && how->retired)
         snprintf(why, len, "the commit did not reach %s: %s", name, mos_strerror(rc));
+    else if (rc == MOS_E_NOT_MIGRATABLE) /* found once frozen; the reason is in the log */
+        snprintf(why, len, "pid %d stays: a stay reason appeared as it was frozen", (int)pid);
     else if (rc != 0)
         snprintf(why, len, "%s did not take the job (%s); it continues where it was", name,
                  mos_strerror(rc));
@@ -283,8 +312,10 @@ static int move_out(const struct out_args *a, uint64_t *bytes, char *why, size_t
     snprintf(g.cmd, sizeof(g.cmd), "%s", a->job.cmd);
     memcpy(g.token, a->job.token, sizeof(g.token));
     /* a mosrun that says where its own descriptors start can take the job back natively */
+    struct mos_job_owner owner;
+    mosd_job_owner(&a->job, &owner);
     struct mosd_stream_how how = {.before_commit = tell_owner_migrated, .arg = (void *)a,
-                             .shell = a->job.owner_fd_min > 0};
+                             .shell = a->job.owner_fd_min > 0, .owner = &owner};
     int rc = mosd_stream_guest(d, a->target, &g, a->job.pid, &how, why, len);
     *bytes = how.bytes;
     return rc;
@@ -386,7 +417,7 @@ static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port)
     }
     if (worker == 0) {
         close(pipefd[0]);
-        mosd_close_in_child(d, a.owner_fd, 0);
+        mosd_close_in_child(d, a.owner_fd, a.job.pidfd, 0);
         worker_main(&a, pipefd[1]);
     }
     close(pipefd[1]);

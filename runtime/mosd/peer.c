@@ -55,7 +55,7 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl, int
 
     signal(SIGCHLD, SIG_DFL);
     signal(SIGALRM, SIG_DFL);
-    mosd_close_in_child(d, ctl, 1);
+    mosd_close_in_child(d, ctl, -1, 1);
     alarm(MOSD_HANDSHAKE_S); /* the whole handshake, however slowly its bytes come */
     rc = mos_tp_accept_socket(d->tp_listener, sock, &c);
     mos_tp_listener_close(d->tp_listener); /* the port is mosd's */

@@ -69,4 +69,27 @@ enum {
  * Returns how many of the keys were found (0..n), or -errno when the file cannot be read. */
 int mos_proc_status_masks(pid_t pid, const char *const keys[], int n, uint64_t *mask);
 
+/* Who a process is and what it may do: enough to tell, later, that a pid is still the process
+ * seen then and still runs with no more than its user's rights. */
+enum { MOS_ID_REAL, MOS_ID_EFFECTIVE, MOS_ID_SAVED, MOS_ID_FS, MOS_ID_FIELDS };
+struct mos_proc_ident {
+    uid_t uid[MOS_ID_FIELDS]; /* status "Uid:" */
+    gid_t gid[MOS_ID_FIELDS]; /* status "Gid:" */
+    uint64_t cap_prm, cap_eff, cap_amb;
+    pid_t ppid;
+    unsigned long long start_time; /* stat field 22: with the pid, names one process */
+    uid_t status_uid; /* owner of /proc/PID/status: the kernel makes it root while the process
+                         is not dumpable (a set-id exec, a change of uid, PR_SET_DUMPABLE 0);
+                         /proc/PID itself keeps the user's uid */
+    int exe_setid;  /* its program file has a set-uid or set-gid bit: 1; 0 if not; -1 when
+                       there is none to look at (a zombie) */
+};
+/* The text-borne fields from /proc/PID/status and /proc/PID/stat text (tests, fuzzing): every
+ * one of Uid, Gid, CapPrm, CapEff, CapAmb and PPid must be there, well formed. status_uid and
+ * exe_setid are left 0. 0 or MOS_E_PROTO. */
+int mos_proc_ident_parse(const char *status, const char *stat, struct mos_proc_ident *id);
+/* The same read from /proc, status_uid and exe_setid included. 0, -errno (-ENOENT: no such
+ * process) or MOS_E_PROTO. */
+int mos_proc_ident_read(pid_t pid, struct mos_proc_ident *id);
+
 #endif

@@ -33,6 +33,17 @@ int mos_img_io_tp_open(mos_tp_conn_t *conn, int timeout_ms, unsigned flags,
 void mos_img_io_close(struct mos_img_io *io);
 
 /* ---- Capture. */
+struct mos_proc_ident; /* mos/procfs.h */
+/* A job as its node registered it: the process then (its identity and a pidfd on it) and the
+ * user it belongs to. A freeze as root must never take a process that is no longer that one
+ * (its pid reused) or that now holds more than that user's rights (a set-id exec, capabilities):
+ * its memory would travel into an image, or it would be recreated as the user. */
+struct mos_job_owner {
+    const struct mos_proc_ident *registered;
+    int pidfd; /* pidfd_open of the registered process */
+    uid_t uid;
+    gid_t gid;
+};
 struct mos_dump_opts {
     int close_other_fds; /* fds of types that cannot travel are left closed instead of refusing */
     int fds_at_home;     /* a migration with a deputy: the fds stay at home, none is carried or
@@ -48,6 +59,9 @@ struct mos_dump_opts {
      * way out with the call ready to run again wherever it is restored. */
     void (*on_interrupt)(void *arg);
     void *on_interrupt_arg;
+    /* When set, a stay reason too: pid is no longer the owner's registered process, or runs
+     * with more than the owner's rights (mos_migrate_owner_check, before and after freezing). */
+    const struct mos_job_owner *owner;
 };
 struct mos_dump_stats {
     uint64_t freeze_ns;   /* stay-reason check + seize + interrupt */
@@ -61,6 +75,16 @@ struct mos_dump;
 /* Stay reasons: why pid cannot migrate. Returns 0 (migratable), MOS_E_NOT_MIGRATABLE with a
  * one-line reason in reason[len], or -errno (-ESRCH: no such process). */
 int mos_migrate_check(pid_t pid, const struct mos_dump_opts *opts, char *reason, size_t len);
+/* Whether `now` is still the process `registered` describes (same start time and parent) and
+ * runs with no more than uid and gid: every uid and gid field theirs, and (for a uid other than
+ * root) no capability, dumpable, no set-id program. 0, or MOS_E_NOT_MIGRATABLE with one reason
+ * in why[len] (phrased to follow "it"). No I/O. */
+int mos_ident_compare(const struct mos_proc_ident *registered, const struct mos_proc_ident *now,
+                      uid_t uid, gid_t gid, char *why, size_t len);
+/* mos_ident_compare on pid as /proc shows it now, read while o->pidfd says the registered
+ * process is still alive (so what was read was that process). 0, MOS_E_NOT_MIGRATABLE with
+ * why[len], or -errno when /proc cannot be read. */
+int mos_migrate_owner_check(pid_t pid, const struct mos_job_owner *o, char *why, size_t len);
 
 /* Check stay reasons, then freeze pid (PTRACE_SEIZE + PTRACE_INTERRUPT) and check again.
  * On MOS_E_NOT_MIGRATABLE the reason is logged and the process runs on untouched. */
