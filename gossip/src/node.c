@@ -16,12 +16,12 @@
 
 static const char *const state_names[] = {
     [MOS_GOSSIP_UNKNOWN] = "unknown", [MOS_GOSSIP_ALIVE] = "alive",
-    [MOS_GOSSIP_DEAD] = "dead", [MOS_GOSSIP_LEFT] = "left",
+    [MOS_GOSSIP_DEAD] = "dead", [MOS_GOSSIP_LEFT] = "left", [MOS_GOSSIP_SUSPECT] = "suspect",
 };
 
 const char *mos_gossip_state_name(enum mos_gossip_state state)
 {
-    return (unsigned)state <= MOS_GOSSIP_LEFT ? state_names[state] : "?";
+    return (unsigned)state <= MOS_GOSSIP_SUSPECT ? state_names[state] : "?";
 }
 
 /* Boot ids are ordered so that receivers can refuse older boots: the wall clock at start, in
@@ -189,6 +189,9 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
     g->refresh = p->refresh;
     g->refresh_arg = p->refresh_arg;
     g->dead_steps = dead_limit_steps(cfg, g->n, g->window);
+    g->probe_ms = MOS_GOSSIP_PROBE_STEPS * g->interval_ms;
+    if (g->probe_ms < MOS_GOSSIP_PROBE_MIN_MS)
+        g->probe_ms = MOS_GOSSIP_PROBE_MIN_MS;
     struct mos_gossip_core_params cp = {
         .n_slots = g->n, .self = g->self, .window = g->window,
         .dead_after = g->dead_steps * g->interval_ms};
@@ -235,13 +238,24 @@ void mos_gossip_set_local(struct mos_gossip *g, const struct mos_gossip_info *in
     memcpy(me->info.addr, me->addr, 16);
 }
 
+/* An entry passed the limit: a node that announced it leaves is gone; any other is only
+ * suspect until the probes tell (suspect.c). */
+struct expire_ctx {
+    struct mos_gossip *g;
+    uint32_t now;
+};
+
 static void on_dead(void *arg, uint32_t slot)
 {
-    struct mos_gossip *g = arg;
+    const struct expire_ctx *x = arg;
+    struct mos_gossip *g = x->g;
 
-    g->stats.presumed_dead++;
-    mos_info("gossip", "node %s presumed dead (no news for %u steps)", g->cfg->nodes[slot].name,
-             g->dead_steps);
+    if (g->peers[slot].info.flags & MOS_GOSSIP_F_LEAVING) {
+        g->stats.presumed_dead++;
+        g->peers[slot].dead = 1;
+        return;
+    }
+    gossip_suspect(g, slot, x->now);
 }
 
 static int datagram_encode(struct mos_gossip *g, size_t n_items, uint8_t *buf, size_t cap)
@@ -267,7 +281,9 @@ int mos_gossip_step(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t 
         g->refresh(g->refresh_arg, &own);
         mos_gossip_set_local(g, &own);
     }
-    mos_gossip_core_expire(g->core, now_ms, on_dead, g);
+    struct expire_ctx x = {.g = g, .now = now_ms};
+    gossip_suspects_step(g, now_ms); /* before new suspects, which were just pinged */
+    mos_gossip_core_expire(g->core, now_ms, on_dead, &x);
     n_items = mos_gossip_core_tick(g->core, now_ms, &g->rng, target, g->items);
     if (*target == MOS_GOSSIP_NO_SLOT)
         return 0;
@@ -282,7 +298,7 @@ int mos_gossip_leave_datagram(struct mos_gossip *g, uint32_t now_ms, uint8_t *bu
     return datagram_encode(g, 1, buf, cap);
 }
 
-static int drop(struct mos_gossip *g, enum mos_gossip_drop why, enum mos_gossip_drop *out)
+int gossip_drop(struct mos_gossip *g, enum mos_gossip_drop why, enum mos_gossip_drop *out)
 {
     g->stats.dropped[why]++;
     *out = why;
@@ -292,7 +308,8 @@ static int drop(struct mos_gossip *g, enum mos_gossip_drop why, enum mos_gossip_
 /* A peer's boot and sequence: a newer boot starts over, an older one is refused (else two
  * captured datagrams of two boots, alternated, would each start over for ever); within a boot
  * only a newer sequence number counts. */
-static int replay_check(struct mos_gossip *g, uint32_t slot, const struct mos_gossip_wire_header *h)
+int gossip_replay_check(struct mos_gossip *g, uint32_t slot,
+                        const struct mos_gossip_wire_header *h)
 {
     struct gossip_peer *p = &g->peers[slot];
 
@@ -312,6 +329,23 @@ static int replay_check(struct mos_gossip *g, uint32_t slot, const struct mos_go
     return 0;
 }
 
+/* News of a suspect or a node presumed dead: it is alive. */
+static void peer_alive_again(struct mos_gossip *g, uint32_t slot)
+{
+    struct gossip_peer *p = &g->peers[slot];
+
+    if (p->suspect && !p->dead) {
+        g->stats.refuted++;
+        mos_info("gossip", "node %s is alive (it was suspect)", g->cfg->nodes[slot].name);
+    } else {
+        g->stats.returned++;
+        mos_info("gossip", "node %s is alive", g->cfg->nodes[slot].name);
+    }
+    if (p->suspect)
+        g->n_suspect--;
+    p->suspect = p->dead = 0; /* the probe's nonce stays until its ack or the next probe */
+}
+
 /* Take the payload of the entries the core accepted as news. */
 static void input_apply(struct mos_gossip *g, size_t n)
 {
@@ -329,31 +363,13 @@ static void input_apply(struct mos_gossip *g, size_t n)
             g->stats.left++;
             mos_info("gossip", "node %s leaves", g->cfg->nodes[slot].name);
         } else if (g->results[i] == MOS_GOSSIP_MERGE_RETURNED && !leaving) {
-            g->stats.returned++;
-            mos_info("gossip", "node %s is alive", g->cfg->nodes[slot].name);
+            peer_alive_again(g, slot);
         }
     }
 }
 
-int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, size_t len,
-                     enum mos_gossip_drop *why)
+void gossip_merge(struct mos_gossip *g, uint32_t now_ms, size_t n)
 {
-    struct mos_gossip_wire_header h;
-    uint32_t sender;
-    size_t n;
-
-    g->stats.received++;
-    if (g->test_loss > 0 &&
-        (double)(g->rng.next(g->rng.arg) >> 11) * 0x1p-53 < g->test_loss)
-        return drop(g, MOS_GOSSIP_DROP_TEST_LOSS, why);
-    if (mos_gossip_wire_parse(g->key, buf, len, &h, g->entries, why) != 0)
-        return drop(g, *why, why);
-    sender = gossip_slot_of(g, g->entries[0].info.addr);
-    if (sender == MOS_GOSSIP_NO_SLOT || sender == g->self)
-        return drop(g, MOS_GOSSIP_DROP_UNKNOWN, why);
-    if (replay_check(g, sender, &h) != 0)
-        return drop(g, MOS_GOSSIP_DROP_REPLAY, why);
-    n = h.n_entries;
     for (size_t i = 0; i < n; i++) {
         uint32_t slot = gossip_slot_of(g, g->entries[i].info.addr);
         if (slot == MOS_GOSSIP_NO_SLOT)
@@ -363,6 +379,29 @@ int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, 
     /* Slots out of range (MOS_GOSSIP_NO_SLOT) and our own are ignored by the core. */
     mos_gossip_core_receive(g->core, now_ms, g->items, n, g->results);
     input_apply(g, n);
+}
+
+int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, size_t len,
+                     enum mos_gossip_drop *why)
+{
+    struct mos_gossip_wire_header h;
+    struct mos_gossip_wire_probe probe;
+    uint32_t sender;
+
+    g->stats.received++;
+    if (g->test_loss > 0 &&
+        (double)(g->rng.next(g->rng.arg) >> 11) * 0x1p-53 < g->test_loss)
+        return gossip_drop(g, MOS_GOSSIP_DROP_TEST_LOSS, why);
+    if (mos_gossip_wire_parse(g->key, buf, len, &h, g->entries, &probe, why) != 0)
+        return gossip_drop(g, *why, why);
+    if (h.type != MOS_GOSSIP_TYPE_VECTOR)
+        return gossip_probe_input(g, now_ms, &h, &probe, why);
+    sender = gossip_slot_of(g, g->entries[0].info.addr);
+    if (sender == MOS_GOSSIP_NO_SLOT || sender == g->self)
+        return gossip_drop(g, MOS_GOSSIP_DROP_UNKNOWN, why);
+    if (gossip_replay_check(g, sender, &h) != 0)
+        return gossip_drop(g, MOS_GOSSIP_DROP_REPLAY, why);
+    gossip_merge(g, now_ms, h.n_entries);
     g->stats.accepted++;
     return 0;
 }
@@ -396,8 +435,10 @@ void mos_gossip_node_get(const struct mos_gossip *g, uint32_t now_ms, size_t i,
         out->state = MOS_GOSSIP_LEFT;
     else if (mos_gossip_core_alive(g->core, now_ms, (uint32_t)i))
         out->state = MOS_GOSSIP_ALIVE;
-    else
+    else if (p->dead || !p->suspect)
         out->state = MOS_GOSSIP_DEAD;
+    else
+        out->state = MOS_GOSSIP_SUSPECT;
 }
 
 void mos_gossip_stats_get(const struct mos_gossip *g, struct mos_gossip_stats *out)
