@@ -98,33 +98,26 @@ static uint64_t rng_kernel_seeded(void *arg)
     return mos_gossip_splitmix_next(arg);
 }
 
-/* A limit below the expected maximum age presumes live nodes dead now and then: say so. */
+/* A limit below the expected maximum age makes live nodes suspect all the time (each then
+ * probed, the traffic grows): say so. */
 static void check_dead_limit(const struct mos_config *cfg, uint32_t n, uint32_t window)
 {
     struct mos_gossip_age_model m;
 
     if (window + 1 >= n || mos_gossip_model(n, window + 1, &m) != 0)
         return;
-    if (cfg->dead_after_steps < 2 * m.max_age)
-        mos_warn("gossip", "dead_after_steps = %d is below twice the expected maximum age "
-                 "(%.0f steps for %u nodes, window %u): live nodes may be presumed dead",
+    if (cfg->dead_after_steps < m.max_age)
+        mos_warn("gossip", "dead_after_steps = %d is below the expected maximum age "
+                 "(%.0f steps for %u nodes, window %u): live nodes will be suspect and probed often",
                  cfg->dead_after_steps, m.max_age, n, window);
 }
 
-/* dead_after_steps, or when it is 0 (the default) twice the expected maximum age of this
- * cluster's size and window, at least 10 steps: a fixed limit would presume the live nodes of
- * a large cluster dead (the maximum age is about 440 steps at N = 1000, W = 16). */
+/* dead_after_steps, or when it is 0 (the default) the automatic limit for this size. */
 static uint32_t dead_limit_steps(const struct mos_config *cfg, uint32_t n, uint32_t window)
 {
-    struct mos_gossip_age_model m;
-    uint32_t w = window + 1 >= n ? n - 1 : window + 1;
-    double limit = 10;
-
     if (cfg->dead_after_steps > 0)
         return (uint32_t)cfg->dead_after_steps;
-    if (w >= 1 && mos_gossip_model(n, w, &m) == 0 && 2 * m.max_age > limit)
-        limit = 2 * m.max_age;
-    return (uint32_t)ceil(limit);
+    return mos_gossip_auto_limit_steps(n, window);
 }
 
 static int gossip_alloc(struct mos_gossip *g)

@@ -99,6 +99,12 @@ struct mos_gossip_age_model {
 /* Fill model for n >= 2 nodes and 1 <= window < n. Returns 0 or -EINVAL. */
 int mos_gossip_model(unsigned n, unsigned window, struct mos_gossip_age_model *model);
 
+/* The automatic limit, in steps, past which an entry makes its node suspect (dead_after_steps
+ * = 0): above the largest age the algorithm produces for n nodes sending `window` others
+ * (simulated at this size up to 256 nodes, else the model's maximum), at least 10. Takes up
+ * to about 0.3 s (the simulation). */
+uint32_t mos_gossip_auto_limit_steps(unsigned n, unsigned window);
+
 enum mos_gossip_state {
     MOS_GOSSIP_UNKNOWN = 0, /* no news ever */
     MOS_GOSSIP_ALIVE,
