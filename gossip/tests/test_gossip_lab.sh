@@ -100,9 +100,11 @@ else bad "node 2's entry of node 5 lacks the probe figures: $line"; fi
 # --- a crashed node is presumed dead within the limit, and returns -------------------------
 others=$(seq 1 $((N - 1)))
 stop $N KILL
-limit=$((DEAD * INTERVAL + 1000))
+# suspect past the limit, dead when its probes go unanswered for 3 steps (at least 250 ms)
+probe_ms=$((3 * INTERVAL > 250 ? 3 * INTERVAL : 250))
+limit=$((DEAD * INTERVAL + probe_ms + 1000))
 if t=$(wait_for $((limit + 2000)) all_see $N dead $others) && [ "$t" -le "$limit" ]; then
-    ok "crashed node $N presumed dead by all in $t ms (limit $((DEAD * INTERVAL)) ms + 1 s)"
+    ok "crashed node $N presumed dead by all in $t ms (limit $((DEAD * INTERVAL)) ms + probes $probe_ms ms + 1 s)"
 else bad "crashed node $N not presumed dead by all within $limit ms (took $t ms)"; fi
 sleep 0.3 # the counter moves at each node's next step
 false_dead=0
