@@ -19,7 +19,8 @@ struct gossip_peer {
     /* Liveness beyond the entry's age: past the limit a peer is suspect and probed; only when
      * no probe is answered by the deadline is it presumed dead. */
     uint64_t probe_nonce;           /* of our probe of it in flight; 0: none */
-    uint32_t probe_deadline;        /* ms: presumed dead if still suspect then */
+    uint32_t probe_deadline;        /* ms: presumed dead if still suspect then... */
+    uint32_t probe_steps;           /* ...and after this many of our own steps */
     uint8_t suspect, dead;
 };
 

@@ -69,6 +69,7 @@ void gossip_suspect(struct mos_gossip *g, uint32_t slot, uint32_t now_ms)
     g->stats.suspected++;
     p->probe_nonce = nonce_new(g);
     p->probe_deadline = now_ms + g->probe_ms;
+    p->probe_steps = 0;
     mos_dbg("gossip", "node %s suspect (no news for %u steps): probing it",
               g->cfg->nodes[slot].name, g->dead_steps);
     probe_queue(g, MOS_GOSSIP_TYPE_PING, slot, slot, g->self, p->probe_nonce);
@@ -76,14 +77,18 @@ void gossip_suspect(struct mos_gossip *g, uint32_t slot, uint32_t now_ms)
 }
 
 /* Suspects past the deadline are presumed dead; the others get another direct ping, so that
- * one lost datagram does not kill them. */
+ * one lost datagram does not kill them. The deadline is in time and in our own steps: a node
+ * starved of CPU (its steps late) gives the answers it could not read yet more time, rather
+ * than presuming the others dead for its own slowness. */
 void gossip_suspects_step(struct mos_gossip *g, uint32_t now_ms)
 {
     for (uint32_t s = 0; s < g->n && g->n_suspect > 0; s++) {
         struct gossip_peer *p = &g->peers[s];
         if (!p->suspect || p->dead)
             continue;
-        if ((int32_t)(now_ms - p->probe_deadline) >= 0) {
+        p->probe_steps++;
+        if ((int32_t)(now_ms - p->probe_deadline) >= 0 &&
+            p->probe_steps >= MOS_GOSSIP_PROBE_STEPS) {
             p->dead = 1;
             p->suspect = 0;
             p->probe_nonce = 0;

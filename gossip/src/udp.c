@@ -98,6 +98,10 @@ int mos_gossip_on_timer(struct mos_gossip *g)
     g->next_step_ms += g->interval_ms;
     if ((int32_t)(g->next_step_ms - now) <= 0)
         g->next_step_ms = now + g->interval_ms;
+    /* What arrived while we waited counts first: a process that ran late would otherwise
+     * age every entry by its own delay and suspect nodes whose news sits in its buffer. */
+    mos_gossip_on_readable(g);
+    now = mos_gossip_now_ms();
     len = mos_gossip_step(g, now, g->buf, MOS_GOSSIP_MAX_DATAGRAM, &target);
     if (len > 0)
         send_to(g, target, g->buf, (size_t)len);
