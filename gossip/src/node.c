@@ -340,7 +340,7 @@ static void peer_alive_again(struct mos_gossip *g, uint32_t slot)
 }
 
 /* Take the payload of the entries the core accepted as news. */
-static void input_apply(struct mos_gossip *g, size_t n)
+static void input_apply(struct mos_gossip *g, uint32_t now_ms, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         uint32_t slot = g->items[i].slot;
@@ -357,6 +357,10 @@ static void input_apply(struct mos_gossip *g, size_t n)
             mos_info("gossip", "node %s leaves", g->cfg->nodes[slot].name);
         } else if (g->results[i] == MOS_GOSSIP_MERGE_RETURNED && !leaving) {
             peer_alive_again(g, slot);
+        } else if (!leaving && !p->suspect && !p->dead &&
+                   !mos_gossip_core_alive(g->core, now_ms, slot)) {
+            /* news already past the limit of a node not yet judged: probe it too */
+            gossip_suspect(g, slot, now_ms);
         }
     }
 }
@@ -371,7 +375,7 @@ void gossip_merge(struct mos_gossip *g, uint32_t now_ms, size_t n)
     }
     /* Slots out of range (MOS_GOSSIP_NO_SLOT) and our own are ignored by the core. */
     mos_gossip_core_receive(g->core, now_ms, g->items, n, g->results);
-    input_apply(g, n);
+    input_apply(g, now_ms, n);
 }
 
 int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, size_t len,
@@ -428,9 +432,9 @@ void mos_gossip_node_get(const struct mos_gossip *g, uint32_t now_ms, size_t i,
         out->state = MOS_GOSSIP_LEFT;
     else if (mos_gossip_core_alive(g->core, now_ms, (uint32_t)i))
         out->state = MOS_GOSSIP_ALIVE;
-    else if (p->dead || !p->suspect)
+    else if (p->dead)
         out->state = MOS_GOSSIP_DEAD;
-    else
+    else /* suspect, or past the limit since our last step: not dead before the probes tell */
         out->state = MOS_GOSSIP_SUSPECT;
 }
 

@@ -67,6 +67,7 @@ static int send_to(struct mos_gossip *g, uint32_t slot, const uint8_t *buf, size
         return mos_errno_status();
     }
     g->stats.sent++;
+    g->stats.bytes_sent += len;
     return 0;
 }
 

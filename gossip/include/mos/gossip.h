@@ -127,6 +127,7 @@ struct mos_gossip_node {
 
 struct mos_gossip_stats {
     uint64_t steps, sent, send_errors, received, accepted;
+    uint64_t bytes_sent; /* every datagram sent: vectors and probes */
     uint64_t entries_news, entries_unknown_node;
     uint64_t dropped[MOS_GOSSIP_DROP_REASONS];
     uint64_t presumed_dead, returned, left;
