@@ -7,7 +7,7 @@
 #   kill          kill -9 of one node: time until every other node presumes it dead
 #   silent        another node's link goes down: the same (then up again, timed back)
 #   firewalled    a third node drops all UDP in and out (iptables, where it works): the same
-#   rejoin        the killed node restarted: time until every node knows it alive
+#   rejoin        the killed node restarted: time until every node knows it back
 # Last line: result gossip_lab nodes=N avg_age= max_age= bytes_per_push= cpu_pct= false_dead=
 #            kill_s= silent_s= rejoin_s=
 #   mosbench gossip-lab [--nodes N] [--interval-ms MS] [--window W] [--seconds S]
@@ -59,7 +59,12 @@ stat_sum() {
     echo $t
 }
 all_see() { local j=$1 want=$2 i; shift 2; for i in "$@"; do [ "$(state "$i" "$j")" = "$want" ] || return 1; done; }
-all_alive() { local i j; for i in $ALL; do for ((j = 1; j <= N; j++)); do [ "$(state "$i" "$j")" = alive ] || return 1; done; done; }
+# every node knows every node, none presumed dead (a suspect is being probed: at N = 64 some
+# entry of the 4032 is past the limit at almost any instant)
+vectors() { local i; for i in $ALL; do cat "$D/n$i" 2>/dev/null; done; } # not the n*.tmp being written
+all_up() { vectors | awk -v n="$N" '$1 == "node" && ($3 == "alive" || $3 == "suspect") { k++ } END { exit k != n * n }'; }
+# every node of the list knows node J alive or suspect
+all_see_up() { local j=$1 i s; shift; for i in "$@"; do s=$(state "$i" "$j"); [ "$s" = alive ] || [ "$s" = suspect ] || return 1; done; }
 # time_until TIMEOUT_S CMD...: seconds it took (3 decimals), or "timeout"
 time_until() {
     local limit=$(($1 * 1000)) t0 now; shift
@@ -81,8 +86,8 @@ read -r model_avg model_max < <("$BIN/mosbench" gossip-model --nodes "$N" --wind
     sed -n 's/.*avg_age_model=\([0-9.]*\) max_age_model=\([0-9.]*\).*/\1 \2/p')
 "$LAB" up "$N" --cpus 0.5 >/dev/null || { echo "mosbench gossip-lab: lab up failed" >&2; exit 1; }
 for i in $ALL; do start "$i"; done
-t=$(time_until 60 all_alive) || { echo "mosbench gossip-lab: the $N nodes never all knew each other alive" >&2; exit 1; }
-echo "nodes=$N window=$WINDOW+own interval=${INTERVAL}ms: all know all alive ${t}s after start"
+t=$(time_until 60 all_up) || { echo "mosbench gossip-lab: the $N nodes never all knew each other: $(vectors | awk '$1 == "node" { c[$3]++ } END { for (s in c) printf "%s %d, ", s, c[s] }')" >&2; exit 1; }
+echo "nodes=$N window=$WINDOW+own interval=${INTERVAL}ms: all know all (alive or suspect) ${t}s after start"
 
 # --- steady state ---------------------------------------------------------------------------
 dead0=$(stat_sum presumed_dead $ALL); susp0=$(stat_sum suspected $ALL)
@@ -91,7 +96,7 @@ cpu0=$(cpu_ticks); t0=$(ms)
 : >"$D/ages"
 end=$(( $(ms) + SECS * 1000 ))
 while [ "$(ms)" -lt "$end" ]; do
-    cat "$D"/n* 2>/dev/null | awk '$1 == "node" && $NF != "self" { print $3, $4 }' >>"$D/ages"
+    vectors | awk '$1 == "node" && $NF != "self" { print $3, $4 }' >>"$D/ages"
     sleep 0.5
 done
 cpu1=$(cpu_ticks); t1=$(ms)
@@ -116,8 +121,8 @@ echo "kill -9 of node $k: known dead by all in ${kill_s}s"
 silent_s=$(time_until 60 all_see $s dead $(others_than $s $k | grep -vx $k))
 echo "link of node $s down: known dead by all in ${silent_s}s"
 "$LAB" exec $s ip link set dev eth0 up
-back_s=$(time_until 60 all_see $s alive $(others_than $s | grep -vx $k))
-echo "link of node $s up again: known alive by all in ${back_s}s"
+back_s=$(time_until 60 all_see_up $s $(others_than $s | grep -vx $k))
+echo "link of node $s up again: known back by all in ${back_s}s"
 if "$LAB" exec $f iptables -A INPUT -p udp -j DROP 2>/dev/null &&
    "$LAB" exec $f iptables -A OUTPUT -p udp -j DROP 2>/dev/null; then
     fw_s=$(time_until 60 all_see $f dead $(others_than $f | grep -vx $k))
@@ -127,6 +132,6 @@ else
     echo "node $f dropping all UDP: not measured (iptables does not work in the lab's namespaces here)"
 fi
 start $k
-rejoin_s=$(time_until 60 all_see $k alive $(others_than $k))
-echo "node $k restarted: known alive by all in ${rejoin_s}s"
+rejoin_s=$(time_until 60 all_see_up $k $(others_than $k))
+echo "node $k restarted: known back by all in ${rejoin_s}s"
 echo "result gossip_lab nodes=$N avg_age=$avg max_age=$max bytes_per_push=$per_push cpu_pct=$cpu false_dead=$false_dead kill_s=$kill_s silent_s=$silent_s rejoin_s=$rejoin_s"

@@ -22,6 +22,7 @@ struct gossip_peer {
     uint32_t probe_deadline;        /* ms: presumed dead if still suspect then... */
     uint32_t probe_steps;           /* ...and after this many of our own steps */
     uint8_t suspect, dead;
+    uint8_t probing;                /* a suspect whose probe runs (others wait their turn) */
 };
 
 /* A probe datagram waiting to be sent (udp.c drains them after every step and read). */
@@ -39,6 +40,9 @@ struct gossip_relay {
 };
 
 #define GOSSIP_PROBE_QUEUE 64
+/* Suspects probed at once: a node that suspects many at once is more likely slow itself, and
+ * probing them all would add to the load that made it slow. The rest wait, still suspect. */
+#define GOSSIP_PROBING_MAX 4
 #define GOSSIP_RELAYS 16
 
 struct mos_gossip {
@@ -47,7 +51,9 @@ struct mos_gossip {
     uint32_t self, n, interval_ms, window;
     uint32_t dead_steps; /* suspect past this age, in steps */
     uint32_t probe_ms;   /* a suspect that answers no probe within this is presumed dead */
-    uint32_t n_suspect;
+    uint32_t n_suspect, n_probing;
+    uint32_t last_step_ms;  /* when the last step ran, and the mean period between steps: */
+    double step_period_ms;  /* a node starved of CPU scales the limit by how late it runs */
     struct mos_gossip_core *core;
     struct gossip_peer *peers;
     uint32_t *by_addr;              /* slots sorted by addr, for lookups */
@@ -83,6 +89,7 @@ void gossip_merge(struct mos_gossip *g, uint32_t now_ms, size_t n);
 /* suspect.c: an entry passed the limit; every step: deadlines and repeated pings; a probe
  * datagram arrived (parsed, not yet replay-checked). */
 void gossip_suspect(struct mos_gossip *g, uint32_t slot, uint32_t now_ms);
+void gossip_probe_end(struct mos_gossip *g, struct gossip_peer *p);
 void gossip_suspects_step(struct mos_gossip *g, uint32_t now_ms);
 int gossip_probe_input(struct mos_gossip *g, uint32_t now_ms,
                        const struct mos_gossip_wire_header *h,

@@ -233,6 +233,24 @@ void mos_gossip_set_local(struct mos_gossip *g, const struct mos_gossip_info *in
 
 /* An entry passed the limit: a node that announced it leaves is gone; any other is only
  * suspect until the probes tell (suspect.c). */
+/* Ages are in ms, the limit in steps of the configured interval. A node starved of CPU steps
+ * late, and so do its peers on a loaded machine: news travels fewer hops per second and every
+ * age grows in ms. The limit follows the mean period between this node's own steps (up to 4
+ * times the interval), so that slowness is not taken for deaths. */
+static void limit_follow_pace(struct mos_gossip *g, uint32_t now_ms)
+{
+    double scale;
+
+    if (g->last_step_ms != 0 || g->step_period_ms > 0)
+        g->step_period_ms += ((double)(now_ms - g->last_step_ms) - g->step_period_ms) / 8;
+    else
+        g->step_period_ms = g->interval_ms;
+    g->last_step_ms = now_ms;
+    scale = g->step_period_ms / g->interval_ms;
+    scale = scale < 1 ? 1 : scale > 4 ? 4 : scale;
+    mos_gossip_core_set_dead_after(g->core, (uint32_t)(scale * g->dead_steps * g->interval_ms));
+}
+
 struct expire_ctx {
     struct mos_gossip *g;
     uint32_t now;
@@ -275,6 +293,7 @@ int mos_gossip_step(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t 
         mos_gossip_set_local(g, &own);
     }
     struct expire_ctx x = {.g = g, .now = now_ms};
+    limit_follow_pace(g, now_ms);
     gossip_suspects_step(g, now_ms); /* before new suspects, which were just pinged */
     mos_gossip_core_expire(g->core, now_ms, on_dead, &x);
     n_items = mos_gossip_core_tick(g->core, now_ms, &g->rng, target, g->items);
@@ -336,6 +355,7 @@ static void peer_alive_again(struct mos_gossip *g, uint32_t slot)
     }
     if (p->suspect)
         g->n_suspect--;
+    gossip_probe_end(g, p);
     p->suspect = p->dead = 0; /* the probe's nonce stays until its ack or the next probe */
 }
 

@@ -58,6 +58,26 @@ static void ask_relays(struct mos_gossip *g, uint32_t suspect, uint32_t now_ms, 
     }
 }
 
+static void probe_start(struct mos_gossip *g, uint32_t slot, uint32_t now_ms)
+{
+    struct gossip_peer *p = &g->peers[slot];
+
+    p->probing = 1;
+    g->n_probing++;
+    p->probe_nonce = nonce_new(g);
+    p->probe_deadline = now_ms + g->probe_ms;
+    p->probe_steps = 0;
+    probe_queue(g, MOS_GOSSIP_TYPE_PING, slot, slot, g->self, p->probe_nonce);
+    ask_relays(g, slot, now_ms, p->probe_nonce);
+}
+
+void gossip_probe_end(struct mos_gossip *g, struct gossip_peer *p)
+{
+    if (p->probing)
+        g->n_probing--;
+    p->probing = 0;
+}
+
 void gossip_suspect(struct mos_gossip *g, uint32_t slot, uint32_t now_ms)
 {
     struct gossip_peer *p = &g->peers[slot];
@@ -67,13 +87,10 @@ void gossip_suspect(struct mos_gossip *g, uint32_t slot, uint32_t now_ms)
     p->suspect = 1;
     g->n_suspect++;
     g->stats.suspected++;
-    p->probe_nonce = nonce_new(g);
-    p->probe_deadline = now_ms + g->probe_ms;
-    p->probe_steps = 0;
     mos_dbg("gossip", "node %s suspect (no news for %u steps): probing it",
-              g->cfg->nodes[slot].name, g->dead_steps);
-    probe_queue(g, MOS_GOSSIP_TYPE_PING, slot, slot, g->self, p->probe_nonce);
-    ask_relays(g, slot, now_ms, p->probe_nonce);
+            g->cfg->nodes[slot].name, g->dead_steps);
+    if (g->n_probing < GOSSIP_PROBING_MAX)
+        probe_start(g, slot, now_ms);
 }
 
 /* Suspects past the deadline are presumed dead; the others get another direct ping, so that
@@ -86,6 +103,11 @@ void gossip_suspects_step(struct mos_gossip *g, uint32_t now_ms)
         struct gossip_peer *p = &g->peers[s];
         if (!p->suspect || p->dead)
             continue;
+        if (!p->probing) {
+            if (g->n_probing < GOSSIP_PROBING_MAX)
+                probe_start(g, s, now_ms);
+            continue;
+        }
         p->probe_steps++;
         if ((int32_t)(now_ms - p->probe_deadline) >= 0 &&
             p->probe_steps >= MOS_GOSSIP_PROBE_STEPS) {
@@ -93,6 +115,7 @@ void gossip_suspects_step(struct mos_gossip *g, uint32_t now_ms)
             p->suspect = 0;
             p->probe_nonce = 0;
             g->n_suspect--;
+            gossip_probe_end(g, p);
             g->stats.presumed_dead++;
             mos_info("gossip", "node %s presumed dead (no news for %u steps, no answer to "
                      "probes within %u ms)", g->cfg->nodes[s].name, g->dead_steps, g->probe_ms);
