@@ -24,6 +24,7 @@ static mos_key_t key = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 static uint8_t buf[MOS_GOSSIP_MAX_DATAGRAM];
 static struct mos_gossip_wire_entry entries[MOS_GOSSIP_MAX_ENTRIES];
 static struct mos_gossip_wire_probe wprobe;
+#define GOSSIP_PROBING_MAX_EXPECTED 4 /* suspect.c's GOSSIP_PROBING_MAX */
 
 static void quiet(enum mos_log_level l, const char *c, const char *t, void *a)
 {
@@ -538,6 +539,48 @@ static void test_proto_suspect_dies(void **state)
     pair_free(&p);
 }
 
+/* Six nodes suspect at once: four are probed, the others wait (still suspect, not dead). */
+static void test_proto_probing_capped(void **state)
+{
+    (void)state;
+    static const char text[] = "[cluster]\nkey_file = /dev/null\ngossip_window = 8\n"
+                               "dead_after_steps = 5\ngossip_interval_ms = 100\n[nodes]\n"
+                               "n0 = 10.2.0.1\nn1 = 10.2.0.2\nn2 = 10.2.0.3\nn3 = 10.2.0.4\n"
+                               "n4 = 10.2.0.5\nn5 = 10.2.0.6\nn6 = 10.2.0.7\n";
+    struct mos_config cfg;
+    struct mos_gossip_splitmix sm = {.state = 4};
+    struct mos_gossip_rng rng = {.next = mos_gossip_splitmix_next, .arg = &sm};
+    struct mos_gossip_params p = {.cfg = &cfg, .self = 0, .key = &key, .rng = &rng};
+    struct mos_gossip *g;
+    struct mos_gossip_wire_header h = {.n_entries = 6, .boot_id = 1, .seq = 1};
+    struct mos_gossip_wire_entry e[6];
+    enum mos_gossip_drop why;
+    uint32_t target, pinged[7] = {0};
+    int len;
+
+    assert_int_equal(mos_config_parse(text, "test", &cfg), 0);
+    assert_int_equal(mos_gossip_create(&p, &g), 0);
+    memset(e, 0, sizeof(e));
+    for (int i = 0; i < 6; i++) { /* node 1's datagram: its own entry and nodes 2..6 */
+        e[i].info.addr[10] = e[i].info.addr[11] = 0xff;
+        e[i].info.addr[12] = 10, e[i].info.addr[13] = 2, e[i].info.addr[15] = (uint8_t)(i + 2);
+        e[i].age_ms = i == 0 ? 0 : 10;
+    }
+    len = mos_gossip_wire_encode(&key, &h, e, 6, buf, sizeof(buf));
+    assert_int_equal(mos_gossip_input(g, 1000, buf, (size_t)len, &why), 0);
+    mos_gossip_step(g, 1700, buf, sizeof(buf), &target);
+    while ((len = mos_gossip_next_probe(g, 1700, buf, sizeof(buf), &target)) > 0)
+        pinged[target] += mos_get_le16(buf + 6) == MOS_GOSSIP_TYPE_PING;
+    int n = 0;
+    for (int i = 1; i < 7; i++)
+        n += pinged[i] > 0;
+    assert_int_equal(n, GOSSIP_PROBING_MAX_EXPECTED);
+    for (size_t i = 1; i < 7; i++)
+        assert_int_equal(state_of(g, 1700, i), MOS_GOSSIP_SUSPECT);
+    mos_gossip_destroy(g);
+    mos_config_free(&cfg);
+}
+
 /* --- the probe's parsers --------------------------------------------------------------- */
 
 static const char meminfo[] = "MemTotal:       24684136 kB\nMemFree:        21000000 kB\n"
@@ -660,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_proto_suspect_answers),
         cmocka_unit_test(test_proto_probe_relay),
         cmocka_unit_test(test_proto_suspect_dies),
+        cmocka_unit_test(test_proto_probing_capped),
         cmocka_unit_test(test_probe_parsers),
         cmocka_unit_test(test_probe_fixture),
         cmocka_unit_test(test_probe_recorded),
