@@ -41,3 +41,9 @@ int bench_faults(int argc, char **argv)
 {
     return bench_run_script("faults", argc, argv);
 }
+
+/* mosbench gossip-lab: gossip over real UDP among lab nodes (bench/gossip_lab.sh) */
+int bench_gossip_lab(int argc, char **argv)
+{
+    return bench_run_script("gossip-lab", argc, argv);
+}

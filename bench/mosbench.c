@@ -41,6 +41,9 @@ static const struct {
     {"faults", bench_faults,
      "[--migrations N] [--kinds none,target-mosd,...] [--seed S]: migrations hit by faults in a "
      "lab; jobs lost, duplicated, wrong"},
+    {"gossip-lab", bench_gossip_lab,
+     "[--nodes N] [--interval-ms MS] [--window W] [--seconds S]: gossip over real UDP in a lab: "
+     "ages, bytes, CPU, false deaths, kill / silent / rejoin times"},
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,

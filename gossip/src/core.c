@@ -438,6 +438,12 @@ void mos_gossip_core_set_left(struct mos_gossip_core *c, uint32_t slot, int left
         c->n_alive++;
 }
 
+void mos_gossip_core_set_dead_after(struct mos_gossip_core *c, uint32_t dead_after)
+{
+    if (dead_after >= 1 && dead_after <= INT32_MAX)
+        c->dead_after = dead_after;
+}
+
 int mos_gossip_core_alive(const struct mos_gossip_core *c, uint32_t now, uint32_t slot)
 {
     if (slot >= c->n_slots)

@@ -81,6 +81,10 @@ uint32_t mos_gossip_core_age(const struct mos_gossip_core *core, uint32_t now, u
  * target and counts as not alive until news without the mark arrives. */
 void mos_gossip_core_set_left(struct mos_gossip_core *core, uint32_t slot, int left);
 
+/* Change dead_after (time units, 1..INT32_MAX; others ignored): entries already marked past it
+ * stay marked until news comes. */
+void mos_gossip_core_set_dead_after(struct mos_gossip_core *core, uint32_t dead_after);
+
 /* Whether slot is believed alive: known, not older than dead_after, not left. */
 int mos_gossip_core_alive(const struct mos_gossip_core *core, uint32_t now, uint32_t slot);
 

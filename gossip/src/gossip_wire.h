@@ -25,6 +25,11 @@
 #define MOS_GOSSIP_MAGIC MOS_FRAME_MAGIC('M', 'O', 'S', 'G')
 #define MOS_GOSSIP_VERSION 1
 #define MOS_GOSSIP_TYPE_VECTOR 1
+/* Probes of a suspect (SWIM style): one entry and a probe block instead of a window. */
+#define MOS_GOSSIP_TYPE_PING 2     /* "answer me": to the suspect, from the suspecter or a relay */
+#define MOS_GOSSIP_TYPE_PING_REQ 3 /* "ping the target for me": to a relay */
+#define MOS_GOSSIP_TYPE_ACK 4      /* "the target answered": to the pinger, then to the requester */
+#define MOS_GOSSIP_PROBE_BYTES 64
 #define MOS_GOSSIP_HEADER_BYTES 32
 #define MOS_GOSSIP_ENTRY_BYTES 64
 /* 1000 entries keep a datagram (64,064 bytes) under the 65,507 bytes UDP carries over IPv4. */
@@ -44,7 +49,17 @@ struct mos_gossip_wire_entry {
     uint32_t age_ms;
 };
 
+/* A probe datagram's block (after its one entry). The entry is the sender's own (age 0) in a
+ * ping or ping-req, the target's (its age as the sender knows it) in an ack. */
+struct mos_gossip_wire_probe {
+    uint8_t sender[16];    /* who sends this datagram: the identity for the replay check */
+    uint8_t target[16];    /* the suspect */
+    uint8_t requester[16]; /* the suspecting node, which wants the ack */
+    uint64_t nonce;        /* the requester's, echoed: an ack answers one probe, once */
+};
+
 struct mos_gossip_wire_header {
+    uint16_t type;      /* MOS_GOSSIP_TYPE_*: set by the parser */
     uint16_t n_entries;
     uint64_t boot_id; /* the sender's start (CLOCK_REALTIME ns): larger = later; resets seq */
     uint64_t seq;     /* grows by one per datagram of this boot (replays are dropped) */
@@ -62,10 +77,24 @@ int mos_gossip_wire_encode(const mos_key_t *key, const struct mos_gossip_wire_he
                            const struct mos_gossip_wire_entry *entries, size_t n, uint8_t *buf,
                            size_t cap);
 
-/* Check and decode a datagram. entries must have room for MOS_GOSSIP_MAX_ENTRIES. Returns 0,
- * or -1 with *why set (nothing of the datagram may then be used). */
+/* Bytes of a probe datagram: header, one entry, the probe block, MAC. */
+#define MOS_GOSSIP_PROBE_DATAGRAM                                                              \
+    (MOS_GOSSIP_HEADER_BYTES + MOS_GOSSIP_ENTRY_BYTES + MOS_GOSSIP_PROBE_BYTES + MOS_MAC_BYTES)
+
+/* Write a probe datagram of type (PING, PING_REQ or ACK) into buf. Returns its length, or
+ * -EINVAL / -ENOSPC. */
+int mos_gossip_wire_encode_probe(const mos_key_t *key, uint16_t type,
+                                 const struct mos_gossip_wire_header *header,
+                                 const struct mos_gossip_wire_entry *entry,
+                                 const struct mos_gossip_wire_probe *probe, uint8_t *buf,
+                                 size_t cap);
+
+/* Check and decode a datagram of any type. entries must have room for MOS_GOSSIP_MAX_ENTRIES;
+ * probe is filled for the probe types (header->type says which). Returns 0, or -1 with *why
+ * set (nothing of the datagram may then be used). */
 int mos_gossip_wire_parse(const mos_key_t *key, const uint8_t *buf, size_t len,
                           struct mos_gossip_wire_header *header,
-                          struct mos_gossip_wire_entry *entries, enum mos_gossip_drop *why);
+                          struct mos_gossip_wire_entry *entries,
+                          struct mos_gossip_wire_probe *probe, enum mos_gossip_drop *why);
 
 #endif

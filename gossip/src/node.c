@@ -16,12 +16,12 @@
 
 static const char *const state_names[] = {
     [MOS_GOSSIP_UNKNOWN] = "unknown", [MOS_GOSSIP_ALIVE] = "alive",
-    [MOS_GOSSIP_DEAD] = "dead", [MOS_GOSSIP_LEFT] = "left",
+    [MOS_GOSSIP_DEAD] = "dead", [MOS_GOSSIP_LEFT] = "left", [MOS_GOSSIP_SUSPECT] = "suspect",
 };
 
 const char *mos_gossip_state_name(enum mos_gossip_state state)
 {
-    return (unsigned)state <= MOS_GOSSIP_LEFT ? state_names[state] : "?";
+    return (unsigned)state <= MOS_GOSSIP_SUSPECT ? state_names[state] : "?";
 }
 
 /* Boot ids are ordered so that receivers can refuse older boots: the wall clock at start, in
@@ -98,33 +98,26 @@ static uint64_t rng_kernel_seeded(void *arg)
     return mos_gossip_splitmix_next(arg);
 }
 
-/* A limit below the expected maximum age presumes live nodes dead now and then: say so. */
+/* A limit below the expected maximum age makes live nodes suspect all the time (each then
+ * probed, the traffic grows): say so. */
 static void check_dead_limit(const struct mos_config *cfg, uint32_t n, uint32_t window)
 {
     struct mos_gossip_age_model m;
 
     if (window + 1 >= n || mos_gossip_model(n, window + 1, &m) != 0)
         return;
-    if (cfg->dead_after_steps < 2 * m.max_age)
-        mos_warn("gossip", "dead_after_steps = %d is below twice the expected maximum age "
-                 "(%.0f steps for %u nodes, window %u): live nodes may be presumed dead",
+    if (cfg->dead_after_steps < m.max_age)
+        mos_warn("gossip", "dead_after_steps = %d is below the expected maximum age "
+                 "(%.0f steps for %u nodes, window %u): live nodes will be suspect and probed often",
                  cfg->dead_after_steps, m.max_age, n, window);
 }
 
-/* dead_after_steps, or when it is 0 (the default) twice the expected maximum age of this
- * cluster's size and window, at least 10 steps: a fixed limit would presume the live nodes of
- * a large cluster dead (the maximum age is about 440 steps at N = 1000, W = 16). */
+/* dead_after_steps, or when it is 0 (the default) the automatic limit for this size. */
 static uint32_t dead_limit_steps(const struct mos_config *cfg, uint32_t n, uint32_t window)
 {
-    struct mos_gossip_age_model m;
-    uint32_t w = window + 1 >= n ? n - 1 : window + 1;
-    double limit = 10;
-
     if (cfg->dead_after_steps > 0)
         return (uint32_t)cfg->dead_after_steps;
-    if (w >= 1 && mos_gossip_model(n, w, &m) == 0 && 2 * m.max_age > limit)
-        limit = 2 * m.max_age;
-    return (uint32_t)ceil(limit);
+    return mos_gossip_auto_limit_steps(n, window);
 }
 
 static int gossip_alloc(struct mos_gossip *g)
@@ -189,6 +182,9 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
     g->refresh = p->refresh;
     g->refresh_arg = p->refresh_arg;
     g->dead_steps = dead_limit_steps(cfg, g->n, g->window);
+    g->probe_ms = MOS_GOSSIP_PROBE_STEPS * g->interval_ms;
+    if (g->probe_ms < MOS_GOSSIP_PROBE_MIN_MS)
+        g->probe_ms = MOS_GOSSIP_PROBE_MIN_MS;
     struct mos_gossip_core_params cp = {
         .n_slots = g->n, .self = g->self, .window = g->window,
         .dead_after = g->dead_steps * g->interval_ms};
@@ -235,13 +231,42 @@ void mos_gossip_set_local(struct mos_gossip *g, const struct mos_gossip_info *in
     memcpy(me->info.addr, me->addr, 16);
 }
 
+/* An entry passed the limit: a node that announced it leaves is gone; any other is only
+ * suspect until the probes tell (suspect.c). */
+/* Ages are in ms, the limit in steps of the configured interval. A node starved of CPU steps
+ * late, and so do its peers on a loaded machine: news travels fewer hops per second and every
+ * age grows in ms. The limit follows the mean period between this node's own steps (up to 4
+ * times the interval), so that slowness is not taken for deaths. */
+static void limit_follow_pace(struct mos_gossip *g, uint32_t now_ms)
+{
+    double scale;
+
+    if (g->last_step_ms != 0 || g->step_period_ms > 0)
+        g->step_period_ms += ((double)(now_ms - g->last_step_ms) - g->step_period_ms) / 8;
+    else
+        g->step_period_ms = g->interval_ms;
+    g->last_step_ms = now_ms;
+    scale = g->step_period_ms / g->interval_ms;
+    scale = scale < 1 ? 1 : scale > 4 ? 4 : scale;
+    mos_gossip_core_set_dead_after(g->core, (uint32_t)(scale * g->dead_steps * g->interval_ms));
+}
+
+struct expire_ctx {
+    struct mos_gossip *g;
+    uint32_t now;
+};
+
 static void on_dead(void *arg, uint32_t slot)
 {
-    struct mos_gossip *g = arg;
+    const struct expire_ctx *x = arg;
+    struct mos_gossip *g = x->g;
 
-    g->stats.presumed_dead++;
-    mos_info("gossip", "node %s presumed dead (no news for %u steps)", g->cfg->nodes[slot].name,
-             g->dead_steps);
+    if (g->peers[slot].info.flags & MOS_GOSSIP_F_LEAVING) {
+        g->stats.presumed_dead++;
+        g->peers[slot].dead = 1;
+        return;
+    }
+    gossip_suspect(g, slot, x->now);
 }
 
 static int datagram_encode(struct mos_gossip *g, size_t n_items, uint8_t *buf, size_t cap)
@@ -267,7 +292,10 @@ int mos_gossip_step(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t 
         g->refresh(g->refresh_arg, &own);
         mos_gossip_set_local(g, &own);
     }
-    mos_gossip_core_expire(g->core, now_ms, on_dead, g);
+    struct expire_ctx x = {.g = g, .now = now_ms};
+    limit_follow_pace(g, now_ms);
+    gossip_suspects_step(g, now_ms); /* before new suspects, which were just pinged */
+    mos_gossip_core_expire(g->core, now_ms, on_dead, &x);
     n_items = mos_gossip_core_tick(g->core, now_ms, &g->rng, target, g->items);
     if (*target == MOS_GOSSIP_NO_SLOT)
         return 0;
@@ -282,7 +310,7 @@ int mos_gossip_leave_datagram(struct mos_gossip *g, uint32_t now_ms, uint8_t *bu
     return datagram_encode(g, 1, buf, cap);
 }
 
-static int drop(struct mos_gossip *g, enum mos_gossip_drop why, enum mos_gossip_drop *out)
+int gossip_drop(struct mos_gossip *g, enum mos_gossip_drop why, enum mos_gossip_drop *out)
 {
     g->stats.dropped[why]++;
     *out = why;
@@ -292,7 +320,8 @@ static int drop(struct mos_gossip *g, enum mos_gossip_drop why, enum mos_gossip_
 /* A peer's boot and sequence: a newer boot starts over, an older one is refused (else two
  * captured datagrams of two boots, alternated, would each start over for ever); within a boot
  * only a newer sequence number counts. */
-static int replay_check(struct mos_gossip *g, uint32_t slot, const struct mos_gossip_wire_header *h)
+int gossip_replay_check(struct mos_gossip *g, uint32_t slot,
+                        const struct mos_gossip_wire_header *h)
 {
     struct gossip_peer *p = &g->peers[slot];
 
@@ -312,8 +341,26 @@ static int replay_check(struct mos_gossip *g, uint32_t slot, const struct mos_go
     return 0;
 }
 
+/* News of a suspect or a node presumed dead: it is alive. */
+static void peer_alive_again(struct mos_gossip *g, uint32_t slot)
+{
+    struct gossip_peer *p = &g->peers[slot];
+
+    if (p->suspect && !p->dead) {
+        g->stats.refuted++;
+        mos_info("gossip", "node %s is alive (it was suspect)", g->cfg->nodes[slot].name);
+    } else {
+        g->stats.returned++;
+        mos_info("gossip", "node %s is alive", g->cfg->nodes[slot].name);
+    }
+    if (p->suspect)
+        g->n_suspect--;
+    gossip_probe_end(g, p);
+    p->suspect = p->dead = 0; /* the probe's nonce stays until its ack or the next probe */
+}
+
 /* Take the payload of the entries the core accepted as news. */
-static void input_apply(struct mos_gossip *g, size_t n)
+static void input_apply(struct mos_gossip *g, uint32_t now_ms, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         uint32_t slot = g->items[i].slot;
@@ -329,31 +376,17 @@ static void input_apply(struct mos_gossip *g, size_t n)
             g->stats.left++;
             mos_info("gossip", "node %s leaves", g->cfg->nodes[slot].name);
         } else if (g->results[i] == MOS_GOSSIP_MERGE_RETURNED && !leaving) {
-            g->stats.returned++;
-            mos_info("gossip", "node %s is alive", g->cfg->nodes[slot].name);
+            peer_alive_again(g, slot);
+        } else if (!leaving && !p->suspect && !p->dead &&
+                   !mos_gossip_core_alive(g->core, now_ms, slot)) {
+            /* news already past the limit of a node not yet judged: probe it too */
+            gossip_suspect(g, slot, now_ms);
         }
     }
 }
 
-int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, size_t len,
-                     enum mos_gossip_drop *why)
+void gossip_merge(struct mos_gossip *g, uint32_t now_ms, size_t n)
 {
-    struct mos_gossip_wire_header h;
-    uint32_t sender;
-    size_t n;
-
-    g->stats.received++;
-    if (g->test_loss > 0 &&
-        (double)(g->rng.next(g->rng.arg) >> 11) * 0x1p-53 < g->test_loss)
-        return drop(g, MOS_GOSSIP_DROP_TEST_LOSS, why);
-    if (mos_gossip_wire_parse(g->key, buf, len, &h, g->entries, why) != 0)
-        return drop(g, *why, why);
-    sender = gossip_slot_of(g, g->entries[0].info.addr);
-    if (sender == MOS_GOSSIP_NO_SLOT || sender == g->self)
-        return drop(g, MOS_GOSSIP_DROP_UNKNOWN, why);
-    if (replay_check(g, sender, &h) != 0)
-        return drop(g, MOS_GOSSIP_DROP_REPLAY, why);
-    n = h.n_entries;
     for (size_t i = 0; i < n; i++) {
         uint32_t slot = gossip_slot_of(g, g->entries[i].info.addr);
         if (slot == MOS_GOSSIP_NO_SLOT)
@@ -362,7 +395,30 @@ int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, 
     }
     /* Slots out of range (MOS_GOSSIP_NO_SLOT) and our own are ignored by the core. */
     mos_gossip_core_receive(g->core, now_ms, g->items, n, g->results);
-    input_apply(g, n);
+    input_apply(g, now_ms, n);
+}
+
+int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, size_t len,
+                     enum mos_gossip_drop *why)
+{
+    struct mos_gossip_wire_header h;
+    struct mos_gossip_wire_probe probe;
+    uint32_t sender;
+
+    g->stats.received++;
+    if (g->test_loss > 0 &&
+        (double)(g->rng.next(g->rng.arg) >> 11) * 0x1p-53 < g->test_loss)
+        return gossip_drop(g, MOS_GOSSIP_DROP_TEST_LOSS, why);
+    if (mos_gossip_wire_parse(g->key, buf, len, &h, g->entries, &probe, why) != 0)
+        return gossip_drop(g, *why, why);
+    if (h.type != MOS_GOSSIP_TYPE_VECTOR)
+        return gossip_probe_input(g, now_ms, &h, &probe, why);
+    sender = gossip_slot_of(g, g->entries[0].info.addr);
+    if (sender == MOS_GOSSIP_NO_SLOT || sender == g->self)
+        return gossip_drop(g, MOS_GOSSIP_DROP_UNKNOWN, why);
+    if (gossip_replay_check(g, sender, &h) != 0)
+        return gossip_drop(g, MOS_GOSSIP_DROP_REPLAY, why);
+    gossip_merge(g, now_ms, h.n_entries);
     g->stats.accepted++;
     return 0;
 }
@@ -396,8 +452,10 @@ void mos_gossip_node_get(const struct mos_gossip *g, uint32_t now_ms, size_t i,
         out->state = MOS_GOSSIP_LEFT;
     else if (mos_gossip_core_alive(g->core, now_ms, (uint32_t)i))
         out->state = MOS_GOSSIP_ALIVE;
-    else
+    else if (p->dead)
         out->state = MOS_GOSSIP_DEAD;
+    else /* suspect, or past the limit since our last step: not dead before the probes tell */
+        out->state = MOS_GOSSIP_SUSPECT;
 }
 
 void mos_gossip_stats_get(const struct mos_gossip *g, struct mos_gossip_stats *out)

@@ -18,6 +18,10 @@
 
 #define UNITS_PER_STEP 1000u
 
+/* The age histogram for the tail: quarter steps up to 2048 steps, the last bin open. */
+#define TAIL_BINS 8192u
+#define TAIL_BIN_UNITS (UNITS_PER_STEP / 4)
+
 struct sim_node {
     struct mos_gossip_core *core;
     uint32_t phase;                 /* units after the step boundary at which this node ticks */
@@ -46,6 +50,7 @@ struct sim {
     uint32_t *msg_target, *msg_len, *msg_now;
     struct sim_totals part[MOS_GOSSIP_SIM_MAX_THREADS]; /* traffic, per thread */
     struct sim_totals obs;                              /* ages (thread 0) */
+    uint64_t tail_hist[TAIL_BINS];                      /* ages in quarter steps (thread 0) */
     struct mos_gossip_splitmix churn_rng, obs_rng;
     struct spin_barrier bar;
     atomic_int go; /* 0: threads wait for the others to start; 1: run; -1: give up */
@@ -74,7 +79,8 @@ static int cmp_phase(const void *a, const void *b, void *arg)
 
 /* Ages of a few sampled vectors at the step boundary, over the entries of nodes that are up. */
 static void sim_observe(const struct sim_node *nodes, unsigned n, uint32_t step,
-                        unsigned n_rows, struct mos_gossip_splitmix *r, struct sim_totals *t)
+                        unsigned n_rows, struct mos_gossip_splitmix *r, struct sim_totals *t,
+                        uint64_t *hist)
 {
     uint32_t now = (step + 1) * UNITS_PER_STEP;
 
@@ -92,6 +98,7 @@ static void sim_observe(const struct sim_node *nodes, unsigned n, uint32_t step,
             }
             t->age_sum += age;
             t->ages++;
+            hist[age / TAIL_BIN_UNITS < TAIL_BINS ? age / TAIL_BIN_UNITS : TAIL_BINS - 1]++;
             if (age > max)
                 max = age;
         }
@@ -187,7 +194,7 @@ static void step_end(struct sim *sm, uint32_t s)
         if (!sm->nodes[i].down_until)
             mos_gossip_core_expire(sm->nodes[i].core, (s + 1) * UNITS_PER_STEP, NULL, NULL);
     if (s >= sm->o.warmup)
-        sim_observe(sm->nodes, sm->n, s, sm->rows, &sm->obs_rng, &sm->obs);
+        sim_observe(sm->nodes, sm->n, s, sm->rows, &sm->obs_rng, &sm->obs, sm->tail_hist);
     if (s + 1 == sm->o.warmup)
         memset(sm->part, 0, sizeof(sm->part));
     if (sm->o.churn > 0)
@@ -309,6 +316,19 @@ static int sim_params_valid(const struct mos_gossip_sim_params *p)
            p->dead_after <= UINT32_MAX / UNITS_PER_STEP;
 }
 
+/* The age (steps) that no more than MOS_GOSSIP_SIM_TAIL of the sampled ages exceed. */
+static double sim_tail_age(const struct sim *sm)
+{
+    uint64_t above = 0, allowed = (uint64_t)(MOS_GOSSIP_SIM_TAIL * (double)sm->obs.ages);
+
+    for (unsigned b = TAIL_BINS; b-- > 0;) {
+        if (above + sm->tail_hist[b] > allowed)
+            return (double)(b + 1) * TAIL_BIN_UNITS / UNITS_PER_STEP;
+        above += sm->tail_hist[b];
+    }
+    return 0;
+}
+
 static void sim_result(const struct sim *sm, struct mos_gossip_sim_result *r)
 {
     const struct sim_totals *t = &sm->obs;
@@ -317,6 +337,7 @@ static void sim_result(const struct sim *sm, struct mos_gossip_sim_result *r)
         .avg_age = t->ages ? t->age_sum / (double)t->ages / UNITS_PER_STEP : NAN,
         .max_age = t->rows ? t->max_sum / (double)t->rows / UNITS_PER_STEP : NAN,
         .max_seen = t->max_seen / UNITS_PER_STEP,
+        .tail_age = sim_tail_age(sm),
         .rows = t->rows, .ages = t->ages, .unknown = t->unknown,
         .batch = sm->batch,
     };

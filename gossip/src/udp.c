@@ -67,7 +67,24 @@ static int send_to(struct mos_gossip *g, uint32_t slot, const uint8_t *buf, size
         return mos_errno_status();
     }
     g->stats.sent++;
+    g->stats.bytes_sent += len;
     return 0;
+}
+
+/* Probe datagrams the last step or input made: small, a few per suspect. */
+static void send_probes(struct mos_gossip *g)
+{
+    uint8_t pbuf[MOS_GOSSIP_PROBE_DATAGRAM];
+    uint32_t to;
+    int len;
+
+    while ((len = mos_gossip_next_probe(g, mos_gossip_now_ms(), pbuf, sizeof(pbuf), &to)) != 0) {
+        if (len < 0) {
+            g->stats.probes_dropped++;
+            continue;
+        }
+        send_to(g, to, pbuf, (size_t)len);
+    }
 }
 
 int mos_gossip_on_timer(struct mos_gossip *g)
@@ -82,11 +99,15 @@ int mos_gossip_on_timer(struct mos_gossip *g)
     g->next_step_ms += g->interval_ms;
     if ((int32_t)(g->next_step_ms - now) <= 0)
         g->next_step_ms = now + g->interval_ms;
+    /* What arrived while we waited counts first: a process that ran late would otherwise
+     * age every entry by its own delay and suspect nodes whose news sits in its buffer. */
+    mos_gossip_on_readable(g);
+    now = mos_gossip_now_ms();
     len = mos_gossip_step(g, now, g->buf, MOS_GOSSIP_MAX_DATAGRAM, &target);
-    if (len <= 0)
-        return len;
-    send_to(g, target, g->buf, (size_t)len);
-    return 0;
+    if (len > 0)
+        send_to(g, target, g->buf, (size_t)len);
+    send_probes(g);
+    return len < 0 ? len : 0;
 }
 
 int mos_gossip_on_readable(struct mos_gossip *g)
@@ -108,6 +129,7 @@ int mos_gossip_on_readable(struct mos_gossip *g)
         }
         if (mos_gossip_input(g, mos_gossip_now_ms(), g->buf, (size_t)len, &why) == 0)
             taken++;
+        send_probes(g);
     }
     return taken;
 }

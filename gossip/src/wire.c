@@ -36,8 +36,26 @@ enum {
 };
 #define BODY_MAX_BYTES (MOS_GOSSIP_MAX_DATAGRAM - MOS_GOSSIP_HEADER_BYTES)
 
+/* Probe block layout (64 bytes). */
+enum {
+    P_SENDER = 0,     /* 16 */
+    P_TARGET = 16,    /* 16 */
+    P_REQUESTER = 32, /* 16 */
+    P_NONCE = 48,     /* u64 */
+    P_RESERVED = 56,  /* 8 bytes, zero when sent, ignored when read */
+};
+#define PROBE_BODY_BYTES (MOS_GOSSIP_PROBE_DATAGRAM - MOS_GOSSIP_HEADER_BYTES)
+
+static bool is_probe_type(uint16_t type)
+{
+    return type == MOS_GOSSIP_TYPE_PING || type == MOS_GOSSIP_TYPE_PING_REQ ||
+           type == MOS_GOSSIP_TYPE_ACK;
+}
+
 static bool length_ok(uint16_t type, uint32_t length)
 {
+    if (is_probe_type(type))
+        return length == PROBE_BODY_BYTES;
     return type == MOS_GOSSIP_TYPE_VECTOR && length <= BODY_MAX_BYTES;
 }
 
@@ -102,6 +120,23 @@ static int entry_decode(const uint8_t *p, struct mos_gossip_wire_entry *e)
     return 0;
 }
 
+static void header_encode(uint16_t type, const struct mos_gossip_wire_header *h, size_t n,
+                          size_t len, uint8_t *buf)
+{
+    mos_frame_hdr_encode(&gossip_proto, type, (uint32_t)(len - MOS_GOSSIP_HEADER_BYTES), buf);
+    mos_put_le16(buf + H_ENTRY_SIZE, MOS_GOSSIP_ENTRY_BYTES);
+    mos_put_le16(buf + H_COUNT, (uint16_t)n);
+    mos_put_le64(buf + H_BOOT, h->boot_id);
+    mos_put_le64(buf + H_SEQ, h->seq);
+}
+
+static void mac_append(const mos_key_t *key, uint8_t *buf, size_t len)
+{
+    struct mos_mac_part part = {.data = buf, .len = len - MOS_MAC_BYTES};
+
+    mos_key_mac(key, &part, 1, buf + len - MOS_MAC_BYTES);
+}
+
 int mos_gossip_wire_encode(const mos_key_t *key, const struct mos_gossip_wire_header *h,
                            const struct mos_gossip_wire_entry *entries, size_t n, uint8_t *buf,
                            size_t cap)
@@ -112,22 +147,55 @@ int mos_gossip_wire_encode(const mos_key_t *key, const struct mos_gossip_wire_he
         return -EINVAL;
     if (cap < len)
         return -ENOSPC;
-    mos_frame_hdr_encode(&gossip_proto, MOS_GOSSIP_TYPE_VECTOR,
-                         (uint32_t)(len - MOS_GOSSIP_HEADER_BYTES), buf);
-    mos_put_le16(buf + H_ENTRY_SIZE, MOS_GOSSIP_ENTRY_BYTES);
-    mos_put_le16(buf + H_COUNT, (uint16_t)n);
-    mos_put_le64(buf + H_BOOT, h->boot_id);
-    mos_put_le64(buf + H_SEQ, h->seq);
+    header_encode(MOS_GOSSIP_TYPE_VECTOR, h, n, len, buf);
     for (size_t i = 0; i < n; i++)
         entry_encode(&entries[i], buf + MOS_GOSSIP_HEADER_BYTES + i * MOS_GOSSIP_ENTRY_BYTES);
-    struct mos_mac_part part = {.data = buf, .len = len - MOS_MAC_BYTES};
-    mos_key_mac(key, &part, 1, buf + len - MOS_MAC_BYTES);
+    mac_append(key, buf, len);
     return (int)len;
+}
+
+int mos_gossip_wire_encode_probe(const mos_key_t *key, uint16_t type,
+                                 const struct mos_gossip_wire_header *h,
+                                 const struct mos_gossip_wire_entry *entry,
+                                 const struct mos_gossip_wire_probe *probe, uint8_t *buf,
+                                 size_t cap)
+{
+    const size_t len = MOS_GOSSIP_PROBE_DATAGRAM;
+    uint8_t *p = buf + MOS_GOSSIP_HEADER_BYTES + MOS_GOSSIP_ENTRY_BYTES;
+
+    if (!key || !h || !entry || !probe || !buf || !is_probe_type(type))
+        return -EINVAL;
+    if (cap < len)
+        return -ENOSPC;
+    header_encode(type, h, 1, len, buf);
+    entry_encode(entry, buf + MOS_GOSSIP_HEADER_BYTES);
+    memset(p, 0, MOS_GOSSIP_PROBE_BYTES);
+    memcpy(p + P_SENDER, probe->sender, 16);
+    memcpy(p + P_TARGET, probe->target, 16);
+    memcpy(p + P_REQUESTER, probe->requester, 16);
+    mos_put_le64(p + P_NONCE, probe->nonce);
+    mac_append(key, buf, len);
+    return (int)len;
+}
+
+/* A probe's block; the entry (decoded already) must be the sender's own at age 0 in a ping or
+ * ping-req, the target's in an ack. 0, or -1 (an entry problem). */
+static int probe_decode(uint16_t type, const uint8_t *p, const struct mos_gossip_wire_entry *e,
+                        struct mos_gossip_wire_probe *probe)
+{
+    memcpy(probe->sender, p + P_SENDER, 16);
+    memcpy(probe->target, p + P_TARGET, 16);
+    memcpy(probe->requester, p + P_REQUESTER, 16);
+    probe->nonce = mos_get_le64(p + P_NONCE);
+    if (type == MOS_GOSSIP_TYPE_ACK)
+        return memcmp(e->info.addr, probe->target, 16) == 0 ? 0 : -1;
+    return memcmp(e->info.addr, probe->sender, 16) == 0 && e->age_ms == 0 ? 0 : -1;
 }
 
 int mos_gossip_wire_parse(const mos_key_t *key, const uint8_t *buf, size_t len,
                           struct mos_gossip_wire_header *h,
-                          struct mos_gossip_wire_entry *entries, enum mos_gossip_drop *why)
+                          struct mos_gossip_wire_entry *entries,
+                          struct mos_gossip_wire_probe *probe, enum mos_gossip_drop *why)
 {
     struct mos_frame_hdr fh;
     size_t n;
@@ -158,8 +226,10 @@ int mos_gossip_wire_parse(const mos_key_t *key, const uint8_t *buf, size_t len,
         return -1;
     }
     n = mos_get_le16(buf + H_COUNT);
+    h->type = fh.type;
     if (mos_get_le16(buf + H_ENTRY_SIZE) != MOS_GOSSIP_ENTRY_BYTES || n == 0 ||
-        n > MOS_GOSSIP_MAX_ENTRIES || len != mos_gossip_wire_size(n)) {
+        n > MOS_GOSSIP_MAX_ENTRIES ||
+        (is_probe_type(fh.type) ? n != 1 : len != mos_gossip_wire_size(n))) {
         *why = MOS_GOSSIP_DROP_FORMAT;
         return -1;
     }
@@ -172,6 +242,14 @@ int mos_gossip_wire_parse(const mos_key_t *key, const uint8_t *buf, size_t len,
             *why = MOS_GOSSIP_DROP_ENTRY;
             return -1;
         }
+    }
+    if (is_probe_type(fh.type)) {
+        const uint8_t *p = buf + MOS_GOSSIP_HEADER_BYTES + MOS_GOSSIP_ENTRY_BYTES;
+        if (probe_decode(fh.type, p, &entries[0], probe) != 0) {
+            *why = MOS_GOSSIP_DROP_ENTRY;
+            return -1;
+        }
+        return 0;
     }
     /* The sender's own entry comes first and is news of this very moment. */
     if (entries[0].age_ms != 0) {

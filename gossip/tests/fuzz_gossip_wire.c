@@ -2,7 +2,9 @@
  * protocol. Odd first bytes get a valid MAC computed over the rest, so the fuzzer also
  * reaches the checks after the MAC (as from a key holder with a bug); with bit 1 of the first
  * byte set as well, the bytes also get a well-formed frame header (mos/frame.h) first, so the
- * entry checks are reached without the fuzzer having to find magic, version and length. */
+ * entry checks are reached without the fuzzer having to find magic, version and length; bits
+ * 2-3 of the first byte then choose its type: vector, ping, ping-req or ack (the probes of a
+ * suspect). The probe datagrams the input makes are encoded and checked to parse back. */
 #include "gossip_wire.h"
 #include "mos/config.h"
 #include "mos/gossip.h"
@@ -41,6 +43,24 @@ static void setup(void)
         abort();
 }
 
+/* What a probe made must be a datagram this very parser takes. */
+static void drain_probes(uint32_t now)
+{
+    static struct mos_gossip_wire_entry entries[MOS_GOSSIP_MAX_ENTRIES];
+    uint8_t out[MOS_GOSSIP_PROBE_DATAGRAM];
+    struct mos_gossip_wire_header h;
+    struct mos_gossip_wire_probe probe;
+    enum mos_gossip_drop why;
+    uint32_t to;
+    int len;
+
+    while ((len = mos_gossip_next_probe(g, now, out, sizeof(out), &to)) != 0) {
+        if (len != MOS_GOSSIP_PROBE_DATAGRAM || to >= cfg.n_nodes ||
+            mos_gossip_wire_parse(&key, out, (size_t)len, &h, entries, &probe, &why) != 0)
+            abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static uint32_t now = 1000;
@@ -58,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((data[0] & 3) == 3 && size >= MOS_GOSSIP_HEADER_BYTES + MOS_MAC_BYTES) {
         const struct mos_frame_proto gossip = {.magic = MOS_GOSSIP_MAGIC,
                                                .version = MOS_GOSSIP_VERSION};
-        mos_frame_hdr_encode(&gossip, MOS_GOSSIP_TYPE_VECTOR,
+        mos_frame_hdr_encode(&gossip, (uint16_t)(MOS_GOSSIP_TYPE_VECTOR + ((data[0] >> 2) & 3)),
                              (uint32_t)(size - MOS_GOSSIP_HEADER_BYTES), buf);
     }
     if ((data[0] & 1) && size >= MOS_MAC_BYTES) {
@@ -67,6 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (mos_gossip_input(g, now, buf, size, &why) != 0 && (unsigned)why >= MOS_GOSSIP_DROP_REASONS)
         abort();
+    drain_probes(now);
     now += 37;
     free(buf);
     return 0;

@@ -23,6 +23,8 @@ static mos_key_t key = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
                          17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32}};
 static uint8_t buf[MOS_GOSSIP_MAX_DATAGRAM];
 static struct mos_gossip_wire_entry entries[MOS_GOSSIP_MAX_ENTRIES];
+static struct mos_gossip_wire_probe wprobe;
+#define GOSSIP_PROBING_MAX_EXPECTED 4 /* suspect.c's GOSSIP_PROBING_MAX */
 
 static void quiet(enum mos_log_level l, const char *c, const char *t, void *a)
 {
@@ -64,7 +66,7 @@ static void test_wire_roundtrip(void **state)
     assert_int_equal(mos_get_le32(buf + 8), 3 * 64 + 32);
     assert_int_equal(mos_get_le16(buf + 14), 3);
     assert_int_equal(mos_get_le64(buf + 16), 7);
-    assert_int_equal(mos_gossip_wire_parse(&key, buf, (size_t)len, &h, entries, &why), 0);
+    assert_int_equal(mos_gossip_wire_parse(&key, buf, (size_t)len, &h, entries, &wprobe, &why), 0);
     assert_int_equal(h.n_entries, 3);
     assert_int_equal(h.boot_id, 7);
     assert_int_equal(h.seq, 9);
@@ -81,7 +83,7 @@ static void expect_drop(size_t len, enum mos_gossip_drop want)
     struct mos_gossip_wire_header h;
     enum mos_gossip_drop why = MOS_GOSSIP_DROP_REASONS;
 
-    assert_int_equal(mos_gossip_wire_parse(&key, buf, len, &h, entries, &why), -1);
+    assert_int_equal(mos_gossip_wire_parse(&key, buf, len, &h, entries, &wprobe, &why), -1);
     assert_string_equal(mos_gossip_drop_name(why), mos_gossip_drop_name(want));
 }
 
@@ -147,7 +149,7 @@ static void test_wire_drop_reasons(void **state)
     for (size_t cut = 0; cut < len; cut++) {
         struct mos_gossip_wire_header h;
         enum mos_gossip_drop why;
-        assert_int_equal(mos_gossip_wire_parse(&key, buf, cut, &h, entries, &why), -1);
+        assert_int_equal(mos_gossip_wire_parse(&key, buf, cut, &h, entries, &wprobe, &why), -1);
     }
 }
 
@@ -227,19 +229,27 @@ static void test_proto_news_travels(void **state)
     /* The same datagram again is a replay. */
     assert_int_equal(mos_gossip_input(p.b, 1050, buf, (size_t)len, &why), -1);
     assert_int_equal(why, MOS_GOSSIP_DROP_REPLAY);
-    /* Past the limit (5 steps of 100 ms) a is presumed dead; fresh news brings it back. */
+    /* Past the limit (5 steps of 100 ms) a is suspect; its probes unanswered for 3 steps, it
+     * is presumed dead; fresh news brings it back. */
     uint32_t target;
     mos_gossip_step(p.b, 1700, buf, sizeof(buf), &target);
     mos_gossip_node_get(p.b, 1700, 0, &n);
+    assert_int_equal(n.state, MOS_GOSSIP_SUSPECT);
+    mos_gossip_step(p.b, 1800, buf, sizeof(buf), &target);
+    mos_gossip_step(p.b, 1900, buf, sizeof(buf), &target);
+    mos_gossip_node_get(p.b, 1900, 0, &n);
+    assert_int_equal(n.state, MOS_GOSSIP_SUSPECT);
+    mos_gossip_step(p.b, 2000, buf, sizeof(buf), &target);
+    mos_gossip_node_get(p.b, 2000, 0, &n);
     assert_int_equal(n.state, MOS_GOSSIP_DEAD);
-    len = step_to_b(p.a, 1800);
-    assert_int_equal(mos_gossip_input(p.b, 1800, buf, (size_t)len, &why), 0);
-    mos_gossip_node_get(p.b, 1800, 0, &n);
+    len = step_to_b(p.a, 2100);
+    assert_int_equal(mos_gossip_input(p.b, 2100, buf, (size_t)len, &why), 0);
+    mos_gossip_node_get(p.b, 2100, 0, &n);
     assert_int_equal(n.state, MOS_GOSSIP_ALIVE);
     /* Leaving is announced and shown. */
-    len = mos_gossip_leave_datagram(p.a, 1900, buf, sizeof(buf));
-    assert_int_equal(mos_gossip_input(p.b, 1900, buf, (size_t)len, &why), 0);
-    mos_gossip_node_get(p.b, 1900, 0, &n);
+    len = mos_gossip_leave_datagram(p.a, 2200, buf, sizeof(buf));
+    assert_int_equal(mos_gossip_input(p.b, 2200, buf, (size_t)len, &why), 0);
+    mos_gossip_node_get(p.b, 2200, 0, &n);
     assert_int_equal(n.state, MOS_GOSSIP_LEFT);
     mos_gossip_stats_get(p.b, &st);
     assert_int_equal(st.accepted, 3);
@@ -293,8 +303,8 @@ static void test_proto_boots_ordered(void **state)
     struct mos_gossip_wire_header h1, h2;
     old_len = boot_datagram(&p, 0, old_boot);
     new_len = boot_datagram(&p, 0, new_boot);
-    assert_int_equal(mos_gossip_wire_parse(&key, old_boot, old_len, &h1, entries, &why), 0);
-    assert_int_equal(mos_gossip_wire_parse(&key, new_boot, new_len, &h2, entries, &why), 0);
+    assert_int_equal(mos_gossip_wire_parse(&key, old_boot, old_len, &h1, entries, &wprobe, &why), 0);
+    assert_int_equal(mos_gossip_wire_parse(&key, new_boot, new_len, &h2, entries, &wprobe, &why), 0);
     assert_true(h1.boot_id > 2000 && h2.boot_id > h1.boot_id);
     assert_int_equal(mos_gossip_input(p.b, 1100, new_boot, new_len, &why), 0);
     assert_int_equal(mos_gossip_input(p.b, 1110, old_boot, old_len, &why), -1);
@@ -347,6 +357,228 @@ static void test_proto_unknown_sender_and_loss(void **state)
     assert_int_equal(st.received, 2);
     assert_int_equal(st.accepted, 0);
     pair_free(&p);
+}
+
+/* --- suspicion and probes ---------------------------------------------------------------- */
+
+struct trio {
+    struct pair p; /* a and b */
+    struct mos_gossip *c;
+    struct mos_gossip_splitmix sc;
+    struct mos_gossip_rng rc;
+};
+
+static void trio_make(struct trio *t)
+{
+    pair_make(&t->p, &key);
+    t->sc.state = 3;
+    t->rc = (struct mos_gossip_rng){.next = mos_gossip_splitmix_next, .arg = &t->sc};
+    struct mos_gossip_params pc = {.cfg = &t->p.cfg, .self = 2, .key = &key, .rng = &t->rc};
+    assert_int_equal(mos_gossip_create(&pc, &t->c), 0);
+}
+
+static void trio_free(struct trio *t)
+{
+    mos_gossip_destroy(t->c);
+    pair_free(&t->p);
+}
+
+/* from steps at now until it targets slot `to`, and to takes the datagram. */
+static void gossip_to(struct mos_gossip *from, struct mos_gossip *to, uint32_t slot,
+                      uint32_t now)
+{
+    enum mos_gossip_drop why;
+    uint32_t target = 0;
+    int len = 0;
+
+    for (int i = 0; i < 200 && target != slot; i++)
+        len = mos_gossip_step(from, now, buf, sizeof(buf), &target);
+    assert_int_equal(target, slot);
+    assert_int_equal(mos_gossip_input(to, now, buf, (size_t)len, &why), 0);
+    while (mos_gossip_next_probe(from, now, buf, sizeof(buf), &target) > 0)
+        ; /* probes made by these steps are not part of this exchange */
+}
+
+/* The next probe datagram of g, which must be of type and go to slot `to`; its length. */
+static size_t probe_expect(struct mos_gossip *g, uint32_t now, uint16_t type, uint32_t to)
+{
+    uint32_t dest = 99;
+    int len = mos_gossip_next_probe(g, now, buf, sizeof(buf), &dest);
+
+    assert_int_equal(len, MOS_GOSSIP_PROBE_DATAGRAM);
+    assert_int_equal(mos_get_le16(buf + 6), type);
+    assert_int_equal(dest, to);
+    return (size_t)len;
+}
+
+static enum mos_gossip_state state_of(struct mos_gossip *g, uint32_t now, size_t slot)
+{
+    struct mos_gossip_node n;
+
+    mos_gossip_node_get(g, now, slot, &n);
+    return n.state;
+}
+
+/* An entry aged past the limit, of a node that answers its probe: suspect, never dead. */
+static void test_proto_suspect_answers(void **state)
+{
+    (void)state;
+    struct pair p;
+    enum mos_gossip_drop why;
+    struct mos_gossip_stats st;
+    uint32_t target;
+    size_t len;
+
+    pair_make(&p, &key);
+    gossip_to(p.a, p.b, 1, 1000);
+    mos_gossip_step(p.b, 1700, buf, sizeof(buf), &target); /* 700 ms > 5 steps of 100 */
+    assert_int_equal(state_of(p.b, 1700, 0), MOS_GOSSIP_SUSPECT);
+    len = probe_expect(p.b, 1700, MOS_GOSSIP_TYPE_PING, 0);
+    assert_int_equal(mos_gossip_next_probe(p.b, 1700, buf + len, 256, &target), 0);
+    assert_int_equal(mos_gossip_input(p.a, 1710, buf, len, &why), 0);
+    len = probe_expect(p.a, 1710, MOS_GOSSIP_TYPE_ACK, 1);
+    assert_int_equal(mos_gossip_input(p.b, 1720, buf, len, &why), 0);
+    assert_int_equal(state_of(p.b, 1720, 0), MOS_GOSSIP_ALIVE);
+    /* The same ack again is a replay; and well past the first deadline a stays alive. */
+    assert_int_equal(mos_gossip_input(p.b, 1730, buf, len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_REPLAY);
+    mos_gossip_step(p.b, 2100, buf, sizeof(buf), &target);
+    assert_int_equal(state_of(p.b, 2100, 0), MOS_GOSSIP_ALIVE);
+    mos_gossip_stats_get(p.b, &st);
+    assert_int_equal(st.suspected, 1);
+    assert_int_equal(st.refuted, 1);
+    assert_int_equal(st.probe_acks, 1);
+    assert_int_equal(st.presumed_dead, 0);
+    pair_free(&p);
+}
+
+/* The direct path is lost: c pings a for b, and forwards a's ack once. */
+static void test_proto_probe_relay(void **state)
+{
+    (void)state;
+    struct trio t;
+    enum mos_gossip_drop why;
+    struct mos_gossip_stats st;
+    uint8_t relayed[MOS_GOSSIP_PROBE_DATAGRAM];
+    uint32_t target;
+    size_t len;
+
+    trio_make(&t);
+    gossip_to(t.p.a, t.p.b, 1, 1000);
+    gossip_to(t.p.a, t.c, 2, 1000);
+    gossip_to(t.c, t.p.b, 1, 1600);
+    mos_gossip_step(t.p.b, 1700, buf, sizeof(buf), &target);
+    assert_int_equal(state_of(t.p.b, 1700, 0), MOS_GOSSIP_SUSPECT);
+    probe_expect(t.p.b, 1700, MOS_GOSSIP_TYPE_PING, 0); /* lost */
+    len = probe_expect(t.p.b, 1700, MOS_GOSSIP_TYPE_PING_REQ, 2);
+    assert_int_equal(mos_gossip_input(t.c, 1705, buf, len, &why), 0);
+    len = probe_expect(t.c, 1705, MOS_GOSSIP_TYPE_PING, 0);
+    assert_int_equal(mos_gossip_input(t.p.a, 1710, buf, len, &why), 0);
+    len = probe_expect(t.p.a, 1710, MOS_GOSSIP_TYPE_ACK, 2);
+    memcpy(relayed, buf, len);
+    assert_int_equal(mos_gossip_input(t.c, 1715, buf, len, &why), 0);
+    len = probe_expect(t.c, 1715, MOS_GOSSIP_TYPE_ACK, 1);
+    assert_int_equal(mos_gossip_input(t.p.b, 1720, buf, len, &why), 0);
+    assert_int_equal(state_of(t.p.b, 1720, 0), MOS_GOSSIP_ALIVE);
+    mos_gossip_stats_get(t.p.b, &st);
+    assert_int_equal(st.probe_acks, 1);
+    assert_int_equal(st.refuted, 1);
+    /* c forwards an ack once: the relay is forgotten, and a's next ack is relayed nowhere. */
+    struct mos_gossip_wire_header h = {.n_entries = 1, .boot_id = UINT64_MAX, .seq = 1};
+    struct mos_gossip_wire_entry e;
+    struct mos_gossip_wire_probe pr;
+    assert_int_equal(mos_gossip_wire_parse(&key, relayed, len, &h, entries, &pr, &why), 0);
+    e = entries[0];
+    h.boot_id = UINT64_MAX; /* a's newest boot: passes the replay check */
+    len = (size_t)mos_gossip_wire_encode_probe(&key, MOS_GOSSIP_TYPE_ACK, &h, &e, &pr, buf,
+                                               sizeof(buf));
+    assert_int_equal(mos_gossip_input(t.c, 1730, buf, len, &why), 0);
+    assert_int_equal(mos_gossip_next_probe(t.c, 1730, buf, sizeof(buf), &target), 0);
+    trio_free(&t);
+}
+
+/* No answer: dead at the deadline, after a ping per step meanwhile. A ping naming another
+ * node as its target, or one from a node not configured, is refused. */
+static void test_proto_suspect_dies(void **state)
+{
+    (void)state;
+    struct pair p;
+    enum mos_gossip_drop why;
+    struct mos_gossip_stats st;
+    uint32_t target;
+    size_t len;
+
+    pair_make(&p, &key);
+    gossip_to(p.a, p.b, 1, 1000);
+    mos_gossip_step(p.b, 1700, buf, sizeof(buf), &target);
+    len = probe_expect(p.b, 1700, MOS_GOSSIP_TYPE_PING, 0);
+    /* a ping naming c as its target, sent to a */
+    buf[32 + 64 + 16 + 15] = 3;
+    remac(len);
+    assert_int_equal(mos_gossip_input(p.a, 1700, buf, len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_FORMAT);
+    /* a ping from a stranger (sender 10.1.0.9), signed with the key */
+    buf[32 + 64 + 15] = 9;
+    buf[32 + 15] = 9;
+    remac(len);
+    assert_int_equal(mos_gossip_input(p.a, 1700, buf, len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_UNKNOWN);
+    /* Past the deadline (2000) in time at 2400, but after only two of b's own steps (b was
+     * starved of CPU): still suspect; the third step decides. */
+    for (uint32_t now = 1800; now <= 2400; now += 600) {
+        mos_gossip_step(p.b, now, buf, sizeof(buf), &target);
+        assert_int_equal(state_of(p.b, now, 0), MOS_GOSSIP_SUSPECT);
+        probe_expect(p.b, now, MOS_GOSSIP_TYPE_PING, 0);
+    }
+    mos_gossip_step(p.b, 2500, buf, sizeof(buf), &target);
+    assert_int_equal(state_of(p.b, 2500, 0), MOS_GOSSIP_DEAD);
+    mos_gossip_stats_get(p.b, &st);
+    assert_int_equal(st.suspected, 1);
+    assert_int_equal(st.presumed_dead, 1);
+    assert_int_equal(st.refuted, 0);
+    pair_free(&p);
+}
+
+/* Six nodes suspect at once: four are probed, the others wait (still suspect, not dead). */
+static void test_proto_probing_capped(void **state)
+{
+    (void)state;
+    static const char text[] = "[cluster]\nkey_file = /dev/null\ngossip_window = 8\n"
+                               "dead_after_steps = 5\ngossip_interval_ms = 100\n[nodes]\n"
+                               "n0 = 10.2.0.1\nn1 = 10.2.0.2\nn2 = 10.2.0.3\nn3 = 10.2.0.4\n"
+                               "n4 = 10.2.0.5\nn5 = 10.2.0.6\nn6 = 10.2.0.7\n";
+    struct mos_config cfg;
+    struct mos_gossip_splitmix sm = {.state = 4};
+    struct mos_gossip_rng rng = {.next = mos_gossip_splitmix_next, .arg = &sm};
+    struct mos_gossip_params p = {.cfg = &cfg, .self = 0, .key = &key, .rng = &rng};
+    struct mos_gossip *g;
+    struct mos_gossip_wire_header h = {.n_entries = 6, .boot_id = 1, .seq = 1};
+    struct mos_gossip_wire_entry e[6];
+    enum mos_gossip_drop why;
+    uint32_t target, pinged[7] = {0};
+    int len;
+
+    assert_int_equal(mos_config_parse(text, "test", &cfg), 0);
+    assert_int_equal(mos_gossip_create(&p, &g), 0);
+    memset(e, 0, sizeof(e));
+    for (int i = 0; i < 6; i++) { /* node 1's datagram: its own entry and nodes 2..6 */
+        e[i].info.addr[10] = e[i].info.addr[11] = 0xff;
+        e[i].info.addr[12] = 10, e[i].info.addr[13] = 2, e[i].info.addr[15] = (uint8_t)(i + 2);
+        e[i].age_ms = i == 0 ? 0 : 10;
+    }
+    len = mos_gossip_wire_encode(&key, &h, e, 6, buf, sizeof(buf));
+    assert_int_equal(mos_gossip_input(g, 1000, buf, (size_t)len, &why), 0);
+    mos_gossip_step(g, 1700, buf, sizeof(buf), &target);
+    while ((len = mos_gossip_next_probe(g, 1700, buf, sizeof(buf), &target)) > 0)
+        pinged[target] += mos_get_le16(buf + 6) == MOS_GOSSIP_TYPE_PING;
+    int n = 0;
+    for (int i = 1; i < 7; i++)
+        n += pinged[i] > 0;
+    assert_int_equal(n, GOSSIP_PROBING_MAX_EXPECTED);
+    for (size_t i = 1; i < 7; i++)
+        assert_int_equal(state_of(g, 1700, i), MOS_GOSSIP_SUSPECT);
+    mos_gossip_destroy(g);
+    mos_config_free(&cfg);
 }
 
 /* --- the probe's parsers --------------------------------------------------------------- */
@@ -468,6 +700,10 @@ int main(void)
         cmocka_unit_test(test_proto_boots_ordered),
         cmocka_unit_test(test_proto_wrong_key),
         cmocka_unit_test(test_proto_unknown_sender_and_loss),
+        cmocka_unit_test(test_proto_suspect_answers),
+        cmocka_unit_test(test_proto_probe_relay),
+        cmocka_unit_test(test_proto_suspect_dies),
+        cmocka_unit_test(test_proto_probing_capped),
         cmocka_unit_test(test_probe_parsers),
         cmocka_unit_test(test_probe_fixture),
         cmocka_unit_test(test_probe_recorded),

@@ -78,6 +78,31 @@ static void test_sim_loss_ages_news(void **state)
     assert_true(lossy.lost > lossy.datagrams / 3 && lossy.lost < lossy.datagrams * 2 / 3);
 }
 
+/* The tail (one age in 10^4 above it) lies between the mean of the vectors' maxima and the
+ * largest age seen; the automatic limit at small N is that tail, well above the model's mean
+ * maximum (which live nodes' entries pass routinely: the false deaths of issue 19). */
+static void test_sim_tail_and_limit(void **state)
+{
+    (void)state;
+    struct mos_gossip_sim_params p = {.nodes = 32, .window = 15, .warmup = 20, .steps = 3000,
+                                      .dead_after = 100000, .seed = 5};
+    struct mos_gossip_sim_result r;
+    struct mos_gossip_age_model m;
+
+    assert_int_equal(mos_gossip_sim_run(&p, &r), 0);
+    assert_true(r.tail_age > r.max_age);
+    assert_true(r.tail_age <= r.max_seen + 0.25);
+    assert_int_equal(mos_gossip_model(32, 16, &m), 0);
+    uint32_t limit = mos_gossip_auto_limit_steps(32, 15);
+    assert_true(limit > 1.5 * m.max_age);
+    assert_true(limit < 10 * m.max_age);
+    assert_true(fabs(limit - r.tail_age) < 0.25 * r.tail_age);
+    /* Beyond the simulated sizes: the model's maximum, scaled, still above it. */
+    assert_int_equal(mos_gossip_model(1000, 17, &m), 0);
+    assert_true(mos_gossip_auto_limit_steps(1000, 16) > m.max_age);
+    assert_int_equal(mos_gossip_auto_limit_steps(2, 1), 10);
+}
+
 static void test_sim_refuses_bad_params(void **state)
 {
     struct mos_gossip_age_model model;
@@ -110,6 +135,7 @@ int main(void)
         cmocka_unit_test(test_sim_matches_model),
         cmocka_unit_test(test_sim_reproducible_any_threads),
         cmocka_unit_test(test_sim_loss_ages_news),
+        cmocka_unit_test(test_sim_tail_and_limit),
         cmocka_unit_test(test_sim_refuses_bad_params),
     };
     return cmocka_run_group_tests_name("gossip_sim", tests, NULL, NULL);

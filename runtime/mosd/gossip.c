@@ -132,19 +132,9 @@ int mosd_gossip_start(struct mosd *d)
     d->cpu_quota = node_cpu_quota(d);
     if (d->cfg.n_nodes < 2 || !d->have_key)
         return 0; /* nobody to gossip with; without a key, nobody to trust (peer.c says so) */
-    if (d->cfg.dead_after_steps == 0) {
-        /* Automatic: the expected maximum age grows with N/W (about 440 steps at N = 1000,
-         * W = 16); a fixed limit would presume live nodes of a large cluster dead. The model's
-         * window counts the sender's own entry: W + 1. */
-        struct mos_gossip_age_model m;
-        unsigned n = (unsigned)d->cfg.n_nodes, w = (unsigned)d->cfg.gossip_window + 1;
-        double limit = 10;
-        if (w >= n)
-            w = n - 1;
-        if (w >= 1 && mos_gossip_model(n, w, &m) == 0 && 2 * m.max_age > limit)
-            limit = 2 * m.max_age;
-        d->cfg.dead_after_steps = (int)ceil(limit);
-    }
+    if (d->cfg.dead_after_steps == 0) /* automatic: the age tail of this N and window */
+        d->cfg.dead_after_steps = (int)mos_gossip_auto_limit_steps(
+            (unsigned)d->cfg.n_nodes, (unsigned)d->cfg.gossip_window);
     d->refused_ns = calloc(d->cfg.n_nodes, sizeof(*d->refused_ns));
     if (!d->refused_ns)
         return -ENOMEM;

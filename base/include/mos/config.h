@@ -36,7 +36,7 @@ struct mos_config {
     int gossip_port;
     int gossip_interval_ms;
     int gossip_window;
-    int dead_after_steps;           /* entry age at which a node is presumed dead */
+    int dead_after_steps;           /* entry age at which a node is suspect (probed, then dead); 0: automatic */
     int balance_interval_ms;
     int min_residence_ms;           /* a guest stays at least this long before moving again */
     int stability_margin_pct;       /* cost reduction needed on top of migration cost */

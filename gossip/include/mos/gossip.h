@@ -99,11 +99,19 @@ struct mos_gossip_age_model {
 /* Fill model for n >= 2 nodes and 1 <= window < n. Returns 0 or -EINVAL. */
 int mos_gossip_model(unsigned n, unsigned window, struct mos_gossip_age_model *model);
 
+/* The automatic limit, in steps, past which an entry makes its node suspect (dead_after_steps
+ * = 0): above the largest age the algorithm produces for n nodes sending `window` others
+ * (simulated at this size up to 256 nodes, else the model's maximum), at least 10. Takes up
+ * to about 0.3 s (the simulation). */
+uint32_t mos_gossip_auto_limit_steps(unsigned n, unsigned window);
+
 enum mos_gossip_state {
     MOS_GOSSIP_UNKNOWN = 0, /* no news ever */
     MOS_GOSSIP_ALIVE,
-    MOS_GOSSIP_DEAD,        /* presumed dead: its news is older than the limit */
+    MOS_GOSSIP_DEAD,        /* presumed dead: news older than the limit, and no probe answered */
     MOS_GOSSIP_LEFT,        /* announced that it leaves */
+    MOS_GOSSIP_SUSPECT,     /* news older than the limit, being probed: gets nothing new, but
+                             * is not reported dead */
 };
 
 const char *mos_gossip_state_name(enum mos_gossip_state state);
@@ -119,10 +127,22 @@ struct mos_gossip_node {
 
 struct mos_gossip_stats {
     uint64_t steps, sent, send_errors, received, accepted;
+    uint64_t bytes_sent; /* every datagram sent: vectors and probes */
     uint64_t entries_news, entries_unknown_node;
     uint64_t dropped[MOS_GOSSIP_DROP_REASONS];
     uint64_t presumed_dead, returned, left;
+    uint64_t suspected;  /* entries that passed the limit (each then probed) */
+    uint64_t refuted;    /* suspects that turned out alive (news or an answer) */
+    uint64_t probes;     /* probe datagrams queued: pings, ping-reqs, acks and relayed acks */
+    uint64_t probe_acks; /* acks that answered one of our probes */
+    uint64_t probes_dropped; /* probe datagrams not queued (queue full) or not sendable */
 };
+
+/* How many other nodes a suspecting node asks to probe the suspect as well. */
+#define MOS_GOSSIP_PROBE_RELAYS 3
+/* The probe deadline: this many steps, and at least MOS_GOSSIP_PROBE_MIN_MS. */
+#define MOS_GOSSIP_PROBE_STEPS 3
+#define MOS_GOSSIP_PROBE_MIN_MS 250
 
 struct mos_gossip_params {
     const struct mos_config *cfg;     /* nodes, gossip_port, interval, window, dead_after_steps */
@@ -161,6 +181,11 @@ int mos_gossip_step(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t 
                     uint32_t *target);
 /* The announcement that this node leaves: its own entry flagged MOS_GOSSIP_F_LEAVING. */
 int mos_gossip_leave_datagram(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t cap);
+/* The next probe datagram waiting (pings, ping-reqs, acks; made by steps and inputs): up to
+ * cap bytes into buf, *to the slot to send it to. Returns its length, 0 if none waits, or
+ * -errno. Call it until 0 after every step and input. */
+int mos_gossip_next_probe(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, size_t cap,
+                          uint32_t *to);
 /* A datagram arrived. Returns 0 if taken, or -1 with *why set and counted. */
 int mos_gossip_input(struct mos_gossip *g, uint32_t now_ms, const uint8_t *buf, size_t len,
                      enum mos_gossip_drop *why);

@@ -20,6 +20,9 @@
 #define MOS_GOSSIP_SIM_BATCHES_PER_STEP 64
 #define MOS_GOSSIP_SIM_DOWN_STEPS 10 /* a crashed node restarts, with an empty vector, after this */
 
+/* The fraction of ages above mos_gossip_sim_result.tail_age: one entry in 10,000. */
+#define MOS_GOSSIP_SIM_TAIL 1e-4
+
 struct mos_gossip_sim_params {
     unsigned nodes;      /* 2..MOS_GOSSIP_SIM_MAX_NODES */
     unsigned window;     /* other entries per datagram: 1..nodes-1, at most MOS_GOSSIP_MAX_WINDOW */
@@ -36,6 +39,7 @@ struct mos_gossip_sim_result {
     double avg_age;              /* steps: mean age of the sampled entries (NAN if none) */
     double max_age;              /* steps: mean over the sampled vectors of their largest age */
     double max_seen;             /* steps: the largest age sampled */
+    double tail_age;             /* steps: exceeded by MOS_GOSSIP_SIM_TAIL of the sampled ages */
     uint64_t rows, ages, unknown; /* vectors sampled; their entries with news, and without */
     uint64_t node_steps;         /* ticks of nodes that were up, after the warm-up */
     uint64_t datagrams, bytes;   /* sent after the warm-up; bytes as on the wire */
