@@ -76,10 +76,17 @@ int mos_balance_move_pays(const struct mos_balance_params *p, double time_here, 
            time_there + migrate_s < (1.0 - p->gain_margin) * time_here;
 }
 
-/* An entry of `age` steps may predate a move made since_s ago: count the move there. */
-static int entry_predates(uint32_t age, double step_s, double since_s)
+/* Entry ages are whole steps, rounded down: an entry `age` steps old was made between age and
+ * age + 1 steps ago. A move is added at its target if the entry may predate it, and taken off
+ * its source only if the entry surely does: in doubt, both keep the job where it is. */
+static int entry_may_predate(uint32_t age, double step_s, double since_s)
 {
     return age == UINT32_MAX || ((double)age + 1.0) * step_s >= since_s;
+}
+
+static int entry_predates(uint32_t age, double step_s, double since_s)
+{
+    return age == UINT32_MAX || (double)age * step_s >= since_s;
 }
 
 void mos_balance_count_moves(struct mos_node_state *nodes, size_t n_nodes, size_t self,
@@ -88,7 +95,7 @@ void mos_balance_count_moves(struct mos_node_state *nodes, size_t n_nodes, size_
     for (size_t k = 0; k < n_moves; k++) {
         const struct mos_balance_move *m = &moves[k];
         if (m->to >= 0 && (size_t)m->to < n_nodes && (size_t)m->to != self &&
-            entry_predates(nodes[m->to].age, step_s, m->since_s))
+            entry_may_predate(nodes[m->to].age, step_s, m->since_s))
             nodes[m->to].load += m->cpu;
         if (m->from >= 0 && (size_t)m->from < n_nodes && (size_t)m->from != self &&
             entry_predates(nodes[m->from].age, step_s, m->since_s)) {

@@ -298,6 +298,15 @@ static void test_balance_counts_moves_both_ends(void **state)
     n[2].age = 5;
     mos_balance_count_moves(n, 4, 0, 1.0, &m[1], 1);
     assert_float_equal(n[2].load, 2, 1e-9);
+    /* 1 step old at 1.5 s: made 1 to 2 s ago, maybe before the move: added at a target, but
+     * not taken off a source (in doubt the job counts at both) */
+    n[1].load = 0;
+    n[1].age = 1;
+    n[2].load = 3;
+    n[2].age = 1;
+    mos_balance_count_moves(n, 4, 0, 1.0, m, 2);
+    assert_float_equal(n[1].load, 1, 1e-9);
+    assert_float_equal(n[2].load, 3, 1e-9);
     /* never below zero; unknown ends are skipped */
     struct mos_balance_move odd = {.from = 3, .to = -1, .since_s = 0, .cpu = 5};
     mos_balance_count_moves(n, 4, 0, 1.0, &odd, 1);

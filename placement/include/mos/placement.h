@@ -157,14 +157,15 @@ int mos_balance_move_pays(const struct mos_balance_params *p, double time_here, 
  * arrives, the move is counted there by hand. */
 struct mos_balance_move {
     int from, to;   /* node indices; -1: unknown */
-    double since_s; /* seconds since the move (landed, or was ordered if still under way) */
+    double since_s; /* seconds since it landed; 0 while under way */
     double cpu;     /* the job's CPU demand */
 };
 
-/* Adds each recent move to nodes[].load: + cpu at `to`, - cpu at `from` (not below 0), for
- * each end other than self whose entry is older than the move, that is whose age (in gossip
- * steps of step_s seconds, one step of slack for the entry's own delay) reaches back to it.
- * nodes[self]'s load is the caller's own count, always current. */
+/* Adds each recent move to nodes[].load, at each end other than self whose entry is older than
+ * the move: + cpu at `to` if its entry may be older (age + 1 steps of step_s seconds reach back
+ * to the move), - cpu at `from` (not below 0) only if its entry surely is (age steps do): in
+ * doubt the job counts where it is going and where it was, so no one hurries to either.
+ * A move under way has since_s = 0. nodes[self]'s load is the caller's own count. */
 void mos_balance_count_moves(struct mos_node_state *nodes, size_t n_nodes, size_t self,
                              double step_s, const struct mos_balance_move *moves, size_t n_moves);
 
