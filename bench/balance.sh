@@ -1,7 +1,8 @@
 #!/bin/bash
 # mosbench balance: the makespan of CPU-bound jobs started on one node of a lab cluster, with
 # automatic balancing, without it (mosrun -L: never migrate), and the ideal (total work over
-# total CPU), in one run.
+# total CPU), in one run; the moves that happened and the ping-pongs among them (a job
+# arriving on a node it had left).
 #   mosbench balance [--nodes N] [--cpus-per-node F] [--jobs J] [--steps S] [--watch]
 set -u
 NODES=4 CPUS=0.5 JOBS=8 STEPS=2500 WATCH=0
@@ -33,7 +34,10 @@ trap '"$LAB" down >/dev/null 2>&1; [ -n "${MOS_BENCH_LOGS:-}" ] && cp "$W"/mosd*
 AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 
 "$LAB" up "$NODES" --cpus "$CPUS" >/dev/null || exit 1
-for i in $(seq "$NODES"); do "$LAB" exec --uncapped "$i" "$BIN/mosd" > "$W/mosd$i.log" 2>&1 & disown; done
+# each log line stamped with the time it was read (bash's clock: no process per line), to put
+# the moves of all nodes in one order
+stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
+for i in $(seq "$NODES"); do ("$LAB" exec --uncapped "$i" "$BIN/mosd" 2>&1 | stamp > "$W/mosd$i.log") & disown; done
 sleep 2
 
 # One job's CPU time at full speed, the unit of work.
@@ -64,13 +68,23 @@ run_all() { # run_all FLAG: the makespan of JOBS jobs started together on node 1
 }
 [ "$WATCH" = 1 ] && echo "with balancing: $JOBS jobs started on node 1" >&2
 balanced=$(run_all "")
-moves=$(cat "$W"/mosd*.log | grep -c "balance: moving")
+ordered=$(cat "$W"/mosd*.log | grep -c "balance: moving")
+# Moves that happened: a job arriving on a node ("guest job J from HOME runs here"), in time
+# order over all nodes. A ping-pong is a job arriving where it had been before (stricter than
+# the issue's "within its residence time": any return counts).
+for i in $(seq "$NODES"); do
+    sed -n "s/^\([0-9.]*\) .*guest job \([0-9]*\) from .* runs here.*/\1 \2 $i/p" "$W/mosd$i.log"
+done | sort -n > "$W/arrivals"
+read -r moves pingpong < <(awk '{ j = $2; at = (j in cur) ? cur[j] : 1
+                               if (been[j, $3]) pp++
+                               been[j, at] = 1; cur[j] = $3; n++ }
+                             END { print n + 0, pp + 0 }' "$W/arrivals")
 [ "$WATCH" = 1 ] && echo "without balancing (mosrun -L): the same $JOBS jobs stay on node 1" >&2
 baseline=$(run_all -L)
 for j in $(seq "$JOBS"); do grep -q "^step $STEPS " "$W/job$j.out" || { echo "mosbench balance: job $j did not finish" >&2; exit 1; }; done
 echo "nodes $NODES x $CPUS CPU, $JOBS jobs of $work CPU-s each"
-echo "makespan with balancing:        $balanced s ($moves moves)"
+echo "makespan with balancing:        $balanced s ($moves moves, $ordered ordered, $pingpong ping-pongs)"
 echo "makespan without (mosrun -L):   $baseline s"
 echo "ideal (work / total CPU):       $ideal s"
-awk -v m="$balanced" -v b="$baseline" -v i="$ideal" \
-    'BEGIN { printf "result balance makespan_s=%.2f baseline_s=%.2f ideal_s=%.2f speedup=%.2f efficiency=%.2f\n", m, b, i, b / m, i / m }'
+awk -v m="$balanced" -v b="$baseline" -v i="$ideal" -v mv="$moves" -v j="$JOBS" -v pp="$pingpong" \
+    'BEGIN { printf "result balance makespan_s=%.2f baseline_s=%.2f ideal_s=%.2f speedup=%.2f efficiency=%.2f moves_per_job=%.2f moves=%d pingpong=%d\n", m, b, i, b / m, i / m, mv / j, mv, pp }'
