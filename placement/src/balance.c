@@ -235,7 +235,12 @@ static int best_target(const struct mos_node_state *nodes, size_t n_nodes, size_
     int best = -1;
     double best_cost = HUGE_VAL, best_gain = 0;
 
-    for (size_t i = 0; i < n_nodes; i++) {
+    /* Ties go to the first node after this one, shifted by the job's id: senders that see the
+     * same idle nodes spread over them instead of all choosing the lowest index (a herd the
+     * target then refuses, mosbench balance --sim at 1024 nodes). */
+    size_t start = (size_t)((self + 1 + job->id) % n_nodes);
+    for (size_t k = 0; k < n_nodes; k++) {
+        size_t i = (start + k) % n_nodes;
         if (i == self || !mos_placement_node_usable(&nodes[i], p->dead_age))
             continue;
         st->any_target = 1;

@@ -57,6 +57,13 @@ static void test_overload_keeps_costing(void **state)
     assert_true(c0 > 0);
     assert_true(c1 > c0);
     assert_int_equal(mos_placement_assign(4, 4.0, n, 2, &d, 30), 0);
+    /* far past any cap on the exponent: a job on a node with 128 on one CPU still costs, more
+     * than on one with 8 (a cap made it free there, so nothing ever left such a node) */
+    n[0].load = 128;
+    n[1].load = 8;
+    double far = mos_placement_job_cost(64, 1.0, &n[0], &d);
+    assert_true(far > 0 && isfinite(far));
+    assert_true(far > mos_placement_job_cost(64, 1.0, &n[1], &d));
 }
 
 static void test_cpus_are_separate_resources(void **state)
@@ -313,6 +320,23 @@ static void test_balance_counts_moves_both_ends(void **state)
     assert_float_equal(n[3].load, 0, 1e-9);
 }
 
+static void test_balance_ties_spread(void **state)
+{
+    (void)state;
+    /* Two equally idle nodes: jobs of different ids do not all go to the same one. */
+    struct mos_node_state n[3] = {node(0, 1, 1.0, 4, GIB, GIB), node(1, 1, 1.0, 0, GIB, GIB),
+                                  node(2, 1, 1.0, 0, GIB, GIB)};
+    struct mos_job_info a[1] = {job(0, 100, 10)}, b[1] = {job(1, 100, 10)};
+    struct mos_balance_params p;
+    struct mos_balance_decision da, db;
+
+    mos_balance_params_default(&p);
+    assert_int_equal(mos_balance_decide(n, 3, 0, a, 1, &fast_net, &p, &da), 0);
+    assert_int_equal(mos_balance_decide(n, 3, 0, b, 1, &fast_net, &p, &db), 0);
+    assert_true(da.node_index > 0 && db.node_index > 0);
+    assert_int_not_equal(da.node_index, db.node_index);
+}
+
 static void test_balance_admit(void **state)
 {
     (void)state;
@@ -429,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_balance_no_return_unless_fell),
         cmocka_unit_test(test_balance_counts_moves_both_ends),
         cmocka_unit_test(test_balance_admit),
+        cmocka_unit_test(test_balance_ties_spread),
         cmocka_unit_test(test_balance_memory_ushering),
         cmocka_unit_test(test_balance_bad_args),
         cmocka_unit_test(test_predict_remaining),

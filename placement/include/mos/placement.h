@@ -12,8 +12,8 @@
 
 /* A node's cost: the sum over its resources r of n^(u_r), with n the number of nodes in the
  * cluster and u_r the utilization of r, 1 = full. Negative values count as 0; values above 1
- * (overload, e.g. more runnable processes than the CPU capacity) keep growing the cost, capped
- * at u = 16 against overflow. */
+ * (overload, e.g. more runnable processes than the CPU capacity) keep growing the cost; past
+ * u = 16 along the exponential's tangent (linearly), against overflow. */
 double mos_placement_node_cost(unsigned n_nodes, const double *util, size_t n_resources);
 
 /* The cost a job adds to a node: cost with the job's extra utilization added to each resource
@@ -180,7 +180,8 @@ int mos_balance_admit(const struct mos_node_state *me, const struct mos_node_sta
                       double left_load, char *why, size_t why_len);
 
 /* One balancing step on the node nodes[self]. Considers every local job and every other node;
- * picks the move with the largest gain, or none. Memory ushering first: if this node's free
+ * picks the move with the largest gain, or none. Among targets of equal cost, the first after
+ * self shifted by the job's id (so that senders seeing the same idle nodes spread over them). Memory ushering first: if this node's free
  * memory is below mem_low_frac of its total, the largest unlocked job goes to the live node
  * with the most free memory that can hold it. Never picks a blocked, non-accepting or
  * presumed-dead node, a locked job, a job within its residence time
