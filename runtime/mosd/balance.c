@@ -16,15 +16,13 @@
 
 #define BALANCE_MOVES_PER_ROUND 4
 
-/* CPU time, resident pages, and whether it is runnable right now (state R: running or
- * waiting for a CPU, throttled included). */
-static int job_usage(pid_t pid, double *cpu_s, uint64_t *pages, int *runnable)
+/* CPU time and resident pages. */
+static int job_usage(pid_t pid, double *cpu_s, uint64_t *pages)
 {
     struct mos_proc_stat st;
 
     if (mos_proc_stat_read(pid, &st) != 0)
         return -1;
-    *runnable = st.state == 'R';
     *cpu_s = (double)(st.f[MOS_STAT_UTIME] + st.f[MOS_STAT_STIME]) /
              (double)sysconf(_SC_CLK_TCK);
     *pages = st.f[MOS_STAT_RSS];
@@ -44,17 +42,13 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
         char reason[160];
         double cpu_s;
         uint64_t pages;
-        int runnable;
 
         if (job->moving || job->locked || job->move_reply_fd > 0)
             continue;
         if (!job->supervisor && (strcmp(job->where, self) != 0 || !job->owner))
             continue;
-        if (job_usage(job->pid, &cpu_s, &pages, &runnable) != 0)
+        if (job_usage(job->pid, &cpu_s, &pages) != 0)
             continue;
-        /* Demand, not the share it gets: on an overloaded node a CPU-bound job gets little CPU
-         * yet is runnable all the time. A running average of samples of its state. */
-        job->demand = job->seen_ns ? 0.6 * job->demand + 0.4 * runnable : (runnable ? 1.0 : 0.5);
         if (!job->supervisor && mos_migrate_check(job->pid, &dopts, reason, sizeof(reason)))
             continue;
         job->seen_ns = now;

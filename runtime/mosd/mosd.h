@@ -66,7 +66,6 @@ struct mosd_job {
     uint64_t move_asked_ns;  /* when the move under way was asked for */
     uint64_t seen_ns;        /* the balancer's last look at its CPU time */
     double seen_cpu_s;
-    double demand;           /* share of samples it was runnable in: the CPU it wants */
     struct bufferevent *owner; /* mosrun's registration connection (home jobs) */
     pid_t owner_pid;           /* that mosrun, the job's parent */
     int owner_fd_min;          /* mosrun's own descriptors start here (0: unknown) */
