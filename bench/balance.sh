@@ -1,7 +1,8 @@
 #!/bin/bash
 # mosbench balance: the makespan of CPU-bound jobs started on one node of a lab cluster, with
 # automatic balancing, without it (mosrun -L: never migrate), and the ideal (total work over
-# total CPU), in one run.
+# total CPU), in one run; the moves that happened and the ping-pongs among them (a job
+# arriving on a node it left less than PINGPONG_S seconds before).
 #   mosbench balance [--nodes N] [--cpus-per-node F] [--jobs J] [--steps S] [--watch]
 set -u
 NODES=4 CPUS=0.5 JOBS=8 STEPS=2500 WATCH=0
@@ -33,7 +34,10 @@ trap '"$LAB" down >/dev/null 2>&1; [ -n "${MOS_BENCH_LOGS:-}" ] && cp "$W"/mosd*
 AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 
 "$LAB" up "$NODES" --cpus "$CPUS" >/dev/null || exit 1
-for i in $(seq "$NODES"); do "$LAB" exec --uncapped "$i" "$BIN/mosd" > "$W/mosd$i.log" 2>&1 & disown; done
+# each log line stamped with the time it was read (bash's clock: no process per line), to put
+# the moves of all nodes in one order
+stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
+for i in $(seq "$NODES"); do ("$LAB" exec --uncapped "$i" "$BIN/mosd" 2>&1 | stamp > "$W/mosd$i.log") & disown; done
 sleep 2
 
 # One job's CPU time at full speed, the unit of work.
@@ -41,6 +45,21 @@ TIMEFORMAT=%U+%S
 one=$( { time "$BIN/mosjob" "$STEPS" 0 /dev/null /dev/null < /dev/null > /dev/null; } 2>&1 )
 work=$(awk -v t="$one" 'BEGIN { split(t, a, "+"); printf "%.3f", a[1] + a[2] }')
 ideal=$(awk -v w="$work" -v j="$JOBS" -v n="$NODES" -v c="$CPUS" 'BEGIN { printf "%.2f", w * j / (n * c) }')
+
+# What each node really delivers on this (shared) host: one job per node, all at once, never
+# moved; a node's rate is the work over its wall time. The ideal on these rates does not count
+# a busy host against the balancer. Measured before the runs and after them, the mean.
+node_rates() { # node_rates: prints one rate per node (CPU-s of work per second)
+    local i
+    for i in $(seq "$NODES"); do
+        ( t0=$EPOCHREALTIME
+          "$LAB" exec "$i" "${AS_USER[@]}" "$BIN/mosrun" -L "$BIN/mosjob" "$STEPS" 0 /dev/null /dev/null \
+              < /dev/null > /dev/null 2>&1
+          awk -v w="$work" -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f\n", w / (b - a) }' ) &
+    done
+    wait
+}
+rates_before=$(node_rates | awk '{ s += $1 } END { printf "%.4f", s }')
 
 run_all() { # run_all FLAG: the makespan of JOBS jobs started together on node 1
     local t0 t1 pids=()
@@ -64,13 +83,31 @@ run_all() { # run_all FLAG: the makespan of JOBS jobs started together on node 1
 }
 [ "$WATCH" = 1 ] && echo "with balancing: $JOBS jobs started on node 1" >&2
 balanced=$(run_all "")
-moves=$(cat "$W"/mosd*.log | grep -c "balance: moving")
+ordered=$(cat "$W"/mosd*.log | grep -c "balance: moving")
+# Moves that happened, in time order over all nodes: a job arriving on a node ("guest job J
+# from HOME runs here"), or back home ("job J (pid P) is home, native again", on node 1, where
+# the jobs start). A ping-pong is a job arriving on a node it left less than PINGPONG_S (10 s,
+# over mosd's 3 s residence) before; returns counts every arrival where it had been.
+PINGPONG_S=${PINGPONG_S:-10}
+for i in $(seq "$NODES"); do
+    sed -n -e "s/^\([0-9.]*\) .*guest job \([0-9]*\) from .* runs here.*/\1 \2 $i/p" \
+        -e "s/^\([0-9.]*\) .*: job \([0-9]*\) (pid [0-9]*) is home, native again.*/\1 \2 $i/p" "$W/mosd$i.log"
+done | sort -n > "$W/arrivals"
+read -r moves returns pingpong < <(awk -v w="$PINGPONG_S" '
+    { j = $2; at = (j in cur) ? cur[j] : 1
+      if ((j, $3) in left) { ret++; if ($1 - left[j, $3] < w) pp++ }
+      left[j, at] = $1; cur[j] = $3; n++ }
+    END { print n + 0, ret + 0, pp + 0 }' "$W/arrivals")
 [ "$WATCH" = 1 ] && echo "without balancing (mosrun -L): the same $JOBS jobs stay on node 1" >&2
 baseline=$(run_all -L)
+rates_after=$(node_rates | awk '{ s += $1 } END { printf "%.4f", s }')
+ideal_real=$(awk -v w="$work" -v j="$JOBS" -v a="$rates_before" -v b="$rates_after" \
+    'BEGIN { printf "%.2f", w * j / ((a + b) / 2) }')
 for j in $(seq "$JOBS"); do grep -q "^step $STEPS " "$W/job$j.out" || { echo "mosbench balance: job $j did not finish" >&2; exit 1; }; done
 echo "nodes $NODES x $CPUS CPU, $JOBS jobs of $work CPU-s each"
-echo "makespan with balancing:        $balanced s ($moves moves)"
+echo "makespan with balancing:        $balanced s ($moves moves, $ordered ordered, $returns returns to a node left before, $pingpong within $PINGPONG_S s)"
 echo "makespan without (mosrun -L):   $baseline s"
 echo "ideal (work / total CPU):       $ideal s"
-awk -v m="$balanced" -v b="$baseline" -v i="$ideal" \
-    'BEGIN { printf "result balance makespan_s=%.2f baseline_s=%.2f ideal_s=%.2f speedup=%.2f efficiency=%.2f\n", m, b, i, b / m, i / m }'
+echo "ideal on measured node rates:   $ideal_real s (the nodes together gave $rates_before then $rates_after CPU of the quota's $(awk -v n="$NODES" -v c="$CPUS" 'BEGIN { print n * c }'))"
+awk -v m="$balanced" -v b="$baseline" -v i="$ideal" -v r="$ideal_real" -v mv="$moves" -v j="$JOBS" -v rt="$returns" -v pp="$pingpong" \
+    'BEGIN { printf "result balance makespan_s=%.2f baseline_s=%.2f ideal_s=%.2f speedup=%.2f efficiency=%.2f ideal_real_s=%.2f efficiency_real=%.2f moves_per_job=%.2f returns=%d moves=%d pingpong=%d\n", m, b, i, b / m, i / m, r, r / m, mv / j, rt, mv, pp }'

@@ -14,6 +14,8 @@ int bench_parse_size(const char *bench, const char *option, const char *text, ui
 
 int bench_gossip_model(int argc, char **argv);
 int bench_balance(int argc, char **argv);
+/* mosbench balance --sim: the balancer's decision code over simulated nodes. */
+int bench_balance_sim(int argc, char **argv);
 int bench_syscall(int argc, char **argv);
 int bench_migrate(int argc, char **argv);
 int bench_transport(int argc, char **argv);

@@ -33,6 +33,9 @@ int bench_run_script(const char *name, int argc, char **argv)
 /* mosbench balance: a lab cluster timing jobs with and without balancing (bench/balance.sh) */
 int bench_balance(int argc, char **argv)
 {
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--sim") == 0)
+            return bench_balance_sim(argc, argv);
     return bench_run_script("balance", argc, argv);
 }
 

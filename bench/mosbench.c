@@ -37,7 +37,8 @@ static const struct {
 } benches[] = {
     {"balance", bench_balance,
      "[--nodes N] [--cpus-per-node F] [--jobs J] [--steps S] [--watch]: lab makespan with and "
-     "without balancing"},
+     "without balancing | --sim [--nodes N] [--jobs J] [--start one|random] [--fast K] "
+     "[--gossip-age A] [--work S] [--seed X]: the same decisions over simulated nodes"},
     {"faults", bench_faults,
      "[--migrations N] [--kinds none,target-mosd,...] [--seed S]: migrations hit by faults in a "
      "lab; jobs lost, duplicated, wrong"},

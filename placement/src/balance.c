@@ -13,6 +13,8 @@ void mos_balance_params_default(struct mos_balance_params *p)
     p->cpu_cap = 1.0;
     p->stability_margin = 0.2;
     p->min_residence_s = 2.0;
+    p->residence_per_migr = 10.0;
+    p->gain_margin = 0.15;
     p->min_age_s = 1.0;
     p->benefit_factor = 2.0;
     p->dead_age = 30;
@@ -57,10 +59,87 @@ static struct mos_node_state node_without(const struct mos_node_state *node,
     return n;
 }
 
+double mos_balance_residence_s(const struct mos_balance_params *p,
+                               const struct mos_migration_cost *model, uint64_t pages)
+{
+    double by_cost = p->residence_per_migr * mos_migration_cost_seconds(model, pages);
+
+    return by_cost > p->min_residence_s ? by_cost : p->min_residence_s;
+}
+
+int mos_balance_move_pays(const struct mos_balance_params *p, double time_here, double time_there,
+                          double migrate_s)
+{
+    double saved = time_here - time_there;
+
+    return saved > p->benefit_factor * migrate_s &&
+           time_there + migrate_s < (1.0 - p->gain_margin) * time_here;
+}
+
+/* Entry ages are whole steps, rounded down: an entry `age` steps old was made between age and
+ * age + 1 steps ago. A move is added at its target if the entry may predate it, and taken off
+ * its source only if the entry surely does: in doubt, both keep the job where it is. */
+static int entry_may_predate(uint32_t age, double step_s, double since_s)
+{
+    return age == UINT32_MAX || ((double)age + 1.0) * step_s >= since_s;
+}
+
+static int entry_predates(uint32_t age, double step_s, double since_s)
+{
+    return age == UINT32_MAX || (double)age * step_s >= since_s;
+}
+
+void mos_balance_count_moves(struct mos_node_state *nodes, size_t n_nodes, size_t self,
+                             double step_s, const struct mos_balance_move *moves, size_t n_moves)
+{
+    for (size_t k = 0; k < n_moves; k++) {
+        const struct mos_balance_move *m = &moves[k];
+        if (m->to >= 0 && (size_t)m->to < n_nodes && (size_t)m->to != self &&
+            entry_may_predate(nodes[m->to].age, step_s, m->since_s))
+            nodes[m->to].load += m->cpu;
+        if (m->from >= 0 && (size_t)m->from < n_nodes && (size_t)m->from != self &&
+            entry_predates(nodes[m->from].age, step_s, m->since_s)) {
+            struct mos_node_state *f = &nodes[m->from];
+            f->load = f->load > m->cpu ? f->load - m->cpu : 0;
+        }
+    }
+}
+
+int mos_balance_admit(const struct mos_node_state *me, const struct mos_node_state *source,
+                      double job_cpu, const struct mos_balance_params *p, double left_since_s,
+                      double left_load, char *why, size_t why_len)
+{
+    double cpu = job_cpu > 0 ? job_cpu : 1.0;
+
+    why[0] = '\0';
+    if (me->ncpus == 0 || me->speed <= 0) {
+        snprintf(why, why_len, "no CPU offered here");
+        return 0;
+    }
+    if (left_since_s >= 0 && me->load >= left_load - 1e-9) {
+        snprintf(why, why_len,
+                 "it left here %.1f s ago and the load here has not fallen (%.2f, was %.2f)",
+                 left_since_s, me->load, left_load);
+        return 0;
+    }
+    if (source->ncpus == 0 || source->speed <= 0)
+        return 1; /* the source offers nothing: anywhere is better */
+    /* time is work over rate: the time here, with the margin, must beat the time there */
+    double rate_here = process_rate(me, me->load + cpu);
+    double rate_there = process_rate(source, source->load + cpu);
+    if (1.0 / rate_here < (1.0 - p->gain_margin) / rate_there)
+        return 1;
+    snprintf(why, why_len,
+             "busy: load %.2f here (speed %.2f x %u CPUs) against %.2f at the sender (%.2f x %u)",
+             me->load, me->speed, me->ncpus, source->load, source->speed, source->ncpus);
+    return 0;
+}
+
 struct move_stats {
     size_t locked, too_recent, movable;
     int any_target;
     int margin_blocked;  /* a cheaper node existed but not by the margin */
+    int returns_blocked; /* the job's previous node, its load not fallen */
     double best_rejected_gain, best_rejected_migr;
 };
 
@@ -75,13 +154,14 @@ static void set_none(struct mos_balance_decision *out)
 }
 
 static int job_may_move(const struct mos_job_info *job, const struct mos_balance_params *p,
-                        struct move_stats *st)
+                        const struct mos_migration_cost *model, struct move_stats *st)
 {
     if (job->flags & MOS_JOB_LOCKED) {
         st->locked++;
         return 0;
     }
-    if (job->residence_s < p->min_residence_s || job->age_s < p->min_age_s) {
+    if (job->residence_s < mos_balance_residence_s(p, model, job->pages) ||
+        job->age_s < p->min_age_s) {
         st->too_recent++;
         return 0;
     }
@@ -155,10 +235,20 @@ static int best_target(const struct mos_node_state *nodes, size_t n_nodes, size_
     int best = -1;
     double best_cost = HUGE_VAL, best_gain = 0;
 
-    for (size_t i = 0; i < n_nodes; i++) {
+    /* Ties go to the first node after this one, shifted by the job's id: senders that see the
+     * same idle nodes spread over them instead of all choosing the lowest index (a herd the
+     * target then refuses, mosbench balance --sim at 1024 nodes). */
+    size_t start = (size_t)((self + 1 + job->id) % n_nodes);
+    for (size_t k = 0; k < n_nodes; k++) {
+        size_t i = (start + k) % n_nodes;
         if (i == self || !mos_placement_node_usable(&nodes[i], p->dead_age))
             continue;
         st->any_target = 1;
+        if ((job->flags & MOS_JOB_CAME) && job->from_node == i &&
+            nodes[i].load >= job->from_load - 1e-9) {
+            st->returns_blocked = 1;
+            continue;
+        }
         double cost = mos_placement_job_cost(n, p->cpu_cap, &nodes[i], &demand);
         if (!(cost < cost_here))
             continue;
@@ -168,7 +258,7 @@ static int best_target(const struct mos_node_state *nodes, size_t n_nodes, size_
         }
         double time_there = remaining / process_rate(&nodes[i], nodes[i].load + demand.cpu);
         double gain = time_here - time_there - migr;
-        if (time_here - time_there <= p->benefit_factor * migr) {
+        if (!mos_balance_move_pays(p, time_here, time_there, migr)) {
             if (time_here - time_there > st->best_rejected_gain) {
                 st->best_rejected_gain = time_here - time_there;
                 st->best_rejected_migr = migr;
@@ -199,11 +289,14 @@ static void explain_none(const struct move_stats *st, size_t n_jobs,
                  "none: no live node accepts guests (blocked, not accepting or presumed dead)");
     else if (st->best_rejected_gain > 0)
         snprintf(out->reason, sizeof(out->reason),
-                 "none: best move saves %.3f s, not above %.3f s migration x benefit factor",
+                 "none: best move saves %.3f s, not enough for %.3f s migration and the margin",
                  st->best_rejected_gain, st->best_rejected_migr);
     else if (st->margin_blocked)
         snprintf(out->reason, sizeof(out->reason),
                  "none: cheaper nodes exist but not by the stability margin");
+    else if (st->returns_blocked)
+        snprintf(out->reason, sizeof(out->reason),
+                 "none: only back where a job came from, whose load has not fallen");
     else
         snprintf(out->reason, sizeof(out->reason), "none: this node is the cheapest for its jobs");
 }
@@ -224,7 +317,7 @@ int mos_balance_decide(const struct mos_node_state *nodes, size_t n_nodes, size_
         return 0;
     for (size_t j = 0; j < n_jobs; j++) {
         double gain;
-        if (!job_may_move(&jobs[j], params, &st))
+        if (!job_may_move(&jobs[j], params, model, &st))
             continue;
         int t = best_target(nodes, n_nodes, self, &jobs[j], model, params, &st, &gain);
         if (t >= 0 && gain > best_gain) {

@@ -2,11 +2,19 @@
 
 #include <math.h>
 
-/* Utilization below 0 is noise; above 1 is overload, which must keep costing more (a job added
- * to an overloaded node is not free), so the exponent only has a far cap against overflow. */
-static double clamp_util(double u)
+#define UTIL_EXP_MAX 16.0
+
+/* n^u. Utilization below 0 is noise; above 1 is overload, which must keep costing more (a job
+ * added to an overloaded node is not free). Past u = 16 the exponential goes on along its
+ * tangent, against overflow: a cap there made a node with 128 jobs on one CPU cost the same
+ * with one job more or less, so the balancer saw nothing to gain by moving any of them. */
+static double util_term(double n, double u)
 {
-    return u < 0 ? 0 : (u > 16 ? 16 : u);
+    if (u < 0)
+        u = 0;
+    if (u <= UTIL_EXP_MAX)
+        return pow(n, u);
+    return pow(n, UTIL_EXP_MAX) * (1.0 + log(n) * (u - UTIL_EXP_MAX));
 }
 
 double mos_placement_node_cost(unsigned n_nodes, const double *util, size_t n_resources)
@@ -14,7 +22,7 @@ double mos_placement_node_cost(unsigned n_nodes, const double *util, size_t n_re
     double cost = 0;
 
     for (size_t r = 0; r < n_resources; r++)
-        cost += pow((double)n_nodes, clamp_util(util[r]));
+        cost += util_term((double)n_nodes, util[r]);
     return cost;
 }
 
@@ -24,8 +32,8 @@ double mos_placement_marginal_cost(unsigned n_nodes, const double *util, const d
     double delta = 0;
 
     for (size_t r = 0; r < n_resources; r++)
-        delta += pow((double)n_nodes, clamp_util(util[r] + extra[r])) -
-                 pow((double)n_nodes, clamp_util(util[r]));
+        delta += util_term((double)n_nodes, util[r] + extra[r]) -
+                 util_term((double)n_nodes, util[r]);
     return delta;
 }
 

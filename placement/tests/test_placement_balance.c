@@ -57,6 +57,13 @@ static void test_overload_keeps_costing(void **state)
     assert_true(c0 > 0);
     assert_true(c1 > c0);
     assert_int_equal(mos_placement_assign(4, 4.0, n, 2, &d, 30), 0);
+    /* far past any cap on the exponent: a job on a node with 128 on one CPU still costs, more
+     * than on one with 8 (a cap made it free there, so nothing ever left such a node) */
+    n[0].load = 128;
+    n[1].load = 8;
+    double far = mos_placement_job_cost(64, 1.0, &n[0], &d);
+    assert_true(far > 0 && isfinite(far));
+    assert_true(far > mos_placement_job_cost(64, 1.0, &n[1], &d));
 }
 
 static void test_cpus_are_separate_resources(void **state)
@@ -198,8 +205,164 @@ static void test_balance_stability_margin(void **state)
     assert_non_null(strstr(d.reason, "cheapest"));
     n[1].load = 4.5;
     p.stability_margin = 0;
+    /* cheaper, but saving only 8% of its time there: not by the gain margin either */
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "margin"));
+    p.gain_margin = 0.05;
     assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &fast_net, &p, &d), 0);
     assert_int_equal(d.job_index, 0);
+}
+
+static void test_balance_move_pays_by_margin(void **state)
+{
+    (void)state;
+    struct mos_balance_params p;
+
+    mos_balance_params_default(&p);
+    /* 100 s here, 80 s there + 1 s moving saves 19%: above the 15% margin */
+    assert_true(mos_balance_move_pays(&p, 100, 80, 1));
+    /* 100 s here, 86 s there + 0.1 s: saves 14 s, more than twice the move, but under 15% */
+    assert_false(mos_balance_move_pays(&p, 100, 86, 0.1));
+    /* the margin counts the migration: 84 s + 2 s is 86 s */
+    assert_false(mos_balance_move_pays(&p, 100, 84, 2));
+    /* equal views both ways (the ping-pong of issue 15): neither direction pays */
+    assert_false(mos_balance_move_pays(&p, 50, 50, 0.02));
+    p.gain_margin = 0;
+    assert_true(mos_balance_move_pays(&p, 100, 86, 0.1));
+}
+
+static void test_balance_residence_by_migration_cost(void **state)
+{
+    (void)state;
+    struct mos_node_state n[2] = {node(0, 1, 1.0, 4, 8 * GIB, 16 * GIB),
+                                  node(1, 4, 1.0, 0, 12 * GIB, 16 * GIB)};
+    /* 1 GiB: 0.1 s + 262144 x 10 us = 2.72 s to move, so 27.2 s of residence */
+    struct mos_migration_cost slow = {.fixed_ms = 100, .per_page_us = 10};
+    struct mos_job_info j[1] = {job(1, 1000, 262144)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    assert_float_equal(mos_balance_residence_s(&p, &slow, 262144), 27.2144, 1e-6);
+    assert_float_equal(mos_balance_residence_s(&p, &fast_net, 10), p.min_residence_s, 1e-9);
+    j[0].residence_s = 20; /* past the minimum, not past the cost-based residence */
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &slow, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "within minimum residence"));
+    j[0].residence_s = 28;
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &slow, &p, &d), 0);
+    assert_int_equal(d.job_index, 0);
+}
+
+static void test_balance_no_return_unless_fell(void **state)
+{
+    (void)state;
+    /* The job came from node 1, which had 1 runnable once it left. Node 1 still has 1: it is
+     * the least loaded, but sending the job back would only undo the move. */
+    struct mos_node_state n[3] = {node(0, 1, 1.0, 3, 8 * GIB, 16 * GIB),
+                                  node(1, 1, 1.0, 1, 8 * GIB, 16 * GIB),
+                                  node(2, 1, 1.0, 3, 8 * GIB, 16 * GIB)};
+    struct mos_job_info j[1] = {job(1, 100, 10)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    j[0].flags = MOS_JOB_CAME;
+    j[0].from_node = 1;
+    j[0].from_load = 1;
+    assert_int_equal(mos_balance_decide(n, 3, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "came from"));
+    n[1].load = 0; /* its load fell: now it may go back */
+    assert_int_equal(mos_balance_decide(n, 3, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.node_index, 1);
+    j[0].flags = 0; /* without the rule the move back would be taken at load 1 too */
+    n[1].load = 1;
+    assert_int_equal(mos_balance_decide(n, 3, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.node_index, 1);
+}
+
+static void test_balance_counts_moves_both_ends(void **state)
+{
+    (void)state;
+    /* Node 0 (self) sent a job to node 1 and took one from node 2, 1.5 s ago; gossip steps
+     * of 1 s. Node 1's entry is 3 steps old (predates the move: +1), node 2's 0 steps (newer
+     * than the move: already counted there). Node 3 took part in nothing. */
+    struct mos_node_state n[4] = {node(0, 1, 1.0, 2, GIB, GIB), node(1, 1, 1.0, 0, GIB, GIB),
+                                  node(2, 1, 1.0, 3, GIB, GIB), node(3, 1, 1.0, 1, GIB, GIB)};
+    struct mos_balance_move m[2] = {{.from = 0, .to = 1, .since_s = 1.5, .cpu = 1},
+                                    {.from = 2, .to = 0, .since_s = 1.5, .cpu = 1}};
+
+    n[1].age = 3;
+    n[2].age = 0;
+    mos_balance_count_moves(n, 4, 0, 1.0, m, 2);
+    assert_float_equal(n[0].load, 2, 1e-9); /* self: the caller's own count, untouched */
+    assert_float_equal(n[1].load, 1, 1e-9);
+    assert_float_equal(n[2].load, 3, 1e-9);
+    assert_float_equal(n[3].load, 1, 1e-9);
+    /* the source's side: an old entry of node 2 still counts the job that left it */
+    n[2].age = 5;
+    mos_balance_count_moves(n, 4, 0, 1.0, &m[1], 1);
+    assert_float_equal(n[2].load, 2, 1e-9);
+    /* 1 step old at 1.5 s: made 1 to 2 s ago, maybe before the move: added at a target, but
+     * not taken off a source (in doubt the job counts at both) */
+    n[1].load = 0;
+    n[1].age = 1;
+    n[2].load = 3;
+    n[2].age = 1;
+    mos_balance_count_moves(n, 4, 0, 1.0, m, 2);
+    assert_float_equal(n[1].load, 1, 1e-9);
+    assert_float_equal(n[2].load, 3, 1e-9);
+    /* never below zero; unknown ends are skipped */
+    struct mos_balance_move odd = {.from = 3, .to = -1, .since_s = 0, .cpu = 5};
+    mos_balance_count_moves(n, 4, 0, 1.0, &odd, 1);
+    assert_float_equal(n[3].load, 0, 1e-9);
+}
+
+static void test_balance_ties_spread(void **state)
+{
+    (void)state;
+    /* Two equally idle nodes: jobs of different ids do not all go to the same one. */
+    struct mos_node_state n[3] = {node(0, 1, 1.0, 4, GIB, GIB), node(1, 1, 1.0, 0, GIB, GIB),
+                                  node(2, 1, 1.0, 0, GIB, GIB)};
+    struct mos_job_info a[1] = {job(0, 100, 10)}, b[1] = {job(1, 100, 10)};
+    struct mos_balance_params p;
+    struct mos_balance_decision da, db;
+
+    mos_balance_params_default(&p);
+    assert_int_equal(mos_balance_decide(n, 3, 0, a, 1, &fast_net, &p, &da), 0);
+    assert_int_equal(mos_balance_decide(n, 3, 0, b, 1, &fast_net, &p, &db), 0);
+    assert_true(da.node_index > 0 && db.node_index > 0);
+    assert_int_not_equal(da.node_index, db.node_index);
+}
+
+static void test_balance_admit(void **state)
+{
+    (void)state;
+    struct mos_node_state me = node(0, 1, 1.0, 0, GIB, GIB), src = node(1, 1, 1.0, 1, GIB, GIB);
+    struct mos_balance_params p;
+    char why[200];
+
+    mos_balance_params_default(&p);
+    /* the sender keeps 1 once the job left, we have none: twice the speed here */
+    assert_true(mos_balance_admit(&me, &src, 1, &p, -1, 0, why, sizeof(why)));
+    /* others' guests arrived meanwhile: as busy here as there, the move no longer pays */
+    me.load = 1;
+    assert_false(mos_balance_admit(&me, &src, 1, &p, -1, 0, why, sizeof(why)));
+    assert_non_null(strstr(why, "busy: load 1.00 here"));
+    /* a faster node admits at the same load when its speed makes up the margin */
+    me.speed = 2;
+    assert_true(mos_balance_admit(&me, &src, 1, &p, -1, 0, why, sizeof(why)));
+    /* the job left here 2 s ago at load 1: back only if the load here fell below 1 */
+    me.speed = 1;
+    me.load = 1;
+    src.load = 3;
+    assert_false(mos_balance_admit(&me, &src, 1, &p, 2.0, 1.0, why, sizeof(why)));
+    assert_non_null(strstr(why, "has not fallen"));
+    assert_true(mos_balance_admit(&me, &src, 1, &p, -1, 0, why, sizeof(why)));
+    me.load = 0;
+    assert_true(mos_balance_admit(&me, &src, 1, &p, 2.0, 1.0, why, sizeof(why)));
 }
 
 static void test_balance_migration_cost_outweighs(void **state)
@@ -209,6 +372,7 @@ static void test_balance_migration_cost_outweighs(void **state)
     struct mos_node_state n[2] = {node(0, 1, 1.0, 2, 8 * GIB, 16 * GIB),
                                   node(1, 4, 1.0, 0, 12 * GIB, 16 * GIB)};
     struct mos_job_info j[1] = {job(1, 3, 1u << 20)};
+    j[0].residence_s = 1e9; /* never moved: no residence to sit out */
     struct mos_migration_cost slow = {.fixed_ms = 100, .per_page_us = 10};
     struct mos_balance_params p;
     struct mos_balance_decision d;
@@ -284,6 +448,12 @@ int main(void)
         cmocka_unit_test(test_balance_locked_and_recent_stay),
         cmocka_unit_test(test_balance_stability_margin),
         cmocka_unit_test(test_balance_migration_cost_outweighs),
+        cmocka_unit_test(test_balance_move_pays_by_margin),
+        cmocka_unit_test(test_balance_residence_by_migration_cost),
+        cmocka_unit_test(test_balance_no_return_unless_fell),
+        cmocka_unit_test(test_balance_counts_moves_both_ends),
+        cmocka_unit_test(test_balance_admit),
+        cmocka_unit_test(test_balance_ties_spread),
         cmocka_unit_test(test_balance_memory_ushering),
         cmocka_unit_test(test_balance_bad_args),
         cmocka_unit_test(test_predict_remaining),

@@ -16,59 +16,17 @@
 
 #define BALANCE_MOVES_PER_ROUND 4
 
-/* CPU time, resident pages, and whether it is runnable right now (state R: running or
- * waiting for a CPU, throttled included). */
-static int job_usage(pid_t pid, double *cpu_s, uint64_t *pages, int *runnable)
+/* CPU time and resident pages. */
+static int job_usage(pid_t pid, double *cpu_s, uint64_t *pages)
 {
     struct mos_proc_stat st;
 
     if (mos_proc_stat_read(pid, &st) != 0)
         return -1;
-    *runnable = st.state == 'R';
     *cpu_s = (double)(st.f[MOS_STAT_UTIME] + st.f[MOS_STAT_STIME]) /
              (double)sysconf(_SC_CLK_TCK);
     *pages = st.f[MOS_STAT_RSS];
     return 0;
-}
-
-static size_t nodes_fill(struct mosd *d, struct mos_node_state *nodes)
-{
-    uint32_t now = mos_gossip_now_ms(), max_speed = 1;
-    size_t n = mos_gossip_n_nodes(d->gossip);
-
-    for (size_t i = 0; i < n; i++) {
-        struct mos_gossip_node g;
-        mos_gossip_node_get(d->gossip, now, i, &g);
-        if (g.info.speed > max_speed)
-            max_speed = g.info.speed;
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct mos_gossip_node g;
-        struct mos_node_state *s = &nodes[i];
-        mos_gossip_node_get(d->gossip, now, i, &g);
-        memset(s, 0, sizeof(*s));
-        s->id = (uint32_t)i;
-        s->ncpus = g.info.ncpus;
-        s->speed = (double)g.info.speed / max_speed;
-        s->load = g.info.load_milli / 1000.0 * g.info.ncpus;
-        s->util = g.info.util_permille / 1000.0;
-        s->mem_free = (uint64_t)g.info.mem_free_mib << 20;
-        s->mem_total = (uint64_t)g.info.mem_total_mib << 20;
-        s->guests = g.info.guests;
-        s->age = g.age_ms == MOS_GOSSIP_AGE_UNKNOWN
-                     ? UINT32_MAX
-                     : g.age_ms / (uint32_t)d->cfg.gossip_interval_ms;
-        if (g.state == MOS_GOSSIP_ALIVE && (g.info.flags & MOS_GOSSIP_F_ACCEPTING) &&
-            !mosd_gossip_refusing(d, i, g.age_ms))
-            s->flags |= MOS_NODE_ACCEPTING;
-        if (g.info.flags & MOS_GOSSIP_F_BLOCKED)
-            s->flags |= MOS_NODE_BLOCKED;
-        if (i == mos_gossip_self(d->gossip)) {
-            s->flags |= MOS_NODE_SELF;
-            s->age = 0;
-        }
-    }
-    return n;
 }
 
 /* The movable jobs running here; index[k] is the job table entry of jobs[k]. */
@@ -84,17 +42,13 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
         char reason[160];
         double cpu_s;
         uint64_t pages;
-        int runnable;
 
         if (job->moving || job->locked || job->move_reply_fd > 0)
             continue;
         if (!job->supervisor && (strcmp(job->where, self) != 0 || !job->owner))
             continue;
-        if (job_usage(job->pid, &cpu_s, &pages, &runnable) != 0)
+        if (job_usage(job->pid, &cpu_s, &pages) != 0)
             continue;
-        /* Demand, not the share it gets: on an overloaded node a CPU-bound job gets little CPU
-         * yet is runnable all the time. A running average of samples of its state. */
-        job->demand = job->seen_ns ? 0.6 * job->demand + 0.4 * runnable : (runnable ? 1.0 : 0.5);
         struct mos_job_owner owner;
         mosd_job_owner(job, &owner);
         dopts.owner = job->supervisor ? NULL : &owner;
@@ -111,39 +65,20 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
                                                            ? (double)(now - job->arrived_ns) / 1e9
                                                            : 1e9,
                                         .pages = pages,
-                                        .cpu = job->demand < 0.05 ? 0.05 : job->demand,
+                                        /* one, as every load in the view counts it
+                                         * (gossip's and ours): a fraction here against
+                                         * whole jobs there would make a swap between
+                                         * equal nodes look like a gain */
+                                        .cpu = 1.0,
                                         .remaining_s = -1};
+        if (job->came_from >= 0 && now - job->arrived_ns < MOSD_RECENT_MOVE_S * MOS_NSEC_PER_SEC) {
+            jobs[n].flags |= MOS_JOB_CAME;
+            jobs[n].from_node = (uint32_t)job->came_from;
+            jobs[n].from_load = job->came_load;
+        }
         index[n++] = i;
     }
     return n;
-}
-
-/* A target's gossip entry predates our recent moves to it: count them there ourselves. */
-static void add_recent_sends(struct mosd *d, struct mos_node_state *nodes, size_t n_nodes)
-{
-    uint32_t now_ms = mos_gossip_now_ms();
-    uint64_t now = mos_clock_now_ns();
-
-    for (unsigned k = 0; k < d->n_sent && k < 64; k++) {
-        struct mosd_sent *s = &d->sent[k];
-        struct mos_gossip_node g;
-        if (s->node < 0 || (size_t)s->node >= n_nodes || now - s->at_ns > 30 * MOS_NSEC_PER_SEC)
-            continue;
-        mos_gossip_node_get(d->gossip, now_ms, (size_t)s->node, &g);
-        uint64_t news_age_ns = g.age_ms == MOS_GOSSIP_AGE_UNKNOWN
-                                   ? UINT64_MAX
-                                   : (uint64_t)g.age_ms * MOS_NSEC_PER_MSEC;
-        /* the entry was made before the move landed (a move takes a moment: one step's slack) */
-        if (news_age_ns > now - s->at_ns - (uint64_t)d->cfg.gossip_interval_ms * MOS_NSEC_PER_MSEC ||
-            now - s->at_ns < (uint64_t)d->cfg.gossip_interval_ms * MOS_NSEC_PER_MSEC)
-            nodes[s->node].load += s->cpu;
-    }
-}
-
-static void remember_send(struct mosd *d, int node, double cpu)
-{
-    d->sent[d->n_sent % 64] = (struct mosd_sent){node, mos_clock_now_ns(), cpu};
-    d->n_sent++;
 }
 
 /* max_load: the target's load per CPU above which the move gains nothing (ours once the job
@@ -188,23 +123,15 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
         goto out;
     mos_balance_params_default(&params);
     params.min_residence_s = d->cfg.min_residence_ms / 1000.0;
+    /* the margin on time saved is the same setting as the margin on cost */
+    params.gain_margin = d->cfg.stability_margin_pct / 100.0;
     params.stability_margin = d->cfg.stability_margin_pct / 100.0;
     params.dead_age = (uint32_t)d->cfg.dead_after_steps;
     /* half a second of life is enough to tell a job from a short command: on an overloaded
      * node every second spent waiting is CPU lost cluster-wide */
     params.min_age_s = 0.5;
     size_t self = mos_gossip_self(d->gossip);
-    nodes_fill(d, nodes);
-    /* Our own load from our own table, not from our last gossip entry, which may predate moves
-     * made since; moves still under way are load here no more (they count at their targets). */
-    nodes[self].load = 0;
-    for (size_t i = 0; i < d->n_jobs; i++) {
-        const struct mosd_job *j = &d->jobs[i];
-        int here = j->supervisor || strcmp(j->where, d->cfg.nodes[d->self].name) == 0;
-        if (here && !j->moving && j->move_reply_fd <= 0)
-            nodes[self].load += 1;
-    }
-    add_recent_sends(d, nodes, n_nodes);
+    mosd_view_fill(d, nodes);
     if (mos_log_get_level() >= MOS_LOG_DEBUG)
         for (size_t i = 0; i < n_nodes; i++)
             mos_dbg("mosd", "balance: node %zu cpus %u speed %.2f load %.2f flags %x age %u", i,
@@ -220,9 +147,9 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
         }
         nodes[self].load -= jobs[dec.job_index].cpu;
         double max_load = nodes[self].load / (nodes[self].ncpus ? nodes[self].ncpus : 1);
-        move(d, &d->jobs[index[dec.job_index]], d->cfg.nodes[dec.node_index].name, max_load,
-             dec.reason);
-        remember_send(d, dec.node_index, jobs[dec.job_index].cpu);
+        struct mosd_job *job = &d->jobs[index[dec.job_index]];
+        mosd_view_sent(d, job, dec.node_index, jobs[dec.job_index].cpu, nodes[self].load);
+        move(d, job, d->cfg.nodes[dec.node_index].name, max_load, dec.reason);
         nodes[dec.node_index].load += jobs[dec.job_index].cpu;
         jobs[dec.job_index] = jobs[n_jobs - 1];
         index[dec.job_index] = index[n_jobs - 1];
@@ -265,8 +192,7 @@ int mosd_best_node(struct mosd *d, double mem_mib)
     if (!nodes)
         return d->self;
     mos_balance_params_default(&params);
-    nodes_fill(d, nodes);
-    add_recent_sends(d, nodes, n);
+    mosd_view_fill(d, nodes);
     best = mos_placement_assign((unsigned)n, params.cpu_cap, nodes, n, &job,
                                 (uint32_t)d->cfg.dead_after_steps);
     free(nodes);

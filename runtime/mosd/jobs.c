@@ -23,6 +23,7 @@ struct mosd_job *mosd_job_add(struct mosd *d)
     struct mosd_job *job = &d->jobs[d->n_jobs++];
     memset(job, 0, sizeof(*job));
     job->id = ++d->next_job_id;
+    job->came_from = -1;
     job->started_ns = mos_clock_now_ns();
     return job;
 }

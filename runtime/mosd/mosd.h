@@ -9,6 +9,7 @@
  *   child.c      what a child forked from mosd closes
  *   gossip.c     this node's gossip entry and the vector
  *   metrics.c    the figures for Prometheus (counters kept here, served over HTTP)
+ *   view.c       the balancer's view: gossip, our own load, recent moves counted at both ends
  *   move_out.c   jobs leaving a node: requests, the home worker, streaming a job to a node
  *   move_in.c    a job arriving: checks, restore, the guest's supervisor (which may move it on)
  *   balance.c    the load balancer and the choice of the best node
@@ -39,6 +40,8 @@
 struct mos_job_owner; /* mos/migrate.h */
 
 #define MOSD_TOKEN_BYTES 32
+#define MOSD_RECENT_MOVES 64       /* moves remembered for the balancer's view ... */
+#define MOSD_RECENT_MOVE_S 30      /* ... for this long */
 #define MOSD_MIGRATION_TIMEOUT_MS 120000
 #define MOSD_MAX_ACCEPTORS 32      /* incoming connections in their handshake, at most */
 #define MOSD_ACCEPTORS_PER_PEER 4  /* of those, from one address */
@@ -65,10 +68,11 @@ struct mosd_job {
     int native;              /* mosrun -E: a native process on `where`, mosrun at home */
     uint64_t started_ns;
     uint64_t arrived_ns;     /* when it arrived where it runs now; 0: never moved */
+    int came_from;           /* a guest: the node that sent it (-1: unknown) */
+    double came_load;        /* that node's load once it had left, as we saw it then */
     uint64_t move_asked_ns;  /* when the move under way was asked for */
     uint64_t seen_ns;        /* the balancer's last look at its CPU time */
     double seen_cpu_s;
-    double demand;           /* share of samples it was runnable in: the CPU it wants */
     struct bufferevent *owner; /* mosrun's registration connection (home jobs) */
     pid_t owner_pid;           /* that mosrun, the job's parent */
     int owner_fd_min;          /* mosrun's own descriptors start here (0: unknown) */
@@ -145,13 +149,17 @@ struct mosd {
     double cpu_quota;              /* our cgroup's CPU cap, 0 if none */
     struct event *balance_ev;
     uint64_t *refused_ns;          /* per node: when a move there last failed (0: never) */
-    /* moves this node made lately, counted on their targets until gossip catches up */
-    struct mosd_sent {
-        int node;
-        uint64_t at_ns;
+    /* moves this node made or took lately, counted at both ends until gossip catches up */
+    struct mosd_move {
+        int from, to;               /* node indices; -1: unknown */
+        uint64_t at_ns;             /* ordered, then landed; 0: a free slot */
+        int landed;                 /* 0: under way */
         double cpu;
-    } sent[64];
-    unsigned n_sent;
+        char home[MOS_NODE_NAME_MAX]; /* the job, to know it if it is sent back */
+        pid_t home_pid;
+        double load_after;          /* out: our load once it had left */
+    } moves[MOSD_RECENT_MOVES];
+    unsigned n_moves;
 };
 
 /* What a job's home tells the node that is to run it (the "guest" request), and what the
@@ -345,6 +353,24 @@ int mosd_metrics_start(struct mosd *d);
 void mosd_metrics_stop(struct mosd *d);
 /* A move out of this node ended (the home worker's report). */
 void mosd_metrics_move_out(struct mosd *d, int ok, double seconds, uint64_t bytes);
+
+/* ---- view.c: the balancer's view */
+struct mos_node_state;
+/* nodes[] (one per configured node, config order) as the balancer sees them now; returns
+ * their count. */
+size_t mosd_view_fill(const struct mosd *d, struct mos_node_state *nodes);
+/* The table of recent moves: the balancer sent job to node `to`, leaving load_after here; a
+ * guest arrived from node `from` (-1: unknown); a move out landed; a move out failed (the job
+ * stays: forgotten). */
+void mosd_view_sent(struct mosd *d, const struct mosd_job *job, int to, double cpu,
+                    double load_after);
+void mosd_view_moved_in(struct mosd *d, struct mosd_job *job, int from);
+void mosd_view_move_landed(struct mosd *d, const struct mosd_job *job);
+void mosd_view_move_failed(struct mosd *d, const struct mosd_job *job);
+/* The admission of a balancing move (move_in.c's child, from = the sender or -1): "" when the
+ * move still pays on this node's own view, else why not in one line. */
+void mosd_view_admission(const struct mosd *d, const struct mosd_guest_header *h, int from,
+                         char *why, size_t len);
 
 /* ---- move_out.c: moving jobs out of a node */
 /* A "migrate" request from a command or the balancer; the reply is sent now (a refusal,

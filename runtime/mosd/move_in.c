@@ -310,18 +310,34 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
 
 /* ---- the request ----------------------------------------------------------------------- */
 
-/* Why this node takes no guest now ("" when it does). A balancing move is refused when guests
- * arriving from elsewhere have already taken what the sender saw free here (its view of us is
- * a few steps old). */
-static void admission(const struct mosd *d, const struct mosd_guest_header *h, char *why,
-                      size_t len)
+/* The node a connection comes from, by its address ("host:port" or "[v6]:port"); -1 if none.
+ * Only the balancer's view uses it: a node behind another address is merely not counted. */
+static int peer_node(const struct mosd *d, const char *peer)
+{
+    char host[MOS_ADDR_MAX];
+    const char *start = peer[0] == '[' ? peer + 1 : peer;
+    const char *end = peer[0] == '[' ? strchr(start, ']') : strrchr(start, ':');
+
+    if (!end || (size_t)(end - start) >= sizeof(host))
+        return -1;
+    memcpy(host, start, (size_t)(end - start));
+    host[end - start] = '\0';
+    int i = mos_config_find_node(&d->cfg, host);
+    return i >= 0 ? i : -1;
+}
+
+/* Why this node takes no guest now ("" when it does). A balancing move (one with max_load,
+ * the sender's load once the job has left) must still pay on this node's own view: guests
+ * arriving from elsewhere may have taken what the sender saw free here, and a job is not taken
+ * back where it just left unless the load here fell since. */
+static void admission(const struct mosd *d, const struct mosd_guest_header *h, int from,
+                      char *why, size_t len)
 {
     why[0] = '\0';
     if (d->blocked && strcmp(h->home, d->cfg.nodes[d->self].name) != 0)
         snprintf(why, len, "node %s is blocked", d->cfg.nodes[d->self].name);
-    else if (h->max_load >= 0 &&
-             mosd_local_load(d) + 1.0 / mosd_local_cpus(d) > h->max_load + 1e-9)
-        snprintf(why, len, "busy: load %.2f here", mosd_local_load(d));
+    else if (h->max_load >= 0)
+        mosd_view_admission(d, h, from, why, len);
 }
 
 void mosd_move_in(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_object *o, int ctl)
@@ -331,7 +347,7 @@ void mosd_move_in(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_obj
     int rc = header_parse(d, o, &h, why, sizeof(why));
 
     if (rc == 0)
-        admission(d, &h, why, sizeof(why));
+        admission(d, &h, peer_node(d, mos_tp_conn_peer(c)), why, sizeof(why));
     if (rc != 0 || why[0]) {
         mos_warn("mosd", "refused a guest from %s: %s", mos_tp_conn_peer(c), why);
         mosd_peer_answer(c, id, 0, "error", why);

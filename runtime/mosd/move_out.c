@@ -386,11 +386,13 @@ static void on_worker_report(evutil_socket_t fd, short what, void *arg)
     if (ok) {
         snprintf(job->where, sizeof(job->where), "%s", job->target);
         job->arrived_ns = mos_clock_now_ns();
+        mosd_view_move_landed(d, job);
         mos_info("mosd", "job %d (pid %d) now runs on %s", job->id, (int)job->home_pid,
                  job->where);
     } else {
         mos_warn("mosd", "job %d (pid %d) stays: %s", job->id, (int)job->home_pid, text);
         mosd_gossip_refused(d, job->target);
+        mosd_view_move_failed(d, job);
     }
     reply_requester(job, ok, text);
     event_free(job->worker_ev);

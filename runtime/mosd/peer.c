@@ -107,9 +107,13 @@ static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
         event_del(job->sup_ev); /* the supervisor ended; SIGCHLD removes the job */
         return;
     }
+    if (strncmp(line, "ok ", 3) == 0)
+        mosd_view_move_landed(d, job); /* the supervisor ends next */
     job->moving = 0; /* an answer while it is still here: the move failed */
-    if (strncmp(line, "error ", 6) == 0 && job->target[0])
+    if (strncmp(line, "error ", 6) == 0 && job->target[0]) {
         mosd_gossip_refused(d, job->target);
+        mosd_view_move_failed(d, job);
+    }
     if (job->move_reply_fd > 0) {
         dprintf(job->move_reply_fd, "%s\n", line);
         close(job->move_reply_fd);
@@ -133,7 +137,8 @@ static void acceptor_done(struct mosd *d, struct mosd_acceptor *a)
 }
 
 /* An acceptor's "guest" line: it now supervises a job that runs here. */
-static void acceptor_guest(struct mosd *d, pid_t acceptor, int fd, const struct mosd_line *l)
+static void acceptor_guest(struct mosd *d, pid_t acceptor, int fd, const struct mosd_line *l,
+                           int from)
 {
     struct mosd_job *job = mosd_job_add(d);
 
@@ -155,6 +160,7 @@ static void acceptor_guest(struct mosd *d, pid_t acceptor, int fd, const struct 
     snprintf(job->cmd, sizeof(job->cmd), "%s", l->text);
     mos_info("mosd", "guest job %d from %s runs here as pid %d: %s", l->job, l->node,
              (int)l->pid, job->cmd);
+    mosd_view_moved_in(d, job, from);
     struct mosd_job *own = strcmp(l->node, d->cfg.nodes[d->self].name) == 0
                                ? mosd_job_own(d, l->home_pid)
                                : NULL;
@@ -192,6 +198,7 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
     if (!a)
         return;
     pid_t acceptor = a->pid;
+    int from = mos_config_find_node(&d->cfg, a->addr); /* the sender, by its address */
     int got = mosd_line_read((int)fd, line, sizeof(line));
     acceptor_done(d, a);
     if (got <= 0 || mosd_line_from_acceptor(line, &l) != 0) {
@@ -199,7 +206,7 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (l.kind == MOSD_LINE_GUEST) {
-        acceptor_guest(d, acceptor, (int)fd, &l);
+        acceptor_guest(d, acceptor, (int)fd, &l, from >= 0 ? from : -1);
         return;
     }
     if (l.kind == MOSD_LINE_MOVE) {

@@ -12,8 +12,8 @@
 
 /* A node's cost: the sum over its resources r of n^(u_r), with n the number of nodes in the
  * cluster and u_r the utilization of r, 1 = full. Negative values count as 0; values above 1
- * (overload, e.g. more runnable processes than the CPU capacity) keep growing the cost, capped
- * at u = 16 against overflow. */
+ * (overload, e.g. more runnable processes than the CPU capacity) keep growing the cost; past
+ * u = 16 along the exponential's tangent (linearly), against overflow. */
 double mos_placement_node_cost(unsigned n_nodes, const double *util, size_t n_resources);
 
 /* The cost a job adds to a node: cost with the job's extra utilization added to each resource
@@ -84,6 +84,7 @@ int mos_placement_assign(unsigned n_nodes_cluster, double cpu_cap,
 
 enum mos_job_flag {
     MOS_JOB_LOCKED = 1u << 0, /* user or admin pinned it here (mosrun --lock) */
+    MOS_JOB_CAME = 1u << 1,   /* it came lately from from_node: from_node, from_load are set */
 };
 
 /* A local job the balancer may move. */
@@ -95,6 +96,8 @@ struct mos_job_info {
     double cpu;           /* processes' worth of CPU it uses (1.0 = always runnable) */
     double remaining_s;   /* predicted remaining CPU-seconds; < 0: unknown, predicted from age */
     uint32_t flags;       /* enum mos_job_flag */
+    uint32_t from_node;   /* with MOS_JOB_CAME: index of the node it came from */
+    double from_load;     /* with MOS_JOB_CAME: that node's load once the job had left it */
 };
 
 /* The site's migration time model, from measurements (mosbench migrate). */
@@ -109,6 +112,9 @@ struct mos_balance_params {
     double stability_margin;   /* move only if the target's cost is below
                                   (1 - margin) x the job's cost here (0.2) */
     double min_residence_s;    /* a job stays at least this long where it lands (2 s) */
+    double residence_per_migr; /* ... and at least this many times its migration time (10) */
+    double gain_margin;        /* a move must save its migration time plus this share of the
+                                  job's predicted time here (0.15) */
     double min_age_s;          /* jobs younger than this are not worth moving (1 s) */
     double benefit_factor;     /* predicted time saved must exceed this x migration time (2) */
     uint32_t dead_age;         /* entries older than this are presumed dead (gossip steps, 30) */
@@ -135,11 +141,52 @@ double mos_migration_cost_seconds(const struct mos_migration_cost *model, uint64
  * Harchol-Balter and Downey, TOCS 1997). */
 double mos_job_predict_remaining(const struct mos_job_info *job);
 
+/* How long a job must stay where it landed before it may move again: min_residence_s, or
+ * residence_per_migr times its migration time if longer (MOSIX: a residence proportional to
+ * the cost of getting there, so a dear job is not moved on by every fluctuation). */
+double mos_balance_residence_s(const struct mos_balance_params *p,
+                               const struct mos_migration_cost *model, uint64_t pages);
+
+/* Whether a move pays: the predicted time there plus the migration beats the time here by
+ * gain_margin of the time here (and saves more than benefit_factor x the migration). */
+int mos_balance_move_pays(const struct mos_balance_params *p, double time_here, double time_there,
+                          double migrate_s);
+
+/* A move this node made or took lately. Gossip entries older than the move still count the job
+ * at its source and not at its target, in both nodes' views: until newer news of each end
+ * arrives, the move is counted there by hand. */
+struct mos_balance_move {
+    int from, to;   /* node indices; -1: unknown */
+    double since_s; /* seconds since it landed; 0 while under way */
+    double cpu;     /* the job's CPU demand */
+};
+
+/* Adds each recent move to nodes[].load, at each end other than self whose entry is older than
+ * the move: + cpu at `to` if its entry may be older (age + 1 steps of step_s seconds reach back
+ * to the move), - cpu at `from` (not below 0) only if its entry surely is (age steps do): in
+ * doubt the job counts where it is going and where it was, so no one hurries to either.
+ * A move under way has since_s = 0. nodes[self]'s load is the caller's own count. */
+void mos_balance_count_moves(struct mos_node_state *nodes, size_t n_nodes, size_t self,
+                             double step_s, const struct mos_balance_move *moves, size_t n_moves);
+
+/* The target's check of a move offered to it (nodes[self] = this node, its load current and with
+ * the moves under way counted; `source` = the sending node with its load once the job has
+ * left, as the sender says). The move is admitted only if the job still runs faster here by
+ * gain_margin; and, if the job left this node within the last window (left_since_s >= 0, with
+ * this node's load left_load right after it left), only if that load has fallen since.
+ * Returns 1 to admit; 0 with a one-line reason in why. */
+int mos_balance_admit(const struct mos_node_state *me, const struct mos_node_state *source,
+                      double job_cpu, const struct mos_balance_params *p, double left_since_s,
+                      double left_load, char *why, size_t why_len);
+
 /* One balancing step on the node nodes[self]. Considers every local job and every other node;
- * picks the move with the largest gain, or none. Memory ushering first: if this node's free
+ * picks the move with the largest gain, or none. Among targets of equal cost, the first after
+ * self shifted by the job's id (so that senders seeing the same idle nodes spread over them). Memory ushering first: if this node's free
  * memory is below mem_low_frac of its total, the largest unlocked job goes to the live node
  * with the most free memory that can hold it. Never picks a blocked, non-accepting or
- * presumed-dead node, a locked job, or a job within its minimum residence time.
+ * presumed-dead node, a locked job, a job within its residence time
+ * (mos_balance_residence_s), a move that does not pay (mos_balance_move_pays), nor a move back
+ * to the node a job came from (MOS_JOB_CAME) unless that node's load has fallen below from_load.
  * Returns 0 (decision filled, possibly "none"), or -EINVAL for bad arguments. */
 int mos_balance_decide(const struct mos_node_state *nodes, size_t n_nodes, size_t self,
                        const struct mos_job_info *jobs, size_t n_jobs,
