@@ -116,12 +116,17 @@ static int task_exec(spank_t sp)
 {
     static char nodes[MOS_SPANK_MAX_NODES * 64 + 1];
     int argc = 0, k = 0;
-    char **argv = NULL;
+    char **argv = NULL, **env = NULL;
     char *args[MOS_SPANK_MAX_ARGS + 8];
 
     if (spank_get_item(sp, S_JOB_ARGV, &argc, &argv) != ESPANK_SUCCESS || argc < 1 ||
         argc > MOS_SPANK_MAX_ARGS) {
         slurm_error("mos: cannot read the task's command line");
+        return -1;
+    }
+    /* slurmstepd gives the task its environment at exec, not in this process's environ */
+    if (spank_get_item(sp, S_JOB_ENV, &env) != ESPANK_SUCCESS || !env) {
+        slurm_error("mos: cannot read the task's environment");
         return -1;
     }
     if (expand_nodes(sp, nodes, sizeof(nodes)) != 0)
@@ -141,8 +146,7 @@ static int task_exec(spank_t sp)
     for (int i = 0; i < argc; i++)
         args[k++] = argv[i];
     args[k] = NULL;
-    /* the task's environment is this process's: execv passes it on to mosrun */
-    execv(mosrun_path, args);
+    execve(mosrun_path, args, env);
     slurm_error("mos: cannot run %s: %s", mosrun_path, strerror(errno));
     return -1;
 }
