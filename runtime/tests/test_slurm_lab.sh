@@ -104,7 +104,7 @@ cat > "$W/prog" <<PROG
 exec $B/mosjob \$1 \$2 $W/a.\$SLURM_PROCID $W/b.\$SLURM_PROCID
 PROG
 chmod 755 "$W/prog"
-"$B/mosjob" 20 1 "$W/native.a" "$W/native.b" < /dev/null > "$W/native.out"
+"$B/mosjob" 40 1 "$W/native.a" "$W/native.b" < /dev/null > "$W/native.out"
 usrun() { (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" env HOME="$W" SLURM_CONF="$SLURM_CONF" "$@"); }
 user_pids() { # the user's processes on the lab's nodes
     local i; for i in 1 2 3 4; do ip netns pids "${MOS_LAB_NAME}$i"; done \
@@ -123,7 +123,7 @@ parents=$(grep -c -- "mosrun --config $MOSCONF -N $N1,$N2,$N3 -- sh -c" <<<"$out
 
 # 2. a longer run: the task of node 2 is moved to node 3 (within), the task of node 1 may not go
 #    to node 4 (outside); every task prints what a native run prints
-usrun timeout 300 srun -N3 --mos ./prog 20 400 < /dev/null > "$W/run2.out" 2> "$W/run2.err" &
+usrun timeout 300 srun -N3 --mos ./prog 40 400 < /dev/null > "$W/run2.out" 2> "$W/run2.err" &
 run=$!
 task_on() { # task_on I: the pid of the job's mosjob registered on node I
     on "$1" "$B/mosps" --json 2>/dev/null | python3 -c '
@@ -133,22 +133,22 @@ for j in json.load(sys.stdin):
 }
 wait_until 60 eval '[ -n "$(task_on 2)" ] && [ -n "$(task_on 1)" ]' || bad "the tasks did not register: $(tail -3 "$W/run2.err")"
 p2=$(task_on 2) p1=$(task_on 1)
-out=$(on 2 "$B/mosmigrate" "$p2" "$N3" 2>&1); rc=$?
-[ $rc = 0 ] && grep -q "now runs on $N3" <<<"$out" && ok "the task of node 2 moved to node 3 (a node of the job)" \
-    || bad "move within the job: rc $rc $out"
 out=$(on 1 "$B/mosmigrate" "$p1" "$N4" 2>&1); rc=$?
 [ $rc = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] \
     && grep -q "may run only on its nodes (mosrun -N $N1,$N2,$N3) and home: $N4 is not one of them" <<<"$out" \
     && ok "a move to node 4, outside the allocation, is refused in one line: $out" \
     || bad "move outside: rc $rc $out"
+out=$(on 2 "$B/mosmigrate" "$p2" "$N3" 2>&1); rc=$?
+[ $rc = 0 ] && grep -q "now runs on $N3" <<<"$out" && ok "the task of node 2 moved to node 3 (a node of the job)" \
+    || bad "move within the job: rc $rc $out"
 wait $run; rc=$?
 steps=$(grep -c '^step ' "$W/run2.out")
 same=0
 for t in 0 1 2; do cmp -s "$W/a.$t" "$W/native.a" && same=$((same + 1)); done
 want=$(grep '^step ' "$W/native.out" | sort | uniq -c | awk '{ print $1 * 3, $2, $3, $4 }' | sort | md5sum)
 got=$(grep '^step ' "$W/run2.out" | sort | uniq -c | awk '{ print $1, $2, $3, $4 }' | sort | md5sum)
-[ $rc = 7 ] && [ "$steps" = 60 ] && [ "$same" = 3 ] && [ "$want" = "$got" ] \
-    && ok "srun --mos with a moved task: 3 x 20 steps as a native run prints them, each task's file the same, exit 7" \
+[ $rc = 7 ] && [ "$steps" = 120 ] && [ "$same" = 3 ] && [ "$want" = "$got" ] \
+    && ok "srun --mos with a moved task: 3 x 40 steps as a native run prints them, each task's file the same, exit 7" \
     || bad "the moved run: rc $rc steps $steps same files $same $(tail -3 "$W/run2.err" | tr '\n' ' ')"
 
 # 3. scancel mid-run, with one task away on another node: nothing of the user's stays anywhere
@@ -166,4 +166,28 @@ for i in 1 2 3 4; do
     n=$(on "$i" "$B/mosps" --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
     [ "$n" = 0 ] || bad "node $i's mosd still lists $n job(s) after scancel"
 done
+
+# 4. checkpoint and requeue (etc/mos-slurm-requeue.sh): requeued after a checkpoint, the job
+#    restarts from it and finishes with the native run's output
+"$B/mosjob" 30 1 "$W/native30.a" "$W/native30.b" < /dev/null > /dev/null
+cp "$MOS_SRC/etc/mos-slurm-requeue.sh" "$W/requeue.sh"
+chmod 755 "$W/requeue.sh"
+id=$(usrun env PATH="$B:/usr/bin:/bin" MOS_CONF="$MOSCONF" MOS_CKPT_DIR="$W" MOS_CKPT_EVERY=2 \
+    sbatch --parsable -N1 -w "$N2" ./requeue.sh "$B/mosjob" 30 300 "$W/r.a" "$W/r.b" 2> "$W/sbatch.err")
+[ -n "$id" ] || bad "sbatch: $(cat "$W/sbatch.err")"
+wait_until 60 test -s "$W/mos-job-$id.ckpt" && ok "the batch job wrote its first checkpoint" \
+    || bad "no checkpoint: $(tail -3 "$W/slurm-$id.out" 2>/dev/null | tr '\n' ' ')"
+on 1 scontrol requeue "$id" || bad "scontrol requeue $id"
+# a requeued job waits a while (pending, a begin time ahead) before it may start again: now
+wait_until 60 eval '[ "$(on 1 squeue -h -j "$id" -o %T 2>/dev/null)" = PENDING ]'
+on 1 scontrol update jobid="$id" begintime=now
+done_job() { [ -z "$(on 1 squeue -h -j "$id" -o %i 2>/dev/null)" ]; }
+wait_until 180 done_job || bad "job $id did not finish: $(on 1 squeue -j "$id" 2>&1 | tr '\n' ' ')"
+out=$(cat "$W/slurm-$id.out" 2>/dev/null)
+first=$(sed -n '/^mos: restart/,$p' <<<"$out" | awk '/^step / { print $2; exit }')
+grep -q "^mos: restart 1 of job $id from" <<<"$out" && [ "${first:-0}" -gt 1 ] \
+    && grep -q '^step 30 ' <<<"$out" && grep -q '^stdin 0 bytes' <<<"$out" && cmp -s "$W/r.a" "$W/native30.a" \
+    && [ ! -e "$W/mos-job-$id.ckpt" ] \
+    && ok "requeued, the job restarted from its checkpoint (at step $first) and finished as a native run does" \
+    || bad "requeue: first step after restart '$first': $(tail -4 <<<"$out" | tr '\n' ' ')"
 lab_result
