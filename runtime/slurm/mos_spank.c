@@ -28,17 +28,17 @@ static enum mos_mode mode = MOS_OFF;
 static char mosrun_path[PATH_MAX] = "/usr/bin/mosrun";
 static char config_path[PATH_MAX];
 
-static int mode_option(int val, const char *optarg, int remote)
+static int mode_option(int val, const char *arg, int remote)
 {
     (void)val, (void)remote;
-    if (!optarg || !*optarg)
+    if (!arg || !*arg)
         mode = MOS_PLAIN;
-    else if (strcmp(optarg, "best") == 0)
+    else if (strcmp(arg, "best") == 0)
         mode = MOS_BEST;
-    else if (strcmp(optarg, "lock") == 0)
+    else if (strcmp(arg, "lock") == 0)
         mode = MOS_LOCK;
     else {
-        slurm_error("mos: --mos=%s: give best, lock or nothing", optarg);
+        slurm_error("mos: --mos=%s: give best, lock or nothing", arg);
         return ESPANK_BAD_ARG;
     }
     return ESPANK_SUCCESS;
