@@ -121,6 +121,16 @@ parents=$(grep -c -- "mosrun --config $MOSCONF -N $N1,$N2,$N3 -- sh -c" <<<"$out
     && ok "srun -N3 --mos: a task on each node, each the child of mosrun -N $N1,$N2,$N3" \
     || bad "srun --mos: rc $rc hosts '$hosts' parents $parents: $(tr '\n' ' ' <<<"$out") $(head -c 400 "$W/srun1.err")"
 
+for m in lock:-L best:-b; do
+    out=$(usrun timeout 120 srun -N3 --mos=${m%%:*} sh -c 'ps -o args= -p $PPID' < /dev/null 2> "$W/srun1.err")
+    n=$(grep -c -- "mosrun --config $MOSCONF -N $N1,$N2,$N3 ${m#*:} -- sh -c" <<<"$out")
+    [ "$n" = 3 ] && ok "srun --mos=${m%%:*}: each task under mosrun ${m#*:}" \
+        || bad "--mos=${m%%:*}: $(tr '\n' ' ' <<<"$out") $(head -c 300 "$W/srun1.err")"
+done
+out=$(usrun timeout 120 srun -N1 --mos=fast true < /dev/null 2>&1); rc=$?
+[ $rc != 0 ] && grep -q -- "--mos=fast: give best, lock or nothing" <<<"$out" \
+    && ok "srun --mos=fast: refused, saying what --mos takes" || bad "--mos=fast: rc $rc $out"
+
 # 2. a longer run: the task of node 2 is moved to node 3 (within), the task of node 1 may not go
 #    to node 4 (outside); every task prints what a native run prints
 usrun timeout 300 srun -N3 --mos ./prog 40 400 < /dev/null > "$W/run2.out" 2> "$W/run2.err" &
