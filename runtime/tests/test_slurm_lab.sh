@@ -27,6 +27,8 @@ slurm_cleanup() {
     [ -f "$S/slurmctld.pid" ] && kill "$(cat "$S/slurmctld.pid")" 2>/dev/null
     [ -f "$S/priv/munged.pid" ] && kill "$(cat "$S/priv/munged.pid")" 2>/dev/null
     sleep 0.5
+    # whatever is left in this lab's namespaces (slurmstepd of a job a failure left running)
+    for i in 1 2 3 4; do ip netns pids "${MOS_LAB_NAME}$i" 2>/dev/null; done | xargs -r kill -9 2>/dev/null
     lab_cleanup
     [ -n "${MOS_TEST_KEEP:-}" ] && echo "kept $S" || rm -rf "$S"
 }
