@@ -3,6 +3,8 @@
 #   mos      mosd, its systemd unit, the users' commands, mosbench, the husk, the example
 #            config (a conffile: dpkg keeps a site's edits)
 #   mos-dev  the module libraries (static), their public headers and mos.pc
+#   mos-slurm  the Slurm SPANK plugin mos_spank.so (srun --mos) and the checkpoint-and-requeue
+#            batch script, when the plugin is built (libslurm-dev found)
 # The unit is installed, not enabled: a node needs its key and node list first.
 # Paths are compiled in (the husk, the unit's ExecStart, mos.pc), so packages come from a tree
 # configured with -DCMAKE_INSTALL_PREFIX=/usr: ./dev.sh package makes build-deb/ that way.
@@ -20,11 +22,17 @@ file(WRITE ${CMAKE_BINARY_DIR}/changelog.Debian
      "mos (${PROJECT_VERSION}) unstable; urgency=medium\n\n"
      "  * Built from the project's tree; see its git log.\n\n"
      " -- ${MOS_PACKAGE_MAINTAINER}  ${MOS_PKG_DATE}\n")
-foreach(pkg mos mos-dev)
+set(MOS_PACKAGES mos mos-dev)
+if(MOS_HAVE_SLURM)
+  list(APPEND MOS_PACKAGES mos-slurm)
+endif()
+foreach(pkg ${MOS_PACKAGES})
   if(pkg STREQUAL "mos")
     set(comp mos)
-  else()
+  elseif(pkg STREQUAL "mos-dev")
     set(comp dev)
+  else()
+    set(comp slurm)
   endif()
   install(FILES ${CMAKE_SOURCE_DIR}/cmake/packaging/copyright
           DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/${pkg} COMPONENT ${comp})
@@ -48,6 +56,9 @@ set(CPACK_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_COMPONENTS_ALL mos dev)
+if(MOS_HAVE_SLURM)
+  list(APPEND CPACK_COMPONENTS_ALL slurm)
+endif()
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
@@ -67,6 +78,13 @@ set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
 set(CPACK_COMPONENT_DEV_DESCRIPTION "mos cluster runtime: static libraries, headers and pkg-config file
 The transport, checkpoint/restart, remote execution, gossip and placement
 libraries behind mos, for tools built on them.")
+set(CPACK_DEBIAN_SLURM_PACKAGE_NAME mos-slurm)
+set(CPACK_DEBIAN_SLURM_PACKAGE_DEPENDS "mos (= ${PROJECT_VERSION})")
+set(CPACK_DEBIAN_SLURM_PACKAGE_ENHANCES "slurmd, slurm-client")
+set(CPACK_COMPONENT_SLURM_DESCRIPTION "mos cluster runtime: Slurm SPANK plugin (srun --mos)
+mos_spank.so starts each task of a Slurm job under mosrun, its migrations
+held to the job's nodes; enable it with a line in plugstack.conf. Also an
+example batch script for checkpoint and requeue (sbatch --requeue).")
 # The husk is static on purpose: no libc, no loader, nothing mapped but itself, so the job's
 # address space can be rebuilt in it (migrate/README.md).
 file(WRITE ${CMAKE_BINARY_DIR}/lintian-overrides

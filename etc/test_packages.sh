@@ -13,13 +13,13 @@ end() { echo "$passes passed, $fails failed"; [ "$fails" = 0 ]; exit; }
 for tool in dpkg-deb lintian dpkg-shlibdeps cpack pkg-config; do
     command -v $tool > /dev/null || { bad "precondition: $tool missing (./dev.sh deps installs it)"; end; }
 done
-for p in mos mos-dev; do
+for p in mos mos-dev mos-slurm; do
     if dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q installed; then
         bad "precondition: package $p is already installed here; this test installs and purges it"; end
     fi
 done
 T=$(mktemp -d)
-trap 'dpkg -P mos-dev mos > /dev/null 2>&1; rm -rf "$T"' EXIT
+trap 'dpkg -P mos-slurm mos-dev mos > /dev/null 2>&1; rm -rf "$T"' EXIT
 
 cmake -S "$SRC" -B "$T/b" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DMOS_TESTS=OFF \
     > "$T/cmake.log" 2>&1 && cmake --build "$T/b" -j"$(nproc)" > "$T/build.log" 2>&1 \
@@ -28,13 +28,24 @@ cmake -S "$SRC" -B "$T/b" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr
 MOS=$(ls "$T"/pk/mos_*.deb 2>/dev/null); DEV=$(ls "$T"/pk/mos-dev_*.deb 2>/dev/null)
 [ -f "$MOS" ] && [ -f "$DEV" ] && ok "cpack made $(basename "$MOS") and $(basename "$DEV")" || { bad "no packages: $(ls "$T/pk")"; end; }
 
-lintian --no-tag-display-limit "$MOS" "$DEV" > "$T/lintian.log" 2>&1
+# mos-slurm is made where libslurm-dev is installed (the plugin is built)
+SLURM=$(ls "$T"/pk/mos-slurm_*.deb 2>/dev/null)
+[ -f /usr/include/slurm/spank.h ] && { [ -f "$SLURM" ] && ok "cpack made $(basename "$SLURM")" \
+    || bad "libslurm-dev is here but no mos-slurm package: $(ls "$T/pk")"; }
+lintian --no-tag-display-limit "$MOS" "$DEV" $SLURM > "$T/lintian.log" 2>&1
 errors=$(grep -c '^E:' "$T/lintian.log")
 [ "$errors" = 0 ] && ok "lintian: no errors ($(grep -c '^W:' "$T/lintian.log") warnings)" \
     || bad "lintian errors: $(grep '^E:' "$T/lintian.log" | head -5 | tr '\n' ' ')"
 
-dpkg -i "$MOS" "$DEV" > "$T/dpkg.log" 2>&1 || { bad "dpkg -i: $(tail -3 "$T/dpkg.log")"; end; }
-ok "dpkg -i installs both"
+dpkg -i "$MOS" "$DEV" $SLURM > "$T/dpkg.log" 2>&1 || { bad "dpkg -i: $(tail -3 "$T/dpkg.log")"; end; }
+ok "dpkg -i installs them"
+if [ -n "$SLURM" ]; then
+    so=$(dpkg -L mos-slurm | grep '/slurm-wlm/mos_spank.so$')
+    [ -n "$so" ] && nm -D "$so" | grep -q ' T slurm_spank_task_init$' \
+        && grep -q "^optional $so mosrun=/usr/bin/mosrun" /usr/share/doc/mos-slurm/examples/plugstack.conf \
+        && ok "mos-slurm: $so with its task_init, the plugstack.conf line names it" \
+        || bad "mos-slurm: plugin '$so' $(cat /usr/share/doc/mos-slurm/examples/plugstack.conf 2>&1)"
+fi
 /usr/sbin/mosd --help-config | grep -q '^#* *metrics_listen' && ok "/usr/sbin/mosd runs" || bad "mosd --help-config"
 out=$(MOS_CONF=/nonexistent setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/mosrun /bin/echo hi 2>&1)
 grep -q '^hi$' <<<"$out" && ok "/usr/bin/mosrun runs a program (no mosd: unmanaged)" || bad "mosrun: $out"
@@ -55,8 +66,8 @@ else
 fi
 
 echo "# site edit" >> /etc/mos/mos.conf
-files=$(dpkg -L mos mos-dev | sort -u)
-dpkg -r mos-dev mos > "$T/dpkg.log" 2>&1 || bad "dpkg -r: $(tail -3 "$T/dpkg.log")"
+files=$(dpkg -L mos mos-dev ${SLURM:+mos-slurm} | sort -u)
+dpkg -r ${SLURM:+mos-slurm} mos-dev mos > "$T/dpkg.log" 2>&1 || bad "dpkg -r: $(tail -3 "$T/dpkg.log")"
 [ ! -e /usr/sbin/mosd ] && grep -q '# site edit' /etc/mos/mos.conf && ok "dpkg -r removes the programs, keeps the edited conffile" \
     || bad "after dpkg -r: mosd $(ls /usr/sbin/mosd 2>&1), conf $(ls /etc/mos 2>&1)"
 dpkg -P mos > "$T/dpkg.log" 2>&1 || bad "dpkg -P: $(tail -3 "$T/dpkg.log")"

@@ -23,6 +23,7 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -508,6 +509,26 @@ static int is_special(const char *p)
     return !strcmp(p, "[vdso]") || !strcmp(p, "[vvar]") || !strcmp(p, "[vvar_vclock]");
 }
 
+
+/* map_files is for those who may checkpoint any process (CAP_CHECKPOINT_RESTORE): a user's own
+ * checkpoint (mosrun -C) stats the path instead, and takes it only when it is the very file
+ * maps names (its device and inode). */
+static int mapped_by_path(pid_t pid, const struct mos_vma *m, const char *mf, struct stat *st)
+{
+    int rc = mos_errno_status();
+
+    if (rc != -EPERM && rc != -EACCES) {
+        mos_err("migrate", "pid %d: stat %s: %s", (int)pid, mf, mos_strerror(rc));
+        return rc;
+    }
+    if (stat(m->path, st) == 0 && st->st_ino == m->inode &&
+        major(st->st_dev) == m->dev_major && minor(st->st_dev) == m->dev_minor)
+        return 0;
+    mos_err("migrate", "pid %d stays: %s is no longer the file it maps (its mapped file is "
+            "readable by root only)", (int)pid, m->path);
+    return MOS_E_NOT_MIGRATABLE;
+}
+
 static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
 {
     struct mos_vma_list list;
@@ -542,11 +563,8 @@ static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
             c->v.pgoff = m->offset;
             snprintf(mf, sizeof(mf), "/proc/%d/map_files/%llx-%llx", (int)d->pid,
                      (unsigned long long)m->start, (unsigned long long)m->end);
-            if (stat(mf, &mapped) < 0) {
-                rc = mos_errno_status();
-                mos_err("migrate", "pid %d: stat %s: %s", (int)d->pid, mf, mos_strerror(rc));
+            if (stat(mf, &mapped) < 0 && (rc = mapped_by_path(d->pid, m, mf, &mapped)) != 0)
                 goto out;
-            }
             /* The identity the target checks: the path must still name the mapped file. */
             int same = stat(m->path, &now) == 0 && now.st_dev == mapped.st_dev &&
                        now.st_ino == mapped.st_ino;

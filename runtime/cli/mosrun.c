@@ -34,6 +34,7 @@ struct mosrun_opts {
     const char *ssh_port; /* -p PORT: accepted from ssh-like callers (-E), unused */
     const char *restart;  /* -R FILE: restart from this checkpoint instead of running PROG */
     const char *config;
+    const char *nodes;    /* -N NODE,NODE...: the only nodes it may run on (and home) */
     char **argv;
 };
 
@@ -64,12 +65,14 @@ static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: mosrun [-L|-l] [-h|-r NODE|-b] [-E] [--config FILE] PROGRAM [ARGS...]\n"
+            "usage: mosrun [-L|-l] [-h|-r NODE|-b] [-N LIST] [-E] [--config FILE] PROGRAM [ARGS...]\n"
             "  -h        start at home (the default)\n"
             "  -r NODE   start on NODE (it starts here and moves there at once)\n"
             "  -b        start on the best node now (by opportunity cost)\n"
             "  -m SIZE   the memory the job needs, for -b: a plain number is MiB (512), a suffix\n"
             "            says its unit (512M, 4G)\n"
+            "  -N LIST   run only on these nodes (comma-separated names, e.g. a Slurm job's\n"
+            "            expanded node list) or at home: every move elsewhere is refused\n"
             "  -L        never migrate this job automatically; -l allows it (default)\n"
             "  -C FILE   the job's checkpoint file (mosmigrate PID checkpoint writes it)\n"
             "  -R FILE   restart a checkpoint instead of starting a program\n"
@@ -93,6 +96,42 @@ static int parse_mem(const char *text, long *mib)
     }
     *mib = (long)((bytes + (1u << 20) - 1) >> 20);
     return 0;
+}
+
+/* -N: 1..128 names of [A-Za-z0-9._-], 1..63 long each, joined by commas (mosd's limits). */
+static int nodes_ok(const char *list)
+{
+    size_t len = 0, count = 1;
+
+    for (const char *p = list;; p++) {
+        if (*p == ',' || *p == '\0') {
+            if (len == 0 || len > 63)
+                return 0;
+            if (*p == '\0')
+                return count <= 128;
+            len = 0;
+            count++;
+        } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                   (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.') {
+            len++;
+        } else {
+            return 0;
+        }
+    }
+}
+
+static struct json_object *nodes_json(const char *list)
+{
+    struct json_object *arr = json_object_new_array();
+    const char *p = list;
+
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        json_object_array_add(arr, json_object_new_string_len(p, (int)len));
+        if (!p[len])
+            return arr;
+        p += len + 1;
+    }
 }
 
 /* What ssh-like agents are given: `user@node` (only the caller's own name: -E runs as the
@@ -140,6 +179,13 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
             o->start_on = NULL;
         } else if (strcmp(a, "-r") == 0 && i + 1 < argc) {
             o->start_on = argv[++i];
+        } else if (strcmp(a, "-N") == 0 && i + 1 < argc) {
+            o->nodes = argv[++i];
+            if (!nodes_ok(o->nodes)) {
+                fprintf(stderr, "mosrun: -N '%.80s': give 1 to 128 node names joined by commas\n",
+                        o->nodes);
+                return -1;
+            }
         } else if (strcmp(a, "-b") == 0) {
             o->start_on = "@best";
         } else if (strcmp(a, "-m") == 0 && i + 1 < argc) {
@@ -165,6 +211,10 @@ static int parse(int argc, char **argv, struct mosrun_opts *o)
     }
     if (o->restart && i < argc) {
         fprintf(stderr, "mosrun: -R FILE restarts a checkpoint; give no program with it\n");
+        return -1;
+    }
+    if (o->native && o->nodes) {
+        fprintf(stderr, "mosrun: -N restricts migrations; -E programs do not migrate: use -r\n");
         return -1;
     }
     if (o->native && (o->restart || o->ckpt)) {
@@ -223,6 +273,8 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
         json_object_object_add(req, "start_on", json_object_new_string(o->start_on));
     if (o->mem_mib)
         json_object_object_add(req, "mem_mib", json_object_new_int64(o->mem_mib));
+    if (o->nodes)
+        json_object_object_add(req, "nodes", nodes_json(o->nodes));
     rc = mos_control_send(fd, req);
     if (rc == 0)
         rc = mos_control_recv(fd, &resp, 10000);

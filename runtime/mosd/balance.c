@@ -81,6 +81,42 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
     return n;
 }
 
+/* The job's home as a node index (-1 when its config has no such node). */
+static int job_home(const struct mosd *d, const struct mosd_job *job)
+{
+    return job->supervisor ? mos_config_find_node(&d->cfg, job->home) : d->self;
+}
+
+/* nodes[] as a job restricted to `set` sees them: the others take no guests. */
+static void nodes_mask(const struct mosd_nodeset *set, int home, struct mos_node_state *nodes,
+                       size_t n_nodes)
+{
+    for (size_t i = 0; i < n_nodes; i++)
+        if (!mosd_nodeset_allows(set, home, (int)i))
+            nodes[i].flags &= ~(uint32_t)MOS_NODE_ACCEPTING;
+}
+
+/* The balancer chose a target the job may not go to (mosrun -N): the best move for it among
+ * its own nodes instead, decided on nodes[] with the others closed. */
+static int decide_within(struct mosd *d, const struct mosd_job *job,
+                         const struct mos_node_state *nodes, size_t n_nodes, size_t self,
+                         const struct mos_job_info *info, const struct mos_migration_cost *model,
+                         const struct mos_balance_params *params, struct mos_balance_decision *dec)
+{
+    struct mos_node_state *masked = malloc(n_nodes * sizeof(*masked));
+    int rc;
+
+    if (!masked)
+        return -1;
+    memcpy(masked, nodes, n_nodes * sizeof(*masked));
+    nodes_mask(&job->nodes, job_home(d, job), masked, n_nodes);
+    rc = mos_balance_decide(masked, n_nodes, self, info, 1, model, params, dec);
+    free(masked);
+    if (rc == 0 && dec->job_index == 0)
+        return 0;
+    return -1;
+}
+
 /* max_load: the target's load per CPU above which the move gains nothing (ours once the job
  * has left); the target refuses beyond it, having heard from other senders meanwhile. */
 static void move(struct mosd *d, struct mosd_job *job, const char *to, double max_load,
@@ -145,9 +181,23 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
             mos_dbg("mosd", "balance: %s", dec.reason);
             break;
         }
+        struct mosd_job *job = &d->jobs[index[dec.job_index]];
+        if (!mosd_nodeset_allows(&job->nodes, job_home(d, job), dec.node_index)) {
+            int k = dec.job_index;
+            if (decide_within(d, job, nodes, n_nodes, self, &jobs[k], &model, &params,
+                              &dec) != 0) {
+                mos_dbg("mosd", "balance: job %d stays within its nodes (mosrun -N)", job->id);
+                jobs[k] = jobs[n_jobs - 1];
+                index[k] = index[n_jobs - 1];
+                n_jobs--;
+                round--; /* no move made */
+                continue;
+            }
+            dec.job_index = k;
+        }
         nodes[self].load -= jobs[dec.job_index].cpu;
         double max_load = nodes[self].load / (nodes[self].ncpus ? nodes[self].ncpus : 1);
-        struct mosd_job *job = &d->jobs[index[dec.job_index]];
+        job = &d->jobs[index[dec.job_index]];
         mosd_view_sent(d, job, dec.node_index, jobs[dec.job_index].cpu, nodes[self].load);
         move(d, job, d->cfg.nodes[dec.node_index].name, max_load, dec.reason);
         nodes[dec.node_index].load += jobs[dec.job_index].cpu;
@@ -179,7 +229,7 @@ void mosd_balance_stop(struct mosd *d)
     d->balance_ev = NULL;
 }
 
-int mosd_best_node(struct mosd *d, double mem_mib)
+int mosd_best_node(struct mosd *d, double mem_mib, const struct mosd_nodeset *allowed)
 {
     if (!d->gossip)
         return d->self;
@@ -193,6 +243,7 @@ int mosd_best_node(struct mosd *d, double mem_mib)
         return d->self;
     mos_balance_params_default(&params);
     mosd_view_fill(d, nodes);
+    nodes_mask(allowed, d->self, nodes, n);
     best = mos_placement_assign((unsigned)n, params.cpu_cap, nodes, n, &job,
                                 (uint32_t)d->cfg.dead_after_steps);
     free(nodes);

@@ -107,6 +107,7 @@ static struct json_object *op_register(struct mosd_client *c, struct bufferevent
     job->uid = c->cred.uid;
     job->gid = c->cred.gid;
     job->locked = rr.locked;
+    mosd_nodeset_of_names(c->d, rr.nodes, &job->nodes);
     job->owner = bev;
     job->owner_pid = c->cred.pid;
     job->owner_fd_min = rr.reserved_min;
@@ -123,11 +124,17 @@ static struct json_object *op_register(struct mosd_client *c, struct bufferevent
         /* mosrun -r NODE: move it there right after this reply (mosrun must read the reply
          * before the "prepare" that starts the move); a refusal leaves it running here. */
         int node = strcmp(start_on, "@best") == 0
-                       ? mosd_best_node(c->d, rr.mem_mib)
+                       ? mosd_best_node(c->d, rr.mem_mib, &job->nodes)
                        : mos_config_find_node(&c->d->cfg, start_on);
+        char text[MOSD_NODES_WORD_MAX], why_not[MOSD_NODES_WORD_MAX + 80];
         if (node < 0) {
             json_object_object_add(r, "start_error",
                                    json_object_new_string("unknown node"));
+        } else if (!mosd_nodeset_allows(&job->nodes, c->d->self, node)) {
+            mosd_nodeset_text(c->d, &job->nodes, text, sizeof(text));
+            snprintf(why_not, sizeof(why_not), "%s is not one of the job's nodes (-N %s)",
+                     start_on, text);
+            json_object_object_add(r, "start_error", json_object_new_string(why_not));
         } else if (node != c->d->self) {
             struct start_move *sm = calloc(1, sizeof(*sm));
             struct timeval now = {0, 0};

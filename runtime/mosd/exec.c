@@ -179,8 +179,10 @@ struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
         return mosd_reply_error("root's programs do not run on other nodes (nor migrate)");
     if (mosd_exec_req_parse(req, &r, why, sizeof(why)) != 0)
         return mosd_reply_error("%s", why);
-    node = strcmp(to, "@best") == 0 ? mosd_best_node(d, (double)mos_json_int(req, "mem_mib", 0))
-                                    : mos_config_find_node(&d->cfg, to);
+    static const struct mosd_nodeset any; /* -E takes no -N */
+    node = strcmp(to, "@best") == 0
+               ? mosd_best_node(d, (double)mos_json_int(req, "mem_mib", 0), &any)
+               : mos_config_find_node(&d->cfg, to);
     if (node < 0) {
         mosd_exec_req_free(&r);
         return mosd_reply_error("unknown node '%s'", to);

@@ -150,7 +150,6 @@ struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *j
     struct passwd *pw = getpwuid(job->uid);
     double age = (double)(mos_clock_now_ns() - job->started_ns) / 1e9;
 
-    (void)d;
     json_object_object_add(o, "id", json_object_new_int(job->id));
     json_object_object_add(o, "pid", json_object_new_int(job->pid));
     json_object_object_add(o, "home_pid", json_object_new_int(job->home_pid));
@@ -160,7 +159,61 @@ struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *j
     json_object_object_add(o, "where", json_object_new_string(job->where));
     json_object_object_add(o, "stay", json_object_new_string(job->stay));
     json_object_object_add(o, "locked", json_object_new_boolean(job->locked));
+    if (job->nodes.restricted)
+        json_object_object_add(o, "nodes", mosd_nodeset_json(d, &job->nodes));
     json_object_object_add(o, "age_s", json_object_new_double(age));
     json_object_object_add(o, "cmd", json_object_new_string(job->cmd));
     return o;
+}
+
+void mosd_nodeset_of_names(const struct mosd *d, struct json_object *names,
+                           struct mosd_nodeset *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (!names)
+        return;
+    s->restricted = 1;
+    for (size_t i = 0; i < json_object_array_length(names) && s->n < MOSD_MAX_JOB_NODES; i++) {
+        const char *name = json_object_get_string(json_object_array_get_idx(names, i));
+        int node = mos_config_find_node(&d->cfg, name);
+        /* a name outside this cluster (a Slurm node without mos) can never be a target */
+        if (node >= 0 && !mosd_nodeset_allows(s, -1, node))
+            s->idx[s->n++] = (uint32_t)node;
+    }
+}
+
+int mosd_nodeset_allows(const struct mosd_nodeset *s, int home, int node)
+{
+    if (!s->restricted || node == home)
+        return 1;
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->idx[i] == (uint32_t)node)
+            return 1;
+    return 0;
+}
+
+struct json_object *mosd_nodeset_json(const struct mosd *d, const struct mosd_nodeset *s)
+{
+    struct json_object *arr;
+
+    if (!s->restricted)
+        return NULL;
+    arr = json_object_new_array();
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->idx[i] < d->cfg.n_nodes)
+            json_object_array_add(arr, json_object_new_string(d->cfg.nodes[s->idx[i]].name));
+    return arr;
+}
+
+void mosd_nodeset_text(const struct mosd *d, const struct mosd_nodeset *s, char *out,
+                       size_t len)
+{
+    size_t used = 0;
+
+    snprintf(out, len, "%s", s->restricted && s->n ? "" : s->restricted ? "(none)" : "any");
+    for (unsigned i = 0; s->restricted && i < s->n && used < len; i++) {
+        const char *name = s->idx[i] < d->cfg.n_nodes ? d->cfg.nodes[s->idx[i]].name : "?";
+        int k = snprintf(out + used, len - used, "%s%s", i ? "," : "", name);
+        used += k > 0 ? (size_t)k : 0;
+    }
 }

@@ -42,6 +42,16 @@ struct mos_job_owner; /* mos/migrate.h */
 #define MOSD_TOKEN_BYTES 32
 #define MOSD_RECENT_MOVES 64       /* moves remembered for the balancer's view ... */
 #define MOSD_RECENT_MOVE_S 30      /* ... for this long */
+
+/* The nodes a job may run on (mosrun -N, e.g. a Slurm allocation), as indices into the
+ * cluster's config (the same on every node). Not restricted: any node. Its home is always
+ * allowed besides: the job started there and its deputy lives there. */
+#define MOSD_MAX_JOB_NODES 128
+struct mosd_nodeset {
+    int restricted;
+    unsigned n;
+    uint32_t idx[MOSD_MAX_JOB_NODES];
+};
 #define MOSD_MIGRATION_TIMEOUT_MS 120000
 #define MOSD_MAX_ACCEPTORS 32      /* incoming connections in their handshake, at most */
 #define MOSD_ACCEPTORS_PER_PEER 4  /* of those, from one address */
@@ -65,6 +75,7 @@ struct mosd_job {
     char where[MOS_NODE_NAME_MAX]; /* WHERE it runs now */
     char stay[128];          /* why it may not migrate, "" if it may */
     int locked;              /* mosrun -L: never moved automatically */
+    struct mosd_nodeset nodes; /* mosrun -N: where it may run (its home besides) */
     int native;              /* mosrun -E: a native process on `where`, mosrun at home */
     uint64_t started_ns;
     uint64_t arrived_ns;     /* when it arrived where it runs now; 0: never moved */
@@ -175,6 +186,8 @@ struct mosd_guest_header {
     int home_pid;
     char cmd[256];
     double max_load; /* < 0: none; else refuse if our load would rise above it */
+    struct mosd_nodeset nodes; /* mosrun -N (sent as names; unknown names are dropped) */
+    struct json_object *node_names; /* parsed: the request's "nodes" (borrowed), or NULL */
 };
 
 /* ---- parse.c: what mosd hears, from a buffer. Shapes and ranges only (who may ask is the
@@ -196,6 +209,7 @@ struct mosd_register_req {
     double mem_mib;
     const char *cmd, *stay; /* point into the request */
     const char *start_on;   /* NULL: stay here */
+    struct json_object *nodes; /* -N: an array of 0..MOSD_MAX_JOB_NODES node names, or NULL */
 };
 int mosd_register_parse(struct json_object *o, struct mosd_register_req *r, char *why,
                         size_t len);
@@ -211,6 +225,9 @@ int mosd_migrate_parse(struct json_object *o, struct mosd_migrate_req *r, char *
  * the user may run here, is move_in.c's to check). */
 int mosd_guest_header_parse(struct json_object *o, struct mosd_guest_header *h, char *why,
                             size_t len);
+/* A "nodes" field (absent: not restricted, *out = NULL): an array of at most
+ * MOSD_MAX_JOB_NODES node names. */
+int mosd_json_node_names(struct json_object *o, struct json_object **out);
 /* A home's "move" (home, home_pid, to) or "where" (home_pid, where: into node) note. */
 struct mosd_note {
     char home[MOS_NODE_NAME_MAX];
@@ -245,7 +262,8 @@ int mosd_exec_ids_parse(struct json_object *o, struct mosd_exec_req *r, char *wh
 
 /* The lines between mosd and its children (read without their newline). */
 enum mosd_line_kind {
-    MOSD_LINE_GUEST,  /* acceptor: "guest PID HOME_PID JOB UID HOME CMD..." */
+    MOSD_LINE_GUEST,  /* acceptor: "guest PID HOME_PID JOB UID HOME NODES CMD..." (NODES: "*"
+                       * any node, "-" its home only, else node indices joined by commas) */
     MOSD_LINE_NATIVE, /* acceptor: "native HOME_PID" */
     MOSD_LINE_WHERE,  /* acceptor: "where HOME_PID NODE" */
     MOSD_LINE_MOVE,   /* acceptor: "move HOME HOME_PID TO"; mosd to a supervisor: "move TO [LOAD]" */
@@ -260,12 +278,16 @@ struct mosd_line {
     char node[MOS_NODE_NAME_MAX]; /* guest, move: the home; where: where the job runs */
     char to[MOS_NODE_NAME_MAX];   /* move, ok: the target */
     double max_load;              /* a move order's limit; < 0: none */
+    struct mosd_nodeset nodes;    /* guest: where it may run */
     uint64_t bytes;               /* ok: the image's bytes */
     const char *text;             /* guest: its command; ok, error: the rest (into the line) */
 };
 int mosd_line_from_acceptor(const char *line, struct mosd_line *l);
 int mosd_line_order(const char *line, struct mosd_line *l);
 int mosd_line_report(const char *line, struct mosd_line *l);
+/* The NODES word of a guest line (room for 8 bytes per node: MOSD_NODES_WORD_MAX). */
+#define MOSD_NODES_WORD_MAX (8 * MOSD_MAX_JOB_NODES + 2)
+void mosd_nodes_word(const struct mosd_nodeset *s, char *out, size_t len);
 
 /* ---- jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);
@@ -280,6 +302,15 @@ struct mosd_job *mosd_job_own(struct mosd *d, pid_t home_pid);
 const struct mosd_job *mosd_job_own_const(const struct mosd *d, pid_t home_pid);
 /* The guest here whose home is `home` and pid there home_pid. */
 struct mosd_job *mosd_job_guest(struct mosd *d, const char *home, pid_t home_pid);
+/* The nodeset of names (unknown names dropped); names NULL: not restricted. */
+void mosd_nodeset_of_names(const struct mosd *d, struct json_object *names,
+                           struct mosd_nodeset *s);
+/* Whether a job whose home is node `home` may run on node `node`. */
+int mosd_nodeset_allows(const struct mosd_nodeset *s, int home, int node);
+/* The names as a JSON array (NULL when not restricted), and as "a,b,c" for messages. */
+struct json_object *mosd_nodeset_json(const struct mosd *d, const struct mosd_nodeset *s);
+void mosd_nodeset_text(const struct mosd *d, const struct mosd_nodeset *s, char *out,
+                       size_t len);
 /* Guests here from other nodes. */
 size_t mosd_jobs_guests(const struct mosd *d);
 void mosd_job_remove(struct mosd *d, struct mosd_job *job);
@@ -415,8 +446,9 @@ void mosd_move_in(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_obj
 /* ---- balance.c */
 int mosd_balance_start(struct mosd *d);
 void mosd_balance_stop(struct mosd *d);
-/* The node where a new job of mem_mib MiB is cheapest now (mosrun -b); this node if none. */
-int mosd_best_node(struct mosd *d, double mem_mib);
+/* The node where a new job of mem_mib MiB is cheapest now (mosrun -b) among those `nodes`
+ * allows; this node if none. */
+int mosd_best_node(struct mosd *d, double mem_mib, const struct mosd_nodeset *nodes);
 
 /* ---- exec.c: mosrun -E. At home, mosrun's "exec_remote" request (the user is cred; the
  * reply comes now for a refusal, else once the target has answered). On the target, an

@@ -41,6 +41,8 @@ static int header_parse(const struct mosd *d, struct json_object *o, struct mosd
     }
     if (mos_ident_check(h->uid, h->gid, NULL, 0, why, len) != 0)
         return MOS_E_PROTO; /* a guest gets no supplementary groups, its gid must be the user's */
+    mosd_nodeset_of_names(d, h->node_names, &h->nodes);
+    h->node_names = NULL; /* the request goes before the header does */
     return 0;
 }
 
@@ -298,8 +300,10 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
             close(g.link);
         return rc;
     }
-    dprintf(ctl, "guest %d %d %d %d %s %s\n", (int)guest, h->home_pid, h->job, (int)h->uid,
-            h->home, h->cmd);
+    char nodes[MOSD_NODES_WORD_MAX];
+    mosd_nodes_word(&h->nodes, nodes, sizeof(nodes));
+    dprintf(ctl, "guest %d %d %d %d %s %s %s\n", (int)guest, h->home_pid, h->job, (int)h->uid,
+            h->home, nodes, h->cmd);
     mos_tp_close(c);
     tell_home(d, h);
     rc = supervise(d, h, guest, g.listener, g.link, ctl);
@@ -333,8 +337,12 @@ static int peer_node(const struct mosd *d, const char *peer)
 static void admission(const struct mosd *d, const struct mosd_guest_header *h, int from,
                       char *why, size_t len)
 {
+    const char *self = d->cfg.nodes[d->self].name;
     why[0] = '\0';
-    if (d->blocked && strcmp(h->home, d->cfg.nodes[d->self].name) != 0)
+    /* the home checks its moves too; this holds for moves a guest's node decides */
+    if (!mosd_nodeset_allows(&h->nodes, mos_config_find_node(&d->cfg, h->home), d->self))
+        snprintf(why, len, "node %s is not one of the job's nodes (mosrun -N)", self);
+    else if (d->blocked && strcmp(h->home, self) != 0)
         snprintf(why, len, "node %s is blocked", d->cfg.nodes[d->self].name);
     else if (h->max_load >= 0)
         mosd_view_admission(d, h, from, why, len);

@@ -107,6 +107,12 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
         return mosd_reply_error("unknown node '%s'", to);
     if (strcmp(d->cfg.nodes[node].name, job->where) == 0)
         return mosd_reply_error("pid %d already runs on %s", (int)pid, job->where);
+    if (!mosd_nodeset_allows(&job->nodes, d->self, node)) {
+        char text[MOSD_NODES_WORD_MAX];
+        mosd_nodeset_text(d, &job->nodes, text, sizeof(text));
+        return mosd_reply_error("pid %d may run only on its nodes (mosrun -N %s) and home: %s "
+                                "is not one of them", (int)pid, text, d->cfg.nodes[node].name);
+    }
     if (!d->have_key)
         return mosd_reply_error("%s", MOSD_NO_KEY_TEXT);
     snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
@@ -179,6 +185,8 @@ static int send_header(const struct mosd *d, int target, const struct mosd_guest
     json_object_object_add(h, "token", json_object_new_string(hex));
     json_object_object_add(h, "home_pid", json_object_new_int(g->home_pid));
     json_object_object_add(h, "cmd", json_object_new_string(g->cmd));
+    if (g->nodes.restricted)
+        json_object_object_add(h, "nodes", mosd_nodeset_json(d, &g->nodes));
     if (g->max_load >= 0)
         json_object_object_add(h, "max_load", json_object_new_double(g->max_load));
     rc = mosd_peer_call(d, target, MOSD_MIGRATION_TIMEOUT_MS, h, conn, NULL, why, why_len);
@@ -305,7 +313,7 @@ static int move_out(const struct out_args *a, uint64_t *bytes, char *why, size_t
     const struct mosd *d = a->d;
     struct mosd_guest_header g = {.job = a->job.id, .uid = a->job.uid, .gid = a->job.gid,
                              .deputy_port = a->deputy_port, .home_pid = a->job.home_pid,
-                             .max_load = a->job.max_load};
+                             .max_load = a->job.max_load, .nodes = a->job.nodes};
 
     snprintf(g.home, sizeof(g.home), "%s", d->cfg.nodes[d->self].name);
     snprintf(g.home_addr, sizeof(g.home_addr), "%s", d->cfg.nodes[d->self].addr);

@@ -101,6 +101,28 @@ static int json_load(struct json_object *o, const char *key, double *out)
     return 0;
 }
 
+_Static_assert(MOSD_MAX_JOB_NODES == 128, "the refusal below says 128");
+
+int mosd_json_node_names(struct json_object *o, struct json_object **out)
+{
+    struct json_object *arr;
+
+    *out = NULL;
+    if (!json_object_object_get_ex(o, "nodes", &arr))
+        return 0;
+    if (!json_object_is_type(arr, json_type_array) ||
+        json_object_array_length(arr) > MOSD_MAX_JOB_NODES)
+        return MOS_E_PROTO;
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        struct json_object *v = json_object_array_get_idx(arr, i);
+        if (!json_object_is_type(v, json_type_string) ||
+            !name_ok(json_object_get_string(v), (size_t)json_object_get_string_len(v)))
+            return MOS_E_PROTO;
+    }
+    *out = arr;
+    return 0;
+}
+
 static int refuse(char *why, size_t len, const char *what)
 {
     snprintf(why, len, "malformed request: %s", what);
@@ -125,6 +147,8 @@ int mosd_register_parse(struct json_object *o, struct mosd_register_req *r, char
         json_text(o, "stay", MOSD_MAX_TEXT, "", &r->stay) != 0 ||
         json_text(o, "start_on", MOS_NODE_NAME_MAX - 1, NULL, &r->start_on) != 0)
         return refuse(why, len, "cmd, stay or start_on");
+    if (mosd_json_node_names(o, &r->nodes) != 0)
+        return refuse(why, len, "nodes (a list of at most 128 node names)");
     r->pid = (pid_t)pid;
     r->locked = (int)locked;
     r->reserved_min = (int)fd_min;
@@ -172,6 +196,8 @@ int mosd_guest_header_parse(struct json_object *o, struct mosd_guest_header *h, 
         return refuse(why, len, "max_load");
     if (mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0)
         return refuse(why, len, "token");
+    if (mosd_json_node_names(o, &h->node_names) != 0)
+        return refuse(why, len, "nodes");
     h->job = (int)job;
     h->uid = (uid_t)uid;
     h->gid = (gid_t)gid;
@@ -346,6 +372,56 @@ static int sep(const char **p)
     return 0;
 }
 
+/* A guest line's NODES word: "*", "-" or up to MOSD_MAX_JOB_NODES indices joined by commas. */
+static int word_nodes(const char **p, struct mosd_nodeset *s)
+{
+    long long idx;
+
+    memset(s, 0, sizeof(*s));
+    if (**p == '*' || **p == '-') {
+        s->restricted = **p == '-';
+        (*p)++;
+        return **p == ' ' || **p == '\0' ? 0 : MOS_E_PROTO;
+    }
+    s->restricted = 1;
+    for (;;) {
+        const char *comma = strchr(*p, ',');
+        const char *space = strchr(*p, ' ');
+        if (s->n == MOSD_MAX_JOB_NODES)
+            return MOS_E_PROTO;
+        if (comma && (!space || comma < space)) {
+            /* word_int stops at a space or the end: read the digits before the comma */
+            char digits[12];
+            size_t k = (size_t)(comma - *p);
+            const char *q = digits;
+            if (k == 0 || k >= sizeof(digits))
+                return MOS_E_PROTO;
+            memcpy(digits, *p, k);
+            digits[k] = '\0';
+            if (word_int(&q, 0, MOS_CONFIG_MAX_NODES - 1, &idx) != 0 || *q != '\0')
+                return MOS_E_PROTO;
+            s->idx[s->n++] = (uint32_t)idx;
+            *p = comma + 1;
+            continue;
+        }
+        if (word_int(p, 0, MOS_CONFIG_MAX_NODES - 1, &idx) != 0)
+            return MOS_E_PROTO;
+        s->idx[s->n++] = (uint32_t)idx;
+        return 0;
+    }
+}
+
+void mosd_nodes_word(const struct mosd_nodeset *s, char *out, size_t len)
+{
+    size_t used = 0;
+
+    snprintf(out, len, "%s", !s->restricted ? "*" : s->n ? "" : "-");
+    for (unsigned i = 0; s->restricted && i < s->n && used < len; i++) {
+        int k = snprintf(out + used, len - used, "%s%u", i ? "," : "", s->idx[i]);
+        used += k > 0 ? (size_t)k : 0;
+    }
+}
+
 static int line_guest(const char *p, struct mosd_line *l)
 {
     long long pid, home_pid, job, uid;
@@ -354,7 +430,8 @@ static int line_guest(const char *p, struct mosd_line *l)
         word_int(&p, 1, INT_MAX, &home_pid) != 0 || sep(&p) != 0 ||
         word_int(&p, 0, INT_MAX, &job) != 0 || sep(&p) != 0 ||
         word_int(&p, 0, MOSD_MAX_ID, &uid) != 0 || sep(&p) != 0 ||
-        word_name(&p, l->node) != 0 || sep(&p) != 0)
+        word_name(&p, l->node) != 0 || sep(&p) != 0 || word_nodes(&p, &l->nodes) != 0 ||
+        sep(&p) != 0)
         return MOS_E_PROTO;
     l->pid = (pid_t)pid;
     l->home_pid = (pid_t)home_pid;

@@ -151,6 +151,7 @@ static void acceptor_guest(struct mosd *d, pid_t acceptor, int fd, const struct 
     job->home_pid = l->home_pid;
     job->arrived_ns = mos_clock_now_ns();
     job->uid = l->uid;
+    job->nodes = l->nodes;
     job->supervisor = acceptor;
     job->sup_ctl = fd;
     job->sup_ev = event_new(d->base, fd, EV_READ | EV_PERSIST, on_supervisor_line, d);
@@ -192,7 +193,7 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
     struct mosd *d = arg;
     struct mosd_acceptor *a = acceptor_by_fd(d, (int)fd);
     struct mosd_line l;
-    char line[512];
+    char line[512 + MOSD_NODES_WORD_MAX];
 
     (void)what;
     if (!a)

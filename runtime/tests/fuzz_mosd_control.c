@@ -38,6 +38,11 @@ static void check_requests(struct json_object *o)
         check_text(r.stay);
         if (r.start_on && strlen(r.start_on) >= MOS_NODE_NAME_MAX)
             abort();
+        for (size_t i = 0; r.nodes && i < json_object_array_length(r.nodes); i++)
+            if (i >= MOSD_MAX_JOB_NODES ||
+                strlen(json_object_get_string(json_object_array_get_idx(r.nodes, i))) >=
+                    MOS_NODE_NAME_MAX)
+                abort();
     } else if (!why[0]) {
         abort(); /* a refusal says why */
     }

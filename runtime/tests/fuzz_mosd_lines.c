@@ -27,14 +27,16 @@ static int same(const struct mosd_line *a, const struct mosd_line *b)
 {
     return a->kind == b->kind && a->pid == b->pid && a->home_pid == b->home_pid &&
            a->job == b->job && a->uid == b->uid && strcmp(a->node, b->node) == 0 &&
-           strcmp(a->to, b->to) == 0 &&
+           strcmp(a->to, b->to) == 0 && a->nodes.restricted == b->nodes.restricted &&
+           a->nodes.n == b->nodes.n &&
+           memcmp(a->nodes.idx, b->nodes.idx, a->nodes.n * sizeof(a->nodes.idx[0])) == 0 &&
            ((!a->text && !b->text) || (a->text && b->text && strcmp(a->text, b->text) == 0));
 }
 
 static void check_acceptor(const char *line)
 {
     struct mosd_line l, again;
-    char out[1024];
+    char out[1024 + MOSD_NODES_WORD_MAX], nodes[MOSD_NODES_WORD_MAX];
 
     if (mosd_line_from_acceptor(line, &l) != 0)
         return;
@@ -43,8 +45,11 @@ static void check_acceptor(const char *line)
     switch (l.kind) {
     case MOSD_LINE_GUEST:
         check_name(l.node);
-        snprintf(out, sizeof(out), "guest %d %d %d %d %s %s", (int)l.pid, (int)l.home_pid, l.job,
-                 (int)l.uid, l.node, l.text);
+        if (l.nodes.n > MOSD_MAX_JOB_NODES || (!l.nodes.restricted && l.nodes.n))
+            abort();
+        mosd_nodes_word(&l.nodes, nodes, sizeof(nodes));
+        snprintf(out, sizeof(out), "guest %d %d %d %d %s %s %s", (int)l.pid, (int)l.home_pid,
+                 l.job, (int)l.uid, l.node, nodes, l.text);
         break;
     case MOSD_LINE_NATIVE:
         snprintf(out, sizeof(out), "native %d", (int)l.home_pid);

@@ -26,13 +26,15 @@ static void check_header(struct json_object *o)
     if (h.uid != mos_json_int(o, "uid", -1) || h.gid != mos_json_int(o, "gid", -1) ||
         h.home_pid != mos_json_int(o, "home_pid", 0) || h.job != mos_json_int(o, "job", -1))
         abort(); /* decoded as said, never truncated */
+    if (h.node_names && json_object_array_length(h.node_names) > MOSD_MAX_JOB_NODES)
+        abort();
     if (h.job < 0 || (int)h.uid < 0 || (int)h.gid < 0 || h.deputy_port < 1 ||
         h.deputy_port > 65535 || h.home_pid < 1 || !h.home[0] ||
         (h.max_load != -1 && !(isfinite(h.max_load) && h.max_load >= 0)))
         abort();
     /* the line move_in.c writes once the guest runs (4242: its pid here) */
-    snprintf(line, sizeof(line), "guest %d %d %d %d %s %s", 4242, h.home_pid, h.job, (int)h.uid,
-             h.home, h.cmd);
+    snprintf(line, sizeof(line), "guest %d %d %d %d %s * %s", 4242, h.home_pid, h.job,
+             (int)h.uid, h.home, h.cmd);
     if (strchr(line, '\n')) /* mosd reads up to the newline: the rest would be a line of its own */
         abort();
     if (mosd_line_from_acceptor(line, &l) != 0 || l.kind != MOSD_LINE_GUEST || l.pid != 4242 ||

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Automatic load balancing in a 4-node lab (0.5 CPU per node): CPU-bound jobs started on node 1
-# spread by themselves, never to a blocked node; expel empties a node; a node whose mosd and
+# spread by themselves, never to a blocked node, jobs kept to some nodes (mosrun -N) only
+# there; expel empties a node; a node whose mosd and
 # guests die loses only those guests, which their deputies report; no job ever runs twice and
 # every finished job printed exactly what it prints natively.
 set -u
@@ -72,6 +73,32 @@ good=0
 for j in 7 8 9 10; do cmp -s "$W/j$j.out" "$W/ref.out" && good=$((good + 1)); done
 [ $good = 4 ] && ok "the expelled jobs finished correctly" || bad "after expel only $good of 4 correct"
 for i in 1 $X; do on $i "$B/mosctl" unblock >/dev/null; done
+
+# 2b. jobs kept to nodes 1 and 3 (mosrun -N, as the Slurm plugin starts tasks) spread, but only
+#     to node 3, though 2 and 4 are as free
+start_kept() { # start_kept NAME
+    (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" -N "${N}1,${N}3" "$B/mosjob" $STEPS 0 \
+        "$W/$1.a" "$W/$1.b" < /dev/null > "$W/$1.out" 2> "$W/$1.err") &
+    pids+=($!)
+}
+mark=$(wc -l < "$W/mosd1.log")
+moved_since() { tail -n +$((mark + 1)) "$W/mosd1.log" | grep -c "now runs on ${N}$1\$"; }
+pids=()
+for j in k1 k2 k3 k4; do start_kept $j; done
+for _ in $(seq 120); do
+    [ "$(moved_since 3)" -ge 1 ] && break
+    kill -0 "${pids[0]}" 2>/dev/null || break
+    sleep 0.25
+done
+rcs=""; for p in "${pids[@]}"; do wait "$p"; rcs="$rcs $?"; done
+k3=$(moved_since 3) k2=$(moved_since 2) k4=$(moved_since 4)
+others=$(grep -h "now runs on ${N}[24]\$" "$W/mosd3.log" | wc -l)
+# the balancer chose within the list: nodes 2 and 4 never had to refuse one of them
+tried=$(cat "$W/mosd2.log" "$W/mosd4.log" | grep -c "not one of the job's nodes")
+[ "$k3" -ge 1 ] && [ "$k2" = 0 ] && [ "$k4" = 0 ] && [ "$others" = 0 ] && [ "$tried" = 0 ] \
+    && [ "$rcs" = " 7 7 7 7" ] \
+    && ok "jobs kept to nodes 1 and 3 spread to node 3 only ($k3 moves, none tried elsewhere), and finished" \
+    || bad "kept jobs: to 3: $k3, to 2: $k2, to 4: $k4, from 3 on: $others, refused by 2 and 4: $tried, statuses$rcs"
 
 # 3. node 3 dies with its guests: only those jobs are lost, each reported by its deputy
 pids=()
