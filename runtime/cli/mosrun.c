@@ -389,6 +389,10 @@ static int mirror_fds(struct mosrun *m, char *why, size_t len)
             snprintf(link, sizeof(link), "%s/%d", dir, n);
             got = open(link, O_PATH);
         }
+        /* Closed since the listing: before the freeze the job still runs (the pass made once it
+         * is frozen sees its final table), so that number is simply not the job's. */
+        if (got < 0 && errno == ENOENT)
+            continue;
         if (got < 0 || (got != n && dup2(got, n) < 0)) {
             snprintf(why, len, "cannot take the job's fd %d: %s", n, strerror(errno));
             closedir(d);
