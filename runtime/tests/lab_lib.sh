@@ -41,6 +41,11 @@ wait_until() {
     for ((i = 0; i < limit; i++)); do "$@" && return 0; sleep 0.05; done
     "$@"
 }
+# wait_view I COUNT: until node I's mosd has news of COUNT nodes alive, itself included (20 s
+# at most; the balancer decides nothing before it hears of the others, slower on a loaded host)
+wait_view() {
+    wait_until 20 eval "[ \$(on $1 \"\$B/mosmon\" --once 2>/dev/null | awk '\$3 == \"alive\"' | wc -l) -ge $2 ]"
+}
 # registered PID [NODE]: node NODE's mosd (default 1) lists PID as a job
 registered() { on "${2:-1}" "$B/mosps" 2>/dev/null | awk -v p="$1" 'NR > 1 && $1 == p { f = 1 } END { exit !f }'; }
 lab_result() { echo "$passes passed, $fails failed"; [ "$fails" = 0 ]; }

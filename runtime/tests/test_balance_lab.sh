@@ -13,8 +13,14 @@ declare -A MOSD
 for i in 1 2 3 4; do "$LAB" exec --uncapped $i "$B/mosd" > "$W/mosd$i.log" 2>&1 & MOSD[$i]=$!; done
 wait_mosd 1 2 3 4
 guests_on() { on "$1" "$B/mosps" | awk -v n="${N}$1" 'NR > 1 && $3 == n && $4 != n' | wc -l; }
-STEPS=700
+# Each job needs a second of CPU at least, whatever this machine's speed: six of them then keep
+# node 1's half CPU busy for 12 s, time enough for the news, the residence and the moves
+# (jobs of a fixed step count finished before the balancer acted on a fast CI machine).
+TIMEFORMAT=%U
+cal=$( { time "$B/mosjob" 700 0 "$W/cal.a" "$W/cal.b" < /dev/null > /dev/null; } 2>&1 )
+STEPS=$(awk -v u="$cal" 'BEGIN { s = u > 0 ? int(700 * 1.0 / u) : 700; print s < 700 ? 700 : s }')
 "$B/mosjob" $STEPS 0 "$W/ref.a" "$W/ref.b" < /dev/null > "$W/ref.out"
+wait_view 1 4 || bad "node 1 never heard of all 4 nodes: $(on 1 "$B/mosmon" --once 2>&1 | tail -4)"
 
 out=$(on 4 "$B/mosctl" block)
 grep -q "refuses new guests" <<<"$out" && ok "mosctl block" || bad "block: $out"
@@ -39,7 +45,7 @@ for _ in $(seq 120); do
 done
 g2=$(moved_to 2); g3=$(moved_to 3); g4=$(moved_to 4)
 [ $((g2 + g3)) -ge 2 ] && ok "jobs spread by themselves ($g2 to node 2, $g3 to node 3)" \
-    || bad "no spreading: $g2/$g3/$g4 moved; $(grep -hE "balance|stays|refused|error|now runs" "$W"/mosd*.log | tail -8)"
+    || bad "no spreading: $g2/$g3/$g4 moved; $(grep -hE "balance|stays|refused|error|now runs" "$W"/mosd*.log | tail -8); $(on 1 "$B/mosmon" --once 2>&1 | tr '\n' ' ')"
 [ "$g4" = 0 ] && [ "$(guests_on 4)" = 0 ] && ok "the blocked node got no guests" || bad "blocked node 4 got $g4 guests"
 grep -q "balance: moving job" "$W/mosd1.log" && ok "every move is logged with its reason" || bad "no balance log"
 rcs=""
