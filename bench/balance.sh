@@ -3,7 +3,8 @@
 # automatic balancing, without it (mosrun -L: never migrate), and the ideal (total work over
 # total CPU), in one run; the moves that happened and the ping-pongs among them (a job
 # arriving on a node it left less than PINGPONG_S seconds before).
-#   mosbench balance [--nodes N] [--cpus-per-node F] [--jobs J] [--steps S] [--watch]
+#   mosbench balance [--nodes N] [--cpus-per-node F[,F...]] [--jobs J] [--steps S] [--watch]
+# (a list of CPU caps makes the nodes unequal: node I gets the I-th value, the last one the rest)
 set -u
 NODES=4 CPUS=0.5 JOBS=8 STEPS=2500 WATCH=0
 while [ $# -gt 0 ]; do
@@ -34,6 +35,8 @@ trap '"$LAB" down >/dev/null 2>&1; [ -n "${MOS_BENCH_LOGS:-}" ] && cp "$W"/mosd*
 AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 
 "$LAB" up "$NODES" --cpus "$CPUS" >/dev/null || exit 1
+# the CPU the lab's caps give all nodes together
+TOTAL_CPU=$(awk -v n="$NODES" -v l="$CPUS" 'BEGIN { k = split(l, c, ","); for (i = 1; i <= n; i++) t += c[i <= k ? i : k]; printf "%.4g", t }')
 # each log line stamped with the time it was read (bash's clock: no process per line), to put
 # the moves of all nodes in one order
 stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
@@ -44,7 +47,7 @@ sleep 2
 TIMEFORMAT=%U+%S
 one=$( { time "$BIN/mosjob" "$STEPS" 0 /dev/null /dev/null < /dev/null > /dev/null; } 2>&1 )
 work=$(awk -v t="$one" 'BEGIN { split(t, a, "+"); printf "%.3f", a[1] + a[2] }')
-ideal=$(awk -v w="$work" -v j="$JOBS" -v n="$NODES" -v c="$CPUS" 'BEGIN { printf "%.2f", w * j / (n * c) }')
+ideal=$(awk -v w="$work" -v j="$JOBS" -v t="$TOTAL_CPU" 'BEGIN { printf "%.2f", w * j / t }')
 
 # What each node really delivers on this (shared) host: one job per node, all at once, never
 # moved; a node's rate is the work over its wall time. The ideal on these rates does not count
@@ -104,10 +107,10 @@ rates_after=$(node_rates | awk '{ s += $1 } END { printf "%.4f", s }')
 ideal_real=$(awk -v w="$work" -v j="$JOBS" -v a="$rates_before" -v b="$rates_after" \
     'BEGIN { printf "%.2f", w * j / ((a + b) / 2) }')
 for j in $(seq "$JOBS"); do grep -q "^step $STEPS " "$W/job$j.out" || { echo "mosbench balance: job $j did not finish" >&2; exit 1; }; done
-echo "nodes $NODES x $CPUS CPU, $JOBS jobs of $work CPU-s each"
+echo "nodes $NODES, CPUs per node $CPUS ($TOTAL_CPU in all), $JOBS jobs of $work CPU-s each"
 echo "makespan with balancing:        $balanced s ($moves moves, $ordered ordered, $returns returns to a node left before, $pingpong within $PINGPONG_S s)"
 echo "makespan without (mosrun -L):   $baseline s"
 echo "ideal (work / total CPU):       $ideal s"
-echo "ideal on measured node rates:   $ideal_real s (the nodes together gave $rates_before then $rates_after CPU of the quota's $(awk -v n="$NODES" -v c="$CPUS" 'BEGIN { print n * c }'))"
+echo "ideal on measured node rates:   $ideal_real s (the nodes together gave $rates_before then $rates_after CPU of the quota's $TOTAL_CPU)"
 awk -v m="$balanced" -v b="$baseline" -v i="$ideal" -v r="$ideal_real" -v mv="$moves" -v j="$JOBS" -v rt="$returns" -v pp="$pingpong" \
     'BEGIN { printf "result balance makespan_s=%.2f baseline_s=%.2f ideal_s=%.2f speedup=%.2f efficiency=%.2f ideal_real_s=%.2f efficiency_real=%.2f moves_per_job=%.2f returns=%d moves=%d pingpong=%d\n", m, b, i, b / m, i / m, r, r / m, mv / j, rt, mv, pp }'

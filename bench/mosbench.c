@@ -36,7 +36,7 @@ static const struct {
     const char *help;
 } benches[] = {
     {"balance", bench_balance,
-     "[--nodes N] [--cpus-per-node F] [--jobs J] [--steps S] [--watch]: lab makespan with and "
+     "[--nodes N] [--cpus-per-node F[,F...]] [--jobs J] [--steps S] [--watch]: lab makespan with and "
      "without balancing | --sim [--nodes N] [--jobs J] [--start one|random] [--fast K] "
      "[--gossip-age A] [--work S] [--seed X]: the same decisions over simulated nodes"},
     {"faults", bench_faults,

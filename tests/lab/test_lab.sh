@@ -53,6 +53,21 @@ awk -v x="$share" 'BEGIN { exit !(x >= 0.15 && x <= 0.33) }' && ok "CPU cap hold
     || bad "CPU cap: busy loop got $share CPU, expected about 0.25"
 
 expect "down" "$LAB" down
+
+# Unequal nodes: --cpus takes a list, node I the I-th value, the last one the rest.
+quota_of() { # quota_of I: node I's cap in CPUs, from its cgroup (v1 cfs quota or v2 cpu.max)
+    local d
+    for d in /sys/fs/cgroup/cpu/mos-lab-$MOS_LAB_NAME/$MOS_LAB_NAME$1 /sys/fs/cgroup/mos-lab-$MOS_LAB_NAME/$MOS_LAB_NAME$1; do
+        [ -f "$d/cpu.cfs_quota_us" ] && { awk -v q="$(cat "$d/cpu.cfs_quota_us")" -v p="$(cat "$d/cpu.cfs_period_us")" 'BEGIN { print q / p }'; return; }
+        [ -f "$d/cpu.max" ] && { awk '{ print $1 / $2 }' "$d/cpu.max"; return; }
+    done
+    echo none
+}
+expect_error "a bad value in a --cpus list" "or a list of them" "$LAB" up 3 --cpus 0.5,x
+expect "up 3 nodes at 0.5,0.25 CPU" "$LAB" up 3 --cpus 0.5,0.25
+q="$(quota_of 1) $(quota_of 2) $(quota_of 3)"
+[ "$q" = "0.5 0.25 0.25" ] && ok "caps per node from the list: $q" || bad "caps per node: $q, expected 0.5 0.25 0.25"
+expect "down again" "$LAB" down
 left=$(ip netns list | grep -E "^($MOS_LAB_NAME[0-9]+|$MOS_LAB_NAME-hub)( |$)")
 [ -z "$left" ] && ok "no namespace left" || bad "namespaces left: $left"
 cg=$(ls -d /sys/fs/cgroup/cpu/mos-lab-$MOS_LAB_NAME /sys/fs/cgroup/mos-lab-$MOS_LAB_NAME 2>/dev/null)
