@@ -75,7 +75,7 @@ demo() {
     # node 1, the cluster view every 2 s while they spread, then the makespan with balancing,
     # without it (mosrun -L) and the ideal.
     log "demo: 4 lab nodes, 0.5 CPU each; 8 CPU-bound jobs start on node 1"
-    build/bin/mosbench balance --nodes 4 --cpus-per-node 0.5 --jobs 8 --steps 3000 --watch
+    build/bin/mosbench balance --nodes 4 --cpus-per-node 0.5 --jobs 8 --steps 150 --watch
 }
 
 case ${1:-} in

@@ -3,21 +3,27 @@
 # automatic balancing, without it (mosrun -L: never migrate), and the ideal (total work over
 # total CPU), in one run; the moves that happened and the ping-pongs among them (a job
 # arriving on a node it left less than PINGPONG_S seconds before).
-#   mosbench balance [--nodes N] [--cpus-per-node F[,F...]] [--jobs J] [--steps S] [--watch]
+#   mosbench balance [--nodes N] [--cpus-per-node F[,F...]] [--jobs J] [--steps S]
+#                    [--work-per-step K] [--watch]
+# A job is S steps of K units of computation (about 0.6 ms each here), each step followed by 2
+# or 3 writes, which are forwarded calls once the job is away: K sets how chatty the jobs are
+# (the default, 20 units and 125 steps, is a CPU-bound job of about 200 calls per CPU-second;
+# --work-per-step 1 --steps 2500 the same CPU with 20 times the calls).
 # (a list of CPU caps makes the nodes unequal: node I gets the I-th value, the last one the rest)
 set -u
-NODES=4 CPUS=0.5 JOBS=8 STEPS=2500 WATCH=0
+NODES=4 CPUS=0.5 JOBS=8 STEPS=125 WORK=20 WATCH=0
 while [ $# -gt 0 ]; do
     case $1 in
     --nodes) NODES=$2; shift 2 ;;
     --cpus-per-node) CPUS=$2; shift 2 ;;
     --jobs) JOBS=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
+    --work-per-step) WORK=$2; shift 2 ;;
     --watch) WATCH=1; shift ;;
     *) echo "mosbench balance: bad argument '$1'" >&2; exit 2 ;;
     esac
 done
-for v in "$NODES" "$JOBS" "$STEPS"; do
+for v in "$NODES" "$JOBS" "$STEPS" "$WORK"; do
     [[ $v =~ ^[0-9]+$ ]] && [ "$v" -ge 1 ] || { echo "mosbench balance: counts must be whole numbers >= 1" >&2; exit 2; }
 done
 [ "$NODES" -ge 2 ] || { echo "mosbench balance: needs at least 2 nodes" >&2; exit 2; }
@@ -27,7 +33,7 @@ LAB=${MOS_LAB:-$(dirname "$(readlink -f "$0")")/mos-lab}
 [ -x "$LAB" ] || LAB=$(dirname "$(readlink -f "$0")")/../tests/lab/mos-lab
 [ -x "$BIN/mosjob" ] && [ -x "$BIN/mosd" ] && [ -x "$LAB" ] || {
     echo "mosbench balance: cannot find mosd, mosjob or mos-lab (set MOS_BIN and MOS_LAB)" >&2; exit 1; }
-export MOS_LAB_NAME=mb$$
+export MOS_LAB_NAME=mb$$ MOSJOB_WORK=$WORK
 W=$(mktemp -d /tmp/mosbench-balance.XXXXXX)
 chmod 777 "$W"
 # MOS_BENCH_LOGS=DIR keeps the mosd logs there, for a look at the balancer's decisions
@@ -107,7 +113,7 @@ rates_after=$(node_rates | awk '{ s += $1 } END { printf "%.4f", s }')
 ideal_real=$(awk -v w="$work" -v j="$JOBS" -v a="$rates_before" -v b="$rates_after" \
     'BEGIN { printf "%.2f", w * j / ((a + b) / 2) }')
 for j in $(seq "$JOBS"); do grep -q "^step $STEPS " "$W/job$j.out" || { echo "mosbench balance: job $j did not finish" >&2; exit 1; }; done
-echo "nodes $NODES, CPUs per node $CPUS ($TOTAL_CPU in all), $JOBS jobs of $work CPU-s each"
+echo "nodes $NODES, CPUs per node $CPUS ($TOTAL_CPU in all), $JOBS jobs of $work CPU-s each ($STEPS steps of $WORK units, $(awk -v s="$STEPS" -v w="$work" 'BEGIN { printf "%.0f", 2.5 * s / w }') forwarded calls per CPU-s away from home)"
 echo "makespan with balancing:        $balanced s ($moves moves, $ordered ordered, $returns returns to a node left before, $pingpong within $PINGPONG_S s)"
 echo "makespan without (mosrun -L):   $baseline s"
 echo "ideal (work / total CPU):       $ideal s"

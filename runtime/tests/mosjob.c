@@ -3,7 +3,10 @@
  * moved), counts SIGINTs, reads all of stdin at the end, and exits 7. Its output is the same
  * wherever each step ran, so a run moved between nodes must print what a native run prints.
  *
- *   mosjob STEPS STEP_MS FILE_A FILE_B [MIB]   (MIB: memory to fill, so that moving takes time) */
+ *   mosjob STEPS STEP_MS FILE_A FILE_B [MIB]   (MIB: memory to fill, so that moving takes time)
+ *
+ * MOSJOB_WORK=K does each step's computation K times (same output): K times fewer forwarded
+ * calls per CPU-second, for benchmarks of CPU-bound jobs rather than chatty ones. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +50,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; ballast && i < mib << 20; i++)
         ballast[i] = (unsigned char)(i * 131 + i / 4096);
     int steps = atoi(argv[1]), step_ms = atoi(argv[2]);
+    const char *work_env = getenv("MOSJOB_WORK");
+    int repeat = work_env ? atoi(work_env) : 1;
+    if (repeat < 1 || repeat > 100000)
+        repeat = 1;
     pid_t pid = getpid();
     FILE *a = fopen(argv[3], "w"), *b = NULL;
     struct sigaction sa = {.sa_handler = on_int, .sa_flags = SA_RESTART};
@@ -56,7 +63,12 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i <= steps; i++) {
-        double v = work(i);
+        double v = 0;
+        for (int r = 0; r < repeat; r++) {
+            int arg = i;
+            __asm__ volatile("" : "+r"(arg)); /* the compiler may not fold the repeats */
+            v = work(arg);
+        }
         printf("step %d %.6f\n", i, v);
         fprintf(a, "a %d %.6f\n", i, v);
         fflush(a);
