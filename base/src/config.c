@@ -39,6 +39,10 @@ static const struct setting cluster_settings[] = {
     STR_SETTING("guest_cgroup", guest_cgroup, "",
                 "cgroup directory guests run in (%n: the node's name); its CPU quota is what "
                 "the node offers; empty: none"),
+    STR_SETTING("guest_memory_cgroup", guest_memory_cgroup, "",
+                "v1 memory cgroup directory guests are charged in (%n: the node's name), where "
+                "memory is a controller of its own; its limit is the memory the node offers "
+                "(with cgroup v2, guest_cgroup's memory.max is); empty: none"),
     STR_SETTING("socket", socket_path, "/run/mos/mosd.sock", "mosd's local command socket; %n stands for the node's name"),
     STR_SETTING("metrics_listen", metrics_listen, "",
                 "ADDR:PORT where mosd serves its figures to Prometheus (GET /metrics), e.g. "
@@ -52,8 +56,9 @@ static const struct setting cluster_settings[] = {
     INT_SETTING("gossip_window", gossip_window, "16", 1, 4096,
                 "number of youngest entries sent with each gossip message"),
     INT_SETTING("dead_after_steps", dead_after_steps, "0", 0, 1000000,
-                "a node whose entry is older than this many steps is presumed dead; 0: twice "
-                "the expected maximum age for the cluster's size and window (at least 10)"),
+                "a node whose entry is older than this many steps is suspect (probed, then "
+                "presumed dead); 0: automatic, from the ages gossip produces at the cluster's "
+                "size and window"),
     INT_SETTING("balance_interval_ms", balance_interval_ms, "1000", 10, 600000,
                 "how often the load balancer decides"),
     INT_SETTING("min_residence_ms", min_residence_ms, "3000", 0, 86400000,
@@ -62,6 +67,9 @@ static const struct setting cluster_settings[] = {
                 "cost reduction needed beyond the predicted migration cost, in percent"),
     INT_SETTING("balance", balance, "1", 0, 1,
                 "1: mosd moves jobs to balance the load by itself; 0: only on request"),
+    INT_SETTING("mem_low_pct", mem_low_pct, "10", 1, 90,
+                "free memory below this percentage of the node's starts memory ushering: the "
+                "largest movable job goes where it fits, before the node swaps or kills"),
     INT_SETTING("migration_fixed_ms", migration_fixed_ms, "20", 0, 600000,
                 "measured fixed cost of one migration (mosbench migrate: fixed_ms)"),
     INT_SETTING("migration_per_page_ns", migration_per_page_ns, "1000", 0, 100000000,

@@ -151,6 +151,7 @@ static void set_none(struct mos_balance_decision *out)
     out->node_id = 0;
     out->gain_s = 0;
     out->migrate_s = 0;
+    out->ushering = 0;
 }
 
 static int job_may_move(const struct mos_job_info *job, const struct mos_balance_params *p,
@@ -207,6 +208,7 @@ static int try_ushering(const struct mos_node_state *nodes, size_t n_nodes, size
     out->job_id = jobs[job].id;
     out->node_id = nodes[target].id;
     out->migrate_s = mos_migration_cost_seconds(model, jobs[job].pages);
+    out->ushering = 1;
     snprintf(out->reason, sizeof(out->reason),
              "memory ushering: free %llu MiB < %.0f%% of %llu MiB; job %llu (%llu MiB) to node "
              "%u with %llu MiB free",

@@ -408,6 +408,15 @@ static void test_balance_memory_ushering(void **state)
     assert_int_equal(d.job_index, 1);
     assert_int_equal(d.node_index, 2);
     assert_non_null(strstr(d.reason, "memory ushering"));
+    /* a move for memory: mosd sends it without a load for the target to check */
+    assert_int_equal(d.ushering, 1);
+    /* with memory enough, the same node decides for load, and says so */
+    n[0].mem_free = 8 * GIB;
+    n[0].load = 16;
+    assert_int_equal(mos_balance_decide(n, 4, 0, j, 3, &fast_net, &p, &d), 0);
+    assert_true(d.job_index >= 0);
+    assert_null(strstr(d.reason, "memory ushering"));
+    assert_int_equal(d.ushering, 0);
 }
 
 static void test_balance_bad_args(void **state)

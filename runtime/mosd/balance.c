@@ -128,13 +128,17 @@ static void move(struct mosd *d, struct mosd_job *job, const char *to, double ma
     if (job->supervisor) {
         job->moving = 1;
         snprintf(job->target, sizeof(job->target), "%s", to);
-        dprintf(job->sup_ctl, "move %s %.3f\n", to, max_load);
+        if (max_load >= 0)
+            dprintf(job->sup_ctl, "move %s %.3f\n", to, max_load);
+        else
+            dprintf(job->sup_ctl, "move %s\n", to);
         return;
     }
     struct json_object *req = json_object_new_object(), *refusal;
     json_object_object_add(req, "pid", json_object_new_int(job->pid));
     json_object_object_add(req, "to", json_object_new_string(to));
-    json_object_object_add(req, "max_load", json_object_new_double(max_load));
+    if (max_load >= 0)
+        json_object_object_add(req, "max_load", json_object_new_double(max_load));
     refusal = mosd_move_request(d, NULL, 0, req);
     if (refusal)
         mos_info("mosd", "balance: not moved: %s", mos_json_str(refusal, "error", "?"));
@@ -166,6 +170,7 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
     /* half a second of life is enough to tell a job from a short command: on an overloaded
      * node every second spent waiting is CPU lost cluster-wide */
     params.min_age_s = 0.5;
+    params.mem_low_frac = d->cfg.mem_low_pct / 100.0;
     size_t self = mos_gossip_self(d->gossip);
     mosd_view_fill(d, nodes);
     if (mos_log_get_level() >= MOS_LOG_DEBUG)
@@ -196,11 +201,19 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
             dec.job_index = k;
         }
         nodes[self].load -= jobs[dec.job_index].cpu;
-        double max_load = nodes[self].load / (nodes[self].ncpus ? nodes[self].ncpus : 1);
+        /* a move for memory offers no load to check: the target takes it as it would a
+         * mosmigrate (-1) */
+        double max_load = dec.ushering ? -1
+                                       : nodes[self].load / (nodes[self].ncpus ? nodes[self].ncpus : 1);
         job = &d->jobs[index[dec.job_index]];
         mosd_view_sent(d, job, dec.node_index, jobs[dec.job_index].cpu, nodes[self].load);
         move(d, job, d->cfg.nodes[dec.node_index].name, max_load, dec.reason);
         nodes[dec.node_index].load += jobs[dec.job_index].cpu;
+        /* the memory it takes along, so that one shortfall moves one job per round */
+        uint64_t bytes = jobs[dec.job_index].pages * (uint64_t)sysconf(_SC_PAGESIZE);
+        nodes[self].mem_free += bytes;
+        nodes[dec.node_index].mem_free =
+            nodes[dec.node_index].mem_free > bytes ? nodes[dec.node_index].mem_free - bytes : 0;
         jobs[dec.job_index] = jobs[n_jobs - 1];
         index[dec.job_index] = index[n_jobs - 1];
         n_jobs--;

@@ -3,7 +3,8 @@
  *
  * The lab caps each node's CPU with a cgroup while /proc shows the whole machine, so where
  * mosd itself runs under a CPU quota, the node offers that quota (rounded up) as its CPUs and
- * its load counts the mos processes running here rather than the machine's run queue. */
+ * its load counts the mos processes running here rather than the machine's run queue; where a
+ * memory cgroup caps the guests below the machine's memory, its limit is the memory offered. */
 #include "mosd.h"
 
 #include "mos/clock.h"
@@ -87,6 +88,12 @@ static void refresh_own(void *arg, struct mos_gossip_info *own)
     own->transports = MOS_GOSSIP_T_TCP;
     if (d->speed_override)
         own->speed = d->speed_override;
+    uint64_t mem_total, mem_free;
+    if (mosd_cgroup_memory(d, &mem_total, &mem_free) == 0 &&
+        (own->mem_total_mib == 0 || (mem_total >> 20) < own->mem_total_mib)) {
+        own->mem_total_mib = (uint32_t)(mem_total >> 20);
+        own->mem_free_mib = (uint32_t)(mem_free >> 20);
+    }
     if (d->cpu_quota > 0) {
         own->ncpus = (uint16_t)ceil(d->cpu_quota);
         double per_cpu = (double)local_runners(d) / own->ncpus;

@@ -131,6 +131,17 @@ static int run(const char *config, int daemonize)
             goto out;
         }
     }
+    if (d.cfg.guest_memory_cgroup[0]) {
+        mos_config_expand_node(d.cfg.guest_memory_cgroup, d.cfg.nodes[d.self].name,
+                               d.guest_memcg, sizeof(d.guest_memcg));
+        snprintf(d.guest_memcg_procs, sizeof(d.guest_memcg_procs), "%s/cgroup.procs",
+                 d.guest_memcg);
+        if (access(d.guest_memcg_procs, W_OK) != 0) {
+            mos_err("mosd", "guest_memory_cgroup %s: %s", d.guest_memcg, strerror(errno));
+            rc = 1;
+            goto out;
+        }
+    }
     d.base = event_base_new();
     /* The command socket last: once it answers, the node takes migrations and gossips (tests
      * and scripts wait for the socket, nothing else). */

@@ -122,6 +122,8 @@ struct mosd {
     char socket_path[108];
     char guest_cgroup[300];        /* the config's, %n expanded; "" for none */
     char guest_cgroup_procs[320];
+    char guest_memcg[300];         /* guest_memory_cgroup, %n expanded; "" for none */
+    char guest_memcg_procs[320];
     struct evconnlistener *listener;
     struct mosd_client *clients;   /* every open command connection */
     struct event *signals[3];
@@ -352,6 +354,11 @@ int mosd_cgroup_join(const char *procs, pid_t pid);
  * in a throttled cgroup would wait for the next period); *was receives the cgroup.procs file
  * it came from ("" when it stayed where it was). */
 void mosd_cgroup_borrow(pid_t pid, char *was, size_t len);
+/* The memory this node offers where a cgroup caps it below the machine's (the guests' memory
+ * cgroup, v1, or guest_cgroup's memory.max, v2): its limit and what is free under it (usage
+ * less inactive file pages, which reclaim takes first), in bytes. 0 when capped, -1 when not
+ * (the machine's figures stand). */
+int mosd_cgroup_memory(const struct mosd *d, uint64_t *total, uint64_t *free_bytes);
 
 /* ---- child.c */
 /* In a child forked from mosd (a migration worker, an acceptor that becomes a supervisor):

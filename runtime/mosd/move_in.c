@@ -290,6 +290,11 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
     rc = mos_img_io_tp_open(c, MOSD_MIGRATION_TIMEOUT_MS, 0, &io);
     if (rc != 0)
         return rc;
+    /* Memory is charged where it is first touched and the kernel does not move charges: this
+     * acceptor enters the guests' memory cgroup before the husk it forks touches a page, so a
+     * guest's memory counts against the node's limit (our own pages stay where they were). */
+    if (d->guest_memcg_procs[0] && mosd_cgroup_join(d->guest_memcg_procs, getpid()) != 0)
+        mos_warn("mosd", "guest job %d: cannot join %s", h->job, d->guest_memcg_procs);
     rc = mos_migrate_receive(io, &ro, &hooks, &guest);
     mos_img_io_close(io);
     if (rc != 0) {

@@ -95,6 +95,14 @@ size_t mosd_view_fill(const struct mosd *d, struct mos_node_state *nodes)
     size_t n = nodes_fill(d, nodes), self = mos_gossip_self(d->gossip);
 
     nodes[self].load = own_load(d);
+    /* our memory as it is now, not as our last gossip step saw it: a job outgrowing the node
+     * must go before the limit, and a step is long at the rate memory fills */
+    uint64_t mem_total, mem_free;
+    if (mosd_cgroup_memory(d, &mem_total, &mem_free) == 0 &&
+        (nodes[self].mem_total == 0 || mem_total < nodes[self].mem_total)) {
+        nodes[self].mem_total = mem_total;
+        nodes[self].mem_free = mem_free;
+    }
     mos_balance_count_moves(nodes, n, self, d->cfg.gossip_interval_ms / 1000.0, moves,
                             recent_moves(d, moves));
     return n;

@@ -6,7 +6,9 @@
  *   mosjob STEPS STEP_MS FILE_A FILE_B [MIB]   (MIB: memory to fill, so that moving takes time)
  *
  * MOSJOB_WORK=K does each step's computation K times (same output): K times fewer forwarded
- * calls per CPU-second, for benchmarks of CPU-bound jobs rather than chatty ones. */
+ * calls per CPU-second, for benchmarks of CPU-bound jobs rather than chatty ones.
+ * MOSJOB_GROW=1 fills the MIB of memory step by step instead of at the start (same output): a
+ * job that outgrows its node while it runs. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,14 @@ static double work(int step)
     return acc;
 }
 
+/* Fill ballast[from, to) with its pattern; returns the new end (nothing without ballast). */
+static size_t ballast_fill(unsigned char *ballast, size_t from, size_t to)
+{
+    for (size_t i = from; ballast && i < to; i++)
+        ballast[i] = (unsigned char)(i * 131 + i / 4096);
+    return ballast ? to : 0;
+}
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -47,9 +57,12 @@ int main(int argc, char **argv)
     }
     size_t mib = argc == 6 ? (size_t)atoi(argv[5]) : 0;
     unsigned char *ballast = mib ? malloc(mib << 20) : NULL;
-    for (size_t i = 0; ballast && i < mib << 20; i++)
-        ballast[i] = (unsigned char)(i * 131 + i / 4096);
     int steps = atoi(argv[1]), step_ms = atoi(argv[2]);
+    const char *grow_env = getenv("MOSJOB_GROW");
+    int grow = grow_env && strcmp(grow_env, "1") == 0 && steps > 0;
+    size_t filled = 0;
+    if (!grow)
+        filled = ballast_fill(ballast, 0, mib << 20);
     const char *work_env = getenv("MOSJOB_WORK");
     int repeat = work_env ? atoi(work_env) : 1;
     if (repeat < 1 || repeat > 100000)
@@ -81,8 +94,11 @@ int main(int argc, char **argv)
             fprintf(b, "b %d\n", i);
             fflush(b);
         }
+        if (grow)
+            filled = ballast_fill(ballast, filled, (mib << 20) / (size_t)steps * (size_t)i);
         sleep_ms(step_ms);
     }
+    filled = ballast_fill(ballast, filled, mib << 20);
     unsigned long sum = 0, n = 0;
     int c;
     while ((c = getchar()) != EOF) {

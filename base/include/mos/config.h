@@ -31,6 +31,7 @@ struct mos_config {
     char transport[16];             /* auto | tcp | verbs */
     char socket_path[256];          /* mosd's local command socket */
     char guest_cgroup[256];         /* cgroup (v1 cpu or v2) guests are placed in; %n = node */
+    char guest_memory_cgroup[256];  /* v1 memory cgroup guests are charged in; %n = node */
     char metrics_listen[80];        /* ADDR:PORT of mosd's Prometheus endpoint; "" = off */
     int transport_port;
     int gossip_port;
@@ -41,6 +42,7 @@ struct mos_config {
     int min_residence_ms;           /* a guest stays at least this long before moving again */
     int stability_margin_pct;       /* cost reduction needed on top of migration cost */
     int balance;                    /* 1: mosd moves jobs by itself; 0: only on request */
+    int mem_low_pct;                /* free memory below this % of the node's: ushering */
     int migration_fixed_ms;         /* the site's measured migration cost: fixed part ... */
     int migration_per_page_ns;      /* ... and per 4 KiB page (mosbench migrate measures both) */
     struct mos_node_addr *nodes;

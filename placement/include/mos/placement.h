@@ -130,6 +130,7 @@ struct mos_balance_decision {
     uint32_t node_id;
     double gain_s;       /* predicted seconds saved (0 for ushering) */
     double migrate_s;    /* predicted migration time */
+    int ushering;        /* 1: a move for memory, not for load (no gain to check at the target) */
     char reason[160];    /* one line: why this move, or why none */
 };
 
