@@ -79,14 +79,22 @@ int mos_balance_move_pays(const struct mos_balance_params *p, double time_here, 
 /* Entry ages are whole steps, rounded down: an entry `age` steps old was made between age and
  * age + 1 steps ago. A move is added at its target if the entry may predate it, and taken off
  * its source only if the entry surely does: in doubt, both keep the job where it is. */
-static int entry_may_predate(uint32_t age, double step_s, double since_s)
+static int entry_may_predate(const struct mos_node_state *n, double step_s, double since_s)
 {
-    return age == UINT32_MAX || ((double)age + 1.0) * step_s >= since_s;
+    if (n->age == UINT32_MAX)
+        return 1;
+    if (n->flags & MOS_NODE_AGE_MS)
+        return n->age_ms / 1000.0 + MOS_BALANCE_AGE_SLACK_S >= since_s;
+    return ((double)n->age + 1.0) * step_s >= since_s;
 }
 
-static int entry_predates(uint32_t age, double step_s, double since_s)
+static int entry_predates(const struct mos_node_state *n, double step_s, double since_s)
 {
-    return age == UINT32_MAX || (double)age * step_s >= since_s;
+    if (n->age == UINT32_MAX)
+        return 1;
+    if (n->flags & MOS_NODE_AGE_MS)
+        return n->age_ms / 1000.0 >= since_s + MOS_BALANCE_AGE_SLACK_S;
+    return (double)n->age * step_s >= since_s;
 }
 
 void mos_balance_count_moves(struct mos_node_state *nodes, size_t n_nodes, size_t self,
@@ -95,10 +103,10 @@ void mos_balance_count_moves(struct mos_node_state *nodes, size_t n_nodes, size_
     for (size_t k = 0; k < n_moves; k++) {
         const struct mos_balance_move *m = &moves[k];
         if (m->to >= 0 && (size_t)m->to < n_nodes && (size_t)m->to != self &&
-            entry_may_predate(nodes[m->to].age, step_s, m->since_s))
+            entry_may_predate(&nodes[m->to], step_s, m->since_s))
             nodes[m->to].load += m->cpu;
         if (m->from >= 0 && (size_t)m->from < n_nodes && (size_t)m->from != self &&
-            entry_predates(nodes[m->from].age, step_s, m->since_s)) {
+            entry_predates(&nodes[m->from], step_s, m->since_s)) {
             struct mos_node_state *f = &nodes[m->from];
             f->load = f->load > m->cpu ? f->load - m->cpu : 0;
         }

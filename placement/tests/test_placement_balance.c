@@ -320,6 +320,35 @@ static void test_balance_counts_moves_both_ends(void **state)
     assert_float_equal(n[3].load, 0, 1e-9);
 }
 
+static void test_balance_counts_moves_by_ms(void **state)
+{
+    (void)state;
+    /* The same 1.5 s old moves with entries whose age is known to the ms: node 1's entry made
+     * 1.2 s ago (after the move: not counted again, where a whole step of doubt would count
+     * it), node 2's 1.8 s ago (before it: the job that left is taken off). */
+    struct mos_node_state n[3] = {node(0, 1, 1.0, 2, GIB, GIB), node(1, 1, 1.0, 1, GIB, GIB),
+                                  node(2, 1, 1.0, 3, GIB, GIB)};
+    struct mos_balance_move m[2] = {{.from = 0, .to = 1, .since_s = 1.5, .cpu = 1},
+                                    {.from = 2, .to = 0, .since_s = 1.5, .cpu = 1}};
+
+    n[1].age = 1;
+    n[1].age_ms = 1200;
+    n[2].age = 1;
+    n[2].age_ms = 1800;
+    n[1].flags |= MOS_NODE_AGE_MS;
+    n[2].flags |= MOS_NODE_AGE_MS;
+    mos_balance_count_moves(n, 3, 0, 1.0, m, 2);
+    assert_float_equal(n[1].load, 1, 1e-9);
+    assert_float_equal(n[2].load, 2, 1e-9);
+    /* within the slack of the move, in doubt: counted at the target, kept at the source */
+    n[1].age_ms = 1450;
+    n[2].age_ms = 1550;
+    n[2].load = 3;
+    mos_balance_count_moves(n, 3, 0, 1.0, m, 2);
+    assert_float_equal(n[1].load, 2, 1e-9);
+    assert_float_equal(n[2].load, 3, 1e-9);
+}
+
 static void test_balance_ties_spread(void **state)
 {
     (void)state;
@@ -464,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_balance_admit),
         cmocka_unit_test(test_balance_ties_spread),
         cmocka_unit_test(test_balance_memory_ushering),
+        cmocka_unit_test(test_balance_counts_moves_by_ms),
         cmocka_unit_test(test_balance_bad_args),
         cmocka_unit_test(test_predict_remaining),
     };

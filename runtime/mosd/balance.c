@@ -14,7 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BALANCE_MOVES_PER_ROUND 4
+/* Each decided on the state the previous ones leave: a node that eight jobs started on sends
+ * its share away in one round, not over several ticks (each a second at the default). */
+#define BALANCE_MOVES_PER_ROUND 8
+/* Half a second of life is enough to tell a job from a short command: on an overloaded node
+ * every second spent waiting is CPU lost cluster-wide. */
+#define BALANCE_MIN_AGE_S 0.5
 
 /* CPU time and resident pages. */
 static int job_usage(pid_t pid, double *cpu_s, uint64_t *pages)
@@ -146,6 +151,33 @@ static void move(struct mosd *d, struct mosd_job *job, const char *to, double ma
     json_object_put(req);
 }
 
+static void soon_after(struct mosd *d, double seconds)
+{
+    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6)};
+
+    if (d->balance_soon_ev && !evtimer_pending(d->balance_soon_ev, NULL))
+        evtimer_add(d->balance_soon_ev, &tv);
+}
+
+/* Jobs too young to move now: one more decision when the oldest of them is old enough. */
+static void soon_for_young(struct mosd *d, const struct mos_job_info *jobs, size_t n_jobs)
+{
+    double wait = -1;
+
+    for (size_t k = 0; k < n_jobs; k++) {
+        double left = BALANCE_MIN_AGE_S - jobs[k].age_s;
+        if (left > 0 && (wait < 0 || left < wait))
+            wait = left;
+    }
+    if (wait > 0)
+        soon_after(d, wait + 0.02);
+}
+
+void mosd_balance_soon(struct mosd *d)
+{
+    soon_after(d, BALANCE_MIN_AGE_S + 0.02);
+}
+
 static void on_balance(evutil_socket_t fd, short what, void *arg)
 {
     struct mosd *d = arg;
@@ -167,9 +199,7 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
     params.gain_margin = d->cfg.stability_margin_pct / 100.0;
     params.stability_margin = d->cfg.stability_margin_pct / 100.0;
     params.dead_age = (uint32_t)d->cfg.dead_after_steps;
-    /* half a second of life is enough to tell a job from a short command: on an overloaded
-     * node every second spent waiting is CPU lost cluster-wide */
-    params.min_age_s = 0.5;
+    params.min_age_s = BALANCE_MIN_AGE_S;
     params.mem_low_frac = d->cfg.mem_low_pct / 100.0;
     size_t self = mos_gossip_self(d->gossip);
     mosd_view_fill(d, nodes);
@@ -178,6 +208,7 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
             mos_dbg("mosd", "balance: node %zu cpus %u speed %.2f load %.2f flags %x age %u", i,
                     nodes[i].ncpus, nodes[i].speed, nodes[i].load, nodes[i].flags, nodes[i].age);
     size_t n_jobs = jobs_fill(d, jobs, index);
+    soon_for_young(d, jobs, n_jobs);
     /* Several moves per round, each decided on the state the previous ones leave. */
     for (int round = 0; round < BALANCE_MOVES_PER_ROUND && n_jobs > 0; round++) {
         if (mos_balance_decide(nodes, n_nodes, self, jobs, n_jobs, &model, &params, &dec) != 0)
@@ -232,14 +263,20 @@ int mosd_balance_start(struct mosd *d)
     if (!d->cfg.balance || !d->gossip)
         return 0;
     d->balance_ev = event_new(d->base, -1, EV_PERSIST, on_balance, d);
-    return d->balance_ev ? event_add(d->balance_ev, &tv) : -1;
+    d->balance_soon_ev = evtimer_new(d->base, on_balance, d);
+    if (!d->balance_ev || !d->balance_soon_ev)
+        return -1;
+    return event_add(d->balance_ev, &tv);
 }
 
 void mosd_balance_stop(struct mosd *d)
 {
     if (d->balance_ev)
         event_free(d->balance_ev);
+    if (d->balance_soon_ev)
+        event_free(d->balance_soon_ev);
     d->balance_ev = NULL;
+    d->balance_soon_ev = NULL;
 }
 
 int mosd_best_node(struct mosd *d, double mem_mib, const struct mosd_nodeset *allowed)

@@ -117,6 +117,7 @@ static struct json_object *op_register(struct mosd_client *c, struct bufferevent
     snprintf(job->where, sizeof(job->where), "%s", job->home);
     mos_info("mosd", "job %d: pid %d uid %d registered: %s", job->id, (int)pid, (int)job->uid,
              job->cmd);
+    mosd_balance_soon(c->d);
     struct json_object *r = mosd_reply_ok();
     json_object_object_add(r, "job", json_object_new_int(job->id));
     const char *start_on = rr.start_on;

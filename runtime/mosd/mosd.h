@@ -161,6 +161,7 @@ struct mosd {
     struct event *gossip_ev, *gossip_timer;
     double cpu_quota;              /* our cgroup's CPU cap, 0 if none */
     struct event *balance_ev;
+    struct event *balance_soon_ev; /* one decision as soon as a new job is old enough */
     uint64_t *refused_ns;          /* per node: when a move there last failed (0: never) */
     /* moves this node made or took lately, counted at both ends until gossip catches up */
     struct mosd_move {
@@ -453,6 +454,8 @@ void mosd_move_in(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json_obj
 /* ---- balance.c */
 int mosd_balance_start(struct mosd *d);
 void mosd_balance_stop(struct mosd *d);
+/* A job was registered: decide once it is old enough to move, not at the next tick. */
+void mosd_balance_soon(struct mosd *d);
 /* The node where a new job of mem_mib MiB is cheapest now (mosrun -b) among those `nodes`
  * allows; this node if none. */
 int mosd_best_node(struct mosd *d, double mem_mib, const struct mosd_nodeset *nodes);

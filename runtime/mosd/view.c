@@ -38,6 +38,10 @@ static size_t nodes_fill(const struct mosd *d, struct mos_node_state *nodes)
         s->age = g.age_ms == MOS_GOSSIP_AGE_UNKNOWN
                      ? UINT32_MAX
                      : g.age_ms / (uint32_t)d->cfg.gossip_interval_ms;
+        if (g.age_ms != MOS_GOSSIP_AGE_UNKNOWN) {
+            s->age_ms = g.age_ms;
+            s->flags |= MOS_NODE_AGE_MS;
+        }
         if (g.state == MOS_GOSSIP_ALIVE && (g.info.flags & MOS_GOSSIP_F_ACCEPTING) &&
             !mosd_gossip_refusing(d, i, g.age_ms))
             s->flags |= MOS_NODE_ACCEPTING;

@@ -27,6 +27,7 @@ enum mos_node_flag {
     MOS_NODE_ACCEPTING = 1u << 0, /* takes guests */
     MOS_NODE_BLOCKED = 1u << 1,   /* administratively closed to new guests */
     MOS_NODE_SELF = 1u << 2,      /* this entry is the deciding node itself */
+    MOS_NODE_AGE_MS = 1u << 3,    /* age_ms holds the entry's age to the millisecond */
 };
 
 /* One node as the balancer sees it. The runtime fills these from gossip entries; the field set
@@ -42,6 +43,7 @@ struct mos_node_state {
     uint32_t guests;      /* guests it hosts now */
     uint32_t flags;       /* enum mos_node_flag */
     uint32_t age;         /* gossip age of the entry, in time steps (0 for self) */
+    uint32_t age_ms;      /* the same in ms, where known (MOS_NODE_AGE_MS) */
 };
 
 /* Resources the cost function counts, per node. */
@@ -165,8 +167,12 @@ struct mos_balance_move {
 /* Adds each recent move to nodes[].load, at each end other than self whose entry is older than
  * the move: + cpu at `to` if its entry may be older (age + 1 steps of step_s seconds reach back
  * to the move), - cpu at `from` (not below 0) only if its entry surely is (age steps do): in
- * doubt the job counts where it is going and where it was, so no one hurries to either.
+ * doubt the job counts where it is going and where it was, so no one hurries to either. Where
+ * an entry's age is known to the millisecond (MOS_NODE_AGE_MS), the doubt is
+ * MOS_BALANCE_AGE_SLACK_S instead of a whole step: a step of a second kept a move counted twice
+ * for up to two seconds, and the next moves waited that long.
  * A move under way has since_s = 0. nodes[self]'s load is the caller's own count. */
+#define MOS_BALANCE_AGE_SLACK_S 0.1
 void mos_balance_count_moves(struct mos_node_state *nodes, size_t n_nodes, size_t self,
                              double step_s, const struct mos_balance_move *moves, size_t n_moves);
 
