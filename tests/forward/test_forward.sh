@@ -138,7 +138,7 @@ s.sendall(nc)
 ns = recvn(64)[:32]
 s.sendall(hmac.new(token, b"supervisor" + nc + ns, hashlib.sha256).digest())
 # a CALL frame whose payload is nonsense
-s.sendall(b"MDEP\x01\x00\x02\x00\x05\x00\x00\x00garbage")
+s.sendall(b"MDEP\x02\x00\x02\x00\x05\x00\x00\x00garbage")  # version 2
 time.sleep(0.5)
 PY
 wait $gpid; grc=$?
