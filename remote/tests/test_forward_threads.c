@@ -579,7 +579,8 @@ static int run_guest(const struct workload *w, const char *dir, const char *out,
     close(sv[1]);
     close(p0[0]);
     close(p3[0]);
-    *j = (struct job){guest_of(sup), deputy, p0[1], p3[1], out, NULL};
+    /* only driven workloads wait for the driver, so only they are sure to be found */
+    *j = (struct job){w->drive ? guest_of(sup) : 0, deputy, p0[1], p3[1], out, NULL};
     if (w->drive)
         w->drive(j);
     int rc = wait_status(deputy, j), sup_rc = wait_status(sup, j);
