@@ -310,6 +310,26 @@ static size_t out_space(const struct fwd_call *c)
     return total;
 }
 
+/* A thread keeps small buffers between calls, and gives large ones back, so memory follows the
+ * calls in flight (at most FWD_MAX_INFLIGHT of them), not the largest each thread ever ran. */
+#define KEEP_BUFFER (256u << 10)
+
+static void trim(uint8_t **buf, size_t *cap)
+{
+    if (*cap <= KEEP_BUFFER)
+        return;
+    free(*buf);
+    *buf = NULL;
+    *cap = 0;
+}
+
+static void worker_trim(struct worker *w)
+{
+    trim(&w->rx, &w->rx_cap);
+    trim(&w->out, &w->out_cap);
+    trim(&w->tx, &w->tx_cap);
+}
+
 /* Execute the call in w->rx and send its result. Returns 0 or a status that ends the session. */
 static int serve_call(struct deputy *d, struct worker *w)
 {
@@ -572,6 +592,7 @@ static void *worker_main(void *arg)
         hand_over(d);
         pthread_mutex_unlock(&d->lock);
         rc = serve_call(d, w);
+        worker_trim(w);
         pthread_mutex_lock(&d->lock);
         w->busy = 0;
         d->busy_calls--;
