@@ -8,10 +8,11 @@
  *
  * Calls of several guest threads are in flight at once, so a call blocked at home (a read of a
  * pipe, an accept) must not hold up the others: the deputy's threads take turns as the *leader*
- * that reads the link; a leader that reads a call hands the link to an idle thread (or starts
- * one, at most FWD_MAX_INFLIGHT + 1) and executes the call itself, so a lone call costs no
- * hand-over before it runs. All threads share the process's fd table and cwd, as the guest's
- * threads do. Home signals are blocked in every thread but the leader while it waits, so
+ * that reads the link. A leader that reads a call runs it itself and then leads again, so a
+ * call costs no hand-over between threads; a *standby* thread watches, and takes the link over
+ * when a call has been running for a tick (1 ms: it blocks at home), after which the caller
+ * only runs its call. Threads are started on demand, at most FWD_MAX_INFLIGHT + 2. All threads
+ * share the process's fd table and cwd, as the guest's threads do. Home signals are blocked in every thread but the leader while it waits, so
  * they are noticed there and sent to the supervisor, which decides which call (if any) they
  * interrupt (FWD_MSG_INTERRUPT): the worker running it is woken by WAKE_SIGNAL and answers
  * -ERESTARTSYS. */
@@ -40,7 +41,10 @@
 /* Wakes a worker out of a blocking home call (interrupt, end of the session). A real-time
  * signal: it is queued, never merged with the home signals the job receives. */
 #define WAKE_SIGNAL (SIGRTMIN + 4)
-#define MAX_THREADS (FWD_MAX_INFLIGHT + 1) /* one more than calls: a thread always reads */
+/* Two more threads than calls: one reads the link, one stands by to take it over */
+#define MAX_THREADS (FWD_MAX_INFLIGHT + 2)
+#define STANDBY_TICK_NS 1000000L /* a call running this long is taken to block at home */
+#define STANDBY_IDLE_TICKS 200   /* ticks without a call before the standby sleeps */
 #define THREAD_STACK (256u << 10)
 #define KICK_NS 10000000L /* an interrupt not yet taken is signalled again this often */
 
@@ -81,9 +85,14 @@ struct deputy {
     pthread_attr_t attr;
     pthread_mutex_t send_lock; /* one frame at a time on the link */
     pthread_mutex_t lock;      /* what follows */
-    pthread_cond_t idle;       /* the leader's place is free, or the session ends */
+    pthread_cond_t idle;       /* the standby's place is free, or the session ends */
+    pthread_cond_t standby_cond; /* wakes the standby */
     pthread_cond_t gone;       /* a thread ended */
-    int leader, nthreads, nidle, busy_calls, kicks;
+    int leader;                /* a thread reads the link */
+    struct worker *reserver;   /* runs the call it read, and will lead again after it */
+    uint64_t reserve_seq;      /* counts reservations */
+    int standby, standby_sleeping;
+    int nthreads, nidle, busy_calls, kicks;
     int ending;
     int result;           /* of the session: 0, MOS_DEPUTY_MOVING, or a status */
     int exit_status;
@@ -414,6 +423,7 @@ static void end_session(struct deputy *d, int result)
         }
     }
     pthread_cond_broadcast(&d->idle);
+    pthread_cond_broadcast(&d->standby_cond);
     if (write(d->wake_fd, &one, sizeof(one)) < 0) {
         /* the counter cannot overflow with one write per session end */
     }
@@ -525,15 +535,11 @@ static int lead(struct deputy *d, struct worker *w)
 
 static void *worker_main(void *arg);
 
-/* Someone must read the link while w executes: an idle thread, or a new one. With d->lock. */
-static void hand_over(struct deputy *d)
+/* Start one more thread (it becomes the standby). With d->lock. */
+static void add_thread(struct deputy *d)
 {
-    if (d->nidle > 0) {
-        pthread_cond_signal(&d->idle);
-        return;
-    }
     if (d->nworkers >= MAX_THREADS)
-        return; /* cannot happen: calls are capped one below the threads */
+        return; /* cannot happen: calls are capped two below the threads */
     struct worker *nw = calloc(1, sizeof(*nw));
     if (!nw)
         return;
@@ -564,21 +570,119 @@ static int claim_call(struct deputy *d, struct worker *w)
     return 0;
 }
 
+/* The leader read a call and runs it itself, meaning to lead again after it (most calls take
+ * microseconds, and handing the link to another thread for each would cost two wake-ups). The
+ * standby takes the link over if the call is still running a tick later. With d->lock. */
+static void reserve_lead(struct deputy *d, struct worker *w)
+{
+    d->reserver = w;
+    d->reserve_seq++;
+    if (d->standby) {
+        if (d->standby_sleeping)
+            pthread_cond_signal(&d->standby_cond);
+    } else if (d->nidle > 0) {
+        pthread_cond_signal(&d->idle);
+    } else {
+        add_thread(d);
+    }
+}
+
+static void deadline_in(struct timespec *t, long ns)
+{
+    clock_gettime(CLOCK_REALTIME, t);
+    t->tv_nsec += ns;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+/* As the standby: wake every tick while calls come, and take the link over from a reserver
+ * whose call lasted a whole tick (it blocks at home). After STANDBY_IDLE_TICKS without a call,
+ * sleep until reserve_lead wakes us. Returns with the link free to lead, or the session over.
+ * With d->lock. */
+static void standby_watch(struct deputy *d)
+{
+    uint64_t running = UINT64_MAX; /* the reservation seen running at the last tick */
+    int quiet = 0;
+
+    d->standby = 1;
+    while (!d->ending && (d->leader || d->reserver)) {
+        if (d->reserver && d->reserve_seq == running) {
+            d->reserver = NULL; /* it blocks: it will not lead again, we do */
+            break;
+        }
+        if (d->reserver) {
+            running = d->reserve_seq;
+            quiet = 0;
+        } else {
+            running = UINT64_MAX;
+        }
+        if (!d->reserver && ++quiet > STANDBY_IDLE_TICKS) {
+            d->standby_sleeping = 1;
+            pthread_cond_wait(&d->standby_cond, &d->lock);
+            d->standby_sleeping = 0;
+            quiet = 0;
+            continue;
+        }
+        struct timespec until;
+        deadline_in(&until, STANDBY_TICK_NS);
+        pthread_cond_timedwait(&d->standby_cond, &d->lock, &until);
+    }
+    d->standby = 0;
+}
+
+/* Wait until this thread may lead (1), or the session ends (0). With d->lock. */
+static int take_lead(struct deputy *d)
+{
+    for (;;) {
+        if (d->ending)
+            return 0;
+        if (!d->leader && !d->reserver) {
+            d->leader = 1;
+            return 1;
+        }
+        if (!d->standby) {
+            standby_watch(d);
+            continue;
+        }
+        d->nidle++;
+        pthread_cond_wait(&d->idle, &d->lock);
+        d->nidle--;
+    }
+}
+
+/* Run the call w read (the caller holds d->lock, and holds it again on return). Returns 1 if w
+ * is to lead again (nobody took the link over meanwhile). */
+static int run_call(struct deputy *d, struct worker *w)
+{
+    pthread_mutex_unlock(&d->lock);
+    int rc = serve_call(d, w);
+    worker_trim(w);
+    pthread_mutex_lock(&d->lock);
+    w->busy = 0;
+    d->busy_calls--;
+    if (rc != 0)
+        end_session(d, rc == MOS_E_TRUNCATED || rc == -EPIPE ? MOS_E_PEER_GONE : rc);
+    if (d->reserver != w)
+        return 0;
+    d->reserver = NULL;
+    if (d->ending)
+        return 0;
+    d->leader = 1;
+    return 1;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct deputy *d = w->d;
+    int leading = 0;
 
     pthread_mutex_lock(&d->lock);
     for (;;) {
-        while (d->leader && !d->ending) {
-            d->nidle++;
-            pthread_cond_wait(&d->idle, &d->lock);
-            d->nidle--;
-        }
-        if (d->ending)
+        if (!leading && !take_lead(d))
             break;
-        d->leader = 1;
         pthread_mutex_unlock(&d->lock);
         int rc = lead(d, w);
         pthread_mutex_lock(&d->lock);
@@ -589,15 +693,8 @@ static void *worker_main(void *arg)
             end_session(d, rc == 1 ? 0 : rc);
             break;
         }
-        hand_over(d);
-        pthread_mutex_unlock(&d->lock);
-        rc = serve_call(d, w);
-        worker_trim(w);
-        pthread_mutex_lock(&d->lock);
-        w->busy = 0;
-        d->busy_calls--;
-        if (rc != 0)
-            end_session(d, rc == MOS_E_TRUNCATED || rc == -EPIPE ? MOS_E_PEER_GONE : rc);
+        reserve_lead(d, w);
+        leading = run_call(d, w);
     }
     d->nthreads--;
     pthread_cond_broadcast(&d->gone);
@@ -643,6 +740,7 @@ static int deputy_init(struct deputy *d, struct worker *first)
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->idle, NULL);
     pthread_cond_init(&d->gone, NULL);
+    pthread_cond_init(&d->standby_cond, NULL);
     pthread_attr_init(&d->attr);
     pthread_attr_setstacksize(&d->attr, THREAD_STACK);
     first->d = d;
@@ -656,6 +754,7 @@ static void deputy_fini(struct deputy *d)
 {
     pthread_attr_destroy(&d->attr);
     pthread_cond_destroy(&d->gone);
+    pthread_cond_destroy(&d->standby_cond);
     pthread_cond_destroy(&d->idle);
     pthread_mutex_destroy(&d->lock);
     pthread_mutex_destroy(&d->send_lock);
