@@ -359,6 +359,51 @@ static void test_deputy_inflight_limits(void **state)
     assert_int_equal(fake_sup_end(&f), 98);
 }
 
+static int guest_writes(void *arg)
+{
+    (void)arg;
+    return write(1, "x", 1) == 1 ? 0 : 1;
+}
+
+/* A result must name a call in flight: the supervisor ends the link (and its guest) on one
+ * that does not, rather than answer some other thread's call with it. */
+static void test_supervisor_refuses_unknown_result(void **state)
+{
+    (void)state;
+    uint8_t ids[8] = {0}, wire[64], *rx = NULL;
+    size_t cap = 0, len;
+    uint16_t type;
+    struct fwd_call call;
+    int sv[2], st;
+
+    mos_log_set_sink(quiet, NULL);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pid_t sup = fork();
+    assert_true(sup >= 0);
+    if (sup == 0) {
+        int status = 0;
+        close(sv[0]);
+        int rc = mos_forward_run_guest(sv[1], guest_writes, NULL, &status);
+        _exit(rc == MOS_E_PROTO ? 98 : rc == 0 ? 0 : 99);
+    }
+    close(sv[1]);
+    assert_int_equal(fwd_send(sv[0], FWD_MSG_HELLO, ids, sizeof(ids)), 0);
+    assert_int_equal(fwd_recv(sv[0], &type, &rx, &cap, &len), 0);
+    assert_int_equal(type, FWD_MSG_CALL);
+    assert_int_equal(fwd_call_decode(rx, len, &call), 0);
+    assert_int_equal(call.nr, SYS_write);
+    /* the same slot, another sequence: a late result of an earlier call, or a forged one */
+    struct fwd_result res = {.id = call.id + FWD_MAX_INFLIGHT, .ret = 1};
+    ssize_t n = fwd_result_encode(&res, wire, sizeof(wire));
+    assert_int_equal(fwd_send(sv[0], FWD_MSG_RESULT, wire, (size_t)n), 0);
+    assert_int_equal(waitpid(sup, &st, 0), sup);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 98);
+    close(sv[0]);
+    free(rx);
+    mos_log_set_sink(NULL, NULL);
+}
+
 /* A supervisor with another token is refused (and refuses), the deputy keeps waiting, and the
  * next supervisor with the right token gets the link. */
 static void test_link_token(void **state)
@@ -406,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_link_token),
         cmocka_unit_test(test_deputy_concurrent_calls),
         cmocka_unit_test(test_deputy_inflight_limits),
+        cmocka_unit_test(test_supervisor_refuses_unknown_result),
     };
     return cmocka_run_group_tests_name("forward", tests, NULL, NULL);
 }
