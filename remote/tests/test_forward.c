@@ -5,6 +5,7 @@
 #include "mos/status.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -404,6 +405,57 @@ static void test_supervisor_refuses_unknown_result(void **state)
     mos_log_set_sink(NULL, NULL);
 }
 
+static void *thread_ran(void *arg)
+{
+    *(int *)arg = 1;
+    return NULL;
+}
+
+/* In a guest: clone3 fails with ENOSYS (BPF cannot see its flags), a thread is created here
+ * (clone with CLONE_THREAD passes), fork is a home call (refused: no policy). */
+static int guest_clones(void *arg)
+{
+    pthread_t t;
+    int ran = 0, bits = 0;
+
+    (void)arg;
+    if (syscall(SYS_clone3, NULL, 0) == -1 && errno == ENOSYS)
+        bits |= 1;
+    if (fork() == -1 && errno == ENOSYS)
+        bits |= 2;
+    if (pthread_create(&t, NULL, thread_ran, &ran) == 0 && pthread_join(t, NULL) == 0 && ran)
+        bits |= 4;
+    return bits;
+}
+
+static void test_guest_clone_rules(void **state)
+{
+    (void)state;
+    struct fake_sup f;
+    int sv[2], st, status = -1;
+
+    mos_log_set_sink(quiet, NULL);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    f.deputy = fork();
+    assert_true(f.deputy >= 0);
+    if (f.deputy == 0) {
+        int reserved;
+        close(sv[1]);
+        int link = mos_deputy_link_prepare(sv[0], &reserved);
+        struct mos_deputy_opts opts = {.identity = {getpid(), getppid()},
+                                       .reserved_fd_min = reserved};
+        _exit(mos_deputy_serve(link, &opts, &status) == 0 ? 0 : 1);
+    }
+    close(sv[0]);
+    assert_int_equal(mos_forward_run_guest(sv[1], guest_clones, NULL, &status), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 7);
+    assert_int_equal(waitpid(f.deputy, &st, 0), f.deputy);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(sv[1]);
+    mos_log_set_sink(NULL, NULL);
+}
+
 /* A supervisor with another token is refused (and refuses), the deputy keeps waiting, and the
  * next supervisor with the right token gets the link. */
 static void test_link_token(void **state)
@@ -452,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_deputy_concurrent_calls),
         cmocka_unit_test(test_deputy_inflight_limits),
         cmocka_unit_test(test_supervisor_refuses_unknown_result),
+        cmocka_unit_test(test_guest_clone_rules),
     };
     return cmocka_run_group_tests_name("forward", tests, NULL, NULL);
 }
