@@ -496,7 +496,10 @@ static int leader_wait(struct deputy *d)
     return rc > 0 ? 1 : 0;
 }
 
-/* Read the link until a call arrives for w (1), or the session ends (a result for
+/* lead()'s answer when a call arrived: apart from every session result (MOS_DEPUTY_MOVING is 1) */
+#define GOT_CALL 1000
+
+/* Read the link until a call arrives for w (GOT_CALL), or the session ends (a result for
  * end_session: 0 with d->exit_status, MOS_DEPUTY_MOVING, or a status). */
 static int lead(struct deputy *d, struct worker *w)
 {
@@ -513,7 +516,7 @@ static int lead(struct deputy *d, struct worker *w)
         if (rc != 0)
             return rc;
         if (type == FWD_MSG_CALL) {
-            return 1;
+            return GOT_CALL;
         } else if (type == FWD_MSG_INTERRUPT) {
             if ((rc = interrupt_call(d, w->rx, w->len)) != 0)
                 return rc;
@@ -687,10 +690,10 @@ static void *worker_main(void *arg)
         int rc = lead(d, w);
         pthread_mutex_lock(&d->lock);
         d->leader = 0;
-        if (rc == 1 && !d->ending && (rc = claim_call(d, w)) == 0)
-            rc = 1;
-        if (rc != 1 || d->ending) {
-            end_session(d, rc == 1 ? 0 : rc);
+        if (rc == GOT_CALL && !d->ending && (rc = claim_call(d, w)) == 0)
+            rc = GOT_CALL;
+        if (rc != GOT_CALL || d->ending) {
+            end_session(d, rc == GOT_CALL ? 0 : rc);
             break;
         }
         reserve_lead(d, w);

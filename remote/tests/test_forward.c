@@ -230,7 +230,8 @@ static void fake_sup_start(struct fake_sup *f)
         struct mos_deputy_opts opts = {.identity = {getpid(), getppid()},
                                        .reserved_fd_min = reserved};
         int rc = mos_deputy_serve(link, &opts, &status);
-        _exit(rc == 0 ? WEXITSTATUS(status) : rc == MOS_E_PROTO ? 98 : 99);
+        _exit(rc == 0 ? WEXITSTATUS(status) : rc == MOS_E_PROTO ? 98 :
+              rc == MOS_DEPUTY_MOVING ? 97 : 99);
     }
     close(sv[0]);
     f->link = sv[1];
@@ -339,6 +340,23 @@ static void test_deputy_concurrent_calls(void **state)
     send_read(&f, 4, f.pipe_r, 8); /* left blocked: EXIT must end it */
     send_u32(&f, FWD_MSG_EXIT, 5 << 8);
     assert_int_equal(fake_sup_end(&f), 5);
+}
+
+/* RESUME is nothing to do; MOVING ends the session with MOS_DEPUTY_MOVING (the deputy then
+ * waits for the next supervisor), after a call like any other. */
+static void test_deputy_moving(void **state)
+{
+    (void)state;
+    struct fake_sup f;
+    struct fwd_result res;
+
+    fake_sup_start(&f);
+    send_u32(&f, FWD_MSG_NOTICE, MOS_LINK_RESUME);
+    send_write(&f, 1, f.pipe_w, "ab");
+    expect_result(&f, &res);
+    assert_int_equal(res.ret, 2);
+    send_u32(&f, FWD_MSG_NOTICE, MOS_LINK_MOVING);
+    assert_int_equal(fake_sup_end(&f), 97);
 }
 
 /* The same id twice in flight, and one call beyond FWD_MAX_INFLIGHT, are refused: the deputy
@@ -503,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_link_token),
         cmocka_unit_test(test_deputy_concurrent_calls),
         cmocka_unit_test(test_deputy_inflight_limits),
+        cmocka_unit_test(test_deputy_moving),
         cmocka_unit_test(test_supervisor_refuses_unknown_result),
         cmocka_unit_test(test_guest_clone_rules),
     };
