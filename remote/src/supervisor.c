@@ -659,18 +659,25 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
     }
 }
 
+/* A home call goes to the caller's policy only while no other call is at home: a policy that
+ * detaches takes the guest away from this link, and results still due on it would be lost. */
 static int handle_home(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     fwd_stats_add(FWD_STAT_HOME);
-    int how = sup->ops && sup->ops->home_call
+    int how = sup->ops && sup->ops->home_call && sup->ncalls == 0
                   ? sup->ops->home_call(sup, n->id, n->data.nr, sup->ops->arg)
                   : 0;
+    if (!how && sup->ncalls > 0)
+        mos_info("supervisor", "guest %d: %s needs its home node, but %d call(s) of other threads "
+                 "are at home; refused with ENOSYS", (int)sup->guest,
+                 mos_syscall_name(n->data.nr), sup->ncalls);
     if (how == MOS_HOME_CALL_DETACH)
         return MOS_SUPERVISOR_DETACHED;
     if (how)
         return 0;
-    mos_info("supervisor", "guest %d: %s (%d) needs its home node; refused with ENOSYS",
-             (int)sup->guest, mos_syscall_name(n->data.nr), n->data.nr);
+    if (sup->ncalls == 0)
+        mos_info("supervisor", "guest %d: %s (%d) needs its home node; refused with ENOSYS",
+                 (int)sup->guest, mos_syscall_name(n->data.nr), n->data.nr);
     return reply_result(sup, n->id, -ENOSYS);
 }
 
