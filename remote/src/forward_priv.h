@@ -57,13 +57,22 @@ int fwd_layout(long nr, const uint64_t args[FWD_NARGS], struct fwd_arg_spec out[
  * Frame: the common mos frame header (mos/frame.h: u32 magic "MDEP", u16 version, u16 type,
  * u32 payload length), then the payload; all integers little-endian. Payloads:
  *   HELLO   i32 pid, i32 ppid (the home identity)
- *   CALL    i64 nr | 6 x u64 args | u8 nbufs | nbufs x {u8 argidx | u8 dir | u32 len | in-data}
- *   RESULT  i64 ret | u8 nbufs | nbufs x {u8 argidx | u8 dir | u32 len | out-data}
+ *   CALL    u32 id | i64 nr | 6 x u64 args | u8 nbufs | nbufs x {u8 argidx | u8 dir | u32 len |
+ *           in-data}
+ *   RESULT  u32 id | i64 ret | u8 nbufs | nbufs x {u8 argidx | u8 dir | u32 len | out-data}
  *   SIGNAL  i32 signo           EXIT  i32 wait status           NOTICE  u32 enum mos_link_notice
- * The header decoder refuses unknown types and lengths over each type's limit. */
+ *   INTERRUPT u32 id (the call a signal interrupts: the deputy ends it with -ERESTARTSYS)
+ * Several calls may be in flight (one per guest thread blocked in a forwarded call, at most
+ * FWD_MAX_INFLIGHT); the id, chosen by the supervisor and unique among the calls in flight,
+ * pairs each RESULT with its CALL. The header decoder refuses unknown types and lengths over
+ * each type's limit. */
 #define FWD_MAGIC MOS_FRAME_MAGIC('M', 'D', 'E', 'P')
-#define FWD_VERSION 1
+#define FWD_VERSION 2 /* 2: call ids, INTERRUPT, concurrent calls */
 #define FWD_MAX_PAYLOAD (FWD_MAX_IO + 64u * 1024)
+/* Calls in flight on one link: the supervisor takes no new notification beyond it (the guest's
+ * threads wait in the kernel), the deputy refuses a link that exceeds it. It bounds the
+ * deputy's threads (one per call, plus one reading the link) and their buffers. */
+#define FWD_MAX_INFLIGHT 256
 
 enum fwd_msg_type {
     FWD_MSG_HELLO = 1,  /* deputy -> supervisor: home identity */
@@ -72,6 +81,7 @@ enum fwd_msg_type {
     FWD_MSG_SIGNAL = 4, /* deputy -> supervisor: deliver to the guest */
     FWD_MSG_EXIT = 5,   /* supervisor -> deputy: the guest's wait status */
     FWD_MSG_NOTICE = 6, /* supervisor -> deputy: u32 enum mos_link_notice */
+    FWD_MSG_INTERRUPT = 7, /* supervisor -> deputy: u32 call id */
 };
 
 struct fwd_buf {
@@ -82,6 +92,7 @@ struct fwd_buf {
 };
 
 struct fwd_call {
+    uint32_t id;
     int64_t nr;
     uint64_t args[FWD_NARGS];
     uint8_t nbufs;
@@ -89,6 +100,7 @@ struct fwd_call {
 };
 
 struct fwd_result {
+    uint32_t id;
     int64_t ret; /* value, or -errno */
     uint8_t nbufs;
     struct fwd_buf bufs[FWD_NARGS];

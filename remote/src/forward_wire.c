@@ -125,11 +125,12 @@ static int bufs_get(struct reader *r, struct fwd_buf *bufs, uint8_t *n, uint8_t 
 
 ssize_t fwd_call_encode(const struct fwd_call *c, uint8_t *out, size_t cap)
 {
-    size_t need = 8 + 8 * FWD_NARGS + 1 + bufs_size(c->bufs, c->nbufs, FWD_DIR_IN);
+    size_t need = 4 + 8 + 8 * FWD_NARGS + 1 + bufs_size(c->bufs, c->nbufs, FWD_DIR_IN);
     uint8_t *p = out;
 
     if (need > cap)
         return -EMSGSIZE;
+    put_u32(&p, c->id);
     put_u64(&p, (uint64_t)c->nr);
     for (int i = 0; i < FWD_NARGS; i++)
         put_u64(&p, c->args[i]);
@@ -142,6 +143,7 @@ int fwd_call_decode(const uint8_t *p, size_t len, struct fwd_call *c)
     struct reader r = {p, p + len, 0};
 
     memset(c, 0, sizeof(*c));
+    c->id = get_u32(&r);
     c->nr = (int64_t)get_u64(&r);
     for (int i = 0; i < FWD_NARGS; i++)
         c->args[i] = get_u64(&r);
@@ -152,11 +154,12 @@ int fwd_call_decode(const uint8_t *p, size_t len, struct fwd_call *c)
 
 ssize_t fwd_result_encode(const struct fwd_result *res, uint8_t *out, size_t cap)
 {
-    size_t need = 8 + 1 + bufs_size(res->bufs, res->nbufs, FWD_DIR_OUT);
+    size_t need = 4 + 8 + 1 + bufs_size(res->bufs, res->nbufs, FWD_DIR_OUT);
     uint8_t *p = out;
 
     if (need > cap)
         return -EMSGSIZE;
+    put_u32(&p, res->id);
     put_u64(&p, (uint64_t)res->ret);
     bufs_put(&p, res->bufs, res->nbufs, FWD_DIR_OUT);
     return (ssize_t)(p - out);
@@ -167,6 +170,7 @@ int fwd_result_decode(const uint8_t *p, size_t len, struct fwd_result *res)
     struct reader r = {p, p + len, 0};
 
     memset(res, 0, sizeof(*res));
+    res->id = get_u32(&r);
     res->ret = (int64_t)get_u64(&r);
     if (r.bad || bufs_get(&r, res->bufs, &res->nbufs, FWD_DIR_OUT) != 0 || r.p != r.end)
         return MOS_E_PROTO;
@@ -190,6 +194,7 @@ static uint32_t fwd_payload_limit(uint16_t type)
     case FWD_MSG_SIGNAL:
     case FWD_MSG_EXIT:
     case FWD_MSG_NOTICE:
+    case FWD_MSG_INTERRUPT:
         return 4;
     default:
         return 0;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <string.h>
@@ -49,7 +50,7 @@ static void patch_jf(struct bpf_builder *b, unsigned at, unsigned target)
 static int filter_build(struct bpf_builder *b)
 {
     unsigned allow_jumps[FWD_SYSCALL_MAX], n_allow = 0;
-    unsigned arch_jump, x32_jump, mmap_jump, anon_jump;
+    unsigned arch_jump, x32_jump, mmap_jump, anon_jump, clone_jump, clone3_jump, thread_jump;
 
     b->n = 0;
     emit(b, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
@@ -64,6 +65,12 @@ static int filter_build(struct bpf_builder *b)
         if (mos_syscall_class(nr) == MOS_SYS_LOCAL)
             allow_jumps[n_allow++] = emit(
                 b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 0));
+    /* A thread is created where the job runs: clone with CLONE_THREAD is local, any other clone
+     * (fork, vfork, a new process) takes the job home. BPF cannot read clone3's struct, so
+     * clone3 fails with ENOSYS, and glibc falls back to clone, whose flags are argument 0. */
+    clone_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 0));
+    clone3_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0,
+                                                       0));
     /* Anonymous mmap is local; a file mapping needs the file, which is at home. */
     mmap_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 0, 0));
     unsigned notify = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
@@ -75,6 +82,15 @@ static int filter_build(struct bpf_builder *b)
                                                      0, 0));
     unsigned notify2 = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
                                                             SECCOMP_RET_USER_NOTIF));
+    unsigned clone_check = emit(
+        b, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                        offsetof(struct seccomp_data, args[0])));
+    thread_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD,
+                                                       0, 0));
+    unsigned notify3 = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+                                                            SECCOMP_RET_USER_NOTIF));
+    unsigned enosys = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+                                                           SECCOMP_RET_ERRNO | ENOSYS));
     unsigned allow = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
     unsigned kill = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
                                                          SECCOMP_RET_KILL_PROCESS));
@@ -89,6 +105,12 @@ static int filter_build(struct bpf_builder *b)
         patch_jt(b, allow_jumps[i], allow);
         patch_jf(b, allow_jumps[i], allow_jumps[i] + 1);
     }
+    patch_jt(b, clone_jump, clone_check);
+    patch_jf(b, clone_jump, clone3_jump);
+    patch_jt(b, clone3_jump, enosys);
+    patch_jf(b, clone3_jump, mmap_jump);
+    patch_jt(b, thread_jump, allow);
+    patch_jf(b, thread_jump, notify3);
     patch_jt(b, mmap_jump, mmap_check);
     patch_jf(b, mmap_jump, notify);
     patch_jt(b, anon_jump, allow);

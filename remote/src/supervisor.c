@@ -1,5 +1,12 @@
 /* The supervisor: the guest's seccomp listener on the node where the guest runs. It answers
- * virtual calls itself and forwards the rest to the deputy with their buffers. */
+ * virtual calls itself and forwards the rest to the deputy with their buffers.
+ *
+ * A guest may have many threads, each with a call of its own in flight: the supervisor sends a
+ * call and goes back to its loop, so it keeps taking notifications while calls are at home;
+ * each result finds its call by the id it carries (at most FWD_MAX_INFLIGHT in flight). The
+ * guest's buffers are read when the call is sent and written when its result comes, and
+ * SECCOMP_IOCTL_NOTIF_ID_VALID is checked before each reply (the thread may have died
+ * meanwhile, an exit_group of another thread). */
 #include "forward_priv.h"
 
 #include "mos/log.h"
@@ -9,6 +16,7 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +42,16 @@
 #define PAGE 4096ul
 #define MAX_IOV 1024
 
+/* A call at home: the notification it answers, and how its result goes back. */
+struct pending_call {
+    int used;
+    uint32_t id;
+    int interrupted;  /* an INTERRUPT was sent for it */
+    struct seccomp_notif n;
+    struct iovec *iov; /* readv-like calls: the guest's iovec array, read when sent */
+    int iov_cnt;
+};
+
 struct mos_supervisor {
     pid_t guest;
     int listener;
@@ -45,6 +63,9 @@ struct mos_supervisor {
     size_t rx_cap, tx_cap;
     uint8_t *scratch; /* in-buffers read from the guest */
     int exited, exit_status;
+    struct pending_call *calls; /* FWD_MAX_INFLIGHT slots; a call's id names its slot */
+    int ncalls;
+    uint32_t next_seq;
 };
 
 /* ---- guest memory ------------------------------------------------------------------------ */
@@ -215,7 +236,65 @@ static int reply_result(struct mos_supervisor *sup, uint64_t id, int64_t ret)
                    : mos_supervisor_reply(sup, id, ret, 0);
 }
 
-/* ---- talking to the deputy ------------------------------------------------------------------ */
+/* ---- calls in flight ---------------------------------------------------------------------- */
+
+/* A free slot for a call, with its id (the slot in the low bits, a sequence above them, so a
+ * late result of an earlier call in the same slot is told apart). NULL when all are taken. */
+static struct pending_call *call_alloc(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    for (uint32_t slot = 0; slot < FWD_MAX_INFLIGHT; slot++) {
+        struct pending_call *c = &sup->calls[slot];
+        if (c->used)
+            continue;
+        memset(c, 0, sizeof(*c));
+        c->used = 1;
+        c->id = sup->next_seq++ * FWD_MAX_INFLIGHT + slot;
+        c->n = *n;
+        sup->ncalls++;
+        return c;
+    }
+    return NULL;
+}
+
+static void call_free(struct mos_supervisor *sup, struct pending_call *c)
+{
+    free(c->iov);
+    c->iov = NULL;
+    c->used = 0;
+    sup->ncalls--;
+}
+
+static struct pending_call *call_find(struct mos_supervisor *sup, uint32_t id)
+{
+    struct pending_call *c = &sup->calls[id % FWD_MAX_INFLIGHT];
+
+    return c->used && c->id == id ? c : NULL;
+}
+
+/* The call thread tid has at home, if any. */
+static struct pending_call *call_of_thread(struct mos_supervisor *sup, pid_t tid)
+{
+    for (int i = 0; i < FWD_MAX_INFLIGHT; i++)
+        if (sup->calls[i].used && (pid_t)sup->calls[i].n.pid == tid)
+            return &sup->calls[i];
+    return NULL;
+}
+
+/* Send call for the notification in slot c. The slot is freed on failure. */
+static int send_call(struct mos_supervisor *sup, struct pending_call *c, struct fwd_call *call)
+{
+    ssize_t n;
+    int rc;
+
+    call->id = c->id;
+    n = fwd_call_encode(call, sup->tx, sup->tx_cap);
+    rc = n < 0 ? (int)n : fwd_send(sup->deputy, FWD_MSG_CALL, sup->tx, (size_t)n);
+    if (rc != 0)
+        call_free(sup, c);
+    return rc;
+}
+
+/* ---- signals -------------------------------------------------------------------------------- */
 
 static void guest_reaped(struct mos_supervisor *sup)
 {
@@ -236,96 +315,135 @@ static void guest_reaped(struct mos_supervisor *sup)
     }
 }
 
+struct thread_sigs {
+    unsigned long long pnd, shd, blk, ign;
+    int threads, alive;
+};
+
+static int thread_sigs_read(pid_t guest, pid_t tid, struct thread_sigs *t)
+{
+    char path[64], line[256];
+    char state = '?';
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)guest, (int)tid);
+    memset(t, 0, sizeof(*t));
+    f = fopen(path, "re");
+    if (!f)
+        return -ESRCH;
+    while (fgets(line, sizeof(line), f)) {
+        sscanf(line, "State: %c", &state);
+        sscanf(line, "Threads: %d", &t->threads);
+        sscanf(line, "SigPnd: %llx", &t->pnd);
+        sscanf(line, "ShdPnd: %llx", &t->shd);
+        sscanf(line, "SigBlk: %llx", &t->blk);
+        sscanf(line, "SigIgn: %llx", &t->ign);
+    }
+    fclose(f);
+    t->alive = state != 'Z' && state != 'X';
+    return 0;
+}
+
+static unsigned long long sig_bit(int sig)
+{
+    return sig >= 1 && sig <= 64 ? 1ull << (sig - 1) : 0;
+}
+
+/* Will thread tid take a signal when its call returns? Its own pending signals that it does not
+ * block; shared ones only when it is the only thread (the kernel marks one thread of several
+ * for a shared signal, and a -ERESTARTSYS reply to a thread that is not marked would reach the
+ * program as errno 512). */
+static int signal_deliverable(pid_t guest, pid_t tid)
+{
+    struct thread_sigs t;
+
+    if (thread_sigs_read(guest, tid, &t) != 0)
+        return 0;
+    return ((t.pnd | (t.threads == 1 ? t.shd : 0)) & ~t.blk) != 0;
+}
+
+/* The thread the kernel would give a process-directed signal: the main thread unless it blocks
+ * the signal, else the first thread that does not. 0 when all block it. */
+static pid_t pick_thread(pid_t guest, int sig)
+{
+    struct thread_sigs t;
+    pid_t found = 0;
+    char path[64];
+    struct dirent *e;
+    DIR *dir;
+
+    if (thread_sigs_read(guest, guest, &t) == 0 && t.alive && !(t.blk & sig_bit(sig)))
+        return guest;
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)guest);
+    dir = opendir(path);
+    if (!dir)
+        return 0;
+    while (!found && (e = readdir(dir)) != NULL) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid > 0 && tid != guest && thread_sigs_read(guest, tid, &t) == 0 && t.alive &&
+            !(t.blk & sig_bit(sig)))
+            found = tid;
+    }
+    closedir(dir);
+    return found;
+}
+
+/* A signal for thread tid: if that thread waits for a call at home, ask the deputy to end it,
+ * so the thread takes the signal as it would natively (the result is -ERESTARTSYS). */
+static int interrupt_thread(struct mos_supervisor *sup, pid_t tid, int sig)
+{
+    struct pending_call *c = call_of_thread(sup, tid);
+    struct thread_sigs t;
+    uint8_t id[4];
+
+    if (!c || c->interrupted || sig == 0)
+        return 0;
+    if (thread_sigs_read(sup->guest, tid, &t) == 0 && (t.ign & sig_bit(sig)))
+        return 0; /* discarded by the kernel: nothing to interrupt for */
+    c->interrupted = 1;
+    mos_put_le32(id, c->id);
+    return fwd_send(sup->deputy, FWD_MSG_INTERRUPT, id, sizeof(id));
+}
+
+/* Deliver a process-directed signal as the kernel would: to one thread that does not block it
+ * (interrupting its home call), or left pending for the process when every thread blocks it. */
+static int signal_guest(struct mos_supervisor *sup, int sig)
+{
+    pid_t tid = pick_thread(sup->guest, sig);
+
+    if (tid == 0 || syscall(SYS_tgkill, sup->guest, tid, sig) != 0) {
+        if (kill(sup->guest, sig) != 0 && errno != ESRCH)
+            return -errno;
+        return 0;
+    }
+    return interrupt_thread(sup, tid, sig);
+}
+
 static int deliver_signal(struct mos_supervisor *sup, const uint8_t *p, size_t len)
 {
     int32_t sig;
+    int rc;
 
     if (len != 4)
         return MOS_E_PROTO;
     sig = (int32_t)mos_get_le32(p);
     if (sig < 1 || sig >= NSIG)
         return MOS_E_PROTO;
-    if (kill(sup->guest, sig) != 0 && errno != ESRCH)
+    rc = signal_guest(sup, sig);
+    if (rc < 0 && rc != MOS_E_PEER_GONE)
         mos_warn("supervisor", "cannot pass signal %d to guest %d: %s", sig, (int)sup->guest,
-                 strerror(errno));
-    return 0;
-}
-
-/* Is sig pending for the guest and not blocked? From /proc: the kernel discards a signal the
- * guest ignores, and keeps a blocked one pending without interrupting anything. */
-static int signal_deliverable(pid_t pid)
-{
-    char path[64], line[256];
-    unsigned long long pnd = 0, shd = 0, blk = 0;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "re");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof(line), f)) {
-        sscanf(line, "SigPnd: %llx", &pnd);
-        sscanf(line, "ShdPnd: %llx", &shd);
-        sscanf(line, "SigBlk: %llx", &blk);
-    }
-    fclose(f);
-    return ((pnd | shd) & ~blk) != 0;
-}
-
-/* Wait for the deputy's result, passing on signals it sends meanwhile. */
-static int await_result(struct mos_supervisor *sup, size_t *len)
-{
-    for (;;) {
-        uint16_t type;
-        int rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, len);
-        if (rc == -EINTR)
-            continue;
-        if (rc != 0)
-            return rc;
-        if (type == FWD_MSG_RESULT)
-            return 0;
-        if (type == FWD_MSG_HELLO)
-            continue; /* the deputy took this link back after a failed move */
-        if (type != FWD_MSG_SIGNAL || deliver_signal(sup, sup->rx, *len) != 0)
-            return MOS_E_PROTO;
-    }
-}
-
-/* Send a call, get its result. A call the deputy abandoned because a home signal arrived is
- * answered with -ERESTARTSYS when the signal is deliverable to the guest (the kernel then
- * restarts or fails it as natively), and sent again when it is not (natively the call would
- * not have been interrupted). */
-static int exchange(struct mos_supervisor *sup, uint64_t id, const struct fwd_call *call,
-                    struct fwd_result *res)
-{
-    for (;;) {
-        ssize_t n = fwd_call_encode(call, sup->tx, sup->tx_cap);
-        size_t len;
-        int rc;
-
-        if (n < 0)
-            return (int)n;
-        rc = fwd_send(sup->deputy, FWD_MSG_CALL, sup->tx, (size_t)n);
-        if (rc == 0)
-            rc = await_result(sup, &len);
-        if (rc != 0)
-            return rc;
-        if (fwd_result_decode(sup->rx, len, res) != 0)
-            return MOS_E_PROTO;
-        if (res->ret != -ERESTARTSYS)
-            return 0;
-        fwd_stats_add(FWD_STAT_INTERRUPTED);
-        if (signal_deliverable(sup->guest) || !notif_valid(sup, id))
-            return 0;
-    }
+                 mos_strerror(rc));
+    return rc == MOS_E_PEER_GONE ? rc : 0;
 }
 
 /* ---- call handlers ------------------------------------------------------------------------ */
 
+static int dispatch(struct mos_supervisor *sup, const struct seccomp_notif *n);
+
 static int forward_generic(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     struct fwd_call call;
-    struct fwd_result res;
+    struct pending_call *c;
     int rc = build_call(sup, n->data.nr, (const uint64_t *)n->data.args, &call);
 
     if (rc == -ENOSYS || rc == -ENOTTY) {
@@ -338,36 +456,33 @@ static int forward_generic(struct mos_supervisor *sup, const struct seccomp_noti
         return reply_result(sup, n->id, rc);
     if (!notif_valid(sup, n->id))
         return 0; /* the guest is gone; the buffers we read may belong to someone else */
-    rc = exchange(sup, n->id, &call, &res);
-    if (rc != 0)
-        return rc;
-    fwd_stats_add(FWD_STAT_FORWARDED);
-    if (res.ret >= 0 && write_back(sup, (const uint64_t *)n->data.args, &res) != 0)
-        res.ret = -EFAULT;
-    if (notif_valid(sup, n->id))
-        reply_result(sup, n->id, res.ret);
-    return 0;
+    c = call_alloc(sup, n);
+    return c ? send_call(sup, c, &call) : MOS_E_PROTO;
 }
 
 /* readv/writev and their positioned forms become one read/write of the summed length: the
  * supervisor gathers or scatters with a single process_vm_{readv,writev} over the guest's own
- * iovec array. */
+ * iovec array, read once when the call is sent. */
 static int forward_iov(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     long nr = n->data.nr;
     const uint64_t *a = (const uint64_t *)n->data.args;
     int is_write = nr == SYS_writev || nr == SYS_pwritev || nr == SYS_pwritev2;
     int positioned = nr != SYS_readv && nr != SYS_writev && (int64_t)a[3] != -1;
-    struct iovec iov[MAX_IOV];
+    struct iovec *iov = NULL;
     struct fwd_call call = {0};
-    struct fwd_result res;
+    struct pending_call *c;
     uint64_t total = 0;
-    int cnt = (int)a[2], rc;
+    int cnt = (int)a[2];
 
     if (cnt < 0 || cnt > MAX_IOV)
         return reply_result(sup, n->id, -EINVAL);
-    if (cnt > 0 && guest_read(sup->guest, a[1], iov, (size_t)cnt * sizeof(iov[0])) != 0)
+    if (cnt > 0 && !(iov = malloc((size_t)cnt * sizeof(iov[0]))))
+        return reply_result(sup, n->id, -ENOMEM);
+    if (cnt > 0 && guest_read(sup->guest, a[1], iov, (size_t)cnt * sizeof(iov[0])) != 0) {
+        free(iov);
         return reply_result(sup, n->id, -EFAULT);
+    }
     for (int i = 0; i < cnt && total < FWD_MAX_IO; i++)
         total += iov[i].iov_len;
     total = clamp_io(total);
@@ -385,51 +500,146 @@ static int forward_iov(struct mos_supervisor *sup, const struct seccomp_notif *n
         struct iovec local = {sup->scratch, total};
         ssize_t got = total ? process_vm_readv(sup->guest, &local, 1, iov, (unsigned long)cnt, 0)
                             : 0;
-        if (got < 0)
+        if (got < 0) {
+            free(iov);
             return reply_result(sup, n->id, -EFAULT);
+        }
         call.bufs[0].len = (uint32_t)got;
         call.args[2] = (uint64_t)got;
     }
-    if (!notif_valid(sup, n->id))
+    if (!notif_valid(sup, n->id)) {
+        free(iov);
         return 0;
-    rc = exchange(sup, n->id, &call, &res);
-    if (rc != 0)
-        return rc;
-    fwd_stats_add(FWD_STAT_FORWARDED);
-    if (!is_write && res.ret > 0 && res.nbufs == 1) {
-        struct iovec local = {res.bufs[0].data, res.bufs[0].len};
-        if (process_vm_writev(sup->guest, &local, 1, iov, (unsigned long)cnt, 0) < 0)
-            res.ret = -EFAULT;
     }
-    if (notif_valid(sup, n->id))
-        reply_result(sup, n->id, res.ret);
+    if (!(c = call_alloc(sup, n))) { /* not polled for when full: cannot happen */
+        free(iov);
+        return MOS_E_PROTO;
+    }
+    c->iov = iov;
+    c->iov_cnt = cnt;
+    return send_call(sup, c, &call);
+}
+
+static int is_iov_call(long nr)
+{
+    return nr == SYS_readv || nr == SYS_writev || nr == SYS_preadv || nr == SYS_pwritev ||
+           nr == SYS_preadv2 || nr == SYS_pwritev2;
+}
+
+/* The outputs of a result into the guest, and the reply. */
+static void finish_call(struct mos_supervisor *sup, struct pending_call *c,
+                        struct fwd_result *res)
+{
+    const uint64_t *raw = (const uint64_t *)c->n.data.args;
+
+    fwd_stats_add(FWD_STAT_FORWARDED);
+    if (is_iov_call(c->n.data.nr)) {
+        if (res->ret > 0 && res->nbufs == 1) {
+            struct iovec local = {res->bufs[0].data, res->bufs[0].len};
+            if (process_vm_writev(sup->guest, &local, 1, c->iov, (unsigned long)c->iov_cnt,
+                                  0) < 0)
+                res->ret = -EFAULT;
+        }
+    } else if (res->ret >= 0 && write_back(sup, raw, res) != 0) {
+        res->ret = -EFAULT;
+    }
+    if (notif_valid(sup, c->n.id))
+        reply_result(sup, c->n.id, res->ret);
+}
+
+/* A result from the deputy. A call it ended because a signal came for its thread is answered
+ * with -ERESTARTSYS when the thread will take the signal (the kernel then restarts or fails it
+ * as natively), and sent again when it will not (natively the call would not have been
+ * interrupted). */
+static int take_result(struct mos_supervisor *sup, size_t len)
+{
+    struct fwd_result res;
+    struct pending_call *c;
+
+    if (fwd_result_decode(sup->rx, len, &res) != 0 || !(c = call_find(sup, res.id))) {
+        mos_err("supervisor", "guest %d: malformed or unexpected result from the deputy",
+                (int)sup->guest);
+        return MOS_E_PROTO;
+    }
+    if (res.ret == -ERESTARTSYS) {
+        struct seccomp_notif again = c->n;
+        fwd_stats_add(FWD_STAT_INTERRUPTED);
+        call_free(sup, c);
+        if (!notif_valid(sup, again.id))
+            return 0;
+        if (!signal_deliverable(sup->guest, (pid_t)again.pid))
+            return dispatch(sup, &again);
+        reply_result(sup, again.id, -ERESTARTSYS);
+        return 0;
+    }
+    finish_call(sup, c, &res);
+    call_free(sup, c);
     return 0;
 }
 
-/* kill/tgkill/tkill: to the job itself (its home pid) it is delivered here; to another
- * process it is the deputy's business, since other pids live at home. */
+/* The guest's thread tid as the program knows it: the main thread answers the home pid (as it
+ * did before the move, and as glibc cached it at home), other threads their own tid here. */
+static pid_t home_tid(struct mos_supervisor *sup, pid_t tid)
+{
+    return tid == sup->guest ? sup->home.pid : tid;
+}
+
+/* The thread of the guest a program's tid names, or 0 when it is none of them. */
+static pid_t local_tid(struct mos_supervisor *sup, pid_t tid)
+{
+    char path[64];
+
+    if (tid == sup->home.pid)
+        return sup->guest;
+    if (tid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)sup->guest, (int)tid);
+    return access(path, F_OK) == 0 ? tid : 0;
+}
+
+/* kill/tgkill/tkill to another process: the deputy's business, since other pids live at home. */
+static int forward_kill(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    const uint64_t *a = (const uint64_t *)n->data.args;
+    struct fwd_call call = {.nr = n->data.nr, .args = {a[0], a[1], a[2]}};
+    struct pending_call *c = call_alloc(sup, n);
+
+    return c ? send_call(sup, c, &call) : MOS_E_PROTO;
+}
+
+/* kill to the job itself (its home pid) is delivered here, as the kernel would to one of its
+ * threads; tgkill/tkill to one of its threads go to that thread. */
 static int handle_kill(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     const uint64_t *a = (const uint64_t *)n->data.args;
     long nr = n->data.nr;
-    pid_t target = (pid_t)a[0];
     int sig = (int)(nr == SYS_tgkill ? a[2] : a[1]);
-    int self = target == sup->home.pid || (nr == SYS_kill && target == 0);
+    int rc = 0;
 
-    if (!self) {
-        if (nr != SYS_kill)
-            return reply_result(sup, n->id, -ESRCH); /* threads of other processes */
-        struct fwd_call call = {.nr = SYS_kill, .args = {a[0], a[1]}};
-        struct fwd_result res;
-        int rc = exchange(sup, n->id, &call, &res);
-        if (rc != 0)
-            return rc;
-        fwd_stats_add(FWD_STAT_FORWARDED);
-        return reply_result(sup, n->id, res.ret);
+    if (nr == SYS_kill) {
+        pid_t target = (pid_t)a[0];
+        if (target != sup->home.pid && target != 0)
+            return forward_kill(sup, n);
+        fwd_stats_add(FWD_STAT_VIRTUAL);
+        if (sig != 0)
+            rc = signal_guest(sup, sig);
+        if (rc == MOS_E_PEER_GONE || rc == MOS_E_PROTO)
+            return rc; /* the link failed while interrupting a call */
+        return reply_result(sup, n->id, rc);
+    }
+    pid_t tgid = nr == SYS_tgkill ? (pid_t)a[0] : sup->home.pid;
+    pid_t tid = (pid_t)(nr == SYS_tgkill ? a[1] : a[0]);
+    pid_t local = tgid == sup->home.pid ? local_tid(sup, tid) : 0;
+    if (!local) {
+        if (tgid == sup->home.pid && nr == SYS_tgkill)
+            return reply_result(sup, n->id, -ESRCH); /* not a thread of the job */
+        return forward_kill(sup, n);
     }
     fwd_stats_add(FWD_STAT_VIRTUAL);
-    if (sig != 0 && kill(sup->guest, sig) != 0)
+    if (syscall(SYS_tgkill, sup->guest, local, sig) != 0)
         return reply_result(sup, n->id, -errno);
+    if (local != (pid_t)n->pid && (rc = interrupt_thread(sup, local, sig)) != 0)
+        return rc;
     return reply_result(sup, n->id, 0);
 }
 
@@ -437,9 +647,11 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
 {
     switch (n->data.nr) {
     case SYS_getpid:
-    case SYS_gettid:
         fwd_stats_add(FWD_STAT_VIRTUAL);
         return reply_result(sup, n->id, sup->home.pid);
+    case SYS_gettid:
+        fwd_stats_add(FWD_STAT_VIRTUAL);
+        return reply_result(sup, n->id, home_tid(sup, (pid_t)n->pid));
     case SYS_getppid:
         fwd_stats_add(FWD_STAT_VIRTUAL);
         return reply_result(sup, n->id, sup->home.ppid);
@@ -447,19 +659,36 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
     }
 }
 
+/* A home call goes to the caller's policy only while no other call is at home: a policy that
+ * detaches takes the guest away from this link, and results still due on it would be lost. */
 static int handle_home(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     fwd_stats_add(FWD_STAT_HOME);
-    int how = sup->ops && sup->ops->home_call
+    int how = sup->ops && sup->ops->home_call && sup->ncalls == 0
                   ? sup->ops->home_call(sup, n->id, n->data.nr, sup->ops->arg)
                   : 0;
+    if (!how && sup->ncalls > 0)
+        mos_info("supervisor", "guest %d: %s needs its home node, but %d call(s) of other threads "
+                 "are at home; refused with ENOSYS", (int)sup->guest,
+                 mos_syscall_name(n->data.nr), sup->ncalls);
     if (how == MOS_HOME_CALL_DETACH)
         return MOS_SUPERVISOR_DETACHED;
     if (how)
         return 0;
-    mos_info("supervisor", "guest %d: %s (%d) needs its home node; refused with ENOSYS",
-             (int)sup->guest, mos_syscall_name(n->data.nr), n->data.nr);
+    if (sup->ncalls == 0)
+        mos_info("supervisor", "guest %d: %s (%d) needs its home node; refused with ENOSYS",
+                 (int)sup->guest, mos_syscall_name(n->data.nr), n->data.nr);
     return reply_result(sup, n->id, -ENOSYS);
+}
+
+static int dispatch(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    switch (mos_syscall_class(n->data.nr)) {
+    case MOS_SYS_VIRTUAL: return handle_virtual(sup, n);
+    case MOS_SYS_FORWARD:
+        return is_iov_call(n->data.nr) ? forward_iov(sup, n) : forward_generic(sup, n);
+    default: return handle_home(sup, n);
+    }
 }
 
 static int handle_notification(struct mos_supervisor *sup)
@@ -469,14 +698,28 @@ static int handle_notification(struct mos_supervisor *sup)
     memset(&n, 0, sizeof(n));
     if (ioctl(sup->listener, SECCOMP_IOCTL_NOTIF_RECV, &n) != 0)
         return errno == ENOENT || errno == EINTR ? 0 : -errno;
-    switch (mos_syscall_class(n.data.nr)) {
-    case MOS_SYS_VIRTUAL: return handle_virtual(sup, &n);
-    case MOS_SYS_FORWARD:
-        if (n.data.nr == SYS_readv || n.data.nr == SYS_writev || n.data.nr == SYS_preadv ||
-            n.data.nr == SYS_pwritev || n.data.nr == SYS_preadv2 || n.data.nr == SYS_pwritev2)
-            return forward_iov(sup, &n);
-        return forward_generic(sup, &n);
-    default: return handle_home(sup, &n);
+    return dispatch(sup, &n);
+}
+
+/* One message from the deputy outside a call's sending: a result, a signal, or a hello. */
+static int handle_deputy(struct mos_supervisor *sup)
+{
+    uint16_t type;
+    size_t len;
+    int rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, &len);
+
+    if (rc == -EINTR)
+        return 0;
+    if (rc != 0)
+        return rc;
+    switch (type) {
+    case FWD_MSG_RESULT: return take_result(sup, len);
+    case FWD_MSG_SIGNAL: return deliver_signal(sup, sup->rx, len);
+    case FWD_MSG_HELLO:
+        /* a deputy taking this link back after a failed move says hello again: the same
+         * identity */
+        return len == 8 ? 0 : MOS_E_PROTO;
+    default: return MOS_E_PROTO;
     }
 }
 
@@ -510,8 +753,13 @@ static int serve(struct mos_supervisor *sup, int again)
     int rc = again ? 0 : read_hello(sup);
 
     while (rc == 0 && !sup->exited) {
-        int ctl = sup->ops && sup->ops->on_ctl && sup->ops->ctl_fd > 0 ? sup->ops->ctl_fd : -1;
-        struct pollfd fds[4] = {{sup->listener, POLLIN, 0},
+        /* The caller may take over only between calls (none of ours is at home); beyond
+         * FWD_MAX_INFLIGHT calls the guest's further threads wait in the kernel. */
+        int ctl = sup->ops && sup->ops->on_ctl && sup->ops->ctl_fd > 0 && sup->ncalls == 0
+                      ? sup->ops->ctl_fd
+                      : -1;
+        int listen = sup->ncalls < FWD_MAX_INFLIGHT ? sup->listener : -1;
+        struct pollfd fds[4] = {{listen, POLLIN, 0},
                                 {sup->deputy, POLLIN, 0},
                                 {sup->pidfd, POLLIN, 0},
                                 {ctl, POLLIN, 0}};
@@ -520,29 +768,15 @@ static int serve(struct mos_supervisor *sup, int again)
                 rc = -errno;
             continue;
         }
-        /* Between two calls (none of ours is outstanding here) the caller may take over. */
         if (fds[3].revents & (POLLIN | POLLHUP)) {
             rc = sup->ops->on_ctl(sup, sup->ops->arg);
             if (rc != 0)
                 break;
         }
-        if (fds[0].revents & POLLIN) {
+        if (fds[0].revents & POLLIN)
             rc = handle_notification(sup);
-            /* a call's exchange may have read what made the link readable (a signal the
-             * deputy sent meanwhile): look again rather than block on an empty link */
-            if (rc == 0 && (fds[1].revents & POLLIN) && poll(&fds[1], 1, 0) <= 0)
-                fds[1].revents = 0;
-        }
-        if (rc == 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            uint16_t type;
-            size_t len;
-            rc = fwd_recv(sup->deputy, &type, &sup->rx, &sup->rx_cap, &len);
-            if (rc == 0 && type == FWD_MSG_HELLO && len == 8)
-                continue; /* a deputy taking this link back after a failed move says hello
-                             again: the same identity */
-            if (rc == 0)
-                rc = type == FWD_MSG_SIGNAL ? deliver_signal(sup, sup->rx, len) : MOS_E_PROTO;
-        }
+        if (rc == 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
+            rc = handle_deputy(sup);
         if (fds[2].revents & POLLIN)
             guest_reaped(sup);
     }
@@ -578,7 +812,8 @@ int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
     sup.tx_cap = FWD_MAX_PAYLOAD;
     sup.tx = malloc(sup.tx_cap);
     sup.scratch = malloc(FWD_MAX_IO + FWD_NARGS * FWD_MAX_SMALL);
-    if (sup.pidfd < 0 || !sup.tx || !sup.scratch) {
+    sup.calls = calloc(FWD_MAX_INFLIGHT, sizeof(*sup.calls));
+    if (sup.pidfd < 0 || !sup.tx || !sup.scratch || !sup.calls) {
         rc = sup.pidfd < 0 ? mos_errno_status() : -ENOMEM;
         mos_err("supervisor", "cannot supervise guest %d: %s", (int)guest, mos_strerror(rc));
         goto out;
@@ -607,6 +842,9 @@ out:
     free(sup.tx);
     free(sup.rx);
     free(sup.scratch);
+    for (int i = 0; sup.calls && i < FWD_MAX_INFLIGHT; i++)
+        free(sup.calls[i].iov);
+    free(sup.calls);
     return rc;
 }
 

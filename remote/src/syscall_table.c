@@ -106,7 +106,7 @@ static const struct fwd_sys_entry sys_table[FWD_SYSCALL_MAX] = {
     [SYS_gettid] = VIRT("gettid"),
     [SYS_getppid] = VIRT("getppid"),
     [SYS_kill] = VIRT("kill"),     /* to itself: local; to others: the deputy (supervisor.c) */
-    [SYS_tgkill] = VIRT("tgkill"), /* raise() */
+    [SYS_tgkill] = VIRT("tgkill"), /* raise(), pthread_kill(): to its threads local */
     [SYS_tkill] = VIRT("tkill"),
 
     /* descriptors: the job's open files live at home */
@@ -296,7 +296,8 @@ int fwd_layout(long nr, const uint64_t args[FWD_NARGS], struct fwd_arg_spec out[
 {
     const struct fwd_sys_entry *e = fwd_sys_lookup(nr);
 
-    if (nr == SYS_kill) { /* virtual to itself, forwarded to any other process */
+    if (nr == SYS_kill || nr == SYS_tgkill || nr == SYS_tkill) {
+        /* virtual to the job's own threads, forwarded to any other process */
         memset(out, 0, sizeof(struct fwd_arg_spec) * FWD_NARGS);
         return 0;
     }

@@ -5,9 +5,11 @@
 #include "mos/status.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -82,7 +84,8 @@ static void test_call_roundtrip(void **state)
 {
     (void)state;
     uint8_t data[] = "/etc/hostname", wire[256];
-    struct fwd_call in = {.nr = SYS_openat, .args = {(uint64_t)-100, 0x7000, 0, 0}, .nbufs = 1};
+    struct fwd_call in = {.id = 0xa1b2c3d4, .nr = SYS_openat,
+                          .args = {(uint64_t)-100, 0x7000, 0, 0}, .nbufs = 1};
     struct fwd_call out;
 
     in.bufs[0] = (struct fwd_buf){.argidx = 1, .dir = FWD_DIR_IN, .len = sizeof(data),
@@ -90,6 +93,7 @@ static void test_call_roundtrip(void **state)
     ssize_t n = fwd_call_encode(&in, wire, sizeof(wire));
     assert_true(n > 0);
     assert_int_equal(fwd_call_decode(wire, (size_t)n, &out), 0);
+    assert_int_equal(out.id, 0xa1b2c3d4);
     assert_int_equal(out.nr, SYS_openat);
     assert_int_equal(out.args[0], (uint64_t)-100);
     assert_int_equal(out.nbufs, 1);
@@ -126,11 +130,12 @@ static void test_result_roundtrip(void **state)
 {
     (void)state;
     uint8_t data[10] = "0123456789", wire[128];
-    struct fwd_result in = {.ret = 10, .nbufs = 1}, out;
+    struct fwd_result in = {.id = 77, .ret = 10, .nbufs = 1}, out;
 
     in.bufs[0] = (struct fwd_buf){.argidx = 1, .dir = FWD_DIR_OUT, .len = 10, .data = data};
     ssize_t n = fwd_result_encode(&in, wire, sizeof(wire));
     assert_int_equal(fwd_result_decode(wire, (size_t)n, &out), 0);
+    assert_int_equal(out.id, 77);
     assert_int_equal(out.ret, 10);
     assert_memory_equal(out.bufs[0].data, data, 10);
     in.bufs[0].dir = FWD_DIR_IN; /* a result carries outputs only */
@@ -164,6 +169,15 @@ static void test_framing(void **state)
     mos_put_le32(raw + 8, 9);
     assert_int_equal(write(sv[0], raw, MOS_FRAME_HDR_BYTES), MOS_FRAME_HDR_BYTES);
     assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_PROTO);
+    /* an INTERRUPT carries a call id and nothing else */
+    assert_int_equal(fwd_send(sv[0], FWD_MSG_INTERRUPT, ids, 4), 0);
+    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), 0);
+    assert_int_equal(type, FWD_MSG_INTERRUPT);
+    assert_int_equal(fwd_send(sv[0], FWD_MSG_INTERRUPT, ids, 8), -EMSGSIZE);
+    mos_put_le16(raw + 6, FWD_MSG_INTERRUPT);
+    assert_int_equal(write(sv[0], raw, MOS_FRAME_HDR_BYTES), MOS_FRAME_HDR_BYTES);
+    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_PROTO);
+    mos_put_le16(raw + 6, FWD_MSG_HELLO);
     mos_put_le32(raw + 8, 8);
     mos_put_le16(raw + 4, FWD_VERSION + 1);
     assert_int_equal(write(sv[0], raw, MOS_FRAME_HDR_BYTES), MOS_FRAME_HDR_BYTES);
@@ -180,6 +194,284 @@ static void test_framing(void **state)
 static void quiet(enum mos_log_level l, const char *c, const char *t, void *a)
 {
     (void)l, (void)c, (void)t, (void)a;
+}
+
+
+/* ---- a deputy driven by a hand-made supervisor ------------------------------------------------ */
+
+struct fake_sup {
+    pid_t deputy;
+    int link;     /* our end */
+    int pipe_w;   /* the write end of a pipe whose read end (pipe_r) the deputy reads */
+    int pipe_r;
+    int other[2]; /* a second pipe */
+    uint8_t *rx;
+    size_t cap, len;
+};
+
+static void fake_sup_start(struct fake_sup *f)
+{
+    int sv[2], p[2];
+    uint16_t type;
+
+    mos_log_set_sink(quiet, NULL);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(pipe(p), 0);
+    memset(f, 0, sizeof(*f));
+    f->pipe_r = p[0];
+    f->pipe_w = p[1];
+    assert_int_equal(pipe(f->other), 0);
+    f->deputy = fork();
+    assert_true(f->deputy >= 0);
+    if (f->deputy == 0) {
+        int reserved, status = 0;
+        close(sv[1]);
+        int link = mos_deputy_link_prepare(sv[0], &reserved);
+        struct mos_deputy_opts opts = {.identity = {getpid(), getppid()},
+                                       .reserved_fd_min = reserved};
+        int rc = mos_deputy_serve(link, &opts, &status);
+        _exit(rc == 0 ? WEXITSTATUS(status) : rc == MOS_E_PROTO ? 98 :
+              rc == MOS_DEPUTY_MOVING ? 97 : 99);
+    }
+    close(sv[0]);
+    f->link = sv[1];
+    assert_int_equal(fwd_recv(f->link, &type, &f->rx, &f->cap, &f->len), 0);
+    assert_int_equal(type, FWD_MSG_HELLO);
+}
+
+/* The deputy's exit code, or -1 if it is still there after 20 s (then killed). */
+static int fake_sup_end(struct fake_sup *f)
+{
+    int status = 0;
+
+    for (int i = 0; i < 2000 && waitpid(f->deputy, &status, WNOHANG) == 0; i++)
+        usleep(10000);
+    if (waitpid(f->deputy, &status, WNOHANG) == 0) {
+        kill(f->deputy, SIGKILL);
+        waitpid(f->deputy, &status, 0);
+        status = -1;
+    }
+    close(f->link);
+    close(f->pipe_r);
+    close(f->pipe_w);
+    close(f->other[0]);
+    close(f->other[1]);
+    free(f->rx);
+    mos_log_set_sink(NULL, NULL);
+    return status == -1 || !WIFEXITED(status) ? -1 : WEXITSTATUS(status);
+}
+
+static void send_read(struct fake_sup *f, uint32_t id, int fd, uint32_t len)
+{
+    uint8_t wire[256];
+    struct fwd_call c = {.id = id, .nr = SYS_read, .args = {(uint64_t)fd, 1, len}, .nbufs = 1};
+
+    c.bufs[0] = (struct fwd_buf){.argidx = 1, .dir = FWD_DIR_OUT, .len = len};
+    ssize_t n = fwd_call_encode(&c, wire, sizeof(wire));
+    assert_true(n > 0);
+    assert_int_equal(fwd_send(f->link, FWD_MSG_CALL, wire, (size_t)n), 0);
+}
+
+static void send_write(struct fake_sup *f, uint32_t id, int fd, const char *text)
+{
+    uint8_t wire[256];
+    uint32_t len = (uint32_t)strlen(text);
+    struct fwd_call c = {.id = id, .nr = SYS_write, .args = {(uint64_t)fd, 1, len}, .nbufs = 1};
+
+    c.bufs[0] = (struct fwd_buf){.argidx = 1, .dir = FWD_DIR_IN, .len = len,
+                                 .data = (uint8_t *)text};
+    ssize_t n = fwd_call_encode(&c, wire, sizeof(wire));
+    assert_true(n > 0);
+    assert_int_equal(fwd_send(f->link, FWD_MSG_CALL, wire, (size_t)n), 0);
+}
+
+static void expect_result(struct fake_sup *f, struct fwd_result *res)
+{
+    uint16_t type;
+
+    assert_int_equal(fwd_recv(f->link, &type, &f->rx, &f->cap, &f->len), 0);
+    assert_int_equal(type, FWD_MSG_RESULT);
+    assert_int_equal(fwd_result_decode(f->rx, f->len, res), 0);
+}
+
+static void send_u32(struct fake_sup *f, uint16_t type, uint32_t v)
+{
+    uint8_t b[4];
+
+    mos_put_le32(b, v);
+    assert_int_equal(fwd_send(f->link, type, b, sizeof(b)), 0);
+}
+
+/* A read blocked at home does not hold up a later call: the write's result comes first, each
+ * result names its call; INTERRUPT ends the blocked one with -ERESTARTSYS (an unknown id is a
+ * crossing, not an error); EXIT ends the deputy. */
+static void test_deputy_concurrent_calls(void **state)
+{
+    (void)state;
+    struct fake_sup f;
+    struct fwd_result res;
+
+    fake_sup_start(&f);
+    send_read(&f, 1, f.pipe_r, 8);
+    send_write(&f, 2, f.other[1], "zz"); /* another pipe: the read still blocks */
+    expect_result(&f, &res);
+    assert_int_equal(res.id, 2);
+    assert_int_equal(res.ret, 2);
+    send_write(&f, 6, f.pipe_w, "abc"); /* releases the read: results in either order */
+    int seen_read = 0, seen_write = 0;
+    for (int i = 0; i < 2; i++) {
+        expect_result(&f, &res);
+        assert_int_equal(res.ret, 3);
+        if (res.id == 1) {
+            assert_memory_equal(res.bufs[0].data, "abc", 3);
+            seen_read++;
+        } else {
+            assert_int_equal(res.id, 6);
+            seen_write++;
+        }
+    }
+    assert_true(seen_read == 1 && seen_write == 1);
+    send_read(&f, 3, f.pipe_r, 8); /* the pipe is empty: blocks */
+    send_u32(&f, FWD_MSG_INTERRUPT, 99);
+    send_u32(&f, FWD_MSG_INTERRUPT, 3);
+    expect_result(&f, &res);
+    assert_int_equal(res.id, 3);
+    assert_int_equal(res.ret, -512); /* -ERESTARTSYS */
+    send_read(&f, 4, f.pipe_r, 8); /* left blocked: EXIT must end it */
+    send_u32(&f, FWD_MSG_EXIT, 5 << 8);
+    assert_int_equal(fake_sup_end(&f), 5);
+}
+
+/* RESUME is nothing to do; MOVING ends the session with MOS_DEPUTY_MOVING (the deputy then
+ * waits for the next supervisor), after a call like any other. */
+static void test_deputy_moving(void **state)
+{
+    (void)state;
+    struct fake_sup f;
+    struct fwd_result res;
+
+    fake_sup_start(&f);
+    send_u32(&f, FWD_MSG_NOTICE, MOS_LINK_RESUME);
+    send_write(&f, 1, f.pipe_w, "ab");
+    expect_result(&f, &res);
+    assert_int_equal(res.ret, 2);
+    send_u32(&f, FWD_MSG_NOTICE, MOS_LINK_MOVING);
+    assert_int_equal(fake_sup_end(&f), 97);
+}
+
+/* The same id twice in flight, and one call beyond FWD_MAX_INFLIGHT, are refused: the deputy
+ * ends with a protocol error instead of starting more threads. */
+static void test_deputy_inflight_limits(void **state)
+{
+    (void)state;
+    struct fake_sup f;
+
+    fake_sup_start(&f);
+    send_read(&f, 7, f.pipe_r, 1);
+    send_read(&f, 7, f.pipe_r, 1);
+    assert_int_equal(fake_sup_end(&f), 98);
+
+    fake_sup_start(&f);
+    for (uint32_t id = 0; id < FWD_MAX_INFLIGHT; id++)
+        send_read(&f, id, f.pipe_r, 1);
+    send_write(&f, FWD_MAX_INFLIGHT, f.pipe_w, "x"); /* no room: refused, not run */
+    assert_int_equal(fake_sup_end(&f), 98);
+}
+
+static int guest_writes(void *arg)
+{
+    (void)arg;
+    return write(1, "x", 1) == 1 ? 0 : 1;
+}
+
+/* A result must name a call in flight: the supervisor ends the link (and its guest) on one
+ * that does not, rather than answer some other thread's call with it. */
+static void test_supervisor_refuses_unknown_result(void **state)
+{
+    (void)state;
+    uint8_t ids[8] = {0}, wire[64], *rx = NULL;
+    size_t cap = 0, len;
+    uint16_t type;
+    struct fwd_call call;
+    int sv[2], st;
+
+    mos_log_set_sink(quiet, NULL);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pid_t sup = fork();
+    assert_true(sup >= 0);
+    if (sup == 0) {
+        int status = 0;
+        close(sv[0]);
+        int rc = mos_forward_run_guest(sv[1], guest_writes, NULL, &status);
+        _exit(rc == MOS_E_PROTO ? 98 : rc == 0 ? 0 : 99);
+    }
+    close(sv[1]);
+    assert_int_equal(fwd_send(sv[0], FWD_MSG_HELLO, ids, sizeof(ids)), 0);
+    assert_int_equal(fwd_recv(sv[0], &type, &rx, &cap, &len), 0);
+    assert_int_equal(type, FWD_MSG_CALL);
+    assert_int_equal(fwd_call_decode(rx, len, &call), 0);
+    assert_int_equal(call.nr, SYS_write);
+    /* the same slot, another sequence: a late result of an earlier call, or a forged one */
+    struct fwd_result res = {.id = call.id + FWD_MAX_INFLIGHT, .ret = 1};
+    ssize_t n = fwd_result_encode(&res, wire, sizeof(wire));
+    assert_int_equal(fwd_send(sv[0], FWD_MSG_RESULT, wire, (size_t)n), 0);
+    assert_int_equal(waitpid(sup, &st, 0), sup);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 98);
+    close(sv[0]);
+    free(rx);
+    mos_log_set_sink(NULL, NULL);
+}
+
+static void *thread_ran(void *arg)
+{
+    *(int *)arg = 1;
+    return NULL;
+}
+
+/* In a guest: clone3 fails with ENOSYS (BPF cannot see its flags), a thread is created here
+ * (clone with CLONE_THREAD passes), fork is a home call (refused: no policy). */
+static int guest_clones(void *arg)
+{
+    pthread_t t;
+    int ran = 0, bits = 0;
+
+    (void)arg;
+    if (syscall(SYS_clone3, NULL, 0) == -1 && errno == ENOSYS)
+        bits |= 1;
+    if (fork() == -1 && errno == ENOSYS)
+        bits |= 2;
+    if (pthread_create(&t, NULL, thread_ran, &ran) == 0 && pthread_join(t, NULL) == 0 && ran)
+        bits |= 4;
+    return bits;
+}
+
+static void test_guest_clone_rules(void **state)
+{
+    (void)state;
+    struct fake_sup f;
+    int sv[2], st, status = -1;
+
+    mos_log_set_sink(quiet, NULL);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    f.deputy = fork();
+    assert_true(f.deputy >= 0);
+    if (f.deputy == 0) {
+        int reserved;
+        close(sv[1]);
+        int link = mos_deputy_link_prepare(sv[0], &reserved);
+        struct mos_deputy_opts opts = {.identity = {getpid(), getppid()},
+                                       .reserved_fd_min = reserved};
+        _exit(mos_deputy_serve(link, &opts, &status) == 0 ? 0 : 1);
+    }
+    close(sv[0]);
+    assert_int_equal(mos_forward_run_guest(sv[1], guest_clones, NULL, &status), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 7);
+    assert_int_equal(waitpid(f.deputy, &st, 0), f.deputy);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(sv[1]);
+    mos_log_set_sink(NULL, NULL);
 }
 
 /* A supervisor with another token is refused (and refuses), the deputy keeps waiting, and the
@@ -227,6 +519,11 @@ int main(void)
         cmocka_unit_test(test_result_roundtrip),
         cmocka_unit_test(test_framing),
         cmocka_unit_test(test_link_token),
+        cmocka_unit_test(test_deputy_concurrent_calls),
+        cmocka_unit_test(test_deputy_inflight_limits),
+        cmocka_unit_test(test_deputy_moving),
+        cmocka_unit_test(test_supervisor_refuses_unknown_result),
+        cmocka_unit_test(test_guest_clone_rules),
     };
     return cmocka_run_group_tests_name("forward", tests, NULL, NULL);
 }

@@ -8,6 +8,9 @@
  *   mos-forward-check away-sig HOST PORT PID          guest: SIGINT handler, then read stdin
  *   mos-forward-check native-sig                      the same natively
  *   mos-forward-check away-fork HOST PORT PID         guest calls fork (a home-only call)
+ *   mos-forward-check away-threads HOST PORT PID      guest: a thread reads stdin while four
+ *                                                     threads do file I/O in the cwd
+ *   mos-forward-check native-threads                  the same natively
  *
  *   mos-forward-check restore-away HOST PORT IMAGE    restore a checkpoint as a guest here
  *
@@ -27,6 +30,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -206,6 +210,59 @@ static int fork_workload(void)
     return 0;
 }
 
+/* A thread blocked reading stdin at home must not hold up the others' calls: the test feeds
+ * stdin only after "others done" is printed, so calls served one at a time would hang. */
+static char stdin_line[128];
+static ssize_t stdin_got;
+
+static void *stdin_reader(void *arg)
+{
+    (void)arg;
+    stdin_got = read(0, stdin_line, sizeof(stdin_line));
+    return NULL;
+}
+
+static void *file_io_thread(void *arg)
+{
+    int idx = (int)(intptr_t)arg, ok = 1;
+    char name[32], line[64], back[64];
+
+    snprintf(name, sizeof(name), "thread%d", idx);
+    int fd = open(name, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    if (fd < 0)
+        return NULL;
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(line, sizeof(line), "thread %d line %03d\n", idx, i);
+        ok &= write(fd, line, (size_t)n) == n;
+    }
+    ok &= lseek(fd, 0, SEEK_SET) == 0;
+    for (int i = 0; i < 200 && ok; i++) {
+        int n = snprintf(line, sizeof(line), "thread %d line %03d\n", idx, i);
+        ok &= read(fd, back, (size_t)n) == n && memcmp(back, line, (size_t)n) == 0;
+    }
+    close(fd);
+    return ok ? arg : NULL;
+}
+
+static int threads_workload(void)
+{
+    pthread_t reader, io[4];
+
+    pthread_create(&reader, NULL, stdin_reader, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_create(&io[i], NULL, file_io_thread, (void *)(intptr_t)(i + 1));
+    for (int i = 0; i < 4; i++) {
+        void *ok;
+        pthread_join(io[i], &ok);
+        dprintf(1, "thread %d: file I/O %s\n", i + 1, ok ? "ok" : "FAILED");
+    }
+    dprintf(1, "others done\n");
+    pthread_join(reader, NULL);
+    dprintf(1, "reader got %zd bytes: %.*s", stdin_got, (int)(stdin_got > 0 ? stdin_got : 0),
+            stdin_line);
+    return 0;
+}
+
 /* ---- guest and supervisor ------------------------------------------------------------------ */
 
 /* The job's token, shared by the test's two sides: MOS_TEST_TOKEN (64 hex digits). */
@@ -339,6 +396,12 @@ static int job_fork(void *arg)
     return fork_workload();
 }
 
+static int job_threads(void *arg)
+{
+    (void)arg;
+    return threads_workload();
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -349,6 +412,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "native-sig") == 0)
         return sig_workload();
+    if (strcmp(mode, "native-threads") == 0)
+        return threads_workload();
     if (strcmp(mode, "restore-away") == 0 && argc == 5)
         return restore_away(argv[2], atoi(argv[3]), argv[4]);
     if (strcmp(mode, "home") == 0 && argc == 3)
@@ -363,6 +428,8 @@ int main(int argc, char **argv)
             return run_away(argv[2], atoi(argv[3]), job_sig, NULL);
         if (strcmp(mode, "away-fork") == 0)
             return run_away(argv[2], atoi(argv[3]), job_fork, NULL);
+        if (strcmp(mode, "away-threads") == 0)
+            return run_away(argv[2], atoi(argv[3]), job_threads, NULL);
     }
     fprintf(stderr, "usage: see the comment at the top of forward_check.c\n");
     return 2;

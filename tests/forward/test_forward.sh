@@ -138,12 +138,35 @@ s.sendall(nc)
 ns = recvn(64)[:32]
 s.sendall(hmac.new(token, b"supervisor" + nc + ns, hashlib.sha256).digest())
 # a CALL frame whose payload is nonsense
-s.sendall(b"MDEP\x01\x00\x02\x00\x05\x00\x00\x00garbage")
+s.sendall(b"MDEP\x02\x00\x02\x00\x05\x00\x00\x00garbage")  # version 2
 time.sleep(0.5)
 PY
 wait $gpid; grc=$?
 [ "$grc" = 98 ] && grep -q "malformed call" "$T/g.err" && ok "garbage call after the handshake: clear error, exit 98" \
     || bad "garbage: rc $grc, $(cat "$T/g.err")"
+
+# 8. threads: one blocked reading stdin at home while four do file I/O there; stdin is fed only
+#    once they report done, so calls served one at a time would never get that far
+wait_line() { for _ in $(seq 1200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+mkdir -p "$T/tn" "$T/ta"
+mkfifo "$T/tn.in" "$T/ta.in"
+(cd "$T/tn" && exec "$CHECK" native-threads < "$T/tn.in" > out 2> err) & tnpid=$!
+exec 7> "$T/tn.in"
+wait_line "$T/tn/out" "others done"; echo "from home" >&7; exec 7>&-
+wait $tnpid; tn_rc=$?
+P=$(port)
+(cd "$T/ta" && exec "${HOME_RUN[@]}" "$CHECK" home $P < "$T/ta.in" > out 2> err) & tapid=$!
+exec 7> "$T/ta.in"
+sleep 0.3
+("${AWAY_RUN[@]}" "$CHECK" away-threads $HOST $P $tapid > /dev/null 2> "$T/ta.err") & awpid=$!
+wait_line "$T/ta/out" "others done"; threads_ok=$?
+echo "from home" >&7; exec 7>&-
+wait $tapid; ta_rc=$?; wait $awpid
+rm -f "$T/tn/err" "$T/ta/err"
+if [ "$threads_ok" = 0 ] && [ "$tn_rc" = 0 ] && [ "$ta_rc" = 0 ] && diff -r "$T/tn" "$T/ta" >/dev/null \
+    && grep -q "reader got 10 bytes" "$T/ta/out" && ! grep -q FAILED "$T/tn/out"; then
+    ok "threads: a read blocked at home holds up no other thread; output and files as natively"
+else bad "threads: others done: $threads_ok, rc native $tn_rc away $ta_rc; $(diff -r "$T/tn" "$T/ta" | head -5) $(cat "$T/ta.err")"; fi
 
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

@@ -4,19 +4,24 @@
  * The guest runs under a seccomp filter built from one table (syscall_table.c) that sorts every
  * x86-64 system call into four classes:
  *   local     runs on the guest's node, allowed inside the BPF filter (memory, signal masks,
- *             futex, clocks, exit...);
+ *             futex, clocks, exit, clone of a thread...);
  *   forward   sent to the deputy with its buffers and executed there (files, sockets, paths,
  *             cwd, pipes, identity and time-zone queries, kill of other processes...);
- *   virtual   answered by the supervisor from the home identity (getpid, getppid, gettid);
- *   home      cannot run remotely (fork, clone, execve, file-backed mmap...): handed to the
- *             caller's policy, which brings the job home first.
+ *   virtual   answered by the supervisor from the home identity (getpid, getppid, gettid;
+ *             kill/tgkill/tkill to the job's own threads);
+ *   home      cannot run remotely (fork, vfork, clone of a process, execve, file-backed
+ *             mmap...): handed to the caller's policy, which brings the job home first.
  *
  * The supervisor (on the guest's node) receives each trapped call (SECCOMP_RET_USER_NOTIF),
  * copies the call's input buffers out of the guest with process_vm_readv, sends a request over
  * a byte stream to the deputy, writes the output buffers back with process_vm_writev, checks
  * SECCOMP_IOCTL_NOTIF_ID_VALID and replies. The deputy executes requests with the job's home
  * fds, cwd and identity, never trusting the request: it rebuilds the argument layout from its
- * own copy of the table and rejects anything that does not match. */
+ * own copy of the table and rejects anything that does not match.
+ *
+ * A guest may have many threads: calls of several threads are in flight at once, each with an
+ * id, and the deputy runs each on a thread of its own, so a call blocked at home holds up no
+ * other (remote/README.md, "Concurrent calls", "Threads"). */
 #ifndef MOS_FORWARD_H
 #define MOS_FORWARD_H
 
@@ -54,7 +59,7 @@ int mos_supervisor_take_listener(pid_t guest, int guest_fd);
 
 /* Identity the deputy presents to the guest. */
 struct mos_home_identity {
-    pid_t pid;   /* the job's pid at home: getpid() and gettid() */
+    pid_t pid;   /* the job's pid at home: getpid(), and gettid() of its main thread */
     pid_t ppid;  /* getppid() */
 };
 
@@ -70,7 +75,8 @@ struct mos_supervisor_ops {
     int (*home_call)(struct mos_supervisor *sup, uint64_t notif_id, long nr, void *arg);
     /* A descriptor the caller wants watched while the guest is served (-1: none; 0 is taken
      * as none too), and what to do when it is readable: return 1 to stop serving between two
-     * calls (the guest stays, frozen in no call of ours), 0 to go on, < 0 to fail. */
+     * calls (the guest stays, frozen in no call of ours), 0 to go on, < 0 to fail. It is
+     * looked at only while no call is at home. */
     int ctl_fd;
     int (*on_ctl)(struct mos_supervisor *sup, void *arg);
     void *arg;
