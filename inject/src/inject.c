@@ -36,6 +36,7 @@ struct mos_inject {
     struct user_regs_struct stop_regs;   /* as stopped (normalized) */
     struct user_regs_struct final_regs;  /* what the task gets back on release */
     uint64_t stop_mask, final_mask;
+    long options;                        /* PTRACE_O_* set on it */
 };
 
 static const uint8_t syscall_insn[2] = {0x0f, 0x05};
@@ -116,7 +117,8 @@ int mos_inject_seize_hooked(pid_t pid, void (*hook)(void *), void *arg, struct m
 
     if (!t)
         return -ENOMEM;
-    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
+    t->options = PTRACE_O_TRACESYSGOOD;
+    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)t->options) < 0) {
         rc = mos_errno_status();
         goto out_free;
     }
@@ -178,8 +180,8 @@ int mos_inject_adopt_traceme(pid_t pid, struct mos_inject **out)
         rc = -EPROTO;
         goto out_free;
     }
-    if (ptrace(PTRACE_SETOPTIONS, pid, NULL,
-               (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) < 0) {
+    t->options = PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL;
+    if (ptrace(PTRACE_SETOPTIONS, pid, NULL, (void *)t->options) < 0) {
         rc = mos_errno_status();
         goto out_free;
     }
@@ -326,6 +328,89 @@ out_unpatch:
     return rc;
 }
 
+/* The new thread's first stop: SIGSTOP (a tracer by PTRACE_TRACEME or ATTACH) or an event
+ * stop (a seizing tracer). It has not run a single instruction of its own yet. */
+static int clone_child_take(struct mos_inject *parent, pid_t tid, struct mos_inject **out)
+{
+    struct mos_inject *c = inject_new(tid);
+    int status, rc = c ? wait_stop(tid, &status) : -ENOMEM;
+
+    if (rc == 0 && (rc = inject_take(c, 0)) == 0) {
+        c->exec_addr = parent->exec_addr;
+        c->exec_patch = parent->exec_patch;
+        c->options = parent->options;
+        *out = c;
+        return 0;
+    }
+    free(c);
+    return rc;
+}
+
+/* Run the injected call up to its exit stop, answering the clone event on the way. */
+static int clone_run(struct mos_inject *t, pid_t *tid)
+{
+    int status, rc;
+    unsigned long msg = 0;
+
+    rc = run_to_syscall_stop(t->pid); /* entry */
+    if (rc != 0 || (rc = ptrace(PTRACE_SYSCALL, t->pid, NULL, NULL) < 0 ? mos_errno_status() : 0))
+        return rc;
+    if ((rc = wait_stop(t->pid, &status)) != 0)
+        return rc;
+    if (status >> 8 == (SIGTRAP | (PTRACE_EVENT_CLONE << 8))) {
+        if (ptrace(PTRACE_GETEVENTMSG, t->pid, NULL, &msg) < 0)
+            return mos_errno_status();
+        *tid = (pid_t)msg;
+        return run_to_syscall_stop(t->pid); /* exit */
+    }
+    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+        mos_err("migrate", "pid %d: unexpected stop (signal %d) in an injected clone3",
+                (int)t->pid, WSTOPSIG(status));
+        return -EFAULT;
+    }
+    return 0; /* the call failed: no event, its exit stop */
+}
+
+int mos_inject_clone_thread(struct mos_inject *t, uint64_t args, size_t size, long *result,
+                            struct mos_inject **child)
+{
+    struct user_regs_struct r = t->stop_regs;
+    long saved_word = 0;
+    pid_t tid = 0;
+    int rc, rc2;
+
+    *child = NULL;
+    if (!t->exec_addr && (rc = mos_inject_pick_exec_addr(t)) != 0)
+        return rc;
+    r.rax = SYS_clone3;
+    r.orig_rax = (uint64_t)-1;
+    r.rdi = args;
+    r.rsi = size;
+    r.rip = t->exec_addr;
+    if (t->exec_patch && (rc = patch_swap(t, &saved_word, 0)) != 0)
+        return rc;
+    if (ptrace(PTRACE_SETOPTIONS, t->pid, NULL, (void *)(t->options | PTRACE_O_TRACECLONE)) < 0 ||
+        ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0) {
+        rc = mos_errno_status();
+        goto out;
+    }
+    rc = clone_run(t, &tid);
+    if (rc == 0 && ptrace(PTRACE_GETREGS, t->pid, NULL, &r) < 0)
+        rc = mos_errno_status();
+    if (rc == 0)
+        *result = (long)r.rax;
+    if (rc == 0 && tid > 0)
+        rc = clone_child_take(t, tid, child);
+    if (rc != -ESRCH && ptrace(PTRACE_SETREGS, t->pid, NULL, &t->stop_regs) < 0 && rc == 0)
+        rc = mos_errno_status();
+out:
+    if (rc != -ESRCH)
+        ptrace(PTRACE_SETOPTIONS, t->pid, NULL, (void *)t->options);
+    if (t->exec_patch && rc != -ESRCH && (rc2 = patch_swap(t, &saved_word, 1)) != 0 && rc == 0)
+        rc = rc2;
+    return rc;
+}
+
 int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64_t envp,
                       long *result)
 {
@@ -465,6 +550,11 @@ uint64_t mos_inject_sigmask(const struct mos_inject *t)
     return t->stop_mask;
 }
 
+uint64_t mos_inject_exec_addr(const struct mos_inject *t)
+{
+    return t->exec_addr;
+}
+
 void mos_inject_set_regs(struct mos_inject *t, const struct user_regs_struct *regs)
 {
     t->final_regs = *regs;
@@ -519,4 +609,28 @@ void mos_inject_kill(struct mos_inject *t)
     if (t->mem_fd >= 0)
         close(t->mem_fd);
     free(t);
+}
+
+void mos_inject_kill_group(struct mos_inject *leader, struct mos_inject **others, size_t n)
+{
+    int status;
+
+    /* A traced thread stays a zombie until its tracer reaps it, and the leader cannot be
+     * reaped before every other thread is gone: the others first. */
+    kill(leader->pid, SIGKILL);
+    for (size_t i = 0; i < n; i++) {
+        if (!others[i])
+            continue;
+        for (;;) {
+            pid_t got = waitpid(others[i]->pid, &status, __WALL);
+            if ((got < 0 && errno != EINTR) ||
+                (got == others[i]->pid && (WIFEXITED(status) || WIFSIGNALED(status))))
+                break;
+        }
+        if (others[i]->mem_fd >= 0)
+            close(others[i]->mem_fd);
+        free(others[i]);
+        others[i] = NULL;
+    }
+    mos_inject_kill(leader);
 }

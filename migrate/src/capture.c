@@ -9,9 +9,11 @@
 #include "mos/status.h"
 
 #include <elf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,7 +53,9 @@ struct rseq_config_k { /* struct ptrace_rseq_configuration (5.13) */
 
 struct mos_dump {
     pid_t pid;
-    struct mos_inject *t;
+    struct mos_inject *t;        /* the leader (tid == pid) */
+    struct mos_inject **threads; /* the other threads, frozen too */
+    size_t nthreads;
     struct mos_dump_opts opts;
     struct mos_dump_stats stats;
 };
@@ -59,6 +63,82 @@ struct mos_dump {
 int mos_migrate_check(pid_t pid, const struct mos_dump_opts *opts, char *reason, size_t len)
 {
     return mos_stay_check(pid, opts, 0, reason, len);
+}
+
+/* Let every frozen thread go (the leader last) and forget them. */
+static void threads_release(struct mos_dump *d)
+{
+    for (size_t i = 0; i < d->nthreads; i++)
+        mos_inject_release(d->threads[i]);
+    free(d->threads);
+    d->threads = NULL;
+    d->nthreads = 0;
+    if (d->t)
+        mos_inject_release(d->t);
+    d->t = NULL;
+}
+
+static int thread_held(const struct mos_dump *d, pid_t tid)
+{
+    for (size_t i = 0; i < d->nthreads; i++)
+        if (mos_inject_pid(d->threads[i]) == tid)
+            return 1;
+    return tid == d->pid;
+}
+
+/* One pass over /proc/PID/task: seize what is not held yet. *added says how many were. */
+static int threads_seize_new(struct mos_dump *d, size_t *added)
+{
+    char path[64];
+    struct dirent *e;
+    DIR *dir;
+    int rc = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)d->pid);
+    if (!(dir = opendir(path)))
+        return mos_errno_status();
+    while (rc == 0 && (e = readdir(dir))) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid <= 0 || thread_held(d, tid))
+            continue;
+        if (d->nthreads + 1 >= MOS_IMG_MAX_THREADS) {
+            mos_err("migrate", "pid %d has more than %u threads", (int)d->pid,
+                    MOS_IMG_MAX_THREADS);
+            rc = MOS_E_NOT_MIGRATABLE;
+            break;
+        }
+        struct mos_inject **n = realloc(d->threads, (d->nthreads + 1) * sizeof(*n));
+        if (!n) {
+            rc = -ENOMEM;
+            break;
+        }
+        d->threads = n;
+        rc = mos_inject_seize(tid, &d->threads[d->nthreads]);
+        if (rc == -ESRCH) { /* it ended between the listing and the seize */
+            rc = 0;
+            continue;
+        }
+        if (rc == 0) {
+            d->nthreads++;
+            (*added)++;
+        }
+    }
+    closedir(dir);
+    return rc;
+}
+
+/* Every thread, the leader held already: the list is read again until a pass finds no new
+ * one, so a thread born while its siblings were being stopped is caught too. */
+static int threads_freeze(struct mos_dump *d)
+{
+    size_t added;
+    int rc;
+
+    do {
+        added = 0;
+        rc = threads_seize_new(d, &added);
+    } while (rc == 0 && added > 0);
+    return rc;
 }
 
 int mos_dump_freeze(pid_t pid, const struct mos_dump_opts *opts, struct mos_dump **out)
@@ -77,6 +157,8 @@ int mos_dump_freeze(pid_t pid, const struct mos_dump_opts *opts, struct mos_dump
     if (rc == 0) {
         rc = mos_inject_seize_hooked(pid, d->opts.on_interrupt, d->opts.on_interrupt_arg,
                                      &d->t);
+        if (rc == 0 && (rc = threads_freeze(d)) != 0)
+            threads_release(d);
         if (rc != 0)
             mos_err("migrate", "cannot freeze pid %d: %s", (int)pid, mos_strerror(rc));
     } else if (rc != MOS_E_NOT_MIGRATABLE)
@@ -89,7 +171,7 @@ int mos_dump_freeze(pid_t pid, const struct mos_dump_opts *opts, struct mos_dump
             rc = MOS_E_NOT_MIGRATABLE;
         }
         if (rc != 0)
-            mos_inject_release(d->t);
+            threads_release(d);
     }
     if (rc == MOS_E_NOT_MIGRATABLE)
         mos_err("migrate", "pid %d stays: it %s", (int)pid, reason);
@@ -109,7 +191,8 @@ const struct mos_dump_stats *mos_dump_stats(const struct mos_dump *d)
 
 void mos_dump_commit(struct mos_dump *d)
 {
-    mos_inject_kill(d->t);
+    mos_inject_kill_group(d->t, d->threads, d->nthreads);
+    free(d->threads);
     free(d);
 }
 
@@ -191,7 +274,8 @@ static int shell_exec(struct mos_dump *d, const char *husk)
 
 int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path)
 {
-    int rc = shell_exec(d, husk_path);
+    /* a shell is a guest's (fds_at_home), and guests are single-threaded (stay.c) */
+    int rc = d->nthreads ? -EOPNOTSUPP : shell_exec(d, husk_path);
 
     if (rc != 0) {
         /* ended by an exit, not a kill: its deputy (the parent) tells it from a shell killed
@@ -204,15 +288,24 @@ int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path)
     }
     mos_inject_set_sigmask(d->t, ~0ull);
     rc = mos_inject_release(d->t);
+    free(d->threads);
     free(d);
     return rc;
 }
 
 int mos_dump_abort(struct mos_dump *d)
 {
-    int rc = mos_inject_release(d->t);
+    int rc = 0;
+
+    for (size_t i = 0; i < d->nthreads; i++) {
+        int rc2 = mos_inject_release(d->threads[i]);
+        if (rc == 0)
+            rc = rc2;
+    }
+    int rc2 = mos_inject_release(d->t);
+    free(d->threads);
     free(d);
-    return rc;
+    return rc ? rc : rc2;
 }
 
 /* ---- state */
@@ -241,31 +334,109 @@ static ssize_t read_file(const char *path, void *buf, size_t cap)
     return rc < 0 ? rc : (ssize_t)got;
 }
 
-static int core_fill(struct mos_dump *d, struct mos_rec_core *core, uint8_t *xstate)
+/* Scheduling policy, priority, nice value and CPU affinity of one thread, read from outside. */
+static int sched_fill(pid_t tid, struct mos_rec_core *c)
 {
-    char path[64], buf[256];
+    struct sched_param sp = {0};
+    int policy = sched_getscheduler(tid);
+    long n;
+
+    if (policy < 0 || sched_getparam(tid, &sp) < 0)
+        return mos_errno_status();
+    c->sched_policy = (uint32_t)policy & ~(uint32_t)SCHED_RESET_ON_FORK;
+    c->sched_prio = sp.sched_priority;
+    errno = 0;
+    c->nice = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (errno != 0)
+        return mos_errno_status();
+    /* the raw call says how many bytes of mask the kernel has */
+    n = syscall(SYS_sched_getaffinity, tid, sizeof(c->affinity), c->affinity);
+    if (n < 8)
+        return n < 0 ? mos_errno_status() : -EIO;
+    c->affinity_words = (uint32_t)(n / 8);
+    return 0;
+}
+
+/* What only the thread itself can tell: its alternate signal stack and its set_tid_address
+ * pointer (PR_GET_TID_ADDRESS), by calls injected into it writing into the scratch page. */
+static int thread_ask(struct mos_inject *t, uint64_t scratch, stack_t *ss, uint64_t *ctid)
+{
+    int rc = mos_inject_call(t, SYS_prctl, PR_GET_TID_ADDRESS, (long)scratch, 0, 0, 0, 0, NULL);
+
+    if (rc == 0)
+        rc = mos_inject_read(t, scratch, ctid, sizeof(*ctid));
+    if (rc == 0 && ss)
+        rc = mos_inject_call(t, SYS_sigaltstack, 0, (long)scratch + 64, 0, 0, 0, 0, NULL);
+    if (rc == 0 && ss)
+        rc = mos_inject_read(t, scratch + 64, ss, sizeof(*ss));
+    return rc;
+}
+
+/* The state of one thread (leader or not): registers, xstate, mask, rseq, robust list, comm,
+ * scheduling; ss (non-leaders: the leader's alt stack is read with the dispositions) too. */
+static int thread_fill(struct mos_dump *d, struct mos_inject *t, uint64_t scratch,
+                       struct mos_rec_core *core, uint8_t *xstate, stack_t *ss)
+{
+    pid_t tid = mos_inject_pid(t);
+    char path[64], buf[32];
     size_t xlen = MOS_IMG_MAX_XSTATE;
     ssize_t n;
     struct rseq_config_k rs = {0};
     int rc;
 
     memset(core, 0, sizeof(*core));
-    core->regs = *mos_inject_regs(d->t);
-    core->sigmask = mos_inject_sigmask(d->t);
-    rc = mos_inject_get_xstate(d->t, xstate, &xlen);
+    core->regs = *mos_inject_regs(t);
+    core->sigmask = mos_inject_sigmask(t);
+    rc = mos_inject_get_xstate(t, xstate, &xlen);
     if (rc != 0) {
-        mos_err("migrate", "pid %d: PTRACE_GETREGSET NT_X86_XSTATE: %s", (int)d->pid,
-                mos_strerror(rc));
+        mos_err("migrate", "pid %d tid %d: PTRACE_GETREGSET NT_X86_XSTATE: %s", (int)d->pid,
+                (int)tid, mos_strerror(rc));
         return rc;
     }
     core->xstate_len = (uint32_t)xlen;
-    if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, d->pid, sizeof(rs), &rs) > 0) {
+    if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof(rs), &rs) > 0) {
         core->rseq_addr = rs.rseq_abi_pointer;
         core->rseq_len = rs.rseq_abi_size;
         core->rseq_sig = rs.signature;
     }
-    if (syscall(SYS_get_robust_list, d->pid, &core->robust_list, &core->robust_len) < 0)
+    if (syscall(SYS_get_robust_list, tid, &core->robust_list, &core->robust_len) < 0)
         core->robust_list = core->robust_len = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)d->pid, (int)tid);
+    if ((n = read_file(path, buf, sizeof(core->comm) - 1)) >= 0) {
+        memcpy(core->comm, buf, (size_t)n);
+        core->comm[strcspn(core->comm, "\n")] = '\0';
+    }
+    if ((rc = sched_fill(tid, core)) != 0 ||
+        (rc = thread_ask(t, scratch, ss, &core->clear_child_tid)) != 0)
+        mos_err("migrate", "pid %d tid %d: reading its thread state: %s", (int)d->pid,
+                (int)tid, mos_strerror(rc));
+    return rc;
+}
+
+/* The thread's own signal queue (not the process-wide one). */
+static uint32_t thread_pending(pid_t tid, struct mos_rec_pending *pend)
+{
+    uint32_t n = 0;
+
+    for (uint64_t off = 0; n < MOS_IMG_MAX_PENDING; off++) {
+        struct __ptrace_peeksiginfo_args a = {.off = off, .nr = 1, .flags = 0};
+        if (ptrace(PTRACE_PEEKSIGINFO, tid, &a, pend[n].siginfo) <= 0)
+            break;
+        pend[n].shared = pend[n].pad = 0;
+        n++;
+    }
+    return n;
+}
+
+static int core_fill(struct mos_dump *d, uint64_t scratch, struct mos_rec_core *core,
+                     uint8_t *xstate)
+{
+    char path[64], buf[256];
+    ssize_t n;
+    int rc = thread_fill(d, d->t, scratch, core, xstate, NULL);
+
+    if (rc != 0)
+        return rc;
     core->umask = 022;
     snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
     if ((n = read_file(path, buf, sizeof(buf) - 1)) >= 0) {
@@ -273,11 +444,6 @@ static int core_fill(struct mos_dump *d, struct mos_rec_core *core, uint8_t *xst
         char *u = strstr(buf, "Umask:");
         if (u)
             core->umask = (uint32_t)strtoul(u + 6, NULL, 8) & 0777;
-    }
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)d->pid);
-    if ((n = read_file(path, buf, sizeof(core->comm) - 1)) >= 0) {
-        memcpy(core->comm, buf, (size_t)n);
-        core->comm[strcspn(core->comm, "\n")] = '\0';
     }
     snprintf(path, sizeof(path), "/proc/%d/personality", (int)d->pid);
     if ((n = read_file(path, buf, sizeof(buf) - 1)) >= 0) {
@@ -1041,7 +1207,50 @@ struct dump_state {
     uint8_t auxv[MOS_IMG_MAX_AUXV];
     uint8_t xstate[MOS_IMG_MAX_XSTATE] __attribute__((aligned(64)));
     struct mos_rec_pending pend[MOS_IMG_MAX_PENDING];
+    struct thread_cap *threads; /* d->nthreads of them */
 };
+
+struct thread_cap {
+    struct mos_rec_thread t;
+    uint8_t xstate[MOS_IMG_MAX_XSTATE] __attribute__((aligned(64)));
+    struct mos_rec_pending pend[MOS_IMG_MAX_PENDING];
+};
+
+static int threads_fill(struct mos_dump *d, uint64_t scratch, struct thread_cap *caps)
+{
+    for (size_t i = 0; i < d->nthreads; i++) {
+        struct thread_cap *c = &caps[i];
+        stack_t ss;
+        int rc = thread_fill(d, d->threads[i], scratch, &c->t.core, c->xstate, &ss);
+        if (rc != 0)
+            return rc;
+        c->t.tid = mos_inject_pid(d->threads[i]);
+        c->t.altstack_sp = (uint64_t)ss.ss_sp;
+        c->t.altstack_size = ss.ss_size;
+        c->t.altstack_flags = (uint32_t)ss.ss_flags;
+        c->t.npending = thread_pending(c->t.tid, c->pend);
+    }
+    return 0;
+}
+
+/* Per-thread state of every thread, with a scratch page of the process's own for the answers
+ * of the calls injected into them (taken away again before the VMAs are read). */
+static int cores_fill(struct mos_dump *d, struct dump_state *s)
+{
+    long scratch = 0;
+    int rc = mos_inject_call(d->t, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &scratch);
+
+    if (rc != 0)
+        return rc;
+    rc = core_fill(d, (uint64_t)scratch, &s->core, s->xstate);
+    if (rc == 0 && d->nthreads) {
+        s->threads = calloc(d->nthreads, sizeof(*s->threads));
+        rc = s->threads ? threads_fill(d, (uint64_t)scratch, s->threads) : -ENOMEM;
+    }
+    int rc2 = mos_inject_call(d->t, SYS_munmap, scratch, PAGE, 0, 0, 0, 0, NULL);
+    return rc ? rc : rc2;
+}
 
 static int state_gather(struct mos_dump *d, struct dump_state *s)
 {
@@ -1052,11 +1261,12 @@ static int state_gather(struct mos_dump *d, struct dump_state *s)
                                     .format_version = MOS_IMG_FORMAT_VERSION,
                                     .arch = EM_X86_64,
                                     .page_size = PAGE,
-                                    .src_pid = (uint64_t)d->pid};
+                                    .src_pid = (uint64_t)d->pid,
+                                    .nthreads = (uint32_t)(1 + d->nthreads)};
     clock_gettime(CLOCK_REALTIME, &now);
     s->img.time_ns = (uint64_t)now.tv_sec * MOS_NSEC_PER_SEC + (uint64_t)now.tv_nsec;
     gethostname(s->img.host, sizeof(s->img.host) - 1);
-    if ((rc = core_fill(d, &s->core, s->xstate)) != 0 ||
+    if ((rc = cores_fill(d, s)) != 0 ||
         (rc = mm_fill(d, &s->mm, s->auxv, s->exe, s->cwd)) != 0 ||
         (rc = sigs_fill(d, &s->sigs, s->pend)) != 0 || (rc = rlim_fill(d, &s->rlim)) != 0)
         return rc;
@@ -1104,6 +1314,13 @@ static int put_meta(struct mos_img_writer *w, struct dump_state *s, const struct
         (rc = mos_img_put(w, MOS_REC_SIGS, p_sigs, 2)) != 0 ||
         (rc = mos_img_put(w, MOS_REC_RLIM, &p_rlim, 1)) != 0)
         return rc;
+    for (uint32_t i = 0; i + 1 < s->img.nthreads; i++) {
+        struct thread_cap *c = &s->threads[i];
+        struct iovec p_thr[3] = {{&c->t, sizeof(c->t)}, {c->xstate, c->t.core.xstate_len},
+                                 {c->pend, c->t.npending * sizeof(c->pend[0])}};
+        if ((rc = mos_img_put(w, MOS_REC_THREAD, p_thr, 3)) != 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -1179,6 +1396,8 @@ int mos_dump_write(struct mos_dump *d, struct mos_img_io *io)
         mos_err("migrate", "pid %d: writing the image failed: %s", (int)d->pid,
                 mos_strerror(rc));
     free(vmas);
+    if (s)
+        free(s->threads);
     free(s);
     return rc;
 }

@@ -7,6 +7,8 @@
 #include <elf.h>
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@ const char *mos_img_rec_name(uint32_t magic)
     case MOS_REC_VMAS: return "VMAS";
     case MOS_REC_SIGS: return "SIGS";
     case MOS_REC_RLIM: return "RLIM";
+    case MOS_REC_THREAD: return "THREAD";
     case MOS_REC_FDS: return "FDS";
     case MOS_REC_PAGES: return "PAGES";
     case MOS_REC_BULK: return "BULK";
@@ -161,6 +164,9 @@ static uint64_t rec_max_len(uint32_t magic)
     case MOS_REC_SIGS:
         return sizeof(struct mos_rec_sigs) + MOS_IMG_MAX_PENDING * sizeof(struct mos_rec_pending);
     case MOS_REC_RLIM: return sizeof(struct mos_rec_rlim);
+    case MOS_REC_THREAD:
+        return sizeof(struct mos_rec_thread) + MOS_IMG_MAX_XSTATE +
+               MOS_IMG_MAX_PENDING * sizeof(struct mos_rec_pending);
     case MOS_REC_FDS: return MOS_IMG_MAX_META;
     case MOS_REC_PAGES:
         return sizeof(struct mos_rec_pages) + (uint64_t)MOS_IMG_MAX_RUN_PAGES * MOS_IMG_PAGE_SIZE;
@@ -284,26 +290,71 @@ static int copy_path(char *dst, const uint8_t *src, uint32_t n)
     return 0;
 }
 
+static int pending_ok(const struct mos_rec_pending *p, uint32_t n, int shared_allowed)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        int signo;
+        memcpy(&signo, p[i].siginfo, sizeof(signo));
+        if (signo < 1 || signo > 64 || p[i].shared > (uint32_t)shared_allowed)
+            return 0;
+    }
+    return 1;
+}
+
 static int meta_image(struct mos_img_reader *r, struct mos_img_meta *m)
 {
     const uint8_t *p;
     size_t len;
-    int rc = expect(r, MOS_REC_IMAGE, &p, &len, sizeof(m->image));
+    /* tag and version first: an image of another version may have another IMAGE size */
+    int rc = expect(r, MOS_REC_IMAGE, &p, &len, offsetof(struct mos_rec_image, arch));
 
     if (rc != 0)
         return rc;
-    memcpy(&m->image, p, sizeof(m->image));
-    if (len != sizeof(m->image) || memcmp(m->image.tag, "MOSIMAGE", 8) != 0)
+    memcpy(&m->image, p, len < sizeof(m->image) ? len : sizeof(m->image));
+    if (memcmp(m->image.tag, "MOSIMAGE", 8) != 0)
         return img_bad(r, "not a mos image (bad IMAGE record)");
     if (m->image.format_version != MOS_IMG_FORMAT_VERSION) {
-        mos_err("migrate", "image format version %u; this mos reads version %u",
-                m->image.format_version, MOS_IMG_FORMAT_VERSION);
+        mos_err("migrate", "image format version %u; this mos reads version %u only%s",
+                m->image.format_version, MOS_IMG_FORMAT_VERSION,
+                m->image.format_version < MOS_IMG_FORMAT_VERSION
+                    ? " (dump the process again with this mos)" : "");
         return MOS_E_VERSION;
     }
+    if (len != sizeof(m->image))
+        return img_bad(r, "IMAGE record: length");
     if (m->image.arch != EM_X86_64 || m->image.page_size != MOS_IMG_PAGE_SIZE ||
         m->image.flags != 0 || !memchr(m->image.host, 0, sizeof(m->image.host)))
         return img_bad(r, "IMAGE record: unsupported arch, page size or flags");
+    if (m->image.nthreads < 1 || m->image.nthreads > MOS_IMG_MAX_THREADS ||
+        m->image.pad != 0 || m->image.src_pid < 1 || m->image.src_pid > INT32_MAX)
+        return img_bad(r, "IMAGE record: thread count or source pid out of range");
     return 0;
+}
+
+/* The per-thread fields CORE and THREAD share. */
+static int core_ok(const struct mos_rec_core *c)
+{
+    const struct user_regs_struct *g = &c->regs;
+    uint64_t any_cpu = 0;
+
+    if (c->xstate_len < 576 || c->xstate_len > MOS_IMG_MAX_XSTATE)
+        return 0;
+    if (!user_addr_ok(g->rip) || !user_addr_ok(g->rsp) || g->cs != 0x33 || g->ss != 0x2b ||
+        !user_addr_ok(g->fs_base) || !user_addr_ok(g->gs_base) || c->umask > 0777 ||
+        !user_addr_ok(c->rseq_addr) || c->rseq_len > 4096 ||
+        !memchr(c->comm, 0, sizeof(c->comm)) || !user_addr_ok(c->clear_child_tid) ||
+        (c->sigmask & ((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)))))
+        return 0;
+    if (c->sched_policy > SCHED_IDLE || c->sched_policy == 4 || c->sched_prio < 0 ||
+        c->sched_prio > 99 || c->nice < -20 || c->nice > 19 || c->affinity_words < 1 ||
+        c->affinity_words > MOS_IMG_AFFINITY_WORDS)
+        return 0;
+    for (uint32_t i = 0; i < MOS_IMG_AFFINITY_WORDS; i++) {
+        if (i >= c->affinity_words && c->affinity[i])
+            return 0;
+        any_cpu |= c->affinity[i];
+    }
+    return any_cpu != 0;
 }
 
 static int meta_core(struct mos_img_reader *r, struct mos_img_meta *m)
@@ -315,15 +366,10 @@ static int meta_core(struct mos_img_reader *r, struct mos_img_meta *m)
     if (rc != 0)
         return rc;
     memcpy(&m->core, p, sizeof(m->core));
-    const struct user_regs_struct *g = &m->core.regs;
     if (len != sizeof(m->core) + m->core.xstate_len || m->core.xstate_len < 576 ||
         m->core.xstate_len > MOS_IMG_MAX_XSTATE)
         return img_bad(r, "CORE record: xstate length");
-    if (!user_addr_ok(g->rip) || !user_addr_ok(g->rsp) || g->cs != 0x33 || g->ss != 0x2b ||
-        !user_addr_ok(g->fs_base) || !user_addr_ok(g->gs_base) || m->core.umask > 0777 ||
-        !user_addr_ok(m->core.rseq_addr) || m->core.rseq_len > 4096 ||
-        !memchr(m->core.comm, 0, sizeof(m->core.comm)) ||
-        (m->core.sigmask & ((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)))))
+    if (!core_ok(&m->core))
         return img_bad(r, "CORE record: register or task field out of range");
     m->xstate = malloc(m->core.xstate_len);
     if (!m->xstate)
@@ -438,12 +484,8 @@ static int meta_sigs(struct mos_img_reader *r, struct mos_img_meta *m)
         if (!m->pending)
             return -ENOMEM;
         memcpy(m->pending, p + sizeof(m->sigs), m->sigs.npending * sizeof(*m->pending));
-        for (uint32_t i = 0; i < m->sigs.npending; i++) {
-            int signo;
-            memcpy(&signo, m->pending[i].siginfo, sizeof(signo));
-            if (signo < 1 || signo > 64 || m->pending[i].shared > 1)
-                return img_bad(r, "SIGS record: pending signal out of range");
-        }
+        if (!pending_ok(m->pending, m->sigs.npending, 1))
+            return img_bad(r, "SIGS record: pending signal out of range");
     }
     return 0;
 }
@@ -512,6 +554,60 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
     return 0;
 }
 
+static int meta_thread(struct mos_img_reader *r, struct mos_img_meta *m, struct mos_img_thread *t)
+{
+    const uint8_t *p;
+    size_t len;
+    int rc = expect(r, MOS_REC_THREAD, &p, &len, sizeof(t->t));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&t->t, p, sizeof(t->t));
+    const struct mos_rec_core *c = &t->t.core;
+    if (t->t.npending > MOS_IMG_MAX_PENDING || c->xstate_len < 576 ||
+        c->xstate_len > MOS_IMG_MAX_XSTATE ||
+        len != sizeof(t->t) + c->xstate_len + t->t.npending * sizeof(struct mos_rec_pending))
+        return img_bad(r, "THREAD record: lengths");
+    if (!core_ok(c) || c->umask || c->personality || t->t.pad ||
+        (t->t.altstack_flags & ~(uint32_t)(SS_DISABLE | SS_ONSTACK | SS_AUTODISARM)) ||
+        !user_addr_ok(t->t.altstack_sp) || t->t.altstack_size > MOS_IMG_USER_TOP)
+        return img_bad(r, "THREAD record: register or task field out of range");
+    if (t->t.tid < 1 || (uint64_t)t->t.tid == m->image.src_pid)
+        return img_bad(r, "THREAD record: tid out of range");
+    for (uint32_t i = 0; i < m->nthreads; i++)
+        if (m->threads[i].t.tid == t->t.tid)
+            return img_bad(r, "THREAD record: the same tid twice");
+    t->xstate = malloc(c->xstate_len);
+    t->pending = calloc(t->t.npending ? t->t.npending : 1, sizeof(*t->pending));
+    if (!t->xstate || !t->pending)
+        return -ENOMEM;
+    memcpy(t->xstate, p + sizeof(t->t), c->xstate_len);
+    memcpy(t->pending, p + sizeof(t->t) + c->xstate_len, t->t.npending * sizeof(*t->pending));
+    if (!pending_ok(t->pending, t->t.npending, 0))
+        return img_bad(r, "THREAD record: pending signal out of range");
+    return 0;
+}
+
+static int meta_threads(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    uint32_t n = m->image.nthreads - 1;
+
+    if (n == 0)
+        return 0;
+    m->threads = calloc(n, sizeof(*m->threads));
+    if (!m->threads)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = meta_thread(r, m, &m->threads[i]);
+        if (rc != 0) {
+            m->nthreads = i + 1; /* what it allocated is freed too */
+            return rc;
+        }
+        m->nthreads = i + 1;
+    }
+    return 0;
+}
+
 int mos_img_meta_read(struct mos_img_reader *r, struct mos_img_meta *m)
 {
     int rc;
@@ -520,7 +616,7 @@ int mos_img_meta_read(struct mos_img_reader *r, struct mos_img_meta *m)
     if ((rc = meta_image(r, m)) != 0 || (rc = meta_core(r, m)) != 0 ||
         (rc = meta_mm(r, m)) != 0 || (rc = meta_vmas(r, m)) != 0 ||
         (rc = meta_sigs(r, m)) != 0 || (rc = meta_rlim(r, m)) != 0 ||
-        (rc = meta_fds(r, m)) != 0) {
+        (rc = meta_threads(r, m)) != 0 || (rc = meta_fds(r, m)) != 0) {
         mos_img_meta_free(m);
         return rc;
     }
@@ -533,6 +629,11 @@ void mos_img_meta_free(struct mos_img_meta *m)
     free(m->auxv);
     free(m->vmas);
     free(m->pending);
+    for (uint32_t i = 0; i < m->nthreads; i++) {
+        free(m->threads[i].xstate);
+        free(m->threads[i].pending);
+    }
+    free(m->threads);
     free(m->fds);
     memset(m, 0, sizeof(*m));
 }

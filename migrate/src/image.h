@@ -61,6 +61,11 @@ struct mos_img_fd {
     struct mos_rec_fd f;
     char path[MOS_IMG_MAX_PATH + 1];
 };
+struct mos_img_thread {
+    struct mos_rec_thread t;
+    uint8_t *xstate;
+    struct mos_rec_pending *pending;
+};
 struct mos_img_meta {
     struct mos_rec_image image;
     struct mos_rec_core core;
@@ -73,6 +78,8 @@ struct mos_img_meta {
     struct mos_rec_sigs sigs;
     struct mos_rec_pending *pending;
     struct mos_rec_rlim rlim;
+    struct mos_img_thread *threads; /* the threads but the leader (image.nthreads - 1) */
+    uint32_t nthreads;
     struct mos_img_fd *fds;
     uint32_t nfds;
 };

@@ -3,7 +3,8 @@
  * An image is a sequence of records. Every record is
  *     struct mos_rec_hdr | payload (hdr.len bytes) | uint64_t xxh3-64 of header and payload
  * in little-endian x86-64 layout. Each record type has its own magic and version. Order:
- * IMAGE, CORE, MM, VMAS, SIGS, RLIM, FDS, then any number of PAGES, then at most one BULK
+ * IMAGE, CORE, MM, VMAS, SIGS, RLIM, one THREAD per thread but the leader (IMAGE's nthreads - 1),
+ * FDS, then any number of PAGES, then at most one BULK
  * (streams over a page channel only, never in a file), then END. Readers check
  * every field against the limits below and fail with MOS_E_IMAGE (or MOS_E_TRUNCATED,
  * MOS_E_VERSION) on the first one that is off. */
@@ -15,7 +16,9 @@
 #include <stdint.h>
 #include <sys/user.h>
 
-#define MOS_IMG_FORMAT_VERSION 1
+/* 2: per-thread state (IMAGE nthreads, CORE's thread fields, THREAD records). Version 1
+ * images are refused with one line (mos_img_meta_read). */
+#define MOS_IMG_FORMAT_VERSION 2
 
 /* Record magics: four ASCII letters, read as a little-endian uint32 (as every mos magic). */
 #define MOS_REC_IMAGE MOS_FRAME_MAGIC('M', 'O', 'S', 'I')
@@ -24,6 +27,7 @@
 #define MOS_REC_VMAS MOS_FRAME_MAGIC('V', 'M', 'A', 'S')
 #define MOS_REC_SIGS MOS_FRAME_MAGIC('S', 'I', 'G', 'S')
 #define MOS_REC_RLIM MOS_FRAME_MAGIC('R', 'L', 'I', 'M')
+#define MOS_REC_THREAD MOS_FRAME_MAGIC('T', 'H', 'R', 'D')
 #define MOS_REC_FDS MOS_FRAME_MAGIC('F', 'D', 'S', 'T')
 #define MOS_REC_PAGES MOS_FRAME_MAGIC('P', 'A', 'G', 'E')
 #define MOS_REC_BULK MOS_FRAME_MAGIC('B', 'U', 'L', 'K')
@@ -37,6 +41,8 @@
 #define MOS_IMG_MAX_XSTATE 16384u
 #define MOS_IMG_MAX_AUXV 4096u
 #define MOS_IMG_MAX_PENDING 256u
+#define MOS_IMG_MAX_THREADS 1024u /* threads of one process, the leader included */
+#define MOS_IMG_AFFINITY_WORDS 16u /* CPU affinity mask: 1024 CPUs */
 #define MOS_IMG_MAX_RUN_PAGES 1024u /* pages in one PAGES record (4 MiB) */
 #define MOS_IMG_MAX_META (4u << 20) /* payload of any record but PAGES */
 #define MOS_IMG_USER_TOP 0x800000000000ull /* x86-64 4-level user address space end */
@@ -55,12 +61,16 @@ struct mos_rec_image {
     uint32_t arch;           /* EM_X86_64 */
     uint32_t page_size;      /* 4096 */
     uint32_t flags;          /* 0 */
-    uint64_t src_pid;
+    uint64_t src_pid;        /* also the leader's tid */
     uint64_t time_ns;        /* CLOCK_REALTIME at capture */
     char host[64];           /* NUL-terminated */
+    uint32_t nthreads;       /* 1..MOS_IMG_MAX_THREADS, the leader included */
+    uint32_t pad;            /* 0 */
 };
 
-/* CORE: registers and per-task state; followed by xstate_len bytes of XSAVE area. */
+/* CORE: registers and per-thread state of the leader (thread group leader, tid == src_pid);
+ * followed by xstate_len bytes of XSAVE area. THREAD records carry the same for the others.
+ * umask and personality are the process's, meaningful in CORE only (0 in THREAD). */
 struct mos_rec_core {
     struct user_regs_struct regs; /* fs_base/gs_base included; restart already folded in */
     uint32_t xstate_len;
@@ -71,6 +81,23 @@ struct mos_rec_core {
     uint64_t robust_list, robust_len;
     uint32_t personality, pad;
     char comm[16];                /* task name (PR_SET_NAME), NUL-terminated */
+    uint64_t clear_child_tid;     /* set_tid_address() pointer (PR_GET_TID_ADDRESS) */
+    uint32_t sched_policy;        /* SCHED_OTHER, _FIFO, _RR, _BATCH, _IDLE */
+    int32_t sched_prio;           /* sched_param.sched_priority: 0, or 1..99 for FIFO/RR */
+    int32_t nice;                 /* -20..19 */
+    uint32_t affinity_words;      /* words of affinity used: 1..MOS_IMG_AFFINITY_WORDS */
+    uint64_t affinity[MOS_IMG_AFFINITY_WORDS]; /* CPUs it may run on (not all 0) */
+};
+
+/* THREAD: a thread other than the leader; followed by core.xstate_len bytes of XSAVE area,
+ * then npending entries of its own signal queue (struct mos_rec_pending, shared == 0). The
+ * process-wide queue and the leader's travel in SIGS. */
+struct mos_rec_thread {
+    int32_t tid;       /* > 0, != src_pid, no two alike */
+    uint32_t npending; /* 0..MOS_IMG_MAX_PENDING */
+    uint64_t altstack_sp, altstack_size;
+    uint32_t altstack_flags, pad;
+    struct mos_rec_core core;
 };
 
 /* MM: mm_struct fields for PR_SET_MM_MAP; followed by auxv (auxv_len bytes, whole auxv

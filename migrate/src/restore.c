@@ -23,6 +23,7 @@
 #include <linux/seccomp.h>
 #include <linux/prctl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,9 @@
 
 struct mos_restore {
     struct mos_img_meta m;
-    struct mos_inject *t;
+    struct mos_inject *t;         /* the leader */
+    struct mos_inject **threads;  /* the others, as created (m.nthreads slots) */
+    int fresh_tids;               /* some thread could not have its own tid back */
     pid_t pid;
     uint64_t tramp;
     struct mos_restore_opts opts;
@@ -921,6 +924,159 @@ static int task_set(struct mos_restore *r)
     return rc;
 }
 
+/* struct clone_args of clone3 (5.5+, with set_tid), spelled out: <linux/sched.h> and
+ * <sched.h> do not mix. */
+struct clone3_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t set_tid, set_tid_size, cgroup;
+};
+
+/* Scheduling of the calling thread (leader or not), set from inside: a thread may always
+ * lower itself; what it may not (real-time policies, a nice value below the husk's without
+ * CAP_SYS_NICE) is left as it is, with a warning. */
+static void sched_set(struct mos_restore *r, struct mos_inject *t, const struct mos_rec_core *c)
+{
+    struct sched_param sp = {.sched_priority = c->sched_prio};
+    pid_t tid = mos_inject_pid(t);
+    int rc;
+
+    uint64_t at = scratch_put(r, c->affinity, c->affinity_words * 8, &rc);
+    if (rc == 0 && (rc = mos_inject_call(t, SYS_sched_setaffinity, 0, c->affinity_words * 8,
+                                         (long)at, 0, 0, 0, NULL)) != 0)
+        mos_warn("migrate", "restore: tid %d keeps this node's CPU affinity: %s", (int)tid,
+                 mos_strerror(rc));
+    if (mos_inject_call(t, SYS_setpriority, PRIO_PROCESS, 0, c->nice, 0, 0, 0, NULL) != 0)
+        mos_warn("migrate", "restore: tid %d: nice %d not allowed here", (int)tid, c->nice);
+    if (c->sched_policy == SCHED_OTHER && c->sched_prio == 0)
+        return;
+    at = scratch_put(r, &sp, sizeof(sp), &rc);
+    if (rc == 0 && (rc = mos_inject_call(t, SYS_sched_setscheduler, 0, c->sched_policy,
+                                         (long)at, 0, 0, 0, NULL)) != 0)
+        mos_warn("migrate", "restore: tid %d: scheduling policy %u not allowed here: %s",
+                 (int)tid, c->sched_policy, mos_strerror(rc));
+}
+
+/* A new thread of the husk, with the captured tid when it is free and ours to ask for
+ * (set_tid needs CAP_CHECKPOINT_RESTORE), else with a fresh one. */
+static int thread_clone(struct mos_restore *r, const struct mos_img_thread *it,
+                        struct mos_inject **out)
+{
+    pid_t want = it->t.tid;
+    struct clone3_args a = {
+        .flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                 CLONE_SYSVSEM | (it->t.core.clear_child_tid ? CLONE_CHILD_CLEARTID : 0),
+        .child_tid = it->t.core.clear_child_tid};
+    long res = -EEXIST;
+    int rc = 0;
+
+    for (int keep = !r->fresh_tids; keep >= 0; keep--) {
+        uint64_t at = scratch_put(r, &want, sizeof(want), &rc);
+        a.set_tid = keep ? at : 0;
+        a.set_tid_size = keep ? 1 : 0;
+        at = rc == 0 ? r->tramp + SCRATCH_OFF + 64 : 0;
+        if (rc == 0)
+            rc = mos_inject_write(r->t, at, &a, sizeof(a));
+        if (rc == 0)
+            rc = mos_inject_clone_thread(r->t, at, sizeof(a), &res, out);
+        if (rc != 0 || res >= 0 || !keep || (res != -EEXIST && res != -EPERM))
+            break;
+        /* said once per restore, in words: what a fresh tid means for the program */
+        mos_warn("migrate", "restore: tid %d is %s here: threads get fresh tids; the program's "
+                 "cached tids (pthread_kill, tgkill, PI and robust futex owners) name the old "
+                 "ones", (int)want, res == -EEXIST ? "taken" : "not ours to choose");
+        r->fresh_tids = 1;
+    }
+    if (rc == 0 && res < 0)
+        rc = (int)res;
+    if (rc != 0)
+        mos_err("migrate", "restore: creating thread %d: %s", (int)want, mos_strerror(rc));
+    return rc;
+}
+
+/* The thread's own state, by calls injected into it, and its own signal queue. */
+static int thread_state_set(struct mos_restore *r, struct mos_inject *t,
+                            const struct mos_img_thread *it)
+{
+    const struct mos_rec_core *c = &it->t.core;
+    int rc = 0;
+
+    if (!(it->t.altstack_flags & SS_DISABLE)) {
+        stack_t ss = {.ss_sp = (void *)it->t.altstack_sp, .ss_size = it->t.altstack_size,
+                      .ss_flags = (int)(it->t.altstack_flags & ~(uint32_t)SS_ONSTACK)};
+        uint64_t at = scratch_put(r, &ss, sizeof(ss), &rc);
+        if (rc == 0)
+            rc = mos_inject_call(t, SYS_sigaltstack, (long)at, 0, 0, 0, 0, 0, NULL);
+    }
+    uint64_t at = rc == 0 ? scratch_put(r, c->comm, sizeof(c->comm), &rc) : 0;
+    if (rc == 0 && c->comm[0])
+        rc = mos_inject_call(t, SYS_prctl, PR_SET_NAME, (long)at, 0, 0, 0, 0, NULL);
+    if (rc == 0 && c->robust_list)
+        rc = mos_inject_call(t, SYS_set_robust_list, (long)c->robust_list, (long)c->robust_len,
+                             0, 0, 0, 0, NULL);
+    if (rc == 0 && c->rseq_addr)
+        rc = mos_inject_call(t, SYS_rseq, (long)c->rseq_addr, (long)c->rseq_len, 0,
+                             (long)c->rseq_sig, 0, 0, NULL);
+    for (uint32_t i = 0; i < it->t.npending && rc == 0; i++) {
+        int signo;
+        memcpy(&signo, it->pending[i].siginfo, sizeof(signo));
+        at = scratch_put(r, it->pending[i].siginfo, sizeof(it->pending[i].siginfo), &rc);
+        /* from the leader: only a thread whose tid is the process's may queue a siginfo
+         * with a kernel si_code to a sibling (do_rt_tgsigqueueinfo) */
+        if (rc == 0)
+            rc = rcall(r, "rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo, r->pid,
+                       mos_inject_pid(t), signo, (long)at, 0, 0, NULL);
+    }
+    if (rc == 0)
+        sched_set(r, t, c);
+    if (rc != 0)
+        mos_err("migrate", "restore: thread %d: %s", (int)mos_inject_pid(t), mos_strerror(rc));
+    return rc;
+}
+
+/* Every thread but the leader, each stopped before its first instruction with every signal
+ * blocked: none runs before the commit lets them all go. */
+static int threads_create(struct mos_restore *r)
+{
+    if (r->m.nthreads == 0)
+        return 0;
+    if (r->opts.guest) {
+        mos_err("migrate", "restore: a guest of %u threads needs a concurrent deputy",
+                r->m.nthreads + 1);
+        return MOS_E_NOT_MIGRATABLE;
+    }
+    r->threads = calloc(r->m.nthreads, sizeof(*r->threads));
+    if (!r->threads)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < r->m.nthreads; i++) {
+        int rc = thread_clone(r, &r->m.threads[i], &r->threads[i]);
+        if (rc == 0)
+            rc = thread_state_set(r, r->threads[i], &r->m.threads[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Last, once the exec spot of the moved vDSO is known: registers, xstate, mask. */
+static int threads_finish(struct mos_restore *r)
+{
+    for (uint32_t i = 0; i < r->m.nthreads; i++) {
+        const struct mos_img_thread *it = &r->m.threads[i];
+        struct mos_inject *t = r->threads[i];
+        int rc = mos_inject_set_exec_addr(t, mos_inject_exec_addr(r->t));
+        if (rc == 0)
+            rc = mos_inject_set_xstate(t, it->xstate, it->t.core.xstate_len);
+        if (rc != 0) {
+            mos_err("migrate", "restore: thread %d: xstate: %s", (int)mos_inject_pid(t),
+                    mos_strerror(rc));
+            return rc;
+        }
+        mos_inject_set_regs(t, &it->t.core.regs);
+        mos_inject_set_sigmask(t, it->t.core.sigmask);
+    }
+    return 0;
+}
+
 static int finish(struct mos_restore *r)
 {
     const struct mos_img_meta *m = &r->m;
@@ -940,6 +1096,13 @@ static int finish(struct mos_restore *r)
         rc = sigs_set(r);
     if (rc == 0)
         rc = task_set(r);
+    if (rc == 0 && m->core.clear_child_tid)
+        rc = rcall(r, "set_tid_address", SYS_set_tid_address, (long)m->core.clear_child_tid, 0,
+                   0, 0, 0, 0, NULL);
+    if (rc == 0)
+        sched_set(r, r->t, &m->core);
+    if (rc == 0)
+        rc = threads_create(r);
     if (rc != 0)
         return rc;
     rlimits_set(r);
@@ -967,6 +1130,8 @@ static int finish(struct mos_restore *r)
     /* later calls (mos_restore_syscall) run from a syscall instruction of the moved vDSO */
     if (rc == 0)
         rc = mos_inject_pick_exec_addr(r->t);
+    if (rc == 0)
+        rc = threads_finish(r);
     if (rc == 0) {
         rc = mos_inject_set_xstate(r->t, m->xstate, m->core.xstate_len);
         if (rc != 0)
@@ -1287,6 +1452,13 @@ out:
     return rc;
 }
 
+static void threads_kill(struct mos_restore *r)
+{
+    mos_inject_kill_group(r->t, r->threads, r->threads ? r->m.nthreads : 0);
+    free(r->threads);
+    r->threads = NULL;
+}
+
 int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *opts,
                         struct mos_restore **out)
 {
@@ -1322,7 +1494,7 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
             "pages %.2f ms, finish %.2f ms", (tm - t0) / 1e6, (th - tm) / 1e6, (ts - th) / 1e6,
             (t1 - ts) / 1e6, (t2 - t1) / 1e6, (mos_clock_now_ns() - t2) / 1e6);
     if (rc != 0) {
-        mos_inject_kill(r->t);
+        threads_kill(r);
         goto out_meta;
     }
     r->stats.meta_ns = t1 - t0;
@@ -1361,7 +1533,18 @@ int mos_restore_write_mem(struct mos_restore *r, uint64_t addr, const void *buf,
 
 int mos_restore_commit(struct mos_restore *r)
 {
-    int rc = mos_inject_release(r->t);
+    int rc = 0;
+
+    /* all are in place: the others go first, the leader a moment later */
+    for (uint32_t i = 0; i < r->m.nthreads; i++) {
+        int rc2 = mos_inject_release(r->threads[i]);
+        if (rc == 0)
+            rc = rc2;
+    }
+    free(r->threads);
+    int rc2 = mos_inject_release(r->t);
+    if (rc == 0)
+        rc = rc2;
 
     if (rc != 0)
         mos_err("migrate", "restore: letting pid %d go: %s", (int)r->pid, mos_strerror(rc));
@@ -1372,7 +1555,7 @@ int mos_restore_commit(struct mos_restore *r)
 
 void mos_restore_abort(struct mos_restore *r)
 {
-    mos_inject_kill(r->t);
+    threads_kill(r);
     mos_img_meta_free(&r->m);
     free(r);
 }

@@ -9,6 +9,13 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* 1 once remote/ serves a guest's threads concurrently (issue 13, the mtguest branch): then
+ * guest moves (mos_dump_opts.fds_at_home) take multi-threaded processes too. Until then they
+ * are refused; native checkpoints and moves take every thread either way. */
+#ifndef MOS_GUEST_THREADS
+#define MOS_GUEST_THREADS 0
+#endif
+
 /* One open fd as capture sees it. kind 0: cannot travel, why says what it is. */
 struct mos_fd_seen {
     int fd;

@@ -50,6 +50,15 @@ int mos_inject_pick_exec_addr(struct mos_inject *t);
  * return value (a negative errno on failure) goes to *result. */
 int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *result);
 
+/* clone3(args, size) in the task, the clone_args at args in the task; made for a thread
+ * (CLONE_THREAD): the new task is traced too (PTRACE_O_TRACECLONE for this call only) and
+ * comes back in *child, stopped before its first instruction, every signal blocked, its
+ * registers those of the call's return (rax 0, rip after the syscall instruction). *result
+ * is the call's return value (the new tid or -errno; then *child is NULL). Returns the
+ * injection status. */
+int mos_inject_clone_thread(struct mos_inject *t, uint64_t args, size_t size, long *result,
+                            struct mos_inject **child);
+
 /* execve(path, argv, envp) in the task, the three at addresses in the task. On success the
  * handle describes the new program, stopped before its first instruction (released, it starts
  * there); on failure (*result < 0) the old one is untouched. Returns the injection status. */
@@ -71,6 +80,8 @@ int mos_inject_read(struct mos_inject *t, uint64_t addr, void *buf, size_t len);
 int mos_inject_write(struct mos_inject *t, uint64_t addr, const void *buf, size_t len);
 
 pid_t mos_inject_pid(const struct mos_inject *t);
+/* Where injected calls run (0: not chosen yet). */
+uint64_t mos_inject_exec_addr(const struct mos_inject *t);
 /* The registers saved at stop time (normalized as described at mos_inject_seize). */
 const struct user_regs_struct *mos_inject_regs(const struct mos_inject *t);
 /* The signal mask the task had when stopped. */
@@ -87,5 +98,9 @@ int mos_inject_set_xstate(struct mos_inject *t, const void *buf, size_t len);
 int mos_inject_release(struct mos_inject *t);
 /* SIGKILL the task and reap it if it is our child. Frees t. */
 void mos_inject_kill(struct mos_inject *t);
+/* SIGKILL a process of which we hold the leader and the n other threads (NULLs skipped);
+ * the threads are reaped first (a traced thread is its tracer's to reap, and the leader is
+ * reaped only after them). Frees all and sets others[] to NULL. */
+void mos_inject_kill_group(struct mos_inject *leader, struct mos_inject **others, size_t n);
 
 #endif
