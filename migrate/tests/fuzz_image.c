@@ -115,11 +115,13 @@ static int template_build(struct rec *recs, int bulk)
     r->magic = MOS_REC_IMAGE;
     struct mos_rec_image img = {.tag = "MOSIMAGE", .format_version = MOS_IMG_FORMAT_VERSION,
                                 .arch = EM_X86_64, .page_size = 4096, .src_pid = 42,
-                                .host = "fuzz"};
+                                .host = "fuzz", .nthreads = 2};
     rec_add(r, &img, sizeof(img));
     r = &recs[n++];
     r->magic = MOS_REC_CORE;
-    struct mos_rec_core core = {.xstate_len = 1024, .umask = 022, .comm = "fz"};
+    struct mos_rec_core core = {.xstate_len = 1024, .umask = 022, .comm = "fz",
+                                .clear_child_tid = 0x7ff100, .affinity_words = 1,
+                                .affinity = {3}};
     core.regs.cs = 0x33;
     core.regs.ss = 0x2b;
     core.regs.rip = 0x401000;
@@ -127,6 +129,12 @@ static int template_build(struct rec *recs, int bulk)
     rec_add(r, &core, sizeof(core));
     uint8_t xs[1024] = {0};
     rec_add(r, xs, sizeof(xs));
+    struct mos_rec_thread th = {.tid = 43, .npending = 1, .altstack_flags = SS_DISABLE,
+                                .core = core};
+    th.core.umask = 0;
+    th.core.sched_policy = 3; /* SCHED_BATCH */
+    th.core.nice = 5;
+
     r = &recs[n++];
     r->magic = MOS_REC_MM;
     struct mos_rec_mm mm = {.start_code = 0x400000, .end_code = 0x401000,
@@ -160,6 +168,13 @@ static int template_build(struct rec *recs, int bulk)
     r->magic = MOS_REC_RLIM;
     struct mos_rec_rlim rl = {.count = 16};
     rec_add(r, &rl, sizeof(rl));
+    r = &recs[n++];
+    r->magic = MOS_REC_THREAD;
+    rec_add(r, &th, sizeof(th));
+    rec_add(r, xs, sizeof(xs));
+    struct mos_rec_pending tpd = {.shared = 0};
+    tpd.siginfo[0] = 12;
+    rec_add(r, &tpd, sizeof(tpd));
     r = &recs[n++];
     r->magic = MOS_REC_FDS;
     struct mos_rec_fds fh = {.count = 2};
@@ -243,8 +258,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mb.runs = recs[15].buf;
         mb.runs_len = recs[15].len;
     }
-    if (mos_image_info_read(io, &info) == 0)
+    int rc = mos_image_info_read(io, &info);
+    if (rc == 0)
         mos_image_info_free(&info);
+    /* no edit at all: the template itself must read, or the fuzzing exercises nothing */
+    if (rc != 0 && size < 8 && !cut && !flip && !drop)
+        abort();
     free(mb.data);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -22,7 +23,7 @@
 
 #include <cmocka.h>
 
-enum sandbox { NONE, NNP, FILTER, LANDLOCK, USERNS };
+enum sandbox { NONE, NNP, FILTER, LANDLOCK, USERNS, THREADED };
 
 static int allow_all_filter(void)
 {
@@ -45,8 +46,20 @@ static int landlock_enter(void)
 }
 
 /* 0 when the sandbox is in place. */
+static void *thread_parks(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
 static int sandbox_enter(enum sandbox kind)
 {
+    pthread_t th;
+
+    if (kind == THREADED) /* not a sandbox: a second thread, for the guest's stay reason */
+        return pthread_create(&th, NULL, thread_parks, NULL) == 0 ? 0 : -1;
     if (kind == USERNS)
         return unshare(CLONE_NEWUSER);
     if (kind != NONE && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
@@ -74,6 +87,8 @@ static pid_t child_in(enum sandbox kind)
         close(p[1]);
         if (err)
             _exit(0);
+        if (kind == THREADED) /* what the test runner left open is no business of this test */
+            syscall(SYS_close_range, 3, ~0u, 0);
         pause();
         _exit(0);
     }
@@ -153,6 +168,29 @@ static void test_guest_filter_is_ours(void **state)
     expect(USERNS, 1, MOS_E_NOT_MIGRATABLE, "user namespace of its own");
 }
 
+/* Two threads: a native move takes them; a guest move (fds at home) does not, until the
+ * deputy serves a guest's calls concurrently (MOS_GUEST_THREADS). */
+static void test_threads_stay_for_guests_only(void **state)
+{
+    struct mos_dump_opts native = {0}, guest = {.fds_at_home = 1, .sandbox_ours = 1};
+    char reason[256] = "";
+    pid_t pid = child_in(THREADED);
+
+    (void)state;
+    assert_true(pid > 0);
+    for (int i = 0; i < 1000 && mos_migrate_check(pid, &guest, reason, sizeof(reason)) == 0; i++)
+        usleep(1000); /* until the child's second thread exists */
+    int rc_guest = mos_migrate_check(pid, &guest, reason, sizeof(reason));
+    int rc_native = mos_migrate_check(pid, &native, reason + 128, sizeof(reason) - 128);
+    child_end(pid);
+    if (rc_native != 0)
+        fprintf(stderr, "test_stay: native check of two threads: %s\n", reason + 128);
+    assert_int_equal(rc_guest, MOS_E_NOT_MIGRATABLE);
+    assert_non_null(strstr(reason, "2 threads: a multi-threaded job runs away from home only "
+                                   "with a concurrent deputy"));
+    assert_int_equal(rc_native, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_landlock_stays),
         cmocka_unit_test(test_user_namespace_stays),
         cmocka_unit_test(test_guest_filter_is_ours),
+        cmocka_unit_test(test_threads_stay_for_guests_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,129 @@
+#!/bin/bash
+# Multi-threaded processes, checkpointed mid-run (mosckpt dump) and restored (mosckpt
+# restore): every output compared byte for byte with an uninterrupted run. zdtm_threads with 2,
+# 8 and 64 workers (mutex, condvar, barrier, rwlock; a thread in futex_wait, one in nanosleep,
+# one inside a signal handler on its alt stack; per-thread TLS, masks and names; pthread_kill
+# and joins after the restore), static too; 20 cycles of one process; xz -T4 compressing;
+# python3 threads. Needs ptrace over its own children (Yama ptrace_scope <= 1 or root).
+set -u
+B=$MOS_BIN
+CK=$B/mosckpt
+T=$(mktemp -d /tmp/mos-threads.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+# fds the test runner may have left open would (rightly) be refused by the dump
+for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done
+passes=0; fails=0
+PY=/usr/bin/python3; [ -x $PY ] || PY=python3 # the real binary, not a wrapper script
+ok() { passes=$((passes+1)); echo "ok: $*"; }
+bad() { fails=$((fails+1)); echo "FAIL: $*"; }
+
+wait_for() { # wait_for FILE PATTERN: until the file has a line matching it
+    for _ in $(seq 1 1000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.01; done
+    return 1
+}
+threads_of() { awk '/^Threads:/ {print $2}' /proc/$1/status 2>/dev/null; }
+
+# run_pair NAME THREADS CMD...: reference run, then a run dumped mid-way and restored.
+run_pair() {
+    local name=$1 n=$2; shift 2
+    local d=$T/$name; mkdir -p "$d"
+    (ZDTM_THREADS=$n "$@" > $d/ref 2>&1; echo "exit $?" >> $d/ref)
+    (ZDTM_THREADS=$n exec "$@" > $d/out 2>&1) & local pid=$!
+    pids+=($pid)
+    if ! wait_for $d/out '^ready'; then bad "$name: never ready"; return; fi
+    local seen; seen=$(threads_of $pid)
+    if ! "$CK" dump $pid $d/img > $d/dump.log 2>&1; then
+        bad "$name: dump failed: $(tail -1 $d/dump.log)"; return
+    fi
+    wait $pid 2>/dev/null
+    (cd / && "$CK" restore $d/img > $d/rout 2> $d/restore.log; echo "exit $?" >> $d/rout)
+    cat $d/rout >> $d/out
+    if cmp -s $d/ref $d/out && grep -q '^PASS' $d/out && ! grep -q 'fresh tids' $d/restore.log; then
+        ok "$name: $seen threads, output identical, tids kept"
+    else
+        bad "$name: $(diff $d/ref $d/out | head -4 | tr '\n' '|') $(tail -2 $d/restore.log | tr '\n' ' ')"
+    fi
+}
+
+run_pair threads-2 2 "$B/zdtm_threads_pie"
+run_pair threads-8 8 "$B/zdtm_threads_pie"
+run_pair threads-64 64 "$B/zdtm_threads_pie"
+run_pair threads-8-static 8 "$B/zdtm_threads_static"
+
+# --- 20 dump/restore cycles of one 8-thread process (long enough for 20 cycles when loaded)
+d=$T/cycles; mkdir -p $d
+env ZDTM_THREADS=8 ZDTM_STEPS=400 ZDTM_STEP_MS=20 "$B/zdtm_threads_pie" > $d/ref 2>&1
+echo "exit $?" >> $d/ref
+(ZDTM_THREADS=8 ZDTM_STEPS=400 ZDTM_STEP_MS=20 exec "$B/zdtm_threads_pie" > $d/out 2>&1) &
+pid=$!; pids+=($pid)
+wait_for $d/out '^ready'; n=0; cycle_err=""
+for i in $(seq 1 20); do
+    sleep 0.05
+    if ! "$CK" dump $pid $d/img > $d/log 2>&1; then cycle_err="dump $i: $(tail -1 $d/log)"; break; fi
+    [ $i = 1 ] && wait $pid 2>/dev/null
+    if [ $i -lt 20 ]; then
+        pid=$("$CK" restore $d/img --detach 2>$d/log) || { cycle_err="restore $i: $(tail -1 $d/log)"; break; }
+        pids+=($pid)
+    else
+        "$CK" restore $d/img 2>$d/log; echo "exit $?" >> $d/out
+    fi
+    n=$i
+done
+if [ -z "$cycle_err" ] && cmp -s $d/ref $d/out; then ok "$n dump/restore cycles of one 8-thread process"
+else bad "cycles: $cycle_err $(diff $d/ref $d/out | head -3 | tr '\n' '|')"; fi
+
+# --- a real multi-threaded program: xz -T4 compressing 64 MiB, checkpointed mid-run
+d=$T/xz; mkdir -p $d
+$PY -c '
+import random, sys
+r = random.Random(13)
+words = [bytes(r.choice(b"abcdefghijklmnop") for _ in range(r.randint(2, 9))) for _ in range(4000)]
+with open(sys.argv[1], "wb") as f:
+    for _ in range(64):
+        f.write(b" ".join(r.choice(words) for _ in range(190000))[:1 << 20])' $d/in
+xz -T4 -6 -c $d/in > $d/ref.xz
+(exec xz -T4 -6 -c $d/in > $d/out.xz) & pid=$!; pids+=($pid)
+for _ in $(seq 1 500); do [ "$(threads_of $pid)" -ge 4 ] 2>/dev/null && break; sleep 0.01; done
+seen=$(threads_of $pid)
+if "$CK" dump $pid $d/img > $d/dump.log 2>&1; then
+    wait $pid 2>/dev/null
+    # the restored xz writes on where it was: its stdout is ours, so append to what it wrote
+    (cd / && "$CK" restore $d/img >> $d/out.xz 2> $d/restore.log); rc=$?
+    if [ $rc = 0 ] && cmp -s $d/ref.xz $d/out.xz; then
+        ok "xz -T4 ($seen threads when dumped): compressed output identical"
+    else bad "xz: rc=$rc $(tail -2 $d/restore.log | tr '\n' ' ') $(cmp $d/ref.xz $d/out.xz 2>&1 | head -1)"; fi
+else bad "xz: dump failed: $(tail -1 $d/dump.log)"; fi
+
+# --- python3 threads mid-computation
+d=$T/py; mkdir -p $d
+cat > $d/p.py <<'EOF'
+import threading, time, hashlib
+out, lock = {}, threading.Lock()
+def work(i):
+    h = hashlib.sha256(str(i).encode())
+    for k in range(60):
+        h.update(h.digest()); time.sleep(0.01)
+    with lock:
+        out[i] = h.hexdigest()[:16]
+ts = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+[t.start() for t in ts]
+print("ready", flush=True)
+[t.join() for t in ts]
+for i in sorted(out):
+    print(i, out[i])
+print("PASS", flush=True)
+EOF
+$PY $d/p.py > $d/ref 2>&1; echo "exit $?" >> $d/ref
+(exec $PY $d/p.py > $d/out 2>&1) & pid=$!; pids+=($pid)
+wait_for $d/out '^ready'; sleep 0.1
+if "$CK" dump $pid $d/img > $d/dump.log 2>&1; then
+    wait $pid 2>/dev/null
+    (cd / && "$CK" restore $d/img >> $d/out 2> $d/restore.log; echo "exit $?" >> $d/out)
+    cmp -s $d/ref $d/out && ok "python3 with 7 threads: output identical" ||
+        bad "python3: $(diff $d/ref $d/out | head -3 | tr '\n' '|') $(tail -1 $d/restore.log)"
+else bad "python3: dump failed: $(tail -1 $d/dump.log)"; fi
+
+echo "$passes passed, $fails failed"
+[ $fails = 0 ]
