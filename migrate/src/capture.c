@@ -132,12 +132,16 @@ static int threads_seize_new(struct mos_dump *d, size_t *added)
 static int threads_freeze(struct mos_dump *d)
 {
     size_t added;
-    int rc;
+    int rc, passes = 0;
 
     do {
         added = 0;
         rc = threads_seize_new(d, &added);
+        passes++;
     } while (rc == 0 && added > 0);
+    if (rc == 0 && d->nthreads)
+        mos_dbg("migrate", "pid %d: %zu threads frozen besides the leader, in %d passes",
+                (int)d->pid, d->nthreads, passes);
     return rc;
 }
 

@@ -178,6 +178,7 @@ int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info)
         goto out_meta;
     info->format_version = m->image.format_version;
     info->src_pid = m->image.src_pid;
+    info->threads = m->image.nthreads;
     info->time_ns = m->image.time_ns;
     memcpy(info->host, m->image.host, sizeof(info->host));
     info->rip = m->core.regs.rip;

@@ -1404,6 +1404,28 @@ static void shell_pgid(struct mos_restore *r)
                  (int)r->pid, mos_strerror(rc));
 }
 
+/* The husk with the image's pid where it is free and ours to choose (clone3 set_tid, needs
+ * CAP_CHECKPOINT_RESTORE): the leader's tid is the pid, cached like any thread's (below,
+ * thread_clone). Else a plain fork, said only when the process has other threads, for whom
+ * the main thread's tid matters (pthread_kill of it, PI futexes it holds). The child runs
+ * only async-signal-safe calls before its execve, as after fork. */
+static pid_t husk_fork(struct mos_restore *r)
+{
+    pid_t want = (pid_t)r->m.image.src_pid;
+    struct clone3_args a = {.exit_signal = SIGCHLD, .set_tid = (uint64_t)(uintptr_t)&want,
+                            .set_tid_size = 1};
+    long pid = syscall(SYS_clone3, &a, sizeof(a));
+
+    if (pid >= 0)
+        return (pid_t)pid;
+    if (r->m.nthreads)
+        mos_warn("migrate", "restore: pid %d is %s here: the main thread gets a fresh tid; the "
+                 "program's cached tid of it (pthread_kill, tgkill, PI and robust futex owners) "
+                 "names the old one", (int)want,
+                 errno == EEXIST ? "taken" : "not ours to choose");
+    return fork();
+}
+
 static int husk_start(struct mos_restore *r, const char *husk)
 {
     int *opened = calloc(r->m.nfds ? r->m.nfds : 1, sizeof(int));
@@ -1430,7 +1452,7 @@ static int husk_start(struct mos_restore *r, const char *husk)
     if (rc != 0)
         goto out;
     pid_t restorer = getpid();
-    r->pid = fork();
+    r->pid = husk_fork(r);
     if (r->pid < 0) {
         rc = mos_errno_status();
         goto out;

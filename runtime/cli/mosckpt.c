@@ -163,6 +163,7 @@ static void info_json(const struct mos_image_info *in)
     json_object_object_add(o, "cwd", json_object_new_string(in->cwd));
     json_object_object_add(o, "rip", json_object_new_int64((int64_t)in->rip));
     json_object_object_add(o, "rsp", json_object_new_int64((int64_t)in->rsp));
+    json_object_object_add(o, "threads", json_object_new_int((int)in->threads));
     json_object_object_add(o, "xstate_bytes", json_object_new_int((int)in->xstate_len));
     json_object_object_add(o, "signal_handlers", json_object_new_int((int)in->handlers));
     json_object_object_add(o, "signals_pending", json_object_new_int((int)in->pending));
@@ -201,8 +202,9 @@ static void info_text(const struct mos_image_info *in)
 {
     char prot[4];
 
-    printf("image format %u: pid %llu on %s, %s (cwd %s)\n", in->format_version,
-           (unsigned long long)in->src_pid, in->host, in->exe, in->cwd);
+    printf("image format %u: pid %llu (%u thread%s) on %s, %s (cwd %s)\n", in->format_version,
+           (unsigned long long)in->src_pid, in->threads, in->threads == 1 ? "" : "s", in->host,
+           in->exe, in->cwd);
     printf("rip %#llx rsp %#llx, xstate %u bytes, %u handlers, %u pending signals\n",
            (unsigned long long)in->rip, (unsigned long long)in->rsp, in->xstate_len,
            in->handlers, in->pending);

@@ -230,6 +230,7 @@ struct mos_image_info {
     uint32_t xstate_len;
     uint64_t sigmask;
     uint32_t handlers, pending; /* signals with a handler; signals pending */
+    uint32_t threads;           /* the leader included */
     struct mos_image_vma_info *vmas;
     size_t nvmas;
     struct mos_image_fd_info *fds;

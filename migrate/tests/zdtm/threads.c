@@ -2,7 +2,10 @@
  * rwlock loops with per-thread TLS, signal masks and names; besides them a thread waiting in
  * futex_wait (a condvar) the whole run, one in nanosleep steps and one inside a signal
  * handler on its alternate stack. After the steps: pthread_kill to every worker (a handled
- * signal for even ones, a pending blocked one for odd ones), then every thread is joined.
+ * signal for even ones, a pending blocked one for odd ones) and from worker 0 to the main
+ * thread (whose tid is the pid), then every thread is joined. Meanwhile a churner creates
+ * and joins short-lived threads one after another, so threads are born and end during the
+ * freeze.
  * Everything printed depends on the computation only. */
 #define _GNU_SOURCE
 #include "zdtm.h"
@@ -26,7 +29,18 @@ static int ping_turn, late_flag;
 static volatile sig_atomic_t handler_release, handler_inside, sleeper_done;
 static int handler_on_altstack;
 static int worker_bad[MAX_WORKERS];
-static pthread_t workers[MAX_WORKERS];
+static pthread_t workers[MAX_WORKERS], main_thread;
+
+/* until flag is set, for at most 20 s: 0, or 1 when it never was */
+static int wait_flag(volatile sig_atomic_t *flag)
+{
+    for (int ms = 0; ms < 20000; ms++) {
+        if (*flag)
+            return 0;
+        zdtm_sleep_ms(1);
+    }
+    return 1;
+}
 
 static __thread uint64_t tls_acc = 0x9e3779b97f4a7c15ull; /* per thread from here on */
 static __thread int tls_index = -1;
@@ -128,8 +142,11 @@ static void *worker(void *arg)
     pthread_barrier_wait(&end_bar);
     /* main sends SIGUSR2 now: handled here, or pending here while blocked */
     if (me % 2 == 0) {
-        while (!tls_got_usr2)
-            zdtm_sleep_ms(1);
+        if (wait_flag(&tls_got_usr2))
+            return (void *)(uintptr_t)(worker_bad[me] = 3, 0);
+        /* and the main thread, whose tid is the pid */
+        if (me == 0 && pthread_kill(main_thread, SIGUSR2) != 0)
+            return (void *)(uintptr_t)(worker_bad[me] = 4, 0);
     } else {
         sigset_t pend, one;
         int sig = 0;
@@ -153,6 +170,32 @@ static void *late_waiter(void *arg)
         pthread_cond_wait(&late_cv, &mu); /* futex_wait for the whole run */
     pthread_mutex_unlock(&mu);
     return (void *)1;
+}
+
+/* Threads born and ending all the time: the freeze must catch one born while its siblings
+ * are being stopped, and one that ends meanwhile must not fail it. */
+#define CHURN 400
+static void *churn_one(void *arg)
+{
+    uint64_t x = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
+    zdtm_sleep_ms(1);
+    return (void *)(uintptr_t)(zdtm_rand(&x) & 0xffff);
+}
+
+static void *churner(void *arg)
+{
+    uint64_t total = 0;
+
+    (void)arg;
+    for (uintptr_t i = 0; i < CHURN; i++) {
+        pthread_t t;
+        void *ret;
+        if (pthread_create(&t, NULL, churn_one, (void *)i) != 0)
+            return NULL;
+        pthread_join(t, &ret);
+        total += (uint64_t)(uintptr_t)ret;
+    }
+    return (void *)(uintptr_t)total;
 }
 
 static void *sleeper(void *arg)
@@ -181,12 +224,15 @@ static void *in_handler(void *arg)
 
 int main(void)
 {
-    pthread_t late, sleepy, handler;
+    pthread_t late, sleepy, handler, churn;
     struct sigaction sa = {0};
     sigset_t mask;
     uint64_t joined = 0;
     int bad = 0;
 
+    main_thread = pthread_self();
+    tls_index = MAX_WORKERS; /* the handler's check: a thread of ours, under its own tid */
+    tls_tid = (pid_t)syscall(SYS_gettid);
     nworkers = zdtm_env("ZDTM_THREADS", 8);
     steps = zdtm_env("ZDTM_STEPS", 40);
     step_ms = zdtm_env("ZDTM_STEP_MS", 10);
@@ -205,6 +251,7 @@ int main(void)
     pthread_create(&late, NULL, late_waiter, NULL);
     pthread_create(&sleepy, NULL, sleeper, NULL);
     pthread_create(&handler, NULL, in_handler, NULL);
+    pthread_create(&churn, NULL, churner, NULL);
     pthread_kill(handler, SIGUSR1);
     for (int i = 0; i < nworkers; i++)
         pthread_create(&workers[i], NULL, worker, (void *)(intptr_t)i);
@@ -215,6 +262,8 @@ int main(void)
     for (int i = 0; i < nworkers; i++)
         if (pthread_kill(workers[i], SIGUSR2) != 0)
             bad |= 1;
+    if (wait_flag(&tls_got_usr2))
+        bad |= 64;
     for (int i = 0; i < nworkers; i++) {
         void *ret;
         pthread_join(workers[i], &ret);
@@ -228,7 +277,8 @@ int main(void)
     pthread_mutex_unlock(&mu);
     sleeper_done = 1;
     handler_release = 1;
-    void *r1, *r2, *r3;
+    void *r1, *r2, *r3, *churned;
+    pthread_join(churn, &churned);
     pthread_join(late, &r1);
     pthread_join(sleepy, &r2);
     pthread_join(handler, &r3);
@@ -237,9 +287,11 @@ int main(void)
     uint64_t tsum = 0;
     for (int i = 0; i < TABLE; i++)
         tsum = tsum * 31 + table[i];
-    zdtm_say("threads %d steps %d sum %llu table %llx joined %llx ping %d", nworkers, steps,
-             (unsigned long long)sum, (unsigned long long)tsum, (unsigned long long)joined,
-             ping_turn);
+    zdtm_say("threads %d steps %d sum %llu table %llx joined %llx ping %d churn %llu", nworkers,
+             steps, (unsigned long long)sum, (unsigned long long)tsum,
+             (unsigned long long)joined, ping_turn, (unsigned long long)(uintptr_t)churned);
+    if (!churned)
+        bad |= 128;
     char why[64];
     snprintf(why, sizeof(why), "checks failed (%#x)", bad);
     return zdtm_result(bad == 0, why);
