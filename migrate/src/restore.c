@@ -940,16 +940,27 @@ static void sched_set(struct mos_restore *r, struct mos_inject *t, const struct 
     pid_t tid = mos_inject_pid(t);
     int rc;
 
-    uint64_t at = scratch_put(r, c->affinity, c->affinity_words * 8, &rc);
-    if (rc == 0 && (rc = mos_inject_call(t, SYS_sched_setaffinity, 0, c->affinity_words * 8,
-                                         (long)at, 0, 0, 0, NULL)) != 0)
-        mos_warn("migrate", "restore: tid %d keeps this node's CPU affinity: %s", (int)tid,
-                 mos_strerror(rc));
-    if (mos_inject_call(t, SYS_setpriority, PRIO_PROCESS, 0, c->nice, 0, 0, 0, NULL) != 0)
+    uint64_t now[MOS_IMG_AFFINITY_WORDS] = {0};
+    long n = syscall(SYS_sched_getaffinity, tid, sizeof(now), now);
+    int nice_now;
+
+    /* read from outside first: most threads have what they inherited, and an injected call
+     * costs four ptrace stops */
+    if (n != (long)c->affinity_words * 8 || memcmp(now, c->affinity, (size_t)n) != 0) {
+        uint64_t at = scratch_put(r, c->affinity, c->affinity_words * 8, &rc);
+        if (rc == 0 && (rc = mos_inject_call(t, SYS_sched_setaffinity, 0, c->affinity_words * 8,
+                                             (long)at, 0, 0, 0, NULL)) != 0)
+            mos_warn("migrate", "restore: tid %d keeps this node's CPU affinity: %s", (int)tid,
+                     mos_strerror(rc));
+    }
+    errno = 0;
+    nice_now = getpriority(PRIO_PROCESS, (id_t)tid);
+    if ((errno != 0 || nice_now != c->nice) &&
+        mos_inject_call(t, SYS_setpriority, PRIO_PROCESS, 0, c->nice, 0, 0, 0, NULL) != 0)
         mos_warn("migrate", "restore: tid %d: nice %d not allowed here", (int)tid, c->nice);
     if (c->sched_policy == SCHED_OTHER && c->sched_prio == 0)
         return;
-    at = scratch_put(r, &sp, sizeof(sp), &rc);
+    uint64_t at = scratch_put(r, &sp, sizeof(sp), &rc);
     if (rc == 0 && (rc = mos_inject_call(t, SYS_sched_setscheduler, 0, c->sched_policy,
                                          (long)at, 0, 0, 0, NULL)) != 0)
         mos_warn("migrate", "restore: tid %d: scheduling policy %u not allowed here: %s",
