@@ -1444,6 +1444,9 @@ static int husk_start(struct mos_restore *r, const char *husk)
 
     if (!opened)
         return -ENOMEM;
+    /* none opened yet: the guest and shell paths leave them so, and must close nothing */
+    for (uint32_t i = 0; i < r->m.nfds; i++)
+        opened[i] = -1;
     if (access(husk, X_OK) < 0) {
         rc = mos_errno_status();
         mos_err("migrate", "cannot restore: husk %s: %s", husk, mos_strerror(rc));

@@ -3,13 +3,16 @@
  * with its memory intact; an abort leaves the original running. The same through an io with
  * a page channel (send_pages/recv_pages, as the transport gives between mosds), with
  * read-only and PROT_NONE pages; a run outside the VMAs refused. A guest restore for a user
- * with a gid that is not theirs refused before its husk exists. */
+ * with a gid that is not theirs refused before its husk exists. Two threads: an abort releases
+ * both, a guest restore refuses them, a native one brings them back with their tids. */
 #include "img_io.h"
 
 #include "mos/migrate.h"
 #include "mos/status.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
@@ -223,6 +226,127 @@ static void test_guest_identity_checked(void **state)
     close(from);
 }
 
+/* A second thread answers on the pipe while the main thread waits in pthread_join. */
+static void *answer_thread(void *arg)
+{
+    char c;
+
+    (void)arg;
+    while (read(0, &c, 1) == 1) {
+        uint64_t v = counter++;
+        if (write(1, &v, sizeof(v)) != sizeof(v))
+            _exit(2);
+    }
+    return NULL;
+}
+
+static pid_t threaded_child_start(int *to, int *from)
+{
+    pid_t pid = fork_piped(to, from);
+    if (pid == 0) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, answer_thread, NULL) != 0)
+            _exit(3);
+        pthread_join(t, NULL);
+        _exit(0);
+    }
+    return pid;
+}
+
+/* The tids of a process, sorted as /proc lists them, in buf. */
+static void tids_of(pid_t pid, char *buf, size_t len)
+{
+    char path[64];
+    struct dirent *e;
+    DIR *dir;
+    size_t at = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    dir = opendir(path);
+    assert_non_null(dir);
+    buf[0] = '\0';
+    while ((e = readdir(dir)))
+        if (e->d_name[0] != '.' && at < len)
+            at += (size_t)snprintf(buf + at, len - at, "%s ", e->d_name);
+    closedir(dir);
+}
+
+static int dump_to_file(pid_t pid, int commit)
+{
+    struct mos_dump *d;
+    struct mos_img_io *io = NULL;
+    int fd = image_file();
+
+    assert_int_equal(mos_dump_freeze(pid, NULL, &d), 0);
+    assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+    assert_int_equal(mos_dump_write(d, io), 0);
+    mos_img_io_close(io);
+    if (commit)
+        mos_dump_commit(d);
+    else
+        assert_int_equal(mos_dump_abort(d), 0);
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+}
+
+/* Two threads: an abort lets both go on; a guest restore refuses them (no concurrent deputy
+ * yet); a native one brings both back, with their own tids, the thread answering again. */
+static void test_threads(void **state)
+{
+    (void)state;
+    int to, from, st;
+    pid_t pid = threaded_child_start(&to, &from);
+    struct mos_restore *r = NULL;
+    struct mos_img_io *io = NULL;
+    char husk[PATH_MAX], before[256], after[256];
+    struct passwd *pw = getpwnam("nobody");
+
+    assert_int_equal(ask(to, from), 0x1234); /* the thread exists and answers */
+    close(dump_to_file(pid, 0));
+    assert_int_equal(ask(to, from), 0x1235); /* released after the abort */
+    tids_of(pid, before, sizeof(before));
+    int fd = dump_to_file(pid, 1);
+    if (getuid() == 0 && pw) {
+        struct mos_restore_opts gopts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk)),
+                                         .guest = 1, .uid = pw->pw_uid, .gid = pw->pw_gid};
+        assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+        assert_int_equal(mos_restore_prepare(io, &gopts, &r), MOS_E_NOT_MIGRATABLE);
+        mos_img_io_close(io);
+        /* the refused restore closed none of ours (it once closed fd 0 once per image fd) */
+        assert_true(fcntl(fd, F_GETFD) >= 0);
+        assert_true(fcntl(0, F_GETFD) >= 0 || fd == 0);
+        lseek(fd, 0, SEEK_SET);
+    }
+    struct mos_restore_opts ropts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
+    int save0 = dup(0), save1 = dup(1), cin[2], cout[2];
+    assert_int_equal(pipe(cin), 0);
+    assert_int_equal(pipe(cout), 0);
+    dup2(cin[0], 0);
+    dup2(cout[1], 1);
+    assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+    int rc = mos_restore_prepare(io, &ropts, &r);
+    dup2(save0, 0);
+    dup2(save1, 1);
+    close(cin[0]);
+    close(cout[1]);
+    mos_img_io_close(io);
+    close(fd);
+    assert_int_equal(rc, 0);
+    pid_t copy = mos_restore_pid(r);
+    assert_int_equal(mos_restore_commit(r), 0);
+    assert_int_equal(ask(cin[1], cout[0]), 0x1236);
+    tids_of(copy, after, sizeof(after));
+    if (getuid() == 0) /* set_tid is root's (CAP_CHECKPOINT_RESTORE) */
+        assert_string_equal(before, after);
+    close(cin[1]);
+    assert_int_equal(waitpid(copy, &st, 0), copy);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(cout[0]);
+    close(to);
+    close(from);
+}
+
 /* ---- an io with a page channel: records in memory, bulk runs read from the process and kept
  * with their pages, delivered back in frames of up to three runs */
 struct chan {
@@ -420,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_dump_restore_syscall),
         cmocka_unit_test(test_abort_resumes),
         cmocka_unit_test(test_guest_identity_checked),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_page_channel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
