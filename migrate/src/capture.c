@@ -348,6 +348,11 @@ static int sched_fill(pid_t tid, struct mos_rec_core *c)
     if (policy < 0 || sched_getparam(tid, &sp) < 0)
         return mos_errno_status();
     c->sched_policy = (uint32_t)policy & ~(uint32_t)SCHED_RESET_ON_FORK;
+    if (c->sched_policy > SCHED_IDLE || c->sched_policy == 4) {
+        mos_err("migrate", "tid %d stays: scheduling policy %u (SCHED_DEADLINE?) is not carried",
+                (int)tid, c->sched_policy);
+        return MOS_E_NOT_MIGRATABLE;
+    }
     c->sched_prio = sp.sched_priority;
     errno = 0;
     c->nice = getpriority(PRIO_PROCESS, (id_t)tid);
@@ -410,8 +415,11 @@ static int thread_fill(struct mos_dump *d, struct mos_inject *t, uint64_t scratc
         memcpy(core->comm, buf, (size_t)n);
         core->comm[strcspn(core->comm, "\n")] = '\0';
     }
-    if ((rc = sched_fill(tid, core)) != 0 ||
-        (rc = thread_ask(t, scratch, ss, &core->clear_child_tid)) != 0)
+    rc = sched_fill(tid, core);
+    if (rc == 0)
+        rc = thread_ask(t, scratch, ss, &core->clear_child_tid);
+    /* a stay reason is said where it is found */
+    if (rc != 0 && rc != MOS_E_NOT_MIGRATABLE)
         mos_err("migrate", "pid %d tid %d: reading its thread state: %s", (int)d->pid,
                 (int)tid, mos_strerror(rc));
     return rc;

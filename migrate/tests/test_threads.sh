@@ -4,7 +4,7 @@
 # 8 and 64 workers (mutex, condvar, barrier, rwlock; a thread in futex_wait, one in nanosleep,
 # one inside a signal handler on its alt stack; per-thread TLS, masks and names; pthread_kill
 # and joins after the restore), static too; 20 cycles of one process; zstd -T4 compressing;
-# python3 threads. Needs ptrace over its own children (Yama ptrace_scope <= 1 or root).
+# python3 threads; scheduling policy, nice value and affinity per thread. Needs ptrace over its own children (Yama ptrace_scope <= 1 or root).
 set -u
 B=$MOS_BIN
 CK=$B/mosckpt
@@ -51,6 +51,33 @@ run_pair threads-2 2 "$B/zdtm_threads_pie"
 run_pair threads-8 8 "$B/zdtm_threads_pie"
 run_pair threads-64 64 "$B/zdtm_threads_pie"
 run_pair threads-8-static 8 "$B/zdtm_threads_static"
+
+# --- per-thread scheduling: policy (SCHED_BATCH), nice and CPU affinity come back, though the
+# restorer runs with the defaults
+sched_of() { # policy, nice and allowed CPUs of the workers (w0, w1...), one line each
+    for t in $(ls /proc/$1/task); do
+        c=$(cat /proc/$1/task/$t/comm 2>/dev/null) || continue
+        [[ $c == w* ]] || continue
+        echo "$c $(awk '{print "policy=" $41 " nice=" $19}' /proc/$1/task/$t/stat) $(grep Cpus_allowed_list /proc/$1/task/$t/status | tr -d '\t')"
+    done | sort
+}
+d=$T/sched; mkdir -p $d
+cpu=$(( $(nproc) - 1 ))
+(ZDTM_THREADS=3 ZDTM_STEPS=400 exec taskset -c $cpu nice -n 5 chrt -b 0 "$B/zdtm_threads_pie" > $d/out 2>&1) &
+pid=$!; pids+=($pid)
+wait_for $d/out '^ready'
+sched_of $pid > $d/before
+if "$CK" dump $pid $d/img > $d/dump.log 2>&1; then
+    wait $pid 2>/dev/null
+    for _ in $(seq 1 500); do [ -e /proc/$pid ] || break; sleep 0.01; done
+    copy=$("$CK" restore $d/img --detach 2> $d/restore.log); pids+=($copy)
+    sched_of $copy > $d/after
+    for _ in $(seq 1 3000); do kill -0 $copy 2>/dev/null || break; sleep 0.01; done
+    if [ "$(wc -l < $d/before)" = 3 ] && grep -q 'policy=3 nice=5' $d/before && cmp -s $d/before $d/after &&
+       grep -q '^PASS' $d/out; then
+        ok "scheduling kept per thread: $(head -1 $d/after)"
+    else bad "scheduling: $(diff $d/before $d/after | tr '\n' '|') $(tail -1 $d/out)"; fi
+else bad "scheduling: dump failed: $(tail -1 $d/dump.log)"; fi
 
 # --- 20 dump/restore cycles of one 8-thread process (long enough for 20 cycles when loaded)
 d=$T/cycles; mkdir -p $d
