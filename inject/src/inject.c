@@ -611,6 +611,44 @@ void mos_inject_kill(struct mos_inject *t)
     free(t);
 }
 
+int mos_inject_thread_exit(struct mos_inject *t)
+{
+    struct user_regs_struct r = t->stop_regs;
+    int status, rc = t->exec_addr ? 0 : mos_inject_pick_exec_addr(t);
+    long saved_word = 0;
+
+    /* a patch stays: the caller replaces or ends the address space next */
+    if (rc == 0 && t->exec_patch)
+        rc = patch_swap(t, &saved_word, 0);
+    r.rax = SYS_exit;
+    r.orig_rax = (uint64_t)-1;
+    r.rdi = 0;
+    r.rip = t->exec_addr;
+    if (rc == 0 && (ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0 ||
+                    ptrace(PTRACE_CONT, t->pid, NULL, NULL) < 0))
+        rc = mos_errno_status();
+    while (rc == 0) {
+        pid_t got = waitpid(t->pid, &status, __WALL);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = mos_errno_status();
+            break;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status))
+            break;
+        /* any other stop (a signal, all blocked, cannot be one): on towards the exit */
+        if (ptrace(PTRACE_CONT, t->pid, NULL, NULL) < 0)
+            rc = mos_errno_status();
+    }
+    if (rc != 0)
+        return rc;
+    if (t->mem_fd >= 0)
+        close(t->mem_fd);
+    free(t);
+    return 0;
+}
+
 void mos_inject_kill_group(struct mos_inject *leader, struct mos_inject **others, size_t n)
 {
     int status;

@@ -276,17 +276,33 @@ static int shell_exec(struct mos_dump *d, const char *husk)
     return rc == 0 ? mos_inject_park(d->t) : rc;
 }
 
+/* The shell is one thread: the others end first (an execve under ptrace would wait for
+ * the tracer, us, to reap them, while we wait for the execve). */
+static int shell_threads_end(struct mos_dump *d)
+{
+    while (d->nthreads > 0) {
+        int rc = mos_inject_thread_exit(d->threads[d->nthreads - 1]);
+        if (rc != 0)
+            return rc;
+        d->nthreads--;
+    }
+    return 0;
+}
+
 int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path)
 {
-    /* a shell is a guest's (fds_at_home), and guests are single-threaded (stay.c) */
-    int rc = d->nthreads ? -EOPNOTSUPP : shell_exec(d, husk_path);
+    int rc = shell_threads_end(d);
 
+    if (rc == 0)
+        rc = shell_exec(d, husk_path);
     if (rc != 0) {
         /* ended by an exit, not a kill: its deputy (the parent) tells it from a shell killed
-         * by a user, which takes the job along */
+         * by a user, which takes the job along (threads still held: killed, since an exit
+         * would wait for us to reap them) */
         mos_warn("migrate", "pid %d cannot stay as a shell (%s); it is ended", (int)d->pid,
                  mos_strerror(rc));
-        mos_inject_call(d->t, SYS_exit_group, 0, 0, 0, 0, 0, 0, NULL);
+        if (d->nthreads == 0)
+            mos_inject_call(d->t, SYS_exit_group, 0, 0, 0, 0, 0, 0, NULL);
         mos_dump_commit(d);
         return rc;
     }

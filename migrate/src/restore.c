@@ -6,6 +6,7 @@
  * map each VMA, fill pages, set protections, mm fields, signal state and registers. Nothing of
  * the restored program runs before mos_restore_commit(). */
 #include "image.h"
+#include "stay.h"
 #include "mos/ident.h"
 #include "mos/inject.h"
 #include "mos/procfs.h"
@@ -1050,7 +1051,7 @@ static int threads_create(struct mos_restore *r)
 {
     if (r->m.nthreads == 0)
         return 0;
-    if (r->opts.guest) {
+    if (r->opts.guest && !MOS_GUEST_THREADS) {
         mos_err("migrate", "restore: a guest of %u threads needs a concurrent deputy",
                 r->m.nthreads + 1);
         return MOS_E_NOT_MIGRATABLE;
@@ -1174,6 +1175,17 @@ static void __attribute__((noreturn)) guest_husk_child(const struct mos_restore_
     _exit(122);
 }
 
+#ifndef SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+#define SECCOMP_FILTER_FLAG_TSYNC_ESRCH (1UL << 4)
+#endif
+/* With threads, the filter (and no_new_privs with it) reaches every thread at once: TSYNC,
+ * with TSYNC_ESRCH so that it may go with NEW_LISTENER. Installed after the threads exist, so
+ * the injected clone3 calls were never the filter's to judge. */
+static unsigned long guest_tsync(const struct mos_restore *r)
+{
+    return r->m.nthreads ? SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_TSYNC_ESRCH : 0;
+}
+
 /* Guest mode, the last injected calls that may leave the node: no_new_privs, then the filter
  * (after it, any call that is not local waits for the supervisor). */
 static int guest_filter_install(struct mos_restore *r)
@@ -1198,7 +1210,8 @@ static int guest_filter_install(struct mos_restore *r)
         rc = rcall(r, "no_new_privs", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
     if (rc == 0)
         rc = rcall(r, "seccomp filter", SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                   (long)r->opts.guest_filter_flags, (long)fprog_at, 0, 0, 0, &res);
+                   (long)(r->opts.guest_filter_flags | guest_tsync(r)), (long)fprog_at, 0, 0,
+                   0, &res);
     if (rc == 0 && res < 0) {
         mos_err("migrate", "restore: the guest filter was refused: %s", strerror((int)-res));
         rc = (int)res;

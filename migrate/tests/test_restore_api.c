@@ -6,12 +6,15 @@
  * with a gid that is not theirs refused before its husk exists. Two threads: an abort releases
  * both, a guest restore refuses them, a native one brings them back with their tids. */
 #include "img_io.h"
+#include "stay.h"
 
 #include "mos/migrate.h"
 #include "mos/status.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -271,6 +274,25 @@ static void tids_of(pid_t pid, char *buf, size_t len)
     closedir(dir);
 }
 
+#if MOS_GUEST_THREADS
+/* The Seccomp: field of a thread's status (2: a filter). */
+static int seccomp_mode(pid_t pid, pid_t tid)
+{
+    char path[96], line[128];
+    int mode = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "Seccomp: %d", &mode) == 1)
+            break;
+    fclose(f);
+    return mode;
+}
+#endif
+
 static int dump_to_file(pid_t pid, int commit)
 {
     struct mos_dump *d;
@@ -310,7 +332,24 @@ static void test_threads(void **state)
         struct mos_restore_opts gopts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk)),
                                          .guest = 1, .uid = pw->pw_uid, .gid = pw->pw_gid};
         assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+#if MOS_GUEST_THREADS
+        /* a guest's filter reaches both threads (TSYNC), installed after they exist */
+        struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+        gopts.guest_filter = &allow;
+        gopts.guest_filter_len = 1;
+        gopts.guest_filter_flags = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        assert_int_equal(mos_restore_prepare(io, &gopts, &r), 0);
+        assert_true(mos_restore_listener_fd(r) >= 0);
+        pid_t g = mos_restore_pid(r);
+        char gtids[256];
+        tids_of(g, gtids, sizeof(gtids));
+        for (char *t = strtok(gtids, " "); t; t = strtok(NULL, " "))
+            assert_int_equal(seccomp_mode(g, atoi(t)), 2);
+        mos_restore_abort(r);
+        r = NULL;
+#else
         assert_int_equal(mos_restore_prepare(io, &gopts, &r), MOS_E_NOT_MIGRATABLE);
+#endif
         mos_img_io_close(io);
         /* the refused restore closed none of ours (it once closed fd 0 once per image fd) */
         assert_true(fcntl(fd, F_GETFD) >= 0);
@@ -343,6 +382,31 @@ static void test_threads(void **state)
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     close(cout[0]);
+    close(to);
+    close(from);
+}
+
+/* A job leaving home stays as a shell: one thread, its others ended first (an execve under
+ * our ptrace would wait for us to reap them), parked before its first instruction. */
+static void test_shell_of_threads(void **state)
+{
+    (void)state;
+    int to, from, st;
+    pid_t pid = threaded_child_start(&to, &from);
+    struct mos_dump *d;
+    char husk[PATH_MAX], tids[256];
+
+    assert_int_equal(ask(to, from), 0x1234);
+    assert_int_equal(mos_dump_freeze(pid, NULL, &d), 0);
+    assert_int_equal(mos_dump_commit_shell(d, mos_restore_husk_path(husk, sizeof(husk))), 0);
+    tids_of(pid, tids, sizeof(tids));
+    char want[32];
+    snprintf(want, sizeof(want), "%d ", (int)pid);
+    assert_string_equal(tids, want);
+    assert_int_equal(kill(pid, 0), 0);
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
     close(to);
     close(from);
 }
@@ -545,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_abort_resumes),
         cmocka_unit_test(test_guest_identity_checked),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_shell_of_threads),
         cmocka_unit_test(test_page_channel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

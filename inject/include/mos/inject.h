@@ -98,6 +98,10 @@ int mos_inject_set_xstate(struct mos_inject *t, const void *buf, size_t len);
 int mos_inject_release(struct mos_inject *t);
 /* SIGKILL the task and reap it if it is our child. Frees t. */
 void mos_inject_kill(struct mos_inject *t);
+/* End one thread (not the leader) of a process we hold: an injected exit(0) in it, and its
+ * reaping (a traced thread is its tracer's to reap). The rest of the process stays held.
+ * Frees t on success (0); else -errno and t is still the caller's. */
+int mos_inject_thread_exit(struct mos_inject *t);
 /* SIGKILL a process of which we hold the leader and the n other threads (NULLs skipped);
  * the threads are reaped first (a traced thread is its tracer's to reap, and the leader is
  * reaped only after them). Frees all and sets others[] to NULL. */
