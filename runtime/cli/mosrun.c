@@ -57,6 +57,7 @@ struct mosrun {
     char node_addr[MOS_ADDR_MAX];
     char where[MOS_NODE_NAME_MAX];
     const char *ckpt;     /* -C FILE */
+    char mosd_path[108];  /* mosd's command socket; "" once reconnecting is pointless */
 };
 
 static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
@@ -251,6 +252,8 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
     snprintf(m->node_addr, sizeof(m->node_addr), "%s", cfg.nodes[self].addr);
     mos_config_free(&cfg);
     fd = rc == 0 ? mos_control_connect(path) : rc;
+    if (fd >= 0)
+        snprintf(m->mosd_path, sizeof(m->mosd_path), "%s", path);
     if (fd < 0) {
         fprintf(stderr, "mosrun: no mosd on this node (%s): %s runs here, unmanaged\n", path,
                 o->argv[0]);
@@ -487,6 +490,39 @@ static void on_link_ready(struct mosrun *m)
     m->link = move_high(m, fd);
 }
 
+/* mosd went away (killed, restarted): the job goes on, and we try to reach the next mosd,
+ * which takes the job back from its state file once we prove we are its mosrun. A mosd that
+ * does not know the job (no state kept) says so once; we stop asking and the job runs on
+ * unmanaged. */
+static void reconnect_mosd(struct mosrun *m)
+{
+    struct json_object *req, *resp = NULL;
+    int fd;
+
+    if (m->mosd_fd >= 0 || !m->mosd_path[0] || (fd = mos_control_connect(m->mosd_path)) < 0)
+        return;
+    req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string("reattach"));
+    json_object_object_add(req, "pid", json_object_new_int(m->child));
+    json_object_object_add(req, "where", json_object_new_string(
+                                             m->state == JOB_AWAY ? m->where : "home"));
+    int rc = mos_control_send(fd, req);
+    if (rc == 0)
+        rc = mos_control_recv(fd, &resp, 5000);
+    if (rc == 0 && json_object_get_boolean(json_object_object_get(resp, "ok"))) {
+        m->mosd_fd = move_high(m, fd);
+    } else {
+        close(fd);
+        if (rc == 0) { /* it answered no: it will not change its mind */
+            fprintf(stderr, "mosrun: mosd restarted and does not take the job back (%s): it "
+                    "runs on, unmanaged\n", mos_json_str(resp, "error", "?"));
+            m->mosd_path[0] = '\0';
+        }
+    }
+    json_object_put(req);
+    json_object_put(resp);
+}
+
 static void on_checkpoint(struct mosrun *m, struct json_object *msg);
 
 /* While the job is away, mosd may say it came back into its own process here ("native"). */
@@ -515,9 +551,11 @@ static int mosd_says_native(struct mosrun *m)
 static int next_link(struct mosrun *m, int old)
 {
     for (int waited_ms = 0; waited_ms < 300000; waited_ms += 1000) {
+        enum mos_link_notice notice;
+
+        reconnect_mosd(m); /* it tells us when the job is home again */
         struct pollfd fds[3] = {{m->link_listen, POLLIN, 0}, {old, POLLIN, 0},
                                 {m->mosd_fd, POLLIN, 0}};
-        enum mos_link_notice notice;
 
         if (poll(fds, 3, 1000) <= 0)
             continue;
@@ -690,8 +728,12 @@ static int supervise(struct mosrun *m)
         struct signalfd_siginfo si;
         int status;
 
-        if (poll(fds, 3, -1) < 0 && errno != EINTR)
+        int waiting = m->mosd_fd < 0 && m->mosd_path[0];
+
+        if (poll(fds, 3, waiting ? 1000 : -1) < 0 && errno != EINTR)
             return 1;
+        if (waiting)
+            reconnect_mosd(m); /* its fd is polled from the next round on */
         if (m->link_listen >= 0 && (fds[2].revents & POLLIN))
             on_link_ready(m);
         /* mosd first: its "migrated" is always queued before it kills the original */
