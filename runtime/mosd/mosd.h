@@ -324,10 +324,13 @@ struct mosd_state_rec {
     pid_t supervisor;
     unsigned long long sup_start;
 };
-/* The state file's root object: its records into recs[max] (*n of them), for node `self`.
- * The whole file is refused (MOS_E_PROTO, why[len]) on any bad record. */
-int mosd_state_parse(struct json_object *root, const char *self, struct mosd_state_rec *recs,
-                     size_t max, size_t *n, char *why, size_t len);
+/* The state file's text (text_len bytes, no NUL) for node `self`: its records into recs[max]
+ * (*n of them), their "nodes" borrowed from *root, which the caller puts. The whole file is
+ * refused (MOS_E_PROTO, why[len], *root NULL) if it is not one whole JSON object or on any bad
+ * record. */
+int mosd_state_parse(const char *text, size_t text_len, const char *self,
+                     struct mosd_state_rec *recs, size_t max, size_t *n,
+                     struct json_object **root, char *why, size_t len);
 
 /* ---- jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);

@@ -646,16 +646,36 @@ static int state_record(struct json_object *o, const char *self, struct mosd_sta
     return need_u64(o, "sup_start", &r->sup_start);
 }
 
-int mosd_state_parse(struct json_object *root, const char *self, struct mosd_state_rec *recs,
-                     size_t max, size_t *n, char *why, size_t len)
+/* The whole text must be that one object (a truncated file is refused, not half read), and
+ * no deeper than a record needs. */
+#define STATE_MAX_DEPTH 8
+static struct json_object *state_json(const char *text, size_t len)
+{
+    struct json_tokener *tok;
+    struct json_object *root;
+
+    if (len > INT_MAX || memchr(text, '\0', len) || !(tok = json_tokener_new_ex(STATE_MAX_DEPTH)))
+        return NULL;
+    root = json_tokener_parse_ex(tok, text, (int)len);
+    if (root && (json_tokener_get_error(tok) != json_tokener_success ||
+                 (size_t)json_tokener_get_parse_end(tok) != len)) {
+        json_object_put(root);
+        root = NULL;
+    }
+    json_tokener_free(tok);
+    return root;
+}
+
+static int state_records(struct json_object *root, const char *self,
+                         struct mosd_state_rec *recs, size_t max, size_t *n, char *why,
+                         size_t len)
 {
     struct json_object *jobs;
     char node[MOS_NODE_NAME_MAX];
     long long version;
     size_t count;
 
-    *n = 0;
-    if (!root || !json_object_is_type(root, json_type_object) ||
+    if (!json_object_is_type(root, json_type_object) ||
         need_int(root, "version", 0, INT_MAX, &version) != 0)
         return refuse(why, len, "not a mosd state file");
     if (version != MOSD_STATE_VERSION) {
@@ -678,4 +698,22 @@ int mosd_state_parse(struct json_object *root, const char *self, struct mosd_sta
         }
     *n = count;
     return 0;
+}
+
+int mosd_state_parse(const char *text, size_t text_len, const char *self,
+                     struct mosd_state_rec *recs, size_t max, size_t *n,
+                     struct json_object **root, char *why, size_t len)
+{
+    *n = 0;
+    *root = state_json(text, text_len);
+    if (!*root) {
+        snprintf(why, len, "not whole JSON (truncated or corrupt)");
+        return MOS_E_PROTO;
+    }
+    int rc = state_records(*root, self, recs, max, n, why, len);
+    if (rc != 0) {
+        json_object_put(*root);
+        *root = NULL;
+    }
+    return rc;
 }

@@ -24,7 +24,6 @@
 
 #define STATE_FILE "jobs.json"
 #define STATE_MAX_BYTES (8u << 20)
-#define STATE_MAX_DEPTH 8
 
 /* Only root may have written anything in it, and nobody else may even look. */
 static int dir_is_safe(const char *dir, char *why, size_t len)
@@ -182,8 +181,9 @@ void mosd_state_save(const struct mosd *d)
 
 /* ---- reading back ------------------------------------------------------------------------- */
 
-/* The file's text, if it is root's own, 0600, a regular file and not too large. */
-static char *read_state_file(const char *path, char *why, size_t len)
+/* The file's text (*size bytes, NUL-terminated), if it is root's own, 0600, a regular file
+ * and not too large; NULL with why[len] otherwise ("" when there is no file). */
+static char *read_state_file(const char *path, size_t *size, char *why, size_t len)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
@@ -191,46 +191,28 @@ static char *read_state_file(const char *path, char *why, size_t len)
 
     if (fd < 0) {
         if (errno != ENOENT)
-            snprintf(why, len, "%s: %s", path, strerror(errno));
+            snprintf(why, len, "%s", strerror(errno));
         return NULL;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
         (st.st_mode & 07777) != 0600) {
-        snprintf(why, len, "%s is not root's with mode 0600 (uid %d, mode %04o)", path,
+        snprintf(why, len, "the file is not root's with mode 0600 (uid %d, mode %04o)",
                  (int)st.st_uid, (unsigned)(st.st_mode & 07777));
     } else if ((size_t)st.st_size > STATE_MAX_BYTES) {
-        snprintf(why, len, "%s is larger than %u bytes", path, STATE_MAX_BYTES);
+        snprintf(why, len, "larger than %u bytes", STATE_MAX_BYTES);
     } else if ((text = malloc((size_t)st.st_size + 1))) {
         ssize_t n = read(fd, text, (size_t)st.st_size);
         if (n != st.st_size) {
-            snprintf(why, len, "%s: short read", path);
+            snprintf(why, len, "short read");
             free(text);
             text = NULL;
         } else {
             text[n] = '\0';
+            *size = (size_t)n;
         }
     }
     close(fd);
     return text;
-}
-
-static struct json_object *parse_text(const char *text)
-{
-    struct json_tokener *tok = json_tokener_new_ex(STATE_MAX_DEPTH);
-    struct json_object *root;
-
-    if (!tok)
-        return NULL;
-    size_t len = strlen(text);
-    root = json_tokener_parse_ex(tok, text, (int)len);
-    /* the whole text must be that one object: a truncated file is refused, not half read */
-    if (root && (json_tokener_get_error(tok) != json_tokener_success ||
-                 (size_t)json_tokener_get_parse_end(tok) != len)) {
-        json_object_put(root);
-        root = NULL;
-    }
-    json_tokener_free(tok);
-    return root;
 }
 
 /* pid held by a pidfd, read after the pidfd is taken and while still alive: the identity read
@@ -356,16 +338,15 @@ int mosd_state_load(struct mosd *d)
     if (!d->state_dir[0])
         return 0;
     snprintf(path, sizeof(path), "%s/%s", d->state_dir, STATE_FILE);
-    char *text = read_state_file(path, why, sizeof(why));
-    if (text && !(root = parse_text(text)))
-        snprintf(why, sizeof(why), "%s is not whole JSON (truncated or corrupt)", path);
-    if (root && !(recs = calloc(MOSD_STATE_MAX_JOBS, sizeof(*recs))))
+    size_t size = 0;
+    char *text = read_state_file(path, &size, why, sizeof(why));
+    if (text && !(recs = calloc(MOSD_STATE_MAX_JOBS, sizeof(*recs))))
         snprintf(why, sizeof(why), "out of memory");
-    if (recs && mosd_state_parse(root, d->cfg.nodes[d->self].name, recs, MOSD_STATE_MAX_JOBS,
-                                 &n, why, sizeof(why)) != 0)
+    if (recs && mosd_state_parse(text, size, d->cfg.nodes[d->self].name, recs,
+                                 MOSD_STATE_MAX_JOBS, &n, &root, why, sizeof(why)) != 0)
         n = 0;
     if (why[0])
-        mos_err("mosd", "job table not taken back: %s", why);
+        mos_err("mosd", "job table in %s not taken back: %s", path, why);
     for (size_t i = 0; i < n; i++)
         taken += recs[i].guest ? take_guest(d, &recs[i]) : take_own(d, &recs[i]);
     if (n)

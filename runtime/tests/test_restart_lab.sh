@@ -80,6 +80,34 @@ same_as_native away $rc_b
 wait_until 10 eval "! registered $a && ! registered $b" && ok "both ended jobs left the table" \
     || bad "left over: $(on 1 "$B/mosps" | tr '\n' '|')"
 
+# 1b. only the job's own mosrun takes it back: while its mosrun is stopped (it cannot
+# reconnect), the same user from another process, and root, are refused; the job is listed but
+# cannot be moved from home; once mosrun runs again it reconnects and the job moves
+mosrun_job held 250; run_h=$!
+h=$(started $run_h)
+kill -STOP $run_h
+restart_mosd 1
+reattach() { # as WHO (user|root): the reply to a reattach for pid h
+    local who=(); [ "$1" = user ] && who=("${AS_USER[@]}")
+    on 1 "${who[@]}" /usr/bin/python3 -c 'import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall((json.dumps({"op": "reattach", "pid": int(sys.argv[2]), "where": "home"}) + "\n").encode())
+print(s.makefile().readline().strip())' "/run/mos-lab/$MOS_LAB_NAME/mosd-$N1.sock" "$h"
+}
+r_user=$(reattach user); r_root=$(reattach root)
+grep -q "permission denied" <<<"$r_user" && grep -q "permission denied" <<<"$r_root" \
+    && ok "a reattach from another process of the job's user, or from root, is refused" \
+    || bad "foreign reattach: user: $r_user; root: $r_root"
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$h" "$N2" 2>&1)
+wait_until 10 listed 1 "$h" "$N1" && grep -q "has not reconnected" <<<"$out" \
+    && ok "while its mosrun is away the job is listed, and a move from home is refused in one line" \
+    || bad "held job: $out; $(on 1 "$B/mosps" | tr '\n' '|')"
+kill -CONT $run_h
+wait_until 10 log_has 1 "(pid $h, on $N1): its mosrun is back"
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$h" "$N2" 2>&1)
+grep -q "now runs on $N2" <<<"$out" && ok "its own mosrun reconnected; the job moves" || bad "held job after CONT: $out"
+wait $run_h; same_as_native held $?
+
 # 2. remote mosd restart: job C on node 2 when node 2's mosd is killed and started again; it is
 # then brought home. Job D stays on node 2 and ends there.
 mosrun_job rc 250; run_c=$!
