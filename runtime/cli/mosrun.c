@@ -14,14 +14,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -490,17 +494,22 @@ static void on_link_ready(struct mosrun *m)
     m->link = move_high(m, fd);
 }
 
-/* mosd went away (killed, restarted): the job goes on, and we try to reach the next mosd,
- * which takes the job back from its state file once we prove we are its mosrun. A mosd that
- * does not know the job (no state kept) says so once; we stop asking and the job runs on
- * unmanaged. */
-static void reconnect_mosd(struct mosrun *m)
-{
-    struct json_object *req, *resp = NULL;
-    int fd;
+static void on_checkpoint(struct mosrun *m, struct json_object *msg);
 
-    if (m->mosd_fd >= 0 || !m->mosd_path[0] || (fd = mos_control_connect(m->mosd_path)) < 0)
-        return;
+/* mosd went away (killed, restarted): the job goes on, and we try to reach the next mosd,
+ * which takes the job back from its state file once the kernel tells it we are the job's
+ * mosrun. Over fd, an unconnected socket among our own descriptors: 1 when attached (fd is
+ * mosd_fd now), 0 when no mosd listens yet (fd stays for the next try), -1 when fd is spent.
+ * A mosd that does not know the job (no state kept) says so once; we stop asking and the job
+ * runs on, unmanaged. */
+static int reattach_over(struct mosrun *m, int fd)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct json_object *req, *resp = NULL;
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->mosd_path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        return 0;
     req = json_object_new_object();
     json_object_object_add(req, "op", json_object_new_string("reattach"));
     json_object_object_add(req, "pid", json_object_new_int(m->child));
@@ -509,8 +518,9 @@ static void reconnect_mosd(struct mosrun *m)
     int rc = mos_control_send(fd, req);
     if (rc == 0)
         rc = mos_control_recv(fd, &resp, 5000);
-    if (rc == 0 && json_object_get_boolean(json_object_object_get(resp, "ok"))) {
-        m->mosd_fd = move_high(m, fd);
+    int ok = rc == 0 && json_object_get_boolean(json_object_object_get(resp, "ok"));
+    if (ok) {
+        m->mosd_fd = fd;
     } else {
         close(fd);
         if (rc == 0) { /* it answered no: it will not change its mind */
@@ -521,9 +531,86 @@ static void reconnect_mosd(struct mosrun *m)
     }
     json_object_put(req);
     json_object_put(resp);
+    return ok ? 1 : -1;
 }
 
-static void on_checkpoint(struct mosrun *m, struct json_object *msg);
+static int mosd_socket(struct mosrun *m)
+{
+    return move_high(m, socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+}
+
+/* The main thread's try (at home, or between two supervisors). */
+static void reconnect_mosd(struct mosrun *m)
+{
+    int fd;
+
+    if (m->mosd_fd >= 0 || !m->mosd_path[0] || (fd = mosd_socket(m)) < 0)
+        return;
+    if (reattach_over(m, fd) == 0)
+        close(fd);
+}
+
+/* While the job is away, mos_deputy_serve holds the main thread: a keeper thread watches the
+ * line to mosd meanwhile and, if mosd goes away, reattaches to the next one, so that mosd
+ * knows where the job is (a move that landed while mosd was down included) without waiting for
+ * the job's next move. The main thread does not touch mosd_fd until the keeper is joined. */
+struct mosd_keeper {
+    struct mosrun *m;
+    int stop;  /* an eventfd: the deputy returned */
+    int spare; /* made beforehand among our descriptors: the deputy's calls open the job's
+                  files at the lowest free numbers, which a socket made now could take */
+    pthread_t thread;
+};
+
+static void *keeper_main(void *arg)
+{
+    struct mosd_keeper *k = arg;
+    struct mosrun *m = k->m;
+
+    while (m->mosd_fd >= 0 || m->mosd_path[0]) {
+        int lost = m->mosd_fd < 0;
+        struct pollfd fds[2] = {{k->stop, POLLIN, 0}, {m->mosd_fd, POLLRDHUP, 0}};
+        if (poll(fds, 2, lost ? 1000 : -1) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents)
+            break;
+        if (!lost && (fds[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            close(m->mosd_fd);
+            m->mosd_fd = -1;
+        }
+        if (m->mosd_fd >= 0 || !m->mosd_path[0])
+            continue;
+        if (k->spare < 0) /* a second restart within one stay: a short race, taken */
+            k->spare = mosd_socket(m);
+        if (k->spare >= 0 && reattach_over(m, k->spare) != 0)
+            k->spare = -1;
+    }
+    return NULL;
+}
+
+static int serve_keeping_mosd(struct mosrun *m, int link, const struct mos_deputy_opts *opts,
+                              int *status)
+{
+    struct mosd_keeper k = {.m = m, .stop = -1, .spare = -1};
+    int keeping = 0, rc;
+
+    if (m->mosd_path[0]) {
+        k.stop = move_high(m, eventfd(0, EFD_CLOEXEC));
+        k.spare = mosd_socket(m);
+        keeping = k.stop >= 0 && pthread_create(&k.thread, NULL, keeper_main, &k) == 0;
+    }
+    rc = mos_deputy_serve(link, opts, status);
+    if (keeping) {
+        uint64_t one = 1;
+        if (write(k.stop, &one, sizeof(one)) == sizeof(one))
+            pthread_join(k.thread, NULL);
+    }
+    if (k.spare >= 0)
+        close(k.spare);
+    if (k.stop >= 0)
+        close(k.stop);
+    return rc;
+}
 
 /* While the job is away, mosd may say it came back into its own process here ("native"). */
 static int mosd_says_native(struct mosrun *m)
@@ -627,7 +714,7 @@ static void become_deputy(struct mosrun *m, struct json_object *msg)
     }
     link = move_high(m, link);
     /* The listener stays open while the job is away: each later move brings a new supervisor. */
-    while ((rc = mos_deputy_serve(link, &opts, &status)) == MOS_DEPUTY_MOVING) {
+    while ((rc = serve_keeping_mosd(m, link, &opts, &status)) == MOS_DEPUTY_MOVING) {
         link = next_link(m, link);
         if (link == LINK_NATIVE) {
             back_home(m);

@@ -33,13 +33,13 @@ job_registered() { local j; j=$(pgrep -P "$1" | head -1); [ -n "$j" ] && registe
 started() { wait_until 20 job_registered "$1"; pgrep -P "$1" | head -1; }
 # listed N PID WHERE: node N's mosps shows PID running on WHERE
 listed() { on "$1" "$B/mosps" 2>/dev/null | awk -v p="$2" -v w="$3" 'NR > 1 && $1 == p && $0 ~ " " w " " { f = 1 } END { exit !f }'; }
-mosrun_job() { # NAME STEPS: mosrun mosjob on node 1 as nobody, its files under W/NAME.*
+mosrun_job() { # NAME STEPS [MIB]: mosrun mosjob on node 1 as nobody, its files under W/NAME.*
     (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosjob" "$2" 40 "$W/$1.a" "$W/$1.b" \
-        < "$W/input" > "$W/$1.out" 2> "$W/$1.err") &
+        ${3:-} < "$W/input" > "$W/$1.out" 2> "$W/$1.err") &
 }
-same_as_native() { # NAME RC: its output, files and exit status are the native run's
+same_as_native() { # NAME RC [REF]: its output, files and exit status are the native run's
     local f d=""
-    for f in out a b; do cmp -s "$W/nat.$f" "$W/$1.$f" || d="$d $f"; done
+    for f in out a b; do cmp -s "$W/${3:-nat}.$f" "$W/$1.$f" || d="$d $f"; done
     [ -z "$d" ] && [ "$2" = 7 ] && ok "$1: output, both files and exit status 7 identical to the native run" \
         || bad "$1: differs in [$d ] or exit $2 ($(tail -2 "$W/$1.err" | tr '\n' ' '))"
 }
@@ -107,6 +107,24 @@ wait_until 10 log_has 1 "(pid $h, on $N1): its mosrun is back"
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$h" "$N2" 2>&1)
 grep -q "now runs on $N2" <<<"$out" && ok "its own mosrun reconnected; the job moves" || bad "held job after CONT: $out"
 wait $run_h; same_as_native held $?
+
+# 1c. killed in the middle of a move (400 MiB streaming): the worker, mosd's child, carries
+# the move through alone; the new mosd's record still says home, and the job's mosrun, its
+# deputy on node 2 now, reattaches and says where it runs: listed there, and brought home
+(cd "$W" && exec "${AS_USER[@]}" "$B/mosjob" 250 40 "$W/natm.a" "$W/natm.b" 400 < "$W/input" > "$W/natm.out")
+mosrun_job mid 250 400; run_m=$!
+m=$(started $run_m)
+lines=$(wc -l < "$W/mosd1.log")
+( on 1 "${AS_USER[@]}" "$B/mosmigrate" "$m" "$N2" > "$W/mid.move" 2>&1 ) &
+wait_until 10 log_since_has 1 "$lines" "(pid $m): moving from"
+restart_mosd 1
+landed=$(log_since 1 "$lines" "(pid $m) now runs on")
+wait_until 20 listed 1 "$m" "$N2" \
+    && ok "killed mid-move ($([ "$landed" = 0 ] && echo "before the move landed" || echo "just after it landed")): the new mosd lists the job on node 2" \
+    || bad "mid-move: $(on 1 "$B/mosps" | tr '\n' '|'); $(on 2 "$B/mosps" | tr '\n' '|')"
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$m" home 2>&1)
+grep -q "now runs on $N1" <<<"$out" && ok "the job moved while mosd was down is brought home" || bad "mid home: $out"
+wait $run_m; same_as_native mid $? natm
 
 # 2. remote mosd restart: job C on node 2 when node 2's mosd is killed and started again; it is
 # then brought home. Job D stays on node 2 and ends there.
