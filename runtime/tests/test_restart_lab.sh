@@ -154,7 +154,7 @@ wait_until 10 eval "! listed 2 $d $N2" && ok "node 2 forgets guest D once it end
 # stays up, and E runs on unmanaged to the same end.
 bad_state() { # WHAT PREPARE-CMD LOG-TEXT
     local what=$1 prep=$2 text=$3 e run_e lines
-    mosrun_job "e$what" 100; run_e=$!
+    mosrun_job "e$what" 200; run_e=$!
     e=$(started $run_e)
     lines=$(wc -l < "$W/mosd1.log")
     restart_mosd 1 eval "$prep"
