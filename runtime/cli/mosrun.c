@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -62,6 +63,9 @@ struct mosrun {
     char where[MOS_NODE_NAME_MAX];
     const char *ckpt;     /* -C FILE */
     char mosd_path[108];  /* mosd's command socket; "" once reconnecting is pointless */
+    int where_known;      /* `where` names the node the job runs on now (told by mosd, or
+                             the address of the latest supervisor's link) */
+    struct mos_config cfg; /* the cluster's nodes (cfg.n_nodes 0: none known) */
 };
 
 static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
@@ -254,7 +258,7 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
         return -1;
     rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
     snprintf(m->node_addr, sizeof(m->node_addr), "%s", cfg.nodes[self].addr);
-    mos_config_free(&cfg);
+    m->cfg = cfg; /* kept: a supervisor's link says by its address where the job went */
     fd = rc == 0 ? mos_control_connect(path) : rc;
     if (fd >= 0)
         snprintf(m->mosd_path, sizeof(m->mosd_path), "%s", path);
@@ -513,8 +517,11 @@ static int reattach_over(struct mosrun *m, int fd)
     req = json_object_new_object();
     json_object_object_add(req, "op", json_object_new_string("reattach"));
     json_object_object_add(req, "pid", json_object_new_int(m->child));
-    json_object_object_add(req, "where", json_object_new_string(
-                                             m->state == JOB_AWAY ? m->where : "home"));
+    /* where the job runs, when we know it: mosd believes its deputy over its own record (a
+     * move may have landed while it was down); unknown, it keeps its record */
+    if (m->state != JOB_AWAY || m->where_known)
+        json_object_object_add(req, "where", json_object_new_string(
+                                                 m->state == JOB_AWAY ? m->where : "home"));
     int rc = mos_control_send(fd, req);
     if (rc == 0)
         rc = mos_control_recv(fd, &resp, 5000);
@@ -630,6 +637,24 @@ static int mosd_says_native(struct mosrun *m)
     return native;
 }
 
+/* A new supervisor's link: the job runs on the node of its address (as the config names
+ * nodes); an address the config does not name leaves `where` unknown. */
+static void where_of_link(struct mosrun *m, int link)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char addr[64];
+    int node = -1;
+
+    if (getpeername(link, (struct sockaddr *)&ss, &len) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, len, addr, sizeof(addr), NULL, 0,
+                    NI_NUMERICHOST) == 0 && m->cfg.n_nodes)
+        node = mos_config_find_node(&m->cfg, addr);
+    m->where_known = node >= 0;
+    if (node >= 0)
+        snprintf(m->where, sizeof(m->where), "%s", m->cfg.nodes[node].name);
+}
+
 #define LINK_NATIVE (-2)
 
 /* Between two supervisors: the old one said the guest is moving. Wait for the new one to prove
@@ -656,6 +681,7 @@ static int next_link(struct mosrun *m, int old)
             if (fd >= 0) {
                 if (old >= 0)
                     close(old);
+                where_of_link(m, fd);
                 return move_high(m, fd);
             }
         }
@@ -705,6 +731,7 @@ static void become_deputy(struct mosrun *m, struct json_object *msg)
     int status = 0, link, rc;
 
     snprintf(m->where, sizeof(m->where), "%s", mos_json_str(msg, "where", "?"));
+    m->where_known = 1;
     m->state = JOB_AWAY;
     link = m->link >= 0 ? m->link : mos_deputy_link_accept(m->link_listen, m->token, 60000);
     if (link < 0) {

@@ -1,6 +1,6 @@
 #!/bin/bash
 # A mosd that restarts strands no job. Node 1's mosd is killed (SIGKILL) and started again
-# while one job runs at home and one runs away on node 2: the new mosd takes both back from its
+# while one job runs at home and one runs away on node 3 (moved there from node 2): the new mosd takes both back from its
 # state file (mosps lists them, their mosruns reconnect), the away one is brought home, the
 # home one can still be moved, and both print what a native run prints. Node 2's mosd is killed
 # and started again while it hosts a guest: the guest's supervisor ran on, the new mosd
@@ -11,7 +11,7 @@ set -u
 . "$(dirname "$0")/lab_lib.sh"
 lab_init rs
 
-lab_up 2 --set balance=0
+lab_up 3 --set balance=0
 declare -A MOSD
 start_mosd() { "$LAB" exec --uncapped "$1" "$B/mosd" >> "$W/mosd$1.log" 2>&1 & MOSD[$1]=$!; }
 # restart_mosd I [CMD...]: SIGKILL node I's mosd (no orderly stop: a crash; its children live
@@ -25,8 +25,8 @@ restart_mosd() {
     start_mosd "$n"
     wait_mosd "$n"
 }
-for i in 1 2; do start_mosd $i; done
-wait_mosd 1 2
+for i in 1 2 3; do start_mosd $i; done
+wait_mosd 1 2 3
 STATE=/run/mos-lab/$MOS_LAB_NAME/state-$N1
 seq 1 2000 > "$W/input"
 job_registered() { local j; j=$(pgrep -P "$1" | head -1); [ -n "$j" ] && registered "$j" "${2:-1}"; }
@@ -57,12 +57,14 @@ mosrun_job home 250; run_a=$!
 mosrun_job away 250; run_b=$!
 a=$(started $run_a); b=$(started $run_b)
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$b" "$N2" 2>&1)
-grep -q "now runs on $N2" <<<"$out" && ok "job B moved to node 2" || bad "B to node 2: $out"
+out2=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$b" "$N3" 2>&1)
+grep -q "now runs on $N2" <<<"$out" && grep -q "now runs on $N3" <<<"$out2" \
+    && ok "job B moved to node 2, then on to node 3" || bad "B to nodes 2, 3: $out; $out2"
 perms=$(stat -c '%U %a' "$STATE" "$STATE/jobs.json" 2>&1 | tr '\n' ' ')
 [ "$perms" = "root 700 root 600 " ] && ok "state directory root 0700, file root 0600" || bad "state perms: $perms"
 restart_mosd 1
-wait_until 10 listed 1 "$a" "$N1" && wait_until 10 listed 1 "$b" "$N2" \
-    && ok "restarted home mosd lists job A at home and job B on node 2" \
+wait_until 10 listed 1 "$a" "$N1" && wait_until 10 listed 1 "$b" "$N3" \
+    && ok "restarted home mosd lists job A at home and job B on node 3" \
     || bad "mosps after restart: $(on 1 "$B/mosps" 2>&1 | tr '\n' '|')"
 wait_until 10 log_has 1 "(pid $a, on $N1): its mosrun is back"
 log_has 1 "(pid $a, on $N1): its mosrun is back" && ok "job A's mosrun reconnected" || bad "A's mosrun: $(grep -i mosrun "$W/mosd1.log" | tail -3)"
@@ -127,7 +129,7 @@ grep -q "now runs on $N1" <<<"$out" && ok "the job moved while mosd was down is 
 wait $run_m; same_as_native mid $? natm
 
 # 2. remote mosd restart: job C on node 2 when node 2's mosd is killed and started again; it is
-# then brought home. Job D stays on node 2 and ends there.
+# then moved on to node 3 and home. Job D stays on node 2 and ends there.
 mosrun_job rc 250; run_c=$!
 mosrun_job rd 150; run_d=$!
 c=$(started $run_c); d=$(started $run_d)
@@ -139,15 +141,17 @@ restart_mosd 2
 wait_until 10 listed 2 "$c" "$N2" && wait_until 10 listed 2 "$d" "$N2" \
     && ok "restarted node 2 lists both guests again (their supervisors re-adopted)" \
     || bad "node 2 after restart: $(on 2 "$B/mosps" 2>&1 | tr '\n' '|') $(grep -E 'adopt|dropped' "$W/mosd2.log" | tr '\n' '|')"
-out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$c" home 2>&1)
-grep -q "now runs on $N1" <<<"$out" && ok "guest C, re-adopted, is brought home" || bad "C home: $out"
+out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$c" "$N3" 2>&1)
+out2=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$c" home 2>&1)
+grep -q "now runs on $N3" <<<"$out" && grep -q "now runs on $N1" <<<"$out2" \
+    && ok "guest C, re-adopted, moves on to node 3 and then home" || bad "C to 3, home: $out; $out2"
 wait $run_c; rc_c=$?
 wait $run_d; rc_d=$?
 same_as_native rc $rc_c
 [ "$rc_d" = 7 ] && cmp -s <(grep '^step' "$W/rd.out") <(grep '^step' "$W/nat.out" | head -150) \
     && ok "guest D ended on node 2 after the restart, its steps identical to the native run's" \
     || bad "D: exit $rc_d ($(tail -2 "$W/rd.err" | tr '\n' ' '))"
-wait_until 10 eval "! listed 2 $d $N2" && ok "node 2 forgets guest D once it ended" || bad "D still listed on 2"
+wait_until 10 eval "! listed 2 $d $N2 && ! listed 2 $c $N2" && ok "node 2 forgets guest C once it left and D once it ended" || bad "C or D still listed on 2"
 
 # 3. a state file mosd must not trust. Each time job E runs at home: with a file or a directory
 # not root's alone, or a truncated file, the new mosd takes nothing back, says so in one line,
