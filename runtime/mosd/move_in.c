@@ -197,6 +197,11 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
         }
         mos_deputy_link_notify(link, MOS_LINK_RESUME);
     }
+    if (x.awaiting_mosd) { /* the guest ended before a new mosd came */
+        char path[300];
+        mosd_state_sup_socket(d, getpid(), path, sizeof(path));
+        unlink(path);
+    }
     return rc;
 }
 

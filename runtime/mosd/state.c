@@ -13,6 +13,7 @@
 #include "mos/log.h"
 #include "mos/status.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -327,6 +328,27 @@ static int take_guest(struct mosd *d, const struct mosd_state_rec *r)
     return 1;
 }
 
+/* Sockets of supervisors the table does not name (their guest ended, or their record was
+ * refused): nobody will connect to them. */
+static void remove_stray_sockets(const struct mosd *d)
+{
+    DIR *dir = opendir(d->state_dir);
+    struct dirent *e;
+
+    while (dir && (e = readdir(dir))) {
+        int pid, end = 0;
+        if (sscanf(e->d_name, "sup-%d.sock%n", &pid, &end) != 1 || e->d_name[end] != '\0')
+            continue;
+        int known = 0;
+        for (size_t i = 0; i < d->n_jobs && !known; i++)
+            known = d->jobs[i].adopted && d->jobs[i].supervisor == pid;
+        if (!known)
+            unlinkat(dirfd(dir), e->d_name, 0);
+    }
+    if (dir)
+        closedir(dir);
+}
+
 int mosd_state_load(struct mosd *d)
 {
     char path[300], why[400] = "";
@@ -354,6 +376,7 @@ int mosd_state_load(struct mosd *d)
     free(recs);
     json_object_put(root);
     free(text);
+    remove_stray_sockets(d);
     mosd_state_save(d); /* what is held now, the dropped ones gone */
     return taken;
 }

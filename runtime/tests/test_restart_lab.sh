@@ -153,6 +153,9 @@ same_as_native rc $rc_c
     || bad "D: exit $rc_d ($(tail -2 "$W/rd.err" | tr '\n' ' '))"
 wait_until 10 eval "! listed 2 $d $N2 && ! listed 2 $c $N2" && ok "node 2 forgets guest C once it left and D once it ended" || bad "C or D still listed on 2"
 
+left=$(ls "/run/mos-lab/$MOS_LAB_NAME/state-$N2" 2>&1 | grep -v '^jobs.json$' | tr '\n' ' ')
+[ -z "$left" ] && ok "nothing left in node 2's state directory but its table" || bad "left in node 2's state: $left"
+
 # 3. a state file mosd must not trust. Each time job E runs at home: with a file or a directory
 # not root's alone, or a truncated file, the new mosd takes nothing back, says so in one line,
 # stays up, and E runs on unmanaged to the same end.
