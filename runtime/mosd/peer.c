@@ -186,8 +186,10 @@ static void acceptor_move(struct mosd *d, int fd, const struct mosd_line *l)
 {
     struct mosd_job *job = mosd_job_guest(d, l->node, l->home_pid);
 
-    if (!job || job->move_reply_fd > 0) {
-        dprintf(fd, "error %s\n", job ? "already moving" : "no such guest here");
+    if (!job || job->move_reply_fd > 0 || job->sup_ctl <= 0) {
+        dprintf(fd, "error %s\n", !job ? "no such guest here"
+                                 : job->sup_ctl <= 0 ? "its supervisor is not reached yet (mosd restarted)"
+                                                     : "already moving");
         close(fd);
         return;
     }
@@ -476,7 +478,7 @@ int mosd_peer_send_guests_home(struct mosd *d)
     for (size_t i = 0; i < d->n_jobs; i++) {
         struct mosd_job *job = &d->jobs[i];
         /* a job of ours that came home as a guest stays: its supervisor runs on without us */
-        if (!job->supervisor || job->move_reply_fd > 0 ||
+        if (!job->supervisor || job->move_reply_fd > 0 || job->sup_ctl <= 0 ||
             strcmp(job->home, d->cfg.nodes[d->self].name) == 0)
             continue;
         dprintf(job->sup_ctl, "move %s\n", job->home);
