@@ -315,6 +315,8 @@ struct mosd_state_rec {
     char home[MOS_NODE_NAME_MAX];
     char where[MOS_NODE_NAME_MAX];
     int locked;
+    unsigned long long started_ns; /* when it was registered (CLOCK_MONOTONIC, which a state
+                                      directory in /run never outlives); 0: not said */
     struct json_object *nodes;  /* names (borrowed from the parsed file), or NULL */
     /* own jobs: the process as registered, its mosrun (the parent) and mosrun's descriptors */
     struct mos_proc_ident ident;

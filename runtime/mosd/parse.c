@@ -618,6 +618,9 @@ static int state_record(struct json_object *o, const char *self, struct mosd_sta
         need_int(o, "locked", 0, 1, &v)) != 0)
         return MOS_E_PROTO;
     r->locked = (int)v;
+    if (json_object_object_get_ex(o, "started_ns", NULL) &&
+        need_u64(o, "started_ns", &r->started_ns) != 0)
+        return MOS_E_PROTO;
     if (need_text(o, "cmd", r->cmd, sizeof(r->cmd)) != 0 ||
         mosd_json_name(o, "home", r->home) != 0 || mosd_json_name(o, "where", r->where) != 0 ||
         mosd_json_node_names(o, &r->nodes) != 0)

@@ -120,6 +120,7 @@ static struct json_object *job_record(const struct mosd *d, const struct mosd_jo
     add_int(o, "uid", job->uid);
     add_int(o, "gid", job->gid);
     add_int(o, "locked", job->locked);
+    add_u64(o, "started_ns", job->started_ns);
     json_object_object_add(o, "cmd", json_object_new_string(job->cmd));
     json_object_object_add(o, "home", json_object_new_string(job->home));
     json_object_object_add(o, "where", json_object_new_string(job->where));
@@ -264,6 +265,8 @@ static void fill_job(struct mosd *d, struct mosd_job *job, const struct mosd_sta
     job->uid = r->uid;
     job->gid = r->gid;
     job->locked = r->locked;
+    if (r->started_ns && r->started_ns <= job->started_ns) /* AGE and the balancer's view go on */
+        job->started_ns = r->started_ns;
     mosd_nodeset_of_names(d, r->nodes, &job->nodes);
     snprintf(job->cmd, sizeof(job->cmd), "%s", r->cmd);
     snprintf(job->home, sizeof(job->home), "%s", r->home);

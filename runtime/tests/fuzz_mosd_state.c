@@ -16,8 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check_record(const struct mosd_state_rec *r, const char *self)
 {
     if (r->pid < 2 || r->home_pid < 1 || r->uid == 0 || (int)r->uid < 0 || (int)r->gid < 0 ||
-        r->id < 0 || (r->locked != 0 && r->locked != 1) || !r->home[0] || !r->where[0] ||
-        memchr(r->cmd, '\0', sizeof(r->cmd)) == NULL)
+        r->id < 0 || (r->locked != 0 && r->locked != 1) || !r->home[0] ||
+        !r->where[0] || memchr(r->cmd, '\0', sizeof(r->cmd)) == NULL)
         abort();
     if (r->nodes && json_object_array_length(r->nodes) > MOSD_MAX_JOB_NODES)
         abort();

@@ -43,6 +43,7 @@ same_as_native() { # NAME RC [REF]: its output, files and exit status are the na
     [ -z "$d" ] && [ "$2" = 7 ] && ok "$1: output, both files and exit status 7 identical to the native run" \
         || bad "$1: differs in [$d ] or exit $2 ($(tail -2 "$W/$1.err" | tr '\n' ' '))"
 }
+age_of() { on "$1" "$B/mosps" | awk -v p="$2" 'NR > 1 && $1 == p { sub("s$", "", $5); print $5 }'; } # N PID: seconds
 log_has() { grep -qF -- "$2" "$W/mosd$1.log"; } # log_has N TEXT
 # log_since N LINES TEXT: how many lines of node N's log after the first LINES hold TEXT
 log_since() { tail -n +$(($2 + 1)) "$W/mosd$1.log" | grep -cF -- "$3"; }
@@ -62,10 +63,13 @@ grep -q "now runs on $N2" <<<"$out" && grep -q "now runs on $N3" <<<"$out2" \
     && ok "job B moved to node 2, then on to node 3" || bad "B to nodes 2, 3: $out; $out2"
 perms=$(stat -c '%U %a' "$STATE" "$STATE/jobs.json" 2>&1 | tr '\n' ' ')
 [ "$perms" = "root 700 root 600 " ] && ok "state directory root 0700, file root 0600" || bad "state perms: $perms"
+wait_until 10 eval '[ "$(age_of 1 "$a")" -ge 3 ]' # so that a restarted AGE would show
 restart_mosd 1
 wait_until 10 listed 1 "$a" "$N1" && wait_until 10 listed 1 "$b" "$N3" \
     && ok "restarted home mosd lists job A at home and job B on node 3" \
     || bad "mosps after restart: $(on 1 "$B/mosps" 2>&1 | tr '\n' '|')"
+age=$(age_of 1 "$a")
+[ "${age:-0}" -ge 3 ] && ok "job A's age goes on across the restart (${age}s)" || bad "A's age after the restart: '$age'"
 wait_until 10 log_has 1 "(pid $a, on $N1): its mosrun is back"
 log_has 1 "(pid $a, on $N1): its mosrun is back" && ok "job A's mosrun reconnected" || bad "A's mosrun: $(grep -i mosrun "$W/mosd1.log" | tail -3)"
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$b" home 2>&1)
