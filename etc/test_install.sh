@@ -42,6 +42,11 @@ done
 grep -q '^ExecStart=/usr/local/sbin/mosd' "$D/usr/local/lib/systemd/system/mosd.service" \
     && { passes=$((passes+1)); echo "ok: unit runs the installed mosd"; } \
     || { fails=$((fails+1)); echo "FAIL: unit ExecStart"; }
+# a restart must not kill guests' supervisors nor remove the job table (test_restart_lab)
+grep -qx 'KillMode=process' "$D/usr/local/lib/systemd/system/mosd.service" \
+    && grep -qx 'RuntimeDirectoryPreserve=yes' "$D/usr/local/lib/systemd/system/mosd.service" \
+    && { passes=$((passes+1)); echo "ok: unit: KillMode=process, runtime directory kept"; } \
+    || { fails=$((fails+1)); echo "FAIL: unit KillMode/RuntimeDirectoryPreserve"; }
 echo "# site edit" >> "$D/etc/mos/mos.conf"
 DESTDIR=$D cmake --install "$BUILD" --prefix /usr/local >/dev/null
 grep -q '# site edit' "$D/etc/mos/mos.conf" && [ -e "$D/etc/mos/mos.conf.example" ] \

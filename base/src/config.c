@@ -44,6 +44,9 @@ static const struct setting cluster_settings[] = {
                 "memory is a controller of its own; its limit is the memory the node offers "
                 "(with cgroup v2, guest_cgroup's memory.max is); empty: none"),
     STR_SETTING("socket", socket_path, "/run/mos/mosd.sock", "mosd's local command socket; %n stands for the node's name"),
+    STR_SETTING("state_dir", state_dir, "/run/mos/%n",
+                "root's directory (0700) where mosd keeps its job table, so that a restarted "
+                "mosd takes its jobs back; %n stands for the node's name"),
     STR_SETTING("metrics_listen", metrics_listen, "",
                 "ADDR:PORT where mosd serves its figures to Prometheus (GET /metrics), e.g. "
                 "127.0.0.1:9771 or [::1]:9771; bind it to loopback or a management network; "

@@ -13,15 +13,20 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,6 +62,10 @@ struct mosrun {
     char node_addr[MOS_ADDR_MAX];
     char where[MOS_NODE_NAME_MAX];
     const char *ckpt;     /* -C FILE */
+    char mosd_path[108];  /* mosd's command socket; "" once reconnecting is pointless */
+    int where_known;      /* `where` names the node the job runs on now (told by mosd, or
+                             the address of the latest supervisor's link) */
+    struct mos_config cfg; /* the cluster's nodes (cfg.n_nodes 0: none known) */
 };
 
 static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
@@ -249,8 +258,10 @@ static int register_job(const struct mosrun_opts *o, struct mosrun *m)
         return -1;
     rc = mos_control_socket_path(&cfg, self, path, sizeof(path));
     snprintf(m->node_addr, sizeof(m->node_addr), "%s", cfg.nodes[self].addr);
-    mos_config_free(&cfg);
+    m->cfg = cfg; /* kept: a supervisor's link says by its address where the job went */
     fd = rc == 0 ? mos_control_connect(path) : rc;
+    if (fd >= 0)
+        snprintf(m->mosd_path, sizeof(m->mosd_path), "%s", path);
     if (fd < 0) {
         fprintf(stderr, "mosrun: no mosd on this node (%s): %s runs here, unmanaged\n", path,
                 o->argv[0]);
@@ -489,6 +500,125 @@ static void on_link_ready(struct mosrun *m)
 
 static void on_checkpoint(struct mosrun *m, struct json_object *msg);
 
+/* mosd went away (killed, restarted): the job goes on, and we try to reach the next mosd,
+ * which takes the job back from its state file once the kernel tells it we are the job's
+ * mosrun. Over fd, an unconnected socket among our own descriptors: 1 when attached (fd is
+ * mosd_fd now), 0 when no mosd listens yet (fd stays for the next try), -1 when fd is spent.
+ * A mosd that does not know the job (no state kept) says so once; we stop asking and the job
+ * runs on, unmanaged. */
+static int reattach_over(struct mosrun *m, int fd)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct json_object *req, *resp = NULL;
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->mosd_path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        return 0;
+    req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string("reattach"));
+    json_object_object_add(req, "pid", json_object_new_int(m->child));
+    /* where the job runs, when we know it: mosd believes its deputy over its own record (a
+     * move may have landed while it was down); unknown, it keeps its record */
+    if (m->state != JOB_AWAY || m->where_known)
+        json_object_object_add(req, "where", json_object_new_string(
+                                                 m->state == JOB_AWAY ? m->where : "home"));
+    int rc = mos_control_send(fd, req);
+    if (rc == 0)
+        rc = mos_control_recv(fd, &resp, 5000);
+    int ok = rc == 0 && json_object_get_boolean(json_object_object_get(resp, "ok"));
+    if (ok) {
+        m->mosd_fd = fd;
+    } else {
+        close(fd);
+        if (rc == 0) { /* it answered no: it will not change its mind */
+            fprintf(stderr, "mosrun: mosd restarted and does not take the job back (%s): it "
+                    "runs on, unmanaged\n", mos_json_str(resp, "error", "?"));
+            m->mosd_path[0] = '\0';
+        }
+    }
+    json_object_put(req);
+    json_object_put(resp);
+    return ok ? 1 : -1;
+}
+
+static int mosd_socket(struct mosrun *m)
+{
+    return move_high(m, socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+}
+
+/* The main thread's try (at home, or between two supervisors). */
+static void reconnect_mosd(struct mosrun *m)
+{
+    int fd;
+
+    if (m->mosd_fd >= 0 || !m->mosd_path[0] || (fd = mosd_socket(m)) < 0)
+        return;
+    if (reattach_over(m, fd) == 0)
+        close(fd);
+}
+
+/* While the job is away, mos_deputy_serve holds the main thread: a keeper thread watches the
+ * line to mosd meanwhile and, if mosd goes away, reattaches to the next one, so that mosd
+ * knows where the job is (a move that landed while mosd was down included) without waiting for
+ * the job's next move. The main thread does not touch mosd_fd until the keeper is joined. */
+struct mosd_keeper {
+    struct mosrun *m;
+    int stop;  /* an eventfd: the deputy returned */
+    int spare; /* made beforehand among our descriptors: the deputy's calls open the job's
+                  files at the lowest free numbers, which a socket made now could take */
+    pthread_t thread;
+};
+
+static void *keeper_main(void *arg)
+{
+    struct mosd_keeper *k = arg;
+    struct mosrun *m = k->m;
+
+    while (m->mosd_fd >= 0 || m->mosd_path[0]) {
+        int lost = m->mosd_fd < 0;
+        struct pollfd fds[2] = {{k->stop, POLLIN, 0}, {m->mosd_fd, POLLRDHUP, 0}};
+        if (poll(fds, 2, lost ? 1000 : -1) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents)
+            break;
+        if (!lost && (fds[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            close(m->mosd_fd);
+            m->mosd_fd = -1;
+        }
+        if (m->mosd_fd >= 0 || !m->mosd_path[0])
+            continue;
+        if (k->spare < 0) /* a second restart within one stay: a short race, taken */
+            k->spare = mosd_socket(m);
+        if (k->spare >= 0 && reattach_over(m, k->spare) != 0)
+            k->spare = -1;
+    }
+    return NULL;
+}
+
+static int serve_keeping_mosd(struct mosrun *m, int link, const struct mos_deputy_opts *opts,
+                              int *status)
+{
+    struct mosd_keeper k = {.m = m, .stop = -1, .spare = -1};
+    int keeping = 0, rc;
+
+    if (m->mosd_path[0]) {
+        k.stop = move_high(m, eventfd(0, EFD_CLOEXEC));
+        k.spare = mosd_socket(m);
+        keeping = k.stop >= 0 && pthread_create(&k.thread, NULL, keeper_main, &k) == 0;
+    }
+    rc = mos_deputy_serve(link, opts, status);
+    if (keeping) {
+        uint64_t one = 1;
+        if (write(k.stop, &one, sizeof(one)) == sizeof(one))
+            pthread_join(k.thread, NULL);
+    }
+    if (k.spare >= 0)
+        close(k.spare);
+    if (k.stop >= 0)
+        close(k.stop);
+    return rc;
+}
+
 /* While the job is away, mosd may say it came back into its own process here ("native"). */
 static int mosd_says_native(struct mosrun *m)
 {
@@ -507,6 +637,24 @@ static int mosd_says_native(struct mosrun *m)
     return native;
 }
 
+/* A new supervisor's link: the job runs on the node of its address (as the config names
+ * nodes); an address the config does not name leaves `where` unknown. */
+static void where_of_link(struct mosrun *m, int link)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char addr[64];
+    int node = -1;
+
+    if (getpeername(link, (struct sockaddr *)&ss, &len) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, len, addr, sizeof(addr), NULL, 0,
+                    NI_NUMERICHOST) == 0 && m->cfg.n_nodes)
+        node = mos_config_find_node(&m->cfg, addr);
+    m->where_known = node >= 0;
+    if (node >= 0)
+        snprintf(m->where, sizeof(m->where), "%s", m->cfg.nodes[node].name);
+}
+
 #define LINK_NATIVE (-2)
 
 /* Between two supervisors: the old one said the guest is moving. Wait for the new one to prove
@@ -515,9 +663,11 @@ static int mosd_says_native(struct mosrun *m)
 static int next_link(struct mosrun *m, int old)
 {
     for (int waited_ms = 0; waited_ms < 300000; waited_ms += 1000) {
+        enum mos_link_notice notice;
+
+        reconnect_mosd(m); /* it tells us when the job is home again */
         struct pollfd fds[3] = {{m->link_listen, POLLIN, 0}, {old, POLLIN, 0},
                                 {m->mosd_fd, POLLIN, 0}};
-        enum mos_link_notice notice;
 
         if (poll(fds, 3, 1000) <= 0)
             continue;
@@ -531,6 +681,7 @@ static int next_link(struct mosrun *m, int old)
             if (fd >= 0) {
                 if (old >= 0)
                     close(old);
+                where_of_link(m, fd);
                 return move_high(m, fd);
             }
         }
@@ -580,6 +731,7 @@ static void become_deputy(struct mosrun *m, struct json_object *msg)
     int status = 0, link, rc;
 
     snprintf(m->where, sizeof(m->where), "%s", mos_json_str(msg, "where", "?"));
+    m->where_known = 1;
     m->state = JOB_AWAY;
     link = m->link >= 0 ? m->link : mos_deputy_link_accept(m->link_listen, m->token, 60000);
     if (link < 0) {
@@ -589,7 +741,7 @@ static void become_deputy(struct mosrun *m, struct json_object *msg)
     }
     link = move_high(m, link);
     /* The listener stays open while the job is away: each later move brings a new supervisor. */
-    while ((rc = mos_deputy_serve(link, &opts, &status)) == MOS_DEPUTY_MOVING) {
+    while ((rc = serve_keeping_mosd(m, link, &opts, &status)) == MOS_DEPUTY_MOVING) {
         link = next_link(m, link);
         if (link == LINK_NATIVE) {
             back_home(m);
@@ -690,8 +842,12 @@ static int supervise(struct mosrun *m)
         struct signalfd_siginfo si;
         int status;
 
-        if (poll(fds, 3, -1) < 0 && errno != EINTR)
+        int waiting = m->mosd_fd < 0 && m->mosd_path[0];
+
+        if (poll(fds, 3, waiting ? 1000 : -1) < 0 && errno != EINTR)
             return 1;
+        if (waiting)
+            reconnect_mosd(m); /* its fd is polled from the next round on */
         if (m->link_listen >= 0 && (fds[2].revents & POLLIN))
             on_link_ready(m);
         /* mosd first: its "migrated" is always queued before it kills the original */

@@ -52,6 +52,8 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
             continue;
         if (!job->supervisor && (strcmp(job->where, self) != 0 || !job->owner))
             continue;
+        if (job->supervisor && job->sup_ctl <= 0) /* left by an earlier mosd, not reached yet */
+            continue;
         if (job_usage(job->pid, &cpu_s, &pages) != 0)
             continue;
         struct mos_job_owner owner;

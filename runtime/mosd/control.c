@@ -118,6 +118,7 @@ static struct json_object *op_register(struct mosd_client *c, struct bufferevent
     mos_info("mosd", "job %d: pid %d uid %d registered: %s", job->id, (int)pid, (int)job->uid,
              job->cmd);
     mosd_balance_soon(c->d);
+    mosd_state_save(c->d);
     struct json_object *r = mosd_reply_ok();
     json_object_object_add(r, "job", json_object_new_int(job->id));
     const char *start_on = rr.start_on;
@@ -149,6 +150,52 @@ static struct json_object *op_register(struct mosd_client *c, struct bufferevent
         }
     }
     return r;
+}
+
+/* mosd restarted: a job's mosrun reconnects. Only the job's own mosrun may take it back (the
+ * kernel's word: the caller is the registered parent, of the job's user, and the process is
+ * still the one registered); what it says of where the job runs is its own job's business. */
+static struct json_object *op_reattach(struct mosd_client *c, struct bufferevent *bev,
+                                       struct json_object *req)
+{
+    struct mosd *d = c->d;
+    struct mos_proc_ident now;
+    long long pid;
+
+    if (mosd_json_int_in(req, "pid", 1, INT_MAX, 0, &pid) != 0 || pid == 0)
+        return mosd_reply_error("malformed request: pid");
+    struct mosd_job *job = mosd_job_own(d, (pid_t)pid);
+    if (!job || job->owner || job->native)
+        return mosd_reply_error("pid %d is no job of this node waiting for its mosrun",
+                                (int)pid);
+    if (c->cred.uid != job->uid || c->cred.pid != job->owner_pid ||
+        mos_proc_ident_read(job->pid, &now) != 0 || now.ppid != c->cred.pid ||
+        now.start_time != job->ident.start_time ||
+        syscall(SYS_pidfd_send_signal, job->pidfd, 0, NULL, 0) != 0) {
+        mos_warn("mosd", "job %d: pid %d (uid %d) asked to take it back: refused", job->id,
+                 (int)c->cred.pid, (int)c->cred.uid);
+        return mosd_reply_error("permission denied: pid %d is not your job", (int)pid);
+    }
+    const char *where = mos_json_str(req, "where", "");
+    int node = strcmp(where, "home") == 0 ? d->self : mos_config_find_node(&d->cfg, where);
+    if (node >= 0 && !job->moving)
+        snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[node].name);
+    job->owner = bev;
+    mos_info("mosd", "job %d (pid %d, on %s): its mosrun is back", job->id, (int)job->pid,
+             job->where);
+    mosd_state_save(d);
+    struct json_object *r = mosd_reply_ok();
+    json_object_object_add(r, "job", json_object_new_int(job->id));
+    mosd_send(bev, r);
+    json_object_put(r);
+    if (job->native_pending) { /* it came home while its mosrun was away from us */
+        struct json_object *m = json_object_new_object();
+        json_object_object_add(m, "op", json_object_new_string("native"));
+        mosd_send(bev, m);
+        json_object_put(m);
+        job->native_pending = 0;
+    }
+    return NULL;
 }
 
 static struct json_object *op_list(struct mosd_client *c, struct json_object *req)
@@ -223,6 +270,8 @@ static struct json_object *dispatch(struct mosd_client *c, struct bufferevent *b
         return op_ping(c, req);
     if (strcmp(op, "register") == 0)
         return op_register(c, bev, req);
+    if (strcmp(op, "reattach") == 0)
+        return op_reattach(c, bev, req);
     if (strcmp(op, "list") == 0)
         return op_list(c, req);
     if (strcmp(op, "nodes") == 0) {
@@ -255,7 +304,10 @@ static void client_free(struct mosd_client *c, struct bufferevent *bev)
             break;
         }
     mosd_move_forget_requester(c->d, bev);
-    mosd_job_remove_owner(c->d, bev);
+    if (mosd_job_by_owner(c->d, bev)) {
+        mosd_job_remove_owner(c->d, bev);
+        mosd_state_save(c->d);
+    }
     bufferevent_free(bev);
     free(c);
 }

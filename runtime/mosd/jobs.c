@@ -82,7 +82,9 @@ struct mosd_job *mosd_job_by_sup_ctl(struct mosd *d, int fd)
 const struct mosd_job *mosd_job_own_const(const struct mosd *d, pid_t home_pid)
 {
     for (size_t i = 0; i < d->n_jobs; i++)
-        if (!d->jobs[i].supervisor && d->jobs[i].owner && d->jobs[i].home_pid == home_pid)
+        /* held by a pidfd (registered, or taken back without its mosrun yet) or mosrun -E's */
+        if (!d->jobs[i].supervisor && (d->jobs[i].owner || d->jobs[i].pidfd > 0) &&
+            d->jobs[i].home_pid == home_pid)
             return &d->jobs[i];
     return NULL;
 }
@@ -125,6 +127,8 @@ void mosd_job_remove(struct mosd *d, struct mosd_job *job)
         close(job->sup_ctl);
     if (job->move_reply_fd > 0)
         close(job->move_reply_fd);
+    if (job->pid_ev)
+        event_free(job->pid_ev);
     if (job->pidfd > 0)
         close(job->pidfd);
     d->jobs[i] = d->jobs[--d->n_jobs];

@@ -145,7 +145,15 @@ static int run(const char *config, int daemonize)
     d.base = event_base_new();
     /* The command socket last: once it answers, the node takes migrations and gossips (tests
      * and scripts wait for the socket, nothing else). */
-    if (!d.base || mosd_control_claim(&d) != 0 || mosd_peer_start(&d) != 0 || mosd_gossip_start(&d) != 0 ||
+    if (!d.base || mosd_control_claim(&d) != 0) {
+        rc = 1;
+        goto out;
+    }
+    /* the jobs an earlier mosd left, before the port (adopted guests' lines are taken there)
+     * and the command socket (their mosruns reconnect there) */
+    if (mosd_state_open(&d) == 0)
+        mosd_state_load(&d);
+    if (mosd_peer_start(&d) != 0 || mosd_gossip_start(&d) != 0 ||
         mosd_metrics_start(&d) != 0 || mosd_balance_start(&d) != 0 || mosd_control_start(&d) != 0) {
         rc = 1;
         goto out;

@@ -4,6 +4,7 @@
  * this), so no two files call each other.
  *   parse.c      what mosd hears, parsed from a buffer (no I/O: the fuzz targets drive it)
  *   jobs.c       the job table
+ *   state.c      the job table kept under the state directory, read back at start
  *   messages.c   JSON lines to local clients, requests and answers between mosds
  *   cgroup.c     the cpu cgroups jobs are captured from and run in
  *   child.c      what a child forked from mosd closes
@@ -103,6 +104,12 @@ struct mosd_job {
     int sup_ctl;
     struct event *sup_ev;
     int move_reply_fd;             /* an acceptor waiting for the outcome of a move, or 0 */
+    /* taken back from the state file at start (state.c) */
+    struct event *pid_ev;          /* an own job whose mosrun has not reconnected: its end */
+    int native_pending;            /* it came home meanwhile: tell its mosrun when it is back */
+    int adopted;                   /* a guest whose supervisor an earlier mosd started */
+    unsigned long long sup_start;  /* that supervisor's start time (/proc stat field 22) */
+    uint64_t adopt_until_ns;       /* adopted, its control line not yet taken: give up then */
 };
 
 /* A connection to the command socket. */
@@ -124,6 +131,8 @@ struct mosd {
     char guest_cgroup_procs[320];
     char guest_memcg[300];         /* guest_memory_cgroup, %n expanded; "" for none */
     char guest_memcg_procs[320];
+    char state_dir[256];           /* the config's, %n expanded; "" when refused (no state) */
+    struct event *adopt_timer;     /* supervisors left by an earlier mosd, still to reach */
     struct evconnlistener *listener;
     struct mosd_client *clients;   /* every open command connection */
     struct event *signals[3];
@@ -292,6 +301,39 @@ int mosd_line_report(const char *line, struct mosd_line *l);
 #define MOSD_NODES_WORD_MAX (8 * MOSD_MAX_JOB_NODES + 2)
 void mosd_nodes_word(const struct mosd_nodeset *s, char *out, size_t len);
 
+/* The job table as the state file holds it (state.c writes it; parse.c reads it back as
+ * untrusted input: a corrupt file must never name a process mosd then acts on). */
+#define MOSD_STATE_VERSION 1
+#define MOSD_STATE_MAX_JOBS 4096
+struct mosd_state_rec {
+    int guest;                  /* 0: one of this node's own jobs; 1: a guest here */
+    int id;
+    pid_t pid, home_pid;
+    uid_t uid;
+    gid_t gid;
+    char cmd[256];
+    char home[MOS_NODE_NAME_MAX];
+    char where[MOS_NODE_NAME_MAX];
+    int locked;
+    unsigned long long started_ns; /* when it was registered (CLOCK_MONOTONIC, which a state
+                                      directory in /run never outlives); 0: not said */
+    struct json_object *nodes;  /* names (borrowed from the parsed file), or NULL */
+    /* own jobs: the process as registered, its mosrun (the parent) and mosrun's descriptors */
+    struct mos_proc_ident ident;
+    pid_t owner_pid;
+    int owner_fd_min;
+    /* guests: the supervisor serving it and its start time */
+    pid_t supervisor;
+    unsigned long long sup_start;
+};
+/* The state file's text (text_len bytes, no NUL) for node `self`: its records into recs[max]
+ * (*n of them), their "nodes" borrowed from *root, which the caller puts. The whole file is
+ * refused (MOS_E_PROTO, why[len], *root NULL) if it is not one whole JSON object or on any bad
+ * record. */
+int mosd_state_parse(const char *text, size_t text_len, const char *self,
+                     struct mosd_state_rec *recs, size_t max, size_t *n,
+                     struct json_object **root, char *why, size_t len);
+
 /* ---- jobs.c: the job table */
 struct mosd_job *mosd_job_add(struct mosd *d);
 struct mosd_job *mosd_job_find(struct mosd *d, pid_t pid);
@@ -321,6 +363,21 @@ void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner);
 /* A home job's registered process and user, for mos_dump_opts.owner. */
 void mosd_job_owner(const struct mosd_job *job, struct mos_job_owner *o);
 struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job);
+
+/* ---- state.c: the job table under the state directory (root's, 0700; the file 0600) */
+/* Where the state lives (state_dir, %n expanded), made 0700 if missing. A directory that is
+ * not root's or that others may enter is refused: one line, and mosd keeps no state. */
+int mosd_state_open(struct mosd *d);
+/* Write the table now (temporary file, then rename). Called whenever a job is registered,
+ * moves, comes back or ends. */
+void mosd_state_save(const struct mosd *d);
+/* At start: take back the jobs the file names. An own job is held again only if its pid is
+ * still the process registered (start time and parent unchanged); a guest only if its
+ * supervisor is still the one started for it (its control line is then taken by peer.c).
+ * Anything else is dropped with one line. Returns how many were taken back. */
+int mosd_state_load(struct mosd *d);
+/* The socket a supervisor left without mosd listens on for the next mosd. */
+void mosd_state_sup_socket(const struct mosd *d, pid_t supervisor, char *out, size_t len);
 
 /* ---- messages.c: what mosd says and hears */
 /* Send one JSON line on a bufferevent. */

@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int header_parse(const struct mosd *d, struct json_object *o, struct mosd_guest_header *h,
@@ -51,6 +53,7 @@ struct sup_ctx {
     const struct mosd_guest_header *h;
     pid_t guest;
     int ctl;
+    int awaiting_mosd;          /* mosd went away: ctl listens for the next one */
     char target[MOS_NODE_NAME_MAX];
     double max_load;
     int holding;                /* a home call waits for the trip home */
@@ -79,6 +82,58 @@ static int on_home_call(struct mos_supervisor *sup, uint64_t id, long nr, void *
     return MOS_HOME_CALL_DETACH;
 }
 
+/* mosd went away (killed, restarted): the guest keeps running here, and its line to mosd
+ * becomes a listener in the state directory (root's, 0700), where the next mosd finds it by
+ * our pid. No state directory: a descriptor that never becomes readable, so that the serving
+ * loop does not spin on the hang-up. */
+static void await_next_mosd(struct sup_ctx *x)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = -1;
+
+    if (x->d->state_dir[0]) {
+        mosd_state_sup_socket(x->d, getpid(), sa.sun_path, sizeof(sa.sun_path));
+        unlink(sa.sun_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 1) != 0)) {
+            mos_warn("mosd", "guest %d: cannot wait for the next mosd on %s: %s", (int)x->guest,
+                     sa.sun_path, strerror(errno));
+            close(fd);
+            fd = -1;
+        }
+    }
+    x->awaiting_mosd = fd >= 0;
+    if (fd < 0)
+        fd = eventfd(0, EFD_CLOEXEC);
+    if (fd >= 0) {
+        dup2(fd, x->ctl);
+        close(fd);
+    }
+}
+
+/* The next mosd connected: root only (the directory lets nobody else in; checked again). */
+static void take_next_mosd(struct sup_ctx *x)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    char path[300];
+    int fd = accept4(x->ctl, NULL, NULL, SOCK_CLOEXEC);
+
+    if (fd < 0)
+        return;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
+        close(fd);
+        return;
+    }
+    mosd_state_sup_socket(x->d, getpid(), path, sizeof(path));
+    unlink(path);
+    dup2(fd, x->ctl);
+    close(fd);
+    x->awaiting_mosd = 0;
+    mos_info("mosd", "guest %d (home %s pid %d): a new mosd took its line", (int)x->guest,
+             x->h->home, x->h->home_pid);
+}
+
 /* mosd asks the supervisor, between two calls, to move the guest. */
 static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
 {
@@ -86,14 +141,12 @@ static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
     char line[128];
 
     (void)sup;
+    if (x->awaiting_mosd) {
+        take_next_mosd(x);
+        return 0;
+    }
     if (mosd_line_read(x->ctl, line, sizeof(line)) < 0) {
-        /* mosd went away: the guest keeps running here. The control fd is replaced by one
-         * that never becomes readable, so the serving loop does not spin on the hang-up. */
-        int quiet = eventfd(0, EFD_CLOEXEC);
-        if (quiet >= 0) {
-            dup2(quiet, x->ctl);
-            close(quiet);
-        }
+        await_next_mosd(x);
         return 0;
     }
     struct mosd_line order;
@@ -143,6 +196,11 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
             dprintf(ctl, "error %s\n", why[0] ? why : mos_strerror(rc));
         }
         mos_deputy_link_notify(link, MOS_LINK_RESUME);
+    }
+    if (x.awaiting_mosd) { /* the guest ended before a new mosd came */
+        char path[300];
+        mosd_state_sup_socket(d, getpid(), path, sizeof(path));
+        unlink(path);
     }
     return rc;
 }

@@ -84,10 +84,12 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
                                 (int)pid, job->where);
     if (job->moving)
         return mosd_reply_error("pid %d is already moving to %s", (int)pid, job->target);
-    if (!job->owner)
-        return mosd_reply_error("pid %d has no deputy (not started with mosrun)", (int)pid);
-    if (strcmp(job->where, d->cfg.nodes[d->self].name) == 0 &&
-        owner_refuses(job, reason, sizeof(reason)) != 0)
+    int at_home = strcmp(job->where, d->cfg.nodes[d->self].name) == 0;
+    /* a job away is moved by the node it is on: its mosrun may still be reconnecting */
+    if (!job->owner && (at_home || strcmp(mr.to, "checkpoint") == 0))
+        return mosd_reply_error("pid %d: its mosrun has not reconnected since mosd restarted",
+                                (int)pid);
+    if (at_home && owner_refuses(job, reason, sizeof(reason)) != 0)
         return mosd_reply_error("pid %d stays: it %s", (int)pid, reason);
     if (strcmp(to, "checkpoint") == 0) {
         /* its mosrun, the job's parent and owner, writes it; the answer comes back from it */
@@ -397,6 +399,7 @@ static void on_worker_report(evutil_socket_t fd, short what, void *arg)
         mosd_view_move_landed(d, job);
         mos_info("mosd", "job %d (pid %d) now runs on %s", job->id, (int)job->home_pid,
                  job->where);
+        mosd_state_save(d);
     } else {
         mos_warn("mosd", "job %d (pid %d) stays: %s", job->id, (int)job->home_pid, text);
         mosd_gossip_refused(d, job->target);
@@ -465,7 +468,7 @@ int mosd_move_bring_home(struct mosd *d)
 
     for (size_t i = 0; i < d->n_jobs; i++) {
         struct mosd_job *job = &d->jobs[i];
-        if (job->supervisor || !job->owner || job->moving || strcmp(job->where, self) == 0)
+        if (job->supervisor || job->native || job->moving || strcmp(job->where, self) == 0)
             continue;
         struct json_object *req = json_object_new_object(), *refusal;
         json_object_object_add(req, "pid", json_object_new_int(job->home_pid));

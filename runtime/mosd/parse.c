@@ -521,3 +521,202 @@ int mosd_line_report(const char *line, struct mosd_line *l)
     }
     return MOS_E_PROTO;
 }
+
+/* ---- the state file ------------------------------------------------------------------------
+ * {"version": 1, "node": NAME, "jobs": [RECORD...]}; a record names a process mosd will hold
+ * or talk to, so every field is required and in range, and the text fields are clean. */
+
+/* A required integer in [lo, hi]. */
+static int need_int(struct json_object *o, const char *key, long long lo, long long hi,
+                    long long *out)
+{
+    if (!json_object_object_get_ex(o, key, NULL))
+        return MOS_E_PROTO;
+    return mosd_json_int_in(o, key, lo, hi, 0, out);
+}
+
+/* A required unsigned 64-bit figure, written as a decimal string (JSON ints stop at 2^63). */
+static int need_u64(struct json_object *o, const char *key, unsigned long long *out)
+{
+    const char *text = clean_string(json_object_object_get(o, key), 20);
+    char *end;
+
+    if (!text || *text < '0' || *text > '9')
+        return MOS_E_PROTO;
+    errno = 0;
+    *out = strtoull(text, &end, 10);
+    return *end || errno ? MOS_E_PROTO : 0;
+}
+
+static int need_text(struct json_object *o, const char *key, char *out, size_t size)
+{
+    const char *text = clean_string(json_object_object_get(o, key), size - 1);
+
+    if (!text)
+        return MOS_E_PROTO;
+    snprintf(out, size, "%s", text);
+    return 0;
+}
+
+/* The registered identity: uids, gids, capabilities, parent, start time. */
+static int state_ident(struct json_object *o, struct mos_proc_ident *id)
+{
+    static const char *const uid_keys[] = {"ruid", "euid", "suid", "fsuid"};
+    static const char *const gid_keys[] = {"rgid", "egid", "sgid", "fsgid"};
+    long long v;
+    unsigned long long u;
+
+    memset(id, 0, sizeof(*id));
+    for (int i = 0; i < MOS_ID_FIELDS; i++) {
+        if (need_int(o, uid_keys[i], 0, MOSD_MAX_ID, &v) != 0)
+            return MOS_E_PROTO;
+        id->uid[i] = (uid_t)v;
+        if (need_int(o, gid_keys[i], 0, MOSD_MAX_ID, &v) != 0)
+            return MOS_E_PROTO;
+        id->gid[i] = (gid_t)v;
+    }
+    if (need_u64(o, "cap_prm", &u) != 0)
+        return MOS_E_PROTO;
+    id->cap_prm = u;
+    if (need_u64(o, "cap_eff", &u) != 0)
+        return MOS_E_PROTO;
+    id->cap_eff = u;
+    if (need_u64(o, "cap_amb", &u) != 0 || (id->cap_amb = u, need_u64(o, "start", &u)) != 0)
+        return MOS_E_PROTO;
+    id->start_time = u;
+    if (need_int(o, "status_uid", 0, MOSD_MAX_ID, &v) != 0)
+        return MOS_E_PROTO;
+    id->status_uid = (uid_t)v;
+    if (need_int(o, "exe_setid", -1, 1, &v) != 0)
+        return MOS_E_PROTO;
+    id->exe_setid = (int)v;
+    return 0;
+}
+
+static int state_record(struct json_object *o, const char *self, struct mosd_state_rec *r)
+{
+    long long v;
+
+    memset(r, 0, sizeof(*r));
+    if (!json_object_is_type(o, json_type_object) || need_int(o, "guest", 0, 1, &v) != 0)
+        return MOS_E_PROTO;
+    r->guest = (int)v;
+    if (need_int(o, "id", 0, MOSD_MAX_ID, &v) != 0)
+        return MOS_E_PROTO;
+    r->id = (int)v;
+    if (need_int(o, "pid", 2, INT_MAX, &v) != 0)
+        return MOS_E_PROTO;
+    r->pid = (pid_t)v;
+    if (need_int(o, "home_pid", 1, INT_MAX, &v) != 0)
+        return MOS_E_PROTO;
+    r->home_pid = (pid_t)v;
+    /* root's processes never migrate: a record for uid 0 is not one mosd wrote */
+    if (need_int(o, "uid", 1, MOSD_MAX_ID, &v) != 0)
+        return MOS_E_PROTO;
+    r->uid = (uid_t)v;
+    if (need_int(o, "gid", 0, MOSD_MAX_ID, &v) != 0 || (r->gid = (gid_t)v,
+        need_int(o, "locked", 0, 1, &v)) != 0)
+        return MOS_E_PROTO;
+    r->locked = (int)v;
+    if (json_object_object_get_ex(o, "started_ns", NULL) &&
+        need_u64(o, "started_ns", &r->started_ns) != 0)
+        return MOS_E_PROTO;
+    if (need_text(o, "cmd", r->cmd, sizeof(r->cmd)) != 0 ||
+        mosd_json_name(o, "home", r->home) != 0 || mosd_json_name(o, "where", r->where) != 0 ||
+        mosd_json_node_names(o, &r->nodes) != 0)
+        return MOS_E_PROTO;
+    if (!r->guest) {
+        /* an own job is ours: its home is this node, and it is its own process here */
+        if (strcmp(r->home, self) != 0 || r->home_pid != r->pid)
+            return MOS_E_PROTO;
+        if (need_int(o, "owner_pid", 2, INT_MAX, &v) != 0)
+            return MOS_E_PROTO;
+        r->owner_pid = (pid_t)v;
+        if (need_int(o, "owner_fd_min", 0, INT_MAX, &v) != 0)
+            return MOS_E_PROTO;
+        r->owner_fd_min = (int)v;
+        struct json_object *id;
+        if (!json_object_object_get_ex(o, "ident", &id) || !json_object_is_type(id, json_type_object) ||
+            state_ident(id, &r->ident) != 0)
+            return MOS_E_PROTO;
+        r->ident.ppid = r->owner_pid;
+        return 0;
+    }
+    /* a guest runs here */
+    if (strcmp(r->where, self) != 0 || need_int(o, "supervisor", 2, INT_MAX, &v) != 0)
+        return MOS_E_PROTO;
+    r->supervisor = (pid_t)v;
+    return need_u64(o, "sup_start", &r->sup_start);
+}
+
+/* The whole text must be that one object (a truncated file is refused, not half read), and
+ * no deeper than a record needs. */
+#define STATE_MAX_DEPTH 8
+static struct json_object *state_json(const char *text, size_t len)
+{
+    struct json_tokener *tok;
+    struct json_object *root;
+
+    if (len > INT_MAX || memchr(text, '\0', len) || !(tok = json_tokener_new_ex(STATE_MAX_DEPTH)))
+        return NULL;
+    root = json_tokener_parse_ex(tok, text, (int)len);
+    if (root && (json_tokener_get_error(tok) != json_tokener_success ||
+                 (size_t)json_tokener_get_parse_end(tok) != len)) {
+        json_object_put(root);
+        root = NULL;
+    }
+    json_tokener_free(tok);
+    return root;
+}
+
+static int state_records(struct json_object *root, const char *self,
+                         struct mosd_state_rec *recs, size_t max, size_t *n, char *why,
+                         size_t len)
+{
+    struct json_object *jobs;
+    char node[MOS_NODE_NAME_MAX];
+    long long version;
+    size_t count;
+
+    if (!json_object_is_type(root, json_type_object) ||
+        need_int(root, "version", 0, INT_MAX, &version) != 0)
+        return refuse(why, len, "not a mosd state file");
+    if (version != MOSD_STATE_VERSION) {
+        snprintf(why, len, "state file version %lld, this mosd reads %d", version,
+                 MOSD_STATE_VERSION);
+        return MOS_E_PROTO;
+    }
+    if (mosd_json_name(root, "node", node) != 0 || strcmp(node, self) != 0) {
+        snprintf(why, len, "state file of another node");
+        return MOS_E_PROTO;
+    }
+    if (!json_object_object_get_ex(root, "jobs", &jobs) ||
+        !json_object_is_type(jobs, json_type_array) ||
+        (count = json_object_array_length(jobs)) > max)
+        return refuse(why, len, "jobs");
+    for (size_t i = 0; i < count; i++)
+        if (state_record(json_object_array_get_idx(jobs, i), self, &recs[i]) != 0) {
+            snprintf(why, len, "malformed state file: job record %zu", i);
+            return MOS_E_PROTO;
+        }
+    *n = count;
+    return 0;
+}
+
+int mosd_state_parse(const char *text, size_t text_len, const char *self,
+                     struct mosd_state_rec *recs, size_t max, size_t *n,
+                     struct json_object **root, char *why, size_t len)
+{
+    *n = 0;
+    *root = state_json(text, text_len);
+    if (!*root) {
+        snprintf(why, len, "not whole JSON (truncated or corrupt)");
+        return MOS_E_PROTO;
+    }
+    int rc = state_records(*root, self, recs, max, n, why, len);
+    if (rc != 0) {
+        json_object_put(*root);
+        *root = NULL;
+    }
+    return rc;
+}

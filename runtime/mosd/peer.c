@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -105,6 +106,12 @@ static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
         return;
     if (mosd_line_read((int)fd, line, sizeof(line)) < 0) {
         event_del(job->sup_ev); /* the supervisor ended; SIGCHLD removes the job */
+        if (job->adopted) { /* not our child: no SIGCHLD comes */
+            mos_info("mosd", "guest job from %s (pid %d) left this node", job->home,
+                     (int)job->pid);
+            mosd_job_remove(d, job);
+            mosd_state_save(d);
+        }
         return;
     }
     if (strncmp(line, "ok ", 3) == 0)
@@ -153,6 +160,9 @@ static void acceptor_guest(struct mosd *d, pid_t acceptor, int fd, const struct 
     job->uid = l->uid;
     job->nodes = l->nodes;
     job->supervisor = acceptor;
+    struct mos_proc_ident sup;
+    if (mos_proc_ident_read(acceptor, &sup) == 0)
+        job->sup_start = sup.start_time; /* a later mosd knows it by this */
     job->sup_ctl = fd;
     job->sup_ev = event_new(d->base, fd, EV_READ | EV_PERSIST, on_supervisor_line, d);
     event_add(job->sup_ev, NULL);
@@ -167,6 +177,7 @@ static void acceptor_guest(struct mosd *d, pid_t acceptor, int fd, const struct 
                                : NULL;
     if (own) /* one of ours, back home */
         snprintf(own->where, sizeof(own->where), "%s", l->node);
+    mosd_state_save(d);
 }
 
 /* An acceptor's "move" line: the home of a guest here wants it moved on; the acceptor waits
@@ -175,8 +186,10 @@ static void acceptor_move(struct mosd *d, int fd, const struct mosd_line *l)
 {
     struct mosd_job *job = mosd_job_guest(d, l->node, l->home_pid);
 
-    if (!job || job->move_reply_fd > 0) {
-        dprintf(fd, "error %s\n", job ? "already moving" : "no such guest here");
+    if (!job || job->move_reply_fd > 0 || job->sup_ctl <= 0) {
+        dprintf(fd, "error %s\n", !job ? "no such guest here"
+                                 : job->sup_ctl <= 0 ? "its supervisor is not reached yet (mosd restarted)"
+                                                     : "already moving");
         close(fd);
         return;
     }
@@ -219,12 +232,18 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
         d->metrics.moves_in++;
         snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
         job->arrived_ns = mos_clock_now_ns();
-        struct json_object *m = json_object_new_object();
-        json_object_object_add(m, "op", json_object_new_string("native"));
-        mosd_send(job->owner, m);
-        json_object_put(m);
+        if (job->owner) {
+            struct json_object *m = json_object_new_object();
+            json_object_object_add(m, "op", json_object_new_string("native"));
+            mosd_send(job->owner, m);
+            json_object_put(m);
+        } else {
+            job->native_pending = 1; /* mosd restarted: said when its mosrun reconnects */
+        }
+        mosd_state_save(d);
     } else if (job && l.kind == MOSD_LINE_WHERE && mos_config_find_node(&d->cfg, l.node) >= 0) {
         snprintf(job->where, sizeof(job->where), "%s", l.node);
+        mosd_state_save(d);
     }
     close((int)fd);
 }
@@ -316,10 +335,89 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
             mos_info("mosd", "guest job from %s (pid %d) left this node", job->home,
                      (int)job->pid);
             mosd_job_remove(d, job);
+            mosd_state_save(d);
             if (d->stopping && mosd_jobs_guests(d) == 0)
                 event_base_loopexit(d->base, NULL);
         }
     }
+}
+
+/* ---- guests left by an earlier mosd ------------------------------------------------------
+ * Their supervisors ran on; each, on losing its line to mosd, listens on a socket in the state
+ * directory (root's, 0700) for the next one. We connect, check the kernel's word that the
+ * listener is that supervisor, and the line serves again as if we had started it. A supervisor
+ * still busy (a forwarded call under way) listens a moment later: we try for a while. */
+#define ADOPT_TRY_MS 200
+#define ADOPT_FOR_NS (30ull * 1000000000ull)
+
+static int connect_supervisor(const struct mosd *d, const struct mosd_job *job)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    mosd_state_sup_socket(d, job->supervisor, sa.sun_path, sizeof(sa.sun_path));
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        cred.pid != job->supervisor || cred.uid != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void on_adopt_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct mosd *d = arg;
+    uint64_t now = mos_clock_now_ns();
+    size_t waiting = 0;
+
+    (void)fd, (void)what;
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        struct mosd_job *job = &d->jobs[i];
+        if (!job->adopted || job->sup_ctl > 0)
+            continue;
+        int ctl = connect_supervisor(d, job);
+        if (ctl >= 0) {
+            job->sup_ctl = ctl;
+            job->sup_ev = event_new(d->base, ctl, EV_READ | EV_PERSIST, on_supervisor_line, d);
+            event_add(job->sup_ev, NULL);
+            mos_info("mosd", "guest pid %d (home %s pid %d) re-adopted: supervisor %d",
+                     (int)job->pid, job->home, (int)job->home_pid, (int)job->supervisor);
+        } else if (now > job->adopt_until_ns) {
+            mos_warn("mosd", "guest pid %d (home %s pid %d): its supervisor %d never answered: "
+                     "dropped (it runs on, unmanaged)", (int)job->pid, job->home,
+                     (int)job->home_pid, (int)job->supervisor);
+            mosd_job_remove(d, job);
+            mosd_state_save(d);
+            i--;
+        } else {
+            waiting++;
+        }
+    }
+    if (!waiting) {
+        event_free(d->adopt_timer);
+        d->adopt_timer = NULL;
+    }
+}
+
+static void adopt_start(struct mosd *d)
+{
+    struct timeval every = {0, ADOPT_TRY_MS * 1000};
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].adopted && d->jobs[i].sup_ctl <= 0) {
+            d->jobs[i].adopt_until_ns = mos_clock_now_ns() + ADOPT_FOR_NS;
+            n++;
+        }
+    if (!n)
+        return;
+    d->adopt_timer = event_new(d->base, -1, EV_PERSIST, on_adopt_timer, d);
+    event_add(d->adopt_timer, &every);
 }
 
 int mosd_peer_start(struct mosd *d)
@@ -330,6 +428,7 @@ int mosd_peer_start(struct mosd *d)
 
     d->sigchld = evsignal_new(d->base, SIGCHLD, on_sigchld, d);
     event_add(d->sigchld, NULL);
+    adopt_start(d);
     if (!d->have_key) {
         mos_warn("mosd", "no key_file in %s: one-node mode, no port %d and no gossip (set "
                  "key_file to join the other nodes)", d->cfg.path, d->cfg.transport_port);
@@ -359,6 +458,9 @@ void mosd_peer_stop(struct mosd *d)
         event_free(d->tp_event);
     if (d->sigchld)
         event_free(d->sigchld);
+    if (d->adopt_timer)
+        event_free(d->adopt_timer);
+    d->adopt_timer = NULL;
     while (d->n_acceptors)
         acceptor_done(d, &d->acceptors[0]);
     if (d->tp_listener)
@@ -376,7 +478,7 @@ int mosd_peer_send_guests_home(struct mosd *d)
     for (size_t i = 0; i < d->n_jobs; i++) {
         struct mosd_job *job = &d->jobs[i];
         /* a job of ours that came home as a guest stays: its supervisor runs on without us */
-        if (!job->supervisor || job->move_reply_fd > 0 ||
+        if (!job->supervisor || job->move_reply_fd > 0 || job->sup_ctl <= 0 ||
             strcmp(job->home, d->cfg.nodes[d->self].name) == 0)
             continue;
         dprintf(job->sup_ctl, "move %s\n", job->home);

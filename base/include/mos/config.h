@@ -30,6 +30,7 @@ struct mos_config {
     char key_file[512];             /* "" = no key file (one-node loopback cluster) */
     char transport[16];             /* auto | tcp | verbs */
     char socket_path[256];          /* mosd's local command socket */
+    char state_dir[256];            /* where mosd keeps its job table (root's, 0700) */
     char guest_cgroup[256];         /* cgroup (v1 cpu or v2) guests are placed in; %n = node */
     char guest_memory_cgroup[256];  /* v1 memory cgroup guests are charged in; %n = node */
     char metrics_listen[80];        /* ADDR:PORT of mosd's Prometheus endpoint; "" = off */
