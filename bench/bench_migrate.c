@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,6 +34,9 @@
 #include <unistd.h>
 
 #define MAX_SIZES 16
+#define MAX_TCOUNTS 16                      /* thread counts in --threads */
+#define MAX_RUNS (MAX_SIZES * MAX_TCOUNTS)
+#define MAX_THREADS 1024 /* the engine's limit for one process, the leader included */
 #define PAGE 4096ul
 #define TP_TIMEOUT_MS 60000
 
@@ -48,8 +52,38 @@ struct hog {
     uint64_t addr, size;
 };
 
-/* A child that fills size bytes (every page non-zero and distinct) and waits. */
-static int hog_start(uint64_t size, struct hog *h)
+/* The hog's other threads: asleep most of the time, waking every HOG_NAP_NS, touching nothing
+ * but their own small stacks, so that they add threads to a migration and no pages. */
+#define HOG_NAP_NS 50000000l
+#define HOG_THREAD_STACK (64u << 10)
+
+static void *hog_thread(void *arg)
+{
+    struct timespec nap = {0, HOG_NAP_NS};
+    (void)arg;
+    for (;;)
+        nanosleep(&nap, NULL);
+    return NULL;
+}
+
+/* In the hog: threads - 1 more threads. 0, or -1 if one cannot be started. */
+static int hog_add_threads(unsigned threads)
+{
+    pthread_attr_t attr;
+    pthread_t th;
+    int rc = 0;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, HOG_THREAD_STACK);
+    for (unsigned k = 1; k < threads && rc == 0; k++)
+        rc = pthread_create(&th, &attr, hog_thread, NULL) == 0 ? 0 : -1;
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+/* A child of threads threads that fills size bytes (every page non-zero and distinct) and
+ * waits. */
+static int hog_start(uint64_t size, unsigned threads, struct hog *h)
 {
     int p[2];
 
@@ -69,6 +103,8 @@ static int hog_start(uint64_t size, struct hog *h)
             uint64_t tag = off / PAGE + 1;
             memcpy(m + off, &tag, sizeof(tag));
         }
+        if (hog_add_threads(threads) != 0)
+            _exit(1);
         uint64_t addr = (uint64_t)(uintptr_t)m;
         if (write(p[1], &addr, sizeof(addr)) != sizeof(addr))
             _exit(1);
@@ -378,12 +414,12 @@ static int migrate_file(const struct hog *h, const char *husk, const char *path,
 }
 
 /* One migration of a fresh hog of size bytes, checked and cleaned up. 0 or 1 (reported). */
-static int migrate_once(enum backend bk, uint64_t size, const char *husk, const char *path,
-                        struct run *r)
+static int migrate_once(enum backend bk, uint64_t size, unsigned threads, const char *husk,
+                        const char *path, struct run *r)
 {
     struct hog h = {0};
     pid_t copy = -1;
-    int rc = hog_start(size, &h);
+    int rc = hog_start(size, threads, &h);
 
     memset(r, 0, sizeof(*r));
     if (rc == 0)
@@ -396,7 +432,8 @@ static int migrate_once(enum backend bk, uint64_t size, const char *husk, const 
     if (copy > 0)
         reap(copy);
     if (rc != 0 || !verified) {
-        fprintf(stderr, "mosbench migrate: %llu MiB: %s\n", (unsigned long long)(size >> 20),
+        fprintf(stderr, "mosbench migrate: %llu MiB, %u thread%s: %s\n",
+                (unsigned long long)(size >> 20), threads, threads == 1 ? "" : "s",
                 rc ? mos_strerror(rc) : "the restored memory differs");
         return 1;
     }
@@ -576,39 +613,92 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-static void fit(const double *x, const double *y, int n, double *a, double *b, double *r2)
+/* Least squares over n runs: time = fixed + per_page x pages [+ per_thread x extra threads].
+ * With threads, a linear regression on two variables: both centred on their means, the 2x2
+ * normal equations solved by Cramer's rule, fixed from the means; without, the same on pages
+ * alone. per_thread is NAN when the runs cannot tell it (one thread count). */
+struct fit {
+    double fixed, per_page, per_thread, r2;
+};
+
+static void fit_runs(const double *pages, const double *extra, const double *y, int n,
+                     int with_threads, struct fit *f)
 {
-    double sx = 0, sy = 0, sxx = 0, sxy = 0, ss_tot = 0, ss_res = 0;
+    double mp = 0, me = 0, my = 0, spp = 0, see = 0, spe = 0, spy = 0, sey = 0;
 
     for (int i = 0; i < n; i++) {
-        sx += x[i];
-        sy += y[i];
-        sxx += x[i] * x[i];
-        sxy += x[i] * y[i];
+        mp += pages[i] / n;
+        me += extra[i] / n;
+        my += y[i] / n;
     }
-    double den = n * sxx - sx * sx;
-    *b = den != 0 ? (n * sxy - sx * sy) / den : 0;
-    *a = (sy - *b * sx) / n;
     for (int i = 0; i < n; i++) {
-        double e = y[i] - (*a + *b * x[i]), d = y[i] - sy / n;
+        double p = pages[i] - mp, e = extra[i] - me, d = y[i] - my;
+        spp += p * p;
+        see += e * e;
+        spe += p * e;
+        spy += p * d;
+        sey += e * d;
+    }
+    double det = spp * see - spe * spe;
+    if (with_threads && det > 0) {
+        f->per_page = (spy * see - sey * spe) / det;
+        f->per_thread = (sey * spp - spy * spe) / det;
+    } else {
+        f->per_page = spp > 0 ? spy / spp : 0;
+        f->per_thread = NAN;
+    }
+    double pt = isnan(f->per_thread) ? 0 : f->per_thread, ss_res = 0, ss_tot = 0;
+    f->fixed = my - f->per_page * mp - pt * me;
+    for (int i = 0; i < n; i++) {
+        double e = y[i] - (f->fixed + f->per_page * pages[i] + pt * extra[i]), d = y[i] - my;
         ss_res += e * e;
         ss_tot += d * d;
     }
-    *r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1;
+    f->r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1;
 }
 
 struct bench_cfg {
     uint64_t sizes[MAX_SIZES];
     int nsizes;
+    unsigned threads[MAX_TCOUNTS]; /* --threads, in the order given */
+    int ncounts;
     unsigned repeat;
     char husk[PATH_MAX], path[PATH_MAX];
     const char *dir;
 };
 
 struct bench_result {
-    double fixed_ms, per_page_us, gbps, floor, tp_gbps;
-    double total_ms[MAX_SIZES]; /* per size, for the CRIU comparison */
+    double fixed_ms, per_page_us, per_thread_us, gbps, floor, tp_gbps;
+    double total_ms[MAX_SIZES]; /* per size with the fewest threads, for the CRIU comparison */
 };
+
+/* Every measured run of one backend, one per size and thread count. */
+struct samples {
+    int n;
+    double pages[MAX_RUNS], extra[MAX_RUNS]; /* extra: threads beside the leader */
+    double total[MAX_RUNS], freeze[MAX_RUNS], capture[MAX_RUNS], transfer[MAX_RUNS],
+        restore[MAX_RUNS];
+};
+
+static void samples_add(struct samples *s, uint64_t size, unsigned threads, const struct run *r)
+{
+    int i = s->n++;
+    s->pages[i] = (double)(size / PAGE);
+    s->extra[i] = threads - 1.0;
+    s->total[i] = r->total_ms;
+    s->freeze[i] = r->freeze_ms;
+    s->capture[i] = r->capture_ms;
+    s->transfer[i] = r->transfer_ms;
+    s->restore[i] = r->restore_ms;
+}
+
+static unsigned fewest_threads(const struct bench_cfg *c)
+{
+    unsigned t = c->threads[0];
+    for (int k = 1; k < c->ncounts; k++)
+        t = c->threads[k] < t ? c->threads[k] : t;
+    return t;
+}
 
 /* The raw speed of the backend itself (floor_gbps's transport half). */
 static double floor_backend(enum backend bk, uint64_t size, const char *path)
@@ -627,37 +717,38 @@ static const char *backend_label(enum backend bk)
     }
 }
 
-/* Every size of one backend, the fit, the floor and the result line. 0 or 1. */
-static int bench_backend(enum backend bk, const struct bench_cfg *c, int several,
-                         struct bench_result *res)
+/* Best of repeat migrations of one size and thread count: this machine is shared, the fastest
+ * run is the least disturbed. 0 or 1 (reported). */
+static int best_run(enum backend bk, const struct bench_cfg *c, uint64_t size, unsigned threads,
+                    struct run *best)
 {
-    const char *path = c->path;
+    for (unsigned k = 0; k < c->repeat; k++) {
+        struct run one;
+        if (migrate_once(bk, size, threads, c->husk, c->path, &one) != 0)
+            return 1;
+        if (k == 0 || one.total_ms < best->total_ms)
+            *best = one;
+    }
+    return 0;
+}
+
+/* The table of every size with threads threads, each run added to s; with the fewest threads,
+ * the figures at 1 GiB and each size's total go to res. 0 or 1. */
+static int bench_table(enum backend bk, const struct bench_cfg *c, unsigned threads,
+                       struct samples *s, struct bench_result *res, double *freeze_1g,
+                       double *total_1g)
+{
     int tp = bk == BK_TP || bk == BK_TP_CTL;
 
-    printf("migrate: backend %s, husk %s%s%s, best of %u runs per size\n", backend_label(bk),
-           c->husk, bk == BK_FILE ? ", images in " : tp ? ", at " : "",
-           bk == BK_FILE ? c->dir : tp ? tp_addr : "", c->repeat);
+    if (c->ncounts > 1)
+        printf("threads %u:\n", threads);
     printf("%8s %9s %10s %10s %11s %10s %10s %8s%s\n", "size", "pages", "freeze_ms",
            "capture_ms", "transfer_ms", "restore_ms", "total_ms", "GB/s", tp ? "  bulk_pages" : "");
-    double x[MAX_SIZES], y[MAX_SIZES], freeze_1g = -1, total_1g = -1;
-    uint64_t biggest = 0;
-    /* one unmeasured migration first (thread stacks, the husk in the page cache...) */
-    struct run warm;
-    if (migrate_once(bk, c->sizes[0] < (16ull << 20) ? c->sizes[0] : (16ull << 20), c->husk,
-                     path, &warm) != 0)
-        return 1;
     for (int i = 0; i < c->nsizes; i++) {
         struct run r = {0};
-        /* best of repeat runs: this machine is shared, the fastest run is the least disturbed */
-        for (unsigned k = 0; k < c->repeat; k++) {
-            struct run one;
-            if (migrate_once(bk, c->sizes[i], c->husk, path, &one) != 0)
-                return 1;
-            if (k == 0 || one.total_ms < r.total_ms)
-                r = one;
-        }
-        x[i] = (double)(c->sizes[i] / PAGE);
-        y[i] = r.total_ms;
+        if (best_run(bk, c, c->sizes[i], threads, &r) != 0)
+            return 1;
+        samples_add(s, c->sizes[i], threads, &r);
         printf("%7lluM %9llu %10.2f %10.2f %11.1f %10.1f %10.1f %8.3f",
                (unsigned long long)(c->sizes[i] >> 20), (unsigned long long)r.pages,
                r.freeze_ms, r.capture_ms, r.transfer_ms, r.restore_ms, r.total_ms,
@@ -665,44 +756,99 @@ static int bench_backend(enum backend bk, const struct bench_cfg *c, int several
         if (tp)
             printf("  %10llu", (unsigned long long)r.bulk_pages);
         printf("\n");
+        if (threads != fewest_threads(c))
+            continue;
+        res->total_ms[i] = r.total_ms;
         if (c->sizes[i] == (1ull << 30)) {
-            freeze_1g = r.freeze_ms;
-            total_1g = r.total_ms / 1e3;
+            *freeze_1g = r.freeze_ms;
+            *total_1g = r.total_ms / 1e3;
         }
-        if (c->sizes[i] > biggest)
-            biggest = c->sizes[i];
     }
+    return 0;
+}
+
+/* What one more thread costs in each phase: each phase's time fitted like the total. */
+static void print_thread_split(const struct samples *s)
+{
+    const double *phase[] = {s->freeze, s->capture, s->transfer, s->restore};
+    const char *name[] = {"freeze", "capture", "transfer", "restore"};
+
+    printf("per thread, each phase fitted the same way:");
+    for (int k = 0; k < 4; k++) {
+        struct fit f;
+        fit_runs(s->pages, s->extra, phase[k], s->n, 1, &f);
+        printf(" %s %.1f us%s", name[k], f.per_thread * 1e3, k < 3 ? "," : "\n");
+    }
+}
+
+/* Every size and thread count of one backend, the fit, the floor and the result line. 0 or 1. */
+static int bench_backend(enum backend bk, const struct bench_cfg *c, int several,
+                         struct bench_result *res)
+{
+    const char *path = c->path;
+    int tp = bk == BK_TP || bk == BK_TP_CTL, threaded = c->ncounts > 1;
+    static struct samples s; /* large: one backend at a time */
+    double freeze_1g = -1, total_1g = -1;
+    char list[MAX_TCOUNTS * 6] = "";
+    uint64_t biggest = 0;
+
+    for (int k = 0; k < c->ncounts; k++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%u", k ? "," : "",
+                 c->threads[k]);
+    printf("migrate: backend %s, husk %s%s%s, best of %u runs per size, threads %s\n",
+           backend_label(bk), c->husk, bk == BK_FILE ? ", images in " : tp ? ", at " : "",
+           bk == BK_FILE ? c->dir : tp ? tp_addr : "", c->repeat, list);
+    /* one unmeasured migration first (thread stacks, the husk in the page cache...) */
+    struct run warm;
+    if (migrate_once(bk, c->sizes[0] < (16ull << 20) ? c->sizes[0] : (16ull << 20), 1, c->husk,
+                     path, &warm) != 0)
+        return 1;
+    s.n = 0;
+    for (int k = 0; k < c->ncounts; k++)
+        if (bench_table(bk, c, c->threads[k], &s, res, &freeze_1g, &total_1g) != 0)
+            return 1;
+    for (int i = 0; i < c->nsizes; i++)
+        biggest = c->sizes[i] > biggest ? c->sizes[i] : biggest;
     /* the fixed part measured directly: a process with one page of its own */
     struct run tiny;
     double tiny_ms = -1;
     for (int k = 0; k < 3; k++)
-        if (migrate_once(bk, PAGE, c->husk, path, &tiny) == 0 &&
+        if (migrate_once(bk, PAGE, 1, c->husk, path, &tiny) == 0 &&
             (tiny_ms < 0 || tiny.total_ms < tiny_ms))
             tiny_ms = tiny.total_ms;
-    double a, b, r2;
-    fit(x, y, c->nsizes, &a, &b, &r2);
+    struct fit f;
+    fit_runs(s.pages, s.extra, s.total, s.n, threaded, &f);
+    double a = f.fixed, b = f.per_page, r2 = f.r2;
     double gbps = b > 0 ? PAGE / (b * 1e6) : 0; /* ms per page -> GB/s */
     uint64_t floor_size = biggest < (256ull << 20) ? biggest : (256ull << 20);
     double tgbps = 0, fgbps = 0;
     for (unsigned k = 0; k < c->repeat; k++) { /* best of repeat, like the migrations */
-        double t = floor_backend(bk, floor_size, path), f = floor_fill(floor_size);
+        double t = floor_backend(bk, floor_size, path), fill = floor_fill(floor_size);
         tgbps = t > tgbps ? t : tgbps;
-        fgbps = f > fgbps ? f : fgbps;
+        fgbps = fill > fgbps ? fill : fgbps;
     }
     double floor = tgbps < fgbps ? tgbps : fgbps;
-    printf("fit: time = %.2f ms + %.3f us x pages (R^2 %.4f): %.3f GB/s per page\n", a, b * 1e3,
-           r2, gbps);
+    if (threaded)
+        printf("fit: time = %.2f ms + %.3f us x pages + %.1f us x (threads - 1) (R^2 %.4f, "
+               "%d runs): %.3f GB/s per page\n", a, b * 1e3, f.per_thread * 1e3, r2, s.n, gbps);
+    else
+        printf("fit: time = %.2f ms + %.3f us x pages (R^2 %.4f): %.3f GB/s per page\n", a,
+               b * 1e3, r2, gbps);
+    if (threaded)
+        print_thread_split(&s);
     printf("floor (%llu MiB): %s %.3f GB/s, fresh-memory fill %.3f GB/s -> %.3f GB/s\n",
            (unsigned long long)(floor_size >> 20),
            bk == BK_TCP ? "tcp loopback" : bk == BK_FILE ? "file write+read" : "transport bulk",
            tgbps, fgbps, floor);
     printf("smallest migration (a hog with one page of its own, %llu pages present in all): "
            "%.2f ms\n", (unsigned long long)tiny.pages, tiny_ms);
-    char f1g[32] = "NA", t1g[32] = "NA";
+    char f1g[32] = "NA", t1g[32] = "NA", pt[32] = "NA";
     if (freeze_1g >= 0) {
         snprintf(f1g, sizeof(f1g), "%.2f", freeze_1g);
         snprintf(t1g, sizeof(t1g), "%.2f", total_1g);
     }
+    if (threaded)
+        snprintf(pt, sizeof(pt), "%.1f", f.per_thread * 1e3);
     printf("result migrate fixed_ms=%.2f per_page_us=%.3f r2=%.4f gbps=%.3f floor_gbps=%.3f "
            "ratio=%.2f freeze_ms_1g=%s total_s_1g=%s",
            a, b * 1e3, r2, gbps, floor, floor > 0 ? gbps / floor : 0, f1g, t1g);
@@ -713,10 +859,40 @@ static int bench_backend(enum backend bk, const struct bench_cfg *c, int several
         printf(" backend=%s", backend_names[bk]);
     if (tp)
         printf(" via=%s", tp_used);
-    printf("\n\n");
-    *res = (struct bench_result){a, b * 1e3, gbps, floor, tp ? tgbps : 0, {0}};
-    memcpy(res->total_ms, y, sizeof(y[0]) * (size_t)c->nsizes);
+    printf(" per_thread_us=%s\n\n", pt);
+    res->fixed_ms = a;
+    res->per_page_us = b * 1e3;
+    res->per_thread_us = threaded ? f.per_thread * 1e3 : NAN;
+    res->gbps = gbps;
+    res->floor = floor;
+    res->tp_gbps = tp ? tgbps : 0;
     return 0;
+}
+
+/* --threads "1,8,64": each count 1..MAX_THREADS, at most MAX_TCOUNTS of them, no repeats.
+ * 0, or -1 after one line on stderr. */
+static int parse_threads(char *list, struct bench_cfg *c)
+{
+    const char *why = list[0] ? NULL : "empty";
+    char *tok = strtok(list, ",");
+
+    for (c->ncounts = 0; tok && !why; tok = why ? tok : strtok(NULL, ",")) {
+        unsigned t;
+        if (c->ncounts == MAX_TCOUNTS)
+            why = "too many thread counts";
+        else if (bench_parse_uint(tok, &t) != 0 || t < 1 || t > MAX_THREADS)
+            why = "not a thread count";
+        for (int k = 0; !why && k < c->ncounts; k++)
+            why = c->threads[k] == t ? "given twice" : NULL;
+        if (!why)
+            c->threads[c->ncounts++] = t;
+    }
+    if (!why && c->ncounts == 0)
+        why = "no thread count";
+    if (why)
+        fprintf(stderr, "mosbench migrate: --threads '%s': %s (1..%u threads per hog, at most %d "
+                "counts, comma-separated)\n", tok ? tok : "", why, MAX_THREADS, MAX_TCOUNTS);
+    return why ? -1 : 0;
 }
 
 /* "file,transport" -> the list; -1 (reported) on an unknown name. */
@@ -821,7 +997,7 @@ static int criu_once(const char *criu, enum criu_mode mode, uint64_t size, const
 
     snprintf(log, sizeof(log), "%s/criu.log", dir);
     snprintf(pidfile, sizeof(pidfile), "%s/restored.pid", dir);
-    if (hog_start(size, &h) != 0) {
+    if (hog_start(size, 1, &h) != 0) {
         snprintf(why, len, "cannot start the hog");
         return -1;
     }
@@ -926,7 +1102,7 @@ static void bench_criu(const char *criu, const struct bench_cfg *c, const char *
 int bench_migrate(int argc, char **argv)
 {
     struct bench_cfg c = {.sizes = {16ull << 20, 64ull << 20, 256ull << 20, 1ull << 30},
-                          .nsizes = 4, .repeat = 2};
+                          .nsizes = 4, .threads = {1}, .ncounts = 1, .repeat = 2};
     enum backend bks[BK_COUNT] = {BK_FILE};
     int nbk = 1;
     const char *criu = NULL;
@@ -950,6 +1126,9 @@ int bench_migrate(int argc, char **argv)
                 fprintf(stderr, "mosbench migrate: --repeat takes 1..20\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            if (parse_threads(argv[++i], &c) != 0)
+                return 2;
         } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             if (parse_backends(argv[++i], bks, &nbk) != 0)
                 return 2;
@@ -980,16 +1159,21 @@ int bench_migrate(int argc, char **argv)
         if (bench_backend(bks[k], &c, nbk > 1, &res[k]) != 0)
             return 1;
     if (nbk > 1) {
-        printf("%-14s %9s %12s %8s %11s %8s %8s %9s\n", "backend", "fixed_ms", "per_page_us",
-               "gbps", "floor_gbps", "ratio", "tp_gbps", "tp_ratio");
+        printf("%-14s %9s %12s %8s %11s %8s %8s %9s %13s\n", "backend", "fixed_ms",
+               "per_page_us", "gbps", "floor_gbps", "ratio", "tp_gbps", "tp_ratio",
+               "per_thread_us");
         for (int k = 0; k < nbk; k++) {
             const struct bench_result *r = &res[k];
             printf("%-14s %9.2f %12.3f %8.3f %11.3f %8.2f", backend_names[bks[k]], r->fixed_ms,
                    r->per_page_us, r->gbps, r->floor, r->floor > 0 ? r->gbps / r->floor : 0);
             if (r->tp_gbps > 0)
-                printf(" %8.3f %9.2f\n", r->tp_gbps, r->gbps / r->tp_gbps);
+                printf(" %8.3f %9.2f", r->tp_gbps, r->gbps / r->tp_gbps);
             else
-                printf(" %8s %9s\n", "-", "-");
+                printf(" %8s %9s", "-", "-");
+            if (isnan(r->per_thread_us))
+                printf(" %13s\n", "-");
+            else
+                printf(" %13.1f\n", r->per_thread_us);
         }
     }
     if (criu)
