@@ -26,8 +26,20 @@ out=$("$B" gossip --nodes 1000 --window 16 --steps 100 2>&1); rc=$?
 [ $rc = 2 ] && grep -q "warm-up" <<<"$out" && ok "gossip: too few steps refused" || bad "gossip steps: rc=$rc $out"
 out=$("$B" gossip --loss 2 2>&1); rc=$?
 [ $rc = 2 ] && grep -q "bad argument '--loss' 2" <<<"$out" && ok "gossip: bad loss refused" || bad "gossip loss: rc=$rc $out"
-out=$("$B" migrate --sizes 4M,8M --backend tcp 2>&1) && grep -q '^result migrate fixed_ms=[-0-9.]* per_page_us=[-0-9.]* r2=[-0-9.]* gbps=[0-9.]* floor_gbps=[0-9.]* ratio=[0-9.]* freeze_ms_1g=NA total_s_1g=NA$' <<<"$out" \
+out=$("$B" migrate --sizes 4M,8M --backend tcp 2>&1) && grep -q '^result migrate fixed_ms=[-0-9.]* per_page_us=[-0-9.]* r2=[-0-9.]* gbps=[0-9.]* floor_gbps=[0-9.]* ratio=[0-9.]* freeze_ms_1g=NA total_s_1g=NA per_thread_us=NA$' <<<"$out" \
     && ok "migrate result line (small sizes, tcp)" || bad "migrate result line: $out"
+# --threads: hogs of 1 and 4 threads, a table per thread count, a numeric per-thread cost
+out=$("$B" migrate --sizes 4M,8M --backend tcp --threads 1,4 2>&1); rc=$?
+[ $rc = 0 ] && grep -Eq '^result migrate fixed_ms=[-0-9.]+ per_page_us=[-0-9.]+ r2=[-0-9.]+ .* total_s_1g=NA per_thread_us=-?[0-9]+\.[0-9]+$' <<<"$out" \
+    && [ "$(grep -c '^threads [14]:$' <<<"$out")" = 2 ] && grep -q '^fit: .* x (threads - 1) (R^2 [-0-9.]*, 4 runs)' <<<"$out" \
+    && grep -Eq '^per thread, each phase fitted the same way: freeze -?[0-9.]+ us, capture' <<<"$out" \
+    && ok "migrate --threads 1,4: a table per count, per_thread_us in the result line" \
+    || bad "migrate --threads 1,4: rc=$rc $out"
+for arg in 0 2000 x "" 1,1 4,x; do
+    out=$("$B" migrate --sizes 4M,8M --threads "$arg" 2>&1); rc=$?
+    [ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "^mosbench migrate: --threads '" <<<"$out" \
+        && ok "migrate: --threads '$arg' refused in one line" || bad "migrate --threads '$arg': rc=$rc $out"
+done
 out=$("$B" migrate --sizes 4M 2>&1); rc=$?
 [ $rc = 2 ] && grep -q "at least two sizes" <<<"$out" && ok "migrate: one size refused" || bad "migrate one size: rc=$rc $out"
 out=$("$B" migrate --sizes 4M,x 2>&1); rc=$?
