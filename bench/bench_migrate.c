@@ -986,10 +986,11 @@ static int free_port(void)
     return fd >= 0 ? port : -1;
 }
 
-/* One CRIU migration of a fresh hog: dump (which ends the hog), restore detached, verify the
- * copy's pages. Total time from the dump's start to the restored copy running. */
-static int criu_once(const char *criu, enum criu_mode mode, uint64_t size, const char *dir,
-                     double *ms, char *why, size_t len)
+/* One CRIU migration of a fresh hog (threads as ours it is compared with): dump (which ends
+ * the hog), restore detached, verify the copy's pages. Total time from the dump's start to the
+ * restored copy running. */
+static int criu_once(const char *criu, enum criu_mode mode, uint64_t size, unsigned threads,
+                     const char *dir, double *ms, char *why, size_t len)
 {
     char pidarg[32], portarg[16], log[PATH_MAX + 16], pidfile[PATH_MAX + 16];
     struct hog h;
@@ -997,7 +998,7 @@ static int criu_once(const char *criu, enum criu_mode mode, uint64_t size, const
 
     snprintf(log, sizeof(log), "%s/criu.log", dir);
     snprintf(pidfile, sizeof(pidfile), "%s/restored.pid", dir);
-    if (hog_start(size, 1, &h) != 0) {
+    if (hog_start(size, threads, &h) != 0) {
         snprintf(why, len, "cannot start the hog");
         return -1;
     }
@@ -1064,8 +1065,9 @@ static void bench_criu(const char *criu, const struct bench_cfg *c, const char *
         return;
     }
     prctl(PR_SET_CHILD_SUBREAPER, 1); /* restored copies (criu restore -d) stay our children */
-    printf("criu: %s, images in %s, best of %u runs per size, against ours (%s)\n", criu,
-           c->dir, c->repeat, ours);
+    printf("criu: %s, images in %s, best of %u runs per size, hogs of %u thread%s, against "
+           "ours (%s)\n", criu, c->dir, c->repeat, fewest_threads(c),
+           fewest_threads(c) == 1 ? "" : "s", ours);
     printf("%8s %12s %16s %10s %12s %16s\n", "size", "criu_files_ms", "criu_pageserver_ms",
            "ours_ms", "files/ours", "pageserver/ours");
     for (int i = 0; i < c->nsizes; i++) {
@@ -1074,8 +1076,8 @@ static void bench_criu(const char *criu, const struct bench_cfg *c, const char *
             for (unsigned k = 0; k < c->repeat; k++) {
                 double ms;
                 empty_dir(dir);
-                if (criu_once(criu, (enum criu_mode)m, c->sizes[i], dir, &ms, why,
-                              sizeof(why)) != 0) {
+                if (criu_once(criu, (enum criu_mode)m, c->sizes[i], fewest_threads(c), dir, &ms,
+                              why, sizeof(why)) != 0) {
                     printf("criu: %s failed at %lluM: %s; no CRIU figure in this run\n",
                            m == CRIU_FILES ? "dump/restore" : "page server",
                            (unsigned long long)(c->sizes[i] >> 20), why);
