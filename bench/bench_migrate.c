@@ -81,41 +81,60 @@ static int hog_add_threads(unsigned threads)
     return rc;
 }
 
-/* A child of threads threads that fills size bytes (every page non-zero and distinct) and
- * waits. */
+/* The hog itself (mosbench migrate --as-hog SIZE THREADS FD, run by hog_start): threads
+ * threads, size bytes filled (every page non-zero and distinct), their address written to fd,
+ * then waits. Never returns. */
+static int hog_main(char **argv)
+{
+    uint64_t size = strtoull(argv[1], NULL, 10);
+    unsigned threads = (unsigned)strtoul(argv[2], NULL, 10);
+    int fd = atoi(argv[3]);
+    uint8_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (m == MAP_FAILED)
+        _exit(1);
+    for (uint64_t off = 0; off < size; off += PAGE) {
+        memset(m + off, 0x5a, PAGE);
+        uint64_t tag = off / PAGE + 1;
+        memcpy(m + off, &tag, sizeof(tag));
+    }
+    if (hog_add_threads(threads) != 0)
+        _exit(1);
+    uint64_t addr = (uint64_t)(uintptr_t)m;
+    if (write(fd, &addr, sizeof(addr)) != sizeof(addr))
+        _exit(1);
+    /* nothing a migration would refuse: no inherited fds */
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    syscall(SYS_close_range, 3, ~0u, 0);
+    for (;;)
+        pause();
+}
+
+/* A hog of threads threads and size bytes, as a child. It is exec'd afresh rather than left a
+ * fork of this process: a fork would carry our present pages, which grow with the migrations
+ * before it (restoring many threads leaves large free heaps in our arenas), so pages and the
+ * per-thread term would drift with the order of the runs. */
 static int hog_start(uint64_t size, unsigned threads, struct hog *h)
 {
+    char sz[32], th[16], fd[16];
     int p[2];
 
-    if (pipe(p) < 0)
+    if (pipe2(p, O_CLOEXEC) < 0)
         return -errno;
     h->size = size;
+    snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+    snprintf(th, sizeof(th), "%u", threads);
     h->pid = fork();
     if (h->pid < 0)
         return -errno;
     if (h->pid == 0) {
-        uint8_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                          -1, 0);
-        if (m == MAP_FAILED)
-            _exit(1);
-        for (uint64_t off = 0; off < size; off += PAGE) {
-            memset(m + off, 0x5a, PAGE);
-            uint64_t tag = off / PAGE + 1;
-            memcpy(m + off, &tag, sizeof(tag));
-        }
-        if (hog_add_threads(threads) != 0)
-            _exit(1);
-        uint64_t addr = (uint64_t)(uintptr_t)m;
-        if (write(p[1], &addr, sizeof(addr)) != sizeof(addr))
-            _exit(1);
-        /* nothing a migration would refuse: no inherited fds */
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        dup2(null, 2);
-        syscall(SYS_close_range, 3, ~0u, 0);
-        for (;;)
-            pause();
+        int w = dup(p[1]); /* without O_CLOEXEC: the hog writes its address there */
+        snprintf(fd, sizeof(fd), "%d", w);
+        execl("/proc/self/exe", "mosbench", "migrate", "--as-hog", sz, th, fd, (char *)NULL);
+        _exit(127);
     }
     close(p[1]);
     ssize_t n = read(p[0], &h->addr, sizeof(h->addr));
@@ -1109,6 +1128,8 @@ int bench_migrate(int argc, char **argv)
     int nbk = 1;
     const char *criu = NULL;
 
+    if (argc == 4 && !strcmp(argv[0], "--as-hog"))
+        return hog_main(argv);
     c.dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {

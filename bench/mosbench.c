@@ -48,7 +48,8 @@ static const struct {
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,
-     "[--sizes 16M,64M,256M,1G] [--backend file|tcp] [--repeat N]: migration cost, floor"},
+     "[--sizes 16M,64M,256M,1G] [--threads 1,8,64] [--backend file|tcp] [--repeat N]: "
+     "migration cost, per-thread cost, floor"},
     {"transport", bench_transport,
      "--backend tcp|verbs [--bytes SIZE] [--slot SIZE] [--qps Q]: page-run throughput and "
      "control round trip vs raw sockets / perftest"},
