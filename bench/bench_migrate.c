@@ -89,8 +89,12 @@ static int hog_main(char **argv)
     uint64_t size = strtoull(argv[1], NULL, 10);
     unsigned threads = (unsigned)strtoul(argv[2], NULL, 10);
     int fd = atoi(argv[3]);
-    uint8_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
+    if (size == 0 || threads < 1 || threads > MAX_THREADS || fcntl(fd, F_GETFD) < 0) {
+        fprintf(stderr, "mosbench migrate: --as-hog SIZE THREADS FD is mosbench's own hog\n");
+        _exit(2);
+    }
+    uint8_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
         _exit(1);
     for (uint64_t off = 0; off < size; off += PAGE) {

@@ -35,6 +35,9 @@ out=$("$B" migrate --sizes 4M,8M --backend tcp --threads 1,4 2>&1); rc=$?
     && grep -Eq '^per thread, each phase fitted the same way: freeze -?[0-9.]+ us, capture' <<<"$out" \
     && ok "migrate --threads 1,4: a table per count, per_thread_us in the result line" \
     || bad "migrate --threads 1,4: rc=$rc $out"
+out=$("$B" migrate --as-hog x 1 1 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && ok "migrate: bad --as-hog (the hog's own entry) refused in one line" \
+    || bad "migrate --as-hog x: rc=$rc $out"
 for arg in 0 2000 x "" 1,1 4,x; do
     out=$("$B" migrate --sizes 4M,8M --threads "$arg" 2>&1); rc=$?
     [ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "^mosbench migrate: --threads '" <<<"$out" \
