@@ -644,7 +644,7 @@ static int handle_kill(struct mos_supervisor *sup, const struct seccomp_notif *n
         if (target != sup->home.pid && target != 0)
             return forward_kill(sup, n);
         fwd_stats_add(FWD_STAT_VIRTUAL);
-    sup->st->calls[MOS_CALLS_VIRTUAL]++;
+        sup->st->calls[MOS_CALLS_VIRTUAL]++;
         if (sig != 0)
             rc = signal_guest(sup, sig);
         if (rc == MOS_E_PEER_GONE || rc == MOS_E_PROTO)
@@ -673,15 +673,15 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
     switch (n->data.nr) {
     case SYS_getpid:
         fwd_stats_add(FWD_STAT_VIRTUAL);
-    sup->st->calls[MOS_CALLS_VIRTUAL]++;
+        sup->st->calls[MOS_CALLS_VIRTUAL]++;
         return reply_result(sup, n->id, sup->home.pid);
     case SYS_gettid:
         fwd_stats_add(FWD_STAT_VIRTUAL);
-    sup->st->calls[MOS_CALLS_VIRTUAL]++;
+        sup->st->calls[MOS_CALLS_VIRTUAL]++;
         return reply_result(sup, n->id, home_tid(sup, (pid_t)n->pid));
     case SYS_getppid:
         fwd_stats_add(FWD_STAT_VIRTUAL);
-    sup->st->calls[MOS_CALLS_VIRTUAL]++;
+        sup->st->calls[MOS_CALLS_VIRTUAL]++;
         return reply_result(sup, n->id, sup->home.ppid);
     default: return handle_kill(sup, n);
     }
