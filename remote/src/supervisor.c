@@ -9,6 +9,7 @@
  * meanwhile, an exit_group of another thread). */
 #include "forward_priv.h"
 
+#include "mos/clock.h"
 #include "mos/log.h"
 #include "mos/status.h"
 
@@ -50,6 +51,7 @@ struct pending_call {
     struct seccomp_notif n;
     struct iovec *iov; /* readv-like calls: the guest's iovec array, read when sent */
     int iov_cnt;
+    uint64_t since_ns; /* its notification came: the start of its latency */
 };
 
 struct mos_supervisor {
@@ -66,6 +68,9 @@ struct mos_supervisor {
     struct pending_call *calls; /* FWD_MAX_INFLIGHT slots; a call's id names its slot */
     int ncalls;
     uint32_t next_seq;
+    struct mos_call_stats *st; /* the caller's, or own_stats */
+    struct mos_call_stats own_stats;
+    uint64_t recv_ns;          /* when the notification being dispatched came */
 };
 
 /* ---- guest memory ------------------------------------------------------------------------ */
@@ -236,6 +241,13 @@ static int reply_result(struct mos_supervisor *sup, uint64_t id, int64_t ret)
                    : mos_supervisor_reply(sup, id, ret, 0);
 }
 
+/* A call the supervisor refuses or cannot carry (not one that failed at home). */
+static int refuse_call(struct mos_supervisor *sup, uint64_t id, int error)
+{
+    sup->st->errors++;
+    return mos_supervisor_reply(sup, id, 0, error);
+}
+
 /* ---- calls in flight ---------------------------------------------------------------------- */
 
 /* A free slot for a call, with its id (the slot in the low bits, a sequence above them, so a
@@ -250,6 +262,7 @@ static struct pending_call *call_alloc(struct mos_supervisor *sup, const struct 
         c->used = 1;
         c->id = sup->next_seq++ * FWD_MAX_INFLIGHT + slot;
         c->n = *n;
+        c->since_ns = sup->recv_ns;
         sup->ncalls++;
         return c;
     }
@@ -291,6 +304,8 @@ static int send_call(struct mos_supervisor *sup, struct pending_call *c, struct 
     rc = n < 0 ? (int)n : fwd_send(sup->deputy, FWD_MSG_CALL, sup->tx, (size_t)n);
     if (rc != 0)
         call_free(sup, c);
+    else
+        sup->st->bytes += (uint64_t)n;
     return rc;
 }
 
@@ -450,10 +465,10 @@ static int forward_generic(struct mos_supervisor *sup, const struct seccomp_noti
         fwd_stats_add(FWD_STAT_REFUSED);
         mos_dbg("supervisor", "%s: not forwardable (%s)", mos_syscall_name(n->data.nr),
                 strerror(-rc));
-        return reply_result(sup, n->id, rc);
+        return refuse_call(sup, n->id, rc);
     }
     if (rc != 0)
-        return reply_result(sup, n->id, rc);
+        return refuse_call(sup, n->id, rc);
     if (!notif_valid(sup, n->id))
         return 0; /* the guest is gone; the buffers we read may belong to someone else */
     c = call_alloc(sup, n);
@@ -476,12 +491,12 @@ static int forward_iov(struct mos_supervisor *sup, const struct seccomp_notif *n
     int cnt = (int)a[2];
 
     if (cnt < 0 || cnt > MAX_IOV)
-        return reply_result(sup, n->id, -EINVAL);
+        return refuse_call(sup, n->id, -EINVAL);
     if (cnt > 0 && !(iov = malloc((size_t)cnt * sizeof(iov[0]))))
-        return reply_result(sup, n->id, -ENOMEM);
+        return refuse_call(sup, n->id, -ENOMEM);
     if (cnt > 0 && guest_read(sup->guest, a[1], iov, (size_t)cnt * sizeof(iov[0])) != 0) {
         free(iov);
-        return reply_result(sup, n->id, -EFAULT);
+        return refuse_call(sup, n->id, -EFAULT);
     }
     for (int i = 0; i < cnt && total < FWD_MAX_IO; i++)
         total += iov[i].iov_len;
@@ -502,7 +517,7 @@ static int forward_iov(struct mos_supervisor *sup, const struct seccomp_notif *n
                             : 0;
         if (got < 0) {
             free(iov);
-            return reply_result(sup, n->id, -EFAULT);
+            return refuse_call(sup, n->id, -EFAULT);
         }
         call.bufs[0].len = (uint32_t)got;
         call.args[2] = (uint64_t)got;
@@ -531,6 +546,7 @@ static void finish_call(struct mos_supervisor *sup, struct pending_call *c,
                         struct fwd_result *res)
 {
     const uint64_t *raw = (const uint64_t *)c->n.data.args;
+    int64_t ret_home = res->ret;
 
     fwd_stats_add(FWD_STAT_FORWARDED);
     if (is_iov_call(c->n.data.nr)) {
@@ -543,8 +559,11 @@ static void finish_call(struct mos_supervisor *sup, struct pending_call *c,
     } else if (res->ret >= 0 && write_back(sup, raw, res) != 0) {
         res->ret = -EFAULT;
     }
+    if (res->ret == -EFAULT && ret_home != -EFAULT)
+        sup->st->errors++; /* an output we could not write into the guest */
     if (notif_valid(sup, c->n.id))
         reply_result(sup, c->n.id, res->ret);
+    mos_call_stats_forwarded(sup->st, mos_clock_now_ns() - c->since_ns);
 }
 
 /* A result from the deputy. A call it ended because a signal came for its thread is answered
@@ -561,14 +580,18 @@ static int take_result(struct mos_supervisor *sup, size_t len)
                 (int)sup->guest);
         return MOS_E_PROTO;
     }
+    sup->st->bytes += len;
     if (res.ret == -ERESTARTSYS) {
         struct seccomp_notif again = c->n;
+        uint64_t since = c->since_ns;
         fwd_stats_add(FWD_STAT_INTERRUPTED);
         call_free(sup, c);
         if (!notif_valid(sup, again.id))
             return 0;
-        if (!signal_deliverable(sup->guest, (pid_t)again.pid))
+        if (!signal_deliverable(sup->guest, (pid_t)again.pid)) {
+            sup->recv_ns = since; /* the call sent again: its latency runs on */
             return dispatch(sup, &again);
+        }
         reply_result(sup, again.id, -ERESTARTSYS);
         return 0;
     }
@@ -621,6 +644,7 @@ static int handle_kill(struct mos_supervisor *sup, const struct seccomp_notif *n
         if (target != sup->home.pid && target != 0)
             return forward_kill(sup, n);
         fwd_stats_add(FWD_STAT_VIRTUAL);
+        sup->st->calls[MOS_CALLS_VIRTUAL]++;
         if (sig != 0)
             rc = signal_guest(sup, sig);
         if (rc == MOS_E_PEER_GONE || rc == MOS_E_PROTO)
@@ -636,6 +660,7 @@ static int handle_kill(struct mos_supervisor *sup, const struct seccomp_notif *n
         return forward_kill(sup, n);
     }
     fwd_stats_add(FWD_STAT_VIRTUAL);
+    sup->st->calls[MOS_CALLS_VIRTUAL]++;
     if (syscall(SYS_tgkill, sup->guest, local, sig) != 0)
         return reply_result(sup, n->id, -errno);
     if (local != (pid_t)n->pid && (rc = interrupt_thread(sup, local, sig)) != 0)
@@ -648,12 +673,15 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
     switch (n->data.nr) {
     case SYS_getpid:
         fwd_stats_add(FWD_STAT_VIRTUAL);
+        sup->st->calls[MOS_CALLS_VIRTUAL]++;
         return reply_result(sup, n->id, sup->home.pid);
     case SYS_gettid:
         fwd_stats_add(FWD_STAT_VIRTUAL);
+        sup->st->calls[MOS_CALLS_VIRTUAL]++;
         return reply_result(sup, n->id, home_tid(sup, (pid_t)n->pid));
     case SYS_getppid:
         fwd_stats_add(FWD_STAT_VIRTUAL);
+        sup->st->calls[MOS_CALLS_VIRTUAL]++;
         return reply_result(sup, n->id, sup->home.ppid);
     default: return handle_kill(sup, n);
     }
@@ -664,6 +692,7 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
 static int handle_home(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     fwd_stats_add(FWD_STAT_HOME);
+    sup->st->calls[MOS_CALLS_HOME]++;
     int how = sup->ops && sup->ops->home_call && sup->ncalls == 0
                   ? sup->ops->home_call(sup, n->id, n->data.nr, sup->ops->arg)
                   : 0;
@@ -678,7 +707,7 @@ static int handle_home(struct mos_supervisor *sup, const struct seccomp_notif *n
     if (sup->ncalls == 0)
         mos_info("supervisor", "guest %d: %s (%d) needs its home node; refused with ENOSYS",
                  (int)sup->guest, mos_syscall_name(n->data.nr), n->data.nr);
-    return reply_result(sup, n->id, -ENOSYS);
+    return refuse_call(sup, n->id, -ENOSYS);
 }
 
 static int dispatch(struct mos_supervisor *sup, const struct seccomp_notif *n)
@@ -698,6 +727,7 @@ static int handle_notification(struct mos_supervisor *sup)
     memset(&n, 0, sizeof(n));
     if (ioctl(sup->listener, SECCOMP_IOCTL_NOTIF_RECV, &n) != 0)
         return errno == ENOENT || errno == EINTR ? 0 : -errno;
+    sup->recv_ns = mos_clock_now_ns();
     return dispatch(sup, &n);
 }
 
@@ -748,9 +778,27 @@ static int report_exit(struct mos_supervisor *sup)
     return fwd_send(sup->deputy, FWD_MSG_EXIT, status, sizeof(status));
 }
 
+/* How long poll may wait before the next tick is due (-1: no ticks), and the tick when due. */
+static int tick_wait(struct mos_supervisor *sup, uint64_t *next_ns)
+{
+    const struct mos_supervisor_ops *ops = sup->ops;
+    uint64_t now;
+
+    if (!ops || !ops->on_tick || ops->tick_ms <= 0)
+        return -1;
+    now = mos_clock_now_ns();
+    if (now >= *next_ns) {
+        ops->on_tick(ops->arg);
+        *next_ns = now + (uint64_t)ops->tick_ms * MOS_NSEC_PER_MSEC;
+    }
+    return (int)((*next_ns - now + MOS_NSEC_PER_MSEC - 1) / MOS_NSEC_PER_MSEC);
+}
+
 static int serve(struct mos_supervisor *sup, int again)
 {
     int rc = again ? 0 : read_hello(sup);
+    uint64_t next_tick = mos_clock_now_ns() + (sup->ops ? (uint64_t)sup->ops->tick_ms : 0) *
+                                                  MOS_NSEC_PER_MSEC;
 
     while (rc == 0 && !sup->exited) {
         /* The caller may take over only between calls (none of ours is at home); beyond
@@ -763,7 +811,7 @@ static int serve(struct mos_supervisor *sup, int again)
                                 {sup->deputy, POLLIN, 0},
                                 {sup->pidfd, POLLIN, 0},
                                 {ctl, POLLIN, 0}};
-        if (poll(fds, 4, -1) < 0) {
+        if (poll(fds, 4, tick_wait(sup, &next_tick)) < 0) {
             if (errno != EINTR)
                 rc = -errno;
             continue;
@@ -805,6 +853,8 @@ int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
     struct mos_supervisor sup = {.guest = guest, .listener = listener_fd, .deputy = deputy_fd,
                                  .ops = ops};
     int rc;
+
+    sup.st = ops && ops->stats ? ops->stats : &sup.own_stats;
 
     if (detached_before(guest))
         sup.home = detached_home;

@@ -508,6 +508,42 @@ static void test_link_token(void **state)
     mos_log_set_sink(NULL, NULL);
 }
 
+/* Latencies land in the first bucket whose bound is >= them (Prometheus' le), the slowest
+ * above the last bound; every call is counted once and summed. */
+static void test_call_latency_buckets(void **state)
+{
+    struct mos_call_stats st;
+    uint64_t total = 0, sum = 0;
+
+    (void)state;
+    for (int i = 1; i < MOS_CALL_LATENCY_BOUNDS; i++)
+        assert_true(mos_call_latency_le_ns[i - 1] < mos_call_latency_le_ns[i]);
+    assert_int_equal(mos_call_latency_le_ns[0], 50000);
+    assert_int_equal(mos_call_latency_le_ns[MOS_CALL_LATENCY_BOUNDS - 1], 1000000000);
+    assert_int_equal(mos_call_latency_bucket(0), 0);
+    assert_int_equal(mos_call_latency_bucket(UINT64_MAX), MOS_CALL_LATENCY_BOUNDS);
+    for (int i = 0; i < MOS_CALL_LATENCY_BOUNDS; i++) {
+        uint64_t le = mos_call_latency_le_ns[i];
+        assert_int_equal(mos_call_latency_bucket(le), i);
+        assert_int_equal(mos_call_latency_bucket(le + 1), i + 1);
+        if (i > 0)
+            assert_int_equal(mos_call_latency_bucket(mos_call_latency_le_ns[i - 1] + 1), i);
+    }
+    memset(&st, 0, sizeof(st));
+    for (uint64_t ns = 1000; ns < 3000000000ull; ns = ns * 3 / 2) {
+        mos_call_stats_forwarded(&st, ns);
+        total++;
+        sum += ns;
+    }
+    uint64_t in_buckets = 0;
+    for (int b = 0; b <= MOS_CALL_LATENCY_BOUNDS; b++)
+        in_buckets += st.latency[b];
+    assert_int_equal(st.calls[MOS_CALLS_FORWARD], total);
+    assert_int_equal(in_buckets, total);
+    assert_int_equal(st.latency_sum_ns, sum);
+    assert_true(st.latency[0] > 0 && st.latency[MOS_CALL_LATENCY_BOUNDS] > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_deputy_moving),
         cmocka_unit_test(test_supervisor_refuses_unknown_result),
         cmocka_unit_test(test_guest_clone_rules),
+        cmocka_unit_test(test_call_latency_buckets),
     };
     return cmocka_run_group_tests_name("forward", tests, NULL, NULL);
 }

@@ -72,6 +72,31 @@ void mosd_metrics_move_out(struct mosd *d, int ok, double seconds, uint64_t byte
             m->out_seconds_le[i]++;
 }
 
+/* Each count of a report must not be below the last one's (a supervisor's counts only grow). */
+static int calls_grew(const struct mos_call_stats *was, const struct mos_call_stats *now)
+{
+    const uint64_t *a = (const uint64_t *)was, *b = (const uint64_t *)now;
+
+    for (size_t i = 0; i < sizeof(*now) / sizeof(uint64_t); i++)
+        if (b[i] < a[i])
+            return 0;
+    return 1;
+}
+
+int mosd_metrics_calls(struct mosd *d, struct mosd_job *job, const struct mos_call_stats *now)
+{
+    uint64_t *total = (uint64_t *)&d->metrics.calls;
+    const uint64_t *was = (const uint64_t *)&job->calls, *is = (const uint64_t *)now;
+
+    _Static_assert(sizeof(struct mos_call_stats) % sizeof(uint64_t) == 0, "only counters");
+    if (!calls_grew(&job->calls, now))
+        return MOS_E_PROTO;
+    for (size_t i = 0; i < sizeof(*now) / sizeof(uint64_t); i++)
+        total[i] += is[i] - was[i];
+    job->calls = *now;
+    return 0;
+}
+
 /* One metric's HELP and TYPE lines. */
 static void head(struct evbuffer *b, const char *name, const char *type, const char *help)
 {
@@ -156,6 +181,43 @@ static void move_figures(const struct mosd *d, struct evbuffer *b)
                         (unsigned long long)m->balance_moves);
 }
 
+static const char *const call_kind_names[MOS_CALL_KINDS] = {"forward", "virtual", "home"};
+
+static void call_figures(const struct mosd *d, struct evbuffer *b)
+{
+    const struct mos_call_stats *c = &d->metrics.calls;
+    uint64_t below = 0;
+
+    head(b, "mos_forwarded_calls_total", "counter",
+         "system calls of guests served here, by class: forward = executed at home by the "
+         "deputy, virtual = answered here, home = needing the home node");
+    for (int k = 0; k < MOS_CALL_KINDS; k++)
+        evbuffer_add_printf(b, "mos_forwarded_calls_total{class=\"%s\"} %llu\n",
+                            call_kind_names[k], (unsigned long long)c->calls[k]);
+    head(b, "mos_forwarded_call_duration_seconds", "histogram",
+         "forwarded calls of guests here, from the trapped call to its answer");
+    for (int i = 0; i < MOS_CALL_LATENCY_BOUNDS; i++) {
+        below += c->latency[i];
+        evbuffer_add_printf(b, "mos_forwarded_call_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                            mos_call_latency_le_ns[i] / 1e9, (unsigned long long)below);
+    }
+    evbuffer_add_printf(b,
+                        "mos_forwarded_call_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+                        "mos_forwarded_call_duration_seconds_sum %.9f\n"
+                        "mos_forwarded_call_duration_seconds_count %llu\n",
+                        (unsigned long long)(below + c->latency[MOS_CALL_LATENCY_BOUNDS]),
+                        c->latency_sum_ns / 1e9,
+                        (unsigned long long)c->calls[MOS_CALLS_FORWARD]);
+    head(b, "mos_forwarded_call_errors_total", "counter",
+         "guests' calls refused or not carried here (a home call refused, a buffer unreadable); "
+         "not calls that failed at home as they would natively");
+    evbuffer_add_printf(b, "mos_forwarded_call_errors_total %llu\n",
+                        (unsigned long long)c->errors);
+    head(b, "mos_forwarded_bytes_total", "counter",
+         "bytes of calls and results on the deputy links of guests here");
+    evbuffer_add_printf(b, "mos_forwarded_bytes_total %llu\n", (unsigned long long)c->bytes);
+}
+
 static void gossip_figures(const struct mosd *d, struct evbuffer *b)
 {
     struct mos_gossip_stats st;
@@ -216,6 +278,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     node_figures(d, b);
     move_figures(d, b);
+    call_figures(d, b);
     gossip_figures(d, b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");

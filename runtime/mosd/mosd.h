@@ -24,6 +24,7 @@
 
 #include "control.h"
 #include "mos/config.h"
+#include "mos/forward.h"
 #include "mos/gossip.h"
 #include "mos/key.h"
 #include "mos/procfs.h"
@@ -110,6 +111,7 @@ struct mosd_job {
     int adopted;                   /* a guest whose supervisor an earlier mosd started */
     unsigned long long sup_start;  /* that supervisor's start time (/proc stat field 22) */
     uint64_t adopt_until_ns;       /* adopted, its control line not yet taken: give up then */
+    struct mos_call_stats calls;   /* a guest: its calls, as its supervisor last reported them */
 };
 
 /* A connection to the command socket. */
@@ -159,6 +161,7 @@ struct mosd {
         uint64_t out_bytes;            /* image bytes of moves this node streamed */
         uint64_t out_seconds_le[12];   /* moves out by duration, per MOSD_MOVE_BUCKETS bound */
         double out_seconds_sum;
+        struct mos_call_stats calls;   /* guests' calls served here, all guests together */
     } metrics;
     struct evhttp *metrics_http;
     uint64_t started_ns;
@@ -297,6 +300,12 @@ struct mosd_line {
 int mosd_line_from_acceptor(const char *line, struct mosd_line *l);
 int mosd_line_order(const char *line, struct mosd_line *l);
 int mosd_line_report(const char *line, struct mosd_line *l);
+/* A supervisor's count of its guest's calls, every few seconds and when it stops serving:
+ * "calls FORWARD VIRTUAL HOME ERRORS BYTES LATENCY_SUM_NS B0 .. B14" (the latency buckets, not
+ * cumulative; they add up to FORWARD), each a decimal in 0..LLONG_MAX. */
+#define MOSD_CALLS_LINE_MAX (6 + 21 * (MOS_CALL_KINDS + 3 + MOS_CALL_LATENCY_BOUNDS + 1))
+int mosd_line_calls(const char *line, struct mos_call_stats *s);
+void mosd_calls_line(const struct mos_call_stats *s, char *out, size_t len);
 /* The NODES word of a guest line (room for 8 bytes per node: MOSD_NODES_WORD_MAX). */
 #define MOSD_NODES_WORD_MAX (8 * MOSD_MAX_JOB_NODES + 2)
 void mosd_nodes_word(const struct mosd_nodeset *s, char *out, size_t len);
@@ -449,6 +458,9 @@ int mosd_metrics_start(struct mosd *d);
 void mosd_metrics_stop(struct mosd *d);
 /* A move out of this node ended (the home worker's report). */
 void mosd_metrics_move_out(struct mosd *d, int ok, double seconds, uint64_t bytes);
+/* A guest's supervisor reported its calls: what grew since its last report goes into the node's
+ * totals. MOS_E_PROTO (nothing counted) when a count went down. */
+int mosd_metrics_calls(struct mosd *d, struct mosd_job *job, const struct mos_call_stats *now);
 
 /* ---- view.c: the balancer's view */
 struct mos_node_state;

@@ -59,7 +59,11 @@ struct sup_ctx {
     int holding;                /* a home call waits for the trip home */
     uint64_t held;
     uint64_t home_retry_ns;     /* a trip home failed: until then home calls get ENOSYS */
+    struct mos_call_stats calls; /* the guest's calls while here, reported to mosd */
 };
+
+/* How often a supervisor tells mosd its guest's call counts (and once when it stops). */
+#define CALLS_REPORT_MS 1000
 
 #define HOME_RETRY_NS (30ull * 1000000000ull)
 
@@ -157,6 +161,18 @@ static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
     return MOS_SUPERVISOR_DETACHED;
 }
 
+/* The guest's calls so far, to mosd (for its Prometheus figures). */
+static void report_calls(void *arg)
+{
+    const struct sup_ctx *x = arg;
+    char line[MOSD_CALLS_LINE_MAX];
+
+    if (x->awaiting_mosd)
+        return; /* no mosd to tell: the next one gets the whole counts with the next report */
+    mosd_calls_line(&x->calls, line, sizeof(line));
+    dprintf(x->ctl, "%s\n", line);
+}
+
 /* The supervisor's life: serve the guest; when mosd asks, move it on (telling the deputy to
  * expect a new link); if that fails, serve it here again. */
 static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pid_t guest,
@@ -164,12 +180,14 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
 {
     struct sup_ctx x = {.d = d, .h = h, .guest = guest, .ctl = ctl};
     struct mos_supervisor_ops ops = {.home_call = on_home_call, .ctl_fd = ctl,
-                                     .on_ctl = on_sup_ctl, .arg = &x};
+                                     .on_ctl = on_sup_ctl, .arg = &x, .stats = &x.calls,
+                                     .tick_ms = CALLS_REPORT_MS, .on_tick = report_calls};
     char why[256];
     int status = 0, rc;
 
     while ((rc = mos_supervisor_run(guest, listener, link, &ops, &status)) ==
            MOS_SUPERVISOR_DETACHED) {
+        report_calls(&x); /* before the move's outcome: mosd forgets the guest after it */
         int target = mos_config_find_node(&d->cfg, x.target);
         struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held,
                                       .guest = 1};
@@ -197,6 +215,7 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
         }
         mos_deputy_link_notify(link, MOS_LINK_RESUME);
     }
+    report_calls(&x);
     if (x.awaiting_mosd) { /* the guest ended before a new mosd came */
         char path[300];
         mosd_state_sup_socket(d, getpid(), path, sizeof(path));

@@ -720,3 +720,57 @@ int mosd_state_parse(const char *text, size_t text_len, const char *self,
     }
     return rc;
 }
+
+/* The counts of a calls line, in the order they are written. */
+static uint64_t *calls_field(struct mos_call_stats *s, int i)
+{
+    static const int n_head = MOS_CALL_KINDS + 3;
+
+    if (i < MOS_CALL_KINDS)
+        return &s->calls[i];
+    if (i < n_head)
+        return i == MOS_CALL_KINDS ? &s->errors
+               : i == MOS_CALL_KINDS + 1 ? &s->bytes
+                                         : &s->latency_sum_ns;
+    return &s->latency[i - n_head];
+}
+
+#define CALLS_FIELDS (MOS_CALL_KINDS + 3 + MOS_CALL_LATENCY_BOUNDS + 1)
+
+int mosd_line_calls(const char *line, struct mos_call_stats *s)
+{
+    const char *p = line + 6;
+    uint64_t in_buckets = 0;
+    long long v;
+
+    memset(s, 0, sizeof(*s));
+    if (strncmp(line, "calls ", 6) != 0)
+        return MOS_E_PROTO;
+    for (int i = 0; i < CALLS_FIELDS; i++) {
+        if ((i > 0 && sep(&p) != 0) || word_int(&p, 0, LLONG_MAX, &v) != 0)
+            return MOS_E_PROTO;
+        *calls_field(s, i) = (uint64_t)v;
+    }
+    if (*p != '\0')
+        return MOS_E_PROTO;
+    for (int b = 0; b <= MOS_CALL_LATENCY_BOUNDS; b++) {
+        in_buckets += s->latency[b]; /* each <= LLONG_MAX: stops before it could wrap */
+        if (in_buckets > s->calls[MOS_CALLS_FORWARD])
+            return MOS_E_PROTO;
+    }
+    return in_buckets == s->calls[MOS_CALLS_FORWARD] ? 0 : MOS_E_PROTO;
+}
+
+void mosd_calls_line(const struct mos_call_stats *s, char *out, size_t len)
+{
+    struct mos_call_stats copy = *s;
+    size_t used = 0;
+
+    snprintf(out, len, "calls");
+    used = strlen(out);
+    for (int i = 0; i < CALLS_FIELDS && used < len; i++) {
+        int k = snprintf(out + used, len - used, " %llu",
+                         (unsigned long long)*calls_field(&copy, i));
+        used += k > 0 ? (size_t)k : 0;
+    }
+}

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,17 +95,23 @@ static void __attribute__((noreturn)) acceptor_main(struct mosd *d, int ctl, int
 
 /* ---- mosd's side of its acceptors and supervisors ----------------------------------------- */
 
-/* A supervisor's line: the outcome of a move, passed to the acceptor that asked. */
-static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
+/* A supervisor's count of its guest's calls, into the node's figures. */
+static void supervisor_calls(struct mosd *d, struct mosd_job *job, const char *line)
 {
-    struct mosd *d = arg;
-    struct mosd_job *job = mosd_job_by_sup_ctl(d, (int)fd);
-    char line[300];
+    struct mos_call_stats now;
 
-    (void)what;
-    if (!job)
-        return;
-    if (mosd_line_read((int)fd, line, sizeof(line)) < 0) {
+    if (mosd_line_calls(line, &now) != 0 || mosd_metrics_calls(d, job, &now) != 0)
+        mos_warn("mosd", "guest pid %d: malformed call counts from its supervisor (ignored)",
+                 (int)job->pid);
+}
+
+/* A supervisor's line: its guest's call counts, or the outcome of a move, passed to the
+ * acceptor that asked. 0, or -1 when the supervisor's line is closed. */
+static int supervisor_line(struct mosd *d, struct mosd_job *job)
+{
+    char line[MOSD_CALLS_LINE_MAX + 64];
+
+    if (mosd_line_read(job->sup_ctl, line, sizeof(line)) < 0) {
         event_del(job->sup_ev); /* the supervisor ended; SIGCHLD removes the job */
         if (job->adopted) { /* not our child: no SIGCHLD comes */
             mos_info("mosd", "guest job from %s (pid %d) left this node", job->home,
@@ -112,7 +119,11 @@ static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
             mosd_job_remove(d, job);
             mosd_state_save(d);
         }
-        return;
+        return -1;
+    }
+    if (strncmp(line, "calls ", 6) == 0) {
+        supervisor_calls(d, job, line);
+        return 0;
     }
     if (strncmp(line, "ok ", 3) == 0)
         mosd_view_move_landed(d, job); /* the supervisor ends next */
@@ -126,6 +137,28 @@ static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
         close(job->move_reply_fd);
         job->move_reply_fd = 0;
     }
+    return 0;
+}
+
+static void on_supervisor_line(evutil_socket_t fd, short what, void *arg)
+{
+    struct mosd *d = arg;
+    struct mosd_job *job = mosd_job_by_sup_ctl(d, (int)fd);
+
+    (void)what;
+    if (job)
+        supervisor_line(d, job);
+}
+
+/* What an ended supervisor wrote before it died (its last count of calls, a move's outcome):
+ * SIGCHLD may be seen before its line. */
+static void supervisor_drain(struct mosd *d, struct mosd_job *job)
+{
+    struct pollfd p = {.fd = job->sup_ctl, .events = POLLIN};
+
+    while (job->sup_ctl > 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN) &&
+           supervisor_line(d, job) == 0)
+        ;
 }
 
 static struct mosd_acceptor *acceptor_by_fd(struct mosd *d, int fd)
@@ -332,6 +365,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
         }
         struct mosd_job *job = mosd_job_by_supervisor(d, pid);
         if (job) {
+            supervisor_drain(d, job);
             mos_info("mosd", "guest job from %s (pid %d) left this node", job->home,
                      (int)job->pid);
             mosd_job_remove(d, job);

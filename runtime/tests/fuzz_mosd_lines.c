@@ -1,8 +1,8 @@
 /* libFuzzer target: the line protocol between mosd and its children (an acceptor's first line,
- * a supervisor's order from mosd, a move worker's report). The input is cut into
- * lines at '\n'; each is fed to the three parsers. What one accepts must have its fields in
- * range, names shaped as node names, and print back (as the writers print it) to a line the
- * parser reads as the same fields. */
+ * a supervisor's order from mosd, a move worker's report, a supervisor's call counts). The
+ * input is cut into lines at '\n'; each is fed to the four parsers. What one accepts must have
+ * its fields in range, names shaped as node names, and print back (as the writers print it) to
+ * a line the parser reads as the same fields. */
 #include "mosd.h"
 #include "mos/status.h"
 
@@ -109,6 +109,27 @@ static void check_report(const char *line)
     }
 }
 
+/* A supervisor's call counts: in range, the buckets adding up to the forwarded calls, and
+ * printed back the same. */
+static void check_calls(const char *line)
+{
+    struct mos_call_stats s, again;
+    char out[MOSD_CALLS_LINE_MAX];
+    uint64_t in_buckets = 0;
+
+    if (mosd_line_calls(line, &s) != 0)
+        return;
+    for (int b = 0; b <= MOS_CALL_LATENCY_BOUNDS; b++)
+        in_buckets += s.latency[b];
+    if (in_buckets != s.calls[MOS_CALLS_FORWARD] || s.bytes > (uint64_t)LLONG_MAX ||
+        s.latency_sum_ns > (uint64_t)LLONG_MAX)
+        abort();
+    mosd_calls_line(&s, out, sizeof(out));
+    if (strlen(out) + 1 >= sizeof(out) || mosd_line_calls(out, &again) != 0 ||
+        memcmp(&s, &again, sizeof(s)) != 0)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data, *end = p + size;
@@ -124,6 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_acceptor(line);
         check_order(line);
         check_report(line);
+        check_calls(line);
         p += len + 1;
     }
     free(line);

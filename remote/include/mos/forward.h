@@ -71,6 +71,30 @@ struct mos_home_identity {
  * natively, where the guest is restored. */
 #define MOS_HOME_CALL_DETACH 2
 struct mos_supervisor;
+
+/* What a supervisor counts for one guest, in a struct its caller owns (so the counts of a
+ * guest served in several runs, after a failed move, add up): calls by class, the latency of
+ * forwarded calls from their notification to their reply (a histogram with fixed bounds, for
+ * Prometheus), calls the supervisor refused or could not carry (a home call refused, a buffer
+ * it could not read or write; not a call that failed at home as it would natively), and the
+ * bytes of calls and results on the deputy link. Every forwarded call counted is in the
+ * histogram once: the buckets add up to calls[MOS_CALLS_FORWARD]. */
+enum mos_call_kind { MOS_CALLS_FORWARD, MOS_CALLS_VIRTUAL, MOS_CALLS_HOME, MOS_CALL_KINDS };
+#define MOS_CALL_LATENCY_BOUNDS 14
+/* The buckets' upper bounds in nanoseconds (50 us .. 1 s); bucket MOS_CALL_LATENCY_BOUNDS
+ * holds what is slower than the last. */
+extern const uint64_t mos_call_latency_le_ns[MOS_CALL_LATENCY_BOUNDS];
+struct mos_call_stats {
+    uint64_t calls[MOS_CALL_KINDS];
+    uint64_t errors;
+    uint64_t bytes;
+    uint64_t latency_sum_ns;
+    uint64_t latency[MOS_CALL_LATENCY_BOUNDS + 1]; /* per bucket, not cumulative */
+};
+/* The bucket of a latency, and a forwarded call answered after ns (counted and bucketed). */
+unsigned mos_call_latency_bucket(uint64_t ns);
+void mos_call_stats_forwarded(struct mos_call_stats *s, uint64_t ns);
+
 struct mos_supervisor_ops {
     int (*home_call)(struct mos_supervisor *sup, uint64_t notif_id, long nr, void *arg);
     /* A descriptor the caller wants watched while the guest is served (-1: none; 0 is taken
@@ -80,6 +104,11 @@ struct mos_supervisor_ops {
     int ctl_fd;
     int (*on_ctl)(struct mos_supervisor *sup, void *arg);
     void *arg;
+    /* Where the calls are counted (NULL: nowhere), and on_tick(arg) called every tick_ms
+     * (0: never) while the guest is served, between calls, to report them. */
+    struct mos_call_stats *stats;
+    int tick_ms;
+    void (*on_tick)(void *arg);
 };
 
 /* Serve guest pid (whose seccomp listener is listener_fd) until it exits, forwarding calls
