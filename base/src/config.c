@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What libinih reads as one line: INI_MAX_LINE bytes hold the text, its newline and a NUL. */
+#define CONFIG_MAX_LINE (INI_MAX_LINE - 2)
+
 enum setting_type { SETTING_INT, SETTING_STRING };
 
 struct setting {
@@ -222,12 +225,35 @@ static int config_finish(struct mos_config *cfg, const char *name)
     return 0;
 }
 
+/* libinih reads a line in pieces of INI_MAX_LINE bytes and would take the rest of a long
+ * line for a line of its own: refuse it by number instead of misreading it. */
+static int long_line(const char *text)
+{
+    int line = 1;
+    size_t len = 0;
+
+    for (const char *p = text; *p; p++) {
+        if (*p == '\n') {
+            line++;
+            len = 0;
+        } else if (++len > CONFIG_MAX_LINE) {
+            return line;
+        }
+    }
+    return 0;
+}
+
 int mos_config_parse(const char *text, const char *name, struct mos_config *cfg)
 {
     struct parse_state st = {.cfg = cfg};
     int line;
 
     mos_config_defaults(cfg);
+    line = long_line(text);
+    if (line != 0) {
+        mos_err("config", "%s:%d: line longer than %d characters", name, line, CONFIG_MAX_LINE);
+        return MOS_E_CONFIG;
+    }
     line = ini_parse_string(text, config_ini_handler, &st);
     if (line != 0) {
         if (st.error[0] == '\0')
@@ -341,15 +367,39 @@ int mos_config_find_node(const struct mos_config *cfg, const char *name_or_addr)
     return MOS_E_UNKNOWN_NODE;
 }
 
+/* Comment lines wrapped at the last space before 76 columns, so that the text stays a
+ * config file libinih reads (and one a terminal shows). */
+static void describe_comment(FILE *out, const char *text)
+{
+    const size_t width = 76;
+
+    while (strlen(text) > width) {
+        size_t cut = width;
+        while (cut > 0 && text[cut] != ' ')
+            cut--;
+        if (cut == 0)
+            cut = strcspn(text, " ");
+        fprintf(out, "# %.*s\n", (int)cut, text);
+        text += cut;
+        while (*text == ' ')
+            text++;
+    }
+    if (*text)
+        fprintf(out, "# %s\n", text);
+}
+
 void mos_config_describe(FILE *out)
 {
     fprintf(out, "[cluster]\n");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const struct setting *s = &cluster_settings[i];
-        fprintf(out, "# %s", s->doc);
+        char doc[512];
         if (s->type == SETTING_INT)
-            fprintf(out, " (%ld..%ld)", s->min, s->max);
-        fprintf(out, "\n%s = %s\n", s->name, s->def);
+            snprintf(doc, sizeof(doc), "%s (%ld..%ld)", s->doc, s->min, s->max);
+        else
+            snprintf(doc, sizeof(doc), "%s", s->doc);
+        describe_comment(out, doc);
+        fprintf(out, "%s = %s\n", s->name, s->def);
     }
     fprintf(out, "\n[nodes]\n# name = numeric address, one line per node\n");
 }

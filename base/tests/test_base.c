@@ -318,6 +318,22 @@ static void test_config_errors(void **state)
     expect_config_error("[cluster\n", "bad.conf:1:");
 }
 
+static void test_config_long_line(void **state)
+{
+    (void)state;
+    /* libinih would read the tail of a long line as a line of its own. */
+    char text[600];
+    struct mos_config cfg;
+    int n = snprintf(text, sizeof(text), "[cluster]\n# %0*d\ngossip_port = 7001\n", 196, 0);
+
+    assert_true(n > 0 && (size_t)n < sizeof(text));
+    assert_int_equal(mos_config_parse(text, "ok.conf", &cfg), 0);
+    assert_int_equal(cfg.gossip_port, 7001);
+    mos_config_free(&cfg);
+    snprintf(text, sizeof(text), "[cluster]\n# %0*d x = 1\n", 300, 0);
+    expect_config_error(text, "bad.conf:2: line longer than");
+}
+
 static void test_config_describe_parses(void **state)
 {
     (void)state;
@@ -449,6 +465,7 @@ int main(void)
         cmocka_unit_test_setup(test_config_good, setup_capture),
         cmocka_unit_test_setup(test_config_defaults_one_node, setup_capture),
         cmocka_unit_test_setup(test_config_errors, setup_capture),
+        cmocka_unit_test_setup(test_config_long_line, setup_capture),
         cmocka_unit_test_setup(test_config_describe_parses, setup_capture),
         cmocka_unit_test(test_size_parse),
         cmocka_unit_test(test_size_refused),
