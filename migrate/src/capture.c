@@ -1244,6 +1244,16 @@ struct thread_cap {
     struct mos_rec_pending pend[MOS_IMG_MAX_PENDING];
 };
 
+/* The tid thread local is known by in its program: the image's tid it was restored from
+ * (mos_dump_opts.tids), or its own when it was made here. */
+static pid_t program_tid(const struct mos_dump *d, pid_t local)
+{
+    for (size_t i = 0; i < d->opts.ntids; i++)
+        if (d->opts.tids[i].local == local)
+            return d->opts.tids[i].image;
+    return local;
+}
+
 static int threads_fill(struct mos_dump *d, uint64_t scratch, struct thread_cap *caps)
 {
     for (size_t i = 0; i < d->nthreads; i++) {
@@ -1252,11 +1262,11 @@ static int threads_fill(struct mos_dump *d, uint64_t scratch, struct thread_cap 
         int rc = thread_fill(d, d->threads[i], scratch, &c->t.core, c->xstate, &ss);
         if (rc != 0)
             return rc;
-        c->t.tid = mos_inject_pid(d->threads[i]);
+        c->t.tid = program_tid(d, mos_inject_pid(d->threads[i]));
         c->t.altstack_sp = (uint64_t)ss.ss_sp;
         c->t.altstack_size = ss.ss_size;
         c->t.altstack_flags = (uint32_t)ss.ss_flags;
-        c->t.npending = thread_pending(c->t.tid, c->pend);
+        c->t.npending = thread_pending(mos_inject_pid(d->threads[i]), c->pend);
     }
     return 0;
 }

@@ -578,20 +578,38 @@ static int take_result(struct mos_supervisor *sup, size_t len)
 }
 
 /* The guest's thread tid as the program knows it: the main thread answers the home pid (as it
- * did before the move, and as glibc cached it at home), other threads their own tid here. */
+ * did before the move, and as glibc cached it at home), a thread restored with a fresh tid the
+ * tid it was restored from (ops->tids), any other its own tid here. */
 static pid_t home_tid(struct mos_supervisor *sup, pid_t tid)
 {
-    return tid == sup->guest ? sup->home.pid : tid;
+    if (tid == sup->guest)
+        return sup->home.pid;
+    for (size_t i = 0; sup->ops && i < sup->ops->ntids; i++)
+        if (sup->ops->tids[i].local == tid)
+            return sup->ops->tids[i].program;
+    return tid;
 }
 
-/* The thread of the guest a program's tid names, or 0 when it is none of them. */
+/* The thread of the guest a program's tid names, or 0 when it is none of them. A restored
+ * thread's local tid is no name its program knows, unless it is its program tid too. */
 static pid_t local_tid(struct mos_supervisor *sup, pid_t tid)
 {
     char path[64];
+    int hidden = 0;
 
     if (tid == sup->home.pid)
         return sup->guest;
     if (tid <= 0)
+        return 0;
+    for (size_t i = 0; sup->ops && i < sup->ops->ntids; i++) {
+        if (sup->ops->tids[i].program == tid) {
+            tid = sup->ops->tids[i].local;
+            hidden = 0;
+            break;
+        }
+        hidden |= sup->ops->tids[i].local == tid;
+    }
+    if (hidden)
         return 0;
     snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)sup->guest, (int)tid);
     return access(path, F_OK) == 0 ? tid : 0;

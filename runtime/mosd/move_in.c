@@ -159,12 +159,19 @@ static int on_sup_ctl(struct mos_supervisor *sup, void *arg)
 
 /* The supervisor's life: serve the guest; when mosd asks, move it on (telling the deputy to
  * expect a new link); if that fails, serve it here again. */
+struct guest_tids {
+    struct mos_tid_pair *pairs; /* for the next move's image */
+    struct mos_guest_tid *sup;  /* the same, for the supervisor's gettid and tgkill */
+    size_t n;
+};
+
 static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pid_t guest,
-                     int listener, int link, int ctl)
+                     int listener, int link, int ctl, const struct guest_tids *tids)
 {
     struct sup_ctx x = {.d = d, .h = h, .guest = guest, .ctl = ctl};
     struct mos_supervisor_ops ops = {.home_call = on_home_call, .ctl_fd = ctl,
-                                     .on_ctl = on_sup_ctl, .arg = &x};
+                                     .on_ctl = on_sup_ctl, .arg = &x,
+                                     .tids = tids->sup, .ntids = tids->n};
     char why[256];
     int status = 0, rc;
 
@@ -172,7 +179,7 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
            MOS_SUPERVISOR_DETACHED) {
         int target = mos_config_find_node(&d->cfg, x.target);
         struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held,
-                                      .guest = 1};
+                                      .guest = 1, .tids = tids->pairs, .ntids = tids->n};
         why[0] = '\0';
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
         struct mosd_guest_header moving = *h;
@@ -305,7 +312,26 @@ struct guest_in {
     const struct mosd *d;
     const struct mosd_guest_header *h;
     int listener, link;
+    struct guest_tids tids;
 };
+
+/* Which tid each restored thread got here, against the one its program knows. */
+static int guest_tids_take(struct mos_restore *r, struct guest_tids *t)
+{
+    size_t n = mos_restore_thread_ids(r, NULL, 0);
+
+    if (n == 0)
+        return 0;
+    t->pairs = calloc(n, sizeof(*t->pairs));
+    t->sup = calloc(n, sizeof(*t->sup));
+    if (!t->pairs || !t->sup)
+        return -ENOMEM;
+    t->n = mos_restore_thread_ids(r, t->pairs, n);
+    for (size_t i = 0; i < t->n; i++)
+        t->sup[i] = (struct mos_guest_tid){.program = t->pairs[i].image,
+                                           .local = t->pairs[i].local};
+    return 0;
+}
 
 /* Into the guests' cgroup only now (rebuilding it took many injected calls, each of which
  * would have waited out a throttled period in a capped cgroup); its seccomp listener taken;
@@ -314,7 +340,10 @@ static int guest_before_ready(struct mos_restore *r, void *arg)
 {
     struct guest_in *g = arg;
     pid_t guest = mos_restore_pid(r);
+    int rc = guest_tids_take(r, &g->tids);
 
+    if (rc != 0)
+        return rc;
     if (g->d->guest_cgroup_procs[0] && mosd_cgroup_join(g->d->guest_cgroup_procs, guest) != 0)
         mos_warn("mosd", "guest %d: cannot join %s", (int)guest, g->d->guest_cgroup_procs);
     g->listener = mos_supervisor_take_listener(guest, mos_restore_listener_fd(r));
@@ -361,6 +390,8 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
             close(g.listener);
         if (g.link >= 0)
             close(g.link);
+        free(g.tids.pairs);
+        free(g.tids.sup);
         return rc;
     }
     char nodes[MOSD_NODES_WORD_MAX];
@@ -369,9 +400,11 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
             h->home, nodes, h->cmd);
     mos_tp_close(c);
     tell_home(d, h);
-    rc = supervise(d, h, guest, g.listener, g.link, ctl);
+    rc = supervise(d, h, guest, g.listener, g.link, ctl, &g.tids);
     close(g.listener);
     close(g.link);
+    free(g.tids.pairs);
+    free(g.tids.sup);
     return rc;
 }
 

@@ -241,7 +241,8 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
 {
     const char *name = d->cfg.nodes[target].name;
     struct mos_dump_opts dopts = {.fds_at_home = 1, /* they stay with mosrun, the deputy */
-                                  .sandbox_ours = how->guest, .owner = how->owner};
+                                  .sandbox_ours = how->guest, .owner = how->owner,
+                                  .tids = how->tids, .ntids = how->ntids};
     struct mos_send_hooks hooks = {.before_commit = how_before_commit, .retire = how_retire,
                                    .on_abort = how_abort, .arg = how};
     struct mos_img_io *io = NULL;

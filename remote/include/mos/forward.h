@@ -71,6 +71,13 @@ struct mos_home_identity {
  * natively, where the guest is restored. */
 #define MOS_HOME_CALL_DETACH 2
 struct mos_supervisor;
+/* A thread restored with a fresh tid: the tid its program knows (the one glibc cached where
+ * the thread was made) and the one it has here. */
+struct mos_guest_tid {
+    pid_t program;
+    pid_t local;
+};
+
 struct mos_supervisor_ops {
     int (*home_call)(struct mos_supervisor *sup, uint64_t notif_id, long nr, void *arg);
     /* A descriptor the caller wants watched while the guest is served (-1: none; 0 is taken
@@ -80,6 +87,11 @@ struct mos_supervisor_ops {
     int ctl_fd;
     int (*on_ctl)(struct mos_supervisor *sup, void *arg);
     void *arg;
+    /* Threads whose local tid is not their program's: gettid answers the program's tid, and
+     * tgkill/tkill naming it reach the local thread. Threads not listed are known by their
+     * local tid. The table must outlive the serving. */
+    const struct mos_guest_tid *tids;
+    size_t ntids;
 };
 
 /* Serve guest pid (whose seccomp listener is listener_fd) until it exits, forwarding calls

@@ -1,0 +1,63 @@
+#!/bin/bash
+# Multi-threaded jobs moved away from home and back (issue 13): each run as nobody under
+# mosrun on node 1, moved by mosmigrate while its threads run, and compared byte for byte with
+# an uninterrupted native run: mosthreads (8 workers in mutex/condvar/barrier loops writing
+# at home, pthread_kill between them, a thread joined and one made while away) 1 -> 2 -> 3 ->
+# home, native again at the end with every thread.
+set -u
+. "$(dirname "$0")/lab_lib.sh"
+lab_init th
+
+lab_up 3 --set balance=0
+for i in 1 2 3; do "$LAB" exec --uncapped "$i" "$B/mosd" >> "$W/mosd$i.log" 2>&1 & done
+wait_mosd 1 2 3
+job_registered() { local j; j=$(pgrep -P "$1" ${2:+-x "$2"} | head -1); [ -n "$j" ] && registered "$j"; }
+started() { wait_until 20 job_registered "$@"; pgrep -P "$1" ${2:+-x "$2"} | head -1; }
+threads_of() { ls "/proc/$1/task" 2>/dev/null | wc -l; }
+# move PID NODE: mosmigrate's answer must say the job now runs on NODE
+move() {
+    local out; out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$1" "$2" 2>&1)
+    grep -q "now runs on ${3:-$2}" <<<"$out" && ok "$4" || bad "$4: $out"
+}
+native_home() { # PID MOSRUN EXE: its own process again: no filter, no tracer, mosrun's child
+    local st; st=$(cat /proc/$1/status 2>/dev/null)
+    grep -q "^Seccomp:[[:space:]]*0" <<<"$st" && grep -q "^TracerPid:[[:space:]]*0" <<<"$st" \
+        && grep -q "^PPid:[[:space:]]*$2\$" <<<"$st" && [ "$(readlink /proc/$1/exe)" = "$3" ]
+}
+same() { # NAME A B
+    if cmp -s "$2" "$3"; then ok "$1: identical to the native run ($(wc -l < "$2") lines)"
+    else bad "$1 differs: $(diff "$2" "$3" | head -5 | tr '\n' ' ')"; fi
+}
+
+# 1. the reference, gates open from the start
+mkdir -p "$W/g.nat" "$W/g.mig"; chmod 777 "$W/g.nat" "$W/g.mig"
+touch "$W/g.nat/half" "$W/g.nat/end"
+"${AS_USER[@]}" "$B/mosthreads" 600 "$W/g.nat" > "$W/nat.out" < /dev/null || bad "native mosthreads failed"
+
+# 2. moved 1 -> 2 -> 3 -> home; the helper is joined and one made on node 2, the last step
+#    waits until it is home
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosthreads" 600 "$W/g.mig" \
+    < /dev/null > "$W/mig.out" 2> "$W/mig.err") &
+run=$!
+job=$(started $run mosthreads)
+wait_until 20 eval '[ $(threads_of $job) = 10 ]'
+tids_before=$(ls "/proc/$job/task" | sort)
+move "$job" "$N2" "" "10 threads moved to node 2"
+on 2 "$B/mosps" | grep -q " $job .*$N2 " && ok "node 2 shows the guest" || bad "mosps on 2: $(on 2 "$B/mosps")"
+touch "$W/g.mig/half"
+wait_until 20 eval '[ -s "$W/mig.out" ]'
+move "$job" "$N3" "" "moved on to node 3 (with the thread made on node 2)"
+move "$job" home "$N1" "node 3 sends it home"
+native_home "$job" "$run" "$B/mosthreads" && ok "home, it runs natively again" \
+    || bad "not native at home: $(grep -E 'Seccomp|TracerPid|PPid' /proc/$job/status 2>&1 | tr '\n' ' ')"
+n=$(threads_of "$job")
+strange=$(ls "/proc/$job/task" | sort | comm -13 <(echo "$tids_before") -)
+[ "$n" = 9 ] && [ -z "$strange" ] && ok "home with its 9 threads, each with its own tid again" \
+    || bad "home with $n threads; tids not its own: $strange"
+touch "$W/g.mig/end"
+wait $run; rc=$?
+[ $rc = 0 ] && ok "exit status 0" || bad "exit status $rc ($(cat "$W/mig.err"))"
+same "8 workers moved 1 -> 2 -> 3 -> home" "$W/nat.out" "$W/mig.out"
+
+for i in 1 2 3; do grep -E "ERROR|error" "$W/mosd$i.log" | head -3; done
+lab_result
