@@ -1006,6 +1006,28 @@ static int thread_clone_once(struct mos_restore *r, struct clone3_args *a, pid_t
     return rc == 0 ? mos_inject_clone_thread(r->t, at, sizeof(*a), res, out) : rc;
 }
 
+static int tid_in_use(pid_t tid)
+{
+    return kill(tid, 0) == 0 || errno == EPERM;
+}
+
+static int thread_clone_again(struct mos_restore *r, struct clone3_args *a, pid_t want,
+                              long *res, struct mos_inject **out)
+{
+    uint32_t word = 0;
+    int rc = a->child_tid ? mos_inject_read(r->t, a->child_tid, &word, sizeof(word)) : 0;
+
+    if (rc == 0)
+        rc = mos_inject_thread_exit(*out);
+    if (rc == 0 && a->child_tid)
+        rc = mos_inject_write(r->t, a->child_tid, &word, sizeof(word));
+    if (rc == 0 && ns_last_pid_set(want - 1) != 0)
+        rc = -EPERM;
+    if (rc == 0)
+        rc = thread_clone_once(r, a, 0, res, out);
+    return rc;
+}
+
 /* A new thread of the husk, with the captured tid when it is free: by clone3's set_tid when
  * the process may ask for it, else by ns_last_pid from here (checked: another fork may come
  * first); with a fresh tid otherwise, and then for every later thread too. */
@@ -1036,6 +1058,16 @@ static int thread_clone(struct mos_restore *r, const struct mos_img_thread *it,
             r->tid_by_next = 1;
         else
             fresh_tids_say(r, want, "taken");
+    }
+    /* by ns_last_pid, a fork elsewhere may take the id between our write and the clone: the
+     * thread made with the wrong one ends (its clear_child_tid word kept) and is made again,
+     * once the id is free again (such a process is mostly short-lived: 100 ms at most) */
+    for (int tries = 0; rc == 0 && res >= 0 && res != want && !r->fresh_tids && tries < 20;
+         tries++) {
+        if (tid_in_use(want))
+            usleep(5000);
+        else
+            rc = thread_clone_again(r, &a, want, &res, out);
     }
     if (rc == 0 && res >= 0 && res != want && !r->fresh_tids)
         fresh_tids_say(r, want, "taken");

@@ -66,6 +66,7 @@ struct mos_supervisor {
     struct pending_call *calls; /* FWD_MAX_INFLIGHT slots; a call's id names its slot */
     int ncalls;
     uint32_t next_seq;
+    int draining; /* the caller's ctl_fd is readable: calls at home are being interrupted */
 };
 
 /* ---- guest memory ------------------------------------------------------------------------ */
@@ -567,6 +568,15 @@ static int take_result(struct mos_supervisor *sup, size_t len)
         call_free(sup, c);
         if (!notif_valid(sup, again.id))
             return 0;
+        /* ended for a move: held for the mover, who answers it once the guest is being
+         * stopped (a reply now would reach the program as errno 513: nothing restarts a call
+         * without a signal or stop pending) */
+        struct mos_held_calls *held = sup->ops ? sup->ops->held : NULL;
+        if (sup->draining && held && held->count < MOS_HELD_CALLS_MAX &&
+            !signal_deliverable(sup->guest, (pid_t)again.pid)) {
+            held->calls[held->count++] = again;
+            return 0;
+        }
         if (!signal_deliverable(sup->guest, (pid_t)again.pid))
             return dispatch(sup, &again);
         reply_result(sup, again.id, -ERESTARTSYS);
@@ -766,17 +776,64 @@ static int report_exit(struct mos_supervisor *sup)
     return fwd_send(sup->deputy, FWD_MSG_EXIT, status, sizeof(status));
 }
 
+
+/* Calls held for a move that did not happen (it failed before its freeze, or on_ctl went on
+ * serving) go home again. */
+static int held_resend(struct mos_supervisor *sup)
+{
+    struct mos_held_calls *held = sup->ops ? sup->ops->held : NULL;
+    int rc = 0;
+
+    while (rc == 0 && held && held->count > 0) {
+        struct seccomp_notif n = held->calls[--held->count];
+        if (notif_valid(sup, n.id))
+            rc = dispatch(sup, &n);
+    }
+    return rc;
+}
+
+/* The caller wants the guest (a move) while calls are at home: each is interrupted at home
+ * (INTERRUPT, as for a signal), and no new notification is taken meanwhile. A call that ends
+ * anyway brings its result as usual; an interrupted one is answered -ERESTARTNOINTR, so it
+ * is made again after the move: nothing done at home is lost or done twice. The caller's
+ * on_ctl runs once none is left. */
+static int drain_for_ctl(struct mos_supervisor *sup)
+{
+    uint8_t id[4];
+    int rc = 0;
+
+    if (sup->draining)
+        return 0;
+    sup->draining = 1;
+    mos_info("supervisor", "guest %d: %d call(s) at home interrupted for a move", (int)sup->guest,
+             sup->ncalls);
+    for (int i = 0; i < FWD_MAX_INFLIGHT && rc == 0; i++) {
+        struct pending_call *c = &sup->calls[i];
+        if (!c->used || c->interrupted)
+            continue;
+        c->interrupted = 1;
+        mos_put_le32(id, c->id);
+        rc = fwd_send(sup->deputy, FWD_MSG_INTERRUPT, id, sizeof(id));
+    }
+    return rc;
+}
+
 static int serve(struct mos_supervisor *sup, int again)
 {
     int rc = again ? 0 : read_hello(sup);
 
+    if (rc == 0)
+        rc = held_resend(sup);
+
     while (rc == 0 && !sup->exited) {
         /* The caller may take over only between calls (none of ours is at home); beyond
          * FWD_MAX_INFLIGHT calls the guest's further threads wait in the kernel. */
-        int ctl = sup->ops && sup->ops->on_ctl && sup->ops->ctl_fd > 0 && sup->ncalls == 0
+        int ctl = sup->ops && sup->ops->on_ctl && sup->ops->ctl_fd > 0 && !sup->draining
                       ? sup->ops->ctl_fd
                       : -1;
-        int listen = sup->ncalls < FWD_MAX_INFLIGHT ? sup->listener : -1;
+        int listen = sup->ncalls < FWD_MAX_INFLIGHT && !sup->draining ? sup->listener : -1;
+        if (sup->draining && sup->ncalls == 0)
+            ctl = sup->ops->ctl_fd; /* drained: the caller's turn */
         struct pollfd fds[4] = {{listen, POLLIN, 0},
                                 {sup->deputy, POLLIN, 0},
                                 {sup->pidfd, POLLIN, 0},
@@ -786,10 +843,14 @@ static int serve(struct mos_supervisor *sup, int again)
                 rc = -errno;
             continue;
         }
-        if (fds[3].revents & (POLLIN | POLLHUP)) {
+        if ((fds[3].revents & (POLLIN | POLLHUP)) && sup->ncalls > 0) {
+            rc = drain_for_ctl(sup);
+        } else if (fds[3].revents & (POLLIN | POLLHUP)) {
+            sup->draining = 0;
             rc = sup->ops->on_ctl(sup, sup->ops->arg);
             if (rc != 0)
                 break;
+            rc = held_resend(sup);
         }
         if (fds[0].revents & POLLIN)
             rc = handle_notification(sup);

@@ -491,6 +491,7 @@ struct mosd_stream_how {
     int listener;      /* the guest's seccomp listener, when a home call is held */
     uint64_t held;     /* that call */
     int held_answered; /* it was answered (-ERESTARTNOINTR) once the freeze began */
+    struct mos_held_calls *drained; /* calls a move took back from home, answered the same way */
     /* a guest's threads restored here with fresh tids: the image names them by the tids
      * their program knows */
     const struct mos_tid_pair *tids;

@@ -59,6 +59,7 @@ struct sup_ctx {
     int holding;                /* a home call waits for the trip home */
     uint64_t held;
     uint64_t home_retry_ns;     /* a trip home failed: until then home calls get ENOSYS */
+    struct mos_held_calls drained; /* calls a move took back from home */
 };
 
 #define HOME_RETRY_NS (30ull * 1000000000ull)
@@ -171,14 +172,15 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
     struct sup_ctx x = {.d = d, .h = h, .guest = guest, .ctl = ctl};
     struct mos_supervisor_ops ops = {.home_call = on_home_call, .ctl_fd = ctl,
                                      .on_ctl = on_sup_ctl, .arg = &x,
-                                     .tids = tids->sup, .ntids = tids->n};
+                                     .tids = tids->sup, .ntids = tids->n, .held = &x.drained};
     char why[256];
     int status = 0, rc;
 
     while ((rc = mos_supervisor_run(guest, listener, link, &ops, &status)) ==
            MOS_SUPERVISOR_DETACHED) {
         int target = mos_config_find_node(&d->cfg, x.target);
-        struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held,
+        struct mosd_stream_how how = {.listener = x.holding || x.drained.count ? listener : -1,
+                                      .held = x.holding ? x.held : 0, .drained = &x.drained,
                                       .guest = 1, .tids = tids->pairs, .ntids = tids->n};
         why[0] = '\0';
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);

@@ -201,7 +201,13 @@ static void answer_held(void *arg)
     struct mosd_stream_how *how = arg;
 
     /* the interrupt is pending now, so the call restarts on its way out, into the stop */
-    how->held_answered = mos_supervisor_answer(how->listener, how->held, -MOS_ERESTARTNOINTR) == 0;
+    if (how->held)
+        how->held_answered =
+            mos_supervisor_answer(how->listener, how->held, -MOS_ERESTARTNOINTR) == 0;
+    for (size_t i = 0; how->drained && i < how->drained->count; i++)
+        mos_supervisor_answer(how->listener, how->drained->calls[i].id, -MOS_ERESTARTNOINTR);
+    if (how->drained)
+        how->drained->count = 0;
 }
 
 static void how_before_commit(void *arg)

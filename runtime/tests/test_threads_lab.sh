@@ -59,5 +59,39 @@ wait $run; rc=$?
 [ $rc = 0 ] && ok "exit status 0" || bad "exit status $rc ($(cat "$W/mig.err"))"
 same "8 workers moved 1 -> 2 -> 3 -> home" "$W/nat.out" "$W/mig.out"
 
+# 3. a thread blocked reading stdin at home during each move (the call is interrupted there and
+#    made again after the move: no byte lost or read twice), fed between the moves
+seq 1 20000 > "$W/in.all"; head -c 30000 "$W/in.all" > "$W/in.a"
+tail -c +30001 "$W/in.all" | head -c 40000 > "$W/in.b"; tail -c +70001 "$W/in.all" > "$W/in.c"
+"${AS_USER[@]}" "$B/mosthreads" 600 "$W/g.nat" stdin < "$W/in.all" > "$W/nat.in.out" || bad "native stdin run failed"
+mkdir -p "$W/g.in"; chmod 777 "$W/g.in"; touch "$W/g.in/half"
+mkfifo -m 666 "$W/fifo"
+(cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$B/mosthreads" 600 "$W/g.in" stdin \
+    < "$W/fifo" > "$W/in.out" 2> "$W/in.err") &
+run=$!
+exec 7> "$W/fifo"
+job=$(started $run mosthreads)
+# fifo_empty: the job has read all that was written (so its reader waits at home again)
+fifo_empty() { python3 -c 'import fcntl, os, struct, sys, termios
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_NONBLOCK)
+sys.exit(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"0000"))[0] != 0)' "$W/fifo"; }
+wait_until 20 eval '[ $(threads_of $job) -ge 10 ]'
+move "$job" "$N2" "" "a thread blocked reading stdin: moved to node 2"
+cat "$W/in.a" >&7
+wait_until 20 fifo_empty
+move "$job" "$N3" "" "reader blocked at home again: node 2 -> node 3 (its read interrupted there and made again here)"
+cat "$W/in.b" >&7
+wait_until 20 fifo_empty
+move "$job" home "$N1" "and home, the read blocked once more"
+cat "$W/in.c" >&7
+exec 7>&-
+touch "$W/g.in/end"
+wait $run; rc=$?
+[ $rc = 0 ] && ok "stdin run: exit status 0" || bad "stdin run: exit status $rc ($(cat "$W/in.err"))"
+same "stdin read across three moves" "$W/nat.in.out" "$W/in.out"
+grep -q "interrupted for a move" "$W/mosd2.log" && grep -q "interrupted for a move" "$W/mosd3.log" \
+    && ok "on nodes 2 and 3 the move interrupted the read at home" \
+    || bad "no read at home was interrupted for a move: $(grep -h supervisor "$W"/mosd*.log | tail -3)"
+
 for i in 1 2 3; do grep -E "ERROR|error" "$W/mosd$i.log" | head -3; done
 lab_result
