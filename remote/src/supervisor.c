@@ -67,6 +67,7 @@ struct mos_supervisor {
     int ncalls;
     uint32_t next_seq;
     int draining; /* the caller's ctl_fd is readable: calls at home are being interrupted */
+    pid_t caller; /* the thread of the home call being decided */
 };
 
 /* ---- guest memory ------------------------------------------------------------------------ */
@@ -692,6 +693,7 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
 static int handle_home(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     fwd_stats_add(FWD_STAT_HOME);
+    sup->caller = (pid_t)n->pid;
     int how = sup->ops && sup->ops->home_call && sup->ncalls == 0
                   ? sup->ops->home_call(sup, n->id, n->data.nr, sup->ops->arg)
                   : 0;
@@ -776,6 +778,11 @@ static int report_exit(struct mos_supervisor *sup)
     return fwd_send(sup->deputy, FWD_MSG_EXIT, status, sizeof(status));
 }
 
+
+pid_t mos_supervisor_caller(const struct mos_supervisor *sup)
+{
+    return sup->caller;
+}
 
 /* Calls held for a move that did not happen (it failed before its freeze, or on_ctl went on
  * serving) go home again. */

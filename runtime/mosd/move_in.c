@@ -58,6 +58,7 @@ struct sup_ctx {
     double max_load;
     int holding;                /* a home call waits for the trip home */
     uint64_t held;
+    pid_t held_tid;
     uint64_t home_retry_ns;     /* a trip home failed: until then home calls get ENOSYS */
     struct mos_held_calls drained; /* calls a move took back from home */
 };
@@ -70,7 +71,6 @@ static int on_home_call(struct mos_supervisor *sup, uint64_t id, long nr, void *
 {
     struct sup_ctx *x = arg;
 
-    (void)sup;
     if (strcmp(x->h->home, x->d->cfg.nodes[x->d->self].name) == 0 ||
         mos_clock_now_ns() < x->home_retry_ns)
         return 0;
@@ -80,6 +80,7 @@ static int on_home_call(struct mos_supervisor *sup, uint64_t id, long nr, void *
     x->max_load = -1;
     x->holding = 1;
     x->held = id;
+    x->held_tid = mos_supervisor_caller(sup);
     return MOS_HOME_CALL_DETACH;
 }
 
@@ -180,7 +181,8 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
            MOS_SUPERVISOR_DETACHED) {
         int target = mos_config_find_node(&d->cfg, x.target);
         struct mosd_stream_how how = {.listener = x.holding || x.drained.count ? listener : -1,
-                                      .held = x.holding ? x.held : 0, .drained = &x.drained,
+                                      .held = x.holding ? x.held : 0, .held_tid = x.held_tid,
+                                      .drained = &x.drained,
                                       .guest = 1, .tids = tids->pairs, .ntids = tids->n};
         why[0] = '\0';
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);

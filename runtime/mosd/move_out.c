@@ -196,18 +196,25 @@ static int send_header(const struct mosd *d, int target, const struct mosd_guest
     return rc;
 }
 
-static void answer_held(void *arg)
+/* For each thread the freeze interrupts: its call held (a home call, or calls a move took back
+ * from home), answered now that the interrupt is pending, so it restarts on its way out, into
+ * the stop. */
+static void answer_held(pid_t tid, void *arg)
 {
     struct mosd_stream_how *how = arg;
+    struct mos_held_calls *dr = how->drained;
 
-    /* the interrupt is pending now, so the call restarts on its way out, into the stop */
-    if (how->held)
+    if (how->held && how->held_tid == tid)
         how->held_answered =
             mos_supervisor_answer(how->listener, how->held, -MOS_ERESTARTNOINTR) == 0;
-    for (size_t i = 0; how->drained && i < how->drained->count; i++)
-        mos_supervisor_answer(how->listener, how->drained->calls[i].id, -MOS_ERESTARTNOINTR);
-    if (how->drained)
-        how->drained->count = 0;
+    for (size_t i = 0; dr && i < dr->count;) {
+        if ((pid_t)dr->calls[i].pid != tid) {
+            i++;
+            continue;
+        }
+        mos_supervisor_answer(how->listener, dr->calls[i].id, -MOS_ERESTARTNOINTR);
+        dr->calls[i] = dr->calls[--dr->count];
+    }
 }
 
 static void how_before_commit(void *arg)

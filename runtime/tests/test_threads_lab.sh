@@ -93,5 +93,55 @@ grep -q "interrupted for a move" "$W/mosd2.log" && grep -q "interrupted for a mo
     && ok "on nodes 2 and 3 the move interrupted the read at home" \
     || bad "no read at home was interrupted for a move: $(grep -h supervisor "$W"/mosd*.log | tail -3)"
 
+# 4. python3 with threading (4 threads taking turns under a Condition, meeting at a Barrier)
+#    moved 1 -> 2 -> home; OpenMP (libgomp, 4 threads) mid-parallel-loop moved 1 -> 2 -> home
+cat > "$W/th.py" <<'PY'
+import os, sys, threading, time
+N, steps, gate = 4, int(sys.argv[1]), sys.argv[2]
+cv, turn, bar = threading.Condition(), [0], threading.Barrier(N)
+def work(i):
+    acc = i
+    for s in range(steps):
+        for k in range(3000):
+            acc = (acc * 31 + k + s) % 1000003
+        if i == 0:
+            time.sleep(0.005)
+            while s == steps - 1 and not os.path.exists(gate):
+                time.sleep(0.01)
+        with cv:
+            while turn[0] != i:
+                cv.wait()
+            sys.stdout.write("step %d thread %d acc %d\n" % (s, i, acc)); sys.stdout.flush()
+            turn[0] = (i + 1) % N; cv.notify_all()
+        bar.wait()
+ts = [threading.Thread(target=work, args=(i,)) for i in range(N)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("joined", threading.active_count())
+PY
+chmod 644 "$W/th.py"
+# moved_run NAME GATE CMD...: CMD natively (gate open), then under mosrun moved 1 -> 2 -> home
+moved_run() {
+    local name=$1 gate=$2 run job; shift 2
+    touch "$gate.nat"
+    (cd "$W" && exec "${AS_USER[@]}" "$@" "$gate.nat" < /dev/null > "$W/$name.nat" 2>&1) || bad "$name: native run failed"
+    (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$B/mosrun" "$@" "$gate" < /dev/null \
+        > "$W/$name.mig" 2> "$W/$name.err") &
+    run=$!
+    job=$(started $run "$(basename "$1")")
+    wait_until 20 eval '[ $(threads_of $job) -ge 4 ] && [ -s "$W/$name.mig" ]'
+    move "$job" "$N2" "" "$name: moved to node 2 with $(threads_of "$job") threads"
+    move "$job" home "$N1" "$name: and home"
+    touch "$gate"
+    wait $run || bad "$name: exit status $? ($(cat "$W/$name.err"))"
+    same "$name moved 1 -> 2 -> home" "$W/$name.nat" "$W/$name.mig"
+}
+moved_run python3 "$W/g.py" /usr/bin/python3 "$W/th.py" 300
+if [ -x "$B/mosomp" ]; then
+    OMP_NUM_THREADS=4 OMP_WAIT_POLICY=passive moved_run openmp "$W/g.omp" "$B/mosomp" 300
+else
+    bad "mosomp was not built (no OpenMP for C)"
+fi
+
 for i in 1 2 3; do grep -E "ERROR|error" "$W/mosd$i.log" | head -3; done
 lab_result

@@ -62,10 +62,12 @@ struct mos_dump_opts {
                             those calls take it home). Otherwise a seccomp filter,
                             no_new_privs or a user namespace of its own keeps a process where
                             it is */
-    /* Called once between the freeze's PTRACE_INTERRUPT and its wait for the stop: a guest
-     * held in a seccomp notification is answered there (-ERESTARTNOINTR), so it stops on its
-     * way out with the call ready to run again wherever it is restored. */
-    void (*on_interrupt)(void *arg);
+    /* Called for each thread (the leader first) between its PTRACE_INTERRUPT and the wait
+     * for its stop: a guest's call held in a seccomp notification is answered there
+     * (-ERESTARTNOINTR) for that thread, so it stops on its way out with the call ready to
+     * run again wherever it is restored. Answered earlier, before the thread's interrupt is
+     * pending, the kernel would not restart it and the program would see errno 513. */
+    void (*on_interrupt)(pid_t tid, void *arg);
     void *on_interrupt_arg;
     /* When set, a stay reason too: pid is no longer the owner's registered process, or runs
      * with more than the owner's rights (mos_migrate_owner_check, before and after freezing). */

@@ -81,8 +81,8 @@ struct mos_guest_tid {
 
 /* Calls a move took back from home (on_ctl while they were there, see below): held, not
  * answered. The mover answers each -MOS_ERESTARTNOINTR once its freeze has interrupted the
- * guest (mos_dump_opts.on_interrupt), so they run again wherever the guest goes, and empties
- * the list; a list still full when mos_supervisor_run starts again (the move failed before)
+ * call's thread (mos_dump_opts.on_interrupt, seccomp_notif.pid), so they run again wherever
+ * the guest goes, and takes it off the list; a list still full when mos_supervisor_run starts again (the move failed before)
  * is sent to the deputy again. */
 #define MOS_HELD_CALLS_MAX 256
 struct mos_held_calls {
@@ -120,6 +120,8 @@ struct mos_supervisor_ops {
 int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
                        const struct mos_supervisor_ops *ops, int *exit_status);
 
+/* The thread whose call a home_call policy is deciding on. */
+pid_t mos_supervisor_caller(const struct mos_supervisor *sup);
 /* Reply to a pending notification (for home_call policies). */
 int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t val, int error);
 /* The same outside mos_supervisor_run, on the listener: the call fails with error (< 0). */
