@@ -3,7 +3,8 @@
 # mosrun on node 1, moved by mosmigrate while its threads run, and compared byte for byte with
 # an uninterrupted native run: mosthreads (8 workers in mutex/condvar/barrier loops writing
 # at home, pthread_kill between them, a thread joined and one made while away) 1 -> 2 -> 3 ->
-# home, native again at the end with every thread.
+# home, native again at the end with every thread and its own tids; the same with a thread
+# blocked reading stdin at home during each move; python3 threading and OpenMP 1 -> 2 -> home.
 set -u
 . "$(dirname "$0")/lab_lib.sh"
 lab_init th
