@@ -51,6 +51,24 @@ struct rseq_config_k { /* struct ptrace_rseq_configuration (5.13) */
 #define BATCH_PAGES 256 /* pages per process_vm_readv (1 MiB, at most as many runs): the
                           * buffer stays in L2 while it is checked, hashed and written */
 
+/* mos_dump_opts.on_interrupt for one thread, in the form inject's seize hook takes. */
+struct interrupt_hook {
+    const struct mos_dump_opts *opts;
+    pid_t tid;
+};
+
+static void thread_interrupted(void *arg)
+{
+    const struct interrupt_hook *h = arg;
+    h->opts->on_interrupt(h->tid, h->opts->on_interrupt_arg);
+}
+
+static int seize(const struct mos_dump_opts *opts, pid_t tid, struct mos_inject **out)
+{
+    struct interrupt_hook h = {opts, tid};
+    return mos_inject_seize_hooked(tid, opts->on_interrupt ? thread_interrupted : NULL, &h, out);
+}
+
 struct mos_dump {
     pid_t pid;
     struct mos_inject *t;        /* the leader (tid == pid) */
@@ -113,7 +131,7 @@ static int threads_seize_new(struct mos_dump *d, size_t *added)
             break;
         }
         d->threads = n;
-        rc = mos_inject_seize(tid, &d->threads[d->nthreads]);
+        rc = seize(&d->opts, tid, &d->threads[d->nthreads]);
         if (rc == -ESRCH) { /* it ended between the listing and the seize */
             rc = 0;
             continue;
@@ -159,8 +177,7 @@ int mos_dump_freeze(pid_t pid, const struct mos_dump_opts *opts, struct mos_dump
         d->opts = *opts;
     rc = mos_stay_check(pid, opts, 0, reason, sizeof(reason));
     if (rc == 0) {
-        rc = mos_inject_seize_hooked(pid, d->opts.on_interrupt, d->opts.on_interrupt_arg,
-                                     &d->t);
+        rc = seize(&d->opts, pid, &d->t);
         if (rc == 0 && (rc = threads_freeze(d)) != 0)
             threads_release(d);
         if (rc != 0)
@@ -1244,6 +1261,16 @@ struct thread_cap {
     struct mos_rec_pending pend[MOS_IMG_MAX_PENDING];
 };
 
+/* The tid thread local is known by in its program: the image's tid it was restored from
+ * (mos_dump_opts.tids), or its own when it was made here. */
+static pid_t program_tid(const struct mos_dump *d, pid_t local)
+{
+    for (size_t i = 0; i < d->opts.ntids; i++)
+        if (d->opts.tids[i].local == local)
+            return d->opts.tids[i].image;
+    return local;
+}
+
 static int threads_fill(struct mos_dump *d, uint64_t scratch, struct thread_cap *caps)
 {
     for (size_t i = 0; i < d->nthreads; i++) {
@@ -1252,11 +1279,11 @@ static int threads_fill(struct mos_dump *d, uint64_t scratch, struct thread_cap 
         int rc = thread_fill(d, d->threads[i], scratch, &c->t.core, c->xstate, &ss);
         if (rc != 0)
             return rc;
-        c->t.tid = mos_inject_pid(d->threads[i]);
+        c->t.tid = program_tid(d, mos_inject_pid(d->threads[i]));
         c->t.altstack_sp = (uint64_t)ss.ss_sp;
         c->t.altstack_size = ss.ss_size;
         c->t.altstack_flags = (uint32_t)ss.ss_flags;
-        c->t.npending = thread_pending(c->t.tid, c->pend);
+        c->t.npending = thread_pending(mos_inject_pid(d->threads[i]), c->pend);
     }
     return 0;
 }

@@ -6,7 +6,6 @@
  * map each VMA, fill pages, set protections, mm fields, signal state and registers. Nothing of
  * the restored program runs before mos_restore_commit(). */
 #include "image.h"
-#include "stay.h"
 #include "mos/ident.h"
 #include "mos/inject.h"
 #include "mos/procfs.h"
@@ -56,6 +55,7 @@ struct mos_restore {
     struct mos_inject *t;         /* the leader */
     struct mos_inject **threads;  /* the others, as created (m.nthreads slots) */
     int fresh_tids;               /* some thread could not have its own tid back */
+    int tid_by_next;              /* set_tid refused to the process: ns_last_pid instead */
     pid_t pid;
     uint64_t tramp;
     struct mos_restore_opts opts;
@@ -968,8 +968,69 @@ static void sched_set(struct mos_restore *r, struct mos_inject *t, const struct 
                  (int)tid, c->sched_policy, mos_strerror(rc));
 }
 
-/* A new thread of the husk, with the captured tid when it is free and ours to ask for
- * (set_tid needs CAP_CHECKPOINT_RESTORE), else with a fresh one. */
+/* The kernel's next pid in our pid namespace is the first free one after last. Needs
+ * CAP_CHECKPOINT_RESTORE in the restorer (root), not in the process: the way to a thread's
+ * own tid in a process that may not use set_tid (a guest or a shell runs as its user). */
+static int ns_last_pid_set(pid_t last)
+{
+    char text[16];
+    int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+    int n = snprintf(text, sizeof(text), "%d", (int)last);
+    int ok = fd >= 0 && write(fd, text, (size_t)n) == n;
+
+    if (fd >= 0)
+        close(fd);
+    return ok ? 0 : -1;
+}
+
+/* said once per restore, in words: what a fresh tid means for the program */
+static void fresh_tids_say(struct mos_restore *r, pid_t want, const char *why)
+{
+    mos_warn("migrate", "restore: tid %d is %s here: threads get fresh tids; the program's "
+             "cached tids (pthread_kill, tgkill, PI and robust futex owners) name the old ones",
+             (int)want, why);
+    r->fresh_tids = 1;
+}
+
+static int thread_clone_once(struct mos_restore *r, struct clone3_args *a, pid_t set_tid,
+                             long *res, struct mos_inject **out)
+{
+    int rc = 0;
+    uint64_t at = scratch_put(r, &set_tid, sizeof(set_tid), &rc);
+
+    a->set_tid = set_tid ? at : 0;
+    a->set_tid_size = set_tid ? 1 : 0;
+    at = r->tramp + SCRATCH_OFF + 64;
+    if (rc == 0)
+        rc = mos_inject_write(r->t, at, a, sizeof(*a));
+    return rc == 0 ? mos_inject_clone_thread(r->t, at, sizeof(*a), res, out) : rc;
+}
+
+static int tid_in_use(pid_t tid)
+{
+    return kill(tid, 0) == 0 || errno == EPERM;
+}
+
+static int thread_clone_again(struct mos_restore *r, struct clone3_args *a, pid_t want,
+                              long *res, struct mos_inject **out)
+{
+    uint32_t word = 0;
+    int rc = a->child_tid ? mos_inject_read(r->t, a->child_tid, &word, sizeof(word)) : 0;
+
+    if (rc == 0)
+        rc = mos_inject_thread_exit(*out);
+    if (rc == 0 && a->child_tid)
+        rc = mos_inject_write(r->t, a->child_tid, &word, sizeof(word));
+    if (rc == 0 && ns_last_pid_set(want - 1) != 0)
+        rc = -EPERM;
+    if (rc == 0)
+        rc = thread_clone_once(r, a, 0, res, out);
+    return rc;
+}
+
+/* A new thread of the husk, with the captured tid when it is free: by clone3's set_tid when
+ * the process may ask for it, else by ns_last_pid from here (checked: another fork may come
+ * first); with a fresh tid otherwise, and then for every later thread too. */
 static int thread_clone(struct mos_restore *r, const struct mos_img_thread *it,
                         struct mos_inject **out)
 {
@@ -979,25 +1040,37 @@ static int thread_clone(struct mos_restore *r, const struct mos_img_thread *it,
                  CLONE_SYSVSEM | (it->t.core.clear_child_tid ? CLONE_CHILD_CLEARTID : 0),
         .child_tid = it->t.core.clear_child_tid};
     long res = -EEXIST;
-    int rc = 0;
+    int rc;
 
-    for (int keep = !r->fresh_tids; keep >= 0; keep--) {
-        uint64_t at = scratch_put(r, &want, sizeof(want), &rc);
-        a.set_tid = keep ? at : 0;
-        a.set_tid_size = keep ? 1 : 0;
-        at = rc == 0 ? r->tramp + SCRATCH_OFF + 64 : 0;
-        if (rc == 0)
-            rc = mos_inject_write(r->t, at, &a, sizeof(a));
-        if (rc == 0)
-            rc = mos_inject_clone_thread(r->t, at, sizeof(a), &res, out);
-        if (rc != 0 || res >= 0 || !keep || (res != -EEXIST && res != -EPERM))
+    /* A guest's threads take local tids: its supervisor answers gettid and tgkill with the
+     * image's (mos_restore_thread_ids), and the image's stay free for the job's return home,
+     * where they matter (nodes sharing a pid namespace, as in the lab, would otherwise hold
+     * them in the frozen copy then). */
+    r->fresh_tids |= r->opts.guest;
+    for (;;) {
+        int by_set_tid = !r->fresh_tids && !r->tid_by_next;
+        if (!r->fresh_tids && r->tid_by_next && ns_last_pid_set(want - 1) != 0)
+            fresh_tids_say(r, want, "not ours to choose");
+        rc = thread_clone_once(r, &a, by_set_tid ? want : 0, &res, out);
+        if (rc != 0 || !by_set_tid || (res != -EEXIST && res != -EPERM))
             break;
-        /* said once per restore, in words: what a fresh tid means for the program */
-        mos_warn("migrate", "restore: tid %d is %s here: threads get fresh tids; the program's "
-                 "cached tids (pthread_kill, tgkill, PI and robust futex owners) name the old "
-                 "ones", (int)want, res == -EEXIST ? "taken" : "not ours to choose");
-        r->fresh_tids = 1;
+        if (res == -EPERM)
+            r->tid_by_next = 1;
+        else
+            fresh_tids_say(r, want, "taken");
     }
+    /* by ns_last_pid, a fork elsewhere may take the id between our write and the clone: the
+     * thread made with the wrong one ends (its clear_child_tid word kept) and is made again,
+     * once the id is free again (such a process is mostly short-lived: 100 ms at most) */
+    for (int tries = 0; rc == 0 && res >= 0 && res != want && !r->fresh_tids && tries < 20;
+         tries++) {
+        if (tid_in_use(want))
+            usleep(5000);
+        else
+            rc = thread_clone_again(r, &a, want, &res, out);
+    }
+    if (rc == 0 && res >= 0 && res != want && !r->fresh_tids)
+        fresh_tids_say(r, want, "taken");
     if (rc == 0 && res < 0)
         rc = (int)res;
     if (rc != 0)
@@ -1051,11 +1124,6 @@ static int threads_create(struct mos_restore *r)
 {
     if (r->m.nthreads == 0)
         return 0;
-    if (r->opts.guest && !MOS_GUEST_THREADS) {
-        mos_err("migrate", "restore: a guest of %u threads needs a concurrent deputy",
-                r->m.nthreads + 1);
-        return MOS_E_NOT_MIGRATABLE;
-    }
     r->threads = calloc(r->m.nthreads, sizeof(*r->threads));
     if (!r->threads)
         return -ENOMEM;
@@ -1249,6 +1317,15 @@ static int husk_start_guest(struct mos_restore *r, const char *husk)
 int mos_restore_listener_fd(const struct mos_restore *r)
 {
     return r->listener;
+}
+
+size_t mos_restore_thread_ids(const struct mos_restore *r, struct mos_tid_pair *out, size_t max)
+{
+    for (size_t i = 0; r->threads && i < r->m.nthreads && i < max; i++) {
+        out[i].image = r->m.threads[i].t.tid;
+        out[i].local = mos_inject_pid(r->threads[i]);
+    }
+    return r->threads ? r->m.nthreads : 0;
 }
 
 /* ---- into a shell: the job's own process at home, kept by mos_dump_commit_shell */

@@ -356,11 +356,6 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
         rc = status_field(pid, "TracerPid", &tracer);
     if (rc != 0)
         return rc == -ENOENT ? -ESRCH : rc;
-    /* Native checkpoints and moves take every thread; a guest's calls are served by one
-     * deputy at a time, so a thread blocked in a forwarded call would stop its siblings. */
-    if (threads != 1 && opts && opts->fds_at_home && !MOS_GUEST_THREADS)
-        REFUSE("has %ld threads: a multi-threaded job runs away from home only with a "
-               "concurrent deputy", threads);
     if (threads < 1 || threads > (long)MOS_IMG_MAX_THREADS)
         REFUSE("has %ld threads (at most %u migrate)", threads, MOS_IMG_MAX_THREADS);
     if (tracer != 0 && !(frozen && tracer == getpid()))

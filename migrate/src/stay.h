@@ -9,15 +9,6 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* 1 once a guest's threads can all be frozen and served away from home (issue 13: remote/'s
- * concurrent deputy, and the freeze of threads waiting in seccomp user notifications): then
- * guest moves (mos_dump_opts.fds_at_home) take multi-threaded processes too, and a guest
- * restore creates their threads (filter by TSYNC). Until then both refuse; native
- * checkpoints and moves take every thread either way. */
-#ifndef MOS_GUEST_THREADS
-#define MOS_GUEST_THREADS 0
-#endif
-
 /* One open fd as capture sees it. kind 0: cannot travel, why says what it is. */
 struct mos_fd_seen {
     int fd;

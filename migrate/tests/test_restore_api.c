@@ -12,6 +12,8 @@
 #include "mos/status.h"
 
 #include <dirent.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <errno.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -274,7 +276,6 @@ static void tids_of(pid_t pid, char *buf, size_t len)
     closedir(dir);
 }
 
-#if MOS_GUEST_THREADS
 /* The Seccomp: field of a thread's status (2: a filter). */
 static int seccomp_mode(pid_t pid, pid_t tid)
 {
@@ -291,7 +292,6 @@ static int seccomp_mode(pid_t pid, pid_t tid)
     fclose(f);
     return mode;
 }
-#endif
 
 static int dump_to_file(pid_t pid, int commit)
 {
@@ -311,8 +311,59 @@ static int dump_to_file(pid_t pid, int commit)
     return fd;
 }
 
-/* Two threads: an abort lets both go on; a guest restore refuses them (no concurrent deputy
- * yet); a native one brings both back, with their own tids, the thread answering again. */
+/* Whether every thread of pid runs under a seccomp filter, and how many there are. */
+static int threads_filtered(pid_t pid, int *threads)
+{
+    char list[256];
+    int all = 1;
+
+    tids_of(pid, list, sizeof(list));
+    *threads = 0;
+    for (char *tok = strtok(list, " "); tok; tok = strtok(NULL, " ")) {
+        all &= seccomp_mode(pid, atoi(tok)) == 2;
+        (*threads)++;
+    }
+    return all;
+}
+
+/* A guest restore of two threads: both under the guest filter (the second made before it, so
+ * the filter must be synchronised to it), the thread's image tid and local tid told. */
+static void guest_restore_two_threads(int fd, const char *husk, const struct passwd *pw,
+                                      pid_t image_tid)
+{
+    struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct mos_restore_opts gopts = {.husk_path = husk, .guest = 1, .uid = pw->pw_uid,
+                                     .gid = pw->pw_gid, .guest_filter = allow,
+                                     .guest_filter_len = 1,
+                                     .guest_filter_flags = SECCOMP_FILTER_FLAG_NEW_LISTENER};
+    struct mos_restore *r = NULL;
+    struct mos_img_io *io = NULL;
+    struct mos_tid_pair ids[4];
+    char path[64];
+    int threads = 0;
+
+    assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
+    assert_int_equal(mos_restore_prepare(io, &gopts, &r), 0);
+    mos_img_io_close(io);
+    pid_t copy = mos_restore_pid(r);
+    assert_true(mos_restore_listener_fd(r) >= 0);
+    assert_true(threads_filtered(copy, &threads));
+    assert_int_equal(threads, 2);
+    assert_int_equal(mos_restore_thread_ids(r, ids, 4), 1);
+    assert_int_equal(ids[0].image, image_tid);
+    snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)copy, (int)ids[0].local);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_true(ids[0].local != copy);
+    mos_restore_abort(r);
+    /* the restore closed none of ours (it once closed fd 0 once per image fd) */
+    assert_true(fcntl(fd, F_GETFD) >= 0);
+    assert_true(fcntl(0, F_GETFD) >= 0 || fd == 0);
+    lseek(fd, 0, SEEK_SET);
+}
+
+/* Two threads: an abort lets both go on; a guest restore puts both under its filter and says
+ * which tid each got; a native one brings both back, with their own tids, the thread
+ * answering again. */
 static void test_threads(void **state)
 {
     (void)state;
@@ -327,35 +378,13 @@ static void test_threads(void **state)
     close(dump_to_file(pid, 0));
     assert_int_equal(ask(to, from), 0x1235); /* released after the abort */
     tids_of(pid, before, sizeof(before));
+    pid_t second = 0;
+    for (char *p = before; *p && !second; p = strchr(p, ' ') + 1)
+        if (atoi(p) != pid)
+            second = atoi(p);
     int fd = dump_to_file(pid, 1);
-    if (getuid() == 0 && pw) {
-        struct mos_restore_opts gopts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk)),
-                                         .guest = 1, .uid = pw->pw_uid, .gid = pw->pw_gid};
-        assert_int_equal(mos_img_io_fd_open(fd, &io), 0);
-#if MOS_GUEST_THREADS
-        /* a guest's filter reaches both threads (TSYNC), installed after they exist */
-        struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-        gopts.guest_filter = &allow;
-        gopts.guest_filter_len = 1;
-        gopts.guest_filter_flags = SECCOMP_FILTER_FLAG_NEW_LISTENER;
-        assert_int_equal(mos_restore_prepare(io, &gopts, &r), 0);
-        assert_true(mos_restore_listener_fd(r) >= 0);
-        pid_t g = mos_restore_pid(r);
-        char gtids[256];
-        tids_of(g, gtids, sizeof(gtids));
-        for (char *t = strtok(gtids, " "); t; t = strtok(NULL, " "))
-            assert_int_equal(seccomp_mode(g, atoi(t)), 2);
-        mos_restore_abort(r);
-        r = NULL;
-#else
-        assert_int_equal(mos_restore_prepare(io, &gopts, &r), MOS_E_NOT_MIGRATABLE);
-#endif
-        mos_img_io_close(io);
-        /* the refused restore closed none of ours (it once closed fd 0 once per image fd) */
-        assert_true(fcntl(fd, F_GETFD) >= 0);
-        assert_true(fcntl(0, F_GETFD) >= 0 || fd == 0);
-        lseek(fd, 0, SEEK_SET);
-    }
+    if (getuid() == 0 && pw)
+        guest_restore_two_threads(fd, mos_restore_husk_path(husk, sizeof(husk)), pw, second);
     struct mos_restore_opts ropts = {.husk_path = mos_restore_husk_path(husk, sizeof(husk))};
     int save0 = dup(0), save1 = dup(1), cin[2], cout[2];
     assert_int_equal(pipe(cin), 0);

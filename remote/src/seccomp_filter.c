@@ -71,6 +71,11 @@ static int filter_build(struct bpf_builder *b)
     clone_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 0));
     clone3_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0,
                                                        0));
+    /* prctl(PR_GET_TID_ADDRESS) reads the thread's own clear_child_tid: local. A move injects
+     * it into every thread it captures while their supervisor (the capturer) serves nothing,
+     * so it must never wait for one. Other prctl options are the table's (home). */
+    unsigned prctl_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                                               SYS_prctl, 0, 0));
     /* Anonymous mmap is local; a file mapping needs the file, which is at home. */
     mmap_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 0, 0));
     unsigned notify = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
@@ -88,6 +93,13 @@ static int filter_build(struct bpf_builder *b)
     thread_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD,
                                                        0, 0));
     unsigned notify3 = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+                                                            SECCOMP_RET_USER_NOTIF));
+    unsigned prctl_check = emit(
+        b, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                        offsetof(struct seccomp_data, args[0])));
+    unsigned tid_addr_jump = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                                                  PR_GET_TID_ADDRESS, 0, 0));
+    unsigned notify4 = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
                                                             SECCOMP_RET_USER_NOTIF));
     unsigned enosys = emit(b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
                                                            SECCOMP_RET_ERRNO | ENOSYS));
@@ -108,7 +120,11 @@ static int filter_build(struct bpf_builder *b)
     patch_jt(b, clone_jump, clone_check);
     patch_jf(b, clone_jump, clone3_jump);
     patch_jt(b, clone3_jump, enosys);
-    patch_jf(b, clone3_jump, mmap_jump);
+    patch_jf(b, clone3_jump, prctl_jump);
+    patch_jt(b, prctl_jump, prctl_check);
+    patch_jf(b, prctl_jump, mmap_jump);
+    patch_jt(b, tid_addr_jump, allow);
+    patch_jf(b, tid_addr_jump, notify4);
     patch_jt(b, thread_jump, allow);
     patch_jf(b, thread_jump, notify3);
     patch_jt(b, mmap_jump, mmap_check);

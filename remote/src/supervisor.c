@@ -71,6 +71,8 @@ struct mos_supervisor {
     struct mos_call_stats *st; /* the caller's, or own_stats */
     struct mos_call_stats own_stats;
     uint64_t recv_ns;          /* when the notification being dispatched came */
+    int draining; /* the caller's ctl_fd is readable: calls at home are being interrupted */
+    pid_t caller; /* the thread of the home call being decided */
 };
 
 /* ---- guest memory ------------------------------------------------------------------------ */
@@ -588,6 +590,15 @@ static int take_result(struct mos_supervisor *sup, size_t len)
         call_free(sup, c);
         if (!notif_valid(sup, again.id))
             return 0;
+        /* ended for a move: held for the mover, who answers it once the guest is being
+         * stopped (a reply now would reach the program as errno 513: nothing restarts a call
+         * without a signal or stop pending) */
+        struct mos_held_calls *held = sup->ops ? sup->ops->held : NULL;
+        if (sup->draining && held && held->count < MOS_HELD_CALLS_MAX &&
+            !signal_deliverable(sup->guest, (pid_t)again.pid)) {
+            held->calls[held->count++] = again;
+            return 0;
+        }
         if (!signal_deliverable(sup->guest, (pid_t)again.pid)) {
             sup->recv_ns = since; /* the call sent again: its latency runs on */
             return dispatch(sup, &again);
@@ -601,20 +612,38 @@ static int take_result(struct mos_supervisor *sup, size_t len)
 }
 
 /* The guest's thread tid as the program knows it: the main thread answers the home pid (as it
- * did before the move, and as glibc cached it at home), other threads their own tid here. */
+ * did before the move, and as glibc cached it at home), a thread restored with a fresh tid the
+ * tid it was restored from (ops->tids), any other its own tid here. */
 static pid_t home_tid(struct mos_supervisor *sup, pid_t tid)
 {
-    return tid == sup->guest ? sup->home.pid : tid;
+    if (tid == sup->guest)
+        return sup->home.pid;
+    for (size_t i = 0; sup->ops && i < sup->ops->ntids; i++)
+        if (sup->ops->tids[i].local == tid)
+            return sup->ops->tids[i].program;
+    return tid;
 }
 
-/* The thread of the guest a program's tid names, or 0 when it is none of them. */
+/* The thread of the guest a program's tid names, or 0 when it is none of them. A restored
+ * thread's local tid is no name its program knows, unless it is its program tid too. */
 static pid_t local_tid(struct mos_supervisor *sup, pid_t tid)
 {
     char path[64];
+    int hidden = 0;
 
     if (tid == sup->home.pid)
         return sup->guest;
     if (tid <= 0)
+        return 0;
+    for (size_t i = 0; sup->ops && i < sup->ops->ntids; i++) {
+        if (sup->ops->tids[i].program == tid) {
+            tid = sup->ops->tids[i].local;
+            hidden = 0;
+            break;
+        }
+        hidden |= sup->ops->tids[i].local == tid;
+    }
+    if (hidden)
         return 0;
     snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)sup->guest, (int)tid);
     return access(path, F_OK) == 0 ? tid : 0;
@@ -693,6 +722,7 @@ static int handle_home(struct mos_supervisor *sup, const struct seccomp_notif *n
 {
     fwd_stats_add(FWD_STAT_HOME);
     sup->st->calls[MOS_CALLS_HOME]++;
+    sup->caller = (pid_t)n->pid;
     int how = sup->ops && sup->ops->home_call && sup->ncalls == 0
                   ? sup->ops->home_call(sup, n->id, n->data.nr, sup->ops->arg)
                   : 0;
@@ -794,19 +824,71 @@ static int tick_wait(struct mos_supervisor *sup, uint64_t *next_ns)
     return (int)((*next_ns - now + MOS_NSEC_PER_MSEC - 1) / MOS_NSEC_PER_MSEC);
 }
 
+pid_t mos_supervisor_caller(const struct mos_supervisor *sup)
+{
+    return sup->caller;
+}
+
+/* Calls held for a move that did not happen (it failed before its freeze, or on_ctl went on
+ * serving) go home again. */
+static int held_resend(struct mos_supervisor *sup)
+{
+    struct mos_held_calls *held = sup->ops ? sup->ops->held : NULL;
+    int rc = 0;
+
+    while (rc == 0 && held && held->count > 0) {
+        struct seccomp_notif n = held->calls[--held->count];
+        sup->recv_ns = mos_clock_now_ns(); /* a call again: its latency starts afresh */
+        if (notif_valid(sup, n.id))
+            rc = dispatch(sup, &n);
+    }
+    return rc;
+}
+
+/* The caller wants the guest (a move) while calls are at home: each is interrupted at home
+ * (INTERRUPT, as for a signal), and no new notification is taken meanwhile. A call that ends
+ * anyway brings its result as usual; an interrupted one is answered -ERESTARTNOINTR, so it
+ * is made again after the move: nothing done at home is lost or done twice. The caller's
+ * on_ctl runs once none is left. */
+static int drain_for_ctl(struct mos_supervisor *sup)
+{
+    uint8_t id[4];
+    int rc = 0;
+
+    if (sup->draining)
+        return 0;
+    sup->draining = 1;
+    mos_info("supervisor", "guest %d: %d call(s) at home interrupted for a move", (int)sup->guest,
+             sup->ncalls);
+    for (int i = 0; i < FWD_MAX_INFLIGHT && rc == 0; i++) {
+        struct pending_call *c = &sup->calls[i];
+        if (!c->used || c->interrupted)
+            continue;
+        c->interrupted = 1;
+        mos_put_le32(id, c->id);
+        rc = fwd_send(sup->deputy, FWD_MSG_INTERRUPT, id, sizeof(id));
+    }
+    return rc;
+}
+
 static int serve(struct mos_supervisor *sup, int again)
 {
     int rc = again ? 0 : read_hello(sup);
     uint64_t next_tick = mos_clock_now_ns() + (sup->ops ? (uint64_t)sup->ops->tick_ms : 0) *
                                                   MOS_NSEC_PER_MSEC;
 
+    if (rc == 0)
+        rc = held_resend(sup);
+
     while (rc == 0 && !sup->exited) {
         /* The caller may take over only between calls (none of ours is at home); beyond
          * FWD_MAX_INFLIGHT calls the guest's further threads wait in the kernel. */
-        int ctl = sup->ops && sup->ops->on_ctl && sup->ops->ctl_fd > 0 && sup->ncalls == 0
+        int ctl = sup->ops && sup->ops->on_ctl && sup->ops->ctl_fd > 0 && !sup->draining
                       ? sup->ops->ctl_fd
                       : -1;
-        int listen = sup->ncalls < FWD_MAX_INFLIGHT ? sup->listener : -1;
+        int listen = sup->ncalls < FWD_MAX_INFLIGHT && !sup->draining ? sup->listener : -1;
+        if (sup->draining && sup->ncalls == 0)
+            ctl = sup->ops->ctl_fd; /* drained: the caller's turn */
         struct pollfd fds[4] = {{listen, POLLIN, 0},
                                 {sup->deputy, POLLIN, 0},
                                 {sup->pidfd, POLLIN, 0},
@@ -816,10 +898,14 @@ static int serve(struct mos_supervisor *sup, int again)
                 rc = -errno;
             continue;
         }
-        if (fds[3].revents & (POLLIN | POLLHUP)) {
+        if ((fds[3].revents & (POLLIN | POLLHUP)) && sup->ncalls > 0) {
+            rc = drain_for_ctl(sup);
+        } else if (fds[3].revents & (POLLIN | POLLHUP)) {
+            sup->draining = 0;
             rc = sup->ops->on_ctl(sup, sup->ops->arg);
             if (rc != 0)
                 break;
+            rc = held_resend(sup);
         }
         if (fds[0].revents & POLLIN)
             rc = handle_notification(sup);

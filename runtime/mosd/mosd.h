@@ -502,7 +502,13 @@ struct mosd_stream_how {
     const struct mos_job_owner *owner;
     int listener;      /* the guest's seccomp listener, when a home call is held */
     uint64_t held;     /* that call */
+    pid_t held_tid;    /* its thread */
     int held_answered; /* it was answered (-ERESTARTNOINTR) once the freeze began */
+    struct mos_held_calls *drained; /* calls a move took back from home, answered the same way */
+    /* a guest's threads restored here with fresh tids: the image names them by the tids
+     * their program knows */
+    const struct mos_tid_pair *tids;
+    size_t ntids;
     pid_t pid;         /* filled in */
     uint64_t bytes;    /* filled in: the image's size */
     int retired;       /* the original is gone (killed or a shell) */

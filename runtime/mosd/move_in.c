@@ -58,8 +58,10 @@ struct sup_ctx {
     double max_load;
     int holding;                /* a home call waits for the trip home */
     uint64_t held;
+    pid_t held_tid;
     uint64_t home_retry_ns;     /* a trip home failed: until then home calls get ENOSYS */
     struct mos_call_stats calls; /* the guest's calls while here, reported to mosd */
+    struct mos_held_calls drained; /* calls a move took back from home */
 };
 
 /* How often a supervisor tells mosd its guest's call counts (and once when it stops). */
@@ -73,7 +75,6 @@ static int on_home_call(struct mos_supervisor *sup, uint64_t id, long nr, void *
 {
     struct sup_ctx *x = arg;
 
-    (void)sup;
     if (strcmp(x->h->home, x->d->cfg.nodes[x->d->self].name) == 0 ||
         mos_clock_now_ns() < x->home_retry_ns)
         return 0;
@@ -83,6 +84,7 @@ static int on_home_call(struct mos_supervisor *sup, uint64_t id, long nr, void *
     x->max_load = -1;
     x->holding = 1;
     x->held = id;
+    x->held_tid = mos_supervisor_caller(sup);
     return MOS_HOME_CALL_DETACH;
 }
 
@@ -173,15 +175,23 @@ static void report_calls(void *arg)
     dprintf(x->ctl, "%s\n", line);
 }
 
+struct guest_tids {
+    struct mos_tid_pair *pairs; /* for the next move's image */
+    struct mos_guest_tid *sup;  /* the same, for the supervisor's gettid and tgkill */
+    size_t n;
+};
+
 /* The supervisor's life: serve the guest; when mosd asks, move it on (telling the deputy to
  * expect a new link); if that fails, serve it here again. */
+
 static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pid_t guest,
-                     int listener, int link, int ctl)
+                     int listener, int link, int ctl, const struct guest_tids *tids)
 {
     struct sup_ctx x = {.d = d, .h = h, .guest = guest, .ctl = ctl};
     struct mos_supervisor_ops ops = {.home_call = on_home_call, .ctl_fd = ctl,
                                      .on_ctl = on_sup_ctl, .arg = &x, .stats = &x.calls,
-                                     .tick_ms = CALLS_REPORT_MS, .on_tick = report_calls};
+                                     .tick_ms = CALLS_REPORT_MS, .on_tick = report_calls,
+                                     .tids = tids->sup, .ntids = tids->n, .held = &x.drained};
     char why[256];
     int status = 0, rc;
 
@@ -189,8 +199,10 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
            MOS_SUPERVISOR_DETACHED) {
         report_calls(&x); /* before the move's outcome: mosd forgets the guest after it */
         int target = mos_config_find_node(&d->cfg, x.target);
-        struct mosd_stream_how how = {.listener = x.holding ? listener : -1, .held = x.held,
-                                      .guest = 1};
+        struct mosd_stream_how how = {.listener = x.holding || x.drained.count ? listener : -1,
+                                      .held = x.holding ? x.held : 0, .held_tid = x.held_tid,
+                                      .drained = &x.drained,
+                                      .guest = 1, .tids = tids->pairs, .ntids = tids->n};
         why[0] = '\0';
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
         struct mosd_guest_header moving = *h;
@@ -324,7 +336,26 @@ struct guest_in {
     const struct mosd *d;
     const struct mosd_guest_header *h;
     int listener, link;
+    struct guest_tids tids;
 };
+
+/* Which tid each restored thread got here, against the one its program knows. */
+static int guest_tids_take(struct mos_restore *r, struct guest_tids *t)
+{
+    size_t n = mos_restore_thread_ids(r, NULL, 0);
+
+    if (n == 0)
+        return 0;
+    t->pairs = calloc(n, sizeof(*t->pairs));
+    t->sup = calloc(n, sizeof(*t->sup));
+    if (!t->pairs || !t->sup)
+        return -ENOMEM;
+    t->n = mos_restore_thread_ids(r, t->pairs, n);
+    for (size_t i = 0; i < t->n; i++)
+        t->sup[i] = (struct mos_guest_tid){.program = t->pairs[i].image,
+                                           .local = t->pairs[i].local};
+    return 0;
+}
 
 /* Into the guests' cgroup only now (rebuilding it took many injected calls, each of which
  * would have waited out a throttled period in a capped cgroup); its seccomp listener taken;
@@ -333,7 +364,10 @@ static int guest_before_ready(struct mos_restore *r, void *arg)
 {
     struct guest_in *g = arg;
     pid_t guest = mos_restore_pid(r);
+    int rc = guest_tids_take(r, &g->tids);
 
+    if (rc != 0)
+        return rc;
     if (g->d->guest_cgroup_procs[0] && mosd_cgroup_join(g->d->guest_cgroup_procs, guest) != 0)
         mos_warn("mosd", "guest %d: cannot join %s", (int)guest, g->d->guest_cgroup_procs);
     g->listener = mos_supervisor_take_listener(guest, mos_restore_listener_fd(r));
@@ -380,6 +414,8 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
             close(g.listener);
         if (g.link >= 0)
             close(g.link);
+        free(g.tids.pairs);
+        free(g.tids.sup);
         return rc;
     }
     char nodes[MOSD_NODES_WORD_MAX];
@@ -388,9 +424,11 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
             h->home, nodes, h->cmd);
     mos_tp_close(c);
     tell_home(d, h);
-    rc = supervise(d, h, guest, g.listener, g.link, ctl);
+    rc = supervise(d, h, guest, g.listener, g.link, ctl, &g.tids);
     close(g.listener);
     close(g.link);
+    free(g.tids.pairs);
+    free(g.tids.sup);
     return rc;
 }
 

@@ -196,12 +196,25 @@ static int send_header(const struct mosd *d, int target, const struct mosd_guest
     return rc;
 }
 
-static void answer_held(void *arg)
+/* For each thread the freeze interrupts: its call held (a home call, or calls a move took back
+ * from home), answered now that the interrupt is pending, so it restarts on its way out, into
+ * the stop. */
+static void answer_held(pid_t tid, void *arg)
 {
     struct mosd_stream_how *how = arg;
+    struct mos_held_calls *dr = how->drained;
 
-    /* the interrupt is pending now, so the call restarts on its way out, into the stop */
-    how->held_answered = mos_supervisor_answer(how->listener, how->held, -MOS_ERESTARTNOINTR) == 0;
+    if (how->held && how->held_tid == tid)
+        how->held_answered =
+            mos_supervisor_answer(how->listener, how->held, -MOS_ERESTARTNOINTR) == 0;
+    for (size_t i = 0; dr && i < dr->count;) {
+        if ((pid_t)dr->calls[i].pid != tid) {
+            i++;
+            continue;
+        }
+        mos_supervisor_answer(how->listener, dr->calls[i].id, -MOS_ERESTARTNOINTR);
+        dr->calls[i] = dr->calls[--dr->count];
+    }
 }
 
 static void how_before_commit(void *arg)
@@ -241,7 +254,8 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
 {
     const char *name = d->cfg.nodes[target].name;
     struct mos_dump_opts dopts = {.fds_at_home = 1, /* they stay with mosrun, the deputy */
-                                  .sandbox_ours = how->guest, .owner = how->owner};
+                                  .sandbox_ours = how->guest, .owner = how->owner,
+                                  .tids = how->tids, .ntids = how->ntids};
     struct mos_send_hooks hooks = {.before_commit = how_before_commit, .retire = how_retire,
                                    .on_abort = how_abort, .arg = how};
     struct mos_img_io *io = NULL;

@@ -44,6 +44,14 @@ struct mos_job_owner {
     uid_t uid;
     gid_t gid;
 };
+/* A thread's id as its program knows it (the image's: what glibc cached where the thread
+ * was made) and as this node's kernel knows it. They differ for a thread restored with a
+ * fresh tid. */
+struct mos_tid_pair {
+    pid_t image;
+    pid_t local;
+};
+
 struct mos_dump_opts {
     int close_other_fds; /* fds of types that cannot travel are left closed instead of refusing */
     int fds_at_home;     /* a migration with a deputy: the fds stay at home, none is carried or
@@ -54,14 +62,21 @@ struct mos_dump_opts {
                             those calls take it home). Otherwise a seccomp filter,
                             no_new_privs or a user namespace of its own keeps a process where
                             it is */
-    /* Called once between the freeze's PTRACE_INTERRUPT and its wait for the stop: a guest
-     * held in a seccomp notification is answered there (-ERESTARTNOINTR), so it stops on its
-     * way out with the call ready to run again wherever it is restored. */
-    void (*on_interrupt)(void *arg);
+    /* Called for each thread (the leader first) between its PTRACE_INTERRUPT and the wait
+     * for its stop: a guest's call held in a seccomp notification is answered there
+     * (-ERESTARTNOINTR) for that thread, so it stops on its way out with the call ready to
+     * run again wherever it is restored. Answered earlier, before the thread's interrupt is
+     * pending, the kernel would not restart it and the program would see errno 513. */
+    void (*on_interrupt)(pid_t tid, void *arg);
     void *on_interrupt_arg;
     /* When set, a stay reason too: pid is no longer the owner's registered process, or runs
      * with more than the owner's rights (mos_migrate_owner_check, before and after freezing). */
     const struct mos_job_owner *owner;
+    /* A guest restored with fresh tids (mos_restore_thread_ids): the THREAD records carry
+     * each listed thread's image tid, the one its program believes in, not its local one. A
+     * thread not listed (made here) keeps its local tid. */
+    const struct mos_tid_pair *tids;
+    size_t ntids;
 };
 struct mos_dump_stats {
     uint64_t freeze_ns;   /* stay-reason check + seize + interrupt */
@@ -148,6 +163,10 @@ pid_t mos_restore_pid(const struct mos_restore *r);
 /* Guest mode: the restored process's fd number of its seccomp listener, to take with
  * mos_supervisor_take_listener before commit. -1 otherwise. */
 int mos_restore_listener_fd(const struct mos_restore *r);
+/* The threads other than the leader, as the image named them and as they were made here
+ * (equal where the tid was free and ours to choose). Fills up to max pairs; returns how many
+ * threads there are. */
+size_t mos_restore_thread_ids(const struct mos_restore *r, struct mos_tid_pair *out, size_t max);
 const struct mos_restore_stats *mos_restore_stats(const struct mos_restore *r);
 /* Between prepare and commit, the rebuilt process can be worked on from outside: run a
  * system call inside it (installing a seccomp filter for the deputy, say; a filter's listener

@@ -25,6 +25,7 @@
 #ifndef MOS_FORWARD_H
 #define MOS_FORWARD_H
 
+#include <linux/seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -94,13 +95,33 @@ struct mos_call_stats {
 /* The bucket of a latency, and a forwarded call answered after ns (counted and bucketed). */
 unsigned mos_call_latency_bucket(uint64_t ns);
 void mos_call_stats_forwarded(struct mos_call_stats *s, uint64_t ns);
+/* A thread restored with a fresh tid: the tid its program knows (the one glibc cached where
+ * the thread was made) and the one it has here. */
+struct mos_guest_tid {
+    pid_t program;
+    pid_t local;
+};
+
+/* Calls a move took back from home (on_ctl while they were there, see below): held, not
+ * answered. The mover answers each -MOS_ERESTARTNOINTR once its freeze has interrupted the
+ * call's thread (mos_dump_opts.on_interrupt, seccomp_notif.pid), so they run again wherever
+ * the guest goes, and takes it off the list; a list still full when mos_supervisor_run starts again (the move failed before)
+ * is sent to the deputy again. */
+#define MOS_HELD_CALLS_MAX 256
+struct mos_held_calls {
+    size_t count;
+    struct seccomp_notif calls[MOS_HELD_CALLS_MAX];
+};
 
 struct mos_supervisor_ops {
     int (*home_call)(struct mos_supervisor *sup, uint64_t notif_id, long nr, void *arg);
     /* A descriptor the caller wants watched while the guest is served (-1: none; 0 is taken
      * as none too), and what to do when it is readable: return 1 to stop serving between two
-     * calls (the guest stays, frozen in no call of ours), 0 to go on, < 0 to fail. It is
-     * looked at only while no call is at home. */
+     * calls (the guest stays, frozen in no call of ours), 0 to go on, < 0 to fail. When it
+     * becomes readable while calls are at home, no new call is taken and those calls are
+     * interrupted at home (INTERRUPT); one that ends anyway is answered as usual, one that was
+     * interrupted goes to held (without held, it is sent again); on_ctl runs once none is
+     * left at home. */
     int ctl_fd;
     int (*on_ctl)(struct mos_supervisor *sup, void *arg);
     void *arg;
@@ -109,6 +130,12 @@ struct mos_supervisor_ops {
     struct mos_call_stats *stats;
     int tick_ms;
     void (*on_tick)(void *arg);
+    /* Threads whose local tid is not their program's: gettid answers the program's tid, and
+     * tgkill/tkill naming it reach the local thread. Threads not listed are known by their
+     * local tid. The table must outlive the serving. */
+    const struct mos_guest_tid *tids;
+    size_t ntids;
+    struct mos_held_calls *held;
 };
 
 /* Serve guest pid (whose seccomp listener is listener_fd) until it exits, forwarding calls
@@ -121,6 +148,8 @@ struct mos_supervisor_ops {
 int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
                        const struct mos_supervisor_ops *ops, int *exit_status);
 
+/* The thread whose call a home_call policy is deciding on. */
+pid_t mos_supervisor_caller(const struct mos_supervisor *sup);
 /* Reply to a pending notification (for home_call policies). */
 int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t val, int error);
 /* The same outside mos_supervisor_run, on the listener: the call fails with error (< 0). */
