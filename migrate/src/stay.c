@@ -192,6 +192,25 @@ static int file_nonempty(const char *path)
         goto out;                                                                             \
     } while (0)
 
+/* The shared mappings of an OpenMPI rank each come from a component a setting replaces: the
+ * reason says which, so that a user can make the rank movable. */
+static const char *mpi_hint(const char *path)
+{
+    static const struct {
+        const char *part;
+        const char *hint;
+    } hints[] = {
+        {"pmix_dstor", "; an OpenMPI rank: run mpirun with PMIX_MCA_gds=hash"},
+        {"vader_segment", "; an OpenMPI rank: mpirun --mca btl tcp,self"},
+        {"/dev/infiniband/", "; an OpenMPI rank: mpirun --mca pml ob1 --mca btl tcp,self"},
+    };
+
+    for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++)
+        if (strstr(path, hints[i].part))
+            return hints[i].hint;
+    return "";
+}
+
 static int stay_vmas(pid_t pid, char *reason, size_t len)
 {
     struct mos_vma_list list;
@@ -207,8 +226,8 @@ static int stay_vmas(pid_t pid, char *reason, size_t len)
         if (strncmp(v->path, "anon_inode:", 11) == 0)
             REFUSE("maps %s (at %#llx)", v->path + 11, a);
         if (v->shared && (v->prot & PROT_WRITE))
-            REFUSE("has a shared writable mapping (%.80s at %#llx)",
-                   v->path[0] ? v->path : "anonymous", a);
+            REFUSE("has a shared writable mapping (%.80s at %#llx%s)",
+                   v->path[0] ? v->path : "anonymous", a, mpi_hint(v->path));
         if (v->shared && (v->inode == 0 || !strncmp(v->path, "/dev/zero", 9)))
             REFUSE("has shared anonymous memory (at %#llx)", a);
         /* a private map of a deleted file travels as a copy; a shared one cannot */

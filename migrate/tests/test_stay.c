@@ -1,6 +1,6 @@
 /* Stay reasons for a process's own sandbox: a seccomp filter, no_new_privs, a Landlock domain
  * or a user namespace of its own keep it where it is (the image would carry none of them); a
- * guest's filter and no_new_privs (mos's own, sandbox_ours) do not. */
+ * guest's filter and no_new_privs (mos's own, sandbox_ours) do not. An OpenMPI rank's PMIx segment says which setting makes it movable. */
 #include "mos/migrate.h"
 #include "mos/status.h"
 
@@ -16,15 +16,19 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-enum sandbox { NONE, NNP, FILTER, LANDLOCK, USERNS, THREADED };
+enum sandbox { NONE, NNP, FILTER, LANDLOCK, USERNS, THREADED, PMIX_MAP };
 
 static int allow_all_filter(void)
 {
@@ -55,9 +59,38 @@ static void *thread_parks(void *arg)
     return NULL;
 }
 
+/* Not a sandbox either: a shared writable map of a file named as OpenMPI's PMIx data store
+ * names its segments, for the reason's hint. */
+static int pmix_map(void)
+{
+    char dir[] = "/tmp/mos-stay.XXXXXX", path[96];
+    int fd;
+    void *p;
+
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/pmix_dstor_ds21_1", dir);
+    if (mkdir(path, 0700) != 0)
+        return -1;
+    strcat(path, "/smlockseg-1");
+    fd = open(path, O_RDWR | O_CREAT, 0600);
+    if (fd < 0 || ftruncate(fd, 4096) != 0)
+        return -1;
+    p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    unlink(path);
+    *strrchr(path, '/') = '\0';
+    rmdir(path);
+    rmdir(dir);
+    return p == MAP_FAILED ? -1 : 0;
+}
+
 static int sandbox_enter(enum sandbox kind)
 {
     pthread_t th;
+
+    if (kind == PMIX_MAP)
+        return pmix_map();
 
     if (kind == THREADED) /* not a sandbox: a second thread, for the guest's stay reason */
         return pthread_create(&th, NULL, thread_parks, NULL) == 0 ? 0 : -1;
@@ -161,6 +194,13 @@ static void test_user_namespace_stays(void **state)
     expect(USERNS, 0, MOS_E_NOT_MIGRATABLE, "user namespace of its own");
 }
 
+/* An OpenMPI rank's PMIx segment: the reason names the setting that makes the rank movable. */
+static void test_mpi_segment_hint(void **state)
+{
+    (void)state;
+    expect(PMIX_MAP, 0, MOS_E_NOT_MIGRATABLE, "PMIX_MCA_gds=hash");
+}
+
 /* A guest's filter and no_new_privs are mos's: it moves on (a user namespace still keeps it). */
 static void test_guest_filter_is_ours(void **state)
 {
@@ -214,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_landlock_stays),
         cmocka_unit_test(test_user_namespace_stays),
         cmocka_unit_test(test_guest_filter_is_ours),
+        cmocka_unit_test(test_mpi_segment_hint),
         cmocka_unit_test(test_threads_move_either_way),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
