@@ -1,6 +1,7 @@
 /* Stay reasons for a process's own sandbox: a seccomp filter, no_new_privs, a Landlock domain
  * or a user namespace of its own keep it where it is (the image would carry none of them); a
- * guest's filter and no_new_privs (mos's own, sandbox_ours) do not. An OpenMPI rank's PMIx segment says which setting makes it movable. */
+ * guest's filter and no_new_privs (mos's own, sandbox_ours) do not. An OpenMPI rank's PMIx
+ * segment stays with a reason naming the setting that makes it movable. */
 #include "mos/migrate.h"
 #include "mos/status.h"
 
