@@ -23,6 +23,7 @@ int bench_gossip(int argc, char **argv);
 int bench_placement(int argc, char **argv);
 int bench_faults(int argc, char **argv);
 int bench_gossip_lab(int argc, char **argv);
+int bench_mpi(int argc, char **argv);
 /* Runs the lab benchmark script installed beside mosbench as mosbench-NAME; returns only if it
  * cannot (1, after one line). */
 int bench_run_script(const char *name, int argc, char **argv);

@@ -50,3 +50,9 @@ int bench_gossip_lab(int argc, char **argv)
 {
     return bench_run_script("gossip-lab", argc, argv);
 }
+
+/* mosbench mpi: two OpenMPI ranks, native vs one moved away (bench/mpi.sh) */
+int bench_mpi(int argc, char **argv)
+{
+    return bench_run_script("mpi", argc, argv);
+}

@@ -45,6 +45,9 @@ static const struct {
     {"gossip-lab", bench_gossip_lab,
      "[--nodes N] [--interval-ms MS] [--window W] [--seconds S]: gossip over real UDP in a lab: "
      "ages, bytes, CPU, false deaths, kill / silent / rejoin times"},
+    {"mpi", bench_mpi,
+     "[--repeat R] [--lat-iters N] [--bw-iters N]: two OpenMPI ranks in a lab, latency and "
+     "bandwidth native vs one rank moved away (its sockets kept at home)"},
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,
