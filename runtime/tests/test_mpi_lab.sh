@@ -97,4 +97,79 @@ mpirun_pid=$(pgrep -P "$run" -x mpirun || pgrep -u 65534 -x mpirun | head -1)
 kill -INT "${mpirun_pid:-$run}"
 wait_until 60 no_user_pids && ok "Ctrl-C of mpirun: no rank nor orted left on any node" \
     || bad "after Ctrl-C: $(user_pids | tr '\n' ' ')"
+# 5. migratable ranks: mpirun on node 1 starts each rank under mosrun; a rank moved to node 2
+# keeps its sockets at home (the deputy), so OpenMPI's tcp transport never notices the move.
+# OpenMPI's PMIx data store is a shared mapping that cannot move: PMIX_MCA_gds=hash avoids it.
+PP=$B/mosbench-mpi-pingpong
+[ -x "$PP" ] || bad "$PP is missing (built where OpenMPI is installed)"
+rank_pid() { awk -v r="$2" '$1 == "rank" && $2 == r { print $4 }' "$1" 2>/dev/null; }
+# pingpong NAME GDS: two ranks under mosrun held at the gate; waits until rank 1 is a job
+pingpong() {
+    local ppname=$1 env=(); [ "$2" = hash ] && env=(env PMIX_MCA_gds=hash)
+    umpi "${env[@]}" timeout 300 mpirun --oversubscribe -np 2 --mca btl tcp,self mosrun "$PP" \
+        --gate "$W/gate.$1" --lat-iters 200 --bw-iters 10 < /dev/null > "$W/pp.$1" 2> "$W/pp.$1.err" &
+    run=$!
+    wait_until 60 eval '[ -n "$(rank_pid "$W/pp.$ppname" 1)" ]' && pid=$(rank_pid "$W/pp.$1" 1) \
+        && wait_until 20 registered "$pid"
+}
+pp_done() { # NAME: the run ended well and every byte came back as sent
+    local want=$(( 2 * (8 * 200 + 1048576 * 10) ))
+    wait "$run" && grep -q "checked=$want\$" "$W/pp.$1"
+}
+if pingpong dstor default; then
+    out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pid" "$N2" 2>&1); rc=$?
+    [ $rc != 0 ] && [ "$(grep -c . <<<"$out")" = 1 ] && grep -q "PMIX_MCA_gds=hash" <<<"$out" \
+        && ok "a rank using PMIx's shared data store stays, and the reason names PMIX_MCA_gds=hash" \
+        || bad "rank with the PMIx data store: rc $rc '$out'"
+    touch "$W/gate.dstor"
+    pp_done dstor && ok "... and the job still runs to the end at home" \
+        || bad "the unmoved job: $(tail -2 "$W/pp.dstor.err" | tr '\n' ' ')"
+else
+    bad "the ping-pong ranks did not start: $(tail -2 "$W/pp.dstor.err" | tr '\n' ' ')"
+fi
+if pingpong away hash; then
+    out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pid" "$N2" 2>&1)
+    grep -q "now runs on $N2" <<<"$out" && ok "rank 1 moved to $N2 while the ranks talk" || bad "move: '$out'"
+    touch "$W/gate.away"
+    pp_done away && ok "every 8-byte and 1 MiB message between the ranks came back as sent, rank 1 away" \
+        || bad "ping-pong away: $(tail -3 "$W/pp.away.err" | tr '\n' ' ')"
+else
+    bad "the ping-pong ranks did not start: $(tail -2 "$W/pp.away.err" | tr '\n' ' ')"
+fi
+
+# hpcc, 2 ranks on node 1: natively, then under mosrun with one rank moved to node 2 mid-run
+# (after it used 0.3 s of CPU, before HPL printed its residual): the same residual, all checks passed
+mkdir -p "$W/h2" && chmod 777 "$W/h2"
+sed -e 's/^1000 *Ns/400          Ns/' -e 's/^2 *Ps/1            Ps/' -e 's/^2 *Qs/2            Qs/' \
+    /usr/share/doc/hpcc/examples/_hpccinf.txt > "$W/h2/hpccinf.txt"
+hpcc2() { # KIND [mosrun]: hpcc's report in $W/hpcc2.KIND.txt
+    local kind=$1; shift
+    (cd "$W/h2" && rm -f hpccoutf.txt && exec "$LAB" exec 1 "${AS_USER[@]}" env HOME="$W" \
+        PATH="$B:/usr/bin:/bin" PMIX_MCA_gds=hash timeout 600 mpirun --oversubscribe -np 2 \
+        --mca btl tcp,self "$@" hpcc < /dev/null > "$W/hpcc2.$kind.out" 2>&1)
+}
+hpcc_ok() { grep -q '^Success=1' "$1" && ! grep -v ' 0 tests completed and failed' "$1" | grep -q 'failed residual checks'; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hpcc2 native; rc=$?
+mv "$W/h2/hpccoutf.txt" "$W/hpcc2.native.txt" 2>/dev/null
+[ $rc = 0 ] && hpcc_ok "$W/hpcc2.native.txt" && ok "hpcc, 2 ranks natively: every check passed" \
+    || bad "hpcc natively: rc $rc $(tail -3 "$W/hpcc2.native.out" | tr '\n' ' ')"
+hpcc2 away mosrun & run=$!
+hpcc_job() { on 1 "$B/mosps" 2>/dev/null | awk 'NR > 1 && $NF ~ /hpcc/ { print $1; exit }'; }
+wait_until 120 eval '[ -n "$(hpcc_job)" ]'; pid=$(hpcc_job)
+if [ -n "$pid" ] && wait_until 120 eval '[ "$(cpu_ticks "$pid")" -ge 30 ]'; then
+    early=yes; hpl_line "$W/h2/hpccoutf.txt" > /dev/null 2>&1 && early=no
+    out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pid" "$N2" 2>&1)
+    grep -q "now runs on $N2" <<<"$out" && [ $early = yes ] \
+        && ok "an hpcc rank moved to $N2 mid-run, before HPL printed its residual" || bad "hpcc move ($early): '$out'"
+else
+    bad "no hpcc rank ran under mos: $(tail -3 "$W/hpcc2.away.out" | tr '\n' ' ')"
+fi
+wait $run; rc=$?
+mv "$W/h2/hpccoutf.txt" "$W/hpcc2.away.txt" 2>/dev/null
+[ $rc = 0 ] && hpcc_ok "$W/hpcc2.away.txt" && ok "hpcc with a rank away: every check passed" \
+    || bad "hpcc away: rc $rc $(tail -3 "$W/hpcc2.away.out" | tr '\n' ' ')"
+a=$(hpl_line "$W/hpcc2.native.txt" 2>/dev/null) b=$(hpl_line "$W/hpcc2.away.txt" 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok "the HPL residual with a rank moved away is the native one: ${a##*=}" \
+    || bad "HPL residual: native '$a' away '$b'"
 lab_result
