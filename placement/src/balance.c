@@ -148,6 +148,7 @@ struct move_stats {
     int any_target;
     int margin_blocked;  /* a cheaper node existed but not by the margin */
     int returns_blocked; /* the job's previous node, its load not fallen */
+    double calls_blocked; /* the most call_wait of a job kept by its calls home (0: none) */
     double best_rejected_gain, best_rejected_migr;
 };
 
@@ -160,6 +161,7 @@ static void set_none(struct mos_balance_decision *out)
     out->gain_s = 0;
     out->migrate_s = 0;
     out->ushering = 0;
+    out->for_calls = 0;
 }
 
 static int job_may_move(const struct mos_job_info *job, const struct mos_balance_params *p,
@@ -227,9 +229,18 @@ static int try_ushering(const struct mos_node_state *nodes, size_t n_nodes, size
     return 1;
 }
 
+double mos_job_calls_cost_s(const struct mos_job_info *job, size_t node, double remaining)
+{
+    if (!(job->flags & MOS_JOB_CALLS) || job->home_node == node || !(job->call_wait > 0))
+        return 0;
+    return remaining * job->call_wait;
+}
+
 /* The best target for one job: least opportunity cost among usable nodes, accepted only if it
  * beats the cost of staying by the stability margin and saves more time than the migration
- * costs (times benefit_factor). Returns the node index or -1; *gain_out is the time saved. */
+ * costs (times benefit_factor), its calls home counted in both times. Home itself is tried on
+ * time alone when the job's calls cost it here: what it saves there is no CPU share.
+ * Returns the node index or -1; *gain_out is the time saved. */
 static int best_target(const struct mos_node_state *nodes, size_t n_nodes, size_t self,
                        const struct mos_job_info *job, const struct mos_migration_cost *model,
                        const struct mos_balance_params *p, struct move_stats *st, double *gain_out)
@@ -240,7 +251,8 @@ static int best_target(const struct mos_node_state *nodes, size_t n_nodes, size_
     unsigned n = (unsigned)n_nodes;
     double cost_here = mos_placement_job_cost(n, p->cpu_cap, &here, &demand);
     double remaining = mos_job_predict_remaining(job);
-    double time_here = remaining / process_rate(me, here.load + demand.cpu);
+    double calls_here = mos_job_calls_cost_s(job, self, remaining);
+    double time_here = remaining / process_rate(me, here.load + demand.cpu) + calls_here;
     double migr = mos_migration_cost_seconds(model, job->pages);
     int best = -1;
     double best_cost = HUGE_VAL, best_gain = 0;
@@ -254,29 +266,36 @@ static int best_target(const struct mos_node_state *nodes, size_t n_nodes, size_
         if (i == self || !mos_placement_node_usable(&nodes[i], p->dead_age))
             continue;
         st->any_target = 1;
-        if ((job->flags & MOS_JOB_CAME) && job->from_node == i &&
+        int home_for_calls = calls_here > 0 && job->home_node == i;
+        if (!home_for_calls && (job->flags & MOS_JOB_CAME) && job->from_node == i &&
             nodes[i].load >= job->from_load - 1e-9) {
             st->returns_blocked = 1;
             continue;
         }
         double cost = mos_placement_job_cost(n, p->cpu_cap, &nodes[i], &demand);
-        if (!(cost < cost_here))
+        if (!home_for_calls && !(cost < cost_here))
             continue;
-        if (cost > (1.0 - p->stability_margin) * cost_here) {
+        if (!home_for_calls && cost > (1.0 - p->stability_margin) * cost_here) {
             st->margin_blocked = 1;
             continue;
         }
-        double time_there = remaining / process_rate(&nodes[i], nodes[i].load + demand.cpu);
+        double cpu_there = remaining / process_rate(&nodes[i], nodes[i].load + demand.cpu);
+        double time_there = cpu_there + mos_job_calls_cost_s(job, i, remaining);
         double gain = time_here - time_there - migr;
         if (!mos_balance_move_pays(p, time_here, time_there, migr)) {
+            if (mos_balance_move_pays(p, time_here - calls_here, cpu_there, migr) &&
+                job->call_wait > st->calls_blocked)
+                st->calls_blocked = job->call_wait;
             if (time_here - time_there > st->best_rejected_gain) {
                 st->best_rejected_gain = time_here - time_there;
                 st->best_rejected_migr = migr;
             }
             continue;
         }
-        if (cost < best_cost) {
-            best_cost = cost;
+        /* with its calls measured, the fastest place for it; else the least opportunity cost */
+        double key = (job->flags & MOS_JOB_CALLS) ? time_there : cost;
+        if (key < best_cost) {
+            best_cost = key;
             best = (int)i;
             best_gain = gain;
         }
@@ -297,6 +316,11 @@ static void explain_none(const struct move_stats *st, size_t n_jobs,
     else if (!st->any_target)
         snprintf(out->reason, sizeof(out->reason),
                  "none: no live node accepts guests (blocked, not accepting or presumed dead)");
+    else if (st->calls_blocked > 0)
+        snprintf(out->reason, sizeof(out->reason),
+                 "none: a job's calls home would cost more away than it gains (it waited %.2f s "
+                 "on them per CPU-second away)",
+                 st->calls_blocked);
     else if (st->best_rejected_gain > 0)
         snprintf(out->reason, sizeof(out->reason),
                  "none: best move saves %.3f s, not enough for %.3f s migration and the margin",
@@ -345,8 +369,13 @@ int mos_balance_decide(const struct mos_node_state *nodes, size_t n_nodes, size_
     out->node_id = nodes[out->node_index].id;
     out->gain_s = best_gain;
     out->migrate_s = mos_migration_cost_seconds(model, job->pages);
-    snprintf(out->reason, sizeof(out->reason),
-             "opportunity cost: job %llu to node %u saves %.3f s net (migration %.3f s)",
-             (unsigned long long)job->id, out->node_id, best_gain, out->migrate_s);
+    out->for_calls = mos_job_calls_cost_s(job, self, 1) > 0 &&
+                     mos_job_calls_cost_s(job, (size_t)out->node_index, 1) == 0;
+    int n = snprintf(out->reason, sizeof(out->reason),
+                     "opportunity cost: job %llu to node %u saves %.3f s net (migration %.3f s)",
+                     (unsigned long long)job->id, out->node_id, best_gain, out->migrate_s);
+    if (mos_job_calls_cost_s(job, self, 1) > 0 && n > 0 && (size_t)n < sizeof(out->reason))
+        snprintf(out->reason + n, sizeof(out->reason) - (size_t)n,
+                 "; its calls home waited %.2f s per CPU-second here", job->call_wait);
     return 0;
 }

@@ -143,6 +143,65 @@ static void test_balance_moves_to_idle(void **state)
     assert_non_null(strstr(d.reason, "opportunity cost"));
 }
 
+/* A job whose calls home cost more away than the CPU it would gain there stays home; one whose
+ * calls cost little still moves. */
+static void test_balance_calls_keep_job_home(void **state)
+{
+    (void)state;
+    struct mos_node_state n[2] = {node(0, 1, 1.0, 2, 8 * GIB, 16 * GIB),
+                                  node(1, 1, 1.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_info j[1] = {job(1, 100, 100)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.node_index, 1); /* unmeasured: it goes where the CPU is */
+    j[0].flags = MOS_JOB_CALLS;
+    j[0].home_node = 0;
+    j[0].call_wait = 16; /* an MPI rank away: 16 s waiting on its sockets per CPU-second */
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.job_index, -1);
+    assert_non_null(strstr(d.reason, "calls home"));
+    assert_true(mos_job_calls_cost_s(&j[0], 0, 10) == 0);
+    assert_true(fabs(mos_job_calls_cost_s(&j[0], 1, 10) - 160) < 1e-9);
+    j[0].call_wait = 0.01; /* a job that seldom calls home still moves */
+    assert_int_equal(mos_balance_decide(n, 2, 0, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.node_index, 1);
+}
+
+/* A guest whose calls home cost it dearly goes home, even to a busier home it came from, and not
+ * to an idle third node where its calls would cost as much. */
+static void test_balance_calls_bring_guest_home(void **state)
+{
+    (void)state;
+    struct mos_node_state n[3] = {node(0, 1, 1.0, 1, 8 * GIB, 16 * GIB),
+                                  node(1, 1, 1.0, 1, 8 * GIB, 16 * GIB),
+                                  node(2, 1, 1.0, 0, 8 * GIB, 16 * GIB)};
+    struct mos_job_info j[1] = {job(5, 100, 100)};
+    struct mos_balance_params p;
+    struct mos_balance_decision d;
+
+    mos_balance_params_default(&p);
+    n[1].flags |= MOS_NODE_SELF;
+    j[0].flags = MOS_JOB_CAME | MOS_JOB_CALLS;
+    j[0].from_node = 0;
+    j[0].from_load = 1;
+    j[0].home_node = 0;
+    j[0].call_wait = 16;
+    assert_int_equal(mos_balance_decide(n, 3, 1, j, 1, &fast_net, &p, &d), 0);
+    assert_int_equal(d.node_index, 0);
+    assert_int_equal(d.for_calls, 1); /* home must not refuse it for its own load */
+    assert_non_null(strstr(d.reason, "calls home"));
+    j[0].flags = MOS_JOB_CAME; /* unmeasured: home has not got lighter, so it stays */
+    assert_int_equal(mos_balance_decide(n, 3, 1, j, 1, &fast_net, &p, &d), 0);
+    assert_int_not_equal(d.node_index, 0);
+    j[0].flags = MOS_JOB_CAME | MOS_JOB_CALLS;
+    j[0].call_wait = 0.001; /* calls that cost little do not outweigh home's crowding */
+    assert_int_equal(mos_balance_decide(n, 3, 1, j, 1, &fast_net, &p, &d), 0);
+    assert_int_not_equal(d.node_index, 0);
+}
+
 static void test_balance_never_to_blocked_or_dead(void **state)
 {
     (void)state;
@@ -495,6 +554,8 @@ int main(void)
         cmocka_unit_test(test_balance_memory_ushering),
         cmocka_unit_test(test_balance_counts_moves_by_ms),
         cmocka_unit_test(test_balance_bad_args),
+        cmocka_unit_test(test_balance_calls_keep_job_home),
+        cmocka_unit_test(test_balance_calls_bring_guest_home),
         cmocka_unit_test(test_predict_remaining),
     };
     return cmocka_run_group_tests_name("placement_balance", tests, NULL, NULL);

@@ -34,6 +34,25 @@ static int job_usage(pid_t pid, double *cpu_s, uint64_t *pages)
     return 0;
 }
 
+static int job_home(const struct mosd *d, const struct mosd_job *job);
+
+/* What its calls home cost the job away: measured here for a guest (its supervisor's counts),
+ * else as last measured away (a job that came home for its calls); nothing known, nothing set. */
+static void calls_fill(const struct mosd *d, const struct mosd_job *job, double cpu_s,
+                       struct mos_job_info *info)
+{
+    double wait = job->supervisor ? mosd_calls_wait(&job->calls, cpu_s) : 0;
+    int home = job_home(d, job);
+
+    if (!(wait > 0))
+        wait = job->calls_wait;
+    if (wait > 0 && home >= 0) {
+        info->flags |= MOS_JOB_CALLS;
+        info->home_node = (uint32_t)home;
+        info->call_wait = wait;
+    }
+}
+
 /* The movable jobs running here; index[k] is the job table entry of jobs[k]. */
 static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index)
 {
@@ -83,6 +102,7 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
             jobs[n].from_node = (uint32_t)job->came_from;
             jobs[n].from_load = job->came_load;
         }
+        calls_fill(d, job, cpu_s, &jobs[n]);
         index[n++] = i;
     }
     return n;
@@ -234,9 +254,9 @@ static void on_balance(evutil_socket_t fd, short what, void *arg)
             dec.job_index = k;
         }
         nodes[self].load -= jobs[dec.job_index].cpu;
-        /* a move for memory offers no load to check: the target takes it as it would a
-         * mosmigrate (-1) */
-        double max_load = dec.ushering ? -1
+        /* a move for memory, or home for the calls, offers no load to check: the target
+         * takes it as it would a mosmigrate (-1) */
+        double max_load = dec.ushering || dec.for_calls ? -1
                                        : nodes[self].load / (nodes[self].ncpus ? nodes[self].ncpus : 1);
         job = &d->jobs[index[dec.job_index]];
         mosd_view_sent(d, job, dec.node_index, jobs[dec.job_index].cpu, nodes[self].load);

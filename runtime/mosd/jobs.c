@@ -221,3 +221,10 @@ void mosd_nodeset_text(const struct mosd *d, const struct mosd_nodeset *s, char 
         used += k > 0 ? (size_t)k : 0;
     }
 }
+
+double mosd_calls_wait(const struct mos_call_stats *calls, double cpu_s)
+{
+    if (calls->calls[MOS_CALLS_FORWARD] < MOSD_CALLS_MIN || cpu_s < 0.2)
+        return 0;
+    return (double)calls->latency_sum_ns / 1e9 / cpu_s;
+}

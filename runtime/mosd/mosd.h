@@ -112,6 +112,8 @@ struct mosd_job {
     unsigned long long sup_start;  /* that supervisor's start time (/proc stat field 22) */
     uint64_t adopt_until_ns;       /* adopted, its control line not yet taken: give up then */
     struct mos_call_stats calls;   /* a guest: its calls, as its supervisor last reported them */
+    double calls_wait;             /* seconds it waited on calls home per CPU-second away, as
+                                      last measured away (0: never measured) */
 };
 
 /* A connection to the command socket. */
@@ -202,6 +204,7 @@ struct mosd_guest_header {
     char cmd[256];
     double max_load; /* < 0: none; else refuse if our load would rise above it */
     struct mosd_nodeset nodes; /* mosrun -N (sent as names; unknown names are dropped) */
+    double calls_wait; /* its calls home: seconds waited per CPU-second away (0: unknown) */
     struct json_object *node_names; /* parsed: the request's "nodes" (borrowed), or NULL */
 };
 
@@ -209,6 +212,7 @@ struct mosd_guest_header {
  * caller's to decide); each returns 0 or MOS_E_PROTO (with why[len] where it has one). */
 #define MOSD_MAX_ID INT_MAX          /* uids, gids and job ids travel as JSON ints and %d */
 #define MOSD_MAX_MEM_MIB (1ll << 40)
+#define MOSD_MAX_CALLS_WAIT 1e6      /* seconds waited on calls home per CPU-second */
 #define MOSD_MAX_TEXT MOS_CONTROL_MAX_LINE /* free text (commands, paths): no NUL is the rule */
 /* An integer field in [lo, hi]; absent: *out = fallback and 0. */
 int mosd_json_int_in(struct json_object *o, const char *key, long long lo, long long hi,
@@ -293,6 +297,7 @@ struct mosd_line {
     char node[MOS_NODE_NAME_MAX]; /* guest, move: the home; where: where the job runs */
     char to[MOS_NODE_NAME_MAX];   /* move, ok: the target */
     double max_load;              /* a move order's limit; < 0: none */
+    double calls_wait;            /* native: its calls home as measured away (0: unknown) */
     struct mosd_nodeset nodes;    /* guest: where it may run */
     uint64_t bytes;               /* ok: the image's bytes */
     const char *text;             /* guest: its command; ok, error: the rest (into the line) */
@@ -372,6 +377,12 @@ void mosd_job_remove_owner(struct mosd *d, struct bufferevent *owner);
 /* A home job's registered process and user, for mos_dump_opts.owner. */
 void mosd_job_owner(const struct mosd_job *job, struct mos_job_owner *o);
 struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *job);
+/* A guest's calls home as measured here: seconds its forwarded calls waited per CPU-second it
+ * ran (threads' waits add up); 0 until MOSD_CALLS_MIN calls and 0.2 CPU-seconds tell. The
+ * balancer weighs it (mos_job_info.call_wait) and it travels with the job (header
+ * "calls_wait", the acceptor's "native" line), so a job that came home for its calls stays. */
+#define MOSD_CALLS_MIN 100
+double mosd_calls_wait(const struct mos_call_stats *calls, double cpu_s);
 
 /* ---- state.c: the job table under the state directory (root's, 0700; the file 0600) */
 /* Where the state lives (state_dir, %n expanded), made 0700 if missing. A directory that is

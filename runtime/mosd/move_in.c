@@ -175,6 +175,18 @@ static void report_calls(void *arg)
     dprintf(x->ctl, "%s\n", line);
 }
 
+/* The guest's calls home as measured here, or as it brought them when too few calls tell. */
+static double guest_calls_wait(const struct sup_ctx *x, double brought)
+{
+    struct mos_proc_stat st;
+    double measured = 0;
+
+    if (mos_proc_stat_read(x->guest, &st) == 0)
+        measured = mosd_calls_wait(&x->calls, (double)(st.f[MOS_STAT_UTIME] + st.f[MOS_STAT_STIME]) /
+                                                   (double)sysconf(_SC_CLK_TCK));
+    return measured > 0 ? measured : brought;
+}
+
 struct guest_tids {
     struct mos_tid_pair *pairs; /* for the next move's image */
     struct mos_guest_tid *sup;  /* the same, for the supervisor's gettid and tgkill */
@@ -207,6 +219,7 @@ static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pi
         rc = target < 0 ? MOS_E_UNKNOWN_NODE : mos_deputy_link_notify(link, MOS_LINK_MOVING);
         struct mosd_guest_header moving = *h;
         moving.max_load = x.max_load;
+        moving.calls_wait = guest_calls_wait(&x, h->calls_wait);
         if (rc == 0)
             rc = mosd_stream_guest(d, target, &moving, guest, &how, why, sizeof(why));
         if (rc == 0) {
@@ -322,7 +335,10 @@ static int take_home(mos_tp_conn_t *c, const struct mosd_guest_header *h,
     rc = mos_migrate_receive(io, ro, &hooks, &pid);
     if (rc == 0) {
         mos_info("mosd", "job %d (pid %d) is home, native again", h->job, h->home_pid);
-        dprintf(ctl, "native %d\n", h->home_pid);
+        if (h->calls_wait > 0)
+            dprintf(ctl, "native %d %.3f\n", h->home_pid, h->calls_wait);
+        else
+            dprintf(ctl, "native %d\n", h->home_pid);
     } else {
         mos_err("mosd", "job %d (pid %d) could not come home: %s", h->job, h->home_pid,
                 mos_strerror(rc));

@@ -191,6 +191,8 @@ static int send_header(const struct mosd *d, int target, const struct mosd_guest
         json_object_object_add(h, "nodes", mosd_nodeset_json(d, &g->nodes));
     if (g->max_load >= 0)
         json_object_object_add(h, "max_load", json_object_new_double(g->max_load));
+    if (g->calls_wait > 0)
+        json_object_object_add(h, "calls_wait", json_object_new_double(g->calls_wait));
     rc = mosd_peer_call(d, target, MOSD_MIGRATION_TIMEOUT_MS, h, conn, NULL, why, why_len);
     json_object_put(h);
     return rc;
@@ -329,7 +331,8 @@ static int move_out(const struct out_args *a, uint64_t *bytes, char *why, size_t
     const struct mosd *d = a->d;
     struct mosd_guest_header g = {.job = a->job.id, .uid = a->job.uid, .gid = a->job.gid,
                              .deputy_port = a->deputy_port, .home_pid = a->job.home_pid,
-                             .max_load = a->job.max_load, .nodes = a->job.nodes};
+                             .max_load = a->job.max_load, .nodes = a->job.nodes,
+                             .calls_wait = a->job.calls_wait};
 
     snprintf(g.home, sizeof(g.home), "%s", d->cfg.nodes[d->self].name);
     snprintf(g.home_addr, sizeof(g.home_addr), "%s", d->cfg.nodes[d->self].addr);

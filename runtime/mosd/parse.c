@@ -194,6 +194,11 @@ int mosd_guest_header_parse(struct json_object *o, struct mosd_guest_header *h, 
         return refuse(why, len, "home, home_addr or cmd");
     if (json_load(o, "max_load", &h->max_load) != 0)
         return refuse(why, len, "max_load");
+    /* a hint for the balancer only, bounded: absent, it is 0 (unknown) */
+    if (json_load(o, "calls_wait", &h->calls_wait) != 0 || h->calls_wait > MOSD_MAX_CALLS_WAIT)
+        return refuse(why, len, "calls_wait");
+    if (h->calls_wait < 0)
+        h->calls_wait = 0;
     if (mos_key_parse_hex(mos_json_str(o, "token", ""), &token) != 0)
         return refuse(why, len, "token");
     if (mosd_json_node_names(o, &h->node_names) != 0)
@@ -441,6 +446,22 @@ static int line_guest(const char *p, struct mosd_line *l)
     return 0;
 }
 
+/* "%.3f" seconds in [0, MOSD_MAX_CALLS_WAIT]: digits, a point, digits. */
+static int word_calls_wait(const char **p, double *out)
+{
+    char *end;
+
+    if (!(**p >= '0' && **p <= '9'))
+        return MOS_E_PROTO;
+    errno = 0;
+    double x = strtod(*p, &end);
+    if (errno != 0 || !isfinite(x) || x < 0 || x > MOSD_MAX_CALLS_WAIT || (*end && *end != ' '))
+        return MOS_E_PROTO;
+    *out = x;
+    *p = end;
+    return 0;
+}
+
 int mosd_line_from_acceptor(const char *line, struct mosd_line *l)
 {
     long long home_pid;
@@ -469,6 +490,10 @@ int mosd_line_from_acceptor(const char *line, struct mosd_line *l)
     if (word_int(&p, 1, INT_MAX, &home_pid) != 0)
         return MOS_E_PROTO;
     l->home_pid = (pid_t)home_pid;
+    if (l->kind == MOSD_LINE_NATIVE && *p == ' ') /* its calls home as measured away */
+        return sep(&p) == 0 && word_calls_wait(&p, &l->calls_wait) == 0 && *p == '\0'
+                   ? 0
+                   : MOS_E_PROTO;
     if (l->kind == MOSD_LINE_WHERE && (sep(&p) != 0 || word_name(&p, l->node) != 0))
         return MOS_E_PROTO;
     if (l->kind == MOSD_LINE_MOVE && (sep(&p) != 0 || word_name(&p, l->to) != 0))

@@ -265,6 +265,8 @@ static void on_acceptor_line(evutil_socket_t fd, short what, void *arg)
         d->metrics.moves_in++;
         snprintf(job->where, sizeof(job->where), "%s", d->cfg.nodes[d->self].name);
         job->arrived_ns = mos_clock_now_ns();
+        if (l.calls_wait > 0)
+            job->calls_wait = l.calls_wait;
         if (job->owner) {
             struct json_object *m = json_object_new_object();
             json_object_object_add(m, "op", json_object_new_string("native"));

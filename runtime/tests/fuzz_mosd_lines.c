@@ -52,6 +52,8 @@ static void check_acceptor(const char *line)
                  l.job, (int)l.uid, l.node, nodes, l.text);
         break;
     case MOSD_LINE_NATIVE:
+        if (!(l.calls_wait >= 0 && l.calls_wait <= MOSD_MAX_CALLS_WAIT))
+            abort();
         snprintf(out, sizeof(out), "native %d", (int)l.home_pid);
         break;
     case MOSD_LINE_WHERE:

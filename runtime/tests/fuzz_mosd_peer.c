@@ -30,7 +30,13 @@ static void check_header(struct json_object *o)
         abort();
     if (h.job < 0 || (int)h.uid < 0 || (int)h.gid < 0 || h.deputy_port < 1 ||
         h.deputy_port > 65535 || h.home_pid < 1 || !h.home[0] ||
-        (h.max_load != -1 && !(isfinite(h.max_load) && h.max_load >= 0)))
+        (h.max_load != -1 && !(isfinite(h.max_load) && h.max_load >= 0)) ||
+        !(h.calls_wait >= 0 && h.calls_wait <= MOSD_MAX_CALLS_WAIT))
+        abort();
+    /* the line the home's acceptor writes when the job is back in its shell */
+    snprintf(line, sizeof(line), "native %d %.3f", h.home_pid, h.calls_wait);
+    if (mosd_line_from_acceptor(line, &l) != 0 || l.kind != MOSD_LINE_NATIVE ||
+        l.home_pid != h.home_pid || fabs(l.calls_wait - h.calls_wait) > 0.0005)
         abort();
     /* the line move_in.c writes once the guest runs (4242: its pid here) */
     snprintf(line, sizeof(line), "guest %d %d %d %d %s * %s", 4242, h.home_pid, h.job,

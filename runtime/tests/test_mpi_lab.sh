@@ -172,4 +172,26 @@ mv "$W/h2/hpccoutf.txt" "$W/hpcc2.away.txt" 2>/dev/null
 a=$(hpl_line "$W/hpcc2.native.txt" 2>/dev/null) b=$(hpl_line "$W/hpcc2.away.txt" 2>/dev/null)
 [ -n "$a" ] && [ "$a" = "$b" ] && ok "the HPL residual with a rank moved away is the native one: ${a##*=}" \
     || bad "HPL residual: native '$a' away '$b'"
+# 6. the balancer, on a new 2-node lab at half a CPU each: it moves an hpcc rank off the crowded
+# node 1, measures there what the rank's calls home cost it (OpenMPI's sockets stay at home),
+# brings it home for that, and does not send it out again; the result is still the native one
+"$LAB" down > /dev/null 2>&1
+lab_up 2 --cpus 0.5 --set min_residence_ms=2000
+for i in 1 2; do "$LAB" exec --uncapped "$i" "$B/mosd" > "$W/bal$i.log" 2>&1 & done
+wait_mosd 1 2
+wait_view 1 2 || bad "node 1 never heard of node 2"
+hpcc2 balanced mosrun; rc=$?
+mv "$W/h2/hpccoutf.txt" "$W/hpcc2.balanced.txt" 2>/dev/null
+out_moves=$(grep -c "balance: moving job pid" "$W/bal1.log")
+home_moves=$(grep -c "balance: moving guest pid .*its calls home waited" "$W/bal2.log")
+again=$(grep -o "balance: moving job pid [0-9]*" "$W/bal1.log" | sort | uniq -d | wc -l)
+[ "$out_moves" -ge 1 ] && ok "the balancer moved $out_moves hpcc rank(s) to node 2" \
+    || bad "the balancer moved no rank: $(grep -h balance "$W"/bal*.log | tail -3 | tr '\n' ' ')"
+[ "$home_moves" -ge 1 ] && [ "$again" = 0 ] \
+    && ok "... and sent it home for its calls home ($(grep -o 'waited [0-9.]* s' "$W/bal2.log" | head -1) per CPU-second), never out again" \
+    || bad "calls home: $home_moves moves home, $again ranks sent out twice: $(grep -h 'balance: moving' "$W"/bal*.log | tr '\n' ' ')"
+b=$(hpl_line "$W/hpcc2.balanced.txt" 2>/dev/null)
+[ $rc = 0 ] && hpcc_ok "$W/hpcc2.balanced.txt" && [ -n "$b" ] && [ "$b" = "$a" ] \
+    && ok "hpcc with ranks moved by the balancer: every check passed, the native HPL residual" \
+    || bad "hpcc balanced: rc $rc residual '$b' (native '$a') $(tail -3 "$W/hpcc2.balanced.out" | tr '\n' ' ')"
 lab_result

@@ -87,6 +87,7 @@ int mos_placement_assign(unsigned n_nodes_cluster, double cpu_cap,
 enum mos_job_flag {
     MOS_JOB_LOCKED = 1u << 0, /* user or admin pinned it here (mosrun --lock) */
     MOS_JOB_CAME = 1u << 1,   /* it came lately from from_node: from_node, from_load are set */
+    MOS_JOB_CALLS = 1u << 2,  /* its calls home were measured: home_node, call_wait are set */
 };
 
 /* A local job the balancer may move. */
@@ -100,6 +101,9 @@ struct mos_job_info {
     uint32_t flags;       /* enum mos_job_flag */
     uint32_t from_node;   /* with MOS_JOB_CAME: index of the node it came from */
     double from_load;     /* with MOS_JOB_CAME: that node's load once the job had left it */
+    uint32_t home_node;   /* with MOS_JOB_CALLS: the node its files and sockets are at */
+    double call_wait;     /* with MOS_JOB_CALLS: seconds it waited on calls forwarded home per
+                             CPU-second it ran, measured while away from home */
 };
 
 /* The site's migration time model, from measurements (mosbench migrate). */
@@ -133,6 +137,8 @@ struct mos_balance_decision {
     double gain_s;       /* predicted seconds saved (0 for ushering) */
     double migrate_s;    /* predicted migration time */
     int ushering;        /* 1: a move for memory, not for load (no gain to check at the target) */
+    int for_calls;       /* 1: a guest sent home for what its calls home cost it (home's load
+                            is no reason to refuse it) */
     char reason[160];    /* one line: why this move, or why none */
 };
 
@@ -186,6 +192,12 @@ int mos_balance_admit(const struct mos_node_state *me, const struct mos_node_sta
                       double job_cpu, const struct mos_balance_params *p, double left_since_s,
                       double left_load, char *why, size_t why_len);
 
+/* Seconds the job's calls home add to `remaining` CPU-seconds of it on node `node`: none at
+ * home or without a measurement (MOS_JOB_CALLS), else remaining x call_wait. An MPI rank that
+ * talks through sockets kept at home ran 17 times slower away (test_mpi_lab's hpcc): its CPU
+ * gain elsewhere is no gain. */
+double mos_job_calls_cost_s(const struct mos_job_info *job, size_t node, double remaining);
+
 /* One balancing step on the node nodes[self]. Considers every local job and every other node;
  * picks the move with the largest gain, or none. Among targets of equal cost, the first after
  * self shifted by the job's id (so that senders seeing the same idle nodes spread over them). Memory ushering first: if this node's free
@@ -194,6 +206,9 @@ int mos_balance_admit(const struct mos_node_state *me, const struct mos_node_sta
  * presumed-dead node, a locked job, a job within its residence time
  * (mos_balance_residence_s), a move that does not pay (mos_balance_move_pays), nor a move back
  * to the node a job came from (MOS_JOB_CAME) unless that node's load has fallen below from_load.
+ * A job's times here and there include what its calls home cost (mos_job_calls_cost_s), so a
+ * job whose calls cost more away than the CPU it would gain stays home, and a guest whose
+ * calls cost more than home's crowding goes home even when home is not the cheaper node.
  * Returns 0 (decision filled, possibly "none"), or -EINVAL for bad arguments. */
 int mos_balance_decide(const struct mos_node_state *nodes, size_t n_nodes, size_t self,
                        const struct mos_job_info *jobs, size_t n_jobs,
