@@ -94,5 +94,10 @@ out=$("$B" migrate --sizes 4M,8M --backend tcp --criu /bin/false 2>&1); rc=$?
 out=$("$B" migrate --criu /nonexistent/criu 2>&1); rc=$?
 [ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "--criu /nonexistent/criu: No such file" <<<"$out" \
     && ok "migrate: --criu that is no program" || bad "migrate --criu missing: rc=$rc $out"
+for args in "--repeat 0" "--lat-iters x" "--bogus"; do # refused before any lab is built
+    out=$("$B" mpi $args 2>&1); rc=$?
+    [ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "^mosbench mpi: " <<<"$out" \
+        && ok "mpi: '$args' refused in one line" || bad "mpi $args: rc=$rc $out"
+done
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

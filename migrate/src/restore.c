@@ -947,7 +947,8 @@ static void sched_set(struct mos_restore *r, struct mos_inject *t, const struct 
 
     /* read from outside first: most threads have what they inherited, and an injected call
      * costs four ptrace stops */
-    if (n != (long)c->affinity_words * 8 || memcmp(now, c->affinity, (size_t)n) != 0) {
+    if (!r->opts.cpus_here &&
+        (n != (long)c->affinity_words * 8 || memcmp(now, c->affinity, (size_t)n) != 0)) {
         uint64_t at = scratch_put(r, c->affinity, c->affinity_words * 8, &rc);
         if (rc == 0 && (rc = mos_inject_call(t, SYS_sched_setaffinity, 0, c->affinity_words * 8,
                                              (long)at, 0, 0, 0, NULL)) != 0)

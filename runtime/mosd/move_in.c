@@ -301,6 +301,7 @@ static int native_return(const struct mosd *d, const struct mosd_guest_header *h
         return 0;
     cwd[n] = '\0';
     ro->guest = 0;
+    ro->cpus_here = 1; /* the shell's, the binding it had at home */
     ro->into_pid = h->home_pid;
     ro->fds_from = own->owner_pid;
     ro->fds_limit = own->owner_fd_min;
@@ -398,7 +399,7 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
                       int ctl)
 {
     char husk_buf[4096], cwd[4096];
-    struct mos_restore_opts ro = {.guest = 1, .uid = h->uid, .gid = h->gid};
+    struct mos_restore_opts ro = {.guest = 1, .uid = h->uid, .gid = h->gid, .cpus_here = 1};
     struct sock_filter filter[MOS_GUEST_FILTER_MAX];
     struct guest_in g = {.d = d, .h = h, .listener = -1, .link = -1};
     struct mos_receive_hooks hooks = {.before_ready = guest_before_ready, .arg = &g};

@@ -103,20 +103,23 @@ wait_until 60 no_user_pids && ok "Ctrl-C of mpirun: no rank nor orted left on an
 PP=$B/mosbench-mpi-pingpong
 [ -x "$PP" ] || bad "$PP is missing (built where OpenMPI is installed)"
 rank_pid() { awk -v r="$2" '$1 == "rank" && $2 == r { print $4 }' "$1" 2>/dev/null; }
-# pingpong NAME GDS: two ranks under mosrun held at the gate; waits until rank 1 is a job
+# pingpong NAME GDS [MPIRUN OPTIONS]: two ranks under mosrun held at the gate; waits until
+# rank 1 is a job
 pingpong() {
     local ppname=$1 env=(); [ "$2" = hash ] && env=(env PMIX_MCA_gds=hash)
-    umpi "${env[@]}" timeout 300 mpirun --oversubscribe -np 2 --mca btl tcp,self mosrun "$PP" \
-        --gate "$W/gate.$1" --lat-iters 200 --bw-iters 10 < /dev/null > "$W/pp.$1" 2> "$W/pp.$1.err" &
+    shift 2
+    umpi "${env[@]}" timeout 300 mpirun "$@" -np 2 --mca btl tcp,self mosrun "$PP" \
+        --gate "$W/gate.$ppname" --lat-iters 200 --bw-iters 10 < /dev/null \
+        > "$W/pp.$ppname" 2> "$W/pp.$ppname.err" &
     run=$!
-    wait_until 60 eval '[ -n "$(rank_pid "$W/pp.$ppname" 1)" ]' && pid=$(rank_pid "$W/pp.$1" 1) \
+    wait_until 60 eval '[ -n "$(rank_pid "$W/pp.$ppname" 1)" ]' && pid=$(rank_pid "$W/pp.$ppname" 1) \
         && wait_until 20 registered "$pid"
 }
 pp_done() { # NAME: the run ended well and every byte came back as sent
     local want=$(( 2 * (8 * 200 + 1048576 * 10) ))
     wait "$run" && grep -q "checked=$want\$" "$W/pp.$1"
 }
-if pingpong dstor default; then
+if pingpong dstor default --oversubscribe; then
     out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pid" "$N2" 2>&1); rc=$?
     [ $rc != 0 ] && [ "$(grep -c . <<<"$out")" = 1 ] && grep -q "PMIX_MCA_gds=hash" <<<"$out" \
         && ok "a rank using PMIx's shared data store stays, and the reason names PMIX_MCA_gds=hash" \
@@ -127,9 +130,30 @@ if pingpong dstor default; then
 else
     bad "the ping-pong ranks did not start: $(tail -2 "$W/pp.dstor.err" | tr '\n' ' ')"
 fi
-if pingpong away hash; then
+# each rank bound to a core of node 1 (as mpirun binds 2 ranks by default): that binding names
+# node 1's CPUs and is not carried to node 2, where the rank gets the node's own (its mosd's)
+cpus_of() { taskset -pc "$1" 2>/dev/null | sed 's/.*: //'; }
+ns_pid() { ip netns pids "$1" | xargs -r ps -o pid= -o comm= -p 2>/dev/null | awk -v c="$2" '$2 ~ c { print $1; exit }'; }
+if pingpong away hash --bind-to core; then
+    home_cpus=$(cpus_of "$pid")
     out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pid" "$N2" 2>&1)
     grep -q "now runs on $N2" <<<"$out" && ok "rank 1 moved to $N2 while the ranks talk" || bad "move: '$out'"
+    away_cpus=$(cpus_of "$(ns_pid "$N2" '^mosbench-mpi')") mosd2_cpus=$(cpus_of "$(ns_pid "$N2" '^mosd$')")
+    if [ "$(nproc)" -lt 2 ]; then
+        echo "note: one CPU here: a binding cannot differ from the node's CPUs (not checked)"
+    else
+        [[ $home_cpus =~ ^[0-9]+$ ]] && [ -n "$away_cpus" ] && [ "$away_cpus" = "$mosd2_cpus" ] \
+            && [ "$away_cpus" != "$home_cpus" ] \
+            && ok "rank 1 was bound to CPU $home_cpus at home; on $N2 it runs on the node's CPUs ($away_cpus)" \
+            || bad "binding: home '$home_cpus', away '$away_cpus', node 2's mosd '$mosd2_cpus'"
+    fi
+    # home and out again: home, it has its binding back (its shell kept it)
+    out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pid" home 2>&1)
+    back_cpus=$(cpus_of "$pid")
+    out2=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$pid" "$N2" 2>&1)
+    grep -q "now runs on $N2" <<<"$out2" && [ -n "$home_cpus" ] && [ "$back_cpus" = "$home_cpus" ] \
+        && ok "home again it is bound to CPU $back_cpus as before; then away again" \
+        || bad "home and away: '$out' '$out2', binding back home '$back_cpus' (was '$home_cpus')"
     touch "$W/gate.away"
     pp_done away && ok "every 8-byte and 1 MiB message between the ranks came back as sent, rank 1 away" \
         || bad "ping-pong away: $(tail -3 "$W/pp.away.err" | tr '\n' ' ')"

@@ -145,6 +145,11 @@ struct mos_restore_opts {
     pid_t fds_from;
     int fds_limit;
     const char *cwd;
+    /* Every thread keeps the CPU affinity of the husk (or of the shell: the binding it had at
+     * home), not the image's: a binding made on the node the job left (mpirun --bind-to, a
+     * rankfile) names CPUs of that node, and would pile ranks onto one core here. 0: the
+     * image's affinity (a checkpoint restarted where it was taken). */
+    int cpus_here;
 };
 struct mos_restore_stats {
     uint64_t meta_ns;  /* reading the metadata, husk start, address space rebuilt */
