@@ -4,7 +4,8 @@
 # an uninterrupted native run: mosthreads (8 workers in mutex/condvar/barrier loops writing
 # at home, pthread_kill between them, a thread joined and one made while away) 1 -> 2 -> 3 ->
 # home, native again at the end with every thread and its own tids; the same with a thread
-# blocked reading stdin at home during each move; python3 threading and OpenMP 1 -> 2 -> home.
+# blocked reading stdin at home during each move; python3 threading and OpenMP 1 -> 2 -> home;
+# POV-Ray rendering 1 -> 2 -> 3 -> home.
 set -u
 . "$(dirname "$0")/lab_lib.sh"
 lab_init th
@@ -142,6 +143,32 @@ if [ -x "$B/mosomp" ]; then
     OMP_NUM_THREADS=4 OMP_WAIT_POLICY=passive moved_run openmp "$W/g.omp" "$B/mosomp" 300
 else
     bad "mosomp was not built (no OpenMP for C)"
+fi
+
+# 5. POV-Ray (not written here; 4 threads and more with +WT2) rendering Debian's example scene
+#    moved 1 -> 2 -> 3 -> home mid-render: the same pixels as a native render (PPM after its
+#    header, which holds the render date)
+SCENE=/usr/share/doc/povray/examples/advanced/biscuit.pov
+if command -v povray > /dev/null && [ -f "$SCENE" ]; then
+    POV=(povray "+I$SCENE" +W1024 +H768 +A0.3 -D +WT2 -GA +FP)
+    (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" env HOME="$W" "${POV[@]}" "+O$W/pov.nat.ppm" \
+        < /dev/null > "$W/pov.nat.log" 2>&1) || bad "povray: native render failed"
+    (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" env HOME="$W" "$B/mosrun" "${POV[@]}" \
+        "+O$W/pov.mig.ppm" < /dev/null > "$W/pov.mig.log" 2>&1) &
+    run=$!
+    job=$(started "$run" povray)
+    cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+    wait_until 60 eval '[ "$(cpu_ticks "$job")" -ge 50 ]'
+    move "$job" "$N2" "" "povray: moved to node 2 mid-render with $(threads_of "$job") threads"
+    move "$job" "$N3" "" "povray: on to node 3"
+    move "$job" home "$N1" "povray: and home"
+    wait $run || bad "povray: exit status $? ($(tail -c 300 "$W/pov.mig.log"))"
+    px=$((1024 * 768 * 3))
+    cmp -s <(tail -c $px "$W/pov.nat.ppm") <(tail -c $px "$W/pov.mig.ppm") \
+        && ok "povray moved 1 -> 2 -> 3 -> home: every pixel as in the native render" \
+        || bad "povray: the pixels differ from the native render"
+else
+    bad "povray or its example scenes are missing (cmake/debian-packages.txt lists them)"
 fi
 
 for i in 1 2 3; do grep -E "ERROR|error" "$W/mosd$i.log" | head -3; done
