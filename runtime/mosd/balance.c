@@ -21,19 +21,6 @@
  * every second spent waiting is CPU lost cluster-wide. */
 #define BALANCE_MIN_AGE_S 0.5
 
-/* CPU time and resident pages. */
-static int job_usage(pid_t pid, double *cpu_s, uint64_t *pages)
-{
-    struct mos_proc_stat st;
-
-    if (mos_proc_stat_read(pid, &st) != 0)
-        return -1;
-    *cpu_s = (double)(st.f[MOS_STAT_UTIME] + st.f[MOS_STAT_STIME]) /
-             (double)sysconf(_SC_CLK_TCK);
-    *pages = st.f[MOS_STAT_RSS];
-    return 0;
-}
-
 static int job_home(const struct mosd *d, const struct mosd_job *job);
 
 /* What its calls home cost the job away: measured here for a guest (its supervisor's counts),
@@ -73,7 +60,7 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
             continue;
         if (job->supervisor && job->sup_ctl <= 0) /* left by an earlier mosd, not reached yet */
             continue;
-        if (job_usage(job->pid, &cpu_s, &pages) != 0)
+        if (mosd_proc_usage(job->pid, &cpu_s, &pages) != 0)
             continue;
         struct mos_job_owner owner;
         mosd_job_owner(job, &owner);

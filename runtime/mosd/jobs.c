@@ -222,6 +222,18 @@ void mosd_nodeset_text(const struct mosd *d, const struct mosd_nodeset *s, char 
     }
 }
 
+int mosd_proc_usage(pid_t pid, double *cpu_s, uint64_t *pages)
+{
+    struct mos_proc_stat st;
+
+    if (mos_proc_stat_read(pid, &st) != 0)
+        return -1;
+    *cpu_s = (double)(st.f[MOS_STAT_UTIME] + st.f[MOS_STAT_STIME]) /
+             (double)sysconf(_SC_CLK_TCK);
+    *pages = st.f[MOS_STAT_RSS];
+    return 0;
+}
+
 double mosd_calls_wait(const struct mos_call_stats *calls, double cpu_s)
 {
     if (calls->calls[MOS_CALLS_FORWARD] < MOSD_CALLS_MIN || cpu_s < 0.2)

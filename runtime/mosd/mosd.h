@@ -383,6 +383,8 @@ struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *j
  * "calls_wait", the acceptor's "native" line), so a job that came home for its calls stays. */
 #define MOSD_CALLS_MIN 100
 double mosd_calls_wait(const struct mos_call_stats *calls, double cpu_s);
+/* A process's CPU time (all its threads) and resident pages, from /proc/PID/stat. 0 or -1. */
+int mosd_proc_usage(pid_t pid, double *cpu_s, uint64_t *pages);
 
 /* ---- state.c: the job table under the state directory (root's, 0700; the file 0600) */
 /* Where the state lives (state_dir, %n expanded), made 0700 if missing. A directory that is

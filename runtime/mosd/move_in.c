@@ -178,12 +178,11 @@ static void report_calls(void *arg)
 /* The guest's calls home as measured here, or as it brought them when too few calls tell. */
 static double guest_calls_wait(const struct sup_ctx *x, double brought)
 {
-    struct mos_proc_stat st;
-    double measured = 0;
+    double cpu_s, measured = 0;
+    uint64_t pages;
 
-    if (mos_proc_stat_read(x->guest, &st) == 0)
-        measured = mosd_calls_wait(&x->calls, (double)(st.f[MOS_STAT_UTIME] + st.f[MOS_STAT_STIME]) /
-                                                   (double)sysconf(_SC_CLK_TCK));
+    if (mosd_proc_usage(x->guest, &cpu_s, &pages) == 0)
+        measured = mosd_calls_wait(&x->calls, cpu_s);
     return measured > 0 ? measured : brought;
 }
 
