@@ -29,7 +29,7 @@
 
 #include <cmocka.h>
 
-enum sandbox { NONE, NNP, FILTER, LANDLOCK, USERNS, THREADED, PMIX_MAP };
+enum sandbox { NONE, NNP, FILTER, LANDLOCK, USERNS, THREADED, PMIX_MAP, VADER_MAP };
 
 static int allow_all_filter(void)
 {
@@ -62,26 +62,31 @@ static void *thread_parks(void *arg)
 
 /* Not a sandbox either: a shared writable map of a file named as OpenMPI's PMIx data store
  * names its segments, for the reason's hint. */
-static int pmix_map(void)
+/* A shared writable map of a file named as OpenMPI names its segments: dir/sub/leaf, or
+ * dir/leaf without sub (the file and its directories removed once mapped). */
+static int mpi_map(const char *sub, const char *leaf)
 {
-    char dir[] = "/tmp/mos-stay.XXXXXX", path[96];
+    char dir[] = "/tmp/mos-stay.XXXXXX", path[128];
     int fd;
     void *p;
 
     if (!mkdtemp(dir))
         return -1;
-    snprintf(path, sizeof(path), "%s/pmix_dstor_ds21_1", dir);
-    if (mkdir(path, 0700) != 0)
+    snprintf(path, sizeof(path), "%s%s%s", dir, sub ? "/" : "", sub ? sub : "");
+    if (sub && mkdir(path, 0700) != 0)
         return -1;
-    strcat(path, "/smlockseg-1");
+    strcat(path, "/");
+    strcat(path, leaf);
     fd = open(path, O_RDWR | O_CREAT, 0600);
     if (fd < 0 || ftruncate(fd, 4096) != 0)
         return -1;
     p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     unlink(path);
-    *strrchr(path, '/') = '\0';
-    rmdir(path);
+    if (sub) {
+        *strrchr(path, '/') = '\0';
+        rmdir(path);
+    }
     rmdir(dir);
     return p == MAP_FAILED ? -1 : 0;
 }
@@ -90,8 +95,10 @@ static int sandbox_enter(enum sandbox kind)
 {
     pthread_t th;
 
-    if (kind == PMIX_MAP)
-        return pmix_map();
+    if (kind == PMIX_MAP) /* PMIx's data store (gds ds21) */
+        return mpi_map("pmix_dstor_ds21_1", "smlockseg-1");
+    if (kind == VADER_MAP) /* the vader BTL's shared-memory segment */
+        return mpi_map(NULL, "vader_segment.node1.7f3e0001.1");
 
     if (kind == THREADED) /* not a sandbox: a second thread, for the guest's stay reason */
         return pthread_create(&th, NULL, thread_parks, NULL) == 0 ? 0 : -1;
@@ -195,11 +202,13 @@ static void test_user_namespace_stays(void **state)
     expect(USERNS, 0, MOS_E_NOT_MIGRATABLE, "user namespace of its own");
 }
 
-/* An OpenMPI rank's PMIx segment: the reason names the setting that makes the rank movable. */
+/* An OpenMPI rank's PMIx and vader segments: the reason names the setting that makes the rank
+ * movable. */
 static void test_mpi_segment_hint(void **state)
 {
     (void)state;
     expect(PMIX_MAP, 0, MOS_E_NOT_MIGRATABLE, "PMIX_MCA_gds=hash");
+    expect(VADER_MAP, 0, MOS_E_NOT_MIGRATABLE, "mpirun --mca btl tcp,self");
 }
 
 /* A guest's filter and no_new_privs are mos's: it moves on (a user namespace still keeps it). */
