@@ -76,6 +76,10 @@ static const struct setting cluster_settings[] = {
     INT_SETTING("mem_low_pct", mem_low_pct, "10", 1, 90,
                 "free memory below this percentage of the node's starts memory ushering: the "
                 "largest movable job goes where it fits, before the node swaps or kills"),
+    INT_SETTING("balance_calls", balance_calls, "0", 0, 1,
+                "1: the balancer counts what a job's calls home cost it away, as measured where "
+                "it ran, and brings home a job they slow down (off by default: the deputy's "
+                "latency grows with home's own load, which can keep chatty jobs home)"),
     INT_SETTING("migration_fixed_ms", migration_fixed_ms, "20", 0, 600000,
                 "measured fixed cost of one migration (mosbench migrate: fixed_ms)"),
     INT_SETTING("migration_per_page_ns", migration_per_page_ns, "1000", 0, 100000000,

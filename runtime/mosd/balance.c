@@ -89,7 +89,8 @@ static size_t jobs_fill(struct mosd *d, struct mos_job_info *jobs, size_t *index
             jobs[n].from_node = (uint32_t)job->came_from;
             jobs[n].from_load = job->came_load;
         }
-        calls_fill(d, job, cpu_s, &jobs[n]);
+        if (d->cfg.balance_calls)
+            calls_fill(d, job, cpu_s, &jobs[n]);
         index[n++] = i;
     }
     return n;

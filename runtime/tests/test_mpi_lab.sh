@@ -200,7 +200,7 @@ a=$(hpl_line "$W/hpcc2.native.txt" 2>/dev/null) b=$(hpl_line "$W/hpcc2.away.txt"
 # node 1, measures there what the rank's calls home cost it (OpenMPI's sockets stay at home),
 # brings it home for that, and does not send it out again; the result is still the native one
 "$LAB" down > /dev/null 2>&1
-lab_up 2 --cpus 0.5 --set min_residence_ms=2000
+lab_up 2 --cpus 0.5 --set min_residence_ms=2000 --set balance_calls=1
 for i in 1 2; do "$LAB" exec --uncapped "$i" "$B/mosd" > "$W/bal$i.log" 2>&1 & done
 wait_mosd 1 2
 wait_view 1 2 || bad "node 1 never heard of node 2"

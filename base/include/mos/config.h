@@ -43,6 +43,7 @@ struct mos_config {
     int min_residence_ms;           /* a guest stays at least this long before moving again */
     int stability_margin_pct;       /* cost reduction needed on top of migration cost */
     int balance;                    /* 1: mosd moves jobs by itself; 0: only on request */
+    int balance_calls;              /* 1: the balancer weighs a job's measured calls home */
     int mem_low_pct;                /* free memory below this % of the node's: ushering */
     int migration_fixed_ms;         /* the site's measured migration cost: fixed part ... */
     int migration_per_page_ns;      /* ... and per 4 KiB page (mosbench migrate measures both) */
