@@ -17,6 +17,7 @@ int bench_balance(int argc, char **argv);
 /* mosbench balance --sim: the balancer's decision code over simulated nodes. */
 int bench_balance_sim(int argc, char **argv);
 int bench_syscall(int argc, char **argv);
+int bench_seal(int argc, char **argv);
 int bench_migrate(int argc, char **argv);
 int bench_transport(int argc, char **argv);
 int bench_gossip(int argc, char **argv);

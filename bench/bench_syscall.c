@@ -128,25 +128,33 @@ static double raw_rtt_us(unsigned iters)
 static int forwarded(struct bench_args *a, struct syscall_figures *out)
 {
     int c, s, pipefd[2], status;
+    uint8_t session[MOS_AUTH_SESSION_BYTES];
+    struct mos_link sup_end, dep_end;
     pid_t deputy, guest_side;
 
     if (loopback_pair(&c, &s) != 0 || pipe(pipefd) != 0)
         return -1;
+    /* sealed as a real link is (the token proof itself is not what is measured) */
+    mos_random_bytes(session, sizeof(session));
+    mos_link_init(&sup_end, c, session, 1);
+    mos_link_init(&dep_end, s, session, 0);
     deputy = fork();
     if (deputy == 0) {
-        int reserved, link;
+        int reserved;
         close(c);
         close(pipefd[0]);
-        link = mos_deputy_link_prepare(s, &reserved);
-        struct mos_deputy_opts opts = {.identity = {getpid(), getppid()},
-                                       .reserved_fd_min = reserved};
-        _exit(link >= 0 && mos_deputy_serve(link, &opts, &status) == 0 ? 0 : 1);
+        struct mos_deputy_opts opts = {.identity = {getpid(), getppid()}};
+        _exit(mos_deputy_link_prepare(&dep_end, &reserved) == 0 &&
+                      (opts.reserved_fd_min = reserved,
+                       mos_deputy_serve(&dep_end, &opts, &status) == 0)
+                  ? 0
+                  : 1);
     }
     close(s);
     guest_side = fork();
     if (guest_side == 0) {
         a->result_fd = pipefd[1]; /* the deputy's copy of the pipe: the same number at home */
-        _exit(mos_forward_run_guest(c, measure, a, &status) == 0 && WIFEXITED(status) &&
+        _exit(mos_forward_run_guest(&sup_end, measure, a, &status) == 0 && WIFEXITED(status) &&
                       WEXITSTATUS(status) == 0
                   ? 0
                   : 1);

@@ -49,6 +49,9 @@ static const struct {
      "[--repeat R] [--lat-iters N] [--bw-iters N]: two OpenMPI ranks in a lab, latency and "
      "bandwidth native vs one rank moved away (its sockets kept at home)"},
     {"gossip-model", bench_gossip_model, "[--nodes N] [--window W]: expected gossip ages"},
+    {"seal", bench_seal,
+     "[--bytes SIZE] [--frame SIZE] [--passes N]: what protecting messages costs a core: the "
+     "pages' tag and sealing vs memcpy, small messages sealed"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,
      "[--sizes 16M,64M,256M,1G] [--threads 1,8,64] [--backend file|tcp] [--repeat N]: "

@@ -10,6 +10,7 @@ const char *mos_strerror(int status)
     case MOS_E_PROTO: return "malformed message";
     case MOS_E_VERSION: return "unsupported protocol version";
     case MOS_E_AUTH: return "cluster key proof failed (wrong key?)";
+    case MOS_E_TAMPERED: return "message failed its session check (changed, replayed or forged on the way)";
     case MOS_E_TRUNCATED: return "truncated stream";
     case MOS_E_PEER_GONE: return "peer went away";
     case MOS_E_CONFIG: return "bad configuration";

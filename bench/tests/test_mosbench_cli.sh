@@ -14,6 +14,11 @@ out=$("$B" gossip-model --nodes 1 2>&1); rc=$?
 out=$("$B" syscall --iters 200 2>&1); rc=$?
 [ $rc = 0 ] && grep -Eq '^result syscall write1_us=[0-9.]+ native_us=[0-9.]+ rtt_us=[0-9.]+ read64k_us=[0-9.]+$' <<<"$out" \
     && ok "syscall bench runs and ends with its result line" || bad "syscall bench: rc=$rc $out"
+out=$("$B" seal --bytes 8M --passes 2 2>&1); rc=$?
+[ $rc = 0 ] && grep -Eq '^result seal bytes=8388608 frame=1048576 memcpy_gbps=[0-9.]+ tag_gbps=[0-9.]+ seal_gbps=[0-9.]+ tag_vs_memcpy=[0-9.]+ seal_vs_tag=[0-9.]+ seal64_ns=[0-9]+ seal4k_ns=[0-9]+$' <<<"$out" \
+    && ok "seal bench runs and ends with its result line" || bad "seal bench: rc=$rc $out"
+out=$("$B" seal --frame 1K 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "--frame" <<<"$out" && ok "seal: a frame below a page refused in one line" || bad "seal frame: rc=$rc $out"
 out=$("$B" gossip --nodes 200 --window 8 --steps 500 --seed 7 --loss 0.1 --churn 0.001 2>&1) \
     && grep -Eq '^result gossip nodes=200 window=8 avg_age=[0-9.]+ avg_age_model=[0-9.]+ max_age=[0-9.]+ max_age_model=[0-9.]+ bytes_per_node_step=[0-9.]+$' <<<"$(tail -1 <<<"$out")" \
     && ok "gossip simulator result line" || bad "gossip simulator result line: $out"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -183,4 +184,37 @@ int mos_proc_ident_read(pid_t pid, struct mos_proc_ident *id)
     id->status_uid = status_file.st_uid;
     id->exe_setid = stat(path, &exe) != 0 ? -1 : (exe.st_mode & (S_ISUID | S_ISGID)) != 0;
     return 0;
+}
+
+static uint64_t limit_value(const char *text)
+{
+    return strncmp(text, "unlimited", 9) == 0 ? (uint64_t)RLIM_INFINITY
+                                               : strtoull(text, NULL, 10);
+}
+
+/* One line per resource after a heading, in fixed columns: the name 26 wide, soft and hard 21
+ * each (fs/proc/base.c). */
+int mos_proc_rlimits_read(pid_t pid, uint64_t lim[MOS_PROC_RLIMITS][2])
+{
+    char path[64], line[256];
+    FILE *f;
+    int i = -1;
+
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return mos_errno_status();
+    while (fgets(line, sizeof(line), f) && i < MOS_PROC_RLIMITS) {
+        if (i >= 0) {
+            if (strlen(line) <= 26 + 21) {
+                fclose(f);
+                return MOS_E_PROTO;
+            }
+            lim[i][0] = limit_value(line + 26);
+            lim[i][1] = limit_value(line + 26 + 21);
+        }
+        i++;
+    }
+    fclose(f);
+    return i == MOS_PROC_RLIMITS ? 0 : MOS_E_PROTO;
 }

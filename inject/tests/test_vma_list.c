@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -32,6 +34,44 @@ static void test_parse_line(void **state)
     assert_int_equal(mos_vma_parse_line("2000-1000 rw-p 0 00:00 0\n", &v), MOS_E_PROTO);
     assert_int_equal(mos_vma_parse_line("garbage\n", &v), MOS_E_PROTO);
     assert_int_equal(mos_vma_parse_line("1001-2000 rw-p 0 00:00 0\n", &v), MOS_E_PROTO);
+}
+
+/* /proc/PID/limits, read for a child whose limits we set: the same as getrlimit says, and an
+ * unlimited one as RLIM_INFINITY. */
+static void test_rlimits_read(void **state)
+{
+    uint64_t lim[MOS_PROC_RLIMITS][2];
+    struct rlimit mine;
+    int p[2], st;
+    char go;
+
+    (void)state;
+    assert_int_equal(pipe(p), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        struct rlimit ml = {1264640, 2402304};
+        close(p[1]);
+        _exit(setrlimit(RLIMIT_MEMLOCK, &ml) != 0 || read(p[0], &go, 1) < 0);
+    }
+    close(p[0]);
+    for (int i = 0; i < 1000; i++) { /* until the child has set its limit */
+        assert_int_equal(mos_proc_rlimits_read(child, lim), 0);
+        if (lim[RLIMIT_MEMLOCK][0] == 1264640)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(lim[RLIMIT_MEMLOCK][0], 1264640);
+    assert_int_equal(lim[RLIMIT_MEMLOCK][1], 2402304);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &mine), 0);
+    assert_int_equal(lim[RLIMIT_NOFILE][0], mine.rlim_cur);
+    assert_int_equal(lim[RLIMIT_NOFILE][1], mine.rlim_max);
+    assert_int_equal(getrlimit(RLIMIT_CORE, &mine), 0);
+    assert_int_equal(lim[RLIMIT_CORE][1], mine.rlim_max); /* often unlimited */
+    close(p[1]);
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_not_equal(mos_proc_rlimits_read(child, lim), 0); /* gone */
 }
 
 static void test_read_self_finds_mapping(void **state)
@@ -64,6 +104,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_line),
         cmocka_unit_test(test_read_self_finds_mapping),
+        cmocka_unit_test(test_rlimits_read),
     };
     return cmocka_run_group_tests_name("vma_list", tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/kcmp.h>
 #include <sched.h>
 #include <pthread.h>
 #include <signal.h>
@@ -620,38 +621,15 @@ static int sigs_fill(struct mos_dump *d, struct mos_rec_sigs *s, struct mos_rec_
     return 0;
 }
 
-static uint64_t limit_value(const char *text)
-{
-    return strncmp(text, "unlimited", 9) == 0 ? (uint64_t)RLIM_INFINITY
-                                               : strtoull(text, NULL, 10);
-}
-
 /* prlimit() on another user's process needs CAP_SYS_RESOURCE, which root lacks on these
- * machines; /proc/PID/limits says the same, one line per resource in RLIMIT_* order, in fixed
- * columns (name 26 wide, soft and hard 21 each). */
+ * machines; /proc/PID/limits says the same. */
 static int rlimits_from_proc(pid_t pid, struct mos_rec_rlim *r)
 {
-    char path[64], line[256];
-    FILE *f;
-    int i = -1;
+    int rc = mos_proc_rlimits_read(pid, r->lim);
 
-    snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
-    f = fopen(path, "re");
-    if (!f)
-        return mos_errno_status();
-    while (fgets(line, sizeof(line), f) && i < 16) {
-        if (i >= 0 && strlen(line) > 26 + 21) {
-            r->lim[i][0] = limit_value(line + 26);
-            r->lim[i][1] = limit_value(line + 26 + 21);
-        }
-        i++;
-    }
-    fclose(f);
-    if (i != 16) {
-        mos_err("migrate", "%s: expected 16 limits, read %d", path, i);
-        return MOS_E_PROTO;
-    }
-    return 0;
+    if (rc == MOS_E_PROTO)
+        mos_err("migrate", "/proc/%d/limits: not the 16 limits expected", (int)pid);
+    return rc;
 }
 
 static int rlim_fill(struct mos_dump *d, struct mos_rec_rlim *r)
@@ -1379,42 +1357,271 @@ static int put_meta(struct mos_img_writer *w, struct dump_state *s, const struct
     return 0;
 }
 
+/* A pipe of the frozen process: *size its capacity and, with_data, what it holds, read without
+ * taking it: tee() from a reader of our own (opened through /proc) into a pipe of ours as
+ * large, then read from that. *data is malloc'ed, *len bytes (NULL and 0 without data). */
+static int pipe_capture(pid_t pid, int fd, int with_data, uint32_t *size, uint8_t **data,
+                        uint32_t *len)
+{
+    char path[64];
+    int queued = 0, ours[2] = {-1, -1}, rc = 0;
+    long cap = 0;
+    ssize_t got = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+    int src = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    *data = NULL;
+    *len = 0;
+    if (src < 0 || (cap = fcntl(src, F_GETPIPE_SZ)) < 0 ||
+        (with_data && ioctl(src, FIONREAD, &queued) < 0)) {
+        rc = mos_errno_status();
+    } else if (cap > (long)MOS_IMG_MAX_PIPE_SIZE) {
+        mos_err("migrate", "pid %d stays: fd %d is a pipe of %ld bytes (at most %u travel)",
+                (int)pid, fd, cap, MOS_IMG_MAX_PIPE_SIZE);
+        rc = MOS_E_NOT_MIGRATABLE;
+    } else if (queued > 0 && (pipe2(ours, O_CLOEXEC | O_NONBLOCK) < 0 ||
+                              fcntl(ours[1], F_SETPIPE_SZ, (int)cap) < cap ||
+                              !(*data = malloc((size_t)queued)))) {
+        rc = *data ? mos_errno_status() : -ENOMEM;
+    } else if (queued > 0) {
+        /* one tee: a second would copy the same bytes again */
+        got = tee(src, ours[1], (size_t)queued, SPLICE_F_NONBLOCK);
+        if (got != queued || read(ours[0], *data, (size_t)queued) != queued)
+            rc = got < 0 ? mos_errno_status() : -EIO;
+    }
+    if (rc == 0) {
+        *size = (uint32_t)cap;
+        *len = (uint32_t)queued;
+    } else {
+        if (rc != MOS_E_NOT_MIGRATABLE)
+            mos_err("migrate", "pid %d: reading what its pipe (fd %d) holds: %s", (int)pid, fd,
+                    mos_strerror(rc));
+        free(*data);
+        *data = NULL;
+    }
+    for (int k = 0; k < 2; k++)
+        if (ours[k] >= 0)
+            close(ours[k]);
+    if (src >= 0)
+        close(src);
+    return rc;
+}
+
+/* An anon-inode fd's state from /proc/PID/fdinfo/FD into out (*len bytes). 0 or -EPROTO when
+ * a field is missing (a kernel that shows less: the dump fails rather than guess). */
+static int anon_capture(pid_t pid, int fd, uint32_t kind, uint8_t *out, uint32_t *len)
+{
+    char path[64], line[256];
+    struct mos_rec_eventfd e = {0};
+    struct mos_rec_signalfd sg = {0};
+    struct mos_rec_timerfd t = {0};
+    unsigned long long a, b;
+    unsigned v;
+    int got = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, fd);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return mos_errno_status();
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "eventfd-count: %llx", &a) == 1)
+            e.count = a, got |= 1;
+        else if (sscanf(line, "eventfd-semaphore: %u", &v) == 1)
+            e.semaphore = v != 0, got |= 2;
+        else if (sscanf(line, "sigmask: %llx", &a) == 1)
+            sg.mask = a, got |= 1;
+        else if (sscanf(line, "clockid: %u", &v) == 1)
+            t.clockid = v, got |= 1;
+        else if (sscanf(line, "ticks: %llu", &a) == 1)
+            t.ticks = a, got |= 2;
+        else if (sscanf(line, "it_value: (%llu, %llu)", &a, &b) == 2)
+            t.value_sec = a, t.value_nsec = b, got |= 4;
+        else if (sscanf(line, "it_interval: (%llu, %llu)", &a, &b) == 2)
+            t.interval_sec = a, t.interval_nsec = b, got |= 8;
+    }
+    fclose(f);
+    if (kind == MOS_FD_EVENTFD && (got & 1)) /* a kernel without the semaphore line: 0 */
+        memcpy(out, &e, *len = sizeof(e));
+    else if (kind == MOS_FD_SIGNALFD && got == 1)
+        memcpy(out, &sg, *len = sizeof(sg));
+    else if (kind == MOS_FD_TIMERFD && got == 15)
+        memcpy(out, &t, *len = sizeof(t));
+    else
+        return -EPROTO;
+    return 0;
+}
+
+/* An epoll's watches from /proc/PID/fdinfo/FD. Each must still be the file at the fd number
+ * it was added with (KCMP_EPOLL_TFD: an fd closed or moved since leaves the kernel watching a
+ * file the process may no longer name) and one that travels, no other epoll. */
+static int epoll_capture(pid_t pid, int epfd, const struct mos_fd_seen *fds, size_t n,
+                         uint8_t **data, uint32_t *len)
+{
+    char path[64], line[256], why[96] = "";
+    struct mos_rec_epoll_watch *w = NULL;
+    size_t count = 0, cap = 0;
+    int tfd;
+    unsigned events;
+    unsigned long long value;
+
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, epfd);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return mos_errno_status();
+    while (!why[0] && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &events, &value) != 3)
+            continue;
+        struct kcmp_epoll_slot slot = {.efd = (uint32_t)epfd, .tfd = (uint32_t)tfd, .toff = 0};
+        size_t k = 0;
+        while (k < n && fds[k].fd != tfd)
+            k++;
+        if (k == n || syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, tfd, &slot) != 0)
+            snprintf(why, sizeof(why), "its epoll (fd %d) watches a file fd %d no longer is", epfd,
+                     tfd);
+        else if (fds[k].kind == 0 || fds[k].kind == MOS_FD_EPOLL)
+            snprintf(why, sizeof(why), "its epoll (fd %d) watches fd %d, which cannot travel",
+                     epfd, tfd);
+        else if (count == MOS_IMG_MAX_EPOLL_WATCHES)
+            snprintf(why, sizeof(why), "its epoll (fd %d) watches more than %u fds", epfd,
+                     MOS_IMG_MAX_EPOLL_WATCHES);
+        if (why[0])
+            break;
+        if (count == cap) {
+            cap = cap ? 2 * cap : 8;
+            struct mos_rec_epoll_watch *grown = realloc(w, cap * sizeof(*w));
+            if (!grown) {
+                fclose(f);
+                free(w);
+                return -ENOMEM;
+            }
+            w = grown;
+        }
+        w[count++] = (struct mos_rec_epoll_watch){.tfd = tfd, .events = events, .data = value};
+    }
+    fclose(f);
+    if (why[0]) {
+        mos_err("migrate", "pid %d stays: %s", (int)pid, why);
+        free(w);
+        return MOS_E_NOT_MIGRATABLE;
+    }
+    *data = (uint8_t *)w;
+    *len = (uint32_t)(count * sizeof(*w));
+    return 0;
+}
+
+/* The state after entry i's path: the first entry of a pipe carries what it holds (and every
+ * entry its capacity), an anon-inode fd that is no dup its struct(s). *data is malloc'ed.
+ * 1: the fd is left closed (an epoll over what cannot travel, with close_other_fds). */
+static int fd_state(struct mos_dump *d, const struct mos_fd_seen *fds, size_t n, size_t i,
+                    struct mos_rec_fd *f, uint8_t **data, uint64_t *total)
+{
+    int first = 1, rc;
+
+    if (f->kind == MOS_FD_EPOLL && f->dup_of < 0) {
+        rc = epoll_capture(d->pid, f->fd, fds, n, data, &f->data_len);
+        if (rc == MOS_E_NOT_MIGRATABLE && d->opts.close_other_fds) {
+            mos_warn("migrate", "pid %d: fd %d (an epoll): left closed", (int)d->pid, f->fd);
+            return 1;
+        }
+        return rc;
+    }
+    if (f->kind == MOS_FD_EPOLL)
+        return 0;
+    if (f->kind != MOS_FD_PIPE) {
+        if (f->dup_of >= 0)
+            return 0;
+        if (!(*data = malloc(sizeof(struct mos_rec_timerfd)))) /* the largest */
+            return -ENOMEM;
+        rc = anon_capture(d->pid, f->fd, f->kind, *data, &f->data_len);
+        if (rc != 0)
+            mos_err("migrate", "pid %d: reading the state of fd %d (%s): %s", (int)d->pid,
+                    f->fd, fds[i].path, mos_strerror(rc));
+        return rc;
+    }
+    for (size_t k = 0; k < i && first; k++)
+        first = !(fds[k].kind == MOS_FD_PIPE && strcmp(fds[k].path, fds[i].path) == 0);
+    rc = pipe_capture(d->pid, fds[i].fd, first, &f->pipe_size, data, &f->data_len);
+    if (rc == 0 && (*total += f->data_len) > MOS_IMG_MAX_PIPE_DATA) {
+        mos_err("migrate", "pid %d stays: its pipes hold more than %u bytes", (int)d->pid,
+                MOS_IMG_MAX_PIPE_DATA);
+        rc = MOS_E_NOT_MIGRATABLE;
+    }
+    return rc;
+}
+
+/* The FDS record as it is built: its size is known only once every fd's state is read. */
+struct rec_buf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+static int rec_buf_add(struct rec_buf *b, const void *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = (b->len + n) * 2;
+        uint8_t *grown = realloc(b->p, cap);
+        if (!grown)
+            return -ENOMEM;
+        b->p = grown;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+/* Is fd (an earlier entry than i) in the image? */
+static int fd_kept(const struct mos_fd_seen *fds, size_t i, int fd)
+{
+    for (size_t k = 0; k < i; k++)
+        if (fds[k].fd == fd)
+            return fds[k].kind != 0;
+    return 0;
+}
+
 static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
 {
     struct mos_fd_seen *fds;
-    size_t n, len = sizeof(struct mos_rec_fds);
-    uint32_t kept = 0;
+    struct rec_buf b = {0};
+    size_t n;
+    struct mos_rec_fds h = {0};
+    uint64_t pipe_total = 0;
     int rc = d->opts.fds_at_home ? (fds = NULL, n = 0, 0) : mos_fd_table_read(d->pid, &fds, &n);
 
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        len += sizeof(struct mos_rec_fd) + strlen(fds[i].path);
-    uint8_t *buf = malloc(len), *q = buf + sizeof(struct mos_rec_fds);
-    if (!buf) {
-        free(fds);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
+    mos_fd_pipes_check(d->pid, fds, n);
+    rc = rec_buf_add(&b, &h, sizeof(h));
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint8_t *data = NULL;
         if (fds[i].kind == 0) {
             mos_warn("migrate", "pid %d: %s: left closed", (int)d->pid, fds[i].why);
             continue;
         }
+        if (fds[i].dup_of >= 0 && !fd_kept(fds, i, fds[i].dup_of))
+            continue; /* a dup of an fd left closed */
         struct mos_rec_fd f = {.fd = fds[i].fd, .kind = fds[i].kind, .flags = fds[i].flags,
                                .fdflags = fds[i].fdflags, .offset = fds[i].offset,
                                .path_len = (uint32_t)strlen(fds[i].path),
                                .dup_of = fds[i].dup_of};
-        memcpy(q, &f, sizeof(f));
-        q += sizeof(f);
-        memcpy(q, fds[i].path, f.path_len);
-        q += f.path_len;
-        kept++;
+        if (f.kind >= MOS_FD_PIPE && (rc = fd_state(d, fds, n, i, &f, &data, &pipe_total)) == 1) {
+            fds[i].kind = 0;
+            rc = 0;
+            continue;
+        }
+        if (rc == 0 && (rc = rec_buf_add(&b, &f, sizeof(f))) == 0 &&
+            (rc = rec_buf_add(&b, fds[i].path, f.path_len)) == 0)
+            rc = rec_buf_add(&b, data, f.data_len);
+        free(data);
+        h.count++;
     }
-    struct mos_rec_fds h = {.count = kept};
-    memcpy(buf, &h, sizeof(h));
-    struct iovec part = {buf, (size_t)(q - buf)};
-    rc = mos_img_put(w, MOS_REC_FDS, &part, 1);
-    free(buf);
+    if (rc == 0) {
+        memcpy(b.p, &h, sizeof(h));
+        struct iovec part = {b.p, b.len};
+        rc = mos_img_put(w, MOS_REC_FDS, &part, 1);
+    }
+    free(b.p);
     free(fds);
     return rc;
 }

@@ -6,15 +6,18 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #ifndef SS_AUTODISARM
 #define SS_AUTODISARM (1u << 31) /* linux/signal.h, not in glibc 2.36 headers */
@@ -507,9 +510,139 @@ static int meta_rlim(struct mos_img_reader *r, struct mos_img_meta *m)
     return 0;
 }
 
+/* "pipe:[N]", N a decimal inode number */
+static int pipe_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n < 8 || strncmp(name, "pipe:[", 6) != 0 || name[n - 1] != ']' || n > 6 + 20 + 1)
+        return 0;
+    for (size_t k = 6; k < n - 1; k++)
+        if (name[k] < '0' || name[k] > '9')
+            return 0;
+    return 1;
+}
+
+static const char *anon_name(uint32_t kind, size_t *state_len)
+{
+    switch (kind) {
+    case MOS_FD_EVENTFD: *state_len = sizeof(struct mos_rec_eventfd); return "anon_inode:[eventfd]";
+    case MOS_FD_SIGNALFD:
+        *state_len = sizeof(struct mos_rec_signalfd);
+        return "anon_inode:[signalfd]";
+    case MOS_FD_TIMERFD: *state_len = sizeof(struct mos_rec_timerfd); return "anon_inode:[timerfd]";
+    case MOS_FD_EPOLL: *state_len = 0; /* a watch per fd: checked by epoll_watches_ok */
+        return "anon_inode:[eventpoll]";
+    default: return NULL;
+    }
+}
+
+static int clock_ok(uint32_t id)
+{
+    return id == CLOCK_REALTIME || id == CLOCK_MONOTONIC || id == CLOCK_BOOTTIME ||
+           id == CLOCK_REALTIME_ALARM || id == CLOCK_BOOTTIME_ALARM;
+}
+
+#define EPOLL_EVENTS_KNOWN                                                                     \
+    (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDNORM | EPOLLRDBAND |            \
+     EPOLLWRNORM | EPOLLWRBAND | EPOLLMSG | EPOLLRDHUP | EPOLLEXCLUSIVE | EPOLLWAKEUP |           \
+     EPOLLONESHOT | EPOLLET)
+
+/* Every epoll's watches (read when all entries are): each names an fd of the image that is no
+ * epoll (nested sets are not carried), once per set, with known flags. */
+static int epoll_watches_ok(const struct mos_img_meta *m, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const struct mos_img_fd *f = &m->fds[i];
+        uint32_t nw = f->f.data_len / sizeof(struct mos_rec_epoll_watch);
+        if (f->f.kind != MOS_FD_EPOLL)
+            continue;
+        for (uint32_t w = 0; w < nw; w++) {
+            struct mos_rec_epoll_watch a, b;
+            uint32_t k = 0;
+            memcpy(&a, f->data + w * sizeof(a), sizeof(a));
+            while (k < n && m->fds[k].f.fd != a.tfd)
+                k++;
+            if (k == n || m->fds[k].f.kind == MOS_FD_EPOLL || (a.events & ~EPOLL_EVENTS_KNOWN))
+                return 0;
+            for (uint32_t v = 0; v < w; v++) {
+                memcpy(&b, f->data + v * sizeof(b), sizeof(b));
+                if (b.tfd == a.tfd)
+                    return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+static int anon_state_ok(uint32_t kind, const uint8_t *p)
+{
+    struct mos_rec_eventfd e;
+    struct mos_rec_timerfd t;
+
+    switch (kind) {
+    case MOS_FD_EVENTFD:
+        memcpy(&e, p, sizeof(e));
+        return e.count != UINT64_MAX && e.semaphore <= 1 && !e.pad;
+    case MOS_FD_TIMERFD:
+        memcpy(&t, p, sizeof(t));
+        return clock_ok(t.clockid) && !t.pad && t.value_nsec < 1000000000u &&
+               t.interval_nsec < 1000000000u && t.value_sec <= INT32_MAX &&
+               t.interval_sec <= INT32_MAX;
+    default: return 1; /* any signal mask */
+    }
+}
+
+/* Entry i's state after its path: none for files, devices and stdio; a pipe's name, access
+ * mode, capacity and queued bytes (only in the pipe's first entry, within the image's limit);
+ * an anon-inode kind's name and exact struct (none in a dup's entry). The state is copied
+ * out. 0 or MOS_E_IMAGE. */
+static int fd_state_check(struct mos_img_reader *r, struct mos_img_meta *m, uint32_t i,
+                          const uint8_t **p, const uint8_t *end, uint64_t *total)
+{
+    struct mos_img_fd *f = &m->fds[i];
+    uint32_t acc = f->f.flags & O_ACCMODE;
+    size_t want = 0;
+    const char *name = anon_name(f->f.kind, &want);
+
+    if (f->f.kind != MOS_FD_PIPE && (f->f.pipe_size || (!name && f->f.data_len)))
+        return img_bad(r, "FDS record: state for a kind that has none");
+    if (name) {
+        int size_ok = f->f.kind == MOS_FD_EPOLL
+                          ? f->f.data_len % sizeof(struct mos_rec_epoll_watch) == 0 &&
+                                f->f.data_len <= MOS_IMG_MAX_EPOLL_WATCHES *
+                                                     sizeof(struct mos_rec_epoll_watch) &&
+                                (f->f.dup_of == -1 || f->f.data_len == 0)
+                          : f->f.data_len == (f->f.dup_of == -1 ? want : 0);
+        if (strcmp(f->path, name) != 0 || f->f.offset || !size_ok)
+            return img_bad(r, "FDS record: anon-inode entry out of range");
+    } else if (f->f.kind == MOS_FD_PIPE) {
+        if (!pipe_name_ok(f->path) || f->f.offset || (acc != O_RDONLY && acc != O_WRONLY) ||
+            f->f.pipe_size < 4096 || f->f.pipe_size > MOS_IMG_MAX_PIPE_SIZE ||
+            f->f.data_len > f->f.pipe_size)
+            return img_bad(r, "FDS record: pipe entry out of range");
+        for (uint32_t k = 0; k < i && f->f.data_len; k++)
+            if (m->fds[k].f.kind == MOS_FD_PIPE && strcmp(m->fds[k].path, f->path) == 0)
+                return img_bad(r, "FDS record: a pipe's data in other than its first entry");
+        *total += f->f.data_len;
+    }
+    if (f->f.data_len == 0)
+        return 0;
+    if ((size_t)(end - *p) < f->f.data_len || *total > MOS_IMG_MAX_PIPE_DATA)
+        return img_bad(r, "FDS record: an fd's state beyond the record or the limit");
+    if (name && !anon_state_ok(f->f.kind, *p))
+        return img_bad(r, "FDS record: anon-inode state out of range");
+    if (!(f->data = malloc(f->f.data_len)))
+        return -ENOMEM;
+    memcpy(f->data, *p, f->f.data_len);
+    *p += f->f.data_len;
+    return 0;
+}
+
 static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
 {
     const uint8_t *p, *end;
+    uint64_t pipe_data = 0;
     size_t len;
     struct mos_rec_fds hdr;
     int rc = expect(r, MOS_REC_FDS, &p, &len, sizeof(hdr));
@@ -522,6 +655,7 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
     m->fds = calloc(hdr.count ? hdr.count : 1, sizeof(*m->fds));
     if (!m->fds)
         return -ENOMEM;
+    m->nfds_alloc = hdr.count;
     end = p + len;
     p += sizeof(hdr);
     for (uint32_t i = 0; i < hdr.count; i++) {
@@ -536,7 +670,7 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
             return img_bad(r, "FDS record: bad path");
         p += f->f.path_len;
         if (f->f.fd < 0 || f->f.fd >= 1048576 || f->f.kind < MOS_FD_FILE ||
-            f->f.kind > MOS_FD_STDIO || (f->f.kind == MOS_FD_STDIO && f->f.fd > 2) ||
+            f->f.kind > MOS_FD_EPOLL || (f->f.kind == MOS_FD_STDIO && f->f.fd > 2) ||
             f->f.offset > (uint64_t)INT64_MAX || (f->f.fdflags & ~1u) ||
             (i > 0 && f->f.fd <= m->fds[i - 1].f.fd))
             return img_bad(r, "FDS record: entry out of range");
@@ -544,12 +678,18 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
             uint32_t k = 0;
             while (k < i && m->fds[k].f.fd != f->f.dup_of)
                 k++;
-            if (k == i || m->fds[k].f.kind != f->f.kind || f->f.kind == MOS_FD_STDIO)
+            if (k == i || m->fds[k].f.kind != f->f.kind || f->f.kind == MOS_FD_STDIO ||
+                strcmp(m->fds[k].path, f->path) != 0)
                 return img_bad(r, "FDS record: dup_of names no earlier fd of its kind");
         }
+        if ((rc = fd_state_check(r, m, i, &p, end, &pipe_data)) != 0)
+            return rc;
     }
     if (p != end)
         return img_bad(r, "FDS record: trailing bytes");
+    if (!epoll_watches_ok(m, hdr.count))
+        return img_bad(r, "FDS record: an epoll watches no fd of the image, an epoll, one fd "
+                          "twice, or with unknown flags");
     m->nfds = hdr.count;
     return 0;
 }
@@ -634,6 +774,8 @@ void mos_img_meta_free(struct mos_img_meta *m)
         free(m->threads[i].pending);
     }
     free(m->threads);
+    for (uint32_t i = 0; m->fds && i < m->nfds_alloc; i++)
+        free(m->fds[i].data);
     free(m->fds);
     memset(m, 0, sizeof(*m));
 }

@@ -60,6 +60,7 @@ struct mos_img_vma {
 struct mos_img_fd {
     struct mos_rec_fd f;
     char path[MOS_IMG_MAX_PATH + 1];
+    uint8_t *data; /* MOS_FD_PIPE: f.data_len bytes queued (malloc'ed), else NULL */
 };
 struct mos_img_thread {
     struct mos_rec_thread t;
@@ -82,6 +83,7 @@ struct mos_img_meta {
     uint32_t nthreads;
     struct mos_img_fd *fds;
     uint32_t nfds;
+    uint32_t nfds_alloc; /* entries of fds allocated (their data is freed even if unread) */
 };
 
 /* Read and validate IMAGE..FDS. Returns 0 or a status (logged). */

@@ -16,9 +16,11 @@
 #include <stdint.h>
 #include <sys/user.h>
 
-/* 2: per-thread state (IMAGE nthreads, CORE's thread fields, THREAD records). Version 1
- * images are refused with one line (mos_img_meta_read). */
-#define MOS_IMG_FORMAT_VERSION 2
+/* 2: per-thread state (IMAGE nthreads, CORE's thread fields, THREAD records). 3: pipes of the
+ * process's own, eventfd, signalfd, timerfd and epoll in FDS (their state after the path: pipe_size
+ * and data_len in every entry). Images of
+ * another version are refused with one line (mos_img_meta_read). */
+#define MOS_IMG_FORMAT_VERSION 3
 
 /* Record magics: four ASCII letters, read as a little-endian uint32 (as every mos magic). */
 #define MOS_REC_IMAGE MOS_FRAME_MAGIC('M', 'O', 'S', 'I')
@@ -45,6 +47,8 @@
 #define MOS_IMG_AFFINITY_WORDS 16u /* CPU affinity mask: 1024 CPUs */
 #define MOS_IMG_MAX_RUN_PAGES 1024u /* pages in one PAGES record (4 MiB) */
 #define MOS_IMG_MAX_META (4u << 20) /* payload of any record but PAGES */
+#define MOS_IMG_MAX_PIPE_SIZE (1u << 20) /* a pipe's capacity: the default pipe-max-size */
+#define MOS_IMG_MAX_PIPE_DATA (2u << 20) /* queued in all pipes of one image */
 #define MOS_IMG_USER_TOP 0x800000000000ull /* x86-64 4-level user address space end */
 
 struct mos_rec_hdr {
@@ -162,6 +166,11 @@ enum mos_fd_kind {
     MOS_FD_FILE = 1, /* regular file or directory: reopened at path, flags and offset */
     MOS_FD_DEV,      /* a stateless character device (/dev/null...): reopened at path */
     MOS_FD_STDIO,    /* fd 0-2 that is a tty, pipe or socket: the restorer's own fd */
+    MOS_FD_PIPE,     /* a pipe whose every end is the process's own: made again, data queued */
+    MOS_FD_EVENTFD,  /* made again with its counter (struct mos_rec_eventfd) */
+    MOS_FD_SIGNALFD, /* made again with its mask (struct mos_rec_signalfd) */
+    MOS_FD_TIMERFD,  /* made again, armed for what was left (struct mos_rec_timerfd) */
+    MOS_FD_EPOLL,    /* made again watching the same fds (struct mos_rec_epoll_watch each) */
 };
 struct mos_rec_fds {
     uint32_t count, pad;
@@ -172,7 +181,33 @@ struct mos_rec_fd {
     uint64_t offset;
     uint32_t path_len;
     int32_t dup_of; /* -1, or an earlier fd sharing this open file description (dup, 2>&1) */
+    /* data_len bytes of the kind's state follow the path: a pipe's queued bytes (in the
+     * pipe's first entry only; path "pipe:[inode]" names the pipe, pipe_size is its
+     * capacity), or the struct(s) below for the anon-inode kinds (not in a dup's entry) */
+    uint32_t pipe_size, data_len;
 };
+/* The anon-inode kinds' state, as /proc/PID/fdinfo shows it */
+struct mos_rec_eventfd {
+    uint64_t count;     /* < UINT64_MAX */
+    uint32_t semaphore; /* EFD_SEMAPHORE: 0 or 1 */
+    uint32_t pad;
+};
+struct mos_rec_signalfd {
+    uint64_t mask; /* bit n-1: signal n */
+};
+struct mos_rec_timerfd {
+    uint32_t clockid; /* REALTIME, MONOTONIC, BOOTTIME or their _ALARM */
+    uint32_t pad;
+    uint64_t ticks;                     /* expirations not read yet */
+    uint64_t value_sec, value_nsec;     /* time left (0: disarmed) */
+    uint64_t interval_sec, interval_nsec;
+};
+struct mos_rec_epoll_watch {
+    int32_t tfd;     /* an fd of the image, not an epoll */
+    uint32_t events; /* EPOLL* flags as epoll_ctl takes them */
+    uint64_t data;
+};
+#define MOS_IMG_MAX_EPOLL_WATCHES 4096u
 
 /* PAGES: a run of npages pages at addr, followed by their contents. */
 struct mos_rec_pages {

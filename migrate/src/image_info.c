@@ -22,7 +22,14 @@ static const char *vma_kind_name(uint32_t kind)
 
 static const char *fd_kind_name(uint32_t kind)
 {
-    return kind == MOS_FD_FILE ? "file" : kind == MOS_FD_DEV ? "dev" : "stdio";
+    return kind == MOS_FD_FILE   ? "file"
+           : kind == MOS_FD_DEV  ? "dev"
+           : kind == MOS_FD_PIPE ? "pipe"
+           : kind == MOS_FD_EVENTFD  ? "eventfd"
+           : kind == MOS_FD_SIGNALFD ? "signalfd"
+           : kind == MOS_FD_TIMERFD  ? "timerfd"
+           : kind == MOS_FD_EPOLL    ? "epoll"
+                                 : "stdio";
 }
 
 /* Bulk runs (a stream with a page channel): checked and counted like PAGES records. */
@@ -160,7 +167,8 @@ static int info_fill_tables(struct mos_image_info *info, const struct mos_img_me
         info->fds[i] = (struct mos_image_fd_info){
             .fd = m->fds[i].f.fd, .kind = fd_kind_name(m->fds[i].f.kind),
             .path = pool_add(&pool, m->fds[i].path), .offset = m->fds[i].f.offset,
-            .flags = m->fds[i].f.flags};
+            .flags = m->fds[i].f.flags, .pipe_size = m->fds[i].f.pipe_size,
+            .queued = m->fds[i].f.data_len};
     return 0;
 }
 

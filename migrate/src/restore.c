@@ -34,9 +34,18 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef TFD_IOC_SET_TICKS /* linux/timerfd.h, which clashes with sys/timerfd.h */
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
+#endif
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -123,13 +132,142 @@ static int files_check(const struct mos_img_meta *m)
     return 0;
 }
 
-/* Open the image's files here, so a missing one fails before any process exists. */
-static int fds_open(const struct mos_img_meta *m, int *opened)
+/* A pipe's entry: the first makes the pipe, with its capacity and what it held queued again,
+ * and keeps the end it does not take in spare[i] for a later entry of the same pipe (an open
+ * file description of its own: a dup is dup_of); one that finds its end taken opens another
+ * through /proc/self/fd. Returns the fd, or -1 with errno. */
+static int pipe_open(const struct mos_img_meta *m, uint32_t i, const int *opened, int *spare)
+{
+    const struct mos_img_fd *f = &m->fds[i];
+    int want_write = (f->f.flags & O_ACCMODE) == O_WRONLY, fd = -1, ends[2];
+    char path[64];
+
+    for (uint32_t k = 0; k < i && fd < 0; k++) {
+        if (m->fds[k].f.kind != MOS_FD_PIPE || strcmp(m->fds[k].path, f->path) != 0)
+            continue;
+        if (spare[k] >= 0 && ((m->fds[k].f.flags & O_ACCMODE) == O_WRONLY) != want_write) {
+            fd = spare[k]; /* the other end of the pipe entry k made */
+            spare[k] = -1;
+        } else if (opened[k] >= 0) {
+            snprintf(path, sizeof(path), "/proc/self/fd/%d", opened[k]);
+            fd = open(path, (int)(f->f.flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+            if (fd < 0)
+                return -1;
+        }
+    }
+    if (fd < 0) {
+        if (pipe2(ends, O_CLOEXEC | O_NONBLOCK) < 0)
+            return -1;
+        /* a capacity above pipe-max-size needs CAP_SYS_RESOURCE: the default then, enough
+         * for what it held only if that fits (checked by the write) */
+        if (fcntl(ends[1], F_SETPIPE_SZ, (int)f->f.pipe_size) < 0)
+            mos_warn("migrate", "restore: fd %d: a pipe of %u bytes is not allowed here: %s",
+                     f->f.fd, f->f.pipe_size, strerror(errno));
+        if (f->f.data_len && write(ends[1], f->data, f->f.data_len) != (ssize_t)f->f.data_len) {
+            close(ends[0]);
+            close(ends[1]);
+            errno = ENOSPC;
+            return -1;
+        }
+        fd = ends[want_write];
+        spare[i] = ends[!want_write];
+    }
+    /* the status flags (O_NONBLOCK, O_DIRECT...) are the open file description's own */
+    if (fcntl(fd, F_SETFL, (int)(f->f.flags & ~(uint32_t)O_ACCMODE)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* An eventfd, signalfd or timerfd made again from its state. Returns the fd, or -1 with
+ * errno. Ticks a timer had not been read yet need TFD_IOC_SET_TICKS (a kernel with
+ * CONFIG_CHECKPOINT_RESTORE and CAP_CHECKPOINT_RESTORE): without it they are lost, said. */
+static int anon_open(const struct mos_img_fd *f)
+{
+    struct mos_rec_eventfd e;
+    struct mos_rec_signalfd sg;
+    struct mos_rec_timerfd t;
+    int fd = -1;
+
+    if (f->f.kind == MOS_FD_EVENTFD) {
+        memcpy(&e, f->data, sizeof(e));
+        fd = eventfd(0, EFD_CLOEXEC | (e.semaphore ? EFD_SEMAPHORE : 0));
+        if (fd >= 0 && e.count && write(fd, &e.count, sizeof(e.count)) != sizeof(e.count)) {
+            close(fd);
+            return -1;
+        }
+    } else if (f->f.kind == MOS_FD_SIGNALFD) {
+        sigset_t mask;
+        memcpy(&sg, f->data, sizeof(sg));
+        sigemptyset(&mask);
+        for (int sig = 1; sig <= 64 && sig < NSIG; sig++)
+            if (sg.mask & (1ull << (sig - 1)))
+                sigaddset(&mask, sig);
+        fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    } else {
+        memcpy(&t, f->data, sizeof(t));
+        struct itimerspec its = {{(time_t)t.interval_sec, (long)t.interval_nsec},
+                                 {(time_t)t.value_sec, (long)t.value_nsec}};
+        /* a periodic timer whose expiry is still unread shows no time left (the kernel
+         * re-arms it on the read): it is armed, the next expiry a period away */
+        if (!t.value_sec && !t.value_nsec)
+            its.it_value = its.it_interval;
+        fd = timerfd_create((int)t.clockid, TFD_CLOEXEC);
+        if (fd >= 0 && (its.it_value.tv_sec || its.it_value.tv_nsec) &&
+            timerfd_settime(fd, 0, &its, NULL) < 0) {
+            close(fd);
+            return -1;
+        }
+        if (fd >= 0 && t.ticks && ioctl(fd, TFD_IOC_SET_TICKS, &t.ticks) < 0)
+            mos_warn("migrate", "restore: fd %d: %llu expirations of its timer not read yet "
+                     "are lost (%s)", f->f.fd, (unsigned long long)t.ticks, strerror(errno));
+    }
+    if (fd >= 0 && fcntl(fd, F_SETFL, (int)(f->f.flags & ~(uint32_t)O_ACCMODE)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* An epoll watching what it watched: the fds it names are made by now (the restorer's own
+ * 0-2 for stdio entries, which the husk gets). Returns the fd, or -1 with errno. */
+static int epoll_open(const struct mos_img_meta *m, uint32_t i, const int *opened)
+{
+    const struct mos_img_fd *f = &m->fds[i];
+    uint32_t nw = f->f.data_len / sizeof(struct mos_rec_epoll_watch);
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+
+    for (uint32_t w = 0; w < nw && fd >= 0; w++) {
+        struct mos_rec_epoll_watch watch;
+        uint32_t k = 0;
+        memcpy(&watch, f->data + w * sizeof(watch), sizeof(watch));
+        while (m->fds[k].f.fd != watch.tfd) /* validated: an fd of the image */
+            k++;
+        if (m->fds[k].f.kind == MOS_FD_SIGNALFD)
+            continue; /* added by the process itself: epoll_signalfds_add */
+        int target = m->fds[k].f.kind == MOS_FD_STDIO ? watch.tfd : opened[k];
+        struct epoll_event ev = {.events = watch.events, .data.u64 = watch.data};
+        if (epoll_ctl(fd, EPOLL_CTL_ADD, target, &ev) < 0) {
+            int err = errno;
+            close(fd);
+            errno = err;
+            return -1;
+        }
+    }
+    if (fd >= 0 && fcntl(fd, F_SETFL, (int)(f->f.flags & ~(uint32_t)O_ACCMODE)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Two passes: the epolls last, once what they watch is open. */
+static int fds_open_all(const struct mos_img_meta *m, int *opened, int *spare, int epolls)
 {
     for (uint32_t i = 0; i < m->nfds; i++) {
         const struct mos_img_fd *f = &m->fds[i];
-        opened[i] = -1;
-        if (f->f.kind == MOS_FD_STDIO)
+        if (f->f.kind == MOS_FD_STDIO || (f->f.kind == MOS_FD_EPOLL) != epolls)
             continue;
         if (f->f.dup_of >= 0) {
             uint32_t k = 0;
@@ -138,6 +276,18 @@ static int fds_open(const struct mos_img_meta *m, int *opened)
             opened[i] = fcntl(opened[k], F_DUPFD_CLOEXEC, 0);
             if (opened[i] < 0)
                 return mos_errno_status();
+            continue;
+        }
+        if (f->f.kind >= MOS_FD_PIPE) {
+            opened[i] = f->f.kind == MOS_FD_PIPE    ? pipe_open(m, i, opened, spare)
+                        : f->f.kind == MOS_FD_EPOLL ? epoll_open(m, i, opened)
+                                                    : anon_open(f);
+            if (opened[i] < 0) {
+                int rc = mos_errno_status();
+                mos_err("migrate", "cannot restore fd %d: making its %s again: %s", f->f.fd,
+                        f->path, mos_strerror(rc));
+                return rc;
+            }
             continue;
         }
         int flags = (int)(f->f.flags & ~(uint32_t)(O_CREAT | O_EXCL | O_TRUNC)) | O_NOCTTY |
@@ -158,6 +308,26 @@ static int fds_open(const struct mos_img_meta *m, int *opened)
         }
     }
     return 0;
+}
+
+/* Open the image's files here, so a missing one fails before any process exists. */
+static int fds_open(const struct mos_img_meta *m, int *opened)
+{
+    int *spare = malloc((m->nfds ? m->nfds : 1) * sizeof(int)), rc = 0;
+
+    if (!spare)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < m->nfds; i++)
+        spare[i] = opened[i] = -1;
+    rc = fds_open_all(m, opened, spare, 0);
+    if (rc == 0)
+        rc = fds_open_all(m, opened, spare, 1);
+    /* a pipe end no entry took is closed, as it was in the process */
+    for (uint32_t i = 0; i < m->nfds; i++)
+        if (spare[i] >= 0)
+            close(spare[i]);
+    free(spare);
+    return rc;
 }
 
 /* In the child between fork and exec: only async-signal-safe calls. */
@@ -1158,6 +1328,36 @@ static int threads_finish(struct mos_restore *r)
     return 0;
 }
 
+/* A signalfd is ready when the task polling it has a signal pending, and epoll hears of that
+ * through the signal handlers of the task that added it: an epoll's signalfd watches are
+ * added by the process itself, by calls injected into it, its fds in place by now. */
+static int epoll_signalfds_add(struct mos_restore *r)
+{
+    const struct mos_img_meta *m = &r->m;
+    int rc = 0;
+
+    for (uint32_t i = 0; i < m->nfds && rc == 0; i++) {
+        const struct mos_img_fd *f = &m->fds[i];
+        uint32_t nw = f->f.kind == MOS_FD_EPOLL ? f->f.data_len / sizeof(struct mos_rec_epoll_watch)
+                                                : 0;
+        for (uint32_t w = 0; w < nw && rc == 0; w++) {
+            struct mos_rec_epoll_watch watch;
+            uint32_t k = 0;
+            memcpy(&watch, f->data + w * sizeof(watch), sizeof(watch));
+            while (m->fds[k].f.fd != watch.tfd)
+                k++;
+            if (m->fds[k].f.kind != MOS_FD_SIGNALFD)
+                continue;
+            struct epoll_event ev = {.events = watch.events, .data.u64 = watch.data};
+            uint64_t at = scratch_put(r, &ev, sizeof(ev), &rc);
+            if (rc == 0)
+                rc = rcall(r, "epoll_ctl", SYS_epoll_ctl, f->f.fd, EPOLL_CTL_ADD, watch.tfd,
+                           (long)at, 0, 0, NULL);
+        }
+    }
+    return rc;
+}
+
 static int finish(struct mos_restore *r)
 {
     const struct mos_img_meta *m = &r->m;
@@ -1175,6 +1375,8 @@ static int finish(struct mos_restore *r)
         rc = shell_signals_reset(r);
     if (rc == 0)
         rc = sigs_set(r);
+    if (rc == 0)
+        rc = epoll_signalfds_add(r);
     if (rc == 0)
         rc = task_set(r);
     if (rc == 0 && m->core.clear_child_tid)

@@ -79,6 +79,24 @@ static void fd_classify(pid_t pid, int fd, struct mos_fd_seen *s)
         s->kind = MOS_FD_FILE;
         return;
     }
+    static const struct {
+        const char *name;
+        uint32_t kind;
+    } anon[] = {{"anon_inode:[eventfd]", MOS_FD_EVENTFD},
+                {"anon_inode:[signalfd]", MOS_FD_SIGNALFD},
+                {"anon_inode:[timerfd]", MOS_FD_TIMERFD},
+                {"anon_inode:[eventpoll]", MOS_FD_EPOLL}};
+    for (size_t i = 0; i < sizeof(anon) / sizeof(anon[0]); i++)
+        if (strcmp(s->path, anon[i].name) == 0) {
+            s->kind = anon[i].kind; /* its state is in fdinfo: capture's fd_state */
+            s->offset = 0;
+            return;
+        }
+    if (S_ISFIFO(st.st_mode) && strncmp(s->path, "pipe:[", 6) == 0) {
+        s->kind = MOS_FD_PIPE; /* whose ends must all be ours: mos_stay_check */
+        s->offset = 0;
+        return;
+    }
     if (S_ISCHR(st.st_mode))
         for (size_t i = 0; i < sizeof(stateless_devs) / sizeof(stateless_devs[0]); i++)
             if (strcmp(s->path, stateless_devs[i]) == 0) {
@@ -134,7 +152,7 @@ int mos_fd_table_read(pid_t pid, struct mos_fd_seen **out, size_t *count)
      * or their offsets part ways */
     for (size_t i = 0; i < n; i++) {
         v[i].dup_of = -1;
-        if (v[i].kind != MOS_FD_FILE && v[i].kind != MOS_FD_DEV)
+        if (v[i].kind == 0 || v[i].kind == MOS_FD_STDIO)
             continue;
         for (size_t j = 0; j < i && v[i].dup_of < 0; j++)
             if (v[j].kind == v[i].kind &&
@@ -144,6 +162,46 @@ int mos_fd_table_read(pid_t pid, struct mos_fd_seen **out, size_t *count)
     *out = v;
     *count = n;
     return 0;
+}
+
+/* Another process's fd that is one of pid's pipes (a pipe names no other end, so every
+ * process's fds are looked at) makes that pipe unable to travel: its entries become kind 0.
+ * Processes we may not inspect are passed over: a user's job shares nothing with them that
+ * the user could not see. */
+void mos_fd_pipes_check(pid_t pid, struct mos_fd_seen *fds, size_t n)
+{
+    char path[64], link[64];
+    struct dirent *p, *e;
+    size_t npipes = 0;
+    DIR *procs;
+
+    for (size_t i = 0; i < n; i++)
+        npipes += fds[i].kind == MOS_FD_PIPE;
+    if (npipes == 0 || !(procs = opendir("/proc")))
+        return;
+    while ((p = readdir(procs))) {
+        pid_t q = (pid_t)atoi(p->d_name);
+        if (q <= 0 || q == pid)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)q);
+        DIR *dir = opendir(path);
+        while (dir && (e = readdir(dir))) {
+            snprintf(path, sizeof(path), "/proc/%d/fd/%.16s", (int)q, e->d_name);
+            ssize_t len = e->d_name[0] == '.' ? -1 : readlink(path, link, sizeof(link) - 1);
+            if (len < 7 || strncmp(link, "pipe:[", 6) != 0)
+                continue;
+            link[len] = '\0';
+            for (size_t i = 0; i < n; i++)
+                if (fds[i].kind == MOS_FD_PIPE && strcmp(fds[i].path, link) == 0) {
+                    fds[i].kind = 0;
+                    snprintf(fds[i].why, sizeof(fds[i].why), "fd %d is a pipe shared with pid %d",
+                             fds[i].fd, (int)q);
+                }
+        }
+        if (dir)
+            closedir(dir);
+    }
+    closedir(procs);
 }
 
 static int status_field(pid_t pid, const char *name, long *value)
@@ -412,6 +470,7 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
     rc = mos_fd_table_read(pid, &fds, &nfds);
     if (rc != 0)
         goto out;
+    mos_fd_pipes_check(pid, fds, nfds);
     for (size_t i = 0; i < nfds; i++)
         if (fds[i].kind == 0 && !(opts && opts->close_other_fds))
             REFUSE("%s", fds[i].why);

@@ -22,6 +22,8 @@ struct mos_fd_seen {
 
 /* Read /proc/PID/fd and classify every fd. *out is malloc'ed. 0 or -errno. */
 int mos_fd_table_read(pid_t pid, struct mos_fd_seen **out, size_t *count);
+/* Pipes another process holds too cannot travel: their entries become kind 0, with why. */
+void mos_fd_pipes_check(pid_t pid, struct mos_fd_seen *fds, size_t n);
 
 /* Check everything that keeps pid from migrating; frozen: 1 when we already trace it. Returns
  * 0, MOS_E_NOT_MIGRATABLE with the first reason in reason[len], or -errno. */

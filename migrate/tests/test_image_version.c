@@ -1,7 +1,8 @@
 /* Images of another format version are refused in one line naming both versions (before any
- * other field is looked at: a version 1 IMAGE record is shorter than today's), and a version 2
- * image whose THREAD records disagree with IMAGE's thread count is refused too. */
-#include "image.h"
+ * other field is looked at: a version 1 IMAGE record is shorter than today's; a version 2 one
+ * has FDS entries without the pipe fields), and an image whose THREAD records disagree with
+ * IMAGE's thread count is refused too. */
+#include "image_template.h"
 
 #include "mos/log.h"
 #include "mos/status.h"
@@ -16,34 +17,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-
-struct membuf {
-    struct mos_img_io io; /* first: a provider's state embeds its io */
-    uint8_t data[65536];
-    size_t len, pos;
-};
-
-static int mem_writev(struct mos_img_io *io, const struct iovec *iov, int n)
-{
-    struct membuf *m = (struct membuf *)io;
-    for (int i = 0; i < n; i++) {
-        assert_true(m->len + iov[i].iov_len <= sizeof(m->data));
-        memcpy(m->data + m->len, iov[i].iov_base, iov[i].iov_len);
-        m->len += iov[i].iov_len;
-    }
-    return 0;
-}
-
-static ssize_t mem_read(struct mos_img_io *io, void *buf, size_t len)
-{
-    struct membuf *m = (struct membuf *)io;
-    size_t n = m->len - m->pos < len ? m->len - m->pos : len;
-    memcpy(buf, m->data + m->pos, n);
-    m->pos += n;
-    return (ssize_t)n;
-}
-
-static const struct mos_img_io_ops mem_ops = {.writev = mem_writev, .read = mem_read};
 
 static char last_error[512];
 static int errors;
@@ -88,41 +61,45 @@ static int read_image(uint32_t version, size_t image_len, uint32_t nthreads)
     last_error[0] = '\0';
     int rc = mos_img_meta_read(&rd, &m);
     mos_img_reader_free(&rd);
+    free(mb.data);
     return rc;
 }
 
-static void test_version_1_refused_in_one_line(void **state)
+static void test_older_versions_refused_in_one_line(void **state)
 {
     (void)state;
     /* a version 1 IMAGE record ended at host[]: no thread count */
     int rc = read_image(1, offsetof(struct mos_rec_image, nthreads), 0);
     assert_int_equal(rc, MOS_E_VERSION);
     assert_int_equal(errors, 1);
-    assert_non_null(strstr(last_error, "image format version 1; this mos reads version 2"));
+    assert_non_null(strstr(last_error, "image format version 1; this mos reads version 3"));
+    assert_int_equal(read_image(2, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
+    assert_non_null(strstr(last_error, "image format version 2; this mos reads version 3"));
 }
 
 static void test_newer_version_refused(void **state)
 {
     (void)state;
-    assert_int_equal(read_image(3, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
-    assert_non_null(strstr(last_error, "image format version 3"));
+    assert_int_equal(read_image(4, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
+    assert_non_null(strstr(last_error, "image format version 4"));
 }
 
 static void test_thread_count_checked(void **state)
 {
     (void)state;
-    assert_int_equal(read_image(2, sizeof(struct mos_rec_image), 0), MOS_E_IMAGE);
+    assert_int_equal(read_image(MOS_IMG_FORMAT_VERSION, sizeof(struct mos_rec_image), 0), MOS_E_IMAGE);
     assert_non_null(strstr(last_error, "thread count"));
-    assert_int_equal(read_image(2, sizeof(struct mos_rec_image), MOS_IMG_MAX_THREADS + 1),
+    assert_int_equal(read_image(MOS_IMG_FORMAT_VERSION, sizeof(struct mos_rec_image),
+                                MOS_IMG_MAX_THREADS + 1),
                      MOS_E_IMAGE);
     /* two threads announced, but MM follows where a THREAD belongs: the stream ends first */
-    assert_int_not_equal(read_image(2, sizeof(struct mos_rec_image), 2), 0);
+    assert_int_not_equal(read_image(MOS_IMG_FORMAT_VERSION, sizeof(struct mos_rec_image), 2), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version_1_refused_in_one_line),
+        cmocka_unit_test(test_older_versions_refused_in_one_line),
         cmocka_unit_test(test_newer_version_refused),
         cmocka_unit_test(test_thread_count_checked),
     };

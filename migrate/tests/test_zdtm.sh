@@ -46,7 +46,7 @@ run_pair() {
     fi
 }
 
-for prog in heap bigmap recursion fpu tls signals files filemap; do
+for prog in heap bigmap recursion fpu tls signals files filemap pipes anonfds; do
     run_pair "$prog-pie" 0.15 "$B/zdtm_${prog}_pie"
 done
 for variant in nopie static staticpie; do
@@ -67,6 +67,25 @@ if "$CK" dump "$pid" $d/img >/dev/null 2>&1 && "$CK" restore $d/img > $d/mig2; t
     wait; cat $d/mig1 $d/mig2 > $d/mig
     cmp -s $d/ref $d/mig && ok "stdout pipe reconnected to the restorer's" || bad "pipe output differs"
 else bad "pipe: dump or restore failed"; fi
+
+# a real program with a pipe of its own (xz keeps one to hear of signals), checkpointed
+# mid-compression and restored: the same bytes as an uninterrupted run
+d=$T/xz; mkdir -p $d
+$PY -c 'import random, base64, sys
+random.seed(7); sys.stdout.buffer.write(base64.encodebytes(random.randbytes(12 << 20)))' > $d/in
+xz -3 -T1 -c $d/in > $d/ref.xz
+(exec xz -3 -T1 -c $d/in > $d/mig.xz) & xpid=$!; pids+=($xpid)
+for _ in $(seq 1 1000); do [ -s $d/mig.xz ] && break; sleep 0.01; done
+if [ -s $d/mig.xz ] && "$CK" dump $xpid $d/img > $d/dump.log 2>&1; then
+    wait $xpid 2>/dev/null
+    at=$("$CK" info $d/img | grep -c ' pipe pipe:')
+    (cd / && "$CK" restore $d/img > $d/restore.log 2>&1); rc=$?
+    [ $rc = 0 ] && [ "$at" = 2 ] && cmp -s $d/ref.xz $d/mig.xz \
+        && ok "xz -T1 with its pipe, dumped mid-run and restored: the same $(stat -c %s $d/ref.xz) bytes" \
+        || bad "xz: rc=$rc, pipe fds $at, $(tail -1 $d/restore.log) $(cmp $d/ref.xz $d/mig.xz 2>&1)"
+else
+    bad "xz: dump failed: $(tail -1 $d/dump.log 2>/dev/null)"
+fi
 
 # the image records which pages of the private file map travel: written ones only
 d=$T/filemap-pie
@@ -230,16 +249,22 @@ $PY -c 'import threading, time; t = threading.Thread(target=time.sleep, args=(30
 for _ in $(seq 1 500); do grep -q 'Threads:.*2' /proc/$s2/status 2>/dev/null && break; sleep 0.01; done
 # threads travel natively (test_threads); only a guest move refuses them (test_stay)
 out=$("$CK" check $s2 2>&1); [ $? = 0 ] && ok "threaded process may be checkpointed: $out" || bad "threads: $out"
+# a pipe of its own travels (zdtm_pipes); one another process holds too does not
 $PY -c 'import os, time; r, w = os.pipe(); time.sleep(30)' & s3=$!; pids+=($s3)
 for _ in $(seq 1 500); do [ -e /proc/$s3/fd/4 ] && break; sleep 0.01; done
-out=$("$CK" check $s3 2>&1); [ $? != 0 ] && grep -q "fd 3 is a pipe" <<<"$out" && ok "pipe fd refused: $out" || bad "pipe fd: $out"
+out=$("$CK" check $s3 2>&1); [ $? = 0 ] && ok "a pipe of its own may be checkpointed: $out" || bad "own pipe: $out"
+sleep 31 | $PY -c 'import os, time; os.dup2(0, 3); time.sleep(30)' & s4=$!; pids+=($s4)
+for _ in $(seq 1 500); do [ -e /proc/$s4/fd/3 ] && break; sleep 0.01; done
+out=$("$CK" check $s4 2>&1)
+[ $? != 0 ] && grep -q "fd 3 is a pipe shared with pid" <<<"$out" && ok "shared pipe fd refused: $out" || bad "shared pipe fd: $out"
+pkill -f '^sleep 31$'
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
 kill -STOP $s1
 for _ in $(seq 1 500); do grep -q '^State:.*T' /proc/$s1/status && break; sleep 0.01; done
 out=$("$CK" check $s1 2>&1); [ $? != 0 ] && grep -q "stopped" <<<"$out" && ok "stopped job refused: $out" || bad "stopped: $out"
 kill -CONT $s1
 for case in "shm:SysV shared memory" "uring:io_uring" "shared:shared writable mapping" \
-            "eventfd:fd 3 is \[eventfd\]" "timer:POSIX timers" "child:child processes"; do
+            "inotify:fd 3 is inotify" "timer:POSIX timers" "child:child processes"; do
     what=${case%%:*}; want=${case#*:}
     "$B/zdtm_stayer" $what > $d/stay.$what 2>&1 & sp=$!; pids+=($sp)
     wait_ready $d/stay.$what

@@ -75,7 +75,7 @@ struct worker {
 };
 
 struct deputy {
-    int fd;
+    struct mos_link *link;
     int wake_fd;          /* eventfd: wakes the leader (a worker ended the session) */
     pid_t shell;
     uint64_t shell_seen;  /* signals pending in the shell already passed on (or carried) */
@@ -136,7 +136,7 @@ static int send_frame(struct deputy *d, uint16_t type, const void *payload, size
     int rc;
 
     pthread_mutex_lock(&d->send_lock);
-    rc = __atomic_load_n(&d->ending, __ATOMIC_ACQUIRE) ? 0 : fwd_send(d->fd, type, payload, len);
+    rc = __atomic_load_n(&d->ending, __ATOMIC_ACQUIRE) ? 0 : fwd_send(d->link, type, payload, len);
     pthread_mutex_unlock(&d->send_lock);
     return rc;
 }
@@ -159,7 +159,7 @@ static int flush_signals(struct deputy *d)
         signal_pending[sig] = 0;
         uint8_t msg[4];
         mos_put_le32(msg, (uint32_t)sig);
-        rc = fwd_send(d->fd, FWD_MSG_SIGNAL, msg, sizeof(msg));
+        rc = fwd_send(d->link, FWD_MSG_SIGNAL, msg, sizeof(msg));
     }
     pthread_mutex_unlock(&d->send_lock);
     return rc;
@@ -471,7 +471,7 @@ static int interrupt_call(struct deputy *d, const uint8_t *p, size_t len)
  * Returns 1 when the link is readable, 0 to look again, or a status. */
 static int leader_wait(struct deputy *d)
 {
-    struct pollfd pfd[2] = {{d->fd, POLLIN, 0}, {d->wake_fd, POLLIN, 0}};
+    struct pollfd pfd[2] = {{d->link->fd, POLLIN, 0}, {d->wake_fd, POLLIN, 0}};
     struct timespec every = {0, SHELL_CHECK_NS}, *timeout = NULL;
     int rc;
 
@@ -510,7 +510,7 @@ static int lead(struct deputy *d, struct worker *w)
         if (rc == 0)
             continue;
         if (rc == 1)
-            rc = fwd_recv(d->fd, &type, &w->rx, &w->rx_cap, &w->len);
+            rc = fwd_recv(d->link, &type, &w->rx, &w->rx_cap, &w->len);
         if (rc == -EINTR)
             continue;
         if (rc != 0)
@@ -775,7 +775,7 @@ static int serve_session(struct deputy *d, int *exit_status)
         return rc;
     mos_put_le32(ids, (uint32_t)d->id.pid);
     mos_put_le32(ids + 4, (uint32_t)d->id.ppid);
-    rc = fwd_send(d->fd, FWD_MSG_HELLO, ids, sizeof(ids));
+    rc = fwd_send(d->link, FWD_MSG_HELLO, ids, sizeof(ids));
     if (rc == 0) {
         worker_main(&first);
         join_workers(d);
@@ -789,9 +789,10 @@ static int serve_session(struct deputy *d, int *exit_status)
     return rc;
 }
 
-int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_status)
+int mos_deputy_serve(struct mos_link *link, const struct mos_deputy_opts *opts, int *exit_status)
 {
-    struct deputy d = {.fd = fd, .id = opts->identity, .shell = opts->shell};
+    struct deputy d = {.link = link, .id = opts->identity, .shell = opts->shell};
+    int fd = link->fd;
     sigset_t saved;
     int rc;
 

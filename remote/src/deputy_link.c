@@ -5,7 +5,8 @@
  * the target node inside the key-authenticated migration, and both ends prove they know it
  * before anything else with the challenge-response of mos/auth.h, its three messages sent as
  * raw bytes: the supervisor connects and is the client ("supervisor"), the deputy accepts and
- * is the server ("deputy"). */
+ * is the server ("deputy"). The session secret of that proof keys the link's sealed records
+ * (forward_wire.c). */
 #include "mos/forward.h"
 
 #include "mos/auth.h"
@@ -19,6 +20,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -67,10 +69,13 @@ static int link_recv(void *arg, enum mos_auth_msg msg, void *buf, size_t len)
     return io_full(io->fd, buf, len, 0, io->timeout_ms);
 }
 
-/* Prove the job's token on a connected link, as the deputy (server) or the supervisor. */
+/* Prove the job's token on a connected stream, as the deputy (server) or the supervisor, and
+ * make it a link with the session's keys. */
 static int link_auth(int fd, const uint8_t token[MOS_LINK_TOKEN_BYTES], int timeout_ms,
-                     int as_deputy)
+                     int as_deputy, struct mos_link *link)
 {
+    uint8_t session[MOS_AUTH_SESSION_BYTES];
+    int rc;
     struct link_io io = {fd, timeout_ms};
     mos_key_t key;
     const struct mos_auth a = {
@@ -82,7 +87,45 @@ static int link_auth(int fd, const uint8_t token[MOS_LINK_TOKEN_BYTES], int time
 
     _Static_assert(MOS_LINK_TOKEN_BYTES == MOS_KEY_BYTES, "a job token is a key");
     memcpy(key.bytes, token, sizeof(key.bytes));
-    return as_deputy ? mos_auth_server(&a, NULL) : mos_auth_client(&a, NULL);
+    rc = as_deputy ? mos_auth_server(&a, session) : mos_auth_client(&a, session);
+    if (rc == 0)
+        mos_link_init(link, fd, session, !as_deputy);
+    explicit_bzero(session, sizeof(session));
+    explicit_bzero(&key, sizeof(key));
+    return rc;
+}
+
+void mos_link_init(struct mos_link *l, int fd, const uint8_t session[MOS_AUTH_SESSION_BYTES],
+                   int is_supervisor)
+{
+    memset(l, 0, sizeof(*l));
+    l->fd = fd;
+    mos_seal_init(&l->seal, session, MOS_SEAL_LINK, is_supervisor);
+}
+
+int mos_link_pair(struct mos_link *supervisor, struct mos_link *deputy)
+{
+    uint8_t session[MOS_AUTH_SESSION_BYTES];
+    int sv[2];
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return mos_errno_status();
+    mos_random_bytes(session, sizeof(session));
+    mos_link_init(supervisor, sv[0], session, 1);
+    mos_link_init(deputy, sv[1], session, 0);
+    explicit_bzero(session, sizeof(session));
+    return 0;
+}
+
+void mos_link_close(struct mos_link *l)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    free(l->out);
+    mos_seal_wipe(&l->seal);
+    l->fd = -1;
+    l->out = NULL;
+    l->out_cap = 0;
 }
 
 static void tune(int fd)
@@ -126,7 +169,7 @@ int mos_deputy_link_listen(const char *addr, int *port)
 }
 
 int mos_deputy_link_accept(int listen_fd, const uint8_t token[MOS_LINK_TOKEN_BYTES],
-                           int timeout_ms)
+                           int timeout_ms, struct mos_link *link)
 {
     for (;;) {
         struct pollfd pfd = {listen_fd, POLLIN, 0};
@@ -140,9 +183,9 @@ int mos_deputy_link_accept(int listen_fd, const uint8_t token[MOS_LINK_TOKEN_BYT
         if (fd < 0)
             return mos_errno_status();
         tune(fd);
-        rc = link_auth(fd, token, timeout_ms, 1);
+        rc = link_auth(fd, token, timeout_ms, 1, link);
         if (rc == 0)
-            return fd;
+            return 0;
         /* A stranger or a stale supervisor: refuse it and keep waiting for the right one. */
         mos_warn("deputy", "refused a link that did not prove the job's token (%s)",
                  mos_strerror(rc));
@@ -151,7 +194,7 @@ int mos_deputy_link_accept(int listen_fd, const uint8_t token[MOS_LINK_TOKEN_BYT
 }
 
 int mos_deputy_link_connect(const char *addr, int port, const uint8_t token[MOS_LINK_TOKEN_BYTES],
-                            int timeout_ms)
+                            int timeout_ms, struct mos_link *link)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai;
     char service[16];
@@ -166,7 +209,7 @@ int mos_deputy_link_connect(const char *addr, int port, const uint8_t token[MOS_
     freeaddrinfo(ai);
     if (rc == 0) {
         tune(fd);
-        rc = link_auth(fd, token, timeout_ms, 0);
+        rc = link_auth(fd, token, timeout_ms, 0, link);
     }
     if (rc != 0) {
         mos_err("supervisor", "deputy link to %s:%d failed: %s", addr, port, mos_strerror(rc));
@@ -174,5 +217,5 @@ int mos_deputy_link_connect(const char *addr, int port, const uint8_t token[MOS_
             close(fd);
         return rc;
     }
-    return fd;
+    return 0;
 }

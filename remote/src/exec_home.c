@@ -155,7 +155,7 @@ static int home_loop(struct home *h)
     return 0;
 }
 
-int mos_exec_home_serve(int link_fd, const int *signals, int *wait_status)
+int mos_exec_home_serve(struct mos_link *link_in, const int *signals, int *wait_status)
 {
     struct home h = {.stdin_open = 1};
     sigset_t set;
@@ -169,12 +169,12 @@ int mos_exec_home_serve(int link_fd, const int *signals, int *wait_status)
     signal(SIGPIPE, SIG_IGN); /* EPIPE on our stdout is passed on as the program's SIGPIPE */
     h.sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (h.sfd < 0) {
-        close(link_fd);
+        mos_link_close(link_in);
         return mos_errno_status();
     }
-    rc = mos_exec_link_new(link_fd, &h.link);
+    rc = mos_exec_link_new(link_in, &h.link);
     if (rc != 0) {
-        close(link_fd);
+        mos_link_close(link_in);
         close(h.sfd);
         return rc;
     }

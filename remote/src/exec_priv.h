@@ -4,6 +4,7 @@
 #define MOS_REMOTE_EXEC_PRIV_H
 
 #include "mos/exec_link.h"
+#include "mos/forward.h"
 #include "mos/frame.h"
 
 #include <stddef.h>
@@ -46,8 +47,9 @@ int mos_exec_frame_decode(const uint8_t *buf, size_t len, struct mos_exec_frame 
 
 /* One end of the link: an outgoing queue that never blocks and an incoming frame reader. */
 struct mos_exec_link;
-/* Takes fd (made non-blocking; TCP keepalive so a silent dead peer is noticed). */
-int mos_exec_link_new(int fd, struct mos_exec_link **out);
+/* Takes the link's stream (made non-blocking; TCP keepalive so a silent dead peer is noticed)
+ * and keys: on success *link is left closed (fd -1); on failure it is still the caller's. */
+int mos_exec_link_new(struct mos_link *link, struct mos_exec_link **out);
 void mos_exec_link_free(struct mos_exec_link *l); /* closes the fd; NULL allowed */
 int mos_exec_link_fd(const struct mos_exec_link *l);
 /* Append a frame to the outgoing queue (0, MOS_E_LIMIT, -ENOMEM). */

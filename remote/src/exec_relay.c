@@ -82,6 +82,19 @@ static int exec_error(const char *name, int e)
     return ENOENT;
 }
 
+/* As the user now: the limit can only go down (raising a hard limit needs CAP_SYS_RESOURCE),
+ * so it never exceeds what the relay had, whatever the request said. */
+static int user_memlock(const struct rlimit *want)
+{
+    struct rlimit now, set;
+
+    if (getrlimit(RLIMIT_MEMLOCK, &now) != 0)
+        return -1;
+    set.rlim_max = want->rlim_max < now.rlim_max ? want->rlim_max : now.rlim_max;
+    set.rlim_cur = want->rlim_cur < set.rlim_max ? want->rlim_cur : set.rlim_max;
+    return setrlimit(RLIMIT_MEMLOCK, &set);
+}
+
 static void __attribute__((noreturn)) child_main(const struct mos_exec_spec *s, int in, int out,
                                                  int err, pid_t relay)
 {
@@ -105,13 +118,18 @@ static void __attribute__((noreturn)) child_main(const struct mos_exec_spec *s, 
             fclose(f);
         }
     }
-    /* mosd runs at nice -10 so that migrations keep pace; the user's program must not inherit
-     * that head start over other users (RLIMIT_MEMLOCK stays: InfiniBand sites raise it for
-     * their users on purpose, and only their PAM limits say by how much). */
+    /* mosd runs at nice -10 so that migrations keep pace, with unlimited locked memory for
+     * verbs: the user's program must have neither. Its nice is 0; its memlock limit is the
+     * user's at home (set after the credential change below). */
     setpriority(PRIO_PROCESS, 0, 0);
     if (setgroups(s->n_groups, s->groups) != 0 || setresgid(s->gid, s->gid, s->gid) != 0 ||
         setresuid(s->uid, s->uid, s->uid) != 0) {
         fprintf(stderr, "mosrun: cannot become uid %d on %s: %s\n", (int)s->uid, s->node,
+                strerror(errno));
+        _exit(126);
+    }
+    if (s->has_memlock && user_memlock(&s->memlock) != 0) {
+        fprintf(stderr, "mosrun: cannot set the locked-memory limit on %s: %s\n", s->node,
                 strerror(errno));
         _exit(126);
     }
@@ -308,7 +326,7 @@ static int relay_loop(struct relay *r)
     }
 }
 
-int mos_exec_relay_run(int link_fd, const struct mos_exec_spec *spec)
+int mos_exec_relay_run(struct mos_link *link_in, const struct mos_exec_spec *spec)
 {
     struct relay r = {.pid = -1, .pidfd = -1, .in_fd = -1, .out_fd = {-1, -1}};
     char why[200];
@@ -318,13 +336,13 @@ int mos_exec_relay_run(int link_fd, const struct mos_exec_spec *spec)
     if (mos_ident_check(spec->uid, spec->gid, spec->groups, spec->n_groups, why,
                         sizeof(why)) != 0) {
         mos_err("exec", "refused to start %s: %s", spec->argv[0], why);
-        close(link_fd);
+        mos_link_close(link_in);
         return MOS_E_IDENTITY;
     }
     signal(SIGPIPE, SIG_IGN);
-    rc = mos_exec_link_new(link_fd, &r.link);
+    rc = mos_exec_link_new(link_in, &r.link);
     if (rc != 0) {
-        close(link_fd);
+        mos_link_close(link_in);
         return rc;
     }
     r.stdin_buf = malloc(MOS_EXEC_STDIN_WINDOW);

@@ -116,13 +116,18 @@ int mos_exec_frame_decode(const uint8_t *buf, size_t len, struct mos_exec_frame 
 
 /* ---- a link end -------------------------------------------------------------------------- */
 
+/* Each frame travels in a sealed record of its own (mos/seal.h): sealed as it is queued,
+ * opened when it is taken. */
+#define FRAME_MAX (MOS_EXEC_HDR_BYTES + MOS_EXEC_MAX_DATA)
+
 struct mos_exec_link {
     int fd;
+    struct mos_seal seal;
     uint8_t *out;
     size_t out_off, out_len, out_cap;
     size_t in_off, in_len; /* unread bytes are in[in_off, in_len) */
     int in_bad;
-    uint8_t in[MOS_EXEC_HDR_BYTES + MOS_EXEC_MAX_DATA];
+    uint8_t in[FRAME_MAX + MOS_SEAL_RECORD_EXTRA];
 };
 
 /* A node that dies without a word (power, network) leaves no FIN behind: keepalive probes and
@@ -139,9 +144,10 @@ static void keepalive(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof(timeout_ms));
 }
 
-int mos_exec_link_new(int fd, struct mos_exec_link **out)
+int mos_exec_link_new(struct mos_link *link, struct mos_exec_link **out)
 {
     struct mos_exec_link *l = calloc(1, sizeof(*l));
+    int fd = link->fd;
 
     if (!l)
         return -ENOMEM;
@@ -152,6 +158,9 @@ int mos_exec_link_new(int fd, struct mos_exec_link **out)
     }
     keepalive(fd); /* fails harmlessly on a socketpair (tests) */
     l->fd = fd;
+    l->seal = link->seal;
+    link->fd = -1; /* the stream and its keys are the exec link's now */
+    mos_link_close(link);
     *out = l;
     return 0;
 }
@@ -162,6 +171,7 @@ void mos_exec_link_free(struct mos_exec_link *l)
         return;
     close(l->fd);
     free(l->out);
+    mos_seal_wipe(&l->seal);
     free(l);
 }
 
@@ -172,7 +182,7 @@ int mos_exec_link_fd(const struct mos_exec_link *l)
 
 int mos_exec_link_queue(struct mos_exec_link *l, const struct mos_exec_frame *f)
 {
-    size_t need = MOS_EXEC_HDR_BYTES + MOS_EXEC_MAX_DATA, used;
+    size_t need = FRAME_MAX + MOS_SEAL_RECORD_EXTRA, used;
 
     if (l->out_off == l->out_len)
         l->out_off = l->out_len = 0;
@@ -191,9 +201,12 @@ int mos_exec_link_queue(struct mos_exec_link *l, const struct mos_exec_frame *f)
             l->out_cap = cap;
         }
     }
-    int rc = mos_exec_frame_encode(f, l->out + l->out_len, l->out_cap - l->out_len, &used);
-    if (rc == 0)
-        l->out_len += used;
+    uint8_t *frame = l->out + l->out_len + MOS_SEAL_RECORD_HDR_BYTES;
+    int rc = mos_exec_frame_encode(f, frame, FRAME_MAX, &used);
+    if (rc == 0) {
+        mos_seal_record(&l->seal.tx, frame, used, l->out + l->out_len);
+        l->out_len += used + MOS_SEAL_RECORD_EXTRA;
+    }
     return rc;
 }
 
@@ -253,16 +266,23 @@ int mos_exec_link_recv(struct mos_exec_link *l)
 
 int mos_exec_link_next(struct mos_exec_link *l, struct mos_exec_frame *f)
 {
-    size_t used;
+    size_t used, frame_len, frame_used;
+    uint8_t *frame;
     int rc;
 
     if (l->in_bad)
         return l->in_bad;
-    rc = mos_exec_frame_decode(l->in + l->in_off, l->in_len - l->in_off, f, &used);
+    rc = mos_unseal_record(&l->seal.rx, l->in + l->in_off, l->in_len - l->in_off, FRAME_MAX,
+                           &frame, &frame_len, &used);
     if (rc == MOS_E_TRUNCATED)
         return 0;
+    if (rc == MOS_E_LIMIT)
+        rc = MOS_E_PROTO;
+    if (rc == 0 && (rc = mos_exec_frame_decode(frame, frame_len, f, &frame_used)) == 0 &&
+        frame_used != frame_len)
+        rc = MOS_E_PROTO; /* one frame per record */
     if (rc != 0)
-        return l->in_bad = rc;
+        return l->in_bad = rc == MOS_E_TRUNCATED ? MOS_E_PROTO : rc;
     l->in_off += used;
     return 1;
 }

@@ -121,11 +121,12 @@ int fwd_result_decode(const uint8_t *p, size_t len, struct fwd_result *r);
 /* The link as a mos frame protocol (magic, version, type table and limits). */
 extern const struct mos_frame_proto fwd_proto;
 
-/* Framing over a stream fd. fwd_send writes one frame; fwd_recv reads one into *buf (grown as
- * needed, up to FWD_MAX_PAYLOAD). Both return 0, MOS_E_PEER_GONE on EOF/reset, MOS_E_PROTO on a
+/* Framing over a link: each frame in one sealed record (mos/seal.h). fwd_send writes one
+ * frame; fwd_recv reads one and leaves its payload at the start of *buf (grown as needed, up
+ * to FWD_MAX_PAYLOAD and the record around it). MOS_E_TAMPERED: a record that does not open. Both return 0, MOS_E_PEER_GONE on EOF/reset, MOS_E_PROTO on a
  * bad frame (MOS_E_VERSION: another version), or -errno. fwd_recv returns -EINTR if interrupted before any byte arrived. */
-int fwd_send(int fd, uint16_t type, const void *payload, size_t len);
-int fwd_recv(int fd, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len);
+int fwd_send(struct mos_link *l, uint16_t type, const void *payload, size_t len);
+int fwd_recv(struct mos_link *l, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len);
 
 void fwd_stats_add(int which);
 enum { FWD_STAT_FORWARDED, FWD_STAT_VIRTUAL, FWD_STAT_HOME, FWD_STAT_REFUSED, FWD_STAT_INTERRUPTED };

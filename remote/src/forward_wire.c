@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 /* Cursors over the shared little-endian helpers of mos/frame.h. */
@@ -212,33 +211,42 @@ const struct mos_frame_proto fwd_proto = {
     .length_ok = fwd_length_ok,
 };
 
-int fwd_send(int fd, uint16_t type, const void *payload, size_t len)
+static int write_full(int fd, const uint8_t *buf, size_t len)
 {
-    uint8_t hdr[MOS_FRAME_HDR_BYTES];
-    struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)payload, len}};
-    size_t left = sizeof(hdr) + len;
-    int n_iov = 2, first = 0;
-
-    if (len > UINT32_MAX || !fwd_length_ok(type, (uint32_t)len))
-        return -EMSGSIZE;
-    mos_frame_hdr_encode(&fwd_proto, type, (uint32_t)len, hdr);
-    while (left > 0) {
-        ssize_t n = writev(fd, iov + first, n_iov - first);
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return errno == EPIPE || errno == ECONNRESET ? MOS_E_PEER_GONE : -errno;
-        left -= (size_t)n;
-        while (first < n_iov && (size_t)n >= iov[first].iov_len) {
-            n -= (ssize_t)iov[first].iov_len;
-            first++;
-        }
-        if (first < n_iov) {
-            iov[first].iov_base = (uint8_t *)iov[first].iov_base + n;
-            iov[first].iov_len -= (size_t)n;
-        }
+        buf += n;
+        len -= (size_t)n;
     }
     return 0;
+}
+
+/* A frame goes out as one sealed record: the frame is built in the link's out buffer and
+ * sealed where it lies. */
+int fwd_send(struct mos_link *l, uint16_t type, const void *payload, size_t len)
+{
+    size_t inner = MOS_FRAME_HDR_BYTES + len, need = inner + MOS_SEAL_RECORD_EXTRA;
+    uint8_t *frame;
+
+    if (len > UINT32_MAX || !fwd_length_ok(type, (uint32_t)len))
+        return -EMSGSIZE;
+    if (need > l->out_cap) {
+        uint8_t *grown = realloc(l->out, need);
+        if (!grown)
+            return -ENOMEM;
+        l->out = grown;
+        l->out_cap = need;
+    }
+    frame = l->out + MOS_SEAL_RECORD_HDR_BYTES;
+    mos_frame_hdr_encode(&fwd_proto, type, (uint32_t)len, frame);
+    if (len)
+        memcpy(frame + MOS_FRAME_HDR_BYTES, payload, len);
+    mos_seal_record(&l->seal.tx, frame, inner, l->out);
+    return write_full(l->fd, l->out, need);
 }
 
 /* Read exactly len bytes. EINTR before the first byte is reported (the caller may have a signal
@@ -263,40 +271,52 @@ static int read_full(int fd, uint8_t *buf, size_t len, int allow_eintr)
     return 0;
 }
 
-int fwd_recv(int fd, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len)
+/* One sealed record holding one frame; the frame's payload is moved to the front of *buf. */
+int fwd_recv(struct mos_link *l, uint16_t *type, uint8_t **buf, size_t *cap, size_t *len)
 {
-    uint8_t raw[MOS_FRAME_HDR_BYTES];
+    uint8_t rec[MOS_SEAL_RECORD_HDR_BYTES], *plain;
     struct mos_frame_hdr hdr;
-    int rc = read_full(fd, raw, sizeof(raw), 1);
+    size_t n, total, plain_len, used;
+    int rc = read_full(l->fd, rec, sizeof(rec), 1);
 
     if (rc != 0)
         return rc;
-    if ((rc = mos_frame_hdr_decode(&fwd_proto, raw, sizeof(raw), &hdr)) != 0)
-        return rc;
-    if (hdr.length > *cap) {
-        uint8_t *grown = realloc(*buf, hdr.length);
+    n = mos_get_le32(rec);
+    if (n < MOS_FRAME_HDR_BYTES || n > MOS_FRAME_HDR_BYTES + FWD_MAX_PAYLOAD)
+        return MOS_E_PROTO;
+    total = n + MOS_SEAL_RECORD_EXTRA;
+    if (total > *cap) {
+        uint8_t *grown = realloc(*buf, total);
         if (!grown)
             return -ENOMEM;
         *buf = grown;
-        *cap = hdr.length;
+        *cap = total;
     }
-    rc = read_full(fd, *buf, hdr.length, 0);
+    memcpy(*buf, rec, sizeof(rec));
+    rc = read_full(l->fd, *buf + sizeof(rec), total - sizeof(rec), 0);
     if (rc != 0)
         return rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc;
+    if ((rc = mos_unseal_record(&l->seal.rx, *buf, total, n, &plain, &plain_len, &used)) != 0)
+        return rc;
+    if ((rc = mos_frame_hdr_decode(&fwd_proto, plain, plain_len, &hdr)) != 0)
+        return rc == MOS_E_TRUNCATED ? MOS_E_PROTO : rc;
+    if (hdr.length != plain_len - MOS_FRAME_HDR_BYTES)
+        return MOS_E_PROTO;
+    memmove(*buf, plain + MOS_FRAME_HDR_BYTES, hdr.length);
     *type = hdr.type;
     *len = hdr.length;
     return 0;
 }
 
-int mos_deputy_link_notify(int link_fd, enum mos_link_notice what)
+int mos_deputy_link_notify(struct mos_link *link, enum mos_link_notice what)
 {
     uint8_t v[4];
 
     mos_put_le32(v, (uint32_t)what);
-    return fwd_send(link_fd, FWD_MSG_NOTICE, v, sizeof(v));
+    return fwd_send(link, FWD_MSG_NOTICE, v, sizeof(v));
 }
 
-int mos_deputy_link_read_notice(int link_fd, enum mos_link_notice *what)
+int mos_deputy_link_read_notice(struct mos_link *link, enum mos_link_notice *what)
 {
     uint8_t *buf = NULL;
     size_t cap = 0, len = 0;
@@ -305,7 +325,7 @@ int mos_deputy_link_read_notice(int link_fd, enum mos_link_notice *what)
     int rc;
 
     do
-        rc = fwd_recv(link_fd, &type, &buf, &cap, &len);
+        rc = fwd_recv(link, &type, &buf, &cap, &len);
     while (rc == -EINTR);
     if (rc == 0 && (type != FWD_MSG_NOTICE || len != sizeof(v)))
         rc = MOS_E_PROTO;

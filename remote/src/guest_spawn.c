@@ -39,7 +39,7 @@ static void guest_main(struct handoff *h, int (*fn)(void *), void *arg)
     _exit(status);
 }
 
-int mos_forward_run_guest(int deputy_fd, int (*fn)(void *), void *arg, int *status)
+int mos_forward_run_guest(struct mos_link *deputy, int (*fn)(void *), void *arg, int *status)
 {
     struct handoff *h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE,
                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -73,7 +73,7 @@ int mos_forward_run_guest(int deputy_fd, int (*fn)(void *), void *arg, int *stat
         waitpid(guest, status, 0);
         return listener;
     }
-    rc = mos_supervisor_run(guest, listener, deputy_fd, NULL, status);
+    rc = mos_supervisor_run(guest, listener, deputy, NULL, status);
     close(listener);
     return rc;
 }
@@ -87,14 +87,15 @@ int mos_deputy_reserved_min(void)
     return (int)rl.rlim_cur - 8;
 }
 
-int mos_deputy_link_prepare(int fd, int *reserved_min)
+int mos_deputy_link_prepare(struct mos_link *link, int *reserved_min)
 {
     int moved;
 
     *reserved_min = mos_deputy_reserved_min();
-    moved = fcntl(fd, F_DUPFD_CLOEXEC, *reserved_min);
+    moved = fcntl(link->fd, F_DUPFD_CLOEXEC, *reserved_min);
     if (moved < 0)
         return mos_errno_status();
-    close(fd);
-    return moved;
+    close(link->fd);
+    link->fd = moved;
+    return 0;
 }

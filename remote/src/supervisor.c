@@ -54,10 +54,12 @@ struct pending_call {
     uint64_t since_ns; /* its notification came: the start of its latency */
 };
 
+#define SIGNALLED_MAX 32
+
 struct mos_supervisor {
     pid_t guest;
     int listener;
-    int deputy;
+    struct mos_link *deputy;
     int pidfd;
     struct mos_home_identity home;
     const struct mos_supervisor_ops *ops;
@@ -73,6 +75,10 @@ struct mos_supervisor {
     uint64_t recv_ns;          /* when the notification being dispatched came */
     int draining; /* the caller's ctl_fd is readable: calls at home are being interrupted */
     pid_t caller; /* the thread of the home call being decided */
+    /* Threads signalled while no call of theirs was here: one may be inside a call we have not
+     * taken yet, and it must not be sent home (signalled_take) */
+    pid_t signalled[SIGNALLED_MAX];
+    int nsignalled;
 };
 
 /* ---- guest memory ------------------------------------------------------------------------ */
@@ -221,10 +227,12 @@ int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t 
     struct seccomp_notif_resp resp = {.id = notif_id, .val = val, .error = error};
 
     if (ioctl(sup->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0) {
-        /* ENOENT: the guest died or was interrupted by a fatal signal meanwhile. */
-        if (errno != ENOENT)
-            mos_warn("supervisor", "reply to guest %d failed: %s", (int)sup->guest,
-                     strerror(errno));
+        /* ENOENT: the caller died (a SIGKILL, say) or took a fatal signal after the call was
+         * read. Nothing is left to answer, and the supervisor must go on to report the exit:
+         * failing here would end the link and make a killed job look lost. */
+        if (errno == ENOENT)
+            return 0;
+        mos_warn("supervisor", "reply to guest %d failed: %s", (int)sup->guest, strerror(errno));
         return -errno;
     }
     return 0;
@@ -405,6 +413,36 @@ static pid_t pick_thread(pid_t guest, int sig)
     return found;
 }
 
+/* The kernel wakes a thread whose call waits for us when a signal comes, unless we have taken
+ * the call (WAIT_KILLABLE_RECV). A thread that is woken but has not yet left when we take its
+ * call stays in it, signal pending: sent home, a blocking call would hang it for good. So each
+ * thread signalled with no call here is noted, and its next call that would go home is answered
+ * -ERESTARTSYS if the signal is still pending (signalled_take): it then acts as the kernel would
+ * have. A call answered here returns at once and lets the signal in anyway. */
+static void signalled_note(struct mos_supervisor *sup, pid_t tid)
+{
+    for (int i = 0; i < sup->nsignalled; i++)
+        if (sup->signalled[i] == tid)
+            return;
+    if (sup->nsignalled == SIGNALLED_MAX) { /* forget the oldest: long since through */
+        memmove(sup->signalled, sup->signalled + 1, (SIGNALLED_MAX - 1) * sizeof(pid_t));
+        sup->nsignalled--;
+    }
+    sup->signalled[sup->nsignalled++] = tid;
+}
+
+/* Was tid noted by signalled_note, and does it still have a signal to take? Forgets it. */
+static int signalled_take(struct mos_supervisor *sup, pid_t tid)
+{
+    for (int i = 0; i < sup->nsignalled; i++) {
+        if (sup->signalled[i] != tid)
+            continue;
+        sup->signalled[i] = sup->signalled[--sup->nsignalled];
+        return signal_deliverable(sup->guest, tid);
+    }
+    return 0;
+}
+
 /* A signal for thread tid: if that thread waits for a call at home, ask the deputy to end it,
  * so the thread takes the signal as it would natively (the result is -ERESTARTSYS). */
 static int interrupt_thread(struct mos_supervisor *sup, pid_t tid, int sig)
@@ -413,10 +451,14 @@ static int interrupt_thread(struct mos_supervisor *sup, pid_t tid, int sig)
     struct thread_sigs t;
     uint8_t id[4];
 
-    if (!c || c->interrupted || sig == 0)
+    if ((c && c->interrupted) || sig == 0)
         return 0;
     if (thread_sigs_read(sup->guest, tid, &t) == 0 && (t.ign & sig_bit(sig)))
         return 0; /* discarded by the kernel: nothing to interrupt for */
+    if (!c) {
+        signalled_note(sup, tid);
+        return 0;
+    }
     c->interrupted = 1;
     mos_put_le32(id, c->id);
     return fwd_send(sup->deputy, FWD_MSG_INTERRUPT, id, sizeof(id));
@@ -758,6 +800,9 @@ static int handle_notification(struct mos_supervisor *sup)
     if (ioctl(sup->listener, SECCOMP_IOCTL_NOTIF_RECV, &n) != 0)
         return errno == ENOENT || errno == EINTR ? 0 : -errno;
     sup->recv_ns = mos_clock_now_ns();
+    if (sup->nsignalled > 0 && mos_syscall_class(n.data.nr) == MOS_SYS_FORWARD &&
+        signalled_take(sup, (pid_t)n.pid))
+        return reply_result(sup, n.id, -ERESTARTSYS);
     return dispatch(sup, &n);
 }
 
@@ -890,7 +935,7 @@ static int serve(struct mos_supervisor *sup, int again)
         if (sup->draining && sup->ncalls == 0)
             ctl = sup->ops->ctl_fd; /* drained: the caller's turn */
         struct pollfd fds[4] = {{listen, POLLIN, 0},
-                                {sup->deputy, POLLIN, 0},
+                                {sup->deputy->fd, POLLIN, 0},
                                 {sup->pidfd, POLLIN, 0},
                                 {ctl, POLLIN, 0}};
         if (poll(fds, 4, tick_wait(sup, &next_tick)) < 0) {
@@ -933,10 +978,10 @@ static void remember_detached(pid_t guest, const struct mos_home_identity *home)
     detached_home = *home;
 }
 
-int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
+int mos_supervisor_run(pid_t guest, int listener_fd, struct mos_link *deputy,
                        const struct mos_supervisor_ops *ops, int *exit_status)
 {
-    struct mos_supervisor sup = {.guest = guest, .listener = listener_fd, .deputy = deputy_fd,
+    struct mos_supervisor sup = {.guest = guest, .listener = listener_fd, .deputy = deputy,
                                  .ops = ops};
     int rc;
 

@@ -141,13 +141,14 @@ static void test_link_carries_more_than_a_socket(void **state)
 {
     struct mos_exec_link *a, *b;
     static uint8_t chunk[MOS_EXEC_MAX_DATA];
-    int sv[2];
+    struct mos_link la, lb;
     size_t sent = 0, got = 0, total = 64 * sizeof(chunk);
     (void)state;
 
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    assert_int_equal(mos_exec_link_new(sv[0], &a), 0);
-    assert_int_equal(mos_exec_link_new(sv[1], &b), 0);
+    assert_int_equal(mos_link_pair(&la, &lb), 0);
+    assert_int_equal(mos_exec_link_new(&la, &a), 0);
+    assert_int_equal(mos_exec_link_new(&lb, &b), 0);
+    assert_int_equal(la.fd, -1); /* the exec link has it now */
     for (; sent < total; sent += sizeof(chunk)) {
         for (size_t i = 0; i < sizeof(chunk); i++)
             chunk[i] = (uint8_t)((sent + i) % 251);
@@ -190,17 +191,59 @@ static void test_link_garbage(void **state)
 {
     struct mos_exec_link *b;
     struct mos_exec_frame f;
-    int sv[2];
+    struct mos_link la, lb;
     (void)state;
 
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    assert_int_equal(mos_exec_link_new(sv[1], &b), 0);
-    assert_int_equal(write(sv[0], "GET / HTTP/1.0\r\n", 16), 16);
+    assert_int_equal(mos_link_pair(&la, &lb), 0);
+    assert_int_equal(mos_exec_link_new(&lb, &b), 0);
+    assert_int_equal(write(la.fd, "GET / HTTP/1.0\r\n", 16), 16);
     assert_int_equal(mos_exec_link_recv(b), 0);
     assert_int_equal(mos_exec_link_next(b, &f), MOS_E_PROTO);
     assert_int_equal(mos_exec_link_next(b, &f), MOS_E_PROTO);
-    close(sv[0]);
+    mos_link_close(&la);
     mos_exec_link_free(b);
+}
+
+/* Frames travel sealed: the program's output is not readable on the way, and a frame changed,
+ * or sent again, on the way is refused, never handed over. */
+static void test_link_sealed(void **state)
+{
+    static const char secret[] = "the output of a program nobody else may read";
+    struct mos_exec_frame out = {.type = MOS_EXEC_STDOUT, .len = sizeof(secret) - 1,
+                                 .data = (const uint8_t *)secret}, f;
+    enum { REC = MOS_EXEC_HDR_BYTES + sizeof(secret) - 1 + MOS_SEAL_RECORD_EXTRA };
+    uint8_t raw[REC];
+    (void)state;
+
+    for (int what = 0; what < 3; what++) {
+        struct mos_exec_link *a, *b;
+        struct mos_link la, lb;
+        assert_int_equal(mos_link_pair(&la, &lb), 0);
+        assert_int_equal(mos_exec_link_new(&la, &a), 0);
+        assert_int_equal(mos_exec_link_queue(a, &out), 0);
+        assert_int_equal(mos_exec_link_flush(a), 0);
+        /* taken off the wire before b exists, and put back as it was, changed, or twice */
+        assert_int_equal(read(lb.fd, raw, sizeof(raw)), sizeof(raw));
+        assert_null(memmem(raw, sizeof(raw), "nobody else", 11));
+        assert_null(memmem(raw, sizeof(raw), "MEXL", 4));
+        if (what == 1)
+            raw[sizeof(raw) / 2] ^= 4;
+        for (int i = 0; i < (what == 2 ? 2 : 1); i++)
+            assert_int_equal(write(mos_exec_link_fd(a), raw, sizeof(raw)), sizeof(raw));
+        assert_int_equal(mos_exec_link_new(&lb, &b), 0);
+        assert_int_equal(mos_exec_link_recv(b), 0); /* a socketpair: all of it is there */
+        if (what == 1) {
+            assert_int_equal(mos_exec_link_next(b, &f), MOS_E_TAMPERED);
+        } else {
+            assert_int_equal(mos_exec_link_next(b, &f), 1);
+            assert_int_equal(f.type, MOS_EXEC_STDOUT);
+            assert_memory_equal(f.data, secret, f.len);
+            if (what == 2)
+                assert_int_equal(mos_exec_link_next(b, &f), MOS_E_TAMPERED);
+        }
+        mos_exec_link_free(a);
+        mos_exec_link_free(b);
+    }
 }
 
 /* The relay, in a child (it would change its credentials were the spec taken), is handed
@@ -209,7 +252,8 @@ static void relay_given(gid_t gid, const gid_t *groups, size_t n_groups)
 {
     struct passwd *pw = getpwnam("nobody");
     char flag[] = "/tmp/mos-relay-ident.XXXXXX", cmd[64];
-    int sv[2], status;
+    struct mos_link la, lb;
+    int status;
     pid_t child;
 
     assert_non_null(pw);
@@ -222,16 +266,16 @@ static void relay_given(gid_t gid, const gid_t *groups, size_t n_groups)
     struct mos_exec_spec spec = {.uid = pw->pw_uid, .gid = gid, .groups = groups,
                                  .n_groups = n_groups, .argv = argv, .envp = envp, .cwd = "/",
                                  .umask = 022, .node = "test"};
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(mos_link_pair(&la, &lb), 0);
     child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        close(sv[0]);
-        _exit(mos_exec_relay_run(sv[1], &spec) == MOS_E_IDENTITY ? 0 : 1);
+        close(la.fd);
+        _exit(mos_exec_relay_run(&lb, &spec) == MOS_E_IDENTITY ? 0 : 1);
     }
-    close(sv[1]);
+    mos_link_close(&lb);
     assert_int_equal(waitpid(child, &status, 0), child);
-    close(sv[0]);
+    mos_link_close(&la);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     struct stat st;
@@ -264,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_link_carries_more_than_a_socket),
         cmocka_unit_test(test_link_garbage),
+        cmocka_unit_test(test_link_sealed),
         cmocka_unit_test(test_relay_refuses_gid_zero),
         cmocka_unit_test(test_relay_refuses_extra_group),
     };

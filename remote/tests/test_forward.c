@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -143,51 +146,90 @@ static void test_result_roundtrip(void **state)
     assert_int_equal(fwd_result_decode(wire, (size_t)n, &out), MOS_E_PROTO);
 }
 
+/* Write a frame sealed with a's keys as fwd_send would, but with a header of our own. */
+static void send_sealed(struct mos_link *a, uint16_t version, uint16_t type, uint32_t length,
+                        const void *payload, size_t n)
+{
+    uint8_t frame[MOS_FRAME_HDR_BYTES + 64], rec[sizeof(frame) + MOS_SEAL_RECORD_EXTRA];
+
+    memcpy(frame, "MDEP", 4);
+    mos_put_le16(frame + 4, version);
+    mos_put_le16(frame + 6, type);
+    mos_put_le32(frame + 8, length);
+    memcpy(frame + MOS_FRAME_HDR_BYTES, payload, n);
+    mos_seal_record(&a->seal.tx, frame, MOS_FRAME_HDR_BYTES + n, rec);
+    assert_int_equal(write(a->fd, rec, MOS_FRAME_HDR_BYTES + n + MOS_SEAL_RECORD_EXTRA),
+                     MOS_FRAME_HDR_BYTES + n + MOS_SEAL_RECORD_EXTRA);
+}
+
 static void test_framing(void **state)
 {
     (void)state;
-    uint8_t raw[MOS_FRAME_HDR_BYTES + 8], *rx = NULL, ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    enum { REC = MOS_FRAME_HDR_BYTES + 8 + MOS_SEAL_RECORD_EXTRA };
+    uint8_t raw[REC], *rx = NULL, ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     size_t cap = 0, len;
     uint16_t type;
-    int sv[2];
+    struct mos_link a, b;
 
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(fwd_send(sv[0], FWD_MSG_HELLO, ids, sizeof(ids)), 0);
-    assert_int_equal(read(sv[1], raw, sizeof(raw)), sizeof(raw));
-    /* the common mos frame header, little-endian */
-    assert_memory_equal(raw, "MDEP", 4);
-    assert_int_equal(mos_get_le16(raw + 6), FWD_MSG_HELLO);
-    assert_int_equal(mos_get_le32(raw + 8), 8);
-    assert_int_equal(write(sv[0], raw, sizeof(raw)), sizeof(raw));
-    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), 0);
+    assert_int_equal(mos_link_pair(&a, &b), 0);
+    assert_int_equal(fwd_send(&a, FWD_MSG_HELLO, ids, sizeof(ids)), 0);
+    assert_int_equal(read(b.fd, raw, sizeof(raw)), sizeof(raw));
+    /* a sealed record: its length in clear, the frame (the common mos header, "MDEP") not */
+    assert_int_equal(mos_get_le32(raw), MOS_FRAME_HDR_BYTES + 8);
+    assert_null(memmem(raw, sizeof(raw), "MDEP", 4));
+    assert_null(memmem(raw, sizeof(raw), ids, 8));
+    assert_int_equal(write(a.fd, raw, sizeof(raw)), sizeof(raw));
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), 0);
     assert_int_equal(type, FWD_MSG_HELLO);
     assert_int_equal(len, 8);
     assert_memory_equal(rx, ids, 8);
-    /* a type's limit holds on both ends: a HELLO longer than two ids, an unknown type */
-    assert_int_equal(fwd_send(sv[0], FWD_MSG_HELLO, ids, 9), -EMSGSIZE);
-    assert_int_equal(fwd_send(sv[0], 99, ids, 1), -EMSGSIZE);
-    mos_put_le32(raw + 8, 9);
-    assert_int_equal(write(sv[0], raw, MOS_FRAME_HDR_BYTES), MOS_FRAME_HDR_BYTES);
-    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_PROTO);
+    /* the same record again: a replay does not open */
+    assert_int_equal(write(a.fd, raw, sizeof(raw)), sizeof(raw));
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), MOS_E_TAMPERED);
+    mos_link_close(&a);
+    mos_link_close(&b);
+
+    /* one bit changed on the way */
+    assert_int_equal(mos_link_pair(&a, &b), 0);
+    assert_int_equal(fwd_send(&a, FWD_MSG_HELLO, ids, sizeof(ids)), 0);
+    assert_int_equal(read(b.fd, raw, sizeof(raw)), sizeof(raw));
+    raw[10] ^= 0x10;
+    assert_int_equal(write(a.fd, raw, sizeof(raw)), sizeof(raw));
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), MOS_E_TAMPERED);
+    mos_link_close(&a);
+    mos_link_close(&b);
+
+    /* a type's limit holds on both ends: a HELLO longer than two ids, an unknown type; and a
+     * sealed frame from the key holder is still checked like any frame */
+    assert_int_equal(mos_link_pair(&a, &b), 0);
+    assert_int_equal(fwd_send(&a, FWD_MSG_HELLO, ids, 9), -EMSGSIZE);
+    assert_int_equal(fwd_send(&a, 99, ids, 1), -EMSGSIZE);
+    send_sealed(&a, FWD_VERSION, FWD_MSG_HELLO, 9, ids, 8);
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), MOS_E_PROTO);
     /* an INTERRUPT carries a call id and nothing else */
-    assert_int_equal(fwd_send(sv[0], FWD_MSG_INTERRUPT, ids, 4), 0);
-    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), 0);
+    assert_int_equal(fwd_send(&a, FWD_MSG_INTERRUPT, ids, 4), 0);
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), 0);
     assert_int_equal(type, FWD_MSG_INTERRUPT);
-    assert_int_equal(fwd_send(sv[0], FWD_MSG_INTERRUPT, ids, 8), -EMSGSIZE);
-    mos_put_le16(raw + 6, FWD_MSG_INTERRUPT);
-    assert_int_equal(write(sv[0], raw, MOS_FRAME_HDR_BYTES), MOS_FRAME_HDR_BYTES);
-    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_PROTO);
-    mos_put_le16(raw + 6, FWD_MSG_HELLO);
-    mos_put_le32(raw + 8, 8);
-    mos_put_le16(raw + 4, FWD_VERSION + 1);
-    assert_int_equal(write(sv[0], raw, MOS_FRAME_HDR_BYTES), MOS_FRAME_HDR_BYTES);
-    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_VERSION);
-    /* a payload cut short by the peer's close */
-    mos_put_le16(raw + 4, FWD_VERSION);
-    assert_int_equal(write(sv[0], raw, sizeof(raw) - 1), sizeof(raw) - 1);
-    close(sv[0]);
-    assert_int_equal(fwd_recv(sv[1], &type, &rx, &cap, &len), MOS_E_TRUNCATED);
-    close(sv[1]);
+    assert_int_equal(fwd_send(&a, FWD_MSG_INTERRUPT, ids, 8), -EMSGSIZE);
+    send_sealed(&a, FWD_VERSION, FWD_MSG_INTERRUPT, 8, ids, 8);
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), MOS_E_PROTO);
+    send_sealed(&a, FWD_VERSION + 1, FWD_MSG_HELLO, 8, ids, 8);
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), MOS_E_VERSION);
+    /* a record longer than any frame may be: refused before it is read */
+    mos_put_le32(raw, MOS_FRAME_HDR_BYTES + FWD_MAX_PAYLOAD + 1);
+    assert_int_equal(write(a.fd, raw, 4), 4);
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), MOS_E_PROTO);
+    mos_link_close(&a);
+    mos_link_close(&b);
+
+    /* a record cut short by the peer's close */
+    assert_int_equal(mos_link_pair(&a, &b), 0);
+    assert_int_equal(fwd_send(&a, FWD_MSG_HELLO, ids, sizeof(ids)), 0);
+    assert_int_equal(read(b.fd, raw, sizeof(raw)), sizeof(raw));
+    assert_int_equal(write(a.fd, raw, sizeof(raw) - 1), sizeof(raw) - 1);
+    mos_link_close(&a);
+    assert_int_equal(fwd_recv(&b, &type, &rx, &cap, &len), MOS_E_TRUNCATED);
+    mos_link_close(&b);
     free(rx);
 }
 
@@ -201,7 +243,7 @@ static void quiet(enum mos_log_level l, const char *c, const char *t, void *a)
 
 struct fake_sup {
     pid_t deputy;
-    int link;     /* our end */
+    struct mos_link link; /* our end */
     int pipe_w;   /* the write end of a pipe whose read end (pipe_r) the deputy reads */
     int pipe_r;
     int other[2]; /* a second pipe */
@@ -211,11 +253,12 @@ struct fake_sup {
 
 static void fake_sup_start(struct fake_sup *f)
 {
-    int sv[2], p[2];
+    struct mos_link ours, theirs;
+    int p[2];
     uint16_t type;
 
     mos_log_set_sink(quiet, NULL);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(mos_link_pair(&ours, &theirs), 0);
     assert_int_equal(pipe(p), 0);
     memset(f, 0, sizeof(*f));
     f->pipe_r = p[0];
@@ -225,17 +268,17 @@ static void fake_sup_start(struct fake_sup *f)
     assert_true(f->deputy >= 0);
     if (f->deputy == 0) {
         int reserved, status = 0;
-        close(sv[1]);
-        int link = mos_deputy_link_prepare(sv[0], &reserved);
+        close(ours.fd);
+        assert_int_equal(mos_deputy_link_prepare(&theirs, &reserved), 0);
         struct mos_deputy_opts opts = {.identity = {getpid(), getppid()},
                                        .reserved_fd_min = reserved};
-        int rc = mos_deputy_serve(link, &opts, &status);
+        int rc = mos_deputy_serve(&theirs, &opts, &status);
         _exit(rc == 0 ? WEXITSTATUS(status) : rc == MOS_E_PROTO ? 98 :
               rc == MOS_DEPUTY_MOVING ? 97 : 99);
     }
-    close(sv[0]);
-    f->link = sv[1];
-    assert_int_equal(fwd_recv(f->link, &type, &f->rx, &f->cap, &f->len), 0);
+    mos_link_close(&theirs);
+    f->link = ours;
+    assert_int_equal(fwd_recv(&f->link, &type, &f->rx, &f->cap, &f->len), 0);
     assert_int_equal(type, FWD_MSG_HELLO);
 }
 
@@ -251,7 +294,7 @@ static int fake_sup_end(struct fake_sup *f)
         waitpid(f->deputy, &status, 0);
         status = -1;
     }
-    close(f->link);
+    mos_link_close(&f->link);
     close(f->pipe_r);
     close(f->pipe_w);
     close(f->other[0]);
@@ -269,7 +312,7 @@ static void send_read(struct fake_sup *f, uint32_t id, int fd, uint32_t len)
     c.bufs[0] = (struct fwd_buf){.argidx = 1, .dir = FWD_DIR_OUT, .len = len};
     ssize_t n = fwd_call_encode(&c, wire, sizeof(wire));
     assert_true(n > 0);
-    assert_int_equal(fwd_send(f->link, FWD_MSG_CALL, wire, (size_t)n), 0);
+    assert_int_equal(fwd_send(&f->link, FWD_MSG_CALL, wire, (size_t)n), 0);
 }
 
 static void send_write(struct fake_sup *f, uint32_t id, int fd, const char *text)
@@ -282,14 +325,14 @@ static void send_write(struct fake_sup *f, uint32_t id, int fd, const char *text
                                  .data = (uint8_t *)text};
     ssize_t n = fwd_call_encode(&c, wire, sizeof(wire));
     assert_true(n > 0);
-    assert_int_equal(fwd_send(f->link, FWD_MSG_CALL, wire, (size_t)n), 0);
+    assert_int_equal(fwd_send(&f->link, FWD_MSG_CALL, wire, (size_t)n), 0);
 }
 
 static void expect_result(struct fake_sup *f, struct fwd_result *res)
 {
     uint16_t type;
 
-    assert_int_equal(fwd_recv(f->link, &type, &f->rx, &f->cap, &f->len), 0);
+    assert_int_equal(fwd_recv(&f->link, &type, &f->rx, &f->cap, &f->len), 0);
     assert_int_equal(type, FWD_MSG_RESULT);
     assert_int_equal(fwd_result_decode(f->rx, f->len, res), 0);
 }
@@ -299,7 +342,7 @@ static void send_u32(struct fake_sup *f, uint16_t type, uint32_t v)
     uint8_t b[4];
 
     mos_put_le32(b, v);
-    assert_int_equal(fwd_send(f->link, type, b, sizeof(b)), 0);
+    assert_int_equal(fwd_send(&f->link, type, b, sizeof(b)), 0);
 }
 
 /* A read blocked at home does not hold up a later call: the write's result comes first, each
@@ -393,32 +436,99 @@ static void test_supervisor_refuses_unknown_result(void **state)
     size_t cap = 0, len;
     uint16_t type;
     struct fwd_call call;
-    int sv[2], st;
+    struct mos_link dep, sup_end;
+    int st;
 
     mos_log_set_sink(quiet, NULL);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(mos_link_pair(&sup_end, &dep), 0);
     pid_t sup = fork();
     assert_true(sup >= 0);
     if (sup == 0) {
         int status = 0;
-        close(sv[0]);
-        int rc = mos_forward_run_guest(sv[1], guest_writes, NULL, &status);
+        close(dep.fd);
+        int rc = mos_forward_run_guest(&sup_end, guest_writes, NULL, &status);
         _exit(rc == MOS_E_PROTO ? 98 : rc == 0 ? 0 : 99);
     }
-    close(sv[1]);
-    assert_int_equal(fwd_send(sv[0], FWD_MSG_HELLO, ids, sizeof(ids)), 0);
-    assert_int_equal(fwd_recv(sv[0], &type, &rx, &cap, &len), 0);
+    mos_link_close(&sup_end);
+    assert_int_equal(fwd_send(&dep, FWD_MSG_HELLO, ids, sizeof(ids)), 0);
+    assert_int_equal(fwd_recv(&dep, &type, &rx, &cap, &len), 0);
     assert_int_equal(type, FWD_MSG_CALL);
     assert_int_equal(fwd_call_decode(rx, len, &call), 0);
     assert_int_equal(call.nr, SYS_write);
     /* the same slot, another sequence: a late result of an earlier call, or a forged one */
     struct fwd_result res = {.id = call.id + FWD_MAX_INFLIGHT, .ret = 1};
     ssize_t n = fwd_result_encode(&res, wire, sizeof(wire));
-    assert_int_equal(fwd_send(sv[0], FWD_MSG_RESULT, wire, (size_t)n), 0);
+    assert_int_equal(fwd_send(&dep, FWD_MSG_RESULT, wire, (size_t)n), 0);
     assert_int_equal(waitpid(sup, &st, 0), sup);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 98);
-    close(sv[0]);
+    mos_link_close(&dep);
+    free(rx);
+    mos_log_set_sink(NULL, NULL);
+}
+
+/* A guest killed while its call is at the supervisor: the reply finds no one, and that is no
+ * failure of the supervisor. It must still report the exit (killed by SIGKILL); a supervisor
+ * that ended the link instead made a job killed at home look lost (mosrun's 113). */
+struct kill_then_reply {
+    pid_t guest;
+    int reply_rc;
+};
+
+static int kill_then_reply(struct mos_supervisor *sup, uint64_t id, long nr, void *arg)
+{
+    struct kill_then_reply *k = arg;
+    siginfo_t si;
+
+    (void)nr;
+    kill(k->guest, SIGKILL);
+    waitid(P_PID, (id_t)k->guest, &si, WEXITED | WNOWAIT); /* dead, not reaped */
+    k->reply_rc = mos_supervisor_reply(sup, id, 0, -ENOSYS);
+    return 1;
+}
+
+static void test_supervisor_reply_to_killed_guest(void **state)
+{
+    (void)state;
+    int *shared = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                       -1, 0);
+    uint8_t ids[8] = {0}, *rx = NULL;
+    size_t cap = 0, len;
+    uint16_t type;
+    struct mos_link dep, sup_end;
+    int status = -1;
+
+    assert_true(shared != MAP_FAILED);
+    *shared = -1;
+    mos_log_set_sink(quiet, NULL);
+    assert_int_equal(mos_syscall_class(SYS_shmget), MOS_SYS_HOME);
+    assert_int_equal(mos_link_pair(&sup_end, &dep), 0);
+    pid_t guest = fork();
+    assert_true(guest >= 0);
+    if (guest == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = mos_guest_filter_install();
+        __atomic_store_n(shared, fd < 0 ? -2 : fd, __ATOMIC_RELEASE);
+        syscall(SYS_shmget, IPC_PRIVATE, 4096, 0600); /* home class: to the policy */
+        _exit(0);
+    }
+    while (__atomic_load_n(shared, __ATOMIC_ACQUIRE) == -1)
+        usleep(1000);
+    assert_true(*shared >= 0);
+    int listener = mos_supervisor_take_listener(guest, *shared);
+    assert_true(listener >= 0);
+    struct kill_then_reply k = {.guest = guest, .reply_rc = 1};
+    struct mos_supervisor_ops ops = {.home_call = kill_then_reply, .arg = &k};
+    assert_int_equal(fwd_send(&dep, FWD_MSG_HELLO, ids, sizeof(ids)), 0);
+    assert_int_equal(mos_supervisor_run(guest, listener, &sup_end, &ops, &status), 0);
+    assert_int_equal(k.reply_rc, 0);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(fwd_recv(&dep, &type, &rx, &cap, &len), 0);
+    assert_int_equal(type, FWD_MSG_EXIT); /* the deputy learns how the job ended */
+    close(listener);
+    mos_link_close(&dep);
+    mos_link_close(&sup_end);
+    munmap(shared, sizeof(int));
     free(rx);
     mos_log_set_sink(NULL, NULL);
 }
@@ -450,27 +560,29 @@ static void test_guest_clone_rules(void **state)
 {
     (void)state;
     struct fake_sup f;
-    int sv[2], st, status = -1;
+    struct mos_link sup_end, dep;
+    int st, status = -1;
 
     mos_log_set_sink(quiet, NULL);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(mos_link_pair(&sup_end, &dep), 0);
     f.deputy = fork();
     assert_true(f.deputy >= 0);
     if (f.deputy == 0) {
         int reserved;
-        close(sv[1]);
-        int link = mos_deputy_link_prepare(sv[0], &reserved);
+        close(sup_end.fd);
+        if (mos_deputy_link_prepare(&dep, &reserved) != 0)
+            _exit(1);
         struct mos_deputy_opts opts = {.identity = {getpid(), getppid()},
                                        .reserved_fd_min = reserved};
-        _exit(mos_deputy_serve(link, &opts, &status) == 0 ? 0 : 1);
+        _exit(mos_deputy_serve(&dep, &opts, &status) == 0 ? 0 : 1);
     }
-    close(sv[0]);
-    assert_int_equal(mos_forward_run_guest(sv[1], guest_clones, NULL, &status), 0);
+    mos_link_close(&dep);
+    assert_int_equal(mos_forward_run_guest(&sup_end, guest_clones, NULL, &status), 0);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 7);
     assert_int_equal(waitpid(f.deputy, &st, 0), f.deputy);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    close(sv[1]);
+    mos_link_close(&sup_end);
     mos_log_set_sink(NULL, NULL);
 }
 
@@ -481,7 +593,8 @@ static void test_link_token(void **state)
     (void)state;
     uint8_t token[MOS_LINK_TOKEN_BYTES], wrong[MOS_LINK_TOKEN_BYTES];
     enum mos_link_notice what;
-    int port = 0, lfd, fd, st;
+    struct mos_link link;
+    int port = 0, lfd, st;
     pid_t child;
 
     mos_log_set_sink(quiet, NULL);
@@ -492,18 +605,18 @@ static void test_link_token(void **state)
     child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        int bad = mos_deputy_link_connect("127.0.0.1", port, wrong, 5000);
-        int good = mos_deputy_link_connect("127.0.0.1", port, token, 5000);
-        _exit(bad == MOS_E_AUTH && good >= 0 && mos_deputy_link_notify(good, MOS_LINK_RESUME) == 0
+        struct mos_link l;
+        int bad = mos_deputy_link_connect("127.0.0.1", port, wrong, 5000, &l);
+        int good = mos_deputy_link_connect("127.0.0.1", port, token, 5000, &l);
+        _exit(bad == MOS_E_AUTH && good == 0 && mos_deputy_link_notify(&l, MOS_LINK_RESUME) == 0
                   ? 0 : 1);
     }
-    fd = mos_deputy_link_accept(lfd, token, 5000);
-    assert_true(fd >= 0);
-    assert_int_equal(mos_deputy_link_read_notice(fd, &what), 0);
+    assert_int_equal(mos_deputy_link_accept(lfd, token, 5000, &link), 0);
+    assert_int_equal(mos_deputy_link_read_notice(&link, &what), 0);
     assert_int_equal(what, MOS_LINK_RESUME);
     assert_int_equal(waitpid(child, &st, 0), child);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    close(fd);
+    mos_link_close(&link);
     close(lfd);
     mos_log_set_sink(NULL, NULL);
 }
@@ -559,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_deputy_inflight_limits),
         cmocka_unit_test(test_deputy_moving),
         cmocka_unit_test(test_supervisor_refuses_unknown_result),
+        cmocka_unit_test(test_supervisor_reply_to_killed_guest),
         cmocka_unit_test(test_guest_clone_rules),
         cmocka_unit_test(test_call_latency_buckets),
     };

@@ -553,33 +553,35 @@ static pid_t guest_of(pid_t supervisor)
 
 static int run_guest(const struct workload *w, const char *dir, const char *out, struct job *j)
 {
-    int p0[2], p3[2], sv[2];
+    int p0[2], p3[2];
+    struct mos_link sup_end, dep;
     pid_t deputy, sup;
 
-    if (pipe(p0) != 0 || pipe(p3) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    if (pipe(p0) != 0 || pipe(p3) != 0 || mos_link_pair(&sup_end, &dep) != 0)
         return -1;
     deputy = fork();
     if (deputy == 0) {
         int reserved, status = 0;
         child_stdio(p0, p3, out, dir);
-        close(sv[1]);
-        int link = mos_deputy_link_prepare(sv[0], &reserved);
+        close(sup_end.fd);
+        if (mos_deputy_link_prepare(&dep, &reserved) != 0)
+            _exit(98);
         struct mos_deputy_opts opts = {.identity = {getpid(), getppid()},
                                        .reserved_fd_min = reserved};
-        if (link < 0 || mos_deputy_serve(link, &opts, &status) != 0)
+        if (mos_deputy_serve(&dep, &opts, &status) != 0)
             _exit(98);
         _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     }
     sup = fork();
     if (sup == 0) {
         int status = 0;
-        close(sv[0]);
-        if (mos_forward_run_guest(sv[1], guest_main, (void *)w, &status) != 0)
+        close(dep.fd);
+        if (mos_forward_run_guest(&sup_end, guest_main, (void *)w, &status) != 0)
             _exit(97);
         _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     }
-    close(sv[0]);
-    close(sv[1]);
+    mos_link_close(&sup_end);
+    mos_link_close(&dep);
     close(p0[0]);
     close(p3[0]);
     /* only driven workloads wait for the driver, so only they are sure to be found */

@@ -190,6 +190,10 @@ static void info_json(const struct mos_image_info *in)
         json_object_object_add(j, "path", json_object_new_string(f->path));
         json_object_object_add(j, "offset", json_object_new_int64((int64_t)f->offset));
         json_object_object_add(j, "flags", json_object_new_int((int)f->flags));
+        if (strcmp(f->kind, "pipe") == 0) {
+            json_object_object_add(j, "pipe_size", json_object_new_int64(f->pipe_size));
+            json_object_object_add(j, "queued", json_object_new_int64(f->queued));
+        }
         json_object_array_add(fds, j);
     }
     json_object_object_add(o, "vmas", vmas);
@@ -214,9 +218,18 @@ static void info_text(const struct mos_image_info *in)
         printf("  vma %012llx-%012llx %s %-11s %8llu pages %s\n", (unsigned long long)v->start,
                (unsigned long long)v->end, prot, v->kind, (unsigned long long)v->pages, v->path);
     }
-    for (size_t i = 0; i < in->nfds; i++)
-        printf("  fd %d %s %s offset %llu flags %#o\n", in->fds[i].fd, in->fds[i].kind,
-               in->fds[i].path, (unsigned long long)in->fds[i].offset, in->fds[i].flags);
+    for (size_t i = 0; i < in->nfds; i++) {
+        const struct mos_image_fd_info *f = &in->fds[i];
+        if (strcmp(f->kind, "pipe") == 0 && f->queued)
+            printf("  fd %d pipe %s flags %#o, capacity %u, holds %u bytes\n", f->fd, f->path,
+                   f->flags, f->pipe_size, f->queued);
+        else if (strcmp(f->kind, "pipe") == 0)
+            printf("  fd %d pipe %s flags %#o, capacity %u\n", f->fd, f->path, f->flags,
+                   f->pipe_size);
+        else
+            printf("  fd %d %s %s offset %llu flags %#o\n", f->fd, f->kind, f->path,
+                   (unsigned long long)f->offset, f->flags);
+    }
     printf("%llu pages in %llu records, %llu bytes\n", (unsigned long long)in->pages,
            (unsigned long long)in->records, (unsigned long long)in->bytes);
 }

@@ -57,7 +57,7 @@ struct mosrun {
     int reserved_min;     /* our own descriptors live at and above this */
     enum job_state state;
     int link_listen;
-    int link;             /* the supervisor's link, once it has proved the token */
+    struct mos_link link; /* the supervisor's link, once it has proved the token (fd -1) */
     uint8_t token[MOS_LINK_TOKEN_BYTES];
     char node_addr[MOS_ADDR_MAX];
     char where[MOS_NODE_NAME_MAX];
@@ -467,9 +467,8 @@ static void on_abort(struct mosrun *m)
 {
     if (m->link_listen >= 0)
         close(m->link_listen);
-    if (m->link >= 0)
-        close(m->link);
-    m->link_listen = m->link = -1;
+    mos_link_close(&m->link);
+    m->link_listen = -1;
     m->state = JOB_HOME;
 }
 
@@ -489,13 +488,13 @@ static void on_link_ready(struct mosrun *m)
         m->link_listen = -1;
         return;
     }
-    int fd = mos_deputy_link_accept(m->link_listen, m->token, 10000);
+    struct mos_link got;
 
-    if (fd < 0)
+    if (mos_deputy_link_accept(m->link_listen, m->token, 10000, &got) != 0)
         return;
-    if (m->link >= 0)
-        close(m->link);
-    m->link = move_high(m, fd);
+    mos_link_close(&m->link);
+    got.fd = move_high(m, got.fd);
+    m->link = got;
 }
 
 static void on_checkpoint(struct mosrun *m, struct json_object *msg);
@@ -595,7 +594,8 @@ static void *keeper_main(void *arg)
     return NULL;
 }
 
-static int serve_keeping_mosd(struct mosrun *m, int link, const struct mos_deputy_opts *opts,
+static int serve_keeping_mosd(struct mosrun *m, struct mos_link *link,
+                              const struct mos_deputy_opts *opts,
                               int *status)
 {
     struct mosd_keeper k = {.m = m, .stop = -1, .spare = -1};
@@ -657,43 +657,42 @@ static void where_of_link(struct mosrun *m, int link)
 
 #define LINK_NATIVE (-2)
 
-/* Between two supervisors: the old one said the guest is moving. Wait for the new one to prove
- * the token on our listener, for the old one to say the move failed and it serves again, or
- * for mosd to say the job runs natively here again (LINK_NATIVE). */
-static int next_link(struct mosrun *m, int old)
+/* Between two supervisors: the old one (*link) said the guest is moving. Wait for the new one
+ * to prove the token on our listener (0: *link is the new one), for the old one to say the
+ * move failed and it serves again (0: *link unchanged), or for mosd to say the job runs
+ * natively here again (LINK_NATIVE); -1: neither came. */
+static int next_link(struct mosrun *m, struct mos_link *link)
 {
     for (int waited_ms = 0; waited_ms < 300000; waited_ms += 1000) {
         enum mos_link_notice notice;
 
         reconnect_mosd(m); /* it tells us when the job is home again */
-        struct pollfd fds[3] = {{m->link_listen, POLLIN, 0}, {old, POLLIN, 0},
+        struct pollfd fds[3] = {{m->link_listen, POLLIN, 0}, {link->fd, POLLIN, 0},
                                 {m->mosd_fd, POLLIN, 0}};
 
         if (poll(fds, 3, 1000) <= 0)
             continue;
         if (m->mosd_fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP)) && mosd_says_native(m)) {
-            if (old >= 0)
-                close(old);
+            mos_link_close(link);
             return LINK_NATIVE;
         }
         if (fds[0].revents & POLLIN) {
-            int fd = mos_deputy_link_accept(m->link_listen, m->token, 10000);
-            if (fd >= 0) {
-                if (old >= 0)
-                    close(old);
-                where_of_link(m, fd);
-                return move_high(m, fd);
+            struct mos_link got;
+            if (mos_deputy_link_accept(m->link_listen, m->token, 10000, &got) == 0) {
+                mos_link_close(link);
+                where_of_link(m, got.fd);
+                got.fd = move_high(m, got.fd);
+                *link = got;
+                return 0;
             }
         }
-        if (old >= 0 && (fds[1].revents & (POLLIN | POLLHUP))) {
-            if (mos_deputy_link_read_notice(old, &notice) == 0 && notice == MOS_LINK_RESUME)
-                return old;
-            close(old); /* the old node is gone: only a new supervisor can still come */
-            old = -1;
+        if (link->fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP))) {
+            if (mos_deputy_link_read_notice(link, &notice) == 0 && notice == MOS_LINK_RESUME)
+                return 0;
+            mos_link_close(link); /* the old node is gone: only a new supervisor can still come */
         }
     }
-    if (old >= 0)
-        close(old);
+    mos_link_close(link);
     return -1;
 }
 
@@ -715,7 +714,8 @@ static void __attribute__((noreturn)) end_away(struct mosrun *m, int status, int
 static void back_home(struct mosrun *m)
 {
     close(m->link_listen);
-    m->link_listen = m->link = -1;
+    m->link_listen = -1;
+    mos_link_close(&m->link);
     if (m->reserved_min > 3)
         syscall(SYS_close_range, 3, m->reserved_min - 1, 0);
     snprintf(m->where, sizeof(m->where), "home");
@@ -728,26 +728,27 @@ static void become_deputy(struct mosrun *m, struct json_object *msg)
 {
     struct mos_deputy_opts opts = {.identity = {m->child, m->child_ppid},
                                    .reserved_fd_min = m->reserved_min, .shell = m->child};
-    int status = 0, link, rc;
+    struct mos_link link = m->link;
+    int status = 0, rc = 0, next;
 
     snprintf(m->where, sizeof(m->where), "%s", mos_json_str(msg, "where", "?"));
     m->where_known = 1;
     m->state = JOB_AWAY;
-    link = m->link >= 0 ? m->link : mos_deputy_link_accept(m->link_listen, m->token, 60000);
-    if (link < 0) {
+    m->link = (struct mos_link){.fd = -1}; /* the link is this function's now */
+    if (link.fd < 0 && (rc = mos_deputy_link_accept(m->link_listen, m->token, 60000, &link)) != 0) {
         fprintf(stderr, "mosrun: the job's new node %s never connected: %s\n", m->where,
-                mos_strerror(link));
+                mos_strerror(rc));
         end_away(m, 0, 1);
     }
-    link = move_high(m, link);
+    link.fd = move_high(m, link.fd);
     /* The listener stays open while the job is away: each later move brings a new supervisor. */
-    while ((rc = serve_keeping_mosd(m, link, &opts, &status)) == MOS_DEPUTY_MOVING) {
-        link = next_link(m, link);
-        if (link == LINK_NATIVE) {
+    while ((rc = serve_keeping_mosd(m, &link, &opts, &status)) == MOS_DEPUTY_MOVING) {
+        next = next_link(m, &link);
+        if (next == LINK_NATIVE) {
             back_home(m);
             return;
         }
-        if (link < 0)
+        if (next < 0)
             break;
     }
     end_away(m, status, rc != 0);
@@ -931,7 +932,7 @@ int main(int argc, char **argv)
     child = o.restart ? restart_job(o.restart) : start_job(o.argv, &old);
     if (child < 0)
         return 1;
-    struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1, .link = -1,
+    struct mosrun m = {.child = child, .child_ppid = getpid(), .link_listen = -1, .link = {.fd = -1},
                        .ckpt = o.ckpt};
     m.reserved_min = mos_deputy_reserved_min();
     m.sfd = move_high(&m, signalfd(-1, &set, SFD_CLOEXEC));

@@ -31,7 +31,8 @@ static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, 
 
 struct exec_home {
     const char *prog;
-    int mosd_fd, listen_fd, link;
+    int mosd_fd, listen_fd;
+    struct mos_link link; /* fd -1 until the target proves the token */
     char addr[MOS_ADDR_MAX];
     char where[MOS_NODE_NAME_MAX];
     uint8_t token[MOS_LINK_TOKEN_BYTES];
@@ -106,15 +107,15 @@ static void await_start(struct exec_home *h)
     struct json_object *resp = NULL;
     int answered = 0;
 
-    for (int waited = 0; waited < START_TIMEOUT_MS && !(answered && h->link >= 0);
+    for (int waited = 0; waited < START_TIMEOUT_MS && !(answered && h->link.fd >= 0);
          waited += 500) {
-        struct pollfd p[2] = {{h->listen_fd, h->link < 0 ? POLLIN : 0, 0},
+        struct pollfd p[2] = {{h->listen_fd, h->link.fd < 0 ? POLLIN : 0, 0},
                               {h->mosd_fd, answered ? 0 : POLLIN, 0}};
         if (poll(p, 2, 500) <= 0)
             continue;
         if (p[0].revents & POLLIN) {
-            int fd = mos_deputy_link_accept(h->listen_fd, h->token, 10000);
-            h->link = fd >= 0 ? fd : -1;
+            if (mos_deputy_link_accept(h->listen_fd, h->token, 10000, &h->link) != 0)
+                h->link.fd = -1;
         }
         if (p[1].revents & (POLLIN | POLLHUP)) {
             if (mos_control_recv(h->mosd_fd, &resp, 5000) != 0)
@@ -130,7 +131,7 @@ static void await_start(struct exec_home *h)
     if (!answered)
         fail(1, "mosrun: no answer from mosd within %d s; %s did not start\n",
              START_TIMEOUT_MS / 1000, h->prog);
-    if (h->link < 0)
+    if (h->link.fd < 0)
         fail(MOSRUN_EXIT_LOST, "mosrun: %s accepted %s but never connected back\n", h->where,
              h->prog);
 }
@@ -201,7 +202,7 @@ static char **ssh_words(char **argv)
 void mosrun_exec_run(const char *config, const char *target, long mem_mib, char **words)
 {
     char **argv = ssh_words(words);
-    struct exec_home h = {.prog = words[0], .link = -1};
+    struct exec_home h = {.prog = words[0], .link = {.fd = -1}};
     int port = 0, status = 0, rc;
 
     /* Signals keep their default effect until the program runs: a Ctrl-C now just ends us,
@@ -219,7 +220,7 @@ void mosrun_exec_run(const char *config, const char *target, long mem_mib, char 
         fail(1, "mosrun: cannot ask mosd: %s\n", mos_strerror(rc));
     await_start(&h);
     close(h.listen_fd);
-    rc = mos_exec_home_serve(h.link, passed_signals, &status);
+    rc = mos_exec_home_serve(&h.link, passed_signals, &status);
     if (rc != 0)
         fail(MOSRUN_EXIT_LOST, "mosrun: lost the link to %s (%s): the program is lost\n",
              h.where, mos_strerror(rc));

@@ -16,6 +16,7 @@
 #include "mos/forward.h"
 #include "mos/ident.h"
 #include "mos/log.h"
+#include "mos/procfs.h"
 #include "mos/status.h"
 
 #include <errno.h>
@@ -124,11 +125,17 @@ static int exec_worker_start(struct mosd *d, struct mosd_job *job, int target,
 }
 
 /* The request to the target: the user as the kernel told us, the rest as mosrun sent it. */
+static long long memlock_word(rlim_t v)
+{
+    return v == RLIM_INFINITY || v > (rlim_t)MOSD_MAX_MEMLOCK ? -1 : (long long)v;
+}
+
 static struct json_object *exec_message(struct mosd *d, const struct ucred *cred,
                                         const gid_t *groups, size_t n_groups,
-                                        struct json_object *req)
+                                        const struct rlimit *memlock, struct json_object *req)
 {
     struct json_object *m = json_object_new_object(), *g = json_object_new_array();
+    struct json_object *ml = json_object_new_array();
     static const char *const carried[] = {"argv", "env", "cwd", "umask", "port", "token"};
 
     json_object_object_add(m, "op", json_object_new_string("exec"));
@@ -137,6 +144,9 @@ static struct json_object *exec_message(struct mosd *d, const struct ucred *cred
     for (size_t i = 0; i < n_groups; i++)
         json_object_array_add(g, json_object_new_int((int)groups[i]));
     json_object_object_add(m, "groups", g);
+    json_object_array_add(ml, json_object_new_int64(memlock_word(memlock->rlim_cur)));
+    json_object_array_add(ml, json_object_new_int64(memlock_word(memlock->rlim_max)));
+    json_object_object_add(m, "memlock", ml);
     json_object_object_add(m, "home", json_object_new_string(d->cfg.nodes[d->self].name));
     json_object_object_add(m, "home_addr", json_object_new_string(d->cfg.nodes[d->self].addr));
     json_object_object_add(m, "home_pid", json_object_new_int((int)cred->pid));
@@ -171,6 +181,7 @@ struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
     const char *to = mos_json_str(req, "target", "@best");
     gid_t groups[EXEC_MAX_GROUPS];
     size_t n_groups = 0;
+    struct rlimit memlock;
     struct mosd_exec_req r;
     char why[200];
     int node, rc;
@@ -195,7 +206,17 @@ struct json_object *mosd_exec_request(struct mosd *d, struct bufferevent *bev,
         mosd_exec_req_free(&r);
         return mosd_reply_error("cannot learn your groups: %s", mos_strerror(rc));
     }
-    struct json_object *m = exec_message(d, cred, groups, n_groups, req);
+    /* The limit the kernel holds for the user's mosrun (PAM's, for a login): the program runs
+     * with it there, not with mosd's unlimited one. From /proc: prlimit on another user's
+     * process needs CAP_SYS_RESOURCE, which mosd may not have. */
+    uint64_t lim[MOS_PROC_RLIMITS][2];
+    if ((rc = mos_proc_rlimits_read(cred->pid, lim)) != 0) {
+        mosd_exec_req_free(&r);
+        return mosd_reply_error("cannot read your locked-memory limit: %s", mos_strerror(rc));
+    }
+    memlock.rlim_cur = lim[RLIMIT_MEMLOCK][0];
+    memlock.rlim_max = lim[RLIMIT_MEMLOCK][1];
+    struct json_object *m = exec_message(d, cred, groups, n_groups, &memlock, req);
     const char *text = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN);
     struct mosd_job *job = NULL;
     if (strlen(text) >= MOS_TP_MAX_CONTROL) {
@@ -257,17 +278,16 @@ void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json
     static struct mosd_exec_req r; /* its group list is large for a stack */
     const char *self = d->cfg.nodes[d->self].name;
     char why[300];
-    int link = -1, rc;
+    struct mos_link link = {.fd = -1};
+    int rc;
 
     rc = mosd_exec_req_parse(o, &r, why, sizeof(why));
     if (rc == 0)
         rc = exec_target_check(d, o, &r, why, sizeof(why));
     /* The link home first: a program never starts without a way to its stdio. */
-    if (rc == 0 && (link = mos_deputy_link_connect(r.home_addr, r.port, r.token, 10000)) < 0) {
+    if (rc == 0 && (rc = mos_deputy_link_connect(r.home_addr, r.port, r.token, 10000, &link)) < 0)
         snprintf(why, sizeof(why), "cannot connect back to mosrun on %s: %s", r.home,
-                 mos_strerror(link));
-        rc = link;
-    }
+                 mos_strerror(rc));
     if (rc != 0)
         mos_warn("mosd", "refused to run a program for %s: %s", mos_tp_conn_peer(c), why);
     mosd_peer_answer(c, id, rc == 0, "error", rc == 0 ? NULL : why);
@@ -281,7 +301,10 @@ void mosd_exec_accept(struct mosd *d, mos_tp_conn_t *c, uint32_t id, struct json
                                  .n_groups = r.n_groups, .argv = r.argv, .envp = r.envp,
                                  .cwd = r.cwd, .umask = (mode_t)r.umask, .node = self,
                                  .cgroup_procs = d->guest_cgroup_procs};
-    rc = mos_exec_relay_run(link, &spec);
+    spec.memlock.rlim_cur = r.memlock[0] < 0 ? RLIM_INFINITY : (rlim_t)r.memlock[0];
+    spec.memlock.rlim_max = r.memlock[1] < 0 ? RLIM_INFINITY : (rlim_t)r.memlock[1];
+    spec.has_memlock = 1;
+    rc = mos_exec_relay_run(&link, &spec);
     mos_info("mosd", "%s for uid %d from %s ended%s%s", r.argv[0], (int)r.uid, r.home,
              rc ? ": " : "", rc ? mos_strerror(rc) : "");
     _exit(rc == 0 ? 0 : 1);

@@ -271,7 +271,11 @@ struct mosd_exec_req {
     uint8_t token[MOS_KEY_BYTES];
     const char *home, *home_addr;
     int home_pid;
+    /* The user's RLIMIT_MEMLOCK at home (soft, hard; bytes, -1 unlimited), read by home's mosd
+     * from mosrun's process: the program gets it here, not mosd's own (unlimited). */
+    long long memlock[2];
 };
+#define MOSD_MAX_MEMLOCK (1ll << 62)
 /* The fields both ends check the same way (what to run, where, the link home): argv and envp
  * are allocated (mosd_exec_req_free) on success only. */
 int mosd_exec_req_parse(struct json_object *o, struct mosd_exec_req *r, char *why, size_t len);

@@ -196,7 +196,7 @@ struct guest_tids {
  * expect a new link); if that fails, serve it here again. */
 
 static int supervise(const struct mosd *d, const struct mosd_guest_header *h, pid_t guest,
-                     int listener, int link, int ctl, const struct guest_tids *tids)
+                     int listener, struct mos_link *link, int ctl, const struct guest_tids *tids)
 {
     struct sup_ctx x = {.d = d, .h = h, .guest = guest, .ctl = ctl};
     struct mos_supervisor_ops ops = {.home_call = on_home_call, .ctl_fd = ctl,
@@ -351,7 +351,8 @@ static int take_home(mos_tp_conn_t *c, const struct mosd_guest_header *h,
 struct guest_in {
     const struct mosd *d;
     const struct mosd_guest_header *h;
-    int listener, link;
+    int listener;
+    struct mos_link link; /* home, once the deputy proved the token (fd -1 before) */
     struct guest_tids tids;
 };
 
@@ -389,8 +390,8 @@ static int guest_before_ready(struct mos_restore *r, void *arg)
     g->listener = mos_supervisor_take_listener(guest, mos_restore_listener_fd(r));
     if (g->listener < 0)
         return g->listener;
-    g->link = mos_deputy_link_connect(g->h->home_addr, g->h->deputy_port, g->h->token, 10000);
-    return g->link < 0 ? g->link : 0;
+    return mos_deputy_link_connect(g->h->home_addr, g->h->deputy_port, g->h->token, 10000,
+                                   &g->link);
 }
 
 /* Restore the guest, link it home, confirm, and serve it until it ends or moves on. */
@@ -400,7 +401,7 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
     char husk_buf[4096], cwd[4096];
     struct mos_restore_opts ro = {.guest = 1, .uid = h->uid, .gid = h->gid, .cpus_here = 1};
     struct sock_filter filter[MOS_GUEST_FILTER_MAX];
-    struct guest_in g = {.d = d, .h = h, .listener = -1, .link = -1};
+    struct guest_in g = {.d = d, .h = h, .listener = -1, .link = {.fd = -1}};
     struct mos_receive_hooks hooks = {.before_ready = guest_before_ready, .arg = &g};
     struct mos_img_io *io;
     pid_t guest;
@@ -428,8 +429,7 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
         mos_err("mosd", "guest job %d from %s discarded: %s", h->job, h->home, mos_strerror(rc));
         if (g.listener >= 0)
             close(g.listener);
-        if (g.link >= 0)
-            close(g.link);
+        mos_link_close(&g.link);
         free(g.tids.pairs);
         free(g.tids.sup);
         return rc;
@@ -440,9 +440,9 @@ static int take_guest(const struct mosd *d, mos_tp_conn_t *c, const struct mosd_
             h->home, nodes, h->cmd);
     mos_tp_close(c);
     tell_home(d, h);
-    rc = supervise(d, h, guest, g.listener, g.link, ctl, &g.tids);
+    rc = supervise(d, h, guest, g.listener, &g.link, ctl, &g.tids);
     close(g.listener);
-    close(g.link);
+    mos_link_close(&g.link);
     free(g.tids.pairs);
     free(g.tids.sup);
     return rc;

@@ -328,6 +328,18 @@ int mosd_exec_ids_parse(struct json_object *o, struct mosd_exec_req *r, char *wh
             return refuse(why, len, "group list");
         r->groups[i] = (gid_t)v;
     }
+    if (!json_object_object_get_ex(o, "memlock", &g) || !json_object_is_type(g, json_type_array) ||
+        json_object_array_length(g) != 2)
+        return refuse(why, len, "memlock");
+    for (size_t i = 0; i < 2; i++) {
+        struct json_object *e = json_object_array_get_idx(g, i);
+        if (!json_object_is_type(e, json_type_int) || (v = json_object_get_int64(e)) < -1 ||
+            v > MOSD_MAX_MEMLOCK)
+            return refuse(why, len, "memlock");
+        r->memlock[i] = v;
+    }
+    if (r->memlock[1] != -1 && (r->memlock[0] == -1 || r->memlock[0] > r->memlock[1]))
+        return refuse(why, len, "memlock (soft above hard)");
     r->uid = (uid_t)uid;
     r->gid = (gid_t)gid;
     r->home_pid = (int)home_pid;

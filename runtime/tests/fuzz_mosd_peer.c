@@ -102,6 +102,11 @@ static void check_exec(struct json_object *o)
                 abort(); /* a group is a JSON integer, decoded as said */
         if (r.uid != mos_json_int(o, "uid", -1) || r.gid != mos_json_int(o, "gid", -1))
             abort();
+        for (int i = 0; i < 2; i++)
+            if (r.memlock[i] < -1 || r.memlock[i] > MOSD_MAX_MEMLOCK)
+                abort(); /* a limit in range, -1 for unlimited */
+        if (r.memlock[1] != -1 && (r.memlock[0] == -1 || r.memlock[0] > r.memlock[1]))
+            abort(); /* never a soft limit above the hard one */
     }
     mosd_exec_req_free(&r);
 }

@@ -1,6 +1,7 @@
 #!/bin/bash
 # mosrun -E across lab nodes: a user's program runs natively on node 2 with its stdio on node 1
-# (stdin piped in, stdout and stderr apart, 1 MiB of binary data through cat), its exit status
+# (stdin piped in, stdout and stderr apart, 1 MiB of binary data through cat), at nice 0 and
+# with the user's locked-memory limit rather than mosd's, its exit status
 # and signals pass through, mosps lists it and mosmigrate refuses it; a dying relay or node
 # gives 113; unknown and blocked nodes, root and a missing program are refused with one line.
 set -u
@@ -35,6 +36,14 @@ out=$(erun -E -r "$N2" nice 2>&1)
 [ "$mosd_nice" = -10 ] && [ "$out" = 0 ] && ok "the program runs at nice 0, not at mosd's $mosd_nice" \
     || bad "niceness: mosd $mosd_nice, program '$out'"
 [ $rc = 7 ] && ok "exit status 7 passes through" || bad "exit status $rc"
+# locked memory: mosd has its own (unlimited for verbs under systemd); the program gets the
+# user's limit at home, as the kernel holds it for mosrun, never more than mosd has
+mosd_ml=$(awk '/^Max locked memory/ {print $4 ":" $5}' "/proc/$(pgrep -x mosd | head -1)/limits")
+out=$(on 1 prlimit --memlock=1264640:2402304 "${AS_USER[@]}" "$B/mosrun" -E -r "$N2" \
+      'echo "$(ulimit -S -l):$(ulimit -H -l)"' 2>&1)
+[ "$mosd_ml" != "1264640:2402304" ] && [ "$out" = "1235:2346" ] \
+    && ok "the program's locked-memory limit is the user's at home (1235:2346 KiB), not mosd's ($mosd_ml bytes)" \
+    || bad "memlock: mosd $mosd_ml, program '$out'"
 
 # 2. 1 MiB of binary data through cat, both ways, byte for byte
 head -c 1048576 /dev/urandom > "$W/bin"

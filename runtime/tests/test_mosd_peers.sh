@@ -55,7 +55,7 @@ printf '[cluster]\nkey_file = %s\nsocket = %s/mosd-%%n.sock\ntransport = tcp\ntr
 chmod 644 "$T/key.conf"
 TOKEN=$(printf 'ab%.0s' $(seq 32))
 exec_req() { # exec_req GID GROUPS-JSON
-    printf '{"op":"exec","uid":%d,"gid":%d,"groups":%s,"home":"me","home_addr":"127.0.0.1","home_pid":1,"argv":["true"],"env":[],"cwd":"/","umask":18,"port":9,"token":"%s"}' \
+    printf '{"op":"exec","uid":%d,"gid":%d,"groups":%s,"home":"me","home_addr":"127.0.0.1","home_pid":1,"memlock":[8388608,8388608],"argv":["true"],"env":[],"cwd":"/","umask":18,"port":9,"token":"%s"}' \
         "$NOBODY" "$1" "$2" "$TOKEN"
 }
 guest_req() { # guest_req UID GID

@@ -279,16 +279,16 @@ static int test_token(uint8_t token[MOS_LINK_TOKEN_BYTES])
     return 0;
 }
 
-static int connect_to(const char *host, int port)
+static int connect_to(const char *host, int port, struct mos_link *link)
 {
     uint8_t token[MOS_LINK_TOKEN_BYTES];
 
     if (test_token(token) != 0)
         return -1;
     for (int tries = 0; tries < 100; tries++) {
-        int fd = mos_deputy_link_connect(host, port, token, 5000);
-        if (fd >= 0 || fd == MOS_E_AUTH || fd == MOS_E_PEER_GONE)
-            return fd;
+        int rc = mos_deputy_link_connect(host, port, token, 5000, link);
+        if (rc == 0 || rc == MOS_E_AUTH || rc == MOS_E_PEER_GONE)
+            return rc;
         usleep(50000);
     }
     return -1;
@@ -296,13 +296,16 @@ static int connect_to(const char *host, int port)
 
 static int run_away(const char *host, int port, int (*job)(void *), void *arg)
 {
-    int deputy = connect_to(host, port), status = 0;
+    struct mos_link deputy;
+    int status = 0;
 
-    if (deputy < 0) {
+    if (connect_to(host, port, &deputy) != 0) {
         fprintf(stderr, "mos-forward-check: cannot reach the deputy at %s:%d\n", host, port);
         return 2;
     }
-    if (mos_forward_run_guest(deputy, job, arg, &status) != 0)
+    int rc = mos_forward_run_guest(&deputy, job, arg, &status);
+    mos_link_close(&deputy);
+    if (rc != 0)
         return 2;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -320,13 +323,14 @@ static int serve_home(int port)
                 mos_strerror(lfd));
         return 2;
     }
-    int conn = mos_deputy_link_accept(lfd, token, 60000);
+    struct mos_link link;
+    int rc = mos_deputy_link_accept(lfd, token, 60000, &link);
     close(lfd);
-    if (conn < 0)
+    if (rc != 0 || mos_deputy_link_prepare(&link, &reserved) != 0)
         return 2;
-    int link = mos_deputy_link_prepare(conn, &reserved);
     struct mos_deputy_opts opts = {.identity = {getpid(), getppid()}, .reserved_fd_min = reserved};
-    int rc = mos_deputy_serve(link, &opts, &status);
+    rc = mos_deputy_serve(&link, &opts, &status);
+    mos_link_close(&link);
     if (rc != 0)
         return rc == MOS_E_PEER_GONE ? EXIT_LOST : EXIT_PROTO;
     if (WIFSIGNALED(status)) {
@@ -346,7 +350,8 @@ static int restore_away(const char *host, int port, const char *image)
     struct mos_restore *r;
     struct mos_img_io *io = NULL;
     int n = mos_guest_filter_program(filter, MOS_GUEST_FILTER_MAX, &ro.guest_filter_flags);
-    int fd = open(image, O_RDONLY), status = 0, listener, deputy;
+    int fd = open(image, O_RDONLY), status = 0, listener;
+    struct mos_link deputy = {.fd = -1};
 
     if (n < 0)
         return 2;
@@ -362,14 +367,15 @@ static int restore_away(const char *host, int port, const char *image)
     close(fd);
     pid_t guest = mos_restore_pid(r);
     listener = mos_supervisor_take_listener(guest, mos_restore_listener_fd(r));
-    deputy = connect_to(host, port);
-    if (listener < 0 || deputy < 0) {
+    if (listener < 0 || connect_to(host, port, &deputy) != 0) {
         mos_restore_abort(r);
         return 2;
     }
     if (mos_restore_commit(r) != 0)
         return 2;
-    if (mos_supervisor_run(guest, listener, deputy, NULL, &status) != 0)
+    int rc = mos_supervisor_run(guest, listener, &deputy, NULL, &status);
+    mos_link_close(&deputy);
+    if (rc != 0)
         return 2;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

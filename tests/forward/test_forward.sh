@@ -119,7 +119,8 @@ wait $wpid; hrc=$?
     && [ "$hrc" = 0 ] && grep -q "^fork:" "$T/w.out" && ok "wrong token refused on both sides; the right supervisor still served" \
     || bad "token: away rc $wrc, home rc $hrc: $(cat "$T/w.away" "$T/w.err")"
 
-# 7. garbage after a good handshake: a clear error and exit 98, no crash
+# 7. garbage after a good handshake (a frame in clear, not in a sealed record): a clear
+#    error and exit 98, no crash
 P=$(port)
 ("${HOME_RUN[@]}" "$CHECK" home $P > /dev/null 2> "$T/g.err") & gpid=$!
 sleep 0.3
@@ -137,12 +138,12 @@ nc = os.urandom(32)
 s.sendall(nc)
 ns = recvn(64)[:32]
 s.sendall(hmac.new(token, b"supervisor" + nc + ns, hashlib.sha256).digest())
-# a CALL frame whose payload is nonsense
-s.sendall(b"MDEP\x02\x00\x02\x00\x05\x00\x00\x00garbage")  # version 2
+# a CALL frame in clear where a sealed record is due (the session's keys are not ours)
+s.sendall(b"MDEP\x01\x00\x02\x00\x07\x00\x00\x00garbage")
 time.sleep(0.5)
 PY
 wait $gpid; grc=$?
-[ "$grc" = 98 ] && grep -q "malformed call" "$T/g.err" && ok "garbage call after the handshake: clear error, exit 98" \
+[ "$grc" = 98 ] && grep -q "malformed message" "$T/g.err" && ok "an unsealed call after the handshake: clear error, exit 98" \
     || bad "garbage: rc $grc, $(cat "$T/g.err")"
 
 # 8. threads: one blocked reading stdin at home while four do file I/O there; stdin is fed only

@@ -16,6 +16,7 @@
 #include "mos/auth.h"
 #include "mos/config.h"
 #include "mos/log.h"
+#include "mos/seal.h"
 #include "mos/status.h"
 
 #include <errno.h>
@@ -120,6 +121,11 @@ static mos_tp_conn_t *conn_new(int fd, const struct mos_tp_opts *o, bool server)
     c->timeout_ms = o->timeout_ms;
     c->spin_ns = (uint64_t)o->spin_us * 1000;
     c->next_id = 1;
+    if (!(c->ctl_box = malloc(MOS_WIRE_MAX_CONTROL)) || !(c->ctl_open = malloc(MOS_WIRE_MAX_CONTROL))) {
+        free(c->ctl_box);
+        free(c);
+        return NULL;
+    }
     if (o->key)
         c->key = *o->key;
     if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
@@ -135,6 +141,10 @@ static void conn_free(mos_tp_conn_t *c)
         c->ops->destroy(c);
     if (c->ctl_fd >= 0)
         close(c->ctl_fd);
+    mos_seal_wipe(&c->ctl);
+    mos_seal_wipe(&c->bulk);
+    free(c->ctl_box);
+    free(c->ctl_open);
     free(c);
 }
 
@@ -214,9 +224,11 @@ static void auth_refuse(void *arg)
     send_close(c, MOS_WIRE_CLOSE_AUTH, "cluster-key proof failed");
 }
 
-/* Both ends prove the cluster key before any other message. */
+/* Both ends prove the cluster key before any other message, and take the session's keys. */
 static int conn_auth(mos_tp_conn_t *c)
 {
+    uint8_t session[MOS_AUTH_SESSION_BYTES];
+    int rc;
     const struct mos_auth a = {
         .key = &c->key,
         .client_role = "mos-client",
@@ -224,15 +236,33 @@ static int conn_auth(mos_tp_conn_t *c)
         .io = {.send = auth_send, .recv = auth_recv, .refuse = auth_refuse, .arg = c},
     };
 
-    return c->is_server ? mos_auth_server(&a, NULL) : mos_auth_client(&a, NULL);
+    rc = c->is_server ? mos_auth_server(&a, session) : mos_auth_client(&a, session);
+    if (rc == 0) {
+        mos_seal_init(&c->ctl, session, MOS_SEAL_CONTROL, !c->is_server);
+        mos_seal_init(&c->bulk, session, MOS_SEAL_BULK, !c->is_server);
+    }
+    explicit_bzero(session, sizeof(session));
+    return rc;
 }
 
+/* The header a sealed message binds: its type and id (its length is the ciphertext's). */
+static void seal_ad(uint16_t type, uint32_t id, uint8_t ad[6])
+{
+    mos_put_le16(ad, type);
+    mos_put_le32(ad + 2, id);
+}
+
+/* Hellos are sealed like control messages: ports, sizes and the bulk token cannot be read or
+ * changed on the way (no downgrade to tcp, no bulk stream redirected). */
 static int hello_send(mos_tp_conn_t *c, const struct mos_wire_hello *h)
 {
-    uint8_t buf[MOS_WIRE_HELLO_BYTES];
+    uint8_t buf[MOS_WIRE_HELLO_SEALED_BYTES], ad[6];
     int rc;
 
     mos_wire_hello_encode(h, buf);
+    seal_ad(MOS_WIRE_HELLO, 0, ad);
+    mos_seal_box(&c->ctl.tx, ad, sizeof(ad), buf, buf, MOS_WIRE_HELLO_BYTES,
+                 buf + MOS_WIRE_HELLO_BYTES);
     if ((rc = tp_msg_send(c->ctl_fd, MOS_WIRE_HELLO, 0, buf, sizeof(buf))) < 0)
         mos_err(TP_LOG, "%s: handshake: %s", c->peer, mos_strerror(rc));
     return rc;
@@ -240,12 +270,18 @@ static int hello_send(mos_tp_conn_t *c, const struct mos_wire_hello *h)
 
 static int hello_recv(mos_tp_conn_t *c, struct mos_wire_hello *h)
 {
-    uint8_t buf[MOS_WIRE_HELLO_BYTES];
+    uint8_t buf[MOS_WIRE_HELLO_SEALED_BYTES], ad[6];
     int rc;
 
     if ((rc = hs_recv(c, MOS_WIRE_HELLO, buf, sizeof(buf), "hello")) < 0)
         return rc;
-    if ((rc = mos_wire_hello_decode(buf, sizeof(buf), h)) < 0)
+    seal_ad(MOS_WIRE_HELLO, 0, ad);
+    if ((rc = mos_seal_unbox(&c->ctl.rx, ad, sizeof(ad), buf, buf, MOS_WIRE_HELLO_BYTES,
+                             buf + MOS_WIRE_HELLO_BYTES)) < 0) {
+        mos_err(TP_LOG, "%s: handshake (hello): %s", c->peer, mos_strerror(rc));
+        return rc;
+    }
+    if ((rc = mos_wire_hello_decode(buf, MOS_WIRE_HELLO_BYTES, h)) < 0)
         mos_err(TP_LOG, "%s: handshake: malformed hello", c->peer);
     return rc;
 }
@@ -517,6 +553,7 @@ int mos_tp_conn_fd(const mos_tp_conn_t *c)
 
 static int ctl_send_type(mos_tp_conn_t *c, uint16_t type, uint32_t id, const void *msg, size_t len)
 {
+    uint8_t ad[6];
     int rc;
 
     if (c->broken)
@@ -526,7 +563,9 @@ static int ctl_send_type(mos_tp_conn_t *c, uint16_t type, uint32_t id, const voi
                 MOS_TP_MAX_CONTROL);
         return MOS_E_LIMIT;
     }
-    if ((rc = c->ops->ctl_send(c, type, id, msg, len)) < 0)
+    seal_ad(type, id, ad);
+    mos_seal_box(&c->ctl.tx, ad, sizeof(ad), msg, c->ctl_box, len, c->ctl_box + len);
+    if ((rc = c->ops->ctl_send(c, type, id, c->ctl_box, len + MOS_SEAL_TAG_BYTES)) < 0)
         return tp_conn_fail(c, rc, "control send");
     return 0;
 }
@@ -545,16 +584,16 @@ int mos_tp_ctl_recv(mos_tp_conn_t *c, struct mos_tp_msg *msg, void *buf, size_t 
                     int timeout_ms)
 {
     struct mos_wire_hdr h;
+    uint8_t ad[6];
+    size_t len;
     int rc;
 
     if (c->broken)
         return MOS_E_PEER_GONE;
-    rc = c->ops->ctl_recv(c, &h, buf, cap, timeout_ms < 0 ? c->timeout_ms : timeout_ms);
-    if (rc == -ETIMEDOUT || rc == MOS_E_LIMIT) {
-        if (rc == MOS_E_LIMIT)
-            mos_err(TP_LOG, "%s: control message larger than the %zu-byte buffer", c->peer, cap);
+    rc = c->ops->ctl_recv(c, &h, c->ctl_open, MOS_WIRE_MAX_CONTROL,
+                          timeout_ms < 0 ? c->timeout_ms : timeout_ms);
+    if (rc == -ETIMEDOUT)
         return rc;
-    }
     if (rc < 0)
         return tp_conn_fail(c, rc, "control receive");
     if (h.type == MOS_WIRE_CLOSE) {
@@ -562,11 +601,21 @@ int mos_tp_ctl_recv(mos_tp_conn_t *c, struct mos_tp_msg *msg, void *buf, size_t 
         mos_dbg(TP_LOG, "%s: peer closed", c->peer);
         return MOS_E_PEER_GONE;
     }
-    if (h.type != MOS_WIRE_CONTROL && h.type != MOS_WIRE_REPLY)
+    if ((h.type != MOS_WIRE_CONTROL && h.type != MOS_WIRE_REPLY) || h.length < MOS_SEAL_TAG_BYTES)
         return tp_conn_fail(c, MOS_E_PROTO, "control receive (unexpected message type)");
+    len = h.length - MOS_SEAL_TAG_BYTES;
+    if (len > cap) {
+        c->ctl.rx.seq++; /* skipped unopened: the next message has the next number */
+        mos_err(TP_LOG, "%s: control message larger than the %zu-byte buffer", c->peer, cap);
+        return MOS_E_LIMIT;
+    }
+    seal_ad(h.type, h.id, ad);
+    if ((rc = mos_seal_unbox(&c->ctl.rx, ad, sizeof(ad), c->ctl_open, buf, len,
+                             c->ctl_open + len)) < 0)
+        return tp_conn_fail(c, rc, "control receive");
     msg->id = h.id;
     msg->is_reply = h.type == MOS_WIRE_REPLY;
-    msg->len = h.length;
+    msg->len = len;
     return 0;
 }
 

@@ -312,11 +312,56 @@ size_t tp_frame_next(const struct mos_page_run *runs, size_t n, size_t *i, uint6
     return k;
 }
 
+static void frame_mac(const struct mos_seal_key *k, uint64_t nr, const struct iovec *iov, int n,
+                      struct mos_seal_mac *m)
+{
+    mos_seal_mac_begin(k, nr, m);
+    for (int i = 0; i < n; i++)
+        mos_seal_mac_add(m, iov[i].iov_base, iov[i].iov_len);
+}
+
+void tp_frame_tag(const mos_tp_conn_t *c, uint64_t nr, const struct iovec *iov, int n,
+                  uint8_t tag[MOS_WIRE_FRAME_TAG_BYTES])
+{
+    struct mos_seal_mac m;
+
+    frame_mac(&c->bulk.tx, nr, iov, n, &m);
+    mos_seal_mac_final(&m, tag);
+}
+
+int tp_frame_check(const mos_tp_conn_t *c, uint64_t nr, const struct iovec *iov, int n,
+                   const uint8_t tag[MOS_WIRE_FRAME_TAG_BYTES])
+{
+    struct mos_seal_mac m;
+
+    frame_mac(&c->bulk.rx, nr, iov, n, &m);
+    return mos_seal_mac_verify(&m, tag);
+}
+
+void tp_end_tag(mos_tp_conn_t *c, uint8_t end[MOS_WIRE_BULK_END_BYTES])
+{
+    struct iovec counts = {end, 16};
+    struct mos_seal_mac m;
+
+    frame_mac(&c->bulk.tx, MOS_WIRE_END_NONCE | c->ends_tx++, &counts, 1, &m);
+    mos_seal_mac_final(&m, end + 16);
+}
+
+int tp_end_check(mos_tp_conn_t *c, const uint8_t end[MOS_WIRE_BULK_END_BYTES])
+{
+    struct iovec counts = {(void *)end, 16};
+    struct mos_seal_mac m;
+
+    frame_mac(&c->bulk.rx, MOS_WIRE_END_NONCE | c->ends_rx++, &counts, 1, &m);
+    return mos_seal_mac_verify(&m, end + 16);
+}
+
 int tp_bulk_frames(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n,
                    struct mos_page_run *frame, size_t max_runs, tp_frame_fn send_frame,
                    uint8_t end[MOS_WIRE_BULK_END_BYTES])
 {
-    uint64_t max_pages = (c->slot_bytes - mos_wire_runs_table_bytes(max_runs)) / MOS_TP_PAGE_SIZE;
+    uint64_t max_pages = (c->slot_bytes - mos_wire_runs_table_bytes(max_runs) -
+                          MOS_WIRE_FRAME_TAG_BYTES) / MOS_TP_PAGE_SIZE;
     uint64_t off = 0, pages, frames = 0, total = 0;
     size_t i = 0, k;
     int rc = 0;
@@ -335,5 +380,6 @@ int tp_bulk_frames(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs,
     }
     mos_put_le64(end, frames);
     mos_put_le64(end + 8, total);
+    tp_end_tag(c, end);
     return rc;
 }

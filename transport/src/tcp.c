@@ -36,7 +36,8 @@ struct tcp_state {
     uint8_t *buf;                 /* receive frame / staging for another process's pages */
     struct mos_page_run runs[TCP_FRAME_RUNS];
     uint8_t table[MOS_WIRE_HDR_BYTES + MOS_WIRE_RUN_HDR_BYTES + TCP_FRAME_RUNS * MOS_WIRE_RUN_BYTES];
-    struct iovec iov[TCP_FRAME_RUNS + 1];
+    struct iovec iov[TCP_FRAME_RUNS + 2]; /* table, pages, tag */
+    uint8_t tag[MOS_WIRE_FRAME_TAG_BYTES];
 };
 
 static int tcp_buf_need(mos_tp_conn_t *c, struct tcp_state *s)
@@ -216,7 +217,7 @@ static int tcp_ctl_recv(mos_tp_conn_t *c, struct mos_wire_hdr *hdr, void *buf, s
     }
 }
 
-/* One frame: header + run table (+ pages from our memory, or the staging buffer). */
+/* One frame: header + run table (+ pages from our memory, or the staging buffer) + tag. */
 static int tcp_frame_send(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages)
 {
     struct tcp_state *s = c->be;
@@ -224,9 +225,10 @@ static int tcp_frame_send(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages)
     uint64_t bytes = pages * MOS_TP_PAGE_SIZE;
     int n = 1, rc;
 
-    mos_wire_hdr_make(MOS_WIRE_PAGE_RUN, (uint32_t)(table + bytes), 0, s->table);
+    mos_wire_hdr_make(MOS_WIRE_PAGE_RUN, (uint32_t)(table + bytes + MOS_WIRE_FRAME_TAG_BYTES), 0,
+                      s->table);
     mos_wire_runs_encode(s->runs, k, s->table + MOS_WIRE_HDR_BYTES);
-    s->iov[0] = (struct iovec){s->table, MOS_WIRE_HDR_BYTES + table};
+    s->iov[0] = (struct iovec){s->table + MOS_WIRE_HDR_BYTES, table};
     if (pid == 0) {
         for (size_t i = 0; i < k; i++, n++)
             s->iov[n] = (struct iovec){(void *)(uintptr_t)s->runs[i].addr,
@@ -236,6 +238,10 @@ static int tcp_frame_send(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages)
             return rc; /* the source's failure, logged there; the stream is intact */
         s->iov[n++] = (struct iovec){s->buf, bytes};
     }
+    /* the tag over what is sent, as it is sent: pages are read once more, never copied */
+    tp_frame_tag(c, c->frames_tx++, s->iov, n, s->tag);
+    s->iov[0] = (struct iovec){s->table, MOS_WIRE_HDR_BYTES + table};
+    s->iov[n++] = (struct iovec){s->tag, sizeof(s->tag)};
     if ((rc = tp_write_iov(s->bulk_fd, s->iov, n)) < 0)
         return tp_conn_fail(c, rc, "bulk send");
     return 0;
@@ -268,12 +274,33 @@ static int in_fail(mos_tp_conn_t *c, int rc, const char *what)
     return tp_conn_fail(c, rc == MOS_E_PEER_GONE ? MOS_E_TRUNCATED : rc, what);
 }
 
+/* The frame's tag, read after its pages and checked over the table and the pages where they
+ * landed, before the consumer sees them. */
+static int frame_tag_check(mos_tp_conn_t *c, const struct tp_bulk_in *in,
+                           const struct tp_bulk_rx *rx, size_t table, struct iovec *pages, int n)
+{
+    uint8_t tag[MOS_WIRE_FRAME_TAG_BYTES];
+    struct mos_seal_mac m;
+    int rc;
+
+    if ((rc = in_read(in, tag, sizeof(tag))) < 0)
+        return in_fail(c, rc, "bulk receive");
+    mos_seal_mac_begin(&c->bulk.rx, c->frames_rx++, &m);
+    mos_seal_mac_add(&m, rx->buf, table);
+    for (int i = 0; i < n; i++)
+        mos_seal_mac_add(&m, pages[i].iov_base, pages[i].iov_len);
+    if (mos_seal_mac_verify(&m, tag) < 0)
+        return tp_conn_fail(c, MOS_E_TAMPERED, "page-run frame");
+    return 0;
+}
+
 /* The page data of a frame whose table is parsed: straight into the destination when the
  * consumer is the buffer placer (one recvmsg with an iovec per run, no copy in user space),
- * else into the frame buffer and through the consumer. */
+ * else into the frame buffer and through the consumer; then its tag. */
 static int frame_data(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struct tp_bulk_rx *rx,
                       size_t k, size_t table, uint32_t length, mos_page_place_fn place, void *arg)
 {
+    struct iovec pages;
     int rc;
 
     if (place == mos_tp_place_into_buffer) {
@@ -287,10 +314,14 @@ static int frame_data(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struc
         }
         if ((rc = in->read_iov(in->arg, rx->iov, (int)k)) < 0)
             return in_fail(c, rc, "bulk receive");
-        return 0;
+        /* a bad tag leaves forged bytes in the buffer: the caller discards it on the error */
+        return frame_tag_check(c, in, rx, table, rx->iov, (int)k);
     }
-    if ((rc = in_read(in, rx->buf + table, length - table)) < 0)
+    pages = (struct iovec){rx->buf + table, length - table};
+    if ((rc = in_read(in, pages.iov_base, pages.iov_len)) < 0)
         return in_fail(c, rc, "bulk receive");
+    if ((rc = frame_tag_check(c, in, rx, table, &pages, 1)) < 0)
+        return rc;
     /* A consumer that fails leaves the rest of the transfer in flight: the connection cannot
      * be resynchronised, so it is given up. */
     if ((rc = place(arg, rx->runs, k, rx->buf + table)) < 0)
@@ -307,6 +338,8 @@ static int bulk_end(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struct 
         return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker");
     if ((rc = in_read(in, rx->buf, MOS_WIRE_BULK_END_BYTES)) < 0)
         return in_fail(c, rc, "bulk receive");
+    if (tp_end_check(c, rx->buf) < 0)
+        return tp_conn_fail(c, MOS_E_TAMPERED, "bulk end marker");
     if (mos_get_le64(rx->buf) == MOS_WIRE_BULK_ABORTED) {
         mos_err(TP_LOG, "%s: the sender aborted the bulk transfer (its source failed)", c->peer);
         return -ECANCELED;
@@ -322,23 +355,24 @@ static int frame_consume(mos_tp_conn_t *c, const struct tp_bulk_in *in, const st
                          const struct mos_wire_hdr *h, mos_page_place_fn place, void *arg)
 {
     size_t k, table;
+    uint32_t length = h->length - MOS_WIRE_FRAME_TAG_BYTES; /* table and pages */
     int rc;
 
     if (h->type != MOS_WIRE_PAGE_RUN || h->length > c->slot_bytes ||
-        h->length < MOS_WIRE_RUN_HDR_BYTES)
+        h->length < MOS_WIRE_RUN_HDR_BYTES + MOS_WIRE_FRAME_TAG_BYTES)
         return tp_conn_fail(c, MOS_E_PROTO, "bulk receive (not a page-run frame)");
     /* its size is in its first word */
     if ((rc = in_read(in, rx->buf, MOS_WIRE_RUN_HDR_BYTES)) < 0)
         return in_fail(c, rc, "bulk receive");
     k = mos_get_le32(rx->buf);
     table = mos_wire_runs_table_bytes(k > rx->max_runs ? 0 : k);
-    if (k == 0 || k > rx->max_runs || table > h->length)
+    if (k == 0 || k > rx->max_runs || table > length)
         return tp_conn_fail(c, MOS_E_PROTO, "page-run frame (run count)");
     if ((rc = in_read(in, rx->buf + MOS_WIRE_RUN_HDR_BYTES, table - MOS_WIRE_RUN_HDR_BYTES)) < 0)
         return in_fail(c, rc, "bulk receive");
-    if ((rc = mos_wire_runs_table_decode(rx->buf, table, h->length, rx->runs, rx->max_runs, &k)) < 0)
+    if ((rc = mos_wire_runs_table_decode(rx->buf, table, length, rx->runs, rx->max_runs, &k)) < 0)
         return tp_conn_fail(c, rc, "page-run frame");
-    if ((rc = frame_data(c, in, rx, k, table, h->length, place, arg)) < 0)
+    if ((rc = frame_data(c, in, rx, k, table, length, place, arg)) < 0)
         return rc;
     return (int)k;
 }
@@ -364,7 +398,8 @@ int tp_bulk_consume(mos_tp_conn_t *c, const struct tp_bulk_in *in, const struct 
         if ((rc = frame_consume(c, in, rx, &h, place, arg)) < 0)
             return rc;
         st.frames++;
-        st.pages += (h.length - mos_wire_runs_table_bytes((size_t)rc)) / MOS_TP_PAGE_SIZE;
+        st.pages += (h.length - MOS_WIRE_FRAME_TAG_BYTES - mos_wire_runs_table_bytes((size_t)rc)) /
+                    MOS_TP_PAGE_SIZE;
     }
     if (stats)
         *stats = st;

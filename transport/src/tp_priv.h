@@ -40,6 +40,12 @@ struct mos_tp_conn {
     uint32_t next_id;
     uint32_t slot_bytes, slot_count, n_qps; /* negotiated */
     uint8_t token[MOS_WIRE_TOKEN_BYTES];
+    /* After the key proof every message is protected with keys of its session (mos/seal.h):
+     * control messages and hellos sealed, page frames and end markers tagged. */
+    struct mos_seal ctl, bulk;
+    uint64_t frames_tx, frames_rx; /* tcp frame numbers (verbs numbers frames per slot) */
+    uint64_t ends_tx, ends_rx;     /* end markers */
+    uint8_t *ctl_box, *ctl_open;   /* MOS_WIRE_MAX_CONTROL each: one sealed message out, in */
     char peer[96];
     void *be;            /* backend state */
 };
@@ -86,6 +92,16 @@ int tp_verbs_server_accept(mos_tp_conn_t *c, void *listen_state);
 void tp_verbs_listen_free(void *listen_state);
 /* Connect the QPs; on a failure that allows tcp, *why says why and the return is 0. */
 int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_t why_len);
+
+/* Page-frame tags (wire.h): over the n iovecs (the table, then the pages) under the bulk key
+ * and the frame's number nr. tp_frame_check: 0 or MOS_E_TAMPERED (not logged). */
+void tp_frame_tag(const mos_tp_conn_t *c, uint64_t nr, const struct iovec *iov, int n,
+                  uint8_t tag[MOS_WIRE_FRAME_TAG_BYTES]);
+int tp_frame_check(const mos_tp_conn_t *c, uint64_t nr, const struct iovec *iov, int n,
+                   const uint8_t tag[MOS_WIRE_FRAME_TAG_BYTES]);
+/* The end marker's tag: made (the next end number) or checked (0 or MOS_E_TAMPERED, not logged). */
+void tp_end_tag(mos_tp_conn_t *c, uint8_t end[MOS_WIRE_BULK_END_BYTES]);
+int tp_end_check(mos_tp_conn_t *c, const uint8_t end[MOS_WIRE_BULK_END_BYTES]);
 
 /* Page sources: read runs of process pid into buf with batched process_vm_readv. */
 int tp_source_read(pid_t pid, const struct mos_page_run *runs, size_t n, uint8_t *buf);

@@ -84,7 +84,7 @@ int tp_verbs_client_connect(mos_tp_conn_t *c, uint16_t cm_port, char *why, size_
 #include <unistd.h>
 
 #define CTL_DEPTH 32                                   /* control receive buffers */
-#define CTL_BUF (MOS_WIRE_HDR_BYTES + MOS_TP_MAX_CONTROL)
+#define CTL_BUF (MOS_WIRE_HDR_BYTES + MOS_WIRE_MAX_CONTROL) /* a sealed control message */
 #define MAX_QPS 17
 #define VERBS_FRAME_RUNS 4096
 #define CM_TIMEOUT_MS 3000
@@ -123,6 +123,7 @@ struct verbs_state {
     bool *slot_free;        /* sender: credit for slot s is back */
     uint32_t *ready_slot;   /* receiver: FIFO of filled slots */
     uint32_t *ready_len;
+    uint64_t *rx_frame_nr;  /* receiver: the number the next frame in slot s must have */
     uint32_t ready_head, ready_tail;
     uint64_t tx_seq;
     bool end_seen;
@@ -285,10 +286,15 @@ static int vs_alloc(mos_tp_conn_t *c, struct verbs_state *vs, struct ibv_context
     vs->slot_free = calloc(c->slot_count, sizeof(bool));
     vs->ready_slot = calloc(c->slot_count, sizeof(uint32_t));
     vs->ready_len = calloc(c->slot_count, sizeof(uint32_t));
-    if (!vs->slot_free || !vs->ready_slot || !vs->ready_len)
+    vs->rx_frame_nr = calloc(c->slot_count, sizeof(uint64_t));
+    if (!vs->slot_free || !vs->ready_slot || !vs->ready_len || !vs->rx_frame_nr)
         return -ENOMEM;
-    for (uint32_t s = 0; s < c->slot_count; s++)
+    /* Frame n goes to slot n % slot_count (verbs_frame_post), and a slot is reused only after
+     * its credit: frames of one slot arrive in order, frames of different QPs may not. */
+    for (uint32_t s = 0; s < c->slot_count; s++) {
         vs->slot_free[s] = true;
+        vs->rx_frame_nr[s] = s;
+    }
     if ((rc = ibv_req_notify_cq(vs->cq, 0)) != 0)
         return -rc;
     return 0;
@@ -364,6 +370,7 @@ static void vs_free(struct verbs_state *vs)
     }
     free(vs->slot_free);
     free(vs->ready_slot);
+    free(vs->rx_frame_nr);
     free(vs->ready_len);
     free(vs);
 }
@@ -414,6 +421,8 @@ static int vs_ctl_arrived(mos_tp_conn_t *c, struct verbs_state *vs, const struct
     if (h.type == MOS_WIRE_BULK_END) {
         if (h.length != MOS_WIRE_BULK_END_BYTES || vs->end_seen)
             return tp_conn_fail(c, MOS_E_PROTO, "bulk end marker");
+        if (tp_end_check(c, buf + MOS_WIRE_HDR_BYTES) < 0)
+            return tp_conn_fail(c, MOS_E_TAMPERED, "bulk end marker");
         vs->end_seen = true;
         vs->end_frames = mos_get_le64(buf + MOS_WIRE_HDR_BYTES);
         vs->end_pages = mos_get_le64(buf + MOS_WIRE_HDR_BYTES + 8);
@@ -674,7 +683,11 @@ static int verbs_frame_post(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t page
             data += bytes;
         }
     }
-    struct ibv_sge sge = {(uintptr_t)base, (uint32_t)(table + pages * MOS_TP_PAGE_SIZE), vs->tx.mr->lkey};
+    /* tagged in the slot, after the pages (tp_bulk_frames left room) */
+    size_t bytes = table + pages * MOS_TP_PAGE_SIZE;
+    struct iovec whole = {base, bytes};
+    tp_frame_tag(c, vs->tx_seq, &whole, 1, base + bytes);
+    struct ibv_sge sge = {(uintptr_t)base, (uint32_t)(bytes + MOS_WIRE_FRAME_TAG_BYTES), vs->tx.mr->lkey};
     struct ibv_send_wr wr = {
         .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE_WITH_IMM,
         .imm_data = htonl(slot),
@@ -732,6 +745,13 @@ static int verbs_bulk_recv(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
             const uint8_t *base = vs->rx.mem + (size_t)slot * c->slot_bytes;
 
             vs->ready_head++;
+            if (len < MOS_WIRE_FRAME_TAG_BYTES)
+                return tp_conn_fail(c, MOS_E_PROTO, "page-run frame (shorter than its tag)");
+            len -= MOS_WIRE_FRAME_TAG_BYTES;
+            struct iovec whole = {(void *)base, len};
+            if (tp_frame_check(c, vs->rx_frame_nr[slot], &whole, 1, base + len) < 0)
+                return tp_conn_fail(c, MOS_E_TAMPERED, "page-run frame");
+            vs->rx_frame_nr[slot] += c->slot_count;
             if ((rc = mos_wire_runs_decode(base, len, vs->runs, VERBS_FRAME_RUNS, &k, &data)) < 0)
                 return tp_conn_fail(c, rc, "page-run frame");
             /* A consumer that fails leaves the rest of the transfer in flight: the

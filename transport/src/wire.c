@@ -13,7 +13,7 @@ uint32_t mos_wire_payload_limit(uint16_t type)
     case MOS_WIRE_REPLY:
         return MOS_WIRE_MAX_CONTROL;
     case MOS_WIRE_HELLO:
-        return MOS_WIRE_HELLO_BYTES;
+        return MOS_WIRE_HELLO_SEALED_BYTES;
     case MOS_WIRE_CHALLENGE:
         return MOS_AUTH_CHALLENGE_BYTES;
     case MOS_WIRE_PROOF:

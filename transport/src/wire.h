@@ -15,6 +15,7 @@
 #include "mos/auth.h"
 #include "mos/frame.h"
 #include "mos/key.h"
+#include "mos/seal.h"
 #include "mos/transport.h"
 
 #include <stddef.h>
@@ -23,7 +24,8 @@
 #define MOS_WIRE_MAGIC MOS_FRAME_MAGIC('M', 'O', 'S', 'W')
 #define MOS_WIRE_VERSION 1
 #define MOS_WIRE_HDR_BYTES (MOS_FRAME_HDR_BYTES + 4) /* the common header, then the id */
-#define MOS_WIRE_MAX_CONTROL MOS_TP_MAX_CONTROL /* control message payload */
+/* A control message is sealed (mos/seal.h): its payload is the ciphertext, then the tag. */
+#define MOS_WIRE_MAX_CONTROL (MOS_TP_MAX_CONTROL + MOS_SEAL_TAG_BYTES)
 #define MOS_WIRE_MAX_BULK (64u * 1024 * 1024)   /* one page-run frame (= one staging slot) */
 #define MOS_WIRE_MAX_RUNS 4096u                 /* runs in one frame */
 #define MOS_WIRE_TOKEN_BYTES 16
@@ -61,8 +63,13 @@ int mos_wire_hdr_decode(const uint8_t *buf, size_t len, struct mos_wire_hdr *hdr
 uint32_t mos_wire_payload_limit(uint16_t type);
 
 /* Page-run frame payload:
- *   n_runs (4) | reserved (4) | n_runs x { addr (8) | npages (4) | reserved (4) } | pages
- * The pages follow the table in run order; payload length = 8 + 16 n_runs + 4096 sum(npages). */
+ *   n_runs (4) | reserved (4) | n_runs x { addr (8) | npages (4) | reserved (4) } | pages | tag
+ * The pages follow the table in run order; the tag (MOS_WIRE_FRAME_TAG_BYTES) is the Poly1305
+ * of the table and the pages under the connection's bulk key and the frame's number, which
+ * both ends count (mos/seal.h): the pages are authenticated in place, never copied for it.
+ * Payload length = 8 + 16 n_runs + 4096 sum(npages) + 16. mos_wire_runs_decode and
+ * mos_wire_runs_table_decode take the length without the tag. */
+#define MOS_WIRE_FRAME_TAG_BYTES MOS_SEAL_TAG_BYTES
 #define MOS_WIRE_RUN_HDR_BYTES 8
 #define MOS_WIRE_RUN_BYTES 16
 static inline size_t mos_wire_runs_table_bytes(size_t n_runs)
@@ -96,6 +103,8 @@ struct mos_wire_hello {
     char reason[64];      /* why verbs is not offered ("" when it is) */
 };
 #define MOS_WIRE_HELLO_BYTES (24 + MOS_WIRE_TOKEN_BYTES + 64)
+/* On the wire a hello is sealed with the control keys (the first message each way). */
+#define MOS_WIRE_HELLO_SEALED_BYTES (MOS_WIRE_HELLO_BYTES + MOS_SEAL_TAG_BYTES)
 void mos_wire_hello_encode(const struct mos_wire_hello *h, uint8_t *buf);
 int mos_wire_hello_decode(const uint8_t *buf, size_t len, struct mos_wire_hello *h);
 
@@ -111,8 +120,10 @@ enum mos_wire_close_reason {
     MOS_WIRE_CLOSE_BACKEND = 3, /* the wanted backend cannot be used */
 };
 
-/* BULK_END payload: frames (8) | pages (8). */
-#define MOS_WIRE_BULK_END_BYTES 16
+/* BULK_END payload: frames (8) | pages (8) | tag (16, over the counts, under the bulk key and
+ * the end marker's own number: MOS_WIRE_END_NONCE | the count of end markers before it). */
+#define MOS_WIRE_BULK_END_BYTES (16 + MOS_SEAL_TAG_BYTES)
+#define MOS_WIRE_END_NONCE (1ull << 63)
 #define MOS_WIRE_BULK_ABORTED UINT64_MAX /* frames: the sender's source failed mid-way */
 
 #endif

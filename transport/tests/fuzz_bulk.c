@@ -1,6 +1,7 @@
 /* libFuzzer target: the receiving side of a tcp bulk stream (tp_bulk_consume, what
  * mos_tp_bulk_recv runs on the bulk socket) fed from memory: page-run frames and the end
- * marker as a peer holding the key may send them. The first byte picks the consumer: the
+ * marker as a peer holding the key may send them (the connection's bulk key is all zero here;
+ * the seeds, from mos-fuzz-bulk-seeds, carry the tags a real sender makes with it). The first byte picks the consumer: the
  * buffer placer (pages read straight into a 16-page region, no copy) or a copying consumer
  * that reads every byte it is handed. Whatever the stream, the frame buffer and the region are
  * never overrun (ASan), a failure is a known status, and a success hands over exactly the
@@ -100,7 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (placer && st.pages > st.frames * (SLOT_BYTES / MOS_TP_PAGE_SIZE)))
             abort();
     } else if (rc != -ECANCELED && rc != MOS_E_PROTO && rc != MOS_E_VERSION &&
-               rc != MOS_E_TRUNCATED && rc != MOS_E_PEER_GONE && rc != MOS_E_LIMIT) {
+               rc != MOS_E_TRUNCATED && rc != MOS_E_PEER_GONE && rc != MOS_E_LIMIT &&
+               rc != MOS_E_TAMPERED) {
         abort();
     } else if (rc != -ECANCELED && !c.broken) {
         abort(); /* a malformed stream cannot be read on */

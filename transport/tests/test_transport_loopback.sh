@@ -3,6 +3,7 @@
 # job): control round trips, page runs from this process and from another process into a
 # buffer and into another process, every page checksummed; then bad peers: a wrong key,
 # garbage after the handshake, a truncated page-run frame, a client vanishing mid-run, a
+# page-run frame or a control message changed on the way, a control message replayed, a
 # server vanishing mid-run. Each bad session must cost one logged error and nothing else.
 set -u
 . "$(dirname "$0")/lib_check.sh"
@@ -58,6 +59,11 @@ bad_peer() { # NAME KIND PATTERN
 bad_peer "garbage after the handshake" garbage "malformed message; closing the connection"
 bad_peer "truncated page-run frame" truncate "truncated stream"
 bad_peer "client vanishing mid-run" vanish "peer went away"
+# Every message after the handshake is protected with the session's keys (mos/seal.h): a bit
+# changed on the way, or a message sent twice, is refused, never delivered.
+bad_peer "page-run frame changed on the way" forge-frame "page-run frame: message failed its session check"
+bad_peer "control message changed on the way" forge-control "control receive: message failed its session check"
+bad_peer "control message replayed" replay-control "control receive: message failed its session check"
 
 # The server vanishes while the client sends 256 MiB: the client fails cleanly.
 start_server "$T/srv" -- 127.0.0.1:0 --key "$T/k1"

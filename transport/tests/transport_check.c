@@ -3,7 +3,9 @@
  *
  *   mos-transport-check server HOST:PORT [--sessions N] [--into-process] [common]
  *   mos-transport-check client HOST:PORT [--mib SIZE] [--from-process] [--echo N] [common]
- *   mos-transport-check raw HOST:PORT garbage|truncate|vanish [common]   (bad-input clients)
+ *   mos-transport-check raw HOST:PORT KIND [common]   (bad-input clients: garbage, truncate,
+ *                                                      vanish, forge-frame, forge-control,
+ *                                                      replay-control)
  *   common: --key FILE  --backend auto|tcp|verbs  --slot SIZE  --slots N  --qps Q
  *   (sizes as mos/size.h reads them; a plain --mib counts MiB, 64M or 1G say their unit)
  *   (without --key, $MOS_CONF names the cluster config whose key_file and transport apply)
@@ -64,7 +66,7 @@ static uint64_t page_sum(const uint8_t *p)
 static int usage(void)
 {
     fprintf(stderr, "usage: mos-transport-check server|client HOST:PORT [options]\n"
-                    "       mos-transport-check raw HOST:PORT garbage|truncate|vanish [options]\n");
+                    "       mos-transport-check raw HOST:PORT garbage|truncate|vanish|forge-frame|forge-control|replay-control [options]\n");
     return 2;
 }
 
@@ -551,6 +553,25 @@ static int run_client(const struct args *a)
 
 /* ---- bad-input clients: a correct handshake, then what a broken peer would send ---- */
 
+/* A control message sealed as mos_tp_ctl_send would, written raw (header, box, tag), so that
+ * it can be changed or sent twice on the way. */
+static int raw_control(mos_tp_conn_t *c, const uint8_t *msg, size_t len, bool flip, int times)
+{
+    uint8_t out[MOS_WIRE_HDR_BYTES + 64 + MOS_SEAL_TAG_BYTES], ad[6];
+    int rc = 0;
+
+    mos_wire_hdr_make(MOS_WIRE_CONTROL, (uint32_t)(len + MOS_SEAL_TAG_BYTES), 0, out);
+    mos_put_le16(ad, MOS_WIRE_CONTROL);
+    mos_put_le32(ad + 2, 0);
+    mos_seal_box(&c->ctl.tx, ad, sizeof(ad), msg, out + MOS_WIRE_HDR_BYTES, len,
+                 out + MOS_WIRE_HDR_BYTES + len);
+    if (flip)
+        out[MOS_WIRE_HDR_BYTES] ^= 1;
+    for (int i = 0; i < times && rc == 0; i++)
+        rc = tp_write_iov(c->ctl_fd, &(struct iovec){out, MOS_WIRE_HDR_BYTES + len + MOS_SEAL_TAG_BYTES}, 1);
+    return rc;
+}
+
 static int run_raw(const struct args *a)
 {
     mos_tp_conn_t *c;
@@ -562,25 +583,37 @@ static int run_raw(const struct args *a)
     if ((rc = mos_tp_connect(a->addr, &o, &c)) < 0)
         return 1;
     int ctl = c->ctl_fd, bulk = *(int *)c->be; /* tcp_state starts with the bulk fd */
+    /* PLAN for 64 pages at a fake base */
+    uint8_t plan[1 + 24 + 16];
+    struct mos_page_run run = {0x10000000, 64};
+    plan[0] = MSG_PLAN;
+    mos_put_le64(plan + 1, run.addr);
+    mos_put_le64(plan + 9, 64);
+    mos_put_le32(plan + 17, 1);
+    mos_put_le32(plan + 21, 0);
+    mos_put_le64(plan + 25, run.addr);
+    mos_put_le64(plan + 33, 64);
     if (strcmp(a->raw_kind, "garbage") == 0) {
         static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         rc = tp_write_iov(ctl, &(struct iovec){(void *)junk, sizeof(junk) - 1}, 1);
+    } else if (strcmp(a->raw_kind, "forge-control") == 0) {
+        rc = raw_control(c, plan, sizeof(plan), true, 1); /* one bit of the sealed PLAN */
+    } else if (strcmp(a->raw_kind, "replay-control") == 0) {
+        static const uint8_t echo[] = {MSG_ECHO, 'h', 'i'};
+        rc = raw_control(c, echo, sizeof(echo), false, 2); /* the same sealed ECHO twice */
     } else {
-        /* PLAN for 64 pages at a fake base, then a frame that stops early or never ends. */
-        uint8_t plan[1 + 24 + 16], rep[16], frame[MOS_WIRE_HDR_BYTES + 24 + 64 * 4096] = {0};
-        struct mos_page_run run = {0x10000000, 64};
-        size_t rl;
-        plan[0] = MSG_PLAN;
-        mos_put_le64(plan + 1, run.addr);
-        mos_put_le64(plan + 9, 64);
-        mos_put_le32(plan + 17, 1);
-        mos_put_le32(plan + 21, 0);
-        mos_put_le64(plan + 25, run.addr);
-        mos_put_le64(plan + 33, 64);
+        /* a genuine frame (tagged like the sender's) that is cut, never ended, or changed */
+        static uint8_t frame[MOS_WIRE_HDR_BYTES + 24 + 64 * 4096 + MOS_WIRE_FRAME_TAG_BYTES];
+        uint8_t rep[16];
+        size_t rl, body = 24 + 64 * 4096;
         if ((rc = mos_tp_ctl_call(c, plan, sizeof(plan), rep, sizeof(rep), &rl)) < 0)
             return 1;
-        mos_wire_hdr_make(MOS_WIRE_PAGE_RUN, 24 + 64 * 4096, 0, frame);
+        mos_wire_hdr_make(MOS_WIRE_PAGE_RUN, (uint32_t)(body + MOS_WIRE_FRAME_TAG_BYTES), 0, frame);
         mos_wire_runs_encode(&run, 1, frame + MOS_WIRE_HDR_BYTES);
+        struct iovec tagged = {frame + MOS_WIRE_HDR_BYTES, body};
+        tp_frame_tag(c, c->frames_tx++, &tagged, 1, frame + MOS_WIRE_HDR_BYTES + body);
+        if (strcmp(a->raw_kind, "forge-frame") == 0)
+            frame[MOS_WIRE_HDR_BYTES + 24 + 5 * 4096 + 7] ^= 0x20; /* one bit of page 5 */
         size_t len = strcmp(a->raw_kind, "truncate") == 0 ? sizeof(frame) / 2 : sizeof(frame);
         rc = tp_write_iov(bulk, &(struct iovec){frame, len}, 1);
         /* vanish: a whole frame, then the process dies without an end marker */

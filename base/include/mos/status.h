@@ -15,6 +15,7 @@ enum mos_status {
     MOS_E_AUTH = -1003,       /* peer failed the cluster-key proof */
     MOS_E_TRUNCATED = -1004,  /* stream or message ended early */
     MOS_E_PEER_GONE = -1005,  /* peer closed or reset mid-exchange */
+    MOS_E_TAMPERED = -1006,   /* a message failed its session's check (mos/seal.h) */
     /* this node / local */
     MOS_E_CONFIG = -1010,     /* bad configuration */
     MOS_E_KEY = -1011,        /* cluster key missing or malformed */

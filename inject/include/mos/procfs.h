@@ -69,6 +69,13 @@ enum {
  * Returns how many of the keys were found (0..n), or -errno when the file cannot be read. */
 int mos_proc_status_masks(pid_t pid, const char *const keys[], int n, uint64_t *mask);
 
+/* /proc/PID/limits: soft and hard limit of each of the 16 resources, in RLIMIT_* order
+ * (RLIM_INFINITY for "unlimited"). Anyone may read it, where prlimit on another user's
+ * process needs CAP_SYS_RESOURCE (which root lacks on some machines). 0, -errno, or
+ * MOS_E_PROTO (logged by the caller) when the file has not 16 limits. */
+#define MOS_PROC_RLIMITS 16
+int mos_proc_rlimits_read(pid_t pid, uint64_t lim[MOS_PROC_RLIMITS][2]);
+
 /* Who a process is and what it may do: enough to tell, later, that a pid is still the process
  * seen then and still runs with no more than its user's rights. */
 enum { MOS_ID_REAL, MOS_ID_EFFECTIVE, MOS_ID_SAVED, MOS_ID_FS, MOS_ID_FIELDS };

@@ -240,10 +240,12 @@ struct mos_image_vma_info {
 };
 struct mos_image_fd_info {
     int fd;
-    const char *kind; /* "file", "dev", "stdio" */
+    const char *kind; /* "file", "dev", "stdio", "pipe", "eventfd", "signalfd", "timerfd",
+                          "epoll" */
     const char *path;
     uint64_t offset;
     uint32_t flags;
+    uint32_t pipe_size, queued; /* a pipe: its capacity, the bytes it held (first fd only) */
 };
 struct mos_image_info {
     uint32_t format_version;

@@ -25,6 +25,8 @@
 #ifndef MOS_FORWARD_H
 #define MOS_FORWARD_H
 
+#include "mos/seal.h"
+
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -138,19 +140,41 @@ struct mos_supervisor_ops {
     struct mos_held_calls *held;
 };
 
+/* One end of a deputy link (or an exec link, mos/exec_link.h): its TCP stream and the keys of
+ * its session. Every frame after the token proof travels sealed (mos/seal.h records, channel
+ * MOS_SEAL_LINK): the calls, their data and the results can be neither read nor changed on the
+ * way, nor replayed. The struct is the link: it is kept (not copied) while the link is used,
+ * as its counters move with every frame. */
+struct mos_link {
+    int fd;
+    struct mos_seal seal;
+    uint8_t *out;   /* one sealed record going out */
+    size_t out_cap;
+};
+/* Take fd as a link end with the keys of session (mos_auth's secret); is_supervisor: this end
+ * connected (the supervisor's or the relay's). */
+void mos_link_init(struct mos_link *l, int fd, const uint8_t session[MOS_AUTH_SESSION_BYTES],
+                   int is_supervisor);
+/* Both ends of a fresh link over a socketpair (tests, benchmarks, a guest run in this process
+ * tree). 0 or -errno. */
+int mos_link_pair(struct mos_link *supervisor, struct mos_link *deputy);
+/* Close the stream, forget the keys; l->fd is -1 after. A link with fd -1 is allowed. */
+void mos_link_close(struct mos_link *l);
+
 /* Serve guest pid (whose seccomp listener is listener_fd) until it exits, forwarding calls
- * over the connected stream deputy_fd. The supervisor must be able to read and write the guest's
+ * over the deputy link (kept by pointer: a detached guest is served again on the same link). The supervisor must be able to read and write the guest's
  * memory (its parent, or root). On return *exit_status holds the guest's wait status. Returns 0
  * when the guest exited, MOS_SUPERVISOR_DETACHED when on_ctl asked to stop (the guest lives on
  * and may be served again), MOS_E_PEER_GONE if the deputy went away (the guest is then killed),
  * or another negative status. */
 #define MOS_SUPERVISOR_DETACHED 1
-int mos_supervisor_run(pid_t guest, int listener_fd, int deputy_fd,
+int mos_supervisor_run(pid_t guest, int listener_fd, struct mos_link *deputy,
                        const struct mos_supervisor_ops *ops, int *exit_status);
 
 /* The thread whose call a home_call policy is deciding on. */
 pid_t mos_supervisor_caller(const struct mos_supervisor *sup);
-/* Reply to a pending notification (for home_call policies). */
+/* Reply to a pending notification (for home_call policies). A call whose thread died
+ * meanwhile needs no answer: 0, as for one answered. */
 int mos_supervisor_reply(struct mos_supervisor *sup, uint64_t notif_id, int64_t val, int error);
 /* The same outside mos_supervisor_run, on the listener: the call fails with error (< 0). */
 int mos_supervisor_answer(int listener_fd, uint64_t notif_id, int error);
@@ -169,7 +193,7 @@ struct mos_deputy_opts {
                                    blocks every signal), 0: none. Signals queued there are
                                    passed to the guest, the shell's death as SIGKILL. */
 };
-int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_status);
+int mos_deputy_serve(struct mos_link *link, const struct mos_deputy_opts *opts, int *exit_status);
 /* mos_deputy_serve's return when the supervisor says the guest is moving to another node: the
  * deputy is to wait for the new supervisor's link (or for MOS_LINK_RESUME on this one). */
 #define MOS_DEPUTY_MOVING 1
@@ -177,21 +201,22 @@ int mos_deputy_serve(int fd, const struct mos_deputy_opts *opts, int *exit_statu
 /* Supervisor to deputy, outside any call: the guest is about to move (the deputy stops serving
  * this link and waits for the next), or the move failed and this link serves again. */
 enum mos_link_notice { MOS_LINK_MOVING = 1, MOS_LINK_RESUME = 2 };
-int mos_deputy_link_notify(int link_fd, enum mos_link_notice what);
+int mos_deputy_link_notify(struct mos_link *link, enum mos_link_notice what);
 /* Deputy side, between links: read one notice from the old link (0 and *what on success,
  * MOS_E_PEER_GONE at EOF, MOS_E_PROTO for anything else). */
-int mos_deputy_link_read_notice(int link_fd, enum mos_link_notice *what);
+int mos_deputy_link_read_notice(struct mos_link *link, enum mos_link_notice *what);
 
 /* Run fn(arg) in a new child process as a guest whose system calls are served through the
  * connected deputy_fd, supervising it from the calling process until it exits. The child
  * closes every descriptor, installs the filter, and dies with its supervisor. Used for tests,
  * benchmarks and guests that are started rather than restored. Returns 0 with the guest's wait
  * status in *status, or a negative status. */
-int mos_forward_run_guest(int deputy_fd, int (*fn)(void *), void *arg, int *status);
+int mos_forward_run_guest(struct mos_link *deputy, int (*fn)(void *), void *arg, int *status);
 
 /* Move a deputy's link fd to the top of the fd table (below RLIMIT_NOFILE), a range the guest's
- * calls may not touch; *reserved_min receives the range's start. Returns the new fd. */
-int mos_deputy_link_prepare(int fd, int *reserved_min);
+ * calls may not touch; *reserved_min receives the range's start. 0 (link->fd is the new fd)
+ * or a status. */
+int mos_deputy_link_prepare(struct mos_link *link, int *reserved_min);
 /* The start of that range: RLIMIT_NOFILE's soft limit (at most 1024) less 8. */
 int mos_deputy_reserved_min(void);
 
@@ -201,14 +226,14 @@ int mos_deputy_reserved_min(void);
  * listen: on a numeric address and *port (0: any; *port receives the one bound); returns the
  * listening fd.
  * accept: waits for a supervisor that proves the token (others are refused and logged) and
- * returns the connected fd; connect: returns the connected fd. 0 / -errno / MOS_E_AUTH /
- * -ETIMEDOUT. */
+ * fills *link; connect: fills *link. Both give the link the keys of the session just proved.
+ * 0 / -errno / MOS_E_AUTH / -ETIMEDOUT. */
 #define MOS_LINK_TOKEN_BYTES 32
 int mos_deputy_link_listen(const char *addr, int *port);
 int mos_deputy_link_accept(int listen_fd, const uint8_t token[MOS_LINK_TOKEN_BYTES],
-                           int timeout_ms);
+                           int timeout_ms, struct mos_link *link);
 int mos_deputy_link_connect(const char *addr, int port, const uint8_t token[MOS_LINK_TOKEN_BYTES],
-                            int timeout_ms);
+                            int timeout_ms, struct mos_link *link);
 
 /* Counters of one side, for mosps and benchmarks. */
 struct mos_forward_stats {

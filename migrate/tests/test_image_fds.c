@@ -1,0 +1,230 @@
+/* The FDS record's pipe and anon-inode entries (eventfd, timerfd, signalfd, epoll): valid ones read
+ * back with their state; each way an entry can be wrong is refused with one line, before a
+ * restore would make anything of it. */
+#include "image_template.h"
+
+#include "mos/log.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#define FDS_INDEX 7 /* IMAGE CORE MM VMAS SIGS RLIM THREAD, then FDS */
+
+static char last_error[512];
+static int errors;
+
+static void sink(enum mos_log_level l, const char *c, const char *text, void *a)
+{
+    (void)c, (void)a;
+    if (l == MOS_LOG_ERROR) {
+        snprintf(last_error, sizeof(last_error), "%s", text);
+        errors++;
+    }
+}
+
+struct fd_entry {
+    struct mos_rec_fd f;
+    const char *name;
+    const void *data;
+    size_t len; /* of data */
+};
+
+/* The template with its FDS record made of entries; read up to FDS into *m. */
+static int read_with_fds(const struct fd_entry *e, uint32_t n, struct mos_img_meta *m)
+{
+    static struct rec recs[16];
+    struct membuf mb = {0};
+    struct mos_img_writer w = {.io = &mb.io};
+    struct mos_img_reader rd = {.io = &mb.io};
+    struct mos_rec_fds hdr = {.count = n};
+
+    memset(recs, 0, sizeof(recs));
+    mb.io.ops = &mem_ops;
+    int nrec = template_build(recs, 0);
+    assert_int_equal(recs[FDS_INDEX].magic, MOS_REC_FDS);
+    recs[FDS_INDEX].len = 0;
+    rec_add(&recs[FDS_INDEX], &hdr, sizeof(hdr));
+    for (uint32_t i = 0; i < n; i++) {
+        rec_add(&recs[FDS_INDEX], &e[i].f, sizeof(e[i].f));
+        rec_add(&recs[FDS_INDEX], e[i].name, e[i].f.path_len);
+        if (e[i].data)
+            rec_add(&recs[FDS_INDEX], e[i].data, e[i].len);
+    }
+    for (int k = 0; k < nrec; k++) {
+        struct iovec part = {recs[k].buf, recs[k].len};
+        assert_int_equal(mos_img_put(&w, recs[k].magic, &part, 1), 0);
+    }
+    errors = 0;
+    last_error[0] = '\0';
+    int rc = mos_img_meta_read(&rd, m);
+    mos_img_reader_free(&rd);
+    free(mb.data);
+    return rc;
+}
+
+static struct fd_entry pipe_end(int fd, int acc, uint32_t size, const char *name,
+                                const char *data)
+{
+    struct fd_entry e = {.f = {.fd = fd, .kind = MOS_FD_PIPE, .flags = (uint32_t)acc,
+                               .path_len = (uint32_t)strlen(name), .dup_of = -1,
+                               .pipe_size = size,
+                               .data_len = data ? (uint32_t)strlen(data) : 0},
+                         .name = name, .data = data, .len = data ? strlen(data) : 0};
+    return e;
+}
+
+static void expect_refused(const struct fd_entry *e, uint32_t n, const char *why)
+{
+    struct mos_img_meta m;
+
+    assert_int_equal(read_with_fds(e, n, &m), MOS_E_IMAGE);
+    assert_int_equal(errors, 1);
+    if (!strstr(last_error, why))
+        fail_msg("expected '%s', got '%s'", why, last_error);
+}
+
+static void test_pipe_reads_back(void **state)
+{
+    (void)state;
+    struct fd_entry e[2] = {pipe_end(4, O_RDONLY, 65536, "pipe:[77]", "queued"),
+                            pipe_end(5, O_WRONLY | O_NONBLOCK, 65536, "pipe:[77]", NULL)};
+    struct mos_img_meta m;
+
+    assert_int_equal(read_with_fds(e, 2, &m), 0);
+    assert_int_equal(m.nfds, 2);
+    assert_int_equal(m.fds[0].f.data_len, 6);
+    assert_memory_equal(m.fds[0].data, "queued", 6);
+    assert_null(m.fds[1].data);
+    assert_string_equal(m.fds[1].path, "pipe:[77]");
+    mos_img_meta_free(&m);
+}
+
+static void test_pipe_entries_checked(void **state)
+{
+    (void)state;
+    struct fd_entry e[2] = {pipe_end(4, O_RDONLY, 65536, "pipe:[77]", NULL),
+                            pipe_end(5, O_WRONLY, 65536, "pipe:[77]", "late")};
+    /* the data belongs with the pipe's first entry only */
+    expect_refused(e, 2, "other than its first entry");
+    e[1] = pipe_end(5, O_WRONLY, 65536, "pipe:[77]", NULL);
+    e[0] = pipe_end(4, O_RDONLY, 4096, "pipe:[77]", NULL);
+    e[0].f.data_len = 4097; /* more than the pipe holds */
+    expect_refused(e, 1, "pipe entry out of range");
+    e[0] = pipe_end(4, O_RDONLY, 65536, "pipe:[7x]", NULL);
+    expect_refused(e, 1, "pipe entry out of range");
+    e[0] = pipe_end(4, O_RDWR, 65536, "pipe:[77]", NULL);
+    expect_refused(e, 1, "pipe entry out of range");
+    e[0] = pipe_end(4, O_RDONLY, MOS_IMG_MAX_PIPE_SIZE * 2, "pipe:[77]", NULL);
+    expect_refused(e, 1, "pipe entry out of range");
+    e[0] = pipe_end(4, O_RDONLY, 65536, "pipe:[77]", "abc");
+    e[0].f.data_len = 100; /* beyond the record */
+    expect_refused(e, 1, "beyond the record");
+    /* pipe fields on another kind */
+    e[0] = (struct fd_entry){.f = {.fd = 3, .kind = MOS_FD_FILE, .path_len = 4, .dup_of = -1,
+                                   .pipe_size = 4096},
+                             .name = "/etc"};
+    expect_refused(e, 1, "state for a kind that has none");
+    /* a dup names an earlier entry of the same pipe */
+    e[0] = pipe_end(4, O_RDONLY, 65536, "pipe:[77]", NULL);
+    e[1] = pipe_end(5, O_RDONLY, 65536, "pipe:[78]", NULL);
+    e[1].f.dup_of = 4;
+    expect_refused(e, 2, "dup_of names no earlier fd");
+}
+
+static struct fd_entry anon_entry(int fd, uint32_t kind, const char *name, const void *state,
+                                   size_t len)
+{
+    struct fd_entry e = {.f = {.fd = fd, .kind = kind, .flags = O_RDWR,
+                               .path_len = (uint32_t)strlen(name), .dup_of = -1,
+                               .data_len = (uint32_t)len},
+                         .name = name, .data = state, .len = len};
+    return e;
+}
+
+static void test_anon_entries_checked(void **state)
+{
+    (void)state;
+    struct mos_rec_eventfd ev = {.count = 9, .semaphore = 1};
+    struct mos_rec_timerfd tm = {.clockid = CLOCK_MONOTONIC, .value_nsec = 5,
+                                 .interval_nsec = 20000000};
+    struct mos_rec_signalfd sg = {.mask = 1u << 9};
+    struct fd_entry e[3] = {anon_entry(3, MOS_FD_EVENTFD, "anon_inode:[eventfd]", &ev, sizeof(ev)),
+                            anon_entry(4, MOS_FD_TIMERFD, "anon_inode:[timerfd]", &tm, sizeof(tm)),
+                            anon_entry(5, MOS_FD_SIGNALFD, "anon_inode:[signalfd]", &sg,
+                                       sizeof(sg))};
+    struct mos_img_meta m;
+
+    assert_int_equal(read_with_fds(e, 3, &m), 0);
+    assert_memory_equal(m.fds[0].data, &ev, sizeof(ev));
+    assert_memory_equal(m.fds[1].data, &tm, sizeof(tm));
+    mos_img_meta_free(&m);
+    ev.semaphore = 2;
+    expect_refused(e, 1, "anon-inode state out of range");
+    ev.semaphore = 0;
+    ev.count = UINT64_MAX;
+    expect_refused(e, 1, "anon-inode state out of range");
+    ev.count = 1;
+    tm.clockid = CLOCK_PROCESS_CPUTIME_ID;
+    expect_refused(e, 2, "anon-inode state out of range");
+    tm.clockid = CLOCK_MONOTONIC;
+    tm.interval_nsec = 1000000000;
+    expect_refused(e, 2, "anon-inode state out of range");
+    tm.interval_nsec = 0;
+    e[2].f.data_len = 4; /* not its struct's size */
+    e[2].len = 4;
+    expect_refused(e, 3, "anon-inode entry out of range");
+    e[2] = anon_entry(5, MOS_FD_SIGNALFD, "anon_inode:[eventfd]", &sg, sizeof(sg));
+    expect_refused(e, 3, "anon-inode entry out of range");
+    /* a dup carries no state of its own */
+    e[1] = anon_entry(4, MOS_FD_EVENTFD, "anon_inode:[eventfd]", &ev, sizeof(ev));
+    e[1].f.dup_of = 3;
+    expect_refused(e, 2, "anon-inode entry out of range");
+}
+
+static void test_epoll_entries_checked(void **state)
+{
+    (void)state;
+    struct mos_rec_eventfd ev = {.count = 1};
+    struct mos_rec_epoll_watch w[2] = {{.tfd = 3, .events = EPOLLIN | EPOLLET, .data = 7},
+                                       {.tfd = 1, .events = EPOLLOUT, .data = 8}};
+    struct fd_entry e[3] = {
+        {.f = {.fd = 1, .kind = MOS_FD_STDIO, .dup_of = -1}, .name = ""},
+        anon_entry(3, MOS_FD_EVENTFD, "anon_inode:[eventfd]", &ev, sizeof(ev)),
+        anon_entry(4, MOS_FD_EPOLL, "anon_inode:[eventpoll]", w, sizeof(w))};
+    struct mos_img_meta m;
+
+    assert_int_equal(read_with_fds(e, 3, &m), 0);
+    assert_int_equal(m.fds[2].f.data_len, sizeof(w));
+    assert_memory_equal(m.fds[2].data, w, sizeof(w));
+    mos_img_meta_free(&m);
+    w[1].tfd = 9; /* no such fd in the image */
+    expect_refused(e, 3, "an epoll watches");
+    w[1].tfd = 4; /* itself: an epoll */
+    expect_refused(e, 3, "an epoll watches");
+    w[1].tfd = 3; /* the same fd twice */
+    expect_refused(e, 3, "an epoll watches");
+    w[1].tfd = 1;
+    w[1].events = 1u << 20; /* no such flag */
+    expect_refused(e, 3, "an epoll watches");
+    w[1].events = EPOLLIN;
+    e[2].f.data_len = e[2].len = sizeof(w) - 4; /* not whole watches */
+    expect_refused(e, 3, "anon-inode entry out of range");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pipe_reads_back),
+        cmocka_unit_test(test_pipe_entries_checked),
+        cmocka_unit_test(test_anon_entries_checked),
+        cmocka_unit_test(test_epoll_entries_checked),
+    };
+    mos_log_set_sink(sink, NULL);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
