@@ -451,6 +451,10 @@ static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port)
         worker_main(&a, pipefd[1]);
     }
     close(pipefd[1]);
+    /* from here on the move goes on without this mosd (the worker holds mosrun's line): a
+     * restart before this line leaves the job where it was */
+    mos_info("mosd", "job %d (pid %d): worker %d streams it to %s", job->id, (int)job->pid,
+             (int)worker, job->target);
     job->worker_fd = pipefd[0];
     job->worker_ev = event_new(d->base, pipefd[0], EV_READ | EV_PERSIST, on_worker_report, d);
     event_add(job->worker_ev, NULL);

@@ -122,7 +122,10 @@ mosrun_job mid 250 400; run_m=$!
 m=$(started $run_m)
 lines=$(wc -l < "$W/mosd1.log")
 ( on 1 "${AS_USER[@]}" "$B/mosmigrate" "$m" "$N2" > "$W/mid.move" 2>&1 ) &
-wait_until 10 log_since_has 1 "$lines" "(pid $m): moving from"
+# the worker must exist when mosd dies: killed before it forks, mosd leaves the job at home
+# (nothing moved, and the 10 s job may end before it is looked for on node 2)
+wait_until 30 log_since_has 1 "$lines" "(pid $m): worker " \
+    || bad "mid-move: no migration worker in 30 s: $(tail -n +$((lines + 1)) "$W/mosd1.log" | tr '\n' '|')"
 restart_mosd 1
 landed=$(log_since 1 "$lines" "(pid $m) now runs on")
 wait_until 20 listed 1 "$m" "$N2" \
