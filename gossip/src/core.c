@@ -417,6 +417,33 @@ size_t mos_gossip_core_tick(struct mos_gossip_core *c, uint32_t now,
     return n;
 }
 
+static void prefetch_lines(const void *p, size_t bytes, int write)
+{
+    const char *a = (const char *)((uintptr_t)p & ~(uintptr_t)63), *end = (const char *)p + bytes;
+
+    for (; a < end; a += 64)
+        write ? __builtin_prefetch(a, 1) : __builtin_prefetch(a, 0);
+}
+
+void mos_gossip_core_prefetch_header(const struct mos_gossip_core *c)
+{
+    prefetch_lines(c, sizeof(*c), 1);
+}
+
+void mos_gossip_core_prefetch_receive(const struct mos_gossip_core *c,
+                                      const struct mos_gossip_item *items, size_t n)
+{
+    prefetch_lines(c->cand, c->n_cand * sizeof(*c->cand), 0);
+    for (size_t i = 0; i < n; i++)
+        if (items[i].slot < c->n_slots)
+            __builtin_prefetch(&c->word[items[i].slot], 1);
+}
+
+void mos_gossip_core_prefetch_tick(const struct mos_gossip_core *c)
+{
+    prefetch_lines(c->cand, c->n_cand * sizeof(*c->cand), 0);
+}
+
 uint32_t mos_gossip_core_age(const struct mos_gossip_core *c, uint32_t now, uint32_t slot)
 {
     if (slot >= c->n_slots || !(c->word[slot] & WORD_KNOWN))

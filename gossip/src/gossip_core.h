@@ -74,6 +74,16 @@ size_t mos_gossip_core_tick(struct mos_gossip_core *core, uint32_t now,
 size_t mos_gossip_core_receive(struct mos_gossip_core *core, uint32_t now,
                                const struct mos_gossip_item *items, size_t n, uint8_t *results);
 
+/* Hints for a caller that runs many cores (the simulator), each cold in the caches: start the
+ * loads a later call will need, so that they overlap the work on other cores. _header: the
+ * core's own fields (call it first, well ahead); _receive: what receiving these items will
+ * read (the header should be in cache by then); _tick: what the next tick reads. No effect on
+ * results. */
+void mos_gossip_core_prefetch_header(const struct mos_gossip_core *core);
+void mos_gossip_core_prefetch_receive(const struct mos_gossip_core *core,
+                                      const struct mos_gossip_item *items, size_t n);
+void mos_gossip_core_prefetch_tick(const struct mos_gossip_core *core);
+
 /* Age of the newest news of slot, or MOS_GOSSIP_AGE_UNKNOWN if none ever arrived. */
 uint32_t mos_gossip_core_age(const struct mos_gossip_core *core, uint32_t now, uint32_t slot);
 

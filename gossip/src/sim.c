@@ -48,6 +48,7 @@ struct sim {
     /* the batch being run: one message slot per sender */
     struct mos_gossip_item *msg_items;
     uint32_t *msg_target, *msg_len, *msg_now;
+    uint32_t *mine; /* per thread, batch entries: the messages it delivers */
     struct sim_totals part[MOS_GOSSIP_SIM_MAX_THREADS]; /* traffic, per thread */
     struct sim_totals obs;                              /* ages (thread 0) */
     uint64_t tail_hist[TAIL_BINS];                      /* ages in quarter steps (thread 0) */
@@ -144,7 +145,15 @@ static void batch_tick(struct sim *sm, unsigned id, uint32_t step, unsigned b0, 
 {
     struct sim_totals *t = &sm->part[id];
 
-    for (unsigned k = id; k < len; k += sm->o.threads) {
+    /* Every core is cold: its header two senders ahead, its candidates one ahead. */
+    unsigned step_k = sm->o.threads;
+    for (unsigned k = id; k < len && k < id + 2 * step_k; k += step_k)
+        mos_gossip_core_prefetch_header(sm->nodes[sm->order[b0 + k]].core);
+    for (unsigned k = id; k < len; k += step_k) {
+        if (k + 2 * step_k < len)
+            mos_gossip_core_prefetch_header(sm->nodes[sm->order[b0 + k + 2 * step_k]].core);
+        if (k + step_k < len)
+            mos_gossip_core_prefetch_tick(sm->nodes[sm->order[b0 + k + step_k]].core);
         uint32_t i = sm->order[b0 + k], target;
         struct sim_node *nd = &sm->nodes[i];
         struct mos_gossip_rng rng = {.next = mos_gossip_splitmix_next, .arg = &nd->rng};
@@ -172,13 +181,30 @@ static void batch_tick(struct sim *sm, unsigned id, uint32_t step, unsigned b0, 
 }
 
 /* Phase B: deliveries, in sending order; a receiver belongs to one thread. */
-static void batch_deliver(struct sim *sm, unsigned id, unsigned len)
+static void batch_deliver(struct sim *sm, unsigned id, unsigned len, uint32_t *mine)
 {
+    unsigned n = 0;
+
     for (unsigned k = 0; k < len; k++) {
         uint32_t target = sm->msg_target[k];
-        if (target == MOS_GOSSIP_NO_SLOT || target % sm->o.threads != id)
-            continue;
-        mos_gossip_core_receive(sm->nodes[target].core, sm->msg_now[k],
+        if (target != MOS_GOSSIP_NO_SLOT && target % sm->o.threads == id)
+            mine[n++] = k;
+    }
+    /* Each receiver's vector is cold: its header is fetched two messages ahead, the words the
+     * next message touches one ahead, so their misses overlap this message's merge. */
+    for (unsigned j = 0; j < n && j < 2; j++)
+        mos_gossip_core_prefetch_header(sm->nodes[sm->msg_target[mine[j]]].core);
+    for (unsigned j = 0; j < n; j++) {
+        uint32_t k = mine[j];
+        if (j + 2 < n)
+            mos_gossip_core_prefetch_header(sm->nodes[sm->msg_target[mine[j + 2]]].core);
+        if (j + 1 < n) {
+            uint32_t k1 = mine[j + 1];
+            mos_gossip_core_prefetch_receive(sm->nodes[sm->msg_target[k1]].core,
+                                             sm->msg_items + (size_t)k1 * (sm->o.window + 1),
+                                             sm->msg_len[k1]);
+        }
+        mos_gossip_core_receive(sm->nodes[sm->msg_target[k]].core, sm->msg_now[k],
                                 sm->msg_items + (size_t)k * (sm->o.window + 1), sm->msg_len[k],
                                 NULL);
     }
@@ -211,12 +237,14 @@ static void *sim_thread_main(void *arg)
         sched_yield();
     if (go < 0)
         return NULL;
+    uint32_t *mine = sm->mine + (size_t)th->id * sm->batch; /* this thread's receivers */
+
     for (uint32_t s = 0; s < sm->o.steps; s++) {
         for (unsigned b0 = 0; b0 < sm->n; b0 += sm->batch) {
             unsigned len = sm->n - b0 < sm->batch ? sm->n - b0 : sm->batch;
             batch_tick(sm, th->id, s, b0, len);
             barrier_wait(&sm->bar);
-            batch_deliver(sm, th->id, len);
+            batch_deliver(sm, th->id, len, mine);
             barrier_wait(&sm->bar);
         }
         if (th->id == 0)
@@ -240,8 +268,9 @@ static int sim_alloc(struct sim *sm)
     sm->msg_target = calloc(sm->batch, sizeof(*sm->msg_target));
     sm->msg_len = calloc(sm->batch, sizeof(*sm->msg_len));
     sm->msg_now = calloc(sm->batch, sizeof(*sm->msg_now));
+    sm->mine = calloc((size_t)sm->o.threads * sm->batch, sizeof(*sm->mine));
     if (!sm->nodes || !sm->order || !sm->msg_items || !sm->msg_target || !sm->msg_len ||
-        !sm->msg_now)
+        !sm->msg_now || !sm->mine)
         return -ENOMEM;
     /* All cores in one arena on huge pages: each datagram touches ~W random words of the
      * receiver's vector, and with 4 KiB pages nearly every one is also a TLB miss. */
@@ -279,6 +308,7 @@ static void sim_free(struct sim *sm)
     free(sm->msg_target);
     free(sm->msg_len);
     free(sm->msg_now);
+    free(sm->mine);
 }
 
 /* Threads 1.. start first and wait at the gate: if one cannot start, the others are let go
