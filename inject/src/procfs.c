@@ -218,3 +218,8 @@ int mos_proc_rlimits_read(pid_t pid, uint64_t lim[MOS_PROC_RLIMITS][2])
     fclose(f);
     return i == MOS_PROC_RLIMITS ? 0 : MOS_E_PROTO;
 }
+
+int mos_vma_shared_anon(const struct mos_vma *vma)
+{
+    return vma->shared && strcmp(vma->path, "/dev/zero (deleted)") == 0;
+}

@@ -31,6 +31,17 @@ static void test_parse_line(void **state)
     assert_int_equal(mos_vma_parse_line("1000-2000 rw-s 0 00:00 0\n", &v), 0);
     assert_true(v.shared);
     assert_string_equal(v.path, "");
+    assert_false(mos_vma_shared_anon(&v));
+    /* MAP_SHARED|MAP_ANONYMOUS as the kernel shows it; private /dev/zero and a memfd are not */
+    assert_int_equal(mos_vma_parse_line("1000-3000 rw-s 00000000 00:01 77 /dev/zero (deleted)\n",
+                                        &v), 0);
+    assert_true(mos_vma_shared_anon(&v));
+    assert_int_equal(mos_vma_parse_line("1000-3000 rw-p 00000000 00:01 77 /dev/zero (deleted)\n",
+                                        &v), 0);
+    assert_false(mos_vma_shared_anon(&v));
+    assert_int_equal(mos_vma_parse_line("1000-3000 rw-s 00000000 00:01 78 /memfd:x (deleted)\n",
+                                        &v), 0);
+    assert_false(mos_vma_shared_anon(&v));
     assert_int_equal(mos_vma_parse_line("2000-1000 rw-p 0 00:00 0\n", &v), MOS_E_PROTO);
     assert_int_equal(mos_vma_parse_line("garbage\n", &v), MOS_E_PROTO);
     assert_int_equal(mos_vma_parse_line("1001-2000 rw-p 0 00:00 0\n", &v), MOS_E_PROTO);

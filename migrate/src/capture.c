@@ -743,6 +743,9 @@ static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
         snprintf(c->path, sizeof(c->path), "%s", m->path);
         if (is_special(m->path)) {
             c->v.kind = MOS_VMA_VDSO;
+        } else if (mos_vma_shared_anon(m)) { /* stay.c let it through: checkpoint mode */
+            c->v.kind = MOS_VMA_ANON_SHARED;
+            c->path[0] = '\0';
         } else if (m->path[0] != '/') {
             c->v.kind = MOS_VMA_ANON;
             c->path[0] = '\0'; /* [heap], [stack], [anon:x] come back from the mm fields */
@@ -1109,7 +1112,9 @@ static int vma_pages(struct page_batch *b, int pagemap_fd, const struct mos_rec_
     /* process_vm_readv cannot read what the process may not: such VMAs keep PAGES records
      * (read through /proc/PID/mem), everything else goes in bulk. */
     b->to_bulk = b->bulk_ok && (v->prot & PROT_READ);
-    if (v->kind == MOS_VMA_FILE_COPY) {
+    /* Shared anonymous memory travels whole: its page tables do not tell which pages hold
+     * data (one MADV_DONTNEED dropped from them still does, in the shared object). */
+    if (v->kind == MOS_VMA_FILE_COPY || v->kind == MOS_VMA_ANON_SHARED) {
         for (uint64_t at = v->start; at < v->end; at += PAGE) {
             int rc = batch_add(b, at);
             if (rc != 0)

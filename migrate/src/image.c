@@ -441,14 +441,14 @@ static int meta_vmas(struct mos_img_reader *r, struct mos_img_meta *m)
         p += sizeof(v->v);
         if ((size_t)(end - p) < v->v.path_len)
             return img_bad(r, "VMAS record: short path");
-        int need_path = v->v.kind != MOS_VMA_ANON;
+        int need_path = v->v.kind != MOS_VMA_ANON && v->v.kind != MOS_VMA_ANON_SHARED;
         if ((need_path || v->v.path_len) && copy_path(v->path, p, v->v.path_len) != 0)
             return img_bad(r, "VMAS record: bad path");
         p += v->v.path_len;
         if (v->v.start >= v->v.end || (v->v.start | v->v.end | v->v.pgoff) % MOS_IMG_PAGE_SIZE ||
             v->v.end > MOS_IMG_USER_TOP || v->v.start < 4096 ||
             (v->v.prot & ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC)) ||
-            v->v.kind < MOS_VMA_ANON || v->v.kind > MOS_VMA_VDSO ||
+            v->v.kind < MOS_VMA_ANON || v->v.kind > MOS_VMA_ANON_SHARED ||
             (v->v.flags & ~MOS_VMA_F_ALL) || (i > 0 && v->v.start < m->vmas[i - 1].v.end))
             return img_bad(r, "VMAS record: entry out of range or overlapping");
     }

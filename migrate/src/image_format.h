@@ -18,9 +18,9 @@
 
 /* 2: per-thread state (IMAGE nthreads, CORE's thread fields, THREAD records). 3: pipes of the
  * process's own, eventfd, signalfd, timerfd and epoll in FDS (their state after the path: pipe_size
- * and data_len in every entry). Images of
+ * and data_len in every entry). 4: shared anonymous memory (MOS_VMA_ANON_SHARED). Images of
  * another version are refused with one line (mos_img_meta_read). */
-#define MOS_IMG_FORMAT_VERSION 3
+#define MOS_IMG_FORMAT_VERSION 4
 
 /* Record magics: four ASCII letters, read as a little-endian uint32 (as every mos magic). */
 #define MOS_REC_IMAGE MOS_FRAME_MAGIC('M', 'O', 'S', 'I')
@@ -119,6 +119,8 @@ enum mos_vma_kind {
     MOS_VMA_FILE_SHARED,     /* shared read-only file map: mapped from the file, nothing carried */
     MOS_VMA_FILE_COPY,       /* private file map whose file changed: all contents carried */
     MOS_VMA_VDSO,            /* [vdso], [vvar], [vvar_vclock]: moved into place, never carried */
+    MOS_VMA_ANON_SHARED,     /* MAP_SHARED|MAP_ANONYMOUS of this process alone (checkpoint
+                                mode): mapped anew, all contents carried */
 };
 #define MOS_VMA_F_GROWSDOWN 1u /* VM_GROWSDOWN (smaps "gd"): a stack that grows */
 #define MOS_VMA_F_NORESERVE 2u /* VM_NORESERVE (smaps "nr"): no commit charge */

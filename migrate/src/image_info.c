@@ -16,6 +16,7 @@ static const char *vma_kind_name(uint32_t kind)
     case MOS_VMA_FILE_SHARED: return "file-shared";
     case MOS_VMA_FILE_COPY: return "file-copy";
     case MOS_VMA_VDSO: return "vdso";
+    case MOS_VMA_ANON_SHARED: return "anon-shared";
     }
     return "?";
 }

@@ -585,6 +585,11 @@ static int vmas_map(struct mos_restore *r)
         switch (v->v.kind) {
         case MOS_VMA_VDSO:
             continue;
+        case MOS_VMA_ANON_SHARED: /* a new shared object: nothing else maps it (stay.c) */
+            flags |= MAP_SHARED | MAP_ANONYMOUS;
+            if (v->v.flags & MOS_VMA_F_NORESERVE)
+                flags |= MAP_NORESERVE;
+            break;
         case MOS_VMA_ANON:
         case MOS_VMA_FILE_COPY:
             flags |= MAP_PRIVATE | MAP_ANONYMOUS;

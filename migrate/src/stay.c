@@ -269,7 +269,70 @@ static const char *mpi_hint(const char *path)
     return "";
 }
 
-static int stay_vmas(pid_t pid, char *reason, size_t len)
+/* Shared anonymous memory may travel in checkpoint mode if nothing else could see the copy
+ * part from the original: no other process maps the object (every /proc/PID/maps is looked at;
+ * those we may not read are passed over, as for pipes), this one maps no part of it twice, and
+ * it is not so big that reading it whole would swamp the node. */
+#define SHARED_ANON_MAX (1ull << 30)
+
+static pid_t shared_anon_mapper(pid_t pid, const struct mos_vma_list *mine, uint64_t *at)
+{
+    struct dirent *p;
+    DIR *procs = opendir("/proc");
+    pid_t found = 0;
+
+    while (procs && !found && (p = readdir(procs))) {
+        pid_t q = (pid_t)atoi(p->d_name);
+        struct mos_vma_list theirs;
+        if (q <= 0 || q == pid || mos_vma_list_read(q, &theirs) != 0)
+            continue;
+        for (size_t i = 0; i < theirs.count && !found; i++)
+            for (size_t k = 0; k < mine->count && !found; k++)
+                if (mos_vma_shared_anon(&theirs.vmas[i]) && mos_vma_shared_anon(&mine->vmas[k]) &&
+                    theirs.vmas[i].inode == mine->vmas[k].inode &&
+                    theirs.vmas[i].dev_minor == mine->vmas[k].dev_minor &&
+                    theirs.vmas[i].dev_major == mine->vmas[k].dev_major) {
+                    found = q;
+                    *at = mine->vmas[k].start;
+                }
+        mos_vma_list_free(&theirs);
+    }
+    if (procs)
+        closedir(procs);
+    return found;
+}
+
+static int stay_shared_anon(pid_t pid, const struct mos_vma_list *list, char *reason, size_t len)
+{
+    uint64_t total = 0, at = 0;
+    int rc = 0, any = 0;
+
+    for (size_t i = 0; i < list->count; i++) {
+        const struct mos_vma *v = &list->vmas[i];
+        if (!mos_vma_shared_anon(v))
+            continue;
+        any = 1;
+        total += v->end - v->start;
+        for (size_t k = 0; k < i; k++) {
+            const struct mos_vma *o = &list->vmas[k];
+            if (mos_vma_shared_anon(o) && o->inode == v->inode &&
+                v->offset < o->offset + (o->end - o->start) &&
+                o->offset < v->offset + (v->end - v->start))
+                REFUSE("maps the same shared anonymous memory twice (at %#llx and %#llx)",
+                       (unsigned long long)o->start, (unsigned long long)v->start);
+        }
+    }
+    if (total > SHARED_ANON_MAX)
+        REFUSE("has %llu MiB of shared anonymous memory (at most %llu MiB travel)",
+               (unsigned long long)(total >> 20), SHARED_ANON_MAX >> 20);
+    pid_t q = any ? shared_anon_mapper(pid, list, &at) : 0;
+    if (q)
+        REFUSE("shares anonymous memory with pid %d (at %#llx)", (int)q, (unsigned long long)at);
+out:
+    return rc;
+}
+
+static int stay_vmas(pid_t pid, int ckpt, char *reason, size_t len)
 {
     struct mos_vma_list list;
     int rc = mos_vma_list_read(pid, &list);
@@ -279,6 +342,8 @@ static int stay_vmas(pid_t pid, char *reason, size_t len)
     for (size_t i = 0; i < list.count; i++) {
         const struct mos_vma *v = &list.vmas[i];
         unsigned long long a = (unsigned long long)v->start;
+        if (mos_vma_shared_anon(v) && ckpt)
+            continue; /* stay_shared_anon */
         if (strncmp(v->path, "/SYSV", 5) == 0)
             REFUSE("uses SysV shared memory (at %#llx)", a);
         if (strncmp(v->path, "anon_inode:", 11) == 0)
@@ -299,6 +364,8 @@ static int stay_vmas(pid_t pid, char *reason, size_t len)
         if (v->path[0] && v->path[0] != '/' && v->path[0] != '[')
             REFUSE("maps an unreachable file (%.80s)", v->path);
     }
+    if (ckpt)
+        rc = stay_shared_anon(pid, &list, reason, len);
 out:
     mos_vma_list_free(&list);
     return rc;
@@ -462,7 +529,7 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
         REFUSE("has child processes");
     rc = stay_sandbox(pid, opts, reason, len);
     if (rc == 0)
-        rc = stay_vmas(pid, reason, len);
+        rc = stay_vmas(pid, !(opts && opts->fds_at_home), reason, len); /* fds travel: checkpoint */
     if (rc != 0)
         goto out;
     if (opts && opts->fds_at_home)

@@ -1,6 +1,7 @@
 /* A valid image in memory for the image reader's tests and fuzzer: an io over a growing
  * buffer (read as a stream, as a mapped file, or with a page channel) and a template image of
- * every record kind, including a thread, a file, a pipe of the process's own and a timerfd. */
+ * every record kind, including a thread, a file, shared anonymous memory, a pipe of the
+ * process's own and a timerfd. */
 #ifndef MOS_TEST_IMAGE_TEMPLATE_H
 #define MOS_TEST_IMAGE_TEMPLATE_H
 
@@ -147,13 +148,16 @@ static inline int template_build(struct rec *recs, int bulk)
     rec_add(r, "/", 1);
     r = &recs[n++];
     r->magic = MOS_REC_VMAS;
-    struct mos_rec_vmas vh = {.count = 2};
+    struct mos_rec_vmas vh = {.count = 3};
     rec_add(r, &vh, sizeof(vh));
     struct mos_rec_vma v1 = {.start = 0x400000, .end = 0x402000, .prot = PROT_READ | PROT_EXEC,
                              .kind = MOS_VMA_ANON};
+    struct mos_rec_vma vs = {.start = 0x500000, .end = 0x504000, .prot = PROT_READ | PROT_WRITE,
+                             .kind = MOS_VMA_ANON_SHARED, .flags = MOS_VMA_F_NORESERVE};
     struct mos_rec_vma v2 = {.start = 0x7fe000, .end = 0x800000, .prot = PROT_READ,
                              .kind = MOS_VMA_FILE_PRIVATE, .path_len = 4};
     rec_add(r, &v1, sizeof(v1));
+    rec_add(r, &vs, sizeof(vs));
     rec_add(r, &v2, sizeof(v2));
     rec_add(r, "/lib", 4);
     r = &recs[n++];

@@ -46,7 +46,7 @@ run_pair() {
     fi
 }
 
-for prog in heap bigmap recursion fpu tls signals files filemap pipes anonfds; do
+for prog in heap bigmap recursion fpu tls signals files filemap pipes anonfds shmanon; do
     run_pair "$prog-pie" 0.15 "$B/zdtm_${prog}_pie"
 done
 for variant in nopie static staticpie; do
@@ -275,6 +275,15 @@ for case in "shm:SysV shared memory" "uring:io_uring" "shared:shared writable ma
     else bad "stay $what: rc=$rc $out"; fi
     kill -9 $sp
 done
+# shared anonymous memory of its own travels (zdtm_shmanon); shared with another process, not
+"$B/zdtm_stayer" shanon > $d/stay.shanon 2>&1 & sp=$!; pids+=($sp)
+wait_ready $d/stay.shanon
+sc=$(awk '/^ready/ { print $2 }' $d/stay.shanon); pids+=($sc)
+out=$("$CK" dump "$sc" $d/stay.img 2>&1); rc=$?
+if [ $rc != 0 ] && grep -q "shares anonymous memory with pid $sp" <<<"$out" && kill -0 "$sc" &&
+   [ ! -e $d/stay.img ]; then ok "stays (shared anonymous memory another process maps): $out"
+else bad "stay shanon: rc=$rc $out"; fi
+kill -9 $sp "$sc"
 out=$("$CK" check 999999999 2>&1); [ $? != 0 ] && ok "no such pid: $out" || bad "no such pid"
 
 echo "$passes passed, $fails failed"

@@ -28,6 +28,10 @@ struct mos_vma_list {
 
 /* Parse one maps line into vma. Returns 0 or MOS_E_PROTO. */
 int mos_vma_parse_line(const char *line, struct mos_vma *vma);
+
+/* Whether vma is MAP_SHARED|MAP_ANONYMOUS memory (or a shared map of /dev/zero, the same
+ * thing): the kernel names its shmem object "/dev/zero (deleted)", one inode per mmap. */
+int mos_vma_shared_anon(const struct mos_vma *vma);
 /* Read /proc/PID/maps. Returns 0, -errno, or MOS_E_PROTO for a line that does not parse. */
 int mos_vma_list_read(pid_t pid, struct mos_vma_list *list);
 void mos_vma_list_free(struct mos_vma_list *list);

@@ -1,5 +1,6 @@
 /* A process with one thing that keeps it from migrating (argv[1]): the dump must refuse,
  * naming it, and leave the process running. */
+#define _GNU_SOURCE
 #include "zdtm.h"
 
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,10 +27,25 @@ int main(int argc, char **argv)
     } else if (!strcmp(what, "uring")) {
         if (syscall(SYS_io_uring_setup, 4, params) < 0)
             return zdtm_result(0, "io_uring_setup");
-    } else if (!strcmp(what, "shared")) {
+    } else if (!strcmp(what, "shared")) { /* a shared writable map of a file (here a memfd) */
+        int fd = memfd_create("stayer", 0);
+        if (fd < 0 || ftruncate(fd, 1 << 16) != 0 ||
+            mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED)
+            return zdtm_result(0, "memfd mmap");
+    } else if (!strcmp(what, "shanon")) {
+        /* shared anonymous memory travels only if no other process maps it: the child, the
+         * one to dump, shares its region with this parent */
         if (mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0) ==
             MAP_FAILED)
             return zdtm_result(0, "mmap");
+        pid_t child = fork();
+        if (child == 0) {
+            zdtm_say("ready %d", (int)getpid());
+            zdtm_sleep_ms(30000);
+            _exit(0);
+        }
+        zdtm_sleep_ms(30000);
+        return 0;
     } else if (!strcmp(what, "inotify")) { /* an eventfd travels now; an inotify does not */
         if (inotify_init() < 0)
             return zdtm_result(0, "inotify");
@@ -43,7 +60,7 @@ int main(int argc, char **argv)
             _exit(0);
         }
     } else {
-        return zdtm_result(0, "usage: stayer shm|uring|shared|inotify|timer|child");
+        return zdtm_result(0, "usage: stayer shm|uring|shared|shanon|inotify|timer|child");
     }
     zdtm_say("ready");
     zdtm_sleep_ms(30000);
