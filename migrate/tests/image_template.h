@@ -7,12 +7,14 @@
 
 #include "image.h"
 
+#include "mos/log.h"
 #include "mos/status.h"
 
 #include <elf.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -228,6 +230,34 @@ static inline int template_build(struct rec *recs, int bulk)
     struct mos_rec_end e = {.pages = 2, .records = (uint64_t)n};
     rec_add(r, &e, sizeof(e));
     return n;
+}
+
+/* The reader's error lines, for tests that check each refusal is one line naming its cause:
+ * set img_errors_sink as the log sink, img_errors_reset() before each read. */
+struct img_errors {
+    char last[512];
+    int count;
+};
+
+static inline struct img_errors *img_errors(void)
+{
+    static struct img_errors e;
+    return &e;
+}
+
+static inline void img_errors_reset(void)
+{
+    img_errors()->last[0] = '\0';
+    img_errors()->count = 0;
+}
+
+static inline void img_errors_sink(enum mos_log_level l, const char *c, const char *text, void *a)
+{
+    (void)c, (void)a;
+    if (l == MOS_LOG_ERROR) {
+        snprintf(img_errors()->last, sizeof(img_errors()->last), "%s", text);
+        img_errors()->count++;
+    }
 }
 
 #endif

@@ -16,18 +16,6 @@
 
 #define FDS_INDEX 7 /* IMAGE CORE MM VMAS SIGS RLIM THREAD, then FDS */
 
-static char last_error[512];
-static int errors;
-
-static void sink(enum mos_log_level l, const char *c, const char *text, void *a)
-{
-    (void)c, (void)a;
-    if (l == MOS_LOG_ERROR) {
-        snprintf(last_error, sizeof(last_error), "%s", text);
-        errors++;
-    }
-}
-
 struct fd_entry {
     struct mos_rec_fd f;
     const char *name;
@@ -60,8 +48,7 @@ static int read_with_fds(const struct fd_entry *e, uint32_t n, struct mos_img_me
         struct iovec part = {recs[k].buf, recs[k].len};
         assert_int_equal(mos_img_put(&w, recs[k].magic, &part, 1), 0);
     }
-    errors = 0;
-    last_error[0] = '\0';
+    img_errors_reset();
     int rc = mos_img_meta_read(&rd, m);
     mos_img_reader_free(&rd);
     free(mb.data);
@@ -84,9 +71,9 @@ static void expect_refused(const struct fd_entry *e, uint32_t n, const char *why
     struct mos_img_meta m;
 
     assert_int_equal(read_with_fds(e, n, &m), MOS_E_IMAGE);
-    assert_int_equal(errors, 1);
-    if (!strstr(last_error, why))
-        fail_msg("expected '%s', got '%s'", why, last_error);
+    assert_int_equal(img_errors()->count, 1);
+    if (!strstr(img_errors()->last, why))
+        fail_msg("expected '%s', got '%s'", why, img_errors()->last);
 }
 
 static void test_pipe_reads_back(void **state)
@@ -225,6 +212,6 @@ int main(void)
         cmocka_unit_test(test_anon_entries_checked),
         cmocka_unit_test(test_epoll_entries_checked),
     };
-    mos_log_set_sink(sink, NULL);
+    mos_log_set_sink(img_errors_sink, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,18 +18,6 @@
 
 #include <cmocka.h>
 
-static char last_error[512];
-static int errors;
-
-static void sink(enum mos_log_level l, const char *c, const char *text, void *a)
-{
-    (void)c, (void)a;
-    if (l == MOS_LOG_ERROR) {
-        snprintf(last_error, sizeof(last_error), "%s", text);
-        errors++;
-    }
-}
-
 static void put(struct membuf *mb, uint32_t magic, const void *p, size_t len)
 {
     struct mos_img_writer w = {.io = &mb->io};
@@ -57,8 +45,7 @@ static int read_image(uint32_t version, size_t image_len, uint32_t nthreads)
     memcpy(buf, &core, sizeof(core));
     put(&mb, MOS_REC_IMAGE, &img, image_len);
     put(&mb, MOS_REC_CORE, buf, sizeof(buf));
-    errors = 0;
-    last_error[0] = '\0';
+    img_errors_reset();
     int rc = mos_img_meta_read(&rd, &m);
     mos_img_reader_free(&rd);
     free(mb.data);
@@ -71,27 +58,27 @@ static void test_older_versions_refused_in_one_line(void **state)
     /* a version 1 IMAGE record ended at host[]: no thread count */
     int rc = read_image(1, offsetof(struct mos_rec_image, nthreads), 0);
     assert_int_equal(rc, MOS_E_VERSION);
-    assert_int_equal(errors, 1);
-    assert_non_null(strstr(last_error, "image format version 1; this mos reads version 4"));
+    assert_int_equal(img_errors()->count, 1);
+    assert_non_null(strstr(img_errors()->last, "image format version 1; this mos reads version 4"));
     assert_int_equal(read_image(2, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
-    assert_non_null(strstr(last_error, "image format version 2; this mos reads version 4"));
+    assert_non_null(strstr(img_errors()->last, "image format version 2; this mos reads version 4"));
     /* 3: before shared anonymous memory */
     assert_int_equal(read_image(3, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
-    assert_non_null(strstr(last_error, "image format version 3; this mos reads version 4"));
+    assert_non_null(strstr(img_errors()->last, "image format version 3; this mos reads version 4"));
 }
 
 static void test_newer_version_refused(void **state)
 {
     (void)state;
     assert_int_equal(read_image(5, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
-    assert_non_null(strstr(last_error, "image format version 5"));
+    assert_non_null(strstr(img_errors()->last, "image format version 5"));
 }
 
 static void test_thread_count_checked(void **state)
 {
     (void)state;
     assert_int_equal(read_image(MOS_IMG_FORMAT_VERSION, sizeof(struct mos_rec_image), 0), MOS_E_IMAGE);
-    assert_non_null(strstr(last_error, "thread count"));
+    assert_non_null(strstr(img_errors()->last, "thread count"));
     assert_int_equal(read_image(MOS_IMG_FORMAT_VERSION, sizeof(struct mos_rec_image),
                                 MOS_IMG_MAX_THREADS + 1),
                      MOS_E_IMAGE);
@@ -106,6 +93,6 @@ int main(void)
         cmocka_unit_test(test_newer_version_refused),
         cmocka_unit_test(test_thread_count_checked),
     };
-    mos_log_set_sink(sink, NULL);
+    mos_log_set_sink(img_errors_sink, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
