@@ -149,6 +149,16 @@ for i in range(40):
     print(i, acc % 1000000007, "%.12f" % f, sum(d.values()), flush=True)
     time.sleep(0.02)
 print("PASS")'
+    # CPython's anonymous mmap is MAP_SHARED|MAP_ANONYMOUS: shared anonymous memory of its own
+    run_pair python3-mmap 0.3 $PY -c '
+import hashlib, mmap, time
+m = mmap.mmap(-1, 1 << 20)
+print("ready", flush=True)
+for i in range(40):
+    m[i * 4096:i * 4096 + 64] = hashlib.sha256(str(i).encode()).digest() * 2
+    print(i, hashlib.sha256(m[:]).hexdigest()[:16], flush=True)
+    time.sleep(0.02)
+print("PASS")'
 else
     bad "python3 missing: the interpreter test cannot run"
 fi
