@@ -37,7 +37,8 @@ out=$("$B" migrate --sizes 4M,8M --backend tcp 2>&1) && grep -q '^result migrate
 out=$("$B" migrate --sizes 4M,8M --backend tcp --threads 1,4 2>&1); rc=$?
 [ $rc = 0 ] && grep -Eq '^result migrate fixed_ms=[-0-9.]+ per_page_us=[-0-9.]+ r2=[-0-9.]+ .* total_s_1g=NA per_thread_us=-?[0-9]+\.[0-9]+$' <<<"$out" \
     && [ "$(grep -c '^threads [14]:$' <<<"$out")" = 2 ] && grep -q '^fit: .* x (threads - 1) (R^2 [-0-9.]*, 4 runs)' <<<"$out" \
-    && grep -Eq '^per thread, each phase fitted the same way: freeze -?[0-9.]+ us, capture' <<<"$out" \
+    && grep -Eq '^per thread at each size: 4M -?[0-9.]+ us, 8M -?[0-9.]+ us; median -?[0-9.]+ us$' <<<"$out" \
+    && grep -Eq '^per thread, each phase \(median over the sizes\): freeze -?[0-9.]+ us, capture' <<<"$out" \
     && ok "migrate --threads 1,4: a table per count, per_thread_us in the result line" \
     || bad "migrate --threads 1,4: rc=$rc $out"
 out=$("$B" migrate --as-hog x 1 1 2>&1); rc=$?
