@@ -1,5 +1,6 @@
 /* Capture: freeze a process and write its image (DESIGN.md "A migration", steps 2-4). */
 #include "image.h"
+#include "precopy.h"
 #include "mos/inject.h"
 #include "mos/procfs.h"
 #include "stay.h"
@@ -77,6 +78,7 @@ struct mos_dump {
     size_t nthreads;
     struct mos_dump_opts opts;
     struct mos_dump_stats stats;
+    struct mos_precopy *pre; /* live: what was sent ahead (not ours to free) */
 };
 
 int mos_migrate_check(pid_t pid, const struct mos_dump_opts *opts, char *reason, size_t len)
@@ -1005,6 +1007,8 @@ static int bulk_add(struct page_batch *b, uint64_t addr)
 
 static int batch_add(struct page_batch *b, uint64_t addr)
 {
+    if (b->d->pre && mos_precopy_kept(b->d->pre, addr))
+        return 0; /* sent ahead, unchanged: a KEEP record said so */
     if (b->to_bulk)
         return bulk_add(b, addr);
     if (b->nruns > 0 && !b->vma_start) {
@@ -1631,6 +1635,50 @@ static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
     return rc;
 }
 
+/* Live: which pages sent ahead stand, as KEEP records before any page. */
+static int keep_write(struct mos_dump *d, struct mos_img_writer *w, const struct vma_cap *v,
+                      size_t n)
+{
+    char path[64];
+    int rc = 0, fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)d->pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return mos_errno_status();
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = mos_precopy_keep_vma(d->pre, fd, &v[i].v);
+    close(fd);
+    return rc ? rc : mos_precopy_keep_put(d->pre, w);
+}
+
+void mos_dump_precopy_set(struct mos_dump *d, struct mos_precopy *p)
+{
+    d->pre = p;
+}
+
+/* userfaultfd(2) made inside the process (it works on the caller's memory), taken with
+ * pidfd_getfd and closed there again. UFFD_USER_MODE_ONLY: what an unprivileged process may
+ * make when vm.unprivileged_userfaultfd is 0, and all that write tracking needs. */
+int mos_dump_userfaultfd(struct mos_dump *d, int *uffd)
+{
+    long fd = -1;
+    int rc = mos_inject_call(d->t, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /* USER_MODE_ONLY */,
+                             0, 0, 0, 0, 0, &fd);
+
+    if (rc == 0 && fd < 0)
+        rc = (int)fd;
+    if (rc != 0)
+        return rc;
+    int pidfd = (int)syscall(SYS_pidfd_open, d->pid, 0);
+    *uffd = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, (int)fd, 0);
+    if (*uffd < 0)
+        rc = mos_errno_status();
+    if (pidfd >= 0)
+        close(pidfd);
+    mos_inject_call(d->t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+    return rc;
+}
+
 int mos_dump_write(struct mos_dump *d, struct mos_img_io *io)
 {
     struct mos_img_writer w = {.io = io};
@@ -1650,6 +1698,8 @@ int mos_dump_write(struct mos_dump *d, struct mos_img_io *io)
         rc = put_meta(&w, s, vmas, nvmas);
     if (rc == 0)
         rc = put_fds(d, &w);
+    if (rc == 0 && d->pre)
+        rc = keep_write(d, &w, vmas, nvmas);
     t1 = mos_clock_now_ns();
     d->stats.state_ns = t1 - t0;
     if (rc == 0)

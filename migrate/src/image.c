@@ -41,6 +41,8 @@ const char *mos_img_rec_name(uint32_t magic)
     case MOS_REC_PAGES: return "PAGES";
     case MOS_REC_BULK: return "BULK";
     case MOS_REC_END: return "END";
+    case MOS_REC_PRECOPY: return "PRECOPY";
+    case MOS_REC_KEEP: return "KEEP";
     }
     return "?";
 }
@@ -172,7 +174,9 @@ static uint64_t rec_max_len(uint32_t magic)
                MOS_IMG_MAX_PENDING * sizeof(struct mos_rec_pending);
     case MOS_REC_FDS: return MOS_IMG_MAX_META;
     case MOS_REC_PAGES:
+    case MOS_REC_PRECOPY:
         return sizeof(struct mos_rec_pages) + (uint64_t)MOS_IMG_MAX_RUN_PAGES * MOS_IMG_PAGE_SIZE;
+    case MOS_REC_KEEP: return MOS_IMG_MAX_META;
     case MOS_REC_BULK: return sizeof(struct mos_rec_bulk);
     case MOS_REC_END: return sizeof(struct mos_rec_end);
     }
@@ -304,15 +308,40 @@ static int pending_ok(const struct mos_rec_pending *p, uint32_t n, int shared_al
     return 1;
 }
 
+/* PRECOPY records before IMAGE go to the reader's stage; the image proper (and END's count
+ * of records) starts at IMAGE. */
+static int precopy_skip(struct mos_img_reader *r, uint32_t *magic, const uint8_t **p,
+                        size_t *len)
+{
+    int rc;
+
+    while ((rc = mos_img_get(r, magic, p, len)) == 0 && *magic == MOS_REC_PRECOPY) {
+        if (!r->stage) {
+            mos_err("migrate", "corrupt image: PRECOPY record in a stream nobody stages");
+            return MOS_E_IMAGE;
+        }
+        if ((rc = r->stage(r->stage_arg, *p, *len)) != 0)
+            return rc;
+        r->records = 0;
+    }
+    return rc;
+}
+
 static int meta_image(struct mos_img_reader *r, struct mos_img_meta *m)
 {
     const uint8_t *p;
     size_t len;
-    /* tag and version first: an image of another version may have another IMAGE size */
-    int rc = expect(r, MOS_REC_IMAGE, &p, &len, offsetof(struct mos_rec_image, arch));
+    uint32_t magic;
+    int rc = precopy_skip(r, &magic, &p, &len);
 
     if (rc != 0)
         return rc;
+    /* tag and version first: an image of another version may have another IMAGE size */
+    if (magic != MOS_REC_IMAGE || len < offsetof(struct mos_rec_image, arch)) {
+        mos_err("migrate", "corrupt image: record %s where IMAGE belongs",
+                mos_img_rec_name(magic));
+        return MOS_E_IMAGE;
+    }
     memcpy(&m->image, p, len < sizeof(m->image) ? len : sizeof(m->image));
     if (memcmp(m->image.tag, "MOSIMAGE", 8) != 0)
         return img_bad(r, "not a mos image (bad IMAGE record)");

@@ -5,7 +5,10 @@
  * in little-endian x86-64 layout. Each record type has its own magic and version. Order:
  * IMAGE, CORE, MM, VMAS, SIGS, RLIM, one THREAD per thread but the leader (IMAGE's nthreads - 1),
  * FDS, then any number of PAGES, then at most one BULK
- * (streams over a page channel only, never in a file), then END. Readers check
+ * (streams over a page channel only, never in a file), then END. A live migration's stream
+ * (never a file) has PRECOPY records before IMAGE (pages sent while the process ran, the same
+ * page sent again overwrites) and KEEP records between FDS and the first PAGES (which of
+ * those pages stand as they are). Readers check
  * every field against the limits below and fail with MOS_E_IMAGE (or MOS_E_TRUNCATED,
  * MOS_E_VERSION) on the first one that is off. */
 #ifndef MOS_MIGRATE_IMAGE_FORMAT_H
@@ -34,6 +37,8 @@
 #define MOS_REC_PAGES MOS_FRAME_MAGIC('P', 'A', 'G', 'E')
 #define MOS_REC_BULK MOS_FRAME_MAGIC('B', 'U', 'L', 'K')
 #define MOS_REC_END MOS_FRAME_MAGIC('M', 'E', 'N', 'D')
+#define MOS_REC_PRECOPY MOS_FRAME_MAGIC('P', 'R', 'E', 'P')
+#define MOS_REC_KEEP MOS_FRAME_MAGIC('K', 'E', 'E', 'P')
 
 /* Limits every reader enforces. */
 #define MOS_IMG_PAGE_SIZE 4096u
@@ -49,6 +54,7 @@
 #define MOS_IMG_MAX_META (4u << 20) /* payload of any record but PAGES */
 #define MOS_IMG_MAX_PIPE_SIZE (1u << 20) /* a pipe's capacity: the default pipe-max-size */
 #define MOS_IMG_MAX_PIPE_DATA (2u << 20) /* queued in all pipes of one image */
+#define MOS_IMG_MAX_STAGED (1u << 26) /* distinct pages a live stream may stage (256 GiB) */
 #define MOS_IMG_USER_TOP 0x800000000000ull /* x86-64 4-level user address space end */
 
 struct mos_rec_hdr {
@@ -221,6 +227,14 @@ struct mos_rec_pages {
  * the transfer. No checksum of their own: see migrate/README.md. */
 struct mos_rec_bulk {
     uint64_t pages, runs;
+};
+
+/* PRECOPY: struct mos_rec_pages and its pages, like PAGES, sent while the process still ran;
+ * the receiver keeps them aside. KEEP: count runs (struct mos_rec_pages without data) of
+ * pages sent in PRECOPY records that were not written since and are placed from there; every
+ * page of a run must have come in a PRECOPY record. Neither counts in END's pages. */
+struct mos_rec_keep {
+    uint64_t count;
 };
 
 /* END: totals the reader checks against what it saw. */

@@ -6,6 +6,7 @@
  * map each VMA, fill pages, set protections, mm fields, signal state and registers. Nothing of
  * the restored program runs before mos_restore_commit(). */
 #include "image.h"
+#include "stage.h"
 #include "mos/ident.h"
 #include "mos/inject.h"
 #include "mos/procfs.h"
@@ -70,6 +71,7 @@ struct mos_restore {
     struct mos_restore_opts opts;
     int listener; /* guest mode: the listener's fd number in the restored process */
     struct mos_restore_stats stats;
+    struct page_stage *stage; /* a live stream's pages sent ahead, until the fill is done */
 };
 
 struct span {
@@ -658,9 +660,50 @@ struct fill_pipe {
     uint32_t bulk_vi;
     struct mos_rec_bulk bulk;
     uint64_t bulk_pages;
+    uint64_t kept_pages; /* placed from the stage (KEEP), not counted in pages */
 };
 
 static int fill_bulk(struct fill_pipe *fp, const uint8_t *p, size_t len);
+static int bulk_queue(struct fill_pipe *fp, uint64_t addr, uint64_t npages, const uint8_t *data);
+
+/* A KEEP record: its runs, checked against the VMAs and found whole among the pages sent
+ * ahead, are queued for the fillers straight from the stage (which outlives the fill). */
+static int fill_keep(struct fill_pipe *fp, const uint8_t *p, size_t len)
+{
+    struct mos_rec_keep k;
+    uint32_t vi = 0;
+    int rc = 0;
+
+    if (len < sizeof(k))
+        goto bad;
+    memcpy(&k, p, sizeof(k));
+    if (k.count > (len - sizeof(k)) / sizeof(struct mos_rec_pages) ||
+        len != sizeof(k) + k.count * sizeof(struct mos_rec_pages))
+        goto bad;
+    for (uint64_t i = 0; i < k.count && rc == 0; i++) {
+        struct mos_rec_pages run;
+        memcpy(&run, p + sizeof(k) + i * sizeof(run), sizeof(run));
+        if (mos_img_run_check(fp->m, run.addr, run.npages, &vi) != 0)
+            goto bad;
+        for (uint64_t off = 0; off < run.npages && rc == 0;) {
+            const uint8_t *data;
+            uint64_t n = page_stage_find(fp->r->stage, run.addr + off * PAGE,
+                                         run.npages - off, &data);
+            if (n == 0) {
+                mos_err("migrate", "corrupt stream: KEEP names page %#llx, never sent ahead",
+                        (unsigned long long)(run.addr + off * PAGE));
+                return MOS_E_IMAGE;
+            }
+            rc = bulk_queue(fp, run.addr + off * PAGE, n, data);
+            off += n;
+            fp->kept_pages += n;
+        }
+    }
+    return rc;
+bad:
+    mos_err("migrate", "corrupt stream: KEEP record with a run outside the VMAs or a bad length");
+    return MOS_E_IMAGE;
+}
 
 /* One record into *slot; 1 at END, 0 for a PAGES run, 2 after a bulk transfer (placed
  * already), or a status. */
@@ -681,6 +724,14 @@ static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *s
     }
     if (magic == MOS_REC_BULK) {
         rc = fill_bulk(fp, p, len);
+        return rc != 0 ? rc : 2;
+    }
+    if (magic == MOS_REC_KEEP) {
+        if (fp->pages > 0) {
+            mos_err("migrate", "corrupt stream: KEEP record after the pages");
+            return MOS_E_IMAGE;
+        }
+        rc = fill_keep(fp, p, len);
         return rc != 0 ? rc : 2;
     }
     if (magic == MOS_REC_END) {
@@ -941,6 +992,7 @@ static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
     pthread_cond_destroy(&fp.cv);
     r->stats.pages = fp.pages;
     r->stats.bulk_pages = fp.bulk_pages;
+    r->stats.kept_pages = fp.kept_pages;
     if (fp.bulk_seen)
         mos_dbg("migrate", "restore: %llu of %llu pages arrived in bulk",
                 (unsigned long long)fp.bulk_pages, (unsigned long long)fp.pages);
@@ -1801,11 +1853,16 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     uint64_t t0 = mos_clock_now_ns(), t1, t2;
     int rc;
 
-    if (!r)
+    if (!r || !(r->stage = page_stage_new())) {
+        free(r);
         return -ENOMEM;
+    }
+    rd.stage = page_stage_record;
+    rd.stage_arg = r->stage;
     rc = mos_img_meta_read(&rd, &r->m);
     if (rc != 0)
         goto out_free;
+    r->stats.staged_pages = page_stage_pages(r->stage);
     r->listener = -1;
     if (opts)
         r->opts = *opts;
@@ -1822,6 +1879,8 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     if (rc == 0)
         rc = pages_fill(r, &rd);
     t2 = mos_clock_now_ns();
+    page_stage_free(r->stage);
+    r->stage = NULL;
     if (rc == 0)
         rc = finish(r);
     mos_dbg("migrate", "restore: metadata %.2f ms, husk %.2f ms, clear %.2f ms, map %.2f ms, "
@@ -1841,6 +1900,7 @@ out_meta:
     mos_img_meta_free(&r->m);
 out_free:
     mos_img_reader_free(&rd);
+    page_stage_free(r->stage);
     free(r);
     return rc;
 }

@@ -1,6 +1,8 @@
 /* Whole operations over capture and restore: checkpoint to a file, send/receive with the
  * two-step commit, and waiting for a restored process in the foreground. */
 #include "img_io.h"
+#include "precopy.h"
+#include "mos/clock.h"
 
 #include "mos/log.h"
 #include "mos/migrate.h"
@@ -132,11 +134,20 @@ static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img
                      const struct mos_send_hooks *hooks, struct mos_dump_stats *stats)
 {
     struct mos_dump *d;
+    struct mos_precopy *pre = NULL;
     char c = 0;
-    int rc = mos_dump_freeze(pid, opts, &d);
+    int rc = 0;
 
-    if (rc != 0)
+    if (opts && opts->live && (rc = mos_precopy_start(pid, opts, &pre)) == 0 && pre)
+        rc = mos_precopy_rounds(pre, io);
+    uint64_t t_freeze = mos_clock_now_ns();
+    if (rc == 0)
+        rc = mos_dump_freeze(pid, opts, &d);
+    if (rc != 0) {
+        mos_precopy_end(pre, NULL);
         return rc;
+    }
+    mos_dump_precopy_set(d, pre);
     rc = mos_dump_write(d, io);
     if (rc == 0) {
         rc = byte_read(io, &c);
@@ -160,8 +171,13 @@ static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img
             mos_err("migrate", "the receiver did not confirm that the copy runs (%s)",
                     mos_strerror(rc));
     }
-    if (stats)
+    if (stats) {
         *stats = *mos_dump_stats(d);
+        stats->downtime_ns = mos_clock_now_ns() - t_freeze;
+    }
+    /* tracking ends here: the original resumes untracked, or is retired */
+    mos_precopy_end(pre, stats);
+    mos_dump_precopy_set(d, NULL);
     if (rc != 0) {
         mos_err("migrate", "migration of pid %d failed; it continues here", (int)pid);
         mos_dump_abort(d);

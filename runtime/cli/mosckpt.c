@@ -25,6 +25,7 @@ static void usage(FILE *out)
             "       mosckpt info FILE [--json]\n"
             "       mosckpt check PID\n"
             "       mosckpt send PID HOST:PORT [--key FILE] [--close-other-fds] [--carry-files]\n"
+            "                    [--live]\n"
             "       mosckpt receive --listen [ADDR:]PORT [--key FILE] [--detach]\n"
             "  send/receive prove the cluster key (--key FILE on both ends, else key_file of\n"
             "  $MOS_CONF or %s); --listen PORT binds loopback only\n",
@@ -298,8 +299,8 @@ static int cluster_key(const char *key_file, const char *cmd, mos_key_t *key)
 
 static int cmd_send(int argc, char **argv)
 {
-    static const char *const flags[] = {"--close-other-fds", "--carry-files", NULL};
-    int set[2] = {0};
+    static const char *const flags[] = {"--close-other-fds", "--carry-files", "--live", NULL};
+    int set[3] = {0};
     const char *key_file = NULL;
     pid_t pid;
     struct mos_img_io *io = NULL;
@@ -311,7 +312,7 @@ static int cmd_send(int argc, char **argv)
     if (argc < 2 || parse_pid(argv[0], &pid) ||
         parse_flags(argc, argv, 2, flags, set, &key_file))
         return bad_usage("send needs PID HOST:PORT [--key FILE] [--close-other-fds] "
-                         "[--carry-files]");
+                         "[--carry-files] [--live]");
     if (cluster_key(key_file, "send", &key) != 0)
         return 1;
     mos_tp_opts_default(&tp);
@@ -319,7 +320,8 @@ static int cmd_send(int argc, char **argv)
     int rc = mos_tp_connect(argv[1], &tp, &conn);
     if (rc != 0)
         return 1; /* the transport said why (endpoint, connect, key proof) */
-    struct mos_dump_opts opts = {.close_other_fds = set[0], .carry_files = set[1]};
+    struct mos_dump_opts opts = {.close_other_fds = set[0], .carry_files = set[1],
+                                 .live = set[2]};
     rc = mos_img_io_tp_open(conn, MOSCKPT_STREAM_TIMEOUT_MS, 0, &io);
     if (rc == 0)
         rc = mos_migrate_send(pid, &opts, io, NULL, &st);
@@ -327,8 +329,13 @@ static int cmd_send(int argc, char **argv)
     mos_tp_close(conn);
     if (rc != 0)
         return 1;
-    printf("sent pid %d to %s: %llu pages, %.1f MiB\n", (int)pid, argv[1],
-           (unsigned long long)st.pages, st.bytes / 1048576.0);
+    printf("sent pid %d to %s: %llu pages, %.1f MiB, frozen %.1f ms\n", (int)pid, argv[1],
+           (unsigned long long)st.pages, st.bytes / 1048576.0, st.downtime_ns / 1e6);
+    if (st.live_rounds)
+        printf("live: %llu rounds in %.1f ms, %llu pages sent ahead (%llu again), %llu kept\n",
+               (unsigned long long)st.live_rounds, st.live_ns / 1e6,
+               (unsigned long long)st.live_pages, (unsigned long long)st.live_resent,
+               (unsigned long long)st.live_kept);
     return 0;
 }
 

@@ -77,6 +77,13 @@ struct mos_dump_opts {
      * thread not listed (made here) keeps its local tid. */
     const struct mos_tid_pair *tids;
     size_t ntids;
+    /* mos_migrate_send only: live pre-copy. The private anonymous memory is sent while the
+     * process runs, its writes tracked (userfaultfd write-protect, async, read with
+     * PAGEMAP_SCAN), then rounds of what it wrote until few pages are left or the rounds stop
+     * shrinking; only then is it frozen, and the image sends just what changed (a KEEP record
+     * says which pages sent ahead stand). Where the kernel or the process does not allow the
+     * tracking, the move is a plain stop-and-copy, said in one log line. */
+    int live;
 };
 struct mos_dump_stats {
     uint64_t freeze_ns;   /* stay-reason check + seize + interrupt */
@@ -84,6 +91,12 @@ struct mos_dump_stats {
     uint64_t pages_ns;    /* page scan, read and write to the stream */
     uint64_t pages, zero_pages, bytes;
     uint64_t bulk_pages;  /* of pages, those sent through the io's send_pages */
+    /* mos_migrate_send: from the freeze until the receiver said the copy runs */
+    uint64_t downtime_ns;
+    /* live pre-copy: rounds while running (0: not live), pages sent in them (a page sent
+     * twice counts twice), of those the ones sent again, and the pages the image kept */
+    uint64_t live_rounds, live_pages, live_resent, live_kept;
+    uint64_t live_ns; /* the rounds, before the freeze */
 };
 struct mos_dump;
 
@@ -157,6 +170,8 @@ struct mos_restore_stats {
     uint64_t final_ns; /* protections, mm, signals, registers */
     uint64_t pages;
     uint64_t bulk_pages;  /* of pages, those received through the io's recv_pages */
+    uint64_t staged_pages; /* live: distinct pages sent ahead */
+    uint64_t kept_pages;   /* live: of those, placed as they were (not in pages) */
 };
 struct mos_restore;
 

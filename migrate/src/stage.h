@@ -1,0 +1,22 @@
+/* The receiving side of a live migration: pages that arrived while the process still ran
+ * (PRECOPY records), kept by address until the image says which stand (KEEP). Private. */
+#ifndef MOS_MIGRATE_STAGE_H
+#define MOS_MIGRATE_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct page_stage;
+
+struct page_stage *page_stage_new(void);
+void page_stage_free(struct page_stage *s);
+/* A PRECOPY record's payload: its run, checked (user addresses, length, the staging limit),
+ * copied in; a page staged before is overwritten. 0, MOS_E_IMAGE or -ENOMEM (logged). */
+int page_stage_record(void *stage, const uint8_t *payload, size_t len);
+/* The longest stretch from addr of at most npages staged pages that lie one after another
+ * in the stage too: *data points at them. 0 when addr was never staged. */
+uint64_t page_stage_find(const struct page_stage *s, uint64_t addr, uint64_t npages,
+                         const uint8_t **data);
+uint64_t page_stage_pages(const struct page_stage *s);
+
+#endif
