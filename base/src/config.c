@@ -54,6 +54,13 @@ static const struct setting cluster_settings[] = {
                 "ADDR:PORT where mosd serves its figures to Prometheus (GET /metrics), e.g. "
                 "127.0.0.1:9771 or [::1]:9771; bind it to loopback or a management network; "
                 "empty: off"),
+    STR_SETTING("live_mode", live_mode, "off",
+                "off: every move stops the job for the whole copy; pre: a job leaving home with "
+                "at least live_min_mib MiB resident is moved live (its memory sent while it "
+                "runs, then only what it wrote), by the balancer, mosctl expel and mosmigrate "
+                "alike (mosmigrate --live asks for it on any move from home)"),
+    INT_SETTING("live_min_mib", live_min_mib, "256", 0, 1 << 30,
+                "resident memory from which live_mode applies, in MiB"),
     INT_SETTING("transport_port", transport_port, "4770", 1, 65535,
                 "TCP port (and RDMA CM port) for migrations and deputy traffic"),
     INT_SETTING("gossip_port", gossip_port, "4771", 1, 65535, "UDP port for gossip"),
@@ -216,6 +223,11 @@ static int config_finish(struct mos_config *cfg, const char *name)
         strcmp(cfg->transport, "verbs")) {
         mos_err("config", "%s: transport = '%s': expected auto, tcp or verbs", name,
                 cfg->transport);
+        return MOS_E_CONFIG;
+    }
+    if (strcmp(cfg->live_mode, "off") && strcmp(cfg->live_mode, "pre")) {
+        mos_err("config", "%s: live_mode = '%s': expected off or pre%s", name, cfg->live_mode,
+                strcmp(cfg->live_mode, "post") ? "" : " (post-copy is not implemented)");
         return MOS_E_CONFIG;
     }
     if (cfg->n_nodes == 0) {

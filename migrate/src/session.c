@@ -140,6 +140,8 @@ static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img
 
     if (opts && opts->live && (rc = mos_precopy_start(pid, opts, &pre)) == 0 && pre)
         rc = mos_precopy_rounds(pre, io);
+    if (rc == 0 && hooks->before_freeze)
+        hooks->before_freeze(hooks->arg);
     uint64_t t_freeze = mos_clock_now_ns();
     if (rc == 0)
         rc = mos_dump_freeze(pid, opts, &d);

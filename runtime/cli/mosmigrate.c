@@ -21,7 +21,9 @@ static const char *realpath_or_self(const char *path, char *buf, size_t len)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: mosmigrate [--config FILE] PID NODE|home|checkpoint [FILE]\n");
+    fprintf(out, "usage: mosmigrate [--config FILE] [--live[=pre]] PID NODE|home|checkpoint [FILE]\n"
+                 "  --live: a job at home moves live: its memory is sent while it runs, then it\n"
+                 "          stops only for what it wrote meanwhile (Linux 6.7 or later)\n");
 }
 
 int main(int argc, char **argv)
@@ -29,12 +31,19 @@ int main(int argc, char **argv)
     const char *config = NULL, *pid_text = NULL, *to = NULL, *file = NULL;
     struct json_object *req, *resp = NULL;
     char *end;
-    int rc;
+    int rc, live = 0;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];
-        else if (strcmp(argv[i], "--help") == 0) {
+        else if (strcmp(argv[i], "--live") == 0 || strcmp(argv[i], "--live=pre") == 0)
+            live = 1;
+        else if (strncmp(argv[i], "--live=", 7) == 0) {
+            fprintf(stderr, "mosmigrate: %s: %s\n", argv[i],
+                    strcmp(argv[i] + 7, "post") ? "expected --live or --live=pre"
+                                                : "post-copy is not implemented");
+            return 2;
+        } else if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
         } else if (!pid_text)
@@ -57,6 +66,8 @@ int main(int argc, char **argv)
     json_object_object_add(req, "op", json_object_new_string("migrate"));
     json_object_object_add(req, "pid", json_object_new_int((int)pid));
     json_object_object_add(req, "to", json_object_new_string(to));
+    if (live)
+        json_object_object_add(req, "live", json_object_new_boolean(1));
     char abs[4096];
     if (file)
         json_object_object_add(req, "file", json_object_new_string(

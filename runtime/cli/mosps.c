@@ -13,11 +13,18 @@ static void print_table(struct json_object *jobs)
     for (size_t i = 0; i < json_object_array_length(jobs); i++) {
         struct json_object *j = json_object_array_get_idx(jobs, i);
         const char *stay = mos_json_str(j, "stay", "");
+        const char *to = mos_json_str(j, "moving_to", "");
+        char where[80], moving[48];
+        /* a move under way: "node1>node2", "moving (live)" */
+        snprintf(where, sizeof(where), "%s%s%s", mos_json_str(j, "where", "?"), *to ? ">" : "",
+                 to);
+        snprintf(moving, sizeof(moving), "moving%s",
+                 json_object_get_boolean(json_object_object_get(j, "live")) ? " (live)" : "");
         printf("%7lld %-10s %-10s %-10s %7.0fs %-20s %s\n", mos_json_int(j, "home_pid", 0),
-               mos_json_str(j, "user", "?"), mos_json_str(j, "where", "?"),
-               mos_json_str(j, "from", "?"),
+               mos_json_str(j, "user", "?"), where, mos_json_str(j, "from", "?"),
                json_object_get_double(json_object_object_get(j, "age_s")),
-               *stay ? stay : (json_object_get_boolean(json_object_object_get(j, "locked"))
+               *stay ? stay : *to ? moving
+                            : (json_object_get_boolean(json_object_object_get(j, "locked"))
                                    ? "locked (-L)"
                                    : "-"),
                mos_json_str(j, "cmd", "?"));

@@ -163,6 +163,10 @@ struct json_object *mosd_job_json(const struct mosd *d, const struct mosd_job *j
     json_object_object_add(o, "where", json_object_new_string(job->where));
     json_object_object_add(o, "stay", json_object_new_string(job->stay));
     json_object_object_add(o, "locked", json_object_new_boolean(job->locked));
+    if (job->moving && job->target[0]) { /* a move under way, and whether it is live */
+        json_object_object_add(o, "moving_to", json_object_new_string(job->target));
+        json_object_object_add(o, "live", json_object_new_boolean(job->live));
+    }
     if (job->nodes.restricted)
         json_object_object_add(o, "nodes", mosd_nodeset_json(d, &job->nodes));
     json_object_object_add(o, "age_s", json_object_new_double(age));

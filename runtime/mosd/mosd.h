@@ -95,6 +95,7 @@ struct mosd_job {
     char target[MOS_NODE_NAME_MAX];
     uint8_t token[MOSD_TOKEN_BYTES];
     double max_load;               /* balancer moves: the target refuses above this load */
+    int live;                      /* this move is live (mosmigrate --live, or live_mode) */
     struct bufferevent *requester; /* who asked (mosmigrate), to answer when it is done */
     struct event *worker_ev;       /* the worker's report pipe */
     int worker_fd;
@@ -238,6 +239,7 @@ struct mosd_migrate_req {
     const char *to;   /* a node, "home", "checkpoint"; "" when absent */
     const char *file; /* a checkpoint's file, or NULL */
     double max_load;  /* < 0: none */
+    int live;         /* mosmigrate --live: a move from home goes live */
 };
 int mosd_migrate_parse(struct json_object *o, struct mosd_migrate_req *r, char *why, size_t len);
 /* A "guest" request's header (the token included; whether home is who it says, and whether
@@ -529,6 +531,7 @@ struct mosd_stream_how {
     pid_t pid;         /* filled in */
     uint64_t bytes;    /* filled in: the image's size */
     int retired;       /* the original is gone (killed or a shell) */
+    int live;          /* live pre-copy (a job leaving home only: a guest's calls wait meanwhile) */
     char home_cg[512]; /* the job's own cpu cgroup while the capture borrows mosd's */
 };
 /* Freeze pid, stream it to node target as the guest g describes, and commit once the target

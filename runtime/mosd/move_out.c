@@ -60,6 +60,24 @@ static int owner_refuses(struct mosd_job *job, char *reason, size_t len)
 
 static void worker_start(struct mosd *d, struct mosd_job *job, int deputy_port);
 
+/* live_mode = pre: a job at home big enough that its copy would stop it noticeably. */
+static int live_by_config(const struct mosd *d, const struct mosd_job *job)
+{
+    char path[64];
+    unsigned long long size = 0, resident = 0;
+    FILE *f;
+
+    if (strcmp(d->cfg.live_mode, "pre") != 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int)job->pid);
+    if (!(f = fopen(path, "re")))
+        return 0;
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    return n == 2 && resident * (unsigned long long)sysconf(_SC_PAGESIZE) >=
+                         (unsigned long long)d->cfg.live_min_mib << 20;
+}
+
 struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *requester,
                                          uid_t uid, struct json_object *req)
 {
@@ -119,6 +137,7 @@ struct json_object *mosd_move_request(struct mosd *d, struct bufferevent *reques
         return mosd_reply_error("%s", MOSD_NO_KEY_TEXT);
     snprintf(job->target, sizeof(job->target), "%s", d->cfg.nodes[node].name);
     job->max_load = mr.max_load;
+    job->live = mr.live || live_by_config(d, job);
     job->requester = requester;
     job->moving = 1;
     job->move_asked_ns = mos_clock_now_ns();
@@ -219,6 +238,16 @@ static void answer_held(pid_t tid, void *arg)
     }
 }
 
+/* The capture runs calls inside the job: in a capped cgroup each would wait for the next
+ * period. It is captured from mosd's own cgroup, and put back if it stays. Only at the freeze:
+ * a live move's job runs on meanwhile, in its own. */
+static void how_before_freeze(void *arg)
+{
+    struct mosd_stream_how *how = arg;
+
+    mosd_cgroup_borrow(how->pid, how->home_cg, sizeof(how->home_cg));
+}
+
 static void how_before_commit(void *arg)
 {
     struct mosd_stream_how *how = arg;
@@ -257,8 +286,10 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
     const char *name = d->cfg.nodes[target].name;
     struct mos_dump_opts dopts = {.fds_at_home = 1, /* they stay with mosrun, the deputy */
                                   .sandbox_ours = how->guest, .owner = how->owner,
-                                  .tids = how->tids, .ntids = how->ntids};
-    struct mos_send_hooks hooks = {.before_commit = how_before_commit, .retire = how_retire,
+                                  .tids = how->tids, .ntids = how->ntids,
+                                  .live = how->live && !how->guest};
+    struct mos_send_hooks hooks = {.before_freeze = how_before_freeze,
+                                   .before_commit = how_before_commit, .retire = how_retire,
                                    .on_abort = how_abort, .arg = how};
     struct mos_img_io *io = NULL;
     mos_tp_conn_t *conn = NULL;
@@ -287,13 +318,18 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
         snprintf(why, len, "cannot stream to %s: %s", name, mos_strerror(rc));
     if (rc != 0)
         goto out;
-    /* The capture runs calls inside the job: in a capped cgroup each would wait for the next
-     * period. It is captured from mosd's own cgroup, and put back if it stays. */
-    mosd_cgroup_borrow(pid, how->home_cg, sizeof(how->home_cg));
     struct mos_dump_stats stats = {0};
     rc = mos_migrate_send(pid, &dopts, io, &hooks, &stats);
-    /* control records plus the pages that went in bulk */
+    /* control records plus the pages that went in bulk (a live move's were control records) */
     how->bytes = stats.bytes + stats.bulk_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+    if (rc != 0 && !how->retired)
+        how_abort(how); /* a freeze that failed calls no hook: back to its own cgroup */
+    if (stats.live_rounds)
+        mos_info("mosd", "pid %d moved live: %llu rounds in %.0f ms, %llu pages ahead (%llu "
+                 "again, %llu kept), frozen %.1f ms", (int)pid,
+                 (unsigned long long)stats.live_rounds, stats.live_ns / 1e6,
+                 (unsigned long long)stats.live_pages, (unsigned long long)stats.live_resent,
+                 (unsigned long long)stats.live_kept, stats.downtime_ns / 1e6);
     if (rc != 0 && how->retired)
         snprintf(why, len, "the commit did not reach %s: %s", name, mos_strerror(rc));
     else if (rc == MOS_E_NOT_MIGRATABLE) /* found once frozen; the reason is in the log */
@@ -342,7 +378,8 @@ static int move_out(const struct out_args *a, uint64_t *bytes, char *why, size_t
     struct mos_job_owner owner;
     mosd_job_owner(&a->job, &owner);
     struct mosd_stream_how how = {.before_commit = tell_owner_migrated, .arg = (void *)a,
-                             .shell = a->job.owner_fd_min > 0, .owner = &owner};
+                             .shell = a->job.owner_fd_min > 0, .owner = &owner,
+                             .live = a->job.live};
     int rc = mosd_stream_guest(d, a->target, &g, a->job.pid, &how, why, len);
     *bytes = how.bytes;
     return rc;

@@ -168,6 +168,10 @@ int mosd_migrate_parse(struct json_object *o, struct mosd_migrate_req *r, char *
         return refuse(why, len, "to or file");
     if (json_load(o, "max_load", &r->max_load) != 0)
         return refuse(why, len, "max_load");
+    struct json_object *live = json_object_object_get(o, "live");
+    if (live && !json_object_is_type(live, json_type_boolean))
+        return refuse(why, len, "live");
+    r->live = live && json_object_get_boolean(live);
     r->pid = (pid_t)pid;
     return 0;
 }

@@ -34,6 +34,7 @@ struct mos_config {
     char guest_cgroup[256];         /* cgroup (v1 cpu or v2) guests are placed in; %n = node */
     char guest_memory_cgroup[256];  /* v1 memory cgroup guests are charged in; %n = node */
     char metrics_listen[80];        /* ADDR:PORT of mosd's Prometheus endpoint; "" = off */
+    char live_mode[8];              /* off | pre: how mosd moves big jobs leaving home */
     int transport_port;
     int gossip_port;
     int gossip_interval_ms;
@@ -47,6 +48,7 @@ struct mos_config {
     int mem_low_pct;                /* free memory below this % of the node's: ushering */
     int migration_fixed_ms;         /* the site's measured migration cost: fixed part ... */
     int migration_per_page_ns;      /* ... and per 4 KiB page (mosbench migrate measures both) */
+    int live_min_mib;               /* live_mode applies to jobs with this much resident memory */
     struct mos_node_addr *nodes;
     size_t n_nodes;
 };

@@ -213,6 +213,8 @@ int mos_migrate_checkpoint(pid_t pid, const char *path, const struct mos_dump_op
  * DONE the original resumes where it was; without COMMIT the receiver kills the copy. The
  * original stays frozen while the copy starts, so at no moment do two copies run. */
 struct mos_send_hooks {
+    /* Right before the freeze that captures it (after a live move's rounds). */
+    void (*before_freeze)(void *arg);
     /* After DONE, before the original is retired (tell the job's owner where it went). */
     void (*before_commit)(void *arg);
     /* Retire the frozen original; NULL: mos_dump_commit (killed). A job leaving home keeps
