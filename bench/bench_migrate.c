@@ -50,12 +50,18 @@ static const char *const backend_names[BK_COUNT] = {"file", "tcp", "transport", 
 struct hog {
     pid_t pid;
     uint64_t addr, size;
+    uint64_t count_addr; /* the hog's count of writes done (--dirty-rate) */
+    int writer;          /* it has a writer thread */
 };
+
+/* --dirty-rate: MiB per second the hog's writer writes into its memory (0: no writer). */
+static unsigned dirty_rate;
 
 /* The hog's other threads: asleep most of the time, waking every HOG_NAP_NS, touching nothing
  * but their own small stacks, so that they add threads to a migration and no pages. */
 #define HOG_NAP_NS 50000000l
 #define HOG_THREAD_STACK (64u << 10)
+#define HOG_FILL 0x5a
 
 static void *hog_thread(void *arg)
 {
@@ -81,31 +87,136 @@ static int hog_add_threads(unsigned threads)
     return rc;
 }
 
-/* The hog itself (mosbench migrate --as-hog SIZE THREADS FD, run by hog_start): threads
- * threads, size bytes filled (every page non-zero and distinct), their address written to fd,
- * then waits. Never returns. */
-static int hog_main(char **argv)
+/* ---- The writer (--dirty-rate). Write number n (from 0) goes to page dirty_page(n): each
+ * cycle of npages writes visits every page once, in an order that jumps about the memory (a
+ * stride coprime to npages near 0.618 of it), and writes generation n / npages + 1 there. So
+ * the count of writes done says what every page must hold: a copy whose count is N is right
+ * only if each page holds exactly the generation of its last write before N (0: the fill),
+ * and a page that was lost, or is stale by even one write, is caught. */
+
+static uint64_t gcd_u64(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static uint64_t dirty_stride(uint64_t npages)
+{
+    uint64_t s = (uint64_t)((double)npages * 0.6180339887) | 1;
+    while (gcd_u64(s, npages) != 1)
+        s++;
+    return s;
+}
+
+static uint64_t dirty_page(uint64_t n, uint64_t npages, uint64_t stride)
+{
+    return (n % npages) * stride % npages; /* < 2^22 x 2^22: no overflow */
+}
+
+/* Page i as generation gen leaves it: the fill (gen 0: HOG_FILL bytes) or a word derived from
+ * (i, gen) throughout; the first word is always the page's tag i + 1. */
+static void page_fill(uint64_t *w, uint64_t i, uint64_t gen)
+{
+    if (gen == 0) {
+        memset(w, HOG_FILL, PAGE);
+    } else {
+        uint64_t v = (i + 1) * 0x9e3779b97f4a7c15ull + gen;
+        for (size_t k = 1; k < PAGE / sizeof(*w); k++)
+            w[k] = v;
+    }
+    w[0] = i + 1;
+}
+
+struct dirty_writer {
+    uint8_t *m;
+    uint64_t npages, rate; /* MiB/s */
+    uint64_t *count;       /* writes done, in a page of its own (it travels like the rest) */
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Whole pages at rate MiB/s, paced by the clock in 1 ms naps. The count is stored after the
+ * page (release): a copy stopped between the two has that one page ahead of its count, which
+ * hog_verify allows for the page of write number count alone. A backlog beyond 50 ms (the
+ * hog was frozen) is dropped rather than written in one burst after the move. */
+static void *hog_writer(void *arg)
+{
+    const struct dirty_writer *dw = arg;
+    const double per_ns = (double)dw->rate * (1 << 20) / PAGE / 1e9;
+    const uint64_t burst = (uint64_t)(per_ns * 50e6) + 16;
+    uint64_t stride = dirty_stride(dw->npages), n = 0, base = 0, t0 = mono_ns();
+    struct timespec nap = {0, 1000000};
+
+    for (;;) {
+        uint64_t due = base + (uint64_t)((double)(mono_ns() - t0) * per_ns);
+        if (due > n + burst) {
+            t0 = mono_ns();
+            base = due = n;
+        }
+        for (; n < due; n++) {
+            uint64_t i = dirty_page(n, dw->npages, stride);
+            page_fill((uint64_t *)(dw->m + i * PAGE), i, n / dw->npages + 1);
+            __atomic_store_n(dw->count, n + 1, __ATOMIC_RELEASE);
+        }
+        nanosleep(&nap, NULL);
+    }
+    return NULL;
+}
+
+/* In the hog: the writer thread, when rate > 0. 0 or -1. */
+static int hog_start_writer(uint8_t *m, uint64_t size, uint64_t rate, uint64_t *count)
+{
+    static struct dirty_writer dw;
+    pthread_attr_t attr;
+    pthread_t th;
+
+    if (rate == 0)
+        return 0;
+    dw = (struct dirty_writer){m, size / PAGE, rate, count};
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, HOG_THREAD_STACK);
+    int rc = pthread_create(&th, &attr, hog_writer, &dw) == 0 ? 0 : -1;
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+/* The hog itself (mosbench migrate --as-hog SIZE THREADS FD [RATE], run by hog_start): threads
+ * threads, size bytes filled (every page non-zero and distinct), with RATE a writer thread
+ * more; the addresses of its memory and of its write count written to fd, then waits. Never
+ * returns. */
+static int hog_main(int argc, char **argv)
 {
     uint64_t size = strtoull(argv[1], NULL, 10);
     unsigned threads = (unsigned)strtoul(argv[2], NULL, 10);
     int fd = atoi(argv[3]);
+    uint64_t rate = argc > 4 ? strtoull(argv[4], NULL, 10) : 0;
 
     if (size == 0 || threads < 1 || threads > MAX_THREADS || fcntl(fd, F_GETFD) < 0) {
-        fprintf(stderr, "mosbench migrate: --as-hog SIZE THREADS FD is mosbench's own hog\n");
+        fprintf(stderr, "mosbench migrate: --as-hog SIZE THREADS FD [RATE] is mosbench's own "
+                        "hog\n");
         _exit(2);
     }
     uint8_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
+    uint64_t *count = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                           0);
+    if (m == MAP_FAILED || count == MAP_FAILED)
         _exit(1);
-    for (uint64_t off = 0; off < size; off += PAGE) {
-        memset(m + off, 0x5a, PAGE);
-        uint64_t tag = off / PAGE + 1;
-        memcpy(m + off, &tag, sizeof(tag));
-    }
-    if (hog_add_threads(threads) != 0)
+    for (uint64_t off = 0; off < size; off += PAGE)
+        page_fill((uint64_t *)(m + off), off / PAGE, 0);
+    *count = 0;
+    if (hog_add_threads(threads) != 0 || hog_start_writer(m, size, rate, count) != 0)
         _exit(1);
-    uint64_t addr = (uint64_t)(uintptr_t)m;
-    if (write(fd, &addr, sizeof(addr)) != sizeof(addr))
+    uint64_t where[2] = {(uint64_t)(uintptr_t)m, (uint64_t)(uintptr_t)count};
+    if (write(fd, where, sizeof(where)) != sizeof(where))
         _exit(1);
     /* nothing a migration would refuse: no inherited fds */
     int null = open("/dev/null", O_RDWR);
@@ -117,54 +228,130 @@ static int hog_main(char **argv)
         pause();
 }
 
-/* A hog of threads threads and size bytes, as a child. It is exec'd afresh rather than left a
- * fork of this process: a fork would carry our present pages, which grow with the migrations
- * before it (restoring many threads leaves large free heaps in our arenas), so pages and the
- * per-thread term would drift with the order of the runs. */
+/* A hog of threads threads and size bytes, as a child (with dirty_rate, writing). It is exec'd
+ * afresh rather than left a fork of this process: a fork would carry our present pages, which
+ * grow with the migrations before it (restoring many threads leaves large free heaps in our
+ * arenas), so pages and the per-thread term would drift with the order of the runs. */
 static int hog_start(uint64_t size, unsigned threads, struct hog *h)
 {
-    char sz[32], th[16], fd[16];
+    char sz[32], th[16], fd[16], rate[16];
+    uint64_t where[2];
     int p[2];
 
     if (pipe2(p, O_CLOEXEC) < 0)
         return -errno;
     h->size = size;
+    h->writer = dirty_rate > 0;
     snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
     snprintf(th, sizeof(th), "%u", threads);
+    snprintf(rate, sizeof(rate), "%u", dirty_rate);
     h->pid = fork();
     if (h->pid < 0)
         return -errno;
     if (h->pid == 0) {
         int w = dup(p[1]); /* without O_CLOEXEC: the hog writes its address there */
         snprintf(fd, sizeof(fd), "%d", w);
-        execl("/proc/self/exe", "mosbench", "migrate", "--as-hog", sz, th, fd, (char *)NULL);
+        execl("/proc/self/exe", "mosbench", "migrate", "--as-hog", sz, th, fd, rate,
+              (char *)NULL);
         _exit(127);
     }
     close(p[1]);
-    ssize_t n = read(p[0], &h->addr, sizeof(h->addr));
+    ssize_t n = read(p[0], where, sizeof(where));
     close(p[0]);
-    if (n != sizeof(h->addr))
+    if (n != sizeof(where))
         return -EIO;
+    h->addr = where[0];
+    h->count_addr = where[1];
     usleep(20000); /* let it close its fds and settle in pause() */
     return 0;
 }
 
-/* Sample pages of the restored copy: tags and filler must be what the hog wrote. */
-static int hog_verify(pid_t pid, const struct hog *h)
+/* A copy with a writer is stopped before it is read (SIGSTOP, waited for: every thread
+ * stopped), so that its count and its pages are one moment's. 0, or -1 with why. */
+static int copy_stop(pid_t pid, char *why, size_t len)
 {
-    uint8_t page[PAGE];
-    uint64_t npages = h->size / PAGE;
+    int st;
 
-    for (uint64_t i = 0; i < npages; i += 1 + npages / 97) {
-        struct iovec l = {page, PAGE}, r = {(void *)(h->addr + i * PAGE), PAGE};
-        uint64_t tag;
-        if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)PAGE)
-            return -1;
-        memcpy(&tag, page, sizeof(tag));
-        if (tag != i + 1 || page[PAGE - 1] != 0x5a)
-            return -1;
+    if (kill(pid, SIGSTOP) != 0 || waitpid(pid, &st, WUNTRACED) != pid) {
+        snprintf(why, len, "cannot stop the copy: %s", strerror(errno));
+        return -1;
+    }
+    if (!WIFSTOPPED(st)) {
+        snprintf(why, len, "the copy ended (status 0x%x)", st);
+        return -1;
     }
     return 0;
+}
+
+/* gen[i]: the generation page i must hold after count writes (see dirty_page). */
+static uint64_t *expected_gens(uint64_t npages, uint64_t count)
+{
+    uint64_t *gen = calloc(npages, sizeof(*gen)), stride = dirty_stride(npages);
+
+    for (uint64_t k = 0; gen && k < npages && k < count; k++)
+        gen[dirty_page(k, npages, stride)] = (count - 1 - k) / npages + 1;
+    return gen;
+}
+
+/* Pages [first, first + n) of the copy against what gen says; busy: the one page that may be
+ * part-written (the writer's current one), or UINT64_MAX. 0, or -1 with why. */
+static int pages_check(pid_t pid, const struct hog *h, uint64_t first, uint64_t n,
+                       const uint64_t *gen, uint64_t busy, uint8_t *buf, char *why, size_t len)
+{
+    uint64_t want[PAGE / sizeof(uint64_t)];
+    struct iovec l = {buf, n * PAGE}, r = {(void *)(uintptr_t)(h->addr + first * PAGE), n * PAGE};
+
+    if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)(n * PAGE)) {
+        snprintf(why, len, "cannot read pages %llu.. of the copy: %s",
+                 (unsigned long long)first, strerror(errno));
+        return -1;
+    }
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t i = first + k, got[2];
+        if (i == busy)
+            continue;
+        page_fill(want, i, gen[i]);
+        if (memcmp(buf + k * PAGE, want, PAGE) == 0)
+            continue;
+        memcpy(got, buf + k * PAGE, sizeof(got));
+        snprintf(why, len, "page %llu of %llu differs: tag %llu, second word 0x%llx; expected "
+                 "generation %llu (tag %llu, 0x%llx)", (unsigned long long)i,
+                 (unsigned long long)(h->size / PAGE), (unsigned long long)got[0],
+                 (unsigned long long)got[1], (unsigned long long)gen[i],
+                 (unsigned long long)want[0], (unsigned long long)want[1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every page of the copy must be what the hog's history says: the fill, or with a writer the
+ * generation of its last write before the copy's count (the copy stopped first). 0, or -1
+ * with why. */
+static int hog_verify(pid_t pid, const struct hog *h, char *why, size_t len)
+{
+    const uint64_t chunk = 256, npages = h->size / PAGE;
+    uint64_t count = 0;
+    struct iovec l = {&count, sizeof(count)}, r = {(void *)(uintptr_t)h->count_addr,
+                                                   sizeof(count)};
+
+    if (h->writer && copy_stop(pid, why, len) != 0)
+        return -1;
+    if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)sizeof(count)) {
+        snprintf(why, len, "cannot read the copy's write count: %s", strerror(errno));
+        return -1;
+    }
+    uint64_t *gen = expected_gens(npages, count);
+    uint8_t *buf = malloc(chunk * PAGE);
+    uint64_t busy = h->writer ? dirty_page(count, npages, dirty_stride(npages)) : UINT64_MAX;
+    int rc = gen && buf ? 0 : -1;
+    if (rc != 0)
+        snprintf(why, len, "out of memory");
+    for (uint64_t at = 0; rc == 0 && at < npages; at += chunk)
+        rc = pages_check(pid, h, at, npages - at < chunk ? npages - at : chunk, gen, busy, buf,
+                         why, len);
+    free(gen);
+    free(buf);
+    return rc;
 }
 
 static void reap(pid_t pid)
@@ -449,7 +636,8 @@ static int migrate_once(enum backend bk, uint64_t size, unsigned threads, const 
         rc = bk == BK_TCP  ? migrate_tcp(&h, husk, r, &copy)
              : bk == BK_FILE ? migrate_file(&h, husk, path, r, &copy)
                              : migrate_transport(&h, husk, bk == BK_TP, r, &copy);
-    int verified = rc == 0 && hog_verify(copy, &h) == 0;
+    char why[256] = "";
+    int verified = rc == 0 && hog_verify(copy, &h, why, sizeof(why)) == 0;
     if (h.pid > 0)
         reap(h.pid);
     if (copy > 0)
@@ -457,7 +645,7 @@ static int migrate_once(enum backend bk, uint64_t size, unsigned threads, const 
     if (rc != 0 || !verified) {
         fprintf(stderr, "mosbench migrate: %llu MiB, %u thread%s: %s\n",
                 (unsigned long long)(size >> 20), threads, threads == 1 ? "" : "s",
-                rc ? mos_strerror(rc) : "the restored memory differs");
+                rc ? mos_strerror(rc) : why);
         return 1;
     }
     return 0;
@@ -688,6 +876,7 @@ struct bench_cfg {
     unsigned repeat;
     char husk[PATH_MAX], path[PATH_MAX];
     const char *dir;
+    int live; /* --live pre */
 };
 
 struct bench_result {
@@ -953,6 +1142,312 @@ static int bench_backend(enum backend bk, const struct bench_cfg *c, int several
     return 0;
 }
 
+/* ---- --live pre: each size moved by stop-and-copy and by live pre-copy, both through
+ * mos_migrate_send and mos_migrate_receive (the commit handshake mosd uses), so that the two
+ * differ in opts.live alone. */
+
+/* One move as mos_migrate_send saw it. total: from the call until the receiver said the copy
+ * runs (DONE), the end of downtime too. */
+struct live_run {
+    double total_ms, down_ms, rounds_ms;
+    uint64_t rounds, ahead, resent, kept, rkept;
+    /* where the downtime went: the sender's freeze, capture and image pages (img_pages of
+     * them), the receiver's page fill and finish (overlapping the sender's, not a sum) */
+    double freeze_ms, capture_ms, img_ms, fill_ms, finish_ms;
+    uint64_t img_pages;
+};
+
+/* The receiving end, in a thread (ptrace of the copy belongs to it). */
+struct live_receiver {
+    enum backend bk;
+    int lfd;               /* tcp */
+    mos_tp_listener_t *l;  /* transport */
+    const char *husk;
+    pid_t copy;
+    int rc;
+    struct mos_restore_stats st; /* as it was at READY */
+};
+
+static int tp_flags(enum backend bk)
+{
+    return bk == BK_TP ? 0 : MOS_IMG_IO_NO_BULK;
+}
+
+/* Before READY: the receiver's figures (what it kept, held against what the sender says it
+ * kept; how long the fill took). */
+static int live_before_ready(struct mos_restore *r, void *arg)
+{
+    struct live_receiver *rv = arg;
+    rv->st = *mos_restore_stats(r);
+    return 0;
+}
+
+static void *live_receiver_main(void *arg)
+{
+    struct live_receiver *rv = arg;
+    struct mos_restore_opts opts = {.husk_path = rv->husk};
+    struct mos_receive_hooks hooks = {.before_ready = live_before_ready, .arg = rv};
+    struct mos_img_io *io = NULL;
+    mos_tp_conn_t *c = NULL;
+    int fd = -1;
+
+    if (rv->bk == BK_TCP) {
+        fd = accept(rv->lfd, NULL, NULL);
+        rv->rc = fd < 0 ? -errno : mos_img_io_fd_open(fd, &io);
+    } else if ((rv->rc = mos_tp_accept(rv->l, &c)) == 0) {
+        rv->rc = mos_img_io_tp_open(c, TP_TIMEOUT_MS, tp_flags(rv->bk), &io);
+    }
+    if (rv->rc == 0)
+        rv->rc = mos_migrate_receive(io, &opts, &hooks, &rv->copy);
+    mos_img_io_close(io);
+    mos_tp_close(c);
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* The sending end of the link: a loopback socket or a transport connection, and its stream. */
+struct live_link {
+    int fd;
+    mos_tp_conn_t *c;
+    struct mos_img_io *io;
+};
+
+static int live_listen(struct live_receiver *rv, char *where, size_t len)
+{
+    int port;
+
+    if (rv->bk != BK_TCP)
+        return tp_setup(&rv->l, where, len);
+    rv->lfd = listen_loopback(&port);
+    snprintf(where, len, "%d", port);
+    return rv->lfd < 0 ? -errno : 0;
+}
+
+static int live_connect(enum backend bk, const char *where, struct live_link *k)
+{
+    struct mos_tp_opts o;
+    int rc;
+
+    if (bk == BK_TCP) {
+        k->fd = connect_loopback(atoi(where));
+        return k->fd < 0 ? -errno : mos_img_io_fd_open(k->fd, &k->io);
+    }
+    mos_tp_opts_default(&o);
+    o.timeout_ms = TP_TIMEOUT_MS;
+    rc = mos_tp_connect(where, &o, &k->c);
+    if (rc == 0) {
+        tp_used = mos_tp_backend_name(mos_tp_conn_backend(k->c));
+        rc = mos_img_io_tp_open(k->c, TP_TIMEOUT_MS, tp_flags(bk), &k->io);
+    }
+    return rc;
+}
+
+/* Closing our end is what unblocks a receiver still waiting for the image or the commit. */
+static void live_link_close(struct live_link *k)
+{
+    mos_img_io_close(k->io);
+    mos_tp_close(k->c);
+    if (k->fd >= 0)
+        close(k->fd);
+    *k = (struct live_link){.fd = -1};
+}
+
+/* After DONE, before the original is retired: the end of total, the moment downtime ends. */
+static void live_heard_done(void *arg)
+{
+    *(uint64_t *)arg = mos_clock_now_ns();
+}
+
+static void live_fill(struct live_run *out, const struct mos_dump_stats *st, uint64_t t0,
+                      uint64_t t1, const struct live_receiver *rv)
+{
+    out->total_ms = (double)(t1 - t0) / 1e6;
+    out->down_ms = st->downtime_ns / 1e6;
+    out->rounds_ms = st->live_ns / 1e6;
+    out->rounds = st->live_rounds;
+    out->ahead = st->live_pages;
+    out->resent = st->live_resent;
+    out->kept = st->live_kept;
+    out->rkept = rv->st.kept_pages;
+    out->freeze_ms = st->freeze_ns / 1e6;
+    out->capture_ms = st->state_ns / 1e6;
+    out->img_ms = st->pages_ns / 1e6;
+    out->img_pages = st->pages;
+    out->fill_ms = rv->st.pages_ns / 1e6;
+    out->finish_ms = rv->st.final_ns / 1e6;
+}
+
+/* One move of h by mos_migrate_send (opts.live = live) to a receiver in a thread. */
+static int live_send(enum backend bk, const struct hog *h, const char *husk, int live,
+                     struct live_run *out, pid_t *copy)
+{
+    struct live_receiver rv = {.bk = bk, .husk = husk, .lfd = -1};
+    struct mos_dump_opts opts = {.live = live};
+    struct mos_dump_stats st = {0};
+    struct live_link k = {.fd = -1};
+    uint64_t t1 = 0;
+    struct mos_send_hooks hooks = {.before_commit = live_heard_done, .arg = &t1};
+    char where[64];
+    pthread_t th;
+    int rc = live_listen(&rv, where, sizeof(where));
+
+    if (rc != 0)
+        return rc;
+    pthread_create(&th, NULL, live_receiver_main, &rv);
+    rc = live_connect(bk, where, &k);
+    uint64_t t0 = mos_clock_now_ns();
+    if (rc == 0)
+        rc = mos_migrate_send(h->pid, &opts, k.io, &hooks, &st);
+    if (rc != 0)
+        live_link_close(&k);
+    if (rc != 0 && rv.lfd >= 0)
+        shutdown(rv.lfd, SHUT_RDWR); /* a receiver still in accept */
+    pthread_join(th, NULL);
+    live_link_close(&k);
+    if (rv.lfd >= 0)
+        close(rv.lfd);
+    mos_tp_listener_close(rv.l);
+    if (rv.copy > 0)
+        *copy = rv.copy;
+    rc = rc ? rc : rv.rc;
+    if (rc == 0)
+        live_fill(out, &st, t0, t1, &rv);
+    return rc;
+}
+
+/* One move of a fresh hog, its copy checked and both ends cleaned up. 0 or 1 (reported). */
+static int live_once(enum backend bk, const struct bench_cfg *c, uint64_t size, int live,
+                     struct live_run *r)
+{
+    struct hog h = {0};
+    pid_t copy = -1;
+    char why[256] = "";
+    int rc = hog_start(size, fewest_threads(c), &h);
+
+    memset(r, 0, sizeof(*r));
+    if (rc == 0)
+        rc = live_send(bk, &h, c->husk, live, r, &copy);
+    int verified = rc == 0 && hog_verify(copy, &h, why, sizeof(why)) == 0;
+    if (h.pid > 0)
+        reap(h.pid);
+    if (copy > 0)
+        reap(copy);
+    if (rc == 0 && verified)
+        return 0;
+    fprintf(stderr, "mosbench migrate: %s, %llu MiB through mos_migrate_send: %s\n",
+            live ? "live pre-copy" : "stop-and-copy", (unsigned long long)(size >> 20),
+            rc ? mos_strerror(rc) : why);
+    return 1;
+}
+
+/* Best (least total) of repeat moves per mode, the modes taking turns so that a disturbance
+ * of the machine falls on both alike. best[0]: stop-and-copy, best[1]: live. 0 or 1. */
+static int live_pair(enum backend bk, const struct bench_cfg *c, uint64_t size,
+                     struct live_run best[2])
+{
+    for (unsigned k = 0; k < c->repeat; k++)
+        for (int live = 0; live < 2; live++) {
+            struct live_run one;
+            if (live_once(bk, c, size, live, &one) != 0)
+                return 1;
+            if (k == 0 || one.total_ms < best[live].total_ms)
+                best[live] = one;
+        }
+    return 0;
+}
+
+static void live_header(enum backend bk, const struct bench_cfg *c)
+{
+    unsigned t = fewest_threads(c);
+
+    printf("live pre-copy: backend %s%s%s, writes %u MiB/s, hogs of %u thread%s%s, best of %u "
+           "runs per size and mode (least total), both modes through mos_migrate_send\n",
+           backend_label(bk), bk == BK_TCP ? "" : " at ", bk == BK_TCP ? "" : tp_addr,
+           dirty_rate, t, t == 1 ? "" : "s", dirty_rate ? " + the writer" : "", c->repeat);
+    printf("%8s %11s %10s %13s %12s %9s %6s %11s %8s %8s %10s %11s\n", "size", "sc_total_ms",
+           "sc_down_ms", "live_total_ms", "live_down_ms", "rounds_ms", "rounds", "ahead_pages",
+           "resent", "kept", "down_ratio", "total_ratio");
+}
+
+static void live_line(uint64_t size, const struct live_run *sc, const struct live_run *lv)
+{
+    printf("%7lluM %11.1f %10.1f %13.1f %12.1f %9.1f %6llu %11llu %8llu %8llu %10.2f %11.2f\n",
+           (unsigned long long)(size >> 20), sc->total_ms, sc->down_ms, lv->total_ms,
+           lv->down_ms, lv->rounds_ms, (unsigned long long)lv->rounds,
+           (unsigned long long)lv->ahead, (unsigned long long)lv->resent,
+           (unsigned long long)lv->kept, lv->down_ms / sc->down_ms, lv->total_ms / sc->total_ms);
+    if (lv->kept != lv->rkept)
+        printf("odd: at %lluM the sender kept %llu pages sent ahead, the receiver placed %llu\n",
+               (unsigned long long)(size >> 20), (unsigned long long)lv->kept,
+               (unsigned long long)lv->rkept);
+}
+
+/* The result line, for the largest size; and issue 17's goal where this run measured it. */
+static void live_result(enum backend bk, uint64_t size, const struct live_run *sc,
+                        const struct live_run *lv)
+{
+    double dr = lv->down_ms / sc->down_ms, tr = lv->total_ms / sc->total_ms;
+
+    if (size == (1ull << 30) && dirty_rate >= 64)
+        printf("goal (issue 17, 1 GiB written at 64 MiB/s or more): live downtime %.1f ms "
+               "(<= 50: %s), live total %.2f x stop-and-copy's (<= 1.5: %s)\n", lv->down_ms,
+               lv->down_ms <= 50 ? "met" : "not met", tr, tr <= 1.5 ? "met" : "not met");
+    printf("result migrate_live size_mib=%llu dirty_mib_s=%u downtime_ms=%.1f rounds=%llu "
+           "resent_pages=%llu total_ms=%.1f stopcopy_downtime_ms=%.1f stopcopy_total_ms=%.1f "
+           "downtime_ratio=%.2f total_ratio=%.2f ahead_pages=%llu kept_pages=%llu backend=%s",
+           (unsigned long long)(size >> 20), dirty_rate, lv->down_ms,
+           (unsigned long long)lv->rounds, (unsigned long long)lv->resent, lv->total_ms,
+           sc->down_ms, sc->total_ms, dr, tr, (unsigned long long)lv->ahead,
+           (unsigned long long)lv->kept, backend_names[bk]);
+    if (bk != BK_TCP)
+        printf(" via=%s", tp_used);
+    printf("\n\n");
+}
+
+/* Where each move's downtime went, size by size (runs[i][0]: stop-and-copy, [1]: live). */
+static void live_split(const struct bench_cfg *c, struct live_run (*runs)[2])
+{
+    printf("downtime, where it went (ms; the sender's and the receiver's phases overlap):\n");
+    printf("%8s %6s %9s %9s %10s %10s %9s %9s %9s\n", "size", "mode", "down_ms", "freeze",
+           "capture", "img_pages", "img_ms", "fill_ms", "finish");
+    for (int i = 0; i < c->nsizes; i++)
+        for (int m = 0; m < 2; m++) {
+            const struct live_run *r = &runs[i][m];
+            printf("%7lluM %6s %9.1f %9.1f %10.1f %10llu %9.1f %9.1f %9.1f\n",
+                   (unsigned long long)(c->sizes[i] >> 20), m ? "live" : "sc", r->down_ms,
+                   r->freeze_ms, r->capture_ms, (unsigned long long)r->img_pages, r->img_ms,
+                   r->fill_ms, r->finish_ms);
+        }
+}
+
+/* Every size by stop-and-copy and live, side by side; the result line for the largest. */
+static int bench_live(enum backend bk, const struct bench_cfg *c)
+{
+    static struct live_run runs[MAX_SIZES][2];
+    struct live_run warm;
+    int big = 0, no_rounds = 0;
+
+    live_header(bk, c);
+    /* one unmeasured live move first, as the fit does (the husk in the page cache...) */
+    if (live_once(bk, c, c->sizes[0] < (16ull << 20) ? c->sizes[0] : (16ull << 20), 1,
+                  &warm) != 0)
+        return 1;
+    for (int i = 0; i < c->nsizes; i++) {
+        if (live_pair(bk, c, c->sizes[i], runs[i]) != 0)
+            return 1;
+        live_line(c->sizes[i], &runs[i][0], &runs[i][1]);
+        no_rounds |= runs[i][1].rounds == 0;
+        big = c->sizes[i] > c->sizes[big] ? i : big;
+    }
+    if (no_rounds)
+        printf("note: rounds 0 is a live move that fell back to stop-and-copy (the log line on "
+               "stderr says why)\n");
+    live_split(c, runs);
+    live_result(bk, c->sizes[big], &runs[big][0], &runs[big][1]);
+    return 0;
+}
+
 /* --threads "1,8,64": each count 1..MAX_THREADS, at most MAX_TCOUNTS of them, no repeats.
  * 0, or -1 after one line on stderr. */
 static int parse_threads(char *list, struct bench_cfg *c)
@@ -1118,9 +1613,10 @@ static int criu_once(const char *criu, enum criu_mode mode, uint64_t size, unsig
             pid = -1;
         fclose(f);
     }
-    rc = pid > 0 && hog_verify(pid, &h) == 0 ? 0 : -1;
+    char bad[256] = "no restored pid";
+    rc = pid > 0 && hog_verify(pid, &h, bad, sizeof(bad)) == 0 ? 0 : -1;
     if (rc != 0)
-        snprintf(why, len, "the restored copy's pages differ from the hog's");
+        snprintf(why, len, "the restored copy: %s", bad);
     if (pid > 0)
         reap(pid); /* our child again: we are a subreaper */
     return rc;
@@ -1185,6 +1681,99 @@ static void bench_criu(const char *criu, const struct bench_cfg *c, const char *
     rmdir(dir);
 }
 
+/* --live pre|post: pre-copy only. 0, or -1 after one line on stderr. */
+static int parse_live(const char *mode, struct bench_cfg *c)
+{
+    if (!strcmp(mode, "pre")) {
+        c->live = 1;
+        return 0;
+    }
+    if (!strcmp(mode, "post"))
+        fprintf(stderr, "mosbench migrate: --live post: post-copy is not implemented (--live "
+                        "pre is)\n");
+    else
+        fprintf(stderr, "mosbench migrate: --live '%s': takes pre (post-copy is not "
+                        "implemented)\n", mode);
+    return -1;
+}
+
+/* --sizes 16M,64M,...: at most MAX_SIZES. 0, or -1 after one line on stderr. */
+static int parse_sizes(char *list, struct bench_cfg *c)
+{
+    c->nsizes = 0;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        if (c->nsizes == MAX_SIZES) {
+            fprintf(stderr, "mosbench migrate: --sizes takes at most %d sizes\n", MAX_SIZES);
+            return -1;
+        }
+        if (parse_size(tok, &c->sizes[c->nsizes]) != 0)
+            return -1;
+        c->nsizes++;
+    }
+    return 0;
+}
+
+/* The option at argv[*i] with its value (*i moves past it). 0, or -1 after one line on
+ * stderr. */
+static int parse_option(int argc, char **argv, int *i, struct bench_cfg *c, enum backend *bks,
+                        int *nbk, const char **criu)
+{
+    const char *o = argv[*i];
+    char *v = *i + 1 < argc ? argv[++*i] : NULL;
+
+    if (v && !strcmp(o, "--sizes"))
+        return parse_sizes(v, c);
+    if (v && !strcmp(o, "--threads"))
+        return parse_threads(v, c);
+    if (v && !strcmp(o, "--backend"))
+        return parse_backends(v, bks, nbk);
+    if (v && !strcmp(o, "--live"))
+        return parse_live(v, c);
+    if (v && !strcmp(o, "--addr")) {
+        tp_addr = v;
+        return 0;
+    }
+    if (v && !strcmp(o, "--repeat")) {
+        if (bench_parse_uint(v, &c->repeat) == 0 && c->repeat >= 1 && c->repeat <= 20)
+            return 0;
+        fprintf(stderr, "mosbench migrate: --repeat takes 1..20\n");
+    } else if (v && !strcmp(o, "--criu")) {
+        if (access((*criu = v), X_OK) == 0)
+            return 0;
+        fprintf(stderr, "mosbench migrate: --criu %s: %s\n", v, strerror(errno));
+    } else if (v && !strcmp(o, "--dirty-rate")) {
+        if (bench_parse_uint(v, &dirty_rate) == 0 && dirty_rate <= 100000)
+            return 0;
+        fprintf(stderr, "mosbench migrate: --dirty-rate '%s': MiB per second, 0..100000\n", v);
+    } else {
+        fprintf(stderr, "mosbench migrate: bad option '%s'\n", o);
+    }
+    return -1;
+}
+
+/* The options as a whole: 0, or -1 after one line on stderr. */
+static int parse_args(int argc, char **argv, struct bench_cfg *c, enum backend *bks, int *nbk,
+                      const char **criu)
+{
+    int moves = 0;
+
+    for (int i = 0; i < argc; i++)
+        if (parse_option(argc, argv, &i, c, bks, nbk, criu) != 0)
+            return -1;
+    for (int k = 0; k < *nbk; k++)
+        moves |= bks[k] != BK_FILE;
+    if (c->live && !moves) {
+        fprintf(stderr, "mosbench migrate: --live pre needs a backend that migrates (tcp, "
+                        "transport, transport-ctl): file is a checkpoint, never live\n");
+        return -1;
+    }
+    if (c->nsizes < 2 && !c->live) {
+        fprintf(stderr, "mosbench migrate: the fit needs at least two sizes\n");
+        return -1;
+    }
+    return 0;
+}
+
 int bench_migrate(int argc, char **argv)
 {
     struct bench_cfg c = {.sizes = {16ull << 20, 64ull << 20, 256ull << 20, 1ull << 30},
@@ -1193,60 +1782,31 @@ int bench_migrate(int argc, char **argv)
     int nbk = 1;
     const char *criu = NULL;
 
-    if (argc == 4 && !strcmp(argv[0], "--as-hog"))
-        return hog_main(argv);
+    if ((argc == 4 || argc == 5) && !strcmp(argv[0], "--as-hog"))
+        return hog_main(argc, argv);
     c.dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
-            c.nsizes = 0;
-            for (char *tok = strtok(argv[++i], ","); tok; tok = strtok(NULL, ",")) {
-                if (c.nsizes == MAX_SIZES) {
-                    fprintf(stderr, "mosbench migrate: --sizes takes at most %d sizes\n",
-                            MAX_SIZES);
-                    return 2;
-                }
-                if (parse_size(tok, &c.sizes[c.nsizes]) != 0)
-                    return 2;
-                c.nsizes++;
-            }
-        } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
-            if (bench_parse_uint(argv[++i], &c.repeat) != 0 || c.repeat < 1 || c.repeat > 20) {
-                fprintf(stderr, "mosbench migrate: --repeat takes 1..20\n");
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            if (parse_threads(argv[++i], &c) != 0)
-                return 2;
-        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
-            if (parse_backends(argv[++i], bks, &nbk) != 0)
-                return 2;
-        } else if (!strcmp(argv[i], "--addr") && i + 1 < argc) {
-            tp_addr = argv[++i];
-        } else if (!strcmp(argv[i], "--criu") && i + 1 < argc) {
-            criu = argv[++i];
-            if (access(criu, X_OK) != 0) {
-                fprintf(stderr, "mosbench migrate: --criu %s: %s\n", criu, strerror(errno));
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "mosbench migrate: bad option '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (c.nsizes < 2) {
-        fprintf(stderr, "mosbench migrate: the fit needs at least two sizes\n");
+    if (parse_args(argc, argv, &c, bks, &nbk, &criu) != 0)
         return 2;
-    }
     /* one info line per transport stream would drown the table */
     if (mos_log_get_level() == MOS_LOG_INFO)
         mos_log_set_level(MOS_LOG_WARN);
     mos_restore_husk_path(c.husk, sizeof(c.husk));
     snprintf(c.path, sizeof(c.path), "%s/mosbench-migrate.%d.img", c.dir, (int)getpid());
     struct bench_result res[BK_COUNT];
-    for (int k = 0; k < nbk; k++)
-        if (bench_backend(bks[k], &c, nbk > 1, &res[k]) != 0)
+    int fit = c.nsizes >= 2; /* --live with one size: the comparison alone */
+    if (!fit)
+        printf("migrate: one size: no fit (it needs two sizes), no CRIU comparison; the live "
+               "comparison only\n");
+    for (int k = 0; k < nbk; k++) {
+        if (fit && bench_backend(bks[k], &c, nbk > 1, &res[k]) != 0)
             return 1;
-    if (nbk > 1) {
+        if (c.live && bks[k] == BK_FILE)
+            printf("live pre-copy: backend file skipped (a checkpoint to a file is never "
+                   "live)\n\n");
+        else if (c.live && bench_live(bks[k], &c) != 0)
+            return 1;
+    }
+    if (fit && nbk > 1) {
         printf("%-14s %9s %12s %8s %11s %8s %8s %9s %13s\n", "backend", "fixed_ms",
                "per_page_us", "gbps", "floor_gbps", "ratio", "tp_gbps", "tp_ratio",
                "per_thread_us");
@@ -1264,7 +1824,7 @@ int bench_migrate(int argc, char **argv)
                 printf(" %13.1f\n", r->per_thread_us);
         }
     }
-    if (criu)
+    if (criu && fit)
         bench_criu(criu, &c, backend_names[bks[0]], &res[0]);
     return 0;
 }

@@ -109,8 +109,8 @@ static struct pre_range *range_of(const struct mos_precopy *p, uint64_t addr)
     return NULL;
 }
 
-/* mremap moved [from, from+len) to [to, to+len): what was sent for either is no longer
- * what its pages hold. */
+/* What was sent of [start, start + len) no longer stands for it (mremap moved memory from or
+ * to there, or the page was protected again and not sent): it is not kept. */
 static void forget(struct mos_precopy *p, uint64_t start, uint64_t len)
 {
     for (uint64_t at = start & ~(PAGE - 1); at < start + len; at += PAGE) {
@@ -120,6 +120,14 @@ static void forget(struct mos_precopy *p, uint64_t start, uint64_t len)
             r->staged[i / 64] &= ~(1ull << (i % 64));
         }
     }
+}
+
+/* A page the scan protected again but that was not sent: never kept (it travels frozen). */
+static void forget_locked(struct mos_precopy *p, uint64_t start, uint64_t len)
+{
+    pthread_mutex_lock(&p->mu);
+    forget(p, start, len);
+    pthread_mutex_unlock(&p->mu);
 }
 
 static void events_drain(struct mos_precopy *p)
@@ -319,8 +327,12 @@ static int emit(struct mos_precopy *p, struct mos_img_writer *w, uint64_t addr, 
     int rc = 0;
 
     pthread_mutex_lock(&p->mu);
-    if (p->moves != moves) /* read before an mremap: not sent, it travels at the freeze */
+    if (p->moves != moves) {
+        /* read before an mremap: not sent, and what was sent of it before is forgotten (its
+         * protection is back on, so it would look unwritten): it travels at the freeze */
+        forget(p, addr, np * PAGE);
         np = 0;
+    }
     for (uint64_t k = 0; k <= np && rc == 0; k++) {
         int take = 0;
         if (k < np) {
@@ -361,12 +373,16 @@ static int run_send(struct mos_precopy *p, struct mos_img_writer *w, uint64_t ad
         uint64_t moves = p->moves;
         pthread_mutex_unlock(&p->mu);
         ssize_t got = process_vm_readv(p->pid, &local, 1, &remote, 1, 0);
-        if (got < 0)
-            return errno == ESRCH ? -ESRCH : 0;
-        uint64_t full = (uint64_t)got / PAGE;
+        if (got < 0 && errno == ESRCH)
+            return -ESRCH;
+        uint64_t full = got > 0 ? (uint64_t)got / PAGE : 0;
         int rc = full ? emit(p, w, addr + off * PAGE, full, moves) : 0;
-        if (rc != 0 || full < n)
+        if (rc != 0)
             return rc;
+        if (full < n) {
+            forget_locked(p, addr + (off + full) * PAGE, (np - off - full) * PAGE);
+            return 0;
+        }
         off += n;
     }
     return 0;
@@ -391,8 +407,12 @@ static int round_run(struct mos_precopy *p, struct mos_img_writer *w, int writte
         }
         while (a.start < a.end) {
             int n = ioctl(p->pagemap, PAGEMAP_SCAN, &a);
-            if (n < 0)
-                break; /* unmapped or no longer tracked: travels at the freeze */
+            if (n < 0) {
+                /* unmapped or no longer tracked: it travels at the freeze; a failed walk may
+                 * have protected part of it again */
+                forget_locked(p, a.start, a.end - a.start);
+                break;
+            }
             for (int k = 0; k < n; k++) {
                 uint64_t np = (p->regions[k].end - p->regions[k].start) / PAGE;
                 int rc = run_send(p, w, p->regions[k].start, np);
