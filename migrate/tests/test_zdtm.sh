@@ -253,6 +253,38 @@ wait $recv; echo "exit $?" >> $d/sig
 [ $src = 0 ] && cmp -s $d/ref_sig $d/sig && ok "send/receive over TCP: identical output" \
     || bad "send/receive: rc=$src $(tail -1 $d/send2.log) $(diff $d/ref_sig $d/sig | head -3 | tr '\n' '|')"
 
+# live: zdtm_dirty (page writes, MADV_DONTNEED, regions swapped by mremap every step) sent
+# with --live while it writes, three times: identical output, and pages were kept
+export ZDTM_MIB=96 ZDTM_STEPS=120 ZDTM_WRITES=96
+(exec "$B/zdtm_dirty_pie" > $d/ref_dirty 2>&1); echo "exit $?" >> $d/ref_dirty
+for try in 1 2 3; do
+    (exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
+    wait_ready $d/dirty
+    "$CK" receive --listen $((port + 2)) --key $d/key > $d/recv3.log 2>&1 & recv=$!
+    wait_listen $((port + 2))
+    "$CK" send $dp 127.0.0.1:$((port + 2)) --key $d/key --live > $d/send3.log 2>&1; src=$?
+    wait $recv; echo "exit $?" >> $d/dirty
+    kept=$(sed -n 's/.* \([0-9]*\) kept$/\1/p' $d/send3.log)
+    [ $src = 0 ] && [ "${kept:-0}" -gt 0 ] && cmp -s $d/ref_dirty $d/dirty \
+        && ok "live send $try: identical output ($(grep '^live:' $d/send3.log))" \
+        || bad "live send $try: rc=$src $(tail -2 $d/send3.log | tr '\n' ' ') $(diff $d/ref_dirty $d/dirty | head -3 | tr '\n' '|')"
+done
+# the receiver killed during the live rounds: the sender fails, the original never stopped
+# for long and finishes right; no second copy
+(exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
+wait_ready $d/dirty
+"$CK" receive --listen $((port + 3)) --key $d/key > $d/recv4.log 2>&1 & recv=$!
+wait_listen $((port + 3))
+"$CK" send $dp 127.0.0.1:$((port + 3)) --key $d/key --live > $d/send4.log 2>&1 & send=$!
+for _ in $(seq 1 400); do grep -q . $d/recv4.log 2>/dev/null && break; sleep 0.005; done
+kill -9 $recv
+wait $send; src=$?; wait $dp; drc=$?; wait $recv 2>/dev/null
+[ $src != 0 ] && [ $drc = 0 ] && grep -q '^PASS' $d/dirty \
+    && [ -z "$(ps -eo sid=,comm= | awk -v s="$sid" '$1 == s && $2 == "zdtm_dirty_pie"')" ] \
+    && ok "receiver killed during the live rounds: sender fails ($(tail -1 $d/send4.log | cut -c1-70)), the original finishes right" \
+    || bad "receiver killed mid-live: send rc=$src, original rc=$drc $(tail -1 $d/dirty)"
+unset ZDTM_MIB ZDTM_STEPS ZDTM_WRITES
+
 # stay reasons: refused with the reason, the process untouched
 sleep 30 & s1=$!; pids+=($s1)
 $PY -c 'import threading, time; t = threading.Thread(target=time.sleep, args=(30,)); t.start(); t.join()' & s2=$!; pids+=($s2)
