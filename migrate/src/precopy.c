@@ -69,6 +69,7 @@ struct pre_range {
 
 struct mos_precopy {
     pid_t pid;
+    const struct mos_job_owner *owner; /* mosd's jobs: still theirs, checked per read */
     int uffd, pagemap, stop_fd;
     struct pre_range *ranges;
     size_t nranges;
@@ -277,6 +278,7 @@ int mos_precopy_start(pid_t pid, const struct mos_dump_opts *opts, struct mos_pr
     if (!p)
         return -ENOMEM;
     p->pid = pid;
+    p->owner = opts ? opts->owner : NULL;
     p->uffd = p->pagemap = p->stop_fd = -1;
     pthread_mutex_init(&p->mu, NULL);
     rc = uffd_take(pid, opts, &p->uffd);
@@ -376,7 +378,18 @@ static int run_send(struct mos_precopy *p, struct mos_img_writer *w, uint64_t ad
         if (got < 0 && errno == ESRCH)
             return -ESRCH;
         uint64_t full = got > 0 ? (uint64_t)got / PAGE : 0;
-        int rc = full ? emit(p, w, addr + off * PAGE, full, moves) : 0;
+        int rc = 0;
+        /* It runs meanwhile: what was read must still be the owner's own process (a set-id
+         * exec makes it someone else's, whose memory must not leave), checked after the read */
+        char why[160];
+        if (full && p->owner && (rc = mos_migrate_owner_check(p->pid, p->owner, why,
+                                                              sizeof(why))) != 0) {
+            mos_err("migrate", "pid %d stays: it %s", (int)p->pid,
+                    rc == MOS_E_NOT_MIGRATABLE ? why : mos_strerror(rc));
+            return rc == MOS_E_NOT_MIGRATABLE ? rc : MOS_E_NOT_MIGRATABLE;
+        }
+        if (full)
+            rc = emit(p, w, addr + off * PAGE, full, moves);
         if (rc != 0)
             return rc;
         if (full < n) {
@@ -445,7 +458,7 @@ int mos_precopy_rounds(struct mos_precopy *p, struct mos_img_io *io)
         prev = n;
     }
     p->ns = mos_clock_now_ns() - t0;
-    if (rc != 0 && rc != -ESRCH)
+    if (rc != 0 && rc != -ESRCH && rc != MOS_E_NOT_MIGRATABLE)
         mos_err("migrate", "pid %d: sending memory ahead failed: %s", (int)p->pid,
                 mos_strerror(rc));
     return rc;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define PAGE 4096ull
 #define CHUNK_PAGES 4096u /* 16 MiB */
@@ -25,11 +26,18 @@ struct page_stage {
     uint8_t **chunks;
     size_t nchunks;
     uint32_t used; /* slots taken */
+    uint32_t limit; /* at most this many: the format's limit, and this host's memory */
 };
 
 struct page_stage *page_stage_new(void)
 {
-    return calloc(1, sizeof(struct page_stage));
+    struct page_stage *s = calloc(1, sizeof(*s));
+    long phys = sysconf(_SC_PHYS_PAGES);
+
+    if (s)
+        s->limit = phys > 0 && (uint64_t)phys < MOS_IMG_MAX_STAGED ? (uint32_t)phys
+                                                                 : MOS_IMG_MAX_STAGED;
+    return s;
 }
 
 void page_stage_free(struct page_stage *s)
@@ -92,7 +100,7 @@ static uint8_t *slot_mem(const struct page_stage *s, uint32_t slot)
 
 static int slot_new(struct page_stage *s, uint32_t *slot)
 {
-    if (s->used == MOS_IMG_MAX_STAGED)
+    if (s->used >= s->limit)
         return MOS_E_IMAGE;
     if (s->used / CHUNK_PAGES == s->nchunks) {
         uint8_t **c = realloc(s->chunks, (s->nchunks + 1) * sizeof(*c));
@@ -142,8 +150,8 @@ int page_stage_record(void *stage, const uint8_t *payload, size_t len)
     for (uint64_t i = 0; i < ph.npages && rc == 0; i++)
         rc = stage_page(s, ph.addr + i * PAGE, payload + sizeof(ph) + i * PAGE);
     if (rc == MOS_E_IMAGE)
-        mos_err("migrate", "corrupt stream: more than %u pages sent ahead",
-                MOS_IMG_MAX_STAGED);
+        mos_err("migrate", "stream refused: more than %u pages sent ahead (this host's memory)",
+                s->limit);
     else if (rc != 0)
         mos_err("migrate", "restore: no memory to keep the pages sent ahead (%u so far)",
                 s->used);
