@@ -61,10 +61,14 @@ struct pm_scan_arg {
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 
-/* A tracked VMA as it was registered; bit i of staged: page i was sent, of kept: it stands. */
+/* A tracked VMA as it was registered; bit i of staged: page i was sent, of kept: it stands.
+ * The bitmaps are sparse, a leaf per GiB allocated when a page in it is sent: a tracked VMA
+ * may be a reservation of terabytes (ASan's shadow) with a few pages in use. */
+#define LEAF_PAGES (1ull << 18)
 struct pre_range {
     uint64_t start, end;
-    uint64_t *staged, *kept;
+    uint64_t **staged, **kept;
+    size_t nleaves;
 };
 
 struct mos_precopy {
@@ -84,14 +88,40 @@ struct mos_precopy {
     uint64_t rounds, pages, resent, kept, ns;
 };
 
-static int bit_get(const uint64_t *b, uint64_t i)
+static int bit_get(uint64_t *const *b, uint64_t i)
 {
-    return (b[i / 64] >> (i % 64)) & 1;
+    const uint64_t *leaf = b[i / LEAF_PAGES];
+    i %= LEAF_PAGES;
+    return leaf && (leaf[i / 64] >> (i % 64)) & 1;
 }
 
-static void bit_set(uint64_t *b, uint64_t i)
+static int bit_set(uint64_t **b, uint64_t i)
 {
-    b[i / 64] |= 1ull << (i % 64);
+    uint64_t **leaf = &b[i / LEAF_PAGES];
+
+    if (!*leaf && !(*leaf = calloc(LEAF_PAGES / 64, sizeof(uint64_t))))
+        return -ENOMEM;
+    i %= LEAF_PAGES;
+    (*leaf)[i / 64] |= 1ull << (i % 64);
+    return 0;
+}
+
+/* Pages [from, to) of a range: only leaves that exist hold bits. */
+static void bits_clear(uint64_t **b, uint64_t from, uint64_t to)
+{
+    while (from < to) {
+        uint64_t n = from / LEAF_PAGES, end = (n + 1) * LEAF_PAGES < to ? (n + 1) * LEAF_PAGES : to;
+        for (uint64_t i = from; b[n] && i < end; i++)
+            b[n][(i % LEAF_PAGES) / 64] &= ~(1ull << (i % 64));
+        from = end;
+    }
+}
+
+static void leaves_free(uint64_t **b, size_t n)
+{
+    for (size_t i = 0; b && i < n; i++)
+        free(b[i]);
+    free(b);
 }
 
 static struct pre_range *range_of(const struct mos_precopy *p, uint64_t addr)
@@ -114,12 +144,14 @@ static struct pre_range *range_of(const struct mos_precopy *p, uint64_t addr)
  * to there, or the page was protected again and not sent): it is not kept. */
 static void forget(struct mos_precopy *p, uint64_t start, uint64_t len)
 {
-    for (uint64_t at = start & ~(PAGE - 1); at < start + len; at += PAGE) {
-        struct pre_range *r = range_of(p, at);
-        if (r) {
-            uint64_t i = (at - r->start) / PAGE;
-            r->staged[i / 64] &= ~(1ull << (i % 64));
-        }
+    uint64_t end = start + len;
+
+    start &= ~(PAGE - 1);
+    for (size_t i = 0; i < p->nranges; i++) {
+        struct pre_range *r = &p->ranges[i];
+        uint64_t s = start > r->start ? start : r->start, e = end < r->end ? end : r->end;
+        if (s < e)
+            bits_clear(r->staged, (s - r->start) / PAGE, (e - r->start + PAGE - 1) / PAGE);
     }
 }
 
@@ -174,24 +206,28 @@ static int is_tracked_kind(const struct mos_vma *v)
 
 static int range_add(struct mos_precopy *p, const struct mos_vma *v)
 {
-    uint64_t words = ((v->end - v->start) / PAGE + 63) / 64;
-    struct pre_range r = {v->start, v->end, calloc(words, 8), calloc(words, 8)};
+    size_t leaves = (size_t)(((v->end - v->start) / PAGE + LEAF_PAGES - 1) / LEAF_PAGES);
+    struct pre_range r = {v->start, v->end, calloc(leaves, sizeof(uint64_t *)),
+                          calloc(leaves, sizeof(uint64_t *)), leaves};
     struct pre_range *n = realloc(p->ranges, (p->nranges + 1) * sizeof(*n));
 
+    if (n)
+        p->ranges = n;
     if (!r.staged || !r.kept || !n) {
         free(r.staged);
         free(r.kept);
-        if (n)
-            p->ranges = n;
         return -ENOMEM;
     }
-    p->ranges = n;
     p->ranges[p->nranges++] = r;
     return 0;
 }
 
-/* Register and protect every private anonymous read-write VMA; one that cannot be (the
- * process's own userfaultfd, say) is left out and travels at the freeze. */
+/* Register every private anonymous read-write VMA for write-protect; one that cannot be (the
+ * process's own userfaultfd, say) is left out and travels at the freeze. Nothing is protected
+ * here: the first round protects what is present, and only that. UFFDIO_WRITEPROTECT over a
+ * whole VMA would, with WP_UNPOPULATED, fill every empty page table with markers: terabytes of
+ * reservation (ASan's shadow, a JVM's heap) would cost gigabytes of page tables. A page never
+ * touched that is written later arrives unprotected, which reads as written: right. */
 static int ranges_track(struct mos_precopy *p)
 {
     struct mos_vma_list l;
@@ -203,12 +239,8 @@ static int ranges_track(struct mos_precopy *p)
             continue;
         struct uffdio_register reg = {.range = {v->start, v->end - v->start},
                                       .mode = UFFDIO_REGISTER_MODE_WP};
-        if (ioctl(p->uffd, UFFDIO_REGISTER, &reg) != 0)
-            continue;
-        struct uffdio_writeprotect wp = {.range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
-        if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) != 0)
-            continue;
-        rc = range_add(p, v);
+        if (ioctl(p->uffd, UFFDIO_REGISTER, &reg) == 0)
+            rc = range_add(p, v);
     }
     mos_vma_list_free(&l);
     return rc;
@@ -241,8 +273,8 @@ static void precopy_free(struct mos_precopy *p)
     if (p->stop_fd >= 0)
         close(p->stop_fd);
     for (size_t i = 0; i < p->nranges; i++) {
-        free(p->ranges[i].staged);
-        free(p->ranges[i].kept);
+        leaves_free(p->ranges[i].staged, p->ranges[i].nleaves);
+        leaves_free(p->ranges[i].kept, p->ranges[i].nleaves);
     }
     free(p->ranges);
     free(p->regions);
@@ -343,10 +375,11 @@ static int emit(struct mos_precopy *p, struct mos_img_writer *w, uint64_t addr, 
             uint64_t i = r ? (addr + k * PAGE - r->start) / PAGE : 0;
             int was = r && bit_get(r->staged, i);
             take = r && (was || memcmp(p->buf + k * PAGE, zero, PAGE) != 0);
-            if (take) {
-                bit_set(r->staged, i);
-                p->resent += was;
+            if (take && (rc = bit_set(r->staged, i)) != 0) {
+                forget(p, addr + start * PAGE, (k - start + 1) * PAGE); /* marked, not sent */
+                break;
             }
+            p->resent += take && was;
         }
         if (!take) {
             if (k > start) {
@@ -401,8 +434,9 @@ static int run_send(struct mos_precopy *p, struct mos_img_writer *w, uint64_t ad
     return 0;
 }
 
-/* One scan over every tracked range. written: the pages written since the last scan, each
- * protected again; else every present page. Their runs are sent. *npages: how many. */
+/* One scan over every tracked range, protecting what it returns (in the same walk, so a write
+ * after it is seen next time): the pages written since the last scan (written), else every
+ * present page. Their runs are sent. *npages: how many. */
 static int round_run(struct mos_precopy *p, struct mos_img_writer *w, int written,
                      uint64_t *npages)
 {
@@ -413,11 +447,10 @@ static int round_run(struct mos_precopy *p, struct mos_img_writer *w, int writte
             .vec = (uint64_t)(uintptr_t)p->regions, .vec_len = SCAN_REGIONS,
             .category_inverted = PAGE_IS_PFNZERO, .category_mask = PAGE_IS_PFNZERO,
             .category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-            .return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED};
-        if (written) {
-            a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+            .return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC};
+        if (written)
             a.category_mask |= PAGE_IS_WRITTEN;
-        }
         while (a.start < a.end) {
             int n = ioctl(p->pagemap, PAGEMAP_SCAN, &a);
             if (n < 0) {
@@ -514,10 +547,8 @@ int mos_precopy_keep_vma(struct mos_precopy *p, int pagemap_fd, const struct mos
                 for (uint64_t at = p->regions[k].start; at < p->regions[k].end && rc == 0;
                      at += PAGE) {
                     uint64_t bit = (at - r->start) / PAGE;
-                    if (bit_get(r->staged, bit)) {
-                        bit_set(r->kept, bit);
+                    if (bit_get(r->staged, bit) && (rc = bit_set(r->kept, bit)) == 0)
                         rc = keep_add(p, at);
-                    }
                 }
             if (a.walk_end <= a.start)
                 break;

@@ -1,8 +1,9 @@
 /* Memory written all the time, for live migration: ZDTM_MIB MiB filled, then every step
  * rewrites ZDTM_WRITES pseudo-random pages, frees and faults others again (MADV_DONTNEED),
  * and swaps two 1 MiB regions by mremap through a third slot, so that an address sent ahead
- * later holds another region's unchanged pages. At the end every page is checked against
- * the step that last wrote it. */
+ * later holds another region's unchanged pages. A 64 GiB reservation (MAP_NORESERVE, as
+ * ASan's shadow or a JVM heap) has one page in use per GiB, one of them rewritten per step.
+ * At the end every page is checked against the step that last wrote it. */
 #define _GNU_SOURCE
 #include "zdtm.h"
 
@@ -11,6 +12,7 @@
 
 #define PAGE 4096
 #define SWAP_LEN (1 << 20)
+#define RESERVE_GIB 64ull
 
 static void page_fill(unsigned char *p, uint64_t page, int32_t step)
 {
@@ -42,8 +44,11 @@ int main(void)
     unsigned char *slots = mmap(NULL, 3 * SWAP_LEN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
                                 0);
     unsigned char *a = slots, *b = slots + SWAP_LEN, *t = slots + 2 * SWAP_LEN;
+    unsigned char *rsv = mmap(NULL, RESERVE_GIB << 30, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    int32_t rsv_last[RESERVE_GIB];
 
-    if (m == MAP_FAILED || !last || slots == MAP_FAILED)
+    if (m == MAP_FAILED || !last || slots == MAP_FAILED || rsv == MAP_FAILED)
         return zdtm_result(0, "no memory");
     if (mmap(a, SWAP_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
              0) != a ||
@@ -56,6 +61,8 @@ int main(void)
     int a_holds_a = 1;
     for (uint64_t p = 0; p < npages; p++)
         page_fill(m + p * PAGE, p, -1), last[p] = -1;
+    for (uint64_t g = 0; g < RESERVE_GIB; g++)
+        page_fill(rsv + (g << 30), g, -1), rsv_last[g] = -1;
     zdtm_say("ready");
     for (int s = 0; s < steps; s++) {
         for (int k = 0; k < writes; k++) {
@@ -72,6 +79,9 @@ int main(void)
             mremap(t, SWAP_LEN, SWAP_LEN, MREMAP_MAYMOVE | MREMAP_FIXED, b) != b)
             return zdtm_result(0, "mremap failed");
         a_holds_a = !a_holds_a;
+        uint64_t g = zdtm_rand(&seed) % RESERVE_GIB;
+        page_fill(rsv + (g << 30), g, s);
+        rsv_last[g] = s;
         sum += m[(zdtm_rand(&seed) % npages) * PAGE + 8];
         zdtm_say("step %d sum %llu", s, (unsigned long long)sum);
         zdtm_sleep_ms(ms);
@@ -79,6 +89,8 @@ int main(void)
     uint64_t bad = 0;
     for (uint64_t p = 0; p < npages; p++)
         bad += !page_ok(m + p * PAGE, p, last[p]);
+    for (uint64_t g = 0; g < RESERVE_GIB; g++)
+        bad += !page_ok(rsv + (g << 30), g, rsv_last[g]);
     for (size_t i = 0; i < SWAP_LEN; i += PAGE / 2) {
         bad += a[i] != (a_holds_a ? 'A' : 'B');
         bad += b[i] != (a_holds_a ? 'B' : 'A');
