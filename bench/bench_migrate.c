@@ -1168,7 +1168,7 @@ struct live_receiver {
     struct mos_restore_stats st; /* as it was at READY */
 };
 
-static int tp_flags(enum backend bk)
+static unsigned tp_flags(enum backend bk)
 {
     return bk == BK_TP ? 0 : MOS_IMG_IO_NO_BULK;
 }

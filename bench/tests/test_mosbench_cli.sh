@@ -41,6 +41,21 @@ out=$("$B" migrate --sizes 4M,8M --backend tcp --threads 1,4 2>&1); rc=$?
     && grep -Eq '^per thread, each phase \(median over the sizes\): freeze -?[0-9.]+ us, capture' <<<"$out" \
     && ok "migrate --threads 1,4: a table per count, per_thread_us in the result line" \
     || bad "migrate --threads 1,4: rc=$rc $out"
+# --live pre: each size moved by stop-and-copy and live through mos_migrate_send, the hogs
+# writing 8 MiB/s meanwhile, every page of every copy checked; rounds may be 0 (a kernel
+# without userfaultfd write-protect in async mode moves by stop-and-copy, said on stderr)
+out=$("$B" migrate --sizes 4M,8M --backend tcp --live pre --dirty-rate 8 --repeat 1 2>&1); rc=$?
+[ $rc = 0 ] && grep -q '^result migrate fixed_ms=.* per_thread_us=NA$' <<<"$out" \
+    && grep -q '^ *size sc_total_ms sc_down_ms live_total_ms live_down_ms ' <<<"$out" \
+    && grep -Eq '^result migrate_live size_mib=8 dirty_mib_s=8 downtime_ms=[0-9.]+ rounds=[0-9]+ resent_pages=[0-9]+ total_ms=[0-9.]+ stopcopy_downtime_ms=[0-9.]+ stopcopy_total_ms=[0-9.]+ downtime_ratio=[0-9.]+ total_ratio=[0-9.]+ ahead_pages=[0-9]+ kept_pages=[0-9]+ backend=tcp$' <<<"$out" \
+    && ok "migrate --live pre --dirty-rate 8: side by side, result migrate_live" \
+    || bad "migrate --live pre --dirty-rate 8: rc=$rc $out"
+for args in "--live post --backend tcp" "--live pre --backend file" "--live x --backend tcp" \
+            "--dirty-rate x --backend tcp"; do
+    out=$("$B" migrate --sizes 4M,8M $args 2>&1); rc=$?
+    [ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "^mosbench migrate: " <<<"$out" \
+        && ok "migrate: '$args' refused in one line" || bad "migrate $args: rc=$rc $out"
+done
 out=$("$B" migrate --as-hog x 1 1 2>&1); rc=$?
 [ $rc = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && ok "migrate: bad --as-hog (the hog's own entry) refused in one line" \
     || bad "migrate --as-hog x: rc=$rc $out"
