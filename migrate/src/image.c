@@ -43,6 +43,7 @@ const char *mos_img_rec_name(uint32_t magic)
     case MOS_REC_END: return "END";
     case MOS_REC_PRECOPY: return "PRECOPY";
     case MOS_REC_KEEP: return "KEEP";
+    case MOS_REC_DROP: return "DROP";
     }
     return "?";
 }
@@ -176,7 +177,8 @@ static uint64_t rec_max_len(uint32_t magic)
     case MOS_REC_PAGES:
     case MOS_REC_PRECOPY:
         return sizeof(struct mos_rec_pages) + (uint64_t)MOS_IMG_MAX_RUN_PAGES * MOS_IMG_PAGE_SIZE;
-    case MOS_REC_KEEP: return MOS_IMG_MAX_META;
+    case MOS_REC_KEEP:
+    case MOS_REC_DROP: return MOS_IMG_MAX_META;
     case MOS_REC_BULK: return sizeof(struct mos_rec_bulk);
     case MOS_REC_END: return sizeof(struct mos_rec_end);
     }

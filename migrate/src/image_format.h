@@ -39,6 +39,7 @@
 #define MOS_REC_END MOS_FRAME_MAGIC('M', 'E', 'N', 'D')
 #define MOS_REC_PRECOPY MOS_FRAME_MAGIC('P', 'R', 'E', 'P')
 #define MOS_REC_KEEP MOS_FRAME_MAGIC('K', 'E', 'E', 'P')
+#define MOS_REC_DROP MOS_FRAME_MAGIC('D', 'R', 'O', 'P')
 
 /* Limits every reader enforces. */
 #define MOS_IMG_PAGE_SIZE 4096u
@@ -232,7 +233,8 @@ struct mos_rec_bulk {
 /* PRECOPY: struct mos_rec_pages and its pages, like PAGES, sent while the process still ran;
  * the receiver keeps them aside. KEEP: count runs (struct mos_rec_pages without data) of
  * pages sent in PRECOPY records that were not written since and are placed from there; every
- * page of a run must have come in a PRECOPY record. Neither counts in END's pages. */
+ * page of a run must have come in a PRECOPY record. DROP (after KEEP, same layout): pages sent
+ * ahead that do not stand: zero unless PAGES bring them again. None counts in END's pages. */
 struct mos_rec_keep {
     uint64_t count;
 };

@@ -61,14 +61,21 @@ struct pm_scan_arg {
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 
-/* A tracked VMA as it was registered; bit i of staged: page i was sent, of kept: it stands.
+/* A tracked VMA as it was registered; bit i of staged: page i was sent and what was sent is
+ * still its content unless written since, of sent: it was sent once (never cleared: the
+ * receiver holds something for it), of kept: it stands.
  * The bitmaps are sparse, a leaf per GiB allocated when a page in it is sent: a tracked VMA
  * may be a reservation of terabytes (ASan's shadow) with a few pages in use. */
 #define LEAF_PAGES (1ull << 18)
 struct pre_range {
     uint64_t start, end;
-    uint64_t **staged, **kept;
+    uint64_t **staged, **kept, **sent;
     size_t nleaves;
+};
+
+struct run_list {
+    struct mos_rec_pages *runs;
+    size_t n, cap;
 };
 
 struct mos_precopy {
@@ -83,8 +90,7 @@ struct mos_precopy {
     int have_events;
     struct page_region *regions;
     uint8_t *buf;
-    struct mos_rec_pages *keep;
-    size_t nkeep, keep_cap;
+    struct run_list keep;
     uint64_t rounds, pages, resent, kept, ns;
 };
 
@@ -200,22 +206,24 @@ static int is_tracked_kind(const struct mos_vma *v)
     if (v->shared || v->inode != 0 || (v->prot & (PROT_READ | PROT_WRITE)) !=
                                           (PROT_READ | PROT_WRITE))
         return 0;
-    return v->path[0] == '\0' || !strcmp(v->path, "[heap]") || !strcmp(v->path, "[stack]") ||
-           !strncmp(v->path, "[anon:", 6);
+    /* not [stack]: it grows down, and a receiver that places pages ahead maps plain memory */
+    return v->path[0] == '\0' || !strcmp(v->path, "[heap]") || !strncmp(v->path, "[anon:", 6);
 }
 
 static int range_add(struct mos_precopy *p, const struct mos_vma *v)
 {
     size_t leaves = (size_t)(((v->end - v->start) / PAGE + LEAF_PAGES - 1) / LEAF_PAGES);
     struct pre_range r = {v->start, v->end, calloc(leaves, sizeof(uint64_t *)),
-                          calloc(leaves, sizeof(uint64_t *)), leaves};
+                          calloc(leaves, sizeof(uint64_t *)), calloc(leaves, sizeof(uint64_t *)),
+                          leaves};
     struct pre_range *n = realloc(p->ranges, (p->nranges + 1) * sizeof(*n));
 
     if (n)
         p->ranges = n;
-    if (!r.staged || !r.kept || !n) {
+    if (!r.staged || !r.kept || !r.sent || !n) {
         free(r.staged);
         free(r.kept);
+        free(r.sent);
         return -ENOMEM;
     }
     p->ranges[p->nranges++] = r;
@@ -275,11 +283,12 @@ static void precopy_free(struct mos_precopy *p)
     for (size_t i = 0; i < p->nranges; i++) {
         leaves_free(p->ranges[i].staged, p->ranges[i].nleaves);
         leaves_free(p->ranges[i].kept, p->ranges[i].nleaves);
+        leaves_free(p->ranges[i].sent, p->ranges[i].nleaves);
     }
     free(p->ranges);
     free(p->regions);
     free(p->buf);
-    free(p->keep);
+    free(p->keep.runs);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -375,7 +384,7 @@ static int emit(struct mos_precopy *p, struct mos_img_writer *w, uint64_t addr, 
             uint64_t i = r ? (addr + k * PAGE - r->start) / PAGE : 0;
             int was = r && bit_get(r->staged, i);
             take = r && (was || memcmp(p->buf + k * PAGE, zero, PAGE) != 0);
-            if (take && (rc = bit_set(r->staged, i)) != 0) {
+            if (take && ((rc = bit_set(r->sent, i)) != 0 || (rc = bit_set(r->staged, i)) != 0)) {
                 forget(p, addr + start * PAGE, (k - start + 1) * PAGE); /* marked, not sent */
                 break;
             }
@@ -497,25 +506,30 @@ int mos_precopy_rounds(struct mos_precopy *p, struct mos_img_io *io)
     return rc;
 }
 
-static int keep_add(struct mos_precopy *p, uint64_t addr)
+static int run_add(struct run_list *l, uint64_t addr)
 {
-    struct mos_rec_pages *last = p->nkeep ? &p->keep[p->nkeep - 1] : NULL;
+    struct mos_rec_pages *last = l->n ? &l->runs[l->n - 1] : NULL;
 
-    p->kept++;
     if (last && last->addr + last->npages * PAGE == addr) {
         last->npages++;
         return 0;
     }
-    if (p->nkeep == p->keep_cap) {
-        size_t cap = p->keep_cap ? 2 * p->keep_cap : 256;
-        struct mos_rec_pages *k = realloc(p->keep, cap * sizeof(*k));
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        struct mos_rec_pages *k = realloc(l->runs, cap * sizeof(*k));
         if (!k)
             return -ENOMEM;
-        p->keep = k;
-        p->keep_cap = cap;
+        l->runs = k;
+        l->cap = cap;
     }
-    p->keep[p->nkeep++] = (struct mos_rec_pages){addr, 1};
+    l->runs[l->n++] = (struct mos_rec_pages){addr, 1};
     return 0;
+}
+
+static int keep_add(struct mos_precopy *p, uint64_t addr)
+{
+    p->kept++;
+    return run_add(&p->keep, addr);
 }
 
 /* Scanned frozen, through the image's own pagemap fd (an exec meanwhile left ours on the old
@@ -559,16 +573,46 @@ int mos_precopy_keep_vma(struct mos_precopy *p, int pagemap_fd, const struct mos
     return rc;
 }
 
-int mos_precopy_keep_put(struct mos_precopy *p, struct mos_img_writer *w)
+static int runs_put(struct mos_img_writer *w, uint32_t magic, const struct run_list *l)
 {
-    const size_t per = (MOS_IMG_MAX_META - sizeof(struct mos_rec_keep)) / sizeof(p->keep[0]);
+    const size_t per = (MOS_IMG_MAX_META - sizeof(struct mos_rec_keep)) / sizeof(l->runs[0]);
     int rc = 0;
 
-    for (size_t at = 0; at < p->nkeep && rc == 0; at += per) {
-        struct mos_rec_keep k = {p->nkeep - at < per ? p->nkeep - at : per};
-        struct iovec parts[2] = {{&k, sizeof(k)}, {&p->keep[at], k.count * sizeof(p->keep[0])}};
-        rc = mos_img_put(w, MOS_REC_KEEP, parts, 2);
+    for (size_t at = 0; at < l->n && rc == 0; at += per) {
+        struct mos_rec_keep k = {l->n - at < per ? l->n - at : per};
+        struct iovec parts[2] = {{&k, sizeof(k)}, {&l->runs[at], k.count * sizeof(l->runs[0])}};
+        rc = mos_img_put(w, magic, parts, 2);
     }
+    return rc;
+}
+
+/* What the receiver holds and that does not stand: sent once, not kept. */
+static int drops_find(struct mos_precopy *p, struct run_list *drop)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < p->nranges && rc == 0; i++) {
+        struct pre_range *r = &p->ranges[i];
+        for (size_t n = 0; n < r->nleaves && rc == 0; n++)
+            for (uint64_t b = 0; r->sent[n] && b < LEAF_PAGES && rc == 0; b++) {
+                uint64_t bit = n * LEAF_PAGES + b;
+                if (bit_get(r->sent, bit) && !bit_get(r->kept, bit))
+                    rc = run_add(drop, r->start + bit * PAGE);
+            }
+    }
+    return rc;
+}
+
+int mos_precopy_keep_put(struct mos_precopy *p, struct mos_img_writer *w)
+{
+    struct run_list drop = {0};
+    int rc = runs_put(w, MOS_REC_KEEP, &p->keep);
+
+    if (rc == 0)
+        rc = drops_find(p, &drop);
+    if (rc == 0)
+        rc = runs_put(w, MOS_REC_DROP, &drop);
+    free(drop.runs);
     return rc;
 }
 

@@ -72,6 +72,12 @@ struct mos_restore {
     int listener; /* guest mode: the listener's fd number in the restored process */
     struct mos_restore_stats stats;
     struct page_stage *stage; /* a live stream's pages sent ahead, until the fill is done */
+    /* A guest's live stream: its husk starts at the first page sent ahead, and pages go
+     * straight to their place in it; these spans of its memory were mapped for them (sorted,
+     * disjoint). Pages that cannot go there (the husk's own mappings) go to the stage. */
+    struct span *ahead;
+    size_t nahead, ahead_cap;
+    int ahead_off; /* the husk could not start early: the stage takes everything */
 };
 
 struct span {
@@ -413,6 +419,194 @@ static uint64_t scratch_put(struct mos_restore *r, const void *data, size_t len,
     return at;
 }
 
+/* ---- a live stream's pages sent ahead, placed in the husk as they come */
+
+/* Index of the first span that ends above addr. */
+static size_t ahead_at(const struct mos_restore *r, uint64_t addr)
+{
+    size_t lo = 0, hi = r->nahead;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (r->ahead[mid].end <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* How many of the npages from addr lie in one span (0: addr is in none). */
+static uint64_t ahead_covered(const struct mos_restore *r, uint64_t addr, uint64_t npages)
+{
+    size_t i = ahead_at(r, addr);
+
+    if (i == r->nahead || r->ahead[i].start > addr)
+        return 0;
+    uint64_t n = (r->ahead[i].end - addr) / PAGE;
+    return n < npages ? n : npages;
+}
+
+static int ahead_insert(struct mos_restore *r, uint64_t start, uint64_t end)
+{
+    size_t i = ahead_at(r, start);
+
+    if (i > 0 && r->ahead[i - 1].end == start) { /* grows the span before */
+        r->ahead[i - 1].end = end;
+        if (i < r->nahead && r->ahead[i].start == end) {
+            r->ahead[i - 1].end = r->ahead[i].end;
+            memmove(&r->ahead[i], &r->ahead[i + 1], (r->nahead - i - 1) * sizeof(r->ahead[0]));
+            r->nahead--;
+        }
+        return 0;
+    }
+    if (i < r->nahead && r->ahead[i].start == end) {
+        r->ahead[i].start = start;
+        return 0;
+    }
+    if (r->nahead == r->ahead_cap) {
+        size_t cap = r->ahead_cap ? 2 * r->ahead_cap : 64;
+        struct span *n = realloc(r->ahead, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        r->ahead = n;
+        r->ahead_cap = cap;
+    }
+    memmove(&r->ahead[i + 1], &r->ahead[i], (r->nahead - i) * sizeof(r->ahead[0]));
+    r->ahead[i] = (struct span){start, end};
+    r->nahead++;
+    return 0;
+}
+
+static int husk_start_guest(struct mos_restore *r, const char *husk);
+
+/* Memory for [addr, addr + npages) in the husk where none is mapped yet; where the husk's
+ * own mappings are in the way (MAP_FIXED_NOREPLACE refuses), nothing: those pages are staged. */
+static int ahead_map(struct mos_restore *r, uint64_t addr, uint64_t npages)
+{
+    uint64_t at = addr, end = addr + npages * PAGE;
+
+    while (at < end) {
+        uint64_t n = ahead_covered(r, at, (end - at) / PAGE);
+        if (n) {
+            at += n * PAGE;
+            continue;
+        }
+        size_t i = ahead_at(r, at);
+        uint64_t stop = i < r->nahead && r->ahead[i].start < end ? r->ahead[i].start : end;
+        long got = 0;
+        int rc = mos_inject_call(r->t, SYS_mmap, (long)at, (long)(stop - at),
+                                 PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &got);
+        if (rc != 0)
+            return rc; /* the husk cannot be driven */
+        if ((uint64_t)got == at && (rc = ahead_insert(r, at, stop)) != 0)
+            return rc;
+        at = stop;
+    }
+    return 0;
+}
+
+static int ahead_husk(struct mos_restore *r)
+{
+    int rc = husk_start_guest(r, r->opts.husk_path ? r->opts.husk_path : "mos-husk");
+
+    if (rc == 0 && (rc = mos_inject_pick_exec_addr(r->t)) != 0) {
+        mos_inject_kill_group(r->t, NULL, 0);
+        r->t = NULL;
+    }
+    return rc;
+}
+
+/* The reader's stage hook: a PRECOPY record, into the husk where it can go, else staged. */
+static int ahead_record(void *arg, const uint8_t *payload, size_t len)
+{
+    struct mos_restore *r = arg;
+    struct mos_rec_pages ph;
+    int rc = page_stage_check(payload, len, &ph);
+
+    if (rc != 0)
+        return rc;
+    if (!r->t && r->opts.guest && !r->ahead_off && ahead_husk(r) != 0) {
+        mos_warn("migrate", "restore: the husk did not start early; pages sent ahead wait "
+                 "aside");
+        r->ahead_off = 1;
+    }
+    if (r->t && (rc = ahead_map(r, ph.addr, ph.npages)) != 0)
+        return rc;
+    r->stats.staged_pages += ph.npages;
+    const uint8_t *data = payload + sizeof(ph);
+    for (uint64_t off = 0; off < ph.npages && rc == 0;) {
+        uint64_t addr = ph.addr + off * PAGE, left = ph.npages - off;
+        uint64_t n = r->t ? ahead_covered(r, addr, left) : 0;
+        if (n) {
+            struct iovec local = {(void *)(data + off * PAGE), n * PAGE};
+            struct iovec remote = {(void *)addr, n * PAGE};
+            if (process_vm_writev(r->pid, &local, 1, &remote, 1, 0) != (ssize_t)local.iov_len)
+                rc = mos_inject_write(r->t, addr, local.iov_base, local.iov_len);
+        } else {
+            /* up to the next span */
+            size_t i = r->t ? ahead_at(r, addr) : r->nahead;
+            n = left;
+            if (i < r->nahead && r->ahead[i].start < addr + left * PAGE)
+                n = (r->ahead[i].start - addr) / PAGE;
+            rc = page_stage_put(r->stage, addr, n, data + off * PAGE);
+        }
+        off += n;
+    }
+    return rc;
+}
+
+/* munmap what of [start, end) is outside the spans. */
+static int unmap_outside_ahead(struct mos_restore *r, uint64_t start, uint64_t end)
+{
+    int rc = 0;
+
+    for (size_t i = ahead_at(r, start); start < end && rc == 0; i++) {
+        uint64_t stop = i < r->nahead && r->ahead[i].start < end ? r->ahead[i].start : end;
+        if (stop > start)
+            rc = rcall(r, "unmap husk", SYS_munmap, (long)start, (long)(stop - start), 0, 0, 0,
+                       0, NULL);
+        start = i < r->nahead ? r->ahead[i].end : end;
+    }
+    return rc;
+}
+
+/* A VMA that pages sent ahead may be part of: plain private memory. */
+static int ahead_kind(const struct mos_rec_vma *v)
+{
+    return v->kind == MOS_VMA_ANON && !(v->flags & MOS_VMA_F_GROWSDOWN);
+}
+
+/* Before the VMAs are mapped: spans outside the image's plain private memory go. */
+static int ahead_trim(struct mos_restore *r)
+{
+    const struct mos_img_meta *m = &r->m;
+    struct span *keep = calloc(r->nahead + m->nvmas + 1, sizeof(*keep));
+    size_t n = 0;
+    int rc = 0;
+
+    if (!keep)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->nahead; i++)
+        for (uint32_t k = 0; k < m->nvmas; k++) {
+            const struct mos_rec_vma *v = &m->vmas[k].v;
+            uint64_t s = v->start > r->ahead[i].start ? v->start : r->ahead[i].start;
+            uint64_t e = v->end < r->ahead[i].end ? v->end : r->ahead[i].end;
+            if (s < e && ahead_kind(v))
+                keep[n++] = (struct span){s, e}; /* in order: both lists are sorted */
+        }
+    struct span *old = r->ahead;
+    size_t nold = r->nahead;
+    r->ahead = keep;
+    r->nahead = n;
+    r->ahead_cap = r->nahead + m->nvmas + 1;
+    for (size_t i = 0; i < nold && rc == 0; i++)
+        rc = unmap_outside_ahead(r, old[i].start, old[i].end);
+    free(old);
+    return rc;
+}
+
 struct husk_map {
     struct mos_vma_list list;
 };
@@ -522,8 +716,7 @@ static int space_clear(struct mos_restore *r)
         const struct mos_vma *hv = &h.vmas[i];
         if (hv->path[0] == '[' && strcmp(hv->path, "[stack]") && strcmp(hv->path, "[heap]"))
             continue; /* vdso, vvar*, vsyscall */
-        rc = rcall(r, "unmap husk", SYS_munmap, (long)hv->start, (long)(hv->end - hv->start),
-                   0, 0, 0, 0, NULL);
+        rc = unmap_outside_ahead(r, hv->start, hv->end); /* pages sent ahead stay */
     }
     if (rc == 0 && delta != 0) {
         /* If the image's block overlaps ours, go through a free spot first. */
@@ -616,10 +809,20 @@ static int vmas_map(struct mos_restore *r)
             }
             map_fd = fd;
         }
-        rc = rcall(r, "mmap a VMA", SYS_mmap, (long)v->v.start, (long)(v->v.end - v->v.start),
-                   map_prot(&v->v), flags, map_fd, (long)v->v.pgoff, &res);
-        if (rc == 0 && (uint64_t)res != v->v.start)
-            rc = -EFAULT;
+        /* where pages sent ahead are in place, around them */
+        for (uint64_t at = v->v.start; at < v->v.end && rc == 0;) {
+            size_t k = ahead_kind(&v->v) ? ahead_at(r, at) : r->nahead;
+            uint64_t stop = k < r->nahead && r->ahead[k].start < v->v.end ? r->ahead[k].start
+                                                                           : v->v.end;
+            if (stop > at) {
+                rc = rcall(r, "mmap a VMA", SYS_mmap, (long)at, (long)(stop - at),
+                           map_prot(&v->v), flags, map_fd,
+                           (long)(v->v.pgoff + (at - v->v.start)), &res);
+                if (rc == 0 && (uint64_t)res != at)
+                    rc = -EFAULT;
+            }
+            at = k < r->nahead && r->ahead[k].start < v->v.end ? r->ahead[k].end : v->v.end;
+        }
         if (rc == 0)
             rc = vma_advise(r, &v->v);
     }
@@ -661,10 +864,68 @@ struct fill_pipe {
     struct mos_rec_bulk bulk;
     uint64_t bulk_pages;
     uint64_t kept_pages; /* placed from the stage (KEEP), not counted in pages */
+    uint64_t dropped_pages; /* in place in the husk, not standing: zeroed (DROP) */
 };
 
 static int fill_bulk(struct fill_pipe *fp, const uint8_t *p, size_t len);
+static int fill_write(struct fill_pipe *fp, const struct fill_slot *s);
 static int bulk_queue(struct fill_pipe *fp, uint64_t addr, uint64_t npages, const uint8_t *data);
+
+/* Zeros over [addr, addr + npages) of the husk. Written, not dropped with an injected madvise:
+ * this is the reader thread, and only the thread that made the husk may drive it. */
+static int zeros_write(struct fill_pipe *fp, uint64_t addr, uint64_t npages)
+{
+    static const uint8_t zero[16 * PAGE];
+
+    for (uint64_t off = 0; off < npages;) {
+        uint64_t n = npages - off < 16 ? npages - off : 16;
+        struct fill_slot z = {NULL, 0, zero, addr + off * PAGE, n};
+        int rc = fill_write(fp, &z);
+        if (rc != 0)
+            return rc;
+        off += n;
+    }
+    return 0;
+}
+
+/* A DROP record: pages sent ahead that do not stand. Those in place in the husk are zeroed
+ * (before any PAGES record brings them again); staged ones are simply not used. */
+static int fill_drop(struct fill_pipe *fp, const uint8_t *p, size_t len)
+{
+    struct mos_rec_keep k;
+    int rc = 0;
+
+    if (len < sizeof(k))
+        goto bad;
+    memcpy(&k, p, sizeof(k));
+    if (k.count > (len - sizeof(k)) / sizeof(struct mos_rec_pages) ||
+        len != sizeof(k) + k.count * sizeof(struct mos_rec_pages))
+        goto bad;
+    for (uint64_t i = 0; i < k.count && rc == 0; i++) {
+        struct mos_rec_pages run;
+        memcpy(&run, p + sizeof(k) + i * sizeof(run), sizeof(run));
+        if (run.addr % PAGE || run.addr >= MOS_IMG_USER_TOP || run.npages == 0 ||
+            run.npages > (MOS_IMG_USER_TOP - run.addr) / PAGE)
+            goto bad;
+        for (uint64_t off = 0; fp->r->nahead && off < run.npages && rc == 0;) {
+            uint64_t at = run.addr + off * PAGE, n = ahead_covered(fp->r, at, run.npages - off);
+            if (n) {
+                rc = zeros_write(fp, at, n);
+                fp->dropped_pages += n;
+                off += n;
+            } else {
+                size_t j = ahead_at(fp->r, at);
+                off = j < fp->r->nahead && fp->r->ahead[j].start < run.addr + run.npages * PAGE
+                          ? (fp->r->ahead[j].start - run.addr) / PAGE
+                          : run.npages;
+            }
+        }
+    }
+    return rc;
+bad:
+    mos_err("migrate", "corrupt stream: DROP record with a bad run or length");
+    return MOS_E_IMAGE;
+}
 
 /* A KEEP record: its runs, checked against the VMAs and found whole among the pages sent
  * ahead, are queued for the fillers straight from the stage (which outlives the fill). */
@@ -687,8 +948,14 @@ static int fill_keep(struct fill_pipe *fp, const uint8_t *p, size_t len)
             goto bad;
         for (uint64_t off = 0; off < run.npages && rc == 0;) {
             const uint8_t *data;
-            uint64_t n = page_stage_find(fp->r->stage, run.addr + off * PAGE,
-                                         run.npages - off, &data);
+            uint64_t at = run.addr + off * PAGE;
+            uint64_t n = fp->r->t ? ahead_covered(fp->r, at, run.npages - off) : 0;
+            if (n) { /* in place already */
+                off += n;
+                fp->kept_pages += n;
+                continue;
+            }
+            n = page_stage_find(fp->r->stage, at, run.npages - off, &data);
             if (n == 0) {
                 mos_err("migrate", "corrupt stream: KEEP names page %#llx, never sent ahead",
                         (unsigned long long)(run.addr + off * PAGE));
@@ -732,6 +999,14 @@ static int fill_read_one(struct fill_pipe *fp, uint32_t *vi, struct fill_slot *s
             return MOS_E_IMAGE;
         }
         rc = fill_keep(fp, p, len);
+        return rc != 0 ? rc : 2;
+    }
+    if (magic == MOS_REC_DROP) {
+        if (fp->pages > 0) {
+            mos_err("migrate", "corrupt stream: DROP record after the pages");
+            return MOS_E_IMAGE;
+        }
+        rc = fill_drop(fp, p, len);
         return rc != 0 ? rc : 2;
     }
     if (magic == MOS_REC_END) {
@@ -993,6 +1268,11 @@ static int pages_fill(struct mos_restore *r, struct mos_img_reader *rd)
     r->stats.pages = fp.pages;
     r->stats.bulk_pages = fp.bulk_pages;
     r->stats.kept_pages = fp.kept_pages;
+    if (r->stats.staged_pages)
+        mos_dbg("migrate", "restore: %llu pages came ahead, %llu of them in the husk's own "
+                "memory; %llu stood, %llu were zeroed", (unsigned long long)r->stats.staged_pages,
+                (unsigned long long)(r->stats.staged_pages - page_stage_pages(r->stage)),
+                (unsigned long long)fp.kept_pages, (unsigned long long)fp.dropped_pages);
     if (fp.bulk_seen)
         mos_dbg("migrate", "restore: %llu of %llu pages arrived in bulk",
                 (unsigned long long)fp.bulk_pages, (unsigned long long)fp.pages);
@@ -1803,7 +2083,7 @@ static int husk_start(struct mos_restore *r, const char *husk)
         goto out;
     }
     if (r->opts.guest) {
-        rc = husk_start_guest(r, husk);
+        rc = r->t ? 0 : husk_start_guest(r, husk); /* started early for pages sent ahead */
         goto out;
     }
     if (r->opts.into_pid) {
@@ -1843,6 +2123,7 @@ static void threads_kill(struct mos_restore *r)
     mos_inject_kill_group(r->t, r->threads, r->threads ? r->m.nthreads : 0);
     free(r->threads);
     r->threads = NULL;
+    r->t = NULL;
 }
 
 int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *opts,
@@ -1857,21 +2138,22 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
         free(r);
         return -ENOMEM;
     }
-    rd.stage = page_stage_record;
-    rd.stage_arg = r->stage;
-    rc = mos_img_meta_read(&rd, &r->m);
-    if (rc != 0)
-        goto out_free;
-    r->stats.staged_pages = page_stage_pages(r->stage);
     r->listener = -1;
     if (opts)
         r->opts = *opts;
+    rd.stage = ahead_record;
+    rd.stage_arg = r;
+    rc = mos_img_meta_read(&rd, &r->m);
+    if (rc != 0)
+        goto out_free;
     uint64_t tm = mos_clock_now_ns();
     rc = husk_start(r, opts && opts->husk_path ? opts->husk_path : "mos-husk");
     if (rc != 0)
         goto out_meta;
     uint64_t th = mos_clock_now_ns();
     rc = space_clear(r);
+    if (rc == 0 && r->nahead)
+        rc = ahead_trim(r);
     uint64_t ts = mos_clock_now_ns();
     if (rc == 0)
         rc = vmas_map(r);
@@ -1899,8 +2181,11 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
 out_meta:
     mos_img_meta_free(&r->m);
 out_free:
+    if (r->t) /* started early for pages sent ahead */
+        threads_kill(r);
     mos_img_reader_free(&rd);
     page_stage_free(r->stage);
+    free(r->ahead);
     free(r);
     return rc;
 }
@@ -1943,6 +2228,7 @@ int mos_restore_commit(struct mos_restore *r)
     if (rc != 0)
         mos_err("migrate", "restore: letting pid %d go: %s", (int)r->pid, mos_strerror(rc));
     mos_img_meta_free(&r->m);
+    free(r->ahead);
     free(r);
     return rc;
 }
@@ -1951,5 +2237,6 @@ void mos_restore_abort(struct mos_restore *r)
 {
     threads_kill(r);
     mos_img_meta_free(&r->m);
+    free(r->ahead);
     free(r);
 }

@@ -134,21 +134,29 @@ static int stage_page(struct page_stage *s, uint64_t addr, const uint8_t *data)
     return 0;
 }
 
-int page_stage_record(void *stage, const uint8_t *payload, size_t len)
+int page_stage_check(const uint8_t *payload, size_t len, struct mos_rec_pages *run)
 {
-    struct page_stage *s = stage;
     struct mos_rec_pages ph;
+
+    if (len >= sizeof(ph)) {
+        memcpy(&ph, payload, sizeof(ph));
+        if (ph.npages > 0 && ph.npages <= MOS_IMG_MAX_RUN_PAGES && ph.addr % PAGE == 0 &&
+            ph.addr < MOS_IMG_USER_TOP && ph.npages <= (MOS_IMG_USER_TOP - ph.addr) / PAGE &&
+            len == sizeof(ph) + ph.npages * PAGE) {
+            *run = ph;
+            return 0;
+        }
+    }
+    mos_err("migrate", "corrupt stream: PRECOPY record with a bad page run");
+    return MOS_E_IMAGE;
+}
+
+int page_stage_put(struct page_stage *s, uint64_t addr, uint64_t npages, const uint8_t *data)
+{
     int rc = 0;
 
-    if (len < sizeof(ph))
-        goto bad;
-    memcpy(&ph, payload, sizeof(ph));
-    if (ph.npages == 0 || ph.npages > MOS_IMG_MAX_RUN_PAGES || ph.addr % PAGE ||
-        ph.addr >= MOS_IMG_USER_TOP || ph.npages > (MOS_IMG_USER_TOP - ph.addr) / PAGE ||
-        len != sizeof(ph) + ph.npages * PAGE)
-        goto bad;
-    for (uint64_t i = 0; i < ph.npages && rc == 0; i++)
-        rc = stage_page(s, ph.addr + i * PAGE, payload + sizeof(ph) + i * PAGE);
+    for (uint64_t i = 0; i < npages && rc == 0; i++)
+        rc = stage_page(s, addr + i * PAGE, data + i * PAGE);
     if (rc == MOS_E_IMAGE)
         mos_err("migrate", "stream refused: more than %u pages sent ahead (this host's memory)",
                 s->limit);
@@ -156,9 +164,14 @@ int page_stage_record(void *stage, const uint8_t *payload, size_t len)
         mos_err("migrate", "restore: no memory to keep the pages sent ahead (%u so far)",
                 s->used);
     return rc;
-bad:
-    mos_err("migrate", "corrupt stream: PRECOPY record with a bad page run");
-    return MOS_E_IMAGE;
+}
+
+int page_stage_record(void *stage, const uint8_t *payload, size_t len)
+{
+    struct mos_rec_pages ph;
+    int rc = page_stage_check(payload, len, &ph);
+
+    return rc ? rc : page_stage_put(stage, ph.addr, ph.npages, payload + sizeof(ph));
 }
 
 uint64_t page_stage_find(const struct page_stage *s, uint64_t addr, uint64_t npages,

@@ -3,6 +3,8 @@
 #ifndef MOS_MIGRATE_STAGE_H
 #define MOS_MIGRATE_STAGE_H
 
+#include "image_format.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +15,11 @@ void page_stage_free(struct page_stage *s);
 /* A PRECOPY record's payload: its run, checked (user addresses, length, the staging limit),
  * copied in; a page staged before is overwritten. 0, MOS_E_IMAGE or -ENOMEM (logged). */
 int page_stage_record(void *stage, const uint8_t *payload, size_t len);
+/* The checks alone: *run is the record's run, its pages follow it in payload. 0 or
+ * MOS_E_IMAGE (logged). */
+int page_stage_check(const uint8_t *payload, size_t len, struct mos_rec_pages *run);
+/* Pages of a checked run, copied in. 0, MOS_E_IMAGE (the limit) or -ENOMEM (logged). */
+int page_stage_put(struct page_stage *s, uint64_t addr, uint64_t npages, const uint8_t *data);
 /* The longest stretch from addr of at most npages staged pages that lie one after another
  * in the stage too: *data points at them. 0 when addr was never staged. */
 uint64_t page_stage_find(const struct page_stage *s, uint64_t addr, uint64_t npages,

@@ -170,8 +170,8 @@ struct mos_restore_stats {
     uint64_t final_ns; /* protections, mm, signals, registers */
     uint64_t pages;
     uint64_t bulk_pages;  /* of pages, those received through the io's recv_pages */
-    uint64_t staged_pages; /* live: distinct pages sent ahead */
-    uint64_t kept_pages;   /* live: of those, placed as they were (not in pages) */
+    uint64_t staged_pages; /* live: pages received ahead (a page sent twice counts twice) */
+    uint64_t kept_pages;   /* live: pages sent ahead that stood (not in pages) */
 };
 struct mos_restore;
 
