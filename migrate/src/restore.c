@@ -78,6 +78,7 @@ struct mos_restore {
     struct span *ahead;
     size_t nahead, ahead_cap;
     int ahead_off; /* the husk could not start early: the stage takes everything */
+    int early_plain; /* not a guest's: its fds and cwd come by injection once the image says */
 };
 
 struct span {
@@ -507,9 +508,86 @@ static int ahead_map(struct mos_restore *r, uint64_t addr, uint64_t npages)
     return 0;
 }
 
+/* A husk started before the image says which fds and directory it needs (a plain restore's
+ * pages sent ahead): the defaults husk_child sets, no fd but 0-2, fds and cwd later. */
+static void __attribute__((noreturn)) early_husk_child(const char *husk, pid_t restorer)
+{
+    char *const argv[] = {(char *)"mos-husk", NULL}, *const envp[] = {NULL};
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t none;
+
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    syscall(SYS_close_range, 3, ~0u, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != restorer)
+        _exit(121);
+    if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0)
+        _exit(123);
+    execve(husk, argv, envp);
+    _exit(122);
+}
+
+static int husk_start_early(struct mos_restore *r, const char *husk)
+{
+    pid_t restorer = getpid();
+    int rc;
+
+    if (r->opts.guest)
+        return husk_start_guest(r, husk);
+    r->pid = fork();
+    if (r->pid < 0)
+        return mos_errno_status();
+    if (r->pid == 0)
+        early_husk_child(husk, restorer);
+    rc = mos_inject_adopt_traceme(r->pid, &r->t);
+    if (rc != 0) {
+        int st;
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, &st, 0);
+        return rc;
+    }
+    r->early_plain = 1;
+    return 0;
+}
+
+/* The image's fds into the early husk: each opened here, fetched there with pidfd_getfd and
+ * put on its number; 0-2 the image does not have are closed. */
+static int early_fds_install(struct mos_restore *r, const int *opened)
+{
+    const struct mos_img_meta *m = &r->m;
+    long pidfd = -1;
+    int keep[3] = {0, 0, 0};
+    int rc = rcall(r, "pidfd_open", SYS_pidfd_open, getpid(), 0, 0, 0, 0, 0, &pidfd);
+
+    for (uint32_t i = 0; i < m->nfds && rc == 0; i++) {
+        long got = -1, want = m->fds[i].f.fd;
+        if (want <= 2)
+            keep[want] = 1;
+        if (opened[i] < 0)
+            continue;
+        rc = rcall(r, "pidfd_getfd", SYS_pidfd_getfd, pidfd, opened[i], 0, 0, 0, 0, &got);
+        if (rc == 0 && got < 0)
+            rc = (int)got;
+        if (rc == 0 && got != want) {
+            rc = rcall(r, "dup3", SYS_dup3, got, want, 0, 0, 0, 0, NULL);
+            mos_inject_call(r->t, SYS_close, got, 0, 0, 0, 0, 0, NULL);
+        }
+    }
+    if (pidfd >= 0)
+        mos_inject_call(r->t, SYS_close, pidfd, 0, 0, 0, 0, 0, NULL);
+    for (int fd = 0; fd <= 2 && rc == 0; fd++)
+        if (!keep[fd])
+            mos_inject_call(r->t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+    if (rc != 0)
+        mos_err("migrate", "cannot restore: placing the descriptors: %s", mos_strerror(rc));
+    return rc;
+}
+
 static int ahead_husk(struct mos_restore *r)
 {
-    int rc = husk_start_guest(r, r->opts.husk_path ? r->opts.husk_path : "mos-husk");
+    int rc = husk_start_early(r, r->opts.husk_path ? r->opts.husk_path : "mos-husk");
 
     if (rc == 0 && (rc = mos_inject_pick_exec_addr(r->t)) != 0) {
         mos_inject_kill_group(r->t, NULL, 0);
@@ -527,7 +605,10 @@ static int ahead_record(void *arg, const uint8_t *payload, size_t len)
 
     if (rc != 0)
         return rc;
-    if (!r->t && r->opts.guest && !r->ahead_off && ahead_husk(r) != 0) {
+    /* a plain husk takes its fds from us by pidfd_getfd, which Yama keeps from a child that
+     * is not root's: others stage everything aside */
+    if (!r->t && !r->opts.into_pid && (r->opts.guest || geteuid() == 0) && !r->ahead_off &&
+        ahead_husk(r) != 0) {
         mos_warn("migrate", "restore: the husk did not start early; pages sent ahead wait "
                  "aside");
         r->ahead_off = 1;
@@ -554,6 +635,22 @@ static int ahead_record(void *arg, const uint8_t *payload, size_t len)
         }
         off += n;
     }
+    return rc;
+}
+
+/* The early husk's directory, where husk_child would have gone before its exec. */
+static int early_chdir(struct mos_restore *r)
+{
+    int rc;
+    uint64_t at = scratch_put(r, r->m.cwd, strlen(r->m.cwd) + 1, &rc);
+    long res = 0;
+
+    if (rc == 0)
+        rc = mos_inject_call(r->t, SYS_chdir, (long)at, 0, 0, 0, 0, 0, &res);
+    if (rc == 0 && res < 0)
+        rc = (int)res;
+    if (rc != 0)
+        mos_err("migrate", "cannot restore: directory %s: %s", r->m.cwd, mos_strerror(rc));
     return rc;
 }
 
@@ -2095,6 +2192,14 @@ static int husk_start(struct mos_restore *r, const char *husk)
         rc = fds_open(&r->m, opened);
     if (rc != 0)
         goto out;
+    if (r->t) { /* started early for pages sent ahead */
+        if (r->m.nthreads)
+            mos_warn("migrate", "restore: the husk started before pid %d was known: the main "
+                     "thread has a fresh tid (pthread_kill, tgkill, PI and robust futex owners "
+                     "name the old one)", (int)r->m.image.src_pid);
+        rc = early_fds_install(r, opened);
+        goto out;
+    }
     pid_t restorer = getpid();
     r->pid = husk_fork(r);
     if (r->pid < 0) {
@@ -2154,6 +2259,8 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     rc = space_clear(r);
     if (rc == 0 && r->nahead)
         rc = ahead_trim(r);
+    if (rc == 0 && r->early_plain)
+        rc = early_chdir(r);
     uint64_t ts = mos_clock_now_ns();
     if (rc == 0)
         rc = vmas_map(r);
