@@ -54,8 +54,9 @@ static const struct {
      "pages' tag and sealing vs memcpy, small messages sealed"},
     {"syscall", bench_syscall, "[--iters N]: forwarded system calls vs native vs a raw round trip"},
     {"migrate", bench_migrate,
-     "[--sizes 16M,64M,256M,1G] [--threads 1,8,64] [--backend file|tcp] [--repeat N]: "
-     "migration cost, per-thread cost, floor"},
+     "[--sizes 16M,64M,256M,1G] [--threads 1,8,64] [--backend file|tcp|transport] "
+     "[--repeat N] [--live pre] [--dirty-rate MIB_S] [--criu PATH]: migration cost, per-thread "
+     "cost, floor; --live: stop-and-copy vs live pre-copy of a job writing MIB_S"},
     {"transport", bench_transport,
      "--backend tcp|verbs [--bytes SIZE] [--slot SIZE] [--qps Q]: page-run throughput and "
      "control round trip vs raw sockets / perftest"},

@@ -985,22 +985,40 @@ static int zeros_write(struct fill_pipe *fp, uint64_t addr, uint64_t npages)
     return 0;
 }
 
+/* A KEEP or DROP record's run table, its length checked: 0 and *count, or -1. */
+static int runs_of(const uint8_t *p, size_t len, uint64_t *count)
+{
+    struct mos_rec_keep k;
+
+    if (len < sizeof(k))
+        return -1;
+    memcpy(&k, p, sizeof(k));
+    if (k.count > (len - sizeof(k)) / sizeof(struct mos_rec_pages) ||
+        len != sizeof(k) + k.count * sizeof(struct mos_rec_pages))
+        return -1;
+    *count = k.count;
+    return 0;
+}
+
+static struct mos_rec_pages run_at(const uint8_t *p, uint64_t i)
+{
+    struct mos_rec_pages run;
+
+    memcpy(&run, p + sizeof(struct mos_rec_keep) + i * sizeof(run), sizeof(run));
+    return run;
+}
+
 /* A DROP record: pages sent ahead that do not stand. Those in place in the husk are zeroed
  * (before any PAGES record brings them again); staged ones are simply not used. */
 static int fill_drop(struct fill_pipe *fp, const uint8_t *p, size_t len)
 {
-    struct mos_rec_keep k;
+    uint64_t count;
     int rc = 0;
 
-    if (len < sizeof(k))
+    if (runs_of(p, len, &count) != 0)
         goto bad;
-    memcpy(&k, p, sizeof(k));
-    if (k.count > (len - sizeof(k)) / sizeof(struct mos_rec_pages) ||
-        len != sizeof(k) + k.count * sizeof(struct mos_rec_pages))
-        goto bad;
-    for (uint64_t i = 0; i < k.count && rc == 0; i++) {
-        struct mos_rec_pages run;
-        memcpy(&run, p + sizeof(k) + i * sizeof(run), sizeof(run));
+    for (uint64_t i = 0; i < count && rc == 0; i++) {
+        struct mos_rec_pages run = run_at(p, i);
         if (run.addr % PAGE || run.addr >= MOS_IMG_USER_TOP || run.npages == 0 ||
             run.npages > (MOS_IMG_USER_TOP - run.addr) / PAGE)
             goto bad;
@@ -1028,19 +1046,14 @@ bad:
  * ahead, are queued for the fillers straight from the stage (which outlives the fill). */
 static int fill_keep(struct fill_pipe *fp, const uint8_t *p, size_t len)
 {
-    struct mos_rec_keep k;
+    uint64_t count;
     uint32_t vi = 0;
     int rc = 0;
 
-    if (len < sizeof(k))
+    if (runs_of(p, len, &count) != 0)
         goto bad;
-    memcpy(&k, p, sizeof(k));
-    if (k.count > (len - sizeof(k)) / sizeof(struct mos_rec_pages) ||
-        len != sizeof(k) + k.count * sizeof(struct mos_rec_pages))
-        goto bad;
-    for (uint64_t i = 0; i < k.count && rc == 0; i++) {
-        struct mos_rec_pages run;
-        memcpy(&run, p + sizeof(k) + i * sizeof(run), sizeof(run));
+    for (uint64_t i = 0; i < count && rc == 0; i++) {
+        struct mos_rec_pages run = run_at(p, i);
         if (mos_img_run_check(fp->m, run.addr, run.npages, &vi) != 0)
             goto bad;
         for (uint64_t off = 0; off < run.npages && rc == 0;) {
