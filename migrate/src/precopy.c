@@ -76,6 +76,7 @@ struct pre_range {
 struct run_list {
     struct mos_rec_pages *runs;
     size_t n, cap;
+    int split; /* the next page opens a run: runs never span two VMAs (restore checks) */
 };
 
 struct mos_precopy {
@@ -508,8 +509,9 @@ int mos_precopy_rounds(struct mos_precopy *p, struct mos_img_io *io)
 
 static int run_add(struct run_list *l, uint64_t addr)
 {
-    struct mos_rec_pages *last = l->n ? &l->runs[l->n - 1] : NULL;
+    struct mos_rec_pages *last = l->n && !l->split ? &l->runs[l->n - 1] : NULL;
 
+    l->split = 0;
     if (last && last->addr + last->npages * PAGE == addr) {
         last->npages++;
         return 0;
@@ -540,6 +542,7 @@ int mos_precopy_keep_vma(struct mos_precopy *p, int pagemap_fd, const struct mos
 
     if (v->kind != MOS_VMA_ANON)
         return 0;
+    p->keep.split = 1;
     pthread_mutex_lock(&p->mu);
     events_drain(p);
     for (size_t i = 0; i < p->nranges && rc == 0; i++) {

@@ -27,8 +27,9 @@ static uint8_t *record_make(const uint8_t *in, size_t n, size_t *len)
     memcpy(&ph, in, sizeof(ph));
     uint64_t pages = ph.npages <= MOS_IMG_MAX_RUN_PAGES ? ph.npages : 1;
     /* the length field may lie: the payload is as long as the record claims or one byte less */
-    *len = sizeof(ph) + pages * MOS_IMG_PAGE_SIZE - (in[sizeof(ph)] & 1);
-    uint8_t *rec = malloc(*len);
+    size_t whole = sizeof(ph) + pages * MOS_IMG_PAGE_SIZE;
+    *len = whole - (pages > 0 ? (in[sizeof(ph)] & 1) : 0);
+    uint8_t *rec = malloc(whole);
     if (!rec)
         return NULL;
     memcpy(rec, &ph, sizeof(ph));

@@ -1,6 +1,7 @@
 /* Memory written all the time, for live migration: ZDTM_MIB MiB filled, then every step
  * rewrites ZDTM_WRITES pseudo-random pages, frees and faults others again (MADV_DONTNEED),
- * and swaps two 1 MiB regions by mremap through a third slot, so that an address sent ahead
+ * and swaps two 1 MiB regions by mremap through a third slot (the filled memory is two VMAs
+ * back to back, whose flags differ), so that an address sent ahead
  * later holds another region's unchanged pages. A 64 GiB reservation (MAP_NORESERVE, as
  * ASan's shadow or a JVM heap) has one page in use per GiB, one of them rewritten per step.
  * At the end every page is checked against the step that last wrote it. */
@@ -63,6 +64,8 @@ int main(void)
         page_fill(m + p * PAGE, p, -1), last[p] = -1;
     for (uint64_t g = 0; g < RESERVE_GIB; g++)
         page_fill(rsv + (g << 30), g, -1), rsv_last[g] = -1;
+    /* two VMAs back to back (flags differ), pages on both sides of the seam */
+    madvise(m + npages / 2 * PAGE, (npages - npages / 2) * PAGE, MADV_NOHUGEPAGE);
     zdtm_say("ready");
     for (int s = 0; s < steps; s++) {
         for (int k = 0; k < writes; k++) {
