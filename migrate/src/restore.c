@@ -557,9 +557,21 @@ static int husk_start_early(struct mos_restore *r, const char *husk)
 static int early_fds_install(struct mos_restore *r, const int *opened)
 {
     const struct mos_img_meta *m = &r->m;
-    long pidfd = -1;
-    int keep[3] = {0, 0, 0};
-    int rc = rcall(r, "pidfd_open", SYS_pidfd_open, getpid(), 0, 0, 0, 0, 0, &pidfd);
+    long pidfd = -1, low = -1;
+    int keep[3] = {0, 0, 0}, top = 3;
+    int rc = rcall(r, "pidfd_open", SYS_pidfd_open, getpid(), 0, 0, 0, 0, 0, &low);
+
+    for (uint32_t i = 0; i < m->nfds; i++)
+        top = m->fds[i].f.fd + 1 > top ? m->fds[i].f.fd + 1 : top;
+    if (rc == 0 && low < 0)
+        rc = (int)low;
+    /* above every target, so that no placement closes it */
+    if (rc == 0)
+        rc = rcall(r, "fcntl F_DUPFD", SYS_fcntl, low, F_DUPFD_CLOEXEC, top, 0, 0, 0, &pidfd);
+    if (rc == 0 && pidfd < 0)
+        rc = (int)pidfd;
+    if (low >= 0)
+        mos_inject_call(r->t, SYS_close, low, 0, 0, 0, 0, 0, NULL);
 
     for (uint32_t i = 0; i < m->nfds && rc == 0; i++) {
         long got = -1, want = m->fds[i].f.fd;

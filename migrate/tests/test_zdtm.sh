@@ -269,6 +269,17 @@ for try in 1 2 3; do
         && ok "live send $try: identical output ($(grep '^live:' $d/send3.log))" \
         || bad "live send $try: rc=$src $(tail -2 $d/send3.log | tr '\n' ' ') $(diff $d/ref_dirty $d/dirty | head -3 | tr '\n' '|')"
 done
+# a real program moved live: xz mid-compression, its input file at fd 3 and its self-pipe
+# (the husk started ahead gets them placed by injection), the same bytes as an uninterrupted run
+(exec xz -3 -T1 -c $T/xz/in > $d/live.xz) & xp=$!; pids+=($xp)
+for _ in $(seq 1 1000); do [ -s $d/live.xz ] && break; sleep 0.01; done
+"$CK" receive --listen $((port + 4)) --key $d/key > $d/recv5.log 2>&1 & recv=$!
+wait_listen $((port + 4))
+"$CK" send $xp 127.0.0.1:$((port + 4)) --key $d/key --live > $d/send5.log 2>&1; src=$?
+wait $recv; rrc=$?; wait $xp 2>/dev/null
+[ $src = 0 ] && [ $rrc = 0 ] && cmp -s $T/xz/ref.xz $d/live.xz \
+    && ok "xz moved live mid-compression: the same $(stat -c %s $d/live.xz) bytes ($(grep '^live:' $d/send5.log))" \
+    || bad "xz live: send rc=$src, receive rc=$rrc $(grep -h error $d/send5.log $d/recv5.log | head -2 | tr '\n' ' ') $(cmp $T/xz/ref.xz $d/live.xz 2>&1)"
 # the receiver killed during the live rounds: the sender fails, the original never stopped
 # for long and finishes right; no second copy
 (exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
