@@ -2,7 +2,8 @@
  * a deputy elsewhere, so a test can compare the two outputs byte for byte.
  *
  *   mos-forward-check native FILE DIR                 the workload, plainly
- *   mos-forward-check home PORT                       a deputy: serves one guest, exits as it did
+ *   mos-forward-check home PORT [PORTFILE]            a deputy: serves one guest, exits as it did;
+ *                                                     PORT 0 picks a free port, written to PORTFILE
  *   mos-forward-check away HOST PORT PID FILE DIR     supervisor + guest running the workload,
  *                                                     PID = the home pid getpid() must return
  *   mos-forward-check away-sig HOST PORT PID          guest: SIGINT handler, then read stdin
@@ -310,7 +311,29 @@ static int run_away(const char *host, int port, int (*job)(void *), void *arg)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static int serve_home(int port)
+/* The port is written once the socket listens, so a test waits for the file, not for a sleep,
+ * and a port picked by the kernel never collides with another test's. */
+static int publish_port(const char *file, int port)
+{
+    char tmp[4096];
+
+    if (!file)
+        return 0;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+    FILE *f = fopen(tmp, "w");
+    int failed = !f;
+    if (f) {
+        failed |= fprintf(f, "%d\n", port) < 0;
+        failed |= fclose(f) != 0;
+    }
+    if (failed || rename(tmp, file) != 0) {
+        fprintf(stderr, "mos-forward-check: cannot write %s: %s\n", file, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int serve_home(int port, const char *port_file)
 {
     uint8_t token[MOS_LINK_TOKEN_BYTES];
     int status = 0, reserved;
@@ -323,6 +346,8 @@ static int serve_home(int port)
                 mos_strerror(lfd));
         return 2;
     }
+    if (publish_port(port_file, port) != 0)
+        return 2;
     struct mos_link link;
     int rc = mos_deputy_link_accept(lfd, token, 60000, &link);
     close(lfd);
@@ -422,8 +447,8 @@ int main(int argc, char **argv)
         return threads_workload();
     if (strcmp(mode, "restore-away") == 0 && argc == 5)
         return restore_away(argv[2], atoi(argv[3]), argv[4]);
-    if (strcmp(mode, "home") == 0 && argc == 3)
-        return serve_home(atoi(argv[2]));
+    if (strcmp(mode, "home") == 0 && (argc == 3 || argc == 4))
+        return serve_home(atoi(argv[2]), argc == 4 ? argv[3] : NULL);
     if (strncmp(mode, "away", 4) == 0 && argc >= 5) {
         expected_pid = atoi(argv[4]);
         if (strcmp(mode, "away") == 0 && argc == 7) {

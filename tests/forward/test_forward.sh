@@ -26,7 +26,19 @@ if [ "$MODE" = lab ]; then
 else
     HOME_RUN=(); AWAY_RUN=(); HOST=127.0.0.1
 fi
-port() { echo $((20000 + RANDOM % 20000)); }
+# A deputy listens on a port the kernel picks and writes it to a file once it listens: no fixed
+# sleep before the guest connects, no port taken by another test.
+home_port() {   # FILE PID: the port, once written; 1 (refused at once) if the deputy died first
+    for _ in $(seq 1200); do
+        [ -s "$1" ] && { cat "$1"; return 0; }
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "deputy $2 never listened" >&2; echo 1; return 1
+}
+# a deputy that died early closes its stdin fifo: the write then fails and the check reports it,
+# instead of SIGPIPE ending the script with no word on what went wrong
+trap '' PIPE
 export MOS_TEST_TOKEN=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
 head -c 300000 /dev/urandom | od -An -tx1 > "$T/input"
@@ -35,10 +47,9 @@ mkdir -p "$T/native/dir" "$T/away/dir"
 # 1. the workload, natively and as a guest
 (cd "$T/native" && "$CHECK" native "$T/native/file" "$T/native/dir" < "$T/input" > out 2> err)
 native_rc=$?
-P=$(port)
-(cd "$T/away" && exec "${HOME_RUN[@]}" "$CHECK" home $P < "$T/input" > out 2> err) &
+(cd "$T/away" && exec "${HOME_RUN[@]}" "$CHECK" home 0 "$T/p1" < "$T/input" > out 2> err) &
 home=$!
-sleep 0.3
+P=$(home_port "$T/p1" $home)
 # the home pid the guest must see: the deputy process itself (exec keeps the pid)
 "${AWAY_RUN[@]}" "$CHECK" away $HOST $P $home "$T/away/file" "$T/away/dir" > "$T/away/guest.out" 2> "$T/away/guest.err"
 away_rc=$?
@@ -56,11 +67,10 @@ cmp -s "$T/native/file" "$T/away/file" && ok "files written at home are identica
 mkfifo "$T/n.in"; ("$CHECK" native-sig < "$T/n.in" > "$T/n.out") & SIGPID=$!
 exec 7> "$T/n.in"; for _ in $(seq 100); do grep -q ready "$T/n.out" 2>/dev/null && break; sleep 0.05; done
 sleep 0.2; kill -INT $SIGPID; sleep 0.3; echo hello >&7; exec 7>&-; wait $SIGPID
-P=$(port)
 mkfifo "$T/h.in"
-("${HOME_RUN[@]}" "$CHECK" home $P < "$T/h.in" > "$T/h.out" 2> "$T/h.err") & SIGPID=$!
+("${HOME_RUN[@]}" "$CHECK" home 0 "$T/p2" < "$T/h.in" > "$T/h.out" 2> "$T/h.err") & SIGPID=$!
 exec 7> "$T/h.in"
-sleep 0.3
+P=$(home_port "$T/p2" $SIGPID)
 ("${AWAY_RUN[@]}" "$CHECK" away-sig $HOST $P $SIGPID > /dev/null 2>&1) & awaypid=$!
 for _ in $(seq 100); do grep -q ready "$T/h.out" 2>/dev/null && break; sleep 0.05; done
 sleep 0.2; kill -INT $SIGPID; sleep 0.3; echo hello >&7; exec 7>&-
@@ -70,11 +80,10 @@ if grep -q "handler ran: yes, read 6 bytes" "$T/h.out" && cmp -s "$T/n.out" "$T/
 else bad "signal: native '$(tail -1 "$T/n.out")', forwarded '$(tail -1 "$T/h.out")' $(cat "$T/h.err")"; fi
 
 # 3. SIGINT with the default action ends the guest, and home reports it as a death by SIGINT
-P=$(port)
 mkfifo "$T/d.in"
-("${HOME_RUN[@]}" "$CHECK" home $P < "$T/d.in" > "$T/d.out" 2>&1) & dpid=$!
+("${HOME_RUN[@]}" "$CHECK" home 0 "$T/p3" < "$T/d.in" > "$T/d.out" 2>&1) & dpid=$!
 exec 7> "$T/d.in"
-sleep 0.3
+P=$(home_port "$T/p3" $dpid)
 ("${AWAY_RUN[@]}" "$CHECK" away $HOST $P $dpid "$T/d.file" "$T/d.dir" > /dev/null 2>&1) & apid=$!
 sleep 1
 kill -INT $dpid
@@ -84,20 +93,18 @@ exec 7>&-
     || bad "default SIGINT: home rc $drc, away rc $arc"
 
 # 4. a home-only call (fork) is refused with ENOSYS by this harness (mosrun migrates home)
-P=$(port)
-("${HOME_RUN[@]}" "$CHECK" home $P > "$T/f.out" 2>&1) & fpid=$!
-sleep 0.3
+("${HOME_RUN[@]}" "$CHECK" home 0 "$T/p4" > "$T/f.out" 2>&1) & fpid=$!
+P=$(home_port "$T/p4" $fpid)
 "${AWAY_RUN[@]}" "$CHECK" away-fork $HOST $P $fpid > /dev/null 2> "$T/f.err"
 wait $fpid
 grep -q "fork: Function not implemented" "$T/f.out" && grep -q "needs its home node" "$T/f.err" \
     && ok "fork is a home call, refused here" || bad "fork: $(cat "$T/f.out" "$T/f.err")"
 
 # 5. the node running the guest dies: the deputy says so and exits 99
-P=$(port)
 mkfifo "$T/l.in"
-("${HOME_RUN[@]}" "$CHECK" home $P < "$T/l.in" > "$T/l.out" 2> "$T/l.err") & lpid=$!
+("${HOME_RUN[@]}" "$CHECK" home 0 "$T/p5" < "$T/l.in" > "$T/l.out" 2> "$T/l.err") & lpid=$!
 exec 7> "$T/l.in"
-sleep 0.3
+P=$(home_port "$T/p5" $lpid)
 ("${AWAY_RUN[@]}" "$CHECK" away-sig $HOST $P $lpid > /dev/null 2>&1) & apid=$!
 for _ in $(seq 100); do grep -q ready "$T/l.out" 2>/dev/null && break; sleep 0.05; done
 kill -9 $apid
@@ -107,9 +114,8 @@ exec 7>&-
     && ok "lost guest node: one clear line, exit 99" || bad "lost node: rc $lrc, $(cat "$T/l.err")"
 
 # 6. a supervisor without the job's token is refused; the deputy waits for the right one
-P=$(port)
-("${HOME_RUN[@]}" "$CHECK" home $P > "$T/w.out" 2> "$T/w.err") & wpid=$!
-sleep 0.3
+("${HOME_RUN[@]}" "$CHECK" home 0 "$T/p6" > "$T/w.out" 2> "$T/w.err") & wpid=$!
+P=$(home_port "$T/p6" $wpid)
 MOS_TEST_TOKEN=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n') \
     "${AWAY_RUN[@]}" "$CHECK" away $HOST $P $wpid "$T/w.file" "$T/w.dir" > /dev/null 2> "$T/w.away"
 wrc=$?
@@ -121,9 +127,8 @@ wait $wpid; hrc=$?
 
 # 7. garbage after a good handshake (a frame in clear, not in a sealed record): a clear
 #    error and exit 98, no crash
-P=$(port)
-("${HOME_RUN[@]}" "$CHECK" home $P > /dev/null 2> "$T/g.err") & gpid=$!
-sleep 0.3
+("${HOME_RUN[@]}" "$CHECK" home 0 "$T/p7" > /dev/null 2> "$T/g.err") & gpid=$!
+P=$(home_port "$T/p7" $gpid)
 "${AWAY_RUN[@]}" python3 - "$HOST" "$P" "$MOS_TEST_TOKEN" <<'PY'
 import hashlib, hmac, os, socket, sys, time
 host, port, token = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
@@ -155,10 +160,9 @@ mkfifo "$T/tn.in" "$T/ta.in"
 exec 7> "$T/tn.in"
 wait_line "$T/tn/out" "others done"; echo "from home" >&7; exec 7>&-
 wait $tnpid; tn_rc=$?
-P=$(port)
-(cd "$T/ta" && exec "${HOME_RUN[@]}" "$CHECK" home $P < "$T/ta.in" > out 2> err) & tapid=$!
+(cd "$T/ta" && exec "${HOME_RUN[@]}" "$CHECK" home 0 "$T/p8" < "$T/ta.in" > out 2> err) & tapid=$!
 exec 7> "$T/ta.in"
-sleep 0.3
+P=$(home_port "$T/p8" $tapid)
 ("${AWAY_RUN[@]}" "$CHECK" away-threads $HOST $P $tapid > /dev/null 2> "$T/ta.err") & awpid=$!
 wait_line "$T/ta/out" "others done"; threads_ok=$?
 echo "from home" >&7; exec 7>&-
@@ -167,7 +171,7 @@ rm -f "$T/tn/err" "$T/ta/err"
 if [ "$threads_ok" = 0 ] && [ "$tn_rc" = 0 ] && [ "$ta_rc" = 0 ] && diff -r "$T/tn" "$T/ta" >/dev/null \
     && grep -q "reader got 10 bytes" "$T/ta/out" && ! grep -q FAILED "$T/tn/out"; then
     ok "threads: a read blocked at home holds up no other thread; output and files as natively"
-else bad "threads: others done: $threads_ok, rc native $tn_rc away $ta_rc; $(diff -r "$T/tn" "$T/ta" | head -5) $(cat "$T/ta.err")"; fi
+else bad "threads: others done: $threads_ok, rc native $tn_rc away $ta_rc; $(diff -r "$T/tn" "$T/ta" | head -5) $(cat "$T/ta.err" "$T/ta/err" 2>/dev/null)"; fi
 
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]
