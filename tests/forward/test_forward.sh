@@ -39,6 +39,7 @@ home_port() {   # FILE PID: the port, once written; 1 (refused at once) if the d
 # a deputy that died early closes its stdin fifo: the write then fails and the check reports it,
 # instead of SIGPIPE ending the script with no word on what went wrong
 trap '' PIPE
+wait_line() { for _ in $(seq 1200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 export MOS_TEST_TOKEN=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
 head -c 300000 /dev/urandom | od -An -tx1 > "$T/input"
@@ -66,14 +67,14 @@ cmp -s "$T/native/file" "$T/away/file" && ok "files written at home are identica
 # 2. SIGINT at home reaches the guest's handler; the interrupted read restarts (SA_RESTART)
 mkfifo "$T/n.in"; ("$CHECK" native-sig < "$T/n.in" > "$T/n.out") & SIGPID=$!
 exec 7> "$T/n.in"; for _ in $(seq 100); do grep -q ready "$T/n.out" 2>/dev/null && break; sleep 0.05; done
-sleep 0.2; kill -INT $SIGPID; sleep 0.3; echo hello >&7; exec 7>&-; wait $SIGPID
+sleep 0.2; kill -INT $SIGPID; wait_line "$T/n.out" "got SIGINT"; echo hello >&7; exec 7>&-; wait $SIGPID
 mkfifo "$T/h.in"
 ("${HOME_RUN[@]}" "$CHECK" home 0 "$T/p2" < "$T/h.in" > "$T/h.out" 2> "$T/h.err") & SIGPID=$!
 exec 7> "$T/h.in"
 P=$(home_port "$T/p2" $SIGPID)
 ("${AWAY_RUN[@]}" "$CHECK" away-sig $HOST $P $SIGPID > /dev/null 2>&1) & awaypid=$!
 for _ in $(seq 100); do grep -q ready "$T/h.out" 2>/dev/null && break; sleep 0.05; done
-sleep 0.2; kill -INT $SIGPID; sleep 0.3; echo hello >&7; exec 7>&-
+sleep 0.2; kill -INT $SIGPID; wait_line "$T/h.out" "got SIGINT"; echo hello >&7; exec 7>&-
 wait $SIGPID; wait $awaypid
 if grep -q "handler ran: yes, read 6 bytes" "$T/h.out" && cmp -s "$T/n.out" "$T/h.out"; then
     ok "home SIGINT runs the guest's handler and the read restarts, as natively"
@@ -85,7 +86,8 @@ mkfifo "$T/d.in"
 exec 7> "$T/d.in"
 P=$(home_port "$T/p3" $dpid)
 ("${AWAY_RUN[@]}" "$CHECK" away $HOST $P $dpid "$T/d.file" "$T/d.dir" > /dev/null 2>&1) & apid=$!
-sleep 1
+# the signal is sent once the deputy serves the guest's read of stdin (nothing is ever written)
+for _ in $(seq 1200); do grep -qs '^0 0x0 ' /proc/$dpid/task/*/syscall && break; sleep 0.05; done
 kill -INT $dpid
 wait $dpid; drc=$?; wait $apid; arc=$?
 exec 7>&-
@@ -153,7 +155,6 @@ wait $gpid; grc=$?
 
 # 8. threads: one blocked reading stdin at home while four do file I/O there; stdin is fed only
 #    once they report done, so calls served one at a time would never get that far
-wait_line() { for _ in $(seq 1200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 mkdir -p "$T/tn" "$T/ta"
 mkfifo "$T/tn.in" "$T/ta.in"
 (cd "$T/tn" && exec "$CHECK" native-threads < "$T/tn.in" > out 2> err) & tnpid=$!
