@@ -42,6 +42,7 @@ const char *mos_img_rec_name(uint32_t magic)
     case MOS_REC_BULK: return "BULK";
     case MOS_REC_END: return "END";
     case MOS_REC_PRECOPY: return "PRECOPY";
+    case MOS_REC_PREBULK: return "PREBULK";
     case MOS_REC_KEEP: return "KEEP";
     case MOS_REC_DROP: return "DROP";
     }
@@ -180,6 +181,7 @@ static uint64_t rec_max_len(uint32_t magic)
     case MOS_REC_KEEP:
     case MOS_REC_DROP: return MOS_IMG_MAX_META;
     case MOS_REC_BULK: return sizeof(struct mos_rec_bulk);
+    case MOS_REC_PREBULK: return MOS_IMG_MAX_META;
     case MOS_REC_END: return sizeof(struct mos_rec_end);
     }
     return 0;
@@ -310,19 +312,21 @@ static int pending_ok(const struct mos_rec_pending *p, uint32_t n, int shared_al
     return 1;
 }
 
-/* PRECOPY records before IMAGE go to the reader's stage; the image proper (and END's count
- * of records) starts at IMAGE. */
+/* PRECOPY and PREBULK records before IMAGE go to the reader's stage; the image proper (and
+ * END's count of records) starts at IMAGE. */
 static int precopy_skip(struct mos_img_reader *r, uint32_t *magic, const uint8_t **p,
                         size_t *len)
 {
     int rc;
 
-    while ((rc = mos_img_get(r, magic, p, len)) == 0 && *magic == MOS_REC_PRECOPY) {
+    while ((rc = mos_img_get(r, magic, p, len)) == 0 &&
+           (*magic == MOS_REC_PRECOPY || *magic == MOS_REC_PREBULK)) {
         if (!r->stage) {
-            mos_err("migrate", "corrupt image: PRECOPY record in a stream nobody stages");
+            mos_err("migrate", "corrupt image: %s record in a stream nobody stages",
+                    mos_img_rec_name(*magic));
             return MOS_E_IMAGE;
         }
-        if ((rc = r->stage(r->stage_arg, *p, *len)) != 0)
+        if ((rc = r->stage(r->stage_arg, *magic, *p, *len)) != 0)
             return rc;
         r->records = 0;
     }

@@ -40,9 +40,10 @@ struct mos_img_reader {
     uint8_t *buf; /* payload of the last record read (unless the io mapped it) */
     size_t cap;
     int no_map;   /* the io cannot map: read into buf */
-    /* A live stream's PRECOPY records (before IMAGE) are handed here, payload as read; NULL:
-     * such a record is an error. 0 or a status (logged there). */
-    int (*stage)(void *arg, const uint8_t *payload, size_t len);
+    /* A live stream's PRECOPY and PREBULK records (before IMAGE) are handed here, payload as
+     * read (a PREBULK's pages are the hook's to receive); NULL: such a record is an error.
+     * 0 or a status (logged there). */
+    int (*stage)(void *arg, uint32_t magic, const uint8_t *payload, size_t len);
     void *stage_arg;
 };
 

@@ -38,6 +38,7 @@
 #define MOS_REC_BULK MOS_FRAME_MAGIC('B', 'U', 'L', 'K')
 #define MOS_REC_END MOS_FRAME_MAGIC('M', 'E', 'N', 'D')
 #define MOS_REC_PRECOPY MOS_FRAME_MAGIC('P', 'R', 'E', 'P')
+#define MOS_REC_PREBULK MOS_FRAME_MAGIC('P', 'R', 'E', 'B')
 #define MOS_REC_KEEP MOS_FRAME_MAGIC('K', 'E', 'E', 'P')
 #define MOS_REC_DROP MOS_FRAME_MAGIC('D', 'R', 'O', 'P')
 
@@ -230,6 +231,11 @@ struct mos_rec_bulk {
     uint64_t pages, runs;
 };
 
+/* PREBULK: struct mos_rec_bulk and its `runs` runs (struct mos_rec_pages each); pages sent
+ * while the process still ran, as BULK sends them (on the page channel, after the record):
+ * what PRECOPY records carry otherwise. The runs are there so that the receiver can make room
+ * for them before the pages come. A page the
+ * sender could not read travels as zeros; it is never in KEEP, so DROP or PAGES settle it. */
 /* PRECOPY: struct mos_rec_pages and its pages, like PAGES, sent while the process still ran;
  * the receiver keeps them aside. KEEP: count runs (struct mos_rec_pages without data) of
  * pages sent in PRECOPY records that were not written since and are placed from there; every

@@ -6,6 +6,7 @@
 
 #include "mos/migrate.h"
 #include "mos/page_run.h"
+#include "mos/transport.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,11 @@ struct mos_img_io_ops {
                       size_t n);
     int (*recv_pages)(struct mos_img_io *io, mos_page_place_fn place, void *arg,
                       uint64_t *pages);
+    /* Optional, with send_pages: the same from a process that runs (live pre-copy, after a
+     * PREBULK record), as mos_tp_bulk_send_live: check hears after each read how many leading
+     * pages of those runs were read (the rest travel as zeros) and may end the transfer. */
+    int (*send_pages_live)(struct mos_img_io *io, pid_t pid, const struct mos_page_run *runs,
+                           size_t n, mos_tp_read_check_fn check, void *arg);
     /* Release the provider's state (the io itself included). */
     void (*close)(struct mos_img_io *io);
 };

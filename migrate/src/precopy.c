@@ -406,6 +406,21 @@ static int emit(struct mos_precopy *p, struct mos_img_writer *w, uint64_t addr, 
     return rc;
 }
 
+/* It runs meanwhile: what was read must still be the owner's own process (a set-id exec
+ * makes it someone else's, whose memory must not leave), checked after each read, before its
+ * pages leave. 0 or MOS_E_NOT_MIGRATABLE (logged). */
+static int owner_still(struct mos_precopy *p)
+{
+    char why[160];
+    int rc = p->owner ? mos_migrate_owner_check(p->pid, p->owner, why, sizeof(why)) : 0;
+
+    if (rc == 0)
+        return 0;
+    mos_err("migrate", "pid %d stays: it %s", (int)p->pid,
+            rc == MOS_E_NOT_MIGRATABLE ? why : mos_strerror(rc));
+    return MOS_E_NOT_MIGRATABLE;
+}
+
 /* Read a run from the running process and send it. A page unmapped meanwhile ends the read
  * early: the rest of the run is not sent (it travels at the freeze if it exists then). */
 static int run_send(struct mos_precopy *p, struct mos_img_writer *w, uint64_t addr,
@@ -421,17 +436,8 @@ static int run_send(struct mos_precopy *p, struct mos_img_writer *w, uint64_t ad
         if (got < 0 && errno == ESRCH)
             return -ESRCH;
         uint64_t full = got > 0 ? (uint64_t)got / PAGE : 0;
-        int rc = 0;
-        /* It runs meanwhile: what was read must still be the owner's own process (a set-id
-         * exec makes it someone else's, whose memory must not leave), checked after the read */
-        char why[160];
-        if (full && p->owner && (rc = mos_migrate_owner_check(p->pid, p->owner, why,
-                                                              sizeof(why))) != 0) {
-            mos_err("migrate", "pid %d stays: it %s", (int)p->pid,
-                    rc == MOS_E_NOT_MIGRATABLE ? why : mos_strerror(rc));
-            return rc == MOS_E_NOT_MIGRATABLE ? rc : MOS_E_NOT_MIGRATABLE;
-        }
-        if (full)
+        int rc = full ? owner_still(p) : 0;
+        if (full && rc == 0)
             rc = emit(p, w, addr + off * PAGE, full, moves);
         if (rc != 0)
             return rc;
@@ -442,6 +448,85 @@ static int run_send(struct mos_precopy *p, struct mos_img_writer *w, uint64_t ad
         off += n;
     }
     return 0;
+}
+
+/* A bulk transfer of a round's runs (the io's page channel): the transport reads them, and
+ * after each read says how many leading pages it got, before they leave. */
+struct bulk_read {
+    struct mos_precopy *p;
+    uint64_t moves; /* mremap events heard before the read being checked */
+};
+
+/* Every page of the frame was sent (the receiver holds something for it); those read whole,
+ * with no mremap since, stand unless written again; the others (zeros, or stale) do not. */
+static int bulk_mark(struct mos_precopy *p, const struct mos_page_run *runs, size_t n,
+                     uint64_t good)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct pre_range *r = range_of(p, runs[i].addr);
+        uint64_t first = r ? (runs[i].addr - r->start) / PAGE : 0;
+        if (!r || runs[i].addr + runs[i].npages * PAGE > r->end)
+            return -EINVAL; /* the scan gave it from a tracked range: never */
+        for (uint64_t k = 0; k < runs[i].npages; k++) {
+            int rc = bit_set(r->sent, first + k);
+            if (rc != 0)
+                return rc;
+        }
+        uint64_t ok = good < runs[i].npages ? good : runs[i].npages;
+        for (uint64_t k = 0; k < ok; k++) {
+            p->resent += bit_get(r->staged, first + k);
+            int rc = bit_set(r->staged, first + k);
+            if (rc != 0)
+                return rc;
+        }
+        bits_clear(r->staged, first + ok, first + runs[i].npages);
+        good -= ok;
+        p->pages += runs[i].npages;
+    }
+    return 0;
+}
+
+static int bulk_read_check(void *arg, const struct mos_page_run *runs, size_t n,
+                           uint64_t pages_read)
+{
+    struct bulk_read *b = arg;
+    struct mos_precopy *p = b->p;
+    int rc = pages_read ? owner_still(p) : 0;
+
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&p->mu);
+    rc = bulk_mark(p, runs, n, p->moves == b->moves ? pages_read : 0);
+    b->moves = p->moves;
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/* The regions of one scan, announced by a PREBULK record (so that the receiver maps them at
+ * once, not frame by frame) and sent on the page channel. */
+static int regions_send_bulk(struct mos_precopy *p, struct mos_img_writer *w, int n,
+                             uint64_t *npages)
+{
+    _Static_assert(SCAN_REGIONS * sizeof(struct mos_page_run) <= READ_PAGES * PAGE,
+                   "a scan's runs fit the read buffer");
+    struct mos_page_run *runs = (struct mos_page_run *)p->buf;
+    struct mos_rec_bulk rec = {0, (uint64_t)n};
+    struct bulk_read b = {p, 0};
+
+    for (int k = 0; k < n; k++) {
+        runs[k] = (struct mos_page_run){p->regions[k].start,
+                                        (p->regions[k].end - p->regions[k].start) / PAGE};
+        rec.pages += runs[k].npages;
+    }
+    struct iovec parts[2] = {{&rec, sizeof(rec)}, {runs, (size_t)n * sizeof(runs[0])}};
+    int rc = mos_img_put(w, MOS_REC_PREBULK, parts, 2);
+    pthread_mutex_lock(&p->mu);
+    b.moves = p->moves;
+    pthread_mutex_unlock(&p->mu);
+    if (rc == 0)
+        rc = w->io->ops->send_pages_live(w->io, p->pid, runs, (size_t)n, bulk_read_check, &b);
+    *npages += rec.pages;
+    return rc;
 }
 
 /* One scan over every tracked range, protecting what it returns (in the same walk, so a write
@@ -469,13 +554,15 @@ static int round_run(struct mos_precopy *p, struct mos_img_writer *w, int writte
                 forget_locked(p, a.start, a.end - a.start);
                 break;
             }
-            for (int k = 0; k < n; k++) {
+            int rc = n > 0 && w->io->ops->send_pages_live ? regions_send_bulk(p, w, n, npages)
+                                                           : 0;
+            for (int k = 0; k < n && !w->io->ops->send_pages_live && rc == 0; k++) {
                 uint64_t np = (p->regions[k].end - p->regions[k].start) / PAGE;
-                int rc = run_send(p, w, p->regions[k].start, np);
-                if (rc != 0)
-                    return rc;
+                rc = run_send(p, w, p->regions[k].start, np);
                 *npages += np;
             }
+            if (rc != 0)
+                return rc;
             if (a.walk_end <= a.start)
                 break;
             a.start = a.walk_end;
@@ -491,10 +578,11 @@ int mos_precopy_rounds(struct mos_precopy *p, struct mos_img_io *io)
     int rc = 0;
 
     for (int round = 0; round < MAX_ROUNDS && rc == 0; round++) {
+        uint64_t tr = mos_clock_now_ns();
         rc = round_run(p, &w, round > 0, &n);
         p->rounds++;
-        mos_dbg("migrate", "pid %d: live round %d: %llu pages", (int)p->pid, round,
-                (unsigned long long)n);
+        mos_dbg("migrate", "pid %d: live round %d: %llu pages in %.1f ms", (int)p->pid, round,
+                (unsigned long long)n, (double)(mos_clock_now_ns() - tr) / 1e6);
         /* few left, or writes as fast as we send: freeze now */
         if (n <= FEW_PAGES || (round > 1 && n * 10 > prev * 8))
             break;

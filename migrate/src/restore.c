@@ -78,6 +78,7 @@ struct mos_restore {
     struct span *ahead;
     size_t nahead, ahead_cap;
     int ahead_off; /* the husk could not start early: the stage takes everything */
+    struct mos_img_io *ahead_io; /* the stream, whose page channel PREBULK pages come on */
     int early_plain; /* not a guest's: its fds and cwd come by injection once the image says */
 };
 
@@ -608,29 +609,31 @@ static int ahead_husk(struct mos_restore *r)
     return rc;
 }
 
-/* The reader's stage hook: a PRECOPY record, into the husk where it can go, else staged. */
-static int ahead_record(void *arg, const uint8_t *payload, size_t len)
+/* The husk starts at the first page sent ahead. A plain husk takes its fds from us by
+ * pidfd_getfd, which Yama keeps from a child that is not root's: others stage everything
+ * aside. */
+static void ahead_start(struct mos_restore *r)
 {
-    struct mos_restore *r = arg;
-    struct mos_rec_pages ph;
-    int rc = page_stage_check(payload, len, &ph);
-
-    if (rc != 0)
-        return rc;
-    /* a plain husk takes its fds from us by pidfd_getfd, which Yama keeps from a child that
-     * is not root's: others stage everything aside */
     if (!r->t && !r->opts.into_pid && (r->opts.guest || geteuid() == 0) && !r->ahead_off &&
         ahead_husk(r) != 0) {
         mos_warn("migrate", "restore: the husk did not start early; pages sent ahead wait "
                  "aside");
         r->ahead_off = 1;
     }
-    if (r->t && (rc = ahead_map(r, ph.addr, ph.npages)) != 0)
+}
+
+/* Pages sent ahead, into the husk where they can go, else staged. */
+static int ahead_place(struct mos_restore *r, uint64_t addr0, uint64_t npages,
+                       const uint8_t *data)
+{
+    int rc = 0;
+
+    ahead_start(r);
+    if (r->t && (rc = ahead_map(r, addr0, npages)) != 0)
         return rc;
-    r->stats.staged_pages += ph.npages;
-    const uint8_t *data = payload + sizeof(ph);
-    for (uint64_t off = 0; off < ph.npages && rc == 0;) {
-        uint64_t addr = ph.addr + off * PAGE, left = ph.npages - off;
+    r->stats.staged_pages += npages;
+    for (uint64_t off = 0; off < npages && rc == 0;) {
+        uint64_t addr = addr0 + off * PAGE, left = npages - off;
         uint64_t n = r->t ? ahead_covered(r, addr, left) : 0;
         if (n) {
             struct iovec local = {(void *)(data + off * PAGE), n * PAGE};
@@ -648,6 +651,101 @@ static int ahead_record(void *arg, const uint8_t *payload, size_t len)
         off += n;
     }
     return rc;
+}
+
+/* A PREBULK transfer's consumer: each frame's runs, checked, then placed. */
+static int ahead_frame(void *arg, const struct mos_page_run *runs, size_t n,
+                       const uint8_t *data)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (!page_stage_run_ok(runs[i].addr, runs[i].npages)) {
+            mos_err("migrate", "corrupt stream: pages sent ahead in bulk with a bad page run");
+            return MOS_E_IMAGE;
+        }
+        rc = ahead_place(arg, runs[i].addr, runs[i].npages, data);
+        data += runs[i].npages * PAGE;
+    }
+    return rc;
+}
+
+/* Room in the husk for a PREBULK record's runs, made before their pages come: runs less
+ * than a gap apart share one mapping (what lies between is trimmed later, unless the image
+ * has memory there), so that a frame needs no mapping of its own. */
+#define AHEAD_GAP (1ull << 20)
+static int ahead_map_runs(struct mos_restore *r, const uint8_t *table, uint64_t n)
+{
+    struct mos_rec_pages run, next;
+    int rc = 0;
+
+    ahead_start(r);
+    for (uint64_t i = 0; i < n && r->t && rc == 0;) {
+        memcpy(&run, table + i * sizeof(run), sizeof(run));
+        uint64_t start = run.addr, end = run.addr + run.npages * PAGE;
+        for (i++; i < n; i++) {
+            memcpy(&next, table + i * sizeof(next), sizeof(next));
+            if (next.addr < end || next.addr - end > AHEAD_GAP)
+                break;
+            end = next.addr + next.npages * PAGE;
+        }
+        rc = ahead_map(r, start, (end - start) / PAGE);
+    }
+    return rc;
+}
+
+/* A PREBULK record: its totals and run table checked, room made, then its pages received. */
+static int ahead_bulk(struct mos_restore *r, const uint8_t *payload, size_t len)
+{
+    struct mos_rec_bulk bulk = {0};
+    struct mos_rec_pages run;
+    uint64_t got = 0, pages = 0;
+    int rc = MOS_E_IMAGE;
+
+    if (len >= sizeof(bulk))
+        memcpy(&bulk, payload, sizeof(bulk));
+    if (len >= sizeof(bulk) && bulk.runs <= (len - sizeof(bulk)) / sizeof(run) &&
+        len == sizeof(bulk) + bulk.runs * sizeof(run))
+        rc = mos_img_bulk_check(r->ahead_io, payload, sizeof(bulk), &bulk);
+    else
+        mos_err("migrate", "corrupt stream: PREBULK record of %zu bytes", len);
+    for (uint64_t i = 0; rc == 0 && i < bulk.runs; i++) {
+        memcpy(&run, payload + sizeof(bulk) + i * sizeof(run), sizeof(run));
+        if (!page_stage_run_ok(run.addr, run.npages) || run.npages > bulk.pages - pages) {
+            mos_err("migrate", "corrupt stream: PREBULK record with a bad page run");
+            rc = MOS_E_IMAGE;
+        }
+        pages += rc == 0 ? run.npages : 0;
+    }
+    if (rc == 0 && pages != bulk.pages) {
+        mos_err("migrate", "corrupt stream: PREBULK record's runs are not its pages");
+        rc = MOS_E_IMAGE;
+    }
+    if (rc == 0)
+        rc = ahead_map_runs(r, payload + sizeof(bulk), bulk.runs);
+    if (rc != 0)
+        return rc;
+    rc = r->ahead_io->ops->recv_pages(r->ahead_io, ahead_frame, r, &got);
+    if (rc == 0 && got != bulk.pages) {
+        mos_err("migrate", "corrupt stream: %llu pages sent ahead in bulk, %llu announced",
+                (unsigned long long)got, (unsigned long long)bulk.pages);
+        rc = MOS_E_IMAGE;
+    }
+    return rc;
+}
+
+/* The reader's stage hook: a PRECOPY record (its pages follow it), or a PREBULK record (they
+ * follow on the stream's page channel). */
+static int ahead_record(void *arg, uint32_t magic, const uint8_t *payload, size_t len)
+{
+    struct mos_restore *r = arg;
+    struct mos_rec_pages ph;
+    int rc;
+
+    if (magic == MOS_REC_PREBULK)
+        return ahead_bulk(r, payload, len);
+    return (rc = page_stage_check(payload, len, &ph)) != 0
+               ? rc : ahead_place(r, ph.addr, ph.npages, payload + sizeof(ph));
 }
 
 /* The early husk's directory, where husk_child would have gone before its exec. */
@@ -2273,6 +2371,7 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
         r->opts = *opts;
     rd.stage = ahead_record;
     rd.stage_arg = r;
+    r->ahead_io = io;
     rc = mos_img_meta_read(&rd, &r->m);
     if (rc != 0)
         goto out_free;

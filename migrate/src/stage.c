@@ -134,14 +134,19 @@ static int stage_page(struct page_stage *s, uint64_t addr, const uint8_t *data)
     return 0;
 }
 
+int page_stage_run_ok(uint64_t addr, uint64_t npages)
+{
+    return npages > 0 && addr % PAGE == 0 && addr < MOS_IMG_USER_TOP &&
+           npages <= (MOS_IMG_USER_TOP - addr) / PAGE;
+}
+
 int page_stage_check(const uint8_t *payload, size_t len, struct mos_rec_pages *run)
 {
     struct mos_rec_pages ph;
 
     if (len >= sizeof(ph)) {
         memcpy(&ph, payload, sizeof(ph));
-        if (ph.npages > 0 && ph.npages <= MOS_IMG_MAX_RUN_PAGES && ph.addr % PAGE == 0 &&
-            ph.addr < MOS_IMG_USER_TOP && ph.npages <= (MOS_IMG_USER_TOP - ph.addr) / PAGE &&
+        if (page_stage_run_ok(ph.addr, ph.npages) && ph.npages <= MOS_IMG_MAX_RUN_PAGES &&
             len == sizeof(ph) + ph.npages * PAGE) {
             *run = ph;
             return 0;

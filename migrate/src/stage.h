@@ -15,6 +15,8 @@ void page_stage_free(struct page_stage *s);
 /* A PRECOPY record's payload: its run, checked (user addresses, length, the staging limit),
  * copied in; a page staged before is overwritten. 0, MOS_E_IMAGE or -ENOMEM (logged). */
 int page_stage_record(void *stage, const uint8_t *payload, size_t len);
+/* A run of whole user pages: 1 or 0. */
+int page_stage_run_ok(uint64_t addr, uint64_t npages);
 /* The checks alone: *run is the record's run, its pages follow it in payload. 0 or
  * MOS_E_IMAGE (logged). */
 int page_stage_check(const uint8_t *payload, size_t len, struct mos_rec_pages *run);

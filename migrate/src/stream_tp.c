@@ -141,6 +141,17 @@ static int tp_send_pages(struct mos_img_io *io, pid_t pid, const struct mos_page
     return rc;
 }
 
+static int tp_send_pages_live(struct mos_img_io *io, pid_t pid, const struct mos_page_run *runs,
+                              size_t n, mos_tp_read_check_fn check, void *arg)
+{
+    struct tp_img_stream *s = stream_of(io);
+    int rc = mos_tp_bulk_send_live(s->conn, pid, runs, n, check, arg);
+
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        s->bulk_pages += runs[i].npages;
+    return rc;
+}
+
 /* The transport's consumer: each frame goes to the engine's, then the test hook. */
 static int tp_place(void *arg, const struct mos_page_run *runs, size_t n, const uint8_t *data)
 {
@@ -192,6 +203,7 @@ static const struct mos_img_io_ops tp_img_ops = {
     .read = tp_read,
     .send_pages = tp_send_pages,
     .recv_pages = tp_recv_pages,
+    .send_pages_live = tp_send_pages_live,
     .close = tp_close,
 };
 

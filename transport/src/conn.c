@@ -651,6 +651,19 @@ int mos_tp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *run
     return c->ops->bulk_send(c, pid, runs, n_runs);
 }
 
+int mos_tp_bulk_send_live(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs,
+                          size_t n_runs, mos_tp_read_check_fn check, void *arg)
+{
+    if (pid <= 0 || !check)
+        return -EINVAL;
+    c->live_check = check;
+    c->live_arg = arg;
+    int rc = mos_tp_bulk_send(c, pid, runs, n_runs);
+    c->live_check = NULL;
+    c->live_arg = NULL;
+    return rc;
+}
+
 int mos_tp_bulk_recv(mos_tp_conn_t *c, mos_page_place_fn place, void *arg,
                      struct mos_tp_bulk_stats *stats)
 {

@@ -234,7 +234,7 @@ static int tcp_frame_send(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t pages)
             s->iov[n] = (struct iovec){(void *)(uintptr_t)s->runs[i].addr,
                                        s->runs[i].npages * MOS_TP_PAGE_SIZE};
     } else {
-        if ((rc = tcp_buf_need(c, s)) < 0 || (rc = tp_source_read(pid, s->runs, k, s->buf)) < 0)
+        if ((rc = tcp_buf_need(c, s)) < 0 || (rc = tp_source_fill(c, pid, s->runs, k, s->buf)) < 0)
             return rc; /* the source's failure, logged there; the stream is intact */
         s->iov[n++] = (struct iovec){s->buf, bytes};
     }

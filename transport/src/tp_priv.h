@@ -47,6 +47,8 @@ struct mos_tp_conn {
     uint64_t ends_tx, ends_rx;     /* end markers */
     uint8_t *ctl_box, *ctl_open;   /* MOS_WIRE_MAX_CONTROL each: one sealed message out, in */
     char peer[96];
+    mos_tp_read_check_fn live_check; /* during mos_tp_bulk_send_live only */
+    void *live_arg;
     void *be;            /* backend state */
 };
 
@@ -105,6 +107,10 @@ int tp_end_check(mos_tp_conn_t *c, const uint8_t end[MOS_WIRE_BULK_END_BYTES]);
 
 /* Page sources: read runs of process pid into buf with batched process_vm_readv. */
 int tp_source_read(pid_t pid, const struct mos_page_run *runs, size_t n, uint8_t *buf);
+/* The same for a bulk send of c: during a live send (c->live_check) a short read is
+ * zero-filled and reported to it. */
+int tp_source_fill(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs, size_t n,
+                   uint8_t *buf);
 
 /* Where run lands in a buffer consumer's memory, or NULL (logged) when it lies outside. */
 uint8_t *tp_place_buffer_locate(const struct mos_tp_place_buffer *b, const struct mos_page_run *run);

@@ -674,7 +674,7 @@ static int verbs_frame_post(mos_tp_conn_t *c, pid_t pid, size_t k, uint64_t page
     mos_wire_runs_encode(vs->runs, k, base);
     data = base + table;
     if (pid) {
-        if ((rc = tp_source_read(pid, vs->runs, k, data)) < 0)
+        if ((rc = tp_source_fill(c, pid, vs->runs, k, data)) < 0)
             return rc;
     } else {
         for (size_t i = 0; i < k; i++) {

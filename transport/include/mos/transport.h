@@ -112,6 +112,17 @@ int mos_tp_ctl_call(mos_tp_conn_t *c, const void *req, size_t req_len, void *rep
 int mos_tp_bulk_send(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs,
                      size_t n_runs);
 
+/* The same from a process that runs (live pre-copy): its pages may be unmapped between the
+ * caller's choice of runs and the read. A frame whose read comes up short is sent whole, its
+ * pages from the first one not read on as zeros, and check(arg, runs, n, pages_read) is told
+ * how many leading pages of the frame's runs were really read. check runs after every read,
+ * before its pages leave: a non-zero return ends the transfer there with that status (the
+ * peer's mos_tp_bulk_recv fails; the connection stays usable). */
+typedef int (*mos_tp_read_check_fn)(void *arg, const struct mos_page_run *runs, size_t n,
+                                    uint64_t pages_read);
+int mos_tp_bulk_send_live(mos_tp_conn_t *c, pid_t pid, const struct mos_page_run *runs,
+                          size_t n_runs, mos_tp_read_check_fn check, void *arg);
+
 /* The receiver's consumer (mos_page_place_fn) gets the pages in the transport's receive
  * buffer or registered slot. */
 struct mos_tp_bulk_stats {
