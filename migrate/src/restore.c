@@ -79,6 +79,8 @@ struct mos_restore {
     size_t nahead, ahead_cap;
     int ahead_off; /* the husk could not start early: the stage takes everything */
     struct mos_img_io *ahead_io; /* the stream, whose page channel PREBULK pages come on */
+    struct ahead_writer *ahead_writer; /* while PREBULK pages come */
+    int ahead_writer_failed;
     int early_plain; /* not a guest's: its fds and cwd come by injection once the image says */
 };
 
@@ -653,18 +655,150 @@ static int ahead_place(struct mos_restore *r, uint64_t addr0, uint64_t npages,
     return rc;
 }
 
+/* A second writer of pages sent ahead in bulk: first touches of the husk's fresh memory
+ * dominate here as in the fill, so a frame that lies in the spans is written in two halves at
+ * once, this thread and the reader each writing one. It only calls process_vm_writev: a
+ * short write makes the reader place the frame again its own way (only the reader may drive
+ * the husk). */
+struct ahead_writer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pid_t pid;
+    struct iovec local, remote[IOV_MAX], mine[IOV_MAX]; /* its half, the reader's */
+    unsigned long nremote;
+    int busy, quit;
+    ssize_t want, wrote;
+};
+
+static void *ahead_writer_run(void *arg)
+{
+    struct ahead_writer *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->busy && !w->quit)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->quit)
+            break;
+        pthread_mutex_unlock(&w->mu);
+        ssize_t got = process_vm_writev(w->pid, &w->local, 1, w->remote, w->nremote, 0);
+        pthread_mutex_lock(&w->mu);
+        w->wrote = got;
+        w->busy = 0;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Started at the first frame worth halving; NULL (one writer) when no thread can start. */
+static struct ahead_writer *ahead_writer_get(struct mos_restore *r)
+{
+    struct ahead_writer *w = r->ahead_writer;
+
+    if (w || r->ahead_writer_failed)
+        return w;
+    if (!(w = calloc(1, sizeof(*w)))) {
+        r->ahead_writer_failed = 1;
+        return NULL;
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->pid = r->pid;
+    if (pthread_create(&w->thread, NULL, ahead_writer_run, w) != 0) {
+        free(w);
+        r->ahead_writer_failed = 1;
+        return NULL;
+    }
+    return r->ahead_writer = w;
+}
+
+static void ahead_writer_stop(struct mos_restore *r)
+{
+    struct ahead_writer *w = r->ahead_writer;
+
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->quit = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    r->ahead_writer = NULL;
+}
+
+/* Remote iovecs for pages [from, to) of the frame's runs. */
+static unsigned long frame_iov(const struct mos_page_run *runs, size_t n, uint64_t from,
+                               uint64_t to, struct iovec *iov)
+{
+    unsigned long k = 0;
+
+    for (size_t i = 0, at = 0; i < n && at < to; at += runs[i].npages, i++) {
+        uint64_t s = from > at ? from - at : 0, e = to - at < runs[i].npages ? to - at
+                                                                             : runs[i].npages;
+        if (s < e)
+            iov[k++] = (struct iovec){(void *)(uintptr_t)(runs[i].addr + s * PAGE),
+                                      (e - s) * PAGE};
+    }
+    return k;
+}
+
+/* The whole frame in the spans, written in two halves at once: 1 done, 0 not done (the
+ * caller places it), or a status. */
+static int ahead_frame_halves(struct mos_restore *r, const struct mos_page_run *runs,
+                              size_t n, const uint8_t *data)
+{
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!r->t || ahead_covered(r, runs[i].addr, runs[i].npages) != runs[i].npages)
+            return 0;
+        total += runs[i].npages;
+    }
+    struct ahead_writer *w = n < IOV_MAX && total >= 32 ? ahead_writer_get(r) : NULL;
+    if (!w)
+        return 0;
+    uint64_t half = total / 2;
+    pthread_mutex_lock(&w->mu);
+    w->local = (struct iovec){(void *)(data + half * PAGE), (total - half) * PAGE};
+    w->nremote = frame_iov(runs, n, half, total, w->remote);
+    w->want = (ssize_t)w->local.iov_len;
+    w->busy = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    struct iovec local = {(void *)data, half * PAGE};
+    unsigned long k = frame_iov(runs, n, 0, half, w->mine);
+    ssize_t got = process_vm_writev(r->pid, &local, 1, w->mine, k, 0);
+    pthread_mutex_lock(&w->mu);
+    while (w->busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    int done = got == (ssize_t)local.iov_len && w->wrote == w->want;
+    pthread_mutex_unlock(&w->mu);
+    if (done)
+        r->stats.staged_pages += total;
+    return done;
+}
+
 /* A PREBULK transfer's consumer: each frame's runs, checked, then placed. */
 static int ahead_frame(void *arg, const struct mos_page_run *runs, size_t n,
                        const uint8_t *data)
 {
+    struct mos_restore *r = arg;
     int rc = 0;
 
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n; i++)
         if (!page_stage_run_ok(runs[i].addr, runs[i].npages)) {
             mos_err("migrate", "corrupt stream: pages sent ahead in bulk with a bad page run");
             return MOS_E_IMAGE;
         }
-        rc = ahead_place(arg, runs[i].addr, runs[i].npages, data);
+    if ((rc = ahead_frame_halves(r, runs, n, data)) != 0)
+        return rc < 0 ? rc : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = ahead_place(r, runs[i].addr, runs[i].npages, data);
         data += runs[i].npages * PAGE;
     }
     return rc;
@@ -2373,6 +2507,7 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     rd.stage_arg = r;
     r->ahead_io = io;
     rc = mos_img_meta_read(&rd, &r->m);
+    ahead_writer_stop(r);
     if (rc != 0)
         goto out_free;
     uint64_t tm = mos_clock_now_ns();

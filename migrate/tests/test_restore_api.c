@@ -5,6 +5,7 @@
  * read-only and PROT_NONE pages; a run outside the VMAs refused. A guest restore for a user
  * with a gid that is not theirs refused before its husk exists. Two threads: an abort releases
  * both, a guest restore refuses them, a native one brings them back with their tids. */
+#include "image.h"
 #include "img_io.h"
 #include "stay.h"
 
@@ -631,6 +632,54 @@ static void test_page_channel(void **state)
     free(c);
 }
 
+/* A live stream's PREBULK record (pages sent ahead on the page channel) whose run table lies
+ * about its pages, or whose pages do not come as announced: refused as a corrupt image, not
+ * taken for a stream cut short (what follows the record here: nothing). */
+static int prebulk_restore(uint64_t pages, uint64_t table_addr, uint64_t table_pages,
+                           uint64_t sent_pages)
+{
+    struct chan *c = calloc(1, sizeof(*c));
+    struct chan_io cio = {{&chan_ops}, c};
+    struct mos_img_writer w = {.io = &cio.io};
+    struct mos_rec_bulk rec = {pages, 1};
+    struct mos_rec_pages run = {table_addr, table_pages};
+    struct iovec parts[2] = {{&rec, sizeof(rec)}, {&run, sizeof(run)}};
+    struct mos_restore *r = NULL;
+    int cin, cout;
+
+    assert_non_null(c);
+    assert_int_equal(mos_img_put(&w, MOS_REC_PREBULK, parts, 2), 0);
+    if (sent_pages) {
+        c->runs[c->nruns++] = (struct mos_page_run){table_addr, sent_pages};
+        c->npages = sent_pages;
+        assert_non_null(c->pages = calloc(sent_pages, 4096));
+    }
+    int rc = restore_chan(c, &r, &cin, &cout);
+    assert_null(r);
+    close(cin);
+    close(cout);
+    free(c->rec);
+    free(c->pages);
+    free(c);
+    return rc;
+}
+
+static void test_prebulk_refused(void **state)
+{
+    const uint64_t at = 0x200000000000ull;
+
+    (void)state;
+    /* truthful, but nothing follows: the stream is short, not corrupt */
+    assert_int_equal(prebulk_restore(2, at, 2, 2), MOS_E_TRUNCATED);
+    /* the table names 3 pages, the record 2 (and 2 come) */
+    assert_int_equal(prebulk_restore(2, at, 3, 2), MOS_E_IMAGE);
+    /* a run not on a page boundary, or above user space */
+    assert_int_equal(prebulk_restore(2, at + 1, 2, 2), MOS_E_IMAGE);
+    assert_int_equal(prebulk_restore(2, 0x800000000000ull, 2, 0), MOS_E_IMAGE);
+    /* 2 announced, 1 comes */
+    assert_int_equal(prebulk_restore(2, at, 2, 1), MOS_E_IMAGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_shell_of_threads),
         cmocka_unit_test(test_page_channel),
+        cmocka_unit_test(test_prebulk_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -290,6 +290,71 @@ static void test_source_dies(void **state)
     assert_memory_equal(f->dst, f->src, 64 * 4096);
 }
 
+/* Live sources (mos_tp_bulk_send_live): the check hears how many leading pages each read got;
+ * what could not be read arrives as zeros; a check that refuses ends the transfer. */
+struct live_seen {
+    uint64_t frames, pages, pages_read;
+    int refuse; /* returned by the check when non-zero */
+};
+
+static int live_check(void *arg, const struct mos_page_run *runs, size_t n, uint64_t pages_read)
+{
+    struct live_seen *s = arg;
+
+    s->frames++;
+    for (size_t i = 0; i < n; i++)
+        s->pages += runs[i].npages;
+    s->pages_read += pages_read;
+    return s->refuse;
+}
+
+static void test_live_source(void **state)
+{
+    struct fixture *f = *state;
+    struct live_seen seen = {0};
+    char text[64], want[32];
+    size_t rl;
+    int ready[2];
+
+    NEED(f);
+    for (size_t p = 0; p < 64; p++)
+        memset(f->src + p * 4096, (int)(p + 1), 4096);
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    if (child == 0) { /* the source, which no longer maps its second 32 pages */
+        munmap(f->src + 32 * 4096, 32 * 4096);
+        (void)!write(ready[1], "r", 1);
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(read(ready[0], text, 1), 1);
+    memset(f->dst, 0xAA, 64 * 4096);
+    struct mos_page_run run = {(uintptr_t)f->src, 64};
+    assert_int_equal(mos_tp_bulk_send_live(f->c, 0, &run, 1, live_check, &seen), -EINVAL);
+    start(f, 'B');
+    assert_int_equal(mos_tp_bulk_send_live(f->c, child, &run, 1, live_check, &seen), 0);
+    result(f, text, sizeof(text));
+    assert_int_equal(seen.pages, 64);
+    assert_int_equal(seen.pages_read, 32);
+    assert_memory_equal(f->dst, f->src, 32 * 4096);
+    for (size_t b = 32 * 4096; b < 64 * 4096; b++)
+        if (f->dst[b] != 0)
+            fail_msg("byte %zu of a page the source could not read is %u, not 0", b, f->dst[b]);
+    /* a check that refuses: nothing more leaves, the receiver is told, the connection lives */
+    seen = (struct live_seen){.refuse = -EPERM};
+    start(f, 'A');
+    assert_int_equal(mos_tp_bulk_send_live(f->c, child, &run, 1, live_check, &seen), -EPERM);
+    result(f, text, sizeof(text));
+    snprintf(want, sizeof(want), "rc %d", -ECANCELED);
+    assert_string_equal(text, want);
+    assert_int_equal(seen.frames, 1);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(ready[0]);
+    close(ready[1]);
+    assert_int_equal(mos_tp_ctl_call(f->c, "E", 1, text, sizeof(text), &rl), 0);
+}
+
 struct bulk_job {
     struct fixture *f;
     int rc;
@@ -342,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_control_echo),
         cmocka_unit_test(test_bulk_runs),
         cmocka_unit_test(test_source_dies),
+        cmocka_unit_test(test_live_source),
         cmocka_unit_test(test_control_beside_bulk),
     };
     int rc = cmocka_run_group_tests_name("transport tcp", tcp, setup_tcp, teardown);
