@@ -294,6 +294,20 @@ wait $send; src=$?; wait $dp; drc=$?; wait $recv 2>/dev/null
     && [ -z "$(ps -eo sid=,comm= | awk -v s="$sid" '$1 == s && $2 == "zdtm_dirty_pie"')" ] \
     && ok "receiver killed during the live rounds: sender fails ($(tail -1 $d/send4.log | cut -c1-70)), the original finishes right" \
     || bad "receiver killed mid-live: send rc=$src, original rc=$drc $(tail -1 $d/dirty)"
+# the sender killed during the live rounds: its userfaultfd closes with it, the original runs
+# on untracked and finishes right; the receiver gives up, leaving no copy
+(exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
+wait_ready $d/dirty
+"$CK" receive --listen $((port + 5)) --key $d/key > $d/recv6.log 2>&1 & recv=$!
+wait_listen $((port + 5))
+"$CK" send $dp 127.0.0.1:$((port + 5)) --key $d/key --live > $d/send6.log 2>&1 & send=$!
+for _ in $(seq 1 400); do grep -q . $d/recv6.log 2>/dev/null && break; sleep 0.005; done
+kill -9 $send
+wait $send 2>/dev/null; wait $recv; rrc=$?; wait $dp; drc=$?
+[ $rrc != 0 ] && [ $drc = 0 ] && grep -q '^PASS' $d/dirty \
+    && [ -z "$(ps -eo sid=,comm= | awk -v s="$sid" '$1 == s && $2 == "zdtm_dirty_pie"')" ] \
+    && ok "sender killed during the live rounds: receiver fails ($(tail -1 $d/recv6.log | cut -c1-70)), the original finishes right" \
+    || bad "sender killed mid-live: receive rc=$rrc, original rc=$drc $(tail -1 $d/dirty) $(tail -1 $d/recv6.log)"
 unset ZDTM_MIB ZDTM_STEPS ZDTM_WRITES
 
 # stay reasons: refused with the reason, the process untouched
