@@ -832,31 +832,14 @@ static int ahead_map_runs(struct mos_restore *r, const uint8_t *table, uint64_t 
 static int ahead_bulk(struct mos_restore *r, const uint8_t *payload, size_t len)
 {
     struct mos_rec_bulk bulk = {0};
-    struct mos_rec_pages run;
-    uint64_t got = 0, pages = 0;
-    int rc = MOS_E_IMAGE;
+    const uint8_t *table = NULL;
+    uint64_t got = 0;
+    int rc = page_stage_bulk_check(payload, len, &bulk, &table);
 
-    if (len >= sizeof(bulk))
-        memcpy(&bulk, payload, sizeof(bulk));
-    if (len >= sizeof(bulk) && bulk.runs <= (len - sizeof(bulk)) / sizeof(run) &&
-        len == sizeof(bulk) + bulk.runs * sizeof(run))
-        rc = mos_img_bulk_check(r->ahead_io, payload, sizeof(bulk), &bulk);
-    else
-        mos_err("migrate", "corrupt stream: PREBULK record of %zu bytes", len);
-    for (uint64_t i = 0; rc == 0 && i < bulk.runs; i++) {
-        memcpy(&run, payload + sizeof(bulk) + i * sizeof(run), sizeof(run));
-        if (!page_stage_run_ok(run.addr, run.npages) || run.npages > bulk.pages - pages) {
-            mos_err("migrate", "corrupt stream: PREBULK record with a bad page run");
-            rc = MOS_E_IMAGE;
-        }
-        pages += rc == 0 ? run.npages : 0;
-    }
-    if (rc == 0 && pages != bulk.pages) {
-        mos_err("migrate", "corrupt stream: PREBULK record's runs are not its pages");
-        rc = MOS_E_IMAGE;
-    }
     if (rc == 0)
-        rc = ahead_map_runs(r, payload + sizeof(bulk), bulk.runs);
+        rc = mos_img_bulk_check(r->ahead_io, payload, sizeof(bulk), &bulk);
+    if (rc == 0)
+        rc = ahead_map_runs(r, table, bulk.runs);
     if (rc != 0)
         return rc;
     rc = r->ahead_io->ops->recv_pages(r->ahead_io, ahead_frame, r, &got);

@@ -140,6 +140,40 @@ int page_stage_run_ok(uint64_t addr, uint64_t npages)
            npages <= (MOS_IMG_USER_TOP - addr) / PAGE;
 }
 
+int page_stage_bulk_check(const uint8_t *payload, size_t len, struct mos_rec_bulk *rec,
+                          const uint8_t **table)
+{
+    struct mos_rec_pages run;
+    uint64_t pages = 0;
+
+    if (len < sizeof(*rec)) {
+        mos_err("migrate", "corrupt stream: PREBULK record of %zu bytes", len);
+        return MOS_E_IMAGE;
+    }
+    memcpy(rec, payload, sizeof(*rec));
+    if (rec->runs == 0 || rec->runs > (len - sizeof(*rec)) / sizeof(run) ||
+        len != sizeof(*rec) + rec->runs * sizeof(run) || rec->pages == 0 ||
+        rec->pages > MOS_IMG_USER_TOP / PAGE) {
+        mos_err("migrate", "corrupt stream: PREBULK record of %zu bytes announces %llu pages in "
+                "%llu runs", len, (unsigned long long)rec->pages, (unsigned long long)rec->runs);
+        return MOS_E_IMAGE;
+    }
+    *table = payload + sizeof(*rec);
+    for (uint64_t i = 0; i < rec->runs; i++) {
+        memcpy(&run, *table + i * sizeof(run), sizeof(run));
+        if (!page_stage_run_ok(run.addr, run.npages) || run.npages > rec->pages - pages) {
+            mos_err("migrate", "corrupt stream: PREBULK record with a bad page run");
+            return MOS_E_IMAGE;
+        }
+        pages += run.npages;
+    }
+    if (pages != rec->pages) {
+        mos_err("migrate", "corrupt stream: PREBULK record's runs are not its pages");
+        return MOS_E_IMAGE;
+    }
+    return 0;
+}
+
 int page_stage_check(const uint8_t *payload, size_t len, struct mos_rec_pages *run)
 {
     struct mos_rec_pages ph;

@@ -17,6 +17,11 @@ void page_stage_free(struct page_stage *s);
 int page_stage_record(void *stage, const uint8_t *payload, size_t len);
 /* A run of whole user pages: 1 or 0. */
 int page_stage_run_ok(uint64_t addr, uint64_t npages);
+/* A PREBULK record's payload: struct mos_rec_bulk, then its run table (struct mos_rec_pages
+ * each, without pages), which must fill the record exactly, each run of whole user pages, all
+ * adding up to the record's pages. *table points at the table. 0 or MOS_E_IMAGE (logged). */
+int page_stage_bulk_check(const uint8_t *payload, size_t len, struct mos_rec_bulk *rec,
+                          const uint8_t **table);
 /* The checks alone: *run is the record's run, its pages follow it in payload. 0 or
  * MOS_E_IMAGE (logged). */
 int page_stage_check(const uint8_t *payload, size_t len, struct mos_rec_pages *run);
