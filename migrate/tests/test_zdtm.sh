@@ -280,32 +280,31 @@ wait $recv; rrc=$?; wait $xp 2>/dev/null
 [ $src = 0 ] && [ $rrc = 0 ] && cmp -s $T/xz/ref.xz $d/live.xz \
     && ok "xz moved live mid-compression: the same $(stat -c %s $d/live.xz) bytes ($(grep '^live:' $d/send5.log))" \
     || bad "xz live: send rc=$src, receive rc=$rrc $(grep -h error $d/send5.log $d/recv5.log | head -2 | tr '\n' ' ') $(cmp $T/xz/ref.xz $d/live.xz 2>&1)"
+# A live move of zdtm_dirty whose receiver has begun to hear from its sender, both in the
+# background (PORT_OFFSET N: logs recvN.log and sendN.log): dp, recv and send are set.
+live_move_begun() {
+    (exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
+    wait_ready $d/dirty
+    "$CK" receive --listen $((port + $1)) --key $d/key > $d/recv$2.log 2>&1 & recv=$!
+    wait_listen $((port + $1))
+    "$CK" send $dp 127.0.0.1:$((port + $1)) --key $d/key --live > $d/send$2.log 2>&1 & send=$!
+    for _ in $(seq 1 400); do grep -q . $d/recv$2.log 2>/dev/null && break; sleep 0.005; done
+}
+no_copy() { [ -z "$(ps -eo sid=,comm= | awk -v s="$sid" '$1 == s && $2 == "zdtm_dirty_pie"')" ]; }
 # the receiver killed during the live rounds: the sender fails, the original never stopped
 # for long and finishes right; no second copy
-(exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
-wait_ready $d/dirty
-"$CK" receive --listen $((port + 3)) --key $d/key > $d/recv4.log 2>&1 & recv=$!
-wait_listen $((port + 3))
-"$CK" send $dp 127.0.0.1:$((port + 3)) --key $d/key --live > $d/send4.log 2>&1 & send=$!
-for _ in $(seq 1 400); do grep -q . $d/recv4.log 2>/dev/null && break; sleep 0.005; done
+live_move_begun 3 4
 kill -9 $recv
 wait $send; src=$?; wait $dp; drc=$?; wait $recv 2>/dev/null
-[ $src != 0 ] && [ $drc = 0 ] && grep -q '^PASS' $d/dirty \
-    && [ -z "$(ps -eo sid=,comm= | awk -v s="$sid" '$1 == s && $2 == "zdtm_dirty_pie"')" ] \
+[ $src != 0 ] && [ $drc = 0 ] && grep -q '^PASS' $d/dirty && no_copy \
     && ok "receiver killed during the live rounds: sender fails ($(tail -1 $d/send4.log | cut -c1-70)), the original finishes right" \
     || bad "receiver killed mid-live: send rc=$src, original rc=$drc $(tail -1 $d/dirty)"
 # the sender killed during the live rounds: its userfaultfd closes with it, the original runs
 # on untracked and finishes right; the receiver gives up, leaving no copy
-(exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
-wait_ready $d/dirty
-"$CK" receive --listen $((port + 5)) --key $d/key > $d/recv6.log 2>&1 & recv=$!
-wait_listen $((port + 5))
-"$CK" send $dp 127.0.0.1:$((port + 5)) --key $d/key --live > $d/send6.log 2>&1 & send=$!
-for _ in $(seq 1 400); do grep -q . $d/recv6.log 2>/dev/null && break; sleep 0.005; done
+live_move_begun 5 6
 kill -9 $send
 wait $send 2>/dev/null; wait $recv; rrc=$?; wait $dp; drc=$?
-[ $rrc != 0 ] && [ $drc = 0 ] && grep -q '^PASS' $d/dirty \
-    && [ -z "$(ps -eo sid=,comm= | awk -v s="$sid" '$1 == s && $2 == "zdtm_dirty_pie"')" ] \
+[ $rrc != 0 ] && [ $drc = 0 ] && grep -q '^PASS' $d/dirty && no_copy \
     && ok "sender killed during the live rounds: receiver fails ($(tail -1 $d/recv6.log | cut -c1-70)), the original finishes right" \
     || bad "sender killed mid-live: receive rc=$rrc, original rc=$drc $(tail -1 $d/dirty) $(tail -1 $d/recv6.log)"
 unset ZDTM_MIB ZDTM_STEPS ZDTM_WRITES
