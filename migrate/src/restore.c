@@ -2039,7 +2039,10 @@ static int finish(struct mos_restore *r)
 
     for (uint32_t i = 0; i < m->nvmas && rc == 0; i++) {
         const struct mos_rec_vma *v = &m->vmas[i].v;
-        if (v->kind != MOS_VMA_VDSO && map_prot(v) != v->prot)
+        /* pages sent ahead lie in plain read-write memory: in a VMA with other rights (code
+         * a program wrote itself, read-write-execute) they get its rights too */
+        int ahead = r->nahead && ahead_kind(v) && v->prot != (PROT_READ | PROT_WRITE);
+        if (v->kind != MOS_VMA_VDSO && (map_prot(v) != v->prot || ahead))
             rc = rcall(r, "mprotect", SYS_mprotect, (long)v->start, (long)(v->end - v->start),
                        v->prot, 0, 0, 0, NULL);
     }

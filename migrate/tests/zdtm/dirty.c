@@ -4,6 +4,8 @@
  * back to back, whose flags differ), so that an address sent ahead
  * later holds another region's unchanged pages. A 64 GiB reservation (MAP_NORESERVE, as
  * ASan's shadow or a JVM heap) has one page in use per GiB, one of them rewritten per step.
+ * A page of code the program wrote itself (as a JIT does), read-write-execute between two
+ * read-write pages, runs every step: a copy that lost its right to execute it dies.
  * At the end every page is checked against the step that last wrote it. */
 #define _GNU_SOURCE
 #include "zdtm.h"
@@ -49,8 +51,18 @@ int main(void)
                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     int32_t rsv_last[RESERVE_GIB];
 
-    if (m == MAP_FAILED || !last || slots == MAP_FAILED || rsv == MAP_FAILED)
+    static const unsigned char ret42[] = {0xb8, 0x2a, 0, 0, 0, 0xc3}; /* mov eax,42; ret */
+    unsigned char *jit = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (m == MAP_FAILED || !last || slots == MAP_FAILED || rsv == MAP_FAILED || jit == MAP_FAILED)
         return zdtm_result(0, "no memory");
+    memset(jit, 'J', PAGE);
+    memcpy(jit + PAGE, ret42, sizeof(ret42));
+    memset(jit + 2 * PAGE, 'K', PAGE);
+    if (mprotect(jit + PAGE, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+        return zdtm_result(0, "no read-write-execute memory");
+    int (*code)(void) = (int (*)(void))(void *)(jit + PAGE);
     if (mmap(a, SWAP_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
              0) != a ||
         mmap(b, SWAP_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
@@ -85,7 +97,7 @@ int main(void)
         uint64_t g = zdtm_rand(&seed) % RESERVE_GIB;
         page_fill(rsv + (g << 30), g, s);
         rsv_last[g] = s;
-        sum += m[(zdtm_rand(&seed) % npages) * PAGE + 8];
+        sum += m[(zdtm_rand(&seed) % npages) * PAGE + 8] + (uint64_t)code();
         zdtm_say("step %d sum %llu", s, (unsigned long long)sum);
         zdtm_sleep_ms(ms);
     }
@@ -98,6 +110,7 @@ int main(void)
         bad += a[i] != (a_holds_a ? 'A' : 'B');
         bad += b[i] != (a_holds_a ? 'B' : 'A');
     }
+    bad += jit[0] != 'J' || jit[3 * PAGE - 1] != 'K';
     zdtm_say("pages wrong: %llu", (unsigned long long)bad);
     return zdtm_result(bad == 0, "memory differs from what the program wrote");
 }
