@@ -4,6 +4,7 @@
 #include "mos/log.h"
 #include "mos/procfs.h"
 #include "mos/status.h"
+#include "rescue.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -36,7 +37,12 @@ struct mos_inject {
     struct user_regs_struct stop_regs;   /* as stopped (normalized) */
     struct user_regs_struct final_regs;  /* what the task gets back on release */
     uint64_t stop_mask, final_mask;
+    int mask_blocked;                    /* every blockable signal blocked (for a call) */
     long options;                        /* PTRACE_O_* set on it */
+    int exec_fixed;                      /* the caller chose exec_addr */
+    int rescue;                          /* 0: not tried, 1: sites found, -1: none */
+    struct rescue_sites sites;
+    struct rescue_frame frame;           /* in place (frame.addr != 0): armed */
 };
 
 static const uint8_t syscall_insn[2] = {0x0f, 0x05};
@@ -76,6 +82,14 @@ static void regs_normalize(struct user_regs_struct *r)
     r->orig_rax = (uint64_t)-1;
 }
 
+static void inject_free(struct mos_inject *t)
+{
+    if (t->mem_fd >= 0)
+        close(t->mem_fd);
+    rescue_frame_drop(&t->frame);
+    free(t);
+}
+
 static struct mos_inject *inject_new(pid_t pid)
 {
     struct mos_inject *t = calloc(1, sizeof(*t));
@@ -87,11 +101,11 @@ static struct mos_inject *inject_new(pid_t pid)
     return t;
 }
 
-/* Common part once the task sits in a ptrace stop: save registers and mask, block signals. */
+/* Common part once the task sits in a ptrace stop: save registers and mask. Signals are
+ * blocked only when a call is to run (mask_block): a task that only sits in its stop cannot
+ * take one, and one that is let go by our death then goes on with its own mask. */
 static int inject_take(struct mos_inject *t, int have_mask)
 {
-    uint64_t all = ~0ull;
-
     if (ptrace(PTRACE_GETREGS, t->pid, NULL, &t->stop_regs) < 0)
         return mos_errno_status();
     regs_normalize(&t->stop_regs);
@@ -99,8 +113,120 @@ static int inject_take(struct mos_inject *t, int have_mask)
     if (!have_mask && ptrace(PTRACE_GETSIGMASK, t->pid, sizeof(uint64_t), &t->stop_mask) < 0)
         return mos_errno_status();
     t->final_mask = t->stop_mask;
+    t->mask_blocked = have_mask;
+    return 0;
+}
+
+static int mask_block(struct mos_inject *t)
+{
+    uint64_t all = ~0ull;
+
+    if (t->mask_blocked)
+        return 0;
     if (ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(uint64_t), &all) < 0)
         return mos_errno_status();
+    t->mask_blocked = 1;
+    return 0;
+}
+
+/* Where the task waits between calls: with the rescue armed, on its rt_sigreturn with rsp
+ * past the frame's return slot (see rescue.c); else as stopped. */
+static int regs_park(struct mos_inject *t)
+{
+    struct user_regs_struct r = t->stop_regs;
+
+    if (t->frame.addr) {
+        r.rip = t->sites.sigreturn;
+        r.rsp = t->frame.addr + 8;
+        r.orig_rax = (uint64_t)-1;
+    }
+    return ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0 ? mos_errno_status() : 0;
+}
+
+/* Arm the rescue if this task can have one; a task that cannot is held as before (a husk of
+ * ours dies with us anyway: PTRACE_O_EXITKILL). */
+static void rescue_arm(struct mos_inject *t)
+{
+    int rc = 0;
+
+    if (t->frame.addr || t->rescue < 0)
+        return;
+    if ((t->options & PTRACE_O_EXITKILL) || t->exec_fixed) {
+        t->rescue = -1;
+        return;
+    }
+    if (t->rescue == 0)
+        rc = rescue_sites_find(t->pid, &t->sites);
+    if (rc == 0)
+        rc = rescue_frame_place(t->pid, &t->stop_regs, t->stop_mask, t->sites.sigreturn,
+                                &t->frame);
+    if (rc == 0 && (rc = regs_park(t)) != 0)
+        rescue_frame_remove(t->pid, &t->frame);
+    if (rc != 0) {
+        mos_dbg("inject", "pid %d: held without a rescue frame: %s", (int)t->pid,
+                mos_strerror(rc));
+        t->rescue = -1;
+        return;
+    }
+    t->rescue = 1;
+}
+
+int mos_inject_rest(struct mos_inject *t)
+{
+    int rc = 0;
+
+    /* in this order: at no point would our death let the task run on a frame half gone */
+    if (t->mask_blocked &&
+        ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(uint64_t), &t->stop_mask) < 0)
+        rc = mos_errno_status();
+    if (rc == 0)
+        t->mask_blocked = 0;
+    if (t->frame.addr && rc == 0) {
+        if (ptrace(PTRACE_SETREGS, t->pid, NULL, &t->stop_regs) < 0)
+            return mos_errno_status();
+        rc = rescue_frame_remove(t->pid, &t->frame);
+    }
+    return rc;
+}
+
+int mos_inject_exit_kill(struct mos_inject *t)
+{
+    int rc = mos_inject_rest(t);
+    long options = t->options | PTRACE_O_EXITKILL;
+
+    if (rc == 0 && ptrace(PTRACE_SETOPTIONS, t->pid, NULL, (void *)options) < 0)
+        rc = mos_errno_status();
+    if (rc == 0) {
+        t->options = options;
+        t->rescue = -1;
+    }
+    return rc;
+}
+
+int mos_inject_rescue_armed(const struct mos_inject *t)
+{
+    return t->frame.addr != 0;
+}
+
+/* Registers for an injected call: the stopped ones, signals blocked, rip on a syscall
+ * instruction; armed, on the rescue's `syscall; ret` with rsp on its frame. *patch: the
+ * bytes at rip must be patched for the call. */
+static int call_regs(struct mos_inject *t, long nr, struct user_regs_struct *r, int *patch)
+{
+    int rc = mask_block(t);
+
+    if (rc != 0)
+        return rc;
+    rescue_arm(t);
+    if (!t->frame.addr && !t->exec_addr && (rc = mos_inject_pick_exec_addr(t)) != 0)
+        return rc;
+    *r = t->stop_regs;
+    r->rax = (uint64_t)nr;
+    r->orig_rax = (uint64_t)-1;
+    r->rip = t->frame.addr ? t->sites.call : t->exec_addr;
+    if (t->frame.addr)
+        r->rsp = t->frame.addr;
+    *patch = !t->frame.addr && t->exec_patch;
     return 0;
 }
 
@@ -195,7 +321,7 @@ out_free:
     return rc;
 }
 
-int mos_inject_set_exec_addr(struct mos_inject *t, uint64_t addr)
+static int exec_addr_set(struct mos_inject *t, uint64_t addr)
 {
     uint8_t code[2];
     int rc = mos_inject_read(t, addr, code, sizeof(code));
@@ -205,6 +331,18 @@ int mos_inject_set_exec_addr(struct mos_inject *t, uint64_t addr)
     t->exec_addr = addr;
     t->exec_patch = memcmp(code, syscall_insn, sizeof(code)) != 0;
     return 0;
+}
+
+int mos_inject_set_exec_addr(struct mos_inject *t, uint64_t addr)
+{
+    /* the caller's spot, patched if need be: the rescue's own is not used any more */
+    int rc = t->frame.addr ? mos_inject_rest(t) : 0;
+
+    if (rc == 0)
+        rc = exec_addr_set(t, addr);
+    if (rc == 0)
+        t->exec_fixed = 1;
+    return rc;
 }
 
 int mos_inject_pick_exec_addr(struct mos_inject *t)
@@ -237,7 +375,7 @@ int mos_inject_pick_exec_addr(struct mos_inject *t)
         free(buf);
     }
     if (rc != 0 && fallback)
-        rc = mos_inject_set_exec_addr(t, fallback);
+        rc = exec_addr_set(t, fallback);
     mos_vma_list_free(&list);
     return rc;
 }
@@ -282,25 +420,19 @@ static int run_to_syscall_stop(pid_t pid)
 
 int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *result)
 {
-    struct user_regs_struct r = t->stop_regs;
+    struct user_regs_struct r;
     long saved_word = 0;
-    int rc, rc2;
+    int rc, rc2, patch;
 
-    if (!t->exec_addr) {
-        rc = mos_inject_pick_exec_addr(t);
-        if (rc != 0)
-            return rc;
-    }
-    r.rax = (uint64_t)nr;
-    r.orig_rax = (uint64_t)-1;
+    if ((rc = call_regs(t, nr, &r, &patch)) != 0)
+        return rc;
     r.rdi = (uint64_t)args[0];
     r.rsi = (uint64_t)args[1];
     r.rdx = (uint64_t)args[2];
     r.r10 = (uint64_t)args[3];
     r.r8 = (uint64_t)args[4];
     r.r9 = (uint64_t)args[5];
-    r.rip = t->exec_addr;
-    if (t->exec_patch) {
+    if (patch) {
         rc = patch_swap(t, &saved_word, 0);
         if (rc != 0)
             return rc;
@@ -316,11 +448,11 @@ int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *
         rc = mos_errno_status();
     if (rc == 0)
         *result = (long)r.rax;
-    /* Put back the stop-time registers after every call, also on error. */
-    if (rc != -ESRCH && ptrace(PTRACE_SETREGS, t->pid, NULL, &t->stop_regs) < 0 && rc == 0)
-        rc = mos_errno_status();
+    /* Park the task again after every call, also on error. */
+    if (rc != -ESRCH && (rc2 = regs_park(t)) != 0 && rc == 0)
+        rc = rc2;
 out_unpatch:
-    if (t->exec_patch && rc != -ESRCH) {
+    if (patch && rc != -ESRCH) {
         rc2 = patch_swap(t, &saved_word, 1);
         if (rc == 0)
             rc = rc2;
@@ -338,6 +470,7 @@ static int clone_child_take(struct mos_inject *parent, pid_t tid, struct mos_inj
     if (rc == 0 && (rc = inject_take(c, 0)) == 0) {
         c->exec_addr = parent->exec_addr;
         c->exec_patch = parent->exec_patch;
+        c->exec_fixed = parent->exec_fixed;
         c->options = parent->options;
         *out = c;
         return 0;
@@ -374,20 +507,17 @@ static int clone_run(struct mos_inject *t, pid_t *tid)
 int mos_inject_clone_thread(struct mos_inject *t, uint64_t args, size_t size, long *result,
                             struct mos_inject **child)
 {
-    struct user_regs_struct r = t->stop_regs;
+    struct user_regs_struct r;
     long saved_word = 0;
     pid_t tid = 0;
-    int rc, rc2;
+    int rc, rc2, patch;
 
     *child = NULL;
-    if (!t->exec_addr && (rc = mos_inject_pick_exec_addr(t)) != 0)
+    if ((rc = call_regs(t, SYS_clone3, &r, &patch)) != 0)
         return rc;
-    r.rax = SYS_clone3;
-    r.orig_rax = (uint64_t)-1;
     r.rdi = args;
     r.rsi = size;
-    r.rip = t->exec_addr;
-    if (t->exec_patch && (rc = patch_swap(t, &saved_word, 0)) != 0)
+    if (patch && (rc = patch_swap(t, &saved_word, 0)) != 0)
         return rc;
     if (ptrace(PTRACE_SETOPTIONS, t->pid, NULL, (void *)(t->options | PTRACE_O_TRACECLONE)) < 0 ||
         ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0) {
@@ -401,12 +531,12 @@ int mos_inject_clone_thread(struct mos_inject *t, uint64_t args, size_t size, lo
         *result = (long)r.rax;
     if (rc == 0 && tid > 0)
         rc = clone_child_take(t, tid, child);
-    if (rc != -ESRCH && ptrace(PTRACE_SETREGS, t->pid, NULL, &t->stop_regs) < 0 && rc == 0)
-        rc = mos_errno_status();
+    if (rc != -ESRCH && (rc2 = regs_park(t)) != 0 && rc == 0)
+        rc = rc2;
 out:
     if (rc != -ESRCH)
         ptrace(PTRACE_SETOPTIONS, t->pid, NULL, (void *)t->options);
-    if (t->exec_patch && rc != -ESRCH && (rc2 = patch_swap(t, &saved_word, 1)) != 0 && rc == 0)
+    if (patch && rc != -ESRCH && (rc2 = patch_swap(t, &saved_word, 1)) != 0 && rc == 0)
         rc = rc2;
     return rc;
 }
@@ -416,8 +546,12 @@ int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64
 {
     struct user_regs_struct r = t->stop_regs;
     long saved_word = 0;
-    int rc;
+    int rc = mos_inject_rest(t); /* the frame's stack goes with the old program */
 
+    if (rc == 0)
+        rc = mask_block(t);
+    if (rc != 0)
+        return rc;
     if (!t->exec_addr && (rc = mos_inject_pick_exec_addr(t)) != 0)
         return rc;
     r.rax = SYS_execve;
@@ -448,6 +582,8 @@ int mos_inject_execve(struct mos_inject *t, uint64_t path, uint64_t argv, uint64
     t->stop_regs = t->final_regs = r;
     t->exec_addr = 0;
     t->exec_patch = 0;
+    t->exec_fixed = 0;
+    t->rescue = 0;
     if (t->mem_fd >= 0)
         close(t->mem_fd);
     t->mem_fd = -1;
@@ -586,16 +722,14 @@ int mos_inject_set_xstate(struct mos_inject *t, const void *buf, size_t len)
 
 int mos_inject_release(struct mos_inject *t)
 {
-    int rc = 0;
+    int rc = mos_inject_rest(t);
 
     if (ptrace(PTRACE_SETREGS, t->pid, NULL, &t->final_regs) < 0 ||
         ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(uint64_t), &t->final_mask) < 0)
         rc = mos_errno_status();
     if (ptrace(PTRACE_DETACH, t->pid, NULL, NULL) < 0 && rc == 0)
         rc = mos_errno_status();
-    if (t->mem_fd >= 0)
-        close(t->mem_fd);
-    free(t);
+    inject_free(t);
     return rc;
 }
 
@@ -606,16 +740,19 @@ void mos_inject_kill(struct mos_inject *t)
     kill(t->pid, SIGKILL);
     while (waitpid(t->pid, &status, __WALL) < 0 && errno == EINTR)
         ;
-    if (t->mem_fd >= 0)
-        close(t->mem_fd);
-    free(t);
+    inject_free(t);
 }
 
 int mos_inject_thread_exit(struct mos_inject *t)
 {
     struct user_regs_struct r = t->stop_regs;
-    int status, rc = t->exec_addr ? 0 : mos_inject_pick_exec_addr(t);
+    int status, rc = mos_inject_rest(t);
     long saved_word = 0;
+
+    if (rc == 0)
+        rc = mask_block(t);
+    if (rc == 0 && !t->exec_addr)
+        rc = mos_inject_pick_exec_addr(t);
 
     /* a patch stays: the caller replaces or ends the address space next */
     if (rc == 0 && t->exec_patch)
@@ -643,9 +780,7 @@ int mos_inject_thread_exit(struct mos_inject *t)
     }
     if (rc != 0)
         return rc;
-    if (t->mem_fd >= 0)
-        close(t->mem_fd);
-    free(t);
+    inject_free(t);
     return 0;
 }
 
@@ -665,9 +800,7 @@ void mos_inject_kill_group(struct mos_inject *leader, struct mos_inject **others
                 (got == others[i]->pid && (WIFEXITED(status) || WIFSIGNALED(status))))
                 break;
         }
-        if (others[i]->mem_fd >= 0)
-            close(others[i]->mem_fd);
-        free(others[i]);
+        inject_free(others[i]);
         others[i] = NULL;
     }
     mos_inject_kill(leader);

@@ -40,6 +40,28 @@ int mos_proc_status_masks(pid_t pid, const char *const keys[], int n, uint64_t *
     return found;
 }
 
+int mos_proc_status_text(pid_t pid, const char *key, char *val, size_t len)
+{
+    char line[512];
+    size_t klen = strlen(key);
+    int found = 0;
+    FILE *f = status_open(pid);
+
+    if (!f)
+        return -errno;
+    while (!found && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, key, klen) != 0)
+            continue;
+        const char *v = line + klen;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        snprintf(val, len, "%.*s", (int)strcspn(v, "\n"), v);
+        found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
 int mos_proc_stat_parse(const char *text, struct mos_proc_stat *st)
 {
     const char *p = strrchr(text, ')');

@@ -9,8 +9,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -187,6 +190,258 @@ static void test_dead_during_injection(void **state)
     close(v.from_victim);
 }
 
+/* The rescue frame: a spy (a process of its own, so the test outlives it) holds a victim in
+ * an injection and is killed there; the victim must go on as it was seized. The victim keeps
+ * marks where a wrong resume would lose them: r15 (restored only from the frame), xmm15 (only
+ * from the frame's FPU state) and its signal mask. */
+#define R15_MARK 0x5eedf00d12345678ull
+#define XMM_MARK 0x0badcafe87654321ull
+static char rescue_scratch[8]; /* same address in the victim, a fork of this test */
+static pid_t rescue_pids[2];      /* victim and spy: killed by the teardown if a check fails */
+
+static int rescue_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 2; i++)
+        if (rescue_pids[i] > 0) {
+            kill(rescue_pids[i], SIGKILL);
+            waitpid(rescue_pids[i], NULL, 0);
+            rescue_pids[i] = 0;
+        }
+    return 0;
+}
+
+/* One raw read(fd, c, 1) with the marks in place; *ok: they survived it. */
+static long marked_read(int fd, unsigned char *c, int *ok)
+{
+    register uint64_t r15 __asm__("r15") = R15_MARK;
+    uint64_t xm = XMM_MARK, xo = 0;
+    long n;
+
+    __asm__ volatile("movq %[xm], %%xmm15\n\tsyscall\n\tmovq %%xmm15, %[xo]"
+                     : "=a"(n), [xo] "=r"(xo), "+r"(r15)
+                     : "0"((long)SYS_read), "D"((long)fd), "S"(c), "d"(1L), [xm] "r"(xm)
+                     : "rcx", "r11", "memory", "xmm15");
+    *ok = r15 == R15_MARK && xo == XMM_MARK;
+    return n;
+}
+
+/* Answers c + 1 when marks and mask held, '!' when not. */
+static void rescue_victim_loop(int in, int out)
+{
+    sigset_t set, now;
+    unsigned char c;
+    int ok;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+    for (;;) {
+        long n = marked_read(in, &c, &ok);
+        if (n == 0)
+            _exit(0);
+        if (n < 0)
+            _exit(n == -EINTR ? 3 : 4);
+        sigprocmask(SIG_SETMASK, NULL, &now);
+        ok = ok && sigismember(&now, SIGUSR2) && !sigismember(&now, SIGUSR1);
+        c = ok ? (unsigned char)(c + 1) : '!';
+        if (write(out, &c, 1) != 1)
+            _exit(5);
+    }
+}
+
+static struct victim rescue_victim_start(int gate_rd)
+{
+    int a[2], b[2];
+    struct victim v;
+
+    assert_int_equal(pipe(a), 0);
+    assert_int_equal(pipe(b), 0);
+    v.pid = fork();
+    assert_true(v.pid >= 0);
+    if (v.pid == 0) {
+        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY); /* the spy is a sibling (Yama) */
+        close(a[1]);
+        close(b[0]);
+        (void)gate_rd;
+        rescue_victim_loop(a[0], b[1]);
+    }
+    close(a[0]);
+    close(b[1]);
+    v.to_victim = a[1];
+    v.from_victim = b[0];
+    return v;
+}
+
+enum spy_mode { SPY_PARKED, SPY_IN_CALL };
+
+/* The spy: seize, one call (which arms the rescue), say whether it is armed, then either wait
+ * between calls or sit in an injected read() of the gate, until killed. */
+static void spy_run(pid_t victim, enum spy_mode mode, int gate_rd, int report)
+{
+    struct mos_inject *t;
+    long res;
+    char armed;
+
+    if (mos_inject_seize(victim, &t) != 0 ||
+        mos_inject_call(t, SYS_getpid, 0, 0, 0, 0, 0, 0, &res) != 0)
+        _exit(1);
+    armed = mos_inject_rescue_armed(t) ? 'A' : 'N';
+    if (write(report, &armed, 1) != 1)
+        _exit(2);
+    if (mode == SPY_IN_CALL)
+        mos_inject_call(t, SYS_read, gate_rd, (long)(uintptr_t)rescue_scratch, 1, 0, 0, 0, &res);
+    for (;;)
+        pause();
+}
+
+/* /proc/PID/syscall starts with "0 0x<fd>": the task is in read(fd). */
+static int in_read_of(pid_t pid, int fd)
+{
+    char path[64], buf[128], want[32];
+    FILE *f;
+    int yes = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+    snprintf(want, sizeof(want), "0 0x%x ", fd);
+    if ((f = fopen(path, "r"))) {
+        yes = fgets(buf, sizeof(buf), f) && strncmp(buf, want, strlen(want)) == 0;
+        fclose(f);
+    }
+    return yes;
+}
+
+static void wait_in_read(pid_t pid)
+{
+    char path[64], buf[128] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+    for (int i = 0; i < 10000 && strncmp(buf, "0 ", 2) != 0; i++) {
+        if (i)
+            usleep(1000);
+        if ((f = fopen(path, "r"))) {
+            if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+            fclose(f);
+        }
+    }
+    assert_true(strncmp(buf, "0 ", 2) == 0);
+}
+
+static int tracer_of(pid_t pid)
+{
+    char path[64], line[128];
+    int tracer = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if ((f = fopen(path, "r"))) {
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "TracerPid: %d", &tracer) == 1)
+                break;
+        fclose(f);
+    }
+    return tracer;
+}
+
+static void rescue_case(enum spy_mode mode)
+{
+    int gate[2], rep[2], status;
+    char armed = 0;
+
+    assert_int_equal(pipe(gate), 0);
+    assert_int_equal(pipe(rep), 0);
+    struct victim v = rescue_victim_start(gate[0]);
+    rescue_pids[0] = v.pid;
+    victim_ping(&v, 1);
+    pid_t spy = fork();
+    assert_true(spy >= 0);
+    if (spy == 0)
+        spy_run(v.pid, mode, gate[0], rep[1]);
+    rescue_pids[1] = spy;
+    assert_int_equal(read(rep[0], &armed, 1), 1);
+    /* glibc's signal trampoline and a `syscall; ret` are in every Debian process */
+    assert_int_equal(armed, 'A');
+    if (mode == SPY_IN_CALL) {
+        int waited = 0;
+        while (!in_read_of(v.pid, gate[0]) && waited++ < 10000)
+            usleep(1000);
+        assert_true(in_read_of(v.pid, gate[0]));
+    }
+    assert_int_equal(kill(spy, SIGKILL), 0);
+    assert_int_equal(waitpid(spy, &status, 0), spy);
+    rescue_pids[1] = 0;
+    if (mode == SPY_IN_CALL) /* the injected read ends; its return runs the rescue */
+        assert_int_equal(write(gate[1], "g", 1), 1);
+    victim_ping(&v, 20); /* marks and mask as they were, the read restarted, not EINTR */
+    assert_int_equal(tracer_of(v.pid), 0);
+    victim_ping(&v, 30);
+    victim_finish(&v);
+    rescue_pids[0] = 0;
+    close(gate[0]);
+    close(gate[1]);
+    close(rep[0]);
+    close(rep[1]);
+}
+
+static void test_tracer_killed_between_calls(void **state)
+{
+    (void)state;
+    rescue_case(SPY_PARKED);
+}
+
+static void test_tracer_killed_in_a_call(void **state)
+{
+    (void)state;
+    rescue_case(SPY_IN_CALL);
+}
+
+/* The frame's bytes are the task's again at rest and at release; while armed they are not. */
+static void test_rescue_bytes_put_back(void **state)
+{
+    (void)state;
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
+    struct victim v = rescue_victim_start(gate[0]);
+    struct mos_inject *t;
+    rescue_pids[0] = v.pid;
+    static uint8_t before[8192], now[8192];
+    long res;
+
+    victim_ping(&v, 1);
+    wait_in_read(v.pid);
+    assert_int_equal(mos_inject_seize(v.pid, &t), 0);
+    uint64_t low = mos_inject_regs(t)->rsp - sizeof(before);
+    assert_int_equal(mos_inject_read(t, low, before, sizeof(before)), 0);
+    assert_int_equal(mos_inject_call(t, SYS_getpid, 0, 0, 0, 0, 0, 0, &res), 0);
+    assert_int_equal(res, v.pid);
+    assert_true(mos_inject_rescue_armed(t));
+    assert_int_equal(mos_inject_read(t, low, now, sizeof(now)), 0);
+    assert_memory_not_equal(before, now, sizeof(now));
+    assert_int_equal(mos_inject_rest(t), 0);
+    assert_false(mos_inject_rescue_armed(t));
+    assert_int_equal(mos_inject_read(t, low, now, sizeof(now)), 0);
+    assert_memory_equal(before, now, sizeof(now));
+    assert_int_equal(mos_inject_call(t, SYS_getppid, 0, 0, 0, 0, 0, 0, &res), 0);
+    assert_int_equal(res, getpid());
+    assert_true(mos_inject_rescue_armed(t));
+    assert_int_equal(mos_inject_release(t), 0);
+    /* let go, it restarts its read() at the same stack pointer, writing nothing on its way:
+     * the bytes under it are those it had */
+    wait_in_read(v.pid);
+    assert_int_equal(mos_inject_seize(v.pid, &t), 0);
+    assert_int_equal(mos_inject_regs(t)->rsp - sizeof(before), low);
+    assert_int_equal(mos_inject_read(t, low, now, sizeof(now)), 0);
+    assert_int_equal(mos_inject_release(t), 0);
+    assert_memory_equal(before, now, sizeof(now));
+    victim_ping(&v, 9);
+    victim_finish(&v);
+    rescue_pids[0] = 0;
+    close(gate[0]);
+    close(gate[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +450,9 @@ int main(void)
         cmocka_unit_test(test_signal_during_freeze_stays_pending),
         cmocka_unit_test(test_gone_task),
         cmocka_unit_test(test_dead_during_injection),
+        cmocka_unit_test_teardown(test_tracer_killed_between_calls, rescue_teardown),
+        cmocka_unit_test_teardown(test_tracer_killed_in_a_call, rescue_teardown),
+        cmocka_unit_test_teardown(test_rescue_bytes_put_back, rescue_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

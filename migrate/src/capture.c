@@ -86,6 +86,17 @@ int mos_migrate_check(pid_t pid, const struct mos_dump_opts *opts, char *reason,
     return mos_stay_check(pid, opts, 0, reason, len);
 }
 
+/* No call runs while the pages are read: the bytes under each thread's rescue frame (see
+ * mos/inject.h) are the program's again, so the image has them. */
+static int threads_rest(struct mos_dump *d)
+{
+    int rc = mos_inject_rest(d->t);
+
+    for (size_t i = 0; rc == 0 && i < d->nthreads; i++)
+        rc = mos_inject_rest(d->threads[i]);
+    return rc;
+}
+
 /* Let every frozen thread go (the leader last) and forget them. */
 static void threads_release(struct mos_dump *d)
 {
@@ -311,7 +322,12 @@ static int shell_threads_end(struct mos_dump *d)
 
 int mos_dump_commit_shell(struct mos_dump *d, const char *husk_path)
 {
-    int rc = shell_threads_end(d);
+    /* from here the original is taken apart: if we die now it must not run on half gone (the
+     * rescue frame would resume it as seized, without its threads or descriptors) */
+    int rc = mos_inject_exit_kill(d->t);
+
+    if (rc == 0)
+        rc = shell_threads_end(d);
 
     if (rc == 0)
         rc = shell_exec(d, husk_path);
@@ -1702,6 +1718,8 @@ int mos_dump_write(struct mos_dump *d, struct mos_img_io *io)
         rc = keep_write(d, &w, vmas, nvmas);
     t1 = mos_clock_now_ns();
     d->stats.state_ns = t1 - t0;
+    if (rc == 0)
+        rc = threads_rest(d);
     if (rc == 0)
         rc = pages_write(d, &w, vmas, nvmas);
     if (rc == 0)

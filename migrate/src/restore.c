@@ -2225,11 +2225,8 @@ static int shell_take(struct mos_restore *r)
     r->pid = r->opts.into_pid;
     rc = mos_inject_seize(r->pid, &r->t);
     /* like a husk of our own, it must not run on half-built if we die */
-    if (rc == 0 && ptrace(PTRACE_SETOPTIONS, r->pid, NULL,
-                          (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) < 0) {
-        rc = mos_errno_status();
+    if (rc == 0 && (rc = mos_inject_exit_kill(r->t)) != 0)
         mos_inject_release(r->t);
-    }
     if (rc != 0)
         mos_err("migrate", "cannot restore into pid %d: %s", (int)r->pid, mos_strerror(rc));
     return rc;

@@ -281,9 +281,7 @@ wait $recv; rrc=$?; wait $xp 2>/dev/null
     && ok "xz moved live mid-compression: the same $(stat -c %s $d/live.xz) bytes ($(grep '^live:' $d/send5.log))" \
     || bad "xz live: send rc=$src, receive rc=$rrc $(grep -h error $d/send5.log $d/recv5.log | head -2 | tr '\n' ' ') $(cmp $T/xz/ref.xz $d/live.xz 2>&1)"
 # A live move of zdtm_dirty whose receiver has begun to hear from its sender, both in the
-# background (PORT_OFFSET N: logs recvN.log and sendN.log): dp, recv and send are set. (No
-# case kills the sender: killed in the middle of the tracking freeze's injection, it once left
-# the job to die of SIGBUS; not yet fixed, see migrate/README.md "Live pre-copy".)
+# background (PORT_OFFSET N: logs recvN.log and sendN.log): dp, recv and send are set.
 live_move_begun() {
     (exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
     wait_ready $d/dirty
@@ -301,6 +299,42 @@ wait $send; src=$?; wait $dp; drc=$?; wait $recv 2>/dev/null
 [ $src != 0 ] && [ $drc = 0 ] && grep -q '^PASS' $d/dirty && no_copy \
     && ok "receiver killed during the live rounds: sender fails ($(tail -1 $d/send4.log | cut -c1-70)), the original finishes right" \
     || bad "receiver killed mid-live: send rc=$src, original rc=$drc $(tail -1 $d/dirty)"
+# the sender killed during the live rounds: its userfaultfd closes with it, the original runs
+# on untracked and finishes right; the receiver gives up, leaving no copy
+live_move_begun 5 6
+kill -9 $send
+wait $send 2>/dev/null; wait $recv; rrc=$?; wait $dp; drc=$?
+[ $rrc != 0 ] && [ $drc = 0 ] && grep -q '^PASS' $d/dirty && no_copy \
+    && ok "sender killed during the live rounds: receiver fails ($(tail -1 $d/recv6.log | cut -c1-70)), the original finishes right" \
+    || bad "sender killed mid-live: receive rc=$rrc, original rc=$drc $(tail -1 $d/dirty) $(tail -1 $d/recv6.log)"
+# the sender killed the moment it holds the job (its first freeze: seized, in or between
+# injected calls): the job goes on as it was seized (inject's rescue frame: registers, mask,
+# FPU state) and its output is that of an uninterrupted run; the receiver gives up, no copy.
+# A poller starts the sender and kills it as soon as the job shows a tracer.
+(exec "$B/zdtm_dirty_pie" > $d/dirty 2>&1) & dp=$!; pids+=($dp)
+wait_ready $d/dirty
+"$CK" receive --listen $((port + 6)) --key $d/key > $d/recv7.log 2>&1 & recv=$!
+wait_listen $((port + 6))
+$PY - "$dp" "$CK" send "$dp" 127.0.0.1:$((port + 6)) --key $d/key --live > $d/send7.log 2>&1 <<'EOF'
+import subprocess, sys, time
+job, cmd = sys.argv[1], sys.argv[2:]
+sender = subprocess.Popen(cmd)
+deadline = time.monotonic() + 60
+while sender.poll() is None and time.monotonic() < deadline:
+    with open(f"/proc/{job}/status") as f:
+        if any(l.startswith("TracerPid:") and l.split()[1] != "0" for l in f):
+            sender.kill()
+            sender.wait()
+            print("killed the sender while it held the job")
+            sys.exit(0)
+sender.kill()
+sys.exit(1)
+EOF
+held=$?
+wait $recv; rrc=$?; wait $dp; drc=$?; echo "exit $drc" >> $d/dirty
+[ $held = 0 ] && [ $rrc != 0 ] && cmp -s $d/ref_dirty $d/dirty && no_copy \
+    && ok "sender killed while holding the job: it goes on as seized, identical output; receiver fails ($(tail -1 $d/recv7.log | cut -c1-60))" \
+    || bad "sender killed while holding the job: poller rc=$held, receive rc=$rrc, original rc=$drc $(tail -1 $d/send7.log) $(diff $d/ref_dirty $d/dirty | head -3 | tr '\n' '|')"
 unset ZDTM_MIB ZDTM_STEPS ZDTM_WRITES
 
 # stay reasons: refused with the reason, the process untouched

@@ -8,9 +8,18 @@
  * How a call runs: the registers are set to the call's number and arguments with rip on a
  * `syscall` instruction (0f 05), the task is resumed with PTRACE_SYSCALL to its syscall-entry
  * stop and again to its syscall-exit stop, where rax is the result. Nothing after the
- * instruction ever runs, so a call may even unmap the page it was issued from. While the
- * handle is held every blockable signal is blocked in the task, so no handler can run in the
- * middle of an injection; signals that arrive stay pending and are seen by the capture. */
+ * instruction ever runs while we live, so a call may even unmap the page it was issued from.
+ * From the first call until mos_inject_rest() or release every blockable signal is blocked
+ * in the task, so no handler can run in the middle of an injection; signals that arrive stay
+ * pending and are seen by the capture.
+ *
+ * If we die holding a task, it must go on as it was seized, not run on from an injected
+ * call's registers. For that a task we seized carries, from its first call, a *rescue
+ * frame*: a signal frame below its stack's red zone with its registers, mask and FPU state,
+ * and calls run at a `syscall; ret` of its own code whose return lands on its rt_sigreturn
+ * trampoline (src/rescue.c). Not for a task with PTRACE_O_EXITKILL (it dies with us), nor
+ * where the caller chose the call site, nor where the pieces are missing (no libc trampoline,
+ * a shadow stack, no room): those are held as before. */
 #ifndef MOS_INJECT_H
 #define MOS_INJECT_H
 
@@ -38,7 +47,8 @@ int mos_inject_seize_hooked(pid_t pid, void (*hook)(void *), void *arg, struct m
 int mos_inject_adopt_traceme(pid_t pid, struct mos_inject **out);
 
 /* Choose where injected calls execute: addr must be in an executable mapping. If the bytes
- * there are not a `syscall` instruction, each call patches them and puts them back. */
+ * there are not a `syscall` instruction, each call patches them and puts them back. The
+ * task has no rescue frame from then on. */
 int mos_inject_set_exec_addr(struct mos_inject *t, uint64_t addr);
 
 /* Look for a `syscall` instruction in the task's vDSO and use it (nothing to patch); else use
@@ -93,6 +103,16 @@ void mos_inject_set_sigmask(struct mos_inject *t, uint64_t mask);
  * size, out: bytes. And the same to set. Return 0 or -errno. */
 int mos_inject_get_xstate(struct mos_inject *t, void *buf, size_t *len);
 int mos_inject_set_xstate(struct mos_inject *t, const void *buf, size_t len);
+
+/* Before a time without calls (the capture reading the task's memory, say): put back what
+ * the calls borrowed, the bytes under the rescue frame, the registers and the mask as they
+ * were at the stop. The next call arms again. 0 or -errno. */
+int mos_inject_rest(struct mos_inject *t);
+/* 1 while a rescue frame is in place. */
+int mos_inject_rescue_armed(const struct mos_inject *t);
+/* Kill the task if we die (PTRACE_O_EXITKILL): for a task we are rebuilding, which must not
+ * run half-built. Drops the rescue. 0 or -errno. */
+int mos_inject_exit_kill(struct mos_inject *t);
 
 /* Put back registers and mask and let the task go (PTRACE_DETACH). Frees t. 0 or -errno. */
 int mos_inject_release(struct mos_inject *t);

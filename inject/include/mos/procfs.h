@@ -73,6 +73,10 @@ enum {
  * Returns how many of the keys were found (0..n), or -errno when the file cannot be read. */
 int mos_proc_status_masks(pid_t pid, const char *const keys[], int n, uint64_t *mask);
 
+/* The text after key ("Tgid:", "x86_Thread_features:"...) in /proc/PID/status, leading blanks
+ * and the newline left out, cut to fit val. 1 when found, 0 when not, -errno. */
+int mos_proc_status_text(pid_t pid, const char *key, char *val, size_t len);
+
 /* /proc/PID/limits: soft and hard limit of each of the 16 resources, in RLIMIT_* order
  * (RLIM_INFINITY for "unlimited"). Anyone may read it, where prlimit on another user's
  * process needs CAP_SYS_RESOURCE (which root lacks on some machines). 0, -errno, or
