@@ -83,9 +83,11 @@ _Static_assert(sizeof(struct k_ucontext) == 304, "kernel ucontext is 304 bytes")
 static const uint8_t call_code[] = {0x0f, 0x05, 0xc3};
 static const uint8_t sigreturn_code[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
 
-/* The last process's sites: the threads of one process are seized one after another. */
+/* The last process's sites: the threads of one process are seized one after another. Its
+ * start time goes with the pid, which may name another process by now. */
 static _Thread_local struct {
     pid_t tgid;
+    unsigned long long start;
     struct rescue_sites sites;
 } site_cache;
 
@@ -171,7 +173,10 @@ int rescue_sites_find(pid_t pid, struct rescue_sites *out)
     if (rc <= 0)
         return rc < 0 ? rc : -ENOENT;
     pid_t tgid = (pid_t)atoi(text);
-    if (site_cache.tgid == tgid &&
+    struct mos_proc_stat st;
+    if ((rc = mos_proc_stat_read(tgid, &st)) != 0)
+        return rc;
+    if (site_cache.tgid == tgid && site_cache.start == st.f[MOS_STAT_STARTTIME] &&
         code_at(pid, site_cache.sites.call, call_code, sizeof(call_code)) &&
         code_at(pid, site_cache.sites.sigreturn, sigreturn_code, sizeof(sigreturn_code))) {
         *out = site_cache.sites;
@@ -180,6 +185,7 @@ int rescue_sites_find(pid_t pid, struct rescue_sites *out)
     rc = sites_scan(pid, out);
     if (rc == 0) {
         site_cache.tgid = tgid;
+        site_cache.start = st.f[MOS_STAT_STARTTIME];
         site_cache.sites = *out;
     }
     return rc;

@@ -26,7 +26,24 @@ struct victim {
 };
 
 /* Victim: blocks in read() on a pipe; for every byte it gets it answers with the byte + 1. */
-static struct victim victim_start(void)
+static void echo_loop(int in, int out)
+{
+    unsigned char c;
+
+    for (;;) {
+        ssize_t n = read(in, &c, 1);
+        if (n == 0)
+            _exit(0);
+        if (n < 0)
+            _exit(errno == EINTR ? 3 : 4); /* an interrupted call must not leak out */
+        c++;
+        if (write(out, &c, 1) != 1)
+            _exit(5);
+    }
+}
+
+/* A victim running loop(in, out) over two pipes of ours; its tracer may be a sibling. */
+static struct victim victim_start_with(void (*loop)(int in, int out))
 {
     int a[2], b[2];
     struct victim v;
@@ -36,25 +53,22 @@ static struct victim victim_start(void)
     v.pid = fork();
     assert_true(v.pid >= 0);
     if (v.pid == 0) {
-        unsigned char c;
+        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY); /* a spy is a sibling (Yama) */
         close(a[1]);
         close(b[0]);
-        for (;;) {
-            ssize_t n = read(a[0], &c, 1);
-            if (n == 0)
-                _exit(0);
-            if (n < 0)
-                _exit(errno == EINTR ? 3 : 4); /* an interrupted call must not leak out */
-            c++;
-            if (write(b[1], &c, 1) != 1)
-                _exit(5);
-        }
+        loop(a[0], b[1]);
+        _exit(6);
     }
     close(a[0]);
     close(b[1]);
     v.to_victim = a[1];
     v.from_victim = b[0];
     return v;
+}
+
+static struct victim victim_start(void)
+{
+    return victim_start_with(echo_loop);
 }
 
 static void victim_ping(struct victim *v, unsigned char c)
@@ -250,29 +264,6 @@ static void rescue_victim_loop(int in, int out)
     }
 }
 
-static struct victim rescue_victim_start(int gate_rd)
-{
-    int a[2], b[2];
-    struct victim v;
-
-    assert_int_equal(pipe(a), 0);
-    assert_int_equal(pipe(b), 0);
-    v.pid = fork();
-    assert_true(v.pid >= 0);
-    if (v.pid == 0) {
-        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY); /* the spy is a sibling (Yama) */
-        close(a[1]);
-        close(b[0]);
-        (void)gate_rd;
-        rescue_victim_loop(a[0], b[1]);
-    }
-    close(a[0]);
-    close(b[1]);
-    v.to_victim = a[1];
-    v.from_victim = b[0];
-    return v;
-}
-
 enum spy_mode { SPY_PARKED, SPY_IN_CALL };
 
 /* The spy: seize, one call (which arms the rescue), say whether it is armed, then either wait
@@ -352,7 +343,7 @@ static void rescue_case(enum spy_mode mode)
 
     assert_int_equal(pipe(gate), 0);
     assert_int_equal(pipe(rep), 0);
-    struct victim v = rescue_victim_start(gate[0]);
+    struct victim v = victim_start_with(rescue_victim_loop);
     rescue_pids[0] = v.pid;
     victim_ping(&v, 1);
     pid_t spy = fork();
@@ -401,9 +392,7 @@ static void test_tracer_killed_in_a_call(void **state)
 static void test_rescue_bytes_put_back(void **state)
 {
     (void)state;
-    int gate[2];
-    assert_int_equal(pipe(gate), 0);
-    struct victim v = rescue_victim_start(gate[0]);
+    struct victim v = victim_start_with(rescue_victim_loop);
     struct mos_inject *t;
     rescue_pids[0] = v.pid;
     static uint8_t before[8192], now[8192];
@@ -438,8 +427,6 @@ static void test_rescue_bytes_put_back(void **state)
     victim_ping(&v, 9);
     victim_finish(&v);
     rescue_pids[0] = 0;
-    close(gate[0]);
-    close(gate[1]);
 }
 
 int main(void)
