@@ -24,6 +24,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,18 +79,32 @@ _Static_assert(sizeof(struct k_ucontext) == 304, "kernel ucontext is 304 bytes")
 #define FX_SW_BYTES_OFF 464 /* struct _fpx_sw_bytes in the fxsave area's software bytes */
 #define RED_ZONE 128
 #define XSTATE_MAX 16384
-#define SCAN_MAX (64u << 20) /* bytes of code looked through at most, once per process */
+#define SCAN_MAX (64u << 20) /* bytes of code looked through at most in one search */
 
 static const uint8_t call_code[] = {0x0f, 0x05, 0xc3};
 static const uint8_t sigreturn_code[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
 
-/* The last process's sites: the threads of one process are seized one after another. Its
- * start time goes with the pid, which may name another process by now. */
+/* Where each piece was last found, as a place in a file: every process mapping the same libc
+ * has it at the same file offset, so a daemon scans once per library, not once per process.
+ * Shared by all threads of the injector; a hit is always checked by reading the bytes. */
+struct file_site {
+    uint32_t dev_major, dev_minor;
+    uint64_t inode, offset; /* inode 0: nothing known */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct file_site call, sigreturn;
+} known = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* The last process's sites, so its other threads need no maps read: the threads of one process
+ * are seized one after another. Its start time goes with the pid, which may name another
+ * process by now. */
 static _Thread_local struct {
     pid_t tgid;
     unsigned long long start;
     struct rescue_sites sites;
-} site_cache;
+} last_process;
 
 static int code_at(pid_t pid, uint64_t addr, const uint8_t *code, size_t len)
 {
@@ -100,38 +115,59 @@ static int code_at(pid_t pid, uint64_t addr, const uint8_t *code, size_t len)
            memcmp(buf, code, len) == 0;
 }
 
-static uint64_t find_code(const uint8_t *buf, size_t len, uint64_t base, const uint8_t *code,
-                          size_t clen)
+static int vma_holds(const struct mos_vma *v, const struct file_site *fs)
 {
-    const uint8_t *p = buf, *end = buf + len;
+    return fs->inode != 0 && (v->prot & PROT_EXEC) && v->inode == fs->inode &&
+           v->dev_major == fs->dev_major && v->dev_minor == fs->dev_minor &&
+           fs->offset >= v->offset && fs->offset - v->offset < v->end - v->start;
+}
 
-    while ((size_t)(end - p) >= clen && (p = memchr(p, code[0], (size_t)(end - p) - clen + 1))) {
-        if (memcmp(p, code, clen) == 0)
-            return base + (uint64_t)(p - buf);
-        p++;
+/* The address of a known file site in this process, checked, or 0. */
+static uint64_t known_find(pid_t pid, const struct mos_vma_list *list, const struct file_site *fs,
+                           const uint8_t *code, size_t len)
+{
+    for (size_t i = 0; i < list->count; i++) {
+        const struct mos_vma *v = &list->vmas[i];
+        uint64_t addr = v->start + (fs->offset - v->offset);
+        if (vma_holds(v, fs) && code_at(pid, addr, code, len))
+            return addr;
     }
     return 0;
 }
 
-/* Look through one executable mapping for whatever is still missing. */
-static void scan_vma(pid_t pid, const struct mos_vma *v, struct rescue_sites *s, size_t *budget)
+static void known_note(const struct mos_vma *v, uint64_t addr, struct file_site *fs)
 {
-    const size_t chunk = 1u << 20;
-    uint8_t *buf = malloc(chunk + 16);
+    if (v->inode == 0) /* the vDSO or anonymous code: no file to name it by */
+        return;
+    *fs = (struct file_site){v->dev_major, v->dev_minor, v->inode, v->offset + (addr - v->start)};
+}
 
-    for (uint64_t at = v->start; buf && at < v->end && *budget > 0 && !(s->call && s->sigreturn);
+static uint64_t find_code(const uint8_t *buf, size_t len, uint64_t base, const uint8_t *code,
+                          size_t clen)
+{
+    const uint8_t *p = memmem(buf, len, code, clen);
+
+    return p ? base + (uint64_t)(p - buf) : 0;
+}
+
+/* Look through one executable mapping for whatever is still missing. Small chunks: libc's
+ * pieces sit in its first few hundred KiB, and each chunk is a copy out of the task. */
+static void scan_vma(pid_t pid, const struct mos_vma *v, struct rescue_sites *s, uint8_t *buf,
+                     size_t chunk, size_t *budget)
+{
+    for (uint64_t at = v->start; at < v->end && *budget > 0 && !(s->call && s->sigreturn);
          at += chunk) {
         size_t len = v->end - at < chunk + 16 ? v->end - at : chunk + 16;
         struct iovec local = {buf, len}, remote = {(void *)at, len};
         if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != (ssize_t)len)
             break;
-        if (!s->call)
-            s->call = find_code(buf, len, at, call_code, sizeof(call_code));
-        if (!s->sigreturn)
-            s->sigreturn = find_code(buf, len, at, sigreturn_code, sizeof(sigreturn_code));
+        if (!s->call && (s->call = find_code(buf, len, at, call_code, sizeof(call_code))))
+            known_note(v, s->call, &known.call);
+        if (!s->sigreturn &&
+            (s->sigreturn = find_code(buf, len, at, sigreturn_code, sizeof(sigreturn_code))))
+            known_note(v, s->sigreturn, &known.sigreturn);
         *budget = *budget > len ? *budget - len : 0;
     }
-    free(buf);
 }
 
 static int vma_rank(const struct mos_vma *v)
@@ -143,26 +179,49 @@ static int vma_rank(const struct mos_vma *v)
     return strstr(v->path, "/libc") ? 1 : 2;
 }
 
-static int sites_scan(pid_t pid, struct rescue_sites *s)
+static void sites_scan(pid_t pid, const struct mos_vma_list *list, struct rescue_sites *s)
+{
+    const size_t chunk = 64u << 10;
+    size_t budget = SCAN_MAX;
+    uint8_t *buf = malloc(chunk + 16);
+
+    for (int rank = 0; buf && rank <= 2; rank++)
+        for (size_t i = 0; i < list->count && !(s->call && s->sigreturn); i++)
+            if (vma_rank(&list->vmas[i]) == rank)
+                scan_vma(pid, &list->vmas[i], s, buf, chunk, &budget);
+    free(buf);
+}
+
+/* The sites of a process we already know, checked by reading their bytes again. */
+static int last_process_is(pid_t tgid, unsigned long long start, pid_t pid)
+{
+    return last_process.tgid == tgid && last_process.start == start &&
+           code_at(pid, last_process.sites.call, call_code, sizeof(call_code)) &&
+           code_at(pid, last_process.sites.sigreturn, sigreturn_code, sizeof(sigreturn_code));
+}
+
+static int sites_lookup(pid_t pid, struct rescue_sites *out)
 {
     struct mos_vma_list list;
-    size_t budget = SCAN_MAX;
     int rc = mos_vma_list_read(pid, &list);
 
     if (rc != 0)
         return rc;
-    memset(s, 0, sizeof(*s));
-    for (int rank = 0; rank <= 2; rank++)
-        for (size_t i = 0; i < list.count && !(s->call && s->sigreturn); i++)
-            if (vma_rank(&list.vmas[i]) == rank)
-                scan_vma(pid, &list.vmas[i], s, &budget);
+    pthread_mutex_lock(&known.lock);
+    out->call = known_find(pid, &list, &known.call, call_code, sizeof(call_code));
+    out->sigreturn = known_find(pid, &list, &known.sigreturn, sigreturn_code,
+                                sizeof(sigreturn_code));
+    if (!(out->call && out->sigreturn))
+        sites_scan(pid, &list, out);
+    pthread_mutex_unlock(&known.lock);
     mos_vma_list_free(&list);
-    return s->call && s->sigreturn ? 0 : -ENOENT;
+    return out->call && out->sigreturn ? 0 : -ENOENT;
 }
 
 int rescue_sites_find(pid_t pid, struct rescue_sites *out)
 {
     char text[128];
+    struct mos_proc_stat st;
     int rc = mos_proc_status_text(pid, "x86_Thread_features:", text, sizeof(text));
 
     if (rc < 0)
@@ -173,20 +232,16 @@ int rescue_sites_find(pid_t pid, struct rescue_sites *out)
     if (rc <= 0)
         return rc < 0 ? rc : -ENOENT;
     pid_t tgid = (pid_t)atoi(text);
-    struct mos_proc_stat st;
     if ((rc = mos_proc_stat_read(tgid, &st)) != 0)
         return rc;
-    if (site_cache.tgid == tgid && site_cache.start == st.f[MOS_STAT_STARTTIME] &&
-        code_at(pid, site_cache.sites.call, call_code, sizeof(call_code)) &&
-        code_at(pid, site_cache.sites.sigreturn, sigreturn_code, sizeof(sigreturn_code))) {
-        *out = site_cache.sites;
+    if (last_process_is(tgid, st.f[MOS_STAT_STARTTIME], pid)) {
+        *out = last_process.sites;
         return 0;
     }
-    rc = sites_scan(pid, out);
-    if (rc == 0) {
-        site_cache.tgid = tgid;
-        site_cache.start = st.f[MOS_STAT_STARTTIME];
-        site_cache.sites = *out;
+    if ((rc = sites_lookup(pid, out)) == 0) {
+        last_process.tgid = tgid;
+        last_process.start = st.f[MOS_STAT_STARTTIME];
+        last_process.sites = *out;
     }
     return rc;
 }
