@@ -1923,6 +1923,26 @@ static int thread_clone(struct mos_restore *r, const struct mos_img_thread *it,
     return rc;
 }
 
+/* A new thread has the name of the thread that cloned it (most programs never name theirs):
+ * read from outside, it saves an injected call per thread where it is the image's already. */
+static int comm_is(pid_t pid, pid_t tid, const char comm[16])
+{
+    char path[64], now[32];
+    int fd;
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid, (int)tid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    n = read(fd, now, sizeof(now) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    now[n] = '\0';
+    now[strcspn(now, "\n")] = '\0';
+    return strncmp(now, comm, 16) == 0; /* the image's name need not end in a NUL */
+}
+
 /* The thread's own state, by calls injected into it, and its own signal queue. */
 static int thread_state_set(struct mos_restore *r, struct mos_inject *t,
                             const struct mos_img_thread *it)
@@ -1937,8 +1957,10 @@ static int thread_state_set(struct mos_restore *r, struct mos_inject *t,
         if (rc == 0)
             rc = mos_inject_call(t, SYS_sigaltstack, (long)at, 0, 0, 0, 0, 0, NULL);
     }
-    uint64_t at = rc == 0 ? scratch_put(r, c->comm, sizeof(c->comm), &rc) : 0;
-    if (rc == 0 && c->comm[0])
+    uint64_t at = 0;
+    if (rc == 0 && c->comm[0] && !comm_is(r->pid, mos_inject_pid(t), c->comm))
+        at = scratch_put(r, c->comm, sizeof(c->comm), &rc);
+    if (rc == 0 && at)
         rc = mos_inject_call(t, SYS_prctl, PR_SET_NAME, (long)at, 0, 0, 0, 0, NULL);
     if (rc == 0 && c->robust_list)
         rc = mos_inject_call(t, SYS_set_robust_list, (long)c->robust_list, (long)c->robust_len,
