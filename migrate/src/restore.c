@@ -1091,6 +1091,90 @@ static int vma_advise(struct mos_restore *r, const struct mos_rec_vma *v)
     return rc;
 }
 
+/* mmap flags of a VMA with no file behind it: 0 for the others */
+static long anon_map_flags(const struct mos_rec_vma *v)
+{
+    long flags = MAP_FIXED | MAP_ANONYMOUS;
+
+    switch (v->kind) {
+    case MOS_VMA_ANON_SHARED: /* a new shared object: nothing else maps it (stay.c) */
+        flags |= MAP_SHARED;
+        break;
+    case MOS_VMA_ANON:
+    case MOS_VMA_FILE_COPY:
+        flags |= MAP_PRIVATE;
+        if (v->flags & MOS_VMA_F_GROWSDOWN)
+            flags |= MAP_GROWSDOWN;
+        break;
+    default:
+        return 0;
+    }
+    return v->flags & MOS_VMA_F_NORESERVE ? flags | MAP_NORESERVE : flags;
+}
+
+/* How many VMAs from i on one mmap can make: adjacent private anonymous ones mapped alike, as
+ * a thread's guard page and stack are (the guard is mapped read-write like the stack and
+ * mprotected later) and glibc's thread stacks mostly lie side by side. An injected call less
+ * for each VMA, two or more for each thread. */
+static uint32_t anon_run(const struct mos_img_meta *m, uint32_t i)
+{
+    const struct mos_rec_vma *v = &m->vmas[i].v;
+    long flags = anon_map_flags(v);
+    uint32_t j = i + 1;
+
+    if (!(flags & MAP_PRIVATE) || (flags & MAP_GROWSDOWN))
+        return 1;
+    while (j < m->nvmas && m->vmas[j].v.start == m->vmas[j - 1].v.end &&
+           anon_map_flags(&m->vmas[j].v) == flags &&
+           map_prot(&m->vmas[j].v) == map_prot(v) &&
+           ahead_kind(&m->vmas[j].v) == ahead_kind(v))
+        j++;
+    return j - i;
+}
+
+/* [start, end) of the VMA v (or of a run of alike VMAs starting with it), around the pages
+ * sent ahead, which are in place already. */
+static int range_map(struct mos_restore *r, const struct mos_rec_vma *v, uint64_t end,
+                     long flags, long map_fd)
+{
+    int rc = 0;
+    long res = 0;
+
+    for (uint64_t at = v->start; at < end && rc == 0;) {
+        size_t k = ahead_kind(v) ? ahead_at(r, at) : r->nahead;
+        uint64_t stop = k < r->nahead && r->ahead[k].start < end ? r->ahead[k].start : end;
+        if (stop > at) {
+            rc = rcall(r, "mmap a VMA", SYS_mmap, (long)at, (long)(stop - at), map_prot(v),
+                       flags, map_fd, (long)(v->pgoff + (at - v->start)), &res);
+            if (rc == 0 && (uint64_t)res != at)
+                rc = -EFAULT;
+        }
+        at = k < r->nahead && r->ahead[k].start < end ? r->ahead[k].end : end;
+    }
+    return rc;
+}
+
+/* The file of a file-backed VMA, opened in the husk (kept open for the next VMA of the same
+ * file). 0 or a status. */
+static int vma_file_open(struct mos_restore *r, const struct mos_img_vma *v, long *fd,
+                         const char **fd_path)
+{
+    int rc = 0;
+
+    if (*fd_path && strcmp(*fd_path, v->path) == 0)
+        return 0;
+    if (*fd >= 0)
+        rcall(r, "close", SYS_close, *fd, 0, 0, 0, 0, 0, NULL);
+    *fd = -1;
+    uint64_t at = scratch_put(r, v->path, strlen(v->path) + 1, &rc);
+    if (rc == 0)
+        rc = rcall(r, v->path, SYS_openat, AT_FDCWD, (long)at, O_RDONLY | O_CLOEXEC, 0, 0, 0,
+                   fd);
+    if (rc == 0)
+        *fd_path = v->path;
+    return rc;
+}
+
 static int vmas_map(struct mos_restore *r)
 {
     const struct mos_img_meta *m = &r->m;
@@ -1098,57 +1182,26 @@ static int vmas_map(struct mos_restore *r)
     const char *fd_path = NULL;
     int rc = 0;
 
-    for (uint32_t i = 0; i < m->nvmas && rc == 0; i++) {
+    for (uint32_t i = 0; i < m->nvmas && rc == 0;) {
         const struct mos_img_vma *v = &m->vmas[i];
-        long flags = MAP_FIXED, map_fd = -1, res = 0;
-        switch (v->v.kind) {
-        case MOS_VMA_VDSO:
+        long flags = anon_map_flags(&v->v), map_fd = -1;
+        uint32_t n = 1;
+        if (v->v.kind == MOS_VMA_VDSO) {
+            i++;
             continue;
-        case MOS_VMA_ANON_SHARED: /* a new shared object: nothing else maps it (stay.c) */
-            flags |= MAP_SHARED | MAP_ANONYMOUS;
-            if (v->v.flags & MOS_VMA_F_NORESERVE)
-                flags |= MAP_NORESERVE;
-            break;
-        case MOS_VMA_ANON:
-        case MOS_VMA_FILE_COPY:
-            flags |= MAP_PRIVATE | MAP_ANONYMOUS;
-            if (v->v.flags & MOS_VMA_F_GROWSDOWN)
-                flags |= MAP_GROWSDOWN;
-            if (v->v.flags & MOS_VMA_F_NORESERVE)
-                flags |= MAP_NORESERVE;
-            break;
-        default:
-            flags |= v->v.kind == MOS_VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE;
-            if (!fd_path || strcmp(fd_path, v->path)) {
-                if (fd >= 0)
-                    rcall(r, "close", SYS_close, fd, 0, 0, 0, 0, 0, NULL);
-                fd = -1;
-                uint64_t at = scratch_put(r, v->path, strlen(v->path) + 1, &rc);
-                if (rc == 0)
-                    rc = rcall(r, v->path, SYS_openat, AT_FDCWD, (long)at, O_RDONLY | O_CLOEXEC,
-                               0, 0, 0, &fd);
-                if (rc != 0)
-                    return rc;
-                fd_path = v->path;
-            }
+        }
+        if (flags)
+            n = anon_run(m, i);
+        else {
+            flags = MAP_FIXED | (v->v.kind == MOS_VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE);
+            if ((rc = vma_file_open(r, v, &fd, &fd_path)) != 0)
+                return rc;
             map_fd = fd;
         }
-        /* where pages sent ahead are in place, around them */
-        for (uint64_t at = v->v.start; at < v->v.end && rc == 0;) {
-            size_t k = ahead_kind(&v->v) ? ahead_at(r, at) : r->nahead;
-            uint64_t stop = k < r->nahead && r->ahead[k].start < v->v.end ? r->ahead[k].start
-                                                                           : v->v.end;
-            if (stop > at) {
-                rc = rcall(r, "mmap a VMA", SYS_mmap, (long)at, (long)(stop - at),
-                           map_prot(&v->v), flags, map_fd,
-                           (long)(v->v.pgoff + (at - v->v.start)), &res);
-                if (rc == 0 && (uint64_t)res != at)
-                    rc = -EFAULT;
-            }
-            at = k < r->nahead && r->ahead[k].start < v->v.end ? r->ahead[k].end : v->v.end;
-        }
-        if (rc == 0)
-            rc = vma_advise(r, &v->v);
+        rc = range_map(r, &v->v, m->vmas[i + n - 1].v.end, flags, map_fd);
+        for (uint32_t k = i; k < i + n && rc == 0; k++)
+            rc = vma_advise(r, &m->vmas[k].v);
+        i += n;
     }
     if (fd >= 0)
         rcall(r, "close", SYS_close, fd, 0, 0, 0, 0, 0, NULL);

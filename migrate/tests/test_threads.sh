@@ -4,7 +4,8 @@
 # 8 and 64 workers (mutex, condvar, barrier, rwlock; a thread in futex_wait, one in nanosleep,
 # one inside a signal handler on its alt stack; per-thread TLS, masks and names; pthread_kill
 # and joins after the restore), static too; 20 cycles of one process; zstd -T4 compressing;
-# python3 threads; scheduling policy, nice value and affinity per thread. Needs ptrace over its own children (Yama ptrace_scope <= 1 or root).
+# python3 threads; scheduling policy, nice value and affinity per thread; thread stacks' guard
+# pages inaccessible again. Needs ptrace over its own children (Yama ptrace_scope <= 1 or root).
 set -u
 B=$MOS_BIN
 CK=$B/mosckpt
@@ -72,12 +73,32 @@ if "$CK" dump $pid $d/img > $d/dump.log 2>&1; then
     for _ in $(seq 1 500); do [ -e /proc/$pid ] || break; sleep 0.01; done
     copy=$("$CK" restore $d/img --detach 2> $d/restore.log); pids+=($copy)
     sched_of $copy > $d/after
+    cp /proc/$copy/maps $d/maps 2>/dev/null
     for _ in $(seq 1 3000); do kill -0 $copy 2>/dev/null || break; sleep 0.01; done
     if [ "$(wc -l < $d/before)" = 3 ] && grep -q 'policy=3 nice=5' $d/before && cmp -s $d/before $d/after &&
        grep -q '^PASS' $d/out; then
         ok "scheduling kept per thread: $(head -1 $d/after)"
     else bad "scheduling: $(diff $d/before $d/after | tr '\n' '|') $(tail -1 $d/out)"; fi
 else bad "scheduling: dump failed: $(tail -1 $d/dump.log)"; fi
+# the threads' guard pages are inaccessible again (a restore maps a guard and its stack, and
+# the stacks beside it, in one go, and mprotects the guards back)
+if "$CK" info $d/img --json > $d/info.json 2>&1 && [ -s $d/maps ] &&
+   guards=$($PY - $d/info.json $d/maps <<'PYEOF'
+import json, sys
+vmas = json.load(open(sys.argv[1]))["vmas"]
+maps = {}
+for line in open(sys.argv[2]):
+    r, perms = line.split()[:2]
+    a, b = (int(x, 16) for x in r.split("-"))
+    maps[(a, b)] = perms
+guards = [(v["start"], v["end"]) for v in vmas
+          if v["kind"] == "anon" and v["prot"] == "---" and v["end"] - v["start"] == 4096]
+bad = [g for g in guards if maps.get(g) != "---p"]
+print(len(guards) if guards and not bad else "wrong: %d guards, %s" % (len(guards), bad[:2]))
+PYEOF
+) && [ "$guards" -ge 3 ] 2>/dev/null; then
+    ok "$guards guard pages of thread stacks inaccessible after the restore, where they were"
+else bad "guard pages: ${guards:-no image info or maps}"; fi
 
 # --- 20 dump/restore cycles of one 8-thread process (long enough for 20 cycles when loaded)
 d=$T/cycles; mkdir -p $d
