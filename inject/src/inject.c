@@ -143,6 +143,20 @@ static int regs_park(struct mos_inject *t)
     return ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0 ? mos_errno_status() : 0;
 }
 
+/* Where the task waits after a call. At a clean exit stop an armed task waits already: its next
+ * instruction is the call site's `ret` onto the frame's trampoline, which is where regs_park
+ * would put it. A task with EXITKILL dies with us. Neither needs its registers set then (a
+ * ptrace call less per call); after an error, or a call the kernel could restart (an
+ * -ERESTART* result, which would move rip back onto the `syscall`), every task is parked. */
+static int call_park(struct mos_inject *t, int rc, long res)
+{
+    int restartable = res <= -512 && res >= -516;
+
+    if (rc == 0 && !restartable && (t->frame.addr || (t->options & PTRACE_O_EXITKILL)))
+        return 0;
+    return regs_park(t);
+}
+
 /* Arm the rescue if this task can have one; a task that cannot is held as before (a husk of
  * ours dies with us anyway: PTRACE_O_EXITKILL). */
 static void rescue_arm(struct mos_inject *t)
@@ -448,8 +462,7 @@ int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *
         rc = mos_errno_status();
     if (rc == 0)
         *result = (long)r.rax;
-    /* Park the task again after every call, also on error. */
-    if (rc != -ESRCH && (rc2 = regs_park(t)) != 0 && rc == 0)
+    if (rc != -ESRCH && (rc2 = call_park(t, rc, (long)r.rax)) != 0 && rc == 0)
         rc = rc2;
 out_unpatch:
     if (patch && rc != -ESRCH) {
@@ -531,7 +544,7 @@ int mos_inject_clone_thread(struct mos_inject *t, uint64_t args, size_t size, lo
         *result = (long)r.rax;
     if (rc == 0 && tid > 0)
         rc = clone_child_take(t, tid, child);
-    if (rc != -ESRCH && (rc2 = regs_park(t)) != 0 && rc == 0)
+    if (rc != -ESRCH && (rc2 = call_park(t, rc, (long)r.rax)) != 0 && rc == 0)
         rc = rc2;
 out:
     if (rc != -ESRCH)

@@ -40,26 +40,33 @@ int mos_proc_status_masks(pid_t pid, const char *const keys[], int n, uint64_t *
     return found;
 }
 
-int mos_proc_status_text(pid_t pid, const char *key, char *val, size_t len)
+int mos_proc_status_texts(pid_t pid, const char *const keys[], char *const vals[], int n,
+                          size_t len)
 {
     char line[512];
-    size_t klen = strlen(key);
     int found = 0;
     FILE *f = status_open(pid);
 
     if (!f)
         return -errno;
-    while (!found && fgets(line, sizeof(line), f)) {
-        if (strncmp(line, key, klen) != 0)
-            continue;
-        const char *v = line + klen;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        snprintf(val, len, "%.*s", (int)strcspn(v, "\n"), v);
-        found = 1;
-    }
+    while (found < n && fgets(line, sizeof(line), f))
+        for (int k = 0; k < n; k++) {
+            size_t klen = strlen(keys[k]);
+            if (strncmp(line, keys[k], klen) != 0)
+                continue;
+            const char *v = line + klen;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            snprintf(vals[k], len, "%.*s", (int)strcspn(v, "\n"), v);
+            found++;
+        }
     fclose(f);
     return found;
+}
+
+int mos_proc_status_text(pid_t pid, const char *key, char *val, size_t len)
+{
+    return mos_proc_status_texts(pid, &key, &val, 1, len);
 }
 
 int mos_proc_stat_parse(const char *text, struct mos_proc_stat *st)

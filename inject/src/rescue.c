@@ -220,18 +220,19 @@ static int sites_lookup(pid_t pid, struct rescue_sites *out)
 
 int rescue_sites_find(pid_t pid, struct rescue_sites *out)
 {
-    char text[128];
+    char features[64] = "", tgid_text[64] = "";
+    const char *const keys[] = {"x86_Thread_features:", "Tgid:"};
+    char *const vals[] = {features, tgid_text};
     struct mos_proc_stat st;
-    int rc = mos_proc_status_text(pid, "x86_Thread_features:", text, sizeof(text));
+    int rc = mos_proc_status_texts(pid, keys, vals, 2, sizeof(tgid_text));
 
     if (rc < 0)
         return rc;
-    if (rc == 1 && strstr(text, "shstk"))
+    if (strstr(features, "shstk"))
         return -EOPNOTSUPP;
-    rc = mos_proc_status_text(pid, "Tgid:", text, sizeof(text));
-    if (rc <= 0)
-        return rc < 0 ? rc : -ENOENT;
-    pid_t tgid = (pid_t)atoi(text);
+    pid_t tgid = (pid_t)atoi(tgid_text);
+    if (tgid <= 0)
+        return -ENOENT;
     if ((rc = mos_proc_stat_read(tgid, &st)) != 0)
         return rc;
     if (last_process_is(tgid, st.f[MOS_STAT_STARTTIME], pid)) {

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -110,12 +111,31 @@ static void test_read_self_finds_mapping(void **state)
     assert_true(mos_vma_list_read(999999999, &list) < 0);
 }
 
+static void test_status_texts(void **state)
+{
+    const char *const keys[] = {"Tgid:", "NoSuchKey:", "Name:"};
+    char tgid[32] = "", none[32] = "kept", name[32] = "";
+    char *const vals[] = {tgid, none, name};
+    char want[32];
+
+    (void)state;
+    assert_int_equal(mos_proc_status_texts(getpid(), keys, vals, 3, sizeof(tgid)), 2);
+    snprintf(want, sizeof(want), "%d", (int)getpid());
+    assert_string_equal(tgid, want);
+    assert_string_equal(none, "kept"); /* not found: left as it was */
+    assert_string_equal(name, "test_vma_list");
+    assert_int_equal(mos_proc_status_text(getpid(), "Tgid:", name, 3), 1);
+    assert_int_equal(strlen(name), 2); /* cut to fit */
+    assert_true(mos_proc_status_texts(999999999, keys, vals, 3, sizeof(tgid)) < 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_line),
         cmocka_unit_test(test_read_self_finds_mapping),
         cmocka_unit_test(test_rlimits_read),
+        cmocka_unit_test(test_status_texts),
     };
     return cmocka_run_group_tests_name("vma_list", tests, NULL, NULL);
 }

@@ -76,6 +76,10 @@ int mos_proc_status_masks(pid_t pid, const char *const keys[], int n, uint64_t *
 /* The text after key ("Tgid:", "x86_Thread_features:"...) in /proc/PID/status, leading blanks
  * and the newline left out, cut to fit val. 1 when found, 0 when not, -errno. */
 int mos_proc_status_text(pid_t pid, const char *key, char *val, size_t len);
+/* The same for n keys in one read; a key not found leaves its val as it was. Returns how many
+ * were found, or -errno. */
+int mos_proc_status_texts(pid_t pid, const char *const keys[], char *const vals[], int n,
+                          size_t len);
 
 /* /proc/PID/limits: soft and hard limit of each of the 16 resources, in RLIMIT_* order
  * (RLIM_INFINITY for "unlimited"). Anyone may read it, where prlimit on another user's
