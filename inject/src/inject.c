@@ -120,8 +120,10 @@ static int inject_take(struct mos_inject *t, int have_mask)
 static int mask_block(struct mos_inject *t)
 {
     uint64_t all = ~0ull;
+    const uint64_t unblockable = (1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1));
 
-    if (t->mask_blocked)
+    /* a thread we made blocks everything already (its cloner did): nothing to set or put back */
+    if (t->mask_blocked || (t->stop_mask | unblockable) == all)
         return 0;
     if (ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(uint64_t), &all) < 0)
         return mos_errno_status();
