@@ -231,6 +231,17 @@ void mos_dump_commit(struct mos_dump *d)
     free(d);
 }
 
+int mos_dump_die_with_us(struct mos_dump *d)
+{
+    int rc = mos_inject_exit_kill(d->t);
+
+    /* every thread: the kernel detaches a dead tracer's tracees one by one, and one let go
+     * before any SIGKILL could run a call of its own */
+    for (size_t i = 0; rc == 0 && i < d->nthreads; i++)
+        rc = mos_inject_exit_kill(d->threads[i]);
+    return rc;
+}
+
 /* Whether the process may exec its own program again as its shell: not set-id and without
  * file capabilities (that exec runs under our ptrace, as root, and must gain nothing). */
 static int own_exe_plain(pid_t pid)

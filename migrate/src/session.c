@@ -161,10 +161,19 @@ static int send_held(pid_t pid, const struct mos_dump_opts *opts, struct mos_img
     }
     /* The target holds a complete stopped copy: it may run; the original stays frozen until
      * the target says the copy runs. A receiver that dies before DONE takes its copy along
-     * (the restorer traces it with PTRACE_O_EXITKILL), so the original resumes: one copy
-     * runs, whichever side dies. */
+     * (the restorer traces it with PTRACE_O_EXITKILL), so the original resumes. Once COMMIT
+     * is sent the copy may run: our death must then take the original along, or the rescue
+     * frame would let it go on beside the copy (a deputy, where there is one, decides
+     * instead). One copy runs, whichever side dies; the sender's death between this and the
+     * write of COMMIT leaves none. */
+    if (rc == 0 && !hooks->deputy_decides && (rc = mos_dump_die_with_us(d)) != 0)
+        mos_err("migrate", "cannot tie pid %d to us for the commit (%s)", (int)pid,
+                mos_strerror(rc));
     if (rc == 0) {
         rc = byte_write(io, MSG_COMMIT);
+        /* for a test to kill us in the commit window */
+        if (rc == 0 && getenv("MOS_TEST_STOP_AFTER_COMMIT"))
+            raise(SIGSTOP);
         if (rc == 0)
             rc = byte_read(io, &c);
         if (rc == 0 && c != MSG_DONE)
@@ -225,8 +234,8 @@ int mos_migrate_receive(struct mos_img_io *io, const struct mos_restore_opts *op
     /* The copy runs: now the sender may retire the original. A failed start sends nothing,
      * and the sender resumes the original when the link closes. A sender that cannot hear
      * DONE any more resumes its original and says so to the job's deputy, which drops this
-     * copy's link home; a sender that died took its original along (EXITKILL): either way the
-     * copy stays as it is here. */
+     * copy's link home; a sender that died took its original along (mos_dump_die_with_us),
+     * or its deputy drops this copy's link: either way the copy stays as it is here. */
     if (rc == 0) {
         int wrc = byte_write(io, MSG_DONE);
         if (wrc != 0)

@@ -252,6 +252,26 @@ wait_listen $((port + 1))
 wait $recv; echo "exit $?" >> $d/sig
 [ $src = 0 ] && cmp -s $d/ref_sig $d/sig && ok "send/receive over TCP: identical output" \
     || bad "send/receive: rc=$src $(tail -1 $d/send2.log) $(diff $d/ref_sig $d/sig | head -3 | tr '\n' '|')"
+# the sender killed in the commit window: it has sent COMMIT (it stops itself there:
+# MOS_TEST_STOP_AFTER_COMMIT) and has not heard DONE. The copy may run by then, so the
+# original must die with its sender (without that, the rescue frame let it go on beside the
+# copy: two copies writing one output). One copy, the output of an uninterrupted run.
+(ZDTM_STEPS=30 exec "$B/zdtm_signals_pie" > $d/sig8 2>&1) & sp=$!; pids+=($sp)
+wait_ready $d/sig8
+"$CK" receive --listen $((port + 7)) --key $d/key > $d/recv8.log 2>&1 & recv=$!
+wait_listen $((port + 7))
+(MOS_TEST_STOP_AFTER_COMMIT=1 exec "$CK" send $sp 127.0.0.1:$((port + 7)) --key $d/key > $d/send8.log 2>&1) & send=$!
+stopped=1
+for _ in $(seq 1 3000); do
+    [ "$(awk '/^State:/ {print $2}' /proc/$send/status 2>/dev/null)" = T ] && stopped=0 && break
+    sleep 0.01
+done
+kill -9 $send; wait $send 2>/dev/null
+wait $recv; echo "exit $?" >> $d/sig8
+wait $sp; orc=$?
+[ $stopped = 0 ] && [ $orc = 137 ] && cmp -s $d/ref_sig $d/sig8 \
+    && ok "sender killed after COMMIT: the original died with it, the copy ran on: identical output" \
+    || bad "sender killed after COMMIT: stopped=$stopped, original rc=$orc (137: killed) $(tail -1 $d/send8.log) $(diff $d/ref_sig $d/sig8 | head -3 | tr '\n' '|')"
 
 # live: zdtm_dirty (page writes, MADV_DONTNEED, regions swapped by mremap every step) sent
 # with --live while it writes, three times: identical output, and pages were kept

@@ -290,7 +290,8 @@ int mosd_stream_guest(const struct mosd *d, int target, const struct mosd_guest_
                                   .live = how->live && !how->guest};
     struct mos_send_hooks hooks = {.before_freeze = how_before_freeze,
                                    .before_commit = how_before_commit, .retire = how_retire,
-                                   .on_abort = how_abort, .arg = how};
+                                   .on_abort = how_abort,
+                                   .deputy_decides = how->shell, .arg = how};
     struct mos_img_io *io = NULL;
     mos_tp_conn_t *conn = NULL;
     int rc;

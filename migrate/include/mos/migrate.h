@@ -122,6 +122,10 @@ int mos_dump_write(struct mos_dump *d, struct mos_img_io *io);
 const struct mos_dump_stats *mos_dump_stats(const struct mos_dump *d);
 /* The image is safe elsewhere: kill the original. Frees d. */
 void mos_dump_commit(struct mos_dump *d);
+/* From now on the frozen original dies if we die (PTRACE_O_EXITKILL on every thread) instead
+ * of going on as it was seized: said right before a COMMIT, after which a copy may run
+ * elsewhere. mos_dump_abort still resumes it. 0 or -errno. */
+int mos_dump_die_with_us(struct mos_dump *d);
 /* The image is safe elsewhere, and the original stays as a shell: its descriptors closed, its
  * memory replaced by a fresh exec of its own program (or of husk_path where that is set-id or
  * has capabilities), parked in pause() before the program's first instruction with every
@@ -211,7 +215,9 @@ int mos_migrate_checkpoint(pid_t pid, const char *path, const struct mos_dump_op
  * receiver's caller needed before it may run is in place); it answers COMMIT, the receiver
  * lets the copy run and answers DONE, and only then is the original retired. Without READY or
  * DONE the original resumes where it was; without COMMIT the receiver kills the copy. The
- * original stays frozen while the copy starts, so at no moment do two copies run. */
+ * original stays frozen while the copy starts, so at no moment do two copies run. A sender
+ * that dies once it has sent COMMIT takes the original along (mos_dump_die_with_us), unless
+ * a deputy decides (below). */
 struct mos_send_hooks {
     /* Right before the freeze that captures it (after a live move's rounds). */
     void (*before_freeze)(void *arg);
@@ -222,6 +228,10 @@ struct mos_send_hooks {
     void (*retire)(struct mos_dump *d, void *arg);
     /* A failure before DONE: the original runs again where it was. */
     void (*on_abort)(void *arg);
+    /* 1: if we die after COMMIT the original goes on as seized, and the job's deputy, which
+     * then loses us, drops the copy's link home (its node kills a guest without one): a job
+     * leaving home. 0: the original dies with us from COMMIT on. */
+    int deputy_decides;
     void *arg;
 };
 struct mos_receive_hooks {
