@@ -23,6 +23,16 @@ struct gossip_peer {
     uint32_t probe_steps;           /* ...and after this many of our own steps */
     uint8_t suspect, dead;
     uint8_t probing;                /* a suspect whose probe runs (others wait their turn) */
+    /* Dead on another node's word (a death notice): news revives it only if it left the node
+     * after this time (ms), when the notice's sender was already probing it in vain. */
+    uint8_t dead_by_notice;
+    uint32_t dead_mark_ms;
+};
+
+/* A death we found by our own probes, being told to the others, one node per datagram. */
+struct gossip_notice {
+    uint32_t dead; /* its slot */
+    uint32_t next; /* the next slot to tell */
 };
 
 /* A probe datagram waiting to be sent (udp.c drains them after every step and read). */
@@ -44,6 +54,8 @@ struct gossip_relay {
  * probing them all would add to the load that made it slow. The rest wait, still suspect. */
 #define GOSSIP_PROBING_MAX 4
 #define GOSSIP_RELAYS 16
+/* Deaths told at once; a node that finds more at once is more likely cut off itself. */
+#define GOSSIP_NOTICES 4
 
 struct mos_gossip {
     const struct mos_config *cfg;
@@ -51,6 +63,7 @@ struct mos_gossip {
     uint32_t self, n, interval_ms, window;
     uint32_t dead_steps; /* suspect past this age, in steps */
     uint32_t probe_ms;   /* a suspect that answers no probe within this is presumed dead */
+    uint32_t dead_after_ms; /* the limit now, in ms (it follows our pace) */
     uint32_t n_suspect, n_probing;
     uint32_t last_step_ms;  /* when the last step ran, and the mean period between steps: */
     double step_period_ms;  /* a node starved of CPU scales the limit by how late it runs */
@@ -72,6 +85,8 @@ struct mos_gossip {
     struct gossip_probe_out out[GOSSIP_PROBE_QUEUE];
     uint32_t out_head, out_n;
     struct gossip_relay relays[GOSSIP_RELAYS];
+    struct gossip_notice notices[GOSSIP_NOTICES];
+    uint32_t n_notices;
     /* UDP */
     int fd, family;
     uint32_t next_step_ms;

@@ -29,6 +29,9 @@
 #define MOS_GOSSIP_TYPE_PING 2     /* "answer me": to the suspect, from the suspecter or a relay */
 #define MOS_GOSSIP_TYPE_PING_REQ 3 /* "ping the target for me": to a relay */
 #define MOS_GOSSIP_TYPE_ACK 4      /* "the target answered": to the pinger, then to the requester */
+/* "The target is dead": from a node whose probes of it all went unanswered, straight to every
+ * node it believes alive (requester = sender; the entry is the target's as the sender knew it). */
+#define MOS_GOSSIP_TYPE_DEAD 5
 #define MOS_GOSSIP_PROBE_BYTES 64
 #define MOS_GOSSIP_HEADER_BYTES 32
 #define MOS_GOSSIP_ENTRY_BYTES 64
@@ -50,7 +53,7 @@ struct mos_gossip_wire_entry {
 };
 
 /* A probe datagram's block (after its one entry). The entry is the sender's own (age 0) in a
- * ping or ping-req, the target's (its age as the sender knows it) in an ack. */
+ * ping or ping-req, the target's (its age as the sender knows it) in an ack or a death notice. */
 struct mos_gossip_wire_probe {
     uint8_t sender[16];    /* who sends this datagram: the identity for the replay check */
     uint8_t target[16];    /* the suspect */
@@ -81,7 +84,7 @@ int mos_gossip_wire_encode(const mos_key_t *key, const struct mos_gossip_wire_he
 #define MOS_GOSSIP_PROBE_DATAGRAM                                                              \
     (MOS_GOSSIP_HEADER_BYTES + MOS_GOSSIP_ENTRY_BYTES + MOS_GOSSIP_PROBE_BYTES + MOS_MAC_BYTES)
 
-/* Write a probe datagram of type (PING, PING_REQ or ACK) into buf. Returns its length, or
+/* Write a probe datagram of type (PING, PING_REQ, ACK or DEAD) into buf. Returns its length, or
  * -EINVAL / -ENOSPC. */
 int mos_gossip_wire_encode_probe(const mos_key_t *key, uint16_t type,
                                  const struct mos_gossip_wire_header *header,

@@ -194,6 +194,7 @@ int mos_gossip_create(const struct mos_gossip_params *p, struct mos_gossip **out
         rc = -EINVAL;
         goto fail;
     }
+    g->dead_after_ms = cp.dead_after;
     rc = mos_gossip_core_create(&cp, mos_gossip_now_ms(), &g->core);
     if (rc != 0)
         goto fail;
@@ -248,7 +249,8 @@ static void limit_follow_pace(struct mos_gossip *g, uint32_t now_ms)
     g->last_step_ms = now_ms;
     scale = g->step_period_ms / g->interval_ms;
     scale = scale < 1 ? 1 : scale > 4 ? 4 : scale;
-    mos_gossip_core_set_dead_after(g->core, (uint32_t)(scale * g->dead_steps * g->interval_ms));
+    g->dead_after_ms = (uint32_t)(scale * g->dead_steps * g->interval_ms);
+    mos_gossip_core_set_dead_after(g->core, g->dead_after_ms);
 }
 
 struct expire_ctx {
@@ -356,7 +358,7 @@ static void peer_alive_again(struct mos_gossip *g, uint32_t slot)
     if (p->suspect)
         g->n_suspect--;
     gossip_probe_end(g, p);
-    p->suspect = p->dead = 0; /* the probe's nonce stays until its ack or the next probe */
+    p->suspect = p->dead = p->dead_by_notice = 0; /* the probe's nonce stays until its ack or the next probe */
 }
 
 /* Take the payload of the entries the core accepted as news. */
@@ -375,6 +377,10 @@ static void input_apply(struct mos_gossip *g, uint32_t now_ms, size_t n)
         if (leaving && !was_left) {
             g->stats.left++;
             mos_info("gossip", "node %s leaves", g->cfg->nodes[slot].name);
+        } else if (p->dead_by_notice && !leaving) {
+            /* news it sent before the notice's sender gave up on it is no sign of life */
+            if ((int32_t)(now_ms - g->entries[i].age_ms - p->dead_mark_ms) > 0)
+                peer_alive_again(g, slot);
         } else if (g->results[i] == MOS_GOSSIP_MERGE_RETURNED && !leaving) {
             peer_alive_again(g, slot);
         } else if (!leaving && !p->suspect && !p->dead &&
@@ -450,10 +456,10 @@ void mos_gossip_node_get(const struct mos_gossip *g, uint32_t now_ms, size_t i,
         out->state = MOS_GOSSIP_UNKNOWN;
     else if (i != g->self && (p->info.flags & MOS_GOSSIP_F_LEAVING))
         out->state = MOS_GOSSIP_LEFT;
+    else if (p->dead) /* by our probes, or by a notice before our own limit */
+        out->state = MOS_GOSSIP_DEAD;
     else if (mos_gossip_core_alive(g->core, now_ms, (uint32_t)i))
         out->state = MOS_GOSSIP_ALIVE;
-    else if (p->dead)
-        out->state = MOS_GOSSIP_DEAD;
     else /* suspect, or past the limit since our last step: not dead before the probes tell */
         out->state = MOS_GOSSIP_SUSPECT;
 }

@@ -7,6 +7,14 @@
  * enters our window and spreads; the age is the incarnation, so nothing older can undo it.
  * Only a suspect that answers no probe before the deadline is presumed dead.
  *
+ * That death is then told straight to every node we believe alive (a death notice), since
+ * each would otherwise wait for its own entry of the node to pass the limit and probe it in
+ * turn: the last to know would be the one whose news was freshest. A node takes the word of
+ * another only for a node it has had no news of for half the limit itself (a live node's
+ * entry is that old rarely, and then the notice's sender must also have found every path to
+ * it dead), and news revives it only if it left the node after the notice's sender had begun
+ * to probe it in vain.
+ *
  * Probes are datagrams of the gossip socket, authenticated and replay-checked as gossip is;
  * an ack echoes the requester's random nonce and answers one probe once. */
 #include "gossip_priv.h"
@@ -51,7 +59,8 @@ static void ask_relays(struct mos_gossip *g, uint32_t suspect, uint32_t now_ms, 
         int dup = 0;
         for (uint32_t i = 0; i < n; i++)
             dup |= chosen[i] == s;
-        if (dup || s == g->self || s == suspect || !mos_gossip_core_alive(g->core, now_ms, s))
+        if (dup || s == g->self || s == suspect || g->peers[s].dead ||
+            !mos_gossip_core_alive(g->core, now_ms, s))
             continue;
         chosen[n++] = s;
         probe_queue(g, MOS_GOSSIP_TYPE_PING_REQ, s, suspect, g->self, nonce);
@@ -93,6 +102,67 @@ void gossip_suspect(struct mos_gossip *g, uint32_t slot, uint32_t now_ms)
         probe_start(g, slot, now_ms);
 }
 
+/* Tell the others (mos_gossip_next_probe sends one datagram per node). */
+static void notice_start(struct mos_gossip *g, uint32_t dead)
+{
+    if (g->n_notices == GOSSIP_NOTICES) {
+        g->stats.probes_dropped++;
+        return;
+    }
+    g->notices[g->n_notices++] = (struct gossip_notice){.dead = dead, .next = 0};
+}
+
+/* The next node to tell of a death: 1 with *o set, 0 when none is left. A node that came
+ * back meanwhile is no longer told of. */
+static int notice_next(struct mos_gossip *g, uint32_t now_ms, struct gossip_probe_out *o)
+{
+    while (g->n_notices > 0) {
+        struct gossip_notice *nt = &g->notices[0];
+        while (g->peers[nt->dead].dead && nt->next < g->n) {
+            uint32_t s = nt->next++;
+            if (s == g->self || s == nt->dead || g->peers[s].dead ||
+                !mos_gossip_core_alive(g->core, now_ms, s))
+                continue;
+            *o = (struct gossip_probe_out){.type = MOS_GOSSIP_TYPE_DEAD, .to = s,
+                                           .target = nt->dead, .requester = g->self};
+            g->stats.notices_sent++;
+            return 1;
+        }
+        g->n_notices--;
+        memmove(&g->notices[0], &g->notices[1], g->n_notices * sizeof(*nt));
+    }
+    return 0;
+}
+
+/* A notice from `from` that x is dead: taken only if we have had no news of x for half the
+ * limit ourselves. */
+static void notice_received(struct mos_gossip *g, uint32_t x, uint32_t from, uint32_t now_ms)
+{
+    struct gossip_peer *p = &g->peers[x];
+    uint32_t age = mos_gossip_core_age(g->core, now_ms, x);
+
+    if (x == g->self || p->dead || (p->info.flags & MOS_GOSSIP_F_LEAVING))
+        return; /* about us: our own gossip tells it otherwise */
+    if (age == MOS_GOSSIP_AGE_UNKNOWN || age < g->dead_after_ms / 2) {
+        g->stats.notices_ignored++;
+        mos_dbg("gossip", "node %s says node %s is dead; news of it here is %u ms old: ignored",
+                g->cfg->nodes[from].name, g->cfg->nodes[x].name, age);
+        return;
+    }
+    if (p->suspect)
+        g->n_suspect--;
+    gossip_probe_end(g, p);
+    p->suspect = 0;
+    p->probe_nonce = 0;
+    p->dead = 1;
+    p->dead_by_notice = 1;
+    p->dead_mark_ms = now_ms - g->probe_ms;
+    g->stats.presumed_dead++;
+    g->stats.notices_taken++;
+    mos_info("gossip", "node %s presumed dead (node %s found it so; no news here for %u ms)",
+             g->cfg->nodes[x].name, g->cfg->nodes[from].name, age);
+}
+
 /* Suspects past the deadline are presumed dead; the others get another direct ping, so that
  * one lost datagram does not kill them. The deadline is in time and in our own steps: a node
  * starved of CPU (its steps late) gives the answers it could not read yet more time, rather
@@ -119,6 +189,7 @@ void gossip_suspects_step(struct mos_gossip *g, uint32_t now_ms)
             g->stats.presumed_dead++;
             mos_info("gossip", "node %s presumed dead (no news for %u steps, no answer to "
                      "probes within %u ms)", g->cfg->nodes[s].name, g->dead_steps, g->probe_ms);
+            notice_start(g, s);
             continue;
         }
         probe_queue(g, MOS_GOSSIP_TYPE_PING, s, s, g->self, p->probe_nonce);
@@ -185,16 +256,24 @@ int gossip_probe_input(struct mos_gossip *g, uint32_t now_ms,
     if (sender == MOS_GOSSIP_NO_SLOT || target == MOS_GOSSIP_NO_SLOT ||
         requester == MOS_GOSSIP_NO_SLOT || sender == g->self)
         return gossip_drop(g, MOS_GOSSIP_DROP_UNKNOWN, why);
-    /* Who asks for a probe is who sends the ping or ping-req; a ping names us as its target. */
-    if ((h->type == MOS_GOSSIP_TYPE_PING_REQ && requester != sender) ||
+    /* Who asks for a probe is who sends the ping or ping-req; a ping names us as its target;
+     * a death notice comes from the node that found the death, about another. */
+    if (((h->type == MOS_GOSSIP_TYPE_PING_REQ || h->type == MOS_GOSSIP_TYPE_DEAD) &&
+         requester != sender) ||
+        (h->type == MOS_GOSSIP_TYPE_DEAD && target == sender) ||
         (h->type == MOS_GOSSIP_TYPE_PING && target != g->self) ||
         (h->type != MOS_GOSSIP_TYPE_ACK && requester == g->self) ||
         (h->type == MOS_GOSSIP_TYPE_ACK && target == g->self))
         return gossip_drop(g, MOS_GOSSIP_DROP_FORMAT, why);
     if (gossip_replay_check(g, sender, h) != 0)
         return gossip_drop(g, MOS_GOSSIP_DROP_REPLAY, why);
-    gossip_merge(g, now_ms, 1);
     g->stats.accepted++;
+    if (h->type == MOS_GOSSIP_TYPE_DEAD) {
+        /* its entry is the dead node's as the sender last knew it: no news of anyone alive */
+        notice_received(g, target, sender, now_ms);
+        return 0;
+    }
+    gossip_merge(g, now_ms, 1);
     switch (h->type) {
     case MOS_GOSSIP_TYPE_PING:
         probe_queue(g, MOS_GOSSIP_TYPE_ACK, sender, g->self, requester, probe->nonce);
@@ -214,12 +293,14 @@ int gossip_probe_input(struct mos_gossip *g, uint32_t now_ms,
     return 0;
 }
 
-/* The entry a probe datagram carries: the sender's own, or in an ack the target's as we know
- * it (our own at age 0 when we are the target). */
+/* The entry a probe datagram carries: the sender's own, or in an ack or a death notice the
+ * target's as we know it (our own at age 0 when we are the target). */
 static void probe_entry(struct mos_gossip *g, const struct gossip_probe_out *o, uint32_t now_ms,
                         struct mos_gossip_wire_entry *e)
 {
-    uint32_t whose = o->type == MOS_GOSSIP_TYPE_ACK ? o->target : g->self;
+    uint32_t whose = o->type == MOS_GOSSIP_TYPE_ACK || o->type == MOS_GOSSIP_TYPE_DEAD
+                         ? o->target
+                         : g->self;
     uint32_t age = whose == g->self ? 0 : mos_gossip_core_age(g->core, now_ms, whose);
 
     e->info = g->peers[whose].info;
@@ -235,11 +316,13 @@ int mos_gossip_next_probe(struct mos_gossip *g, uint32_t now_ms, uint8_t *buf, s
     struct mos_gossip_wire_probe probe;
     struct gossip_probe_out o;
 
-    if (g->out_n == 0)
+    if (g->out_n > 0) {
+        o = g->out[g->out_head];
+        g->out_head = (g->out_head + 1) % GOSSIP_PROBE_QUEUE;
+        g->out_n--;
+    } else if (!notice_next(g, now_ms, &o)) {
         return 0;
-    o = g->out[g->out_head];
-    g->out_head = (g->out_head + 1) % GOSSIP_PROBE_QUEUE;
-    g->out_n--;
+    }
     probe_entry(g, &o, now_ms, &e);
     memcpy(probe.sender, g->peers[g->self].addr, 16);
     memcpy(probe.target, g->peers[o.target].addr, 16);

@@ -49,7 +49,7 @@ enum {
 static bool is_probe_type(uint16_t type)
 {
     return type == MOS_GOSSIP_TYPE_PING || type == MOS_GOSSIP_TYPE_PING_REQ ||
-           type == MOS_GOSSIP_TYPE_ACK;
+           type == MOS_GOSSIP_TYPE_ACK || type == MOS_GOSSIP_TYPE_DEAD;
 }
 
 static bool length_ok(uint16_t type, uint32_t length)
@@ -179,7 +179,7 @@ int mos_gossip_wire_encode_probe(const mos_key_t *key, uint16_t type,
 }
 
 /* A probe's block; the entry (decoded already) must be the sender's own at age 0 in a ping or
- * ping-req, the target's in an ack. 0, or -1 (an entry problem). */
+ * ping-req, the target's in an ack or a death notice. 0, or -1 (an entry problem). */
 static int probe_decode(uint16_t type, const uint8_t *p, const struct mos_gossip_wire_entry *e,
                         struct mos_gossip_wire_probe *probe)
 {
@@ -187,7 +187,7 @@ static int probe_decode(uint16_t type, const uint8_t *p, const struct mos_gossip
     memcpy(probe->target, p + P_TARGET, 16);
     memcpy(probe->requester, p + P_REQUESTER, 16);
     probe->nonce = mos_get_le64(p + P_NONCE);
-    if (type == MOS_GOSSIP_TYPE_ACK)
+    if (type == MOS_GOSSIP_TYPE_ACK || type == MOS_GOSSIP_TYPE_DEAD)
         return memcmp(e->info.addr, probe->target, 16) == 0 ? 0 : -1;
     return memcmp(e->info.addr, probe->sender, 16) == 0 && e->age_ms == 0 ? 0 : -1;
 }

@@ -3,8 +3,8 @@
  * reaches the checks after the MAC (as from a key holder with a bug); with bit 1 of the first
  * byte set as well, the bytes also get a well-formed frame header (mos/frame.h) first, so the
  * entry checks are reached without the fuzzer having to find magic, version and length; bits
- * 2-3 of the first byte then choose its type: vector, ping, ping-req or ack (the probes of a
- * suspect). The probe datagrams the input makes are encoded and checked to parse back. */
+ * 2-4 of the first byte then choose its type: vector, ping, ping-req, ack (the probes of a
+ * suspect), a death notice, or one no node sends. The probe datagrams the input makes are encoded and checked to parse back. */
 #include "gossip_wire.h"
 #include "mos/config.h"
 #include "mos/gossip.h"
@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((data[0] & 3) == 3 && size >= MOS_GOSSIP_HEADER_BYTES + MOS_MAC_BYTES) {
         const struct mos_frame_proto gossip = {.magic = MOS_GOSSIP_MAGIC,
                                                .version = MOS_GOSSIP_VERSION};
-        mos_frame_hdr_encode(&gossip, (uint16_t)(MOS_GOSSIP_TYPE_VECTOR + ((data[0] >> 2) & 3)),
+        mos_frame_hdr_encode(&gossip, (uint16_t)(MOS_GOSSIP_TYPE_VECTOR + ((data[0] >> 2) & 7)),
                              (uint32_t)(size - MOS_GOSSIP_HEADER_BYTES), buf);
     }
     if ((data[0] & 1) && size >= MOS_MAC_BYTES) {

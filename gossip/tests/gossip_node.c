@@ -100,13 +100,15 @@ static void write_vector(struct mos_gossip *g, const char *path)
                 (unsigned long long)st.dropped[r]);
     fprintf(f, "stat sent %llu received %llu accepted %llu presumed_dead %llu returned %llu "
                "left %llu suspected %llu refuted %llu probes %llu probe_acks %llu steps %llu "
-               "bytes_sent %llu end\n",
+               "bytes_sent %llu notices_sent %llu notices_taken %llu notices_ignored %llu end\n",
             (unsigned long long)st.sent, (unsigned long long)st.received,
             (unsigned long long)st.accepted, (unsigned long long)st.presumed_dead,
             (unsigned long long)st.returned, (unsigned long long)st.left,
             (unsigned long long)st.suspected, (unsigned long long)st.refuted,
             (unsigned long long)st.probes, (unsigned long long)st.probe_acks,
-            (unsigned long long)st.steps, (unsigned long long)st.bytes_sent);
+            (unsigned long long)st.steps, (unsigned long long)st.bytes_sent,
+            (unsigned long long)st.notices_sent, (unsigned long long)st.notices_taken,
+            (unsigned long long)st.notices_ignored);
     fclose(f);
     rename(tmp, path);
 }

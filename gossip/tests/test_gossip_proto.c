@@ -539,6 +539,116 @@ static void test_proto_suspect_dies(void **state)
     pair_free(&p);
 }
 
+/* b's probes of a all fail (2000): b tells c straight away (a death notice). c, whose own
+ * news of a is older than half the limit, takes it: a is dead at c before c's own limit and
+ * probes would tell. Stale news (sent before b had begun to probe a in vain) does not revive
+ * it; news a sent later does. fresh_at_c: c heard from a at 1900 instead, and keeps a alive. */
+static void death_notice_run(int fresh_at_c)
+{
+    struct trio t;
+    enum mos_gossip_drop why;
+    struct mos_gossip_stats st;
+    uint32_t target;
+    int len = 0;
+
+    trio_make(&t);
+    gossip_to(t.p.a, t.p.b, 1, 1000);
+    if (!fresh_at_c)
+        gossip_to(t.p.a, t.c, 2, 1000);
+    gossip_to(t.c, t.p.b, 1, 1600);
+    if (fresh_at_c)
+        gossip_to(t.p.a, t.c, 2, 1900);
+    for (uint32_t now = 1700; now <= 2000; now += 100) {
+        mos_gossip_step(t.p.b, now, buf, sizeof(buf), &target);
+        while ((len = mos_gossip_next_probe(t.p.b, now, buf, sizeof(buf), &target)) > 0 &&
+               mos_get_le16(buf + 6) != MOS_GOSSIP_TYPE_DEAD)
+            ; /* pings and ping-reqs: lost */
+    }
+    assert_int_equal(state_of(t.p.b, 2000, 0), MOS_GOSSIP_DEAD);
+    /* the notice goes to c, the one other node b believes alive, once */
+    assert_int_equal(len, MOS_GOSSIP_PROBE_DATAGRAM);
+    assert_int_equal(target, 2);
+    assert_int_equal(mos_gossip_next_probe(t.p.b, 2000, buf + len, 256, &target), 0);
+    mos_gossip_stats_get(t.p.b, &st);
+    assert_int_equal(st.notices_sent, 1);
+    assert_int_equal(mos_gossip_input(t.c, 2005, buf, (size_t)len, &why), 0);
+    mos_gossip_stats_get(t.c, &st);
+    if (fresh_at_c) {
+        assert_int_equal(state_of(t.c, 2005, 0), MOS_GOSSIP_ALIVE);
+        assert_int_equal(st.notices_ignored, 1);
+        assert_int_equal(st.presumed_dead, 0);
+        trio_free(&t);
+        return;
+    }
+    /* without the notice, a would be only suspect at c (past c's limit, not yet probed) */
+    assert_int_equal(state_of(t.c, 2005, 0), MOS_GOSSIP_DEAD);
+    assert_int_equal(st.notices_taken, 1);
+    assert_int_equal(st.presumed_dead, 1);
+    /* b's vector with a's entry from 1650: newer than c's, older than b's probing (1700) */
+    struct mos_gossip_wire_header h = {.n_entries = 2, .boot_id = UINT64_MAX, .seq = 1};
+    struct mos_gossip_wire_entry e[2];
+    memset(e, 0, sizeof(e));
+    for (int i = 0; i < 2; i++) {
+        e[i].info.addr[10] = e[i].info.addr[11] = 0xff;
+        e[i].info.addr[12] = 10, e[i].info.addr[13] = 1, e[i].info.addr[15] = (uint8_t)(2 - i);
+    }
+    e[1].age_ms = 2010 - 1650;
+    len = mos_gossip_wire_encode(&key, &h, e, 2, buf, sizeof(buf));
+    assert_int_equal(mos_gossip_input(t.c, 2010, buf, (size_t)len, &why), 0);
+    assert_int_equal(state_of(t.c, 2010, 0), MOS_GOSSIP_DEAD);
+    /* and from a itself, later: it is back */
+    gossip_to(t.p.a, t.c, 2, 2100);
+    assert_int_equal(state_of(t.c, 2100, 0), MOS_GOSSIP_ALIVE);
+    trio_free(&t);
+}
+
+static void test_proto_death_notice(void **state)
+{
+    (void)state;
+    death_notice_run(0);
+    death_notice_run(1);
+}
+
+/* A notice must come from the node that found the death and be about another node. */
+static void test_proto_death_notice_checks(void **state)
+{
+    (void)state;
+    struct trio t;
+    enum mos_gossip_drop why;
+    struct mos_gossip_wire_header h = {.n_entries = 1, .boot_id = 5, .seq = 1};
+    struct mos_gossip_wire_entry e;
+    struct mos_gossip_wire_probe pr;
+    int len;
+
+    trio_make(&t);
+    gossip_to(t.p.a, t.c, 2, 1000);
+    memset(&e, 0, sizeof(e));
+    memset(&pr, 0, sizeof(pr));
+    for (uint8_t *a2 = pr.sender; a2 <= pr.requester; a2 += 16) {
+        a2[10] = a2[11] = 0xff;
+        a2[12] = 10, a2[13] = 1;
+    }
+    pr.sender[15] = 2, pr.target[15] = 1, pr.requester[15] = 1; /* b, about a, for a */
+    memcpy(e.info.addr, pr.target, 16);
+    len = mos_gossip_wire_encode_probe(&key, MOS_GOSSIP_TYPE_DEAD, &h, &e, &pr, buf, sizeof(buf));
+    assert_int_equal(mos_gossip_input(t.c, 1800, buf, (size_t)len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_FORMAT);
+    pr.requester[15] = 2, pr.target[15] = 2; /* b, about itself */
+    memcpy(e.info.addr, pr.target, 16);
+    len = mos_gossip_wire_encode_probe(&key, MOS_GOSSIP_TYPE_DEAD, &h, &e, &pr, buf, sizeof(buf));
+    assert_int_equal(mos_gossip_input(t.c, 1800, buf, (size_t)len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_FORMAT);
+    pr.target[15] = 1; /* b, about a: taken (a's news at c is 800 ms old) */
+    memcpy(e.info.addr, pr.target, 16);
+    len = mos_gossip_wire_encode_probe(&key, MOS_GOSSIP_TYPE_DEAD, &h, &e, &pr, buf, sizeof(buf));
+    assert_int_equal(mos_gossip_input(t.c, 1800, buf, (size_t)len, &why), 0);
+    assert_int_equal(state_of(t.c, 1800, 0), MOS_GOSSIP_DEAD);
+    /* the same datagram again is a replay */
+    assert_int_equal(mos_gossip_input(t.c, 1810, buf, (size_t)len, &why), -1);
+    assert_int_equal(why, MOS_GOSSIP_DROP_REPLAY);
+    trio_free(&t);
+}
+
 /* Six nodes suspect at once: four are probed, the others wait (still suspect, not dead). */
 static void test_proto_probing_capped(void **state)
 {
@@ -704,6 +814,8 @@ int main(void)
         cmocka_unit_test(test_proto_probe_relay),
         cmocka_unit_test(test_proto_suspect_dies),
         cmocka_unit_test(test_proto_probing_capped),
+        cmocka_unit_test(test_proto_death_notice),
+        cmocka_unit_test(test_proto_death_notice_checks),
         cmocka_unit_test(test_probe_parsers),
         cmocka_unit_test(test_probe_fixture),
         cmocka_unit_test(test_probe_recorded),

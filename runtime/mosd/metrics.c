@@ -251,6 +251,19 @@ static void gossip_figures(const struct mosd *d, struct evbuffer *b)
                         "mos_gossip_datagrams_total{way=\"accepted\"} %llu\n",
                         (unsigned long long)st.sent, (unsigned long long)st.received,
                         (unsigned long long)st.accepted);
+    head(b, "mos_gossip_presumed_dead_total", "counter",
+         "nodes presumed dead: by our own probes, or on the notice of a node whose probes failed");
+    evbuffer_add_printf(b,
+                        "mos_gossip_presumed_dead_total{by=\"probes\"} %llu\n"
+                        "mos_gossip_presumed_dead_total{by=\"notice\"} %llu\n",
+                        (unsigned long long)(st.presumed_dead - st.notices_taken),
+                        (unsigned long long)st.notices_taken);
+    head(b, "mos_gossip_death_notices_total", "counter",
+         "death notices sent, and received but ignored (news of the node here was fresh)");
+    evbuffer_add_printf(b,
+                        "mos_gossip_death_notices_total{way=\"sent\"} %llu\n"
+                        "mos_gossip_death_notices_total{way=\"ignored\"} %llu\n",
+                        (unsigned long long)st.notices_sent, (unsigned long long)st.notices_ignored);
     head(b, "mos_gossip_dropped_total", "counter", "gossip datagrams dropped, by reason");
     for (int r = 0; r < MOS_GOSSIP_DROP_REASONS; r++)
         evbuffer_add_printf(b, "mos_gossip_dropped_total{reason=\"%s\"} %llu\n",

@@ -136,6 +136,9 @@ struct mos_gossip_stats {
     uint64_t probes;     /* probe datagrams queued: pings, ping-reqs, acks and relayed acks */
     uint64_t probe_acks; /* acks that answered one of our probes */
     uint64_t probes_dropped; /* probe datagrams not queued (queue full) or not sendable */
+    uint64_t notices_sent;   /* death notices sent: one per node told of a death we found */
+    uint64_t notices_taken;  /* nodes presumed dead on another node's notice */
+    uint64_t notices_ignored; /* notices of nodes we had news of within half the limit */
 };
 
 /* How many other nodes a suspecting node asks to probe the suspect as well. */
