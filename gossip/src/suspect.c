@@ -13,7 +13,9 @@
  * another only for a node it has had no news of for half the limit itself (a live node's
  * entry is that old rarely, and then the notice's sender must also have found every path to
  * it dead), and news revives it only if it left the node after the notice's sender had begun
- * to probe it in vain.
+ * to probe it in vain. A node that runs late (its steps half as far apart again as they
+ * should be) neither tells nor takes deaths: starved of CPU, its probes fail and its news ages
+ * for its own slowness, and its word would spread that to the whole cluster.
  *
  * Probes are datagrams of the gossip socket, authenticated and replay-checked as gossip is;
  * an ack echoes the requester's random nonce and answers one probe once. */
@@ -102,9 +104,16 @@ void gossip_suspect(struct mos_gossip *g, uint32_t slot, uint32_t now_ms)
         probe_start(g, slot, now_ms);
 }
 
+static int running_late(const struct mos_gossip *g)
+{
+    return g->step_period_ms > 1.5 * g->interval_ms;
+}
+
 /* Tell the others (mos_gossip_next_probe sends one datagram per node). */
 static void notice_start(struct mos_gossip *g, uint32_t dead)
 {
+    if (running_late(g))
+        return;
     if (g->n_notices == GOSSIP_NOTICES) {
         g->stats.probes_dropped++;
         return;
@@ -143,10 +152,11 @@ static void notice_received(struct mos_gossip *g, uint32_t x, uint32_t from, uin
 
     if (x == g->self || p->dead || (p->info.flags & MOS_GOSSIP_F_LEAVING))
         return; /* about us: our own gossip tells it otherwise */
-    if (age == MOS_GOSSIP_AGE_UNKNOWN || age < g->dead_after_ms / 2) {
+    if (age == MOS_GOSSIP_AGE_UNKNOWN || age < g->dead_after_ms / 2 || running_late(g)) {
         g->stats.notices_ignored++;
-        mos_dbg("gossip", "node %s says node %s is dead; news of it here is %u ms old: ignored",
-                g->cfg->nodes[from].name, g->cfg->nodes[x].name, age);
+        mos_dbg("gossip", "node %s says node %s is dead; news of it here is %u ms old%s: "
+                "ignored", g->cfg->nodes[from].name, g->cfg->nodes[x].name, age,
+                running_late(g) ? " and we run late" : "");
         return;
     }
     if (p->suspect)

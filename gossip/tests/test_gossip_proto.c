@@ -609,6 +609,29 @@ static void test_proto_death_notice(void **state)
     death_notice_run(1);
 }
 
+/* A node whose steps run late (400 ms apart for 100) finds the death but tells nobody. */
+static void test_proto_late_tells_no_death(void **state)
+{
+    (void)state;
+    struct trio t;
+    uint32_t target;
+
+    trio_make(&t);
+    gossip_to(t.p.a, t.p.b, 1, 1000);
+    gossip_to(t.c, t.p.b, 1, 1600);
+    for (uint32_t now = 1700; now <= 2900; now += 400) {
+        gossip_to(t.c, t.p.b, 1, now); /* c stays alive at b: one to tell */
+        mos_gossip_step(t.p.b, now, buf, sizeof(buf), &target);
+        while (mos_gossip_next_probe(t.p.b, now, buf, sizeof(buf), &target) > 0)
+            assert_int_not_equal(mos_get_le16(buf + 6), MOS_GOSSIP_TYPE_DEAD);
+    }
+    assert_int_equal(state_of(t.p.b, 2900, 0), MOS_GOSSIP_DEAD);
+    struct mos_gossip_stats st;
+    mos_gossip_stats_get(t.p.b, &st);
+    assert_int_equal(st.notices_sent, 0);
+    trio_free(&t);
+}
+
 /* A notice must come from the node that found the death and be about another node. */
 static void test_proto_death_notice_checks(void **state)
 {
@@ -815,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_proto_suspect_dies),
         cmocka_unit_test(test_proto_probing_capped),
         cmocka_unit_test(test_proto_death_notice),
+        cmocka_unit_test(test_proto_late_tells_no_death),
         cmocka_unit_test(test_proto_death_notice_checks),
         cmocka_unit_test(test_probe_parsers),
         cmocka_unit_test(test_probe_fixture),
