@@ -10,6 +10,13 @@
 #   link-cut       the target's link goes down for 2 s
 #   mosrun         kill -9 of the job's mosrun at home (the job must end everywhere with it)
 #   source-mosd    kill -9 of the source's mosd, for a move from node 2 to node 3
+#   source-commit  kill -9 of the source's worker right after it said COMMIT (the copy may run
+#                  by then): a move from home, where the job's deputy decides (the original
+#                  goes on, the copy loses its link home)
+#   away-commit    the same for a move from node 2 to node 3, where the original dies with
+#                  the worker (the copy goes on)
+# (the commit kinds start the source's mosd with MOS_TEST_STOP_AFTER_COMMIT: its worker stops
+# itself right after COMMIT, and is killed there)
 # Killed daemons are restarted after each trial. Every trial ends in one of:
 #   ok          the job finished with exit 7 and exactly the output of an undisturbed run, or
 #               (mosrun killed) no copy of it runs anywhere
@@ -20,7 +27,7 @@
 # Last line: result faults migrations=N lost=L duplicated=D wrong=W, after a line per fault kind.
 #   mosbench faults [--migrations N] [--kinds k1,k2,...] [--seed S]
 set -u
-N=24 SEED=$$ KINDS="none,target-mosd,target-child,source-child,target-node,link-cut,mosrun,source-mosd"
+N=24 SEED=$$ KINDS="none,target-mosd,target-child,source-child,target-node,link-cut,mosrun,source-mosd,source-commit,away-commit"
 while [ $# -gt 0 ]; do
     case $1 in
     --migrations) N=$2; shift 2 ;;
@@ -34,7 +41,7 @@ done
 [[ $SEED =~ ^[0-9]+$ ]] || { echo "mosbench faults: --seed takes a whole number" >&2; exit 2; }
 IFS=, read -r -a KIND <<<"$KINDS"
 for k in "${KIND[@]}"; do
-    case $k in none|target-mosd|target-child|source-child|target-node|link-cut|mosrun|source-mosd) ;;
+    case $k in none|target-mosd|target-child|source-child|target-node|link-cut|mosrun|source-mosd|source-commit|away-commit) ;;
     *) echo "mosbench faults: unknown fault kind '$k'" >&2; exit 2 ;;
     esac
 done
@@ -57,7 +64,17 @@ STEPS=40 STEP_MS=40 MIB=48
 
 "$LAB" up 3 --set balance=0 >/dev/null || exit 1
 declare -A MOSD
-start_mosd() { "$LAB" exec --uncapped "$1" "$BIN/mosd" >> "$W/mosd$1.log" 2>&1 & MOSD[$1]=$!; }
+start_mosd() { # I [VAR=VALUE...]: mosd on node I, with that environment
+    local i=$1; shift
+    "$LAB" exec --uncapped "$i" env "$@" "$BIN/mosd" >> "$W/mosd$i.log" 2>&1 & MOSD[$i]=$!
+}
+# MOSD_ENV[I]: the environment node I's mosd must run with (MOSD_HAS[I]: the one it runs with)
+declare -A MOSD_ENV MOSD_HAS
+restart_mosd() { # I [VAR=VALUE...]
+    local i=$1; shift
+    kill -9 "${MOSD[$i]}" 2>/dev/null; wait "${MOSD[$i]}" 2>/dev/null; rm -f "$(sock "$i")"
+    start_mosd "$i" "$@"; MOSD_HAS[$i]="$*"
+}
 sock() { echo "/run/mos-lab/$MOS_LAB_NAME/mosd-${MOS_LAB_NAME}$1.sock"; }
 wait_until() { # SECONDS CMD...: until CMD succeeds (polled every 50 ms)
     local i; for ((i = 0; i < $1 * 20; i++)); do "${@:2}" && return 0; sleep 0.05; done; "${@:2}"
@@ -66,8 +83,13 @@ mosd_up() { kill -0 "${MOSD[$1]}" 2>/dev/null && [ -S "$(sock "$1")" ]; }
 ensure_mosd() { # restart what a fault killed, and wait until it serves
     local i
     for i in 1 2 3; do
-        if ! kill -0 "${MOSD[$i]}" 2>/dev/null; then
-            wait "${MOSD[$i]}" 2>/dev/null; rm -f "$(sock "$i")"; start_mosd "$i"
+        if [ "${MOSD_HAS[$i]:-}" != "${MOSD_ENV[$i]:-}" ]; then
+            # shellcheck disable=SC2086 # the environment is words
+            restart_mosd "$i" ${MOSD_ENV[$i]:-}
+        elif ! kill -0 "${MOSD[$i]}" 2>/dev/null; then
+            wait "${MOSD[$i]}" 2>/dev/null; rm -f "$(sock "$i")"
+            # shellcheck disable=SC2086
+            start_mosd "$i" ${MOSD_ENV[$i]:-}
         fi
         wait_until 20 mosd_up "$i" || { echo "mosbench faults: mosd on node $i does not come up" >&2; exit 1; }
     done
@@ -101,20 +123,28 @@ fault() { # KIND SOURCE TARGET RUN: inject the fault
     target-node) ip netns pids "$(netns_of "$dst")" | xargs -r kill -9 ;;
     link-cut) "$LAB" exec "$dst" ip link set dev eth0 down ;;
     mosrun) kill -9 "$run" ;;
+    source-commit|away-commit) # its worker, once it stopped itself after COMMIT
+        wait_until 30 worker_stopped "$src" && pkill -9 -P "${MOSD[$src]}" ;;
     esac
 }
+worker_stopped() { local p; for p in $(pgrep -P "${MOSD[$1]}"); do [ "$(awk '/^State:/ { print $2 }' "/proc/$p/status" 2>/dev/null)" = T ] && return 0; done; return 1; }
 
 declare -A K_OK K_LOST K_DUP K_WRONG
 lost=0 dup=0 wrong=0
 for ((t = 1; t <= N; t++)); do
     kind=${KIND[$(( (t - 1) % ${#KIND[@]} ))]}
+    MOSD_ENV=()
+    case $kind in
+    source-commit) MOSD_ENV[1]=MOS_TEST_STOP_AFTER_COMMIT=1 ;;
+    away-commit) MOSD_ENV[2]=MOS_TEST_STOP_AFTER_COMMIT=1 ;;
+    esac
     ensure_mosd
     (cd "$W" && exec "$LAB" exec 1 "${AS_USER[@]}" "$BIN/mosrun" "$BIN/mosjob" $STEPS $STEP_MS \
         "$W/t$t.a" "$W/t$t.b" $MIB < /dev/null > "$W/t$t.out" 2> "$W/t$t.err") &
     run=$!
     job=$(wait_until 30 job_child $run) || job=
     src=1 dst=2
-    if [ -n "$job" ] && [ "$kind" = source-mosd ]; then # a move between two away nodes
+    if [ -n "$job" ] && { [ "$kind" = source-mosd ] || [ "$kind" = away-commit ]; }; then # a move between two away nodes
         "$LAB" exec 1 "${AS_USER[@]}" "$BIN/mosmigrate" "$job" "$N2" > /dev/null 2>&1
         src=2 dst=3
     fi
@@ -122,8 +152,8 @@ for ((t = 1; t <= N; t++)); do
         target=$(netns_of $dst)
         ("$LAB" exec 1 "${AS_USER[@]}" "$BIN/mosmigrate" "$job" "$target" > "$W/t$t.mig" 2>&1) &
         mig=$!
-        # the fault strikes between 0 and 1 s into the move
-        sleep "0.$(printf '%03d' $(( RANDOM % 1000 )))"
+        # the fault strikes between 0 and 1 s into the move (the commit kinds: at the commit)
+        case $kind in *-commit) ;; *) sleep "0.$(printf '%03d' $(( RANDOM % 1000 )))" ;; esac
         fault "$kind" $src $dst $run
         wait_until 60 eval '! kill -0 $mig 2>/dev/null' || kill -9 $mig 2>/dev/null
         wait $mig 2>/dev/null # (bash reports a killed job on stderr unless it is waited for quietly)
