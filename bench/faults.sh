@@ -124,7 +124,7 @@ fault() { # KIND SOURCE TARGET RUN: inject the fault
     link-cut) "$LAB" exec "$dst" ip link set dev eth0 down ;;
     mosrun) kill -9 "$run" ;;
     source-commit|away-commit) # its worker, once it stopped itself after COMMIT
-        wait_until 30 worker_stopped "$src" && pkill -9 -P "${MOSD[$src]}" ;;
+        if wait_until 30 worker_stopped "$src"; then pkill -9 -P "${MOSD[$src]}"; else missed=1; fi ;;
     esac
 }
 worker_stopped() { local p; for p in $(pgrep -P "${MOSD[$1]}"); do [ "$(awk '/^State:/ { print $2 }' "/proc/$p/status" 2>/dev/null)" = T ] && return 0; done; return 1; }
@@ -132,7 +132,7 @@ worker_stopped() { local p; for p in $(pgrep -P "${MOSD[$1]}"); do [ "$(awk '/^S
 declare -A K_OK K_LOST K_DUP K_WRONG
 lost=0 dup=0 wrong=0
 for ((t = 1; t <= N; t++)); do
-    kind=${KIND[$(( (t - 1) % ${#KIND[@]} ))]}
+    kind=${KIND[$(( (t - 1) % ${#KIND[@]} ))]} missed=0
     MOSD_ENV=()
     case $kind in
     source-commit) MOSD_ENV[1]=MOS_TEST_STOP_AFTER_COMMIT=1 ;;
@@ -171,6 +171,8 @@ for ((t = 1; t <= N; t++)); do
         lines=$(grep -c '^step ' "$W/t$t.out")
         if [ -z "$job" ]; then
             verdict=lost why="never registered: $(head -c 200 "$W/t$t.err")"
+        elif [ "$missed" = 1 ]; then # the case was not tried: no verdict on it is right
+            verdict=wrong why="the fault never struck (no worker stopped after COMMIT)"
         elif [ "$left" != 0 ] || [ "$lines" -gt $STEPS ]; then
             verdict=duplicated why="$left copies left, $lines step lines"
         elif [ "$kind" = mosrun ]; then
