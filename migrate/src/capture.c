@@ -4,6 +4,7 @@
 #include "mos/inject.h"
 #include "mos/procfs.h"
 #include "stay.h"
+#include "unix_sock.h"
 
 #include "mos/clock.h"
 #include "mos/log.h"
@@ -26,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
@@ -1545,6 +1547,52 @@ static int epoll_capture(pid_t pid, int epfd, const struct mos_fd_seen *fds, siz
     return 0;
 }
 
+/* A unix socket of the frozen process: its state and what its queue holds, read through a
+ * copy of its fd (pidfd_getfd: a socket cannot be opened through /proc). *data is malloc'ed:
+ * struct mos_rec_unix and its messages; *bytes counts their data. */
+static int unix_capture(pid_t pid, const struct mos_fd_seen *s, uint32_t budget, uint8_t **data,
+                        uint32_t *len, uint64_t *bytes)
+{
+    struct mos_rec_unix u = {.type = s->sock_type, .shutdown = s->shutdown, .peer = s->peer};
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0), rc = 0, v[3] = {0, 0, 0};
+    int sock = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, s->fd, 0);
+    static const int opts[3] = {SO_SNDBUF, SO_RCVBUF, SO_PASSCRED};
+    uint8_t *msgs = NULL;
+    uint32_t mlen = 0;
+    char why[96] = "";
+
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        socklen_t sl = sizeof(v[k]);
+        if (sock < 0 || getsockopt(sock, SOL_SOCKET, opts[k], &v[k], &sl) < 0)
+            rc = mos_errno_status();
+    }
+    u.sndbuf = (uint32_t)v[0];
+    u.rcvbuf = (uint32_t)v[1];
+    u.passcred = v[2] != 0;
+    if (rc == 0)
+        rc = mos_unix_queue_read(sock, u.type, budget, &msgs, &mlen, &u.nmsgs, why, sizeof(why));
+    if (rc == 0 && !(*data = malloc(sizeof(u) + mlen)))
+        rc = -ENOMEM;
+    if (rc == 0) {
+        memcpy(*data, &u, sizeof(u));
+        if (mlen)
+            memcpy(*data + sizeof(u), msgs, mlen);
+        *len = (uint32_t)sizeof(u) + mlen;
+        *bytes = mlen - (uint64_t)u.nmsgs * sizeof(uint32_t);
+    } else if (rc == MOS_E_NOT_MIGRATABLE) {
+        mos_err("migrate", "pid %d stays: fd %d (a unix socket): %s", (int)pid, s->fd, why);
+    } else {
+        mos_err("migrate", "pid %d: reading fd %d (a unix socket): %s", (int)pid, s->fd,
+                mos_strerror(rc));
+    }
+    free(msgs);
+    if (sock >= 0)
+        close(sock);
+    if (pidfd >= 0)
+        close(pidfd);
+    return rc;
+}
+
 /* The state after entry i's path: the first entry of a pipe carries what it holds (and every
  * entry its capacity), an anon-inode fd that is no dup its struct(s). *data is malloc'ed.
  * 1: the fd is left closed (an epoll over what cannot travel, with close_other_fds). */
@@ -1561,8 +1609,15 @@ static int fd_state(struct mos_dump *d, const struct mos_fd_seen *fds, size_t n,
         }
         return rc;
     }
-    if (f->kind == MOS_FD_EPOLL)
+    if (f->kind == MOS_FD_EPOLL || (f->kind == MOS_FD_UNIX && f->dup_of >= 0))
         return 0;
+    if (f->kind == MOS_FD_UNIX) {
+        uint64_t bytes = 0;
+        rc = unix_capture(d->pid, &fds[i], MOS_IMG_MAX_PIPE_DATA - (uint32_t)*total, data,
+                          &f->data_len, &bytes);
+        *total += bytes;
+        return rc;
+    }
     if (f->kind != MOS_FD_PIPE) {
         if (f->dup_of >= 0)
             return 0;
@@ -1627,7 +1682,7 @@ static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
 
     if (rc != 0)
         return rc;
-    mos_fd_pipes_check(d->pid, fds, n);
+    mos_fd_own_check(d->pid, fds, n);
     rc = rec_buf_add(&b, &h, sizeof(h));
     for (size_t i = 0; i < n && rc == 0; i++) {
         uint8_t *data = NULL;

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -558,6 +559,86 @@ static int pipe_name_ok(const char *name)
     return 1;
 }
 
+/* "socket:[N]", N a decimal inode number below 2^32: *ino */
+static int socket_name_ok(const char *name, uint64_t *ino)
+{
+    unsigned long long v;
+    int used = 0;
+
+    if (strncmp(name, "socket:[", 8) != 0 || name[8] < '0' || name[8] > '9' ||
+        sscanf(name + 8, "%llu]%n", &v, &used) != 1 || used == 0 || name[8 + used] != '\0' ||
+        v == 0 || v > UINT32_MAX)
+        return 0;
+    *ino = v;
+    return 1;
+}
+
+/* A socket's struct and messages fill its state exactly; a stream's queue is one message. */
+static int unix_state_ok(const uint8_t *p, uint32_t len, uint64_t *total)
+{
+    struct mos_rec_unix u;
+    uint32_t off = sizeof(u), n;
+
+    memcpy(&u, p, sizeof(u));
+    if ((u.type != SOCK_STREAM && u.type != SOCK_DGRAM && u.type != SOCK_SEQPACKET) ||
+        u.shutdown > 3 || u.passcred > 1 || u.nmsgs > MOS_IMG_MAX_UNIX_MSGS ||
+        (u.type == SOCK_STREAM && u.nmsgs > 1) || u.sndbuf > INT32_MAX || u.rcvbuf > INT32_MAX)
+        return 0;
+    for (uint32_t k = 0; k < u.nmsgs; k++) {
+        if (len - off < sizeof(n))
+            return 0;
+        memcpy(&n, p + off, sizeof(n));
+        off += sizeof(n);
+        if (len - off < n)
+            return 0;
+        off += n;
+        *total += n;
+    }
+    return off == len && *total <= MOS_IMG_MAX_PIPE_DATA;
+}
+
+static uint64_t unix_peer(const struct mos_img_fd *f)
+{
+    struct mos_rec_unix u;
+
+    memcpy(&u, f->data, sizeof(u));
+    return u.peer;
+}
+
+/* Every socket that is no dup is one end of a pair whose other end is in the image, naming
+ * it back and of its type, or one whose other end is closed; no socket is in it twice. */
+static int unix_pairs_ok(const struct mos_img_meta *m, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const struct mos_img_fd *f = &m->fds[i];
+        uint64_t own, peer, other;
+        uint32_t found = 0;
+        if (f->f.kind != MOS_FD_UNIX || f->f.dup_of != -1)
+            continue;
+        socket_name_ok(f->path, &own); /* checked with the entry */
+        peer = unix_peer(f);
+        for (uint32_t k = 0; k < n; k++) {
+            const struct mos_img_fd *g = &m->fds[k];
+            if (k == i || g->f.kind != MOS_FD_UNIX || g->f.dup_of != -1)
+                continue;
+            socket_name_ok(g->path, &other);
+            if (other == own)
+                return 0;
+            if (peer && other == peer) {
+                struct mos_rec_unix a, b;
+                memcpy(&a, f->data, sizeof(a));
+                memcpy(&b, g->data, sizeof(b));
+                if (b.peer != own || a.type != b.type)
+                    return 0;
+                found++;
+            }
+        }
+        if (peer && found != 1)
+            return 0;
+    }
+    return 1;
+}
+
 static const char *anon_name(uint32_t kind, size_t *state_len)
 {
     switch (kind) {
@@ -640,7 +721,10 @@ static int fd_state_check(struct mos_img_reader *r, struct mos_img_meta *m, uint
     size_t want = 0;
     const char *name = anon_name(f->f.kind, &want);
 
-    if (f->f.kind != MOS_FD_PIPE && (f->f.pipe_size || (!name && f->f.data_len)))
+    uint64_t ino;
+
+    if (f->f.kind != MOS_FD_PIPE &&
+        (f->f.pipe_size || (!name && f->f.kind != MOS_FD_UNIX && f->f.data_len)))
         return img_bad(r, "FDS record: state for a kind that has none");
     if (name) {
         int size_ok = f->f.kind == MOS_FD_EPOLL
@@ -660,6 +744,10 @@ static int fd_state_check(struct mos_img_reader *r, struct mos_img_meta *m, uint
             if (m->fds[k].f.kind == MOS_FD_PIPE && strcmp(m->fds[k].path, f->path) == 0)
                 return img_bad(r, "FDS record: a pipe's data in other than its first entry");
         *total += f->f.data_len;
+    } else if (f->f.kind == MOS_FD_UNIX) {
+        if (!socket_name_ok(f->path, &ino) || f->f.offset || acc != O_RDWR ||
+            (f->f.dup_of == -1 ? f->f.data_len < sizeof(struct mos_rec_unix) : f->f.data_len != 0))
+            return img_bad(r, "FDS record: unix socket entry out of range");
     }
     if (f->f.data_len == 0)
         return 0;
@@ -667,6 +755,8 @@ static int fd_state_check(struct mos_img_reader *r, struct mos_img_meta *m, uint
         return img_bad(r, "FDS record: an fd's state beyond the record or the limit");
     if (name && !anon_state_ok(f->f.kind, *p))
         return img_bad(r, "FDS record: anon-inode state out of range");
+    if (f->f.kind == MOS_FD_UNIX && !unix_state_ok(*p, f->f.data_len, total))
+        return img_bad(r, "FDS record: unix socket state out of range or beyond the limit");
     if (!(f->data = malloc(f->f.data_len)))
         return -ENOMEM;
     memcpy(f->data, *p, f->f.data_len);
@@ -705,7 +795,7 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
             return img_bad(r, "FDS record: bad path");
         p += f->f.path_len;
         if (f->f.fd < 0 || f->f.fd >= 1048576 || f->f.kind < MOS_FD_FILE ||
-            f->f.kind > MOS_FD_EPOLL || (f->f.kind == MOS_FD_STDIO && f->f.fd > 2) ||
+            f->f.kind > MOS_FD_UNIX || (f->f.kind == MOS_FD_STDIO && f->f.fd > 2) ||
             f->f.offset > (uint64_t)INT64_MAX || (f->f.fdflags & ~1u) ||
             (i > 0 && f->f.fd <= m->fds[i - 1].f.fd))
             return img_bad(r, "FDS record: entry out of range");
@@ -725,6 +815,9 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
     if (!epoll_watches_ok(m, hdr.count))
         return img_bad(r, "FDS record: an epoll watches no fd of the image, an epoll, one fd "
                           "twice, or with unknown flags");
+    if (!unix_pairs_ok(m, hdr.count))
+        return img_bad(r, "FDS record: a unix socket whose other end is not in the image as "
+                          "one, or one twice");
     m->nfds = hdr.count;
     return 0;
 }

@@ -21,9 +21,10 @@
 
 /* 2: per-thread state (IMAGE nthreads, CORE's thread fields, THREAD records). 3: pipes of the
  * process's own, eventfd, signalfd, timerfd and epoll in FDS (their state after the path: pipe_size
- * and data_len in every entry). 4: shared anonymous memory (MOS_VMA_ANON_SHARED). Images of
- * another version are refused with one line (mos_img_meta_read). */
-#define MOS_IMG_FORMAT_VERSION 4
+ * and data_len in every entry). 4: shared anonymous memory (MOS_VMA_ANON_SHARED). 5: unix
+ * socket pairs of the process's own (MOS_FD_UNIX). Images of another version are refused with
+ * one line (mos_img_meta_read). */
+#define MOS_IMG_FORMAT_VERSION 5
 
 /* Record magics: four ASCII letters, read as a little-endian uint32 (as every mos magic). */
 #define MOS_REC_IMAGE MOS_FRAME_MAGIC('M', 'O', 'S', 'I')
@@ -55,7 +56,8 @@
 #define MOS_IMG_MAX_RUN_PAGES 1024u /* pages in one PAGES record (4 MiB) */
 #define MOS_IMG_MAX_META (4u << 20) /* payload of any record but PAGES */
 #define MOS_IMG_MAX_PIPE_SIZE (1u << 20) /* a pipe's capacity: the default pipe-max-size */
-#define MOS_IMG_MAX_PIPE_DATA (2u << 20) /* queued in all pipes of one image */
+#define MOS_IMG_MAX_PIPE_DATA (2u << 20) /* queued in all pipes and sockets of one image */
+#define MOS_IMG_MAX_UNIX_MSGS 4096u      /* messages queued at one socket */
 #define MOS_IMG_MAX_STAGED (1u << 26) /* distinct pages a live stream may stage (256 GiB) */
 #define MOS_IMG_USER_TOP 0x800000000000ull /* x86-64 4-level user address space end */
 
@@ -181,6 +183,8 @@ enum mos_fd_kind {
     MOS_FD_SIGNALFD, /* made again with its mask (struct mos_rec_signalfd) */
     MOS_FD_TIMERFD,  /* made again, armed for what was left (struct mos_rec_timerfd) */
     MOS_FD_EPOLL,    /* made again watching the same fds (struct mos_rec_epoll_watch each) */
+    MOS_FD_UNIX,     /* an end of a socketpair whose other end is the process's own or closed:
+                      * made again with what it held queued (struct mos_rec_unix) */
 };
 struct mos_rec_fds {
     uint32_t count, pad;
@@ -211,6 +215,16 @@ struct mos_rec_timerfd {
     uint64_t ticks;                     /* expirations not read yet */
     uint64_t value_sec, value_nsec;     /* time left (0: disarmed) */
     uint64_t interval_sec, interval_nsec;
+};
+/* A unix socket's state (path "socket:[inode]"), then nmsgs messages, each a uint32 length and
+ * its bytes: its receive queue, oldest first (a stream's as one message). */
+struct mos_rec_unix {
+    uint32_t type;           /* SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET */
+    uint32_t shutdown;       /* of this end: 1 receive, 2 send (the kernel's sk_shutdown) */
+    uint64_t peer;           /* the other end's inode, another entry's; 0: closed */
+    uint32_t sndbuf, rcvbuf; /* as SO_SNDBUF and SO_RCVBUF report them */
+    uint32_t passcred;       /* SO_PASSCRED: 0 or 1 */
+    uint32_t nmsgs;          /* at most MOS_IMG_MAX_UNIX_MSGS */
 };
 struct mos_rec_epoll_watch {
     int32_t tfd;     /* an fd of the image, not an epoll */

@@ -30,6 +30,7 @@ static const char *fd_kind_name(uint32_t kind)
            : kind == MOS_FD_SIGNALFD ? "signalfd"
            : kind == MOS_FD_TIMERFD  ? "timerfd"
            : kind == MOS_FD_EPOLL    ? "epoll"
+           : kind == MOS_FD_UNIX     ? "unix"
                                  : "stdio";
 }
 
@@ -169,7 +170,16 @@ static int info_fill_tables(struct mos_image_info *info, const struct mos_img_me
             .fd = m->fds[i].f.fd, .kind = fd_kind_name(m->fds[i].f.kind),
             .path = pool_add(&pool, m->fds[i].path), .offset = m->fds[i].f.offset,
             .flags = m->fds[i].f.flags, .pipe_size = m->fds[i].f.pipe_size,
-            .queued = m->fds[i].f.data_len};
+            .queued = m->fds[i].f.data_len, .dup_of = m->fds[i].f.dup_of};
+    for (uint32_t i = 0; i < m->nfds; i++)
+        if (m->fds[i].f.kind == MOS_FD_UNIX && m->fds[i].f.dup_of == -1) {
+            struct mos_rec_unix u;
+            memcpy(&u, m->fds[i].data, sizeof(u)); /* validated: whole, messages included */
+            info->fds[i].messages = u.nmsgs;
+            info->fds[i].peer = u.peer;
+            info->fds[i].queued = m->fds[i].f.data_len - (uint32_t)sizeof(u) -
+                                  u.nmsgs * (uint32_t)sizeof(uint32_t);
+        }
     return 0;
 }
 

@@ -33,6 +33,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/epoll.h>
@@ -192,6 +193,106 @@ static int pipe_open(const struct mos_img_meta *m, uint32_t i, const int *opened
     return fd;
 }
 
+/* The entry of the socket with inode ino (no dup); m->nfds if none. */
+static uint32_t unix_entry(const struct mos_img_meta *m, uint64_t ino)
+{
+    char name[40];
+
+    snprintf(name, sizeof(name), "socket:[%llu]", (unsigned long long)ino);
+    for (uint32_t k = 0; k < m->nfds; k++)
+        if (m->fds[k].f.kind == MOS_FD_UNIX && m->fds[k].f.dup_of == -1 &&
+            strcmp(m->fds[k].path, name) == 0)
+            return k;
+    return m->nfds;
+}
+
+/* Put back what entry f's socket held queued by sending it through `via`, the other end of the
+ * new pair; the buffer sizes first, as the kernel reported them (it doubles what it is given).
+ * 0, or -1 with errno (ENOSPC: it does not fit in the buffers allowed here). */
+static int unix_queue_fill(const struct mos_img_fd *f, int fd, int via)
+{
+    struct mos_rec_unix u;
+    uint32_t off = sizeof(u), n;
+    int snd, rcv, one = 1;
+
+    memcpy(&u, f->data, sizeof(u));
+    snd = (int)(u.sndbuf / 2);
+    rcv = (int)(u.rcvbuf / 2);
+    /* best effort: above the site's wmem_max/rmem_max they are capped, and the fill says so */
+    (void)(snd && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(snd)));
+    (void)(rcv && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)));
+    if (u.passcred && setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0)
+        return -1;
+    for (uint32_t k = 0; k < u.nmsgs; k++) {
+        memcpy(&n, f->data + off, sizeof(n));
+        off += sizeof(n);
+        for (uint32_t sent = 0; sent < n || (n == 0 && sent == 0);) {
+            ssize_t w = send(via, f->data + off + sent, n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w < 0 || (w == 0 && n)) {
+                errno = w < 0 && errno != EAGAIN ? errno : ENOSPC;
+                return -1;
+            }
+            if ((sent += (uint32_t)w) == 0)
+                break; /* an empty datagram, sent */
+        }
+        off += n;
+    }
+    return 0;
+}
+
+static void unix_shutdown_set(int fd, const struct mos_img_fd *f)
+{
+    struct mos_rec_unix u;
+
+    memcpy(&u, f->data, sizeof(u));
+    if (u.shutdown)
+        shutdown(fd, u.shutdown == 3 ? SHUT_RDWR : u.shutdown == 2 ? SHUT_WR : SHUT_RD);
+}
+
+/* A socket's entry: the first end of a pair makes the pair, fills both queues, and keeps the
+ * other end in spare[i] for its own entry; an end whose peer was closed gets a pair whose
+ * other end is closed once the queue is filled. Returns the fd, or -1 with errno. */
+static int unix_open(const struct mos_img_meta *m, uint32_t i, int *spare)
+{
+    const struct mos_img_fd *f = &m->fds[i];
+    uint32_t peer;
+    struct mos_rec_unix u;
+    int ends[2], fd;
+
+    memcpy(&u, f->data, sizeof(u));
+    peer = u.peer ? unix_entry(m, u.peer) : m->nfds; /* validated: there if named */
+    if (peer < i) {
+        fd = spare[peer]; /* made with its peer's entry */
+        spare[peer] = -1;
+    } else {
+        if (socketpair(AF_UNIX, (int)u.type | SOCK_CLOEXEC, 0, ends) < 0)
+            return -1;
+        int rc = unix_queue_fill(f, ends[0], ends[1]);
+        if (rc == 0 && peer < m->nfds)
+            rc = unix_queue_fill(&m->fds[peer], ends[1], ends[0]);
+        if (rc < 0) {
+            int err = errno;
+            close(ends[0]);
+            close(ends[1]);
+            errno = err;
+            return -1;
+        }
+        unix_shutdown_set(ends[0], f);
+        if (peer < m->nfds) {
+            unix_shutdown_set(ends[1], &m->fds[peer]);
+            spare[i] = ends[1];
+        } else {
+            close(ends[1]);
+        }
+        fd = ends[0];
+    }
+    if (fcntl(fd, F_SETFL, (int)(f->f.flags & ~(uint32_t)O_ACCMODE)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* An eventfd, signalfd or timerfd made again from its state. Returns the fd, or -1 with
  * errno. Ticks a timer had not been read yet need TFD_IOC_SET_TICKS (a kernel with
  * CONFIG_CHECKPOINT_RESTORE and CAP_CHECKPOINT_RESTORE): without it they are lost, said. */
@@ -292,6 +393,7 @@ static int fds_open_all(const struct mos_img_meta *m, int *opened, int *spare, i
         }
         if (f->f.kind >= MOS_FD_PIPE) {
             opened[i] = f->f.kind == MOS_FD_PIPE    ? pipe_open(m, i, opened, spare)
+                        : f->f.kind == MOS_FD_UNIX  ? unix_open(m, i, spare)
                         : f->f.kind == MOS_FD_EPOLL ? epoll_open(m, i, opened)
                                                     : anon_open(f);
             if (opened[i] < 0) {

@@ -1,6 +1,7 @@
 /* Stay reasons: what keeps a process from migrating, checked before and after the freeze so
  * a refusal never leaves anything half done. */
 #include "stay.h"
+#include "unix_sock.h"
 
 #include "mos/log.h"
 #include "mos/status.h"
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <linux/kcmp.h>
@@ -45,6 +47,39 @@ static int fdinfo_read(pid_t pid, int fd, struct mos_fd_seen *s)
     }
     fclose(f);
     return got == 3 ? 0 : -EPROTO;
+}
+
+/* A unix socket that travels: one end of a pair (connected, no name), the other end either
+ * released or unnamed too (whose it is: mos_fd_own_check). 1 with kind and state set, 0 with
+ * why set when it is a unix socket that cannot travel, -1 when it is no unix socket here. */
+static int unix_classify(const char *name, struct mos_fd_seen *s)
+{
+    struct mos_unix_sock u, peer;
+    unsigned long ino;
+    int peer_found;
+    char end;
+
+    if (sscanf(name, "socket:[%lu%c", &ino, &end) != 2 || end != ']' || ino > UINT32_MAX ||
+        mos_unix_sock_find((uint32_t)ino, &u) != 0)
+        return -1;
+    if (u.type != SOCK_STREAM && u.type != SOCK_DGRAM && u.type != SOCK_SEQPACKET)
+        snprintf(s->why, sizeof(s->why), "fd %d is a unix socket of type %u", s->fd, u.type);
+    else if (u.named || u.state != 1 /* TCP_ESTABLISHED */)
+        snprintf(s->why, sizeof(s->why), "fd %d is a unix socket that is %s (%.40s)", s->fd,
+                 u.named ? "bound to a name" : "not connected", name);
+    else if ((peer_found = u.peer && mos_unix_sock_find(u.peer, &peer) == 0) && peer.named)
+        snprintf(s->why, sizeof(s->why), "fd %d is a unix socket connected to a named one (%.40s)",
+                 s->fd, name);
+    else {
+        s->kind = MOS_FD_UNIX;
+        s->offset = 0;
+        s->sock_type = u.type;
+        s->shutdown = u.shutdown;
+        /* a released end is gone from sock_diag: the pair's other end was closed */
+        s->peer = peer_found ? u.peer : 0;
+        return 1;
+    }
+    return 0;
 }
 
 static void fd_classify(pid_t pid, int fd, struct mos_fd_seen *s)
@@ -97,6 +132,8 @@ static void fd_classify(pid_t pid, int fd, struct mos_fd_seen *s)
         s->offset = 0;
         return;
     }
+    if (S_ISSOCK(st.st_mode) && unix_classify(s->path, s) >= 0)
+        return;
     if (S_ISCHR(st.st_mode))
         for (size_t i = 0; i < sizeof(stateless_devs) / sizeof(stateless_devs[0]); i++)
             if (strcmp(s->path, stateless_devs[i]) == 0) {
@@ -164,20 +201,44 @@ int mos_fd_table_read(pid_t pid, struct mos_fd_seen **out, size_t *count)
     return 0;
 }
 
-/* Another process's fd that is one of pid's pipes (a pipe names no other end, so every
- * process's fds are looked at) makes that pipe unable to travel: its entries become kind 0.
- * Processes we may not inspect are passed over: a user's job shares nothing with them that
- * the user could not see. */
-void mos_fd_pipes_check(pid_t pid, struct mos_fd_seen *fds, size_t n)
+static int is_shared_kind(uint32_t kind)
+{
+    return kind == MOS_FD_PIPE || kind == MOS_FD_UNIX;
+}
+
+/* The entry whose file another process holds as link ("pipe:[N]", "socket:[N]"): one of ours,
+ * or the other end of one of our sockets. */
+static void held_elsewhere(struct mos_fd_seen *fds, size_t n, const char *link, pid_t q)
+{
+    char peer[40];
+
+    for (size_t i = 0; i < n; i++) {
+        if (!is_shared_kind(fds[i].kind))
+            continue;
+        snprintf(peer, sizeof(peer), "socket:[%llu]", (unsigned long long)fds[i].peer);
+        if (strcmp(fds[i].path, link) == 0 || (fds[i].peer && strcmp(peer, link) == 0)) {
+            snprintf(fds[i].why, sizeof(fds[i].why), "fd %d is a %s shared with pid %d",
+                     fds[i].fd, fds[i].kind == MOS_FD_PIPE ? "pipe" : "unix socket", (int)q);
+            fds[i].kind = 0;
+        }
+    }
+}
+
+/* Another process's fd that is one of pid's pipes or sockets, or the other end of a socket (a
+ * pipe names no other end, so every process's fds are looked at), makes it unable to travel:
+ * its entries become kind 0. Processes we may not inspect are passed over: a user's job shares
+ * nothing with them that the user could not see. Then a socket whose other end does not travel
+ * cannot either. */
+void mos_fd_own_check(pid_t pid, struct mos_fd_seen *fds, size_t n)
 {
     char path[64], link[64];
     struct dirent *p, *e;
-    size_t npipes = 0;
+    size_t nshared = 0;
     DIR *procs;
 
     for (size_t i = 0; i < n; i++)
-        npipes += fds[i].kind == MOS_FD_PIPE;
-    if (npipes == 0 || !(procs = opendir("/proc")))
+        nshared += is_shared_kind(fds[i].kind);
+    if (nshared == 0 || !(procs = opendir("/proc")))
         return;
     while ((p = readdir(procs))) {
         pid_t q = (pid_t)atoi(p->d_name);
@@ -188,20 +249,29 @@ void mos_fd_pipes_check(pid_t pid, struct mos_fd_seen *fds, size_t n)
         while (dir && (e = readdir(dir))) {
             snprintf(path, sizeof(path), "/proc/%d/fd/%.16s", (int)q, e->d_name);
             ssize_t len = e->d_name[0] == '.' ? -1 : readlink(path, link, sizeof(link) - 1);
-            if (len < 7 || strncmp(link, "pipe:[", 6) != 0)
+            if (len < 7 || (strncmp(link, "pipe:[", 6) != 0 && strncmp(link, "socket:[", 8) != 0))
                 continue;
             link[len] = '\0';
-            for (size_t i = 0; i < n; i++)
-                if (fds[i].kind == MOS_FD_PIPE && strcmp(fds[i].path, link) == 0) {
-                    fds[i].kind = 0;
-                    snprintf(fds[i].why, sizeof(fds[i].why), "fd %d is a pipe shared with pid %d",
-                             fds[i].fd, (int)q);
-                }
+            held_elsewhere(fds, n, link, q);
         }
         if (dir)
             closedir(dir);
     }
     closedir(procs);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        if (fds[i].kind != MOS_FD_UNIX || !fds[i].peer)
+            continue;
+        snprintf(path, sizeof(path), "socket:[%llu]", (unsigned long long)fds[i].peer);
+        while (k < n && !(fds[k].kind == MOS_FD_UNIX && strcmp(fds[k].path, path) == 0))
+            k++;
+        if (k == n) {
+            fds[i].kind = 0;
+            snprintf(fds[i].why, sizeof(fds[i].why),
+                     "fd %d is a unix socket whose other end (%.40s) is not the process's own",
+                     fds[i].fd, path);
+        }
+    }
 }
 
 static int status_field(pid_t pid, const char *name, long *value)
@@ -537,7 +607,7 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
     rc = mos_fd_table_read(pid, &fds, &nfds);
     if (rc != 0)
         goto out;
-    mos_fd_pipes_check(pid, fds, nfds);
+    mos_fd_own_check(pid, fds, nfds);
     for (size_t i = 0; i < nfds; i++)
         if (fds[i].kind == 0 && !(opts && opts->close_other_fds))
             REFUSE("%s", fds[i].why);

@@ -1,7 +1,7 @@
 /* A valid image in memory for the image reader's tests and fuzzer: an io over a growing
  * buffer (read as a stream, as a mapped file, or with a page channel) and a template image of
  * every record kind, including a thread, a file, shared anonymous memory, a pipe of the
- * process's own and a timerfd. */
+ * process's own, a timerfd and a unix socket pair. */
 #ifndef MOS_TEST_IMAGE_TEMPLATE_H
 #define MOS_TEST_IMAGE_TEMPLATE_H
 
@@ -183,7 +183,7 @@ static inline int template_build(struct rec *recs, int bulk)
     rec_add(r, &tpd, sizeof(tpd));
     r = &recs[n++];
     r->magic = MOS_REC_FDS;
-    struct mos_rec_fds fh = {.count = 5};
+    struct mos_rec_fds fh = {.count = 7};
     rec_add(r, &fh, sizeof(fh));
     struct mos_rec_fd f1 = {.fd = 1, .kind = MOS_FD_STDIO, .dup_of = -1};
     struct mos_rec_fd f2 = {.fd = 3, .kind = MOS_FD_FILE, .path_len = 4, .dup_of = -1};
@@ -206,6 +206,24 @@ static inline int template_build(struct rec *recs, int bulk)
     rec_add(r, &f5, sizeof(f5));
     rec_add(r, "anon_inode:[timerfd]", 20);
     rec_add(r, &tm, sizeof(tm));
+    /* a datagram socket pair: fd 7 holds two messages ("ab" and an empty one) */
+    uint32_t mlen[2] = {2, 0};
+    struct mos_rec_unix u7 = {.type = 2 /* SOCK_DGRAM */, .peer = 9, .sndbuf = 8192,
+                              .rcvbuf = 8192, .nmsgs = 2};
+    struct mos_rec_unix u8 = {.type = 2, .peer = 8, .sndbuf = 8192, .rcvbuf = 8192};
+    struct mos_rec_fd f7 = {.fd = 7, .kind = MOS_FD_UNIX, .flags = O_RDWR, .path_len = 10,
+                            .dup_of = -1, .data_len = sizeof(u7) + 2 * sizeof(uint32_t) + 2};
+    struct mos_rec_fd f8 = {.fd = 8, .kind = MOS_FD_UNIX, .flags = O_RDWR | O_NONBLOCK,
+                            .path_len = 10, .dup_of = -1, .data_len = sizeof(u8)};
+    rec_add(r, &f7, sizeof(f7));
+    rec_add(r, "socket:[8]", 10);
+    rec_add(r, &u7, sizeof(u7));
+    rec_add(r, &mlen[0], sizeof(uint32_t));
+    rec_add(r, "ab", 2);
+    rec_add(r, &mlen[1], sizeof(uint32_t));
+    rec_add(r, &f8, sizeof(f8));
+    rec_add(r, "socket:[9]", 10);
+    rec_add(r, &u8, sizeof(u8));
     for (int k = 0; k < 2 && bulk; k++) {
         if (k == 0) {
             r = &recs[n++];

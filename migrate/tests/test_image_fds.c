@@ -1,4 +1,4 @@
-/* The FDS record's pipe and anon-inode entries (eventfd, timerfd, signalfd, epoll): valid ones read
+/* The FDS record's pipe, anon-inode (eventfd, timerfd, signalfd, epoll) and unix socket entries: valid ones read
  * back with their state; each way an entry can be wrong is refused with one line, before a
  * restore would make anything of it. */
 #include "image_template.h"
@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -204,6 +205,115 @@ static void test_epoll_entries_checked(void **state)
     expect_refused(e, 3, "anon-inode entry out of range");
 }
 
+/* A socket's state: struct mos_rec_unix and its messages, laid out in buf. */
+static size_t unix_state(uint8_t *buf, uint32_t type, uint64_t peer, const char *const *msgs,
+                         uint32_t n)
+{
+    struct mos_rec_unix u = {.type = type, .peer = peer, .sndbuf = 4096, .rcvbuf = 4096,
+                             .nmsgs = n};
+    size_t off = sizeof(u);
+
+    memcpy(buf, &u, sizeof(u));
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t len = (uint32_t)strlen(msgs[k]);
+        memcpy(buf + off, &len, sizeof(len));
+        memcpy(buf + off + sizeof(len), msgs[k], len);
+        off += sizeof(len) + len;
+    }
+    return off;
+}
+
+static struct fd_entry unix_end(int fd, const char *name, const uint8_t *state, size_t len)
+{
+    return anon_entry(fd, MOS_FD_UNIX, name, state, len);
+}
+
+static void test_unix_pair_reads_back(void **state)
+{
+    (void)state;
+    static uint8_t a[256], b[256];
+    const char *msgs[] = {"one", "", "three"};
+    struct fd_entry e[3] = {
+        unix_end(3, "socket:[501]", a, unix_state(a, SOCK_DGRAM, 502, msgs, 3)),
+        unix_end(4, "socket:[502]", b, unix_state(b, SOCK_DGRAM, 501, NULL, 0)),
+        unix_end(5, "socket:[501]", NULL, 0)};
+    struct mos_img_meta m;
+
+    e[2].f.dup_of = 3;
+    assert_int_equal(read_with_fds(e, 3, &m), 0);
+    assert_int_equal(m.nfds, 3);
+    assert_int_equal(m.fds[0].f.data_len, e[0].len);
+    assert_memory_equal(m.fds[0].data, a, e[0].len);
+    assert_null(m.fds[2].data);
+    mos_img_meta_free(&m);
+    /* a pair's one end alone, its other end closed */
+    size_t len = unix_state(a, SOCK_STREAM, 0, msgs, 1);
+    e[0] = unix_end(3, "socket:[501]", a, len);
+    assert_int_equal(read_with_fds(e, 1, &m), 0);
+    mos_img_meta_free(&m);
+}
+
+static void test_unix_entries_checked(void **state)
+{
+    (void)state;
+    static uint8_t a[256], b[256];
+    const char *msgs[] = {"one", "two"};
+    size_t la = unix_state(a, SOCK_STREAM, 502, NULL, 0);
+    size_t lb = unix_state(b, SOCK_STREAM, 501, msgs, 1);
+    struct fd_entry e[2] = {unix_end(3, "socket:[501]", a, la), unix_end(4, "socket:[502]", b, lb)};
+    struct mos_img_meta m;
+
+    assert_int_equal(read_with_fds(e, 2, &m), 0);
+    mos_img_meta_free(&m);
+    /* the other end missing, naming someone else, of another type, or the same socket twice */
+    expect_refused(e, 1, "whose other end is not in the image");
+    lb = unix_state(b, SOCK_STREAM, 777, msgs, 1);
+    expect_refused(e, 2, "whose other end is not in the image");
+    lb = unix_state(b, SOCK_DGRAM, 501, msgs, 1);
+    expect_refused(e, 2, "whose other end is not in the image");
+    lb = unix_state(b, SOCK_STREAM, 502, msgs, 1);
+    e[1].name = "socket:[501]";
+    expect_refused(e, 2, "whose other end is not in the image");
+    e[1].name = "socket:[502]";
+    lb = unix_state(b, SOCK_STREAM, 501, msgs, 1);
+    e[1].len = e[1].f.data_len = (uint32_t)lb;
+    /* a stream's queue is one message; a message beyond the state; an unknown type */
+    e[1].len = e[1].f.data_len = (uint32_t)unix_state(b, SOCK_STREAM, 501, msgs, 2);
+    expect_refused(e, 2, "unix socket state out of range");
+    size_t lt = unix_state(b, SOCK_DGRAM, 501, msgs, 2);
+    unix_state(a, SOCK_DGRAM, 502, NULL, 0);
+    e[1].len = e[1].f.data_len = (uint32_t)lt - 1;
+    expect_refused(e, 2, "unix socket state out of range");
+    e[1].len = e[1].f.data_len = (uint32_t)unix_state(b, 99, 501, NULL, 0);
+    expect_refused(e, 2, "unix socket state out of range");
+    /* the name, the access mode, a state too short, state in a dup */
+    e[1].len = e[1].f.data_len = (uint32_t)unix_state(b, SOCK_DGRAM, 501, NULL, 0);
+    e[1].name = "socket:[0]";
+    e[1].f.path_len = (uint32_t)strlen(e[1].name);
+    expect_refused(e, 2, "unix socket entry out of range");
+    e[1].name = "socket:[502] ";
+    e[1].f.path_len = (uint32_t)strlen(e[1].name);
+    expect_refused(e, 2, "unix socket entry out of range");
+    e[1].name = "socket:[502]";
+    e[1].f.path_len = (uint32_t)strlen(e[1].name);
+    e[1].f.flags = O_RDONLY;
+    expect_refused(e, 2, "unix socket entry out of range");
+    e[1].f.flags = O_RDWR;
+    e[1].len = e[1].f.data_len = sizeof(struct mos_rec_unix) - 4;
+    expect_refused(e, 2, "unix socket entry out of range");
+    e[1] = unix_end(4, "socket:[501]", b, unix_state(b, SOCK_DGRAM, 0, NULL, 0));
+    e[1].f.dup_of = 3;
+    expect_refused(e, 2, "unix socket entry out of range");
+    /* a message longer than the image may carry, its length beyond the state */
+    static uint8_t big[64];
+    struct mos_rec_unix u = {.type = SOCK_STREAM, .nmsgs = 1};
+    uint32_t n = MOS_IMG_MAX_PIPE_DATA + 1;
+    memcpy(big, &u, sizeof(u));
+    memcpy(big + sizeof(u), &n, sizeof(n));
+    e[0] = unix_end(3, "socket:[501]", big, sizeof(big));
+    expect_refused(e, 1, "unix socket state out of range");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +321,8 @@ int main(void)
         cmocka_unit_test(test_pipe_entries_checked),
         cmocka_unit_test(test_anon_entries_checked),
         cmocka_unit_test(test_epoll_entries_checked),
+        cmocka_unit_test(test_unix_pair_reads_back),
+        cmocka_unit_test(test_unix_entries_checked),
     };
     mos_log_set_sink(img_errors_sink, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);

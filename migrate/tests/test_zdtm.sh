@@ -46,7 +46,7 @@ run_pair() {
     fi
 }
 
-for prog in heap bigmap recursion fpu tls signals files filemap pipes anonfds shmanon; do
+for prog in heap bigmap recursion fpu tls signals files filemap pipes anonfds shmanon unixpair; do
     run_pair "$prog-pie" 0.15 "$B/zdtm_${prog}_pie"
 done
 for variant in nopie static staticpie; do
@@ -85,6 +85,42 @@ if [ -s $d/mig.xz ] && "$CK" dump $xpid $d/img > $d/dump.log 2>&1; then
         || bad "xz: rc=$rc, pipe fds $at, $(tail -1 $d/restore.log) $(cmp $d/ref.xz $d/mig.xz 2>&1)"
 else
     bad "xz: dump failed: $(tail -1 $d/dump.log 2>/dev/null)"
+fi
+
+# a real program with socket pairs of its own: python3's asyncio keeps one for its self-pipe,
+# and two coroutines talk over another with a backlog in the kernel's queues at the dump
+d=$T/asyncio; mkdir -p $d
+cat > $d/aio.py <<'PYEOF'
+import asyncio, hashlib, socket, sys
+async def main(steps):
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    a.setblocking(False); b.setblocking(False)
+    h = hashlib.sha256()
+    print("ready", flush=True)
+    for i in range(steps):
+        await loop.sock_sendall(a, b"".join(b"message %d.%d\n" % (i, k) for k in range(40)))
+        h.update(await loop.sock_recv(b, 400))
+        await loop.sock_sendall(b, b"ack %d\n" % i)
+        h.update(await loop.sock_recv(a, 4))
+        await asyncio.sleep(0.01)
+    print("step", steps, "digest", h.hexdigest(), flush=True)
+asyncio.run(main(int(sys.argv[1])))
+PYEOF
+$PY $d/aio.py 150 > $d/ref 2>&1
+(exec $PY $d/aio.py 150 > $d/mig 2>&1) & apid=$!; pids+=($apid)
+wait_ready $d/mig; sleep 0.5
+if "$CK" dump $apid $d/img > $d/dump.log 2>&1; then
+    wait $apid 2>/dev/null
+    queued=$("$CK" info $d/img --json | $PY -c 'import json, sys
+print(sum(f.get("queued", 0) for f in json.load(sys.stdin)["fds"] if f["kind"] == "unix"))')
+    nsock=$("$CK" info $d/img | grep -c ' unix socket:')
+    (cd / && "$CK" restore $d/img >> $d/mig 2>&1); rc=$?
+    [ $rc = 0 ] && [ "$nsock" = 4 ] && [ "$queued" -gt 0 ] && cmp -s $d/ref $d/mig \
+        && ok "python3 asyncio with its socket pairs ($queued bytes queued), dumped mid-run and restored: the same digest" \
+        || bad "asyncio: rc=$rc, sockets $nsock, queued $queued, $(tail -1 $d/mig) / $(tail -1 $d/ref)"
+else
+    bad "asyncio: dump failed: $(tail -1 $d/dump.log)"
 fi
 
 # the image records which pages of the private file map travel: written ones only
@@ -410,6 +446,34 @@ for _ in $(seq 1 500); do [ -e /proc/$s4/fd/3 ] && break; sleep 0.01; done
 out=$("$CK" check $s4 2>&1)
 [ $? != 0 ] && grep -q "fd 3 is a pipe shared with pid" <<<"$out" && ok "shared pipe fd refused: $out" || bad "shared pipe fd: $out"
 pkill -f '^sleep 31$'
+# a socket pair of its own travels; one whose end another process holds, a named socket, or a
+# queue with descriptors in flight does not
+$PY -c 'import socket, time; a, b = socket.socketpair(); time.sleep(30)' & s5=$!; pids+=($s5)
+for _ in $(seq 1 500); do [ -e /proc/$s5/fd/4 ] && break; sleep 0.01; done
+out=$("$CK" check $s5 2>&1); [ $? = 0 ] && ok "a socket pair of its own may be checkpointed: $out" || bad "own socket pair: $out"
+$PY -c 'import os, socket, sys, time
+a, b = socket.socketpair()
+if os.fork() == 0:
+    a.close(); print("ready", os.getpid(), b.fileno(), flush=True); time.sleep(30); sys.exit()
+b.close(); time.sleep(30)' > $d/sock.shared & s6=$!; pids+=($s6)
+wait_ready $d/sock.shared; read -r _ s6c s6fd < $d/sock.shared; pids+=($s6c)
+out=$("$CK" check $s6c 2>&1)
+[ $? != 0 ] && grep -q "fd $s6fd is a unix socket shared with pid $s6" <<<"$out" \
+    && ok "socket whose other end is another process's refused: $out" || bad "shared socket: $out"
+$PY -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(); time.sleep(30)' $d/sock.named & s7=$!; pids+=($s7)
+for _ in $(seq 1 500); do [ -S $d/sock.named ] && break; sleep 0.01; done
+out=$("$CK" check $s7 2>&1)
+[ $? != 0 ] && grep -q "is a unix socket that is bound to a name" <<<"$out" \
+    && ok "named socket refused: $out" || bad "named socket: $out"
+$PY -c 'import socket, time; a, b = socket.socketpair(); socket.send_fds(a, [b"x"], [0]); print("ready", flush=True); time.sleep(30)' > $d/sock.fds & s8=$!; pids+=($s8)
+wait_ready $d/sock.fds
+out=$("$CK" dump $s8 $d/sock.img 2>&1); rc=$?
+if [ $rc != 0 ] && grep -q "its queue holds file descriptors in flight" <<<"$out" && kill -0 $s8 &&
+   [ ! -e $d/sock.img ]; then
+    ok "descriptors in flight: dump refused, the process runs on: $out"
+else bad "descriptors in flight: rc=$rc $out"; fi
+kill -9 $s5 $s6 $s6c $s7 $s8 2>/dev/null
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
 kill -STOP $s1
 for _ in $(seq 1 500); do grep -q '^State:.*T' /proc/$s1/status && break; sleep 0.01; done

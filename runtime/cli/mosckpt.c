@@ -194,6 +194,10 @@ static void info_json(const struct mos_image_info *in)
         if (strcmp(f->kind, "pipe") == 0) {
             json_object_object_add(j, "pipe_size", json_object_new_int64(f->pipe_size));
             json_object_object_add(j, "queued", json_object_new_int64(f->queued));
+        } else if (strcmp(f->kind, "unix") == 0) {
+            json_object_object_add(j, "queued", json_object_new_int64(f->queued));
+            json_object_object_add(j, "messages", json_object_new_int64(f->messages));
+            json_object_object_add(j, "peer", json_object_new_int64((int64_t)f->peer));
         }
         json_object_array_add(fds, j);
     }
@@ -227,6 +231,17 @@ static void info_text(const struct mos_image_info *in)
         else if (strcmp(f->kind, "pipe") == 0)
             printf("  fd %d pipe %s flags %#o, capacity %u\n", f->fd, f->path, f->flags,
                    f->pipe_size);
+        else if (strcmp(f->kind, "unix") == 0 && f->dup_of >= 0)
+            printf("  fd %d unix %s flags %#o, a dup of fd %d\n", f->fd, f->path, f->flags,
+                   f->dup_of);
+        else if (strcmp(f->kind, "unix") == 0 && f->peer)
+            printf("  fd %d unix %s flags %#o, peer socket:[%llu], holds %u bytes in %u "
+                   "message%s\n", f->fd, f->path, f->flags, (unsigned long long)f->peer,
+                   f->queued, f->messages, f->messages == 1 ? "" : "s");
+        else if (strcmp(f->kind, "unix") == 0)
+            printf("  fd %d unix %s flags %#o, other end closed, holds %u bytes in %u "
+                   "message%s\n", f->fd, f->path, f->flags, f->queued, f->messages,
+                   f->messages == 1 ? "" : "s");
         else
             printf("  fd %d %s %s offset %llu flags %#o\n", f->fd, f->kind, f->path,
                    (unsigned long long)f->offset, f->flags);

@@ -268,11 +268,16 @@ struct mos_image_vma_info {
 struct mos_image_fd_info {
     int fd;
     const char *kind; /* "file", "dev", "stdio", "pipe", "eventfd", "signalfd", "timerfd",
-                          "epoll" */
+                          "epoll", "unix" */
     const char *path;
     uint64_t offset;
     uint32_t flags;
     uint32_t pipe_size, queued; /* a pipe: its capacity, the bytes it held (first fd only) */
+    /* a unix socket (not a dup): queued also its bytes, in `messages`; peer the other end's
+     * inode, 0 when it was closed */
+    uint32_t messages;
+    uint64_t peer;
+    int dup_of; /* -1, or the earlier fd sharing this one's open file description */
 };
 struct mos_image_info {
     uint32_t format_version;
