@@ -149,10 +149,12 @@ static int queue_walk(int sock, uint32_t type, uint32_t budget, uint8_t *buf, st
         }
         if (type == SOCK_STREAM && n == 0)
             break; /* the other end shut down, nothing left */
-        if (type != SOCK_STREAM && (q->nmsgs == MOS_IMG_MAX_UNIX_MSGS || queue_add(q, buf, (uint32_t)n))) {
+        if (type != SOCK_STREAM && q->nmsgs == MOS_IMG_MAX_UNIX_MSGS) {
             snprintf(why, whylen, "its queue holds more than %u messages", MOS_IMG_MAX_UNIX_MSGS);
-            return q->nmsgs == MOS_IMG_MAX_UNIX_MSGS ? MOS_E_NOT_MIGRATABLE : -ENOMEM;
+            return MOS_E_NOT_MIGRATABLE;
         }
+        if (type != SOCK_STREAM && queue_add(q, buf, (uint32_t)n) != 0)
+            return -ENOMEM;
         total += (uint32_t)n;
     }
     if (n == MOS_E_NOT_MIGRATABLE)

@@ -1,6 +1,6 @@
-/* The FDS record's pipe, anon-inode (eventfd, timerfd, signalfd, epoll) and unix socket entries: valid ones read
- * back with their state; each way an entry can be wrong is refused with one line, before a
- * restore would make anything of it. */
+/* The FDS record's pipe, anon-inode (eventfd, timerfd, signalfd, epoll) and unix socket
+ * entries: valid ones read back with their state; each way an entry can be wrong is refused
+ * with one line, before a restore would make anything of it. */
 #include "image_template.h"
 
 #include "mos/log.h"

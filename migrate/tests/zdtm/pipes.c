@@ -14,20 +14,6 @@
 #define BIG_FILL (200 * 1024)
 #define CHUNK 4000
 
-static int line_read(int fd, char *buf, size_t cap)
-{
-    size_t n = 0;
-
-    while (n + 1 < cap) {
-        if (read(fd, buf + n, 1) != 1)
-            return -1;
-        if (buf[n++] == '\n')
-            break;
-    }
-    buf[n] = '\0';
-    return (int)n;
-}
-
 int main(void)
 {
     int steps = zdtm_env("ZDTM_STEPS", 30), ms = zdtm_env("ZDTM_STEP_MS", 25);
@@ -53,7 +39,7 @@ int main(void)
         dprintf(i % 2 ? lines_w2 : lines[1], "backlog line %d\n", i);
     zdtm_say("ready");
     for (int s = 0; s < steps; s++) {
-        if (line_read(lines[0], buf, sizeof(buf)) < 0)
+        if (zdtm_line_read(lines[0], buf, sizeof(buf)) < 0)
             return zdtm_result(0, "read a line");
         dprintf(s % 2 ? lines_w2 : lines[1], "line of step %d\n", s);
         ssize_t n = read(big[0], chunk, sizeof(chunk));

@@ -17,20 +17,6 @@
 #define BIG_FILL (100 * 1024)
 #define CHUNK 3000
 
-static int line_read(int fd, char *buf, size_t cap)
-{
-    size_t n = 0;
-
-    while (n + 1 < cap) {
-        if (read(fd, buf + n, 1) != 1)
-            return -1;
-        if (buf[n++] == '\n')
-            break;
-    }
-    buf[n] = '\0';
-    return (int)n;
-}
-
 static int sock_type(int fd)
 {
     int t = -1;
@@ -80,7 +66,8 @@ int main(void)
     zdtm_say("ready");
     for (int s = 0; s < steps; s++) {
         char back[128];
-        if (line_read(st[1], buf, sizeof(buf)) < 0 || line_read(st[0], back, sizeof(back)) < 0)
+        if (zdtm_line_read(st[1], buf, sizeof(buf)) < 0 ||
+            zdtm_line_read(st[0], back, sizeof(back)) < 0)
             return zdtm_result(0, "read a line");
         dprintf(st[0], "forward step %d\n", s);
         dprintf(st[1], "backward step %d\n", s);

@@ -48,6 +48,23 @@ static inline uint64_t zdtm_rand(uint64_t *s)
     return *s;
 }
 
+/* One line from fd, read a byte at a time (nothing beyond it is taken): its length, -1 at
+ * an error or the end. */
+#include <unistd.h>
+static inline int zdtm_line_read(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+
+    while (n + 1 < cap) {
+        if (read(fd, buf + n, 1) != 1)
+            return -1;
+        if (buf[n++] == '\n')
+            break;
+    }
+    buf[n] = '\0';
+    return (int)n;
+}
+
 /* Steps and their length: ZDTM_STEPS / ZDTM_STEP_MS override (the cycle test runs longer). */
 static inline int zdtm_env(const char *name, int dflt)
 {
