@@ -1551,7 +1551,7 @@ static int epoll_capture(pid_t pid, int epfd, const struct mos_fd_seen *fds, siz
  * copy of its fd (pidfd_getfd: a socket cannot be opened through /proc). *data is malloc'ed:
  * struct mos_rec_unix and its messages; *bytes counts their data. */
 static int unix_capture(pid_t pid, const struct mos_fd_seen *s, uint32_t budget, uint8_t **data,
-                        uint32_t *len, uint64_t *bytes)
+                        uint32_t *len, char *why, size_t whylen)
 {
     struct mos_rec_unix u = {.type = s->sock_type, .shutdown = s->shutdown, .peer = s->peer};
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0), rc = 0, v[3] = {0, 0, 0};
@@ -1559,7 +1559,6 @@ static int unix_capture(pid_t pid, const struct mos_fd_seen *s, uint32_t budget,
     static const int opts[3] = {SO_SNDBUF, SO_RCVBUF, SO_PASSCRED};
     uint8_t *msgs = NULL;
     uint32_t mlen = 0;
-    char why[96] = "";
 
     for (int k = 0; k < 3 && rc == 0; k++) {
         socklen_t sl = sizeof(v[k]);
@@ -1570,7 +1569,7 @@ static int unix_capture(pid_t pid, const struct mos_fd_seen *s, uint32_t budget,
     u.rcvbuf = (uint32_t)v[1];
     u.passcred = v[2] != 0;
     if (rc == 0)
-        rc = mos_unix_queue_read(sock, u.type, budget, &msgs, &mlen, &u.nmsgs, why, sizeof(why));
+        rc = mos_unix_queue_read(sock, u.type, budget, &msgs, &mlen, &u.nmsgs, why, whylen);
     if (rc == 0 && !(*data = malloc(sizeof(u) + mlen)))
         rc = -ENOMEM;
     if (rc == 0) {
@@ -1578,10 +1577,7 @@ static int unix_capture(pid_t pid, const struct mos_fd_seen *s, uint32_t budget,
         if (mlen)
             memcpy(*data + sizeof(u), msgs, mlen);
         *len = (uint32_t)sizeof(u) + mlen;
-        *bytes = mlen - (uint64_t)u.nmsgs * sizeof(uint32_t);
-    } else if (rc == MOS_E_NOT_MIGRATABLE) {
-        mos_err("migrate", "pid %d stays: fd %d (a unix socket): %s", (int)pid, s->fd, why);
-    } else {
+    } else if (rc != MOS_E_NOT_MIGRATABLE) {
         mos_err("migrate", "pid %d: reading fd %d (a unix socket): %s", (int)pid, s->fd,
                 mos_strerror(rc));
     }
@@ -1591,6 +1587,73 @@ static int unix_capture(pid_t pid, const struct mos_fd_seen *s, uint32_t budget,
     if (pidfd >= 0)
         close(pidfd);
     return rc;
+}
+
+/* The bytes a socket's state holds queued (struct mos_rec_unix, then length + bytes each). */
+static uint64_t unix_queued(const uint8_t *state, uint32_t len)
+{
+    struct mos_rec_unix u;
+
+    memcpy(&u, state, sizeof(u));
+    return len - sizeof(u) - (uint64_t)u.nmsgs * sizeof(uint32_t);
+}
+
+/* Socket i cannot travel and the fds that cannot are left closed: so are its dups and its
+ * other end's entries, which may come before it, so that no entry names a peer the image
+ * lacks. */
+static void unix_leave_closed(struct mos_fd_seen *fds, size_t n, size_t i, const char *why,
+                              uint8_t **state)
+{
+    char own[sizeof(fds[i].path)], peer[40];
+    int fd = fds[i].fd;
+
+    memcpy(own, fds[i].path, sizeof(own));
+    snprintf(peer, sizeof(peer), "socket:[%llu]", (unsigned long long)fds[i].peer);
+    for (size_t k = 0; k < n; k++) {
+        if (fds[k].kind != MOS_FD_UNIX ||
+            (strcmp(fds[k].path, own) != 0 && (!fds[i].peer || strcmp(fds[k].path, peer) != 0)))
+            continue;
+        fds[k].kind = 0;
+        if (fds[k].fd == fd || strcmp(fds[k].path, own) == 0)
+            snprintf(fds[k].why, sizeof(fds[k].why), "fd %d (a unix socket): %.90s", fds[k].fd,
+                     why);
+        else
+            snprintf(fds[k].why, sizeof(fds[k].why),
+                     "fd %d (a unix socket): its other end, fd %d, cannot travel", fds[k].fd, fd);
+        free(state[k]);
+        state[k] = NULL;
+    }
+}
+
+/* Every socket's state, before any entry is written (see unix_leave_closed); state[i] is
+ * malloc'ed for each socket that is no dup, *total what they hold queued. */
+static int unix_capture_all(struct mos_dump *d, struct mos_fd_seen *fds, size_t n,
+                            uint8_t **state, uint32_t *len, uint64_t *total)
+{
+    char why[96];
+
+    for (size_t i = 0; i < n; i++) {
+        if (fds[i].kind != MOS_FD_UNIX || fds[i].dup_of >= 0)
+            continue;
+        why[0] = '\0';
+        int rc = unix_capture(d->pid, &fds[i], MOS_IMG_MAX_PIPE_DATA - (uint32_t)*total,
+                              &state[i], &len[i], why, sizeof(why));
+        if (rc == 0) {
+            *total += unix_queued(state[i], len[i]);
+        } else if (rc == MOS_E_NOT_MIGRATABLE && d->opts.close_other_fds) {
+            unix_leave_closed(fds, n, i, why, state);
+            *total = 0; /* again over the sockets kept: the other end may have gone too */
+            for (size_t k = 0; k < n; k++)
+                if (state[k])
+                    *total += unix_queued(state[k], len[k]);
+        } else {
+            if (rc == MOS_E_NOT_MIGRATABLE)
+                mos_err("migrate", "pid %d stays: fd %d (a unix socket): %s", (int)d->pid,
+                        fds[i].fd, why);
+            return rc;
+        }
+    }
+    return 0;
 }
 
 /* The state after entry i's path: the first entry of a pipe carries what it holds (and every
@@ -1609,15 +1672,8 @@ static int fd_state(struct mos_dump *d, const struct mos_fd_seen *fds, size_t n,
         }
         return rc;
     }
-    if (f->kind == MOS_FD_EPOLL || (f->kind == MOS_FD_UNIX && f->dup_of >= 0))
+    if (f->kind == MOS_FD_EPOLL)
         return 0;
-    if (f->kind == MOS_FD_UNIX) {
-        uint64_t bytes = 0;
-        rc = unix_capture(d->pid, &fds[i], MOS_IMG_MAX_PIPE_DATA - (uint32_t)*total, data,
-                          &f->data_len, &bytes);
-        *total += bytes;
-        return rc;
-    }
     if (f->kind != MOS_FD_PIPE) {
         if (f->dup_of >= 0)
             return 0;
@@ -1683,7 +1739,12 @@ static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
     if (rc != 0)
         return rc;
     mos_fd_own_check(d->pid, fds, n);
-    rc = rec_buf_add(&b, &h, sizeof(h));
+    uint8_t **state = calloc(n ? n : 1, sizeof(*state));
+    uint32_t *state_len = calloc(n ? n : 1, sizeof(*state_len));
+    rc = !state || !state_len ? -ENOMEM
+                              : unix_capture_all(d, fds, n, state, state_len, &pipe_total);
+    if (rc == 0)
+        rc = rec_buf_add(&b, &h, sizeof(h));
     for (size_t i = 0; i < n && rc == 0; i++) {
         uint8_t *data = NULL;
         if (fds[i].kind == 0) {
@@ -1696,7 +1757,12 @@ static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
                                .fdflags = fds[i].fdflags, .offset = fds[i].offset,
                                .path_len = (uint32_t)strlen(fds[i].path),
                                .dup_of = fds[i].dup_of};
-        if (f.kind >= MOS_FD_PIPE && (rc = fd_state(d, fds, n, i, &f, &data, &pipe_total)) == 1) {
+        if (f.kind == MOS_FD_UNIX) { /* its state read ahead: unix_capture_all */
+            data = state[i];
+            state[i] = NULL;
+            f.data_len = data ? state_len[i] : 0;
+        } else if (f.kind >= MOS_FD_PIPE &&
+                   (rc = fd_state(d, fds, n, i, &f, &data, &pipe_total)) == 1) {
             fds[i].kind = 0;
             rc = 0;
             continue;
@@ -1712,6 +1778,10 @@ static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
         struct iovec part = {b.p, b.len};
         rc = mos_img_put(w, MOS_REC_FDS, &part, 1);
     }
+    for (size_t i = 0; state && i < n; i++)
+        free(state[i]);
+    free(state);
+    free(state_len);
     free(b.p);
     free(fds);
     return rc;

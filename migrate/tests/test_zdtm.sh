@@ -466,14 +466,23 @@ for _ in $(seq 1 500); do [ -S $d/sock.named ] && break; sleep 0.01; done
 out=$("$CK" check $s7 2>&1)
 [ $? != 0 ] && grep -q "is a unix socket that is bound to a name" <<<"$out" \
     && ok "named socket refused: $out" || bad "named socket: $out"
-$PY -c 'import socket, time; a, b = socket.socketpair(); socket.send_fds(a, [b"x"], [0]); print("ready", flush=True); time.sleep(30)' > $d/sock.fds & s8=$!; pids+=($s8)
+$PY -c 'import socket, time
+a, b = socket.socketpair(); c, e = socket.socketpair(); socket.send_fds(a, [b"x"], [0])
+print("ready", flush=True); time.sleep(30)' > $d/sock.fds & s8=$!; pids+=($s8)
 wait_ready $d/sock.fds
 out=$("$CK" dump $s8 $d/sock.img 2>&1); rc=$?
 if [ $rc != 0 ] && grep -q "its queue holds file descriptors in flight" <<<"$out" && kill -0 $s8 &&
    [ ! -e $d/sock.img ]; then
     ok "descriptors in flight: dump refused, the process runs on: $out"
 else bad "descriptors in flight: rc=$rc $out"; fi
-kill -9 $s5 $s6 $s6c $s7 $s8 2>/dev/null
+# with --close-other-fds (as mosrun -C) that pair is left closed, both ends (the first one
+# is fd 3, before the socket that cannot travel), and the other pair travels
+out=$("$CK" dump $s8 $d/sock.img --close-other-fds 2>&1); rc=$?
+wait $s8 2>/dev/null # ended by the dump
+socks=$("$CK" info $d/sock.img 2>/dev/null | awk '$3 == "unix" { printf "%s%s", n++ ? " " : "", $2 }')
+[ $rc = 0 ] && [ "$socks" = "5 6" ] && ok "descriptors in flight, --close-other-fds: that pair left closed, fds $socks travel" \
+    || bad "descriptors in flight, --close-other-fds: rc=$rc, unix fds '$socks' $out"
+{ kill -9 $s5 $s6 $s6c $s7 $s8; wait $s5 $s6 $s7 $s8; } 2>/dev/null
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
 kill -STOP $s1
 for _ in $(seq 1 500); do grep -q '^State:.*T' /proc/$s1/status && break; sleep 0.01; done
