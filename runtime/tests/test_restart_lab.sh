@@ -144,8 +144,13 @@ for j in $c $d; do
     out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$j" "$N2" 2>&1)
     grep -q "now runs on $N2" <<<"$out" || bad "pid $j to node 2: $out"
 done
+lines=$(wc -l < "$W/mosd2.log")
 restart_mosd 2
-wait_until 10 listed 2 "$c" "$N2" && wait_until 10 listed 2 "$d" "$N2" \
+# listed comes from the state file; a move needs the supervisor's line back too (a CI run
+# once moved C in between: "its supervisor is not reached yet")
+wait_until 10 listed 2 "$c" "$N2" && wait_until 10 listed 2 "$d" "$N2" &&
+    wait_until 20 log_since_has 2 "$lines" "pid $c) re-adopted" &&
+    wait_until 20 log_since_has 2 "$lines" "pid $d) re-adopted" \
     && ok "restarted node 2 lists both guests again (their supervisors re-adopted)" \
     || bad "node 2 after restart: $(on 2 "$B/mosps" 2>&1 | tr '\n' '|') $(grep -E 'adopt|dropped' "$W/mosd2.log" | tr '\n' '|')"
 out=$(on 1 "${AS_USER[@]}" "$B/mosmigrate" "$c" "$N3" 2>&1)
