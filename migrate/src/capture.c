@@ -1,5 +1,6 @@
 /* Capture: freeze a process and write its image (DESIGN.md "A migration", steps 2-4). */
 #include "image.h"
+#include "memfd.h"
 #include "precopy.h"
 #include "mos/inject.h"
 #include "mos/procfs.h"
@@ -777,6 +778,11 @@ static int vmas_capture(struct mos_dump *d, struct vma_cap **out, size_t *count)
         } else if (mos_vma_shared_anon(m)) { /* stay.c let it through: checkpoint mode */
             c->v.kind = MOS_VMA_ANON_SHARED;
             c->path[0] = '\0';
+        } else if (mos_vma_memfd(m)) { /* the same; its object travels once (memfd.c) */
+            c->v.kind = MOS_VMA_MEMFD;
+            c->v.pgoff = m->offset;
+            c->v.dev = makedev(m->dev_major, m->dev_minor);
+            c->v.ino = m->inode;
         } else if (m->path[0] != '/') {
             c->v.kind = MOS_VMA_ANON;
             c->path[0] = '\0'; /* [heap], [stack], [anon:x] come back from the mm fields */
@@ -1139,7 +1145,7 @@ static int vma_pages_read(struct page_batch *b, int pagemap_fd, const struct mos
  * mapping every page. */
 static int vma_pages(struct page_batch *b, int pagemap_fd, const struct mos_rec_vma *v)
 {
-    if (v->kind == MOS_VMA_VDSO || v->kind == MOS_VMA_FILE_SHARED)
+    if (v->kind == MOS_VMA_VDSO || v->kind == MOS_VMA_FILE_SHARED || v->kind == MOS_VMA_MEMFD)
         return 0;
     b->vma_start = 1;
     /* process_vm_readv cannot read what the process may not: such VMAs keep PAGES records
@@ -1727,7 +1733,7 @@ static int fd_kept(const struct mos_fd_seen *fds, size_t i, int fd)
     return 0;
 }
 
-static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
+static int put_fds(struct mos_dump *d, struct mos_img_writer *w, struct memfd_objs *objs)
 {
     struct mos_fd_seen *fds;
     struct rec_buf b = {0};
@@ -1761,6 +1767,14 @@ static int put_fds(struct mos_dump *d, struct mos_img_writer *w)
             data = state[i];
             state[i] = NULL;
             f.data_len = data ? state_len[i] : 0;
+        } else if (f.kind == MOS_FD_MEMFD) { /* the object's inode names it in MEMFDS */
+            if (f.dup_of < 0 && (rc = mos_memfd_take_fd(objs, d->pid, f.fd, fds[i].path)) == 0 &&
+                (data = malloc(sizeof(uint64_t)))) {
+                memcpy(data, &fds[i].ino, sizeof(uint64_t));
+                f.data_len = sizeof(uint64_t);
+            } else if (f.dup_of < 0 && rc == 0) {
+                rc = -ENOMEM;
+            }
         } else if (f.kind >= MOS_FD_PIPE &&
                    (rc = fd_state(d, fds, n, i, &f, &data, &pipe_total)) == 1) {
             fds[i].kind = 0;
@@ -1834,6 +1848,7 @@ int mos_dump_userfaultfd(struct mos_dump *d, int *uffd)
 int mos_dump_write(struct mos_dump *d, struct mos_img_io *io)
 {
     struct mos_img_writer w = {.io = io};
+    struct memfd_objs objs = {0};
     struct vma_cap *vmas = NULL;
     size_t nvmas = 0;
     uint64_t t0 = mos_clock_now_ns(), t1;
@@ -1849,7 +1864,14 @@ int mos_dump_write(struct mos_dump *d, struct mos_img_io *io)
     if (rc == 0)
         rc = put_meta(&w, s, vmas, nvmas);
     if (rc == 0)
-        rc = put_fds(d, &w);
+        rc = put_fds(d, &w, &objs);
+    for (size_t i = 0; i < nvmas && rc == 0; i++)
+        if (vmas[i].v.kind == MOS_VMA_MEMFD)
+            rc = mos_memfd_take_map(&objs, d->pid, vmas[i].v.start, vmas[i].v.end,
+                                    vmas[i].v.ino, vmas[i].path);
+    if (rc == 0)
+        rc = mos_memfds_put(&objs, &w, d->pid);
+    mos_memfds_free(&objs);
     if (rc == 0 && d->pre)
         rc = keep_write(d, &w, vmas, nvmas);
     t1 = mos_clock_now_ns();

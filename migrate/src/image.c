@@ -39,6 +39,8 @@ const char *mos_img_rec_name(uint32_t magic)
     case MOS_REC_RLIM: return "RLIM";
     case MOS_REC_THREAD: return "THREAD";
     case MOS_REC_FDS: return "FDS";
+    case MOS_REC_MEMFDS: return "MEMFDS";
+    case MOS_REC_MEMFD_PAGES: return "MEMFD_PAGES";
     case MOS_REC_PAGES: return "PAGES";
     case MOS_REC_BULK: return "BULK";
     case MOS_REC_END: return "END";
@@ -176,6 +178,12 @@ static uint64_t rec_max_len(uint32_t magic)
         return sizeof(struct mos_rec_thread) + MOS_IMG_MAX_XSTATE +
                MOS_IMG_MAX_PENDING * sizeof(struct mos_rec_pending);
     case MOS_REC_FDS: return MOS_IMG_MAX_META;
+    case MOS_REC_MEMFDS:
+        return sizeof(struct mos_rec_memfds) +
+               MOS_IMG_MAX_MEMFDS * (sizeof(struct mos_rec_memfd) + MOS_IMG_MAX_MEMFD_NAME);
+    case MOS_REC_MEMFD_PAGES:
+        return sizeof(struct mos_rec_memfd_pages) +
+               (uint64_t)MOS_IMG_MAX_RUN_PAGES * MOS_IMG_PAGE_SIZE;
     case MOS_REC_PAGES:
     case MOS_REC_PRECOPY:
         return sizeof(struct mos_rec_pages) + (uint64_t)MOS_IMG_MAX_RUN_PAGES * MOS_IMG_PAGE_SIZE;
@@ -484,7 +492,7 @@ static int meta_vmas(struct mos_img_reader *r, struct mos_img_meta *m)
         if (v->v.start >= v->v.end || (v->v.start | v->v.end | v->v.pgoff) % MOS_IMG_PAGE_SIZE ||
             v->v.end > MOS_IMG_USER_TOP || v->v.start < 4096 ||
             (v->v.prot & ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC)) ||
-            v->v.kind < MOS_VMA_ANON || v->v.kind > MOS_VMA_ANON_SHARED ||
+            v->v.kind < MOS_VMA_ANON || v->v.kind > MOS_VMA_MEMFD ||
             (v->v.flags & ~MOS_VMA_F_ALL) || (i > 0 && v->v.start < m->vmas[i - 1].v.end))
             return img_bad(r, "VMAS record: entry out of range or overlapping");
     }
@@ -724,7 +732,8 @@ static int fd_state_check(struct mos_img_reader *r, struct mos_img_meta *m, uint
     uint64_t ino;
 
     if (f->f.kind != MOS_FD_PIPE &&
-        (f->f.pipe_size || (!name && f->f.kind != MOS_FD_UNIX && f->f.data_len)))
+        (f->f.pipe_size ||
+         (!name && f->f.kind != MOS_FD_UNIX && f->f.kind != MOS_FD_MEMFD && f->f.data_len)))
         return img_bad(r, "FDS record: state for a kind that has none");
     if (name) {
         int size_ok = f->f.kind == MOS_FD_EPOLL
@@ -748,6 +757,9 @@ static int fd_state_check(struct mos_img_reader *r, struct mos_img_meta *m, uint
         if (!socket_name_ok(f->path, &ino) || f->f.offset || acc != O_RDWR ||
             (f->f.dup_of == -1 ? f->f.data_len < sizeof(struct mos_rec_unix) : f->f.data_len != 0))
             return img_bad(r, "FDS record: unix socket entry out of range");
+    } else if (f->f.kind == MOS_FD_MEMFD) {
+        if (!mos_img_memfd_path_ok(f->path) || f->f.data_len != (f->f.dup_of == -1 ? 8u : 0u))
+            return img_bad(r, "FDS record: memfd entry out of range");
     }
     if (f->f.data_len == 0)
         return 0;
@@ -795,7 +807,7 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
             return img_bad(r, "FDS record: bad path");
         p += f->f.path_len;
         if (f->f.fd < 0 || f->f.fd >= 1048576 || f->f.kind < MOS_FD_FILE ||
-            f->f.kind > MOS_FD_UNIX || (f->f.kind == MOS_FD_STDIO && f->f.fd > 2) ||
+            f->f.kind > MOS_FD_MEMFD || (f->f.kind == MOS_FD_STDIO && f->f.fd > 2) ||
             f->f.offset > (uint64_t)INT64_MAX || (f->f.fdflags & ~1u) ||
             (i > 0 && f->f.fd <= m->fds[i - 1].f.fd))
             return img_bad(r, "FDS record: entry out of range");
@@ -819,6 +831,133 @@ static int meta_fds(struct mos_img_reader *r, struct mos_img_meta *m)
         return img_bad(r, "FDS record: a unix socket whose other end is not in the image as "
                           "one, or one twice");
     m->nfds = hdr.count;
+    return 0;
+}
+
+int mos_img_memfd_path_ok(const char *path)
+{
+    size_t n = strlen(path);
+
+    return strncmp(path, "/memfd:", 7) == 0 && n >= 17 && strcmp(path + n - 10, " (deleted)") == 0;
+}
+
+uint32_t mos_img_memfd_index(const struct mos_img_meta *m, uint64_t ino)
+{
+    uint32_t i = 0;
+
+    while (i < m->nmemfds && m->memfds[i].o.ino != ino)
+        i++;
+    return i;
+}
+
+/* The inode a MOS_FD_MEMFD entry names (a dup: its first entry's). */
+uint64_t mos_img_fd_memfd_ino(const struct mos_img_meta *m, const struct mos_img_fd *f)
+{
+    uint64_t ino = 0;
+
+    for (uint32_t k = 0; f->f.dup_of != -1 && k < m->nfds; k++)
+        if (m->fds[k].f.fd == f->f.dup_of)
+            f = &m->fds[k];
+    if (f->data)
+        memcpy(&ino, f->data, sizeof(ino));
+    return ino;
+}
+
+/* Every memfd an fd entry or a VMA names is one of MEMFDS's. */
+static int memfd_refs_ok(const struct mos_img_meta *m)
+{
+    for (uint32_t i = 0; i < m->nfds; i++)
+        if (m->fds[i].f.kind == MOS_FD_MEMFD &&
+            mos_img_memfd_index(m, mos_img_fd_memfd_ino(m, &m->fds[i])) == m->nmemfds)
+            return 0;
+    for (uint32_t i = 0; i < m->nvmas; i++)
+        if (m->vmas[i].v.kind == MOS_VMA_MEMFD &&
+            (!mos_img_memfd_path_ok(m->vmas[i].path) ||
+             mos_img_memfd_index(m, m->vmas[i].v.ino) == m->nmemfds))
+            return 0;
+    return 1;
+}
+
+static int memfd_entry_ok(const struct mos_img_meta *m, uint32_t i, uint64_t *total)
+{
+    const struct mos_rec_memfd *o = &m->memfds[i].o;
+    uint64_t pages = o->size / MOS_IMG_PAGE_SIZE + (o->size % MOS_IMG_PAGE_SIZE != 0);
+
+    if (o->ino == 0 || mos_img_memfd_index(m, o->ino) < i || o->size > MOS_IMG_MAX_MEMFD_BYTES ||
+        o->data_pages > pages || (o->seals & ~MOS_IMG_MEMFD_SEALS))
+        return 0;
+    *total += o->size;
+    return *total <= MOS_IMG_MAX_MEMFD_BYTES;
+}
+
+static int meta_memfds(struct mos_img_reader *r, struct mos_img_meta *m)
+{
+    const uint8_t *p, *end;
+    size_t len;
+    uint64_t total = 0;
+    struct mos_rec_memfds hdr;
+    int rc = expect(r, MOS_REC_MEMFDS, &p, &len, sizeof(hdr));
+
+    if (rc != 0)
+        return rc;
+    memcpy(&hdr, p, sizeof(hdr));
+    if (hdr.count > MOS_IMG_MAX_MEMFDS || hdr.pad)
+        return img_bad(r, "MEMFDS record: count");
+    m->memfds = calloc(hdr.count ? hdr.count : 1, sizeof(*m->memfds));
+    if (!m->memfds)
+        return -ENOMEM;
+    end = p + len;
+    p += sizeof(hdr);
+    for (uint32_t i = 0; i < hdr.count; i++) {
+        struct mos_img_memfd *o = &m->memfds[i];
+        o->fd = -1;
+        m->nmemfds = i + 1; /* closed by mos_img_meta_free from here on */
+        if ((size_t)(end - p) < sizeof(o->o))
+            return img_bad(r, "MEMFDS record: short entry");
+        memcpy(&o->o, p, sizeof(o->o));
+        p += sizeof(o->o);
+        if (o->o.name_len > MOS_IMG_MAX_MEMFD_NAME || (size_t)(end - p) < o->o.name_len ||
+            memchr(p, '\0', o->o.name_len))
+            return img_bad(r, "MEMFDS record: bad name");
+        memcpy(o->name, p, o->o.name_len);
+        o->name[o->o.name_len] = '\0';
+        p += o->o.name_len;
+        if (!memfd_entry_ok(m, i, &total))
+            return img_bad(r, "MEMFDS record: entry out of range, twice, or beyond the limit");
+    }
+    if (p != end)
+        return img_bad(r, "MEMFDS record: trailing bytes");
+    if (!memfd_refs_ok(m))
+        return img_bad(r, "MEMFDS record: an fd or a VMA names a memfd the image lacks");
+    return 0;
+}
+
+int mos_img_memfd_data_read(struct mos_img_reader *r, const struct mos_img_meta *m,
+                            mos_img_memfd_put_fn put, void *arg)
+{
+    for (uint32_t i = 0; i < m->nmemfds; i++) {
+        const struct mos_rec_memfd *o = &m->memfds[i].o;
+        uint64_t got = 0, next = 0;
+        while (got < o->data_pages) {
+            const uint8_t *p;
+            size_t len;
+            struct mos_rec_memfd_pages h;
+            int rc = expect(r, MOS_REC_MEMFD_PAGES, &p, &len, sizeof(h));
+            if (rc != 0)
+                return rc;
+            memcpy(&h, p, sizeof(h));
+            /* npages first: the products below must not wrap */
+            if (h.npages == 0 || h.npages > MOS_IMG_MAX_RUN_PAGES || h.pad || h.index != i ||
+                h.first < next || h.first > o->size / MOS_IMG_PAGE_SIZE ||
+                (h.first + h.npages - 1) * MOS_IMG_PAGE_SIZE >= o->size ||
+                h.npages > o->data_pages - got || len != sizeof(h) + h.npages * MOS_IMG_PAGE_SIZE)
+                return img_bad(r, "MEMFD_PAGES record: a run out of order or out of range");
+            if ((rc = put(arg, i, h.first, h.npages, p + sizeof(h))) != 0)
+                return rc;
+            got += h.npages;
+            next = h.first + h.npages;
+        }
+    }
     return 0;
 }
 
@@ -884,7 +1023,8 @@ int mos_img_meta_read(struct mos_img_reader *r, struct mos_img_meta *m)
     if ((rc = meta_image(r, m)) != 0 || (rc = meta_core(r, m)) != 0 ||
         (rc = meta_mm(r, m)) != 0 || (rc = meta_vmas(r, m)) != 0 ||
         (rc = meta_sigs(r, m)) != 0 || (rc = meta_rlim(r, m)) != 0 ||
-        (rc = meta_threads(r, m)) != 0 || (rc = meta_fds(r, m)) != 0) {
+        (rc = meta_threads(r, m)) != 0 || (rc = meta_fds(r, m)) != 0 ||
+        (rc = meta_memfds(r, m)) != 0) {
         mos_img_meta_free(m);
         return rc;
     }
@@ -905,6 +1045,10 @@ void mos_img_meta_free(struct mos_img_meta *m)
     for (uint32_t i = 0; m->fds && i < m->nfds_alloc; i++)
         free(m->fds[i].data);
     free(m->fds);
+    for (uint32_t i = 0; i < m->nmemfds; i++)
+        if (m->memfds[i].fd >= 0)
+            close(m->memfds[i].fd);
+    free(m->memfds);
     memset(m, 0, sizeof(*m));
 }
 
@@ -941,7 +1085,8 @@ int mos_img_run_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npag
         i = lo;
     }
     const struct mos_rec_vma *v = &m->vmas[i].v;
-    if (end > v->end || v->kind == MOS_VMA_FILE_SHARED || v->kind == MOS_VMA_VDSO)
+    if (end > v->end || v->kind == MOS_VMA_FILE_SHARED || v->kind == MOS_VMA_VDSO ||
+        v->kind == MOS_VMA_MEMFD)
         return MOS_E_IMAGE;
     *vma_index = i;
     return 0;

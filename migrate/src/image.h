@@ -72,6 +72,11 @@ struct mos_img_thread {
     uint8_t *xstate;
     struct mos_rec_pending *pending;
 };
+struct mos_img_memfd {
+    struct mos_rec_memfd o;
+    char name[MOS_IMG_MAX_MEMFD_NAME + 1];
+    int fd; /* the restorer's, once made (-1 until then; closed by mos_img_meta_free) */
+};
 struct mos_img_meta {
     struct mos_rec_image image;
     struct mos_rec_core core;
@@ -89,11 +94,26 @@ struct mos_img_meta {
     struct mos_img_fd *fds;
     uint32_t nfds;
     uint32_t nfds_alloc; /* entries of fds allocated (their data is freed even if unread) */
+    struct mos_img_memfd *memfds;
+    uint32_t nmemfds;
 };
 
-/* Read and validate IMAGE..FDS. Returns 0 or a status (logged). */
+/* Read and validate IMAGE..MEMFDS. Returns 0 or a status (logged). */
 int mos_img_meta_read(struct mos_img_reader *r, struct mos_img_meta *m);
 void mos_img_meta_free(struct mos_img_meta *m);
+
+/* "/memfd:NAME (deleted)", the name a memfd has in /proc. */
+int mos_img_memfd_path_ok(const char *path);
+/* The index in m->memfds of the object with inode ino, m->nmemfds if none. */
+uint32_t mos_img_memfd_index(const struct mos_img_meta *m, uint64_t ino);
+/* The inode a MOS_FD_MEMFD entry names (a dup: that of the entry it duplicates). */
+uint64_t mos_img_fd_memfd_ino(const struct mos_img_meta *m, const struct mos_img_fd *f);
+/* Read the MEMFD_PAGES records after MEMFDS, each checked (its object's, in order, within the
+ * object and its data_pages), handing each run to put. 0, a status (logged) or put's. */
+typedef int (*mos_img_memfd_put_fn)(void *arg, uint32_t index, uint64_t first, uint64_t npages,
+                                    const uint8_t *data);
+int mos_img_memfd_data_read(struct mos_img_reader *r, const struct mos_img_meta *m,
+                            mos_img_memfd_put_fn put, void *arg);
 /* Check a PAGES run against the VMAs: inside one VMA that may carry pages. 0 or MOS_E_IMAGE;
  * *vma_index is a hint in and the VMA's index out. */
 int mos_img_pages_check(const struct mos_img_meta *m, uint64_t addr, uint64_t npages,

@@ -4,7 +4,7 @@
  *     struct mos_rec_hdr | payload (hdr.len bytes) | uint64_t xxh3-64 of header and payload
  * in little-endian x86-64 layout. Each record type has its own magic and version. Order:
  * IMAGE, CORE, MM, VMAS, SIGS, RLIM, one THREAD per thread but the leader (IMAGE's nthreads - 1),
- * FDS, then any number of PAGES, then at most one BULK
+ * FDS, MEMFDS, the MEMFD_PAGES records of its objects, then any number of PAGES, then at most one BULK
  * (streams over a page channel only, never in a file), then END. A live migration's stream
  * (never a file) has PRECOPY records before IMAGE (pages sent while the process ran, the same
  * page sent again overwrites) and KEEP records between FDS and the first PAGES (which of
@@ -22,9 +22,10 @@
 /* 2: per-thread state (IMAGE nthreads, CORE's thread fields, THREAD records). 3: pipes of the
  * process's own, eventfd, signalfd, timerfd and epoll in FDS (their state after the path: pipe_size
  * and data_len in every entry). 4: shared anonymous memory (MOS_VMA_ANON_SHARED). 5: unix
- * socket pairs of the process's own (MOS_FD_UNIX). Images of another version are refused with
- * one line (mos_img_meta_read). */
-#define MOS_IMG_FORMAT_VERSION 5
+ * socket pairs of the process's own (MOS_FD_UNIX). 6: memfd objects (MEMFDS, MEMFD_PAGES,
+ * MOS_FD_MEMFD, MOS_VMA_MEMFD). Images of another version are refused with one line
+ * (mos_img_meta_read). */
+#define MOS_IMG_FORMAT_VERSION 6
 
 /* Record magics: four ASCII letters, read as a little-endian uint32 (as every mos magic). */
 #define MOS_REC_IMAGE MOS_FRAME_MAGIC('M', 'O', 'S', 'I')
@@ -35,6 +36,8 @@
 #define MOS_REC_RLIM MOS_FRAME_MAGIC('R', 'L', 'I', 'M')
 #define MOS_REC_THREAD MOS_FRAME_MAGIC('T', 'H', 'R', 'D')
 #define MOS_REC_FDS MOS_FRAME_MAGIC('F', 'D', 'S', 'T')
+#define MOS_REC_MEMFDS MOS_FRAME_MAGIC('M', 'F', 'D', 'S')
+#define MOS_REC_MEMFD_PAGES MOS_FRAME_MAGIC('M', 'F', 'D', 'P')
 #define MOS_REC_PAGES MOS_FRAME_MAGIC('P', 'A', 'G', 'E')
 #define MOS_REC_BULK MOS_FRAME_MAGIC('B', 'U', 'L', 'K')
 #define MOS_REC_END MOS_FRAME_MAGIC('M', 'E', 'N', 'D')
@@ -58,6 +61,9 @@
 #define MOS_IMG_MAX_PIPE_SIZE (1u << 20) /* a pipe's capacity: the default pipe-max-size */
 #define MOS_IMG_MAX_PIPE_DATA (2u << 20) /* queued in all pipes and sockets of one image */
 #define MOS_IMG_MAX_UNIX_MSGS 4096u      /* messages queued at one socket */
+#define MOS_IMG_MAX_MEMFDS 256u          /* memfd objects of one image */
+#define MOS_IMG_MAX_MEMFD_BYTES (1ull << 30) /* their sizes together */
+#define MOS_IMG_MAX_MEMFD_NAME 249u      /* memfd_create's limit */
 #define MOS_IMG_MAX_STAGED (1u << 26) /* distinct pages a live stream may stage (256 GiB) */
 #define MOS_IMG_USER_TOP 0x800000000000ull /* x86-64 4-level user address space end */
 
@@ -131,6 +137,8 @@ enum mos_vma_kind {
     MOS_VMA_VDSO,            /* [vdso], [vvar], [vvar_vclock]: moved into place, never carried */
     MOS_VMA_ANON_SHARED,     /* MAP_SHARED|MAP_ANONYMOUS of this process alone (checkpoint
                                 mode): mapped anew, all contents carried */
+    MOS_VMA_MEMFD,           /* MAP_SHARED of a memfd object (ino names it in MEMFDS; pgoff):
+                                mapped from the object made again, nothing carried here */
 };
 #define MOS_VMA_F_GROWSDOWN 1u /* VM_GROWSDOWN (smaps "gd"): a stack that grows */
 #define MOS_VMA_F_NORESERVE 2u /* VM_NORESERVE (smaps "nr"): no commit charge */
@@ -185,6 +193,8 @@ enum mos_fd_kind {
     MOS_FD_EPOLL,    /* made again watching the same fds (struct mos_rec_epoll_watch each) */
     MOS_FD_UNIX,     /* an end of a socketpair whose other end is the process's own or closed:
                       * made again with what it held queued (struct mos_rec_unix) */
+    MOS_FD_MEMFD,    /* a memfd: opened again on its object (a uint64_t inode naming it in
+                      * MEMFDS; path "/memfd:NAME (deleted)"), flags and offset its own */
 };
 struct mos_rec_fds {
     uint32_t count, pad;
@@ -232,6 +242,28 @@ struct mos_rec_epoll_watch {
     uint64_t data;
 };
 #define MOS_IMG_MAX_EPOLL_WATCHES 4096u
+
+/* MEMFDS: count objects (memfd_create files the process holds or maps shared, no other
+ * process's), each struct mos_rec_memfd then name_len bytes of its name. Their contents follow
+ * as MEMFD_PAGES records, object by object in order, pages ascending within each: exactly
+ * data_pages pages per object, the pages that held data (SEEK_DATA); the rest reads as zeros. */
+struct mos_rec_memfds {
+    uint32_t count, pad;
+};
+struct mos_rec_memfd {
+    uint64_t ino;        /* at capture: what MOS_FD_MEMFD entries and MOS_VMA_MEMFD VMAs name */
+    uint64_t size;       /* bytes (all objects: at most MOS_IMG_MAX_MEMFD_BYTES) */
+    uint64_t data_pages; /* pages its MEMFD_PAGES records carry */
+    uint32_t seals;      /* F_SEAL_* (F_SEAL_SEAL: it may take no more) */
+    uint32_t name_len;   /* at most MOS_IMG_MAX_MEMFD_NAME, no NUL */
+};
+#define MOS_IMG_MEMFD_SEALS 0x3fu /* SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC */
+/* MEMFD_PAGES: npages (1..MOS_IMG_MAX_RUN_PAGES) pages of object `index` from its page `first`
+ * on, then their contents. */
+struct mos_rec_memfd_pages {
+    uint32_t index, pad;
+    uint64_t first, npages;
+};
 
 /* PAGES: a run of npages pages at addr, followed by their contents. */
 struct mos_rec_pages {

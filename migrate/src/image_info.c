@@ -17,6 +17,7 @@ static const char *vma_kind_name(uint32_t kind)
     case MOS_VMA_FILE_COPY: return "file-copy";
     case MOS_VMA_VDSO: return "vdso";
     case MOS_VMA_ANON_SHARED: return "anon-shared";
+    case MOS_VMA_MEMFD: return "memfd";
     }
     return "?";
 }
@@ -31,6 +32,7 @@ static const char *fd_kind_name(uint32_t kind)
            : kind == MOS_FD_TIMERFD  ? "timerfd"
            : kind == MOS_FD_EPOLL    ? "epoll"
            : kind == MOS_FD_UNIX     ? "unix"
+           : kind == MOS_FD_MEMFD    ? "memfd"
                                  : "stdio";
 }
 
@@ -130,6 +132,14 @@ static int pages_count(struct mos_img_reader *rd, struct mos_img_meta *m,
     return MOS_E_IMAGE;
 }
 
+/* MEMFD_PAGES records are checked as they are read; nothing more to count. */
+static int memfd_data_seen(void *arg, uint32_t index, uint64_t first, uint64_t npages,
+                           const uint8_t *data)
+{
+    (void)arg, (void)index, (void)first, (void)npages, (void)data;
+    return 0;
+}
+
 /* Append text to the string area at *pool; returns where it went. */
 static const char *pool_add(char **pool, const char *text)
 {
@@ -146,17 +156,27 @@ static int info_fill_tables(struct mos_image_info *info, const struct mos_img_me
 {
     size_t strings = strlen(m->exe) + strlen(m->cwd) + 2;
     size_t vma_bytes = m->nvmas * sizeof(*info->vmas), fd_bytes = m->nfds * sizeof(*info->fds);
+    size_t memfd_bytes = m->nmemfds * sizeof(*info->memfds);
     char *block, *pool;
 
     for (uint32_t i = 0; i < m->nvmas; i++)
         strings += strlen(m->vmas[i].path) + 1;
     for (uint32_t i = 0; i < m->nfds; i++)
         strings += strlen(m->fds[i].path) + 1;
-    if (!(block = calloc(1, vma_bytes + fd_bytes + strings)))
+    for (uint32_t i = 0; i < m->nmemfds; i++)
+        strings += strlen(m->memfds[i].name) + 1;
+    if (!(block = calloc(1, vma_bytes + fd_bytes + memfd_bytes + strings)))
         return -ENOMEM;
     info->vmas = (struct mos_image_vma_info *)block;
     info->fds = (struct mos_image_fd_info *)(block + vma_bytes);
-    pool = block + vma_bytes + fd_bytes;
+    info->memfds = (struct mos_image_memfd_info *)(block + vma_bytes + fd_bytes);
+    pool = block + vma_bytes + fd_bytes + memfd_bytes;
+    info->nmemfds = m->nmemfds;
+    for (uint32_t i = 0; i < m->nmemfds; i++)
+        info->memfds[i] = (struct mos_image_memfd_info){
+            .name = pool_add(&pool, m->memfds[i].name), .ino = m->memfds[i].o.ino,
+            .size = m->memfds[i].o.size, .data_pages = m->memfds[i].o.data_pages,
+            .seals = m->memfds[i].o.seals};
     info->exe = pool_add(&pool, m->exe);
     info->cwd = pool_add(&pool, m->cwd);
     info->nvmas = m->nvmas;
@@ -170,7 +190,9 @@ static int info_fill_tables(struct mos_image_info *info, const struct mos_img_me
             .fd = m->fds[i].f.fd, .kind = fd_kind_name(m->fds[i].f.kind),
             .path = pool_add(&pool, m->fds[i].path), .offset = m->fds[i].f.offset,
             .flags = m->fds[i].f.flags, .pipe_size = m->fds[i].f.pipe_size,
-            .queued = m->fds[i].f.data_len, .dup_of = m->fds[i].f.dup_of};
+            .queued = m->fds[i].f.kind == MOS_FD_MEMFD ? 0 : m->fds[i].f.data_len,
+            .peer = m->fds[i].f.kind == MOS_FD_MEMFD ? mos_img_fd_memfd_ino(m, &m->fds[i]) : 0,
+            .dup_of = m->fds[i].f.dup_of};
     for (uint32_t i = 0; i < m->nfds; i++)
         if (m->fds[i].f.kind == MOS_FD_UNIX && m->fds[i].f.dup_of == -1) {
             struct mos_rec_unix u;
@@ -208,6 +230,8 @@ int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info)
         info->handlers += m->sigs.act[i].handler > 1;
     info->pending = m->sigs.npending;
     rc = info_fill_tables(info, m);
+    if (rc == 0)
+        rc = mos_img_memfd_data_read(&rd, m, memfd_data_seen, NULL);
     if (rc == 0)
         rc = pages_count(&rd, m, info);
     mos_img_meta_free(m);

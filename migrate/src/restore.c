@@ -6,6 +6,7 @@
  * map each VMA, fill pages, set protections, mm fields, signal state and registers. Nothing of
  * the restored program runs before mos_restore_commit(). */
 #include "image.h"
+#include "memfd.h"
 #include "stage.h"
 #include "mos/ident.h"
 #include "mos/inject.h"
@@ -343,6 +344,23 @@ static int anon_open(const struct mos_img_fd *f)
     return fd;
 }
 
+/* A memfd entry: its object (made by mos_memfds_make) opened again, so that the entry has an
+ * open file description of its own, with its flags and offset. Returns the fd, or -1 with
+ * errno. */
+static int memfd_fd_open(const struct mos_img_meta *m, const struct mos_img_fd *f)
+{
+    char path[64];
+    uint32_t k = mos_img_memfd_index(m, mos_img_fd_memfd_ino(m, f)); /* validated */
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", m->memfds[k].fd);
+    int fd = open(path, (int)(f->f.flags & ~(uint32_t)(O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC);
+    if (fd >= 0 && f->f.offset && lseek(fd, (off_t)f->f.offset, SEEK_SET) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* An epoll watching what it watched: the fds it names are made by now (the restorer's own
  * 0-2 for stdio entries, which the husk gets). Returns the fd, or -1 with errno. */
 static int epoll_open(const struct mos_img_meta *m, uint32_t i, const int *opened)
@@ -395,6 +413,7 @@ static int fds_open_all(const struct mos_img_meta *m, int *opened, int *spare, i
             opened[i] = f->f.kind == MOS_FD_PIPE    ? pipe_open(m, i, opened, spare)
                         : f->f.kind == MOS_FD_UNIX  ? unix_open(m, i, spare)
                         : f->f.kind == MOS_FD_EPOLL ? epoll_open(m, i, opened)
+                        : f->f.kind == MOS_FD_MEMFD ? memfd_fd_open(m, f)
                                                     : anon_open(f);
             if (opened[i] < 0) {
                 int rc = mos_errno_status();
@@ -1170,8 +1189,8 @@ out:
 
 static uint32_t map_prot(const struct mos_rec_vma *v)
 {
-    if (v->kind == MOS_VMA_FILE_SHARED)
-        return v->prot;
+    if (v->kind == MOS_VMA_FILE_SHARED || v->kind == MOS_VMA_MEMFD)
+        return v->prot; /* nothing to fill */
     return v->prot | PROT_READ | PROT_WRITE; /* filled through process_vm_writev */
 }
 
@@ -1257,23 +1276,32 @@ static int range_map(struct mos_restore *r, const struct mos_rec_vma *v, uint64_
 }
 
 /* The file of a file-backed VMA, opened in the husk (kept open for the next VMA of the same
- * file). 0 or a status. */
+ * file, fd_path). A memfd's object is the restorer's (mos_memfds_make): the husk opens it
+ * through /proc, read-only if it is sealed against writes (a writable shared map would keep
+ * the seal from being set again). 0 or a status. */
 static int vma_file_open(struct mos_restore *r, const struct mos_img_vma *v, long *fd,
-                         const char **fd_path)
+                         char fd_path[MOS_IMG_MAX_PATH + 1])
 {
-    int rc = 0;
+    const char *path = v->path;
+    char proc[64];
+    int rc = 0, oflags = O_RDONLY;
 
-    if (*fd_path && strcmp(*fd_path, v->path) == 0)
+    if (v->v.kind == MOS_VMA_MEMFD) {
+        const struct mos_img_memfd *o = &r->m.memfds[mos_img_memfd_index(&r->m, v->v.ino)];
+        snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", (int)getpid(), o->fd);
+        path = proc;
+        oflags = o->o.seals & F_SEAL_WRITE ? O_RDONLY : O_RDWR;
+    }
+    if (*fd >= 0 && strcmp(fd_path, path) == 0)
         return 0;
     if (*fd >= 0)
         rcall(r, "close", SYS_close, *fd, 0, 0, 0, 0, 0, NULL);
     *fd = -1;
-    uint64_t at = scratch_put(r, v->path, strlen(v->path) + 1, &rc);
+    uint64_t at = scratch_put(r, path, strlen(path) + 1, &rc);
     if (rc == 0)
-        rc = rcall(r, v->path, SYS_openat, AT_FDCWD, (long)at, O_RDONLY | O_CLOEXEC, 0, 0, 0,
-                   fd);
+        rc = rcall(r, v->path, SYS_openat, AT_FDCWD, (long)at, oflags | O_CLOEXEC, 0, 0, 0, fd);
     if (rc == 0)
-        *fd_path = v->path;
+        snprintf(fd_path, MOS_IMG_MAX_PATH + 1, "%s", path);
     return rc;
 }
 
@@ -1281,7 +1309,7 @@ static int vmas_map(struct mos_restore *r)
 {
     const struct mos_img_meta *m = &r->m;
     long fd = -1;
-    const char *fd_path = NULL;
+    char fd_path[MOS_IMG_MAX_PATH + 1] = ""; /* what fd is */
     int rc = 0;
 
     for (uint32_t i = 0; i < m->nvmas && rc == 0;) {
@@ -1295,8 +1323,9 @@ static int vmas_map(struct mos_restore *r)
         if (flags)
             n = anon_run(m, i);
         else {
-            flags = MAP_FIXED | (v->v.kind == MOS_VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE);
-            if ((rc = vma_file_open(r, v, &fd, &fd_path)) != 0)
+            int shared = v->v.kind == MOS_VMA_FILE_SHARED || v->v.kind == MOS_VMA_MEMFD;
+            flags = MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE);
+            if ((rc = vma_file_open(r, v, &fd, fd_path)) != 0)
                 return rc;
             map_fd = fd;
         }
@@ -2670,6 +2699,9 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     ahead_writer_stop(r);
     if (rc != 0)
         goto out_free;
+    rc = mos_memfds_make(&rd, &r->m);
+    if (rc != 0)
+        goto out_meta;
     uint64_t tm = mos_clock_now_ns();
     rc = husk_start(r, opts && opts->husk_path ? opts->husk_path : "mos-husk");
     if (rc != 0)
@@ -2683,6 +2715,8 @@ int mos_restore_prepare(struct mos_img_io *io, const struct mos_restore_opts *op
     uint64_t ts = mos_clock_now_ns();
     if (rc == 0)
         rc = vmas_map(r);
+    if (rc == 0)
+        rc = mos_memfds_seal(&r->m);
     t1 = mos_clock_now_ns();
     if (rc == 0)
         rc = pages_fill(r, &rd);

@@ -1,6 +1,7 @@
 /* Stay reasons: what keeps a process from migrating, checked before and after the freeze so
  * a refusal never leaves anything half done. */
 #include "stay.h"
+#include "image.h"
 #include "unix_sock.h"
 
 #include "mos/log.h"
@@ -15,6 +16,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/sysmacros.h>
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
@@ -103,6 +106,17 @@ static void fd_classify(pid_t pid, int fd, struct mos_fd_seen *s)
     if (fd <= 2 && is_stdio_type) {
         s->kind = MOS_FD_STDIO;
         s->path[0] = '\0';
+        return;
+    }
+    if (S_ISREG(st.st_mode) && mos_img_memfd_path_ok(s->path)) {
+        struct statfs sf;
+        if (statfs(link, &sf) == 0 && sf.f_type == TMPFS_MAGIC) {
+            s->kind = MOS_FD_MEMFD; /* whose object must be ours alone: stay_memfds */
+            s->dev = st.st_dev;
+            s->ino = st.st_ino;
+        } else {
+            snprintf(s->why, sizeof(s->why), "fd %d is a hugetlb memfd (%.80s)", fd, s->path);
+        }
         return;
     }
     if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
@@ -402,6 +416,109 @@ out:
     return rc;
 }
 
+int mos_vma_memfd(const struct mos_vma *v)
+{
+    return v->shared && mos_img_memfd_path_ok(v->path);
+}
+
+/* The memfd objects of pid (its fds' and its shared maps') that another process holds or maps
+ * (every /proc/PID/fd and maps is looked at; those we may not read are passed over, as for
+ * pipes): a copy would part from what the other sees. An fd of such an object cannot travel
+ * (with close_other_fds it is left closed); a map of one refuses the process. */
+struct memfd_id {
+    dev_t dev;
+    ino_t ino;
+    uint64_t at; /* a map of it, 0 if none */
+};
+
+static size_t memfd_ids(const struct mos_fd_seen *fds, size_t n, const struct mos_vma_list *l,
+                        struct memfd_id *ids, size_t max)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && k < max; i++)
+        if (fds[i].kind == MOS_FD_MEMFD)
+            ids[k++] = (struct memfd_id){(dev_t)fds[i].dev, (ino_t)fds[i].ino, 0};
+    for (size_t i = 0; i < l->count && k < max; i++)
+        if (mos_vma_memfd(&l->vmas[i]))
+            ids[k++] = (struct memfd_id){makedev(l->vmas[i].dev_major, l->vmas[i].dev_minor),
+                                         (ino_t)l->vmas[i].inode, l->vmas[i].start};
+    return k;
+}
+
+/* Object (dev, ino) is held or mapped by pid q too: our fds of it cannot travel; *at becomes
+ * the address of a map of ours of it, if there is one. */
+static void memfd_hit(struct mos_fd_seen *fds, size_t n, const struct memfd_id *ids, size_t k,
+                      dev_t dev, ino_t ino, pid_t q, uint64_t *at)
+{
+    for (size_t j = 0; j < k; j++)
+        if (ids[j].dev == dev && ids[j].ino == ino && ids[j].at && !*at)
+            *at = ids[j].at;
+    for (size_t i = 0; i < n; i++)
+        if (fds[i].kind == MOS_FD_MEMFD && fds[i].dev == dev && fds[i].ino == ino) {
+            fds[i].kind = 0;
+            snprintf(fds[i].why, sizeof(fds[i].why), "fd %d is a memfd shared with pid %d",
+                     fds[i].fd, (int)q);
+        }
+}
+
+/* Another process q's fds and maps against ids: the first map of ours whose object it holds
+ * or maps, or 0. */
+static uint64_t memfd_shared_with(pid_t q, struct mos_fd_seen *fds, size_t n,
+                                  const struct memfd_id *ids, size_t k)
+{
+    char path[64], link[32];
+    struct dirent *e;
+    struct stat st;
+    struct mos_vma_list theirs;
+    uint64_t at = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)q);
+    DIR *dir = opendir(path);
+    while (dir && (e = readdir(dir))) {
+        snprintf(path, sizeof(path), "/proc/%d/fd/%.16s", (int)q, e->d_name);
+        if (e->d_name[0] != '.' && readlink(path, link, sizeof(link)) >= 7 &&
+            strncmp(link, "/memfd:", 7) == 0 && stat(path, &st) == 0)
+            memfd_hit(fds, n, ids, k, st.st_dev, st.st_ino, q, &at);
+    }
+    if (dir)
+        closedir(dir);
+    if (mos_vma_list_read(q, &theirs) != 0)
+        return at;
+    for (size_t i = 0; i < theirs.count; i++) {
+        const struct mos_vma *v = &theirs.vmas[i];
+        if (mos_img_memfd_path_ok(v->path))
+            memfd_hit(fds, n, ids, k, makedev(v->dev_major, v->dev_minor), (ino_t)v->inode, q,
+                      &at);
+    }
+    mos_vma_list_free(&theirs);
+    return at;
+}
+
+static int stay_memfds(pid_t pid, struct mos_fd_seen *fds, size_t n, char *reason, size_t len)
+{
+    struct memfd_id ids[2 * MOS_IMG_MAX_MEMFDS];
+    struct mos_vma_list mine;
+    struct dirent *p;
+    int rc = mos_vma_list_read(pid, &mine);
+
+    if (rc != 0)
+        return rc;
+    size_t k = memfd_ids(fds, n, &mine, ids, sizeof(ids) / sizeof(ids[0]));
+    mos_vma_list_free(&mine);
+    DIR *procs = k ? opendir("/proc") : NULL;
+    while (procs && (p = readdir(procs))) {
+        pid_t q = (pid_t)atoi(p->d_name);
+        uint64_t at = q > 0 && q != pid ? memfd_shared_with(q, fds, n, ids, k) : 0;
+        if (at)
+            REFUSE("maps a memfd shared with pid %d (at %#llx)", (int)q, (unsigned long long)at);
+    }
+out:
+    if (procs)
+        closedir(procs);
+    return rc;
+}
+
 static int stay_vmas(pid_t pid, int ckpt, char *reason, size_t len)
 {
     struct mos_vma_list list;
@@ -412,8 +529,8 @@ static int stay_vmas(pid_t pid, int ckpt, char *reason, size_t len)
     for (size_t i = 0; i < list.count; i++) {
         const struct mos_vma *v = &list.vmas[i];
         unsigned long long a = (unsigned long long)v->start;
-        if (mos_vma_shared_anon(v) && ckpt)
-            continue; /* stay_shared_anon */
+        if ((mos_vma_shared_anon(v) || mos_vma_memfd(v)) && ckpt)
+            continue; /* stay_shared_anon, stay_memfds */
         if (strncmp(v->path, "/SYSV", 5) == 0)
             REFUSE("uses SysV shared memory (at %#llx)", a);
         if (strncmp(v->path, "anon_inode:", 11) == 0)
@@ -608,6 +725,8 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
     if (rc != 0)
         goto out;
     mos_fd_own_check(pid, fds, nfds);
+    if ((rc = stay_memfds(pid, fds, nfds, reason, len)) != 0)
+        goto out;
     for (size_t i = 0; i < nfds; i++)
         if (fds[i].kind == 0 && !(opts && opts->close_other_fds))
             REFUSE("%s", fds[i].why);

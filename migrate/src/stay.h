@@ -18,6 +18,7 @@ struct mos_fd_seen {
     int dup_of; /* -1 or the earlier fd of the same open file description */
     uint32_t sock_type, shutdown; /* MOS_FD_UNIX: SOCK_*, and sk_shutdown as sock_diag shows it */
     uint64_t peer;                /* MOS_FD_UNIX: the other end's inode, 0 if it is closed */
+    uint64_t dev, ino;            /* MOS_FD_MEMFD: the object */
     char path[MOS_IMG_MAX_PATH + 1];
     char why[128];
 };
@@ -27,6 +28,9 @@ int mos_fd_table_read(pid_t pid, struct mos_fd_seen **out, size_t *count);
 /* Pipes and sockets another process holds too cannot travel, nor a socket whose other end is
  * not among the fds that do: their entries become kind 0, with why. */
 void mos_fd_own_check(pid_t pid, struct mos_fd_seen *fds, size_t n);
+
+/* A shared map of a memfd ("/memfd:NAME (deleted)"): MOS_VMA_MEMFD in checkpoint mode. */
+int mos_vma_memfd(const struct mos_vma *v);
 
 /* Check everything that keeps pid from migrating; frozen: 1 when we already trace it. Returns
  * 0, MOS_E_NOT_MIGRATABLE with the first reason in reason[len], or -errno. */

@@ -150,7 +150,7 @@ static inline int template_build(struct rec *recs, int bulk)
     rec_add(r, "/", 1);
     r = &recs[n++];
     r->magic = MOS_REC_VMAS;
-    struct mos_rec_vmas vh = {.count = 3};
+    struct mos_rec_vmas vh = {.count = 4};
     rec_add(r, &vh, sizeof(vh));
     struct mos_rec_vma v1 = {.start = 0x400000, .end = 0x402000, .prot = PROT_READ | PROT_EXEC,
                              .kind = MOS_VMA_ANON};
@@ -158,8 +158,14 @@ static inline int template_build(struct rec *recs, int bulk)
                              .kind = MOS_VMA_ANON_SHARED, .flags = MOS_VMA_F_NORESERVE};
     struct mos_rec_vma v2 = {.start = 0x7fe000, .end = 0x800000, .prot = PROT_READ,
                              .kind = MOS_VMA_FILE_PRIVATE, .path_len = 4};
+    /* a shared map of memfd object 77 (MEMFDS below), its pages 1..2 */
+    struct mos_rec_vma vm = {.start = 0x700000, .end = 0x702000, .pgoff = 4096,
+                             .prot = PROT_READ | PROT_WRITE, .kind = MOS_VMA_MEMFD,
+                             .path_len = 19, .ino = 77};
     rec_add(r, &v1, sizeof(v1));
     rec_add(r, &vs, sizeof(vs));
+    rec_add(r, &vm, sizeof(vm));
+    rec_add(r, "/memfd:fz (deleted)", 19);
     rec_add(r, &v2, sizeof(v2));
     rec_add(r, "/lib", 4);
     r = &recs[n++];
@@ -183,7 +189,7 @@ static inline int template_build(struct rec *recs, int bulk)
     rec_add(r, &tpd, sizeof(tpd));
     r = &recs[n++];
     r->magic = MOS_REC_FDS;
-    struct mos_rec_fds fh = {.count = 7};
+    struct mos_rec_fds fh = {.count = 8};
     rec_add(r, &fh, sizeof(fh));
     struct mos_rec_fd f1 = {.fd = 1, .kind = MOS_FD_STDIO, .dup_of = -1};
     struct mos_rec_fd f2 = {.fd = 3, .kind = MOS_FD_FILE, .path_len = 4, .dup_of = -1};
@@ -224,6 +230,29 @@ static inline int template_build(struct rec *recs, int bulk)
     rec_add(r, &f8, sizeof(f8));
     rec_add(r, "socket:[9]", 10);
     rec_add(r, &u8, sizeof(u8));
+    /* fd 9 holds memfd object 77 */
+    uint64_t ino = 77;
+    struct mos_rec_fd f9 = {.fd = 9, .kind = MOS_FD_MEMFD, .flags = O_RDWR, .offset = 3,
+                            .path_len = 19, .dup_of = -1, .data_len = sizeof(ino)};
+    rec_add(r, &f9, sizeof(f9));
+    rec_add(r, "/memfd:fz (deleted)", 19);
+    rec_add(r, &ino, sizeof(ino));
+    /* the object: 3 pages and 5 bytes, sealed against shrinking, data in its pages 1..2 */
+    r = &recs[n++];
+    r->magic = MOS_REC_MEMFDS;
+    struct mos_rec_memfds mh = {.count = 1};
+    struct mos_rec_memfd mo = {.ino = 77, .size = 3 * 4096 + 5, .data_pages = 2,
+                               .seals = 2 /* F_SEAL_SHRINK */, .name_len = 2};
+    rec_add(r, &mh, sizeof(mh));
+    rec_add(r, &mo, sizeof(mo));
+    rec_add(r, "fz", 2);
+    r = &recs[n++];
+    r->magic = MOS_REC_MEMFD_PAGES;
+    struct mos_rec_memfd_pages mp = {.index = 0, .first = 1, .npages = 2};
+    rec_add(r, &mp, sizeof(mp));
+    static uint8_t mdata[2 * 4096];
+    memset(mdata, 0x6d, sizeof(mdata));
+    rec_add(r, mdata, sizeof(mdata));
     for (int k = 0; k < 2 && bulk; k++) {
         if (k == 0) {
             r = &recs[n++];

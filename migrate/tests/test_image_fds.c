@@ -1,5 +1,5 @@
-/* The FDS record's pipe, anon-inode (eventfd, timerfd, signalfd, epoll) and unix socket
- * entries: valid ones read back with their state; each way an entry can be wrong is refused
+/* The FDS record's pipe, anon-inode (eventfd, timerfd, signalfd, epoll), unix socket and memfd
+ * entries, and the memfd objects (MEMFDS, MEMFD_PAGES): valid ones read back with their state; each way an entry can be wrong is refused
  * with one line, before a restore would make anything of it. */
 #include "image_template.h"
 
@@ -16,6 +16,8 @@
 #include <cmocka.h>
 
 #define FDS_INDEX 7 /* IMAGE CORE MM VMAS SIGS RLIM THREAD, then FDS */
+#define MEMFDS_INDEX 8
+#define MEMFD_PAGES_INDEX 9
 
 struct fd_entry {
     struct mos_rec_fd f;
@@ -24,36 +26,80 @@ struct fd_entry {
     size_t len; /* of data */
 };
 
-/* The template with its FDS record made of entries; read up to FDS into *m. */
-static int read_with_fds(const struct fd_entry *e, uint32_t n, struct mos_img_meta *m)
+/* Edits to the template: its FDS record made of entries (e != NULL), its memfd object's
+ * entry and name, its MEMFD_PAGES record's header. */
+struct edits {
+    const struct fd_entry *e;
+    uint32_t n;
+    const struct mos_rec_memfd *obj;
+    const char *obj_name;
+    const struct mos_rec_memfd_pages *run;
+};
+
+static int no_put(void *arg, uint32_t index, uint64_t first, uint64_t npages, const uint8_t *p)
+{
+    (void)index, (void)first, (void)p;
+    *(uint64_t *)arg += npages;
+    return 0;
+}
+
+/* The template with the edits; read up to MEMFDS into *m, then the memfd data (*pages: how
+ * many pages came, if pages). */
+static int read_edited(const struct edits *ed, struct mos_img_meta *m, uint64_t *pages)
 {
     static struct rec recs[16];
     struct membuf mb = {0};
     struct mos_img_writer w = {.io = &mb.io};
     struct mos_img_reader rd = {.io = &mb.io};
-    struct mos_rec_fds hdr = {.count = n};
+    struct mos_rec_fds hdr = {.count = ed->n};
 
     memset(recs, 0, sizeof(recs));
     mb.io.ops = &mem_ops;
     int nrec = template_build(recs, 0);
     assert_int_equal(recs[FDS_INDEX].magic, MOS_REC_FDS);
-    recs[FDS_INDEX].len = 0;
-    rec_add(&recs[FDS_INDEX], &hdr, sizeof(hdr));
-    for (uint32_t i = 0; i < n; i++) {
-        rec_add(&recs[FDS_INDEX], &e[i].f, sizeof(e[i].f));
-        rec_add(&recs[FDS_INDEX], e[i].name, e[i].f.path_len);
-        if (e[i].data)
-            rec_add(&recs[FDS_INDEX], e[i].data, e[i].len);
+    assert_int_equal(recs[MEMFDS_INDEX].magic, MOS_REC_MEMFDS);
+    assert_int_equal(recs[MEMFD_PAGES_INDEX].magic, MOS_REC_MEMFD_PAGES);
+    if (ed->e) {
+        recs[FDS_INDEX].len = 0;
+        rec_add(&recs[FDS_INDEX], &hdr, sizeof(hdr));
     }
+    for (uint32_t i = 0; ed->e && i < ed->n; i++) {
+        rec_add(&recs[FDS_INDEX], &ed->e[i].f, sizeof(ed->e[i].f));
+        rec_add(&recs[FDS_INDEX], ed->e[i].name, ed->e[i].f.path_len);
+        if (ed->e[i].data)
+            rec_add(&recs[FDS_INDEX], ed->e[i].data, ed->e[i].len);
+    }
+    if (ed->obj) {
+        struct rec *r = &recs[MEMFDS_INDEX];
+        r->len = sizeof(struct mos_rec_memfds);
+        rec_add(r, ed->obj, sizeof(*ed->obj));
+        rec_add(r, ed->obj_name, ed->obj->name_len);
+    }
+    if (ed->run)
+        memcpy(recs[MEMFD_PAGES_INDEX].buf, ed->run, sizeof(*ed->run));
     for (int k = 0; k < nrec; k++) {
         struct iovec part = {recs[k].buf, recs[k].len};
         assert_int_equal(mos_img_put(&w, recs[k].magic, &part, 1), 0);
     }
     img_errors_reset();
+    uint64_t got = 0;
     int rc = mos_img_meta_read(&rd, m);
+    if (rc == 0 && pages) {
+        rc = mos_img_memfd_data_read(&rd, m, no_put, &got);
+        *pages = got;
+        if (rc != 0)
+            mos_img_meta_free(m);
+    }
     mos_img_reader_free(&rd);
     free(mb.data);
     return rc;
+}
+
+static int read_with_fds(const struct fd_entry *e, uint32_t n, struct mos_img_meta *m)
+{
+    struct edits ed = {.e = e, .n = n};
+
+    return read_edited(&ed, m, NULL);
 }
 
 static struct fd_entry pipe_end(int fd, int acc, uint32_t size, const char *name,
@@ -314,6 +360,94 @@ static void test_unix_entries_checked(void **state)
     expect_refused(e, 1, "unix socket state out of range");
 }
 
+static struct fd_entry memfd_entry(int fd, const uint64_t *ino, int dup_of)
+{
+    struct fd_entry e = {.f = {.fd = fd, .kind = MOS_FD_MEMFD, .flags = O_RDWR, .path_len = 19,
+                               .dup_of = dup_of, .data_len = ino ? sizeof(*ino) : 0},
+                         .name = "/memfd:fz (deleted)", .data = ino,
+                         .len = ino ? sizeof(*ino) : 0};
+    return e;
+}
+
+static void test_memfd_entries_checked(void **state)
+{
+    static const uint64_t known = 77, unknown = 78;
+    struct fd_entry e[2] = {memfd_entry(3, &known, -1), memfd_entry(4, NULL, 3)};
+    struct mos_img_meta m;
+    uint64_t pages = 0;
+    struct edits ed = {.e = e, .n = 2};
+
+    (void)state;
+    assert_int_equal(read_edited(&ed, &m, &pages), 0);
+    assert_int_equal(m.nmemfds, 1);
+    assert_string_equal(m.memfds[0].name, "fz");
+    assert_int_equal(mos_img_fd_memfd_ino(&m, &m.fds[1]), 77); /* the dup's, through fd 3 */
+    assert_int_equal(pages, 2);
+    mos_img_meta_free(&m);
+    e[0] = memfd_entry(3, &unknown, -1);
+    expect_refused(e, 2, "names a memfd the image lacks");
+    e[0] = memfd_entry(3, NULL, -1); /* no object named */
+    expect_refused(e, 1, "memfd entry out of range");
+    e[0] = memfd_entry(3, &known, -1);
+    e[1] = memfd_entry(4, &known, 3); /* a dup carries nothing */
+    expect_refused(e, 2, "memfd entry out of range");
+    e[0].name = "/memfd:fz (dele)";
+    e[0].f.path_len = 16;
+    expect_refused(e, 1, "memfd entry out of range");
+}
+
+/* Each way an object or its data can be wrong: refused with one line. */
+static void expect_memfd_refused(const struct mos_rec_memfd *o, const char *name,
+                                 const struct mos_rec_memfd_pages *run, const char *why)
+{
+    struct mos_img_meta m;
+    uint64_t pages;
+    struct edits ed = {.obj = o, .obj_name = name, .run = run};
+
+    assert_int_equal(read_edited(&ed, &m, &pages), MOS_E_IMAGE);
+    assert_int_equal(img_errors()->count, 1);
+    if (!strstr(img_errors()->last, why))
+        fail_msg("expected '%s', got '%s'", why, img_errors()->last);
+}
+
+static void test_memfd_objects_checked(void **state)
+{
+    const struct mos_rec_memfd ok = {.ino = 77, .size = 3 * 4096 + 5, .data_pages = 2,
+                                     .seals = 2, .name_len = 2};
+    struct mos_rec_memfd o = ok;
+    struct mos_rec_memfd_pages run = {.index = 0, .first = 1, .npages = 2};
+    const char *range = "MEMFDS record: entry out of range";
+
+    (void)state;
+    o.seals = 0x40;
+    expect_memfd_refused(&o, "fz", NULL, range);
+    o = ok;
+    o.size = MOS_IMG_MAX_MEMFD_BYTES + 1;
+    expect_memfd_refused(&o, "fz", NULL, range);
+    o = ok;
+    o.data_pages = 5; /* more than its 4 pages */
+    expect_memfd_refused(&o, "fz", NULL, range);
+    o = ok;
+    o.ino = 0;
+    expect_memfd_refused(&o, "fz", NULL, range);
+    o = ok;
+    expect_memfd_refused(&o, "f\0", NULL, "MEMFDS record: bad name");
+    o.ino = 78; /* the fd and the VMA name 77 */
+    expect_memfd_refused(&o, "fz", NULL, "names a memfd the image lacks");
+    o = ok;
+    run.first = 3; /* pages 3..4 of a 4-page object: past its end */
+    expect_memfd_refused(&o, "fz", &run, "MEMFD_PAGES record");
+    run.first = 1;
+    run.index = 1;
+    expect_memfd_refused(&o, "fz", &run, "MEMFD_PAGES record");
+    run.index = 0;
+    run.npages = 3; /* more than the object's data_pages, and than the record holds */
+    expect_memfd_refused(&o, "fz", &run, "MEMFD_PAGES record");
+    o.data_pages = 1;
+    run.npages = 2;
+    expect_memfd_refused(&o, "fz", &run, "MEMFD_PAGES record");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +457,8 @@ int main(void)
         cmocka_unit_test(test_epoll_entries_checked),
         cmocka_unit_test(test_unix_pair_reads_back),
         cmocka_unit_test(test_unix_entries_checked),
+        cmocka_unit_test(test_memfd_entries_checked),
+        cmocka_unit_test(test_memfd_objects_checked),
     };
     mos_log_set_sink(img_errors_sink, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);

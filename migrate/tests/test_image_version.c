@@ -59,22 +59,25 @@ static void test_older_versions_refused_in_one_line(void **state)
     int rc = read_image(1, offsetof(struct mos_rec_image, nthreads), 0);
     assert_int_equal(rc, MOS_E_VERSION);
     assert_int_equal(img_errors()->count, 1);
-    assert_non_null(strstr(img_errors()->last, "image format version 1; this mos reads version 5"));
+    assert_non_null(strstr(img_errors()->last, "image format version 1; this mos reads version 6"));
     assert_int_equal(read_image(2, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
-    assert_non_null(strstr(img_errors()->last, "image format version 2; this mos reads version 5"));
+    assert_non_null(strstr(img_errors()->last, "image format version 2; this mos reads version 6"));
     /* 3: before shared anonymous memory */
     assert_int_equal(read_image(3, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
-    assert_non_null(strstr(img_errors()->last, "image format version 3; this mos reads version 5"));
+    assert_non_null(strstr(img_errors()->last, "image format version 3; this mos reads version 6"));
     /* 4: before unix socket pairs */
     assert_int_equal(read_image(4, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
-    assert_non_null(strstr(img_errors()->last, "image format version 4; this mos reads version 5"));
+    assert_non_null(strstr(img_errors()->last, "image format version 4; this mos reads version 6"));
+    /* 5: before memfd objects */
+    assert_int_equal(read_image(5, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
+    assert_non_null(strstr(img_errors()->last, "image format version 5; this mos reads version 6"));
 }
 
 static void test_newer_version_refused(void **state)
 {
     (void)state;
-    assert_int_equal(read_image(6, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
-    assert_non_null(strstr(img_errors()->last, "image format version 6"));
+    assert_int_equal(read_image(7, sizeof(struct mos_rec_image), 1), MOS_E_VERSION);
+    assert_non_null(strstr(img_errors()->last, "image format version 7"));
 }
 
 static void test_thread_count_checked(void **state)

@@ -46,7 +46,7 @@ run_pair() {
     fi
 }
 
-for prog in heap bigmap recursion fpu tls signals files filemap pipes anonfds shmanon unixpair; do
+for prog in heap bigmap recursion fpu tls signals files filemap pipes anonfds shmanon unixpair memfd; do
     run_pair "$prog-pie" 0.15 "$B/zdtm_${prog}_pie"
 done
 for variant in nopie static staticpie; do
@@ -483,6 +483,26 @@ socks=$("$CK" info $d/sock.img 2>/dev/null | awk '$3 == "unix" { printf "%s%s", 
 [ $rc = 0 ] && [ "$socks" = "5 6" ] && ok "descriptors in flight, --close-other-fds: that pair left closed, fds $socks travel" \
     || bad "descriptors in flight, --close-other-fds: rc=$rc, unix fds '$socks' $out"
 { kill -9 $s5 $s6 $s6c $s7 $s8; wait $s5 $s6 $s7 $s8; } 2>/dev/null
+# a memfd of its own travels (zdtm_memfd); one another process holds or maps does not: its fd
+# is refused (left closed with --close-other-fds), and a map of it refuses the process
+$PY -c 'import os, time; fd = os.memfd_create("own"); os.ftruncate(fd, 8192); time.sleep(30)' & s9=$!; pids+=($s9)
+for _ in $(seq 1 500); do [ -e /proc/$s9/fd/3 ] && break; sleep 0.01; done
+out=$("$CK" check $s9 2>&1); [ $? = 0 ] && ok "a memfd of its own may be checkpointed: $out" || bad "own memfd: $out"
+for how in fd map; do
+    $PY -c 'import mmap, os, sys, time
+fd = os.memfd_create("shared"); os.ftruncate(fd, 8192)
+m = mmap.mmap(fd, 8192) if sys.argv[1] == "map" else None
+if os.fork() == 0:
+    print("ready", os.getpid(), flush=True); time.sleep(30); sys.exit()
+time.sleep(30)' $how > $d/memfd.$how & s10=$!; pids+=($s10)
+    wait_ready $d/memfd.$how; read -r _ s10c < $d/memfd.$how; pids+=($s10c)
+    [ $how = fd ] && want="fd 3 is a memfd shared with pid $s10c" || want="maps a memfd shared with pid $s10c"
+    out=$("$CK" check $s10 2>&1)
+    [ $? != 0 ] && grep -q "$want" <<<"$out" && [ "$(wc -l <<<"$out")" = 1 ] \
+        && ok "memfd shared by $how refused: $out" || bad "memfd shared by $how: $out"
+    kill -9 $s10 $s10c; wait $s10 2>/dev/null
+done
+kill -9 $s9; wait $s9 2>/dev/null
 out=$("$CK" check $s1 2>&1); [ $? = 0 ] && ok "plain process: $out" || bad "plain: $out"
 kill -STOP $s1
 for _ in $(seq 1 500); do grep -q '^State:.*T' /proc/$s1/status && break; sleep 0.01; done

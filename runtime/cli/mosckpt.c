@@ -198,11 +198,25 @@ static void info_json(const struct mos_image_info *in)
             json_object_object_add(j, "queued", json_object_new_int64(f->queued));
             json_object_object_add(j, "messages", json_object_new_int64(f->messages));
             json_object_object_add(j, "peer", json_object_new_int64((int64_t)f->peer));
+        } else if (strcmp(f->kind, "memfd") == 0) {
+            json_object_object_add(j, "object", json_object_new_int64((int64_t)f->peer));
         }
         json_object_array_add(fds, j);
     }
+    json_object *memfds = json_object_new_array();
+    for (size_t i = 0; i < in->nmemfds; i++) {
+        const struct mos_image_memfd_info *mf = &in->memfds[i];
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "name", json_object_new_string(mf->name));
+        json_object_object_add(j, "object", json_object_new_int64((int64_t)mf->ino));
+        json_object_object_add(j, "size", json_object_new_int64((int64_t)mf->size));
+        json_object_object_add(j, "pages", json_object_new_int64((int64_t)mf->data_pages));
+        json_object_object_add(j, "seals", json_object_new_int((int)mf->seals));
+        json_object_array_add(memfds, j);
+    }
     json_object_object_add(o, "vmas", vmas);
     json_object_object_add(o, "fds", fds);
+    json_object_object_add(o, "memfds", memfds);
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
 }
@@ -242,10 +256,18 @@ static void info_text(const struct mos_image_info *in)
             printf("  fd %d unix %s flags %#o, other end closed, holds %u bytes in %u "
                    "message%s\n", f->fd, f->path, f->flags, f->queued, f->messages,
                    f->messages == 1 ? "" : "s");
+        else if (strcmp(f->kind, "memfd") == 0)
+            printf("  fd %d memfd %s offset %llu flags %#o, object %llu\n", f->fd, f->path,
+                   (unsigned long long)f->offset, f->flags, (unsigned long long)f->peer);
         else
             printf("  fd %d %s %s offset %llu flags %#o\n", f->fd, f->kind, f->path,
                    (unsigned long long)f->offset, f->flags);
     }
+    for (size_t i = 0; i < in->nmemfds; i++)
+        printf("  memfd object %llu \"%s\" %llu bytes, %llu pages carried, seals %#x\n",
+               (unsigned long long)in->memfds[i].ino, in->memfds[i].name,
+               (unsigned long long)in->memfds[i].size,
+               (unsigned long long)in->memfds[i].data_pages, in->memfds[i].seals);
     printf("%llu pages in %llu records, %llu bytes\n", (unsigned long long)in->pages,
            (unsigned long long)in->records, (unsigned long long)in->bytes);
 }

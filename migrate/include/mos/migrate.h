@@ -261,23 +261,30 @@ int mos_restored_wait(pid_t pid);
 struct mos_image_vma_info {
     uint64_t start, end;
     uint32_t prot;
-    const char *kind; /* "anon", "file", "file-shared", "file-copy", "vdso" */
+    const char *kind; /* "anon", "file", "file-shared", "file-copy", "vdso", "anon-shared",
+                         "memfd" */
     const char *path;
     uint64_t pages;   /* pages carried */
 };
 struct mos_image_fd_info {
     int fd;
     const char *kind; /* "file", "dev", "stdio", "pipe", "eventfd", "signalfd", "timerfd",
-                          "epoll", "unix" */
+                          "epoll", "unix", "memfd" */
     const char *path;
     uint64_t offset;
     uint32_t flags;
     uint32_t pipe_size, queued; /* a pipe: its capacity, the bytes it held (first fd only) */
     /* a unix socket (not a dup): queued also its bytes, in `messages`; peer the other end's
-     * inode, 0 when it was closed */
+     * inode, 0 when it was closed; a memfd: peer is its object's inode (a memfds entry) */
     uint32_t messages;
     uint64_t peer;
     int dup_of; /* -1, or the earlier fd sharing this one's open file description */
+};
+/* A memfd object: what memfd fds and memfd VMAs name (by inode) */
+struct mos_image_memfd_info {
+    const char *name;
+    uint64_t ino, size, data_pages; /* bytes; pages carried */
+    uint32_t seals;                 /* F_SEAL_* */
 };
 struct mos_image_info {
     uint32_t format_version;
@@ -293,7 +300,9 @@ struct mos_image_info {
     size_t nvmas;
     struct mos_image_fd_info *fds;
     size_t nfds;
-    uint64_t pages, records, bytes;
+    struct mos_image_memfd_info *memfds;
+    size_t nmemfds;
+    uint64_t pages, records, bytes; /* pages: of the VMAs (memfds' count apart) */
 };
 /* Read and validate a whole image. 0 or a status (logged once). */
 int mos_image_info_read(struct mos_img_io *io, struct mos_image_info *info);

@@ -27,11 +27,14 @@ int main(int argc, char **argv)
     } else if (!strcmp(what, "uring")) {
         if (syscall(SYS_io_uring_setup, 4, params) < 0)
             return zdtm_result(0, "io_uring_setup");
-    } else if (!strcmp(what, "shared")) { /* a shared writable map of a file (here a memfd) */
-        int fd = memfd_create("stayer", 0);
+    } else if (!strcmp(what, "shared")) { /* a shared writable map of a file (a memfd's travel) */
+        char path[] = "/tmp/mos-stayer.XXXXXX";
+        int fd = mkstemp(path);
         if (fd < 0 || ftruncate(fd, 1 << 16) != 0 ||
             mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED)
-            return zdtm_result(0, "memfd mmap");
+            return zdtm_result(0, "file mmap");
+        unlink(path);
+        close(fd);
     } else if (!strcmp(what, "shanon")) {
         /* shared anonymous memory travels only if no other process maps it: the child, the
          * one to dump, shares its region with this parent */
