@@ -729,7 +729,7 @@ int mos_stay_check(pid_t pid, const struct mos_dump_opts *opts, int frozen, char
         goto out;
     for (size_t i = 0; i < nfds; i++)
         if (fds[i].kind == 0 && !(opts && opts->close_other_fds))
-            REFUSE("%s", fds[i].why);
+            REFUSE("holds an fd that cannot travel: %s", fds[i].why);
 out:
     free(fds);
     return rc;
