@@ -2015,8 +2015,8 @@ static int ns_last_pid_set(pid_t last)
 /* said once per restore, in words: what a fresh tid means for the program */
 static void fresh_tids_say(struct mos_restore *r, pid_t want, const char *why)
 {
-    mos_warn("migrate", "restore: tid %d is %s here: threads get fresh tids; the program's "
-             "cached tids (pthread_kill, tgkill, PI and robust futex owners) name the old ones",
+    mos_warn("migrate", "restore: tid %d is %s here: threads get fresh tids (glibc's cached tids "
+             "are set to them; PI and robust futex words of locks held now name the old ones)",
              (int)want, why);
     r->fresh_tids = 1;
 }
@@ -2188,6 +2188,40 @@ static int threads_create(struct mos_restore *r)
     return 0;
 }
 
+/* A thread with a fresh tid: the tid the program cached for it names the old one, and glibc
+ * asks the kernel with it (pthread_getattr_np, pthread_getaffinity_np, pthread_kill: ESRCH,
+ * or another process's thread). glibc caches it in the word its set_tid_address pointer names
+ * (struct pthread's tid), so that word is set to the new tid where it holds the old one: a
+ * runtime whose pointer names another word (musl's detach state) holds no tid there and is
+ * left alone. Not for a guest, whose supervisor answers with the image's tids. */
+static int cached_tid_fix(struct mos_restore *r, struct mos_inject *t, uint64_t word,
+                          pid_t old_tid, pid_t new_tid)
+{
+    int32_t now = 0, tid = new_tid;
+
+    if (!word || old_tid == new_tid || mos_inject_read(t, word, &now, sizeof(now)) != 0 ||
+        now != old_tid)
+        return 0;
+    int rc = mos_inject_write(t, word, &tid, sizeof(tid));
+    if (rc != 0)
+        mos_err("migrate", "restore: setting the cached tid of thread %d to %d: %s",
+                (int)old_tid, (int)new_tid, mos_strerror(rc));
+    return rc;
+}
+
+static int cached_tids_fix(struct mos_restore *r)
+{
+    int rc = 0;
+
+    if (r->opts.guest)
+        return 0;
+    rc = cached_tid_fix(r, r->t, r->m.core.clear_child_tid, (pid_t)r->m.image.src_pid, r->pid);
+    for (uint32_t i = 0; i < r->m.nthreads && rc == 0; i++)
+        rc = cached_tid_fix(r, r->threads[i], r->m.threads[i].t.core.clear_child_tid,
+                            r->m.threads[i].t.tid, mos_inject_pid(r->threads[i]));
+    return rc;
+}
+
 /* Last, once the exec spot of the moved vDSO is known: registers, xstate, mask. */
 static int threads_finish(struct mos_restore *r)
 {
@@ -2269,6 +2303,8 @@ static int finish(struct mos_restore *r)
         sched_set(r, r->t, &m->core);
     if (rc == 0)
         rc = threads_create(r);
+    if (rc == 0)
+        rc = cached_tids_fix(r);
     if (rc != 0)
         return rc;
     rlimits_set(r);
@@ -2603,9 +2639,9 @@ static pid_t husk_fork(struct mos_restore *r)
     if (pid >= 0)
         return (pid_t)pid;
     if (r->m.nthreads)
-        mos_warn("migrate", "restore: pid %d is %s here: the main thread gets a fresh tid; the "
-                 "program's cached tid of it (pthread_kill, tgkill, PI and robust futex owners) "
-                 "names the old one", (int)want,
+        mos_warn("migrate", "restore: pid %d is %s here: the main thread gets a fresh tid "
+                 "(glibc's cached tid is set to it; PI and robust futex words of locks held now "
+                 "name the old one)", (int)want,
                  errno == EEXIST ? "taken" : "not ours to choose");
     return fork();
 }
@@ -2641,8 +2677,9 @@ static int husk_start(struct mos_restore *r, const char *husk)
     if (r->t) { /* started early for pages sent ahead */
         if (r->m.nthreads)
             mos_warn("migrate", "restore: the husk started before pid %d was known: the main "
-                     "thread has a fresh tid (pthread_kill, tgkill, PI and robust futex owners "
-                     "name the old one)", (int)r->m.image.src_pid);
+                     "thread has a fresh tid (glibc's cached tid is set to it; PI and robust "
+                     "futex words of locks held now name the old one)",
+                     (int)r->m.image.src_pid);
         rc = early_fds_install(r, opened);
         goto out;
     }

@@ -391,6 +391,20 @@ wait $recv; rrc=$?; wait $xp 2>/dev/null
 [ $src = 0 ] && [ $rrc = 0 ] && cmp -s $T/xz/ref.xz $d/live.xz \
     && ok "xz moved live mid-compression: the same $(stat -c %s $d/live.xz) bytes ($(grep '^live:' $d/send5.log))" \
     || bad "xz live: send rc=$src, receive rc=$rrc $(grep -h error $d/send5.log $d/recv5.log | head -2 | tr '\n' ' ') $(cmp $T/xz/ref.xz $d/live.xz 2>&1)"
+# the JVM moved live on this host: its tids are the frozen original's until the commit, so the
+# copy's threads get fresh ones, and glibc's cached tids must follow (else the JVM dies at its
+# exit, pthread_getattr_np failing with ESRCH); its memfd heap goes as one object
+if [ -s $T/java/Churn.class ]; then
+    (exec "${JAVA[@]}" > $d/java 2>&1) & jp=$!; pids+=($jp)
+    wait_ready $d/java; sleep 1
+    "$CK" receive --listen $((port + 9)) --key $d/key > $d/recv9.log 2>&1 & recv=$!
+    wait_listen $((port + 9))
+    "$CK" send $jp 127.0.0.1:$((port + 9)) --key $d/key --live > $d/send9.log 2>&1; src=$?
+    wait $recv; rrc=$?; wait $jp 2>/dev/null
+    [ $src = 0 ] && [ $rrc = 0 ] && grep -q 'fresh tid' $d/recv9.log && cmp -s $T/java/ref $d/java \
+        && ok "java with ZGC moved live, fresh tids: the same digest ($(grep '^live:' $d/send9.log))" \
+        || bad "java live: send rc=$src, receive rc=$rrc $(grep -h error $d/send9.log $d/recv9.log | head -2 | tr '\n' ' ') $(tail -1 $d/java)"
+else bad "java live: no Churn.class"; fi
 # A live move of zdtm_dirty whose receiver has begun to hear from its sender, both in the
 # background (PORT_OFFSET N: logs recvN.log and sendN.log): dp, recv and send are set.
 live_move_begun() {

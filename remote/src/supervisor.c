@@ -739,6 +739,34 @@ static int handle_kill(struct mos_supervisor *sup, const struct seccomp_notif *n
     return reply_result(sup, n->id, 0);
 }
 
+/* sched_{get,set}affinity name a thread by the tid its program knows: glibc's
+ * pthread_getaffinity_np and pthread_getattr_np pass the tid it cached, the image's, which is
+ * no thread here (ESRCH, or another process's). Done here on the local thread: 0 is the
+ * caller, a tid of none of the job's threads is ESRCH (a guest sees no other process of this
+ * node, as with tgkill). The mask is at most 8 KiB (65536 CPUs), as the kernel reads. */
+static int handle_affinity(struct mos_supervisor *sup, const struct seccomp_notif *n)
+{
+    const uint64_t *a = (const uint64_t *)n->data.args;
+    pid_t local = (pid_t)a[0] == 0 ? (pid_t)n->pid : local_tid(sup, (pid_t)a[0]);
+    size_t len = a[1] < 8192 ? (size_t)a[1] : 8192;
+    uint8_t mask[8192];
+    long ret = -ESRCH;
+
+    fwd_stats_add(FWD_STAT_VIRTUAL);
+    sup->st->calls[MOS_CALLS_VIRTUAL]++;
+    if (local && n->data.nr == SYS_sched_setaffinity) {
+        ret = guest_read(sup->guest, a[2], mask, len);
+        if (ret == 0 && syscall(SYS_sched_setaffinity, local, len, mask) != 0)
+            ret = -errno;
+    } else if (local) {
+        ret = syscall(SYS_sched_getaffinity, local, len, mask);
+        ret = ret < 0 ? -errno : ret;
+        if (ret > 0 && guest_write(sup->guest, a[2], mask, (size_t)ret) != 0)
+            ret = -EFAULT;
+    }
+    return notif_valid(sup, n->id) ? reply_result(sup, n->id, ret) : 0;
+}
+
 static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif *n)
 {
     switch (n->data.nr) {
@@ -754,6 +782,8 @@ static int handle_virtual(struct mos_supervisor *sup, const struct seccomp_notif
         fwd_stats_add(FWD_STAT_VIRTUAL);
         sup->st->calls[MOS_CALLS_VIRTUAL]++;
         return reply_result(sup, n->id, sup->home.ppid);
+    case SYS_sched_getaffinity:
+    case SYS_sched_setaffinity: return handle_affinity(sup, n);
     default: return handle_kill(sup, n);
     }
 }

@@ -74,8 +74,9 @@ static const struct fwd_sys_entry sys_table[FWD_SYSCALL_MAX] = {
     [SYS_time] = LOCAL("time"),
     [SYS_times] = LOCAL("times"),
     [SYS_sched_yield] = LOCAL("sched_yield"),
-    [SYS_sched_getaffinity] = LOCAL("sched_getaffinity"),
-    [SYS_sched_setaffinity] = LOCAL("sched_setaffinity"),
+    /* a tid the program knows (glibc's cached one) names a local thread: supervisor.c */
+    [SYS_sched_getaffinity] = VIRT("sched_getaffinity"),
+    [SYS_sched_setaffinity] = VIRT("sched_setaffinity"),
     [SYS_getcpu] = LOCAL("getcpu"),
     [SYS_getrandom] = LOCAL("getrandom"),
     [SYS_exit] = LOCAL("exit"),

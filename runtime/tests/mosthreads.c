@@ -10,7 +10,8 @@
  * away from home, and a native run (gates made beforehand) prints the same.
  *
  * Output: the workers' lines, then per thread its signal count and whether gettid stayed the
- * same, then the helpers' and the reader's reports. Exit status 0. */
+ * same, then the helpers' and the reader's reports, and whether a worker's affinity and
+ * attributes could be read by its pthread_t (after the late helper: away). Exit status 0. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -168,6 +169,13 @@ int main(int argc, char **argv)
     pthread_create(&late, NULL, helper_made_late, NULL);
     pthread_join(late, &res);
     int late_ok = (long)res == 1;
+    /* a worker asked about by the tid glibc cached for it (away: the one from home) */
+    cpu_set_t cpus;
+    pthread_attr_t attr;
+    int aff = pthread_getaffinity_np(workers[1], sizeof(cpus), &cpus);
+    int attr_rc = pthread_getattr_np(workers[1], &attr);
+    if (attr_rc == 0)
+        pthread_attr_destroy(&attr);
     for (int i = 0; i < WORKERS; i++) {
         pthread_join(workers[i], &res);
         snprintf(line, sizeof(line), "worker %d: %d SIGUSR1, tid stable: %s\n", i,
@@ -177,6 +185,9 @@ int main(int argc, char **argv)
     snprintf(line, sizeof(line), "pthread_kill failures: %llu\nhelper joined: %s\n"
              "late helper: %s\n", kill_failures, early_ok ? "yes" : "no",
              late_ok ? "raise reached it, tid stable" : "FAILED");
+    say(line);
+    snprintf(line, sizeof(line), "a worker's affinity: %s, its attributes: %s\n",
+             aff ? strerror(aff) : "read", attr_rc ? strerror(attr_rc) : "read");
     say(line);
     if (with_stdin) {
         pthread_join(rd, &res);
