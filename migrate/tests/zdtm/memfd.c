@@ -25,20 +25,11 @@
 #define HOLE 20                /* pages 20..29 never written */
 #define B_PAGES 8
 
-static uint64_t sum_of(const unsigned char *p, size_t n)
-{
-    uint64_t s = 0;
-
-    for (size_t i = 0; i < n; i++)
-        s = s * 131 + p[i];
-    return s;
-}
-
 static uint64_t sum_fd(int fd)
 {
     static unsigned char buf[A_SIZE + PG];
     ssize_t n = pread(fd, buf, sizeof(buf), 0);
-    return n < 0 ? 0 : sum_of(buf, (size_t)n) ^ (uint64_t)n;
+    return n < 0 ? 0 : zdtm_sum(buf, (size_t)n) ^ (uint64_t)n;
 }
 
 int main(void)
@@ -85,9 +76,9 @@ int main(void)
         if (pwrite(a3, &c, 1, (off_t)(32 * PG + s)) != 1) /* beyond the maps */
             return zdtm_result(0, "pwrite during the steps");
         zdtm_say("step %d: view %016llx alias %016llx fd %016llx B %016llx", s,
-                 (unsigned long long)sum_of(rw, A_MAP * PG),
-                 (unsigned long long)sum_of(ro, A_MAP * PG), (unsigned long long)sum_fd(a),
-                 (unsigned long long)sum_of(bm, B_PAGES * PG));
+                 (unsigned long long)zdtm_sum(rw, A_MAP * PG),
+                 (unsigned long long)zdtm_sum(ro, A_MAP * PG), (unsigned long long)sum_fd(a),
+                 (unsigned long long)zdtm_sum(bm, B_PAGES * PG));
         zdtm_sleep_ms(ms);
     }
     /* one object still: a write through an fd shows in both maps */
@@ -119,7 +110,7 @@ int main(void)
     link[ln > 0 ? ln : 0] = '\0';
     zdtm_say("final: fd %016llx B %016llx size %lld offsets %lld %lld %lld seals %#x cloexec %d "
              "one object %d B sealed %d hole %d name %s",
-             (unsigned long long)sum_fd(a3), (unsigned long long)sum_of(bm, B_PAGES * PG),
+             (unsigned long long)sum_fd(a3), (unsigned long long)zdtm_sum(bm, B_PAGES * PG),
              (long long)sa.st_size, (long long)off_a, (long long)off_a2, (long long)off_a3,
              seals_a, cloexec, one, b_sealed, hole, link);
     return zdtm_result(one && b_sealed && hole && off_a == off_a2 && off_a3 == 33 &&

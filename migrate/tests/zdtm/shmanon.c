@@ -19,15 +19,6 @@
 #define RO_FROM 56    /* pages 56..63 read-only */
 #define PG 4096
 
-static uint64_t sum_of(const unsigned char *p, size_t n)
-{
-    uint64_t s = 0;
-
-    for (size_t i = 0; i < n; i++)
-        s = s * 131 + p[i];
-    return s;
-}
-
 int main(void)
 {
     int steps = zdtm_env("ZDTM_STEPS", 30), ms = zdtm_env("ZDTM_STEP_MS", 25);
@@ -46,7 +37,7 @@ int main(void)
     zdtm_say("ready");
     for (int s = 0; s < steps; s++) {
         a[s * 97 % (RO_FROM * PG)] ^= (unsigned char)(s + 1);
-        zdtm_say("step %d: sum %016llx", s, (unsigned long long)sum_of(a, PAGES * PG));
+        zdtm_say("step %d: sum %016llx", s, (unsigned long long)zdtm_sum(a, PAGES * PG));
         zdtm_sleep_ms(ms);
     }
     int untouched_zero = 1;
@@ -65,7 +56,7 @@ int main(void)
         return zdtm_result(0, "fork");
     int shared = a[DROPPED * PG] == 0xA5;
     zdtm_say("final sum %016llx, untouched pages %s, region %s",
-             (unsigned long long)sum_of(a, PAGES * PG), untouched_zero ? "zero" : "NOT zero",
+             (unsigned long long)zdtm_sum(a, PAGES * PG), untouched_zero ? "zero" : "NOT zero",
              shared ? "shared with a child" : "NOT shared");
     return zdtm_result(untouched_zero && shared, "shared anonymous memory after the steps");
 }

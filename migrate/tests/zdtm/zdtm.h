@@ -48,6 +48,16 @@ static inline uint64_t zdtm_rand(uint64_t *s)
     return *s;
 }
 
+/* A checksum of n bytes, as the programs print it */
+static inline uint64_t zdtm_sum(const unsigned char *p, size_t n)
+{
+    uint64_t s = 0;
+
+    for (size_t i = 0; i < n; i++)
+        s = s * 131 + p[i];
+    return s;
+}
+
 /* One line from fd, read a byte at a time (nothing beyond it is taken): its length, -1 at
  * an error or the end. */
 #include <unistd.h>
