@@ -9,6 +9,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,6 +553,116 @@ out:
     if (rc != -ESRCH)
         ptrace(PTRACE_SETOPTIONS, t->pid, NULL, (void *)t->options);
     if (patch && rc != -ESRCH && (rc2 = patch_swap(t, &saved_word, 1)) != 0 && rc == 0)
+        rc = rc2;
+    return rc;
+}
+
+/* The batch runner (inject.h), rbx on the current entry. It clobbers rax, rcx, r11 and the
+ * argument registers and never touches the stack, so a child that clone3 made without a stack
+ * of its own shares the parent's rsp harmlessly; an int3 ends it, the one stop of a batch.
+ *
+ *   start: mov eax,[rbx+4]; test eax,END; jnz done
+ *          mov eax,[rbx]; mov rdi,[rbx+8]; mov rsi,[rbx+16]; mov rdx,[rbx+24]
+ *          mov r10,[rbx+32]; mov r8,[rbx+40]; mov r9,[rbx+48]; syscall
+ *          test byte [rbx+4],FORK_TO; jz store; test rax,rax; jnz store
+ *          mov rbx,[rbx+48]; jmp start                      ; the child: its own list
+ *   store: mov [rbx+56],rax; test rax,rax; jns next
+ *          test byte [rbx+4],STOP_ON_ERROR; jnz done
+ *   next:  add rbx,64; jmp start
+ *   done:  int3
+ */
+static const uint8_t batch_code[] = {
+    0x8b, 0x43, 0x04, 0xa9, 0x04, 0x00, 0x00, 0x00, 0x75, 0x42, 0x8b, 0x03, 0x48, 0x8b, 0x7b,
+    0x08, 0x48, 0x8b, 0x73, 0x10, 0x48, 0x8b, 0x53, 0x18, 0x4c, 0x8b, 0x53, 0x20, 0x4c, 0x8b,
+    0x43, 0x28, 0x4c, 0x8b, 0x4b, 0x30, 0x0f, 0x05, 0xf6, 0x43, 0x04, 0x02, 0x74, 0x0b, 0x48,
+    0x85, 0xc0, 0x75, 0x06, 0x48, 0x8b, 0x5b, 0x30, 0xeb, 0xc9, 0x48, 0x89, 0x43, 0x38, 0x48,
+    0x85, 0xc0, 0x79, 0x06, 0xf6, 0x43, 0x04, 0x01, 0x75, 0x06, 0x48, 0x83, 0xc3, 0x40, 0xeb,
+    0xb4, 0xcc};
+
+_Static_assert(sizeof(struct mos_batch_call) == 64 && offsetof(struct mos_batch_call, flags) == 4 &&
+                   offsetof(struct mos_batch_call, args) == 8 &&
+                   offsetof(struct mos_batch_call, result) == 56,
+               "batch_code reads this layout");
+_Static_assert(MOS_BATCH_STOP_ON_ERROR == 1 && MOS_BATCH_FORK_TO == 2 && MOS_BATCH_END == 4,
+               "batch_code tests these bits");
+
+const uint8_t *mos_inject_batch_code(size_t *len)
+{
+    *len = sizeof(batch_code);
+    return batch_code;
+}
+
+/* The stop at a list's end: SIGTRAP with rip past the int3. The task is held again with every
+ * signal blocked (the forced SIGTRAP unblocked its own), its registers as stopped there. */
+static int batch_trap_take(struct mos_inject *t, int status, uint64_t code)
+{
+    const uint64_t all = ~0ull;
+    struct user_regs_struct r;
+
+    if (status >> 8 != SIGTRAP || ptrace(PTRACE_GETREGS, t->pid, NULL, &r) < 0 ||
+        r.rip != code + sizeof(batch_code)) {
+        mos_err("inject", "pid %d: unexpected stop (status 0x%x) in a batch", (int)t->pid,
+                status);
+        return -EFAULT;
+    }
+    if (ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(all), &all) < 0)
+        return mos_errno_status();
+    return 0;
+}
+
+/* The leader's run up to its int3 (*status): every clone event gives a child, let go at once
+ * on its own list, so that children and leader run side by side. */
+static int batch_leader_run(struct mos_inject *t, struct mos_inject **children, size_t max,
+                            size_t *n, int *status)
+{
+    for (;;) {
+        unsigned long msg = 0;
+        int rc = ptrace(PTRACE_CONT, t->pid, NULL, NULL) < 0 ? mos_errno_status() : 0;
+        if (rc == 0)
+            rc = wait_stop(t->pid, status);
+        if (rc != 0)
+            return rc;
+        if (*status >> 8 != (SIGTRAP | (PTRACE_EVENT_CLONE << 8)))
+            return 0;
+        if (ptrace(PTRACE_GETEVENTMSG, t->pid, NULL, &msg) < 0)
+            return mos_errno_status();
+        if (*n == max)
+            return -E2BIG;
+        if ((rc = clone_child_take(t, (pid_t)msg, &children[*n])) != 0)
+            return rc;
+        (*n)++;
+        if (ptrace(PTRACE_CONT, (pid_t)msg, NULL, NULL) < 0)
+            return mos_errno_status();
+    }
+}
+
+int mos_inject_batch_run(struct mos_inject *t, uint64_t code, uint64_t table,
+                         struct mos_inject **children, size_t max, size_t *nchildren)
+{
+    struct user_regs_struct r;
+    int rc, rc2, patch, status = 0;
+
+    *nchildren = 0;
+    if ((rc = call_regs(t, 0, &r, &patch)) != 0)
+        return rc;
+    r.rip = code;
+    r.rbx = table;
+    if (ptrace(PTRACE_SETOPTIONS, t->pid, NULL, (void *)(t->options | PTRACE_O_TRACECLONE)) < 0 ||
+        ptrace(PTRACE_SETREGS, t->pid, NULL, &r) < 0)
+        return mos_errno_status();
+    rc = batch_leader_run(t, children, max, nchildren, &status);
+    if (rc == 0)
+        rc = batch_trap_take(t, status, code);
+    for (size_t i = 0; i < *nchildren && rc == 0; i++) {
+        struct mos_inject *c = children[i];
+        if ((rc = wait_stop(c->pid, &status)) == 0 && (rc = batch_trap_take(c, status, code)) == 0)
+            c->mask_blocked = 1;
+    }
+    if (rc == -ESRCH)
+        return rc;
+    ptrace(PTRACE_SETOPTIONS, t->pid, NULL, (void *)t->options);
+    /* parked, not left on the int3: released, the leader goes back to where it stopped */
+    if ((rc2 = regs_park(t)) != 0 && rc == 0)
         rc = rc2;
     return rc;
 }

@@ -4,6 +4,7 @@
 #include "mos/status.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -429,10 +430,99 @@ static void test_rescue_bytes_put_back(void **state)
     rescue_pids[0] = 0;
 }
 
+/* clone_args of clone3, spelled out (<linux/sched.h> and <sched.h> do not mix) */
+struct clone3_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t set_tid, set_tid_size, cgroup;
+};
+
+static void comm_of(pid_t pid, pid_t tid, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid, (int)tid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, (int)len, f));
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* A batch: the victim runs a list itself, makes a thread that runs a list of its own, stops
+ * at the first failure where told to, and goes on reading its pipe once let go. */
+static void test_batch(void **state)
+{
+    (void)state;
+    struct victim v = victim_start();
+    struct mos_inject *t, *kids[2] = {0};
+    size_t len, nkids = 9;
+    const uint8_t *code = mos_inject_batch_code(&len);
+    long page = 0;
+    const uint32_t fork_to = MOS_BATCH_FORK_TO | MOS_BATCH_STOP_ON_ERROR;
+
+    victim_ping(&v, 1);
+    assert_int_equal(mos_inject_seize(v.pid, &t), 0);
+    assert_int_equal(mos_inject_call(t, SYS_mmap, 0, 8192, PROT_READ | PROT_WRITE | PROT_EXEC,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &page),
+                     0);
+    const uint64_t at = (uint64_t)page, list = at + 256, kid_list = at + 1024,
+                   args_at = at + 2048, name_at = at + 2304;
+    const struct clone3_args args = {.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+                                              CLONE_THREAD | CLONE_SYSVSEM};
+    const int64_t unrun = -12345;
+    struct mos_batch_call calls[5] = {
+        {.nr = SYS_getpid, .result = unrun},
+        {.nr = SYS_clone3, .flags = fork_to, .args = {args_at, sizeof(args), 0, 0, 0, kid_list},
+         .result = unrun},
+        {.nr = SYS_close, .args = {(uint64_t)-1}, .result = unrun}, /* fails, the list goes on */
+        {.nr = SYS_getppid, .result = unrun},
+        {.flags = MOS_BATCH_END}};
+    struct mos_batch_call kid[4] = {
+        {.nr = SYS_gettid, .result = unrun},
+        {.nr = SYS_prctl, .args = {PR_SET_NAME, name_at}, .result = unrun},
+        {.nr = SYS_close, .flags = MOS_BATCH_STOP_ON_ERROR, .args = {(uint64_t)-1},
+         .result = unrun},
+        {.nr = SYS_getpid, .result = unrun}}; /* not run: the close before it ends the list */
+    assert_int_equal(mos_inject_write(t, at, code, len), 0);
+    assert_int_equal(mos_inject_write(t, list, calls, sizeof(calls)), 0);
+    assert_int_equal(mos_inject_write(t, kid_list, kid, sizeof(kid)), 0);
+    assert_int_equal(mos_inject_write(t, args_at, &args, sizeof(args)), 0);
+    assert_int_equal(mos_inject_write(t, name_at, "batch-kid", 10), 0);
+
+    assert_int_equal(mos_inject_batch_run(t, at, list, kids, 2, &nkids), 0);
+    assert_int_equal(nkids, 1);
+    assert_int_equal(mos_inject_read(t, list, calls, sizeof(calls)), 0);
+    assert_int_equal(mos_inject_read(t, kid_list, kid, sizeof(kid)), 0);
+    pid_t tid = mos_inject_pid(kids[0]);
+    assert_int_equal(calls[0].result, v.pid);
+    assert_int_equal(calls[1].result, tid);
+    assert_int_equal(calls[2].result, -EBADF);
+    assert_int_equal(calls[3].result, getpid());
+    assert_int_equal(kid[0].result, tid);
+    assert_int_equal(kid[1].result, 0);
+    assert_int_equal(kid[2].result, -EBADF);
+    assert_int_equal(kid[3].result, unrun);
+    char comm[32];
+    comm_of(v.pid, tid, comm, sizeof(comm));
+    assert_string_equal(comm, "batch-kid");
+    comm_of(v.pid, v.pid, comm, sizeof(comm));
+    assert_string_not_equal(comm, "batch-kid");
+
+    /* the leader is held as before the batch: calls still run, and it carries on once let go */
+    long res = 0;
+    assert_int_equal(mos_inject_call(t, SYS_gettid, 0, 0, 0, 0, 0, 0, &res), 0);
+    assert_int_equal(res, v.pid);
+    assert_int_equal(mos_inject_thread_exit(kids[0]), 0);
+    assert_int_equal(mos_inject_call(t, SYS_munmap, page, 8192, 0, 0, 0, 0, NULL), 0);
+    assert_int_equal(mos_inject_release(t), 0);
+    victim_ping(&v, 41);
+    victim_finish(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_syscall_in_victim),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_patched_code_put_back),
         cmocka_unit_test(test_signal_during_freeze_stays_pending),
         cmocka_unit_test(test_gone_task),

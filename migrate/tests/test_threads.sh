@@ -5,7 +5,8 @@
 # one inside a signal handler on its alt stack; per-thread TLS, masks and names; pthread_kill
 # and joins after the restore), static too; 20 cycles of one process; zstd -T4 compressing;
 # python3 threads; scheduling policy, nice value and affinity per thread; thread stacks' guard
-# pages inaccessible again. Needs ptrace over its own children (Yama ptrace_scope <= 1 or root).
+# pages inaccessible again; robust mutexes (plain and PI) held across the restore, tids kept and
+# fresh. Needs ptrace over its own children (Yama ptrace_scope <= 1 or root).
 set -u
 B=$MOS_BIN
 CK=$B/mosckpt
@@ -205,5 +206,23 @@ if "$CK" dump $pid $d/img --leave-running > $d/dump.log 2>&1; then
         ok "tids taken: fresh tids, said once ($(grep -c 'fresh tids' $d/restore.log) warning), both runs right"
     else bad "fresh tids: rc=$rc $(tail -1 $d/restore.log) $(diff $d/want $d/copy | head -3 | tr '\n' '|')"; fi
 else bad "fresh tids: dump failed: $(tail -1 $d/dump.log)"; fi
+# --- robust mutexes held across the restore, tids kept and fresh: owners that die holding
+# them leave them EOWNERDEAD (a plain one and a PI one), and an owner that unlocks one after
+# the restore may (the words name owners by tid: with fresh tids they must follow)
+run_pair robust 2 "$B/zdtm_robust_pie"
+run_pair robust-static 2 "$B/zdtm_robust_static"
+d=$T/robust-fresh; mkdir -p $d
+(ZDTM_STEPS=40 exec "$B/zdtm_robust_pie" | cat > $d/orig) &
+pid=
+wait_for $d/orig '^ready' && pid=$(pgrep -n -f "$B/zdtm_robust_pie") && pids+=($pid)
+if [ -z "$pid" ]; then bad "robust, fresh tids: never ready"
+elif "$CK" dump $pid $d/img --leave-running > $d/dump.log 2>&1; then
+    (cd / && "$CK" restore $d/img > $d/copy 2> $d/restore.log); rc=$?
+    wait
+    if [ $rc = 0 ] && grep -q 'fresh tids' $d/restore.log && grep -q '^PASS' $d/copy &&
+       grep -q '^PASS' $d/orig; then
+        ok "robust mutexes, fresh tids: $(grep '^held' $d/copy)"
+    else bad "robust, fresh tids: rc=$rc $(grep -h -e '^held' -e FAIL $d/copy | tr '\n' ' ') $(tail -1 $d/restore.log)"; fi
+else bad "robust, fresh tids: dump failed: $(tail -1 $d/dump.log)"; fi
 echo "$passes passed, $fails failed"
 [ $fails = 0 ]

@@ -69,6 +69,32 @@ int mos_inject_syscall(struct mos_inject *t, long nr, const long args[6], long *
 int mos_inject_clone_thread(struct mos_inject *t, uint64_t args, size_t size, long *result,
                             struct mos_inject **child);
 
+/* A batch: system calls the task runs itself, one after the other, from a piece of code of
+ * ours (mos_inject_batch_code) placed in executable memory of the task, with a list of
+ * calls in its memory; it ends at an int3. One ptrace stop for the whole list instead of two
+ * per injected call: what makes a thread's restore cheap. */
+struct mos_batch_call {
+    uint32_t nr;
+    uint32_t flags;   /* MOS_BATCH_* */
+    uint64_t args[6];
+    int64_t result;   /* written by the task; untouched for a call that did not run */
+};
+#define MOS_BATCH_STOP_ON_ERROR 1u /* a negative result ends the batch there */
+#define MOS_BATCH_FORK_TO 2u       /* a clone: the child goes on with the list at args[5] */
+#define MOS_BATCH_END 4u           /* the end of a list: nothing runs from this entry */
+
+/* The code, position-independent, to copy into the task. */
+const uint8_t *mos_inject_batch_code(size_t *len);
+
+/* Run the list at table with the code at code (both in the task). Each FORK_TO clone that
+ * makes a thread (CLONE_THREAD) comes back in children[] (at most max, in the order made),
+ * traced, having run its own list up to its end: stopped there, every signal blocked but
+ * SIGTRAP. The int3 that ends a list resets the process's SIGTRAP disposition to SIG_DFL
+ * (the kernel's forced SIGTRAP does that to a blocked one): a caller whose program handles
+ * SIGTRAP sets it again. Returns the injection status; the calls' results are in the list. */
+int mos_inject_batch_run(struct mos_inject *t, uint64_t code, uint64_t table,
+                         struct mos_inject **children, size_t max, size_t *nchildren);
+
 /* execve(path, argv, envp) in the task, the three at addresses in the task. On success the
  * handle describes the new program, stopped before its first instruction (released, it starts
  * there); on failure (*result < 0) the old one is untouched. Returns the injection status. */

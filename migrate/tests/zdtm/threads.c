@@ -55,6 +55,14 @@ static void on_usr2(int sig)
         tls_got_usr2 = 1;
 }
 
+/* SIGTRAP handled: a restore that ends its batches of calls at an int3 must give it back */
+static volatile sig_atomic_t traps;
+static void on_trap(int sig)
+{
+    (void)sig;
+    traps++;
+}
+
 static void on_usr1(int sig)
 {
     stack_t ss;
@@ -240,6 +248,8 @@ int main(void)
         return zdtm_result(0, "ZDTM_THREADS out of range");
     sa.sa_handler = on_usr2;
     sigaction(SIGUSR2, &sa, NULL);
+    sa.sa_handler = on_trap;
+    sigaction(SIGTRAP, &sa, NULL);
     sa.sa_handler = on_usr1;
     sa.sa_flags = SA_ONSTACK;
     sigaction(SIGUSR1, &sa, NULL);
@@ -292,6 +302,9 @@ int main(void)
              (unsigned long long)joined, ping_turn, (unsigned long long)(uintptr_t)churned);
     if (!churned)
         bad |= 128;
+    raise(SIGTRAP);
+    if (traps != 1)
+        bad |= 256;
     char why[64];
     snprintf(why, sizeof(why), "checks failed (%#x)", bad);
     return zdtm_result(bad == 0, why);
