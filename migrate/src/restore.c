@@ -1172,9 +1172,10 @@ static int unmap_outside_ahead(struct mos_restore *r, uint64_t start, uint64_t e
 
     for (size_t i = ahead_at(r, start); start < end && rc == 0; i++) {
         uint64_t stop = i < r->nahead && r->ahead[i].start < end ? r->ahead[i].start : end;
-        if (stop > start)
-            rc = rcall(r, "unmap husk", SYS_munmap, (long)start, (long)(stop - start), 0, 0, 0,
-                       0, NULL);
+        if (stop > start) {
+            const long a[6] = {(long)start, (long)(stop - start)};
+            rc = qcall(r, "unmap husk", SYS_munmap, a, 0, NULL, 0, 0);
+        }
         start = i < r->nahead ? r->ahead[i].end : end;
     }
     return rc;
@@ -1266,10 +1267,9 @@ static int specials_move(struct mos_restore *r, const struct mos_vma_list *h, in
         if (strcmp(hv->path, "[vdso]") && strcmp(hv->path, "[vvar]") &&
             strcmp(hv->path, "[vvar_vclock]"))
             continue;
-        long len = (long)(hv->end - hv->start);
-        int rc = rcall(r, "mremap vDSO/vvar", SYS_mremap, (long)hv->start, len, len,
-                       MREMAP_MAYMOVE | MREMAP_FIXED, (long)((int64_t)hv->start + delta), 0,
-                       NULL);
+        long len = (long)(hv->end - hv->start), to = (long)((int64_t)hv->start + delta);
+        const long a[6] = {(long)hv->start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to};
+        int rc = qcall(r, "mremap vDSO/vvar", SYS_mremap, a, (uint64_t)to, NULL, 0, 0);
         if (rc != 0)
             return rc;
     }
@@ -2122,19 +2122,20 @@ static void rlimits_set(struct mos_restore *r)
 static int task_set(struct mos_restore *r)
 {
     const struct mos_rec_core *c = &r->m.core;
-    int rc = rcall(r, "umask", SYS_umask, (long)c->umask, 0, 0, 0, 0, 0, NULL);
+    const long umask_a[6] = {(long)c->umask}, name_a[6] = {PR_SET_NAME},
+               pers_a[6] = {(long)c->personality},
+               robust_a[6] = {(long)c->robust_list, (long)c->robust_len},
+               rseq_a[6] = {(long)c->rseq_addr, (long)c->rseq_len, 0, (long)c->rseq_sig};
+    int rc = qcall(r, "umask", SYS_umask, umask_a, QUEUE_ANY, NULL, 0, 0);
 
-    uint64_t at = scratch_put(r, c->comm, sizeof(c->comm), &rc);
     if (rc == 0 && c->comm[0])
-        rc = rcall(r, "PR_SET_NAME", SYS_prctl, PR_SET_NAME, (long)at, 0, 0, 0, 0, NULL);
+        rc = qcall(r, "PR_SET_NAME", SYS_prctl, name_a, 0, c->comm, sizeof(c->comm), 1);
     if (rc == 0 && c->personality)
-        rc = rcall(r, "personality", SYS_personality, (long)c->personality, 0, 0, 0, 0, 0, NULL);
+        rc = qcall(r, "personality", SYS_personality, pers_a, QUEUE_ANY, NULL, 0, 0);
     if (rc == 0 && c->robust_list)
-        rc = rcall(r, "set_robust_list", SYS_set_robust_list, (long)c->robust_list,
-                   (long)c->robust_len, 0, 0, 0, 0, NULL);
+        rc = qcall(r, "set_robust_list", SYS_set_robust_list, robust_a, 0, NULL, 0, 0);
     if (rc == 0 && c->rseq_addr)
-        rc = rcall(r, "rseq", SYS_rseq, (long)c->rseq_addr, (long)c->rseq_len, 0,
-                   (long)c->rseq_sig, 0, 0, NULL);
+        rc = qcall(r, "rseq", SYS_rseq, rseq_a, 0, NULL, 0, 0);
     for (uint32_t i = 0; i < r->m.nfds && rc == 0; i++)
         if (r->m.fds[i].f.fdflags & FD_CLOEXEC) {
             const long a[6] = {r->m.fds[i].f.fd, F_SETFD, FD_CLOEXEC};
@@ -2398,11 +2399,14 @@ struct leader_now {
     uint64_t affinity[MOS_IMG_AFFINITY_WORDS];
     long affinity_len;
     int nice, nice_ok;
+    char comm[16];
 };
 
 static void leader_now_read(const struct mos_restore *r, struct leader_now *l)
 {
     memset(l, 0, sizeof(*l));
+    memcpy(l->comm, r->m.core.comm, sizeof(l->comm));
+    l->comm[0] = comm_is(r->pid, r->pid, r->m.core.comm) ? l->comm[0] : '\0';
     l->affinity_len = syscall(SYS_sched_getaffinity, r->pid, sizeof(l->affinity), l->affinity);
     errno = 0;
     l->nice = getpriority(PRIO_PROCESS, (id_t)r->pid);
@@ -2435,7 +2439,7 @@ static uint32_t kid_calls_build(const struct mos_restore *r, const struct mos_im
                           .ss_flags = (int)(it->t.altstack_flags & ~(uint32_t)SS_ONSTACK)};
         kid_call_add(k, kinds, &n, KID_ALTSTACK, SYS_sigaltstack, KID_AT(ss), 0, 0, 0);
     }
-    if (c->comm[0] && !comm_is(r->pid, r->pid, c->comm)) {
+    if (c->comm[0] && (!l->comm[0] || strncmp(l->comm, c->comm, sizeof(l->comm)) != 0)) {
         memcpy(k->comm, c->comm, sizeof(k->comm));
         kid_call_add(k, kinds, &n, KID_NAME, SYS_prctl, PR_SET_NAME, KID_AT(comm), 0, 0);
     }
@@ -2617,7 +2621,8 @@ static int threads_create(struct mos_restore *r)
     r->fresh_tids |= r->opts.guest;
     for (uint32_t i = 0; i < r->m.nthreads && rc == 0;) {
         uint32_t made = 0;
-        if (r->queue && !r->tid_by_next) {
+        /* ns_last_pid is written before each clone: one by one, until tids are fresh */
+        if (r->queue && (!r->tid_by_next || r->fresh_tids)) {
             rc = threads_batch(r, i, &made);
             i += made;
             continue;
@@ -2796,9 +2801,12 @@ static int finish(struct mos_restore *r)
         rc = epoll_signalfds_add(r);
     if (rc == 0)
         rc = task_set(r);
+    const long tid_address_a[6] = {(long)m->core.clear_child_tid};
     if (rc == 0 && m->core.clear_child_tid)
-        rc = rcall(r, "set_tid_address", SYS_set_tid_address, (long)m->core.clear_child_tid, 0,
-                   0, 0, 0, 0, NULL);
+        rc = qcall(r, "set_tid_address", SYS_set_tid_address, tid_address_a, QUEUE_ANY, NULL, 0,
+                   0);
+    if (rc == 0)
+        rc = queue_flush(r); /* sched_set injects its calls itself: none queued from here on */
     if (rc == 0)
         sched_set(r, r->t, &m->core);
     if (rc == 0)
